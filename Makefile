@@ -1,0 +1,82 @@
+# khyve build.  `make` builds build/khyve, build/khyvectl and build/testguest.
+# `make check` runs every test, `make demo` shows a checkpoint/restore, `make asan` builds
+# with AddressSanitizer and UBSan into build-asan/.
+
+BUILD	?= build
+CC	?= gcc
+PREFIX	?= /usr/local
+PKGS	:= json-c libxxhash
+
+WARN	:= -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes \
+	   -Wmissing-prototypes -Wformat=2
+CFLAGS	?= -O2 -g
+ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Isrc -MMD -MP \
+	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS	:= -lpthread $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+LIB_SRCS := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c src/*/*/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CTL_SRCS := $(wildcard tools/*.c)
+CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all check unit e2e demo deps asan install clean format-check
+all: $(BUILD)/khyve $(BUILD)/khyvectl $(BUILD)/testguest
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libkhyve.a: $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/khyve: $(BUILD)/src/main.o $(BUILD)/libkhyve.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/khyvectl: $(CTL_OBJS) $(BUILD)/libkhyve.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkhyve.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(BUILD)/libkhyve.a \
+		$(LDLIBS) $(shell pkg-config --libs cmocka)
+
+include tests/guest/guest.mk
+
+deps:
+	@scripts/deps.sh
+
+unit: $(UNIT_BINS)
+	@scripts/run-unit.sh $(UNIT_BINS)
+
+e2e: all
+	@scripts/run-e2e.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory e2e
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh
+
+asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+		LDFLAGS="-fsanitize=address,undefined" build-asan/khyve build-asan/khyvectl \
+		$(UNIT_SRCS:tests/unit/%.c=build-asan/tests/%)
+
+install: all
+	install -D -m 755 $(BUILD)/khyve $(DESTDIR)$(PREFIX)/sbin/khyve
+	install -D -m 755 $(BUILD)/khyvectl $(DESTDIR)$(PREFIX)/sbin/khyvectl
+	install -D -m 644 man/khyve.8 $(DESTDIR)$(PREFIX)/share/man/man8/khyve.8
+	install -D -m 644 man/khyvectl.8 $(DESTDIR)$(PREFIX)/share/man/man8/khyvectl.8
+
+format-check:
+	clang-format --dry-run --Werror $(wildcard src/*.[ch] src/*/*.[ch] tools/*.c)
+
+clean:
+	rm -rf $(BUILD) build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* vCPU threads: the exit loop and the pause protocol (see vcpu.h). */
+#include "vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vm.h"
+
+#define VCPU_KICK_SIG SIGUSR1
+
+static void vcpu_kick_handler(int sig)
+{
+	/* Only there to make KVM_RUN return -EINTR. */
+}
+
+static void vcpu_install_kick_once(void)
+{
+	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
+
+	/* No SA_RESTART: KVM_RUN must return to the loop. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(VCPU_KICK_SIG, &sa, NULL);
+}
+
+static void vcpu_install_kick(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, vcpu_install_kick_once);
+}
+
+struct vcpu *vcpu_create(struct vm *vm, unsigned id, char *err, size_t errlen)
+{
+	struct vcpu *v = calloc(1, sizeof(*v));
+
+	if (!v) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	v->vm = vm;
+	v->id = id;
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->cond, NULL);
+	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
+	if (v->fd < 0) {
+		snprintf(err, errlen, "KVM_CREATE_VCPU %u: %s", id, strerror(errno));
+		free(v);
+		return NULL;
+	}
+	v->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		snprintf(err, errlen, "mmap of vCPU %u: %s", id, strerror(errno));
+		close(v->fd);
+		free(v);
+		return NULL;
+	}
+	if (vcpu_set_cpuid(v)) {
+		snprintf(err, errlen, "KVM_SET_CPUID2 on vCPU %u: %s", id, strerror(errno));
+		vcpu_destroy(v);
+		return NULL;
+	}
+	return v;
+}
+
+int vcpu_set_cpuid(struct vcpu *v)
+{
+	unsigned max = 256;
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + max * sizeof(c->entries[0]));
+	int ret = 0;
+
+	if (!c)
+		return -ENOMEM;
+	c->nent = max;
+	if (ioctl(v->vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	for (unsigned i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+		switch (e->function) {
+		case 1:
+			/* Initial APIC id, logical processor count, hypervisor present. */
+			e->ebx = (e->ebx & 0x0000ffff) | (v->id << 24) |
+				 ((v->vm->ncpus & 0xff) << 16);
+			e->ecx |= 1u << 31;
+			break;
+		case 0xb:
+		case 0x1f:
+			e->edx = v->id;	/* x2APIC id */
+			break;
+		case 0x8000001e:
+			e->eax = v->id;	/* extended APIC id (AMD) */
+			break;
+		default:
+			break;
+		}
+	}
+	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0)
+		ret = -errno;
+out:
+	free(c);
+	return ret;
+}
+
+static void vcpu_dump_error(struct vcpu *v, const char *what)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) || ioctl(v->fd, KVM_GET_SREGS, &sregs)) {
+		fprintf(stderr, "khyve: vCPU %u: %s\n", v->id, what);
+		return;
+	}
+	fprintf(stderr, "khyve: vCPU %u: %s at rip 0x%llx (cs 0x%x, cr0 0x%llx, efer 0x%llx)\n",
+		v->id, what, regs.rip, sregs.cs.selector, sregs.cr0, sregs.efer);
+}
+
+static void vcpu_io(struct vcpu *v)
+{
+	struct kvm_run *r = v->run;
+	uint8_t *data = (uint8_t *)r + r->io.data_offset;
+	bool wr = r->io.direction == KVM_EXIT_IO_OUT;
+
+	/* String I/O (rep ins/outs) arrives as @count consecutive items. */
+	for (unsigned i = 0; i < r->io.count; i++)
+		bus_access(&v->vm->pio, r->io.port, data + i * r->io.size, r->io.size, wr);
+}
+
+static void vcpu_system_event(struct vcpu *v)
+{
+	switch (v->run->system_event.type) {
+	case KVM_SYSTEM_EVENT_SHUTDOWN:
+		vm_request_exit(v->vm, VM_EXIT_POWEROFF);
+		break;
+	case KVM_SYSTEM_EVENT_RESET:
+		vm_request_exit(v->vm, VM_EXIT_REBOOT);
+		break;
+	default:
+		vcpu_dump_error(v, "unexpected system event");
+		vm_request_exit(v->vm, VM_EXIT_ERROR);
+		break;
+	}
+}
+
+/* One exit.  Returns false when this vCPU must stop running the guest. */
+static bool vcpu_handle_exit(struct vcpu *v)
+{
+	struct kvm_run *r = v->run;
+
+	switch (r->exit_reason) {
+	case KVM_EXIT_IO:
+		vcpu_io(v);
+		return true;
+	case KVM_EXIT_MMIO:
+		bus_access(&v->vm->mmio, r->mmio.phys_addr, r->mmio.data, r->mmio.len,
+			   r->mmio.is_write);
+		return true;
+	case KVM_EXIT_INTR:
+	case KVM_EXIT_IRQ_WINDOW_OPEN:
+		return true;
+	case KVM_EXIT_HLT:
+		vm_request_exit(v->vm, VM_EXIT_HALT);
+		return false;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_dump_error(v, "triple fault");
+		vm_request_exit(v->vm, VM_EXIT_TRIPLEFAULT);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		vcpu_system_event(v);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		vcpu_dump_error(v, "KVM internal error (emulation failure?)");
+		vm_request_exit(v->vm, VM_EXIT_ERROR);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		vcpu_dump_error(v, "VM entry failed");
+		vm_request_exit(v->vm, VM_EXIT_ERROR);
+		return false;
+	default:
+		fprintf(stderr, "khyve: vCPU %u: unhandled exit reason %u\n", v->id,
+			r->exit_reason);
+		vm_request_exit(v->vm, VM_EXIT_ERROR);
+		return false;
+	}
+}
+
+/* Park here while a pause is requested; run any work handed over.  Called with v->lock. */
+static void vcpu_park(struct vcpu *v)
+{
+	v->paused = true;
+	pthread_cond_broadcast(&v->cond);
+	while ((v->pause_req || v->work) && !v->stop) {
+		if (v->work) {
+			int (*fn)(struct vcpu *, void *) = v->work;
+
+			pthread_mutex_unlock(&v->lock);
+			v->work_ret = fn(v, v->work_arg);
+			pthread_mutex_lock(&v->lock);
+			v->work = NULL;
+			v->work_done = true;
+			pthread_cond_broadcast(&v->cond);
+			continue;
+		}
+		pthread_cond_wait(&v->cond, &v->lock);
+	}
+	v->paused = false;
+	v->run->immediate_exit = 0;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	bool running = true;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%u", v->id);
+	pthread_setname_np(pthread_self(), name);
+	for (;;) {
+		pthread_mutex_lock(&v->lock);
+		if (v->pause_req || !running)
+			vcpu_park(v);
+		if (v->stop) {
+			pthread_mutex_unlock(&v->lock);
+			break;
+		}
+		pthread_mutex_unlock(&v->lock);
+		if (!running) {
+			/* The guest cannot continue on this vCPU; wait for the VM to end. */
+			pthread_mutex_lock(&v->lock);
+			while (!v->stop && !v->pause_req)
+				pthread_cond_wait(&v->cond, &v->lock);
+			pthread_mutex_unlock(&v->lock);
+			continue;
+		}
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			vcpu_dump_error(v, strerror(errno));
+			vm_request_exit(v->vm, VM_EXIT_ERROR);
+			running = false;
+			continue;
+		}
+		running = vcpu_handle_exit(v);
+	}
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *v)
+{
+	int err;
+
+	vcpu_install_kick();
+	err = pthread_create(&v->thread, NULL, vcpu_thread, v);
+	if (err)
+		return -err;
+	v->started = true;
+	return 0;
+}
+
+static void vcpu_kick(struct vcpu *v)
+{
+	v->run->immediate_exit = 1;
+	if (v->started)
+		pthread_kill(v->thread, VCPU_KICK_SIG);
+}
+
+int vcpus_pause(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		pthread_mutex_lock(&v->lock);
+		v->pause_req = true;
+		vcpu_kick(v);
+		pthread_mutex_unlock(&v->lock);
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		pthread_mutex_lock(&v->lock);
+		while (v->started && !v->paused) {
+			/* Re-kick: the signal may have landed before the thread blocked. */
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 10 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			if (pthread_cond_timedwait(&v->cond, &v->lock, &ts) == ETIMEDOUT)
+				vcpu_kick(v);
+		}
+		pthread_mutex_unlock(&v->lock);
+	}
+	return 0;
+}
+
+void vcpus_resume(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		pthread_mutex_lock(&v->lock);
+		v->pause_req = false;
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+	}
+}
+
+int vcpu_run_on(struct vcpu *v, int (*fn)(struct vcpu *, void *), void *arg)
+{
+	int ret;
+
+	if (!v->started)
+		return fn(v, arg);
+	pthread_mutex_lock(&v->lock);
+	v->work_arg = arg;
+	v->work_done = false;
+	v->work = fn;
+	pthread_cond_broadcast(&v->cond);
+	while (!v->work_done)
+		pthread_cond_wait(&v->cond, &v->lock);
+	ret = v->work_ret;
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+void vcpus_stop(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (!v)
+			continue;
+		pthread_mutex_lock(&v->lock);
+		v->stop = true;
+		vcpu_kick(v);
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (v && v->started) {
+			pthread_join(v->thread, NULL);
+			v->started = false;
+		}
+	}
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+	if (v->run && v->run != MAP_FAILED)
+		munmap(v->run, (size_t)v->vm->run_size);
+	if (v->fd >= 0)
+		close(v->fd);
+	pthread_mutex_destroy(&v->lock);
+	pthread_cond_destroy(&v->cond);
+	free(v);
+}

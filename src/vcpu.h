@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * vCPU threads and the pause protocol.
+ *
+ * Each vCPU is a thread looping on KVM_RUN.  vcpus_pause() asks every vCPU to leave KVM_RUN
+ * (immediate_exit plus a signal, so a vCPU that is about to enter returns at once) and waits
+ * until each has acknowledged that it is parked outside KVM_RUN.  While parked, a vCPU can be
+ * handed work to run on its own thread (vcpu_run_on: KVM requires vCPU ioctls from the thread
+ * that runs it on some architectures, and it keeps each vCPU's state saving parallel).
+ * vcpus_resume() lets them all go.
+ */
+#ifndef KHYVE_VCPU_H
+#define KHYVE_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool pause_req, paused, stop;
+	/* Work handed to a parked vCPU. */
+	int (*work)(struct vcpu *, void *);
+	void *work_arg;
+	int work_ret;
+	bool work_done;
+};
+
+struct vcpu *vcpu_create(struct vm *vm, unsigned id, char *err, size_t errlen);
+void vcpu_destroy(struct vcpu *v);
+int vcpu_start(struct vcpu *v);
+/* Set CPUID: KVM's supported set, APIC id @id, hypervisor bit. */
+int vcpu_set_cpuid(struct vcpu *v);
+
+int vcpus_pause(struct vm *vm);
+void vcpus_resume(struct vm *vm);
+/* Run @fn on parked vCPU @v's thread and return its result. */
+int vcpu_run_on(struct vcpu *v, int (*fn)(struct vcpu *, void *), void *arg);
+/* Stop every vCPU thread for good (the VM is ending). */
+void vcpus_stop(struct vm *vm);
+
+#endif

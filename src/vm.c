@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* The VM: KVM handles, guest memory, devices, interrupt delivery, how the VM ends. */
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vcpu.h"
+
+static void vm_irq_noop(struct vm *vm, unsigned gsi, int level)
+{
+}
+
+static int vm_msi_noop(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	return 0;
+}
+
+static void vm_irq_kvm(struct vm *vm, unsigned gsi, int level)
+{
+	struct kvm_irq_level irq = { .irq = gsi, .level = level };
+
+	ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq);
+}
+
+static int vm_msi_kvm(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_msi msi = {
+		.address_lo = (uint32_t)addr,
+		.address_hi = (uint32_t)(addr >> 32),
+		.data = data,
+	};
+
+	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
+}
+
+static void vm_common_init(struct vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = -1;
+	bus_init(&vm->pio);
+	bus_init(&vm->mmio);
+	vm->devs_tail = &vm->devs;
+	vm->set_irq = vm_irq_noop;
+	vm->send_msi = vm_msi_noop;
+	atomic_init(&vm->exit_status, -1);
+	pthread_mutex_init(&vm->exit_lock, NULL);
+	pthread_cond_init(&vm->exit_cond, NULL);
+}
+
+void vm_init_bare(struct vm *vm, bool manual_clock)
+{
+	vm_common_init(vm);
+	if (manual_clock)
+		evloop_init_manual(&vm->ev, 1000000000ULL);
+	else
+		evloop_init(&vm->ev);
+}
+
+int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen)
+{
+	int ret;
+
+	vm_common_init(vm);
+	vm->cfg = cfg;
+	vm->name = config_get_default(cfg, "name", "vm");
+	ret = evloop_init(&vm->ev);
+	if (ret) {
+		snprintf(err, errlen, "cannot create the event loop: %s", strerror(-ret));
+		return ret;
+	}
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "/dev/kvm: %s", strerror(errno));
+		return ret;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		snprintf(err, errlen, "/dev/kvm: unsupported KVM API version");
+		return -ENOTSUP;
+	}
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0 || vm->run_size <= 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+		return ret;
+	}
+	/* Needed on Intel for real mode; harmless elsewhere.  Both live in the hole below 4 GiB. */
+	ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xFFFBD000UL);
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return ret;
+	}
+	struct kvm_pit_config pit = { .flags = 0 };
+
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
+		return ret;
+	}
+	vm->set_irq = vm_irq_kvm;
+	vm->send_msi = vm_msi_kvm;
+	return 0;
+}
+
+static int vm_map_region(struct vm *vm, uint64_t gpa, uint64_t size)
+{
+	struct mem_region *r = &vm->mem[vm->nmem];
+	void *hva;
+
+	/* NORESERVE: a guest that never touches its RAM never costs host memory. */
+	hva = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (hva == MAP_FAILED)
+		return -errno;
+	r->gpa = gpa;
+	r->size = size;
+	r->hva = hva;
+	r->slot = vm->nmem;
+	vm->nmem++;
+	return 0;
+}
+
+int vm_set_memslots(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nmem; i++) {
+		struct mem_region *r = &vm->mem[i];
+		struct kvm_userspace_memory_region kr = {
+			.slot = r->slot,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uintptr_t)r->hva,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int vm_add_memory(struct vm *vm, uint64_t ram_size)
+{
+	uint64_t low = ram_size < LOWMEM_LIMIT ? ram_size : LOWMEM_LIMIT;
+	int ret;
+
+	vm->ram_size = ram_size;
+	ret = vm_map_region(vm, 0, low);
+	if (!ret && ram_size > low)
+		ret = vm_map_region(vm, HIGHMEM_BASE, ram_size - low);
+	return ret;
+}
+
+void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	for (unsigned i = 0; i < vm->nmem; i++) {
+		struct mem_region *r = &vm->mem[i];
+
+		/* Written so that no sum can overflow: the guest chooses gpa and len. */
+		if (gpa >= r->gpa && gpa - r->gpa <= r->size && len <= r->size - (gpa - r->gpa))
+			return (uint8_t *)r->hva + (gpa - r->gpa);
+	}
+	return NULL;
+}
+
+void vm_add_dev(struct vm *vm, struct dev *d)
+{
+	d->next = NULL;
+	*vm->devs_tail = d;
+	vm->devs_tail = &d->next;
+}
+
+struct dev *vm_find_dev(struct vm *vm, const char *id)
+{
+	for (struct dev *d = vm->devs; d; d = d->next)
+		if (!strcmp(d->id, id))
+			return d;
+	return NULL;
+}
+
+void vm_request_exit(struct vm *vm, int status)
+{
+	int expected = -1;
+
+	pthread_mutex_lock(&vm->exit_lock);
+	if (atomic_compare_exchange_strong(&vm->exit_status, &expected, status))
+		pthread_cond_broadcast(&vm->exit_cond);
+	pthread_mutex_unlock(&vm->exit_lock);
+}
+
+int vm_wait_exit(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->exit_lock);
+	while (atomic_load(&vm->exit_status) < 0)
+		pthread_cond_wait(&vm->exit_cond, &vm->exit_lock);
+	pthread_mutex_unlock(&vm->exit_lock);
+	return atomic_load(&vm->exit_status);
+}
+
+void vm_destroy(struct vm *vm)
+{
+	struct dev *d, *next;
+
+	evloop_stop(&vm->ev);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus && vm->vcpus[i])
+			vcpu_destroy(vm->vcpus[i]);
+	free(vm->vcpus);
+	vm->vcpus = NULL;
+	for (d = vm->devs; d; d = next) {
+		next = d->next;
+		if (d->ops->destroy)
+			d->ops->destroy(d);
+	}
+	vm->devs = NULL;
+	evloop_destroy(&vm->ev);
+	for (unsigned i = 0; i < vm->nmem; i++)
+		munmap(vm->mem[i].hva, vm->mem[i].size);
+	vm->nmem = 0;
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->vm_fd = vm->kvm_fd = -1;
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+}

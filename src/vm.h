@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The virtual machine: KVM handles, guest memory, the two buses, the event loop, the device
+ * list and the vCPUs.  Devices talk to the VM only through this header.
+ */
+#ifndef KHYVE_VM_H
+#define KHYVE_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "config.h"
+#include "dev/dev.h"
+#include "evloop.h"
+
+#define GiB (1ULL << 30)
+#define MiB (1ULL << 20)
+#define KiB (1ULL << 10)
+
+/* Guest physical layout: doc/platform.md is the reference. */
+#define LOWMEM_LIMIT		(3 * GiB)
+#define HIGHMEM_BASE		(4 * GiB)
+#define PCI_MMIO32_BASE		0xC0000000ULL
+#define PCI_MMIO32_SIZE		0x20000000ULL
+#define PCI_ECAM_BASE		0xE0000000ULL
+#define PCI_ECAM_SIZE		0x00100000ULL
+#define IOAPIC_BASE		0xFEC00000ULL
+#define HPET_BASE		0xFED00000ULL
+#define LAPIC_BASE		0xFEE00000ULL
+#define ACPI_TABLES_BASE	0xE0000ULL
+#define EBDA_BASE		0x9FC00ULL
+
+/* ISA IRQs and ports. */
+#define IRQ_PIT		0
+#define IRQ_COM2_4	3
+#define IRQ_COM1_3	4
+#define IRQ_RTC		8
+#define IRQ_SCI		9
+#define PM1A_EVT_PORT	0x400
+#define PM1A_CNT_PORT	0x404
+#define PM_TMR_PORT	0x408
+#define RESET_PORT	0xCF9
+#define SLP_TYP_S5	5
+
+/* How the VM ended; these are bhyve's exit statuses. */
+enum vm_exit_status {
+	VM_EXIT_REBOOT = 0,
+	VM_EXIT_POWEROFF = 1,
+	VM_EXIT_HALT = 2,
+	VM_EXIT_TRIPLEFAULT = 3,
+	VM_EXIT_ERROR = 4,
+	VM_EXIT_SUSPENDED = 0x100,	/* saved by --suspend; khyve exits 0 */
+};
+
+struct mem_region {
+	uint64_t gpa, size;
+	void *hva;
+	unsigned slot;
+};
+
+struct vcpu;
+
+struct vm {
+	int kvm_fd, vm_fd;
+	int run_size;		/* mmap size of struct kvm_run */
+	struct config *cfg;
+	const char *name;
+
+	struct mem_region mem[2];	/* below the PCI hole, above 4 GiB */
+	unsigned nmem;
+	uint64_t ram_size;
+
+	unsigned ncpus;
+	struct vcpu **vcpus;
+
+	struct bus pio, mmio;
+	struct evloop ev;
+	struct dev *devs, **devs_tail;
+
+	/* Interrupt delivery: KVM by default, a recorder in unit tests. */
+	void (*set_irq)(struct vm *vm, unsigned gsi, int level);
+	int (*send_msi)(struct vm *vm, uint64_t addr, uint32_t data);
+
+	/* Set once by whoever ends the VM (power off, reset, triple fault, suspend, error). */
+	atomic_int exit_status;	/* -1 while running */
+	pthread_mutex_t exit_lock;
+	pthread_cond_t exit_cond;
+};
+
+/* A VM with buses, event loop and a no-op irq sink but no KVM: for unit tests. */
+void vm_init_bare(struct vm *vm, bool manual_clock);
+
+int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen);
+void vm_destroy(struct vm *vm);
+int vm_add_memory(struct vm *vm, uint64_t ram_size);
+/* Hand every region to KVM (after vm_add_memory or a restore mapped them). */
+int vm_set_memslots(struct vm *vm);
+
+/* Guest-physical to host pointer for [gpa, gpa+len); NULL unless wholly inside guest RAM. */
+void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
+
+void vm_add_dev(struct vm *vm, struct dev *d);
+struct dev *vm_find_dev(struct vm *vm, const char *id);
+
+static inline void vm_set_irq(struct vm *vm, unsigned gsi, int level)
+{
+	vm->set_irq(vm, gsi, level);
+}
+
+static inline void vm_pulse_irq(struct vm *vm, unsigned gsi)
+{
+	vm->set_irq(vm, gsi, 1);
+	vm->set_irq(vm, gsi, 0);
+}
+
+/* Ask the VM to end with @status; the first request wins.  Safe from any thread. */
+void vm_request_exit(struct vm *vm, int status);
+/* Block until some thread called vm_request_exit; returns the status. */
+int vm_wait_exit(struct vm *vm);
+
+#endif
