@@ -62,6 +62,7 @@ struct mem_region {
 };
 
 struct vcpu;
+struct ctl;
 
 struct vm {
 	int kvm_fd, vm_fd;
@@ -83,6 +84,10 @@ struct vm {
 	/* Interrupt delivery: KVM by default, a recorder in unit tests. */
 	void (*set_irq)(struct vm *vm, unsigned gsi, int level);
 	int (*send_msi)(struct vm *vm, uint64_t addr, uint32_t data);
+
+	struct ctl *ctl;	/* control socket server */
+	bool paused;		/* guest paused by a control request */
+	uint64_t start_ns;	/* CLOCK_MONOTONIC when the VM started running */
 
 	/* Set once by whoever ends the VM (power off, reset, triple fault, suspend, error). */
 	atomic_int exit_status;	/* -1 while running */

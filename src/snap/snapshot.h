@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Snapshot save and restore of a whole VM (the orchestrator: snap/snapshot.c holds the order).
+ */
+#ifndef KHYVE_SNAPSHOT_H
+#define KHYVE_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+struct config;
+
+/* Progress of a long save: bytes of guest memory done out of total.  May be NULL. */
+typedef void (*snap_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+
+struct snap_save_opts {
+	bool suspend;			/* the VM ends after a successful save */
+	snap_progress_fn progress;
+	void *progress_opaque;
+};
+
+struct snap_result {
+	uint64_t paused_ns;		/* how long the guest's vCPUs were stopped */
+	uint64_t total_ns;		/* the whole request */
+	uint64_t bytes;			/* bytes written to the file (data, not holes) */
+	uint64_t mem_pages;		/* guest pages stored */
+	uint64_t zero_pages;		/* touched pages that were all zero, stored as holes */
+};
+
+/*
+ * Save the running VM to @path: pause vCPUs, pause devices, save devices, vCPUs, VM state,
+ * metadata and memory, write atomically (temporary file, fsync, rename), resume.  Runs on the
+ * event-loop thread (the control socket calls it from there).  On any error the VM resumes
+ * untouched, a previous file at @path is left as it was, and @err says what happened.
+ * With opts->suspend, success ends the VM (vm_request_exit(VM_EXIT_SUSPENDED)) instead.
+ */
+int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts,
+	      struct snap_result *res, char *err, size_t errlen);
+
+/*
+ * Build a VM from snapshot @path: validate the whole file, merge the saved configuration with
+ * @cfg (command-line options must match, except backend paths), create the machine, load
+ * every state, ready to start.  Returns 1 if @dump_config printed the merged configuration.
+ */
+int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_config,
+		 char *err, size_t errlen);
+
+/* Pause and resume the guest (vCPUs and devices) for the control socket. */
+int snap_pause_vm(struct vm *vm, char *err, size_t errlen);
+int snap_resume_vm(struct vm *vm, char *err, size_t errlen);
+
+#endif
