@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "snap/memory.h"
 #include "vcpu.h"
 
 static void vm_irq_noop(struct vm *vm, unsigned gsi, int level)
@@ -222,6 +223,12 @@ void vm_destroy(struct vm *vm)
 	}
 	vm->devs = NULL;
 	evloop_destroy(&vm->ev);
+	if (vm->backing) {
+		close(vm->backing->fd);
+		free(vm->backing->extents);
+		free(vm->backing);
+		vm->backing = NULL;
+	}
 	for (unsigned i = 0; i < vm->nmem; i++)
 		munmap(vm->mem[i].hva, vm->mem[i].size);
 	vm->nmem = 0;

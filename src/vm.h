@@ -63,6 +63,7 @@ struct mem_region {
 
 struct vcpu;
 struct ctl;
+struct mem_backing;
 
 struct vm {
 	int kvm_fd, vm_fd;
@@ -86,6 +87,7 @@ struct vm {
 	int (*send_msi)(struct vm *vm, uint64_t addr, uint32_t data);
 
 	struct ctl *ctl;	/* control socket server */
+	struct mem_backing *backing;	/* snapshot file a restored VM's RAM maps, or NULL */
 	bool paused;		/* guest paused by a control request */
 	uint64_t start_ns;	/* CLOCK_MONOTONIC when the VM started running */
 

@@ -81,4 +81,39 @@ const struct snap_section *snap_file_find(const struct snap_file *f, uint32_t ty
 /* Read a section's bytes (checksum already verified at open); caller frees. */
 int snap_file_read(const struct snap_file *f, const struct snap_section *s, void **buf);
 
+
+
+/*
+ * Writing a snapshot.  Layout: header page, memory area (each region at its page-aligned
+ * offset, sparse), then sections, then the section table; the header goes last, then fsync
+ * and rename, so a crash at any point leaves the previous file at the path intact.
+ */
+struct snap_writer {
+	int fd;
+	char path[4096];
+	char tmppath[4096 + 32];
+	uint64_t pos;			/* where the next section goes */
+	uint64_t mem_offset, mem_size;
+	unsigned nsections, cap;
+	struct snap_section *sections;
+	uint64_t bytes;			/* data bytes written */
+};
+
+int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size,
+		     char *err, size_t errlen);
+/* Write @len bytes of guest memory at @offset inside the memory area. */
+int snap_writer_memory(struct snap_writer *w, uint64_t offset, const void *buf, uint64_t len);
+int snap_writer_section(struct snap_writer *w, uint32_t type, const char *id, uint32_t version,
+			const void *buf, uint64_t len);
+/* Table, header, fsync, rename over @path, fsync the directory. */
+int snap_writer_commit(struct snap_writer *w, char *err, size_t errlen);
+/* Remove the temporary file (after an error or instead of commit). */
+void snap_writer_abort(struct snap_writer *w);
+
+/* XXH3-64 of a buffer: the checksum used throughout the format. */
+uint64_t snap_checksum(const void *buf, size_t len);
+
+struct sstream;
+/* The memmap section's coding (regions then extents), used by the writer and the reader. */
+void snap_memmap_io(struct sstream *s, struct snap_file *f);
 #endif

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* Assembling a PC from the configuration (see machine.h). */
+#include "machine.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "arch/x86/acpi.h"
+#include "arch/x86/boot.h"
+#include "dev/hpet.h"
+#include "dev/pci.h"
+#include "dev/pm.h"
+#include "dev/rtc.h"
+#include "dev/uart.h"
+#include "vcpu.h"
+#include "vm.h"
+
+#define DEFAULT_MEMORY "256M"
+#define MIN_MEMORY (16 * MiB)
+
+int machine_check_config(struct config *cfg, bool restoring, char *err, size_t errlen)
+{
+	uint64_t mem;
+	unsigned long cpus;
+	char *end;
+	const char *v;
+
+	v = config_get_default(cfg, "cpus", "1");
+	cpus = strtoul(v, &end, 10);
+	if (*end || !cpus || cpus > 255) {
+		snprintf(err, errlen, "cpus=%s: must be a number from 1 to 255", v);
+		return -EINVAL;
+	}
+	if (config_get_size(cfg, "memory.size", 0, &mem) || (config_get(cfg, "memory.size") &&
+							     mem < MIN_MEMORY)) {
+		snprintf(err, errlen, "memory.size=%s: must be a size of at least 16M",
+			 config_get(cfg, "memory.size"));
+		return -EINVAL;
+	}
+	if (mem & 0xfff) {
+		snprintf(err, errlen, "memory.size=%s: must be a multiple of 4 KiB",
+			 config_get(cfg, "memory.size"));
+		return -EINVAL;
+	}
+	if (!restoring && !config_get(cfg, "boot.kernel")) {
+		snprintf(err, errlen, "nothing to boot: give a kernel with -o boot.kernel=PATH");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int machine_add_uarts(struct vm *vm, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < 4; i++) {
+		char key[32];
+		const char *path;
+
+		snprintf(key, sizeof(key), "lpc.com%u.path", i + 1);
+		path = config_get(vm->cfg, key);
+		if (path && !uart_create(vm, i, path, err, errlen))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int machine_add_devices(struct vm *vm, char *err, size_t errlen)
+{
+	/* Creation order is snapshot order; keep it stable. */
+	if (!rtc_create(vm, err, errlen) || !pm_create(vm, err, errlen) ||
+	    !hpet_create(vm, err, errlen))
+		return -EINVAL;
+	if (machine_add_uarts(vm, err, errlen))
+		return -EINVAL;
+	return pci_setup(vm, err, errlen);
+}
+
+static int machine_add_vcpus(struct vm *vm, char *err, size_t errlen)
+{
+	vm->ncpus = (unsigned)strtoul(config_get_default(vm->cfg, "cpus", "1"), NULL, 10);
+	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		vm->vcpus[i] = vcpu_create(vm, i, err, errlen);
+		if (!vm->vcpus[i])
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* Load the kernel and point the BSP at its entry. */
+static int machine_boot(struct vm *vm, char *err, size_t errlen)
+{
+	struct boot_entry entry;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	int fd = vm->vcpus[0]->fd;
+	int ret;
+
+	ret = boot_load(vm, &entry, err, errlen);
+	if (ret)
+		return ret;
+	if (ioctl(fd, KVM_GET_SREGS, &sregs) < 0 || ioctl(fd, KVM_GET_REGS, &regs) < 0)
+		goto fail;
+	boot_setup_sregs(&entry, &sregs);
+	boot_setup_regs(&entry, &regs);
+	/* SREGS before REGS: the mode decides how RIP and flags are taken. */
+	if (ioctl(fd, KVM_SET_SREGS, &sregs) < 0 || ioctl(fd, KVM_SET_REGS, &regs) < 0)
+		goto fail;
+	return 0;
+fail:
+	ret = -errno;
+	snprintf(err, errlen, "setting the boot vCPU's registers: %s", strerror(errno));
+	return ret;
+}
+
+int machine_create(struct vm *vm, struct config *cfg, bool restoring, char *err, size_t errlen)
+{
+	uint64_t mem;
+	int ret;
+
+	ret = vm_create(vm, cfg, err, errlen);
+	if (ret)
+		goto fail;
+	config_get_size(cfg, "memory.size", 0, &mem);
+	if (!mem)
+		parse_size(DEFAULT_MEMORY, &mem);
+	vm->ram_size = mem;
+	if (!restoring) {
+		ret = vm_add_memory(vm, mem);
+		if (!ret)
+			ret = vm_set_memslots(vm);
+		if (ret) {
+			snprintf(err, errlen, "guest memory (%llu MiB): %s",
+				 (unsigned long long)(mem >> 20), strerror(-ret));
+			goto fail;
+		}
+	}
+	ret = machine_add_vcpus(vm, err, errlen);
+	if (!ret)
+		ret = machine_add_devices(vm, err, errlen);
+	if (ret)
+		goto fail;
+	if (!restoring) {
+		ret = acpi_build(vm, err, errlen);
+		if (!ret)
+			ret = machine_boot(vm, err, errlen);
+		if (ret)
+			goto fail;
+	}
+	return 0;
+fail:
+	vm_destroy(vm);
+	return ret ? ret : -EINVAL;
+}
+
+int machine_start(struct vm *vm, char *err, size_t errlen)
+{
+	int ret = evloop_start(&vm->ev);
+
+	for (unsigned i = 0; !ret && i < vm->ncpus; i++)
+		ret = vcpu_start(vm->vcpus[i]);
+	if (ret)
+		snprintf(err, errlen, "starting threads: %s", strerror(-ret));
+	return ret;
+}
+
+void machine_destroy(struct vm *vm)
+{
+	vcpus_stop(vm);
+	vm_destroy(vm);
+}

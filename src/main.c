@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * khyve: parse the command line into a configuration, build the machine (or restore one from a
+ * snapshot), run it until it ends, and exit with bhyve's status for how it ended.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/ctl.h"
+#include "machine.h"
+#include "options.h"
+#include "snap/snapshot.h"
+#include "vm.h"
+
+static int die(const char *msg)
+{
+	fprintf(stderr, "khyve: %s\n", msg);
+	return VM_EXIT_ERROR;
+}
+
+static int run(struct vm *vm, char *err, size_t errlen)
+{
+	int status;
+
+	if (ctl_start(vm, err, errlen))
+		return -1;
+	if (machine_start(vm, err, errlen))
+		return -1;
+	status = vm_wait_exit(vm);
+	ctl_stop(vm);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	struct options opt;
+	struct vm vm;
+	char err[512] = "";
+	int ret, status;
+
+	/* A vanished control client must not kill the VM. */
+	signal(SIGPIPE, SIG_IGN);
+	config_init(&cfg);
+	ret = options_parse(argc, argv, &cfg, &opt, err, sizeof(err));
+	if (ret == 1)
+		return 0;
+	if (ret)
+		return die(err);
+	if (opt.dump_config && !opt.restore) {
+		config_dump(&cfg, stdout);
+		return 0;
+	}
+	if (opt.restore)
+		ret = snap_restore(&vm, &cfg, opt.restore, opt.dump_config, err, sizeof(err));
+	else if (!(ret = machine_check_config(&cfg, false, err, sizeof(err))))
+		ret = machine_create(&vm, &cfg, false, err, sizeof(err));
+	if (ret == 1)
+		return 0;	/* config dumped */
+	if (ret)
+		return die(err);
+	status = run(&vm, err, sizeof(err));
+	machine_destroy(&vm);
+	config_free(&cfg);
+	if (status < 0)
+		return die(err);
+	if (status == VM_EXIT_SUSPENDED)
+		return 0;
+	return status;
+}

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* Command-line parsing: every option becomes config keys (bhyve's config model). */
+#include "options.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vm.h"
+
+void options_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: khyve [-AHuwh] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s SLOT,EMULATION[,CONF]]...\n"
+		"             [-l LPCDEV[,CONF]]... [-o KEY=VALUE]... [-k CONFIGFILE]\n"
+		"             [-r SNAPSHOT] VMNAME\n"
+		"  -A            generate ACPI tables (always on; accepted for bhyve compatibility)\n"
+		"  -H            yield the host CPU on HLT (always: halted vCPUs sleep in KVM)\n"
+		"  -u            RTC keeps UTC (default: local time)\n"
+		"  -w            ignore accesses to unimplemented MSRs\n"
+		"  -c N          number of vCPUs (cpus=N[,sockets=S,cores=C,threads=T])\n"
+		"  -m SIZE       guest memory (megabytes when no suffix; default 256M)\n"
+		"  -s SLOT,EMU   PCI device: hostbridge, lpc\n"
+		"  -l comN,BACK  serial port N=1..4; BACK: stdio, off, unix:PATH, file:PATH\n"
+		"  -o KEY=VALUE  set any configuration key (boot.kernel, boot.initrd,\n"
+		"                boot.cmdline, config.dump=true, ...)\n"
+		"  -k FILE       read KEY=VALUE lines from FILE\n"
+		"  -r FILE       restore the VM saved in snapshot FILE\n"
+		"Exit status: 0 reboot, 1 power off, 2 halt, 3 triple fault, 4 error.\n");
+}
+
+static int set_key(struct config *cfg, char *err, size_t errlen, const char *key,
+		   const char *value)
+{
+	int ret = config_set(cfg, key, value);
+
+	if (ret)
+		snprintf(err, errlen, "cannot set %s: %s", key, strerror(-ret));
+	return ret;
+}
+
+static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	return !errno && !*end && *out <= max;
+}
+
+/* "B:S:F", "S:F" or "S" into numbers. */
+static int parse_pci_addr(const char *s, unsigned long addr[3])
+{
+	char buf[32], *parts[3], *save = NULL, *tok;
+	unsigned n = 0;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	for (tok = strtok_r(buf, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
+		if (n == 3)
+			return -EINVAL;
+		parts[n++] = tok;
+	}
+	addr[0] = addr[2] = 0;
+	if (n == 1)
+		return parse_uint(parts[0], 31, &addr[1]) ? 0 : -EINVAL;
+	if (n == 2)
+		return parse_uint(parts[0], 31, &addr[1]) && parse_uint(parts[1], 7, &addr[2]) ?
+			0 : -EINVAL;
+	if (n == 3)
+		return parse_uint(parts[0], 255, &addr[0]) &&
+		       parse_uint(parts[1], 31, &addr[1]) &&
+		       parse_uint(parts[2], 7, &addr[2]) ? 0 : -EINVAL;
+	return -EINVAL;
+}
+
+/*
+ * The first option after the emulation name that is not KEY=VALUE names the device's backend,
+ * as in bhyve's legacy syntax (-s 2,virtio-blk,disk.img): which key it sets depends on the
+ * emulation.  Later bare words are flags (ro → ro=true).
+ */
+static const char *slot_positional_key(const char *emul)
+{
+	static const char *const table[][2] = {
+		{ "virtio-blk", "path" },
+		{ "virtio-net", "backend" },
+		{ "ahci-hd", "path" },
+		{ "ahci-cd", "path" },
+	};
+
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+		if (!strcmp(table[i][0], emul))
+			return table[i][1];
+	return NULL;
+}
+
+int options_parse_slot(struct config *cfg, const char *arg, char *err, size_t errlen)
+{
+	char *copy = strdup(arg), *save = NULL, *tok, prefix[64], key[192];
+	unsigned long addr[3];
+	const char *emul, *poskey;
+	bool first = true;
+	int ret = -EINVAL;
+
+	if (!copy)
+		return -ENOMEM;
+	tok = strtok_r(copy, ",", &save);
+	if (!tok || parse_pci_addr(tok, addr)) {
+		snprintf(err, errlen, "-s %s: bad slot (want SLOT, SLOT:FUNC or BUS:SLOT:FUNC "
+			 "with SLOT 0-31, FUNC 0-7)", arg);
+		goto out;
+	}
+	snprintf(prefix, sizeof(prefix), "pci.%lu.%lu.%lu", addr[0], addr[1], addr[2]);
+	emul = strtok_r(NULL, ",", &save);
+	if (!emul || !*emul) {
+		snprintf(err, errlen, "-s %s: missing emulation name", arg);
+		goto out;
+	}
+	snprintf(key, sizeof(key), "%s.device", prefix);
+	if (config_get(cfg, key)) {
+		snprintf(err, errlen, "-s %s: slot %lu:%lu:%lu is already in use", arg, addr[0],
+			 addr[1], addr[2]);
+		goto out;
+	}
+	if ((ret = set_key(cfg, err, errlen, key, emul)))
+		goto out;
+	poskey = slot_positional_key(emul);
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		char *eq = strchr(tok, '=');
+
+		if (eq) {
+			*eq = '\0';
+			snprintf(key, sizeof(key), "%s.%s", prefix, tok);
+			ret = set_key(cfg, err, errlen, key, eq + 1);
+		} else if (first && poskey) {
+			snprintf(key, sizeof(key), "%s.%s", prefix, poskey);
+			ret = set_key(cfg, err, errlen, key, tok);
+		} else {
+			snprintf(key, sizeof(key), "%s.%s", prefix, tok);
+			ret = set_key(cfg, err, errlen, key, "true");
+		}
+		if (ret)
+			goto out;
+		first = false;
+	}
+	ret = 0;
+out:
+	free(copy);
+	return ret;
+}
+
+int options_parse_lpc(struct config *cfg, const char *arg, char *err, size_t errlen)
+{
+	const char *comma = strchr(arg, ',');
+	char dev[16], key[64];
+	size_t n = comma ? (size_t)(comma - arg) : strlen(arg);
+
+	if (n >= sizeof(dev))
+		n = sizeof(dev) - 1;
+	memcpy(dev, arg, n);
+	dev[n] = '\0';
+	if (!strcmp(dev, "bootrom")) {
+		snprintf(err, errlen, "-l %s: khyve boots kernels directly; use "
+			 "-o boot.kernel=PATH instead of a boot ROM", arg);
+		return -EINVAL;
+	}
+	if (strlen(dev) != 4 || strncmp(dev, "com", 3) || dev[3] < '1' || dev[3] > '4') {
+		snprintf(err, errlen, "-l %s: unknown LPC device '%s' (com1, com2, com3 or com4)",
+			 arg, dev);
+		return -EINVAL;
+	}
+	if (!comma || !comma[1]) {
+		snprintf(err, errlen, "-l %s: missing backend (stdio, off, unix:PATH, file:PATH)",
+			 arg);
+		return -EINVAL;
+	}
+	snprintf(key, sizeof(key), "lpc.%s.path", dev);
+	return set_key(cfg, err, errlen, key, comma + 1);
+}
+
+int options_parse_cpus(struct config *cfg, const char *arg, char *err, size_t errlen)
+{
+	char *copy = strdup(arg), *save = NULL, *tok;
+	int ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok && !ret; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		const char *name = "cpus", *val = tok;
+		unsigned long v;
+
+		if (eq) {
+			*eq = '\0';
+			name = tok;
+			val = eq + 1;
+		}
+		if (strcmp(name, "cpus") && strcmp(name, "sockets") && strcmp(name, "cores") &&
+		    strcmp(name, "threads")) {
+			snprintf(err, errlen, "-c %s: unknown topology key '%s'", arg, name);
+			ret = -EINVAL;
+		} else if (!parse_uint(val, 255, &v) || !v) {
+			snprintf(err, errlen, "-c %s: %s must be a number from 1 to 255", arg, name);
+			ret = -EINVAL;
+		} else {
+			ret = set_key(cfg, err, errlen, name, val);
+		}
+	}
+	free(copy);
+	return ret;
+}
+
+int options_parse_memory(struct config *cfg, const char *arg, char *err, size_t errlen)
+{
+	char buf[64];
+	uint64_t size;
+	size_t n = strlen(arg);
+
+	/* bhyve: a bare number is megabytes. */
+	if (n && n < sizeof(buf) - 1 && isdigit((unsigned char)arg[n - 1]))
+		snprintf(buf, sizeof(buf), "%sM", arg);
+	else
+		snprintf(buf, sizeof(buf), "%s", arg);
+	if (parse_size(buf, &size) || !size) {
+		snprintf(err, errlen, "-m %s: bad memory size (e.g. 512M, 2G)", arg);
+		return -EINVAL;
+	}
+	return set_key(cfg, err, errlen, "memory.size", buf);
+}
+
+int options_parse(int argc, char **argv, struct config *cfg, struct options *opt,
+		  char *err, size_t errlen)
+{
+	int c, ret = 0;
+	bool dump;
+
+	memset(opt, 0, sizeof(*opt));
+	optind = 1;
+	opterr = 0;
+	while (!ret && (c = getopt(argc, argv, ":AHuwhc:m:s:l:o:k:r:")) != -1) {
+		switch (c) {
+		case 'A':
+		case 'H':
+			break;
+		case 'u':
+			ret = set_key(cfg, err, errlen, "rtc.localtime", "false");
+			break;
+		case 'w':
+			ret = set_key(cfg, err, errlen, "x86.strictmsr", "false");
+			break;
+		case 'c':
+			ret = options_parse_cpus(cfg, optarg, err, errlen);
+			break;
+		case 'm':
+			ret = options_parse_memory(cfg, optarg, err, errlen);
+			break;
+		case 's':
+			ret = options_parse_slot(cfg, optarg, err, errlen);
+			break;
+		case 'l':
+			ret = options_parse_lpc(cfg, optarg, err, errlen);
+			break;
+		case 'o':
+			ret = config_set_pair(cfg, optarg);
+			if (ret)
+				snprintf(err, errlen, "-o %s: expected KEY=VALUE", optarg);
+			break;
+		case 'k':
+			ret = config_load_file(cfg, optarg, err, errlen);
+			break;
+		case 'r':
+			opt->restore = optarg;
+			break;
+		case 'h':
+			options_usage(stdout);
+			return 1;
+		case ':':
+			snprintf(err, errlen, "option -%c needs an argument (see khyve -h)", optopt);
+			return -EINVAL;
+		default:
+			snprintf(err, errlen, "unknown option -%c (see khyve -h)", optopt);
+			return -EINVAL;
+		}
+	}
+	if (ret)
+		return ret < 0 ? ret : -EINVAL;
+	if (optind < argc - 1) {
+		snprintf(err, errlen, "unexpected argument '%s' after the VM name", argv[optind + 1]);
+		return -EINVAL;
+	}
+	if (optind == argc - 1) {
+		ret = set_key(cfg, err, errlen, "name", argv[optind]);
+		if (ret)
+			return ret;
+	}
+	if (!config_get(cfg, "name") && !opt->restore) {
+		snprintf(err, errlen, "missing VM name (see khyve -h)");
+		return -EINVAL;
+	}
+	if (config_get_bool(cfg, "config.dump", false, &dump)) {
+		snprintf(err, errlen, "config.dump: expected true or false");
+		return -EINVAL;
+	}
+	opt->dump_config = dump;
+	return 0;
+}

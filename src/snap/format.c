@@ -1,0 +1,617 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* The snapshot file: writing it atomically, and validating all of it before use. */
+#include "snap/format.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "snap/sstream.h"
+#include "version.h"
+
+#define HEADER_SIZE	SNAP_PAGE
+#define TABLE_ENTRY	(4 + 4 + 48 + 8 + 8 + 8)
+
+struct snap_header {
+	uint32_t format_version;
+	char khyve_version[32];
+	uint64_t created_ns;
+	uint32_t nsections;
+	uint64_t table_offset, table_length, table_checksum;
+	uint64_t mem_offset, mem_size;
+};
+
+uint64_t snap_checksum(const void *buf, size_t len)
+{
+	return XXH3_64bits(buf, len);
+}
+
+static const char *const section_names[] = {
+	[SNAP_SEC_META] = "meta", [SNAP_SEC_VM] = "vm", [SNAP_SEC_VCPU] = "vcpu",
+	[SNAP_SEC_DEV] = "dev", [SNAP_SEC_MEMMAP] = "memmap",
+};
+
+const char *snap_section_type_name(uint32_t type)
+{
+	if (type < sizeof(section_names) / sizeof(section_names[0]) && section_names[type])
+		return section_names[type];
+	return "unknown";
+}
+
+/* The header's fields, in order, through the one serializer. */
+static void header_io(struct sstream *s, struct snap_header *h)
+{
+	uint32_t header_size = HEADER_SIZE;
+	char magic[8];
+
+	memcpy(magic, SNAP_MAGIC, 8);
+	ss_bytes(s, magic, 8);
+	if (s->loading && !s->err && memcmp(magic, SNAP_MAGIC, 8))
+		ss_fail(s, -EINVAL, "not a khyve snapshot (bad magic)");
+	ss_u32(s, &h->format_version);
+	if (s->loading && !s->err && h->format_version != SNAP_FORMAT_VERSION)
+		ss_fail(s, -EINVAL, "format version %u is %s than this khyve supports (%u)",
+			h->format_version,
+			h->format_version > SNAP_FORMAT_VERSION ? "newer" : "older",
+			SNAP_FORMAT_VERSION);
+	ss_expect_u32(s, header_size, "header size");
+	ss_bytes(s, h->khyve_version, sizeof(h->khyve_version));
+	ss_u64(s, &h->created_ns);
+	ss_u32(s, &h->nsections);
+	ss_u64(s, &h->table_offset);
+	ss_u64(s, &h->table_length);
+	ss_u64(s, &h->table_checksum);
+	ss_u64(s, &h->mem_offset);
+	ss_u64(s, &h->mem_size);
+}
+
+static void section_io(struct sstream *s, struct snap_section *sec)
+{
+	ss_u32(s, &sec->type);
+	ss_u32(s, &sec->version);
+	ss_bytes(s, sec->id, sizeof(sec->id));
+	ss_u64(s, &sec->offset);
+	ss_u64(s, &sec->length);
+	ss_u64(s, &sec->checksum);
+}
+
+static int pwrite_all(int fd, const void *buf, uint64_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len > (1u << 30) ? (1u << 30) : len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+static int pread_all(int fd, void *buf, uint64_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len > (1u << 30) ? (1u << 30) : len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/* ---- writing ---- */
+
+int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size,
+		     char *err, size_t errlen)
+{
+	char dir[4096], base[4096];
+	int ret;
+
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+	if (strlen(path) >= sizeof(w->path) || !*path) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(w->path, path);
+	strcpy(dir, path);
+	strcpy(base, path);
+	/* The temporary file sits beside the target so rename() is atomic. */
+	snprintf(w->tmppath, sizeof(w->tmppath), "%s/.%s.XXXXXX", dirname(dir), basename(base));
+	w->fd = mkostemp(w->tmppath, O_CLOEXEC);
+	if (w->fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot create a file in the directory of %s: %s", path,
+			 strerror(errno));
+		return ret;
+	}
+	fchmod(w->fd, 0600);
+	w->mem_offset = HEADER_SIZE;
+	w->mem_size = mem_size;
+	w->pos = w->mem_offset + mem_size;
+	/* Size the file now: memory the guest never touched stays a hole. */
+	if (ftruncate(w->fd, (off_t)w->pos) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", w->tmppath, strerror(errno));
+		snap_writer_abort(w);
+		return ret;
+	}
+	return 0;
+}
+
+int snap_writer_memory(struct snap_writer *w, uint64_t offset, const void *buf, uint64_t len)
+{
+	int ret;
+
+	if (offset > w->mem_size || len > w->mem_size - offset)
+		return -EINVAL;
+	ret = pwrite_all(w->fd, buf, len, w->mem_offset + offset);
+	if (!ret)
+		w->bytes += len;
+	return ret;
+}
+
+int snap_writer_section(struct snap_writer *w, uint32_t type, const char *id, uint32_t version,
+			const void *buf, uint64_t len)
+{
+	struct snap_section *sec;
+	int ret;
+
+	if (w->nsections == w->cap) {
+		unsigned cap = w->cap ? w->cap * 2 : 32;
+		struct snap_section *n = realloc(w->sections, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		w->sections = n;
+		w->cap = cap;
+	}
+	if (w->nsections >= SNAP_MAX_SECTIONS || len > SNAP_MAX_SECTION_SIZE)
+		return -E2BIG;
+	sec = &w->sections[w->nsections];
+	memset(sec, 0, sizeof(*sec));
+	sec->type = type;
+	sec->version = version;
+	snprintf(sec->id, sizeof(sec->id), "%s", id);
+	sec->offset = w->pos;
+	sec->length = len;
+	sec->checksum = snap_checksum(buf, len);
+	ret = pwrite_all(w->fd, buf, len, w->pos);
+	if (ret)
+		return ret;
+	w->pos += len;
+	w->bytes += len;
+	w->nsections++;
+	return 0;
+}
+
+static int fsync_dir(const char *path)
+{
+	char dir[4096];
+	int fd, ret = 0;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+int snap_writer_commit(struct snap_writer *w, char *err, size_t errlen)
+{
+	struct snap_header h = { .format_version = SNAP_FORMAT_VERSION };
+	struct sstream table, hdr;
+	struct timespec ts;
+	uint8_t page[HEADER_SIZE] = { 0 };
+	uint64_t sum;
+	int ret;
+
+	ss_init_save(&table);
+	for (unsigned i = 0; i < w->nsections; i++)
+		section_io(&table, &w->sections[i]);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(h.khyve_version, sizeof(h.khyve_version), "%s", KHYVE_VERSION);
+	h.created_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	h.nsections = w->nsections;
+	h.table_offset = w->pos;
+	h.table_length = table.len;
+	h.table_checksum = snap_checksum(table.buf, table.len);
+	h.mem_offset = w->mem_offset;
+	h.mem_size = w->mem_size;
+	ss_init_save(&hdr);
+	header_io(&hdr, &h);
+	ret = ss_error(&table) ? ss_error(&table) : ss_error(&hdr);
+	if (ret)
+		goto out;
+	memcpy(page, hdr.buf, hdr.len);
+	sum = snap_checksum(page, hdr.len);
+	for (unsigned i = 0; i < 8; i++)
+		page[hdr.len + i] = (uint8_t)(sum >> (8 * i));
+	ret = pwrite_all(w->fd, table.buf, table.len, w->pos);
+	if (!ret)
+		ret = pwrite_all(w->fd, page, sizeof(page), 0);
+	if (!ret && fsync(w->fd) < 0)
+		ret = -errno;
+	if (ret) {
+		snprintf(err, errlen, "writing %s: %s", w->path, strerror(-ret));
+		goto out;
+	}
+	if (rename(w->tmppath, w->path) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "renaming the new snapshot to %s: %s", w->path,
+			 strerror(errno));
+		goto out;
+	}
+	w->tmppath[0] = '\0';
+	fsync_dir(w->path);
+out:
+	ss_free(&table);
+	ss_free(&hdr);
+	snap_writer_abort(w);
+	return ret;
+}
+
+void snap_writer_abort(struct snap_writer *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	w->fd = -1;
+	if (w->tmppath[0])
+		unlink(w->tmppath);
+	w->tmppath[0] = '\0';
+	free(w->sections);
+	w->sections = NULL;
+	w->nsections = w->cap = 0;
+}
+
+/* ---- reading ---- */
+
+static int fail(char *err, size_t errlen, int ret, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static int fail(char *err, size_t errlen, int ret, const char *path, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(err, errlen, "snapshot %s: %s", path, msg);
+	return ret;
+}
+
+static int read_header(struct snap_file *f, struct snap_header *h, const char *path,
+		       char *err, size_t errlen)
+{
+	uint8_t page[HEADER_SIZE];
+	struct sstream s;
+	uint64_t sum = 0;
+	int ret;
+
+	if (f->file_size < HEADER_SIZE)
+		return fail(err, errlen, -EINVAL, path, "file is too short (%llu bytes) to be a "
+			    "snapshot", (unsigned long long)f->file_size);
+	ret = pread_all(f->fd, page, sizeof(page), 0);
+	if (ret)
+		return fail(err, errlen, ret, path, "reading the header: %s", strerror(-ret));
+	ss_init_load(&s, page, sizeof(page));
+	header_io(&s, h);
+	if (ss_error(&s))
+		return fail(err, errlen, -EINVAL, path, "%s", s.msg);
+	for (unsigned i = 0; i < 8; i++)
+		sum |= (uint64_t)page[s.pos + i] << (8 * i);
+	if (sum != snap_checksum(page, s.pos))
+		return fail(err, errlen, -EINVAL, path, "header checksum mismatch (corrupted)");
+	if (h->mem_offset != HEADER_SIZE || h->mem_size > f->file_size - HEADER_SIZE ||
+	    h->mem_size % SNAP_PAGE)
+		return fail(err, errlen, -EINVAL, path, "memory area out of bounds (truncated?)");
+	if (h->table_offset < h->mem_offset + h->mem_size ||
+	    h->table_offset > f->file_size || h->table_length > f->file_size - h->table_offset ||
+	    h->nsections > SNAP_MAX_SECTIONS || h->table_length != (uint64_t)h->nsections *
+	    TABLE_ENTRY)
+		return fail(err, errlen, -EINVAL, path, "section table out of bounds (truncated?)");
+	return 0;
+}
+
+static int read_table(struct snap_file *f, const struct snap_header *h, const char *path,
+		      char *err, size_t errlen)
+{
+	struct sstream s;
+	void *buf = malloc(h->table_length ? h->table_length : 1);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = pread_all(f->fd, buf, h->table_length, h->table_offset);
+	if (ret) {
+		free(buf);
+		return fail(err, errlen, ret, path, "reading the section table: %s",
+			    strerror(-ret));
+	}
+	if (snap_checksum(buf, h->table_length) != h->table_checksum) {
+		free(buf);
+		return fail(err, errlen, -EINVAL, path, "section table checksum mismatch "
+			    "(corrupted)");
+	}
+	f->sections = calloc(h->nsections ? h->nsections : 1, sizeof(*f->sections));
+	if (!f->sections) {
+		free(buf);
+		return -ENOMEM;
+	}
+	ss_init_load(&s, buf, h->table_length);
+	for (unsigned i = 0; i < h->nsections; i++)
+		section_io(&s, &f->sections[i]);
+	ss_finish(&s);
+	free(buf);
+	f->nsections = h->nsections;
+	if (ss_error(&s))
+		return fail(err, errlen, -EINVAL, path, "section table: %s", s.msg);
+	return 0;
+}
+
+/* Every section inside the file between the memory area and the table, and intact. */
+static int check_sections(struct snap_file *f, const struct snap_header *h, const char *path,
+			  char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < f->nsections; i++) {
+		struct snap_section *sec = &f->sections[i];
+		const char *tn = snap_section_type_name(sec->type);
+		void *buf;
+		int ret;
+
+		sec->id[sizeof(sec->id) - 1] = '\0';
+		if (sec->offset < h->mem_offset + h->mem_size || sec->offset > h->table_offset ||
+		    sec->length > h->table_offset - sec->offset ||
+		    sec->length > SNAP_MAX_SECTION_SIZE)
+			return fail(err, errlen, -EINVAL, path, "section %s %s is out of bounds",
+				    tn, sec->id);
+		ret = snap_file_read(f, sec, &buf);
+		if (ret)
+			return fail(err, errlen, ret, path, "reading section %s %s: %s", tn,
+				    sec->id, strerror(-ret));
+		if (snap_checksum(buf, sec->length) != sec->checksum) {
+			free(buf);
+			return fail(err, errlen, -EINVAL, path, "section %s %s: checksum mismatch "
+				    "(corrupted)", tn, sec->id);
+		}
+		free(buf);
+	}
+	return 0;
+}
+
+void snap_memmap_io(struct sstream *s, struct snap_file *f)
+{
+	uint32_t nr = f->nregions, ne = f->nextents;
+
+	ss_u32(s, &nr);
+	ss_check_max(s, nr, 2, "memory regions");
+	f->nregions = nr;
+	for (unsigned i = 0; i < nr && !s->err; i++) {
+		ss_u64(s, &f->regions[i].gpa);
+		ss_u64(s, &f->regions[i].size);
+		ss_u64(s, &f->regions[i].file_offset);
+	}
+	ss_u32(s, &ne);
+	if (s->loading && !s->err) {
+		/* Each extent needs 24 bytes: bound the allocation by what is really there. */
+		if ((uint64_t)ne * 24 > s->len - s->pos) {
+			ss_fail(s, -EINVAL, "memory extent count %u exceeds the section", ne);
+			return;
+		}
+		f->extents = calloc(ne ? ne : 1, sizeof(*f->extents));
+		if (!f->extents) {
+			ss_fail(s, -ENOMEM, "out of memory");
+			return;
+		}
+		f->nextents = ne;
+	}
+	for (unsigned i = 0; i < ne && !s->err; i++) {
+		ss_u64(s, &f->extents[i].file_offset);
+		ss_u64(s, &f->extents[i].length);
+		ss_u64(s, &f->extents[i].checksum);
+	}
+}
+
+/* Regions tile the memory area in order; extents sit inside it, sorted, page-aligned. */
+static int check_memmap(struct snap_file *f, const char *path, char *err, size_t errlen)
+{
+	uint64_t expect = f->mem_offset, last = f->mem_offset;
+
+	for (unsigned i = 0; i < f->nregions; i++) {
+		const struct snap_region *r = &f->regions[i];
+
+		if (r->file_offset != expect || r->size % SNAP_PAGE || r->gpa % SNAP_PAGE ||
+		    r->size > f->mem_offset + f->mem_size - expect)
+			return fail(err, errlen, -EINVAL, path, "memory region %u is malformed", i);
+		expect += r->size;
+	}
+	if (expect != f->mem_offset + f->mem_size)
+		return fail(err, errlen, -EINVAL, path, "memory regions do not cover the memory "
+			    "area");
+	for (unsigned i = 0; i < f->nextents; i++) {
+		const struct snap_extent *e = &f->extents[i];
+
+		if (e->file_offset < last || e->file_offset % SNAP_PAGE || !e->length ||
+		    e->length % SNAP_PAGE || e->length > f->mem_offset + f->mem_size - e->file_offset)
+			return fail(err, errlen, -EINVAL, path, "memory extent %u is malformed", i);
+		last = e->file_offset + e->length;
+	}
+	return 0;
+}
+
+static int verify_extents(struct snap_file *f, const char *path, char *err, size_t errlen)
+{
+	size_t cap = 0;
+	void *buf = NULL;
+	int ret = 0;
+
+	for (unsigned i = 0; i < f->nextents && !ret; i++) {
+		const struct snap_extent *e = &f->extents[i];
+
+		if (e->length > cap) {
+			free(buf);
+			cap = e->length;
+			buf = malloc(cap);
+			if (!buf)
+				return -ENOMEM;
+		}
+		ret = pread_all(f->fd, buf, e->length, e->file_offset);
+		if (ret)
+			ret = fail(err, errlen, ret, path, "reading guest memory: %s",
+				   strerror(-ret));
+		else if (snap_checksum(buf, e->length) != e->checksum)
+			ret = fail(err, errlen, -EINVAL, path, "guest memory at offset 0x%llx: "
+				   "checksum mismatch (corrupted)",
+				   (unsigned long long)e->file_offset);
+	}
+	free(buf);
+	return ret;
+}
+
+static int read_memmap(struct snap_file *f, const char *path, char *err, size_t errlen)
+{
+	const struct snap_section *sec = snap_file_find(f, SNAP_SEC_MEMMAP, "memory");
+	struct sstream s;
+	void *buf;
+	int ret;
+
+	if (!sec)
+		return fail(err, errlen, -EINVAL, path, "no memory map section");
+	ret = snap_file_read(f, sec, &buf);
+	if (ret)
+		return ret;
+	ss_init_load(&s, buf, sec->length);
+	snap_memmap_io(&s, f);
+	ss_finish(&s);
+	free(buf);
+	if (ss_error(&s))
+		return fail(err, errlen, -EINVAL, path, "memory map: %s", s.msg);
+	return check_memmap(f, path, err, errlen);
+}
+
+static int read_meta(struct snap_file *f, const char *path, char *err, size_t errlen)
+{
+	const struct snap_section *sec = snap_file_find(f, SNAP_SEC_META, "meta");
+	void *buf;
+	int ret;
+
+	if (!sec)
+		return fail(err, errlen, -EINVAL, path, "no metadata section");
+	ret = snap_file_read(f, sec, &buf);
+	if (ret)
+		return ret;
+	f->meta_json = realloc(buf, sec->length + 1);
+	if (!f->meta_json) {
+		free(buf);
+		return -ENOMEM;
+	}
+	f->meta_json[sec->length] = '\0';
+	if (strlen(f->meta_json) != sec->length)
+		return fail(err, errlen, -EINVAL, path, "metadata holds a NUL byte");
+	return 0;
+}
+
+int snap_file_open(struct snap_file *f, const char *path, bool verify_memory,
+		   char *err, size_t errlen)
+{
+	struct snap_header h;
+	struct stat st;
+	int ret;
+
+	memset(f, 0, sizeof(*f));
+	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (f->fd < 0)
+		return fail(err, errlen, -errno, path, "%s", strerror(errno));
+	if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ret = fail(err, errlen, -EINVAL, path, "not a regular file");
+		goto out;
+	}
+	f->file_size = (uint64_t)st.st_size;
+	ret = read_header(f, &h, path, err, errlen);
+	if (ret)
+		goto out;
+	f->format_version = h.format_version;
+	memcpy(f->khyve_version, h.khyve_version, sizeof(f->khyve_version));
+	f->khyve_version[sizeof(f->khyve_version) - 1] = '\0';
+	f->created_ns = h.created_ns;
+	f->mem_offset = h.mem_offset;
+	f->mem_size = h.mem_size;
+	ret = read_table(f, &h, path, err, errlen);
+	if (!ret)
+		ret = check_sections(f, &h, path, err, errlen);
+	if (!ret)
+		ret = read_meta(f, path, err, errlen);
+	if (!ret)
+		ret = read_memmap(f, path, err, errlen);
+	if (!ret && verify_memory)
+		ret = verify_extents(f, path, err, errlen);
+out:
+	if (ret)
+		snap_file_close(f);
+	return ret;
+}
+
+void snap_file_close(struct snap_file *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->sections);
+	free(f->extents);
+	free(f->meta_json);
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+}
+
+const struct snap_section *snap_file_find(const struct snap_file *f, uint32_t type,
+					  const char *id)
+{
+	for (unsigned i = 0; i < f->nsections; i++)
+		if (f->sections[i].type == type && !strcmp(f->sections[i].id, id))
+			return &f->sections[i];
+	return NULL;
+}
+
+int snap_file_read(const struct snap_file *f, const struct snap_section *s, void **buf)
+{
+	void *b = malloc(s->length ? s->length : 1);
+	int ret;
+
+	if (!b)
+		return -ENOMEM;
+	ret = pread_all(f->fd, b, s->length, s->offset);
+	if (ret) {
+		free(b);
+		return ret;
+	}
+	*buf = b;
+	return 0;
+}

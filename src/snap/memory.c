@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* Guest memory in snapshots: sparse save, lazy restore (see memory.h). */
+#include "snap/memory.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "snap/sstream.h"
+#include "vm.h"
+
+#define PAGE 4096ULL
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAPPED (1ULL << 62)
+#define PM_FILE (1ULL << 61)
+#define EXTENT_MAX (2ULL << 20)	/* checksum granularity: one extent covers at most 2 MiB */
+#define SCAN_CHUNK 4096		/* pagemap entries read at a time (16 MiB of guest memory) */
+
+struct mem_saver {
+	struct vm *vm;
+	struct snap_writer *w;
+	struct snap_file *map;
+	const struct mem_backing *backing;
+	const struct snap_save_opts *opts;
+	struct snap_result *res;
+	unsigned ext_cap;
+	int pagemap;
+	uint64_t done, total;
+	/* The run being gathered: [run_off, run_off + run_len) in the memory area. */
+	uint64_t run_off, run_len;
+	const uint8_t *run_ptr;
+};
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+
+	for (size_t i = 0; i < PAGE / 8; i += 4)
+		if (q[i] | q[i + 1] | q[i + 2] | q[i + 3])
+			return false;
+	return true;
+}
+
+static int saver_add_extent(struct mem_saver *m, uint64_t off, uint64_t len, uint64_t sum)
+{
+	struct snap_file *f = m->map;
+
+	if (f->nextents == m->ext_cap) {
+		unsigned cap = m->ext_cap ? m->ext_cap * 2 : 1024;
+		struct snap_extent *e = realloc(f->extents, cap * sizeof(*e));
+
+		if (!e)
+			return -ENOMEM;
+		f->extents = e;
+		m->ext_cap = cap;
+	}
+	f->extents[f->nextents++] = (struct snap_extent){ m->w->mem_offset + off, len, sum };
+	return 0;
+}
+
+static int saver_flush(struct mem_saver *m)
+{
+	int ret;
+
+	if (!m->run_len)
+		return 0;
+	ret = snap_writer_memory(m->w, m->run_off, m->run_ptr, m->run_len);
+	if (!ret)
+		ret = saver_add_extent(m, m->run_off, m->run_len,
+				       snap_checksum(m->run_ptr, m->run_len));
+	m->run_len = 0;
+	return ret;
+}
+
+/* One touched page at @off in the memory area, at @p in our address space. */
+static int saver_page(struct mem_saver *m, uint64_t off, const uint8_t *p)
+{
+	if (page_is_zero(p)) {
+		m->res->zero_pages++;
+		return saver_flush(m);
+	}
+	m->res->mem_pages++;
+	if (m->run_len && (m->run_off + m->run_len != off || m->run_len >= EXTENT_MAX)) {
+		int ret = saver_flush(m);
+
+		if (ret)
+			return ret;
+	}
+	if (!m->run_len) {
+		m->run_off = off;
+		m->run_ptr = p;
+	}
+	m->run_len += PAGE;
+	return 0;
+}
+
+/* Did the file a restored region maps hold data at @foff? (extents are sorted) */
+static bool backing_has_data(const struct mem_backing *b, uint64_t foff, unsigned *hint)
+{
+	while (*hint < b->nextents &&
+	       b->extents[*hint].file_offset + b->extents[*hint].length <= foff)
+		(*hint)++;
+	return *hint < b->nextents && b->extents[*hint].file_offset <= foff;
+}
+
+static void saver_progress(struct mem_saver *m, uint64_t pages)
+{
+	m->done += pages * PAGE;
+	if (m->opts && m->opts->progress)
+		m->opts->progress(m->opts->progress_opaque, m->done, m->total);
+}
+
+static int save_region(struct mem_saver *m, unsigned idx, uint64_t area_off)
+{
+	const struct mem_region *r = &m->vm->mem[idx];
+	const struct mem_backing *b = m->backing;
+	uint64_t npages = r->size / PAGE, flags[SCAN_CHUNK];
+	uint64_t vpn0 = (uintptr_t)r->hva / PAGE;
+	bool from_file = b && b->fd >= 0;
+	unsigned hint = 0;
+	int ret = 0;
+
+	for (uint64_t i = 0; i < npages && !ret; i += SCAN_CHUNK) {
+		uint64_t n = npages - i < SCAN_CHUNK ? npages - i : SCAN_CHUNK;
+		ssize_t got = pread(m->pagemap, flags, n * 8, (off_t)((vpn0 + i) * 8));
+
+		if (got != (ssize_t)(n * 8))
+			return got < 0 ? -errno : -EIO;
+		for (uint64_t j = 0; j < n && !ret; j++) {
+			uint64_t pg = i + j;
+			bool touched;
+
+			if (from_file)
+				/* A private copy, or data the old file holds for this page. */
+				touched = ((flags[j] & PM_PRESENT) && !(flags[j] & PM_FILE)) ||
+					  (flags[j] & PM_SWAPPED) ||
+					  backing_has_data(b, b->region_file_offset[idx] + pg * PAGE,
+							   &hint);
+			else
+				touched = flags[j] & (PM_PRESENT | PM_SWAPPED);
+			if (touched)
+				ret = saver_page(m, area_off + pg * PAGE,
+						 (const uint8_t *)r->hva + pg * PAGE);
+			else
+				ret = saver_flush(m);
+		}
+		saver_progress(m, n);
+	}
+	if (!ret)
+		ret = saver_flush(m);
+	return ret;
+}
+
+int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_backing *backing,
+		     struct snap_file *map, const struct snap_save_opts *opts,
+		     struct snap_result *res, char *err, size_t errlen)
+{
+	struct mem_saver m = { .vm = vm, .w = w, .map = map, .backing = backing, .opts = opts,
+			       .res = res };
+	uint64_t off = 0;
+	int ret = 0;
+
+	m.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (m.pagemap < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "/proc/self/pagemap: %s", strerror(errno));
+		return ret;
+	}
+	for (unsigned i = 0; i < vm->nmem; i++)
+		m.total += vm->mem[i].size;
+	map->nregions = vm->nmem;
+	for (unsigned i = 0; i < vm->nmem && !ret; i++) {
+		map->regions[i] = (struct snap_region){ vm->mem[i].gpa, vm->mem[i].size,
+							w->mem_offset + off };
+		ret = save_region(&m, i, off);
+		off += vm->mem[i].size;
+	}
+	close(m.pagemap);
+	if (ret)
+		snprintf(err, errlen, "saving guest memory: %s", strerror(-ret));
+	return ret;
+}
+
+int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t errlen)
+{
+	uint64_t low = vm->ram_size < LOWMEM_LIMIT ? vm->ram_size : LOWMEM_LIMIT;
+	int ret;
+
+	/* The file's regions must be exactly the layout this memory size gets. */
+	if (f->nregions != (vm->ram_size > low ? 2u : 1u) || f->regions[0].gpa != 0 ||
+	    f->regions[0].size != low || (f->nregions == 2 && (f->regions[1].gpa != HIGHMEM_BASE ||
+	    f->regions[1].size != vm->ram_size - low))) {
+		snprintf(err, errlen, "the snapshot's memory layout does not match its memory size");
+		return -EINVAL;
+	}
+	vm->nmem = 0;
+	for (unsigned i = 0; i < f->nregions; i++) {
+		const struct snap_region *r = &f->regions[i];
+		void *hva;
+
+		/*
+		 * Private: the guest's writes never reach the file, so the snapshot can be
+		 * restored again.  Nothing is read until the guest touches a page.
+		 */
+		hva = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE,
+			   f->fd, (off_t)r->file_offset);
+		if (hva == MAP_FAILED) {
+			ret = -errno;
+			snprintf(err, errlen, "mapping guest memory from the snapshot: %s",
+				 strerror(errno));
+			return ret;
+		}
+		vm->mem[i] = (struct mem_region){ r->gpa, r->size, hva, i };
+		vm->nmem++;
+	}
+	ret = vm_set_memslots(vm);
+	if (ret)
+		snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
+	return ret;
+}

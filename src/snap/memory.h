@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Guest memory in snapshots.
+ *
+ * Saving writes only pages the guest has touched and that are not all zero; the rest stay
+ * holes in a sparse file.  Touched pages are found from /proc/self/pagemap, which reads page
+ * table flags and never faults a guest page in.  A VM that was itself restored maps its memory
+ * from the old file: there, a page counts as touched when the guest wrote it since (an
+ * anonymous copy-on-write page) or when the old file holds data for it.
+ *
+ * Restoring maps each region of the file MAP_PRIVATE: nothing is read until the guest touches
+ * it, so restore time does not grow with memory size.
+ */
+#ifndef KHYVE_SNAP_MEMORY_H
+#define KHYVE_SNAP_MEMORY_H
+
+#include "snap/format.h"
+#include "snap/snapshot.h"
+
+struct vm;
+
+/* Where a restored VM's memory comes from, to find its data when it is saved again. */
+struct mem_backing {
+	int fd;				/* the snapshot file, kept open; -1 for anonymous RAM */
+	unsigned nextents;
+	struct snap_extent *extents;	/* data extents of that file */
+	uint64_t region_file_offset[2];	/* where each region sits in it */
+};
+
+/* Write every touched, non-zero page; fills @f's regions and extents for the memmap. */
+int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_backing *backing,
+		     struct snap_file *map, const struct snap_save_opts *opts,
+		     struct snap_result *res, char *err, size_t errlen);
+/* Map the snapshot's regions into @vm (lazily) and register them with KVM. */
+int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,572 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * The snapshot orchestrator: the order in which a VM is saved and restored.
+ *
+ * Save (snap_save), on the event-loop thread so no device timer fires meanwhile:
+ *   1. pause every vCPU (acknowledged: all are out of KVM_RUN)
+ *   2. pause every device (in-flight work drained, output flushed); saving a device may
+ *      raise an interrupt, so devices go before vCPU and irqchip state
+ *   3. save devices, one section per instance
+ *   4. save vCPUs, each on its own thread
+ *   5. save VM-wide state: PIC, IOAPIC, PIT, KVM clock, device clock
+ *   6. save metadata, then guest memory (sparse), then the memory map
+ *   7. commit the file (fsync, rename) and resume devices and vCPUs, or end the VM (suspend)
+ * Any failure resumes the VM as it was and leaves any previous file at the path untouched.
+ *
+ * Restore (snap_restore) validates the whole file and decodes every vCPU and VM section
+ * before a VM exists, then: create the machine from the saved configuration → map memory →
+ * load devices (each validates before it commits) → PIC/IOAPIC/PIT and KVM clock (before any
+ * vCPU runs) → device clock → vCPUs (cpustate_set follows KVM's ordering rules) → resume
+ * devices (re-arm timers).  Nothing runs until all of it succeeded.
+ */
+#include "snap/snapshot.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arch/x86/cpustate.h"
+#include "dev/rtc.h"
+#include "machine.h"
+#include "snap/format.h"
+#include "snap/memory.h"
+#include "snap/meta.h"
+#include "snap/sstream.h"
+#include "vcpu.h"
+#include "vm.h"
+
+static uint64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- pausing ---- */
+
+static void devices_resume(struct vm *vm)
+{
+	for (struct dev *d = vm->devs; d; d = d->next)
+		if (d->ops->resume)
+			d->ops->resume(d);
+}
+
+static int devices_pause(struct vm *vm, char *err, size_t errlen)
+{
+	for (struct dev *d = vm->devs; d; d = d->next) {
+		int ret = d->ops->pause ? d->ops->pause(d) : 0;
+
+		if (ret) {
+			snprintf(err, errlen, "pausing device %s: %s", d->id, strerror(-ret));
+			/* Resume the ones already paused: the VM goes on as it was. */
+			for (struct dev *e = vm->devs; e != d; e = e->next)
+				if (e->ops->resume)
+					e->ops->resume(e);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int snap_pause_vm(struct vm *vm, char *err, size_t errlen)
+{
+	int ret;
+
+	if (vm->paused) {
+		snprintf(err, errlen, "the VM is already paused");
+		return -EALREADY;
+	}
+	vcpus_pause(vm);
+	ret = devices_pause(vm, err, errlen);
+	if (ret) {
+		vcpus_resume(vm);
+		return ret;
+	}
+	vm->paused = true;
+	return 0;
+}
+
+int snap_resume_vm(struct vm *vm, char *err, size_t errlen)
+{
+	if (!vm->paused) {
+		snprintf(err, errlen, "the VM is not paused");
+		return -EALREADY;
+	}
+	devices_resume(vm);
+	vcpus_resume(vm);
+	vm->paused = false;
+	return 0;
+}
+
+/* ---- saving ---- */
+
+static int save_devices(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
+{
+	for (struct dev *d = vm->devs; d; d = d->next) {
+		struct sstream s;
+		int ret;
+
+		ss_init_save(&s);
+		ret = d->ops->save(d, &s);
+		if (!ret)
+			ret = ss_error(&s);
+		if (!ret)
+			ret = snap_writer_section(w, SNAP_SEC_DEV, d->id, d->ops->version, s.buf,
+						  s.len);
+		ss_free(&s);
+		if (ret) {
+			snprintf(err, errlen, "saving device %s: %s", d->id, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+struct vcpu_save {
+	struct snap_writer *w;
+	int ret;
+};
+
+/* Runs on the vCPU's own thread. */
+static int vcpu_save_one(struct vcpu *v, void *arg)
+{
+	struct snap_writer *w = arg;
+	struct cpustate cs;
+	struct sstream s;
+	char id[16];
+	int ret;
+
+	ret = cpustate_get(v, &cs);
+	if (ret)
+		goto out;
+	ss_init_save(&s);
+	cpustate_io(&s, &cs);
+	ret = ss_error(&s);
+	snprintf(id, sizeof(id), "cpu%u", v->id);
+	if (!ret)
+		ret = snap_writer_section(w, SNAP_SEC_VCPU, id, CPUSTATE_VERSION, s.buf, s.len);
+	ss_free(&s);
+out:
+	cpustate_free(&cs);
+	return ret;
+}
+
+static int save_vcpus(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		int ret = vcpu_run_on(vm->vcpus[i], vcpu_save_one, w);
+
+		if (ret) {
+			snprintf(err, errlen, "saving vCPU %u: %s", i, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int save_vmstate(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
+{
+	struct vmstate st;
+	struct sstream s;
+	int ret = vmstate_get(vm->vm_fd, &st);
+
+	if (ret) {
+		snprintf(err, errlen, "reading VM state from KVM: %s", strerror(-ret));
+		return ret;
+	}
+	st.vclock = vclock_ns(&vm->ev);
+	st.realtime_ns = now_ns(CLOCK_REALTIME);
+	ss_init_save(&s);
+	vmstate_io(&s, &st);
+	ret = ss_error(&s);
+	if (!ret)
+		ret = snap_writer_section(w, SNAP_SEC_VM, "vm", VMSTATE_VERSION, s.buf, s.len);
+	ss_free(&s);
+	if (ret)
+		snprintf(err, errlen, "saving VM state: %s", strerror(-ret));
+	return ret;
+}
+
+static int save_meta(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
+{
+	char *json = snap_meta_build(vm);
+	int ret;
+
+	if (!json)
+		return -ENOMEM;
+	ret = snap_writer_section(w, SNAP_SEC_META, "meta", 1, json, strlen(json));
+	free(json);
+	if (ret)
+		snprintf(err, errlen, "saving metadata: %s", strerror(-ret));
+	return ret;
+}
+
+static int save_memory(struct vm *vm, struct snap_writer *w, const struct snap_save_opts *opts,
+		       struct snap_result *res, char *err, size_t errlen)
+{
+	struct snap_file map;
+	struct sstream s;
+	int ret;
+
+	memset(&map, 0, sizeof(map));
+	ret = snap_memory_save(vm, w, vm->backing, &map, opts, res, err, errlen);
+	if (!ret) {
+		ss_init_save(&s);
+		snap_memmap_io(&s, &map);
+		ret = ss_error(&s);
+		if (!ret)
+			ret = snap_writer_section(w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len);
+		ss_free(&s);
+		if (ret)
+			snprintf(err, errlen, "saving the memory map: %s", strerror(-ret));
+	}
+	free(map.extents);
+	return ret;
+}
+
+static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save_opts *opts,
+		    struct snap_result *res, char *err, size_t errlen)
+{
+	int ret = save_devices(vm, w, err, errlen);
+
+	if (!ret)
+		ret = save_vcpus(vm, w, err, errlen);
+	if (!ret)
+		ret = save_vmstate(vm, w, err, errlen);
+	if (!ret)
+		ret = save_meta(vm, w, err, errlen);
+	if (!ret)
+		ret = save_memory(vm, w, opts, res, err, errlen);
+	if (!ret)
+		ret = snap_writer_commit(w, err, errlen);
+	return ret;
+}
+
+int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts,
+	      struct snap_result *res, char *err, size_t errlen)
+{
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC), tp;
+	bool was_paused = vm->paused;
+	uint64_t mem = 0;
+	struct snap_writer w;
+	int ret;
+
+	memset(res, 0, sizeof(*res));
+	for (unsigned i = 0; i < vm->nmem; i++)
+		mem += vm->mem[i].size;
+	ret = snap_writer_open(&w, path, mem, err, errlen);
+	if (ret)
+		return ret;
+	if (!was_paused) {
+		ret = snap_pause_vm(vm, err, errlen);
+		if (ret) {
+			snap_writer_abort(&w);
+			return ret;
+		}
+	}
+	tp = now_ns(CLOCK_MONOTONIC);
+	ret = save_all(vm, &w, opts, res, err, errlen);
+	if (ret)
+		snap_writer_abort(&w);
+	else
+		res->bytes = w.bytes;
+	if (!ret && opts && opts->suspend) {
+		/* The guest never runs again here; it continues wherever the file is restored. */
+		vm_request_exit(vm, VM_EXIT_SUSPENDED);
+	} else if (!was_paused) {
+		snap_resume_vm(vm, err, errlen);
+	}
+	res->paused_ns = now_ns(CLOCK_MONOTONIC) - tp;
+	res->total_ns = now_ns(CLOCK_MONOTONIC) - t0;
+	return ret;
+}
+
+/* ---- restoring ---- */
+
+/* Keys a restore may change: where backends live, not what the guest sees. */
+static bool key_replaceable(const char *key)
+{
+	static const char *const patterns[] = {
+		"name", "ctl.*", "snapshot.*", "config.*", "boot.*", "lpc.com[1-4].path",
+		"pci.*.path", "pci.*.backend", "pci.*.tap", "pci.*.hostfwd",
+	};
+
+	for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++)
+		if (!fnmatch(patterns[i], key, 0))
+			return true;
+	return false;
+}
+
+struct merge {
+	struct config *saved;
+	char *err;
+	size_t errlen;
+	int ret;
+};
+
+static void merge_key(const char *key, const char *value, void *opaque)
+{
+	struct merge *m = opaque;
+	const char *old;
+
+	if (m->ret)
+		return;
+	if (key_replaceable(key)) {
+		m->ret = config_set(m->saved, key, value);
+		return;
+	}
+	old = config_get(m->saved, key);
+	if (!old) {
+		snprintf(m->err, m->errlen, "option %s=%s is not in the snapshot's configuration",
+			 key, value);
+		m->ret = -EINVAL;
+	} else if (strcmp(old, value)) {
+		snprintf(m->err, m->errlen, "option %s=%s does not match the snapshot (%s=%s)",
+			 key, value, key, old);
+		m->ret = -EINVAL;
+	}
+}
+
+struct restore {
+	struct snap_file f;
+	struct config saved;
+	unsigned ncpus;
+	struct cpustate *cpus;
+	struct vmstate vmst;
+	bool catchup, verify_memory;
+};
+
+static int restore_decode(struct restore *r, const char *path, char *err, size_t errlen)
+{
+	const struct snap_section *sec;
+	struct sstream s;
+	void *buf;
+	int ret;
+
+	r->cpus = calloc(r->ncpus, sizeof(*r->cpus));
+	if (!r->cpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i <= r->ncpus; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "cpu%u", i);
+		sec = i < r->ncpus ? snap_file_find(&r->f, SNAP_SEC_VCPU, id) :
+				     snap_file_find(&r->f, SNAP_SEC_VM, "vm");
+		if (!sec) {
+			snprintf(err, errlen, "snapshot %s: no state for %s", path,
+				 i < r->ncpus ? id : "the VM");
+			return -EINVAL;
+		}
+		if (sec->version != (i < r->ncpus ? CPUSTATE_VERSION : VMSTATE_VERSION)) {
+			snprintf(err, errlen, "snapshot %s: section %s version %u is not supported",
+				 path, sec->id, sec->version);
+			return -EINVAL;
+		}
+		ret = snap_file_read(&r->f, sec, &buf);
+		if (ret)
+			return ret;
+		ss_init_load(&s, buf, sec->length);
+		if (i < r->ncpus)
+			cpustate_io(&s, &r->cpus[i]);
+		else
+			vmstate_io(&s, &r->vmst);
+		ret = ss_finish(&s);
+		free(buf);
+		if (ret) {
+			snprintf(err, errlen, "snapshot %s: section %s: %s", path, sec->id, s.msg);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int restore_prepare(struct restore *r, struct config *cfg, const char *path,
+			   char *err, size_t errlen)
+{
+	struct merge m = { .saved = &r->saved, .err = err, .errlen = errlen };
+	const char *v;
+	int ret;
+
+	v = config_get_default(cfg, "snapshot.verify", "full");
+	if (strcmp(v, "full") && strcmp(v, "fast")) {
+		snprintf(err, errlen, "snapshot.verify=%s: expected full or fast", v);
+		return -EINVAL;
+	}
+	r->verify_memory = !strcmp(v, "full");
+	v = config_get_default(cfg, "snapshot.time", "frozen");
+	if (strcmp(v, "frozen") && strcmp(v, "catchup")) {
+		snprintf(err, errlen, "snapshot.time=%s: expected frozen or catchup", v);
+		return -EINVAL;
+	}
+	r->catchup = !strcmp(v, "catchup");
+	ret = snap_file_open(&r->f, path, r->verify_memory, err, errlen);
+	if (ret)
+		return ret;
+	config_init(&r->saved);
+	ret = snap_meta_config(r->f.meta_json, &r->saved, err, errlen);
+	if (ret)
+		return ret;
+	config_foreach(cfg, "", merge_key, &m);
+	if (m.ret)
+		return m.ret;
+	ret = machine_check_config(&r->saved, true, err, errlen);
+	if (ret)
+		return ret;
+	r->ncpus = (unsigned)strtoul(config_get_default(&r->saved, "cpus", "1"), NULL, 10);
+	return restore_decode(r, path, err, errlen);
+}
+
+static int restore_devices(struct vm *vm, struct restore *r, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < r->f.nsections; i++) {
+		const struct snap_section *sec = &r->f.sections[i];
+
+		if (sec->type == SNAP_SEC_DEV && !vm_find_dev(vm, sec->id)) {
+			snprintf(err, errlen, "the snapshot holds state for device %s, which this "
+				 "configuration does not have", sec->id);
+			return -EINVAL;
+		}
+	}
+	for (struct dev *d = vm->devs; d; d = d->next) {
+		const struct snap_section *sec = snap_file_find(&r->f, SNAP_SEC_DEV, d->id);
+		struct sstream s;
+		void *buf;
+		int ret;
+
+		if (!sec) {
+			snprintf(err, errlen, "the snapshot has no state for device %s", d->id);
+			return -EINVAL;
+		}
+		if (sec->version > d->ops->version) {
+			snprintf(err, errlen, "section %s version %u is newer than this khyve "
+				 "supports (%u)", d->id, sec->version, d->ops->version);
+			return -EINVAL;
+		}
+		ret = snap_file_read(&r->f, sec, &buf);
+		if (ret)
+			return ret;
+		ss_init_load(&s, buf, sec->length);
+		ret = d->ops->load(d, &s, sec->version);
+		if (!ret)
+			ret = ss_error(&s);
+		free(buf);
+		if (ret) {
+			snprintf(err, errlen, "device %s: %s", d->id,
+				 s.msg[0] ? s.msg : strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int restore_backing(struct vm *vm, struct restore *r)
+{
+	struct mem_backing *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return -ENOMEM;
+	b->fd = dup(r->f.fd);
+	b->nextents = r->f.nextents;
+	b->extents = calloc(r->f.nextents ? r->f.nextents : 1, sizeof(*b->extents));
+	if (b->fd < 0 || !b->extents) {
+		if (b->fd >= 0)
+			close(b->fd);
+		free(b->extents);
+		free(b);
+		return -ENOMEM;
+	}
+	memcpy(b->extents, r->f.extents, r->f.nextents * sizeof(*b->extents));
+	for (unsigned i = 0; i < r->f.nregions; i++)
+		b->region_file_offset[i] = r->f.regions[i].file_offset;
+	vm->backing = b;
+	return 0;
+}
+
+static int restore_time(struct vm *vm, struct restore *r, char *err, size_t errlen)
+{
+	struct dev *rtc = vm_find_dev(vm, "rtc");
+	int ret;
+
+	if (r->catchup) {
+		/* Wall-clock time catches up: kvmclock and the RTC move by the time away. */
+		uint64_t now = now_ns(CLOCK_REALTIME);
+		uint64_t away = now > r->vmst.realtime_ns ? now - r->vmst.realtime_ns : 0;
+
+		r->vmst.clock.clock += away;
+		if (rtc)
+			rtc_advance_wallclock(rtc, away / 1000000000ULL);
+	}
+	ret = vmstate_set(vm->vm_fd, &r->vmst, err, errlen);
+	if (!ret)
+		vclock_set(&vm->ev, r->vmst.vclock);
+	return ret;
+}
+
+static int restore_machine(struct vm *vm, struct restore *r, char *err, size_t errlen)
+{
+	int ret;
+
+	ret = cpustate_check(&r->cpus[0], vm->kvm_fd, err, errlen);
+	if (!ret)
+		ret = snap_memory_map(vm, &r->f, err, errlen);
+	if (!ret)
+		ret = restore_backing(vm, r);
+	if (!ret)
+		ret = restore_devices(vm, r, err, errlen);
+	if (ret)
+		return ret;
+	/* Device time first (vclock), so timers re-armed on resume use the saved clock. */
+	vclock_set(&vm->ev, r->vmst.vclock);
+	ret = restore_time(vm, r, err, errlen);
+	for (unsigned i = 0; !ret && i < vm->ncpus; i++)
+		ret = cpustate_set(vm->vcpus[i], &r->cpus[i], err, errlen);
+	if (!ret)
+		devices_resume(vm);
+	return ret;
+}
+
+static void restore_free(struct restore *r)
+{
+	for (unsigned i = 0; r->cpus && i < r->ncpus; i++)
+		cpustate_free(&r->cpus[i]);
+	free(r->cpus);
+	snap_file_close(&r->f);
+}
+
+int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_config,
+		 char *err, size_t errlen)
+{
+	struct restore r;
+	int ret;
+
+	memset(&r, 0, sizeof(r));
+	r.f.fd = -1;
+	config_init(&r.saved);
+	ret = restore_prepare(&r, cfg, path, err, errlen);
+	if (ret)
+		goto out;
+	if (dump_config) {
+		config_dump(&r.saved, stdout);
+		ret = 1;
+		goto out;
+	}
+	/* From here the merged configuration is the VM's. */
+	config_free(cfg);
+	*cfg = r.saved;
+	config_init(&r.saved);
+	ret = machine_create(vm, cfg, true, err, errlen);
+	if (ret)
+		goto out;
+	ret = restore_machine(vm, &r, err, errlen);
+	if (ret)
+		machine_destroy(vm);
+out:
+	config_free(&r.saved);
+	restore_free(&r);
+	return ret;
+}
