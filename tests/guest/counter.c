@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: MIT
+/*
+ * khyve test guest, mode=counter: runs forever. The BSP prints "seq N"
+ * at `rate` lines per second; every CPU keeps writing and verifying its
+ * share of a memory region; the BSP checks once a second that every
+ * timer still advances. All state lives in guest memory, so a snapshot
+ * and restore continues the sequence with no gap and no repeat.
+ *
+ * Failures are printed as "TESTGUEST FAIL: ..." lines and the guest keeps
+ * going (seq lines continue), so a harness sees both the failure and
+ * whether the guest is otherwise alive.
+ */
+#include "user.h"
+
+#define CHUNK_WORDS	8192	/* 64 KiB between two looks at the clock */
+#define STALL_CHECKS	5	/* seconds without progress = stalled */
+#define HPET_IRQ_UNSET	0xff
+
+extern u64 pdpt[512];
+extern char _image_end[];
+
+/* Extra page directories for RAM above 4 GiB (up to 64 GiB). */
+static u64 hipd[60][512] __attribute__((section(".noinit"), aligned(4096)));
+
+struct worker {
+	u64 *start;
+	u64 words;
+	u64 pos;
+	u64 pass;
+};
+
+struct watch {
+	char name[24];
+	u64 last;
+	u32 stale;
+	bool reported;
+};
+
+static struct worker workers[MAX_CPUS];
+static u64 region_base, region_size;
+static u64 seq;
+static u8 hpet_pin = HPET_IRQ_UNSET;
+static u32 pit_pin;
+
+/* ---- memory pattern ---- */
+static inline u64 pattern(u64 addr, u64 pass)
+{
+	u64 x = addr ^ (pass * 0x9e3779b97f4a7c15ull);
+
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 29;
+	return x;
+}
+
+static void mem_mismatch(u32 cpu, u64 *a, u64 want, u64 got)
+{
+	struct cpu_state *c = &cpus[cpu];
+
+	c->fail_addr = (u64)a;
+	c->fail_expect = want;
+	c->fail_got = got;
+	c->fail_count++;
+}
+
+/* Verify pass-1 and write pass over the next chunk of this CPU's share. */
+static void mem_chunk(u32 cpu)
+{
+	struct worker *w = &workers[cpu];
+	u64 n = w->words - w->pos, k;
+	u64 *a = w->start + w->pos;
+
+	if (n > CHUNK_WORDS)
+		n = CHUNK_WORDS;
+	for (k = 0; k < n; k++, a++) {
+		if (w->pass && *a != pattern((u64)a, w->pass - 1))
+			mem_mismatch(cpu, a, pattern((u64)a, w->pass - 1), *a);
+		*a = pattern((u64)a, w->pass);
+	}
+	w->pos += n;
+	if (w->pos == w->words) {
+		w->pos = 0;
+		w->pass++;
+		cpus[cpu].passes = w->pass;
+	}
+	cpus[cpu].progress++;
+}
+
+/* ---- where the region goes ---- */
+
+/* Map [4 GiB, end) with 2 MiB pages. Done from ring 3: the tables are
+ * ordinary U memory, and not-present entries are never cached, so no
+ * TLB flush is needed. */
+static int map_above_4g(u64 end)
+{
+	u64 gb, n = (end + (1ull << 30) - 1) >> 30, j;
+
+	if (n > 4 + 60)
+		return -1;
+	for (gb = 4; gb < n; gb++) {
+		if (pdpt[gb])
+			continue;
+		for (j = 0; j < 512; j++)
+			hipd[gb - 4][j] = (gb << 30) + (j << 21) + 0x87;
+		WRITE_ONCE(pdpt[gb], (u64)hipd[gb - 4] + 7);
+	}
+	return 0;
+}
+
+static const struct memmap_entry *ram_containing(u64 a)
+{
+	u32 i;
+
+	for (i = 0; i < memmap_count; i++)
+		if (memmap[i].type == 1 && a >= memmap[i].addr &&
+		    a < memmap[i].addr + memmap[i].size)
+			return &memmap[i];
+	return NULL;
+}
+
+static bool region_high(u64 size)
+{
+	u32 i;
+
+	for (i = 0; i < memmap_count; i++) {
+		const struct memmap_entry *e = &memmap[i];
+		u64 b = (e->addr + 0x1fffff) & ~0x1fffffull;
+
+		if (e->type != 1 || b < (4ull << 30) || b + size > e->addr + e->size)
+			continue;
+		if (map_above_4g(b + size))
+			continue;
+		region_base = b;
+		return true;
+	}
+	return false;
+}
+
+/* Right after the image (2 MiB aligned), else above 4 GiB, else clamped. */
+static void region_place(void)
+{
+	const struct memmap_entry *e;
+	u64 size = opt.mem;
+
+	region_base = ((u64)_image_end + 0x1fffff) & ~0x1fffffull;
+	e = ram_containing(region_base);
+	if (e && region_base + size > e->addr + e->size && !region_high(size)) {
+		size = (e->addr + e->size - region_base) & ~0xfffull;
+		pr("counter: mem clamped to %lu KiB\n", size >> 10);
+	}
+	region_size = size;
+}
+
+int memregion_setup(void)
+{
+	u64 share;
+	u32 i;
+
+	region_place();
+	share = region_size / ncpus_up / 8;
+	if (!share)
+		return -1;
+	for (i = 0; i < ncpus_up; i++) {
+		workers[i].start = (u64 *)region_base + i * share;
+		workers[i].words = share;
+	}
+	return 0;
+}
+
+/* ---- timer watch ---- */
+static void watch_update(struct watch *w, u64 v)
+{
+	if (v != w->last) {
+		w->last = v;
+		w->stale = 0;
+		w->reported = false;
+		return;
+	}
+	if (++w->stale >= STALL_CHECKS && !w->reported) {
+		pr("TESTGUEST FAIL: %s stalled\n", w->name);
+		w->reported = true;
+	}
+}
+
+enum {
+	W_HPET, W_PMTMR, W_RTC, W_PIT, W_HPET_IRQ, W_LAPIC,
+	W_CPU = W_LAPIC + MAX_CPUS,
+	W_COUNT = W_CPU + MAX_CPUS,
+};
+static struct watch watches[W_COUNT];
+static u64 fails_reported[MAX_CPUS];
+
+static void watches_init(void)
+{
+	u32 i;
+
+	fmt(watches[W_HPET].name, 24, "hpet counter");
+	fmt(watches[W_PMTMR].name, 24, "pm timer");
+	fmt(watches[W_RTC].name, 24, "rtc seconds");
+	fmt(watches[W_PIT].name, 24, "pit irq");
+	fmt(watches[W_HPET_IRQ].name, 24, "hpet irq");
+	for (i = 0; i < ncpus_up; i++) {
+		fmt(watches[W_LAPIC + i].name, 24, "lapic timer cpu %u", i);
+		fmt(watches[W_CPU + i].name, 24, "cpu %u", i);
+	}
+}
+
+static void mem_failures_report(void)
+{
+	u32 i;
+
+	for (i = 0; i < ncpus_up; i++) {
+		struct cpu_state *c = &cpus[i];
+
+		if (c->fail_count == fails_reported[i])
+			continue;
+		fails_reported[i] = c->fail_count;
+		pr("TESTGUEST FAIL: memory at 0x%lx cpu %u (want 0x%lx got 0x%lx, %lu bad words)\n",
+		   c->fail_addr, i, c->fail_expect, c->fail_got, c->fail_count);
+	}
+}
+
+static void timers_check(void)
+{
+	u32 i;
+
+	watch_update(&watches[W_HPET], hpet_period_fs ? hpet_counter() : 0);
+	watch_update(&watches[W_PMTMR], plat.pm_tmr ? pm_timer_read() : 0);
+	watch_update(&watches[W_RTC], cmos_read(0x00));
+	watch_update(&watches[W_PIT], irq_count(0, VEC_IOAPIC_BASE + pit_pin));
+	if (hpet_pin != HPET_IRQ_UNSET)
+		watch_update(&watches[W_HPET_IRQ], irq_count(0, VEC_IOAPIC_BASE + hpet_pin));
+	for (i = 0; i < ncpus_up; i++) {
+		watch_update(&watches[W_LAPIC + i], irq_count(i, VEC_LAPIC_TIMER));
+		watch_update(&watches[W_CPU + i], cpus[i].progress);
+	}
+	mem_failures_report();
+}
+
+/* PIT and one HPET comparator at 100 Hz to the BSP; LAPIC timers run already. */
+static void timers_start(void)
+{
+	u32 t, n;
+	int pin;
+
+	pit_periodic(100);
+	pit_pin = route_isa(0, cpus[0].apic_id);
+	if (!hpet_period_fs)
+		return;
+	n = hpet_num_timers();
+	for (t = 0; t < n; t++) {
+		pin = hpet_pick_pin(t);
+		if (pin < 0 || pin == (int)pit_pin)
+			continue;
+		ioapic_route(pin, VEC_IOAPIC_BASE + pin, cpus[0].apic_id, false, false);
+		if (!hpet_timer_start(t, pin, 10000, true)) {
+			hpet_pin = pin;
+			return;
+		}
+		ioapic_mask(pin);
+	}
+	pr("counter: no HPET comparator can interrupt periodically\n");
+}
+
+/*
+ * Next deadline for a "seq" line. Far behind (the TSC jumped, e.g. a
+ * restore on another host) or far ahead (it went back): re-anchor at now
+ * rather than burst or stall.
+ */
+static u64 seq_next(u64 deadline, u64 now, u64 period)
+{
+	deadline += period;
+	if ((s64)(now - deadline) > (s64)tsc_hz || (s64)(deadline - now) > (s64)(2 * period))
+		deadline = now + period;
+	return deadline;
+}
+
+void counter_run(void)
+{
+	u64 period = tsc_hz / opt.rate, next, check, t;
+
+	if (memregion_setup())
+		fail_final("counter: no memory for the pattern");
+	pr("counter: %lu KiB at 0x%lx on %u cpus, %lu seq/s\n",
+	   region_size >> 10, region_base, ncpus_up, opt.rate);
+	timers_start();
+	watches_init();
+	WRITE_ONCE(go_mode, MODE_COUNTER + 1);
+	next = rdtsc() + period;
+	check = rdtsc() + tsc_hz;
+	for (;;) {
+		mem_chunk(0);
+		t = rdtsc();
+		if ((s64)(t - next) >= 0) {
+			pr("seq %lu\n", ++seq);
+			next = seq_next(next, t, period);
+		} else if ((s64)(next - t) > (s64)(2 * period)) {
+			next = t + period;
+		}
+		if ((s64)(t - check) >= 0 || (s64)(check - t) > (s64)(2 * tsc_hz)) {
+			timers_check();
+			check = t + tsc_hz;
+		}
+	}
+}
+
+void counter_ap(u32 cpu)
+{
+	for (;;)
+		mem_chunk(cpu);
+}

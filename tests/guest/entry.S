@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * khyve test guest: interrupt and exception entry, the port-I/O syscall,
+ * and the drop to ring 3. Handlers are as short as possible because each
+ * ring-0 instruction is emulated.
+ */
+#include "guest.h"
+
+#define LAPIC_EOI	0xfee000b0
+#define PERCPU_MASK	(~(PERCPU_SIZE - 1))
+
+	.text
+	.code64
+
+/*
+ * Exception stubs, 16 bytes each: push a dummy error code where the CPU
+ * does not, push the vector, then report and power off.
+ */
+	.p2align 4
+	.globl exc_stubs
+exc_stubs:
+	.set vec, 0
+	.rept 32
+	.p2align 4
+	.if (vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30)
+	nop
+	nop
+	.else
+	pushq $0
+	.endif
+	pushq $vec
+	jmp exc_common
+	.set vec, vec + 1
+	.endr
+
+exc_common:
+	pushq %rax
+	pushq %rbx
+	pushq %rcx
+	pushq %rdx
+	pushq %rsi
+	pushq %rdi
+	pushq %rbp
+	pushq %r8
+	pushq %r9
+	pushq %r10
+	pushq %r11
+	pushq %r12
+	pushq %r13
+	pushq %r14
+	pushq %r15
+	movq %rsp, %rdi
+	andq $-16, %rsp
+	call fault_report
+1:	cli
+	hlt
+	jmp 1b
+
+/*
+ * Counting interrupt stubs for vectors 32..255, 32 bytes each: bump this
+ * CPU's counter for the vector, EOI the local APIC, return.
+ */
+	.p2align 5
+	.globl irq_stubs
+irq_stubs:
+	.set vec, 32
+	.rept 224
+	.p2align 5
+	pushq %rax
+	movq %rsp, %rax
+	andq $PERCPU_MASK, %rax
+	incq (vec * 8)(%rax)
+	movl $LAPIC_EOI, %eax
+	movl $0, (%rax)
+	popq %rax
+	iretq
+	.set vec, vec + 1
+	.endr
+
+/* Spurious vector: count, no EOI. */
+	.globl irq_spurious
+irq_spurious:
+	pushq %rax
+	movq %rsp, %rax
+	andq $PERCPU_MASK, %rax
+	incq (VEC_SPURIOUS * 8)(%rax)
+	popq %rax
+	iretq
+
+/* RTC (IRQ 8): also read register C so the RTC can interrupt again. */
+	.globl irq_rtc
+irq_rtc:
+	pushq %rax
+	pushq %rcx
+	movq %rsp, %rcx
+	andq $PERCPU_MASK, %rcx
+	incq (VEC_RTC * 8)(%rcx)
+	movb $0x0c, %al
+	outb %al, $0x70
+	inb $0x71, %al
+	orb %al, PERCPU_RTC_FLAGS(%rcx)
+	movl $LAPIC_EOI, %eax
+	movl $0, (%rax)
+	popq %rcx
+	popq %rax
+	iretq
+
+/*
+ * int $0x80 (interrupt gate, DPL 3): privileged operations for ring 3.
+ * Clobbers rax, rcx, rdx, rsi, rdi, r8; result in rax.
+ */
+	.globl syscall_entry
+syscall_entry:
+	cmpq $SYS_MAX, %rax
+	jae 1f
+	jmp *sys_table(, %rax, 8)
+1:	movq $-1, %rax
+	iretq
+
+sys_inb:
+	movl %edi, %edx
+	xorl %eax, %eax
+	inb %dx, %al
+	iretq
+sys_inw:
+	movl %edi, %edx
+	xorl %eax, %eax
+	inw %dx, %ax
+	iretq
+sys_inl:
+	movl %edi, %edx
+	inl %dx, %eax
+	iretq
+sys_outb:
+	movl %edi, %edx
+	movl %esi, %eax
+	outb %al, %dx
+	iretq
+sys_outw:
+	movl %edi, %edx
+	movl %esi, %eax
+	outw %ax, %dx
+	iretq
+sys_outl:
+	movl %edi, %edx
+	movl %esi, %eax
+	outl %eax, %dx
+	iretq
+
+/* Polled 16550 output: wait for LSR.THRE (bounded), write one byte. */
+sys_uart_write:
+	movq %rdx, %rcx
+1:	testq %rcx, %rcx
+	jz 4f
+	movl $100000, %r8d
+	leal 5(%rdi), %edx
+2:	inb %dx, %al
+	testb $0x20, %al
+	jnz 3f
+	decl %r8d
+	jnz 2b
+3:	movl %edi, %edx
+	movb (%rsi), %al
+	outb %al, %dx
+	incq %rsi
+	decq %rcx
+	jmp 1b
+4:	xorl %eax, %eax
+	iretq
+
+/* CMOS index+data in one go, so the RTC handler cannot move the index */
+sys_cmos_read:
+	movl %edi, %eax
+	outb %al, $0x70
+	xorl %eax, %eax
+	inb $0x71, %al
+	iretq
+sys_cmos_write:
+	movl %edi, %eax
+	outb %al, $0x70
+	movl %esi, %eax
+	outb %al, $0x71
+	iretq
+
+/*
+ * Sleep until the next interrupt unless *rdi != rsi: checked with IF=0,
+ * and sti;hlt opens no window, so a wake-up cannot be lost.
+ */
+sys_hlt:
+	testq %rdi, %rdi
+	jz 1f
+	cmpq (%rdi), %rsi
+	jne 2f
+1:	sti
+	hlt
+	cli
+2:	xorl %eax, %eax
+	iretq
+
+sys_halt:
+	cli
+	hlt
+	jmp sys_halt
+
+	.section .rodata
+	.p2align 3
+sys_table:
+	.quad sys_inb, sys_inw, sys_inl
+	.quad sys_outb, sys_outw, sys_outl
+	.quad sys_uart_write, sys_cmos_read, sys_cmos_write
+	.quad sys_hlt, sys_halt
+
+	.text
+/* enter_user(entry, stack_top, arg): iretq to ring 3, IF set */
+	.globl enter_user
+enter_user:
+	pushq $(SEL_UDATA | 3)
+	pushq %rsi
+	pushq $0x202
+	pushq $(SEL_UCODE | 3)
+	pushq %rdi
+	movq %rdx, %rdi
+	xorl %esi, %esi
+	xorl %edx, %edx
+	iretq

@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: MIT
+/*
+ * khyve test guest, mode=selftest: check every platform device once,
+ * print "ok <group>" or "fail <group>: <what>" per group, then a verdict
+ * line (TESTGUEST PASS / TESTGUEST FAIL: <first failure>) and power off.
+ * Bounds are loose on purpose: the test machines are noisy.
+ */
+#include "user.h"
+
+static char first_fail[128];
+static bool group_failed;
+
+static void check_fail(const char *f, ...)
+{
+	char buf[128];
+	va_list ap;
+
+	va_start(ap, f);
+	vfmt(buf, sizeof(buf), f, ap);
+	va_end(ap);
+	pr("fail %s: %s\n", cur_check, buf);
+	if (!first_fail[0])
+		fmt(first_fail, sizeof(first_fail), "%s: %s", cur_check, buf);
+	group_failed = true;
+}
+
+static void group_begin(const char *name)
+{
+	cur_check = name;
+	group_failed = false;
+}
+
+static void group_end(void)
+{
+	if (!group_failed)
+		pr("ok %s\n", cur_check);
+}
+
+/* Wait until CPU cpu has counted vector vec at least target times. */
+static bool wait_irq(u32 cpu, u32 vec, u64 target, u64 timeout_us)
+{
+	u64 end = rdtsc() + timeout_us * (tsc_hz / 1000000);
+
+	while (irq_count(cpu, vec) < target) {
+		if ((s64)(rdtsc() - end) > 0)
+			return false;
+		watchdog_poll();
+		cpu_relax();
+	}
+	return true;
+}
+
+/* Interrupts of vector vec on cpu during us microseconds. */
+static u64 irqs_during(u32 cpu, u32 vec, u64 us)
+{
+	u64 c0 = irq_count(cpu, vec);
+
+	udelay(us);
+	return irq_count(cpu, vec) - c0;
+}
+
+/* ---- UART ---- */
+static void uart_loopback(void)
+{
+	int n = 16;
+	u8 msr;
+
+	outb(COM1 + 4, 0x1b);	/* loop | OUT2 | RTS | DTR */
+	while ((inb(COM1 + 5) & 1) && n--)
+		inb(COM1);
+	msr = inb(COM1 + 6);
+	if ((msr & 0xf0) != 0xb0)
+		check_fail("loopback MSR 0x%x, want 0xb0", msr & 0xf0);
+	outb(COM1, 0x42);
+	for (n = 1000; n && !(inb(COM1 + 5) & 1); n--)
+		udelay(100);
+	if (!n)
+		check_fail("loopback byte not received");
+	else if ((msr = inb(COM1)) != 0x42)
+		check_fail("loopback read 0x%x, want 0x42", msr);
+	outb(COM1 + 4, 0x0b);
+}
+
+static void uart_thre_irq(void)
+{
+	u8 pin;
+	u64 c0;
+
+	pin = route_isa(4, cpus[0].apic_id);
+	c0 = irq_count(0, VEC_IOAPIC_BASE + pin);
+	outb(COM1 + 1, 0x02);
+	if (!wait_irq(0, VEC_IOAPIC_BASE + pin, c0 + 1, 500000))
+		check_fail("no THRE interrupt on IOAPIC pin %u", pin);
+	outb(COM1 + 1, 0);
+	inb(COM1 + 2);
+	ioapic_mask(pin);
+}
+
+static void check_uart(void)
+{
+	u8 v, lsr;
+
+	group_begin("uart");
+	outb(COM1 + 7, 0x5a);
+	v = inb(COM1 + 7);
+	outb(COM1 + 7, 0xa5);
+	if (v != 0x5a || inb(COM1 + 7) != 0xa5)
+		check_fail("scratch register");
+	lsr = inb(COM1 + 5);
+	if ((lsr & 0x60) != 0x60)
+		check_fail("LSR 0x%x: THRE/TEMT not set", lsr);
+	uart_loopback();
+	uart_thre_irq();
+	group_end();
+}
+
+/* ---- HPET, PM timer ---- */
+static void check_hpet(void)
+{
+	u32 cap;
+	u64 c0, c1;
+
+	group_begin("hpet");
+	if (!plat.hpet_base || !hpet_period_fs) {
+		check_fail("no usable HPET (base 0x%lx)", plat.hpet_base);
+		return;
+	}
+	cap = hpet_read32(0);
+	if (!(cap & 0xff))
+		check_fail("revision 0");
+	if (hpet_num_timers() < 3)
+		check_fail("%u comparators", hpet_num_timers());
+	c0 = hpet_counter();
+	udelay(2000);
+	c1 = hpet_counter();
+	if (c1 <= c0)
+		check_fail("main counter not advancing");
+	else if (hpet_ticks_to_us(c1 - c0) < 1000)
+		check_fail("counter too slow: %lu us in 2 ms", hpet_ticks_to_us(c1 - c0));
+	group_end();
+}
+
+static void check_pmtimer(void)
+{
+	u32 p0, p1;
+	u64 h0, h1, us, hz;
+
+	group_begin("pmtimer");
+	if (!plat.pm_tmr) {
+		check_fail("no PM timer in the FADT");
+		return;
+	}
+	p0 = pm_timer_read();
+	h0 = hpet_period_fs ? hpet_counter() : now_us();
+	udelay(200000);
+	p1 = pm_timer_read();
+	h1 = hpet_period_fs ? hpet_counter() : now_us();
+	us = hpet_period_fs ? hpet_ticks_to_us(h1 - h0) : h1 - h0;
+	hz = us ? (u64)pm_timer_delta(p0, p1) * 1000000 / us : 0;
+	if (hz < 3579545 * 9 / 10 || hz > 3579545 * 11 / 10)
+		check_fail("runs at %lu Hz, want 3579545", hz);
+	group_end();
+}
+
+/* ---- local APIC timers on every CPU, IPIs ---- */
+static void check_lapic_timer(void)
+{
+	u64 c0[MAX_CPUS], n;
+	u32 i;
+
+	group_begin("lapic-timer");
+	if (!lapic_timer_count)
+		check_fail("calibration gave 0");
+	for (i = 0; i < ncpus_up; i++)
+		c0[i] = irq_count(i, VEC_LAPIC_TIMER);
+	udelay(300000);
+	for (i = 0; i < ncpus_up; i++) {
+		n = irq_count(i, VEC_LAPIC_TIMER) - c0[i];
+		if (n < 10 || n > 80)
+			check_fail("cpu %u: %lu ticks in 300 ms at 100 Hz", i, n);
+	}
+	group_end();
+}
+
+static void check_smp(void)
+{
+	u32 i;
+	u64 c0;
+
+	group_begin("smp");
+	if (ncpus_up != plat.ncpus)
+		check_fail("%u of %u cpus running", ncpus_up, plat.ncpus);
+	for (i = 0; i < ncpus_up; i++) {
+		if (cpus[i].apic_id != plat.apic_id[i])
+			check_fail("cpu %u has apic id %lu, MADT says %u", i,
+				   cpus[i].apic_id, plat.apic_id[i]);
+		if (i == 0)
+			continue;
+		c0 = irq_count(i, VEC_IPI);
+		lapic_send_ipi(plat.apic_id[i], VEC_IPI);
+		if (!wait_irq(i, VEC_IPI, c0 + 1, 500000))
+			check_fail("cpu %u did not get an IPI", i);
+	}
+	group_end();
+}
+
+/* ---- PIT ---- */
+static void check_pit(void)
+{
+	u8 pin;
+	u64 n;
+
+	group_begin("pit");
+	pit_periodic(100);
+	pin = route_isa(0, cpus[0].apic_id);
+	n = irqs_during(0, VEC_IOAPIC_BASE + pin, 300000);
+	if (n < 10 || n > 80)
+		check_fail("%lu IRQ0s on pin %u in 300 ms at 100 Hz", n, pin);
+	ioapic_mask(pin);
+	pit_stop();
+	group_end();
+}
+
+/* ---- HPET comparator interrupts through the IOAPIC ---- */
+
+static void hpet_oneshot(u32 t)
+{
+	int pin = hpet_pick_pin(t);
+	u32 vec;
+	u64 c0;
+
+	if (pin < 0) {
+		check_fail("timer %u: no usable route (cap 0x%x)", t, hpet_route_cap(t));
+		return;
+	}
+	vec = VEC_IOAPIC_BASE + pin;
+	ioapic_route(pin, vec, cpus[0].apic_id, false, false);
+	c0 = irq_count(0, vec);
+	hpet_timer_start(t, pin, 20000, false);
+	if (!wait_irq(0, vec, c0 + 1, 1000000))
+		check_fail("timer %u one-shot: no interrupt on pin %d", t, pin);
+	udelay(60000);
+	if (irq_count(0, vec) > c0 + 1)
+		check_fail("timer %u one-shot fired %lu times", t, irq_count(0, vec) - c0);
+	hpet_timer_stop(t);
+	ioapic_mask(pin);
+}
+
+/* Periodic comparator routed to the last CPU: checks IOAPIC destinations. */
+static void hpet_periodic(u32 t)
+{
+	int pin = hpet_pick_pin(t);
+	u32 dst = ncpus_up - 1, vec;
+	u64 n, other;
+
+	if (pin < 0) {
+		check_fail("timer %u: no usable route (cap 0x%x)", t, hpet_route_cap(t));
+		return;
+	}
+	vec = VEC_IOAPIC_BASE + pin;
+	ioapic_route(pin, vec, cpus[dst].apic_id, false, false);
+	other = dst ? irq_count(0, vec) : 0;
+	if (hpet_timer_start(t, pin, 10000, true)) {
+		check_fail("timer %u cannot do periodic", t);
+		return;
+	}
+	n = irqs_during(dst, vec, 300000);
+	if (n < 10 || n > 80)
+		check_fail("timer %u periodic: %lu irqs on cpu %u in 300 ms at 100 Hz", t, n, dst);
+	if (dst && irq_count(0, vec) != other)
+		check_fail("pin %d routed to cpu %u also reached cpu 0", pin, dst);
+	hpet_timer_stop(t);
+	ioapic_mask(pin);
+}
+
+static void check_hpet_irq(void)
+{
+	u32 t, periodic = 0, n;
+
+	group_begin("hpet-irq");
+	if (!hpet_period_fs) {
+		check_fail("no HPET");
+		return;
+	}
+	n = hpet_num_timers();
+	for (t = 0; t < n; t++)
+		if (hpet_read32(0x100 + 0x20 * t) & (1 << 4))
+			break;
+	if (t == n)
+		check_fail("no periodic-capable comparator");
+	else
+		periodic = t;
+	hpet_oneshot(periodic == n - 1 ? 0 : n - 1);
+	if (t < n)
+		hpet_periodic(periodic);
+	group_end();
+}
+
+/* ---- RTC / CMOS ---- */
+#define RTC_A		0x0a
+#define RTC_B		0x0b
+#define RTC_C		0x0c
+#define RTC_B_PIE	0x40
+#define RTC_B_AIE	0x20
+#define RTC_B_UIE	0x10
+#define RTC_B_BIN	0x04
+#define RTC_B_24H	0x02
+
+static bool rtc_binary;
+
+static u8 bcd_ok(u8 v)
+{
+	return (v & 0x0f) <= 9 && (v >> 4) <= 9;
+}
+
+static u8 rtc_val(u8 raw)
+{
+	return rtc_binary ? raw : (raw >> 4) * 10 + (raw & 0x0f);
+}
+
+static u8 rtc_raw(u8 val)
+{
+	return rtc_binary ? val : (val / 10) << 4 | val % 10;
+}
+
+/* Read seconds outside an update cycle. */
+static u8 rtc_seconds(void)
+{
+	int n = 1000;
+
+	while ((cmos_read(RTC_A) & 0x80) && n--)
+		;
+	return rtc_val(cmos_read(0x00));
+}
+
+static void rtc_fields(void)
+{
+	static const u8 idx[] = { 0x00, 0x02, 0x04, 0x07, 0x08, 0x09 };
+	static const u8 lo[] = { 0, 0, 0, 1, 1, 0 };
+	static const u8 hi[] = { 59, 59, 23, 31, 12, 99 };
+	u8 b = cmos_read(RTC_B);
+	u32 i;
+
+	rtc_binary = b & RTC_B_BIN;
+	for (i = 0; i < sizeof(idx); i++) {
+		u8 raw = cmos_read(idx[i]), v;
+
+		if (idx[i] == 0x04 && !(b & RTC_B_24H))
+			raw &= 0x7f;	/* 12-hour mode: PM flag */
+		if (!rtc_binary && !bcd_ok(raw)) {
+			check_fail("register 0x%x = 0x%x is not BCD", idx[i], raw);
+			continue;
+		}
+		v = rtc_val(raw);
+		if (v < lo[i] || v > hi[i])
+			check_fail("register 0x%x = %u out of range", idx[i], v);
+	}
+}
+
+static void rtc_ticking(void)
+{
+	u8 s0 = rtc_seconds();
+	u64 end = now_us() + 2500000;
+
+	while (rtc_seconds() == s0) {
+		if (now_us() > end) {
+			check_fail("seconds stuck at %u", s0);
+			return;
+		}
+		udelay(20000);
+	}
+}
+
+static void rtc_nvram(void)
+{
+	u8 orig = cmos_read(0x40), a, b;
+
+	cmos_write(0x40, 0x5a);
+	a = cmos_read(0x40);
+	cmos_write(0x40, 0xa5);
+	b = cmos_read(0x40);
+	cmos_write(0x40, orig);
+	if (a != 0x5a || b != 0xa5)
+		check_fail("NVRAM 0x40 read back 0x%x/0x%x", a, b);
+}
+
+/* Enable one interrupt source in register B and wait for its flag. */
+static bool rtc_wait_flag(u8 enable, u8 flag, u64 timeout_us)
+{
+	volatile u64 *flags = rtc_flags_ptr(0);
+	u64 end = now_us() + timeout_us;
+	bool seen;
+
+	cmos_read(RTC_C);
+	WRITE_ONCE(*flags, 0);
+	cmos_write(RTC_B, cmos_read(RTC_B) | enable);
+	while (!(seen = *flags & flag) && now_us() < end)
+		udelay(5000);
+	cmos_write(RTC_B, cmos_read(RTC_B) & ~enable);
+	cmos_read(RTC_C);
+	return seen;
+}
+
+static void rtc_periodic(void)
+{
+	volatile u64 *flags = rtc_flags_ptr(0);
+	u8 a = cmos_read(RTC_A);
+	u64 c0, n;
+
+	cmos_write(RTC_A, (a & 0xf0) | 0x0a);	/* 64 Hz */
+	cmos_read(RTC_C);
+	WRITE_ONCE(*flags, 0);
+	c0 = irq_count(0, VEC_RTC);
+	cmos_write(RTC_B, cmos_read(RTC_B) | RTC_B_PIE);
+	udelay(250000);
+	cmos_write(RTC_B, cmos_read(RTC_B) & ~RTC_B_PIE);
+	n = irq_count(0, VEC_RTC) - c0;
+	if (!(*flags & 0x40))
+		check_fail("no periodic interrupt (PF)");
+	else if (n < 5 || n > 40)
+		check_fail("%lu periodic interrupts in 250 ms at 64 Hz", n);
+	cmos_write(RTC_A, a);
+	cmos_read(RTC_C);
+}
+
+static void rtc_alarm(void)
+{
+	u8 s = rtc_seconds();
+
+	cmos_write(0x01, rtc_raw((s + 2) % 60));
+	cmos_write(0x03, 0xc0);	/* minutes: don't care */
+	cmos_write(0x05, 0xc0);	/* hours: don't care */
+	if (!rtc_wait_flag(RTC_B_AIE, 0x20, 4000000))
+		check_fail("no alarm interrupt (AF)");
+}
+
+static void check_rtc(void)
+{
+	u8 pin;
+
+	group_begin("rtc");
+	rtc_fields();
+	rtc_nvram();
+	rtc_ticking();
+	pin = route_isa(8, cpus[0].apic_id);
+	if (pin != 8)
+		check_fail("IRQ8 on pin %u: the stub handles vector 0x%x only", pin, VEC_RTC);
+	rtc_periodic();
+	if (!rtc_wait_flag(RTC_B_UIE, 0x10, 2500000))
+		check_fail("no update-ended interrupt (UF)");
+	rtc_alarm();
+	ioapic_mask(pin);
+	group_end();
+}
+
+void selftest_run(void)
+{
+	go_mode = MODE_SELFTEST + 1;
+	pr("ok acpi\n");
+	check_uart();
+	check_hpet();
+	check_pmtimer();
+	check_lapic_timer();
+	check_smp();
+	check_pit();
+	check_hpet_irq();
+	check_rtc();
+	watchdog_deadline = 0;
+	if (first_fail[0])
+		fail_final("%s", first_fail);
+	pr("TESTGUEST PASS\n");
+	poweroff();
+}
