@@ -1,0 +1,730 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * khyvectl: talk to a running khyve through its control socket (bhyvectl's option shapes:
+ * --vm=NAME --checkpoint=FILE, --suspend=FILE, --pause, --resume, --status), and look at
+ * snapshot files offline (snapshot info, snapshot verify).  man/khyvectl.8 is the manual and
+ * doc/control-protocol.md the protocol.
+ *
+ * Exit status: 0 success, 1 khyve answered with an error (or the snapshot is corrupt),
+ * 2 usage error, no connection, or a file that cannot be read.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl/ctl.h"
+#include "snap/format.h"
+
+#define EXIT_REFUSED	1	/* khyve said no, or the file is corrupt */
+#define EXIT_USAGE	2	/* bad command line, no connection, unreadable file */
+#define MAX_REPLY	(1 << 20)
+
+enum action { ACT_NONE, ACT_CHECKPOINT, ACT_SUSPEND, ACT_PAUSE, ACT_RESUME, ACT_STATUS };
+
+struct opts {
+	const char *vm, *socket;
+	enum action action;
+	const char *file;
+	bool json, quiet;
+};
+
+/* A client-side view of one request: where to, and whether a progress bar is on screen. */
+struct client {
+	const struct opts *o;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char file[PATH_MAX];
+	const char *name;	/* for messages: the VM name, or the socket path */
+	int fd;
+	bool bar;
+	int bar_pct;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: khyvectl --vm=NAME [--socket=PATH] ACTION [--json] [--quiet]\n"
+		"       khyvectl snapshot info FILE\n"
+		"       khyvectl snapshot verify FILE\n"
+		"       khyvectl -h\n"
+		"\n"
+		"actions:\n"
+		"  --checkpoint=FILE  save the running VM to FILE; the VM goes on running\n"
+		"  --suspend=FILE     save the VM to FILE, then end it\n"
+		"  --pause            stop the guest's vCPUs and devices\n"
+		"  --resume           let a paused guest run again\n"
+		"  --status           show the VM's state\n"
+		"options:\n"
+		"  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock)\n"
+		"  --socket=PATH      the control socket, for a VM started with -o ctl.socket=PATH\n"
+		"  --json             print khyve's reply as JSON, one line\n"
+		"  --quiet            no progress bar, nothing printed on success (except --status)\n"
+		"  -h, --help         this help\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "khyvectl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see khyvectl -h)\n");
+	return EXIT_USAGE;
+}
+
+/* ---- formatting ---- */
+
+static void fmt_bytes(char *buf, size_t len, double b)
+{
+	if (b >= (double)(1ULL << 30))
+		snprintf(buf, len, "%.1f GiB", b / (double)(1ULL << 30));
+	else if (b >= (double)(1ULL << 20))
+		snprintf(buf, len, "%.1f MiB", b / (double)(1ULL << 20));
+	else if (b >= 1024)
+		snprintf(buf, len, "%.1f KiB", b / 1024);
+	else
+		snprintf(buf, len, "%.0f bytes", b);
+}
+
+static void fmt_ms(char *buf, size_t len, double ms)
+{
+	if (ms >= 10000)
+		snprintf(buf, len, "%.1f s", ms / 1000);
+	else
+		snprintf(buf, len, "%.1f ms", ms);
+}
+
+static void fmt_uptime(char *buf, size_t len, uint64_t ms)
+{
+	uint64_t s = ms / 1000;
+
+	if (s >= 86400)
+		snprintf(buf, len, "%llud %02lluh%02llum", (unsigned long long)(s / 86400),
+			 (unsigned long long)(s / 3600 % 24), (unsigned long long)(s / 60 % 60));
+	else if (s >= 3600)
+		snprintf(buf, len, "%lluh%02llum%02llus", (unsigned long long)(s / 3600),
+			 (unsigned long long)(s / 60 % 60), (unsigned long long)(s % 60));
+	else if (s >= 60)
+		snprintf(buf, len, "%llum%02llus", (unsigned long long)(s / 60),
+			 (unsigned long long)(s % 60));
+	else
+		snprintf(buf, len, "%llu.%llus", (unsigned long long)s,
+			 (unsigned long long)(ms % 1000 / 100));
+}
+
+static double get_double(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
+}
+
+static uint64_t get_u64(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
+}
+
+static const char *get_str(struct json_object *o, const char *key, const char *dflt)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return dflt;
+}
+
+/* ---- progress bar ---- */
+
+static volatile sig_atomic_t bar_shown;
+
+static void bar_clear(void)
+{
+	static const char clr[] = "\r\033[K";
+
+	if (bar_shown && write(STDERR_FILENO, clr, sizeof(clr) - 1) < 0) {
+		/* nothing more we can do for a terminal that went away */
+	}
+	bar_shown = 0;
+}
+
+/* ^C during a save: leave a clean line (the save itself goes on inside khyve). */
+static void on_signal(int sig)
+{
+	bar_clear();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void bar_draw(struct client *c, uint64_t done, uint64_t total)
+{
+	int pct = total ? (int)(done * 100 / total) : 100;
+	char bar[31], d[32], t[32];
+	int fill = pct * 30 / 100;
+
+	if (pct == c->bar_pct)
+		return;
+	c->bar_pct = pct;
+	memset(bar, '#', (size_t)fill);
+	memset(bar + fill, '-', (size_t)(30 - fill));
+	bar[30] = '\0';
+	fmt_bytes(d, sizeof(d), (double)done);
+	fmt_bytes(t, sizeof(t), (double)total);
+	fprintf(stderr, "\r\033[Ksaving [%s] %3d%%  %s of %s", bar, pct, d, t);
+	fflush(stderr);
+	bar_shown = 1;
+}
+
+/* ---- talking to khyve ---- */
+
+static int ctl_connect(struct client *c)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		fprintf(stderr, "khyvectl: socket: %s\n", strerror(errno));
+		return EXIT_USAGE;
+	}
+	memcpy(a.sun_path, c->path, strlen(c->path));
+	if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+		return 0;
+	fprintf(stderr, "khyvectl: cannot connect to control socket %s: %s\n", c->path,
+		strerror(errno));
+	if (c->o->vm)
+		fprintf(stderr, "khyvectl: is VM '%s' running? Check the name given with --vm, "
+			"or use --socket if it was started with -o ctl.socket=PATH\n", c->o->vm);
+	else
+		fprintf(stderr, "khyvectl: is the VM running? Check the --socket path\n");
+	close(c->fd);
+	return EXIT_USAGE;
+}
+
+static const char *request_name(enum action a)
+{
+	static const char *const names[] = {
+		[ACT_CHECKPOINT] = "checkpoint", [ACT_SUSPEND] = "suspend", [ACT_PAUSE] = "pause",
+		[ACT_RESUME] = "resume", [ACT_STATUS] = "status",
+	};
+
+	return names[a];
+}
+
+static int send_request(struct client *c)
+{
+	struct json_object *o = json_object_new_object();
+	const char *s;
+	size_t len;
+	int ret = 0;
+
+	json_object_object_add(o, "request", json_object_new_string(request_name(c->o->action)));
+	if (c->o->action == ACT_CHECKPOINT || c->o->action == ACT_SUSPEND) {
+		json_object_object_add(o, "file", json_object_new_string(c->file));
+		json_object_object_add(o, "progress", json_object_new_boolean(c->bar));
+	}
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+					   JSON_C_TO_STRING_NOSLASHESCAPE);
+	len = strlen(s);
+	/* One write of the line and its newline: khyve reads lines, not bytes. */
+	char *line = malloc(len + 1);
+
+	if (!line) {
+		json_object_put(o);
+		return -ENOMEM;
+	}
+	memcpy(line, s, len);
+	line[len] = '\n';
+	for (size_t off = 0; off < len + 1;) {
+		ssize_t n = send(c->fd, line + off, len + 1 - off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		off += (size_t)n;
+	}
+	free(line);
+	json_object_put(o);
+	return ret;
+}
+
+/*
+ * Read one reply line into a growing buffer kept between calls.  Returns the line
+ * (NUL-terminated, valid until the next call) or NULL at EOF/error.
+ */
+static char *read_line(int fd, char **buf, size_t *len, size_t *cap, size_t *consumed)
+{
+	char *nl;
+
+	memmove(*buf, *buf + *consumed, *len - *consumed);
+	*len -= *consumed;
+	*consumed = 0;
+	for (;;) {
+		nl = memchr(*buf, '\n', *len);
+		if (nl) {
+			*nl = '\0';
+			*consumed = (size_t)(nl - *buf) + 1;
+			return *buf;
+		}
+		if (*len + 1 >= *cap) {
+			if (*cap >= MAX_REPLY)
+				return NULL;
+			*cap *= 2;
+			char *nb = realloc(*buf, *cap);
+
+			if (!nb)
+				return NULL;
+			*buf = nb;
+		}
+		ssize_t n = read(fd, *buf + *len, *cap - *len - 1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return NULL;
+		*len += (size_t)n;
+	}
+}
+
+static void print_save(struct client *c, struct json_object *r, bool suspend)
+{
+	char size[32], total[32], paused[32];
+
+	fmt_bytes(size, sizeof(size), (double)get_u64(r, "bytes"));
+	fmt_ms(total, sizeof(total), get_double(r, "total_ms"));
+	fmt_ms(paused, sizeof(paused), get_double(r, "paused_ms"));
+	printf("%s %s \u2192 %s: %s in %s, guest paused %s%s\n", suspend ? "suspend" : "checkpoint",
+	       c->name, get_str(r, "file", c->file), size, total, paused,
+	       suspend ? "; the VM has exited" : "");
+}
+
+static void print_status(struct json_object *r)
+{
+	char mem[32], up[32], paused[48] = "";
+
+	fmt_bytes(mem, sizeof(mem), (double)get_u64(r, "memory"));
+	fmt_uptime(up, sizeof(up), get_u64(r, "uptime_ms"));
+	if (json_object_object_get_ex(r, "paused_ms", NULL)) {
+		char t[32];
+
+		fmt_ms(t, sizeof(t), get_double(r, "paused_ms"));
+		snprintf(paused, sizeof(paused), " for %s", t);
+	}
+	printf("%s: %s%s, %llu vCPU%s, %s of memory, up %s, pid %llu\n",
+	       get_str(r, "vm", "?"), get_str(r, "state", "?"), paused,
+	       (unsigned long long)get_u64(r, "vcpus"), get_u64(r, "vcpus") == 1 ? "" : "s",
+	       mem, up, (unsigned long long)get_u64(r, "pid"));
+}
+
+static void print_ok(struct client *c, struct json_object *r)
+{
+	char t[32];
+
+	switch (c->o->action) {
+	case ACT_CHECKPOINT:
+	case ACT_SUSPEND:
+		print_save(c, r, c->o->action == ACT_SUSPEND);
+		break;
+	case ACT_PAUSE:
+		fmt_ms(t, sizeof(t), get_double(r, "took_ms"));
+		printf("%s: paused (took %s)\n", c->name, t);
+		break;
+	case ACT_RESUME:
+		if (json_object_object_get_ex(r, "paused_ms", NULL)) {
+			fmt_ms(t, sizeof(t), get_double(r, "paused_ms"));
+			printf("%s: running again after %s paused\n", c->name, t);
+		} else {
+			printf("%s: running again\n", c->name);
+		}
+		break;
+	case ACT_STATUS:
+		print_status(r);
+		break;
+	case ACT_NONE:
+		break;
+	}
+}
+
+/* Handle one reply line: 1 when more lines follow (progress), else the exit status. */
+static int handle_reply(struct client *c, const char *line)
+{
+	struct json_object *r = json_tokener_parse(line), *v;
+	int ret;
+
+	if (!r || !json_object_is_type(r, json_type_object)) {
+		bar_clear();
+		fprintf(stderr, "khyvectl: %s: khyve sent something that is not JSON: %.200s\n",
+			c->name, line);
+		json_object_put(r);
+		return EXIT_REFUSED;
+	}
+	if (json_object_object_get_ex(r, "progress", &v)) {
+		if (c->bar)
+			bar_draw(c, get_u64(v, "done"), get_u64(v, "total"));
+		json_object_put(r);
+		return 1;
+	}
+	bar_clear();
+	ret = json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v) ? 0 :
+	      EXIT_REFUSED;
+	if (c->o->json)
+		printf("%s\n", line);
+	else if (ret)
+		fprintf(stderr, "khyvectl: %s: %s\n", c->name,
+			get_str(r, "error", "khyve refused the request without saying why"));
+	else if (!c->o->quiet || c->o->action == ACT_STATUS)
+		print_ok(c, r);
+	json_object_put(r);
+	return ret;
+}
+
+static int run_request(struct client *c)
+{
+	size_t len = 0, cap = 4096, consumed = 0;
+	char *buf = malloc(cap), *line;
+	int ret;
+
+	if (!buf)
+		return EXIT_USAGE;
+	ret = send_request(c);
+	if (ret) {
+		fprintf(stderr, "khyvectl: sending to %s: %s\n", c->path, strerror(-ret));
+		free(buf);
+		return EXIT_USAGE;
+	}
+	ret = 1;
+	while (ret == 1 && (line = read_line(c->fd, &buf, &len, &cap, &consumed)))
+		ret = handle_reply(c, line);
+	if (ret == 1) {
+		bar_clear();
+		fprintf(stderr, "khyvectl: %s: the connection to %s closed before khyve "
+			"replied; check khyve's own output\n", c->name, c->path);
+		ret = EXIT_USAGE;
+	}
+	free(buf);
+	return ret;
+}
+
+/* khyve runs in its own working directory: send it absolute paths. */
+static int absolute_path(const char *in, char *out, size_t len)
+{
+	char cwd[PATH_MAX];
+
+	if (in[0] == '/')
+		return snprintf(out, len, "%s", in) < (int)len ? 0 : -ENAMETOOLONG;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -errno;
+	return snprintf(out, len, "%s/%s", strcmp(cwd, "/") ? cwd : "", in) < (int)len ?
+	       0 : -ENAMETOOLONG;
+}
+
+static int control(const struct opts *o)
+{
+	struct client c = { .o = o, .fd = -1, .bar_pct = -1 };
+	int ret;
+
+	ret = ctl_socket_path(o->vm, o->socket, c.path, sizeof(c.path));
+	if (ret == -ENAMETOOLONG)
+		return usage_error("the control socket path for %s is too long",
+				   o->socket ? o->socket : o->vm);
+	if (ret)
+		return usage_error("'%s' is not a valid VM name (no '/', '.' or '..')", o->vm);
+	c.name = o->vm ? o->vm : c.path;
+	if (o->file && absolute_path(o->file, c.file, sizeof(c.file)))
+		return usage_error("%s: cannot make an absolute path of it", o->file);
+	/* A progress bar only for a person watching a terminal. */
+	c.bar = (o->action == ACT_CHECKPOINT || o->action == ACT_SUSPEND) && !o->quiet &&
+		isatty(STDERR_FILENO);
+	ret = ctl_connect(&c);
+	if (ret)
+		return ret;
+	if (c.bar) {
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+	}
+	ret = run_request(&c);
+	close(c.fd);
+	return ret;
+}
+
+/* ---- offline: snapshot info / verify ---- */
+
+/* Errors that mean "could not read the file" (exit 2) rather than "the file is bad" (1). */
+static int open_error_status(int ret)
+{
+	switch (-ret) {
+	case ENOENT: case EACCES: case EPERM: case ENOTDIR: case ELOOP: case ENAMETOOLONG:
+	case EMFILE: case ENFILE: case ENOMEM: case EISDIR:
+		return EXIT_USAGE;
+	default:
+		return EXIT_REFUSED;
+	}
+}
+
+static int snap_open(struct snap_file *f, const char *path, bool verify)
+{
+	char err[512] = "";
+	struct stat st;
+	int ret;
+
+	if (stat(path, &st) < 0) {
+		fprintf(stderr, "khyvectl: %s: %s\n", path, strerror(errno));
+		return EXIT_USAGE;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "khyvectl: %s: not a regular file\n", path);
+		return EXIT_USAGE;
+	}
+	ret = snap_file_open(f, path, verify, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "khyvectl: %s\n", err[0] ? err : strerror(-ret));
+		return open_error_status(ret);
+	}
+	return 0;
+}
+
+static void add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+static struct json_object *sections_json(const struct snap_file *f)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (unsigned i = 0; i < f->nsections; i++) {
+		const struct snap_section *s = &f->sections[i];
+		struct json_object *o = json_object_new_object();
+		const char *type = snap_section_type_name(s->type);
+
+		json_object_object_add(o, "type", json_object_new_string(type ? type : "?"));
+		json_object_object_add(o, "id", json_object_new_string(s->id));
+		add_u64(o, "version", s->version);
+		add_u64(o, "offset", s->offset);
+		add_u64(o, "length", s->length);
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static struct json_object *memory_json(const struct snap_file *f)
+{
+	struct json_object *o = json_object_new_object(), *a = json_object_new_array();
+	uint64_t data = 0;
+
+	for (unsigned i = 0; i < f->nregions; i++) {
+		struct json_object *r = json_object_new_object();
+
+		add_u64(r, "gpa", f->regions[i].gpa);
+		add_u64(r, "size", f->regions[i].size);
+		add_u64(r, "file_offset", f->regions[i].file_offset);
+		json_object_array_add(a, r);
+	}
+	for (unsigned i = 0; i < f->nextents; i++)
+		data += f->extents[i].length;
+	json_object_object_add(o, "regions", a);
+	add_u64(o, "extents", f->nextents);
+	add_u64(o, "data_bytes", data);
+	add_u64(o, "offset", f->mem_offset);
+	add_u64(o, "size", f->mem_size);
+	return o;
+}
+
+/* Each device in the metadata gets the version and size of its section in the table. */
+static void annotate_devices(struct json_object *meta, const struct snap_file *f)
+{
+	struct json_object *devs, *d, *id;
+
+	if (!json_object_object_get_ex(meta, "devices", &devs) ||
+	    !json_object_is_type(devs, json_type_array))
+		return;
+	for (size_t i = 0; i < json_object_array_length(devs); i++) {
+		const struct snap_section *s;
+
+		d = json_object_array_get_idx(devs, i);
+		if (!json_object_is_type(d, json_type_object) ||
+		    !json_object_object_get_ex(d, "id", &id) ||
+		    !json_object_is_type(id, json_type_string))
+			continue;
+		s = snap_file_find(f, SNAP_SEC_DEV, json_object_get_string(id));
+		if (!s)
+			continue;
+		add_u64(d, "section_version", s->version);
+		add_u64(d, "section_bytes", s->length);
+	}
+}
+
+static void iso8601(char *buf, size_t len, uint64_t ns)
+{
+	time_t t = (time_t)(ns / 1000000000ULL);
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm))
+		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	else
+		snprintf(buf, len, "?");
+}
+
+static int snapshot_info(const char *path)
+{
+	struct json_object *out, *meta;
+	struct snap_file f;
+	char created[64];
+	int ret;
+
+	ret = snap_open(&f, path, false);
+	if (ret)
+		return ret;
+	out = json_object_new_object();
+	json_object_object_add(out, "file", json_object_new_string(path));
+	add_u64(out, "format_version", f.format_version);
+	json_object_object_add(out, "khyve_version", json_object_new_string(f.khyve_version));
+	iso8601(created, sizeof(created), f.created_ns);
+	json_object_object_add(out, "created", json_object_new_string(created));
+	/* Pass the metadata through: whatever khyve recorded, the reader sees. */
+	meta = json_tokener_parse(f.meta_json);
+	if (meta && json_object_is_type(meta, json_type_object)) {
+		annotate_devices(meta, &f);
+		json_object_object_foreach(meta, key, val)
+			json_object_object_add(out, key, json_object_get(val));
+	} else {
+		json_object_object_add(out, "meta_error",
+				       json_object_new_string("the metadata is not a JSON object"));
+	}
+	json_object_put(meta);
+	add_u64(out, "file_size", f.file_size);
+	json_object_object_add(out, "sections", sections_json(&f));
+	json_object_object_add(out, "guest_memory", memory_json(&f));
+	printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY |
+						      JSON_C_TO_STRING_SPACED |
+						      JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(out);
+	snap_file_close(&f);
+	return 0;
+}
+
+static int snapshot_verify(const char *path)
+{
+	struct snap_file f;
+	uint64_t data = 0;
+	int ret;
+
+	ret = snap_open(&f, path, true);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < f.nsections; i++)
+		data += f.sections[i].length;
+	for (unsigned i = 0; i < f.nextents; i++)
+		data += f.extents[i].length;
+	printf("%s: ok (%u sections, %u memory extents, %.1f MiB of data)\n", path, f.nsections,
+	       f.nextents, (double)data / (double)(1ULL << 20));
+	snap_file_close(&f);
+	return 0;
+}
+
+static int snapshot_cmd(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error("snapshot: expected 'info FILE' or 'verify FILE'");
+	if (strcmp(argv[1], "info") && strcmp(argv[1], "verify"))
+		return usage_error("snapshot: unknown command '%s' (expected info or verify)",
+				   argv[1]);
+	if (argc != 3)
+		return usage_error("snapshot %s: expected exactly one FILE", argv[1]);
+	return !strcmp(argv[1], "info") ? snapshot_info(argv[2]) : snapshot_verify(argv[2]);
+}
+
+/* ---- command line ---- */
+
+static int set_action(struct opts *o, enum action a, const char *file)
+{
+	if (o->action != ACT_NONE)
+		return usage_error("give only one of --checkpoint, --suspend, --pause, --resume, "
+				   "--status");
+	if (file && !*file)
+		return usage_error("--%s needs a FILE", request_name(a));
+	o->action = a;
+	o->file = file;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "vm", required_argument, NULL, 'v' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "checkpoint", required_argument, NULL, 'c' },
+		{ "suspend", required_argument, NULL, 'S' },
+		{ "pause", no_argument, NULL, 'p' },
+		{ "resume", no_argument, NULL, 'r' },
+		{ "status", no_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch, ret = 0;
+
+	opterr = 0;
+	while (!ret && (ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'v': o->vm = optarg; break;
+		case 's': o->socket = optarg; break;
+		case 'c': ret = set_action(o, ACT_CHECKPOINT, optarg); break;
+		case 'S': ret = set_action(o, ACT_SUSPEND, optarg); break;
+		case 'p': ret = set_action(o, ACT_PAUSE, NULL); break;
+		case 'r': ret = set_action(o, ACT_RESUME, NULL); break;
+		case 't': ret = set_action(o, ACT_STATUS, NULL); break;
+		case 'j': o->json = true; break;
+		case 'q': o->quiet = true; break;
+		case 'h': usage(stdout); return -1;
+		case ':': return usage_error("%s needs a value", argv[optind - 1]);
+		default:
+			if (optopt)
+				return usage_error("unknown option '-%c'", optopt);
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (ret)
+		return ret;
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (o->action == ACT_NONE)
+		return usage_error("nothing to do: give --checkpoint, --suspend, --pause, "
+				   "--resume or --status");
+	if (!o->vm && !o->socket)
+		return usage_error("which VM? Give --vm=NAME (or --socket=PATH)");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .action = ACT_NONE };
+	int ret;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (argc > 1 && !strcmp(argv[1], "snapshot"))
+		return snapshot_cmd(argc - 1, argv + 1);
+	ret = parse_args(argc, argv, &o);
+	if (ret)
+		return ret < 0 ? 0 : ret;
+	return control(&o);
+}
