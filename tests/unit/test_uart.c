@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* The 16550A UART, driven through port I/O as a guest drives it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dev/uart.h"
+#include "snap/sstream.h"
+#include "vm.h"
+
+#define COM1	0x3f8
+#define THR	0
+#define IER	1
+#define IIR	2
+#define FCR	2
+#define LCR	3
+#define MCR	4
+#define LSR	5
+#define MSR	6
+#define SCR	7
+
+/* Offsets in a version-1 uart state: corrupting them must be caught. */
+#define ST_FCR		4
+#define ST_RX_HEAD	11
+#define ST_RX_COUNT	12
+
+struct fixture {
+	struct vm vm;
+	struct dev *d;
+	int irq_level[24];
+	unsigned irq_calls;
+};
+
+static struct fixture *irq_owner[2];
+static unsigned nowners;
+
+static void record_irq(struct vm *vm, unsigned gsi, int level)
+{
+	for (unsigned i = 0; i < nowners; i++) {
+		if (&irq_owner[i]->vm == vm) {
+			assert_true(gsi < 24);
+			irq_owner[i]->irq_level[gsi] = level;
+			irq_owner[i]->irq_calls++;
+		}
+	}
+}
+
+static void fixture_init(struct fixture *f, const char *backend)
+{
+	char err[256];
+
+	memset(f, 0, sizeof(*f));
+	vm_init_bare(&f->vm, true);
+	f->vm.set_irq = record_irq;
+	irq_owner[nowners++] = f;
+	f->d = uart_create(&f->vm, 0, backend, err, sizeof(err));
+	if (!f->d)
+		fail_msg("uart_create: %s", err);
+}
+
+static void fixture_fini(struct fixture *f)
+{
+	vm_destroy(&f->vm);
+	nowners = 0;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = malloc(sizeof(*f));
+
+	fixture_init(f, "off");
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture_fini(*state);
+	free(*state);
+	return 0;
+}
+
+static uint8_t in8(struct fixture *f, unsigned reg)
+{
+	uint8_t v = 0;
+
+	assert_true(bus_access(&f->vm.pio, COM1 + reg, &v, 1, false));
+	return v;
+}
+
+static void out8(struct fixture *f, unsigned reg, uint8_t v)
+{
+	assert_true(bus_access(&f->vm.pio, COM1 + reg, &v, 1, true));
+}
+
+static void inject(struct fixture *f, const char *s)
+{
+	uart_rx_inject(f->d, (const uint8_t *)s, strlen(s));
+}
+
+static void save(struct dev *d, struct sstream *s)
+{
+	ss_init_save(s);
+	assert_int_equal(d->ops->save(d, s), 0);
+}
+
+static int load(struct dev *d, const void *buf, size_t len, unsigned version)
+{
+	struct sstream s;
+	int ret;
+
+	ss_init_load(&s, buf, len);
+	ret = d->ops->load(d, &s, version);
+	if (!ret)
+		ret = ss_error(&s);
+	return ret;
+}
+
+static void test_scratch(void **state)
+{
+	struct fixture *f = *state;
+
+	out8(f, SCR, 0x5a);
+	assert_int_equal(in8(f, SCR), 0x5a);
+	out8(f, SCR, 0xa5);
+	assert_int_equal(in8(f, SCR), 0xa5);
+}
+
+static void test_divisor_latch(void **state)
+{
+	struct fixture *f = *state;
+
+	out8(f, IER, 0x05);
+	out8(f, LCR, 0x83);		/* DLAB, 8N1 */
+	out8(f, THR, 0x0c);		/* DLL: 9600 baud */
+	out8(f, IER, 0x01);		/* DLM */
+	assert_int_equal(in8(f, THR), 0x0c);
+	assert_int_equal(in8(f, IER), 0x01);
+	out8(f, LCR, 0x03);
+	/* The divisor writes did not touch IER, and DLAB off shows IER again. */
+	assert_int_equal(in8(f, IER), 0x05);
+	assert_int_equal(in8(f, LCR), 0x03);
+	out8(f, LCR, 0x83);
+	assert_int_equal(in8(f, THR), 0x0c);
+	assert_int_equal(in8(f, IER), 0x01);
+}
+
+static void test_lsr_iir(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(in8(f, LSR), 0x60);	/* THRE | TEMT */
+	assert_int_equal(in8(f, IIR), 0x01);	/* nothing pending, no FIFOs */
+	out8(f, FCR, 0x07);			/* enable, reset both FIFOs, trigger 1 */
+	assert_int_equal(in8(f, IIR), 0xc1);
+	out8(f, IER, 0x01);
+	inject(f, "x");
+	assert_int_equal(in8(f, LSR), 0x61);
+	assert_int_equal(in8(f, IIR), 0xc4);
+	assert_int_equal(f->irq_level[4], 1);
+	assert_int_equal(in8(f, THR), 'x');
+	assert_int_equal(in8(f, LSR), 0x60);
+	assert_int_equal(in8(f, IIR), 0xc1);
+	assert_int_equal(f->irq_level[4], 0);
+	/* FIFOs off again: IIR's top bits follow. */
+	out8(f, FCR, 0x00);
+	assert_int_equal(in8(f, IIR), 0x01);
+}
+
+static void test_loopback(void **state)
+{
+	struct fixture *f = *state;
+
+	out8(f, FCR, 0x01);
+	out8(f, MCR, 0x10);
+	out8(f, THR, 'A');
+	out8(f, THR, 'B');
+	assert_int_equal(in8(f, LSR) & 0x01, 0x01);
+	assert_int_equal(in8(f, THR), 'A');
+	assert_int_equal(in8(f, THR), 'B');
+	assert_int_equal(in8(f, LSR) & 0x01, 0);
+	/* Entering loopback dropped DCD, DSR and CTS: deltas flagged once. */
+	assert_int_equal(in8(f, MSR), 0x0b);
+	assert_int_equal(in8(f, MSR), 0x00);
+	/* Linux's probe: MCR loop | OUT2 | RTS must read back as DCD | CTS. */
+	out8(f, MCR, 0x1a);
+	assert_int_equal(in8(f, MSR) & 0xf0, 0x90);
+	out8(f, MCR, 0x14);			/* OUT1: RI */
+	assert_int_equal(in8(f, MSR) & 0xf0, 0x40);
+	out8(f, MCR, 0x10);			/* RI falls: trailing edge */
+	assert_int_equal(in8(f, MSR) & 0x04, 0x04);
+	out8(f, MCR, 0x00);
+	assert_int_equal(in8(f, MSR) & 0xf0, 0xb0);
+}
+
+static void test_thre_interrupt(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(f->irq_level[4], 0);
+	out8(f, IER, 0x02);
+	/* Enabling ETBEI with THR empty raises the interrupt at once. */
+	assert_int_equal(f->irq_level[4], 1);
+	assert_int_equal(in8(f, IIR), 0x02);
+	/* Reading IIR while it shows THRE acknowledges it. */
+	assert_int_equal(f->irq_level[4], 0);
+	assert_int_equal(in8(f, IIR), 0x01);
+	/* A write to THR sends the byte at once: THR is empty again, so THRE is back. */
+	out8(f, THR, 'z');
+	assert_int_equal(f->irq_level[4], 1);
+	assert_int_equal(in8(f, IIR), 0x02);
+	assert_int_equal(f->irq_level[4], 0);
+	/* Toggling ETBEI re-raises it, as Linux's THRE test expects. */
+	out8(f, IER, 0x00);
+	out8(f, IER, 0x02);
+	assert_int_equal(f->irq_level[4], 1);
+	out8(f, IER, 0x00);
+	assert_int_equal(f->irq_level[4], 0);
+	assert_int_equal(in8(f, IIR), 0x01);
+}
+
+static void test_rx_trigger_and_timeout(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t t0 = vclock_ns(&f->vm.ev);
+
+	out8(f, FCR, 0x81);			/* FIFO on, trigger level 8 */
+	out8(f, IER, 0x01);
+	inject(f, "1234567");
+	assert_int_equal(in8(f, IIR), 0xc1);
+	assert_int_equal(f->irq_level[4], 0);
+	inject(f, "8");
+	assert_int_equal(in8(f, IIR), 0xc4);
+	assert_int_equal(f->irq_level[4], 1);
+	assert_int_equal(in8(f, THR), '1');
+	assert_int_equal(in8(f, THR), '2');
+	/* Below the trigger level: no interrupt until four character times pass. */
+	assert_int_equal(in8(f, IIR), 0xc1);
+	assert_int_equal(f->irq_level[4], 0);
+	evloop_advance(&f->vm.ev, t0 + 100000);
+	assert_int_equal(f->irq_level[4], 0);
+	evloop_advance(&f->vm.ev, t0 + 50000000);
+	assert_int_equal(f->irq_level[4], 1);
+	assert_int_equal(in8(f, IIR), 0xcc);
+	/* A read clears the timeout; the rest is drained in order. */
+	assert_int_equal(in8(f, THR), '3');
+	assert_int_equal(f->irq_level[4], 0);
+	for (char c = '4'; c <= '8'; c++)
+		assert_int_equal(in8(f, THR), c);
+	assert_int_equal(in8(f, LSR) & 0x01, 0);
+	evloop_advance(&f->vm.ev, t0 + 200000000);
+	assert_int_equal(in8(f, IIR), 0xc1);
+	/* FIFO reset empties the receiver. */
+	inject(f, "abc");
+	out8(f, FCR, 0x83);
+	assert_int_equal(in8(f, LSR) & 0x01, 0);
+}
+
+static void test_overrun(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[20];
+
+	for (unsigned i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)i;
+	out8(f, FCR, 0xc1);
+	out8(f, IER, 0x05);
+	assert_int_equal(uart_rx_inject(f->d, buf, sizeof(buf)), 16);
+	assert_int_equal(in8(f, IIR), 0xc6);	/* line status outranks data */
+	assert_int_equal(in8(f, LSR), 0x63);	/* DR | OE | THRE | TEMT */
+	assert_int_equal(in8(f, LSR), 0x61);	/* OE clears on read */
+	assert_int_equal(in8(f, IIR), 0xc4);
+	/* With FIFOs the bytes that found it full are lost, the first 16 kept. */
+	for (unsigned i = 0; i < 16; i++)
+		assert_int_equal(in8(f, THR), i);
+	/* Without FIFOs a new byte overwrites the unread one. */
+	out8(f, FCR, 0x00);
+	assert_int_equal(uart_rx_inject(f->d, buf + 1, 2), 1);
+	assert_int_equal(in8(f, LSR) & 0x03, 0x03);
+	assert_int_equal(in8(f, THR), 2);
+}
+
+static void test_iir_priority(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[17] = { 0 };
+
+	out8(f, FCR, 0x01);
+	out8(f, MCR, 0x10);			/* modem status deltas */
+	out8(f, IER, 0x0f);
+	uart_rx_inject(f->d, buf, sizeof(buf));	/* data and overrun */
+	assert_int_equal(in8(f, IIR), 0xc6);
+	in8(f, LSR);
+	assert_int_equal(in8(f, IIR), 0xc4);
+	while (in8(f, LSR) & 0x01)
+		in8(f, THR);
+	assert_int_equal(in8(f, IIR), 0xc2);
+	assert_int_equal(in8(f, IIR), 0xc0);	/* THRE acknowledged: modem status */
+	assert_int_equal(f->irq_level[4], 1);
+	in8(f, MSR);
+	assert_int_equal(in8(f, IIR), 0xc1);
+	assert_int_equal(f->irq_level[4], 0);
+}
+
+/* Put the UART in a state with something in every part of it. */
+static void make_busy(struct fixture *f)
+{
+	out8(f, LCR, 0x83);
+	out8(f, THR, 0x01);
+	out8(f, LCR, 0x1b);
+	out8(f, FCR, 0x41);
+	out8(f, SCR, 0x77);
+	out8(f, MCR, 0x0b);
+	out8(f, IER, 0x01);
+	inject(f, "Qrst");			/* trigger level 4 reached */
+}
+
+static void test_snapshot_roundtrip(void **state)
+{
+	struct fixture *f = *state, g;
+	struct sstream a, b;
+
+	make_busy(f);
+	save(f->d, &a);
+	fixture_init(&g, "off");
+	assert_int_equal(load(g.d, a.buf, a.len, 1), 0);
+	assert_int_equal(g.d->ops->resume(g.d), 0);
+	save(g.d, &b);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.buf, b.buf, a.len);
+	/* The line was driven from the loaded state: RX data with ERBFI. */
+	assert_int_equal(g.irq_level[4], 1);
+	assert_int_equal(in8(&g, LCR), 0x1b);
+	assert_int_equal(in8(&g, SCR), 0x77);
+	assert_int_equal(in8(&g, MCR), 0x0b);
+	assert_int_equal(in8(&g, IIR), 0xc4);
+	assert_int_equal(in8(&g, THR), 'Q');
+	assert_int_equal(in8(&g, THR), 'r');
+	assert_int_equal(g.irq_level[4], 0);
+	out8(&g, LCR, 0x9b);
+	assert_int_equal(in8(&g, THR), 0x01);
+	ss_free(&a);
+	ss_free(&b);
+	vm_destroy(&g.vm);
+}
+
+static void expect_refused(struct fixture *f, const uint8_t *buf, size_t len, unsigned version)
+{
+	struct sstream before, after;
+
+	save(f->d, &before);
+	assert_int_not_equal(load(f->d, buf, len, version), 0);
+	save(f->d, &after);
+	assert_int_equal(before.len, after.len);
+	assert_memory_equal(before.buf, after.buf, before.len);
+	ss_free(&before);
+	ss_free(&after);
+}
+
+static void test_snapshot_refused(void **state)
+{
+	struct fixture *f = *state, g;
+	struct sstream a;
+	uint8_t *bad;
+
+	make_busy(f);
+	save(f->d, &a);
+	bad = malloc(a.len + 1);
+	fixture_init(&g, "off");
+	out8(&g, SCR, 0x42);
+
+	for (size_t len = 0; len < a.len; len += 7)
+		expect_refused(&g, a.buf, len, 1);
+	expect_refused(&g, a.buf, a.len - 1, 1);
+	memcpy(bad, a.buf, a.len);
+	bad[a.len] = 0;
+	expect_refused(&g, bad, a.len + 1, 1);		/* trailing garbage */
+	expect_refused(&g, a.buf, a.len, 2);		/* unknown version */
+	bad[ST_RX_COUNT] = 17;
+	expect_refused(&g, bad, a.len, 1);		/* count beyond the FIFO */
+	memcpy(bad, a.buf, a.len);
+	bad[ST_RX_HEAD] = 16;
+	expect_refused(&g, bad, a.len, 1);		/* head outside the FIFO */
+	memcpy(bad, a.buf, a.len);
+	bad[ST_FCR] = 0;				/* 16450 mode with 2 bytes queued */
+	expect_refused(&g, bad, a.len, 1);
+	memcpy(bad, a.buf, a.len);
+	bad[ST_FCR] |= 0x02;				/* a self-clearing bit */
+	expect_refused(&g, bad, a.len, 1);
+	assert_int_equal(in8(&g, SCR), 0x42);
+
+	free(bad);
+	ss_free(&a);
+	vm_destroy(&g.vm);
+}
+
+static void test_bad_backend(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+
+	assert_null(uart_create(&f->vm, 1, "tcp:1234", err, sizeof(err)));
+	assert_non_null(strstr(err, "com2: unknown backend 'tcp:1234'"));
+	assert_non_null(strstr(err, "stdio, off, unix:PATH or file:PATH"));
+	assert_null(uart_create(&f->vm, 4, "off", err, sizeof(err)));
+	assert_non_null(strstr(err, "com5"));
+	assert_null(uart_create(&f->vm, 1, "file:/nonexistent-khyve/x", err, sizeof(err)));
+	assert_string_equal(err, "com2: cannot open log file /nonexistent-khyve/x: "
+				 "No such file or directory");
+	/* COM1 exists already: its ports are taken. */
+	assert_null(uart_create(&f->vm, 0, "off", err, sizeof(err)));
+	assert_non_null(strstr(err, "already taken"));
+}
+
+static void test_file_backend(void **state)
+{
+	struct fixture f;
+	char path[] = "/tmp/khyve-uart-XXXXXX", backend[64], buf[64] = "";
+	const char *msg = "hello, log\r\n";
+	FILE *fp;
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(backend, sizeof(backend), "file:%s", path);
+	fixture_init(&f, backend);
+	for (const char *p = msg; *p; p++)
+		out8(&f, THR, (uint8_t)*p);
+	/* Loopback output stays inside the UART. */
+	out8(&f, MCR, 0x10);
+	out8(&f, THR, '!');
+	assert_int_equal(f.d->ops->pause(f.d), 0);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	assert_non_null(fgets(buf, sizeof(buf), fp));
+	fclose(fp);
+	assert_string_equal(buf, msg);
+	fixture_fini(&f);
+	unlink(path);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_scratch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_divisor_latch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lsr_iir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loopback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_thre_interrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rx_trigger_and_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overrun, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_iir_priority, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_backend, setup, teardown),
+		cmocka_unit_test(test_file_backend),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
