@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* ACPI PM block, PM timer and reset register on a manual clock; snapshot round trip. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dev/dev.h"
+#include "dev/pm.h"
+#include "snap/sstream.h"
+#include "vm.h"
+
+/* First nanosecond at which the count reaches 2^23, 2^24, 3 * 2^23 (rounded up). */
+#define TOGGLE1_NS	2343484438ULL
+#define TOGGLE2_NS	4686968875ULL
+#define TOGGLE3_NS	7030453312ULL
+
+static int sci_level;
+static unsigned sci_rises;
+
+static void rec_irq(struct vm *vm, unsigned gsi, int level)
+{
+	assert_int_equal(gsi, IRQ_SCI);
+	if (level && !sci_level)
+		sci_rises++;
+	sci_level = level;
+}
+
+struct fixture {
+	struct vm vm;
+	struct dev *d;
+	uint64_t t0;
+};
+
+static struct fixture *fx_new(uint64_t now)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char err[128];
+
+	vm_init_bare(&f->vm, true);
+	if (now)
+		vclock_set(&f->vm.ev, now);
+	f->vm.set_irq = rec_irq;
+	f->t0 = vclock_ns(&f->vm.ev);
+	f->d = pm_create(&f->vm, err, sizeof(err));
+	assert_non_null(f->d);
+	assert_string_equal(f->d->id, "pm");
+	return f;
+}
+
+static void fx_free(struct fixture *f)
+{
+	vm_destroy(&f->vm);
+	free(f);
+}
+
+static int setup(void **state)
+{
+	sci_level = 0;
+	sci_rises = 0;
+	*state = fx_new(0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fx_free(*state);
+	return 0;
+}
+
+static uint32_t in(struct vm *vm, uint16_t port, unsigned size)
+{
+	uint8_t b[4];
+
+	assert_true(bus_access(&vm->pio, port, b, size, false));
+	return (uint32_t)io_get(b, size);
+}
+
+static void out(struct vm *vm, uint16_t port, unsigned size, uint32_t v)
+{
+	uint8_t b[4];
+
+	io_put(b, size, v);
+	assert_true(bus_access(&vm->pio, port, b, size, true));
+}
+
+static void at(struct fixture *f, uint64_t ns)
+{
+	evloop_advance(&f->vm.ev, f->t0 + ns);
+}
+
+static void test_pm_timer_value(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(in(&f->vm, PM_TMR_PORT, 4), 0);
+	at(f, 279);
+	assert_int_equal(in(&f->vm, PM_TMR_PORT, 4), 0);
+	at(f, 280);
+	assert_int_equal(in(&f->vm, PM_TMR_PORT, 4), 1);
+	at(f, 1000000000);
+	assert_int_equal(in(&f->vm, PM_TMR_PORT, 4), 3579545);
+	/* Narrow reads see the same count, byte by byte. */
+	assert_int_equal(in(&f->vm, PM_TMR_PORT, 1), 3579545 & 0xff);
+	assert_int_equal(in(&f->vm, PM_TMR_PORT + 2, 1), (3579545 >> 16) & 0xff);
+	assert_int_equal(in(&f->vm, PM_TMR_PORT + 3, 1), 0);
+	/* 24-bit wrap: 5 s is 17897725 ticks. */
+	at(f, 5000000000ULL);
+	assert_int_equal(in(&f->vm, PM_TMR_PORT, 4), 17897725 & 0xffffff);
+	/* Read-only. */
+	out(&f->vm, PM_TMR_PORT, 4, 0);
+	assert_int_equal(in(&f->vm, PM_TMR_PORT, 4), 17897725 & 0xffffff);
+}
+
+static void test_tmr_sts_and_sci(void **state)
+{
+	struct fixture *f = *state;
+
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_TMR_EN);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT + 2, 2), PM1_TMR_EN);
+	at(f, TOGGLE1_NS - 1);
+	assert_int_equal(sci_rises, 0);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), 0);
+	at(f, TOGGLE1_NS);
+	assert_int_equal(sci_rises, 1);
+	assert_int_equal(sci_level, 1);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), PM1_TMR_STS);
+	/* Writing 0 clears nothing; writing 1 clears and drops the SCI. */
+	out(&f->vm, PM1A_EVT_PORT, 2, 0);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), PM1_TMR_STS);
+	out(&f->vm, PM1A_EVT_PORT, 2, PM1_TMR_STS);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), 0);
+	assert_int_equal(sci_level, 0);
+	/* The wrap of the 24-bit counter is the next toggle. */
+	at(f, TOGGLE2_NS - 1);
+	assert_int_equal(sci_level, 0);
+	at(f, TOGGLE2_NS);
+	assert_int_equal(sci_level, 1);
+	assert_int_equal(in(&f->vm, PM_TMR_PORT, 4), 0);
+	/* A dword write to the block clears status and keeps the enable. */
+	out(&f->vm, PM1A_EVT_PORT, 4, PM1_TMR_STS | (uint32_t)PM1_TMR_EN << 16);
+	assert_int_equal(sci_level, 0);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 4), (uint32_t)PM1_TMR_EN << 16);
+	/* With TMR_EN clear, TMR_STS is still set on a toggle, but there is no SCI. */
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, 0);
+	at(f, TOGGLE3_NS);
+	assert_int_equal(sci_level, 0);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), PM1_TMR_STS);
+	/* Enabling with status pending raises the SCI at once. */
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_TMR_EN);
+	assert_int_equal(sci_level, 1);
+	/* SCI_EN gates it. */
+	out(&f->vm, PM1A_CNT_PORT, 2, 0);
+	assert_int_equal(sci_level, 0);
+	out(&f->vm, PM1A_CNT_PORT, 2, PM1_SCI_EN);
+	assert_int_equal(sci_level, 1);
+	assert_int_equal(sci_rises, 4);
+}
+
+static void test_power_button(void **state)
+{
+	struct fixture *f = *state;
+
+	/* Reset state: ACPI mode (no SMI command port), nothing enabled. */
+	assert_int_equal(in(&f->vm, PM1A_CNT_PORT, 2), PM1_SCI_EN);
+	pm_power_button(f->d);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), PM1_PWRBTN_STS);
+	assert_int_equal(sci_level, 0);
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_PWRBTN_EN | 0x20);	/* GBL_EN: not offered */
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT + 2, 2), PM1_PWRBTN_EN);
+	assert_int_equal(sci_level, 1);
+	/* Byte write to the status high byte clears PWRBTN_STS. */
+	out(&f->vm, PM1A_EVT_PORT + 1, 1, PM1_PWRBTN_STS >> 8);
+	assert_int_equal(sci_level, 0);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), 0);
+}
+
+static void test_sleep_states(void **state)
+{
+	struct fixture *f = *state;
+
+	/* S1 (and SLP_TYP without SLP_EN) are ignored. */
+	out(&f->vm, PM1A_CNT_PORT, 2, PM1_SCI_EN | 1 << PM1_SLP_TYP_SHIFT | PM1_SLP_EN);
+	out(&f->vm, PM1A_CNT_PORT, 2, PM1_SCI_EN | SLP_TYP_S5 << PM1_SLP_TYP_SHIFT);
+	assert_int_equal(atomic_load(&f->vm.exit_status), -1);
+	/* SLP_EN reads back as 0; SLP_TYP is kept. */
+	assert_int_equal(in(&f->vm, PM1A_CNT_PORT, 2), PM1_SCI_EN | SLP_TYP_S5 << 10);
+	/* S5 with SLP_EN, written as the high byte alone: power off. */
+	out(&f->vm, PM1A_CNT_PORT + 1, 1, (SLP_TYP_S5 << 10 | PM1_SLP_EN) >> 8);
+	assert_int_equal(atomic_load(&f->vm.exit_status), VM_EXIT_POWEROFF);
+}
+
+static void test_reset(void **state)
+{
+	struct fixture *f = *state, *g;
+
+	/* Linux's reboot=pci: 0x2 selects a hard reset, then 0x6 starts it. */
+	out(&f->vm, RESET_PORT, 1, 0x2);
+	assert_int_equal(atomic_load(&f->vm.exit_status), -1);
+	assert_int_equal(in(&f->vm, RESET_PORT, 1), 0x2);
+	out(&f->vm, RESET_PORT, 1, 0x6);
+	assert_int_equal(atomic_load(&f->vm.exit_status), VM_EXIT_REBOOT);
+	assert_int_equal(in(&f->vm, RESET_PORT, 1), 0x2);	/* RST_CPU self-clears */
+
+	g = fx_new(0);
+	out(&g->vm, RESET_PORT, 1, 0xE);
+	assert_int_equal(atomic_load(&g->vm.exit_status), VM_EXIT_REBOOT);
+	fx_free(g);
+	/* The reset register is one byte: 0xCF8 is not ours. */
+	uint8_t b[4] = { 0 };
+
+	assert_false(bus_access(&f->vm.pio, 0xCF8, b, 4, false));
+	assert_false(bus_access(&f->vm.pio, 0xCF9, b, 2, false));
+}
+
+static uint8_t *save_dev(struct dev *d, size_t *len)
+{
+	struct sstream s;
+	uint8_t *buf;
+
+	ss_init_save(&s);
+	assert_int_equal(d->ops->save(d, &s), 0);
+	buf = malloc(s.len);
+	memcpy(buf, s.buf, s.len);
+	*len = s.len;
+	ss_free(&s);
+	return buf;
+}
+
+static int load_dev(struct dev *d, const uint8_t *buf, size_t len)
+{
+	struct sstream s;
+	int ret;
+
+	ss_init_load(&s, buf, len);
+	ret = d->ops->load(d, &s, d->ops->version);
+	ss_free(&s);
+	return ret;
+}
+
+static void test_snapshot(void **state)
+{
+	struct fixture *f = *state, *g;
+	uint8_t *a, *b;
+	size_t alen, blen;
+
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_TMR_EN | PM1_PWRBTN_EN);
+	out(&f->vm, RESET_PORT, 1, 0x8);
+	at(f, TOGGLE1_NS + 1000000);
+	assert_int_equal(sci_level, 1);
+	a = save_dev(f->d, &alen);
+
+	/* Into a VM whose clock is elsewhere: the timer continues from the saved count. */
+	g = fx_new(123456789000ULL);
+	sci_level = 0;
+	assert_int_equal(load_dev(g->d, a, alen), 0);
+	assert_int_equal(sci_level, 1);			/* SCI driven again */
+	assert_int_equal(in(&g->vm, PM_TMR_PORT, 4), 8388608 + 3579);
+	assert_int_equal(in(&g->vm, PM1A_EVT_PORT, 4),
+			 PM1_TMR_STS | (uint32_t)(PM1_TMR_EN | PM1_PWRBTN_EN) << 16);
+	assert_int_equal(in(&g->vm, RESET_PORT, 1), 0x8);
+	b = save_dev(g->d, &blen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(a, b, alen);
+	free(b);
+	/* The toggle timer was re-armed: bit 23 falls at the wrap, 8388608 - 3579 ticks on. */
+	out(&g->vm, PM1A_EVT_PORT, 2, PM1_TMR_STS);
+	assert_int_equal(sci_level, 0);
+	evloop_advance(&g->vm.ev, g->t0 + 2342484590ULL - 1);
+	assert_int_equal(sci_level, 0);
+	assert_int_equal(in(&g->vm, PM_TMR_PORT, 4), 0xffffff);
+	evloop_advance(&g->vm.ev, g->t0 + 2342484590ULL);
+	assert_int_equal(sci_level, 1);
+	assert_int_equal(in(&g->vm, PM_TMR_PORT, 4) >> 23, 0);
+
+	/* Truncated and overlong streams are refused. */
+	for (size_t n = 0; n < alen; n++)
+		assert_int_not_equal(load_dev(g->d, a, n), 0);
+	b = calloc(1, alen + 1);
+	memcpy(b, a, alen);
+	assert_int_not_equal(load_dev(g->d, b, alen + 1), 0);
+	/* Out-of-range values: unknown status bit, timer beyond 24 bits, SLP_EN stored. */
+	memcpy(b, a, alen);
+	b[0] |= 0x02;
+	assert_int_equal(load_dev(g->d, b, alen), -EINVAL);
+	memcpy(b, a, alen);
+	b[7 + 3] = 1;		/* top byte of the timer */
+	assert_int_equal(load_dev(g->d, b, alen), -EINVAL);
+	memcpy(b, a, alen);
+	b[5] |= PM1_SLP_EN >> 8;
+	assert_int_equal(load_dev(g->d, b, alen), -EINVAL);
+	free(b);
+	free(a);
+	fx_free(g);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_pm_timer_value, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tmr_sts_and_sci, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_button, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sleep_states, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
