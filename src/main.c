@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctl/ctl.h"
 #include "machine.h"
@@ -21,14 +22,26 @@ static int die(const char *msg)
 	return VM_EXIT_ERROR;
 }
 
-static int run(struct vm *vm, char *err, size_t errlen)
+static double ms_since(const struct timespec *t0)
 {
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errlen)
+{
+	bool timing;
 	int status;
 
 	if (ctl_start(vm, err, errlen))
 		return -1;
 	if (machine_start(vm, err, errlen))
 		return -1;
+	/* debug.timing: how long from start until the guest runs (bench/ reads this). */
+	if (!config_get_bool(vm->cfg, "debug.timing", false, &timing) && timing)
+		fprintf(stderr, "khyve: guest running %.3f ms after start\n", ms_since(t0));
 	status = vm_wait_exit(vm);
 	ctl_stop(vm);
 	return status;
@@ -40,8 +53,10 @@ int main(int argc, char **argv)
 	struct options opt;
 	struct vm vm;
 	char err[512] = "";
+	struct timespec t0;
 	int ret, status;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	/* A vanished control client must not kill the VM. */
 	signal(SIGPIPE, SIG_IGN);
 	config_init(&cfg);
@@ -62,7 +77,7 @@ int main(int argc, char **argv)
 		return 0;	/* config dumped */
 	if (ret)
 		return die(err);
-	status = run(&vm, err, sizeof(err));
+	status = run(&vm, &t0, err, sizeof(err));
 	machine_destroy(&vm);
 	config_free(&cfg);
 	if (status < 0)
