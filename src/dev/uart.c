@@ -131,7 +131,8 @@ struct uart {
 	unsigned index, irq;
 	uint16_t base;
 	struct uart_regs r;
-	int irq_level;			/* what we last drove on the line */
+	int irq_level;			/* this port's request; under uart_line_lock */
+	struct uart *sibling;		/* the port sharing our ISA line; under uart_line_lock */
 	struct vtimer rx_timer;
 	uint64_t rx_deadline;		/* 0 when the timeout timer is not armed */
 	bool paused;			/* by pause, or loaded and not yet resumed */
@@ -209,15 +210,43 @@ static uint8_t uart_intr_source(const struct uart *u)
 	return IIR_NONE;
 }
 
+/*
+ * COM1/COM3 and COM2/COM4 share an ISA line, and KVM keeps one level per line for all of
+ * userspace: the line is driven with the OR of both ports' requests, under one lock so two
+ * ports changing at once cannot leave it low while one of them still asks.
+ */
+static pthread_mutex_t uart_line_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Level triggered: the line follows "some enabled condition is pending". */
 static void uart_update_irq(struct uart *u, bool force)
 {
 	int level = uart_intr_source(u) != IIR_NONE;
 
+	pthread_mutex_lock(&uart_line_lock);
 	if (force || level != u->irq_level) {
 		u->irq_level = level;
-		vm_set_irq(u->vm, u->irq, level);
+		vm_set_irq(u->vm, u->irq, level || (u->sibling && u->sibling->irq_level));
 	}
+	pthread_mutex_unlock(&uart_line_lock);
+}
+
+static void uart_link_sibling(struct uart *u, bool link)
+{
+	struct dev *d;
+	char id[sizeof(u->dev.id)];
+
+	pthread_mutex_lock(&uart_line_lock);
+	if (link) {
+		snprintf(id, sizeof(id), "uart@com%u", (u->index ^ 2) + 1);
+		d = vm_find_dev(u->vm, id);
+		u->sibling = d ? container_of(d, struct uart, dev) : NULL;
+		if (u->sibling)
+			u->sibling->sibling = u;
+	} else if (u->sibling) {
+		u->sibling->sibling = NULL;
+		u->sibling = NULL;
+	}
+	pthread_mutex_unlock(&uart_line_lock);
 }
 
 /* Character timeout ------------------------------------------------------------------------ */
@@ -1087,6 +1116,7 @@ static void uart_destroy(struct dev *d)
 	uart_flush(d, 200);
 	vtimer_cancel(&u->rx_timer);
 	bus_unregister(&u->vm->pio, u->base);
+	uart_link_sibling(u, false);
 	uart_close_backend(u);
 	pthread_mutex_destroy(&u->lock);
 	free(u->obuf);
@@ -1138,6 +1168,7 @@ struct dev *uart_create(struct vm *vm, unsigned index, const char *backend, char
 	pthread_mutex_lock(&u->lock);
 	uart_watch_all(u, true);
 	pthread_mutex_unlock(&u->lock);
+	uart_link_sibling(u, true);
 	vm_add_dev(vm, &u->dev);
 	return &u->dev;
 fail:

@@ -419,6 +419,42 @@ static void test_bad_backend(void **state)
 	assert_non_null(strstr(err, "already taken"));
 }
 
+static void com3_out8(struct fixture *f, unsigned reg, uint8_t v)
+{
+	assert_true(bus_access(&f->vm.pio, 0x3e8 + reg, &v, 1, true));
+}
+
+static uint8_t com3_in8(struct fixture *f, unsigned reg)
+{
+	uint8_t v = 0;
+
+	assert_true(bus_access(&f->vm.pio, 0x3e8 + reg, &v, 1, false));
+	return v;
+}
+
+/* COM1 and COM3 share IRQ 4: the line stays up while either port asks for it. */
+static void test_shared_line(void **state)
+{
+	struct fixture *f = *state;
+	struct dev *com3;
+	char err[256];
+
+	com3 = uart_create(&f->vm, 2, "off", err, sizeof(err));
+	assert_non_null(com3);
+	assert_string_equal(com3->id, "uart@com3");
+	out8(f, IER, 0x02);
+	assert_int_equal(f->irq_level[4], 1);
+	com3_out8(f, IER, 0x02);
+	assert_int_equal(f->irq_level[4], 1);
+	in8(f, IIR);				/* COM1 acknowledged, COM3 still pending */
+	assert_int_equal(f->irq_level[4], 1);
+	/* A forced re-drive (resume) of the quiet port must not lower the line either. */
+	assert_int_equal(f->d->ops->resume(f->d), 0);
+	assert_int_equal(f->irq_level[4], 1);
+	assert_int_equal(com3_in8(f, IIR), 0x02);
+	assert_int_equal(f->irq_level[4], 0);
+}
+
 static void test_file_backend(void **state)
 {
 	struct fixture f;
@@ -460,6 +496,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_backend, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_line, setup, teardown),
 		cmocka_unit_test(test_file_backend),
 	};
 
