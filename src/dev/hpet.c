@@ -367,12 +367,9 @@ static void hpet_write_reg(struct hpet *h, unsigned reg, uint64_t val, uint64_t 
 		hpet_update_lines(h);
 		break;
 	case HPET_MAIN_CNT:
-		/* Writable only while halted, as the specification asks of software. */
-		if (!hpet_enabled(h)) {
+		/* Writable only while halted (timers are armed when it starts again). */
+		if (!hpet_enabled(h))
 			h->count_base = merge(h->count_base, val, mask);
-			for (unsigned n = 0; n < HPET_NTIMERS; n++)
-				hpet_timer_arm(h, &h->t[n], false);
-		}
 		break;
 	default:
 		break;		/* read-only or reserved */
