@@ -15,8 +15,8 @@
  *
  * Restore (snap_restore) validates the whole file and decodes every vCPU and VM section
  * before a VM exists, then: create the machine from the saved configuration → map memory →
- * load devices (each validates before it commits) → PIC/IOAPIC/PIT and KVM clock (before any
- * vCPU runs) → device clock → vCPUs (cpustate_set follows KVM's ordering rules) → resume
+ * device clock → load devices (each validates before it commits, and rebases its counters on
+ * that clock) → PIC/IOAPIC/PIT and KVM clock (before any vCPU runs) → vCPUs (cpustate_set follows KVM's ordering rules) → resume
  * devices (re-arm timers).  Nothing runs until all of it succeeded.
  */
 #include "snap/snapshot.h"
@@ -501,10 +501,7 @@ static int restore_time(struct vm *vm, struct restore *r, char *err, size_t errl
 		if (rtc)
 			rtc_advance_wallclock(rtc, away / 1000000000ULL);
 	}
-	ret = vmstate_set(vm->vm_fd, &r->vmst, err, errlen);
-	if (!ret)
-		vclock_set(&vm->ev, r->vmst.vclock);
-	return ret;
+	return vmstate_set(vm->vm_fd, &r->vmst, err, errlen);
 }
 
 static int restore_machine(struct vm *vm, struct restore *r, char *err, size_t errlen)
@@ -516,13 +513,13 @@ static int restore_machine(struct vm *vm, struct restore *r, char *err, size_t e
 		ret = snap_memory_map(vm, &r->f, err, errlen);
 	if (!ret)
 		ret = restore_backing(vm, r);
-	if (!ret)
-		ret = restore_devices(vm, r, err, errlen);
 	if (ret)
 		return ret;
-	/* Device time first (vclock), so timers re-armed on resume use the saved clock. */
+	/* Device time first: devices rebase their counters on the clock as they load. */
 	vclock_set(&vm->ev, r->vmst.vclock);
-	ret = restore_time(vm, r, err, errlen);
+	ret = restore_devices(vm, r, err, errlen);
+	if (!ret)
+		ret = restore_time(vm, r, err, errlen);
 	for (unsigned i = 0; !ret && i < vm->ncpus; i++)
 		ret = cpustate_set(vm->vcpus[i], &r->cpus[i], err, errlen);
 	if (!ret)
