@@ -490,7 +490,6 @@ static int restore_backing(struct vm *vm, struct restore *r)
 static int restore_time(struct vm *vm, struct restore *r, char *err, size_t errlen)
 {
 	struct dev *rtc = vm_find_dev(vm, "rtc");
-	int ret;
 
 	if (r->catchup) {
 		/* Wall-clock time catches up: kvmclock and the RTC move by the time away. */
