@@ -138,6 +138,20 @@ static char *trim(char *s)
 	return s;
 }
 
+/* "key = value" with blanks around either side, as people write files. */
+static int config_set_file_line(struct config *c, char *line)
+{
+	char *eq = strchr(line, '=');
+
+	if (!eq)
+		return -EINVAL;
+	*eq = '\0';
+	line = trim(line);
+	if (!*line)
+		return -EINVAL;
+	return config_set(c, line, trim(eq + 1));
+}
+
 int config_load_file(struct config *c, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
@@ -157,7 +171,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 		lineno++;
 		if (!*s || *s == '#')
 			continue;
-		ret = config_set_pair(c, s);
+		ret = config_set_file_line(c, s);
 		if (ret) {
 			snprintf(err, errlen, "%s:%u: expected key=value, got '%s'", path, lineno, s);
 			break;
