@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
@@ -160,7 +161,11 @@ fail:
 
 int machine_start(struct vm *vm, char *err, size_t errlen)
 {
+	struct timespec ts;
 	int ret = evloop_start(&vm->ev);
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	vm->start_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 
 	for (unsigned i = 0; !ret && i < vm->ncpus; i++)
 		ret = vcpu_start(vm->vcpus[i]);

@@ -5,12 +5,16 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "ctl/ctl.h"
+#include "dev/pm.h"
 #include "machine.h"
 #include "options.h"
 #include "snap/snapshot.h"
@@ -30,12 +34,54 @@ static double ms_since(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/*
+ * Signals, as bhyve: SIGTERM presses the ACPI power button so the guest can shut down cleanly;
+ * a second SIGTERM, or SIGINT/SIGHUP, ends the VM at once (status 4).
+ */
+static void on_signal(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	struct signalfd_siginfo si;
+	static bool asked;
+	struct dev *pm;
+
+	if (read(vm->sigfd, &si, sizeof(si)) != sizeof(si))
+		return;
+	pm = vm_find_dev(vm, "pm");
+	if (si.ssi_signo == SIGTERM && !asked && pm) {
+		fprintf(stderr, "khyve: SIGTERM: asking the guest to power off\n");
+		asked = true;
+		pm_power_button(pm);
+		return;
+	}
+	fprintf(stderr, "khyve: signal %u: stopping the VM\n", si.ssi_signo);
+	vm_request_exit(vm, VM_EXIT_ERROR);
+}
+
+static int signals_start(struct vm *vm, char *err, size_t errlen)
+{
+	sigset_t set;
+	int ret;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	/* Blocked before any thread starts, so every thread inherits the mask. */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	vm->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	ret = vm->sigfd < 0 ? -errno : evloop_add_fd(&vm->ev, vm->sigfd, EPOLLIN, on_signal, vm);
+	if (ret)
+		snprintf(err, errlen, "signal handling: %s", strerror(-ret));
+	return ret;
+}
+
 static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errlen)
 {
 	bool timing;
 	int status;
 
-	if (ctl_start(vm, err, errlen))
+	if (signals_start(vm, err, errlen) || ctl_start(vm, err, errlen))
 		return -1;
 	if (machine_start(vm, err, errlen))
 		return -1;

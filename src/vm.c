@@ -45,7 +45,7 @@ static int vm_msi_kvm(struct vm *vm, uint64_t addr, uint32_t data)
 static void vm_common_init(struct vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
-	vm->kvm_fd = vm->vm_fd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->sigfd = -1;
 	bus_init(&vm->pio);
 	bus_init(&vm->mmio);
 	vm->devs_tail = &vm->devs;
@@ -232,11 +232,13 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->nmem; i++)
 		munmap(vm->mem[i].hva, vm->mem[i].size);
 	vm->nmem = 0;
+	if (vm->sigfd >= 0)
+		close(vm->sigfd);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
-	vm->vm_fd = vm->kvm_fd = -1;
+	vm->vm_fd = vm->kvm_fd = vm->sigfd = -1;
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);
 }

@@ -90,6 +90,7 @@ struct vm {
 	struct mem_backing *backing;	/* snapshot file a restored VM's RAM maps, or NULL */
 	bool paused;		/* guest paused by a control request */
 	uint64_t start_ns;	/* CLOCK_MONOTONIC when the VM started running */
+	int sigfd;		/* signals khyve handles (main.c), or -1 */
 
 	/* Set once by whoever ends the VM (power off, reset, triple fault, suspend, error). */
 	atomic_int exit_status;	/* -1 while running */
