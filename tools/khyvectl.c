@@ -30,6 +30,7 @@
 #define EXIT_REFUSED	1	/* khyve said no, or the file is corrupt */
 #define EXIT_USAGE	2	/* bad command line, no connection, unreadable file */
 #define MAX_REPLY	(1 << 20)
+#define MORE		(-1)	/* handle_reply: a progress line, the answer follows */
 
 enum action { ACT_NONE, ACT_CHECKPOINT, ACT_SUSPEND, ACT_PAUSE, ACT_RESUME, ACT_STATUS };
 
@@ -363,7 +364,18 @@ static void print_ok(struct client *c, struct json_object *r)
 	}
 }
 
-/* Handle one reply line: 1 when more lines follow (progress), else the exit status. */
+static void print_error(struct client *c, const char *msg)
+{
+	enum action a = c->o->action;
+
+	if (a == ACT_CHECKPOINT || a == ACT_SUSPEND)
+		fprintf(stderr, "khyvectl: %s %s \u2192 %s failed: %s\n", request_name(a), c->name,
+			c->file, msg);
+	else
+		fprintf(stderr, "khyvectl: %s %s: %s\n", request_name(a), c->name, msg);
+}
+
+/* Handle one reply line: MORE when more lines follow (progress), else the exit status. */
 static int handle_reply(struct client *c, const char *line)
 {
 	struct json_object *r = json_tokener_parse(line), *v;
@@ -380,7 +392,7 @@ static int handle_reply(struct client *c, const char *line)
 		if (c->bar)
 			bar_draw(c, get_u64(v, "done"), get_u64(v, "total"));
 		json_object_put(r);
-		return 1;
+		return MORE;
 	}
 	bar_clear();
 	ret = json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v) ? 0 :
@@ -388,8 +400,7 @@ static int handle_reply(struct client *c, const char *line)
 	if (c->o->json)
 		printf("%s\n", line);
 	else if (ret)
-		fprintf(stderr, "khyvectl: %s: %s\n", c->name,
-			get_str(r, "error", "khyve refused the request without saying why"));
+		print_error(c, get_str(r, "error", "khyve refused the request without saying why"));
 	else if (!c->o->quiet || c->o->action == ACT_STATUS)
 		print_ok(c, r);
 	json_object_put(r);
@@ -410,10 +421,10 @@ static int run_request(struct client *c)
 		free(buf);
 		return EXIT_USAGE;
 	}
-	ret = 1;
-	while (ret == 1 && (line = read_line(c->fd, &buf, &len, &cap, &consumed)))
+	ret = MORE;
+	while (ret == MORE && (line = read_line(c->fd, &buf, &len, &cap, &consumed)))
 		ret = handle_reply(c, line);
-	if (ret == 1) {
+	if (ret == MORE) {
 		bar_clear();
 		fprintf(stderr, "khyvectl: %s: the connection to %s closed before khyve "
 			"replied; check khyve's own output\n", c->name, c->path);

@@ -1,0 +1,616 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * Control socket: the protocol through ctl_handle_line() on a bare VM (no KVM), the socket
+ * path rules, and the real socket served by a running event loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "ctl/ctl.h"
+#include "ctl/ctl_proto.h"
+#include "vm.h"
+
+/* ---- protocol, no socket ---- */
+
+struct replies {
+	unsigned n;
+	char *line[8];
+};
+
+static void record(void *opaque, const char *json)
+{
+	struct replies *r = opaque;
+
+	assert_true(r->n < 8);
+	r->line[r->n++] = strdup(json);
+}
+
+static void replies_free(struct replies *r)
+{
+	for (unsigned i = 0; i < r->n; i++)
+		free(r->line[i]);
+	r->n = 0;
+}
+
+/* Send @line, expect exactly one reply, return it parsed (caller puts it). */
+static struct json_object *ask(struct vm *vm, const char *line, int *ret)
+{
+	struct replies r = { 0 };
+	struct json_object *o;
+
+	*ret = ctl_handle_line(vm, line, record, &r);
+	assert_int_equal(r.n, 1);
+	o = json_tokener_parse(r.line[0]);
+	assert_non_null(o);
+	assert_true(json_object_is_type(o, json_type_object));
+	replies_free(&r);
+	return o;
+}
+
+static bool is_ok(struct json_object *o)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, "ok", &v));
+	assert_true(json_object_is_type(v, json_type_boolean));
+	return json_object_get_boolean(v);
+}
+
+static const char *str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int64_t num(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, key, &v));
+	return json_object_get_int64(v);
+}
+
+/* The request must be refused with an error that mentions @needle. */
+static void expect_error(struct vm *vm, const char *line, const char *needle)
+{
+	struct json_object *o;
+	const char *e;
+	int ret;
+
+	o = ask(vm, line, &ret);
+	assert_false(is_ok(o));
+	assert_true(ret < 0);
+	e = str(o, "error");
+	assert_non_null(e);
+	if (!strstr(e, needle))
+		fail_msg("request %s: error '%s' does not mention '%s'", line, e, needle);
+	json_object_put(o);
+}
+
+static struct vm *bare_vm(void)
+{
+	struct vm *vm = malloc(sizeof(*vm));
+
+	vm_init_bare(vm, true);
+	vm->name = "vm0";
+	vm->ram_size = 256 * MiB;
+	return vm;
+}
+
+static void free_vm(struct vm *vm)
+{
+	vm_destroy(vm);
+	free(vm);
+}
+
+static void test_status(void **state)
+{
+	struct vm *vm = bare_vm();
+	struct json_object *o;
+	int ret;
+
+	o = ask(vm, "{\"request\":\"status\"}", &ret);
+	assert_int_equal(ret, 0);
+	assert_true(is_ok(o));
+	assert_string_equal(str(o, "vm"), "vm0");
+	assert_string_equal(str(o, "state"), "running");
+	assert_int_equal(num(o, "vcpus"), 0);
+	assert_int_equal(num(o, "memory"), 256 * MiB);
+	assert_int_equal(num(o, "pid"), getpid());
+	assert_true(num(o, "uptime_ms") >= 0);
+	json_object_put(o);
+
+	/* Whitespace around the object and a CR from a telnet-ish client are fine. */
+	o = ask(vm, "  { \"request\" : \"status\" }  \r", &ret);
+	assert_true(is_ok(o));
+	json_object_put(o);
+	free_vm(vm);
+}
+
+static void test_malformed(void **state)
+{
+	struct vm *vm = bare_vm();
+
+	expect_error(vm, "{", "malformed");
+	expect_error(vm, "not json", "malformed");
+	expect_error(vm, "", "malformed");
+	expect_error(vm, "[\"status\"]", "JSON object");
+	expect_error(vm, "\"status\"", "JSON object");
+	expect_error(vm, "{\"request\":\"status\"} {\"request\":\"pause\"}", "after the JSON");
+	expect_error(vm, "{\"request\":\"status\"} x", "after the JSON");
+	expect_error(vm, "{\"request\":5}", "request");
+	expect_error(vm, "{}", "request");
+	expect_error(vm, "{\"request\":\"status\",\"extra\":1}", "unknown field");
+	/* Deep nesting is cut off by the tokenizer's depth limit, not the stack. */
+	{
+		char deep[300];
+
+		memset(deep, '[', sizeof(deep) - 1);
+		deep[sizeof(deep) - 1] = '\0';
+		expect_error(vm, deep, "malformed");
+	}
+	/* An oversized line is refused before parsing. */
+	{
+		char *big = malloc(CTL_MAX_LINE + 2);
+
+		memset(big, ' ', CTL_MAX_LINE + 1);
+		big[CTL_MAX_LINE + 1] = '\0';
+		expect_error(vm, big, "longer than");
+		free(big);
+	}
+	free_vm(vm);
+}
+
+static void test_unknown(void **state)
+{
+	struct vm *vm = bare_vm();
+
+	expect_error(vm, "{\"request\":\"reboot\"}", "unknown request");
+	expect_error(vm, "{\"request\":\"\"}", "unknown request");
+	expect_error(vm, "{\"request\":\"STATUS\"}", "unknown request");
+	free_vm(vm);
+}
+
+static void test_save_fields(void **state)
+{
+	struct vm *vm = bare_vm();
+
+	expect_error(vm, "{\"request\":\"checkpoint\"}", "\"file\"");
+	expect_error(vm, "{\"request\":\"suspend\"}", "\"file\"");
+	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":7}", "\"file\"");
+	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":null}", "\"file\"");
+	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":\"\"}", "empty");
+	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":\"vm.snap\"}", "absolute");
+	expect_error(vm, "{\"request\":\"suspend\",\"file\":\"../x.snap\"}", "absolute");
+	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":\"/a\\u0000b\"}", "NUL");
+	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":\"/x\",\"progress\":\"yes\"}",
+		     "progress");
+	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":\"/x\",\"fast\":true}",
+		     "unknown field");
+	expect_error(vm, "{\"request\":\"status\",\"file\":\"/x\"}", "unknown field");
+	free_vm(vm);
+}
+
+static void test_pause_resume(void **state)
+{
+	struct vm *vm = bare_vm();
+	struct json_object *o;
+	int ret;
+
+	expect_error(vm, "{\"request\":\"resume\"}", "not paused");
+	o = ask(vm, "{\"request\":\"pause\"}", &ret);
+	assert_int_equal(ret, 0);
+	assert_true(is_ok(o));
+	assert_string_equal(str(o, "state"), "paused");
+	json_object_put(o);
+	assert_true(vm->paused);
+
+	o = ask(vm, "{\"request\":\"status\"}", &ret);
+	assert_string_equal(str(o, "state"), "paused");
+	json_object_put(o);
+	expect_error(vm, "{\"request\":\"pause\"}", "already paused");
+
+	o = ask(vm, "{\"request\":\"resume\"}", &ret);
+	assert_int_equal(ret, 0);
+	assert_true(is_ok(o));
+	assert_string_equal(str(o, "state"), "running");
+	json_object_put(o);
+	assert_false(vm->paused);
+	expect_error(vm, "{\"request\":\"resume\"}", "not paused");
+	free_vm(vm);
+}
+
+static void test_ending_vm(void **state)
+{
+	struct vm *vm = bare_vm();
+	struct json_object *o;
+	int ret;
+
+	vm_request_exit(vm, VM_EXIT_POWEROFF);
+	expect_error(vm, "{\"request\":\"pause\"}", "shutting down");
+	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":\"/tmp/x\"}", "shutting down");
+	o = ask(vm, "{\"request\":\"status\"}", &ret);
+	assert_true(is_ok(o));
+	assert_string_equal(str(o, "state"), "exiting");
+	json_object_put(o);
+	free_vm(vm);
+}
+
+/* ---- socket path rules ---- */
+
+static void test_socket_path(void **state)
+{
+	char buf[256], big[200];
+
+	assert_int_equal(ctl_socket_path("vm0", NULL, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, CTL_DEFAULT_DIR "/vm0.sock");
+	assert_int_equal(ctl_socket_path("vm0", "/tmp/k/x.sock", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/tmp/k/x.sock");
+	/* A configured path does not depend on the name at all. */
+	assert_int_equal(ctl_socket_path(NULL, "/tmp/x.sock", buf, sizeof(buf)), 0);
+
+	assert_int_equal(ctl_socket_path("", NULL, buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(ctl_socket_path(NULL, NULL, buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(ctl_socket_path("a/b", NULL, buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(ctl_socket_path("..", NULL, buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(ctl_socket_path(".", NULL, buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(ctl_socket_path("vm0", "", buf, sizeof(buf)), -EINVAL);
+
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(ctl_socket_path(big, NULL, buf, sizeof(buf)), -ENAMETOOLONG);
+	big[0] = '/';
+	assert_int_equal(ctl_socket_path("vm0", big, buf, sizeof(buf)), -ENAMETOOLONG);
+	/* The caller's buffer is honoured too. */
+	assert_int_equal(ctl_socket_path("vm0", NULL, buf, 8), -ENAMETOOLONG);
+}
+
+static void test_bad_name_start(void **state)
+{
+	struct vm *vm = bare_vm();
+	char err[256] = "";
+
+	vm->name = "a/b";
+	assert_int_equal(ctl_start(vm, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "a/b"));
+	assert_null(vm->ctl);
+	free_vm(vm);
+}
+
+/* ---- the real socket ---- */
+
+struct sockvm {
+	struct vm vm;
+	struct config cfg;
+	char dir[64], path[128];
+};
+
+static struct sockvm *sock_vm(const char *dir)
+{
+	struct sockvm *s = calloc(1, sizeof(*s));
+	char err[256] = "";
+
+	vm_init_bare(&s->vm, false);
+	config_init(&s->cfg);
+	s->vm.cfg = &s->cfg;
+	s->vm.name = "sockvm";
+	s->vm.ram_size = 64 * MiB;
+	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	/* A directory that does not exist yet: ctl_start creates it. */
+	snprintf(s->path, sizeof(s->path), "%s/sub/vm.sock", dir);
+	config_set(&s->cfg, "ctl.socket", s->path);
+	assert_int_equal(evloop_start(&s->vm.ev), 0);
+	if (ctl_start(&s->vm, err, sizeof(err)))
+		fail_msg("ctl_start: %s", err);
+	assert_non_null(s->vm.ctl);
+	return s;
+}
+
+static void sock_vm_free(struct sockvm *s)
+{
+	ctl_stop(&s->vm);
+	vm_destroy(&s->vm);
+	config_free(&s->cfg);
+	free(s);
+}
+
+static int client(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 5 };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	/* A broken server fails the test instead of hanging it. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static void put(int fd, const char *s)
+{
+	assert_int_equal(send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
+
+/* Read one line (without its newline) or NULL at EOF; byte by byte keeps it simple. */
+static char *get_line(int fd)
+{
+	static char line[4096];
+	size_t n = 0;
+
+	for (;;) {
+		char ch;
+		ssize_t r = read(fd, &ch, 1);
+
+		if (r <= 0)
+			return NULL;
+		if (ch == '\n')
+			break;
+		assert_true(n < sizeof(line) - 1);
+		line[n++] = ch;
+	}
+	line[n] = '\0';
+	return line;
+}
+
+static struct json_object *get_reply(int fd)
+{
+	char *line = get_line(fd);
+	struct json_object *o;
+
+	assert_non_null(line);
+	o = json_tokener_parse(line);
+	assert_non_null(o);
+	return o;
+}
+
+static char tmpdir[64];
+
+static int setup_tmp(void **state)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/khyve-test-ctl.XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_tmp(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_socket_status(void **state)
+{
+	struct sockvm *s = sock_vm(tmpdir);
+	struct json_object *o;
+	char path[128];
+	struct stat st;
+	int fd;
+
+	assert_int_equal(lstat(s->path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	fd = client(s->path);
+	put(fd, "{\"request\":\"status\"}\n");
+	o = get_reply(fd);
+	assert_true(is_ok(o));
+	assert_string_equal(str(o, "vm"), "sockvm");
+	assert_int_equal(num(o, "memory"), 64 * MiB);
+	json_object_put(o);
+
+	/* Errors leave the connection usable; blank lines are skipped; pipelining works. */
+	put(fd, "garbage\n\n{\"request\":\"nope\"}\n{\"request\":\"status\"}\n");
+	o = get_reply(fd);
+	assert_false(is_ok(o));
+	json_object_put(o);
+	o = get_reply(fd);
+	assert_false(is_ok(o));
+	assert_non_null(strstr(str(o, "error"), "unknown request"));
+	json_object_put(o);
+	o = get_reply(fd);
+	assert_true(is_ok(o));
+	json_object_put(o);
+
+	/* A request split over several writes is put together. */
+	put(fd, "{\"requ");
+	usleep(20000);
+	put(fd, "est\":\"status\"}\n");
+	o = get_reply(fd);
+	assert_true(is_ok(o));
+	json_object_put(o);
+
+	/* A NUL inside a line is refused. */
+	assert_int_equal(send(fd, "{\"request\":\"status\"}\0x\n", 23, MSG_NOSIGNAL), 23);
+	o = get_reply(fd);
+	assert_false(is_ok(o));
+	json_object_put(o);
+	close(fd);
+
+	/* The last request may lack its newline if the client half-closes. */
+	fd = client(s->path);
+	put(fd, "{\"request\":\"status\"}");
+	shutdown(fd, SHUT_WR);
+	o = get_reply(fd);
+	assert_true(is_ok(o));
+	json_object_put(o);
+	assert_null(get_line(fd));
+	close(fd);
+
+	snprintf(path, sizeof(path), "%s", s->path);
+	sock_vm_free(s);
+	/* ctl_stop removed the socket file. */
+	assert_int_equal(lstat(path, &st), -1);
+}
+
+static void test_socket_abuse(void **state)
+{
+	struct sockvm *s = sock_vm(tmpdir);
+	struct json_object *o;
+	char *big;
+	int fd;
+
+	/* Oversized line: an error, then the server hangs up. */
+	fd = client(s->path);
+	big = malloc(CTL_MAX_LINE + 100);
+	memset(big, 'x', CTL_MAX_LINE + 100);
+	assert_int_equal(send(fd, big, CTL_MAX_LINE + 100, MSG_NOSIGNAL), CTL_MAX_LINE + 100);
+	free(big);
+	o = get_reply(fd);
+	assert_false(is_ok(o));
+	assert_non_null(strstr(str(o, "error"), "longer than"));
+	json_object_put(o);
+	assert_null(get_line(fd));
+	close(fd);
+
+	/* Clients that vanish mid-line, or right after asking, harm nothing. */
+	fd = client(s->path);
+	put(fd, "{\"request\":\"sta");
+	close(fd);
+	fd = client(s->path);
+	put(fd, "{\"request\":\"status\"}\n");
+	close(fd);
+	fd = client(s->path);
+	close(fd);
+
+	/* Several connections at once each get their answer. */
+	int a = client(s->path), b = client(s->path);
+
+	put(b, "{\"request\":\"status\"}\n");
+	put(a, "{\"request\":\"status\"}\n");
+	o = get_reply(a);
+	assert_true(is_ok(o));
+	json_object_put(o);
+	o = get_reply(b);
+	assert_true(is_ok(o));
+	json_object_put(o);
+	close(a);
+	close(b);
+
+	/* Pause and resume through the socket. */
+	fd = client(s->path);
+	put(fd, "{\"request\":\"pause\"}\n{\"request\":\"status\"}\n{\"request\":\"resume\"}\n");
+	o = get_reply(fd);
+	assert_true(is_ok(o));
+	json_object_put(o);
+	o = get_reply(fd);
+	assert_string_equal(str(o, "state"), "paused");
+	assert_non_null(str(o, "vm"));
+	json_object_put(o);
+	o = get_reply(fd);
+	assert_true(is_ok(o));
+	assert_true(json_object_object_get_ex(o, "paused_ms", NULL));
+	json_object_put(o);
+	close(fd);
+	sock_vm_free(s);
+}
+
+static void test_socket_in_use(void **state)
+{
+	struct sockvm *s = sock_vm(tmpdir);
+	struct vm other;
+	char err[256] = "";
+	int fd;
+
+	vm_init_bare(&other, true);
+	other.cfg = &s->cfg;
+	other.name = "other";
+	assert_int_equal(ctl_start(&other, err, sizeof(err)), -EADDRINUSE);
+	assert_non_null(strstr(err, "in use by another VM"));
+	assert_non_null(strstr(err, s->path));
+	assert_null(other.ctl);
+	vm_destroy(&other);
+
+	/* The first VM still answers. */
+	fd = client(s->path);
+	put(fd, "{\"request\":\"status\"}\n");
+	struct json_object *o = get_reply(fd);
+
+	assert_true(is_ok(o));
+	json_object_put(o);
+	close(fd);
+	sock_vm_free(s);
+}
+
+static void test_socket_stale_and_off(void **state)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	char path[100], err[256] = "";
+	struct config cfg;
+	struct stat st;
+	struct vm vm;
+	int fd;
+
+	/* A socket file nobody listens on (a khyve that was killed) is replaced. */
+	snprintf(path, sizeof(path), "%s/stale.sock", tmpdir);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	close(fd);
+	config_init(&cfg);
+	config_set(&cfg, "ctl.socket", path);
+	vm_init_bare(&vm, true);
+	vm.cfg = &cfg;
+	vm.name = "stale";
+	assert_int_equal(ctl_start(&vm, err, sizeof(err)), 0);
+	assert_non_null(vm.ctl);
+	/* The loop is not running: ctl_stop cleans up directly. */
+	ctl_stop(&vm);
+	assert_null(vm.ctl);
+	assert_int_equal(lstat(path, &st), -1);
+
+	/* A file that is not a socket is never removed. */
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(ctl_start(&vm, err, sizeof(err)), -EEXIST);
+	assert_non_null(strstr(err, "not a socket"));
+	assert_int_equal(lstat(path, &st), 0);
+	unlink(path);
+
+	/* ctl.socket=off: no socket, no error. */
+	config_set(&cfg, "ctl.socket", "off");
+	assert_int_equal(ctl_start(&vm, err, sizeof(err)), 0);
+	assert_null(vm.ctl);
+	ctl_stop(&vm);
+	vm_destroy(&vm);
+	config_free(&cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_status),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_unknown),
+		cmocka_unit_test(test_save_fields),
+		cmocka_unit_test(test_pause_resume),
+		cmocka_unit_test(test_ending_vm),
+		cmocka_unit_test(test_socket_path),
+		cmocka_unit_test(test_bad_name_start),
+		cmocka_unit_test(test_socket_status),
+		cmocka_unit_test(test_socket_abuse),
+		cmocka_unit_test(test_socket_in_use),
+		cmocka_unit_test(test_socket_stale_and_off),
+	};
+
+	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
+}
