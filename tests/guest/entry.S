@@ -22,7 +22,9 @@ exc_stubs:
 	.set vec, 0
 	.rept 32
 	.p2align 4
-	.if (vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30)
+	.if vec == 6
+	jmp ud_entry
+	.elseif (vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30)
 	nop
 	nop
 	.else
@@ -32,6 +34,26 @@ exc_stubs:
 	jmp exc_common
 	.set vec, vec + 1
 	.endr
+
+/*
+ * #UD: ring 3's system call is "ud2" (0f 0b). Under PVM, ring 3 cannot
+ * reach ring 0 with "int n" (it gets #UD) nor with in/out (#GP), but an
+ * exception is always reflected to the guest's IDT, on hardware too.
+ * Skip the instruction and dispatch; anything else is a real fault.
+ */
+ud_entry:
+	cmpq $(SEL_UCODE | 3), 8(%rsp)
+	jne 1f
+	pushq %rcx
+	movq 8(%rsp), %rcx
+	cmpw $0x0b0f, (%rcx)
+	popq %rcx
+	jne 1f
+	addq $2, (%rsp)
+	jmp syscall_entry
+1:	pushq $0
+	pushq $6
+	jmp exc_common
 
 exc_common:
 	pushq %rax
@@ -106,8 +128,9 @@ irq_rtc:
 	iretq
 
 /*
- * int $0x80 (interrupt gate, DPL 3): privileged operations for ring 3.
- * Clobbers rax, rcx, rdx, rsi, rdi, r8; result in rax.
+ * System call (entered from ud_entry with an iretq frame): privileged
+ * operations for ring 3. Clobbers rax, rcx, rdx, rsi, rdi, r8; result
+ * in rax.
  */
 	.globl syscall_entry
 syscall_entry:

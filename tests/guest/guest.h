@@ -45,10 +45,9 @@
 #define VEC_RTC			(VEC_IOAPIC_BASE + 8)
 #define VEC_LAPIC_TIMER		0x50
 #define VEC_IPI			0x51
-#define VEC_SYSCALL		0x80
 #define VEC_SPURIOUS		0xff
 
-/* Syscalls: int $0x80, rax = number, rdi/rsi/rdx = arguments */
+/* Syscalls: ud2 (see entry.S), rax = number, rdi/rsi/rdx = arguments */
 #define SYS_INB			0	/* (port) */
 #define SYS_INW			1
 #define SYS_INL			2

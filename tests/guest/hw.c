@@ -271,11 +271,16 @@ void pit_periodic(u32 hz)
 	outb(0x40, div >> 8);
 }
 
-/* Mode 0 with only the low byte written: counting stops, OUT stays low. */
+/*
+ * Mode 0 (one-shot) with the longest count: one last IRQ0 edge ~55 ms
+ * later, then the output stays quiet. Writing only the low byte would
+ * stop an 8254 at once, but KVM's PIT keeps its old period then.
+ */
 void pit_stop(void)
 {
 	outb(0x43, 0x30);
-	outb(0x40, 0);
+	outb(0x40, 0xff);
+	outb(0x40, 0xff);
 }
 
 /* ---- TSC frequency: HPET, else PM timer, else KVM's CPUID leaf ---- */

@@ -223,6 +223,18 @@ static void check_pit(void)
 
 /* ---- HPET comparator interrupts through the IOAPIC ---- */
 
+/*
+ * QEMU's "pc" machine lets the HPET use pin 2 only, which the PIT shares:
+ * let the stopped PIT's last edge pass first.
+ */
+static void hpet_pin_quiesce(int pin)
+{
+	bool level, low;
+
+	if ((u32)pin == isa_gsi(0, &level, &low) - plat.ioapic_gsi_base)
+		udelay(70000);
+}
+
 static void hpet_oneshot(u32 t)
 {
 	int pin = hpet_pick_pin(t);
@@ -234,6 +246,7 @@ static void hpet_oneshot(u32 t)
 		return;
 	}
 	vec = VEC_IOAPIC_BASE + pin;
+	hpet_pin_quiesce(pin);
 	ioapic_route(pin, vec, cpus[0].apic_id, false, false);
 	c0 = irq_count(0, vec);
 	hpet_timer_start(t, pin, 20000, false);
@@ -258,6 +271,7 @@ static void hpet_periodic(u32 t)
 		return;
 	}
 	vec = VEC_IOAPIC_BASE + pin;
+	hpet_pin_quiesce(pin);
 	ioapic_route(pin, vec, cpus[dst].apic_id, false, false);
 	other = dst ? irq_count(0, vec) : 0;
 	if (hpet_timer_start(t, pin, 10000, true)) {

@@ -2,7 +2,8 @@
 /*
  * khyve test guest, ring 3: the contract between the drivers (hw.c,
  * acpi.c, smp.c), the library (lib.c) and the two workloads (selftest.c,
- * counter.c). Ring 3 runs natively; port I/O goes through int $0x80.
+ * counter.c). Ring 3 runs natively; port I/O goes through the syscall
+ * (ud2, see entry.S).
  */
 #ifndef USER_H
 #define USER_H
@@ -18,7 +19,7 @@
 /* ---- syscalls ---- */
 static inline u64 syscall3(u64 nr, u64 a, u64 b, u64 c)
 {
-	asm volatile("int $0x80"
+	asm volatile("ud2"
 		     : "+a"(nr), "+D"(a), "+S"(b), "+d"(c)
 		     : : "rcx", "r8", "memory");
 	return nr;
