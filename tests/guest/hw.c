@@ -213,14 +213,32 @@ void hpet_timer_stop(u32 n)
 	hpet_write32(HPET_TN_CONF(n), c & ~(TN_INT_ENB | TN_PERIODIC));
 }
 
-/* Edge-triggered comparator interrupt on IOAPIC pin `pin`. */
-int hpet_timer_start(u32 n, u32 pin, u64 period_us, bool periodic)
+/*
+ * Legacy replacement: timer 0 drives ISA IRQ0 and timer 1 IRQ8 (the PIT
+ * and RTC outputs are cut off). Only used where Tn_INT_ROUTE_CAP offers
+ * no free pin (QEMU's "pc" machine offers pin 2 alone).
+ */
+void hpet_legacy(bool on)
+{
+	u32 c = hpet_read32(HPET_CONF);
+
+	hpet_write32(HPET_CONF, on ? c | 2 : c & ~2u);
+}
+
+/*
+ * Edge-triggered comparator interrupt on IOAPIC pin `pin`, or on the
+ * legacy IRQ when pin < 0 (legacy replacement mode must be on).
+ */
+int hpet_timer_start(u32 n, int pin, u64 period_us, bool periodic)
 {
 	u32 ticks = hpet_us_to_ticks(period_us);
-	u32 base = (hpet_read32(HPET_TN_CONF(n)) & ~0x3fceu) | pin << 9 | TN_32MODE;
+	u32 base = (hpet_read32(HPET_TN_CONF(n)) & ~0x3fceu) | TN_32MODE;
 
-	if (!(hpet_route_cap(n) & (1u << pin)))
-		return -1;
+	if (pin >= 0) {
+		if (!(hpet_route_cap(n) & (1u << pin)))
+			return -1;
+		base |= pin << 9;
+	}
 	if (periodic) {
 		if (!(hpet_read32(HPET_TN_CONF(n)) & (1 << 4)))
 			return -2;
@@ -236,11 +254,15 @@ int hpet_timer_start(u32 n, u32 pin, u64 period_us, bool periodic)
 	return 0;
 }
 
-/* A pin from Tn_INT_ROUTE_CAP: prefer 20-23, then 16-19, then ISA pins
- * that nothing else here uses. */
+bool hpet_can_periodic(u32 n)
+{
+	return hpet_read32(HPET_TN_CONF(n)) & (1 << 4);
+}
+
+/* An IOAPIC pin from Tn_INT_ROUTE_CAP: 20-23 first, then 16-19. */
 int hpet_pick_pin(u32 n)
 {
-	static const u8 prefer[] = { 20, 21, 22, 23, 16, 17, 18, 19, 11, 10, 5, 2 };
+	static const u8 prefer[] = { 20, 21, 22, 23, 16, 17, 18, 19 };
 	u32 cap = hpet_route_cap(n);
 	u32 i;
 

@@ -223,56 +223,44 @@ static void check_pit(void)
 
 /* ---- HPET comparator interrupts through the IOAPIC ---- */
 
-/*
- * QEMU's "pc" machine lets the HPET use pin 2 only, which the PIT shares:
- * let the stopped PIT's last edge pass first.
- */
-static void hpet_pin_quiesce(int pin)
+/* The IOAPIC pin that ISA IRQ irq arrives on. */
+static u32 isa_pin(u8 irq)
 {
 	bool level, low;
 
-	if ((u32)pin == isa_gsi(0, &level, &low) - plat.ioapic_gsi_base)
-		udelay(70000);
+	return isa_gsi(irq, &level, &low) - plat.ioapic_gsi_base;
 }
 
-static void hpet_oneshot(u32 t)
+/*
+ * Comparator t through its own route (pin >= 0), or in legacy mode
+ * (pin < 0) through legacy_pin. One-shot: exactly one interrupt.
+ */
+static void hpet_oneshot(u32 t, int pin, u32 legacy_pin)
 {
-	int pin = hpet_pick_pin(t);
-	u32 vec;
+	u32 p = pin >= 0 ? (u32)pin : legacy_pin;
+	u32 vec = VEC_IOAPIC_BASE + p;
 	u64 c0;
 
-	if (pin < 0) {
-		check_fail("timer %u: no usable route (cap 0x%x)", t, hpet_route_cap(t));
-		return;
-	}
-	vec = VEC_IOAPIC_BASE + pin;
-	hpet_pin_quiesce(pin);
-	ioapic_route(pin, vec, cpus[0].apic_id, false, false);
+	ioapic_route(p, vec, cpus[0].apic_id, false, false);
 	c0 = irq_count(0, vec);
 	hpet_timer_start(t, pin, 20000, false);
 	if (!wait_irq(0, vec, c0 + 1, 1000000))
-		check_fail("timer %u one-shot: no interrupt on pin %d", t, pin);
+		check_fail("timer %u one-shot: no interrupt on pin %u", t, p);
 	udelay(60000);
 	if (irq_count(0, vec) > c0 + 1)
 		check_fail("timer %u one-shot fired %lu times", t, irq_count(0, vec) - c0);
 	hpet_timer_stop(t);
-	ioapic_mask(pin);
+	ioapic_mask(p);
 }
 
 /* Periodic comparator routed to the last CPU: checks IOAPIC destinations. */
-static void hpet_periodic(u32 t)
+static void hpet_periodic(u32 t, int pin, u32 legacy_pin)
 {
-	int pin = hpet_pick_pin(t);
-	u32 dst = ncpus_up - 1, vec;
+	u32 p = pin >= 0 ? (u32)pin : legacy_pin;
+	u32 dst = ncpus_up - 1, vec = VEC_IOAPIC_BASE + p;
 	u64 n, other;
 
-	if (pin < 0) {
-		check_fail("timer %u: no usable route (cap 0x%x)", t, hpet_route_cap(t));
-		return;
-	}
-	vec = VEC_IOAPIC_BASE + pin;
-	hpet_pin_quiesce(pin);
-	ioapic_route(pin, vec, cpus[dst].apic_id, false, false);
+	ioapic_route(p, vec, cpus[dst].apic_id, false, false);
 	other = dst ? irq_count(0, vec) : 0;
 	if (hpet_timer_start(t, pin, 10000, true)) {
 		check_fail("timer %u cannot do periodic", t);
@@ -282,14 +270,42 @@ static void hpet_periodic(u32 t)
 	if (n < 10 || n > 80)
 		check_fail("timer %u periodic: %lu irqs on cpu %u in 300 ms at 100 Hz", t, n, dst);
 	if (dst && irq_count(0, vec) != other)
-		check_fail("pin %d routed to cpu %u also reached cpu 0", pin, dst);
+		check_fail("pin %u routed to cpu %u also reached cpu 0", p, dst);
 	hpet_timer_stop(t);
-	ioapic_mask(pin);
+	ioapic_mask(p);
+}
+
+/* Routed mode: periodic on a periodic-capable timer, one-shot on another. */
+static void hpet_routed(u32 periodic, u32 oneshot)
+{
+	int pp = hpet_pick_pin(periodic), op = hpet_pick_pin(oneshot);
+
+	if (op < 0)
+		check_fail("timer %u: no pin in 16-23 (cap 0x%x)", oneshot, hpet_route_cap(oneshot));
+	else
+		hpet_oneshot(oneshot, op, 0);
+	if (pp < 0)
+		check_fail("timer %u: no pin in 16-23 (cap 0x%x)", periodic, hpet_route_cap(periodic));
+	else
+		hpet_periodic(periodic, pp, 0);
+}
+
+/* Legacy replacement: timer 1 one-shot on IRQ8, timer 0 periodic on IRQ0. */
+static void hpet_legacy_mode(void)
+{
+	hpet_legacy(true);
+	udelay(70000);	/* let the stopped PIT's last edge pass */
+	hpet_oneshot(1, -1, isa_pin(8));
+	if (!hpet_can_periodic(0))
+		check_fail("timer 0 cannot do periodic");
+	else
+		hpet_periodic(0, -1, isa_pin(0));
+	hpet_legacy(false);
 }
 
 static void check_hpet_irq(void)
 {
-	u32 t, periodic = 0, n;
+	u32 t, n;
 
 	group_begin("hpet-irq");
 	if (!hpet_period_fs) {
@@ -297,16 +313,14 @@ static void check_hpet_irq(void)
 		return;
 	}
 	n = hpet_num_timers();
-	for (t = 0; t < n; t++)
-		if (hpet_read32(0x100 + 0x20 * t) & (1 << 4))
-			break;
+	for (t = 0; t < n && !hpet_can_periodic(t); t++)
+		;
 	if (t == n)
 		check_fail("no periodic-capable comparator");
+	else if (hpet_pick_pin(t) >= 0)
+		hpet_routed(t, t == n - 1 ? 0 : n - 1);
 	else
-		periodic = t;
-	hpet_oneshot(periodic == n - 1 ? 0 : n - 1);
-	if (t < n)
-		hpet_periodic(periodic);
+		hpet_legacy_mode();
 	group_end();
 }
 
