@@ -35,7 +35,7 @@
 #include "vm.h"
 
 #define CTL_MAX_CONNS		8
-#define CTL_SEND_TIMEOUT_MS	10000	/* a client that reads nothing for this long is dropped */
+#define CTL_SEND_TIMEOUT_MS	2000	/* a client that reads nothing for this long is dropped */
 #define CTL_PROGRESS_NS		100000000ULL
 #define CTL_JSON_DEPTH		16
 

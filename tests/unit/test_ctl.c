@@ -505,6 +505,33 @@ static void test_socket_abuse(void **state)
 	close(a);
 	close(b);
 
+	/*
+	 * A client that asks and asks but never reads: once its socket buffer is full, khyve
+	 * gives up on it (after a bounded wait) and goes on serving others.
+	 */
+	{
+		static const char req[] = "{\"request\":\"status\"}\n";
+		char *flood = malloc(CTL_MAX_LINE);
+		size_t n = CTL_MAX_LINE / (sizeof(req) - 1) * (sizeof(req) - 1);
+		int rcv = 4096;
+
+		for (size_t off = 0; off < n; off += sizeof(req) - 1)
+			memcpy(flood + off, req, sizeof(req) - 1);
+		fd = client(s->path);
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+		for (int i = 0; i < 8; i++)
+			if (send(fd, flood, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+				break;
+		free(flood);
+		a = client(s->path);
+		put(a, "{\"request\":\"status\"}\n");
+		o = get_reply(a);
+		assert_true(is_ok(o));
+		json_object_put(o);
+		close(a);
+		close(fd);
+	}
+
 	/* Pause and resume through the socket. */
 	fd = client(s->path);
 	put(fd, "{\"request\":\"pause\"}\n{\"request\":\"status\"}\n{\"request\":\"resume\"}\n");
