@@ -1,0 +1,677 @@
+#!/usr/bin/env python3
+"""khyve snapshot benchmark: checkpoint and restore times of the counter test guest, against
+the physical limits of this machine (dd writing the same bytes with fsync, an empty KVM VM) and
+against QEMU doing the same job.  bench/README.md explains every figure.
+
+usage: bench/snapshot.py [--quick] [--reps N] [--no-qemu]
+
+  --quick     512 MiB guest only, one repetition, no QEMU
+  --reps N    repetitions of each measurement (default 5); the table shows median and min
+  --no-qemu   skip the QEMU peer
+
+Timing is only reported, never judged: the exit status is 0 when every run worked (the
+snapshots were written, the restored guests went on counting), 1 when one did not, 2 when the
+benchmark could not run at all.  Every process it starts and every file it makes is removed when
+it ends, whatever the reason.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BUILD = os.environ.get("KHYVE_BUILD", os.path.join(ROOT, "build"))
+KHYVE = os.path.join(BUILD, "khyve")
+KHYVECTL = os.path.join(BUILD, "khyvectl")
+GUEST = os.path.join(BUILD, "testguest")
+QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
+
+CPUS = 2
+TOUCHED = 128 << 20			# the guest's pattern region: mem=128M
+CMDLINE = "mode=counter mem=128M"
+MiB = 1 << 20
+SEQ_RE = re.compile(rb"^seq (\d+)$", re.M)
+RUNNING_RE = re.compile(rb"guest running ([0-9.]+) ms after start")
+
+
+class BenchError(Exception):
+    """A run that did not work (as opposed to one that was slow)."""
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+def now_ms():
+    return time.monotonic() * 1e3
+
+
+# ---- processes and files we own: all removed on the way out ----
+
+class Owned:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="khyve-bench-")
+        self.procs = []
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def spawn(self, args, **kw):
+        """Start @args in its own process group, so that stopping it also stops anything it
+        started (QEMU's exec: migration helpers)."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        p = subprocess.Popen(args, start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, sig=signal.SIGINT, grace=5.0):
+        """Ask @p to end with @sig, then kill its group if it has not within @grace s."""
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+                p.wait(grace)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if p.poll() is None:
+            p.wait()
+        for f in (p.stdout, p.stderr):
+            if f:
+                f.close()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def cleanup(self):
+        for p in list(self.procs):
+            self.stop(p, signal.SIGKILL, 0)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+# ---- small helpers ----
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def seqs(path):
+    return [int(m.group(1)) for m in SEQ_RE.finditer(read(path))]
+
+
+def fail_lines(path):
+    return [l.decode(errors="replace") for l in read(path).splitlines()
+            if b"TESTGUEST FAIL" in l]
+
+
+def wait_seq(path, n, proc, timeout, what):
+    """Wait until the console at @path shows @n seq lines while @proc lives."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if len(seqs(path)) >= n:
+            return
+        if proc.poll() is not None:
+            raise BenchError("%s exited (status %s) before printing %d seq lines; console "
+                             "ends with:\n%s" % (what, proc.returncode, n, read(path)[-400:]
+                                                  .decode(errors="replace")))
+        time.sleep(0.05)
+    raise BenchError("%s printed %d of %d seq lines in %d s" %
+                     (what, len(seqs(path)), n, timeout))
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+class Warn(list):
+    def add(self, msg):
+        if msg not in self:
+            self.append(msg)
+            say("  warning: " + msg)
+
+
+warnings = Warn()
+
+
+def note_guest_failures(path, what):
+    for l in fail_lines(path):
+        warnings.add("%s: guest printed '%s'" % (what, l.strip()))
+
+
+# ---- khyve ----
+
+def khyve_boot(own, size, name):
+    log, sock = own.path(name + ".log"), own.path(name + ".sock")
+    p = own.spawn([KHYVE, "-c", str(CPUS), "-m", size, "-s", "0,hostbridge", "-s", "31,lpc",
+                   "-l", "com1,file:" + log, "-o", "boot.kernel=" + GUEST,
+                   "-o", "boot.cmdline=" + CMDLINE, "-o", "ctl.socket=" + sock, name],
+                  stderr=open(own.path(name + ".err"), "wb"))
+    wait_seq(log, 5, p, 120, "khyve (%s)" % size)
+    return p, log, sock
+
+
+def khyvectl(sock, name, *args):
+    r = subprocess.run([KHYVECTL, "--vm=" + name, "--socket=" + sock, "--json"] + list(args),
+                       capture_output=True, timeout=600)
+    lines = [l for l in r.stdout.decode().splitlines() if l.strip()]
+    try:
+        reply = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        reply = {}
+    if r.returncode or not reply.get("ok"):
+        raise BenchError("khyvectl %s failed (status %d): %s %s" %
+                         (" ".join(args), r.returncode, r.stdout.decode().strip(),
+                          r.stderr.decode().strip()))
+    return reply
+
+
+def khyve_checkpoints(own, size, reps):
+    """Boot, let the pattern cover the region, checkpoint @reps times.  Returns the figures
+    and the path of the last snapshot."""
+    name = "bench" + size.lower()
+    p, log, sock = khyve_boot(own, size, name)
+    snap = own.path(name + ".snap")
+    # A first checkpoint, not counted, also tells whether the whole region is written yet.
+    end = time.monotonic() + 120
+    while True:
+        r = khyvectl(sock, name, "--checkpoint=" + snap)
+        if r["bytes"] >= TOUCHED or time.monotonic() > end:
+            break
+        time.sleep(1)
+    if r["bytes"] < TOUCHED:
+        warnings.add("khyve %s: only %d bytes saved, less than the %d the guest touches" %
+                     (size, r["bytes"], TOUCHED))
+    out = {"total": [], "paused": [], "bytes": [], "alloc": [], "apparent": []}
+    for i in range(reps):
+        time.sleep(0.5)		# let the guest run between two checkpoints
+        r = khyvectl(sock, name, "--checkpoint=" + snap)
+        st = os.stat(snap)
+        out["total"].append(r["total_ms"])
+        out["paused"].append(r["paused_ms"])
+        out["bytes"].append(r["bytes"])
+        out["alloc"].append(st.st_blocks * 512)
+        out["apparent"].append(st.st_size)
+        say("  khyve %s checkpoint %d: total %.1f ms, paused %.1f ms, %d bytes, %d allocated"
+            % (size, i + 1, r["total_ms"], r["paused_ms"], r["bytes"], st.st_blocks * 512))
+    n = len(seqs(log))
+    wait_seq(log, n + 2, p, 30, "khyve (%s) after its checkpoints" % size)
+    note_guest_failures(log, "khyve %s (booted)" % size)
+    own.stop(p)
+    return out, snap
+
+
+def khyve_restores(own, size, snap, verify, reps):
+    """Restore @snap @reps times; each time until the guest runs, then until it prints two
+    more seq lines.  Returns (khyve's own ms, ms from spawn to that line, failures)."""
+    inner, outer, bad = [], [], 0
+    for i in range(reps):
+        log = own.path("restore-%s-%s-%d.log" % (size, verify, i))
+        t0 = now_ms()
+        p = own.spawn([KHYVE, "-r", snap, "-o", "debug.timing=true", "-o", "ctl.socket=off",
+                       "-l", "com1,file:" + log, "-o", "snapshot.verify=" + verify,
+                       "restored"], stderr=subprocess.PIPE)
+        err, ms, t1 = b"", None, None
+        end = time.monotonic() + 60
+        while ms is None and time.monotonic() < end:
+            r, _, _ = select.select([p.stderr], [], [], 0.5)
+            if r:
+                data = os.read(p.stderr.fileno(), 4096)
+                err += data
+                m = RUNNING_RE.search(err)
+                if m:
+                    t1 = now_ms()
+                    ms = float(m.group(1))
+                elif not data:
+                    break
+        try:
+            if ms is None:
+                raise BenchError("khyve -r (%s, verify=%s) did not report a running guest: "
+                                 "%s" % (size, verify, err.decode(errors="replace").strip()))
+            wait_seq(log, 2, p, 30, "restored khyve (%s, verify=%s)" % (size, verify))
+            inner.append(ms)
+            outer.append(t1 - t0)
+            say("  khyve %s restore verify=%s %d: guest running %.2f ms after main(), "
+                "%.2f ms after spawn, then seq %s" % (size, verify, i + 1, ms, t1 - t0,
+                                                     seqs(log)[0]))
+        except BenchError as e:
+            bad += 1
+            warnings.add(str(e))
+        note_guest_failures(log, "khyve %s restored" % size)
+        own.stop(p)
+    return inner, outer, bad
+
+
+# ---- physical limits ----
+
+def dd_runs(own, nbytes, reps):
+    """Write @nbytes (whole MiB, rounded up) with dd from a file in the page cache, fsync."""
+    count = math.ceil(nbytes / MiB)
+    src, dst = own.path("dd.src"), own.path("dd.dst")
+    if not os.path.exists(src) or os.path.getsize(src) < count * MiB:
+        with open(src, "wb") as f:
+            for _ in range(count):
+                f.write(os.urandom(MiB))
+            os.fsync(f.fileno())	# no writeback of it while dd runs
+    with open(src, "rb") as f:		# make sure it is in the page cache
+        while f.read(16 * MiB):
+            pass
+    out = []
+    for i in range(reps + 1):		# the first run warms up and is not counted
+        unlink(dst)
+        t0 = now_ms()
+        subprocess.run(["dd", "if=" + src, "of=" + dst, "bs=1M", "count=%d" % count,
+                        "conv=fsync", "status=none"], check=True)
+        if i:
+            out.append(now_ms() - t0)
+    unlink(dst)
+    say("  dd %d MiB conv=fsync: %s ms" % (count, ", ".join("%.1f" % x for x in out)))
+    return out
+
+
+def build_floor(own):
+    exe = own.path("kvm_floor")
+    subprocess.run(["gcc", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o", exe,
+                    os.path.join(ROOT, "bench", "kvm_floor.c")], check=True)
+    return exe
+
+
+def floor_runs(exe, size, reps):
+    out = []
+    for i in range(reps + 1):		# the first run warms up and is not counted
+        r = subprocess.run([exe, size, str(CPUS)], capture_output=True, check=True)
+        if i:
+            out.append(float(r.stdout.split()[1]))
+    say("  kvm_floor %s: %s ms" % (size, ", ".join("%.2f" % x for x in out)))
+    return out
+
+
+# ---- QEMU ----
+
+class QMP:
+    def __init__(self, path, timeout=30):
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.s.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                self.s.close()
+                if time.monotonic() > end:
+                    raise BenchError("QEMU's QMP socket %s never answered" % path)
+                time.sleep(0.001)
+        self.buf = b""
+        self.events = []
+        self.recv()			# greeting
+        self.cmd("qmp_capabilities")
+
+    def recv(self):
+        while b"\n" not in self.buf:
+            data = self.s.recv(65536)
+            if not data:
+                raise BenchError("QEMU closed its QMP socket")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def cmd(self, name, args=None):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.s.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            r = self.recv()
+            if "event" in r:
+                self.events.append(r)
+                continue
+            if "error" in r:
+                raise BenchError("QMP %s: %s" % (name, r["error"].get("desc")))
+            return r["return"]
+
+    def close(self):
+        self.s.close()
+
+
+class Qemu:
+    cpu = "host"
+
+    def __init__(self, own, size, tag, incoming=None):
+        self.own = own
+        self.log = own.path("qemu-%s.log" % tag)
+        self.sock = own.path("qemu-%s.qmp" % tag)
+        self.errpath = own.path("qemu-%s.err" % tag)
+        args = [QEMU, "-nodefaults", "-no-user-config", "-enable-kvm", "-cpu", Qemu.cpu,
+                "-M", "pc", "-m", size, "-smp", str(CPUS), "-kernel", GUEST,
+                "-append", CMDLINE, "-display", "none", "-serial", "file:" + self.log,
+                "-qmp", "unix:%s,server=on,wait=off" % self.sock]
+        if incoming:
+            args += ["-incoming", incoming]
+        self.t0 = now_ms()
+        self.p = own.spawn(args, stderr=open(self.errpath, "wb"))
+        self.qmp = None
+
+    def connect(self):
+        self.qmp = QMP(self.sock)
+        return self.qmp
+
+    def stop(self):
+        if self.qmp:
+            self.qmp.close()
+        self.own.stop(self.p, signal.SIGTERM)
+
+
+def qemu_boot(own, size):
+    """Boot the guest under QEMU; fall back to -cpu host,arch-capabilities=off when this KVM
+    refuses QEMU's IA32_ARCH_CAPABILITIES (seen on nested PVM hosts)."""
+    q = Qemu(own, size, "boot-" + size)
+    try:
+        wait_seq(q.log, 5, q.p, 600, "QEMU (%s)" % size)
+    except BenchError:
+        err = read(q.errpath)
+        q.stop()
+        if Qemu.cpu != "host" or b"MSR 0x10a" not in err:
+            raise BenchError("QEMU (%s) did not boot the guest: %s" %
+                             (size, err.decode(errors="replace").strip()))
+        warnings.add("QEMU: this KVM refuses MSR 0x10a with -cpu host; "
+                     "using -cpu host,arch-capabilities=off")
+        Qemu.cpu = "host,arch-capabilities=off"
+        q = Qemu(own, size, "boot2-" + size)
+        wait_seq(q.log, 5, q.p, 600, "QEMU (%s)" % size)
+    q.connect()
+    # QEMU 7.2 throttles migration to 32 MiB/s by default: lift it, as libvirt's save does.
+    q.qmp.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+    return q
+
+
+def qemu_checkpoint(q, path):
+    """stop, migrate to @path through exec:cat, cont; the file is complete and synced when the
+    marker appears.  Returns (total ms, paused ms)."""
+    done = path + ".done"
+    unlink(path)
+    unlink(done)
+    qmp = q.qmp
+    t0 = now_ms()
+    qmp.cmd("stop")
+    qmp.cmd("migrate", {"uri": "exec:cat > '%s' && sync '%s' && touch '%s'" %
+                        (path, path, done)})
+    while True:
+        st = qmp.cmd("query-migrate").get("status")
+        if st == "completed":
+            break
+        if st in ("failed", "cancelled"):
+            raise BenchError("QEMU migration to %s %s" % (path, st))
+        time.sleep(0.002)
+    qmp.cmd("cont")
+    t_cont = now_ms()
+    end = time.monotonic() + 120
+    while not os.path.exists(done):
+        if time.monotonic() > end:
+            raise BenchError("QEMU's migration helper never finished writing " + path)
+        time.sleep(0.002)
+    return now_ms() - t0, t_cont - t0
+
+
+def qemu_checkpoints(own, size, reps):
+    q = qemu_boot(own, size)
+    snap = own.path("qemu-%s.mig" % size)
+    end = time.monotonic() + 120
+    while True:				# warm-up, and wait for the whole region to be written
+        qemu_checkpoint(q, snap)
+        if os.path.getsize(snap) >= TOUCHED or time.monotonic() > end:
+            break
+        time.sleep(1)
+    out = {"total": [], "paused": [], "size": [], "alloc": []}
+    for i in range(reps):
+        time.sleep(0.5)
+        total, paused = qemu_checkpoint(q, snap)
+        out["total"].append(total)
+        out["paused"].append(paused)
+        out["size"].append(os.path.getsize(snap))
+        out["alloc"].append(allocated(snap))
+        say("  QEMU %s checkpoint %d: total %.1f ms, paused %.1f ms, %d bytes" %
+            (size, i + 1, total, paused, os.path.getsize(snap)))
+    n = len(seqs(q.log))
+    wait_seq(q.log, n + 2, q.p, 30, "QEMU (%s) after its checkpoints" % size)
+    note_guest_failures(q.log, "QEMU %s (booted)" % size)
+    q.stop()
+    return out, snap
+
+
+def qemu_restores(own, size, snap, reps):
+    """Start QEMU with -incoming from @snap; time from spawn until the stream is loaded and
+    until the guest runs (after cont: the stream says the VM was stopped)."""
+    loaded, running, bad = [], [], 0
+    for i in range(reps):
+        q = Qemu(own, size, "restore-%s-%d" % (size, i), incoming="exec:cat '%s'" % snap)
+        try:
+            qmp = q.connect()
+            end = time.monotonic() + 300
+            while True:
+                st = qmp.cmd("query-status")["status"]
+                if st not in ("inmigrate", "prelaunch"):
+                    break
+                if time.monotonic() > end:
+                    raise BenchError("QEMU (%s) still loading after 300 s" % size)
+                time.sleep(0.002)
+            t_loaded = now_ms()
+            if st != "running":
+                qmp.cmd("cont")
+            t_run = now_ms()
+            if qmp.cmd("query-status")["status"] != "running":
+                raise BenchError("QEMU (%s) restore: guest not running (%s)" % (size, st))
+            wait_seq(q.log, 2, q.p, 30, "restored QEMU (%s)" % size)
+            loaded.append(t_loaded - q.t0)
+            running.append(t_run - q.t0)
+            say("  QEMU %s restore %d: loaded %.1f ms, running %.1f ms after spawn, then "
+                "seq %s" % (size, i + 1, t_loaded - q.t0, t_run - q.t0, seqs(q.log)[0]))
+        except BenchError as e:
+            bad += 1
+            warnings.add(str(e))
+        note_guest_failures(q.log, "QEMU %s restored" % size)
+        q.stop()
+    return loaded, running, bad
+
+
+# ---- the report ----
+
+def fmt_ms(xs):
+    if not xs:
+        return "-"
+    return "%.1f (%.1f)" % (med(xs), min(xs)) if med(xs) >= 100 else \
+        "%.2f (%.2f)" % (med(xs), min(xs))
+
+
+def fmt_mib(xs):
+    return "%.2f MiB" % (med(xs) / MiB) if xs else "-"
+
+
+def ratio(a, b):
+    return med(a) / med(b) if a and b else None
+
+
+def fmt_ratio(a, b):
+    r = ratio(a, b)
+    if r is None:
+        return "-"
+    return "%.2fx (min %.2fx)" % (r, min(a) / min(b))
+
+
+def verdict(value, limit):
+    if value is None:
+        return ""
+    return "met" if value <= limit else "MISSED"
+
+
+def table(rows, sizes):
+    cols = ["figure"] + ["%s guest" % s for s in sizes] + ["target", "verdict"]
+    width = [max(len(str(r[i])) for r in [cols] + rows) for i in range(len(cols))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, width)).rstrip()
+    say(line(cols))
+    say(line(["-" * w for w in width]))
+    for r in rows:
+        say(line(r))
+
+
+def summary(res, sizes, qemu):
+    R = lambda size: res.get(size, {})
+    rows = []
+
+    def cell(f, *args):
+        try:
+            return f(*args)
+        except (KeyError, TypeError, ZeroDivisionError):
+            return None	# that part did not run
+
+    def row(label, f, target="", judge=None):
+        cells = [cell(f, R(s)) or "-" for s in sizes]
+        v = ""
+        if judge:
+            vs = [cell(judge, s, R(s)) for s in sizes]
+            vs = [x for x in vs if x]
+            v = "MISSED" if "MISSED" in vs else ("met" if vs else "")
+        rows.append([label] + cells + [target, v])
+
+    row("khyve checkpoint total_ms", lambda r: fmt_ms(r["ck"]["total"]))
+    row("khyve checkpoint paused_ms", lambda r: fmt_ms(r["ck"]["paused"]))
+    row("dd same bytes, conv=fsync (ms)", lambda r: fmt_ms(r["dd"]))
+    row("  checkpoint / dd", lambda r: fmt_ratio(r["ck"]["total"], r["dd"]), "<= 1.3x",
+        lambda s, r: verdict(ratio(r["ck"]["total"], r["dd"]), 1.3))
+    row("snapshot bytes written (reply)", lambda r: fmt_mib(r["ck"]["bytes"]))
+    row("snapshot allocated on disk", lambda r: fmt_mib(r["ck"]["alloc"]))
+    row("  allocated / touched (128 MiB)",
+        lambda r: "%.4fx" % (med(r["ck"]["alloc"]) / TOUCHED), "<= 1.02x",
+        lambda s, r: verdict(med(r["ck"]["alloc"]) / TOUCHED, 1.02))
+    row("kvm_floor: empty VM (ms)", lambda r: fmt_ms(r["floor"]))
+    row("khyve restore verify=fast (ms)", lambda r: fmt_ms(r["fast"]))
+    row("khyve restore verify=full (ms)", lambda r: fmt_ms(r["full"]))
+    row("  fast - floor (ms)", lambda r: "%+.2f" % (med(r["fast"]) - med(r["floor"]))
+        if r["fast"] else "-", "<= 3 ms at 512M",
+        lambda s, r: verdict(med(r["fast"]) - med(r["floor"]), 3.0)
+        if s == "512M" and r["fast"] else None)
+    row("  fast / floor", lambda r: fmt_ratio(r["fast"], r["floor"]), "<= 1.2x at 4G",
+        lambda s, r: verdict(ratio(r["fast"], r["floor"]), 1.2) if s == "4G" else None)
+    row("  full / fast", lambda r: fmt_ratio(r["full"], r["fast"]))
+    row("khyve restore, spawn->running (ms)", lambda r: fmt_ms(r["fast_wall"]))
+    row("restored khyve guest counts on",
+        lambda r: "yes" if not r["restore_bad"] else "NO (%d failed)" % r["restore_bad"])
+    if qemu:
+        row("QEMU checkpoint: stop..synced (ms)", lambda r: fmt_ms(r["qck"]["total"]))
+        row("QEMU checkpoint: paused (ms)", lambda r: fmt_ms(r["qck"]["paused"]))
+        row("QEMU migration file", lambda r: fmt_mib(r["qck"]["size"]))
+        row("  khyve / QEMU checkpoint", lambda r: fmt_ratio(r["ck"]["total"],
+                                                               r["qck"]["total"]),
+            "<= 0.33x", lambda s, r: verdict(ratio(r["ck"]["total"], r["qck"]["total"]),
+                                             1 / 3))
+        row("QEMU restore, spawn->loaded (ms)", lambda r: fmt_ms(r["qloaded"]))
+        row("QEMU restore, spawn->running (ms)", lambda r: fmt_ms(r["qrunning"]))
+        row("  khyve / QEMU restore (spawn->running)",
+            lambda r: fmt_ratio(r["fast_wall"], r["qrunning"]))
+        row("restored QEMU guest counts on",
+            lambda r: "yes" if not r["qbad"] else "NO (%d failed)" % r["qbad"])
+    say("")
+    say("khyve snapshot benchmark, %s, %s, %d vCPUs, %s touched; "
+        "median (min) of %d runs" % (time.strftime("%Y-%m-%d"), os.uname().nodename, CPUS,
+                                     "128 MiB", res["reps"]))
+    table(rows, sizes)
+    if warnings:
+        say("")
+        say("warnings:")
+        for w in warnings:
+            say("  - " + w.replace("\n", "\n    "))
+
+
+def bench_size(own, size, reps, qemu, floor_exe, res):
+    say("== %s guest, %d vCPUs, %s" % (size, CPUS, CMDLINE))
+    r = res[size] = {}
+    r["ck"], snap = khyve_checkpoints(own, size, reps)
+    r["dd"] = dd_runs(own, med(r["ck"]["bytes"]), reps)
+    r["floor"] = floor_runs(floor_exe, size, reps)
+    r["fast"], r["fast_wall"], bad1 = khyve_restores(own, size, snap, "fast", reps)
+    r["full"], r["full_wall"], bad2 = khyve_restores(own, size, snap, "full", reps)
+    r["restore_bad"] = bad1 + bad2
+    unlink(snap)
+    if qemu:
+        r["qck"], qsnap = qemu_checkpoints(own, size, reps)
+        r["qloaded"], r["qrunning"], r["qbad"] = qemu_restores(own, size, qsnap, reps)
+        unlink(qsnap)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="512 MiB only, one repetition, no QEMU")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions (default 5)")
+    ap.add_argument("--no-qemu", action="store_true", help="skip the QEMU peer")
+    a = ap.parse_args()
+    sizes = ["512M"] if a.quick else ["512M", "4G"]
+    reps = 1 if a.quick else max(1, a.reps)
+    qemu = not (a.quick or a.no_qemu)
+
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        say("bench: /dev/kvm is missing or not accessible: nothing to measure")
+        return 2
+    if qemu and not shutil.which(QEMU):
+        say("bench: %s not found (apt-get install qemu-system-x86), or use --no-qemu" % QEMU)
+        return 2
+    r = subprocess.run(["make", "--no-print-directory", "-C", ROOT, "all"],
+                       capture_output=True, text=True)
+    if r.returncode:
+        say(r.stdout + r.stderr)
+        say("bench: make failed")
+        return 2
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    own = Owned()
+    res = {"reps": reps}
+    status = 0
+    try:
+        floor_exe = build_floor(own)
+        for size in sizes:
+            try:
+                bench_size(own, size, reps, qemu, floor_exe, res)
+            except BenchError as e:
+                warnings.add("%s: %s" % (size, e))
+                status = 1
+        if any(res[s].get("restore_bad") or res[s].get("qbad") for s in sizes if s in res):
+            status = 1
+        summary(res, [s for s in sizes if s in res], qemu)
+    finally:
+        own.cleanup()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
