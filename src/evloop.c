@@ -16,6 +16,7 @@
 
 struct ev_fd {
 	int fd;
+	bool dead;
 	ev_fd_fn fn;
 	void *opaque;
 	struct ev_fd *next;
@@ -281,10 +282,31 @@ void evloop_del_fd(struct evloop *ev, int fd)
 			break;
 		}
 	}
+	if (f && ev->running && pthread_equal(pthread_self(), ev->thread)) {
+		/* An event for it may still be in the batch being handled: free it after. */
+		f->dead = true;
+		f->next = ev->dead;
+		ev->dead = f;
+		f = NULL;
+	}
 	pthread_mutex_unlock(&ev->lock);
 	if (ev->epfd >= 0)
 		epoll_ctl(ev->epfd, EPOLL_CTL_DEL, fd, NULL);
 	free(f);
+}
+
+static void evloop_free_dead(struct evloop *ev)
+{
+	struct ev_fd *f, *next;
+
+	pthread_mutex_lock(&ev->lock);
+	f = ev->dead;
+	ev->dead = NULL;
+	pthread_mutex_unlock(&ev->lock);
+	for (; f; f = next) {
+		next = f->next;
+		free(f);
+	}
 }
 
 static void evloop_run_calls(struct evloop *ev)
@@ -358,9 +380,11 @@ static void *evloop_thread(void *arg)
 			} else {
 				struct ev_fd *f = tag;
 
-				f->fn(f->opaque, evs[i].events);
+				if (!f->dead)
+					f->fn(f->opaque, evs[i].events);
 			}
 		}
+		evloop_free_dead(ev);
 	}
 	return NULL;
 }
@@ -398,6 +422,7 @@ void evloop_destroy(struct evloop *ev)
 	evloop_stop(ev);
 	while (ev->fds)
 		evloop_del_fd(ev, ev->fds->fd);
+	evloop_free_dead(ev);
 	if (ev->epfd >= 0)
 		close(ev->epfd);
 	if (ev->tfd >= 0)

@@ -43,6 +43,7 @@ struct evloop {
 	pthread_mutex_t lock;		/* timers, fd list */
 	struct vtimer *timers;
 	struct ev_fd *fds;
+	struct ev_fd *dead;		/* removed, freed after the current epoll batch */
 	int64_t offset;			/* vclock = monotonic - offset */
 	uint64_t manual_now;
 	/* Work queued for the loop thread (evloop_call). */
@@ -55,7 +56,10 @@ int evloop_start(struct evloop *ev);	/* spawns the loop thread */
 void evloop_stop(struct evloop *ev);	/* joins it */
 void evloop_destroy(struct evloop *ev);
 
-/* Watch @fd (EPOLLIN etc.); @fn runs on the loop thread. */
+/*
+ * Watch @fd (EPOLLIN etc.); @fn runs on the loop thread.  evloop_del_fd may be called from a
+ * callback, also for another fd with an event pending in the same batch: that event is dropped.
+ */
 int evloop_add_fd(struct evloop *ev, int fd, uint32_t events, ev_fd_fn fn, void *opaque);
 int evloop_mod_fd(struct evloop *ev, int fd, uint32_t events);
 void evloop_del_fd(struct evloop *ev, int fd);

@@ -292,7 +292,7 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 static bool key_replaceable(const char *key)
 {
 	static const char *const patterns[] = {
-		"name", "ctl.*", "snapshot.*", "config.*", "boot.*", "lpc.com[1-4].path",
+		"name", "ctl.*", "snapshot.*", "config.*", "debug.*", "boot.*", "lpc.com[1-4].path",
 		"pci.*.path", "pci.*.backend", "pci.*.tap", "pci.*.hostfwd",
 	};
 
@@ -507,7 +507,7 @@ static int restore_machine(struct vm *vm, struct restore *r, char *err, size_t e
 {
 	int ret;
 
-	ret = cpustate_check(&r->cpus[0], vm->kvm_fd, err, errlen);
+	ret = cpustate_check(&r->cpus[0], vm->vcpus[0]->fd, err, errlen);
 	if (!ret)
 		ret = snap_memory_map(vm, &r->f, err, errlen);
 	if (!ret)

@@ -106,7 +106,7 @@ static void fx_refused(struct fixture *f, int ret, const char *what)
 	char prefix[200];
 
 	assert_int_equal(fx_load(f), ret);
-	snprintf(prefix, sizeof(prefix), "khyve: boot.kernel %s: ", f->kernel);
+	snprintf(prefix, sizeof(prefix), "boot.kernel %s: ", f->kernel);
 	if (strncmp(f->err, prefix, strlen(prefix)) || !strstr(f->err, what))
 		fail_msg("message \"%s\" lacks \"%s\"", f->err, what);
 }
@@ -441,7 +441,7 @@ static void test_not_a_kernel(void **state)
 	fx_kernel(f, junk, sizeof(junk));
 	assert_int_equal(fx_load(f), -ENOEXEC);
 	snprintf(msg, sizeof(msg),
-		 "khyve: boot.kernel %s: not a Linux bzImage, PVH ELF or multiboot kernel",
+		 "boot.kernel %s: not a Linux bzImage, PVH ELF or multiboot kernel",
 		 f->kernel);
 	assert_string_equal(f->err, msg);
 	/* Empty file, missing file, no boot.kernel at all. */

@@ -613,13 +613,13 @@ int acpi_build(struct vm *vm, char *err, size_t errlen)
 	uint64_t facs, dsdt, tables[4], rsdt, xsdt, rsdp;
 
 	if (vm->ncpus < 1 || vm->ncpus > ACPI_MAX_CPUS) {
-		snprintf(err, errlen, "khyve: acpi: %u vCPUs; the MADT describes 1 to %u",
+		snprintf(err, errlen, "acpi: %u vCPUs; the MADT describes 1 to %u",
 			 vm->ncpus, ACPI_MAX_CPUS);
 		return -EINVAL;
 	}
 	c.mem = vm_gpa(vm, ACPI_TABLES_BASE, c.cap);
 	if (!c.mem) {
-		snprintf(err, errlen, "khyve: acpi: guest RAM does not cover 0x%llx-0x%llx",
+		snprintf(err, errlen, "acpi: guest RAM does not cover 0x%llx-0x%llx",
 			 (unsigned long long)ACPI_TABLES_BASE,
 			 (unsigned long long)ACPI_TABLES_END - 1);
 		return -EINVAL;
@@ -636,7 +636,7 @@ int acpi_build(struct vm *vm, char *err, size_t errlen)
 	rsdt = tables[3] ? acpi_root(&c, "RSDT", tables, 4, 4) : 0;
 	xsdt = rsdt ? acpi_root(&c, "XSDT", tables, 4, 8) : 0;
 	if (!xsdt) {
-		snprintf(err, errlen, "khyve: acpi: the tables do not fit in 0x%llx-0x%llx",
+		snprintf(err, errlen, "acpi: the tables do not fit in 0x%llx-0x%llx",
 			 (unsigned long long)ACPI_TABLES_BASE,
 			 (unsigned long long)ACPI_TABLES_END - 1);
 		return -ENOSPC;

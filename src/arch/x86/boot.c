@@ -103,7 +103,7 @@ boot_err(struct boot_ctx *c, int ret, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	n = snprintf(c->err, c->errlen, "khyve: %s %s: ", c->key, c->file);
+	n = snprintf(c->err, c->errlen, "%s %s: ", c->key, c->file);
 	if (n >= 0 && (size_t)n < c->errlen) {
 		va_start(ap, fmt);
 		vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
@@ -832,7 +832,7 @@ int boot_load(struct vm *vm, struct boot_entry *entry, char *err, size_t errlen)
 
 	c.path = vm->cfg ? config_get(vm->cfg, "boot.kernel") : NULL;
 	if (!c.path) {
-		snprintf(err, errlen, "khyve: nothing to boot: set boot.kernel=PATH");
+		snprintf(err, errlen, "nothing to boot: set boot.kernel=PATH");
 		return -EINVAL;
 	}
 	c.file = c.path;
@@ -840,7 +840,7 @@ int boot_load(struct vm *vm, struct boot_entry *entry, char *err, size_t errlen)
 	c.cmdline = config_get_default(vm->cfg, "boot.cmdline", "");
 	ret = e820_build(vm->ram_size, c.e820, E820_MAX_ENTRIES);
 	if (ret < 0) {
-		snprintf(err, errlen, "khyve: guest RAM of %llu MiB is below the %llu MiB minimum",
+		snprintf(err, errlen, "guest RAM of %llu MiB is below the %llu MiB minimum",
 			 mib(vm->ram_size), mib(E820_MIN_RAM));
 		return ret;
 	}
@@ -848,7 +848,7 @@ int boot_load(struct vm *vm, struct boot_entry *entry, char *err, size_t errlen)
 	c.lowmem_end = e820_lowmem_end(vm->ram_size);
 	/* The boot data below 1 MiB must be RAM before any of it is written. */
 	if (!vm_gpa(vm, 0, 1 * MiB) || !vm_gpa(vm, 1 * MiB, c.lowmem_end - 1 * MiB)) {
-		snprintf(err, errlen, "khyve: guest RAM is not mapped at 0-0x%llx",
+		snprintf(err, errlen, "guest RAM is not mapped at 0-0x%llx",
 			 (unsigned long long)c.lowmem_end - 1);
 		return -EINVAL;
 	}

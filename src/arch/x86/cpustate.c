@@ -355,7 +355,7 @@ static const struct kvm_cpuid_entry2 *cpuid_find(const struct kvm_cpuid_entry2 *
 	return NULL;
 }
 
-int cpustate_check(const struct cpustate *cs, int kvm_fd, char *err, size_t errlen)
+int cpustate_check(const struct cpustate *cs, int vcpu_fd, char *err, size_t errlen)
 {
 	/* The feature words a guest decides its code paths on. */
 	static const struct { uint32_t fn, idx; int reg; const char *name; } words[] = {
@@ -370,10 +370,14 @@ int cpustate_check(const struct cpustate *cs, int kvm_fd, char *err, size_t errl
 
 	if (!sup)
 		return -ENOMEM;
+	/*
+	 * Compare with what this host gives a new vCPU (vcpu_set_cpuid), not with the raw
+	 * KVM_GET_SUPPORTED_CPUID list: some KVMs (PVM) fill in more than that list shows.
+	 */
 	sup->nent = 256;
-	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, sup) < 0) {
+	if (ioctl(vcpu_fd, KVM_GET_CPUID2, sup) < 0) {
 		ret = -errno;
-		snprintf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+		snprintf(err, errlen, "KVM_GET_CPUID2: %s", strerror(errno));
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {

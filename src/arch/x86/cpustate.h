@@ -38,8 +38,11 @@ struct cpustate {
 
 int cpustate_get(struct vcpu *v, struct cpustate *cs);
 void cpustate_io(struct sstream *s, struct cpustate *cs);
-/* CPUID features the guest saw must all be offered here; fills @err naming what is missing. */
-int cpustate_check(const struct cpustate *cs, int kvm_fd, char *err, size_t errlen);
+/*
+ * CPUID features the guest saw must all be offered here: compared with the CPUID of a vCPU
+ * khyve just created (@vcpu_fd).  Fills @err naming what is missing.
+ */
+int cpustate_check(const struct cpustate *cs, int vcpu_fd, char *err, size_t errlen);
 int cpustate_set(struct vcpu *v, const struct cpustate *cs, char *err, size_t errlen);
 void cpustate_free(struct cpustate *cs);
 
