@@ -42,6 +42,44 @@ static int vm_msi_kvm(struct vm *vm, uint64_t addr, uint32_t data)
 	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
 }
 
+/*
+ * Interrupt lines as a PC wires them.  vm_set_irq(n) takes a KVM GSI: for n < 16 it is ISA IRQ
+ * n, which reaches PIC pin n and IOAPIC pin n, except IRQ0 (PIT, HPET legacy timer 0), which
+ * reaches IOAPIC pin 2 as on every PC (the MADT says so with an override).  GSI 2 is the PIC
+ * cascade; it goes to IOAPIC pin 2 only.  GSIs 16-23 are IOAPIC pins (PCI INTx, HPET).
+ * KVM's default table would send the in-kernel PIT's IRQ0 to IOAPIC pin 0.
+ */
+static int vm_set_gsi_routing(struct vm *vm)
+{
+	struct kvm_irq_routing *r;
+	unsigned n = 0;
+	int ret = 0;
+
+	r = calloc(1, sizeof(*r) + 48 * sizeof(r->entries[0]));
+	if (!r)
+		return -ENOMEM;
+	for (unsigned gsi = 0; gsi < 24; gsi++) {
+		if (gsi < 16 && gsi != 2) {
+			r->entries[n].gsi = gsi;
+			r->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+			r->entries[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER :
+								    KVM_IRQCHIP_PIC_SLAVE;
+			r->entries[n].u.irqchip.pin = gsi % 8;
+			n++;
+		}
+		r->entries[n].gsi = gsi;
+		r->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+		r->entries[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+		r->entries[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
+		n++;
+	}
+	r->nr = n;
+	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0)
+		ret = -errno;
+	free(r);
+	return ret;
+}
+
 static void vm_common_init(struct vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
@@ -99,6 +137,11 @@ int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen)
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return ret;
+	}
+	ret = vm_set_gsi_routing(vm);
+	if (ret) {
+		snprintf(err, errlen, "KVM_SET_GSI_ROUTING: %s", strerror(-ret));
 		return ret;
 	}
 	struct kvm_pit_config pit = { .flags = 0 };

@@ -113,6 +113,10 @@ void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
 void vm_add_dev(struct vm *vm, struct dev *d);
 struct dev *vm_find_dev(struct vm *vm, const char *id);
 
+/*
+ * Drive interrupt line @gsi: ISA IRQ 0-15 (IRQ0 reaches IOAPIC pin 2, GSI 2 is pin 2 only),
+ * IOAPIC pins 16-23 (see vm_set_gsi_routing in vm.c and doc/platform.md).
+ */
 static inline void vm_set_irq(struct vm *vm, unsigned gsi, int level)
 {
 	vm->set_irq(vm, gsi, level);
