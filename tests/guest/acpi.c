@@ -192,6 +192,7 @@ static int fadt_parse(void)
 		return -1;
 	plat.sci = rd16(f, 46);
 	plat.pm1a_evt = fadt_port(f, 56, 148);
+	plat.pm1_evt_len = rd8(f, 88);
 	plat.pm1a_cnt = fadt_port(f, 64, 172);
 	plat.pm1b_cnt = fadt_port(f, 68, 184);
 	plat.pm_tmr = fadt_port(f, 76, 208);

@@ -178,6 +178,7 @@ static void watch_update(struct watch *w, u64 v)
 	}
 	if (++w->stale >= STALL_CHECKS && !w->reported) {
 		pr("TESTGUEST FAIL: %s stalled\n", w->name);
+		pr("counter: %s stuck at 0x%lx for %u s\n", w->name, v, w->stale);
 		w->reported = true;
 	}
 }
@@ -290,6 +291,7 @@ void counter_run(void)
 	check = rdtsc() + tsc_hz;
 	for (;;) {
 		mem_chunk(0);
+		power_button_poll();
 		t = rdtsc();
 		if ((s64)(t - next) >= 0) {
 			pr("seq %lu\n", ++seq);

@@ -128,6 +128,29 @@ irq_rtc:
 	iretq
 
 /*
+ * ACPI SCI (level triggered): acknowledge every PM1a status bit so the
+ * line drops before the EOI, and leave the bits for ring 3 to act on.
+ */
+	.globl irq_sci
+irq_sci:
+	pushq %rax
+	pushq %rcx
+	pushq %rdx
+	movq %rsp, %rcx
+	andq $PERCPU_MASK, %rcx
+	incq (VEC_SCI * 8)(%rcx)
+	movzwl kern_pm1a_evt, %edx
+	inw %dx, %ax
+	outw %ax, %dx
+	orw %ax, PERCPU_SCI_STATUS(%rcx)
+	movl $LAPIC_EOI, %eax
+	movl $0, (%rax)
+	popq %rdx
+	popq %rcx
+	popq %rax
+	iretq
+
+/*
  * System call (entered from ud_entry with an iretq frame): privileged
  * operations for ring 3. Clobbers rax, rcx, rdx, rsi, rdi, r8; result
  * in rax.

@@ -13,6 +13,7 @@
  * masking its stack pointer: every ring-0 stack of a CPU lives inside it.
  *   0x0000  u64 irq_count[256]   bumped by the interrupt stubs
  *   0x0800  u64 rtc_flags        OR of RTC register C values seen
+ *   0x0808  u64 sci_status       OR of PM1a status values seen by the SCI stub
  *   0x0840  struct tss
  *   0x1000 .. 0x4000  RSP0 stack (syscalls, exceptions from ring 3)
  *   0x4000 .. 0x7000  IST1 stack (all interrupts)
@@ -20,6 +21,8 @@
  */
 #define PERCPU_SIZE		0x8000
 #define PERCPU_RTC_FLAGS	0x800
+#define PERCPU_SCI_STATUS	0x808
+#define PERCPU_CLEAR_SIZE	0x810	/* counters and flags, zeroed at start */
 #define PERCPU_TSS		0x840
 #define PERCPU_RSP0_TOP		0x4000
 #define PERCPU_IST1_TOP		0x7000
@@ -43,6 +46,7 @@
 #define VEC_PIC_BASE		0x20	/* legacy PIC, remapped and masked */
 #define VEC_IOAPIC_BASE		0x30	/* IOAPIC pin n -> 0x30 + n */
 #define VEC_RTC			(VEC_IOAPIC_BASE + 8)
+#define VEC_SCI			0x52	/* ACPI SCI, level triggered */
 #define VEC_LAPIC_TIMER		0x50
 #define VEC_IPI			0x51
 #define VEC_SPURIOUS		0xff

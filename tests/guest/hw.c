@@ -305,6 +305,41 @@ void pit_stop(void)
 	outb(0x40, 0xff);
 }
 
+/* ---- ACPI power button through the SCI ---- */
+#define PM1_PWRBTN	(1 << 8)
+#define PM1_SCI_EN	(1 << 0)
+
+/*
+ * Only where the firmware left ACPI mode on (SCI_EN set, as khyve does):
+ * switching it on through SMI_CMD would need SMM firmware help.
+ */
+void power_button_arm(void)
+{
+	bool level, low;
+	u32 pin, en;
+
+	if (!plat.pm1a_evt || !plat.pm1_evt_len || !(inw(plat.pm1a_cnt) & PM1_SCI_EN))
+		return;
+	pin = isa_gsi(plat.sci, &level, &low) - plat.ioapic_gsi_base;
+	if (pin == plat.sci && !level) {
+		level = true;	/* no override: the SCI's default is level, low */
+		low = true;
+	}
+	en = plat.pm1a_evt + plat.pm1_evt_len / 2;
+	outw(plat.pm1a_evt, PM1_PWRBTN);
+	outw(en, inw(en) | PM1_PWRBTN);
+	ioapic_route(pin, VEC_SCI, lapic_id(), level, low);
+}
+
+void power_button_poll(void)
+{
+	if (*(volatile u64 *)(percpu[0] + PERCPU_SCI_STATUS) & PM1_PWRBTN) {
+		*(volatile u64 *)(percpu[0] + PERCPU_SCI_STATUS) = 0;
+		pr("testguest: power button, powering off\n");
+		poweroff();
+	}
+}
+
 /* ---- TSC frequency: HPET, else PM timer, else KVM's CPUID leaf ---- */
 static u64 tsc_by_hpet(void)
 {

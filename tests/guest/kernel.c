@@ -44,10 +44,10 @@ u8 percpu[MAX_CPUS][PERCPU_SIZE] __attribute__((section(".noinit"), aligned(PERC
 u8 ustack[MAX_CPUS][USTACK_SIZE] __attribute__((section(".noinit"), aligned(4096)));
 
 /* Written by ring 3 once ACPI is parsed; used to power off on a fault. */
-u16 kern_pm1a_cnt, kern_pm1b_cnt;
+u16 kern_pm1a_evt, kern_pm1a_cnt, kern_pm1b_cnt;
 u16 kern_slp_typ;
 
-extern char exc_stubs[], irq_stubs[], irq_spurious[], irq_rtc[];
+extern char exc_stubs[], irq_stubs[], irq_spurious[], irq_rtc[], irq_sci[];
 void enter_user(void (*entry)(u32), u64 stack, u64 arg) __attribute__((noreturn));
 
 static void idt_set(int vec, void *handler, int ist, int dpl)
@@ -74,6 +74,7 @@ static void idt_fill(void)
 		idt_set(v, irq_stubs + 32 * (v - 32), 1, 0);
 	idt_set(VEC_RTC, irq_rtc, 1, 0);
 	idt_set(VEC_SPURIOUS, irq_spurious, 1, 0);
+	idt_set(VEC_SCI, irq_sci, 1, 0);
 }
 
 /* Remap the 8259s away from the exception vectors and mask them. */
@@ -173,6 +174,11 @@ void fault_report(struct fault_frame *f)
 	r0_puts(" at ");
 	r0_hex(f->rip);
 	r0_puts("\n");
-	if (kern_pm1a_cnt)
+	if (kern_pm1a_cnt) {
 		outw(kern_pm1a_cnt, kern_slp_typ << 10 | 1 << 13);
+	} else {
+		/* before ACPI was parsed: khyve's PM1a_CNT (S5 = 5), QEMU's (S5 = 0) */
+		outw(0x404, 5 << 10 | 1 << 13);
+		outw(0x604, 1 << 13);
+	}
 }

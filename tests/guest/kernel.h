@@ -21,7 +21,7 @@ void ring3_main(u32 cpu) __attribute__((noreturn));
 
 extern u8 percpu[MAX_CPUS][PERCPU_SIZE];
 extern u8 ustack[MAX_CPUS][USTACK_SIZE];
-extern u16 kern_pm1a_cnt, kern_pm1b_cnt, kern_slp_typ;
+extern u16 kern_pm1a_evt, kern_pm1a_cnt, kern_pm1b_cnt, kern_slp_typ;
 
 static inline void outb(u16 port, u8 v)
 {

@@ -195,6 +195,7 @@ u64 watchdog_deadline;
 
 void watchdog_poll(void)
 {
+	power_button_poll();
 	if (watchdog_deadline && (s64)(rdtsc() - watchdog_deadline) > 0) {
 		watchdog_deadline = 0;
 		fail_final("timeout in %s", cur_check);

@@ -7,7 +7,7 @@
 #include "user.h"
 
 extern volatile u32 start_info_pa;	/* head.S */
-extern u16 kern_pm1a_cnt, kern_pm1b_cnt, kern_slp_typ;
+extern u16 kern_pm1a_evt, kern_pm1a_cnt, kern_pm1b_cnt, kern_slp_typ;
 extern char _bss_start[], _bss_end[];
 
 struct memmap_entry memmap[MEMMAP_MAX];
@@ -57,6 +57,7 @@ static void platform_init(u64 rsdp)
 
 	if (err)
 		fail_final("acpi: %s", err == -1 ? "no RSDP" : "MADT/FADT missing");
+	kern_pm1a_evt = plat.pm1a_evt;
 	kern_pm1a_cnt = plat.pm1a_cnt;
 	kern_pm1b_cnt = plat.pm1b_cnt;
 	kern_slp_typ = plat.slp_typa;
@@ -68,6 +69,7 @@ static void platform_init(u64 rsdp)
 	lapic_init();
 	cpus_order(lapic_id());
 	ioapic_mask_all();
+	power_button_arm();
 	lapic_timer_count = lapic_timer_calibrate(100);
 	lapic_timer_periodic(lapic_timer_count);
 }
@@ -77,7 +79,7 @@ static void __attribute__((noreturn)) bsp_main(void)
 	u64 rsdp;
 
 	memset(_bss_start, 0, _bss_end - _bss_start);
-	memset(percpu[0], 0, PERCPU_RTC_FLAGS + 8);
+	memset(percpu[0], 0, PERCPU_CLEAR_SIZE);
 	rsdp = start_info_read();
 	uart_init();
 	if (rsdp == ~0ull)

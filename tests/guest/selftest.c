@@ -205,6 +205,18 @@ static void check_smp(void)
 }
 
 /* ---- PIT ---- */
+
+/* Diagnosis: does IRQ0 reach pin 0 instead, ignoring the MADT override? */
+static void pit_probe_pin0(void)
+{
+	u64 n;
+
+	ioapic_route(0, VEC_IOAPIC_BASE, cpus[0].apic_id, false, false);
+	n = irqs_during(0, VEC_IOAPIC_BASE, 200000);
+	ioapic_mask(0);
+	if (n)
+		check_fail("%lu IRQ0s arrived on pin 0: GSI 0 is not routed to pin 2", n);
+}
 static void check_pit(void)
 {
 	u8 pin;
@@ -217,6 +229,8 @@ static void check_pit(void)
 	if (n < 10 || n > 80)
 		check_fail("%lu IRQ0s on pin %u in 300 ms at 100 Hz", n, pin);
 	ioapic_mask(pin);
+	if (n < 10 && pin != 0)
+		pit_probe_pin0();
 	pit_stop();
 	group_end();
 }

@@ -57,7 +57,7 @@ int smp_start(void)
 
 static void counters_clear(u32 cpu)
 {
-	memset(percpu[cpu], 0, PERCPU_RTC_FLAGS + 8);
+	memset(percpu[cpu], 0, PERCPU_CLEAR_SIZE);
 }
 
 void ap_main(u32 cpu)

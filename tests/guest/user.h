@@ -92,6 +92,10 @@ extern u64 tsc_hz;
 u64 now_us(void);
 void udelay(u64 us);
 
+/* ---- ACPI power button (khyve presses it on SIGTERM) ---- */
+void power_button_arm(void);
+void power_button_poll(void);
+
 /* ---- failure reporting, watchdog ---- */
 extern const char *cur_check;
 extern u64 watchdog_deadline;	/* TSC, 0 = off */
@@ -138,6 +142,7 @@ struct platform {
 	u16 pm_tmr;
 	bool pm_tmr_32;
 	u16 pm1a_evt, pm1a_cnt, pm1b_cnt;
+	u8 pm1_evt_len;
 	u16 slp_typa, slp_typb;
 	bool have_s5;
 	u8 reset_space;
