@@ -9,6 +9,10 @@ usage: bench/snapshot.py [--quick] [--reps N] [--no-qemu]
   --reps N    repetitions of each measurement (default 5); the table shows median and min
   --no-qemu   skip the QEMU peer
 
+Environment: KHYVE_BUILD (default build/), QEMU (default qemu-system-x86_64), QEMU_MACHINE
+(default pc; q35 works too).  Files go to a new directory under $TMPDIR (default /tmp): set
+TMPDIR to measure another filesystem.
+
 Timing is only reported, never judged: the exit status is 0 when every run worked (the
 snapshots were written, the restored guests went on counting), 1 when one did not, 2 when the
 benchmark could not run at all.  Every process it starts and every file it makes is removed when
@@ -36,6 +40,7 @@ KHYVE = os.path.join(BUILD, "khyve")
 KHYVECTL = os.path.join(BUILD, "khyvectl")
 GUEST = os.path.join(BUILD, "testguest")
 QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
+QEMU_MACHINE = os.environ.get("QEMU_MACHINE", "pc")	# PIIX: the closest to khyve's PC
 
 CPUS = 2
 TOUCHED = 128 << 20			# the guest's pattern region: mem=128M
@@ -172,132 +177,120 @@ def note_guest_failures(path, what):
 
 # ---- khyve ----
 
-def khyve_boot(own, size, name):
-    log, sock = own.path(name + ".log"), own.path(name + ".sock")
-    p = own.spawn([KHYVE, "-c", str(CPUS), "-m", size, "-s", "0,hostbridge", "-s", "31,lpc",
-                   "-l", "com1,file:" + log, "-o", "boot.kernel=" + GUEST,
-                   "-o", "boot.cmdline=" + CMDLINE, "-o", "ctl.socket=" + sock, name],
-                  stderr=open(own.path(name + ".err"), "wb"))
-    wait_seq(log, 5, p, 120, "khyve (%s)" % size)
-    return p, log, sock
+class Khyve:
+    """A khyve running the counter guest, with its control socket."""
+
+    def __init__(self, own, size):
+        self.own, self.size = own, size
+        self.name = "bench" + size.lower()
+        self.log = own.path(self.name + ".log")
+        self.sock = own.path(self.name + ".sock")
+        self.snap = own.path(self.name + ".snap")
+        self.p = own.spawn([KHYVE, "-c", str(CPUS), "-m", size, "-s", "0,hostbridge",
+                            "-s", "31,lpc", "-l", "com1,file:" + self.log,
+                            "-o", "boot.kernel=" + GUEST, "-o", "boot.cmdline=" + CMDLINE,
+                            "-o", "ctl.socket=" + self.sock, self.name],
+                           stderr=open(own.path(self.name + ".err"), "wb"))
+
+    def wait_booted(self):
+        wait_seq(self.log, 5, self.p, 120, "khyve (%s)" % self.size)
+
+    def ctl(self, *args):
+        r = subprocess.run([KHYVECTL, "--vm=" + self.name, "--socket=" + self.sock, "--json"]
+                           + list(args), capture_output=True, timeout=600)
+        lines = [l for l in r.stdout.decode().splitlines() if l.strip()]
+        try:
+            reply = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            reply = {}
+        if r.returncode or not reply.get("ok"):
+            raise BenchError("khyvectl %s failed (status %d): %s %s" %
+                             (" ".join(args), r.returncode, r.stdout.decode().strip(),
+                              r.stderr.decode().strip()))
+        return reply
+
+    def checkpoint(self):
+        return self.ctl("--checkpoint=" + self.snap)
+
+    def pause(self):
+        self.ctl("--pause")
+
+    def resume(self):
+        self.ctl("--resume")
+
+    def still_counting(self):
+        wait_seq(self.log, len(seqs(self.log)) + 2, self.p, 30,
+                 "khyve (%s) after its checkpoints" % self.size)
+        note_guest_failures(self.log, "khyve %s (booted)" % self.size)
+
+    def stop(self):
+        self.own.stop(self.p)
 
 
-def khyvectl(sock, name, *args):
-    r = subprocess.run([KHYVECTL, "--vm=" + name, "--socket=" + sock, "--json"] + list(args),
-                       capture_output=True, timeout=600)
-    lines = [l for l in r.stdout.decode().splitlines() if l.strip()]
+def khyve_restore(own, size, snap, verify, i):
+    """Restore @snap until the guest runs, then until it prints two more seq lines.  Returns
+    (khyve's own ms, ms from spawn to that report)."""
+    log = own.path("restore-%s-%s-%d.log" % (size, verify, i))
+    t0 = now_ms()
+    p = own.spawn([KHYVE, "-r", snap, "-o", "debug.timing=true", "-o", "ctl.socket=off",
+                   "-l", "com1,file:" + log, "-o", "snapshot.verify=" + verify, "restored"],
+                  stderr=subprocess.PIPE)
+    err, ms, t1 = b"", None, None
     try:
-        reply = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        reply = {}
-    if r.returncode or not reply.get("ok"):
-        raise BenchError("khyvectl %s failed (status %d): %s %s" %
-                         (" ".join(args), r.returncode, r.stdout.decode().strip(),
-                          r.stderr.decode().strip()))
-    return reply
-
-
-def khyve_checkpoints(own, size, reps):
-    """Boot, let the pattern cover the region, checkpoint @reps times.  Returns the figures
-    and the path of the last snapshot."""
-    name = "bench" + size.lower()
-    p, log, sock = khyve_boot(own, size, name)
-    snap = own.path(name + ".snap")
-    # A first checkpoint, not counted, also tells whether the whole region is written yet.
-    end = time.monotonic() + 120
-    while True:
-        r = khyvectl(sock, name, "--checkpoint=" + snap)
-        if r["bytes"] >= TOUCHED or time.monotonic() > end:
-            break
-        time.sleep(1)
-    if r["bytes"] < TOUCHED:
-        warnings.add("khyve %s: only %d bytes saved, less than the %d the guest touches" %
-                     (size, r["bytes"], TOUCHED))
-    out = {"total": [], "paused": [], "bytes": [], "alloc": [], "apparent": []}
-    for i in range(reps):
-        time.sleep(0.5)		# let the guest run between two checkpoints
-        r = khyvectl(sock, name, "--checkpoint=" + snap)
-        st = os.stat(snap)
-        out["total"].append(r["total_ms"])
-        out["paused"].append(r["paused_ms"])
-        out["bytes"].append(r["bytes"])
-        out["alloc"].append(st.st_blocks * 512)
-        out["apparent"].append(st.st_size)
-        say("  khyve %s checkpoint %d: total %.1f ms, paused %.1f ms, %d bytes, %d allocated"
-            % (size, i + 1, r["total_ms"], r["paused_ms"], r["bytes"], st.st_blocks * 512))
-    n = len(seqs(log))
-    wait_seq(log, n + 2, p, 30, "khyve (%s) after its checkpoints" % size)
-    note_guest_failures(log, "khyve %s (booted)" % size)
-    own.stop(p)
-    return out, snap
-
-
-def khyve_restores(own, size, snap, verify, reps):
-    """Restore @snap @reps times; each time until the guest runs, then until it prints two
-    more seq lines.  Returns (khyve's own ms, ms from spawn to that line, failures)."""
-    inner, outer, bad = [], [], 0
-    for i in range(reps):
-        log = own.path("restore-%s-%s-%d.log" % (size, verify, i))
-        t0 = now_ms()
-        p = own.spawn([KHYVE, "-r", snap, "-o", "debug.timing=true", "-o", "ctl.socket=off",
-                       "-l", "com1,file:" + log, "-o", "snapshot.verify=" + verify,
-                       "restored"], stderr=subprocess.PIPE)
-        err, ms, t1 = b"", None, None
         end = time.monotonic() + 60
         while ms is None and time.monotonic() < end:
             r, _, _ = select.select([p.stderr], [], [], 0.5)
-            if r:
-                data = os.read(p.stderr.fileno(), 4096)
-                err += data
-                m = RUNNING_RE.search(err)
-                if m:
-                    t1 = now_ms()
-                    ms = float(m.group(1))
-                elif not data:
-                    break
-        try:
-            if ms is None:
-                raise BenchError("khyve -r (%s, verify=%s) did not report a running guest: "
-                                 "%s" % (size, verify, err.decode(errors="replace").strip()))
-            wait_seq(log, 2, p, 30, "restored khyve (%s, verify=%s)" % (size, verify))
-            inner.append(ms)
-            outer.append(t1 - t0)
-            say("  khyve %s restore verify=%s %d: guest running %.2f ms after main(), "
-                "%.2f ms after spawn, then seq %s" % (size, verify, i + 1, ms, t1 - t0,
-                                                     seqs(log)[0]))
-        except BenchError as e:
-            bad += 1
-            warnings.add(str(e))
+            if not r:
+                continue
+            data = os.read(p.stderr.fileno(), 4096)
+            err += data
+            m = RUNNING_RE.search(err)
+            if m:
+                t1 = now_ms()
+                ms = float(m.group(1))
+            elif not data:
+                break
+        if ms is None:
+            raise BenchError("khyve -r (%s, verify=%s) did not report a running guest: %s" %
+                             (size, verify, err.decode(errors="replace").strip()))
+        wait_seq(log, 2, p, 30, "restored khyve (%s, verify=%s)" % (size, verify))
+        say("  khyve %s restore verify=%s: guest running %.2f ms after main(), %.2f ms after "
+            "spawn; it goes on from seq %d" % (size, verify, ms, t1 - t0, seqs(log)[0]))
+        return ms, t1 - t0
+    finally:
         note_guest_failures(log, "khyve %s restored" % size)
         own.stop(p)
-    return inner, outer, bad
 
 
 # ---- physical limits ----
 
-def dd_runs(own, nbytes, reps):
-    """Write @nbytes (whole MiB, rounded up) with dd from a file in the page cache, fsync."""
-    count = math.ceil(nbytes / MiB)
-    src, dst = own.path("dd.src"), own.path("dd.dst")
-    if not os.path.exists(src) or os.path.getsize(src) < count * MiB:
-        with open(src, "wb") as f:
-            for _ in range(count):
+class DD:
+    """dd writing the snapshot's bytes (whole MiB, rounded up) from a file in the page cache
+    to a new file on the same filesystem, with fsync as khyve does."""
+
+    def __init__(self, own, nbytes):
+        self.count = math.ceil(nbytes / MiB)
+        self.src, self.dst = own.path("dd.src"), own.path("dd.dst")
+        with open(self.src, "wb") as f:
+            for _ in range(self.count):
                 f.write(os.urandom(MiB))
             os.fsync(f.fileno())	# no writeback of it while dd runs
-    with open(src, "rb") as f:		# make sure it is in the page cache
-        while f.read(16 * MiB):
-            pass
-    out = []
-    for i in range(reps + 1):		# the first run warms up and is not counted
-        unlink(dst)
+        self.run()			# warm-up, not counted
+
+    def run(self):
+        with open(self.src, "rb") as f:	# make sure it is in the page cache
+            while f.read(16 * MiB):
+                pass
+        unlink(self.dst)
         t0 = now_ms()
-        subprocess.run(["dd", "if=" + src, "of=" + dst, "bs=1M", "count=%d" % count,
-                        "conv=fsync", "status=none"], check=True)
-        if i:
-            out.append(now_ms() - t0)
-    unlink(dst)
-    say("  dd %d MiB conv=fsync: %s ms" % (count, ", ".join("%.1f" % x for x in out)))
-    return out
+        subprocess.run(["dd", "if=" + self.src, "of=" + self.dst, "bs=1M",
+                        "count=%d" % self.count, "conv=fsync", "status=none"], check=True)
+        ms = now_ms() - t0
+        unlink(self.dst)
+        return ms
+
+    def close(self):
+        unlink(self.src)
 
 
 def build_floor(own):
@@ -307,33 +300,27 @@ def build_floor(own):
     return exe
 
 
-def floor_runs(exe, size, reps):
-    out = []
-    for i in range(reps + 1):		# the first run warms up and is not counted
-        r = subprocess.run([exe, size, str(CPUS)], capture_output=True, check=True)
-        if i:
-            out.append(float(r.stdout.split()[1]))
-    say("  kvm_floor %s: %s ms" % (size, ", ".join("%.2f" % x for x in out)))
-    return out
+def floor_run(exe, size):
+    r = subprocess.run([exe, size, str(CPUS)], capture_output=True, check=True)
+    return float(r.stdout.split()[1])
 
 
 # ---- QEMU ----
 
 class QMP:
-    def __init__(self, path, timeout=30):
+    def __init__(self, path, proc, timeout=30):
         end = time.monotonic() + timeout
         while True:
+            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self.s.connect(path)
                 break
             except (FileNotFoundError, ConnectionRefusedError):
                 self.s.close()
-                if time.monotonic() > end:
+                if proc.poll() is not None or time.monotonic() > end:
                     raise BenchError("QEMU's QMP socket %s never answered" % path)
                 time.sleep(0.001)
         self.buf = b""
-        self.events = []
         self.recv()			# greeting
         self.cmd("qmp_capabilities")
 
@@ -354,7 +341,6 @@ class QMP:
         while True:
             r = self.recv()
             if "event" in r:
-                self.events.append(r)
                 continue
             if "error" in r:
                 raise BenchError("QMP %s: %s" % (name, r["error"].get("desc")))
@@ -365,15 +351,17 @@ class QMP:
 
 
 class Qemu:
+    """QEMU running the same guest, with no default devices."""
     cpu = "host"
 
     def __init__(self, own, size, tag, incoming=None):
-        self.own = own
+        self.own, self.size = own, size
         self.log = own.path("qemu-%s.log" % tag)
         self.sock = own.path("qemu-%s.qmp" % tag)
         self.errpath = own.path("qemu-%s.err" % tag)
+        self.snap = own.path("qemu-%s.mig" % size)
         args = [QEMU, "-nodefaults", "-no-user-config", "-enable-kvm", "-cpu", Qemu.cpu,
-                "-M", "pc", "-m", size, "-smp", str(CPUS), "-kernel", GUEST,
+                "-M", QEMU_MACHINE, "-m", size, "-smp", str(CPUS), "-kernel", GUEST,
                 "-append", CMDLINE, "-display", "none", "-serial", "file:" + self.log,
                 "-qmp", "unix:%s,server=on,wait=off" % self.sock]
         if incoming:
@@ -382,9 +370,72 @@ class Qemu:
         self.p = own.spawn(args, stderr=open(self.errpath, "wb"))
         self.qmp = None
 
-    def connect(self):
-        self.qmp = QMP(self.sock)
-        return self.qmp
+    @staticmethod
+    def boot(own, size):
+        """Boot the guest; fall back to -cpu host,arch-capabilities=off when this KVM refuses
+        QEMU's IA32_ARCH_CAPABILITIES (seen on nested PVM hosts)."""
+        q = Qemu(own, size, "boot-" + size)
+        try:
+            wait_seq(q.log, 5, q.p, 600, "QEMU (%s)" % size)
+        except BenchError:
+            err = read(q.errpath)
+            q.stop()
+            if Qemu.cpu != "host" or b"MSR 0x10a" not in err:
+                raise BenchError("QEMU (%s) did not boot the guest: %s" %
+                                 (size, err.decode(errors="replace").strip()))
+            warnings.add("QEMU: this KVM refuses MSR 0x10a with -cpu host; "
+                         "using -cpu host,arch-capabilities=off")
+            Qemu.cpu = "host,arch-capabilities=off"
+            q = Qemu(own, size, "boot2-" + size)
+            wait_seq(q.log, 5, q.p, 600, "QEMU (%s)" % size)
+        q.qmp = QMP(q.sock, q.p)
+        # QEMU 7.2 throttles migration to 32 MiB/s by default: lift it, as libvirt's save does.
+        q.qmp.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+        return q
+
+    def checkpoint(self):
+        """stop, migrate to self.snap through an exec: helper that also syncs the file, cont.
+        The checkpoint is done when QEMU says the migration completed and the helper has
+        synced the file (it then creates a marker).  Returns (total ms, paused ms, size)."""
+        path, qmp = self.snap, self.qmp
+        done = path + ".done"
+        unlink(path)
+        unlink(done)
+        t0 = now_ms()
+        qmp.cmd("stop")
+        qmp.cmd("migrate", {"uri": "exec:cat > '%s' && sync '%s' && touch '%s'" %
+                            (path, path, done)})
+        while True:
+            st = qmp.cmd("query-migrate").get("status")
+            if st == "completed":
+                break
+            if st in ("failed", "cancelled"):
+                raise BenchError("QEMU migration to %s %s" % (path, st))
+            time.sleep(0.001)
+        t_done = now_ms() if os.path.exists(done) else None
+        qmp.cmd("cont")
+        t_cont = now_ms()
+        end = time.monotonic() + 120
+        while t_done is None:
+            if os.path.exists(done):
+                t_done = now_ms()
+            elif time.monotonic() > end:
+                raise BenchError("QEMU's migration helper never finished writing " + path)
+            else:
+                time.sleep(0.001)
+        unlink(done)
+        return t_done - t0, t_cont - t0, os.path.getsize(path)
+
+    def pause(self):
+        self.qmp.cmd("stop")
+
+    def resume(self):
+        self.qmp.cmd("cont")
+
+    def still_counting(self):
+        wait_seq(self.log, len(seqs(self.log)) + 2, self.p, 30,
+                 "QEMU (%s) after its checkpoints" % self.size)
+        note_guest_failures(self.log, "QEMU %s (booted)" % self.size)
 
     def stop(self):
         if self.qmp:
@@ -392,116 +443,142 @@ class Qemu:
         self.own.stop(self.p, signal.SIGTERM)
 
 
-def qemu_boot(own, size):
-    """Boot the guest under QEMU; fall back to -cpu host,arch-capabilities=off when this KVM
-    refuses QEMU's IA32_ARCH_CAPABILITIES (seen on nested PVM hosts)."""
-    q = Qemu(own, size, "boot-" + size)
+def qemu_restore(own, size, snap, i):
+    """Start QEMU with -incoming from @snap.  Returns ms from spawn until the stream is loaded
+    and until the guest runs (after a cont: the stream says the VM was stopped)."""
+    q = Qemu(own, size, "restore-%s-%d" % (size, i), incoming="exec:cat '%s'" % snap)
     try:
-        wait_seq(q.log, 5, q.p, 600, "QEMU (%s)" % size)
-    except BenchError:
-        err = read(q.errpath)
-        q.stop()
-        if Qemu.cpu != "host" or b"MSR 0x10a" not in err:
-            raise BenchError("QEMU (%s) did not boot the guest: %s" %
-                             (size, err.decode(errors="replace").strip()))
-        warnings.add("QEMU: this KVM refuses MSR 0x10a with -cpu host; "
-                     "using -cpu host,arch-capabilities=off")
-        Qemu.cpu = "host,arch-capabilities=off"
-        q = Qemu(own, size, "boot2-" + size)
-        wait_seq(q.log, 5, q.p, 600, "QEMU (%s)" % size)
-    q.connect()
-    # QEMU 7.2 throttles migration to 32 MiB/s by default: lift it, as libvirt's save does.
-    q.qmp.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 40})
-    return q
-
-
-def qemu_checkpoint(q, path):
-    """stop, migrate to @path through exec:cat, cont; the file is complete and synced when the
-    marker appears.  Returns (total ms, paused ms)."""
-    done = path + ".done"
-    unlink(path)
-    unlink(done)
-    qmp = q.qmp
-    t0 = now_ms()
-    qmp.cmd("stop")
-    qmp.cmd("migrate", {"uri": "exec:cat > '%s' && sync '%s' && touch '%s'" %
-                        (path, path, done)})
-    while True:
-        st = qmp.cmd("query-migrate").get("status")
-        if st == "completed":
-            break
-        if st in ("failed", "cancelled"):
-            raise BenchError("QEMU migration to %s %s" % (path, st))
-        time.sleep(0.002)
-    qmp.cmd("cont")
-    t_cont = now_ms()
-    end = time.monotonic() + 120
-    while not os.path.exists(done):
-        if time.monotonic() > end:
-            raise BenchError("QEMU's migration helper never finished writing " + path)
-        time.sleep(0.002)
-    return now_ms() - t0, t_cont - t0
-
-
-def qemu_checkpoints(own, size, reps):
-    q = qemu_boot(own, size)
-    snap = own.path("qemu-%s.mig" % size)
-    end = time.monotonic() + 120
-    while True:				# warm-up, and wait for the whole region to be written
-        qemu_checkpoint(q, snap)
-        if os.path.getsize(snap) >= TOUCHED or time.monotonic() > end:
-            break
-        time.sleep(1)
-    out = {"total": [], "paused": [], "size": [], "alloc": []}
-    for i in range(reps):
-        time.sleep(0.5)
-        total, paused = qemu_checkpoint(q, snap)
-        out["total"].append(total)
-        out["paused"].append(paused)
-        out["size"].append(os.path.getsize(snap))
-        out["alloc"].append(allocated(snap))
-        say("  QEMU %s checkpoint %d: total %.1f ms, paused %.1f ms, %d bytes" %
-            (size, i + 1, total, paused, os.path.getsize(snap)))
-    n = len(seqs(q.log))
-    wait_seq(q.log, n + 2, q.p, 30, "QEMU (%s) after its checkpoints" % size)
-    note_guest_failures(q.log, "QEMU %s (booted)" % size)
-    q.stop()
-    return out, snap
-
-
-def qemu_restores(own, size, snap, reps):
-    """Start QEMU with -incoming from @snap; time from spawn until the stream is loaded and
-    until the guest runs (after cont: the stream says the VM was stopped)."""
-    loaded, running, bad = [], [], 0
-    for i in range(reps):
-        q = Qemu(own, size, "restore-%s-%d" % (size, i), incoming="exec:cat '%s'" % snap)
-        try:
-            qmp = q.connect()
-            end = time.monotonic() + 300
-            while True:
-                st = qmp.cmd("query-status")["status"]
-                if st not in ("inmigrate", "prelaunch"):
-                    break
-                if time.monotonic() > end:
-                    raise BenchError("QEMU (%s) still loading after 300 s" % size)
-                time.sleep(0.002)
-            t_loaded = now_ms()
-            if st != "running":
-                qmp.cmd("cont")
-            t_run = now_ms()
-            if qmp.cmd("query-status")["status"] != "running":
-                raise BenchError("QEMU (%s) restore: guest not running (%s)" % (size, st))
-            wait_seq(q.log, 2, q.p, 30, "restored QEMU (%s)" % size)
-            loaded.append(t_loaded - q.t0)
-            running.append(t_run - q.t0)
-            say("  QEMU %s restore %d: loaded %.1f ms, running %.1f ms after spawn, then "
-                "seq %s" % (size, i + 1, t_loaded - q.t0, t_run - q.t0, seqs(q.log)[0]))
-        except BenchError as e:
-            bad += 1
-            warnings.add(str(e))
+        qmp = q.qmp = QMP(q.sock, q.p)
+        end = time.monotonic() + 300
+        while True:
+            st = qmp.cmd("query-status")["status"]
+            if st not in ("inmigrate", "prelaunch"):
+                break
+            if time.monotonic() > end:
+                raise BenchError("QEMU (%s) still loading after 300 s" % size)
+            time.sleep(0.001)
+        t_loaded = now_ms()
+        if st != "running":
+            qmp.cmd("cont")
+        t_run = now_ms()
+        st = qmp.cmd("query-status")["status"]
+        if st != "running":
+            raise BenchError("QEMU (%s) restore: the guest is %s, not running" % (size, st))
+        wait_seq(q.log, 2, q.p, 30, "restored QEMU (%s)" % size)
+        say("  QEMU %s restore: loaded %.1f ms, running %.1f ms after spawn; it goes on from "
+            "seq %d" % (size, t_loaded - q.t0, t_run - q.t0, seqs(q.log)[0]))
+        return t_loaded - q.t0, t_run - q.t0
+    finally:
         note_guest_failures(q.log, "QEMU %s restored" % size)
         q.stop()
-    return loaded, running, bad
+
+
+# ---- one guest size, everything interleaved ----
+
+def settle():
+    """Let the previous step's leftovers pass (a VM being torn down, writeback, the discards
+    of a deleted file), so that they are not timed as part of the next step."""
+    os.sync()
+    time.sleep(0.3)
+
+
+def warm_up(vm, what):
+    """A first checkpoint, not counted; repeated until the whole region is in it."""
+    end = time.monotonic() + 120
+    while True:
+        n = vm()
+        if n >= TOUCHED or time.monotonic() > end:
+            break
+        time.sleep(1)
+    if n < TOUCHED:
+        warnings.add("%s: only %d bytes saved, less than the %d the guest touches" %
+                     (what, n, TOUCHED))
+    return n
+
+
+def add(r, key, value):
+    r.setdefault(key, []).append(value)
+
+
+def bench_size(own, size, reps, qemu, floor_exe, r):
+    """Checkpoints: khyve, dd and QEMU take turns, each with the other VM paused so that the
+    one measured has the host's CPUs.  Restores: kvm_floor, khyve (fast, full) and QEMU take
+    turns with no other VM running.  Taking turns spreads this host's noise evenly."""
+    say("== %s guest, %d vCPUs, %s" % (size, CPUS, CMDLINE))
+    k = Khyve(own, size)
+    q = Qemu.boot(own, size) if qemu else None
+    k.wait_booted()
+    nbytes = warm_up(lambda: k.checkpoint()["bytes"], "khyve " + size)
+    k.pause()
+    if q:
+        warm_up(lambda: q.checkpoint()[2], "QEMU " + size)
+        q.pause()
+    dd = DD(own, nbytes)
+    for i in range(reps):
+        # Each timed step starts on a quiet disk, the previous file already deleted: the
+        # checkpoints, like dd, write a new file and free nothing while timed.
+        unlink(k.snap)
+        settle()
+        k.resume()
+        time.sleep(0.5)			# the guest runs between checkpoints
+        c = k.checkpoint()
+        k.pause()
+        st = os.stat(k.snap)
+        for key in ("total_ms", "paused_ms", "bytes"):
+            add(r, "ck_" + key, c[key])
+        add(r, "ck_alloc", st.st_blocks * 512)
+        settle()
+        add(r, "dd", dd.run())
+        say("  khyve %s checkpoint %d: total %.1f ms, paused %.1f ms, %d bytes, %d allocated;"
+            " dd %.1f ms" % (size, i + 1, c["total_ms"], c["paused_ms"], c["bytes"],
+                             st.st_blocks * 512, r["dd"][-1]))
+        if q:
+            unlink(q.snap)
+            settle()
+            q.resume()
+            time.sleep(0.5)
+            total, paused, nbytes = q.checkpoint()
+            q.pause()
+            add(r, "q_total", total)
+            add(r, "q_paused", paused)
+            add(r, "q_size", nbytes)
+            say("  QEMU %s checkpoint %d: total %.1f ms, paused %.1f ms, %d bytes" %
+                (size, i + 1, total, paused, nbytes))
+    dd.close()
+    k.resume()
+    k.still_counting()
+    k.stop()
+    if q:
+        q.resume()
+        q.still_counting()
+        q.stop()
+
+    floor_run(floor_exe, size)		# warm-up, not counted
+    for i in range(reps):
+        settle()
+        add(r, "floor", floor_run(floor_exe, size))
+        say("  kvm_floor %s: %.2f ms" % (size, r["floor"][-1]))
+        for verify in ("fast", "full"):
+            settle()
+            try:
+                ms, wall = khyve_restore(own, size, k.snap, verify, i)
+                add(r, verify, ms)
+                add(r, verify + "_wall", wall)
+            except BenchError as e:
+                add(r, "restore_bad", 1)
+                warnings.add(str(e))
+        if q:
+            settle()
+            try:
+                loaded, running = qemu_restore(own, size, q.snap, i)
+                add(r, "q_loaded", loaded)
+                add(r, "q_running", running)
+            except BenchError as e:
+                add(r, "q_bad", 1)
+                warnings.add(str(e))
+    unlink(k.snap)
+    if q:
+        unlink(q.snap)
 
 
 # ---- the report ----
@@ -563,46 +640,44 @@ def summary(res, sizes, qemu):
             v = "MISSED" if "MISSED" in vs else ("met" if vs else "")
         rows.append([label] + cells + [target, v])
 
-    row("khyve checkpoint total_ms", lambda r: fmt_ms(r["ck"]["total"]))
-    row("khyve checkpoint paused_ms", lambda r: fmt_ms(r["ck"]["paused"]))
+    row("khyve checkpoint total_ms", lambda r: fmt_ms(r["ck_total_ms"]))
+    row("khyve checkpoint paused_ms", lambda r: fmt_ms(r["ck_paused_ms"]))
     row("dd same bytes, conv=fsync (ms)", lambda r: fmt_ms(r["dd"]))
-    row("  checkpoint / dd", lambda r: fmt_ratio(r["ck"]["total"], r["dd"]), "<= 1.3x",
-        lambda s, r: verdict(ratio(r["ck"]["total"], r["dd"]), 1.3))
-    row("snapshot bytes written (reply)", lambda r: fmt_mib(r["ck"]["bytes"]))
-    row("snapshot allocated on disk", lambda r: fmt_mib(r["ck"]["alloc"]))
+    row("  checkpoint / dd", lambda r: fmt_ratio(r["ck_total_ms"], r["dd"]), "<= 1.3x",
+        lambda s, r: verdict(ratio(r["ck_total_ms"], r["dd"]), 1.3))
+    row("snapshot bytes written (reply)", lambda r: fmt_mib(r["ck_bytes"]))
+    row("snapshot allocated on disk", lambda r: fmt_mib(r["ck_alloc"]))
     row("  allocated / touched (128 MiB)",
-        lambda r: "%.4fx" % (med(r["ck"]["alloc"]) / TOUCHED), "<= 1.02x",
-        lambda s, r: verdict(med(r["ck"]["alloc"]) / TOUCHED, 1.02))
+        lambda r: "%.4fx" % (med(r["ck_alloc"]) / TOUCHED), "<= 1.02x",
+        lambda s, r: verdict(med(r["ck_alloc"]) / TOUCHED, 1.02))
     row("kvm_floor: empty VM (ms)", lambda r: fmt_ms(r["floor"]))
     row("khyve restore verify=fast (ms)", lambda r: fmt_ms(r["fast"]))
     row("khyve restore verify=full (ms)", lambda r: fmt_ms(r["full"]))
-    row("  fast - floor (ms)", lambda r: "%+.2f" % (med(r["fast"]) - med(r["floor"]))
-        if r["fast"] else "-", "<= 3 ms at 512M",
-        lambda s, r: verdict(med(r["fast"]) - med(r["floor"]), 3.0)
-        if s == "512M" and r["fast"] else None)
+    row("  fast - floor (ms)", lambda r: "%+.2f" % (med(r["fast"]) - med(r["floor"])),
+        "<= 3 ms at 512M", lambda s, r: verdict(med(r["fast"]) - med(r["floor"]), 3.0)
+        if s == "512M" else None)
     row("  fast / floor", lambda r: fmt_ratio(r["fast"], r["floor"]), "<= 1.2x at 4G",
         lambda s, r: verdict(ratio(r["fast"], r["floor"]), 1.2) if s == "4G" else None)
     row("  full / fast", lambda r: fmt_ratio(r["full"], r["fast"]))
-    row("khyve restore, spawn->running (ms)", lambda r: fmt_ms(r["fast_wall"]))
+    row("khyve restore fast, spawn->running", lambda r: fmt_ms(r["fast_wall"]))
     row("restored khyve guest counts on",
-        lambda r: "yes" if not r["restore_bad"] else "NO (%d failed)" % r["restore_bad"])
+        lambda r: "NO (%d failed)" % len(r["restore_bad"]) if "restore_bad" in r else
+        "yes" if "fast" in r else None)
     if qemu:
-        row("QEMU checkpoint: stop..synced (ms)", lambda r: fmt_ms(r["qck"]["total"]))
-        row("QEMU checkpoint: paused (ms)", lambda r: fmt_ms(r["qck"]["paused"]))
-        row("QEMU migration file", lambda r: fmt_mib(r["qck"]["size"]))
-        row("  khyve / QEMU checkpoint", lambda r: fmt_ratio(r["ck"]["total"],
-                                                               r["qck"]["total"]),
-            "<= 0.33x", lambda s, r: verdict(ratio(r["ck"]["total"], r["qck"]["total"]),
-                                             1 / 3))
-        row("QEMU restore, spawn->loaded (ms)", lambda r: fmt_ms(r["qloaded"]))
-        row("QEMU restore, spawn->running (ms)", lambda r: fmt_ms(r["qrunning"]))
-        row("  khyve / QEMU restore (spawn->running)",
-            lambda r: fmt_ratio(r["fast_wall"], r["qrunning"]))
+        row("QEMU checkpoint: stop..synced (ms)", lambda r: fmt_ms(r["q_total"]))
+        row("QEMU checkpoint: paused (ms)", lambda r: fmt_ms(r["q_paused"]))
+        row("QEMU migration file", lambda r: fmt_mib(r["q_size"]))
+        row("  khyve / QEMU checkpoint", lambda r: fmt_ratio(r["ck_total_ms"], r["q_total"]),
+            "<= 0.33x", lambda s, r: verdict(ratio(r["ck_total_ms"], r["q_total"]), 1 / 3))
+        row("QEMU restore, spawn->loaded (ms)", lambda r: fmt_ms(r["q_loaded"]))
+        row("QEMU restore, spawn->running (ms)", lambda r: fmt_ms(r["q_running"]))
+        row("  khyve / QEMU restore", lambda r: fmt_ratio(r["fast_wall"], r["q_running"]))
         row("restored QEMU guest counts on",
-            lambda r: "yes" if not r["qbad"] else "NO (%d failed)" % r["qbad"])
+            lambda r: "NO (%d failed)" % len(r["q_bad"]) if "q_bad" in r else
+            "yes" if "q_running" in r else None)
     say("")
     say("khyve snapshot benchmark, %s, %s, %d vCPUs, %s touched; "
-        "median (min) of %d runs" % (time.strftime("%Y-%m-%d"), os.uname().nodename, CPUS,
+        "median (min) of %d runs; ratios of medians (of minima)" % (time.strftime("%Y-%m-%d"), os.uname().nodename, CPUS,
                                      "128 MiB", res["reps"]))
     table(rows, sizes)
     if warnings:
@@ -610,22 +685,6 @@ def summary(res, sizes, qemu):
         say("warnings:")
         for w in warnings:
             say("  - " + w.replace("\n", "\n    "))
-
-
-def bench_size(own, size, reps, qemu, floor_exe, res):
-    say("== %s guest, %d vCPUs, %s" % (size, CPUS, CMDLINE))
-    r = res[size] = {}
-    r["ck"], snap = khyve_checkpoints(own, size, reps)
-    r["dd"] = dd_runs(own, med(r["ck"]["bytes"]), reps)
-    r["floor"] = floor_runs(floor_exe, size, reps)
-    r["fast"], r["fast_wall"], bad1 = khyve_restores(own, size, snap, "fast", reps)
-    r["full"], r["full_wall"], bad2 = khyve_restores(own, size, snap, "full", reps)
-    r["restore_bad"] = bad1 + bad2
-    unlink(snap)
-    if qemu:
-        r["qck"], qsnap = qemu_checkpoints(own, size, reps)
-        r["qloaded"], r["qrunning"], r["qbad"] = qemu_restores(own, size, qsnap, reps)
-        unlink(qsnap)
 
 
 def main():
@@ -661,11 +720,11 @@ def main():
         floor_exe = build_floor(own)
         for size in sizes:
             try:
-                bench_size(own, size, reps, qemu, floor_exe, res)
+                bench_size(own, size, reps, qemu, floor_exe, res.setdefault(size, {}))
             except BenchError as e:
                 warnings.add("%s: %s" % (size, e))
                 status = 1
-        if any(res[s].get("restore_bad") or res[s].get("qbad") for s in sizes if s in res):
+        if any(res[s].get("restore_bad") or res[s].get("q_bad") for s in sizes if s in res):
             status = 1
         summary(res, [s for s in sizes if s in res], qemu)
     finally:
