@@ -110,8 +110,9 @@ class VM:
                    % (pattern, self.tail(), self.err.decode(errors="replace")))
 
     def seqs(self):
-        return [int(m.group(1)) for m in
-                (SEQ_RE.match(l) for l in self.out.split(b"\n")) if m]
+        """seq numbers of the complete console lines (a line still being written is not)."""
+        lines = self.out.split(b"\n")[:-1]
+        return [int(m.group(1)) for m in (SEQ_RE.match(l) for l in lines) if m]
 
     def wait_seq(self, n, timeout=60):
         """Wait until the guest printed at least @n seq lines (any numbers)."""
