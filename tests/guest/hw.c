@@ -201,9 +201,19 @@ u64 hpet_ticks_to_us(u64 ticks)
 	return ticks * (hpet_period_fs / 1000) / 1000000;
 }
 
-static u32 hpet_us_to_ticks(u64 us)
+u32 hpet_us_to_ticks(u64 us)
 {
 	return us * 1000000000ull / hpet_period_fs;
+}
+
+/* The main counter can only be written while halted. */
+void hpet_counter_set_low(u32 lo)
+{
+	u32 c = hpet_read32(HPET_CONF);
+
+	hpet_write32(HPET_CONF, c & ~1u);
+	hpet_write32(HPET_COUNT_LO, lo);
+	hpet_write32(HPET_CONF, c | 1);
 }
 
 void hpet_timer_stop(u32 n)

@@ -267,12 +267,19 @@ static void hpet_oneshot(u32 t, int pin, u32 legacy_pin)
 	ioapic_mask(p);
 }
 
-/* Periodic comparator routed to the last CPU: checks IOAPIC destinations. */
-static void hpet_periodic(u32 t, int pin, u32 legacy_pin)
+/*
+ * Periodic comparator routed to the last CPU (checks IOAPIC destinations),
+ * or, with wrap set, to the BSP across a wrap of the counter's low 32 bits
+ * (the comparators run in 32-bit mode).
+ */
+static void hpet_periodic(u32 t, int pin, u32 legacy_pin, bool wrap)
 {
 	u32 p = pin >= 0 ? (u32)pin : legacy_pin;
-	u32 dst = ncpus_up - 1, vec = VEC_IOAPIC_BASE + p;
+	u32 dst = wrap ? 0 : ncpus_up - 1, vec = VEC_IOAPIC_BASE + p;
 	u64 n, other;
+
+	if (wrap)
+		hpet_counter_set_low(0u - hpet_us_to_ticks(50000));
 
 	ioapic_route(p, vec, cpus[dst].apic_id, false, false);
 	other = dst ? irq_count(0, vec) : 0;
@@ -282,7 +289,8 @@ static void hpet_periodic(u32 t, int pin, u32 legacy_pin)
 	}
 	n = irqs_during(dst, vec, 300000);
 	if (n < 10 || n > 80)
-		check_fail("timer %u periodic: %lu irqs on cpu %u in 300 ms at 100 Hz", t, n, dst);
+		check_fail("timer %u periodic%s: %lu irqs on cpu %u in 300 ms at 100 Hz", t,
+			   wrap ? " across a 32-bit counter wrap" : "", n, dst);
 	if (dst && irq_count(0, vec) != other)
 		check_fail("pin %u routed to cpu %u also reached cpu 0", p, dst);
 	hpet_timer_stop(t);
@@ -298,10 +306,12 @@ static void hpet_routed(u32 periodic, u32 oneshot)
 		check_fail("timer %u: no pin in 16-23 (cap 0x%x)", oneshot, hpet_route_cap(oneshot));
 	else
 		hpet_oneshot(oneshot, op, 0);
-	if (pp < 0)
+	if (pp < 0) {
 		check_fail("timer %u: no pin in 16-23 (cap 0x%x)", periodic, hpet_route_cap(periodic));
-	else
-		hpet_periodic(periodic, pp, 0);
+	} else {
+		hpet_periodic(periodic, pp, 0, false);
+		hpet_periodic(periodic, pp, 0, true);
+	}
 }
 
 /* Legacy replacement: timer 1 one-shot on IRQ8, timer 0 periodic on IRQ0. */
@@ -310,10 +320,12 @@ static void hpet_legacy_mode(void)
 	hpet_legacy(true);
 	udelay(70000);	/* let the stopped PIT's last edge pass */
 	hpet_oneshot(1, -1, isa_pin(8));
-	if (!hpet_can_periodic(0))
+	if (!hpet_can_periodic(0)) {
 		check_fail("timer 0 cannot do periodic");
-	else
-		hpet_periodic(0, -1, isa_pin(0));
+	} else {
+		hpet_periodic(0, -1, isa_pin(0), false);
+		hpet_periodic(0, -1, isa_pin(0), true);
+	}
 	hpet_legacy(false);
 }
 

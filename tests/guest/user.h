@@ -177,6 +177,8 @@ void hpet_write32(u32 reg, u32 v);
 u64 hpet_counter(void);
 int hpet_init(void);
 u64 hpet_ticks_to_us(u64 ticks);
+u32 hpet_us_to_ticks(u64 us);
+void hpet_counter_set_low(u32 lo);
 int hpet_timer_start(u32 n, int pin, u64 period_us, bool periodic);
 void hpet_legacy(bool on);
 bool hpet_can_periodic(u32 n);
