@@ -16,7 +16,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 seqs() { grep -a '^seq ' "$1" | tail -n "${2:-3}" | tr '\n' ' '; echo; }
 wait_seq() {	# FILE N: wait until FILE shows at least N seq lines
 	for _ in $(seq 600); do
-		[ "$(grep -ac '^seq ' "$1" 2>/dev/null || true)" -ge "$2" ] && return 0
+		local n
+		n=$(grep -ac '^seq ' "$1" 2>/dev/null || true)
+		[ "${n:-0}" -ge "$2" ] && return 0
 		sleep 0.2
 	done
 	echo "demo: timed out waiting for the guest; console:" >&2; tail -5 "$1" >&2; exit 1
