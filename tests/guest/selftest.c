@@ -96,6 +96,7 @@ static void uart_thre_irq(void)
 	ioapic_mask(pin);
 }
 
+/* COM1: scratch register, LSR, loopback (MSR mirror, byte echo), THRE IRQ4. */
 static void check_uart(void)
 {
 	u8 v, lsr;
@@ -115,6 +116,7 @@ static void check_uart(void)
 }
 
 /* ---- HPET, PM timer ---- */
+
 static void check_hpet(void)
 {
 	u32 cap;
@@ -140,6 +142,7 @@ static void check_hpet(void)
 	group_end();
 }
 
+/* ACPI PM timer runs at 3.579545 MHz (+-10%) measured against the HPET. */
 static void check_pmtimer(void)
 {
 	u32 p0, p1;
@@ -182,6 +185,7 @@ static void check_lapic_timer(void)
 	group_end();
 }
 
+/* Every MADT CPU is up with the APIC id the MADT gives; each gets an IPI. */
 static void check_smp(void)
 {
 	u32 i;
@@ -217,6 +221,7 @@ static void pit_probe_pin0(void)
 	if (n)
 		check_fail("%lu IRQ0s arrived on pin 0: GSI 0 is not routed to pin 2", n);
 }
+/* PIT channel 0 at 100 Hz arrives through the IOAPIC pin of IRQ0's override. */
 static void check_pit(void)
 {
 	u8 pin;
@@ -329,6 +334,10 @@ static void hpet_legacy_mode(void)
 	hpet_legacy(false);
 }
 
+/*
+ * HPET comparators: a one-shot fires exactly once; a periodic one, routed to
+ * the last CPU, interrupts there only and at ~100 Hz, also across a wrap.
+ */
 static void check_hpet_irq(void)
 {
 	u32 t, n;
@@ -488,6 +497,10 @@ static void rtc_alarm(void)
 		check_fail("no alarm interrupt (AF)");
 }
 
+/*
+ * RTC: valid time fields, NVRAM, seconds ticking, and the periodic (64 Hz),
+ * update-ended and alarm interrupts on IRQ8.
+ */
 static void check_rtc(void)
 {
 	u8 pin;
