@@ -117,6 +117,7 @@ static void check_uart(void)
 
 /* ---- HPET, PM timer ---- */
 
+/* HPET capabilities (revision, >= 3 comparators, period) and counting. */
 static void check_hpet(void)
 {
 	u32 cap;
@@ -166,6 +167,8 @@ static void check_pmtimer(void)
 }
 
 /* ---- local APIC timers on every CPU, IPIs ---- */
+
+/* Every CPU's LAPIC timer interrupts periodically at ~100 Hz. */
 static void check_lapic_timer(void)
 {
 	u64 c0[MAX_CPUS], n;
