@@ -224,6 +224,7 @@ static void pit_probe_pin0(void)
 	if (n)
 		check_fail("%lu IRQ0s arrived on pin 0: GSI 0 is not routed to pin 2", n);
 }
+
 /* PIT channel 0 at 100 Hz arrives through the IOAPIC pin of IRQ0's override. */
 static void check_pit(void)
 {
