@@ -222,6 +222,12 @@ void vm_add_dev(struct vm *vm, struct dev *d)
 	vm->devs_tail = &d->next;
 }
 
+void vm_add_disk(struct vm *vm, struct vm_disk *disk)
+{
+	disk->next = vm->disks;
+	vm->disks = disk;
+}
+
 struct dev *vm_find_dev(struct vm *vm, const char *id)
 {
 	for (struct dev *d = vm->devs; d; d = d->next)

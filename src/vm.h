@@ -63,6 +63,19 @@ struct mem_region {
 
 struct vcpu;
 struct ctl;
+
+/*
+ * A disk image a device writes (virtio-blk).  The snapshot makes it durable (fsync) with every
+ * checkpoint, and with snapshot.disks=clone stores a copy beside the snapshot and records the
+ * copy's path under @cfg_key in the snapshot's configuration.
+ */
+struct vm_disk {
+	int fd;
+	char path[4096];
+	char cfg_key[64];	/* "pci.0.3.0.path" */
+	char id[48];		/* device instance id */
+	struct vm_disk *next;
+};
 struct mem_backing;
 
 struct vm {
@@ -81,6 +94,7 @@ struct vm {
 	struct bus pio, mmio;
 	struct evloop ev;
 	struct dev *devs, **devs_tail;
+	struct vm_disk *disks;
 
 	/* Interrupt delivery: KVM by default, a recorder in unit tests. */
 	void (*set_irq)(struct vm *vm, unsigned gsi, int level);
@@ -111,6 +125,8 @@ int vm_set_memslots(struct vm *vm);
 void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
 
 void vm_add_dev(struct vm *vm, struct dev *d);
+/* Register a disk image for snapshots (the device keeps owning @disk and its fd). */
+void vm_add_disk(struct vm *vm, struct vm_disk *disk);
 struct dev *vm_find_dev(struct vm *vm, const char *id);
 
 /*
