@@ -4,7 +4,6 @@
 
 GUEST_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 GUEST_OUT := build/guest
-CC ?= gcc
 
 GUEST_CFLAGS := -std=gnu11 -m64 -O2 -Wall -Wextra -Werror -ffreestanding \
 	-fno-pic -fno-pie -mno-red-zone -mgeneral-regs-only \
