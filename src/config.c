@@ -254,3 +254,14 @@ void config_dump(const struct config *c, FILE *f)
 	for (unsigned i = 0; i < c->n; i++)
 		fprintf(f, "%s=%s\n", c->kv[i].key, c->kv[i].value);
 }
+
+int config_copy(struct config *dst, const struct config *src)
+{
+	for (unsigned i = 0; i < src->n; i++) {
+		int ret = config_set(dst, src->kv[i].key, src->kv[i].value);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}

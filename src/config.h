@@ -42,5 +42,7 @@ int config_get_size(const struct config *c, const char *key, uint64_t dflt, uint
 void config_foreach(const struct config *c, const char *prefix,
 		    void (*fn)(const char *key, const char *value, void *opaque), void *opaque);
 void config_dump(const struct config *c, FILE *f);
+/* @dst (initialised, empty) becomes a copy of @src. */
+int config_copy(struct config *dst, const struct config *src);
 
 #endif

@@ -47,6 +47,11 @@ int machine_check_config(struct config *cfg, bool restoring, char *err, size_t e
 			 config_get(cfg, "memory.size"));
 		return -EINVAL;
 	}
+	v = config_get_default(cfg, "snapshot.disks", "sync");
+	if (strcmp(v, "sync") && strcmp(v, "clone")) {
+		snprintf(err, errlen, "snapshot.disks=%s: expected sync or clone", v);
+		return -EINVAL;
+	}
 	if (!restoring && !config_get(cfg, "boot.kernel")) {
 		snprintf(err, errlen, "nothing to boot: give a kernel with -o boot.kernel=PATH");
 		return -EINVAL;

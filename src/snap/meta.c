@@ -64,7 +64,7 @@ static void add_config_kv(const char *key, const char *value, void *opaque)
 	add_str(opaque, key, value);
 }
 
-char *snap_meta_build(struct vm *vm)
+char *snap_meta_build(struct vm *vm, const struct config *config)
 {
 	struct json_object *o = json_object_new_object(), *devs = json_object_new_array();
 	struct json_object *cfg = json_object_new_object();
@@ -90,7 +90,7 @@ char *snap_meta_build(struct vm *vm)
 		json_object_array_add(devs, e);
 	}
 	json_object_object_add(o, "devices", devs);
-	config_foreach(vm->cfg, "", add_config_kv, cfg);
+	config_foreach(config, "", add_config_kv, cfg);
 	json_object_object_add(o, "config", cfg);
 	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 						    JSON_C_TO_STRING_NOSLASHESCAPE));

@@ -13,8 +13,8 @@
 struct vm;
 struct config;
 
-/* Returns a malloc'ed JSON string, or NULL. */
-char *snap_meta_build(struct vm *vm);
+/* Returns a malloc'ed JSON string, or NULL.  @cfg is the configuration to record. */
+char *snap_meta_build(struct vm *vm, const struct config *cfg);
 /* Fill @cfg with the saved configuration. */
 int snap_meta_config(const char *json, struct config *cfg, char *err, size_t errlen);
 

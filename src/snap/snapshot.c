@@ -32,6 +32,7 @@
 #include "arch/x86/cpustate.h"
 #include "dev/rtc.h"
 #include "machine.h"
+#include "snap/disks.h"
 #include "snap/format.h"
 #include "snap/memory.h"
 #include "snap/meta.h"
@@ -192,9 +193,10 @@ static int save_vmstate(struct vm *vm, struct snap_writer *w, char *err, size_t 
 	return ret;
 }
 
-static int save_meta(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
+static int save_meta(struct vm *vm, const struct config *cfg, struct snap_writer *w,
+		     char *err, size_t errlen)
 {
-	char *json = snap_meta_build(vm);
+	char *json = snap_meta_build(vm, cfg);
 	int ret;
 
 	if (!json)
@@ -229,21 +231,56 @@ static int save_memory(struct vm *vm, struct snap_writer *w, const struct snap_s
 	return ret;
 }
 
+/* The configuration recorded in the file a save is about to replace, if there is one. */
+static bool old_snapshot_config(const char *path, struct config *old)
+{
+	struct snap_file f;
+	char err[256];
+	bool ok;
+
+	config_init(old);
+	if (snap_file_open(&f, path, false, err, sizeof(err)))
+		return false;
+	ok = !snap_meta_config(f.meta_json, old, err, sizeof(err));
+	snap_file_close(&f);
+	return ok;
+}
+
 static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save_opts *opts,
 		    struct snap_result *res, char *err, size_t errlen)
 {
-	int ret = save_devices(vm, w, err, errlen);
+	const char *disks = config_get_default(vm->cfg, "snapshot.disks", "sync");
+	struct config meta_cfg, old;
+	struct snap_disks sd = { 0 };
+	bool have_old;
+	int ret;
 
+	config_init(&meta_cfg);
+	ret = config_copy(&meta_cfg, vm->cfg);
+	if (!ret)
+		ret = save_devices(vm, w, err, errlen);
+	/* Devices are drained: what the guest wrote to its disks is all in the images. */
+	if (!ret)
+		ret = snap_disks_save(vm, w->path, !strcmp(disks, "clone"), &meta_cfg, &sd, err,
+				      errlen);
 	if (!ret)
 		ret = save_vcpus(vm, w, err, errlen);
 	if (!ret)
 		ret = save_vmstate(vm, w, err, errlen);
 	if (!ret)
-		ret = save_meta(vm, w, err, errlen);
+		ret = save_meta(vm, &meta_cfg, w, err, errlen);
 	if (!ret)
 		ret = save_memory(vm, w, opts, res, err, errlen);
+	have_old = !ret && old_snapshot_config(w->path, &old);
 	if (!ret)
 		ret = snap_writer_commit(w, err, errlen);
+	if (ret)
+		snap_disks_abort(&sd);
+	else
+		snap_disks_commit(&sd, w->path, have_old ? &old : NULL);
+	if (have_old)
+		config_free(&old);
+	config_free(&meta_cfg);
 	return ret;
 }
 
