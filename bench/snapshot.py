@@ -145,10 +145,6 @@ def wait_seq(path, n, proc, timeout, what):
                      (what, len(seqs(path)), n, timeout))
 
 
-def allocated(path):
-    return os.stat(path).st_blocks * 512
-
-
 def unlink(path):
     try:
         os.unlink(path)
