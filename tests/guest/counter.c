@@ -171,6 +171,8 @@ int memregion_setup(void)
 static void watch_update(struct watch *w, u64 v)
 {
 	if (v != w->last) {
+		if (w->reported)
+			pr("counter: %s advancing again after %u s\n", w->name, w->stale);
 		w->last = v;
 		w->stale = 0;
 		w->reported = false;
