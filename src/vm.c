@@ -156,14 +156,42 @@ int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+void *vm_map_aligned(size_t size, int flags, int fd, off_t off)
+{
+	const size_t align = 2 * MiB;
+	uint8_t *area, *start;
+	void *p;
+
+	/*
+	 * Guest RAM at a 2 MiB-aligned host address (and file offset), so the host can back it,
+	 * and KVM map it, with huge pages.  Reserve room, then map over the aligned part.
+	 */
+	area = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		    -1, 0);
+	if (area == MAP_FAILED)
+		return MAP_FAILED;
+	start = (uint8_t *)(((uintptr_t)area + align - 1) & ~(uintptr_t)(align - 1));
+	p = mmap(start, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED | MAP_NORESERVE, fd, off);
+	if (p == MAP_FAILED) {
+		int e = errno;
+
+		munmap(area, size + align);
+		errno = e;
+		return MAP_FAILED;
+	}
+	if (start > area)
+		munmap(area, (size_t)(start - area));
+	munmap(start + size, (size_t)(area + size + align - (start + size)));
+	return p;
+}
+
 static int vm_map_region(struct vm *vm, uint64_t gpa, uint64_t size)
 {
 	struct mem_region *r = &vm->mem[vm->nmem];
 	void *hva;
 
 	/* NORESERVE: a guest that never touches its RAM never costs host memory. */
-	hva = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	hva = vm_map_aligned(size, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (hva == MAP_FAILED)
 		return -errno;
 	r->gpa = gpa;

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "bus.h"
 #include "config.h"
@@ -118,6 +119,8 @@ void vm_init_bare(struct vm *vm, bool manual_clock);
 int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen);
 void vm_destroy(struct vm *vm);
 int vm_add_memory(struct vm *vm, uint64_t ram_size);
+/* mmap(@flags, @fd, @off) of @size bytes of guest RAM at a 2 MiB-aligned address. */
+void *vm_map_aligned(size_t size, int flags, int fd, off_t off);
 /* Hand every region to KVM (after vm_add_memory or a restore mapped them). */
 int vm_set_memslots(struct vm *vm);
 

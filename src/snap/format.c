@@ -151,7 +151,7 @@ int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size,
 		return ret;
 	}
 	fchmod(w->fd, 0600);
-	w->mem_offset = HEADER_SIZE;
+	w->mem_offset = SNAP_MEM_ALIGN;
 	w->mem_size = mem_size;
 	w->pos = w->mem_offset + mem_size;
 	/* Size the file now: memory the guest never touched stays a hole. */
@@ -331,7 +331,8 @@ static int read_header(struct snap_file *f, struct snap_header *h, const char *p
 		sum |= (uint64_t)page[s.pos + i] << (8 * i);
 	if (sum != snap_checksum(page, s.pos))
 		return fail(err, errlen, -EINVAL, path, "header checksum mismatch (corrupted)");
-	if (h->mem_offset != HEADER_SIZE || h->mem_size > f->file_size - HEADER_SIZE ||
+	if (h->mem_offset != SNAP_MEM_ALIGN || h->mem_offset > f->file_size ||
+	    h->mem_size > f->file_size - h->mem_offset ||
 	    h->mem_size % SNAP_PAGE)
 		return fail(err, errlen, -EINVAL, path, "memory area out of bounds (truncated?)");
 	if (h->table_offset < h->mem_offset + h->mem_size ||

@@ -4,9 +4,10 @@
  *
  *   page 0      header: magic, format version, khyve version, section table location and
  *               checksum, memory area location, header checksum
+ *   2 MiB       guest memory (below)
  *   ...         sections: typed records (meta, vm, vcpu, dev, memmap), each with an instance
  *               id, a version, offset, length and XXH3-64 checksum in the table
- *   aligned     guest memory: each RAM region at a page-aligned offset, sparse (never-touched
+ *               guest memory: each RAM region at a page-aligned offset, sparse (never-touched
  *               and all-zero pages are holes); the memmap section lists the data extents and
  *               their checksums
  *
@@ -22,6 +23,8 @@
 #define SNAP_MAGIC		"KHYVSNAP"
 #define SNAP_FORMAT_VERSION	1
 #define SNAP_PAGE		4096ULL
+/* The memory area starts 2 MiB in, so a restored guest's RAM can be mapped with huge pages. */
+#define SNAP_MEM_ALIGN		(2ULL << 20)
 #define SNAP_MAX_SECTIONS	4096
 #define SNAP_MAX_SECTION_SIZE	(64ULL << 20)
 

@@ -207,8 +207,7 @@ int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t 
 		 * Private: the guest's writes never reach the file, so the snapshot can be
 		 * restored again.  Nothing is read until the guest touches a page.
 		 */
-		hva = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE,
-			   f->fd, (off_t)r->file_offset);
+		hva = vm_map_aligned(r->size, MAP_PRIVATE, f->fd, (off_t)r->file_offset);
 		if (hva == MAP_FAILED) {
 			ret = -errno;
 			snprintf(err, errlen, "mapping guest memory from the snapshot: %s",

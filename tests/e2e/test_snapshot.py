@@ -118,6 +118,19 @@ def sections(path):
     return out
 
 
+def first_extent(path, memmap):
+    """File offset of the first guest-memory extent the memory map lists."""
+    _, off, length = memmap
+    with open(path, "rb") as f:
+        f.seek(off)
+        data = f.read(length)
+    nreg = struct.unpack_from("<I", data)[0]
+    pos = 4 + nreg * 24
+    next_ = struct.unpack_from("<I", data, pos)[0]
+    check(next_ > 0, "the snapshot holds no guest memory")
+    return struct.unpack_from("<Q", data, pos + 4)[0]
+
+
 def flip(path, offset):
     with open(path, "r+b") as f:
         f.seek(offset)
@@ -161,9 +174,7 @@ def refused_snapshots(wd):
     p = wd("dev.snap"); copy(good, p); flip(p, secs["uart@com1"][1] + 1)
     cases.append((p, "checksum"))
     p = wd("mem.snap"); copy(good, p)
-    with open(p, "rb") as f:
-        data_off = os.lseek(f.fileno(), 4096, os.SEEK_DATA)
-    flip(p, data_off + 100)
+    flip(p, first_extent(good, secs["memory"]) + 100)
     cases.append((p, "memory"))
     p = wd("version.snap"); copy(good, p)
     with open(p, "r+b") as f:

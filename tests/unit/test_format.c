@@ -146,7 +146,7 @@ static void test_damage_refused(void **state)
 	expect_refused(path, false, "section table checksum");
 	/* Memory: found only when memory is verified. */
 	write_snapshot(path, "{\"name\":\"vm\"}");
-	flip(path, 4096 + 40 * 4096 + 100);
+	flip(path, (off_t)SNAP_MEM_ALIGN + 40 * 4096 + 100);
 	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
 	snap_file_close(&f);
 	expect_refused(path, true, "guest memory at offset");

@@ -170,6 +170,11 @@ void virtio_set_needs_reset(struct virtio_dev *vd, const char *why);
 /* Has the driver set DRIVER_OK (and not reset since)? */
 bool virtio_driver_ok(struct virtio_dev *vd);
 bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit);
+/*
+ * Interrupt the driver for queue @vq now: its MSI-X vector, or ISR bit 0 and INTx when MSI-X
+ * is off.  vq_notify() calls this when the driver wants an interrupt; devices use vq_notify().
+ */
+void virtio_queue_interrupt(struct virtqueue *vq);
 
 /*
  * The generic PCI emulation glue: each device file defines its pci_emul with
@@ -185,6 +190,9 @@ int virtio_pci_load(struct pci_dev *pd, struct sstream *s, unsigned version);
 int virtio_pci_pause(struct pci_dev *pd);
 int virtio_pci_resume(struct pci_dev *pd);
 void virtio_pci_destroy(struct pci_dev *pd);
+/* The PCI configuration access capability (VIRTIO_PCI_CAP_PCI_CFG): BAR 4 via config space. */
+bool virtio_pci_cfg_read(struct pci_dev *pd, unsigned off, unsigned size, uint32_t *val);
+bool virtio_pci_cfg_write(struct pci_dev *pd, unsigned off, unsigned size, uint32_t val);
 
 /* Version of the transport's part of a virtio device's snapshot section. */
 #define VIRTIO_PCI_STATE_VERSION 1
@@ -200,6 +208,8 @@ void virtio_pci_destroy(struct pci_dev *pd);
 		.version = VIRTIO_PCI_STATE_VERSION,					\
 		.init = sym##_pci_init,							\
 		.bar_io = virtio_pci_bar_io,						\
+		.cfg_read = virtio_pci_cfg_read,					\
+		.cfg_write = virtio_pci_cfg_write,					\
 		.save = virtio_pci_save,						\
 		.load = virtio_pci_load,						\
 		.pause = virtio_pci_pause,						\
