@@ -21,7 +21,7 @@ CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check unit e2e demo deps asan install clean format-check
+.PHONY: all check unit e2e demo deps asan install clean format-check bench
 all: $(BUILD)/khyve $(BUILD)/khyvectl $(BUILD)/testguest
 
 $(BUILD)/%.o: %.c
@@ -61,6 +61,11 @@ check: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh
+
+# Benchmarks (timing, ratios against dd, an empty KVM VM and QEMU): bench/README.md.
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/snapshot.py
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
