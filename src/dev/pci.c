@@ -28,7 +28,8 @@
  */
 #define PCI_EMULATIONS(X)	\
 	X(hostbridge)		\
-	X(lpc)
+	X(lpc)			\
+	X(virtio_rnd)
 
 #define PCI_EMUL_DECLARE(n)	extern const struct pci_emul pci_emul_##n;
 #define PCI_EMUL_ENTRY(n)	&pci_emul_##n,
