@@ -29,6 +29,7 @@
 #define PCI_EMULATIONS(X)	\
 	X(hostbridge)		\
 	X(lpc)			\
+	X(virtio_blk)		\
 	X(virtio_rnd)
 
 #define PCI_EMUL_DECLARE(n)	extern const struct pci_emul pci_emul_##n;
