@@ -798,7 +798,7 @@ static void blk_handle(struct blk_worker *w, struct virtqueue *vq)
 		 * reset.
 		 */
 		vq_push(vq, c->head, 0);
-		virtio_set_needs_reset(w->b->vd, "virtio-blk: request without a status byte");
+		virtio_set_needs_reset(w->b->vd, "request without a status byte");
 		return;
 	}
 	status = blk_request(w, &written);
@@ -1077,8 +1077,8 @@ static int blk_save(struct virtio_dev *vd, struct sstream *s)
 	active = b->active;
 	pthread_mutex_unlock(&b->lock);
 	if (active)
-		return ss_fail(s, -EBUSY, "virtio-blk %s: %u I/O workers busy at save: pause "
-			       "the device first", vd->pd->dev.id, active);
+		return ss_fail(s, -EBUSY, "%u I/O workers busy at save: pause the device first",
+			       active);
 	ss_u32(s, (uint32_t[]){ (uint32_t)blk_features(b) });
 	ss_u32(s, &b->lsize);
 	ss_u32(s, &b->psize);
@@ -1101,25 +1101,25 @@ static void blk_check(struct sstream *s, const struct blk *b, const struct blk_s
 	const char *path = b->disk.path;
 
 	if (v->capacity != b->capacity)
-		ss_fail(s, -EINVAL, "virtio-blk: the snapshot's disk had %" PRIu64 " bytes "
+		ss_fail(s, -EINVAL, "the snapshot's disk had %" PRIu64 " bytes "
 			"but %s has %" PRIu64 ": restore needs an image of the same size",
 			v->capacity * BLK_SECTOR, path, b->capacity * BLK_SECTOR);
 	if (v->lsize != b->lsize || v->psize != b->psize)
-		ss_fail(s, -EINVAL, "virtio-blk: the snapshot's disk had sectorsize=%u/%u, "
+		ss_fail(s, -EINVAL, "the snapshot's disk had sectorsize=%u/%u, "
 			"this one %u/%u", v->lsize, v->psize, b->lsize, b->psize);
 	if (v->ro != b->ro)
-		ss_fail(s, -EINVAL, "virtio-blk: the snapshot's disk was %s, %s is configured %s",
+		ss_fail(s, -EINVAL, "the snapshot's disk was %s, %s is configured %s",
 			v->ro ? "read-only" : "read-write", path,
 			b->ro ? "read-only (ro)" : "read-write");
 	if (memcmp(v->serial, b->serial, BLK_ID_LEN))
-		ss_fail(s, -EINVAL, "virtio-blk: the snapshot's disk had serial '%.20s', this "
+		ss_fail(s, -EINVAL, "the snapshot's disk had serial '%.20s', this "
 			"one '%.20s'", v->serial, b->serial);
 	if (v->features != (uint32_t)blk_features(b))
-		ss_fail(s, -EINVAL, "virtio-blk: the snapshot's disk offered features %#x, this "
+		ss_fail(s, -EINVAL, "the snapshot's disk offered features %#x, this "
 			"one %#x (ro or discard= differ)", v->features,
 			(unsigned)blk_features(b));
 	if (v->inflight)
-		ss_fail(s, -EINVAL, "virtio-blk: %u requests in flight in the snapshot (a saved "
+		ss_fail(s, -EINVAL, "%u requests in flight in the snapshot (a saved "
 			"device is drained)", v->inflight);
 }
 
@@ -1130,7 +1130,7 @@ static int blk_load(struct virtio_dev *vd, struct sstream *s, unsigned version)
 	struct blk_saved v = { 0 };
 
 	if (version != BLK_STATE_VERSION)
-		return ss_fail(s, -EINVAL, "virtio-blk state version %u is not supported (%u)",
+		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)",
 			       version, BLK_STATE_VERSION);
 	ss_u32(s, &v.features);
 	ss_u32(s, &v.lsize);
