@@ -456,6 +456,7 @@ static void vnet_queue_notify(struct virtio_dev *vd, struct virtqueue *vq)
 	}
 }
 
+/* Start receiving; kicks sent before DRIVER_OK were not served, so look at tx and ctrl. */
 static void vnet_driver_ok(struct virtio_dev *vd)
 {
 	struct vnet *n = vd->priv;
@@ -464,6 +465,8 @@ static void vnet_driver_ok(struct virtio_dev *vd)
 	n->rx_active = true;
 	rx_flush(n);
 	pthread_mutex_unlock(&n->rx_lock);
+	tx_run(n);
+	ctrl_run(n);
 }
 
 /* Taking each lock also waits for a thread still working on that queue. */
