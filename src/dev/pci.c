@@ -30,6 +30,7 @@
 	X(hostbridge)		\
 	X(lpc)			\
 	X(virtio_blk)		\
+	X(virtio_net)		\
 	X(virtio_rnd)
 
 #define PCI_EMUL_DECLARE(n)	extern const struct pci_emul pci_emul_##n;
