@@ -927,6 +927,8 @@ static void blk_stop_workers(struct blk *b)
 
 static int blk_start_workers(struct blk *b)
 {
+	char name[16];
+
 	for (unsigned i = 0; i < BLK_NTHREADS; i++) {
 		struct blk_worker *w = calloc(1, sizeof(*w));
 		int ret;
@@ -939,6 +941,9 @@ static int blk_start_workers(struct blk *b)
 			free(w);
 			return -ret;
 		}
+		/* "blk3.0-1": which disk a thread in top or gdb serves. */
+		snprintf(name, sizeof(name), "blk%u.%u-%u", b->vd->pd->slot, b->vd->pd->func, i);
+		pthread_setname_np(w->tid, name);
 		b->workers[b->nworkers++] = w;
 	}
 	return 0;
