@@ -326,12 +326,13 @@ void vq_notify(struct virtqueue *vq)
 	}
 	/* The used index store must be visible before we read what the driver asked for. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (virtio_has_feature(vq->vd, VIRTIO_F_EVENT_IDX))
+	if (vq->used_idx == vq->signalled_used)
+		need = false;		/* nothing used since the last decision */
+	else if (virtio_has_feature(vq->vd, VIRTIO_F_EVENT_IDX))
 		need = !vq->signalled_valid ||
 		       vring_need_event(used_event(vq), vq->used_idx, vq->signalled_used);
 	else
-		need = !(avail_flags(vq) & VRING_AVAIL_F_NO_INTERRUPT) &&
-		       !(vq->signalled_valid && vq->signalled_used == vq->used_idx);
+		need = !(avail_flags(vq) & VRING_AVAIL_F_NO_INTERRUPT);
 	vq->signalled_used = vq->used_idx;
 	vq->signalled_valid = true;
 	pthread_mutex_unlock(&vq->lock);
