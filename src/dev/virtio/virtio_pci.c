@@ -1005,13 +1005,13 @@ static void virtio_state_get(struct virtio_dev *vd, struct virtio_state *st)
  * them after a restore and the guest would wait forever.  A device's pause completes them.
  */
 static void virtio_check_drained(struct virtio_dev *vd, struct sstream *s,
-				 const struct virtio_state *st)
+				 const struct virtio_state *st, int err)
 {
 	for (unsigned i = 0; i < vd->nqueues; i++) {
 		const struct vq_state *q = &st->vq[i];
 
 		if (q->last_avail != q->used_idx)
-			ss_fail(s, -EBUSY, "%s (%s): queue %u has %u requests in flight (taken %u, "
+			ss_fail(s, err, "%s (%s): queue %u has %u requests in flight (taken %u, "
 				"returned %u); they must be completed before a snapshot",
 				vd->pd->dev.id, vd->ops->name, i,
 				(uint16_t)(q->last_avail - q->used_idx), q->last_avail, q->used_idx);
@@ -1026,7 +1026,7 @@ int virtio_pci_save(struct pci_dev *pd, struct sstream *s)
 	uint32_t ver = vd->ops->version, len;
 
 	virtio_state_get(vd, &st);
-	virtio_check_drained(vd, s, &st);
+	virtio_check_drained(vd, s, &st, -EBUSY);
 	virtio_state_io(s, &st, vd->nqueues);
 	if (ss_error(s))
 		return ss_error(s);
@@ -1098,7 +1098,7 @@ static void virtio_state_check(struct virtio_dev *vd, struct sstream *s,
 		ss_fail(s, -EINVAL, "%s: ISR 0x%02x has reserved bits set", id, st->isr);
 	for (unsigned i = 0; i < vd->nqueues && !ss_error(s); i++)
 		vq_state_check(vd, s, i, &st->vq[i]);
-	virtio_check_drained(vd, s, st);
+	virtio_check_drained(vd, s, st, -EINVAL);
 }
 
 static void virtio_state_commit(struct virtio_dev *vd, const struct virtio_state *st)
