@@ -369,8 +369,10 @@ static int blk_open(struct blk *b, struct virtio_dev *vd, char *err, size_t errl
 	int ret;
 
 	/* stat first: opening a FIFO would block, a directory would open read-only. */
-	if (stat(path, &st) < 0)
-		return blk_open_fail(path, b->ro, false, errno, err, errlen);
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "path=%s: %s", path, strerror(errno));
+		return -errno;
+	}
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
 		snprintf(err, errlen, "path=%s: not a regular file or block device", path);
 		return -EINVAL;
@@ -1106,16 +1108,17 @@ static void blk_check(struct sstream *s, const struct blk *b, const struct blk_s
 	const char *path = b->disk.path;
 
 	if (v->capacity != b->capacity)
-		ss_fail(s, -EINVAL, "the snapshot's disk had %" PRIu64 " bytes "
-			"but %s has %" PRIu64 ": restore needs an image of the same size",
-			v->capacity * BLK_SECTOR, path, b->capacity * BLK_SECTOR);
+		/* Sizes first: a long path may not fit in the message. */
+		ss_fail(s, -EINVAL, "disk size differs: %" PRIu64 " bytes in the snapshot, %"
+			PRIu64 " in %s (a restore needs an image of the same size)",
+			v->capacity * BLK_SECTOR, b->capacity * BLK_SECTOR, path);
 	if (v->lsize != b->lsize || v->psize != b->psize)
 		ss_fail(s, -EINVAL, "the snapshot's disk had sectorsize=%u/%u, "
 			"this one %u/%u", v->lsize, v->psize, b->lsize, b->psize);
 	if (v->ro != b->ro)
-		ss_fail(s, -EINVAL, "the snapshot's disk was %s, %s is configured %s",
-			v->ro ? "read-only" : "read-write", path,
-			b->ro ? "read-only (ro)" : "read-write");
+		ss_fail(s, -EINVAL, "the snapshot's disk was %s, this one is %s (%s)",
+			v->ro ? "read-only" : "read-write",
+			b->ro ? "read-only (ro)" : "read-write", path);
 	if (memcmp(v->serial, b->serial, BLK_ID_LEN))
 		ss_fail(s, -EINVAL, "the snapshot's disk had serial '%.20s', this "
 			"one '%.20s'", v->serial, b->serial);
