@@ -348,7 +348,12 @@ void vq_set_notify(struct virtqueue *vq, bool enable)
 		return;
 	}
 	if (virtio_has_feature(vq->vd, VIRTIO_F_EVENT_IDX)) {
-		/* Off: avail_event is left behind and stops matching; on: match the next entry. */
+		/*
+		 * On: kick me when the next entry appears.  Off: avail_event is simply not
+		 * moved forward here; vq_pop still moves it past each chain it takes (as QEMU
+		 * does), so with EVENT_IDX "off" only saves kicks for entries beyond the one
+		 * after the last taken: correct, at worst an extra kick.
+		 */
 		if (enable)
 			set_avail_event(vq, avail_idx(vq));
 	} else {
