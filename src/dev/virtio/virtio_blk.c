@@ -13,10 +13,11 @@
  * multiple of the logical sector size is refused rather than silently cut short.
  *
  * One request queue of BLK_QUEUE_SIZE entries.  A kick only wakes the worker pool: the vCPU
- * never waits for the disk (but a device reset waits for the requests in flight).  A worker pops chains, does the I/O with preadv/pwritev/fallocate,
- * pushes and interrupts; while it drains a burst it turns guest notifications off, and after
- * turning them back on it looks at the ring once more, so a chain added in between is never
- * stranded.  A worker that sees more work wakes another, so independent requests overlap.
+ * never waits for the disk (a device reset does wait for the requests in flight).  A worker
+ * pops chains, does the I/O with preadv/pwritev/fallocate, pushes and interrupts; while it
+ * drains a burst it turns guest notifications off, and after turning them back on it looks at
+ * the ring once more, so a chain added in between is never stranded.  A worker that sees more
+ * work wakes another, so independent requests overlap.
  *
  * Snapshots: pause stops the workers taking chains and waits until every popped chain has been
  * pushed and interrupted, so the transport can save a queue whose last_avail equals used_idx.
