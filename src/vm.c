@@ -285,7 +285,7 @@ int vm_wait_exit(struct vm *vm)
 
 void vm_destroy(struct vm *vm)
 {
-	struct dev *d, *next;
+	struct dev *d;
 
 	evloop_stop(&vm->ev);
 	for (unsigned i = 0; i < vm->ncpus; i++)
@@ -293,12 +293,25 @@ void vm_destroy(struct vm *vm)
 			vcpu_destroy(vm->vcpus[i]);
 	free(vm->vcpus);
 	vm->vcpus = NULL;
-	for (d = vm->devs; d; d = next) {
-		next = d->next;
+	/*
+	 * Quiesce every device first (worker threads stopped, nothing in flight), then destroy
+	 * them newest first: a device may still use one created before it (a PCI function its
+	 * bus) while it stops.
+	 */
+	for (d = vm->devs; d; d = d->next)
+		if (d->ops->pause)
+			d->ops->pause(d);
+	while (vm->devs) {
+		struct dev **pp = &vm->devs;
+
+		while ((*pp)->next)
+			pp = &(*pp)->next;
+		d = *pp;
+		*pp = NULL;
 		if (d->ops->destroy)
 			d->ops->destroy(d);
 	}
-	vm->devs = NULL;
+	vm->devs_tail = &vm->devs;
 	evloop_destroy(&vm->ev);
 	if (vm->backing) {
 		close(vm->backing->fd);

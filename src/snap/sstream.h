@@ -26,7 +26,7 @@ struct sstream {
 	size_t pos;		/* load: read position */
 	bool loading;
 	int err;		/* 0 or the first negative errno */
-	char msg[160];		/* what went wrong, for the user */
+	char msg[256];		/* what went wrong, for the user */
 };
 
 void ss_init_save(struct sstream *s);

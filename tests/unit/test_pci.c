@@ -544,7 +544,7 @@ static void test_config_errors(void **state)
 			   "PCI slot 0:3.0 is configured twice");
 	expect_setup_error((const char *const[]){ "pci.0.4.0.device=nosuch", NULL },
 			   "pci.0.4.0.device=nosuch: unknown PCI emulation in slot 0:4.0 "
-			   "(known: hostbridge, lpc)");
+			   "(known: hostbridge, lpc, ");
 	expect_setup_error((const char *const[]){ "pci.0.32.0.device=hostbridge", NULL },
 			   "slot 32 function 0 is out of range");
 	expect_setup_error((const char *const[]){ "pci.0.1.8.device=hostbridge", NULL },

@@ -1053,7 +1053,7 @@ static void test_snapshot(void **state)
 	struct tstate *t = *state;
 	struct fx *f = &t->f, g;
 	struct sstream s1, s2;
-	char err[256], msg[200];
+	char err[256], msg[300];
 	uint8_t *d;
 
 	memset(gpa(f, DATA_GPA, 512), 0x42, 512);
