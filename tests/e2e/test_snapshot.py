@@ -278,3 +278,23 @@ def kill_during_save(wd):
     r.wait_seq(3, timeout=120)
     assert_consecutive(restored_seqs(r.out)[1], "restore of the surviving snapshot")
     r.kill()
+
+
+@test
+def restore_with_wallclock_catchup(wd):
+    """snapshot.time=catchup: the guest still sees every timer advance and its counter go on."""
+    vm = VM(wd, cpus=2)
+    vm.wait_seq(4, timeout=120)
+    snap = wd("t.snap")
+    vm.ctl("--suspend=" + snap)
+    check(vm.wait_exit(30) == 0, "suspend exits 0")
+    time.sleep(2)
+    r = VM(wd, restore=snap, name="vm1", extra=["-o", "snapshot.time=catchup"])
+    r.wait_seq(12, timeout=120)
+    lines = (vm.out + r.out).split(b"\n")[:-1]
+    seqs = [int(l[4:]) for l in lines if l.startswith(b"seq ") and l[4:].isdigit()]
+    assert_consecutive(seqs, "suspend, 2 s away, restore with catch-up")
+    r.check_alive()
+    r.kill()
+    bad = khyve_run(["-r", snap, "-o", "ctl.socket=off", "-o", "snapshot.time=later", "vm2"])
+    check(bad.returncode == 4 and b"snapshot.time=later" in bad.stderr, "bad snapshot.time")
