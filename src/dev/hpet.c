@@ -175,18 +175,21 @@ static void hpet_update_lines(struct hpet *h)
 
 /*
  * Arm @t's vtimer at the time the counter next equals the comparator (on its low 32 bits in
- * 32-bit mode, so the match after a wrap is found).  Right after a match the counter still
- * equals the comparator; @after_match then means "the next time round", not "now".
+ * 32-bit mode, so the match after a wrap is found), as seen at vclock time @now.  Right after
+ * a match the counter still equals the comparator; @after_match then means "the next time
+ * round", not "now".  A match passes the time it computed the new comparator for: reading the
+ * clock again here could find the counter already past it and schedule the match a whole
+ * wrap (43 s in 32-bit mode) later.
  */
-static void hpet_timer_arm(struct hpet *h, struct hpet_timer *t, bool after_match)
+static void hpet_timer_arm_at(struct hpet *h, struct hpet_timer *t, bool after_match,
+			      uint64_t now)
 {
-	uint64_t now, ticks, delta;
+	uint64_t ticks, delta;
 
 	t->armed = false;
 	vtimer_cancel(&t->vt);
 	if (!hpet_enabled(h) || !(t->config & TN_INT_ENB))
 		return;
-	now = vclock_ns(&h->vm->ev);
 	ticks = hpet_ticks_since_base(h, now);
 	if (t->config & TN_32BIT) {
 		delta = (uint32_t)(t->cmp - (h->count_base + ticks));
@@ -203,6 +206,11 @@ static void hpet_timer_arm(struct hpet *h, struct hpet_timer *t, bool after_matc
 	t->deadline = h->ns_base + (ticks + delta) * HPET_NS_PER_TICK;
 	t->armed = true;
 	vtimer_arm(&t->vt, t->deadline);
+}
+
+static void hpet_timer_arm(struct hpet *h, struct hpet_timer *t, bool after_match)
+{
+	hpet_timer_arm_at(h, t, after_match, vclock_ns(&h->vm->ev));
 }
 
 static void hpet_timer_raise(struct hpet *h, struct hpet_timer *t)
@@ -227,7 +235,7 @@ static void hpet_timer_match(struct hpet *h, struct hpet_timer *t, uint64_t now)
 		t->cmp = (t->cmp + (behind / t->period + 1) * t->period) & width;
 	}
 	hpet_timer_raise(h, t);
-	hpet_timer_arm(h, t, true);
+	hpet_timer_arm_at(h, t, true, now);
 }
 
 static void hpet_timer_expire(void *opaque)
