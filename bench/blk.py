@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""khyve virtio-blk benchmark: throughput and IOPS of the test guest's own virtio-blk driver
+under khyve and under QEMU, same guest, same raw image, same run.  bench/README.md explains
+every figure.
+
+usage: bench/blk.py [--quick] [--reps N] [--seconds S] [--image-mib M] [--no-qemu]
+
+  --quick         one repetition, two operations (seqread, randwrite)
+  --reps N        repetitions of each measurement (default 3); the table shows median and min
+  --seconds S     how long the guest runs each operation (default 5)
+  --image-mib M   size of the raw image (default 256)
+  --no-qemu       skip the QEMU peer
+
+Environment: KHYVE_BUILD (default build/), QEMU (default qemu-system-x86_64), QEMU_CPU
+(default host,arch-capabilities=off).  The image goes to a new directory under $TMPDIR
+(default /tmp).
+
+Timing is only reported, never judged: the exit status is 0 when every run worked (each guest
+printed its BLKBENCH line and no failure), 1 when one did not, 2 when the benchmark could not
+run at all.  Every process it starts and every file it makes is removed when it ends, whatever
+the reason.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BUILD = os.environ.get("KHYVE_BUILD", os.path.join(ROOT, "build"))
+KHYVE = os.path.join(BUILD, "khyve")
+GUEST = os.path.join(BUILD, "testguest")
+QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
+# -cpu host alone makes QEMU abort on these PVM hosts: KVM refuses MSR 0x10a.
+QEMU_CPU = os.environ.get("QEMU_CPU", "host,arch-capabilities=off")
+
+CPUS = 2
+MEM = "256M"
+MiB = 1 << 20
+KiB = 1 << 10
+
+# (op, block size, queue depth).  Sequential: large blocks, a moderate depth, as a streaming
+# reader or writer would; random: 4 KiB at a depth deep enough to keep several host threads
+# busy, as a database would.
+OPS = [
+    ("seqread", 128 * KiB, 8),
+    ("seqwrite", 128 * KiB, 8),
+    ("randread", 4 * KiB, 32),
+    ("randwrite", 4 * KiB, 32),
+]
+QUICK_OPS = ("seqread", "randwrite")
+
+BLK_RE = re.compile(rb"^BLKBENCH\s+(.*)$", re.M)
+KV_RE = re.compile(rb"(\w+)=(\S+)")
+
+
+class BenchError(Exception):
+    """A run that did not work (as opposed to one that was slow)."""
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+# ---- processes and files we own: all removed on the way out ----
+
+class Owned:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="khyve-blkbench-")
+        self.procs = []
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def spawn(self, args, **kw):
+        """Start @args in its own process group, so stopping it stops anything it started
+        (QEMU's helper threads are threads, but a wrapper script might not be)."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        p = subprocess.Popen(args, start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, grace=5.0):
+        """Ask @p to end with @sig, then kill its group if it has not within @grace s."""
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+                p.wait(grace)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if p.poll() is None:
+            p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def cleanup(self):
+        for p in list(self.procs):
+            self.stop(p, signal.SIGKILL, 0)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class Warn(list):
+    def add(self, msg):
+        if msg not in self:
+            self.append(msg)
+            say("  warning: " + msg)
+
+
+warnings = Warn()
+
+
+# ---- the image ----
+
+def make_image(path, mib):
+    """A raw image of @mib MiB of random bytes, so that reads return real data (not holes the
+    host could answer without touching a page), written once and synced."""
+    with open(path, "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(MiB))
+        os.fsync(f.fileno())
+
+
+def warm(path):
+    """Read the whole image, so it is in the host page cache when the next run starts (it is
+    small against this host's RAM, so it stays there: both VMMs read it from memory)."""
+    with open(path, "rb") as f:
+        while f.read(16 * MiB):
+            pass
+
+
+def settle(img):
+    """Write back what the previous run dirtied and let it pass, so that no run pays for the
+    writeback of the one before; then warm the image again."""
+    os.sync()
+    time.sleep(0.3)
+    warm(img)
+
+
+# ---- one guest run ----
+
+def cmdline(op, bs, depth, seconds):
+    return "mode=blkbench blkop=%s blksize=%d blkdepth=%d seconds=%d" % (op, bs, depth, seconds)
+
+
+def khyve_args(img, log, cmd):
+    return [KHYVE, "-c", str(CPUS), "-m", MEM, "-s", "0,hostbridge", "-s", "31,lpc",
+                "-s", "3,virtio-blk," + img, "-l", "com1,file:" + log,
+            "-o", "boot.kernel=" + GUEST, "-o", "boot.cmdline=" + cmd,
+            "-o", "ctl.socket=off", "blkbench"]
+
+
+def qemu_args(img, log, cmd):
+    return [QEMU, "-nodefaults", "-no-user-config", "-enable-kvm", "-cpu", QEMU_CPU,
+            "-M", "pc", "-m", MEM, "-smp", str(CPUS), "-kernel", GUEST, "-append", cmd,
+            "-drive", "file=%s,if=none,format=raw,id=d0,cache=writeback,aio=threads" % img,
+            "-device", "virtio-blk-pci,drive=d0,disable-legacy=on",
+            "-serial", "file:" + log, "-display", "none", "-no-reboot"]
+
+
+def parse(console):
+    """The guest's BLKBENCH line as a dict of ints (op stays a string), or None."""
+    m = BLK_RE.search(console)
+    if not m:
+        return None
+    kv = {k.decode(): v.decode() for k, v in KV_RE.findall(m.group(1))}
+    try:
+        out = {"op": kv["op"], "bytes": int(kv["bytes"]), "ios": int(kv["ios"]),
+               "ns": int(kv["ns"])}
+    except (KeyError, ValueError):
+        return None
+    return out if out["ns"] > 0 else None
+
+
+def run_one(own, vmm, img, op, bs, depth, seconds, tag):
+    """Boot the guest under @vmm, wait until it powers off, return its BLKBENCH figures."""
+    log = own.path("%s.log" % tag)
+    err = own.path("%s.err" % tag)
+    cmd = cmdline(op, bs, depth, seconds)
+    args = khyve_args(img, log, cmd) if vmm == "khyve" else qemu_args(img, log, cmd)
+    with open(err, "wb") as ef:
+        p = own.spawn(args, stderr=ef)
+    try:
+        # QEMU's firmware makes its boot take seconds here; the guest's own timer covers
+        # only the I/O, so the limit is generous.
+        end = time.monotonic() + seconds + 120
+        while p.poll() is None and time.monotonic() < end:
+            if b"TESTGUEST FAIL" in read(log):
+                time.sleep(0.5)  # let it print its detail, then stop it
+                break
+            time.sleep(0.1)
+        console = read(log)
+        running = p.poll() is None
+    finally:
+        own.stop(p)
+    for l in console.splitlines():
+        if b"TESTGUEST FAIL" in l or l.startswith(b"exception "):
+            warnings.add("%s %s: guest printed '%s'" %
+                         (vmm, op, l.decode(errors="replace").strip()))
+    r = parse(console)
+    if r is None:
+        raise BenchError("%s %s: no BLKBENCH line (%s); console ends with:\n%s\nstderr:\n%s" %
+                         (vmm, op, "still running after %d s" % (seconds + 120) if running
+                          else "exit status %s" % p.returncode,
+                          console[-400:].decode(errors="replace"),
+                          read(err)[-400:].decode(errors="replace")))
+    if r["op"] != op:
+        raise BenchError("%s: asked for %s, the guest measured %s" % (vmm, op, r["op"]))
+    if r["ios"] == 0:
+        raise BenchError("%s %s: the guest completed no I/O" % (vmm, op))
+    unlink(log)
+    unlink(err)
+    return r
+
+
+def mbps(r):
+    return r["bytes"] / r["ns"] * 1e3  # 10^6 bytes per second
+
+
+def iops(r):
+    return r["ios"] / r["ns"] * 1e9
+
+
+# ---- the report ----
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def fmt(xs, prec):
+    if not xs:
+        return "-"
+    return "%.*f (%.*f)" % (prec, med(xs), prec, min(xs))
+
+
+def fmt_ratio(a, b):
+    if not a or not b:
+        return "-"
+    return "%.2fx (min %.2fx)" % (med(a) / med(b), min(a) / min(b))
+
+
+def verdict(a, b, target):
+    """'met' when the ratios of the medians and of the minima both reach @target, 'MISSED'
+    when neither does, 'noisy' when they disagree."""
+    if not a or not b:
+        return ""
+    ok = [med(a) / med(b) >= target, min(a) / min(b) >= target]
+    return "met" if all(ok) else "MISSED" if not any(ok) else "noisy"
+
+
+def size_str(n):
+    return "%dK" % (n // KiB) if n < MiB else "%dM" % (n // MiB)
+
+
+def table(rows):
+    width = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, width)).rstrip()
+    say(line(rows[0]))
+    say(line(["-" * w for w in width]))
+    for r in rows[1:]:
+        say(line(r))
+
+
+def summary(res, ops, reps, seconds, mib, qemu):
+    rows = [["op", "bs", "depth", "khyve MB/s", "QEMU MB/s", "khyve IOPS", "QEMU IOPS",
+             "khyve / QEMU", "target", "verdict"]]
+    for op, bs, depth in ops:
+        k = res.get(("khyve", op), [])
+        q = res.get(("qemu", op), [])
+        rows.append([op, size_str(bs), depth,
+                     fmt([mbps(r) for r in k], 1), fmt([mbps(r) for r in q], 1),
+                     fmt([iops(r) for r in k], 0), fmt([iops(r) for r in q], 0),
+                     fmt_ratio([mbps(r) for r in k], [mbps(r) for r in q]) if qemu else "-",
+                     ">= 1.0x" if qemu else "",
+                     verdict([mbps(r) for r in k], [mbps(r) for r in q], 1.0) if qemu else ""])
+    say("")
+    say("khyve virtio-blk benchmark, %s, %s, %d vCPUs, %s RAM, %d MiB raw image in the host "
+        "page cache, %d s per run; median (min) of %d runs; ratios of medians (of minima)" %
+        (time.strftime("%Y-%m-%d"), os.uname().nodename, CPUS, MEM, mib, seconds, reps))
+    table(rows)
+    if warnings:
+        say("")
+        say("warnings:")
+        for w in warnings:
+            say("  - " + w.replace("\n", "\n    "))
+
+
+# ---- main ----
+
+def bench(own, img, ops, reps, seconds, qemu, res):
+    """For each repetition, each op, khyve and QEMU take turns; who goes first alternates
+    from one repetition to the next, so a drift in this host's load falls on both."""
+    vmms = ["khyve", "qemu"] if qemu else ["khyve"]
+    bad = 0
+    for i in range(reps):
+        for op, bs, depth in ops:
+            order = vmms if i % 2 == 0 else list(reversed(vmms))
+            for vmm in order:
+                settle(img)
+                try:
+                    r = run_one(own, vmm, img, op, bs, depth, seconds,
+                                "%s-%s-%d" % (vmm, op, i))
+                except BenchError as e:
+                    warnings.add(str(e))
+                    bad += 1
+                    continue
+                res.setdefault((vmm, op), []).append(r)
+                say("  %-5s %-9s run %d: %8.1f MB/s %9.0f IOPS  (%d ios, %d bytes "
+                    "in %.3f s)" % (vmm, op, i + 1, mbps(r), iops(r), r["ios"],
+                                                r["bytes"], r["ns"] / 1e9))
+    return bad
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="one repetition, seqread and randwrite only")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    ap.add_argument("--seconds", type=int, default=5, help="seconds per run (default 5)")
+    ap.add_argument("--image-mib", type=int, default=256, help="image size (default 256)")
+    ap.add_argument("--no-qemu", action="store_true", help="skip the QEMU peer")
+    a = ap.parse_args()
+    reps = 1 if a.quick else max(1, a.reps)
+    ops = [o for o in OPS if o[0] in QUICK_OPS] if a.quick else OPS
+    seconds = max(1, a.seconds)
+    mib = max(16, a.image_mib)
+    qemu = not a.no_qemu
+
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        say("bench: /dev/kvm is missing or not accessible: nothing to measure")
+        return 2
+    if qemu and not shutil.which(QEMU):
+        say("bench: %s not found (apt-get install qemu-system-x86), or use --no-qemu" % QEMU)
+        return 2
+    r = subprocess.run(["make", "--no-print-directory", "-C", ROOT, "all"],
+                       capture_output=True, text=True)
+    if r.returncode:
+        say(r.stdout + r.stderr)
+        say("bench: make failed")
+        return 2
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    own = Owned()
+    res = {}
+    status = 0
+    try:
+        img = own.path("disk.raw")
+        say("== %d MiB raw image of random bytes in %s; %d vCPUs, %s RAM, %d s per run" %
+            (mib, own.dir, CPUS, MEM, seconds))
+        for op, bs, depth in ops:
+            say("   %-9s blksize %s depth %d" % (op, size_str(bs), depth))
+        make_image(img, mib)
+        if bench(own, img, ops, reps, seconds, qemu, res):
+            status = 1
+        summary(res, ops, reps, seconds, mib, qemu)
+    except KeyboardInterrupt:
+        say("bench: interrupted")
+        status = 130
+    finally:
+        own.cleanup()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
