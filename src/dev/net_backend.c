@@ -12,6 +12,7 @@
 #include <linux/if_tun.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,23 @@ static void drain_wake(int fd)
 
 	if (read(fd, &v, sizeof(v)) < 0)
 		return;
+}
+
+/*
+ * Start a backend thread with every signal blocked: devices are created before khyve blocks
+ * SIGTERM/SIGINT for its signalfd, and a thread that could take them would die of them
+ * instead of letting the VM shut down in order.
+ */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int ret;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -ret;
 }
 
 /* ---- hostfwd rules ---- */
@@ -533,7 +551,7 @@ static int slirp_open(struct net_backend *nb, const struct net_backend_args *a, 
 	if (ret)
 		goto fail;
 	nb->priv = s;
-	ret = -pthread_create(&s->thread, NULL, slirp_thread, s);
+	ret = start_thread(&s->thread, slirp_thread, s);
 	if (ret) {
 		snprintf(err, errlen, "slirp: cannot start its thread: %s", strerror(-ret));
 		goto fail;
@@ -700,7 +718,7 @@ static int tap_open(struct net_backend *nb, const struct net_backend_args *a, ch
 	if (ret)
 		goto fail;
 	nb->priv = t;
-	ret = -pthread_create(&t->thread, NULL, tap_thread, t);
+	ret = start_thread(&t->thread, tap_thread, t);
 	if (ret) {
 		snprintf(err, errlen, "tap %s: cannot start its thread: %s", ifname,
 			 strerror(-ret));
@@ -766,7 +784,7 @@ struct net_backend *net_backend_open(const struct net_backend_args *a, char *err
 	char e[200] = "";
 
 	if (!t) {
-		snprintf(err, errlen, "unknown backend '%s' (use %s, or %s)", a->name,
+		snprintf(err, errlen, "unknown backend '%s' (use %s, %s)", a->name,
 			 net_slirp_type.usage, net_tap_type.usage);
 		return NULL;
 	}

@@ -552,15 +552,15 @@ static void vnet_check(struct sstream *s, struct virtio_dev *vd, const struct vn
 	static const uint8_t zero[6];
 
 	if ((v->mac[0] & 1) || !memcmp(v->mac, zero, sizeof(zero)))
-		ss_fail(s, -EINVAL, "virtio-net: saved MAC %02x:%02x:%02x:%02x:%02x:%02x is not "
+		ss_fail(s, -EINVAL, "saved MAC %02x:%02x:%02x:%02x:%02x:%02x is not "
 			"a unicast address", v->mac[0], v->mac[1], v->mac[2], v->mac[3],
 			v->mac[4], v->mac[5]);
 	if (v->status & ~(VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE))
-		ss_fail(s, -EINVAL, "virtio-net: saved status %#x has unknown bits", v->status);
+		ss_fail(s, -EINVAL, "saved status %#x has unknown bits", v->status);
 	if (v->mtu && (v->mtu < NET_MTU_MIN || v->mtu > NET_MTU_MAX))
-		ss_fail(s, -EINVAL, "virtio-net: saved mtu %u out of range", v->mtu);
+		ss_fail(s, -EINVAL, "saved mtu %u out of range", v->mtu);
 	if (!v->mtu != !(vd->host_features & (1ULL << VIRTIO_NET_F_MTU)))
-		ss_fail(s, -EINVAL, "virtio-net: the snapshot's device %s an mtu, this one %s "
+		ss_fail(s, -EINVAL, "the snapshot's device %s an mtu, this one %s "
 			"(mtu= differs)", v->mtu ? "had" : "had no",
 			v->mtu ? "has none" : "has one");
 }
@@ -575,7 +575,7 @@ static int vnet_load(struct virtio_dev *vd, struct sstream *s, unsigned version)
 	struct vnet_saved v = { .status = 0 };
 
 	if (version != NET_STATE_VERSION)
-		return ss_fail(s, -EINVAL, "virtio-net state version %u is not supported (%u)",
+		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)",
 			       version, NET_STATE_VERSION);
 	ss_u8_array(s, v.mac, sizeof(v.mac));
 	ss_u16(s, &v.status);
@@ -648,7 +648,7 @@ static int parse_opts(struct virtio_dev *vd, struct vnet *n, char *err, size_t e
 	const char *mac = pci_dev_opt(vd->pd, "mac"), *mtu = pci_dev_opt(vd->pd, "mtu");
 
 	if (mac && parse_mac(mac, n->mac)) {
-		snprintf(err, errlen, "virtio-net: bad mac '%s' (want a unicast address "
+		snprintf(err, errlen, "bad mac '%s' (want a unicast address "
 			 "xx:xx:xx:xx:xx:xx)", mac);
 		return -EINVAL;
 	}
@@ -659,7 +659,7 @@ static int parse_opts(struct virtio_dev *vd, struct vnet *n, char *err, size_t e
 		unsigned long v = strtoul(mtu, &end, 10);
 
 		if (*mtu < '0' || *mtu > '9' || *end || v < NET_MTU_MIN || v > NET_MTU_MAX) {
-			snprintf(err, errlen, "virtio-net: bad mtu '%s' (want %d to %d)", mtu,
+			snprintf(err, errlen, "bad mtu '%s' (want %d to %d)", mtu,
 				 NET_MTU_MIN, NET_MTU_MAX);
 			return -EINVAL;
 		}
@@ -688,18 +688,18 @@ static int open_backend(struct virtio_dev *vd, struct vnet *n, char *err, size_t
 	char e[200];
 
 	if (be && tap && strcmp(be, "tap")) {
-		snprintf(err, errlen, "virtio-net: both backend '%s' and tap=%s given", be, tap);
+		snprintf(err, errlen, "both backend '%s' and tap=%s given", be, tap);
 		return -EINVAL;
 	}
 	if (strcmp(a.name, "slirp") && (pci_dev_opt(vd->pd, "hostfwd") ||
 					 pci_dev_opt(vd->pd, "hostfwd0"))) {
-		snprintf(err, errlen, "virtio-net: hostfwd needs the slirp backend, not '%s'",
+		snprintf(err, errlen, "hostfwd needs the slirp backend, not '%s'",
 			 a.name);
 		return -EINVAL;
 	}
 	n->nb = net_backend_open(&a, e, sizeof(e));
 	if (!n->nb) {
-		snprintf(err, errlen, "virtio-net: %s", e);
+		snprintf(err, errlen, "%s", e);
 		return -EINVAL;
 	}
 	return 0;
@@ -721,7 +721,7 @@ static int vnet_init(struct virtio_dev *vd, char *err, size_t errlen)
 	int ret;
 
 	if (!n) {
-		snprintf(err, errlen, "virtio-net: out of memory");
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	n->vd = vd;
