@@ -80,6 +80,32 @@ static int vm_set_gsi_routing(struct vm *vm)
 	return ret;
 }
 
+/*
+ * bhyve's -w (x86.strictmsr=false): accesses to MSRs KVM does not know read 0 and ignore
+ * writes instead of raising #GP.  KVM hands those accesses to us (vcpu.c) when asked to.
+ */
+static int vm_setup_msr_policy(struct vm *vm, char *err, size_t errlen)
+{
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_X86_USER_SPACE_MSR,
+		.args[0] = KVM_MSR_EXIT_REASON_UNKNOWN,
+	};
+	bool strict;
+
+	if (config_get_bool(vm->cfg, "x86.strictmsr", true, &strict)) {
+		snprintf(err, errlen, "x86.strictmsr: expected true or false");
+		return -EINVAL;
+	}
+	if (strict)
+		return 0;
+	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
+		snprintf(err, errlen, "-w: this KVM cannot hand unknown MSRs to khyve: %s",
+			 strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 static void vm_common_init(struct vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
@@ -151,6 +177,9 @@ int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
 		return ret;
 	}
+	ret = vm_setup_msr_policy(vm, err, errlen);
+	if (ret)
+		return ret;
 	vm->set_irq = vm_irq_kvm;
 	vm->send_msi = vm_msi_kvm;
 	return 0;
