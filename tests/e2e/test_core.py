@@ -5,8 +5,8 @@ import os
 from khyve_e2e import GUEST, KHYVE, VM, check, khyve_run, test, assert_consecutive
 
 
-def selftest(wd, cpus):
-    vm = VM(wd, cpus=cpus, mem="512M", cmdline="mode=selftest")
+def selftest(wd, cpus, extra=()):
+    vm = VM(wd, cpus=cpus, mem="512M", cmdline="mode=selftest", extra=extra)
     vm.wait_for(rb"TESTGUEST (PASS|FAIL.*)$", timeout=240)
     check(b"TESTGUEST PASS" in vm.out, "guest self-test failed:\n" + vm.tail())
     status = vm.wait_exit(60)
@@ -16,6 +16,11 @@ def selftest(wd, cpus):
 @test
 def selftest_1cpu(wd):
     selftest(wd, 1)
+
+
+@test
+def selftest_2cpus_lenient_msrs(wd):
+    selftest(wd, 2, extra=["-w"])
 
 
 @test
