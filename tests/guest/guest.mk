@@ -14,7 +14,8 @@ GUEST_LDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none \
 	-Wl,-T,$(GUEST_DIR)/guest.ld
 
 GUEST_SRCS := head.S entry.S kernel.c lib.c acpi.c hw.c smp.c main.c \
-	selftest.c counter.c
+	selftest.c counter.c \
+	pci.c virtio.c virtio_blk.c virtio_net.c virtio_rnd.c evil.c
 GUEST_OBJS := $(addprefix $(GUEST_OUT)/,$(addsuffix .o,$(basename $(GUEST_SRCS))))
 
 build/testguest: $(GUEST_OBJS) $(GUEST_DIR)/guest.ld

@@ -260,6 +260,8 @@ static void cmdline_word(const char *w)
 {
 	const char *v, *end;
 
+	if (vio_cmdline_word(w))
+		return;
 	if (word_is(w, "mode=counter", &v))
 		opt.mode = MODE_COUNTER;
 	else if (word_is(w, "mode=selftest", &v))

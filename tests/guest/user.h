@@ -104,7 +104,11 @@ void poweroff(void) __attribute__((noreturn));
 void fail_final(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 /* ---- command line ---- */
-enum mode { MODE_SELFTEST, MODE_COUNTER };
+enum mode {
+	MODE_SELFTEST, MODE_COUNTER,
+	/* virtio.h */
+	MODE_BLK, MODE_BLKBENCH, MODE_NET, MODE_RND, MODE_EVIL,
+};
 struct options {
 	enum mode mode;
 	u64 mem;
@@ -112,6 +116,10 @@ struct options {
 };
 extern struct options opt;
 void cmdline_parse(const char *s);
+/* virtio.c: the virtio modes' command-line words, names and entry */
+bool vio_cmdline_word(const char *w);
+const char *vio_mode_name(void);
+void vio_run(void) __attribute__((noreturn));
 
 /* ---- main.c: PVH memory map ---- */
 #define MEMMAP_MAX	64
