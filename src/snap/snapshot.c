@@ -330,7 +330,7 @@ static bool key_replaceable(const char *key)
 {
 	static const char *const patterns[] = {
 		"name", "ctl.*", "snapshot.*", "config.*", "debug.*", "boot.*", "lpc.com[1-4].path",
-		"pci.*.path", "pci.*.backend", "pci.*.tap", "pci.*.hostfwd",
+		"pci.*.path", "pci.*.backend", "pci.*.tap", "pci.*.hostfwd*",
 	};
 
 	for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++)
