@@ -419,14 +419,14 @@ static void slirp_free(struct slirp_be *s)
 {
 	struct slirp_timer *t, *next;
 
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_mutex_unlock(&s->lock);
 	if (s->started) {
-		pthread_mutex_lock(&s->lock);
-		s->stop = true;
-		pthread_mutex_unlock(&s->lock);
 		wake(s->wakefd);
 		pthread_join(s->thread, NULL);
 	}
-	slirp_drain_tx(s);
+	slirp_drain_tx(s);	/* frees what is left; stop is set, so nothing reaches slirp */
 	/* The thread is gone: slirp is used by this thread alone from here. */
 	if (s->slirp)
 		slirp_cleanup(s->slirp);

@@ -627,6 +627,25 @@ static void test_rx_without_mergeable(void **state)
 	assert_memory_equal(gpa(f, a + HDR, 100), frame, 100);
 }
 
+static void test_rx_buffer_smaller_than_header(void **state)
+{
+	struct fx *f = *state;
+	uint8_t frame[60] = { 0x42 };
+	uint64_t b;
+	uint32_t id, len;
+
+	drv_init(f, F_ALL);
+	rx_buf(f, HDR - 1);
+	b = rx_buf(f, 256);
+	loop_inject(frame, sizeof(frame));
+	/* The useless buffer comes back empty, the frame goes into the next one. */
+	assert_true(gq_get(f, 0, &id, &len));
+	assert_int_equal(len, 0);
+	assert_true(gq_get(f, 0, &id, &len));
+	assert_int_equal(len, HDR + sizeof(frame));
+	check_hdr(gpa(f, b, HDR), 1);
+}
+
 static void test_rx_queue_then_deliver(void **state)
 {
 	struct fx *f = *state;
@@ -1167,6 +1186,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rx_mergeable_waits_for_buffers, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_rx_without_mergeable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rx_buffer_smaller_than_header, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_rx_queue_then_deliver, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_queue_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_dropped_before_driver_ok_and_after_reset,

@@ -154,14 +154,18 @@ static void rxq_unpop(struct virtqueue *vq, unsigned n)
 /* Pop the next receive chain that can hold a header, completing unusable ones empty. */
 static int rx_pop_first(struct vnet *n, struct virtqueue *vq)
 {
+	bool pushed = false;
 	int ret;
 
 	while ((ret = vq_pop(vq, &n->rx_first)) > 0) {
 		if (n->rx_first.write_len >= NET_HDR_LEN)
-			return 1;
+			break;
 		/* A buffer smaller than the header is useless: hand it back empty. */
 		vq_push(vq, n->rx_first.head, 0);
+		pushed = true;
 	}
+	if (pushed)
+		vq_notify(vq);
 	return ret;
 }
 
