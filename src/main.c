@@ -58,17 +58,29 @@ static void on_signal(void *opaque, uint32_t events)
 	vm_request_exit(vm, VM_EXIT_ERROR);
 }
 
+static void signals_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}
+
+/* Blocked first thing in main, before any device starts a thread: they all inherit it. */
+static void signals_block(void)
+{
+	sigset_t set;
+
+	signals_set(&set);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static int signals_start(struct vm *vm, char *err, size_t errlen)
 {
 	sigset_t set;
 	int ret;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	/* Blocked before any thread starts, so every thread inherits the mask. */
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signals_set(&set);
 	vm->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	ret = vm->sigfd < 0 ? -errno : evloop_add_fd(&vm->ev, vm->sigfd, EPOLLIN, on_signal, vm);
 	if (ret)
@@ -105,6 +117,7 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	/* A vanished control client must not kill the VM. */
 	signal(SIGPIPE, SIG_IGN);
+	signals_block();
 	config_init(&cfg);
 	ret = options_parse(argc, argv, &cfg, &opt, err, sizeof(err));
 	if (ret == 1)

@@ -149,6 +149,11 @@ extern const struct pci_emul pci_emul_virtio_rnd;
  * to complete with an error status via vq_push.
  */
 int vq_pop(struct virtqueue *vq, struct virtio_chain *c);
+/*
+ * Give back the last @n chains vq_pop returned, unused (a receive frame that does not fit the
+ * buffers available yet): the next vq_pop returns them again.
+ */
+void vq_unpop(struct virtqueue *vq, unsigned n);
 /* Return chain @head to the driver with @written bytes written into its buffers. */
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t written);
 /* Interrupt the driver if it wants one for what was pushed (EVENT_IDX or the flags). */

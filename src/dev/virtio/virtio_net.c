@@ -136,21 +136,6 @@ static void put16(uint8_t *p, uint16_t v)
 
 /* ---- receive ---- */
 
-/*
- * Give back the last @n chains popped from the receive queue, unused: the frame does not fit
- * (yet).  This is bhyve's vq_retchains.  vq_pop takes chains strictly in avail-ring order and
- * changes nothing else in the ring, so stepping last_avail back under the queue's lock returns
- * them; with EVENT_IDX the driver's next notification still comes when it adds buffers.
- */
-static void rxq_unpop(struct virtqueue *vq, unsigned n)
-{
-	if (!n)
-		return;
-	pthread_mutex_lock(&vq->lock);
-	vq->last_avail = (uint16_t)(vq->last_avail - n);
-	pthread_mutex_unlock(&vq->lock);
-}
-
 /* Pop the next receive chain that can hold a header, completing unusable ones empty. */
 static int rx_pop_first(struct vnet *n, struct virtqueue *vq)
 {
@@ -196,12 +181,12 @@ static int rx_put(struct vnet *n, const uint8_t *frame, size_t len)
 
 		if (!mrg || nbuf == vq->size || nbuf == VIRTIO_QUEUE_MAX) {
 			/* Without MRG_RXBUF one chain holds a frame; nor can a ring hold more. */
-			rxq_unpop(vq, nbuf);
+			vq_unpop(vq, nbuf);
 			return -ENOSPC;
 		}
 		ret = vq_pop(vq, &n->rx_next);
 		if (ret <= 0) {
-			rxq_unpop(vq, nbuf);
+			vq_unpop(vq, nbuf);
 			return ret < 0 ? -EIO : 0;
 		}
 		w = chain_write(&n->rx_next, 0, frame + done, len - done);

@@ -290,6 +290,21 @@ bool vq_has_work(struct virtqueue *vq)
 
 /* ---- returning chains ---- */
 
+/*
+ * vq_pop takes chains strictly in avail-ring order and changes nothing else in the ring, so
+ * stepping last_avail back under the queue's lock returns the last chains unused (bhyve's
+ * vq_retchains).  With EVENT_IDX the driver's next notification still comes when it adds
+ * buffers.
+ */
+void vq_unpop(struct virtqueue *vq, unsigned n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&vq->lock);
+	vq->last_avail = (uint16_t)(vq->last_avail - n);
+	pthread_mutex_unlock(&vq->lock);
+}
+
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t written)
 {
 	uint32_t *elem;
