@@ -105,10 +105,29 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 	return status;
 }
 
+/* Parse, then boot or restore; 0 with a VM ready to run, 1 when there is nothing to run. */
+static int setup(int argc, char **argv, struct config *cfg, struct vm *vm, char *err,
+		 size_t errlen)
+{
+	struct options opt;
+	int ret;
+
+	ret = options_parse(argc, argv, cfg, &opt, err, errlen);
+	if (ret)
+		return ret;
+	if (opt.dump_config && !opt.restore) {
+		config_dump(cfg, stdout);
+		return 1;
+	}
+	if (opt.restore)
+		return snap_restore(vm, cfg, opt.restore, opt.dump_config, err, errlen);
+	ret = machine_check_config(cfg, false, err, errlen);
+	return ret ? ret : machine_create(vm, cfg, false, err, errlen);
+}
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
-	struct options opt;
 	struct vm vm;
 	char err[512] = "";
 	struct timespec t0;
@@ -119,23 +138,11 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signals_block();
 	config_init(&cfg);
-	ret = options_parse(argc, argv, &cfg, &opt, err, sizeof(err));
-	if (ret == 1)
-		return 0;
-	if (ret)
-		return die(err);
-	if (opt.dump_config && !opt.restore) {
-		config_dump(&cfg, stdout);
-		return 0;
+	ret = setup(argc, argv, &cfg, &vm, err, sizeof(err));
+	if (ret) {
+		config_free(&cfg);
+		return ret == 1 ? 0 : die(err);	/* 1: help or configuration printed */
 	}
-	if (opt.restore)
-		ret = snap_restore(&vm, &cfg, opt.restore, opt.dump_config, err, sizeof(err));
-	else if (!(ret = machine_check_config(&cfg, false, err, sizeof(err))))
-		ret = machine_create(&vm, &cfg, false, err, sizeof(err));
-	if (ret == 1)
-		return 0;	/* config dumped */
-	if (ret)
-		return die(err);
 	status = run(&vm, &t0, err, sizeof(err));
 	machine_destroy(&vm);
 	config_free(&cfg);

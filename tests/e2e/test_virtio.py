@@ -45,9 +45,9 @@ def cycles(wd, cmdline, devices, cpus, rounds, extra=()):
         assert_consecutive(restored_seqs(vm.out)[1], "restored checkpoint %d" % i)
         no_fail(vm, "restored checkpoint %d" % i)
         susp = wd("s%d.snap" % i)
-        before = vm.out
         vm.ctl("--suspend=" + susp)
         check(vm.wait_exit(60) == 0, "suspend must exit 0")
+        before = vm.out		# everything the suspended VM printed
         vm = VM(wd, restore=susp, name="q%d" % i)
         vm.wait_seq(4, timeout=120)
         lines = (before + vm.out).split(b"\n")[:-1]
