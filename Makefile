@@ -21,7 +21,7 @@ CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check unit e2e demo deps asan install clean format-check bench
+.PHONY: all check unit e2e demo deps asan asan-unit asan-e2e install clean format-check bench
 all: $(BUILD)/khyve $(BUILD)/khyvectl $(BUILD)/testguest
 
 $(BUILD)/%.o: %.c
@@ -57,6 +57,16 @@ e2e: all
 check: deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory asan-unit
+
+# The unit tests again under AddressSanitizer and UBSan; asan-e2e runs the end-to-end tests
+# against the sanitized khyve too.
+asan-unit: asan
+	@scripts/run-unit.sh $(UNIT_SRCS:tests/unit/%.c=build-asan/tests/%)
+
+asan-e2e: asan all
+	@ln -sf ../$(BUILD)/testguest build-asan/testguest
+	@KHYVE_BUILD=$(CURDIR)/build-asan scripts/run-e2e.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -68,7 +78,7 @@ bench: deps
 	@bench/snapshot.py
 
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	@$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 		LDFLAGS="-fsanitize=address,undefined" build-asan/khyve build-asan/khyvectl \
 		$(UNIT_SRCS:tests/unit/%.c=build-asan/tests/%)
 
