@@ -21,7 +21,7 @@ CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check unit e2e demo deps asan asan-unit asan-e2e install clean format-check bench
+.PHONY: all check unit e2e demo deps asan asan-unit asan-e2e install clean format-check format bench
 all: $(BUILD)/khyve $(BUILD)/khyvectl $(BUILD)/testguest
 
 $(BUILD)/%.o: %.c
@@ -55,6 +55,7 @@ e2e: all
 	@scripts/run-e2e.sh
 
 check: deps
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory e2e
 	@$(MAKE) --no-print-directory asan-unit
@@ -88,8 +89,13 @@ install: all
 	install -D -m 644 man/khyve.8 $(DESTDIR)$(PREFIX)/share/man/man8/khyve.8
 	install -D -m 644 man/khyvectl.8 $(DESTDIR)$(PREFIX)/share/man/man8/khyvectl.8
 
+FORMAT_SRCS := $(wildcard src/*.[ch] src/*/*.[ch] src/*/*/*.[ch] tools/*.c tests/unit/*.c)
+
 format-check:
-	clang-format --dry-run --Werror $(wildcard src/*.[ch] src/*/*.[ch] tools/*.c)
+	@clang-format --dry-run --Werror $(FORMAT_SRCS) && echo "format: ok"
+
+format:
+	clang-format -i $(FORMAT_SRCS)
 
 clean:
 	rm -rf $(BUILD) build-asan

@@ -15,8 +15,7 @@
  * @offset is relative to the range's base; @data holds @size bytes (1, 2, 4 or 8) in guest
  * byte order (little endian).  On a read the handler fills @data.
  */
-typedef void (*bus_io_fn)(void *opaque, uint64_t offset, void *data, unsigned size,
-			  bool is_write);
+typedef void (*bus_io_fn)(void *opaque, uint64_t offset, void *data, unsigned size, bool is_write);
 
 struct bus_range {
 	uint64_t base, len;
@@ -26,7 +25,7 @@ struct bus_range {
 
 struct bus {
 	pthread_rwlock_t lock;
-	struct bus_range *ranges;	/* sorted by base, never overlapping */
+	struct bus_range *ranges; /* sorted by base, never overlapping */
 	unsigned n, cap;
 };
 

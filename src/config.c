@@ -173,7 +173,8 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 			continue;
 		ret = config_set_file_line(c, s);
 		if (ret) {
-			snprintf(err, errlen, "%s:%u: expected key=value, got '%s'", path, lineno, s);
+			snprintf(err, errlen, "%s:%u: expected key=value, got '%s'", path, lineno,
+				 s);
 			break;
 		}
 	}
@@ -217,11 +218,24 @@ int parse_size(const char *s, uint64_t *out)
 	if (errno)
 		return -EINVAL;
 	switch (toupper((unsigned char)*end)) {
-	case 'T': shift = 40; end++; break;
-	case 'G': shift = 30; end++; break;
-	case 'M': shift = 20; end++; break;
-	case 'K': shift = 10; end++; break;
-	default: break;
+	case 'T':
+		shift = 40;
+		end++;
+		break;
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end == 'B' || *end == 'b')
 		end++;

@@ -16,7 +16,7 @@ struct config_kv {
 };
 
 struct config {
-	struct config_kv *kv;	/* sorted by key */
+	struct config_kv *kv; /* sorted by key */
 	unsigned n, cap;
 };
 

@@ -29,9 +29,9 @@ struct vtimer {
 	struct evloop *ev;
 	vtimer_fn fn;
 	void *opaque;
-	uint64_t deadline;	/* vclock ns */
+	uint64_t deadline; /* vclock ns */
 	bool armed;
-	struct vtimer *next;	/* armed list, sorted by deadline */
+	struct vtimer *next; /* armed list, sorted by deadline */
 };
 
 struct ev_fd;
@@ -40,11 +40,11 @@ struct evloop {
 	int epfd, tfd, wakefd;
 	pthread_t thread;
 	bool running, stop, manual;
-	pthread_mutex_t lock;		/* timers, fd list */
+	pthread_mutex_t lock; /* timers, fd list */
 	struct vtimer *timers;
 	struct ev_fd *fds;
-	struct ev_fd *dead;		/* removed, freed after the current epoll batch */
-	int64_t offset;			/* vclock = monotonic - offset */
+	struct ev_fd *dead; /* removed, freed after the current epoll batch */
+	int64_t offset;	    /* vclock = monotonic - offset */
 	uint64_t manual_now;
 	/* Work queued for the loop thread (evloop_call). */
 	struct ev_call *calls;
@@ -52,8 +52,8 @@ struct evloop {
 
 int evloop_init(struct evloop *ev);
 void evloop_init_manual(struct evloop *ev, uint64_t now);
-int evloop_start(struct evloop *ev);	/* spawns the loop thread */
-void evloop_stop(struct evloop *ev);	/* joins it */
+int evloop_start(struct evloop *ev); /* spawns the loop thread */
+void evloop_stop(struct evloop *ev); /* joins it */
 void evloop_destroy(struct evloop *ev);
 
 /*

@@ -36,8 +36,8 @@ int machine_check_config(struct config *cfg, bool restoring, char *err, size_t e
 		snprintf(err, errlen, "cpus=%s: must be a number from 1 to 255", v);
 		return -EINVAL;
 	}
-	if (config_get_size(cfg, "memory.size", 0, &mem) || (config_get(cfg, "memory.size") &&
-							     mem < MIN_MEMORY)) {
+	if (config_get_size(cfg, "memory.size", 0, &mem) ||
+	    (config_get(cfg, "memory.size") && mem < MIN_MEMORY)) {
 		snprintf(err, errlen, "memory.size=%s: must be a size of at least 16M",
 			 config_get(cfg, "memory.size"));
 		return -EINVAL;

@@ -106,8 +106,7 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 }
 
 /* Parse, then boot or restore; 0 with a VM ready to run, 1 when there is nothing to run. */
-static int setup(int argc, char **argv, struct config *cfg, struct vm *vm, char *err,
-		 size_t errlen)
+static int setup(int argc, char **argv, struct config *cfg, struct vm *vm, char *err, size_t errlen)
 {
 	struct options opt;
 	int ret;
@@ -141,7 +140,7 @@ int main(int argc, char **argv)
 	ret = setup(argc, argv, &cfg, &vm, err, sizeof(err));
 	if (ret) {
 		config_free(&cfg);
-		return ret == 1 ? 0 : die(err);	/* 1: help or configuration printed */
+		return ret == 1 ? 0 : die(err); /* 1: help or configuration printed */
 	}
 	status = run(&vm, &t0, err, sizeof(err));
 	machine_destroy(&vm);

@@ -13,28 +13,28 @@
 
 void options_usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: khyve [-AHuwh] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s SLOT,EMULATION[,CONF]]...\n"
-		"             [-l LPCDEV[,CONF]]... [-o KEY=VALUE]... [-k CONFIGFILE]\n"
-		"             [-r SNAPSHOT] VMNAME\n"
-		"  -A            generate ACPI tables (always on; accepted for bhyve compatibility)\n"
-		"  -H            yield the host CPU on HLT (always: halted vCPUs sleep in KVM)\n"
-		"  -u            RTC keeps UTC (default: local time)\n"
-		"  -w            unknown MSRs read 0 and ignore writes (default: #GP)\n"
-		"  -c N          number of vCPUs (cpus=N[,sockets=S,cores=C,threads=T])\n"
-		"  -m SIZE       guest memory (megabytes when no suffix; default 256M)\n"
-		"  -s SLOT,EMU   PCI device: hostbridge, lpc, virtio-blk,PATH[,ro,...],\n"
-		"                virtio-net,slirp[,hostfwd=...]|tap=NAME[,mac=...], virtio-rnd\n"
-		"  -l comN,BACK  serial port N=1..4; BACK: stdio, off, unix:PATH, file:PATH\n"
-		"  -o KEY=VALUE  set any configuration key (boot.kernel, boot.initrd,\n"
-		"                boot.cmdline, config.dump=true, ...)\n"
-		"  -k FILE       read KEY=VALUE lines from FILE\n"
-		"  -r FILE       restore the VM saved in snapshot FILE\n"
-		"Exit status: 0 reboot, 1 power off, 2 halt, 3 triple fault, 4 error.\n");
+	fprintf(f, "Usage: khyve [-AHuwh] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s "
+		   "SLOT,EMULATION[,CONF]]...\n"
+		   "             [-l LPCDEV[,CONF]]... [-o KEY=VALUE]... [-k CONFIGFILE]\n"
+		   "             [-r SNAPSHOT] VMNAME\n"
+		   "  -A            generate ACPI tables (always on; accepted for bhyve "
+		   "compatibility)\n"
+		   "  -H            yield the host CPU on HLT (always: halted vCPUs sleep in KVM)\n"
+		   "  -u            RTC keeps UTC (default: local time)\n"
+		   "  -w            unknown MSRs read 0 and ignore writes (default: #GP)\n"
+		   "  -c N          number of vCPUs (cpus=N[,sockets=S,cores=C,threads=T])\n"
+		   "  -m SIZE       guest memory (megabytes when no suffix; default 256M)\n"
+		   "  -s SLOT,EMU   PCI device: hostbridge, lpc, virtio-blk,PATH[,ro,...],\n"
+		   "                virtio-net,slirp[,hostfwd=...]|tap=NAME[,mac=...], virtio-rnd\n"
+		   "  -l comN,BACK  serial port N=1..4; BACK: stdio, off, unix:PATH, file:PATH\n"
+		   "  -o KEY=VALUE  set any configuration key (boot.kernel, boot.initrd,\n"
+		   "                boot.cmdline, config.dump=true, ...)\n"
+		   "  -k FILE       read KEY=VALUE lines from FILE\n"
+		   "  -r FILE       restore the VM saved in snapshot FILE\n"
+		   "Exit status: 0 reboot, 1 power off, 2 halt, 3 triple fault, 4 error.\n");
 }
 
-static int set_key(struct config *cfg, char *err, size_t errlen, const char *key,
-		   const char *value)
+static int set_key(struct config *cfg, char *err, size_t errlen, const char *key, const char *value)
 {
 	int ret = config_set(cfg, key, value);
 
@@ -72,12 +72,14 @@ static int parse_pci_addr(const char *s, unsigned long addr[3])
 	if (n == 1)
 		return parse_uint(parts[0], 31, &addr[1]) ? 0 : -EINVAL;
 	if (n == 2)
-		return parse_uint(parts[0], 31, &addr[1]) && parse_uint(parts[1], 7, &addr[2]) ?
-			0 : -EINVAL;
+		return parse_uint(parts[0], 31, &addr[1]) && parse_uint(parts[1], 7, &addr[2])
+			       ? 0
+			       : -EINVAL;
 	if (n == 3)
-		return parse_uint(parts[0], 255, &addr[0]) &&
-		       parse_uint(parts[1], 31, &addr[1]) &&
-		       parse_uint(parts[2], 7, &addr[2]) ? 0 : -EINVAL;
+		return parse_uint(parts[0], 255, &addr[0]) && parse_uint(parts[1], 31, &addr[1]) &&
+				       parse_uint(parts[2], 7, &addr[2])
+			       ? 0
+			       : -EINVAL;
 	return -EINVAL;
 }
 
@@ -113,8 +115,10 @@ int options_parse_slot(struct config *cfg, const char *arg, char *err, size_t er
 		return -ENOMEM;
 	tok = strtok_r(copy, ",", &save);
 	if (!tok || parse_pci_addr(tok, addr)) {
-		snprintf(err, errlen, "-s %s: bad slot (want SLOT, SLOT:FUNC or BUS:SLOT:FUNC "
-			 "with SLOT 0-31, FUNC 0-7)", arg);
+		snprintf(err, errlen,
+			 "-s %s: bad slot (want SLOT, SLOT:FUNC or BUS:SLOT:FUNC "
+			 "with SLOT 0-31, FUNC 0-7)",
+			 arg);
 		goto out;
 	}
 	snprintf(prefix, sizeof(prefix), "pci.%lu.%lu.%lu", addr[0], addr[1], addr[2]);
@@ -167,8 +171,10 @@ int options_parse_lpc(struct config *cfg, const char *arg, char *err, size_t err
 	memcpy(dev, arg, n);
 	dev[n] = '\0';
 	if (!strcmp(dev, "bootrom")) {
-		snprintf(err, errlen, "-l %s: khyve boots kernels directly; use "
-			 "-o boot.kernel=PATH instead of a boot ROM", arg);
+		snprintf(err, errlen,
+			 "-l %s: khyve boots kernels directly; use "
+			 "-o boot.kernel=PATH instead of a boot ROM",
+			 arg);
 		return -EINVAL;
 	}
 	if (strlen(dev) != 4 || strncmp(dev, "com", 3) || dev[3] < '1' || dev[3] > '4') {
@@ -207,7 +213,8 @@ int options_parse_cpus(struct config *cfg, const char *arg, char *err, size_t er
 			snprintf(err, errlen, "-c %s: unknown topology key '%s'", arg, name);
 			ret = -EINVAL;
 		} else if (!parse_uint(val, 255, &v) || !v) {
-			snprintf(err, errlen, "-c %s: %s must be a number from 1 to 255", arg, name);
+			snprintf(err, errlen, "-c %s: %s must be a number from 1 to 255", arg,
+				 name);
 			ret = -EINVAL;
 		} else {
 			ret = set_key(cfg, err, errlen, name, val);
@@ -235,8 +242,8 @@ int options_parse_memory(struct config *cfg, const char *arg, char *err, size_t 
 	return set_key(cfg, err, errlen, "memory.size", buf);
 }
 
-int options_parse(int argc, char **argv, struct config *cfg, struct options *opt,
-		  char *err, size_t errlen)
+int options_parse(int argc, char **argv, struct config *cfg, struct options *opt, char *err,
+		  size_t errlen)
 {
 	int c, ret = 0;
 	bool dump;
@@ -282,7 +289,8 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 			options_usage(stdout);
 			return 1;
 		case ':':
-			snprintf(err, errlen, "option -%c needs an argument (see khyve -h)", optopt);
+			snprintf(err, errlen, "option -%c needs an argument (see khyve -h)",
+				 optopt);
 			return -EINVAL;
 		default:
 			snprintf(err, errlen, "unknown option -%c (see khyve -h)", optopt);
@@ -292,7 +300,8 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 	if (ret)
 		return ret < 0 ? ret : -EINVAL;
 	if (optind < argc - 1) {
-		snprintf(err, errlen, "unexpected argument '%s' after the VM name", argv[optind + 1]);
+		snprintf(err, errlen, "unexpected argument '%s' after the VM name",
+			 argv[optind + 1]);
 		return -EINVAL;
 	}
 	if (optind == argc - 1) {

@@ -8,16 +8,16 @@
 #include "config.h"
 
 struct options {
-	const char *restore;	/* -r FILE */
-	bool dump_config;	/* config.dump=true: print the configuration and exit */
+	const char *restore; /* -r FILE */
+	bool dump_config;    /* config.dump=true: print the configuration and exit */
 };
 
 /*
  * Fills @cfg from argv.  Returns 0, 1 for "help printed", or -EINVAL with a message in @err
  * naming the bad option.
  */
-int options_parse(int argc, char **argv, struct config *cfg, struct options *opt,
-		  char *err, size_t errlen);
+int options_parse(int argc, char **argv, struct config *cfg, struct options *opt, char *err,
+		  size_t errlen);
 /* -s "SLOT[:FUNC]|BUS:SLOT:FUNC,EMULATION[,CONF]" into pci.B.S.F.* keys. */
 int options_parse_slot(struct config *cfg, const char *arg, char *err, size_t errlen);
 /* -l "comN,BACKEND" into lpc.comN.path. */

@@ -94,10 +94,10 @@ int vcpu_set_cpuid(struct vcpu *v)
 			break;
 		case 0xb:
 		case 0x1f:
-			e->edx = v->id;	/* x2APIC id */
+			e->edx = v->id; /* x2APIC id */
 			break;
 		case 0x8000001e:
-			e->eax = v->id;	/* extended APIC id (AMD) */
+			e->eax = v->id; /* extended APIC id (AMD) */
 			break;
 		default:
 			break;
@@ -172,7 +172,7 @@ static bool vcpu_handle_exit(struct vcpu *v)
 		r->msr.error = 0;
 		return true;
 	case KVM_EXIT_X86_WRMSR:
-		r->msr.error = 0;	/* and writes to it are dropped */
+		r->msr.error = 0; /* and writes to it are dropped */
 		return true;
 	case KVM_EXIT_HLT:
 		vm_request_exit(v->vm, VM_EXIT_HALT);

@@ -62,8 +62,8 @@ static int vm_set_gsi_routing(struct vm *vm)
 		if (gsi < 16 && gsi != 2) {
 			r->entries[n].gsi = gsi;
 			r->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
-			r->entries[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER :
-								    KVM_IRQCHIP_PIC_SLAVE;
+			r->entries[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+								  : KVM_IRQCHIP_PIC_SLAVE;
 			r->entries[n].u.irqchip.pin = gsi % 8;
 			n++;
 		}
@@ -195,8 +195,8 @@ void *vm_map_aligned(size_t size, int flags, int fd, off_t off)
 	 * Guest RAM at a 2 MiB-aligned host address (and file offset), so the host can back it,
 	 * and KVM map it, with huge pages.  Reserve room, then map over the aligned part.
 	 */
-	area = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		    -1, 0);
+	area = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+		    0);
 	if (area == MAP_FAILED)
 		return MAP_FAILED;
 	start = (uint8_t *)(((uintptr_t)area + align - 1) & ~(uintptr_t)(align - 1));

@@ -22,29 +22,29 @@
 #define KiB (1ULL << 10)
 
 /* Guest physical layout: doc/platform.md is the reference. */
-#define LOWMEM_LIMIT		(3 * GiB)
-#define HIGHMEM_BASE		(4 * GiB)
-#define PCI_MMIO32_BASE		0xC0000000ULL
-#define PCI_MMIO32_SIZE		0x20000000ULL
-#define PCI_ECAM_BASE		0xE0000000ULL
-#define PCI_ECAM_SIZE		0x00100000ULL
-#define IOAPIC_BASE		0xFEC00000ULL
-#define HPET_BASE		0xFED00000ULL
-#define LAPIC_BASE		0xFEE00000ULL
-#define ACPI_TABLES_BASE	0xE0000ULL
-#define EBDA_BASE		0x9FC00ULL
+#define LOWMEM_LIMIT (3 * GiB)
+#define HIGHMEM_BASE (4 * GiB)
+#define PCI_MMIO32_BASE 0xC0000000ULL
+#define PCI_MMIO32_SIZE 0x20000000ULL
+#define PCI_ECAM_BASE 0xE0000000ULL
+#define PCI_ECAM_SIZE 0x00100000ULL
+#define IOAPIC_BASE 0xFEC00000ULL
+#define HPET_BASE 0xFED00000ULL
+#define LAPIC_BASE 0xFEE00000ULL
+#define ACPI_TABLES_BASE 0xE0000ULL
+#define EBDA_BASE 0x9FC00ULL
 
 /* ISA IRQs and ports. */
-#define IRQ_PIT		0
-#define IRQ_COM2_4	3
-#define IRQ_COM1_3	4
-#define IRQ_RTC		8
-#define IRQ_SCI		9
-#define PM1A_EVT_PORT	0x400
-#define PM1A_CNT_PORT	0x404
-#define PM_TMR_PORT	0x408
-#define RESET_PORT	0xCF9
-#define SLP_TYP_S5	5
+#define IRQ_PIT 0
+#define IRQ_COM2_4 3
+#define IRQ_COM1_3 4
+#define IRQ_RTC 8
+#define IRQ_SCI 9
+#define PM1A_EVT_PORT 0x400
+#define PM1A_CNT_PORT 0x404
+#define PM_TMR_PORT 0x408
+#define RESET_PORT 0xCF9
+#define SLP_TYP_S5 5
 
 /* How the VM ended; these are bhyve's exit statuses. */
 enum vm_exit_status {
@@ -53,7 +53,7 @@ enum vm_exit_status {
 	VM_EXIT_HALT = 2,
 	VM_EXIT_TRIPLEFAULT = 3,
 	VM_EXIT_ERROR = 4,
-	VM_EXIT_SUSPENDED = 0x100,	/* saved by --suspend; khyve exits 0 */
+	VM_EXIT_SUSPENDED = 0x100, /* saved by --suspend; khyve exits 0 */
 };
 
 struct mem_region {
@@ -73,19 +73,19 @@ struct ctl;
 struct vm_disk {
 	int fd;
 	char path[4096];
-	char cfg_key[64];	/* "pci.0.3.0.path" */
-	char id[48];		/* device instance id */
+	char cfg_key[64]; /* "pci.0.3.0.path" */
+	char id[48];	  /* device instance id */
 	struct vm_disk *next;
 };
 struct mem_backing;
 
 struct vm {
 	int kvm_fd, vm_fd;
-	int run_size;		/* mmap size of struct kvm_run */
+	int run_size; /* mmap size of struct kvm_run */
 	struct config *cfg;
 	const char *name;
 
-	struct mem_region mem[2];	/* below the PCI hole, above 4 GiB */
+	struct mem_region mem[2]; /* below the PCI hole, above 4 GiB */
 	unsigned nmem;
 	uint64_t ram_size;
 
@@ -101,14 +101,14 @@ struct vm {
 	void (*set_irq)(struct vm *vm, unsigned gsi, int level);
 	int (*send_msi)(struct vm *vm, uint64_t addr, uint32_t data);
 
-	struct ctl *ctl;	/* control socket server */
-	struct mem_backing *backing;	/* snapshot file a restored VM's RAM maps, or NULL */
-	bool paused;		/* guest paused by a control request */
-	uint64_t start_ns;	/* CLOCK_MONOTONIC when the VM started running */
-	int sigfd;		/* signals khyve handles (main.c), or -1 */
+	struct ctl *ctl;	     /* control socket server */
+	struct mem_backing *backing; /* snapshot file a restored VM's RAM maps, or NULL */
+	bool paused;		     /* guest paused by a control request */
+	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */
+	int sigfd;		     /* signals khyve handles (main.c), or -1 */
 
 	/* Set once by whoever ends the VM (power off, reset, triple fault, suspend, error). */
-	atomic_int exit_status;	/* -1 while running */
+	atomic_int exit_status; /* -1 while running */
 	pthread_mutex_t exit_lock;
 	pthread_cond_t exit_cond;
 };

@@ -27,10 +27,10 @@
 #include "ctl/ctl.h"
 #include "snap/format.h"
 
-#define EXIT_REFUSED	1	/* khyve said no, or the file is corrupt */
-#define EXIT_USAGE	2	/* bad command line, no connection, unreadable file */
-#define MAX_REPLY	(1 << 20)
-#define MORE		(-1)	/* handle_reply: a progress line, the answer follows */
+#define EXIT_REFUSED 1 /* khyve said no, or the file is corrupt */
+#define EXIT_USAGE 2   /* bad command line, no connection, unreadable file */
+#define MAX_REPLY (1 << 20)
+#define MORE (-1) /* handle_reply: a progress line, the answer follows */
 
 enum action { ACT_NONE, ACT_CHECKPOINT, ACT_SUSPEND, ACT_PAUSE, ACT_RESUME, ACT_STATUS };
 
@@ -46,7 +46,7 @@ struct client {
 	const struct opts *o;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char file[PATH_MAX];
-	const char *name;	/* for messages: the VM name, or the socket path */
+	const char *name; /* for messages: the VM name, or the socket path */
 	int fd;
 	bool bar;
 	int bar_pct;
@@ -54,24 +54,25 @@ struct client {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: khyvectl --vm=NAME [--socket=PATH] ACTION [--json] [--quiet]\n"
-		"       khyvectl snapshot info FILE\n"
-		"       khyvectl snapshot verify FILE\n"
-		"       khyvectl -h\n"
-		"\n"
-		"actions:\n"
-		"  --checkpoint=FILE  save the running VM to FILE; the VM goes on running\n"
-		"  --suspend=FILE     save the VM to FILE, then end it\n"
-		"  --pause            stop the guest's vCPUs and devices\n"
-		"  --resume           let a paused guest run again\n"
-		"  --status           show the VM's state\n"
-		"options:\n"
-		"  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock)\n"
-		"  --socket=PATH      the control socket, for a VM started with -o ctl.socket=PATH\n"
-		"  --json             print khyve's reply as JSON, one line\n"
-		"  --quiet            no progress bar, nothing printed on success (except --status)\n"
-		"  -h, --help         this help\n");
+	fprintf(f, "usage: khyvectl --vm=NAME [--socket=PATH] ACTION [--json] [--quiet]\n"
+		   "       khyvectl snapshot info FILE\n"
+		   "       khyvectl snapshot verify FILE\n"
+		   "       khyvectl -h\n"
+		   "\n"
+		   "actions:\n"
+		   "  --checkpoint=FILE  save the running VM to FILE; the VM goes on running\n"
+		   "  --suspend=FILE     save the VM to FILE, then end it\n"
+		   "  --pause            stop the guest's vCPUs and devices\n"
+		   "  --resume           let a paused guest run again\n"
+		   "  --status           show the VM's state\n"
+		   "options:\n"
+		   "  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock)\n"
+		   "  --socket=PATH      the control socket, for a VM started with -o "
+		   "ctl.socket=PATH\n"
+		   "  --json             print khyve's reply as JSON, one line\n"
+		   "  --quiet            no progress bar, nothing printed on success (except "
+		   "--status)\n"
+		   "  -h, --help         this help\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -209,8 +210,10 @@ static int ctl_connect(struct client *c)
 	fprintf(stderr, "khyvectl: cannot connect to control socket %s: %s\n", c->path,
 		strerror(errno));
 	if (c->o->vm)
-		fprintf(stderr, "khyvectl: is VM '%s' running? Check the name given with --vm, "
-			"or use --socket if it was started with -o ctl.socket=PATH\n", c->o->vm);
+		fprintf(stderr,
+			"khyvectl: is VM '%s' running? Check the name given with --vm, "
+			"or use --socket if it was started with -o ctl.socket=PATH\n",
+			c->o->vm);
 	else
 		fprintf(stderr, "khyvectl: is the VM running? Check the --socket path\n");
 	close(c->fd);
@@ -221,7 +224,7 @@ static const char *request_name(enum action a)
 {
 	static const char *const names[] = {
 		[ACT_CHECKPOINT] = "checkpoint", [ACT_SUSPEND] = "suspend", [ACT_PAUSE] = "pause",
-		[ACT_RESUME] = "resume", [ACT_STATUS] = "status",
+		[ACT_RESUME] = "resume",	 [ACT_STATUS] = "status",
 	};
 
 	return names[a];
@@ -239,8 +242,8 @@ static int send_request(struct client *c)
 		json_object_object_add(o, "file", json_object_new_string(c->file));
 		json_object_object_add(o, "progress", json_object_new_boolean(c->bar));
 	}
-	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-					   JSON_C_TO_STRING_NOSLASHESCAPE);
+	s = json_object_to_json_string_ext(o,
+					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	len = strlen(s);
 	/* One write of the line and its newline: khyve reads lines, not bytes. */
 	char *line = malloc(len + 1);
@@ -329,10 +332,9 @@ static void print_status(struct json_object *r)
 		fmt_ms(t, sizeof(t), get_double(r, "paused_ms"));
 		snprintf(paused, sizeof(paused), " for %s", t);
 	}
-	printf("%s: %s%s, %llu vCPU%s, %s of memory, up %s, pid %llu\n",
-	       get_str(r, "vm", "?"), get_str(r, "state", "?"), paused,
-	       (unsigned long long)get_u64(r, "vcpus"), get_u64(r, "vcpus") == 1 ? "" : "s",
-	       mem, up, (unsigned long long)get_u64(r, "pid"));
+	printf("%s: %s%s, %llu vCPU%s, %s of memory, up %s, pid %llu\n", get_str(r, "vm", "?"),
+	       get_str(r, "state", "?"), paused, (unsigned long long)get_u64(r, "vcpus"),
+	       get_u64(r, "vcpus") == 1 ? "" : "s", mem, up, (unsigned long long)get_u64(r, "pid"));
 }
 
 static void print_ok(struct client *c, struct json_object *r)
@@ -395,8 +397,8 @@ static int handle_reply(struct client *c, const char *line)
 		return MORE;
 	}
 	bar_clear();
-	ret = json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v) ? 0 :
-	      EXIT_REFUSED;
+	ret = json_object_object_get_ex(r, "ok", &v) && json_object_get_boolean(v) ? 0
+										   : EXIT_REFUSED;
 	if (c->o->json)
 		printf("%s\n", line);
 	else if (ret)
@@ -426,8 +428,10 @@ static int run_request(struct client *c)
 		ret = handle_reply(c, line);
 	if (ret == MORE) {
 		bar_clear();
-		fprintf(stderr, "khyvectl: %s: the connection to %s closed before khyve "
-			"replied; check khyve's own output\n", c->name, c->path);
+		fprintf(stderr,
+			"khyvectl: %s: the connection to %s closed before khyve "
+			"replied; check khyve's own output\n",
+			c->name, c->path);
 		ret = EXIT_USAGE;
 	}
 	free(buf);
@@ -443,8 +447,9 @@ static int absolute_path(const char *in, char *out, size_t len)
 		return snprintf(out, len, "%s", in) < (int)len ? 0 : -ENAMETOOLONG;
 	if (!getcwd(cwd, sizeof(cwd)))
 		return -errno;
-	return snprintf(out, len, "%s/%s", strcmp(cwd, "/") ? cwd : "", in) < (int)len ?
-	       0 : -ENAMETOOLONG;
+	return snprintf(out, len, "%s/%s", strcmp(cwd, "/") ? cwd : "", in) < (int)len
+		       ? 0
+		       : -ENAMETOOLONG;
 }
 
 static int control(const struct opts *o)
@@ -482,8 +487,16 @@ static int control(const struct opts *o)
 static int open_error_status(int ret)
 {
 	switch (-ret) {
-	case ENOENT: case EACCES: case EPERM: case ENOTDIR: case ELOOP: case ENAMETOOLONG:
-	case EMFILE: case ENFILE: case ENOMEM: case EISDIR:
+	case ENOENT:
+	case EACCES:
+	case EPERM:
+	case ENOTDIR:
+	case ELOOP:
+	case ENAMETOOLONG:
+	case EMFILE:
+	case ENFILE:
+	case ENOMEM:
+	case EISDIR:
 		return EXIT_USAGE;
 	default:
 		return EXIT_REFUSED;
@@ -614,7 +627,7 @@ static int snapshot_info(const char *path)
 	meta = json_tokener_parse(f.meta_json);
 	if (meta && json_object_is_type(meta, json_type_object)) {
 		annotate_devices(meta, &f);
-		json_object_object_foreach(meta, key, val)
+		json_object_object_foreach (meta, key, val)
 			json_object_object_add(out, key, json_object_get(val));
 	} else {
 		json_object_object_add(out, "meta_error",
@@ -625,8 +638,8 @@ static int snapshot_info(const char *path)
 	json_object_object_add(out, "sections", sections_json(&f));
 	json_object_object_add(out, "guest_memory", memory_json(&f));
 	printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY |
-						      JSON_C_TO_STRING_SPACED |
-						      JSON_C_TO_STRING_NOSLASHESCAPE));
+								   JSON_C_TO_STRING_SPACED |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(out);
 	snap_file_close(&f);
 	return 0;
@@ -697,17 +710,38 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	opterr = 0;
 	while (!ret && (ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'v': o->vm = optarg; break;
-		case 's': o->socket = optarg; break;
-		case 'c': ret = set_action(o, ACT_CHECKPOINT, optarg); break;
-		case 'S': ret = set_action(o, ACT_SUSPEND, optarg); break;
-		case 'p': ret = set_action(o, ACT_PAUSE, NULL); break;
-		case 'r': ret = set_action(o, ACT_RESUME, NULL); break;
-		case 't': ret = set_action(o, ACT_STATUS, NULL); break;
-		case 'j': o->json = true; break;
-		case 'q': o->quiet = true; break;
-		case 'h': usage(stdout); return -1;
-		case ':': return usage_error("%s needs a value", argv[optind - 1]);
+		case 'v':
+			o->vm = optarg;
+			break;
+		case 's':
+			o->socket = optarg;
+			break;
+		case 'c':
+			ret = set_action(o, ACT_CHECKPOINT, optarg);
+			break;
+		case 'S':
+			ret = set_action(o, ACT_SUSPEND, optarg);
+			break;
+		case 'p':
+			ret = set_action(o, ACT_PAUSE, NULL);
+			break;
+		case 'r':
+			ret = set_action(o, ACT_RESUME, NULL);
+			break;
+		case 't':
+			ret = set_action(o, ACT_STATUS, NULL);
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return -1;
+		case ':':
+			return usage_error("%s needs a value", argv[optind - 1]);
 		default:
 			if (optopt)
 				return usage_error("unknown option '-%c'", optopt);

@@ -34,17 +34,17 @@
 #include "version.h"
 #include "vm.h"
 
-#define CTL_MAX_CONNS		8
-#define CTL_SEND_TIMEOUT_MS	2000	/* a client that reads nothing for this long is dropped */
-#define CTL_PROGRESS_NS		100000000ULL
-#define CTL_JSON_DEPTH		16
+#define CTL_MAX_CONNS 8
+#define CTL_SEND_TIMEOUT_MS 2000 /* a client that reads nothing for this long is dropped */
+#define CTL_PROGRESS_NS 100000000ULL
+#define CTL_JSON_DEPTH 16
 
 struct ctl_conn {
 	struct ctl *ctl;
 	int fd;
-	bool dead;		/* write failed or peer gone: close after the current line */
+	bool dead; /* write failed or peer gone: close after the current line */
 	size_t len;
-	char buf[CTL_MAX_LINE + 2];	/* a full line, its newline, and a NUL */
+	char buf[CTL_MAX_LINE + 2]; /* a full line, its newline, and a NUL */
 	struct ctl_conn *next;
 };
 
@@ -52,11 +52,11 @@ struct ctl {
 	struct vm *vm;
 	int lfd;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	dev_t dev;		/* identity of the socket file we bound, so stop never */
-	ino_t ino;		/* unlinks a socket that a later khyve put at the same path */
+	dev_t dev; /* identity of the socket file we bound, so stop never */
+	ino_t ino; /* unlinks a socket that a later khyve put at the same path */
 	struct ctl_conn *conns;
 	unsigned nconns;
-	uint64_t paused_since;	/* monotonic ns of the last pause request, 0 if unknown */
+	uint64_t paused_since; /* monotonic ns of the last pause request, 0 if unknown */
 };
 
 static uint64_t mono_ns(void)
@@ -91,27 +91,34 @@ int ctl_socket_path(const char *vmname, const char *configured, char *buf, size_
 	return 0;
 }
 
-static void path_error(struct vm *vm, const char *configured, int ret, char *err,
-		       size_t errlen)
+static void path_error(struct vm *vm, const char *configured, int ret, char *err, size_t errlen)
 {
 	const char *name = vm->name ? vm->name : "";
 
 	if (configured && ret == -EINVAL)
-		snprintf(err, errlen, "ctl.socket: an empty path is not a socket path "
+		snprintf(err, errlen,
+			 "ctl.socket: an empty path is not a socket path "
 			 "(use ctl.socket=off to disable the control socket)");
 	else if (configured)
-		snprintf(err, errlen, "ctl.socket=%s: longer than the %zu bytes a UNIX socket "
-			 "path may have", configured, SUN_PATH_MAX - 1);
+		snprintf(err, errlen,
+			 "ctl.socket=%s: longer than the %zu bytes a UNIX socket "
+			 "path may have",
+			 configured, SUN_PATH_MAX - 1);
 	else if (ret == -EINVAL && !*name)
-		snprintf(err, errlen, "the VM has no name to name its control socket; "
+		snprintf(err, errlen,
+			 "the VM has no name to name its control socket; "
 			 "give one or set -o ctl.socket=PATH");
 	else if (ret == -EINVAL)
-		snprintf(err, errlen, "VM name '%s' cannot name a control socket file "
-			 "(no '/', '.' or '..'); set -o ctl.socket=PATH", name);
+		snprintf(err, errlen,
+			 "VM name '%s' cannot name a control socket file "
+			 "(no '/', '.' or '..'); set -o ctl.socket=PATH",
+			 name);
 	else
-		snprintf(err, errlen, "control socket %s/%s.sock would be longer than the %zu "
+		snprintf(err, errlen,
+			 "control socket %s/%s.sock would be longer than the %zu "
 			 "bytes a UNIX socket path may have; use a shorter VM name or "
-			 "-o ctl.socket=PATH", CTL_DEFAULT_DIR, name, SUN_PATH_MAX - 1);
+			 "-o ctl.socket=PATH",
+			 CTL_DEFAULT_DIR, name, SUN_PATH_MAX - 1);
 }
 
 /* ---- replies ---- */
@@ -130,8 +137,9 @@ struct ctl_req {
 
 static void send_obj(struct ctl_req *r, struct json_object *o)
 {
-	r->send(r->opaque, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-							   JSON_C_TO_STRING_NOSLASHESCAPE));
+	r->send(r->opaque,
+		json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							  JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 }
 
@@ -304,12 +312,14 @@ static int req_status(struct ctl_req *r)
 	uint64_t now = mono_ns();
 
 	json_object_object_add(o, "vm", json_object_new_string(vm->name ? vm->name : ""));
-	json_object_object_add(o, "state", json_object_new_string(
-		vm_ending(vm) ? "exiting" : vm->paused ? "paused" : "running"));
+	json_object_object_add(o, "state",
+			       json_object_new_string(vm_ending(vm) ? "exiting"
+						      : vm->paused  ? "paused"
+								    : "running"));
 	add_u64(o, "vcpus", vm->ncpus);
 	add_u64(o, "memory", vm->ram_size);
-	add_u64(o, "uptime_ms", vm->start_ns && now > vm->start_ns ?
-		(now - vm->start_ns) / 1000000 : 0);
+	add_u64(o, "uptime_ms",
+		vm->start_ns && now > vm->start_ns ? (now - vm->start_ns) / 1000000 : 0);
 	if (vm->paused && vm->ctl && vm->ctl->paused_since)
 		add_ms(o, "paused_ms", now - vm->ctl->paused_since);
 	add_u64(o, "pid", (uint64_t)getpid());
@@ -320,13 +330,11 @@ static int req_status(struct ctl_req *r)
 
 static const struct ctl_request {
 	const char *name;
-	bool save;		/* takes "file" and "progress" */
+	bool save; /* takes "file" and "progress" */
 	int (*fn)(struct ctl_req *r);
 } ctl_requests[] = {
-	{ "checkpoint", true, req_checkpoint },
-	{ "suspend", true, req_suspend },
-	{ "pause", false, req_pause },
-	{ "resume", false, req_resume },
+	{ "checkpoint", true, req_checkpoint }, { "suspend", true, req_suspend },
+	{ "pause", false, req_pause },		{ "resume", false, req_resume },
 	{ "status", false, req_status },
 };
 
@@ -335,7 +343,8 @@ static int parse_save_fields(struct ctl_req *r, const char *name)
 {
 	struct json_object *v;
 
-	if (!json_object_object_get_ex(r->in, "file", &v) || !json_object_is_type(v, json_type_string))
+	if (!json_object_object_get_ex(r->in, "file", &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return reply_error(r, -EINVAL, "%s: \"file\" must be given as a string", name);
 	r->file = json_object_get_string(v);
 	if ((size_t)json_object_get_string_len(v) != strlen(r->file))
@@ -346,7 +355,8 @@ static int parse_save_fields(struct ctl_req *r, const char *name)
 		return reply_error(r, -ENAMETOOLONG, "%s: \"file\" is longer than %d bytes", name,
 				   PATH_MAX - 1);
 	if (r->file[0] != '/')
-		return reply_error(r, -EINVAL, "%s: file '%s' is a relative path; give an "
+		return reply_error(r, -EINVAL,
+				   "%s: file '%s' is a relative path; give an "
 				   "absolute path (khyve's working directory is not yours)",
 				   name, r->file);
 	if (json_object_object_get_ex(r->in, "progress", &v)) {
@@ -361,7 +371,7 @@ static int parse_save_fields(struct ctl_req *r, const char *name)
 /* Unknown fields are refused so that a misspelt option is not silently ignored. */
 static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 {
-	json_object_object_foreach(r->in, key, val) {
+	json_object_object_foreach (r->in, key, val) {
 		(void)val;
 		if (!strcmp(key, "request"))
 			continue;
@@ -393,15 +403,16 @@ static struct json_object *parse_line(struct ctl_req *r, const char *line, int *
 		if (*p) {
 			json_object_put(o);
 			o = NULL;
-			*ret = reply_error(r, -EINVAL, "malformed request: text after the JSON "
+			*ret = reply_error(r, -EINVAL,
+					   "malformed request: text after the JSON "
 					   "object");
 		}
 	} else {
 		json_object_put(o);
 		o = NULL;
 		*ret = reply_error(r, -EINVAL, "malformed request: %s",
-				   e == json_tokener_continue ? "incomplete JSON" :
-				   json_tokener_error_desc(e));
+				   e == json_tokener_continue ? "incomplete JSON"
+							      : json_tokener_error_desc(e));
 	}
 	json_tokener_free(tok);
 	return o;
@@ -429,8 +440,10 @@ static int dispatch(struct ctl_req *r)
 			ret = parse_save_fields(r, q->name);
 		return ret ? ret : q->fn(r);
 	}
-	return reply_error(r, -EINVAL, "unknown request \"%.64s\" (expected checkpoint, suspend, "
-			   "pause, resume or status)", name);
+	return reply_error(r, -EINVAL,
+			   "unknown request \"%.64s\" (expected checkpoint, suspend, "
+			   "pause, resume or status)",
+			   name);
 }
 
 int ctl_handle_line(struct vm *vm, const char *line, ctl_send_fn send, void *opaque)
@@ -529,7 +542,7 @@ static void conn_line(struct ctl_conn *c, char *line, size_t len)
 	if (len && line[len - 1] == '\r')
 		line[--len] = '\0';
 	if (!len)
-		return;		/* blank lines are allowed between requests */
+		return; /* blank lines are allowed between requests */
 	if (memchr(line, '\0', len)) {
 		reply_error(&r, -EINVAL, "malformed request: NUL byte in the line");
 		return;
@@ -612,7 +625,7 @@ static void ctl_accept(void *opaque, uint32_t events)
 	for (;;) {
 		fd = accept4(ctl->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
-			return;		/* EAGAIN, or an aborted connection: nothing to do */
+			return; /* EAGAIN, or an aborted connection: nothing to do */
 		if (!peer_allowed(fd)) {
 			ctl_refuse(fd, "permission denied");
 			continue;
@@ -686,7 +699,7 @@ static int lock_dir(const char *path)
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0 && flock(fd, LOCK_EX) < 0) {
 		close(fd);
-		fd = -1;	/* no flock here (odd filesystem): go on without the lock */
+		fd = -1; /* no flock here (odd filesystem): go on without the lock */
 	}
 	return fd;
 }
@@ -708,8 +721,10 @@ static int probe_and_clean(const char *path, char *err, size_t errlen)
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "control socket %s: the path exists and is not a socket; "
-			 "remove it or choose another ctl.socket", path);
+		snprintf(err, errlen,
+			 "control socket %s: the path exists and is not a socket; "
+			 "remove it or choose another ctl.socket",
+			 path);
 		return -EEXIST;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -772,8 +787,8 @@ static int ctl_open(struct ctl *ctl, bool is_default, char *err, size_t errlen)
 	ret = make_dirs(ctl->path);
 	if (ret) {
 		snprintf(err, errlen, "cannot create the directory of control socket %s: %s%s",
-			 ctl->path, strerror(-ret), is_default ?
-			 " (set -o ctl.socket=PATH or ctl.socket=off)" : "");
+			 ctl->path, strerror(-ret),
+			 is_default ? " (set -o ctl.socket=PATH or ctl.socket=off)" : "");
 		return ret;
 	}
 	lockfd = lock_dir(ctl->path);

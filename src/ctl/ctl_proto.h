@@ -10,7 +10,7 @@
 struct vm;
 
 /* Longest request line accepted, without its newline. */
-#define CTL_MAX_LINE	(64 * 1024)
+#define CTL_MAX_LINE (64 * 1024)
 
 /* Receives one reply line: a JSON object, no trailing newline. */
 typedef void (*ctl_send_fn)(void *opaque, const char *json);

@@ -18,8 +18,8 @@ struct sstream;
 struct dev;
 
 struct dev_ops {
-	const char *name;	/* device type, "uart" */
-	unsigned version;	/* version of the state this code saves */
+	const char *name; /* device type, "uart" */
+	unsigned version; /* version of the state this code saves */
 	/* Stop background work and drain in-flight I/O (completions written, IRQs raised). */
 	int (*pause)(struct dev *d);
 	/* Restart background work after pause or load; re-arm timers from the loaded state. */
@@ -35,11 +35,10 @@ struct dev_ops {
 
 struct dev {
 	const struct dev_ops *ops;
-	char id[48];		/* instance id, unique in a VM */
-	struct dev *next;	/* VM's device list, in creation order */
+	char id[48];	  /* instance id, unique in a VM */
+	struct dev *next; /* VM's device list, in creation order */
 };
 
-#define container_of(ptr, type, member) \
-	((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #endif

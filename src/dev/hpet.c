@@ -20,55 +20,56 @@
 #include "snap/sstream.h"
 #include "vm.h"
 
-#define HPET_NS_PER_TICK	(HPET_PERIOD_FS / 1000000)
-#define HPET_VENDOR		0x8086ULL
-#define HPET_REV		0x01ULL
+#define HPET_NS_PER_TICK (HPET_PERIOD_FS / 1000000)
+#define HPET_VENDOR 0x8086ULL
+#define HPET_REV 0x01ULL
 
 /* Registers (64-bit, at 8-byte aligned offsets). */
-#define HPET_GCAP_ID		0x000
-#define HPET_GEN_CONF		0x010
-#define HPET_GINTR_STA		0x020
-#define HPET_MAIN_CNT		0x0F0
-#define HPET_TIMER_BASE		0x100
-#define HPET_TIMER_STRIDE	0x20
-#define HPET_TN_CONF		0x00
-#define HPET_TN_CMP		0x08
-#define HPET_TN_FSB		0x10
+#define HPET_GCAP_ID 0x000
+#define HPET_GEN_CONF 0x010
+#define HPET_GINTR_STA 0x020
+#define HPET_MAIN_CNT 0x0F0
+#define HPET_TIMER_BASE 0x100
+#define HPET_TIMER_STRIDE 0x20
+#define HPET_TN_CONF 0x00
+#define HPET_TN_CMP 0x08
+#define HPET_TN_FSB 0x10
 
-#define HPET_CAP_COUNT_64	(1ULL << 13)
-#define HPET_CAP_LEG_RT		(1ULL << 15)
-#define HPET_CAPS	(HPET_REV | (uint64_t)(HPET_NTIMERS - 1) << 8 | HPET_CAP_COUNT_64 | \
-			 HPET_CAP_LEG_RT | HPET_VENDOR << 16 | HPET_PERIOD_FS << 32)
+#define HPET_CAP_COUNT_64 (1ULL << 13)
+#define HPET_CAP_LEG_RT (1ULL << 15)
+#define HPET_CAPS                                                                             \
+	(HPET_REV | (uint64_t)(HPET_NTIMERS - 1) << 8 | HPET_CAP_COUNT_64 | HPET_CAP_LEG_RT | \
+	 HPET_VENDOR << 16 | HPET_PERIOD_FS << 32)
 
-#define HPET_CNF_ENABLE		(1ULL << 0)
-#define HPET_CNF_LEG_RT		(1ULL << 1)
+#define HPET_CNF_ENABLE (1ULL << 0)
+#define HPET_CNF_LEG_RT (1ULL << 1)
 
-#define TN_LEVEL		(1ULL << 1)
-#define TN_INT_ENB		(1ULL << 2)
-#define TN_PERIODIC		(1ULL << 3)
-#define TN_PER_INT_CAP		(1ULL << 4)
-#define TN_SIZE_CAP		(1ULL << 5)
-#define TN_VAL_SET		(1ULL << 6)
-#define TN_32BIT		(1ULL << 8)
-#define TN_ROUTE_SHIFT		9
-#define TN_ROUTE_MASK		(0x1FULL << TN_ROUTE_SHIFT)
-#define TN_ROUTE_CAP		((uint64_t)(((1U << (HPET_LAST_PIN + 1)) - 1) & \
-					    ~((1U << HPET_FIRST_PIN) - 1)) << 32)
+#define TN_LEVEL (1ULL << 1)
+#define TN_INT_ENB (1ULL << 2)
+#define TN_PERIODIC (1ULL << 3)
+#define TN_PER_INT_CAP (1ULL << 4)
+#define TN_SIZE_CAP (1ULL << 5)
+#define TN_VAL_SET (1ULL << 6)
+#define TN_32BIT (1ULL << 8)
+#define TN_ROUTE_SHIFT 9
+#define TN_ROUTE_MASK (0x1FULL << TN_ROUTE_SHIFT)
+#define TN_ROUTE_CAP \
+	((uint64_t)(((1U << (HPET_LAST_PIN + 1)) - 1) & ~((1U << HPET_FIRST_PIN) - 1)) << 32)
 
 /* Legacy replacement routes (GSIs): IRQ0 is GSI 2 after the MADT override, IRQ8 is GSI 8. */
-#define HPET_LEGACY_GSI0	2
-#define HPET_LEGACY_GSI1	8
+#define HPET_LEGACY_GSI0 2
+#define HPET_LEGACY_GSI1 8
 
 struct hpet;
 
 struct hpet_timer {
 	struct hpet *h;
 	unsigned n;
-	uint64_t config;	/* the writable bits only; capabilities are added on read */
-	uint64_t cmp;		/* comparator: the accumulator of a periodic timer */
-	uint64_t period;	/* what a periodic timer adds to cmp on each match */
+	uint64_t config; /* the writable bits only; capabilities are added on read */
+	uint64_t cmp;	 /* comparator: the accumulator of a periodic timer */
+	uint64_t period; /* what a periodic timer adds to cmp on each match */
 	struct vtimer vt;
-	uint64_t deadline;	/* vclock of the next match, while armed */
+	uint64_t deadline; /* vclock of the next match, while armed */
 	bool armed;
 };
 
@@ -76,10 +77,10 @@ struct hpet {
 	struct dev dev;
 	struct vm *vm;
 	pthread_mutex_t lock;
-	uint64_t config;	/* GEN_CONF */
-	uint64_t isr;		/* GINTR_STA: level-triggered timers that matched */
+	uint64_t config; /* GEN_CONF */
+	uint64_t isr;	 /* GINTR_STA: level-triggered timers that matched */
 	uint64_t count_base, ns_base;
-	uint32_t lines;		/* GSIs this device holds high (level timers) */
+	uint32_t lines; /* GSIs this device holds high (level timers) */
 	struct hpet_timer t[HPET_NTIMERS];
 };
 
@@ -162,8 +163,8 @@ static void hpet_update_lines(struct hpet *h)
 		struct hpet_timer *t = &h->t[n];
 		unsigned gsi = hpet_timer_gsi(h, t);
 
-		if ((t->config & TN_LEVEL) && (t->config & TN_INT_ENB) &&
-		    (h->isr & (1ULL << n)) && gsi)
+		if ((t->config & TN_LEVEL) && (t->config & TN_INT_ENB) && (h->isr & (1ULL << n)) &&
+		    gsi)
 			want |= 1U << gsi;
 	}
 	changed = want ^ h->lines;
@@ -181,8 +182,7 @@ static void hpet_update_lines(struct hpet *h)
  * clock again here could find the counter already past it and schedule the match a whole
  * wrap (43 s in 32-bit mode) later.
  */
-static void hpet_timer_arm_at(struct hpet *h, struct hpet_timer *t, bool after_match,
-			      uint64_t now)
+static void hpet_timer_arm_at(struct hpet *h, struct hpet_timer *t, bool after_match, uint64_t now)
 {
 	uint64_t ticks, delta;
 
@@ -198,7 +198,7 @@ static void hpet_timer_arm_at(struct hpet *h, struct hpet_timer *t, bool after_m
 	} else {
 		delta = t->cmp - (h->count_base + ticks);
 		if (!delta && after_match)
-			return;		/* 2^64 ticks away: never */
+			return; /* 2^64 ticks away: never */
 	}
 	/* A comparator far behind the counter is thousands of years away: never. */
 	if (delta > (UINT64_MAX - h->ns_base) / HPET_NS_PER_TICK - ticks)
@@ -302,8 +302,7 @@ static void hpet_write_timer_conf(struct hpet *h, struct hpet_timer *t, uint64_t
  * and also the accumulator when VAL_SET was written just before (the sequence Linux and
  * FreeBSD use: config with VAL_SET, comparator = first expiry, comparator = period).
  */
-static void hpet_write_timer_cmp(struct hpet *h, struct hpet_timer *t, uint64_t val,
-				 uint64_t mask)
+static void hpet_write_timer_cmp(struct hpet *h, struct hpet_timer *t, uint64_t val, uint64_t mask)
 {
 	if (t->config & TN_32BIT)
 		mask &= UINT32_MAX;
@@ -335,7 +334,7 @@ static uint64_t hpet_read_reg(struct hpet *h, unsigned reg, uint64_t now)
 		case HPET_TN_CMP:
 			return t->cmp;
 		default:
-			return 0;	/* FSB route: no FSB delivery */
+			return 0; /* FSB route: no FSB delivery */
 		}
 	}
 	switch (reg) {
@@ -353,8 +352,7 @@ static uint64_t hpet_read_reg(struct hpet *h, unsigned reg, uint64_t now)
 }
 
 /* Write the bytes of @val selected by @mask into the 64-bit register at @reg. */
-static void hpet_write_reg(struct hpet *h, unsigned reg, uint64_t val, uint64_t mask,
-			   uint64_t now)
+static void hpet_write_reg(struct hpet *h, unsigned reg, uint64_t val, uint64_t mask, uint64_t now)
 {
 	struct hpet_timer *t = hpet_timer_at(h, reg);
 
@@ -380,7 +378,7 @@ static void hpet_write_reg(struct hpet *h, unsigned reg, uint64_t val, uint64_t 
 			h->count_base = merge(h->count_base, val, mask);
 		break;
 	default:
-		break;		/* read-only or reserved */
+		break; /* read-only or reserved */
 	}
 }
 
@@ -402,7 +400,8 @@ static void hpet_mmio(void *opaque, uint64_t off, void *data, unsigned size, boo
 	if (is_write)
 		hpet_write_reg(h, (unsigned)(off & ~7ULL), io_get(data, size) << shift, mask, now);
 	else
-		io_put(data, size, (hpet_read_reg(h, (unsigned)(off & ~7ULL), now) & mask) >> shift);
+		io_put(data, size,
+		       (hpet_read_reg(h, (unsigned)(off & ~7ULL), now) & mask) >> shift);
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -432,15 +431,20 @@ static void hpet_regs_check(struct sstream *s, const struct hpet_regs *r)
 		uint64_t c = r->t[n].config;
 
 		if (c & ~hpet_timer_wmask(n))
-			ss_fail(s, -EINVAL, "HPET timer %u configuration 0x%" PRIx64
-				" has unsupported bits set", n, c);
+			ss_fail(s, -EINVAL,
+				"HPET timer %u configuration 0x%" PRIx64
+				" has unsupported bits set",
+				n, c);
 		if (tn_route(c) && !hpet_route_ok(tn_route(c)))
-			ss_fail(s, -EINVAL, "HPET timer %u is routed to IOAPIC pin %u, which it "
-				"cannot use (pins %u-%u)", n, tn_route(c), HPET_FIRST_PIN,
-				HPET_LAST_PIN);
+			ss_fail(s, -EINVAL,
+				"HPET timer %u is routed to IOAPIC pin %u, which it "
+				"cannot use (pins %u-%u)",
+				n, tn_route(c), HPET_FIRST_PIN, HPET_LAST_PIN);
 		if ((c & TN_32BIT) && (r->t[n].cmp >> 32 || r->t[n].period >> 32))
-			ss_fail(s, -EINVAL, "HPET timer %u is in 32-bit mode with a 64-bit "
-				"comparator", n);
+			ss_fail(s, -EINVAL,
+				"HPET timer %u is in 32-bit mode with a 64-bit "
+				"comparator",
+				n);
 		if ((r->isr & (1ULL << n)) && !(c & TN_LEVEL))
 			ss_fail(s, -EINVAL, "HPET timer %u is edge-triggered but has status set",
 				n);

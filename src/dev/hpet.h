@@ -19,11 +19,11 @@
 struct vm;
 struct dev;
 
-#define HPET_MMIO_SIZE		0x400
-#define HPET_NTIMERS		3
-#define HPET_PERIOD_FS		10000000ULL	/* counter tick: 10 ns */
-#define HPET_FIRST_PIN		20		/* INT_ROUTE_CAP: IOAPIC pins 20-23 */
-#define HPET_LAST_PIN		23
+#define HPET_MMIO_SIZE 0x400
+#define HPET_NTIMERS 3
+#define HPET_PERIOD_FS 10000000ULL /* counter tick: 10 ns */
+#define HPET_FIRST_PIN 20	   /* INT_ROUTE_CAP: IOAPIC pins 20-23 */
+#define HPET_LAST_PIN 23
 
 /* Creates the HPET, disabled, as after reset.  NULL with a message in @err on failure. */
 struct dev *hpet_create(struct vm *vm, char *err, size_t errlen);

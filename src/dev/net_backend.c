@@ -25,8 +25,8 @@
 
 #include <slirp/libslirp.h>
 
-#define NET_EXTRA_TYPES		4
-#define VNET_HDR_LEN		12	/* struct virtio_net_hdr_v1, what the tap fd carries */
+#define NET_EXTRA_TYPES 4
+#define VNET_HDR_LEN 12 /* struct virtio_net_hdr_v1, what the tap fd carries */
 
 static const struct net_backend_type net_slirp_type;
 static const struct net_backend_type net_tap_type;
@@ -124,28 +124,30 @@ int net_hostfwd_parse(const char *spec, struct net_hostfwd *fw, char *err, size_
 		goto bad;
 	return 0;
 bad:
-	snprintf(err, errlen, "bad hostfwd rule '%s' (want "
-		 "[tcp|udp]:[[HOSTADDR]:]HOSTPORT-[GUESTADDR]:GUESTPORT, e.g. tcp:2222-:22)", spec);
+	snprintf(err, errlen,
+		 "bad hostfwd rule '%s' (want "
+		 "[tcp|udp]:[[HOSTADDR]:]HOSTPORT-[GUESTADDR]:GUESTPORT, e.g. tcp:2222-:22)",
+		 spec);
 	return -EINVAL;
 }
 
 /* ---- slirp ---- */
 
-#define SLIRP_NET		0x0A000200U	/* 10.0.2.0/24 */
-#define SLIRP_MASK		0xFFFFFF00U
-#define SLIRP_HOST		0x0A000202U	/* 10.0.2.2: gateway, the host */
-#define SLIRP_DNS		0x0A000203U	/* 10.0.2.3 */
-#define SLIRP_DHCP_START	0x0A00020FU	/* 10.0.2.15: the guest */
-#define SLIRP_TXQ_MAX		256		/* frames from the guest not yet handed to slirp */
-#define SLIRP_MAX_GUEST_ERRORS	8		/* messages printed, then silence */
-#define SLIRP_MTU_MIN		68
-#define SLIRP_MTU_MAX		65521		/* libslirp's IF_MTU_MAX */
+#define SLIRP_NET 0x0A000200U /* 10.0.2.0/24 */
+#define SLIRP_MASK 0xFFFFFF00U
+#define SLIRP_HOST 0x0A000202U	     /* 10.0.2.2: gateway, the host */
+#define SLIRP_DNS 0x0A000203U	     /* 10.0.2.3 */
+#define SLIRP_DHCP_START 0x0A00020FU /* 10.0.2.15: the guest */
+#define SLIRP_TXQ_MAX 256	     /* frames from the guest not yet handed to slirp */
+#define SLIRP_MAX_GUEST_ERRORS 8     /* messages printed, then silence */
+#define SLIRP_MTU_MIN 68
+#define SLIRP_MTU_MAX 65521 /* libslirp's IF_MTU_MAX */
 
 struct slirp_timer {
 	struct slirp_timer *next;
 	SlirpTimerCb cb;
 	void *cb_opaque;
-	int64_t expire_ms;		/* -1: not armed */
+	int64_t expire_ms; /* -1: not armed */
 };
 
 struct slirp_frame {
@@ -161,7 +163,7 @@ struct slirp_be {
 	bool started;
 	int wakefd;
 
-	pthread_mutex_t lock;		/* txq, ntx, stop */
+	pthread_mutex_t lock; /* txq, ntx, stop */
 	struct slirp_frame *txq, **txq_tail;
 	unsigned ntx;
 	bool stop;
@@ -277,7 +279,7 @@ static int slirp_add_poll(int fd, int events, void *opaque)
 
 		p = realloc(s->pfd, cap * sizeof(*p));
 		if (!p)
-			return -1;	/* slirp then skips this socket for one round */
+			return -1; /* slirp then skips this socket for one round */
 		s->pfd = p;
 		s->pfd_cap = cap;
 	}
@@ -426,7 +428,7 @@ static void slirp_free(struct slirp_be *s)
 		wake(s->wakefd);
 		pthread_join(s->thread, NULL);
 	}
-	slirp_drain_tx(s);	/* frees what is left; stop is set, so nothing reaches slirp */
+	slirp_drain_tx(s); /* frees what is left; stop is set, so nothing reaches slirp */
 	/* The thread is gone: slirp is used by this thread alone from here. */
 	if (s->slirp)
 		slirp_cleanup(s->slirp);
@@ -442,8 +444,8 @@ static void slirp_free(struct slirp_be *s)
 }
 
 /* Collect the rules of "hostfwd" (';'-separated) and "hostfwd0".."hostfwd15". */
-static int slirp_collect_fwd(const struct net_backend_args *a, struct net_hostfwd *fw,
-			     unsigned *n, char *err, size_t errlen)
+static int slirp_collect_fwd(const struct net_backend_args *a, struct net_hostfwd *fw, unsigned *n,
+			     char *err, size_t errlen)
 {
 	char key[16], *copy, *tok, *save = NULL;
 	const char *v;
@@ -472,8 +474,10 @@ static int slirp_collect_fwd(const struct net_backend_args *a, struct net_hostfw
 			ret = net_hostfwd_parse(tok, &fw[*n], err, errlen);
 			if (!ret && fw[*n].guest_addr.s_addr &&
 			    (ntohl(fw[*n].guest_addr.s_addr) & SLIRP_MASK) != SLIRP_NET) {
-				snprintf(err, errlen, "hostfwd rule '%s': the guest address must "
-					 "be in 10.0.2.0/24", tok);
+				snprintf(err, errlen,
+					 "hostfwd rule '%s': the guest address must "
+					 "be in 10.0.2.0/24",
+					 tok);
 				ret = -EINVAL;
 			}
 			if (!ret)
@@ -484,8 +488,8 @@ static int slirp_collect_fwd(const struct net_backend_args *a, struct net_hostfw
 	return ret;
 }
 
-static int slirp_add_fwds(struct slirp_be *s, const struct net_hostfwd *fw, unsigned n,
-			  char *err, size_t errlen)
+static int slirp_add_fwds(struct slirp_be *s, const struct net_hostfwd *fw, unsigned n, char *err,
+			  size_t errlen)
 {
 	for (unsigned i = 0; i < n; i++) {
 		char host[INET_ADDRSTRLEN];
@@ -539,7 +543,7 @@ static int slirp_open(struct net_backend *nb, const struct net_backend_args *a, 
 	cfg.vhost.s_addr = htonl(SLIRP_HOST);
 	cfg.vdhcp_start.s_addr = htonl(SLIRP_DHCP_START);
 	cfg.vnameserver.s_addr = htonl(SLIRP_DNS);
-	cfg.if_mtu = a->mtu;	/* 0: libslirp's default, 1500 */
+	cfg.if_mtu = a->mtu; /* 0: libslirp's default, 1500 */
 	cfg.if_mru = a->mtu;
 	s->slirp = slirp_new(&cfg, &slirp_callbacks, s);
 	if (!s->slirp) {
@@ -579,7 +583,7 @@ static const struct net_backend_type net_slirp_type = {
 
 /* ---- tap ---- */
 
-#define TAP_ERROR_PAUSE_NS	10000000L	/* after an unexpected read error */
+#define TAP_ERROR_PAUSE_NS 10000000L /* after an unexpected read error */
 
 struct tap_be {
 	struct net_backend *nb;
@@ -587,7 +591,7 @@ struct tap_be {
 	pthread_t thread;
 	atomic_bool stop;
 	char ifname[IFNAMSIZ];
-	uint8_t buf[VNET_HDR_LEN + NET_MAX_FRAME];	/* the thread's receive buffer */
+	uint8_t buf[VNET_HDR_LEN + NET_MAX_FRAME]; /* the thread's receive buffer */
 };
 
 /* Read every frame that is ready; frames arrive with a virtio-net header we drop. */
@@ -644,7 +648,7 @@ static int tap_send(struct net_backend *nb, const void *frame, size_t len)
 	if (len > NET_MAX_FRAME)
 		return -EMSGSIZE;
 	if (writev(t->fd, iov, 2) < 0)
-		return -errno;	/* EAGAIN: the queue is full, the frame is dropped */
+		return -errno; /* EAGAIN: the queue is full, the frame is dropped */
 	return 0;
 }
 
@@ -664,9 +668,10 @@ static int tap_attach(struct tap_be *t, char *err, size_t errlen)
 	memcpy(ifr.ifr_name, t->ifname, sizeof(t->ifname));
 	if (ioctl(t->fd, TUNSETIFF, &ifr) < 0) {
 		ret = -errno;
-		snprintf(err, errlen, "tap %s: cannot attach: %s (create it first with "
-			 "'ip tuntap add %s mode tap user $USER', or run as root)", t->ifname,
-			 strerror(errno), t->ifname);
+		snprintf(err, errlen,
+			 "tap %s: cannot attach: %s (create it first with "
+			 "'ip tuntap add %s mode tap user $USER', or run as root)",
+			 t->ifname, strerror(errno), t->ifname);
 		return ret;
 	}
 	if (ioctl(t->fd, TUNSETVNETHDRSZ, &hdrsz) < 0) {
@@ -776,8 +781,7 @@ static const struct net_backend_type *net_find_type(const char *name)
 	return NULL;
 }
 
-struct net_backend *net_backend_open(const struct net_backend_args *a, char *err,
-				     size_t errlen)
+struct net_backend *net_backend_open(const struct net_backend_args *a, char *err, size_t errlen)
 {
 	const struct net_backend_type *t = net_find_type(a->name);
 	struct net_backend *nb;

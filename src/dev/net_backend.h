@@ -31,8 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NET_MAX_FRAME		65535	/* largest Ethernet frame a backend passes */
-#define NET_MAX_HOSTFWD		16
+#define NET_MAX_FRAME 65535 /* largest Ethernet frame a backend passes */
+#define NET_MAX_HOSTFWD 16
 
 struct net_backend;
 
@@ -42,17 +42,17 @@ typedef void (*net_rx_fn)(void *opaque, const void *frame, size_t len);
 typedef const char *(*net_opt_fn)(void *ctx, const char *key);
 
 struct net_backend_args {
-	const char *name;	/* "slirp", "tap", "tap0" (bhyve's form) */
-	net_opt_fn opt;		/* device options: tap, hostfwd... */
+	const char *name; /* "slirp", "tap", "tap0" (bhyve's form) */
+	net_opt_fn opt;	  /* device options: tap, hostfwd... */
 	void *opt_ctx;
-	unsigned mtu;		/* the device's MTU, 0 for the default (1500) */
+	unsigned mtu; /* the device's MTU, 0 for the default (1500) */
 	net_rx_fn rx;
 	void *opaque;
 };
 
 struct net_backend_type {
 	const char *name;
-	const char *usage;	/* for error messages: "tap=NAME" */
+	const char *usage; /* for error messages: "tap=NAME" */
 	/* Set nb->priv and start the thread.  0 or -errno with @err. */
 	int (*open)(struct net_backend *nb, const struct net_backend_args *a, char *err,
 		    size_t errlen);
@@ -73,8 +73,7 @@ struct net_backend {
  * Open the backend @a->name.  An unknown name fails with a message that lists the forms.
  * NULL with @err on failure.
  */
-struct net_backend *net_backend_open(const struct net_backend_args *a, char *err,
-				     size_t errlen);
+struct net_backend *net_backend_open(const struct net_backend_args *a, char *err, size_t errlen);
 int net_backend_send(struct net_backend *nb, const void *frame, size_t len);
 void net_backend_close(struct net_backend *nb);
 
@@ -87,7 +86,7 @@ int net_backend_register(const struct net_backend_type *t);
 /* One port forwarding rule of the slirp backend. */
 struct net_hostfwd {
 	bool udp;
-	struct in_addr host_addr, guest_addr;	/* guest_addr 0: the DHCP address */
+	struct in_addr host_addr, guest_addr; /* guest_addr 0: the DHCP address */
 	uint16_t host_port, guest_port;
 };
 

@@ -26,45 +26,45 @@
  * Every PCI device type, by the name of its struct pci_emul (pci_emul_<name>, defined in the
  * emulation's own file).  Adding a device type is one line here.
  */
-#define PCI_EMULATIONS(X)	\
-	X(hostbridge)		\
-	X(lpc)			\
-	X(virtio_blk)		\
-	X(virtio_net)		\
+#define PCI_EMULATIONS(X) \
+	X(hostbridge)     \
+	X(lpc)            \
+	X(virtio_blk)     \
+	X(virtio_net)     \
 	X(virtio_rnd)
 
-#define PCI_EMUL_DECLARE(n)	extern const struct pci_emul pci_emul_##n;
-#define PCI_EMUL_ENTRY(n)	&pci_emul_##n,
+#define PCI_EMUL_DECLARE(n) extern const struct pci_emul pci_emul_##n;
+#define PCI_EMUL_ENTRY(n) &pci_emul_##n,
 PCI_EMULATIONS(PCI_EMUL_DECLARE)
 static const struct pci_emul *const pci_emuls[] = { PCI_EMULATIONS(PCI_EMUL_ENTRY) };
 
-#define CF8_PORT	0xCF8
-#define CFC_PORT	0xCFC
-#define CF8_ENABLE	0x80000000U
-#define CF8_BITS	0x80FFFFFCU	/* enable, bus, device, function, register */
+#define CF8_PORT 0xCF8
+#define CFC_PORT 0xCFC
+#define CF8_ENABLE 0x80000000U
+#define CF8_BITS 0x80FFFFFCU /* enable, bus, device, function, register */
 
-#define MSI_CTRL_ENABLE		0x0001U
-#define MSI_CTRL_MMC_SHIFT	1
-#define MSI_CTRL_MME_SHIFT	4
-#define MSI_CTRL_64BIT		0x0080U
-#define MSI_CAP_LEN		14
+#define MSI_CTRL_ENABLE 0x0001U
+#define MSI_CTRL_MMC_SHIFT 1
+#define MSI_CTRL_MME_SHIFT 4
+#define MSI_CTRL_64BIT 0x0080U
+#define MSI_CAP_LEN 14
 
-#define MSIX_CTRL_FMASK		0x4000U
-#define MSIX_CTRL_ENABLE	0x8000U
-#define MSIX_CAP_LEN		12
-#define MSIX_ENTRY_SIZE		16
-#define MSIX_VEC_MASKED		1U
+#define MSIX_CTRL_FMASK 0x4000U
+#define MSIX_CTRL_ENABLE 0x8000U
+#define MSIX_CAP_LEN 12
+#define MSIX_ENTRY_SIZE 16
+#define MSIX_VEC_MASKED 1U
 
 struct pci_bus {
-	struct dev dev;			/* "pci": saves the 0xCF8 address latch */
+	struct dev dev; /* "pci": saves the 0xCF8 address latch */
 	struct vm *vm;
-	pthread_mutex_t lock;		/* cf8 */
+	pthread_mutex_t lock; /* cf8 */
 	uint32_t cf8;
 	/* Filled by pci_setup before the vCPUs run, then only read. */
 	struct pci_dev *devs[PCI_SLOTS][PCI_FUNCS];
 	pthread_mutex_t bar_lock;
 	pthread_mutex_t intx_lock;
-	unsigned intx_count[4];		/* assertions per GSI 16..19 */
+	unsigned intx_count[4]; /* assertions per GSI 16..19 */
 	uint64_t mmio_next, io_next, mmio64_next, mmio64_end;
 	/* The reset register at 0xCF9, inside the dword at 0xCF8: see pci_claim_cf8(). */
 	bus_io_fn cf9_fn;
@@ -207,7 +207,7 @@ static uint32_t bar_encode(const struct pci_dev *pd, int i, uint32_t v)
 		return (v & ~(uint32_t)(b->size - 1) & ~0x3U) | bar_flags(b);
 	case PCI_BAR_MEM32:
 	case PCI_BAR_MEM64:
-		return (v & (uint32_t)~(b->size - 1) & ~0xFU) | bar_flags(b);
+		return (v & (uint32_t) ~(b->size - 1) & ~0xFU) | bar_flags(b);
 	case PCI_BAR_MEM64_HI:
 		return v & (uint32_t)(~(pd->bar[i - 1].size - 1) >> 32);
 	default:
@@ -332,7 +332,7 @@ int pci_bar_declare(struct pci_dev *pd, int idx, enum pci_bar_type type, uint64_
 
 	switch (type) {
 	case PCI_BAR_IO:
-		max = 256;		/* the PCI limit for I/O BARs */
+		max = 256; /* the PCI limit for I/O BARs */
 		break;
 	case PCI_BAR_MEM32:
 		max = PCI_MMIO32_SIZE;
@@ -343,8 +343,8 @@ int pci_bar_declare(struct pci_dev *pd, int idx, enum pci_bar_type type, uint64_
 	default:
 		return -EINVAL;
 	}
-	if (idx < 0 || idx >= PCI_BARS || (type == PCI_BAR_MEM64 && idx == PCI_BARS - 1) ||
-	    !size || size > max)
+	if (idx < 0 || idx >= PCI_BARS || (type == PCI_BAR_MEM64 && idx == PCI_BARS - 1) || !size ||
+	    size > max)
 		return -EINVAL;
 	while (sz < size)
 		sz <<= 1;
@@ -408,9 +408,10 @@ static int pci_alloc_bars(struct pci_bus *bus, struct pci_dev *pd, char *err, si
 			continue;
 		}
 		if (!a) {
-			snprintf(err, errlen, "%s: no room for BAR %d (%" PRIu64 " bytes) in the PCI "
-				 "%s window", pd->opts, i, b->size,
-				 b->type == PCI_BAR_IO ? "I/O" : "memory");
+			snprintf(err, errlen,
+				 "%s: no room for BAR %d (%" PRIu64 " bytes) in the PCI "
+				 "%s window",
+				 pd->opts, i, b->size, b->type == PCI_BAR_IO ? "I/O" : "memory");
 			return -ENOSPC;
 		}
 		pthread_mutex_lock(&pd->lock);
@@ -543,8 +544,8 @@ static void pci_msi_ctrl_written(struct pci_dev *pd)
 	unsigned mmc = (ctrl >> MSI_CTRL_MMC_SHIFT) & 7, mme = (ctrl >> MSI_CTRL_MME_SHIFT) & 7;
 
 	if (mme > mmc)
-		cfg_wr(pd, c + 2, 2, (ctrl & ~(7U << MSI_CTRL_MME_SHIFT)) |
-			mmc << MSI_CTRL_MME_SHIFT);
+		cfg_wr(pd, c + 2, 2,
+		       (ctrl & ~(7U << MSI_CTRL_MME_SHIFT)) | mmc << MSI_CTRL_MME_SHIFT);
 }
 
 static bool msi_enabled_locked(const struct pci_dev *pd)
@@ -692,9 +693,9 @@ static void pci_msix_table_rw(struct pci_dev *pd, uint64_t off, uint32_t *val, b
 		return;
 	}
 	if (w == 0)
-		e[0] = *val & ~0x3U;		/* dword-aligned addresses */
+		e[0] = *val & ~0x3U; /* dword-aligned addresses */
 	else if (w == 3)
-		e[3] = *val & MSIX_VEC_MASKED;	/* the rest is reserved */
+		e[3] = *val & MSIX_VEC_MASKED; /* the rest is reserved */
 	else
 		e[w] = *val;
 	if (w == 3)
@@ -780,7 +781,7 @@ static void pci_cfg_write_locked(struct pci_dev *pd, unsigned off, unsigned size
 		uint8_t b = (uint8_t)(val >> (8 * i));
 
 		pd->cfg[o] = (uint8_t)((pd->cfg[o] & ~pd->wmask[o]) | (b & pd->wmask[o]));
-		pd->cfg[o] &= (uint8_t)~(b & pd->w1c[o]);
+		pd->cfg[o] &= (uint8_t) ~(b & pd->w1c[o]);
 	}
 	cmd = (uint16_t)cfg_rd(pd, PCIR_COMMAND, 2);
 	if ((old_cmd ^ cmd) & (PCIM_CMD_IO | PCIM_CMD_MEM)) {
@@ -1021,16 +1022,17 @@ static int pci_dev_save(struct dev *d, struct sstream *s)
 static void pci_dev_check(struct pci_dev *pd, struct sstream *s, const struct pci_dev_state *st)
 {
 	for (unsigned o = 0; o < PCI_CFG_SIZE; o++) {
-		uint8_t fixed = (uint8_t)~(pd->wmask[o] | pd->w1c[o]);
+		uint8_t fixed = (uint8_t) ~(pd->wmask[o] | pd->w1c[o]);
 
 		if (o >= PCIR_BAR(0) && o < PCIR_BAR(PCI_BARS))
 			continue;
 		if (o == PCIR_STATUS)
 			fixed &= (uint8_t)~PCIM_STATUS_INTR;
 		if ((st->cfg[o] ^ pd->cfg[o]) & fixed) {
-			ss_fail(s, -EINVAL, "%s: read-only configuration byte 0x%02x is 0x%02x, this "
-				"%s has 0x%02x", pd->dev.id, o, st->cfg[o], pd->emul->name,
-				pd->cfg[o]);
+			ss_fail(s, -EINVAL,
+				"%s: read-only configuration byte 0x%02x is 0x%02x, this "
+				"%s has 0x%02x",
+				pd->dev.id, o, st->cfg[o], pd->emul->name, pd->cfg[o]);
 			return;
 		}
 	}
@@ -1045,7 +1047,8 @@ static void pci_dev_check(struct pci_dev *pd, struct sstream *s, const struct pc
 		uint16_t ctrl = (uint16_t)le_get(&st->cfg[pd->msi_cap + 2], 2);
 
 		if (((ctrl >> MSI_CTRL_MME_SHIFT) & 7) > ((ctrl >> MSI_CTRL_MMC_SHIFT) & 7))
-			ss_fail(s, -EINVAL, "%s: MSI enables more vectors than offered", pd->dev.id);
+			ss_fail(s, -EINVAL, "%s: MSI enables more vectors than offered",
+				pd->dev.id);
 	}
 	for (unsigned v = 0; v < pd->msix.nvec; v++) {
 		if ((st->table[4 * v] & 0x3) || (st->table[4 * v + 3] & ~MSIX_VEC_MASKED))
@@ -1101,8 +1104,10 @@ static int pci_dev_load(struct dev *d, struct sstream *s, unsigned version)
 	}
 	ss_u32(s, &ver);
 	if (!ss_error(s) && ver > pd->emul->version)
-		ss_fail(s, -EINVAL, "%s: %s state version %u is newer than this khyve supports "
-			"(%u)", pd->dev.id, pd->emul->name, ver, pd->emul->version);
+		ss_fail(s, -EINVAL,
+			"%s: %s state version %u is newer than this khyve supports "
+			"(%u)",
+			pd->dev.id, pd->emul->name, ver, pd->emul->version);
 	if (!ss_error(s)) {
 		pthread_mutex_lock(&pd->lock);
 		pci_dev_check(pd, s, &st);
@@ -1172,13 +1177,14 @@ static const struct dev_ops pci_dev_ops = {
 /* Writable header fields every function has; the rest is read-only unless set up. */
 static void pci_cfg_defaults(struct pci_dev *pd)
 {
-	le_put(&pd->wmask[PCIR_COMMAND], 2, PCIM_CMD_IO | PCIM_CMD_MEM | PCIM_CMD_BUSMASTER |
-	       0x0040 | 0x0100 | PCIM_CMD_INTX_DISABLE);	/* + parity and SERR enables */
-	le_put(&pd->w1c[PCIR_STATUS], 2, 0xF900);	/* error bits */
+	le_put(&pd->wmask[PCIR_COMMAND], 2,
+	       PCIM_CMD_IO | PCIM_CMD_MEM | PCIM_CMD_BUSMASTER | 0x0040 | 0x0100 |
+		       PCIM_CMD_INTX_DISABLE);	  /* + parity and SERR enables */
+	le_put(&pd->w1c[PCIR_STATUS], 2, 0xF900); /* error bits */
 	pd->wmask[PCIR_CACHELNSZ] = 0xFF;
 	pd->wmask[PCIR_LATTIMER] = 0xFF;
 	pd->wmask[PCIR_INTLINE] = 0xFF;
-	pd->cfg[PCIR_INTLINE] = 0xFF;			/* no interrupt line */
+	pd->cfg[PCIR_INTLINE] = 0xFF; /* no interrupt line */
 }
 
 /* Set the multi-function bit of every function in @slot when it has more than one. */
@@ -1250,8 +1256,8 @@ static void pci_dev_unplug(struct pci_bus *bus, struct pci_dev *pd)
 	bus->devs[pd->slot][pd->func] = NULL;
 }
 
-struct pci_dev *pci_dev_add(struct vm *vm, unsigned slot, unsigned func,
-			    const struct pci_emul *e, char *err, size_t errlen)
+struct pci_dev *pci_dev_add(struct vm *vm, unsigned slot, unsigned func, const struct pci_emul *e,
+			    char *err, size_t errlen)
 {
 	struct pci_bus *bus = pci_bus_of(vm);
 	struct pci_dev *pd;
@@ -1364,7 +1370,7 @@ static void pci_scan_key(const char *key, const char *value, void *opaque)
 {
 	struct pci_scan *sc = opaque;
 	size_t len = strlen(key);
-	const char *s = key + 4;	/* after "pci." */
+	const char *s = key + 4; /* after "pci." */
 	unsigned n[3];
 	bool ok = true;
 
@@ -1380,16 +1386,22 @@ static void pci_scan_key(const char *key, const char *value, void *opaque)
 		snprintf(sc->err, sizeof(sc->err), "%s: want pci.BUS.SLOT.FUNCTION.device", key);
 		sc->ret = -EINVAL;
 	} else if (n[0] != 0) {
-		snprintf(sc->err, sizeof(sc->err), "%s: PCI bus %u does not exist (khyve has bus 0 "
-			 "only)", key, n[0]);
+		snprintf(sc->err, sizeof(sc->err),
+			 "%s: PCI bus %u does not exist (khyve has bus 0 "
+			 "only)",
+			 key, n[0]);
 		sc->ret = -EINVAL;
 	} else if (n[1] >= PCI_SLOTS || n[2] >= PCI_FUNCS) {
-		snprintf(sc->err, sizeof(sc->err), "%s: PCI slot %u function %u is out of range "
-			 "(slots 0-31, functions 0-7)", key, n[1], n[2]);
+		snprintf(sc->err, sizeof(sc->err),
+			 "%s: PCI slot %u function %u is out of range "
+			 "(slots 0-31, functions 0-7)",
+			 key, n[1], n[2]);
 		sc->ret = -EINVAL;
 	} else if (sc->emul[n[1]][n[2]]) {
-		snprintf(sc->err, sizeof(sc->err), "PCI slot 0:%u.%u is configured twice (%s and "
-			 "%s)", n[1], n[2], sc->key[n[1]][n[2]], key);
+		snprintf(sc->err, sizeof(sc->err),
+			 "PCI slot 0:%u.%u is configured twice (%s and "
+			 "%s)",
+			 n[1], n[2], sc->key[n[1]][n[2]], key);
 		sc->ret = -EEXIST;
 	} else {
 		sc->emul[n[1]][n[2]] = value;
@@ -1434,11 +1446,14 @@ static int pci_setup_devices(struct vm *vm, char *err, size_t errlen)
 			e = pci_emul_find(sc->emul[s][f]);
 			if (!e) {
 				pci_known_names(known, sizeof(known));
-				snprintf(err, errlen, "%s=%s: unknown PCI emulation in slot 0:%u.%u "
-					 "(known: %s)", sc->key[s][f], sc->emul[s][f], s, f, known);
+				snprintf(err, errlen,
+					 "%s=%s: unknown PCI emulation in slot 0:%u.%u "
+					 "(known: %s)",
+					 sc->key[s][f], sc->emul[s][f], s, f, known);
 				ret = -EINVAL;
 			} else if (f && !sc->emul[s][0]) {
-				snprintf(err, errlen, "%s: PCI slot 0:%u.%u needs function 0 in slot "
+				snprintf(err, errlen,
+					 "%s: PCI slot 0:%u.%u needs function 0 in slot "
 					 "%u too (guests scan functions 1-7 only after 0)",
 					 sc->key[s][f], s, f, s);
 				ret = -EINVAL;
@@ -1459,8 +1474,8 @@ static int pci_bus_register(struct pci_bus *bus, char *err, size_t errlen)
 
 	ret = bus_register(&vm->mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, pci_ecam_io, bus);
 	if (ret) {
-		snprintf(err, errlen, "pci: ECAM at 0x%llx: %s",
-			 (unsigned long long)PCI_ECAM_BASE, strerror(-ret));
+		snprintf(err, errlen, "pci: ECAM at 0x%llx: %s", (unsigned long long)PCI_ECAM_BASE,
+			 strerror(-ret));
 		return ret;
 	}
 	ret = pci_claim_cf8(bus);

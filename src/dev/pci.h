@@ -41,71 +41,70 @@ struct sstream;
 struct pci_bus;
 struct pci_dev;
 
-#define PCI_SLOTS		32
-#define PCI_FUNCS		8
-#define PCI_CFG_SIZE		256	/* ECAM offsets above this read 0 (no extended caps) */
-#define PCI_BARS		6
-#define PCI_GSI_BASE		16
-#define PCI_IO_WINDOW_BASE	0x6000
-#define PCI_IO_WINDOW_END	0x10000
-#define PCI_MSIX_MAX		2048
+#define PCI_SLOTS 32
+#define PCI_FUNCS 8
+#define PCI_CFG_SIZE 256 /* ECAM offsets above this read 0 (no extended caps) */
+#define PCI_BARS 6
+#define PCI_GSI_BASE 16
+#define PCI_IO_WINDOW_BASE 0x6000
+#define PCI_IO_WINDOW_END 0x10000
+#define PCI_MSIX_MAX 2048
 
 /* Configuration space registers (type 0 header). */
-#define PCIR_VENDOR		0x00
-#define PCIR_DEVICE		0x02
-#define PCIR_COMMAND		0x04
-#define PCIR_STATUS		0x06
-#define PCIR_REVID		0x08
-#define PCIR_PROGIF		0x09
-#define PCIR_SUBCLASS		0x0A
-#define PCIR_CLASS		0x0B
-#define PCIR_CACHELNSZ		0x0C
-#define PCIR_LATTIMER		0x0D
-#define PCIR_HDRTYPE		0x0E
-#define PCIR_BAR(i)		(0x10 + 4 * (i))
-#define PCIR_SUBVEND		0x2C
-#define PCIR_SUBDEV		0x2E
-#define PCIR_ROM		0x30
-#define PCIR_CAP_PTR		0x34
-#define PCIR_INTLINE		0x3C
-#define PCIR_INTPIN		0x3D
+#define PCIR_VENDOR 0x00
+#define PCIR_DEVICE 0x02
+#define PCIR_COMMAND 0x04
+#define PCIR_STATUS 0x06
+#define PCIR_REVID 0x08
+#define PCIR_PROGIF 0x09
+#define PCIR_SUBCLASS 0x0A
+#define PCIR_CLASS 0x0B
+#define PCIR_CACHELNSZ 0x0C
+#define PCIR_LATTIMER 0x0D
+#define PCIR_HDRTYPE 0x0E
+#define PCIR_BAR(i) (0x10 + 4 * (i))
+#define PCIR_SUBVEND 0x2C
+#define PCIR_SUBDEV 0x2E
+#define PCIR_ROM 0x30
+#define PCIR_CAP_PTR 0x34
+#define PCIR_INTLINE 0x3C
+#define PCIR_INTPIN 0x3D
 
-#define PCIM_CMD_IO		(1U << 0)
-#define PCIM_CMD_MEM		(1U << 1)
-#define PCIM_CMD_BUSMASTER	(1U << 2)
-#define PCIM_CMD_INTX_DISABLE	(1U << 10)
-#define PCIM_STATUS_INTR	(1U << 3)
-#define PCIM_STATUS_CAPLIST	(1U << 4)
-#define PCIM_HDRTYPE_MULTI	0x80
+#define PCIM_CMD_IO (1U << 0)
+#define PCIM_CMD_MEM (1U << 1)
+#define PCIM_CMD_BUSMASTER (1U << 2)
+#define PCIM_CMD_INTX_DISABLE (1U << 10)
+#define PCIM_STATUS_INTR (1U << 3)
+#define PCIM_STATUS_CAPLIST (1U << 4)
+#define PCIM_HDRTYPE_MULTI 0x80
 
-#define PCIY_MSI		0x05
-#define PCIY_VENDOR		0x09
-#define PCIY_MSIX		0x11
+#define PCIY_MSI 0x05
+#define PCIY_VENDOR 0x09
+#define PCIY_MSIX 0x11
 
-#define PCIC_BRIDGE		0x06
-#define PCIS_BRIDGE_HOST	0x00
-#define PCIS_BRIDGE_ISA		0x01
+#define PCIC_BRIDGE 0x06
+#define PCIS_BRIDGE_HOST 0x00
+#define PCIS_BRIDGE_ISA 0x01
 
 enum pci_bar_type {
 	PCI_BAR_NONE = 0,
 	PCI_BAR_IO,
 	PCI_BAR_MEM32,
-	PCI_BAR_MEM64,		/* takes this BAR and the next one */
-	PCI_BAR_MEM64_HI,	/* internal: upper half of a 64-bit BAR */
+	PCI_BAR_MEM64,	  /* takes this BAR and the next one */
+	PCI_BAR_MEM64_HI, /* internal: upper half of a 64-bit BAR */
 };
 
 /* A device type.  Only name and init are required. */
 struct pci_emul {
-	const char *name;		/* "hostbridge", the value of pci.B.S.F.device */
-	unsigned version;		/* version of the state save() writes */
+	const char *name; /* "hostbridge", the value of pci.B.S.F.device */
+	unsigned version; /* version of the state save() writes */
 	/*
 	 * Set up @pd: identity (pci_set_ids), BARs (pci_bar_declare), capabilities, INTx
 	 * pin.  @opts is the function's config prefix "pci.0.S.F"; read options with
 	 * pci_dev_opt().  Returns 0 or -errno with a message in @err.  On failure the
 	 * emulation frees what it allocated; destroy is not called.
 	 */
-	int (*init)(struct vm *vm, struct pci_dev *pd, const char *opts, char *err,
-		    size_t errlen);
+	int (*init)(struct vm *vm, struct pci_dev *pd, const char *opts, char *err, size_t errlen);
 	/* Access to BAR @bar at @offset within it (never to the MSI-X table or PBA). */
 	void (*bar_io)(struct pci_dev *pd, int bar, uint64_t offset, void *data, unsigned size,
 		       bool is_write);
@@ -131,7 +130,7 @@ struct pci_bar {
 	struct pci_dev *pd;
 	int idx;
 	enum pci_bar_type type;
-	uint64_t size;			/* power of two */
+	uint64_t size; /* power of two */
 	bool prefetch;
 	/* Bus registration, under the bus's BAR lock: wanted and current. */
 	bool want_on, on;
@@ -139,11 +138,11 @@ struct pci_bar {
 };
 
 struct pci_msix {
-	unsigned nvec;			/* 0: no MSI-X capability */
+	unsigned nvec; /* 0: no MSI-X capability */
 	int bar;
-	uint32_t table_off, pba_off;	/* within the BAR */
-	uint32_t *table;		/* nvec entries of 4 dwords */
-	uint64_t *pba;			/* (nvec + 63) / 64 words */
+	uint32_t table_off, pba_off; /* within the BAR */
+	uint32_t *table;	     /* nvec entries of 4 dwords */
+	uint64_t *pba;		     /* (nvec + 63) / 64 words */
 };
 
 /*
@@ -157,17 +156,17 @@ struct pci_dev {
 	const struct pci_emul *emul;
 	void *priv;
 	unsigned slot, func;
-	char opts[24];			/* "pci.0.S.F" */
+	char opts[24]; /* "pci.0.S.F" */
 
-	pthread_mutex_t lock;		/* everything below */
+	pthread_mutex_t lock; /* everything below */
 	uint8_t cfg[PCI_CFG_SIZE];
-	uint8_t wmask[PCI_CFG_SIZE];	/* bits the guest may write */
-	uint8_t w1c[PCI_CFG_SIZE];	/* bits the guest clears by writing 1 */
+	uint8_t wmask[PCI_CFG_SIZE]; /* bits the guest may write */
+	uint8_t w1c[PCI_CFG_SIZE];   /* bits the guest clears by writing 1 */
 	struct pci_bar bar[PCI_BARS];
-	bool intx_asserted;		/* the device's INTx output */
-	bool intx_on;			/* counted on the GSI (asserted and not disabled) */
-	unsigned cap_last, cap_free;	/* capability list tail, next free offset */
-	unsigned msi_cap, msix_cap;	/* capability offsets, 0 if absent */
+	bool intx_asserted;	     /* the device's INTx output */
+	bool intx_on;		     /* counted on the GSI (asserted and not disabled) */
+	unsigned cap_last, cap_free; /* capability list tail, next free offset */
+	unsigned msi_cap, msix_cap;  /* capability offsets, 0 if absent */
 	struct pci_msix msix;
 };
 
@@ -178,8 +177,8 @@ int pci_setup(struct vm *vm, char *err, size_t errlen);
  * Add one function with emulation @e (pci_setup does this for each configured function; also
  * for tests with emulations outside the table).  The bus must exist.  NULL with @err.
  */
-struct pci_dev *pci_dev_add(struct vm *vm, unsigned slot, unsigned func,
-			    const struct pci_emul *e, char *err, size_t errlen);
+struct pci_dev *pci_dev_add(struct vm *vm, unsigned slot, unsigned func, const struct pci_emul *e,
+			    char *err, size_t errlen);
 
 const struct pci_emul *pci_emul_find(const char *name);
 struct pci_dev *pci_find_dev(struct vm *vm, unsigned slot, unsigned func);

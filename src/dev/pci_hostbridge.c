@@ -6,14 +6,13 @@
  */
 #include "dev/pci.h"
 
-#define HOSTBRIDGE_VENDOR	0x1275
-#define HOSTBRIDGE_DEVICE	0x1275
+#define HOSTBRIDGE_VENDOR 0x1275
+#define HOSTBRIDGE_DEVICE 0x1275
 
 static int hostbridge_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err,
 			   size_t errlen)
 {
-	pci_set_ids(pd, HOSTBRIDGE_VENDOR, HOSTBRIDGE_DEVICE, PCIC_BRIDGE, PCIS_BRIDGE_HOST, 0,
-		    0);
+	pci_set_ids(pd, HOSTBRIDGE_VENDOR, HOSTBRIDGE_DEVICE, PCIC_BRIDGE, PCIS_BRIDGE_HOST, 0, 0);
 	return 0;
 }
 

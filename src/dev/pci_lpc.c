@@ -12,16 +12,17 @@
 
 #include "dev/pci.h"
 
-#define LPC_SLOT	31
-#define LPC_VENDOR	0x8086
-#define LPC_DEVICE	0x7000
+#define LPC_SLOT 31
+#define LPC_VENDOR 0x8086
+#define LPC_DEVICE 0x7000
 
-static int lpc_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err,
-		    size_t errlen)
+static int lpc_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err, size_t errlen)
 {
 	if (pd->slot != LPC_SLOT || pd->func != 0) {
-		snprintf(err, errlen, "the LPC bridge must be at slot %u function 0 (-s %u,lpc): "
-			 "the ACPI tables describe the ISA bus there", LPC_SLOT, LPC_SLOT);
+		snprintf(err, errlen,
+			 "the LPC bridge must be at slot %u function 0 (-s %u,lpc): "
+			 "the ACPI tables describe the ISA bus there",
+			 LPC_SLOT, LPC_SLOT);
 		return -EINVAL;
 	}
 	pci_set_ids(pd, LPC_VENDOR, LPC_DEVICE, PCIC_BRIDGE, PCIS_BRIDGE_ISA, 0, 0);

@@ -19,20 +19,20 @@
 #include "snap/sstream.h"
 #include "vm.h"
 
-#define PM1_STS_BITS	(PM1_TMR_STS | PM1_PWRBTN_STS | PM1_WAK_STS)
-#define PM1_EN_BITS	(PM1_TMR_EN | PM1_PWRBTN_EN)
-#define PM1_BM_RLD	(1U << 1)
+#define PM1_STS_BITS (PM1_TMR_STS | PM1_PWRBTN_STS | PM1_WAK_STS)
+#define PM1_EN_BITS (PM1_TMR_EN | PM1_PWRBTN_EN)
+#define PM1_BM_RLD (1U << 1)
 /* Control bits that are stored; SLP_EN (and GBL_RLS) only act and read back as 0. */
-#define PM1_CNT_BITS	(PM1_SCI_EN | PM1_BM_RLD | PM1_SLP_TYP_MASK)
+#define PM1_CNT_BITS (PM1_SCI_EN | PM1_BM_RLD | PM1_SLP_TYP_MASK)
 
-#define PM_TMR_MASK	0xFFFFFFULL
-#define PM_TMR_TOGGLE	23
+#define PM_TMR_MASK 0xFFFFFFULL
+#define PM_TMR_TOGGLE 23
 
-#define RESET_SYS_RST	(1U << 1)
-#define RESET_RST_CPU	(1U << 2)
-#define RESET_FULL_RST	(1U << 3)
+#define RESET_SYS_RST (1U << 1)
+#define RESET_RST_CPU (1U << 2)
+#define RESET_FULL_RST (1U << 3)
 
-#define NSEC		1000000000ULL
+#define NSEC 1000000000ULL
 
 struct pm {
 	struct dev dev;
@@ -40,12 +40,12 @@ struct pm {
 	pthread_mutex_t lock;
 	uint16_t sts, en, cnt;
 	uint8_t reset;
-	uint64_t tmr_base, ns_base;	/* PM timer: count at ns_base */
-	uint64_t tmr_epoch;		/* count >> 23 at the last TMR_STS update */
+	uint64_t tmr_base, ns_base; /* PM timer: count at ns_base */
+	uint64_t tmr_epoch;	    /* count >> 23 at the last TMR_STS update */
 	struct vtimer vt;
 	uint64_t deadline;
 	bool armed;
-	bool sci;			/* level we drive on IRQ_SCI */
+	bool sci; /* level we drive on IRQ_SCI */
 };
 
 /* Saved registers: snapshot layout and load staging copy. */
@@ -122,7 +122,7 @@ static void pm_evt_write(struct pm *pm, uint32_t val, uint32_t mask)
 	uint16_t old_en = pm->en;
 
 	pm_sync_tmr(pm, vclock_ns(&pm->vm->ev));
-	pm->sts &= (uint16_t)~(val & mask & PM1_STS_BITS);
+	pm->sts &= (uint16_t) ~(val & mask & PM1_STS_BITS);
 	pm->en = (uint16_t)(((pm->en & ~(mask >> 16)) | ((val & mask) >> 16)) & PM1_EN_BITS);
 	if ((old_en ^ pm->en) & PM1_TMR_EN)
 		pm_arm(pm);
@@ -150,8 +150,7 @@ static void pm_cnt_write(struct pm *pm, uint16_t v)
 {
 	pm->cnt = v & PM1_CNT_BITS;
 	pm_update_sci(pm);
-	if ((v & PM1_SLP_EN) &&
-	    ((v & PM1_SLP_TYP_MASK) >> PM1_SLP_TYP_SHIFT) == SLP_TYP_S5)
+	if ((v & PM1_SLP_EN) && ((v & PM1_SLP_TYP_MASK) >> PM1_SLP_TYP_SHIFT) == SLP_TYP_S5)
 		vm_request_exit(pm->vm, VM_EXIT_POWEROFF);
 	/* S1-S4 are not offered by the DSDT; a guest that asks anyway keeps running. */
 }
@@ -177,7 +176,7 @@ static void pm_tmr_io(void *opaque, uint64_t off, void *data, unsigned size, boo
 	uint64_t v;
 
 	if (is_write)
-		return;		/* read-only */
+		return; /* read-only */
 	pthread_mutex_lock(&pm->lock);
 	v = pm_ticks(pm, vclock_ns(&pm->vm->ev)) & PM_TMR_MASK;
 	pthread_mutex_unlock(&pm->lock);

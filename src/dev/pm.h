@@ -26,17 +26,17 @@
 struct vm;
 struct dev;
 
-#define PM_TMR_HZ		3579545ULL
+#define PM_TMR_HZ 3579545ULL
 
-#define PM1_TMR_STS		(1U << 0)
-#define PM1_PWRBTN_STS		(1U << 8)
-#define PM1_WAK_STS		(1U << 15)
-#define PM1_TMR_EN		(1U << 0)
-#define PM1_PWRBTN_EN		(1U << 8)
-#define PM1_SCI_EN		(1U << 0)
-#define PM1_SLP_TYP_SHIFT	10
-#define PM1_SLP_TYP_MASK	(7U << PM1_SLP_TYP_SHIFT)
-#define PM1_SLP_EN		(1U << 13)
+#define PM1_TMR_STS (1U << 0)
+#define PM1_PWRBTN_STS (1U << 8)
+#define PM1_WAK_STS (1U << 15)
+#define PM1_TMR_EN (1U << 0)
+#define PM1_PWRBTN_EN (1U << 8)
+#define PM1_SCI_EN (1U << 0)
+#define PM1_SLP_TYP_SHIFT 10
+#define PM1_SLP_TYP_MASK (7U << PM1_SLP_TYP_SHIFT)
+#define PM1_SLP_EN (1U << 13)
 
 struct dev *pm_create(struct vm *vm, char *err, size_t errlen);
 

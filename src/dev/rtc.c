@@ -25,68 +25,68 @@
 #include "snap/sstream.h"
 #include "vm.h"
 
-#define RTC_STATE_VERSION	1
-#define RTC_PORT		0x70
-#define NSEC			1000000000ULL
-#define RTC_HZ			32768ULL
+#define RTC_STATE_VERSION 1
+#define RTC_PORT 0x70
+#define NSEC 1000000000ULL
+#define RTC_HZ 32768ULL
 /* UIP rises 244 us (8 cycles of the 32768 Hz crystal) before each update. */
-#define RTC_UIP_NS		(8 * NSEC / RTC_HZ + 1)
+#define RTC_UIP_NS (8 * NSEC / RTC_HZ + 1)
 
 /* CMOS offsets. */
-#define RTC_SEC		0x00
-#define RTC_SEC_ALARM	0x01
-#define RTC_MIN		0x02
-#define RTC_MIN_ALARM	0x03
-#define RTC_HOUR	0x04
-#define RTC_HOUR_ALARM	0x05
-#define RTC_DOW		0x06
-#define RTC_DAY		0x07
-#define RTC_MONTH	0x08
-#define RTC_YEAR	0x09
-#define RTC_REG_A	0x0a
-#define RTC_REG_B	0x0b
-#define RTC_REG_C	0x0c
-#define RTC_REG_D	0x0d
-#define RTC_CENTURY	0x32
+#define RTC_SEC 0x00
+#define RTC_SEC_ALARM 0x01
+#define RTC_MIN 0x02
+#define RTC_MIN_ALARM 0x03
+#define RTC_HOUR 0x04
+#define RTC_HOUR_ALARM 0x05
+#define RTC_DOW 0x06
+#define RTC_DAY 0x07
+#define RTC_MONTH 0x08
+#define RTC_YEAR 0x09
+#define RTC_REG_A 0x0a
+#define RTC_REG_B 0x0b
+#define RTC_REG_C 0x0c
+#define RTC_REG_D 0x0d
+#define RTC_CENTURY 0x32
 /* Memory size, in the cells bhyve and QEMU use. */
-#define CMOS_BASE_KB	0x15
-#define CMOS_EXT_KB	0x17
-#define CMOS_EXT_KB2	0x30
-#define CMOS_MEM_16M	0x34
-#define CMOS_MEM_4G	0x5b
+#define CMOS_BASE_KB 0x15
+#define CMOS_EXT_KB 0x17
+#define CMOS_EXT_KB2 0x30
+#define CMOS_MEM_16M 0x34
+#define CMOS_MEM_4G 0x5b
 
-#define A_UIP		0x80
-#define A_DV		0x70
-#define A_DV_NORMAL	0x20	/* 32768 Hz time base, chain running */
-#define A_RS		0x0f
+#define A_UIP 0x80
+#define A_DV 0x70
+#define A_DV_NORMAL 0x20 /* 32768 Hz time base, chain running */
+#define A_RS 0x0f
 
-#define B_SET		0x80
-#define B_PIE		0x40
-#define B_AIE		0x20
-#define B_UIE		0x10
-#define B_SQWE		0x08
-#define B_DM_BINARY	0x04
-#define B_24H		0x02
-#define B_DSE		0x01
+#define B_SET 0x80
+#define B_PIE 0x40
+#define B_AIE 0x20
+#define B_UIE 0x10
+#define B_SQWE 0x08
+#define B_DM_BINARY 0x04
+#define B_24H 0x02
+#define B_DSE 0x01
 
-#define C_IRQF		0x80
-#define C_PF		0x40
-#define C_AF		0x20
-#define C_UF		0x10
-#define C_FLAGS		(C_PF | C_AF | C_UF)
+#define C_IRQF 0x80
+#define C_PF 0x40
+#define C_AF 0x20
+#define C_UF 0x10
+#define C_FLAGS (C_PF | C_AF | C_UF)
 
-#define D_VRT		0x80
+#define D_VRT 0x80
 
-#define ALARM_DONT_CARE	0xc0
+#define ALARM_DONT_CARE 0xc0
 
 /* What a snapshot holds. */
 struct rtc_state {
 	uint8_t cmos[128];
 	uint8_t index;
-	int64_t base_sec;	/* RTC seconds since 1970 in the RTC's own zone */
-	uint32_t base_phase;	/* ns into base_sec at base_vclock */
+	int64_t base_sec;    /* RTC seconds since 1970 in the RTC's own zone */
+	uint32_t base_phase; /* ns into base_sec at base_vclock */
 	uint64_t base_vclock;
-	uint64_t last_c_read;	/* vclock of the last read of C: PF for guests that poll */
+	uint64_t last_c_read; /* vclock of the last read of C: PF for guests that poll */
 };
 
 struct rtc {
@@ -95,8 +95,8 @@ struct rtc {
 	pthread_mutex_t lock;
 	struct rtc_state s;
 	struct vtimer update_timer, periodic_timer;
-	uint64_t update_deadline, periodic_deadline;	/* 0: not armed */
-	bool paused;			/* by pause, or loaded and not yet resumed */
+	uint64_t update_deadline, periodic_deadline; /* 0: not armed */
+	bool paused;				     /* by pause, or loaded and not yet resumed */
 };
 
 static const struct dev_ops rtc_ops;
@@ -462,7 +462,7 @@ static void rtc_write(struct rtc *r, unsigned idx, uint8_t v)
 		return;
 	case RTC_REG_C:
 	case RTC_REG_D:
-		return;		/* read-only */
+		return; /* read-only */
 	}
 	if (!rtc_is_time_reg(idx) || !rtc_updating(r)) {
 		r->s.cmos[idx] = v;
@@ -490,7 +490,7 @@ static void rtc_io(void *opaque, uint64_t offset, void *data, unsigned size, boo
 			if (is_write)
 				r->s.index = p[i] & 0x7f;
 			else
-				p[i] = 0xff;	/* the index register is write-only */
+				p[i] = 0xff; /* the index register is write-only */
 		} else if (is_write) {
 			rtc_write(r, r->s.index, p[i]);
 		} else {
@@ -685,8 +685,8 @@ struct dev *rtc_create(struct vm *vm, char *err, size_t errlen)
 	vtimer_init(&r->update_timer, &vm->ev, rtc_update_fire, r);
 	vtimer_init(&r->periodic_timer, &vm->ev, rtc_periodic_fire, r);
 
-	r->s.cmos[RTC_REG_A] = A_DV_NORMAL | 0x06;	/* 1024 Hz periodic rate */
-	r->s.cmos[RTC_REG_B] = B_24H;			/* BCD, 24-hour */
+	r->s.cmos[RTC_REG_A] = A_DV_NORMAL | 0x06; /* 1024 Hz periodic rate */
+	r->s.cmos[RTC_REG_B] = B_24H;		   /* BCD, 24-hour */
 	r->s.cmos[RTC_REG_D] = D_VRT;
 	rtc_set_memory(r, vm->ram_size);
 	rtc_host_time(localtime, &r->s.base_sec, &r->s.base_phase);

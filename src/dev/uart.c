@@ -27,72 +27,72 @@
 #include "snap/sstream.h"
 #include "vm.h"
 
-#define UART_STATE_VERSION	1
-#define UART_FIFO_SIZE		16
-#define UART_OUTBUF_SIZE	65536
+#define UART_STATE_VERSION 1
+#define UART_FIFO_SIZE 16
+#define UART_OUTBUF_SIZE 65536
 /* The divisor latch divides the 1.8432 MHz crystal by 16: divisor 1 is 115200 baud. */
-#define UART_BAUD_BASE		115200
+#define UART_BAUD_BASE 115200
 /* A slow divisor would make the character timeout long enough to feel like a hang. */
-#define UART_TIMEOUT_MAX_NS	20000000ULL
+#define UART_TIMEOUT_MAX_NS 20000000ULL
 
 /* Register offsets; DLAB in LCR turns 0 and 1 into the divisor latch. */
-#define REG_DATA	0	/* RBR (read), THR (write), DLL */
-#define REG_IER		1	/* DLM when DLAB */
-#define REG_IIR		2	/* IIR (read), FCR (write) */
-#define REG_LCR		3
-#define REG_MCR		4
-#define REG_LSR		5
-#define REG_MSR		6
-#define REG_SCR		7
+#define REG_DATA 0 /* RBR (read), THR (write), DLL */
+#define REG_IER 1  /* DLM when DLAB */
+#define REG_IIR 2  /* IIR (read), FCR (write) */
+#define REG_LCR 3
+#define REG_MCR 4
+#define REG_LSR 5
+#define REG_MSR 6
+#define REG_SCR 7
 
-#define IER_ERBFI	0x01	/* RX data available (and character timeout) */
-#define IER_ETBEI	0x02	/* THR empty */
-#define IER_ELSI	0x04	/* line status */
-#define IER_EDSSI	0x08	/* modem status */
-#define IER_MASK	0x0f
+#define IER_ERBFI 0x01 /* RX data available (and character timeout) */
+#define IER_ETBEI 0x02 /* THR empty */
+#define IER_ELSI 0x04  /* line status */
+#define IER_EDSSI 0x08 /* modem status */
+#define IER_MASK 0x0f
 
-#define IIR_NONE	0x01
-#define IIR_MSR		0x00
-#define IIR_THRE	0x02
-#define IIR_RDA		0x04
-#define IIR_RLS		0x06
-#define IIR_TIMEOUT	0x0c
-#define IIR_FIFO_ON	0xc0
+#define IIR_NONE 0x01
+#define IIR_MSR 0x00
+#define IIR_THRE 0x02
+#define IIR_RDA 0x04
+#define IIR_RLS 0x06
+#define IIR_TIMEOUT 0x0c
+#define IIR_FIFO_ON 0xc0
 
-#define FCR_ENABLE	0x01
-#define FCR_RX_RESET	0x02
-#define FCR_TX_RESET	0x04
-#define FCR_DMA		0x08
-#define FCR_TRIGGER	0xc0
-#define FCR_KEPT	(FCR_ENABLE | FCR_DMA | FCR_TRIGGER)
+#define FCR_ENABLE 0x01
+#define FCR_RX_RESET 0x02
+#define FCR_TX_RESET 0x04
+#define FCR_DMA 0x08
+#define FCR_TRIGGER 0xc0
+#define FCR_KEPT (FCR_ENABLE | FCR_DMA | FCR_TRIGGER)
 
-#define LCR_DLAB	0x80
+#define LCR_DLAB 0x80
 
-#define MCR_DTR		0x01
-#define MCR_RTS		0x02
-#define MCR_OUT1	0x04
-#define MCR_OUT2	0x08
-#define MCR_LOOP	0x10
-#define MCR_MASK	0x1f
+#define MCR_DTR 0x01
+#define MCR_RTS 0x02
+#define MCR_OUT1 0x04
+#define MCR_OUT2 0x08
+#define MCR_LOOP 0x10
+#define MCR_MASK 0x1f
 
-#define LSR_DR		0x01
-#define LSR_OE		0x02
-#define LSR_PE		0x04
-#define LSR_FE		0x08
-#define LSR_BI		0x10
-#define LSR_THRE	0x20
-#define LSR_TEMT	0x40
-#define LSR_ERRORS	(LSR_OE | LSR_PE | LSR_FE | LSR_BI)
+#define LSR_DR 0x01
+#define LSR_OE 0x02
+#define LSR_PE 0x04
+#define LSR_FE 0x08
+#define LSR_BI 0x10
+#define LSR_THRE 0x20
+#define LSR_TEMT 0x40
+#define LSR_ERRORS (LSR_OE | LSR_PE | LSR_FE | LSR_BI)
 
-#define MSR_DCTS	0x01
-#define MSR_DDSR	0x02
-#define MSR_TERI	0x04
-#define MSR_DDCD	0x08
-#define MSR_DELTAS	0x0f
-#define MSR_CTS		0x10
-#define MSR_DSR		0x20
-#define MSR_RI		0x40
-#define MSR_DCD		0x80
+#define MSR_DCTS 0x01
+#define MSR_DDSR 0x02
+#define MSR_TERI 0x04
+#define MSR_DDCD 0x08
+#define MSR_DELTAS 0x0f
+#define MSR_CTS 0x10
+#define MSR_DSR 0x20
+#define MSR_RI 0x40
+#define MSR_DCD 0x80
 
 static const uint16_t uart_ports[UART_NPORTS] = { 0x3f8, 0x2f8, 0x3e8, 0x2e8 };
 static const uint8_t uart_irqs[UART_NPORTS] = { IRQ_COM1_3, IRQ_COM2_4, IRQ_COM1_3, IRQ_COM2_4 };
@@ -105,10 +105,10 @@ struct uart_fifo {
 /* Everything the guest can observe, and so exactly what a snapshot holds. */
 struct uart_regs {
 	uint8_t ier, lcr, mcr, scr, fcr, dll, dlm;
-	uint8_t lsr_err;	/* OE/PE/FE/BI; DR, THRE and TEMT follow the FIFOs */
-	uint8_t msr;		/* line states and delta bits */
-	bool thre_pending;	/* THR went empty and IIR has not reported it yet */
-	bool timeout_pending;	/* character timeout, cleared by reading RBR */
+	uint8_t lsr_err;      /* OE/PE/FE/BI; DR, THRE and TEMT follow the FIFOs */
+	uint8_t msr;	      /* line states and delta bits */
+	bool thre_pending;    /* THR went empty and IIR has not reported it yet */
+	bool timeout_pending; /* character timeout, cleared by reading RBR */
 	struct uart_fifo rx, tx;
 };
 
@@ -131,18 +131,18 @@ struct uart {
 	unsigned index, irq;
 	uint16_t base;
 	struct uart_regs r;
-	int irq_level;			/* this port's request; under uart_line_lock */
-	struct uart *sibling;		/* the port sharing our ISA line; under uart_line_lock */
+	int irq_level;	      /* this port's request; under uart_line_lock */
+	struct uart *sibling; /* the port sharing our ISA line; under uart_line_lock */
 	struct vtimer rx_timer;
-	uint64_t rx_deadline;		/* 0 when the timeout timer is not armed */
-	bool paused;			/* by pause, or loaded and not yet resumed */
+	uint64_t rx_deadline; /* 0 when the timeout timer is not armed */
+	bool paused;	      /* by pause, or loaded and not yet resumed */
 
 	enum uart_kind kind;
-	char *sock_path;		/* unix: the socket file we created */
+	char *sock_path; /* unix: the socket file we created */
 	int in_fd, out_fd, listen_fd;
 	bool out_is_sock, out_broken;
 	struct uart_watch w_in, w_out, w_listen;
-	uint8_t *obuf;			/* output the backend could not take yet (ring) */
+	uint8_t *obuf; /* output the backend could not take yet (ring) */
 	size_t ohead, olen;
 	uint64_t dropped;
 };
@@ -532,8 +532,7 @@ static void uart_fd_event(void *opaque, uint32_t events)
 		uart_out_flush_some(u);
 	/* An fd we no longer want is unregistered by the sync below, which also stops a
 	 * hang-up from being reported over and over. */
-	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && w->fd == u->in_fd &&
-	    uart_want_input(u))
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && w->fd == u->in_fd && uart_want_input(u))
 		uart_read_input(u);
 out:
 	uart_watch_all(u, true);
@@ -1103,8 +1102,8 @@ static void uart_close_backend(struct uart *u)
 static void uart_reset(struct uart *u)
 {
 	memset(&u->r, 0, sizeof(u->r));
-	u->r.dll = 1;			/* 115200 baud until the guest says otherwise */
-	u->r.lcr = 0x03;		/* 8N1 */
+	u->r.dll = 1;	 /* 115200 baud until the guest says otherwise */
+	u->r.lcr = 0x03; /* 8N1 */
 	u->r.msr = uart_msr_lines(0);
 	u->irq_level = 0;
 }

@@ -27,7 +27,7 @@
 struct vm;
 struct dev;
 
-#define UART_NPORTS	4
+#define UART_NPORTS 4
 
 /*
  * Creates COM(@index + 1) with @backend ("stdio", "off", "unix:PATH", "file:PATH"; NULL means

@@ -142,8 +142,7 @@ static void drop_old_clone(const char *key, const char *value, void *opaque)
 	unlink(value);
 }
 
-void snap_disks_commit(struct snap_disks *sd, const char *snap_path,
-		       const struct config *old_cfg)
+void snap_disks_commit(struct snap_disks *sd, const char *snap_path, const struct config *old_cfg)
 {
 	struct old_clone o = { snap_path, sd };
 

@@ -17,7 +17,7 @@ struct config;
 
 struct snap_disks {
 	unsigned n;
-	char (*path)[4200];	/* copies written by this save */
+	char (*path)[4200]; /* copies written by this save */
 };
 
 /*
@@ -27,8 +27,7 @@ struct snap_disks {
 int snap_disks_save(struct vm *vm, const char *snap_path, bool clone, struct config *meta_cfg,
 		    struct snap_disks *sd, char *err, size_t errlen);
 /* The snapshot was committed: remove the copies the file it replaced used (@old_cfg). */
-void snap_disks_commit(struct snap_disks *sd, const char *snap_path,
-		       const struct config *old_cfg);
+void snap_disks_commit(struct snap_disks *sd, const char *snap_path, const struct config *old_cfg);
 /* The save failed: remove this save's copies. */
 void snap_disks_abort(struct snap_disks *sd);
 

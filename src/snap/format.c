@@ -18,8 +18,8 @@
 #include "snap/sstream.h"
 #include "version.h"
 
-#define HEADER_SIZE	SNAP_PAGE
-#define TABLE_ENTRY	(4 + 4 + 48 + 8 + 8 + 8)
+#define HEADER_SIZE SNAP_PAGE
+#define TABLE_ENTRY (4 + 4 + 48 + 8 + 8 + 8)
 
 struct snap_header {
 	uint32_t format_version;
@@ -36,8 +36,8 @@ uint64_t snap_checksum(const void *buf, size_t len)
 }
 
 static const char *const section_names[] = {
-	[SNAP_SEC_META] = "meta", [SNAP_SEC_VM] = "vm", [SNAP_SEC_VCPU] = "vcpu",
-	[SNAP_SEC_DEV] = "dev", [SNAP_SEC_MEMMAP] = "memmap",
+	[SNAP_SEC_META] = "meta", [SNAP_SEC_VM] = "vm",		[SNAP_SEC_VCPU] = "vcpu",
+	[SNAP_SEC_DEV] = "dev",	  [SNAP_SEC_MEMMAP] = "memmap",
 };
 
 const char *snap_section_type_name(uint32_t type)
@@ -126,8 +126,8 @@ static int pread_all(int fd, void *buf, uint64_t len, uint64_t off)
 
 /* ---- writing ---- */
 
-int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size,
-		     char *err, size_t errlen)
+int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size, char *err,
+		     size_t errlen)
 {
 	char dir[4096], base[4096];
 	int ret;
@@ -309,8 +309,8 @@ static int fail(char *err, size_t errlen, int ret, const char *path, const char 
 	return ret;
 }
 
-static int read_header(struct snap_file *f, struct snap_header *h, const char *path,
-		       char *err, size_t errlen)
+static int read_header(struct snap_file *f, struct snap_header *h, const char *path, char *err,
+		       size_t errlen)
 {
 	uint8_t page[HEADER_SIZE];
 	struct sstream s;
@@ -318,8 +318,10 @@ static int read_header(struct snap_file *f, struct snap_header *h, const char *p
 	int ret;
 
 	if (f->file_size < HEADER_SIZE)
-		return fail(err, errlen, -EINVAL, path, "file is too short (%llu bytes) to be a "
-			    "snapshot", (unsigned long long)f->file_size);
+		return fail(err, errlen, -EINVAL, path,
+			    "file is too short (%llu bytes) to be a "
+			    "snapshot",
+			    (unsigned long long)f->file_size);
 	ret = pread_all(f->fd, page, sizeof(page), 0);
 	if (ret)
 		return fail(err, errlen, ret, path, "reading the header: %s", strerror(-ret));
@@ -332,19 +334,17 @@ static int read_header(struct snap_file *f, struct snap_header *h, const char *p
 	if (sum != snap_checksum(page, s.pos))
 		return fail(err, errlen, -EINVAL, path, "header checksum mismatch (corrupted)");
 	if (h->mem_offset != SNAP_MEM_ALIGN || h->mem_offset > f->file_size ||
-	    h->mem_size > f->file_size - h->mem_offset ||
-	    h->mem_size % SNAP_PAGE)
+	    h->mem_size > f->file_size - h->mem_offset || h->mem_size % SNAP_PAGE)
 		return fail(err, errlen, -EINVAL, path, "memory area out of bounds (truncated?)");
-	if (h->table_offset < h->mem_offset + h->mem_size ||
-	    h->table_offset > f->file_size || h->table_length > f->file_size - h->table_offset ||
-	    h->nsections > SNAP_MAX_SECTIONS || h->table_length != (uint64_t)h->nsections *
-	    TABLE_ENTRY)
+	if (h->table_offset < h->mem_offset + h->mem_size || h->table_offset > f->file_size ||
+	    h->table_length > f->file_size - h->table_offset || h->nsections > SNAP_MAX_SECTIONS ||
+	    h->table_length != (uint64_t)h->nsections * TABLE_ENTRY)
 		return fail(err, errlen, -EINVAL, path, "section table out of bounds (truncated?)");
 	return 0;
 }
 
-static int read_table(struct snap_file *f, const struct snap_header *h, const char *path,
-		      char *err, size_t errlen)
+static int read_table(struct snap_file *f, const struct snap_header *h, const char *path, char *err,
+		      size_t errlen)
 {
 	struct sstream s;
 	void *buf = malloc(h->table_length ? h->table_length : 1);
@@ -360,7 +360,8 @@ static int read_table(struct snap_file *f, const struct snap_header *h, const ch
 	}
 	if (snap_checksum(buf, h->table_length) != h->table_checksum) {
 		free(buf);
-		return fail(err, errlen, -EINVAL, path, "section table checksum mismatch "
+		return fail(err, errlen, -EINVAL, path,
+			    "section table checksum mismatch "
 			    "(corrupted)");
 	}
 	f->sections = calloc(h->nsections ? h->nsections : 1, sizeof(*f->sections));
@@ -401,8 +402,10 @@ static int check_sections(struct snap_file *f, const struct snap_header *h, cons
 				    sec->id, strerror(-ret));
 		if (snap_checksum(buf, sec->length) != sec->checksum) {
 			free(buf);
-			return fail(err, errlen, -EINVAL, path, "section %s %s: checksum mismatch "
-				    "(corrupted)", tn, sec->id);
+			return fail(err, errlen, -EINVAL, path,
+				    "section %s %s: checksum mismatch "
+				    "(corrupted)",
+				    tn, sec->id);
 		}
 		free(buf);
 	}
@@ -456,13 +459,15 @@ static int check_memmap(struct snap_file *f, const char *path, char *err, size_t
 		expect += r->size;
 	}
 	if (expect != f->mem_offset + f->mem_size)
-		return fail(err, errlen, -EINVAL, path, "memory regions do not cover the memory "
+		return fail(err, errlen, -EINVAL, path,
+			    "memory regions do not cover the memory "
 			    "area");
 	for (unsigned i = 0; i < f->nextents; i++) {
 		const struct snap_extent *e = &f->extents[i];
 
 		if (e->file_offset < last || e->file_offset % SNAP_PAGE || !e->length ||
-		    e->length % SNAP_PAGE || e->length > f->mem_offset + f->mem_size - e->file_offset)
+		    e->length % SNAP_PAGE ||
+		    e->length > f->mem_offset + f->mem_size - e->file_offset)
 			return fail(err, errlen, -EINVAL, path, "memory extent %u is malformed", i);
 		last = e->file_offset + e->length;
 	}
@@ -490,7 +495,8 @@ static int verify_extents(struct snap_file *f, const char *path, char *err, size
 			ret = fail(err, errlen, ret, path, "reading guest memory: %s",
 				   strerror(-ret));
 		else if (snap_checksum(buf, e->length) != e->checksum)
-			ret = fail(err, errlen, -EINVAL, path, "guest memory at offset 0x%llx: "
+			ret = fail(err, errlen, -EINVAL, path,
+				   "guest memory at offset 0x%llx: "
 				   "checksum mismatch (corrupted)",
 				   (unsigned long long)e->file_offset);
 	}
@@ -541,8 +547,8 @@ static int read_meta(struct snap_file *f, const char *path, char *err, size_t er
 	return 0;
 }
 
-int snap_file_open(struct snap_file *f, const char *path, bool verify_memory,
-		   char *err, size_t errlen)
+int snap_file_open(struct snap_file *f, const char *path, bool verify_memory, char *err,
+		   size_t errlen)
 {
 	struct snap_header h;
 	struct stat st;
@@ -592,8 +598,7 @@ void snap_file_close(struct snap_file *f)
 	f->fd = -1;
 }
 
-const struct snap_section *snap_file_find(const struct snap_file *f, uint32_t type,
-					  const char *id)
+const struct snap_section *snap_file_find(const struct snap_file *f, uint32_t type, const char *id)
 {
 	for (unsigned i = 0; i < f->nsections; i++)
 		if (f->sections[i].type == type && !strcmp(f->sections[i].id, id))

@@ -20,20 +20,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SNAP_MAGIC		"KHYVSNAP"
-#define SNAP_FORMAT_VERSION	1
-#define SNAP_PAGE		4096ULL
+#define SNAP_MAGIC "KHYVSNAP"
+#define SNAP_FORMAT_VERSION 1
+#define SNAP_PAGE 4096ULL
 /* The memory area starts 2 MiB in, so a restored guest's RAM can be mapped with huge pages. */
-#define SNAP_MEM_ALIGN		(2ULL << 20)
-#define SNAP_MAX_SECTIONS	4096
-#define SNAP_MAX_SECTION_SIZE	(64ULL << 20)
+#define SNAP_MEM_ALIGN (2ULL << 20)
+#define SNAP_MAX_SECTIONS 4096
+#define SNAP_MAX_SECTION_SIZE (64ULL << 20)
 
 enum snap_section_type {
-	SNAP_SEC_META = 1,	/* JSON: config, host CPU, times, versions */
-	SNAP_SEC_VM = 2,	/* irqchip, PIT, KVM clock, virtual clock */
-	SNAP_SEC_VCPU = 3,	/* one per vCPU */
-	SNAP_SEC_DEV = 4,	/* one per device instance */
-	SNAP_SEC_MEMMAP = 5,	/* RAM regions and data extents with checksums */
+	SNAP_SEC_META = 1,   /* JSON: config, host CPU, times, versions */
+	SNAP_SEC_VM = 2,     /* irqchip, PIT, KVM clock, virtual clock */
+	SNAP_SEC_VCPU = 3,   /* one per vCPU */
+	SNAP_SEC_DEV = 4,    /* one per device instance */
+	SNAP_SEC_MEMMAP = 5, /* RAM regions and data extents with checksums */
 };
 
 struct snap_section {
@@ -59,7 +59,7 @@ struct snap_file {
 	uint64_t file_size;
 	uint32_t format_version;
 	char khyve_version[32];
-	uint64_t created_ns;	/* CLOCK_REALTIME at save */
+	uint64_t created_ns; /* CLOCK_REALTIME at save */
 	unsigned nsections;
 	struct snap_section *sections;
 	unsigned nregions;
@@ -67,24 +67,21 @@ struct snap_file {
 	unsigned nextents;
 	struct snap_extent *extents;
 	uint64_t mem_offset, mem_size;
-	char *meta_json;	/* NUL-terminated */
+	char *meta_json; /* NUL-terminated */
 };
 
 /*
  * Open and validate @path.  With @verify_memory, also read every memory extent and check its
  * checksum.  On failure fills @err with one clear sentence.
  */
-int snap_file_open(struct snap_file *f, const char *path, bool verify_memory,
-		   char *err, size_t errlen);
+int snap_file_open(struct snap_file *f, const char *path, bool verify_memory, char *err,
+		   size_t errlen);
 void snap_file_close(struct snap_file *f);
 const char *snap_section_type_name(uint32_t type);
 /* Find a section; NULL if absent. */
-const struct snap_section *snap_file_find(const struct snap_file *f, uint32_t type,
-					  const char *id);
+const struct snap_section *snap_file_find(const struct snap_file *f, uint32_t type, const char *id);
 /* Read a section's bytes (checksum already verified at open); caller frees. */
 int snap_file_read(const struct snap_file *f, const struct snap_section *s, void **buf);
-
-
 
 /*
  * Writing a snapshot.  Layout: header page, memory area (each region at its page-aligned
@@ -95,15 +92,15 @@ struct snap_writer {
 	int fd;
 	char path[4096];
 	char tmppath[4096 + 32];
-	uint64_t pos;			/* where the next section goes */
+	uint64_t pos; /* where the next section goes */
 	uint64_t mem_offset, mem_size;
 	unsigned nsections, cap;
 	struct snap_section *sections;
-	uint64_t bytes;			/* data bytes written */
+	uint64_t bytes; /* data bytes written */
 };
 
-int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size,
-		     char *err, size_t errlen);
+int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size, char *err,
+		     size_t errlen);
 /* Write @len bytes of guest memory at @offset inside the memory area. */
 int snap_writer_memory(struct snap_writer *w, uint64_t offset, const void *buf, uint64_t len);
 int snap_writer_section(struct snap_writer *w, uint32_t type, const char *id, uint32_t version,

@@ -18,7 +18,7 @@
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAPPED (1ULL << 62)
 #define PM_FILE (1ULL << 61)
-#define EXTENT_MAX (2ULL << 20)	/* checksum granularity: one extent covers at most 2 MiB */
+#define EXTENT_MAX (2ULL << 20) /* checksum granularity: one extent covers at most 2 MiB */
 #define SCAN_CHUNK 4096		/* pagemap entries read at a time (16 MiB of guest memory) */
 
 struct mem_saver {
@@ -139,7 +139,8 @@ static int save_region(struct mem_saver *m, unsigned idx, uint64_t area_off)
 				/* A private copy, or data the old file holds for this page. */
 				touched = ((flags[j] & PM_PRESENT) && !(flags[j] & PM_FILE)) ||
 					  (flags[j] & PM_SWAPPED) ||
-					  backing_has_data(b, b->region_file_offset[idx] + pg * PAGE,
+					  backing_has_data(b,
+							   b->region_file_offset[idx] + pg * PAGE,
 							   &hint);
 			else
 				touched = flags[j] & (PM_PRESENT | PM_SWAPPED);
@@ -160,8 +161,9 @@ int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_back
 		     struct snap_file *map, const struct snap_save_opts *opts,
 		     struct snap_result *res, char *err, size_t errlen)
 {
-	struct mem_saver m = { .vm = vm, .w = w, .map = map, .backing = backing, .opts = opts,
-			       .res = res };
+	struct mem_saver m = {
+		.vm = vm, .w = w, .map = map, .backing = backing, .opts = opts, .res = res
+	};
 	uint64_t off = 0;
 	int ret = 0;
 
@@ -193,9 +195,11 @@ int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t 
 
 	/* The file's regions must be exactly the layout this memory size gets. */
 	if (f->nregions != (vm->ram_size > low ? 2u : 1u) || f->regions[0].gpa != 0 ||
-	    f->regions[0].size != low || (f->nregions == 2 && (f->regions[1].gpa != HIGHMEM_BASE ||
-	    f->regions[1].size != vm->ram_size - low))) {
-		snprintf(err, errlen, "the snapshot's memory layout does not match its memory size");
+	    f->regions[0].size != low ||
+	    (f->nregions == 2 &&
+	     (f->regions[1].gpa != HIGHMEM_BASE || f->regions[1].size != vm->ram_size - low))) {
+		snprintf(err, errlen,
+			 "the snapshot's memory layout does not match its memory size");
 		return -EINVAL;
 	}
 	vm->nmem = 0;

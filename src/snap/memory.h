@@ -21,10 +21,10 @@ struct vm;
 
 /* Where a restored VM's memory comes from, to find its data when it is saved again. */
 struct mem_backing {
-	int fd;				/* the snapshot file, kept open; -1 for anonymous RAM */
+	int fd; /* the snapshot file, kept open; -1 for anonymous RAM */
 	unsigned nextents;
 	struct snap_extent *extents;	/* data extents of that file */
-	uint64_t region_file_offset[2];	/* where each region sits in it */
+	uint64_t region_file_offset[2]; /* where each region sits in it */
 };
 
 /* Write every touched, non-zero page; fills @f's regions and extents for the memmap. */

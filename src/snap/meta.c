@@ -93,7 +93,7 @@ char *snap_meta_build(struct vm *vm, const struct config *config)
 	config_foreach(config, "", add_config_kv, cfg);
 	json_object_object_add(o, "config", cfg);
 	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						    JSON_C_TO_STRING_NOSLASHESCAPE));
+							       JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 	return out;
 }
@@ -109,9 +109,10 @@ int snap_meta_config(const char *json, struct config *cfg, char *err, size_t err
 		ret = -EINVAL;
 		goto out;
 	}
-	json_object_object_foreach(c, key, val) {
+	json_object_object_foreach (c, key, val) {
 		if (!json_object_is_type(val, json_type_string)) {
-			snprintf(err, errlen, "metadata: configuration key %s is not a string", key);
+			snprintf(err, errlen, "metadata: configuration key %s is not a string",
+				 key);
 			ret = -EINVAL;
 			goto out;
 		}

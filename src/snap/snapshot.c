@@ -193,8 +193,8 @@ static int save_vmstate(struct vm *vm, struct snap_writer *w, char *err, size_t 
 	return ret;
 }
 
-static int save_meta(struct vm *vm, const struct config *cfg, struct snap_writer *w,
-		     char *err, size_t errlen)
+static int save_meta(struct vm *vm, const struct config *cfg, struct snap_writer *w, char *err,
+		     size_t errlen)
 {
 	char *json = snap_meta_build(vm, cfg);
 	int ret;
@@ -329,8 +329,9 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 static bool key_replaceable(const char *key)
 {
 	static const char *const patterns[] = {
-		"name", "ctl.*", "snapshot.*", "config.*", "debug.*", "boot.*", "lpc.com[1-4].path",
-		"pci.*.path", "pci.*.backend", "pci.*.tap", "pci.*.hostfwd*",
+		"name",		 "ctl.*",     "snapshot.*",	   "config.*",
+		"debug.*",	 "boot.*",    "lpc.com[1-4].path", "pci.*.path",
+		"pci.*.backend", "pci.*.tap", "pci.*.hostfwd*",
 	};
 
 	for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++)
@@ -363,8 +364,8 @@ static void merge_key(const char *key, const char *value, void *opaque)
 			 key, value);
 		m->ret = -EINVAL;
 	} else if (strcmp(old, value)) {
-		snprintf(m->err, m->errlen, "option %s=%s does not match the snapshot (%s=%s)",
-			 key, value, key, old);
+		snprintf(m->err, m->errlen, "option %s=%s does not match the snapshot (%s=%s)", key,
+			 value, key, old);
 		m->ret = -EINVAL;
 	}
 }
@@ -392,8 +393,8 @@ static int restore_decode(struct restore *r, const char *path, char *err, size_t
 		char id[16];
 
 		snprintf(id, sizeof(id), "cpu%u", i);
-		sec = i < r->ncpus ? snap_file_find(&r->f, SNAP_SEC_VCPU, id) :
-				     snap_file_find(&r->f, SNAP_SEC_VM, "vm");
+		sec = i < r->ncpus ? snap_file_find(&r->f, SNAP_SEC_VCPU, id)
+				   : snap_file_find(&r->f, SNAP_SEC_VM, "vm");
 		if (!sec) {
 			snprintf(err, errlen, "snapshot %s: no state for %s", path,
 				 i < r->ncpus ? id : "the VM");
@@ -422,8 +423,8 @@ static int restore_decode(struct restore *r, const char *path, char *err, size_t
 	return 0;
 }
 
-static int restore_prepare(struct restore *r, struct config *cfg, const char *path,
-			   char *err, size_t errlen)
+static int restore_prepare(struct restore *r, struct config *cfg, const char *path, char *err,
+			   size_t errlen)
 {
 	struct merge m = { .saved = &r->saved, .err = err, .errlen = errlen };
 	const char *v;
@@ -464,8 +465,10 @@ static int restore_devices(struct vm *vm, struct restore *r, char *err, size_t e
 		const struct snap_section *sec = &r->f.sections[i];
 
 		if (sec->type == SNAP_SEC_DEV && !vm_find_dev(vm, sec->id)) {
-			snprintf(err, errlen, "the snapshot holds state for device %s, which this "
-				 "configuration does not have", sec->id);
+			snprintf(err, errlen,
+				 "the snapshot holds state for device %s, which this "
+				 "configuration does not have",
+				 sec->id);
 			return -EINVAL;
 		}
 	}
@@ -480,8 +483,10 @@ static int restore_devices(struct vm *vm, struct restore *r, char *err, size_t e
 			return -EINVAL;
 		}
 		if (sec->version > d->ops->version) {
-			snprintf(err, errlen, "section %s version %u is newer than this khyve "
-				 "supports (%u)", d->id, sec->version, d->ops->version);
+			snprintf(err, errlen,
+				 "section %s version %u is newer than this khyve "
+				 "supports (%u)",
+				 d->id, sec->version, d->ops->version);
 			return -EINVAL;
 		}
 		ret = snap_file_read(&r->f, sec, &buf);
@@ -571,8 +576,8 @@ static void restore_free(struct restore *r)
 	snap_file_close(&r->f);
 }
 
-int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_config,
-		 char *err, size_t errlen)
+int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_config, char *err,
+		 size_t errlen)
 {
 	struct restore r;
 	int ret;

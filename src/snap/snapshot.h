@@ -16,17 +16,17 @@ struct config;
 typedef void (*snap_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
 struct snap_save_opts {
-	bool suspend;			/* the VM ends after a successful save */
+	bool suspend; /* the VM ends after a successful save */
 	snap_progress_fn progress;
 	void *progress_opaque;
 };
 
 struct snap_result {
-	uint64_t paused_ns;		/* how long the guest's vCPUs were stopped */
-	uint64_t total_ns;		/* the whole request */
-	uint64_t bytes;			/* bytes written to the file (data, not holes) */
-	uint64_t mem_pages;		/* guest pages stored */
-	uint64_t zero_pages;		/* touched pages that were all zero, stored as holes */
+	uint64_t paused_ns;  /* how long the guest's vCPUs were stopped */
+	uint64_t total_ns;   /* the whole request */
+	uint64_t bytes;	     /* bytes written to the file (data, not holes) */
+	uint64_t mem_pages;  /* guest pages stored */
+	uint64_t zero_pages; /* touched pages that were all zero, stored as holes */
 };
 
 /*
@@ -44,8 +44,8 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
  * @cfg (command-line options must match, except backend paths), create the machine, load
  * every state, ready to start.  Returns 1 if @dump_config printed the merged configuration.
  */
-int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_config,
-		 char *err, size_t errlen);
+int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_config, char *err,
+		 size_t errlen);
 
 /* Pause and resume the guest (vCPUs and devices) for the control socket. */
 int snap_pause_vm(struct vm *vm, char *err, size_t errlen);

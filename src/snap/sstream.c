@@ -50,8 +50,9 @@ static uint8_t *ss_room(struct sstream *s, size_t n)
 		return NULL;
 	if (s->loading) {
 		if (n > s->len - s->pos) {
-			ss_fail(s, -EINVAL, "state ends early (wanted %zu bytes at offset %zu of %zu)",
-				n, s->pos, s->len);
+			ss_fail(s, -EINVAL,
+				"state ends early (wanted %zu bytes at offset %zu of %zu)", n,
+				s->pos, s->len);
 			return NULL;
 		}
 		p = s->buf + s->pos;
@@ -95,13 +96,13 @@ static void ss_uint(struct sstream *s, uint64_t *v, unsigned n)
 	}
 }
 
-#define SS_WIDTH(name, type, n)                                         \
-	void name(struct sstream *s, type *v)                           \
-	{                                                               \
-		uint64_t x = (uint64_t)*v;                              \
-		ss_uint(s, &x, n);                                      \
-		if (s->loading && !s->err)                              \
-			*v = (type)x;                                   \
+#define SS_WIDTH(name, type, n)               \
+	void name(struct sstream *s, type *v) \
+	{                                     \
+		uint64_t x = (uint64_t)*v;    \
+		ss_uint(s, &x, n);            \
+		if (s->loading && !s->err)    \
+			*v = (type)x;         \
 	}
 
 SS_WIDTH(ss_u8, uint8_t, 1)

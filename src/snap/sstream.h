@@ -21,12 +21,12 @@
 
 struct sstream {
 	uint8_t *buf;
-	size_t len;		/* bytes in buf (save: written so far; load: input size) */
-	size_t cap;		/* save: allocated size */
-	size_t pos;		/* load: read position */
+	size_t len; /* bytes in buf (save: written so far; load: input size) */
+	size_t cap; /* save: allocated size */
+	size_t pos; /* load: read position */
 	bool loading;
-	int err;		/* 0 or the first negative errno */
-	char msg[256];		/* what went wrong, for the user */
+	int err;       /* 0 or the first negative errno */
+	char msg[256]; /* what went wrong, for the user */
 };
 
 void ss_init_save(struct sstream *s);
@@ -57,8 +57,7 @@ void ss_expect_u32(struct sstream *s, uint32_t value, const char *what);
 void ss_check_max(struct sstream *s, uint64_t v, uint64_t max, const char *what);
 
 /* Record an error (only the first one is kept). Returns s->err. */
-int ss_fail(struct sstream *s, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+int ss_fail(struct sstream *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Load: fail if input is left over (a section longer than its reader expects). */
 int ss_finish(struct sstream *s);

@@ -21,7 +21,7 @@
 #include "config.h"
 #include "vm.h"
 
-#define RAM_SIZE	(32 * MiB)
+#define RAM_SIZE (32 * MiB)
 
 struct fixture {
 	struct vm vm;
@@ -182,8 +182,7 @@ static void walk(struct fixture *f, struct tables *t)
 	assert_int_equal(rd32(t->facs, 4), 64);
 }
 
-static void check_gas(const uint8_t *p, unsigned off, uint8_t space, uint8_t width,
-		      uint64_t addr)
+static void check_gas(const uint8_t *p, unsigned off, uint8_t space, uint8_t width, uint64_t addr)
 {
 	assert_int_equal(rd8(p, off), space);
 	assert_int_equal(rd8(p, off + 1), width);
@@ -196,26 +195,26 @@ static void check_fadt(const uint8_t *fadt)
 	uint32_t flags = rd32(fadt, 112);
 
 	assert_int_equal(rd32(fadt, 4), 268);
-	assert_int_equal(rd16(fadt, 46), 9);		/* SCI_INT */
-	assert_int_equal(rd32(fadt, 48), 0);		/* no SMI_CMD: always in ACPI mode */
-	assert_int_equal(rd32(fadt, 56), 0x400);	/* PM1a_EVT_BLK */
+	assert_int_equal(rd16(fadt, 46), 9);	 /* SCI_INT */
+	assert_int_equal(rd32(fadt, 48), 0);	 /* no SMI_CMD: always in ACPI mode */
+	assert_int_equal(rd32(fadt, 56), 0x400); /* PM1a_EVT_BLK */
 	assert_int_equal(rd32(fadt, 60), 0);
-	assert_int_equal(rd32(fadt, 64), 0x404);	/* PM1a_CNT_BLK */
+	assert_int_equal(rd32(fadt, 64), 0x404); /* PM1a_CNT_BLK */
 	assert_int_equal(rd32(fadt, 68), 0);
-	assert_int_equal(rd32(fadt, 76), 0x408);	/* PM_TMR_BLK */
+	assert_int_equal(rd32(fadt, 76), 0x408); /* PM_TMR_BLK */
 	assert_int_equal(rd8(fadt, 88), 4);
 	assert_int_equal(rd8(fadt, 89), 2);
 	assert_int_equal(rd8(fadt, 91), 4);
-	assert_int_equal(rd16(fadt, 109) & 0x7, 0x5);	/* LEGACY_DEVICES, no 8042, no VGA */
-	assert_true(flags & (1u << 0));			/* WBINVD */
-	assert_false(flags & (1u << 8));		/* TMR_VAL_EXT: 24-bit timer */
-	assert_true(flags & (1u << 10));		/* RESET_REG_SUP */
-	assert_false(flags & (1u << 20));		/* not HW_REDUCED */
-	check_gas(fadt, 116, 1, 8, 0xCF9);		/* RESET_REG */
+	assert_int_equal(rd16(fadt, 109) & 0x7, 0x5); /* LEGACY_DEVICES, no 8042, no VGA */
+	assert_true(flags & (1u << 0));		      /* WBINVD */
+	assert_false(flags & (1u << 8));	      /* TMR_VAL_EXT: 24-bit timer */
+	assert_true(flags & (1u << 10));	      /* RESET_REG_SUP */
+	assert_false(flags & (1u << 20));	      /* not HW_REDUCED */
+	check_gas(fadt, 116, 1, 8, 0xCF9);	      /* RESET_REG */
 	assert_int_equal(rd8(fadt, 128), 6);
-	check_gas(fadt, 148, 1, 32, 0x400);		/* X_PM1a_EVT_BLK */
-	check_gas(fadt, 172, 1, 16, 0x404);		/* X_PM1a_CNT_BLK */
-	check_gas(fadt, 208, 1, 32, 0x408);		/* X_PM_TMR_BLK */
+	check_gas(fadt, 148, 1, 32, 0x400); /* X_PM1a_EVT_BLK */
+	check_gas(fadt, 172, 1, 16, 0x404); /* X_PM1a_CNT_BLK */
+	check_gas(fadt, 208, 1, 32, 0x408); /* X_PM_TMR_BLK */
 }
 
 static void check_madt(const uint8_t *madt, unsigned ncpus)
@@ -224,7 +223,7 @@ static void check_madt(const uint8_t *madt, unsigned ncpus)
 	uint32_t len = rd32(madt, 4);
 
 	assert_int_equal(rd32(madt, 36), 0xFEE00000);
-	assert_int_equal(rd32(madt, 40) & 1, 1);	/* PCAT_COMPAT */
+	assert_int_equal(rd32(madt, 40) & 1, 1); /* PCAT_COMPAT */
 	for (unsigned off = 44; off < len; off += rd8(madt, off + 1), n++) {
 		const uint8_t *e = madt + off;
 
@@ -232,8 +231,8 @@ static void check_madt(const uint8_t *madt, unsigned ncpus)
 		switch (e[0]) {
 		case 0:
 			assert_int_equal(e[1], 8);
-			assert_int_equal(e[2], nlapic);		/* processor UID */
-			assert_int_equal(e[3], nlapic);		/* APIC id */
+			assert_int_equal(e[2], nlapic); /* processor UID */
+			assert_int_equal(e[3], nlapic); /* APIC id */
 			assert_int_equal(rd32(e, 4) & 1, 1);
 			nlapic++;
 			break;
@@ -249,18 +248,18 @@ static void check_madt(const uint8_t *madt, unsigned ncpus)
 			assert_int_equal(e[2], 0);
 			if (e[3] == 0) {
 				assert_int_equal(rd32(e, 4), 2);
-				assert_int_equal((rd16(e, 8) >> 2) & 3, 1);	/* edge */
+				assert_int_equal((rd16(e, 8) >> 2) & 3, 1); /* edge */
 			} else {
 				assert_int_equal(e[3], 9);
 				assert_int_equal(rd32(e, 4), 9);
-				assert_int_equal(rd16(e, 8) & 3, 1);		/* high */
-				assert_int_equal((rd16(e, 8) >> 2) & 3, 3);	/* level */
+				assert_int_equal(rd16(e, 8) & 3, 1);	    /* high */
+				assert_int_equal((rd16(e, 8) >> 2) & 3, 3); /* level */
 			}
 			novr++;
 			break;
 		case 4:
 			assert_int_equal(e[1], 6);
-			assert_int_equal(e[5], 1);		/* LINT1 */
+			assert_int_equal(e[5], 1); /* LINT1 */
 			nnmi++;
 			break;
 		default:
@@ -277,9 +276,9 @@ static void check_madt(const uint8_t *madt, unsigned ncpus)
 static void check_hpet_mcfg(const uint8_t *hpet, const uint8_t *mcfg)
 {
 	assert_int_equal(rd32(hpet, 4), 56);
-	assert_int_equal(((rd32(hpet, 36) >> 8) & 0x1F) + 1, 3);	/* comparators */
+	assert_int_equal(((rd32(hpet, 36) >> 8) & 0x1F) + 1, 3); /* comparators */
 	check_gas(hpet, 40, 0, 64, 0xFED00000);
-	assert_true(rd16(hpet, 53) > 0);				/* minimum tick */
+	assert_true(rd16(hpet, 53) > 0); /* minimum tick */
 
 	assert_int_equal(rd32(mcfg, 4), 60);
 	assert_int_equal(rd64(mcfg, 44), 0xE0000000);
@@ -300,7 +299,7 @@ static unsigned count(const uint8_t *p, size_t len, const void *pat, size_t plen
 /* EisaId("PNP0501") as AML: DWordPrefix and the compressed id. */
 static const uint8_t eisa_pnp0501[] = { 0x0C, 0x41, 0xD0, 0x05, 0x01 };
 static const uint8_t eisa_pnp0a08[] = { 0x0C, 0x41, 0xD0, 0x0A, 0x08 };
-static const uint8_t s5_package[] = { '_', 'S', '5', '_', 0x12, 0x08, 0x04,
+static const uint8_t s5_package[] = { '_',  'S',  '5',	'_',  0x12, 0x08, 0x04,
 				      0x0A, 0x05, 0x0A, 0x05, 0x00, 0x00 };
 
 static void check_dsdt(const uint8_t *dsdt, unsigned ncpus, const char *const *coms)
@@ -362,8 +361,9 @@ static void iasl_check(const struct tables *t)
 				 dir);
 	}
 	/* Recompiling catches what a disassembler tolerates (missing _HID, bad ranges). */
-	snprintf(cmd, sizeof(cmd), "cd %s && iasl -p recompiled DSDT.dsl >compile.log 2>&1 && "
-			 "grep -q 'Compilation successful. 0 Errors, 0 Warnings' compile.log",
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && iasl -p recompiled DSDT.dsl >compile.log 2>&1 && "
+		 "grep -q 'Compilation successful. 0 Errors, 0 Warnings' compile.log",
 		 dir);
 	if (system(cmd) != 0)
 		fail_msg("iasl could not recompile the DSDT: see %s/compile.log", dir);
@@ -424,15 +424,15 @@ static void test_acpi_mmio64_above_ram(void **state)
 	const uint8_t *q;
 	size_t len;
 
-	f->vm.ram_size = 6 * GiB;	/* only the low 32 MiB are backed; the tables live there */
+	f->vm.ram_size = 6 * GiB; /* only the low 32 MiB are backed; the tables live there */
 	assert_int_equal(acpi_build(&f->vm, err, sizeof(err)), 0);
 	walk(f, &t);
 	len = rd32(t.dsdt, 4);
 	q = memmem(t.dsdt, len, qword_mem, sizeof(qword_mem));
 	assert_non_null(q);
-	assert_true(rd64(q, 14) >= 4 * GiB + (6 * GiB - 3 * GiB));	/* min */
+	assert_true(rd64(q, 14) >= 4 * GiB + (6 * GiB - 3 * GiB)); /* min */
 	assert_int_equal(rd64(q, 14) % GiB, 0);
-	assert_int_equal(rd64(q, 22), rd64(q, 14) + rd64(q, 38) - 1);	/* max */
+	assert_int_equal(rd64(q, 22), rd64(q, 14) + rd64(q, 38) - 1); /* max */
 	fixture_free(f);
 }
 

@@ -23,7 +23,7 @@
 #include "config.h"
 #include "vm.h"
 
-#define RAM_SIZE	(64 * MiB)
+#define RAM_SIZE (64 * MiB)
 
 struct fixture {
 	struct vm vm;
@@ -165,9 +165,15 @@ struct bz {
 };
 
 static const struct bz bz_default = {
-	.version = 0x020F, .xloadflags = 0x3, .setup_sects = 2, .relocatable = 1,
-	.init_size = 4 * MiB, .cmdline_size = 2047, .initrd_addr_max = 0x7FFFFFFF,
-	.pref_address = 16 * MiB, .payload = 20000,
+	.version = 0x020F,
+	.xloadflags = 0x3,
+	.setup_sects = 2,
+	.relocatable = 1,
+	.init_size = 4 * MiB,
+	.cmdline_size = 2047,
+	.initrd_addr_max = 0x7FFFFFFF,
+	.pref_address = 16 * MiB,
+	.payload = 20000,
 };
 
 #define BZ_PAYLOAD_SEED 3
@@ -182,20 +188,20 @@ static uint8_t *make_bzimage(const struct bz *o, size_t *len)
 	memset(img, 0x90, setup);
 	memset(img + 0x1F1, 0, 0x26C - 0x1F1);
 	img[0x1F1] = o->setup_sects;
-	put32(img, 0x1F4, (uint32_t)((o->payload + 15) / 16));		/* syssize */
-	put16(img, 0x1FA, 0xFFFF);					/* vid_mode */
+	put32(img, 0x1F4, (uint32_t)((o->payload + 15) / 16)); /* syssize */
+	put16(img, 0x1FA, 0xFFFF);			       /* vid_mode */
 	put16(img, 0x1FE, 0xAA55);
-	img[0x200] = 0xEB;						/* jmp past the header */
+	img[0x200] = 0xEB; /* jmp past the header */
 	img[0x201] = 0x6A;
 	memcpy(img + 0x202, "HdrS", 4);
 	put16(img, 0x206, o->version);
-	put16(img, 0x20E, 0x1234);					/* kernel_version */
-	img[0x211] = 0x01;						/* LOADED_HIGH */
-	put32(img, 0x214, 0x100000);					/* code32_start */
+	put16(img, 0x20E, 0x1234);   /* kernel_version */
+	img[0x211] = 0x01;	     /* LOADED_HIGH */
+	put32(img, 0x214, 0x100000); /* code32_start */
 	put32(img, 0x22C, o->initrd_addr_max);
-	put32(img, 0x230, 2 * MiB);					/* kernel_alignment */
+	put32(img, 0x230, 2 * MiB); /* kernel_alignment */
 	img[0x234] = o->relocatable;
-	img[0x235] = 21;						/* min_alignment */
+	img[0x235] = 21; /* min_alignment */
 	put16(img, 0x236, o->xloadflags);
 	put32(img, 0x238, o->cmdline_size);
 	put64(img, 0x258, o->pref_address);
@@ -240,16 +246,16 @@ static void check_descriptor(const uint8_t *ram, const struct boot_entry *e, uns
 
 	assert_true(sel + 7 <= e->gdt_limit);
 	d = get64(ram, e->gdt_base + sel);
-	assert_int_equal((d >> 47) & 1, 1);				/* present */
-	assert_int_equal((d >> 45) & 3, 0);				/* DPL 0 */
-	assert_int_equal((d >> 44) & 1, 1);				/* code/data */
-	assert_int_equal((d >> 43) & 1, code);				/* executable */
-	assert_int_equal((d >> 41) & 1, 1);				/* readable/writable */
-	assert_int_equal((d >> 55) & 1, 1);				/* 4 KiB granularity */
-	assert_int_equal((d & 0xFFFF) | ((d >> 32) & 0xF0000), 0xFFFFF);	/* limit */
-	assert_int_equal(((d >> 16) & 0xFFFFFF) | ((d >> 32) & 0xFF000000), 0);	/* base */
-	assert_int_equal((d >> 53) & 1, l);				/* L */
-	assert_int_equal((d >> 54) & 1, !l);				/* D/B */
+	assert_int_equal((d >> 47) & 1, 1);				 /* present */
+	assert_int_equal((d >> 45) & 3, 0);				 /* DPL 0 */
+	assert_int_equal((d >> 44) & 1, 1);				 /* code/data */
+	assert_int_equal((d >> 43) & 1, code);				 /* executable */
+	assert_int_equal((d >> 41) & 1, 1);				 /* readable/writable */
+	assert_int_equal((d >> 55) & 1, 1);				 /* 4 KiB granularity */
+	assert_int_equal((d & 0xFFFF) | ((d >> 32) & 0xF0000), 0xFFFFF); /* limit */
+	assert_int_equal(((d >> 16) & 0xFFFFFF) | ((d >> 32) & 0xFF000000), 0); /* base */
+	assert_int_equal((d >> 53) & 1, l);					/* L */
+	assert_int_equal((d >> 54) & 1, !l);					/* D/B */
 }
 
 static void check_e820_table(const uint8_t *p, unsigned n, unsigned stride, unsigned type_off)
@@ -284,11 +290,11 @@ static void test_bzimage_boot_params(void **state)
 	assert_memory_equal(bp + 0x22C, img + 0x22C, 0x23C - 0x22C);
 	assert_memory_equal(bp + 0x258, img + 0x258, 0x264 - 0x258);
 	/* Loader fields. */
-	assert_int_equal(bp[0x210], 0xFF);				/* type_of_loader */
-	assert_int_equal(bp[0x211] & 0x81, 0x81);			/* LOADED_HIGH, CAN_USE_HEAP */
-	assert_int_not_equal(get16(bp, 0x224), 0);			/* heap_end_ptr */
-	assert_int_equal(get32(bp, 0x23C), 0);				/* hardware_subarch */
-	assert_int_equal(get64(bp, 0x070), 0xE0000);			/* acpi_rsdp_addr */
+	assert_int_equal(bp[0x210], 0xFF);	     /* type_of_loader */
+	assert_int_equal(bp[0x211] & 0x81, 0x81);    /* LOADED_HIGH, CAN_USE_HEAP */
+	assert_int_not_equal(get16(bp, 0x224), 0);   /* heap_end_ptr */
+	assert_int_equal(get32(bp, 0x23C), 0);	     /* hardware_subarch */
+	assert_int_equal(get64(bp, 0x070), 0xE0000); /* acpi_rsdp_addr */
 	/* Command line. */
 	assert_int_equal(get32(bp, 0x228), 0x20000);
 	assert_int_equal(get32(bp, 0x0C8), 0);
@@ -342,15 +348,15 @@ static void test_bzimage_entry(void **state)
 	assert_int_equal(sregs.ds.selector, 0x18);
 	assert_int_equal(sregs.ss.selector, 0x18);
 	assert_int_equal(sregs.es.selector, 0x18);
-	assert_int_equal(sregs.cr0 & 0x80000001, 0x80000001);		/* PG, PE */
-	assert_int_equal(sregs.cr0 & 0x60000000, 0);			/* caches on */
-	assert_int_equal(sregs.cr4 & 0x20, 0x20);			/* PAE */
-	assert_int_equal(sregs.efer & 0x500, 0x500);			/* LME, LMA */
+	assert_int_equal(sregs.cr0 & 0x80000001, 0x80000001); /* PG, PE */
+	assert_int_equal(sregs.cr0 & 0x60000000, 0);	      /* caches on */
+	assert_int_equal(sregs.cr4 & 0x20, 0x20);	      /* PAE */
+	assert_int_equal(sregs.efer & 0x500, 0x500);	      /* LME, LMA */
 	assert_int_equal(sregs.cr3, 0x9000);
 	assert_int_equal(sregs.gdt.base, 0x500);
 	assert_int_equal(regs.rip, 16 * MiB + 0x200);
 	assert_int_equal(regs.rsi, 0x7000);
-	assert_int_equal(regs.rflags & 0x200, 0);			/* interrupts off */
+	assert_int_equal(regs.rflags & 0x200, 0); /* interrupts off */
 	fx_free(f);
 }
 
@@ -364,7 +370,7 @@ static void test_bzimage_relocates(void **state)
 	fx_bzimage(f, &o);
 	assert_int_equal(fx_load(f), 0);
 	assert_int_equal(f->entry.rip, 2 * MiB + 0x200);
-	assert_int_equal(get32(f->ram + 0x7000, 0x214), 2 * MiB);	/* code32_start */
+	assert_int_equal(get32(f->ram + 0x7000, 0x214), 2 * MiB); /* code32_start */
 	o.relocatable = 0;
 	fx_bzimage(f, &o);
 	fx_refused(f, -ENOSPC, "not relocatable");
@@ -441,8 +447,7 @@ static void test_not_a_kernel(void **state)
 	fx_kernel(f, junk, sizeof(junk));
 	assert_int_equal(fx_load(f), -ENOEXEC);
 	snprintf(msg, sizeof(msg),
-		 "boot.kernel %s: not a Linux bzImage, PVH ELF or multiboot kernel",
-		 f->kernel);
+		 "boot.kernel %s: not a Linux bzImage, PVH ELF or multiboot kernel", f->kernel);
 	assert_string_equal(f->err, msg);
 	/* Empty file, missing file, no boot.kernel at all. */
 	fx_kernel(f, junk, 0);
@@ -486,11 +491,11 @@ static void test_ram_too_small(void **state)
 
 /* ---- PVH ---- */
 
-#define PVH_LOAD	0x100000ULL
-#define PVH_ENTRY	(PVH_LOAD + 0x10)
-#define PVH_FILESZ	0x2000
-#define PVH_MEMSZ	0x5000
-#define PVH_SEG_OFF	0x1000
+#define PVH_LOAD 0x100000ULL
+#define PVH_ENTRY (PVH_LOAD + 0x10)
+#define PVH_FILESZ 0x2000
+#define PVH_MEMSZ 0x5000
+#define PVH_SEG_OFF 0x1000
 
 /* ELF64 with a PT_LOAD linked high but loaded at PVH_LOAD, and a PT_NOTE with the entry. */
 static uint8_t *make_pvh(uint64_t paddr, unsigned descsz, bool with_note, size_t *len)
@@ -509,16 +514,20 @@ static uint8_t *make_pvh(uint64_t paddr, unsigned descsz, bool with_note, size_t
 	eh->e_type = ET_EXEC;
 	eh->e_machine = EM_X86_64;
 	eh->e_version = EV_CURRENT;
-	eh->e_entry = 0xFFFFFFFF81000000ULL;	/* the 64-bit entry: not what PVH uses */
+	eh->e_entry = 0xFFFFFFFF81000000ULL; /* the 64-bit entry: not what PVH uses */
 	eh->e_phoff = sizeof(*eh);
 	eh->e_ehsize = sizeof(*eh);
 	eh->e_phentsize = sizeof(*ph);
 	eh->e_phnum = 2;
-	ph[0] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_flags = PF_R | PF_X, .p_offset = PVH_SEG_OFF,
-			      .p_vaddr = 0xFFFFFFFF81000000ULL, .p_paddr = paddr,
-			      .p_filesz = PVH_FILESZ, .p_memsz = PVH_MEMSZ, .p_align = 4096 };
-	ph[1] = (Elf64_Phdr){ .p_type = PT_NOTE, .p_offset = 0x100, .p_filesz = 0x40,
-			      .p_align = 4 };
+	ph[0] = (Elf64_Phdr){ .p_type = PT_LOAD,
+			      .p_flags = PF_R | PF_X,
+			      .p_offset = PVH_SEG_OFF,
+			      .p_vaddr = 0xFFFFFFFF81000000ULL,
+			      .p_paddr = paddr,
+			      .p_filesz = PVH_FILESZ,
+			      .p_memsz = PVH_MEMSZ,
+			      .p_align = 4096 };
+	ph[1] = (Elf64_Phdr){ .p_type = PT_NOTE, .p_offset = 0x100, .p_filesz = 0x40, .p_align = 4 };
 	/* An unrelated note first, then Xen's PHYS32_ENTRY. */
 	put32(note, 0, 4);
 	put32(note, 4, 4);
@@ -564,7 +573,7 @@ static void check_32bit_entry(struct fixture *f)
 	assert_int_equal(sregs.cs.limit, 0xFFFFFFFF);
 	assert_int_equal(sregs.ds.selector, 0x18);
 	assert_int_equal(sregs.ss.db, 1);
-	assert_int_equal(sregs.cr0 & 0x80000001, 0x1);			/* PE, no paging */
+	assert_int_equal(sregs.cr0 & 0x80000001, 0x1); /* PE, no paging */
 	assert_int_equal(sregs.cr4, 0);
 	assert_int_equal(sregs.efer & 0x500, 0);
 	assert_int_equal(sregs.tr.limit, 0x67);
@@ -583,7 +592,7 @@ static void test_pvh(void **state)
 	fx_kernel(f, img, len);
 	initrd = fx_initrd(f, 10000);
 	assert_int_equal(config_set(&f->cfg, "boot.cmdline", "pvh cmdline"), 0);
-	memset(f->ram + PVH_LOAD, 0xAA, PVH_MEMSZ);	/* bss must come out zero */
+	memset(f->ram + PVH_LOAD, 0xAA, PVH_MEMSZ); /* bss must come out zero */
 	assert_int_equal(fx_load(f), 0);
 	/* Segment at p_paddr, bss zeroed. */
 	assert_memory_equal(f->ram + PVH_LOAD, img + PVH_SEG_OFF, PVH_FILESZ);
@@ -591,11 +600,11 @@ static void test_pvh(void **state)
 		assert_int_equal(f->ram[PVH_LOAD + i], 0);
 	/* hvm_start_info. */
 	assert_int_equal(get32(si, 0), 0x336ec578);
-	assert_int_equal(get32(si, 4), 1);				/* version */
+	assert_int_equal(get32(si, 4), 1); /* version */
 	assert_string_equal((const char *)f->ram + get64(si, 24), "pvh cmdline");
-	assert_int_equal(get64(si, 32), 0xE0000);			/* rsdp_paddr */
+	assert_int_equal(get64(si, 32), 0xE0000); /* rsdp_paddr */
 	check_e820_table(f->ram + get64(si, 40), get32(si, 48), 24, 16);
-	assert_int_equal(get32(si, 12), 1);				/* nr_modules */
+	assert_int_equal(get32(si, 12), 1); /* nr_modules */
 	mod = get64(si, 16);
 	assert_int_equal(get64(f->ram, mod + 8), 10000);
 	assert_int_equal(get64(f->ram, mod) % 4096, 0);
@@ -655,16 +664,16 @@ static void test_pvh_refusals(void **state)
 
 /* ---- multiboot ---- */
 
-#define MB_LOAD		0x100000U
-#define MB_FILESZ	0x3000U
-#define MB_BSS_END	(MB_LOAD + 0x5000U)
-#define MB_ENTRY	(MB_LOAD + 0x20U)
+#define MB_LOAD 0x100000U
+#define MB_FILESZ 0x3000U
+#define MB_BSS_END (MB_LOAD + 0x5000U)
+#define MB_ENTRY (MB_LOAD + 0x20U)
 
 static void put_mb_header(uint8_t *p, uint32_t flags)
 {
 	put32(p, 0, 0x1BADB002);
 	put32(p, 4, flags);
-	put32(p, 8, (uint32_t)-(0x1BADB002u + flags));
+	put32(p, 8, (uint32_t) - (0x1BADB002u + flags));
 }
 
 /* a.out kludge: header at file offset 0x40 says where the file goes. */
@@ -676,9 +685,9 @@ static uint8_t *make_mb_aout(uint32_t flags, size_t *len)
 	assert_non_null(img);
 	fill(img, MB_FILESZ, 17);
 	put_mb_header(h, flags);
-	put32(h, 12, MB_LOAD + 0x40);		/* header_addr */
-	put32(h, 16, MB_LOAD);			/* load_addr */
-	put32(h, 20, 0);			/* load_end_addr: whole file */
+	put32(h, 12, MB_LOAD + 0x40); /* header_addr */
+	put32(h, 16, MB_LOAD);	      /* load_addr */
+	put32(h, 20, 0);	      /* load_end_addr: whole file */
 	put32(h, 24, MB_BSS_END);
 	put32(h, 28, MB_ENTRY);
 	*len = MB_FILESZ;
@@ -692,25 +701,25 @@ static void check_mbi(struct fixture *f, const uint8_t *initrd, size_t initrd_le
 
 	assert_int_equal(f->entry.rax, 0x2BADB002);
 	assert_int_equal(f->entry.rbx, 0x7000);
-	assert_true(flags & (1u << 0));					/* mem_* */
+	assert_true(flags & (1u << 0)); /* mem_* */
 	assert_int_equal(get32(mbi, 4), 639);
 	assert_int_equal(get32(mbi, 8), (RAM_SIZE - MiB) / 1024);
-	assert_true(flags & (1u << 2));					/* cmdline */
+	assert_true(flags & (1u << 2)); /* cmdline */
 	assert_string_equal((const char *)f->ram + get32(mbi, 16), "mb args");
-	assert_true(flags & (1u << 6));					/* mmap */
+	assert_true(flags & (1u << 6)); /* mmap */
 	check_e820_table(f->ram + get32(mbi, 48) + 4, get32(mbi, 44) / 24, 24, 16);
 	for (uint32_t off = 0; off < get32(mbi, 44); off += 24)
-		assert_int_equal(get32(f->ram + get32(mbi, 48), off), 20);	/* size field */
-	assert_true(flags & (1u << 9));					/* loader name */
+		assert_int_equal(get32(f->ram + get32(mbi, 48), off), 20); /* size field */
+	assert_true(flags & (1u << 9));					   /* loader name */
 	assert_string_equal((const char *)f->ram + get32(mbi, 64), "khyve");
 	if (!initrd) {
 		assert_int_equal(get32(mbi, 20), 0);
 		return;
 	}
-	assert_true(flags & (1u << 3));					/* mods */
+	assert_true(flags & (1u << 3)); /* mods */
 	assert_int_equal(get32(mbi, 20), 1);
 	mods = get32(mbi, 24);
-	assert_int_equal(get32(f->ram, mods) % 4096, 0);		/* page aligned */
+	assert_int_equal(get32(f->ram, mods) % 4096, 0); /* page aligned */
 	assert_int_equal(get32(f->ram, mods + 4) - get32(f->ram, mods), initrd_len);
 	assert_memory_equal(f->ram + get32(f->ram, mods), initrd, initrd_len);
 	assert_string_equal((const char *)f->ram + get32(f->ram, mods + 8), "initrd.img");
@@ -760,11 +769,15 @@ static void test_multiboot_elf(void **state)
 	eh->e_ehsize = sizeof(*eh);
 	eh->e_phentsize = sizeof(*ph);
 	eh->e_phnum = 1;
-	ph[0] = (Elf32_Phdr){ .p_type = PT_LOAD, .p_offset = 0x1000, .p_vaddr = 0xC0100000,
-			      .p_paddr = MB_LOAD, .p_filesz = MB_FILESZ, .p_memsz = MB_FILESZ,
+	ph[0] = (Elf32_Phdr){ .p_type = PT_LOAD,
+			      .p_offset = 0x1000,
+			      .p_vaddr = 0xC0100000,
+			      .p_paddr = MB_LOAD,
+			      .p_filesz = MB_FILESZ,
+			      .p_memsz = MB_FILESZ,
 			      .p_align = 4096 };
 	fill(img + 0x1000, MB_FILESZ, 5);
-	put_mb_header(img + 0x1000 + 0x100, 0x00000003);	/* within the first 8 KiB */
+	put_mb_header(img + 0x1000 + 0x100, 0x00000003); /* within the first 8 KiB */
 	fx_kernel(f, img, size);
 	assert_int_equal(config_set(&f->cfg, "boot.cmdline", "mb args"), 0);
 	assert_int_equal(fx_load(f), 0);

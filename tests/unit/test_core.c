@@ -45,8 +45,9 @@ static void sample_io(struct sstream *s, struct sample *x)
 
 static void test_sstream_roundtrip(void **state)
 {
-	struct sample in = { 0x12, 0x3456, 0x789abcde, 0x0123456789abcdefULL, -42, true,
-			     { 1, 2, 3, 4, 5 }, { 7, 8, 9 } }, out;
+	struct sample in = { 0x12, 0x3456, 0x789abcde,	      0x0123456789abcdefULL,
+			     -42,  true,   { 1, 2, 3, 4, 5 }, { 7, 8, 9 } },
+		      out;
 	struct sstream s, l;
 
 	ss_init_save(&s);
@@ -118,7 +119,7 @@ static void test_config(void **state)
 	assert_string_equal(config_get(&c, "b.x"), "3");
 	assert_null(config_get(&c, "b"));
 	assert_int_equal(c.n, 2);
-	assert_string_equal(c.kv[0].key, "a");	/* kept sorted */
+	assert_string_equal(c.kv[0].key, "a"); /* kept sorted */
 	assert_int_equal(config_set_pair(&c, "noequals"), -EINVAL);
 	assert_int_equal(config_set_pair(&c, "=v"), -EINVAL);
 	assert_int_equal(config_set_pair(&c, "k=v=w"), 0);
@@ -177,7 +178,8 @@ static void test_options(void **state)
 	char err[256];
 
 	assert_int_equal(parse(&c, err, 12, "-c", "4", "-m", "512", "-s", "0,hostbridge", "-s",
-			       "3:1,virtio-blk,/x.img,ro", "-l", "com2,stdio", "vm1"), 0);
+			       "3:1,virtio-blk,/x.img,ro", "-l", "com2,stdio", "vm1"),
+			 0);
 	assert_string_equal(config_get(&c, "cpus"), "4");
 	assert_string_equal(config_get(&c, "memory.size"), "512M");
 	assert_string_equal(config_get(&c, "pci.0.0.0.device"), "hostbridge");
@@ -202,7 +204,7 @@ static void test_options(void **state)
 	assert_int_equal(parse(&c, err, 4, "-l", "bootrom,/x", "v"), -EINVAL);
 	assert_non_null(strstr(err, "boot.kernel"));
 	config_free(&c);
-	assert_int_equal(parse(&c, err, 3, "-m", "v"), -EINVAL);	/* -m eats "v" */
+	assert_int_equal(parse(&c, err, 3, "-m", "v"), -EINVAL); /* -m eats "v" */
 	config_free(&c);
 	assert_int_equal(parse(&c, err, 3, "a", "b"), -EINVAL);
 	assert_non_null(strstr(err, "unexpected argument 'b'"));
@@ -297,7 +299,7 @@ static void test_timers_manual(void **state)
 	evloop_advance(&ev, 4000);
 	assert_int_equal(fired[1], 1);
 	assert_int_equal(fired[0], 0);
-	assert_true(fired_at[1] == 3000);	/* the callback sees its own deadline */
+	assert_true(fired_at[1] == 3000); /* the callback sees its own deadline */
 	evloop_advance(&ev, 10000);
 	assert_int_equal(fired[0], 1);
 	assert_true(fired_at[0] == 5000);

@@ -625,18 +625,12 @@ static void test_socket_stale_and_off(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_status),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_unknown),
-		cmocka_unit_test(test_save_fields),
-		cmocka_unit_test(test_pause_resume),
-		cmocka_unit_test(test_ending_vm),
-		cmocka_unit_test(test_socket_path),
-		cmocka_unit_test(test_bad_name_start),
-		cmocka_unit_test(test_socket_status),
-		cmocka_unit_test(test_socket_abuse),
-		cmocka_unit_test(test_socket_in_use),
-		cmocka_unit_test(test_socket_stale_and_off),
+		cmocka_unit_test(test_status),	      cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_unknown),	      cmocka_unit_test(test_save_fields),
+		cmocka_unit_test(test_pause_resume),  cmocka_unit_test(test_ending_vm),
+		cmocka_unit_test(test_socket_path),   cmocka_unit_test(test_bad_name_start),
+		cmocka_unit_test(test_socket_status), cmocka_unit_test(test_socket_abuse),
+		cmocka_unit_test(test_socket_in_use), cmocka_unit_test(test_socket_stale_and_off),
 	};
 
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);

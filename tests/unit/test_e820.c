@@ -133,14 +133,10 @@ static void test_e820_mmio64_window(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_e820_16m),
-		cmocka_unit_test(test_e820_512m),
-		cmocka_unit_test(test_e820_3g),
-		cmocka_unit_test(test_e820_4g),
-		cmocka_unit_test(test_e820_6g),
-		cmocka_unit_test(test_e820_odd_size),
-		cmocka_unit_test(test_e820_refuses),
-		cmocka_unit_test(test_e820_mmio64_window),
+		cmocka_unit_test(test_e820_16m),     cmocka_unit_test(test_e820_512m),
+		cmocka_unit_test(test_e820_3g),	     cmocka_unit_test(test_e820_4g),
+		cmocka_unit_test(test_e820_6g),	     cmocka_unit_test(test_e820_odd_size),
+		cmocka_unit_test(test_e820_refuses), cmocka_unit_test(test_e820_mmio64_window),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

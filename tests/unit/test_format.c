@@ -133,7 +133,7 @@ static void test_damage_refused(void **state)
 	snap_file_close(&f);
 
 	/* Each byte of the header is covered by the checksum. */
-	for (off_t off = 0; off < 108; off += 7) {	/* header + its checksum */
+	for (off_t off = 0; off < 108; off += 7) { /* header + its checksum */
 		write_snapshot(path, "{\"name\":\"vm\"}");
 		flip(path, off);
 		expect_refused(path, false, path);

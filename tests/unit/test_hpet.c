@@ -15,21 +15,21 @@
 #include "snap/sstream.h"
 #include "vm.h"
 
-#define GCAP		0x000
-#define GEN_CONF	0x010
-#define GINTR_STA	0x020
-#define MAIN_CNT	0x0F0
-#define TCONF(n)	(0x100 + 0x20 * (n))
-#define TCMP(n)		(0x108 + 0x20 * (n))
+#define GCAP 0x000
+#define GEN_CONF 0x010
+#define GINTR_STA 0x020
+#define MAIN_CNT 0x0F0
+#define TCONF(n) (0x100 + 0x20 * (n))
+#define TCMP(n) (0x108 + 0x20 * (n))
 
-#define ENABLE		1ULL
-#define LEG_RT		2ULL
-#define LEVEL		(1ULL << 1)
-#define INT_ENB		(1ULL << 2)
-#define PERIODIC	(1ULL << 3)
-#define VAL_SET		(1ULL << 6)
-#define MODE32		(1ULL << 8)
-#define ROUTE(p)	((uint64_t)(p) << 9)
+#define ENABLE 1ULL
+#define LEG_RT 2ULL
+#define LEVEL (1ULL << 1)
+#define INT_ENB (1ULL << 2)
+#define PERIODIC (1ULL << 3)
+#define VAL_SET (1ULL << 6)
+#define MODE32 (1ULL << 8)
+#define ROUTE(p) ((uint64_t)(p) << 9)
 
 struct irq_rec {
 	int level[32];
@@ -154,7 +154,7 @@ static void test_counter(void **state)
 	struct fixture *f = *state;
 
 	at(f, 5000);
-	assert_int_equal(rd64(&f->vm, MAIN_CNT), 0);	/* halted */
+	assert_int_equal(rd64(&f->vm, MAIN_CNT), 0); /* halted */
 	wr64(&f->vm, GEN_CONF, ENABLE);
 	at(f, 6000);
 	assert_int_equal(rd64(&f->vm, MAIN_CNT), 100);
@@ -182,14 +182,14 @@ static void test_oneshot_edge(void **state)
 	struct fixture *f = *state;
 
 	wr64(&f->vm, TCONF(2), INT_ENB | ROUTE(20));
-	wr64(&f->vm, TCMP(2), 100);		/* 1 us after the counter starts */
+	wr64(&f->vm, TCMP(2), 100); /* 1 us after the counter starts */
 	wr64(&f->vm, GEN_CONF, ENABLE);
 	at(f, 999);
 	assert_int_equal(rec.rises[20], 0);
 	at(f, 1000);
 	assert_int_equal(rec.rises[20], 1);
-	assert_int_equal(rec.level[20], 0);		/* a pulse */
-	assert_int_equal(rd64(&f->vm, GINTR_STA), 0);	/* no status for edge timers */
+	assert_int_equal(rec.level[20], 0);	      /* a pulse */
+	assert_int_equal(rd64(&f->vm, GINTR_STA), 0); /* no status for edge timers */
 	/* A 64-bit one-shot does not fire again. */
 	at(f, 10000000);
 	assert_int_equal(rec.rises[20], 1);
@@ -250,7 +250,7 @@ static void test_level_status(void **state)
 	assert_int_equal(rd64(&f->vm, GINTR_STA), 2);
 	at(f, 2000);
 	assert_int_equal(rd64(&f->vm, GINTR_STA), 6);
-	assert_int_equal(rec.rises[22], 1);		/* shared line, still one rise */
+	assert_int_equal(rec.rises[22], 1); /* shared line, still one rise */
 	/* Writing 0 clears nothing; 1 clears; the line stays up for the other timer. */
 	wr64(&f->vm, GINTR_STA, 0);
 	assert_int_equal(rd64(&f->vm, GINTR_STA), 6);
@@ -283,7 +283,7 @@ static void test_invalid_route_write(void **state)
 	wr64(&f->vm, TCONF(2), ROUTE(21));
 	wr64(&f->vm, TCONF(2), ROUTE(5));
 	assert_int_equal((rd64(&f->vm, TCONF(2)) >> 9) & 0x1f, 21);
-	wr64(&f->vm, TCONF(2), ROUTE(23) | (1ULL << 14));	/* FSB: not offered */
+	wr64(&f->vm, TCONF(2), ROUTE(23) | (1ULL << 14)); /* FSB: not offered */
 	assert_int_equal(rd64(&f->vm, TCONF(2)) & 0xffffffcf, ROUTE(23));
 }
 
@@ -293,7 +293,7 @@ static void test_32bit_wrap(void **state)
 
 	wr64(&f->vm, MAIN_CNT, 0xFFFFFF00ULL);
 	wr64(&f->vm, TCONF(1), INT_ENB | MODE32 | ROUTE(20));
-	assert_int_equal(rd64(&f->vm, TCMP(1)), 0xFFFFFFFFULL);	/* truncated */
+	assert_int_equal(rd64(&f->vm, TCMP(1)), 0xFFFFFFFFULL); /* truncated */
 	wr64(&f->vm, TCMP(1), 0xAB00000010ULL);			/* high half dropped */
 	assert_int_equal(rd64(&f->vm, TCMP(1)), 0x10);
 	wr32(&f->vm, TCMP(1) + 4, 0xAB);
@@ -320,10 +320,10 @@ static void test_32bit_wrap(void **state)
 	uint64_t t = vclock_ns(&f->vm.ev) - f->t0;
 
 	wr64(&f->vm, GEN_CONF, ENABLE);
-	at(f, t + 100);			/* 0xFFFFFFFA */
+	at(f, t + 100); /* 0xFFFFFFFA */
 	assert_int_equal(rec.rises[21], 1);
 	assert_int_equal(rd64(&f->vm, TCMP(0)), 0x1A);
-	at(f, t + 100 + 320);		/* 0x1A after the wrap */
+	at(f, t + 100 + 320); /* 0x1A after the wrap */
 	assert_int_equal(rec.rises[21], 2);
 	assert_int_equal(rd64(&f->vm, TCMP(0)), 0x3A);
 }
@@ -340,9 +340,9 @@ static void test_legacy_route(void **state)
 	wr64(&f->vm, TCMP(2), 30);
 	wr64(&f->vm, GEN_CONF, ENABLE | LEG_RT);
 	at(f, 1000);
-	assert_int_equal(rec.rises[2], 1);	/* IRQ0 after the override */
-	assert_int_equal(rec.rises[8], 1);	/* IRQ8 */
-	assert_int_equal(rec.rises[22], 1);	/* timer 2 keeps its route */
+	assert_int_equal(rec.rises[2], 1);  /* IRQ0 after the override */
+	assert_int_equal(rec.rises[8], 1);  /* IRQ8 */
+	assert_int_equal(rec.rises[22], 1); /* timer 2 keeps its route */
 	assert_int_equal(rec.rises[20] + rec.rises[21], 0);
 	/* Legacy replacement off: back to the routes. */
 	wr64(&f->vm, GEN_CONF, ENABLE);
@@ -404,7 +404,7 @@ static void program_busy_hpet(struct fixture *f)
 	wr64(&f->vm, TCONF(2), INT_ENB | ROUTE(23));
 	wr64(&f->vm, TCMP(2), 100000);
 	wr64(&f->vm, GEN_CONF, ENABLE);
-	at(f, 5500);		/* timer 1 fired (level, pending), timer 0 fired 0 times */
+	at(f, 5500); /* timer 1 fired (level, pending), timer 0 fired 0 times */
 	assert_int_equal(rd64(&f->vm, GINTR_STA), 2);
 }
 
@@ -453,8 +453,8 @@ static int load_with_timer_config(struct dev *d, unsigned n, uint64_t config, ui
 	v = ENABLE;
 	ss_u64(&s, &v);
 	v = 0;
-	ss_u64(&s, &v);		/* isr */
-	ss_u64(&s, &v);		/* counter */
+	ss_u64(&s, &v); /* isr */
+	ss_u64(&s, &v); /* counter */
 	ss_u32(&s, &ntimers);
 	for (unsigned i = 0; i < HPET_NTIMERS; i++) {
 		uint64_t c = i == n ? config : 0, k = i == n ? cmp : 0, p = 0;

@@ -61,8 +61,7 @@ static void tdev_bar_io(struct pci_dev *pd, int bar, uint64_t off, void *data, u
 		io_put(data, size, 0xA5000000U | (uint32_t)bar << 16 | (uint32_t)off);
 }
 
-static int tdev_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err,
-		     size_t errlen)
+static int tdev_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err, size_t errlen)
 {
 	struct tdev *t = calloc(1, sizeof(*t));
 
@@ -255,8 +254,8 @@ static void test_ids(void **state)
 	assert_int_equal(mmio_rd(&f->vm, ecam(31, 0, 0), 4), 0x70008086);
 	assert_int_equal(mmio_rd(&f->vm, ecam(31, 0, 8), 4), 0x06010000);
 	assert_int_equal(mmio_rd(&f->vm, ecam(31, 0, 2), 2), 0x7000);
-	assert_int_equal(mmio_rd(&f->vm, ecam(31, 0, 0), 8), 0x0000000070008086ULL |
-			 (uint64_t)cfg_in(&f->vm, 31, 4, 4) << 32);
+	assert_int_equal(mmio_rd(&f->vm, ecam(31, 0, 0), 8),
+			 0x0000000070008086ULL | (uint64_t)cfg_in(&f->vm, 31, 4, 4) << 32);
 	/* Absent functions, disabled CF8, other buses: all-ones. */
 	assert_int_equal(cfg_in(&f->vm, 5, 0, 4), 0xFFFFFFFF);
 	assert_int_equal(mmio_rd(&f->vm, ecam(5, 0, 0), 4), 0xFFFFFFFF);
@@ -301,7 +300,7 @@ static void test_bar_layout(void **state)
 	assert_int_equal(cfg_in(&f->vm, 3, 0x14, 4), 0x6001);
 	assert_int_equal(cfg_in(&f->vm, 3, 0x18, 4), 0xC010000C);
 	assert_int_equal(cfg_in(&f->vm, 3, 0x1C, 4), 0);
-	assert_int_equal(cfg_in(&f->vm, 3, 0x20, 4), 0xC0200000);	/* MSI-X, 8 KiB */
+	assert_int_equal(cfg_in(&f->vm, 3, 0x20, 4), 0xC0200000); /* MSI-X, 8 KiB */
 	assert_int_equal(cfg_in(&f->vm, 3, 0x24, 4), 0);
 	assert_int_equal(cfg_in(&f->vm, 4, 0x10, 4), 0xC0202000);
 	assert_int_equal(cfg_in(&f->vm, 4, 0x14, 4), 0x6021);
@@ -323,14 +322,14 @@ static void test_bar_sizing_and_move(void **state)
 	cfg_out(&f->vm, 3, 4, 2, 0);
 	assert_false(bus_access(&f->vm.mmio, 0xC0000010, (uint8_t[4]){ 0 }, 4, false));
 	cfg_out(&f->vm, 3, 0x10, 4, 0xFFFFFFFF);
-	assert_int_equal(cfg_in(&f->vm, 3, 0x10, 4), 0xFFFFF000);	/* 4000 -> 4 KiB */
+	assert_int_equal(cfg_in(&f->vm, 3, 0x10, 4), 0xFFFFF000); /* 4000 -> 4 KiB */
 	cfg_out(&f->vm, 3, 0x14, 4, 0xFFFFFFFF);
 	assert_int_equal(cfg_in(&f->vm, 3, 0x14, 4), 0xFFFFFFE1);
 	cfg_out(&f->vm, 3, 0x18, 4, 0xFFFFFFFF);
 	cfg_out(&f->vm, 3, 0x1C, 4, 0xFFFFFFFF);
 	assert_int_equal(cfg_in(&f->vm, 3, 0x18, 4), 0xFFF0000C);
 	assert_int_equal(cfg_in(&f->vm, 3, 0x1C, 4), 0xFFFFFFFF);
-	assert_int_equal(cfg_in(&f->vm, 3, 0x24, 4), 0);		/* unused BAR */
+	assert_int_equal(cfg_in(&f->vm, 3, 0x24, 4), 0); /* unused BAR */
 	cfg_out(&f->vm, 3, 0x24, 4, 0xFFFFFFFF);
 	assert_int_equal(cfg_in(&f->vm, 3, 0x24, 4), 0);
 	/* Move: BAR0 to 0xC1000000, BAR1 to 0x7000, BAR2 above 4 GiB, via ECAM too. */
@@ -361,7 +360,7 @@ static void test_bar_sizing_and_move(void **state)
 	assert_true(bus_access(&f->vm.pio, 0x7008, (uint8_t[1]){ 0 }, 1, false));
 	/* A BAR moved onto another device's BAR stays down until that one leaves. */
 	cfg_out(&f->vm, 3, 4, 2, PCIM_CMD_IO | PCIM_CMD_MEM);
-	cfg_out(&f->vm, 3, 0x10, 4, 0xC0202000);		/* slot 4's BAR0 */
+	cfg_out(&f->vm, 3, 0x10, 4, 0xC0202000); /* slot 4's BAR0 */
 	assert_int_equal(mmio_rd(&f->vm, 0xC0202010, 4), 0xA5000010);
 	assert_int_equal(((struct tdev *)pci_find_dev(&f->vm, 4, 0)->priv)->last_off, 0x10);
 	cfg_out(&f->vm, 4, 0x10, 4, 0xC3000000);
@@ -397,11 +396,11 @@ static void test_read_only_fields(void **state)
 	assert_int_equal(cfg_in(&f->vm, 3, 6, 2), PCIM_STATUS_CAPLIST);
 	/* Capability list: MSI-X at 0x40, MSI at 0x4C, then the end. */
 	assert_int_equal(cfg_in(&f->vm, 3, 0x40, 2), 0x4C11);
-	assert_int_equal(cfg_in(&f->vm, 3, 0x42, 2), 3);	/* 4 vectors */
-	assert_int_equal(cfg_in(&f->vm, 3, 0x44, 4), 4);	/* table: BAR 4, offset 0 */
-	assert_int_equal(cfg_in(&f->vm, 3, 0x48, 4), 0x1004);	/* PBA: BAR 4 + 4 KiB */
+	assert_int_equal(cfg_in(&f->vm, 3, 0x42, 2), 3);      /* 4 vectors */
+	assert_int_equal(cfg_in(&f->vm, 3, 0x44, 4), 4);      /* table: BAR 4, offset 0 */
+	assert_int_equal(cfg_in(&f->vm, 3, 0x48, 4), 0x1004); /* PBA: BAR 4 + 4 KiB */
 	assert_int_equal(cfg_in(&f->vm, 3, 0x4C, 2), 0x0005);
-	assert_int_equal(cfg_in(&f->vm, 3, 0x4E, 2), 0x0082);	/* 64-bit, MMC = 1 */
+	assert_int_equal(cfg_in(&f->vm, 3, 0x4E, 2), 0x0082); /* 64-bit, MMC = 1 */
 	/* Misaligned accesses are dropped. */
 	assert_int_equal(mmio_rd(&f->vm, ecam(3, 0, 1), 2), 0xFFFF);
 }
@@ -423,9 +422,9 @@ static void test_intx(void **state)
 	assert_int_equal(irq_level[19], 1);
 	assert_int_equal(cfg_in(&f->vm, 3, 6, 2) & PCIM_STATUS_INTR, PCIM_STATUS_INTR);
 	pci_irq_assert(b);
-	pci_irq_assert(a);		/* idempotent */
+	pci_irq_assert(a); /* idempotent */
 	pci_irq_deassert(a);
-	assert_int_equal(irq_level[19], 1);	/* b still holds it */
+	assert_int_equal(irq_level[19], 1); /* b still holds it */
 	assert_int_equal(cfg_in(&f->vm, 3, 6, 2) & PCIM_STATUS_INTR, 0);
 	pci_irq_deassert(b);
 	assert_int_equal(irq_level[19], 0);
@@ -457,7 +456,7 @@ static void test_msix(void **state)
 	struct pci_dev *pd = pci_find_dev(&f->vm, 3, 0);
 	uint64_t tab = 0xC0200000, pba = tab + 0x1000;
 
-	assert_int_equal(pci_msix_notify(pd, 1), -EINVAL);	/* not enabled */
+	assert_int_equal(pci_msix_notify(pd, 1), -EINVAL); /* not enabled */
 	/* All vectors start masked. */
 	for (unsigned v = 0; v < 4; v++)
 		assert_int_equal(mmio_rd(&f->vm, tab + 16 * v + 12, 4), 1);
@@ -474,7 +473,7 @@ static void test_msix(void **state)
 	assert_int_equal(msi_count, 0);
 	assert_int_equal(mmio_rd(&f->vm, pba, 8), 0x2);
 	assert_int_equal(mmio_rd(&f->vm, pba, 4), 0x2);
-	mmio_wr(&f->vm, pba, 8, 0);			/* PBA is read-only */
+	mmio_wr(&f->vm, pba, 8, 0); /* PBA is read-only */
 	assert_int_equal(mmio_rd(&f->vm, pba, 8), 0x2);
 	/* Unmasking the function delivers it. */
 	cfg_out(&f->vm, 3, 0x42, 2, 0x8000);
@@ -506,10 +505,10 @@ static void test_msi(void **state)
 	struct pci_dev *pd = pci_find_dev(&f->vm, 4, 0);
 
 	assert_int_equal(pci_msi_notify(pd, 0), -EINVAL);
-	cfg_out(&f->vm, 4, 0x50, 4, 0xFEE00003);	/* low bits are not writable */
+	cfg_out(&f->vm, 4, 0x50, 4, 0xFEE00003); /* low bits are not writable */
 	cfg_out(&f->vm, 4, 0x54, 4, 0);
 	cfg_out(&f->vm, 4, 0x58, 2, 0x4030);
-	cfg_out(&f->vm, 4, 0x4E, 2, 0x0071);		/* enable, MME 7 > MMC: clamped to 1 */
+	cfg_out(&f->vm, 4, 0x4E, 2, 0x0071); /* enable, MME 7 > MMC: clamped to 1 */
 	assert_int_equal(cfg_in(&f->vm, 4, 0x4E, 2), 0x0093);
 	assert_true(pci_msi_enabled(pd));
 	assert_int_equal(pci_interrupt(pd, 1), 0);
@@ -645,12 +644,12 @@ static void test_snapshot(void **state)
 	mmio_wr(&f->vm, 0xC0200000 + 32, 4, 0xFEE00000);
 	mmio_wr(&f->vm, 0xC0200000 + 40, 4, 0x51);
 	mmio_wr(&f->vm, 0xC0200000 + 44, 4, 0);
-	assert_int_equal(pci_msix_notify(a, 2), 0);		/* pending: function masked */
+	assert_int_equal(pci_msix_notify(a, 2), 0); /* pending: function masked */
 	pci_irq_assert(pci_find_dev(&f->vm, 4, 0));
 	((struct tdev *)a->priv)->state = 42;
 	pio_out(&f->vm, 0xCF8, 4, cf8_addr(31, 0, 8));
 	n1 = save_all(&f->vm, s1, 8);
-	assert_int_equal(n1, 6);	/* pm, pci, 0.0.0, 0.31.0, 0.3.0, 0.4.0 */
+	assert_int_equal(n1, 6); /* pm, pci, 0.0.0, 0.31.0, 0.3.0, 0.4.0 */
 	assert_string_equal(s1[1].id, "pci");
 
 	/* A fresh machine, as a restore builds it, then every device loaded. */
@@ -698,16 +697,16 @@ static void test_snapshot(void **state)
 		assert_int_not_equal(load_one(&g->vm, dev3->id, dev3->buf, n), 0);
 	memcpy(b, dev3->buf, dev3->len);
 	assert_int_not_equal(load_one(&g->vm, dev3->id, b, dev3->len + 1), 0);
-	b[4 + 0] ^= 1;			/* vendor id, after the size word */
+	b[4 + 0] ^= 1; /* vendor id, after the size word */
 	assert_int_equal(load_one(&g->vm, dev3->id, b, dev3->len), -EINVAL);
 	memcpy(b, dev3->buf, dev3->len);
-	b[4 + 0x10] |= 0x10;		/* BAR0 bit 4: below its 4 KiB size */
+	b[4 + 0x10] |= 0x10; /* BAR0 bit 4: below its 4 KiB size */
 	assert_int_equal(load_one(&g->vm, dev3->id, b, dev3->len), -EINVAL);
 	memcpy(b, dev3->buf, dev3->len);
-	b[dev3->len - 8] = 2;		/* emulation version 2 */
+	b[dev3->len - 8] = 2; /* emulation version 2 */
 	assert_int_equal(load_one(&g->vm, dev3->id, b, dev3->len), -EINVAL);
 	memcpy(b, dev3->buf, dev3->len);
-	b[dev3->len - 4] = 0xFF;	/* the emulation's own check (state <= 1000) */
+	b[dev3->len - 4] = 0xFF; /* the emulation's own check (state <= 1000) */
 	b[dev3->len - 3] = 0xFF;
 	assert_int_equal(load_one(&g->vm, dev3->id, b, dev3->len), -EINVAL);
 	free(b);

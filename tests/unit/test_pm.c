@@ -16,9 +16,9 @@
 #include "vm.h"
 
 /* First nanosecond at which the count reaches 2^23, 2^24, 3 * 2^23 (rounded up). */
-#define TOGGLE1_NS	2343484438ULL
-#define TOGGLE2_NS	4686968875ULL
-#define TOGGLE3_NS	7030453312ULL
+#define TOGGLE1_NS 2343484438ULL
+#define TOGGLE2_NS 4686968875ULL
+#define TOGGLE3_NS 7030453312ULL
 
 static int sci_level;
 static unsigned sci_rises;
@@ -171,7 +171,7 @@ static void test_power_button(void **state)
 	pm_power_button(f->d);
 	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), PM1_PWRBTN_STS);
 	assert_int_equal(sci_level, 0);
-	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_PWRBTN_EN | 0x20);	/* GBL_EN: not offered */
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_PWRBTN_EN | 0x20); /* GBL_EN: not offered */
 	assert_int_equal(in(&f->vm, PM1A_EVT_PORT + 2, 2), PM1_PWRBTN_EN);
 	assert_int_equal(sci_level, 1);
 	/* Byte write to the status high byte clears PWRBTN_STS. */
@@ -205,7 +205,7 @@ static void test_reset(void **state)
 	assert_int_equal(in(&f->vm, RESET_PORT, 1), 0x2);
 	out(&f->vm, RESET_PORT, 1, 0x6);
 	assert_int_equal(atomic_load(&f->vm.exit_status), VM_EXIT_REBOOT);
-	assert_int_equal(in(&f->vm, RESET_PORT, 1), 0x2);	/* RST_CPU self-clears */
+	assert_int_equal(in(&f->vm, RESET_PORT, 1), 0x2); /* RST_CPU self-clears */
 
 	g = fx_new(0);
 	out(&g->vm, RESET_PORT, 1, 0xE);
@@ -259,7 +259,7 @@ static void test_snapshot(void **state)
 	g = fx_new(123456789000ULL);
 	sci_level = 0;
 	assert_int_equal(load_dev(g->d, a, alen), 0);
-	assert_int_equal(sci_level, 1);			/* SCI driven again */
+	assert_int_equal(sci_level, 1); /* SCI driven again */
 	assert_int_equal(in(&g->vm, PM_TMR_PORT, 4), 8388608 + 3579);
 	assert_int_equal(in(&g->vm, PM1A_EVT_PORT, 4),
 			 PM1_TMR_STS | (uint32_t)(PM1_TMR_EN | PM1_PWRBTN_EN) << 16);
@@ -289,7 +289,7 @@ static void test_snapshot(void **state)
 	b[0] |= 0x02;
 	assert_int_equal(load_dev(g->d, b, alen), -EINVAL);
 	memcpy(b, a, alen);
-	b[7 + 3] = 1;		/* top byte of the timer */
+	b[7 + 3] = 1; /* top byte of the timer */
 	assert_int_equal(load_dev(g->d, b, alen), -EINVAL);
 	memcpy(b, a, alen);
 	b[5] |= PM1_SLP_EN >> 8;

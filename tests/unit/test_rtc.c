@@ -14,34 +14,34 @@
 #include "snap/sstream.h"
 #include "vm.h"
 
-#define SEC	1000000000ULL
-#define MS	1000000ULL
-#define US	1000ULL
+#define SEC 1000000000ULL
+#define MS 1000000ULL
+#define US 1000ULL
 
-#define R_SEC		0x00
-#define R_SEC_ALARM	0x01
-#define R_MIN		0x02
-#define R_MIN_ALARM	0x03
-#define R_HOUR		0x04
-#define R_HOUR_ALARM	0x05
-#define R_DOW		0x06
-#define R_DAY		0x07
-#define R_MONTH		0x08
-#define R_YEAR		0x09
-#define R_A		0x0a
-#define R_B		0x0b
-#define R_C		0x0c
-#define R_D		0x0d
-#define R_CENTURY	0x32
+#define R_SEC 0x00
+#define R_SEC_ALARM 0x01
+#define R_MIN 0x02
+#define R_MIN_ALARM 0x03
+#define R_HOUR 0x04
+#define R_HOUR_ALARM 0x05
+#define R_DOW 0x06
+#define R_DAY 0x07
+#define R_MONTH 0x08
+#define R_YEAR 0x09
+#define R_A 0x0a
+#define R_B 0x0b
+#define R_C 0x0c
+#define R_D 0x0d
+#define R_CENTURY 0x32
 
 /* Offsets in a version-1 rtc state. */
-#define ST_INDEX	128
-#define ST_PHASE	137
+#define ST_INDEX 128
+#define ST_PHASE 137
 
 struct fixture {
 	struct vm vm;
 	struct dev *d;
-	unsigned pulses;	/* rising edges on IRQ 8 */
+	unsigned pulses; /* rising edges on IRQ 8 */
 	int level;
 };
 
@@ -133,7 +133,7 @@ static void set_time(struct fixture *f, uint8_t b, uint8_t cen, uint8_t yr, uint
 		     uint8_t day, uint8_t h, uint8_t m, uint8_t s)
 {
 	cmos_wr(f, R_B, 0x80 | b);
-	cmos_wr(f, R_A, 0x70);			/* divider in reset */
+	cmos_wr(f, R_A, 0x70); /* divider in reset */
 	cmos_wr(f, R_SEC, s);
 	cmos_wr(f, R_MIN, m);
 	cmos_wr(f, R_HOUR, h);
@@ -141,7 +141,7 @@ static void set_time(struct fixture *f, uint8_t b, uint8_t cen, uint8_t yr, uint
 	cmos_wr(f, R_MONTH, mon);
 	cmos_wr(f, R_YEAR, yr);
 	cmos_wr(f, R_CENTURY, cen);
-	cmos_wr(f, R_A, 0x20);			/* running, periodic rate 0 */
+	cmos_wr(f, R_A, 0x20); /* running, periodic rate 0 */
 	cmos_wr(f, R_B, b);
 }
 
@@ -181,7 +181,7 @@ static void test_bcd_and_binary(void **state)
 
 	set_time(f, 0x02, 0x20, 0x24, 0x06, 0x15, 0x13, 0x30, 0x45);
 	expect_time(f, 0x20, 0x24, 0x06, 0x15, 0x13, 0x30, 0x45);
-	assert_int_equal(cmos_rd(f, R_DOW), 7);	/* 2024-06-15 was a Saturday */
+	assert_int_equal(cmos_rd(f, R_DOW), 7); /* 2024-06-15 was a Saturday */
 	advance(f, 15 * SEC);
 	expect_time(f, 0x20, 0x24, 0x06, 0x15, 0x13, 0x31, 0x00);
 	/* Binary mode shows the same time in binary. */
@@ -191,27 +191,27 @@ static void test_bcd_and_binary(void **state)
 	set_time(f, 0x06, 20, 99, 12, 31, 23, 59, 59);
 	advance(f, 500 * MS);
 	expect_time(f, 21, 0, 1, 1, 0, 0, 0);
-	assert_int_equal(cmos_rd(f, R_DOW), 6);	/* a Friday */
+	assert_int_equal(cmos_rd(f, R_DOW), 6); /* a Friday */
 }
 
 static void test_12h_mode(void **state)
 {
 	struct fixture *f = *state;
 
-	set_time(f, 0x00, 0x20, 0x24, 0x02, 0x28, 0x81, 0x15, 0x00);	/* 1:15 PM */
+	set_time(f, 0x00, 0x20, 0x24, 0x02, 0x28, 0x81, 0x15, 0x00); /* 1:15 PM */
 	assert_int_equal(cmos_rd(f, R_HOUR), 0x81);
 	cmos_wr(f, R_B, 0x02);
 	assert_int_equal(cmos_rd(f, R_HOUR), 0x13);
-	set_time(f, 0x00, 0x20, 0x24, 0x02, 0x28, 0x12, 0x00, 0x00);	/* 12 AM: midnight */
+	set_time(f, 0x00, 0x20, 0x24, 0x02, 0x28, 0x12, 0x00, 0x00); /* 12 AM: midnight */
 	cmos_wr(f, R_B, 0x02);
 	assert_int_equal(cmos_rd(f, R_HOUR), 0x00);
-	set_time(f, 0x00, 0x20, 0x24, 0x02, 0x28, 0x91, 0x59, 0x59);	/* 11:59:59 PM */
+	set_time(f, 0x00, 0x20, 0x24, 0x02, 0x28, 0x91, 0x59, 0x59); /* 11:59:59 PM */
 	advance(f, 500 * MS);
 	/* Midnight in 12-hour mode, and 2024 is a leap year. */
 	expect_time(f, 0x20, 0x24, 0x02, 0x29, 0x12, 0x00, 0x00);
-	set_time(f, 0x00, 0x20, 0x24, 0x02, 0x29, 0x11, 0x59, 0x59);	/* 11:59:59 AM */
+	set_time(f, 0x00, 0x20, 0x24, 0x02, 0x29, 0x11, 0x59, 0x59); /* 11:59:59 AM */
 	advance(f, 500 * MS);
-	assert_int_equal(cmos_rd(f, R_HOUR), 0x92);			/* 12 PM: noon */
+	assert_int_equal(cmos_rd(f, R_HOUR), 0x92); /* 12 PM: noon */
 }
 
 static void test_set_freezes_and_rebases(void **state)
@@ -259,7 +259,7 @@ static void test_reg_c(void **state)
 {
 	struct fixture *f = *state;
 
-	set_time(f, 0x12, 0x20, 0x25, 0x01, 0x01, 0x08, 0x00, 0x00);	/* UIE */
+	set_time(f, 0x12, 0x20, 0x25, 0x01, 0x01, 0x08, 0x00, 0x00); /* UIE */
 	cmos_rd(f, R_C);
 	assert_int_equal(f->pulses, 0);
 	advance(f, 500 * MS);
@@ -295,7 +295,7 @@ static unsigned count_periodic(struct fixture *f, uint8_t rate)
 	unsigned seen;
 
 	cmos_wr(f, R_A, 0x20 | rate);
-	cmos_wr(f, R_B, 0x42);			/* PIE, 24h */
+	cmos_wr(f, R_B, 0x42); /* PIE, 24h */
 	cmos_rd(f, R_C);
 	seen = f->pulses;
 	end = now(f) + SEC;
@@ -316,11 +316,11 @@ static void test_periodic(void **state)
 	unsigned before;
 
 	before = f->pulses;
-	assert_int_equal(count_periodic(f, 15) - before, 2);		/* 2 Hz */
+	assert_int_equal(count_periodic(f, 15) - before, 2); /* 2 Hz */
 	before = f->pulses;
-	assert_int_equal(count_periodic(f, 6) - before, 1024);	/* 1024 Hz */
+	assert_int_equal(count_periodic(f, 6) - before, 1024); /* 1024 Hz */
 	before = f->pulses;
-	assert_int_equal(count_periodic(f, 3) - before, 8192);	/* 8192 Hz, the fastest */
+	assert_int_equal(count_periodic(f, 3) - before, 8192); /* 8192 Hz, the fastest */
 	/* Without PIE, PF is still reported to a guest that polls C. */
 	cmos_wr(f, R_A, 0x2f);
 	cmos_rd(f, R_C);
@@ -337,16 +337,16 @@ static void test_alarm(void **state)
 {
 	struct fixture *f = *state;
 
-	set_time(f, 0x22, 0x20, 0x25, 0x03, 0x01, 0x10, 0x00, 0x00);	/* AIE */
+	set_time(f, 0x22, 0x20, 0x25, 0x03, 0x01, 0x10, 0x00, 0x00); /* AIE */
 	cmos_wr(f, R_SEC_ALARM, 0x05);
-	cmos_wr(f, R_MIN_ALARM, 0xc0);		/* don't care */
-	cmos_wr(f, R_HOUR_ALARM, 0xff);		/* don't care */
-	advance(f, 4 * SEC);			/* updates to 10:00:01 .. 10:00:04 */
+	cmos_wr(f, R_MIN_ALARM, 0xc0);	/* don't care */
+	cmos_wr(f, R_HOUR_ALARM, 0xff); /* don't care */
+	advance(f, 4 * SEC);		/* updates to 10:00:01 .. 10:00:04 */
 	assert_int_equal(f->pulses, 0);
-	assert_int_equal(cmos_rd(f, R_C), 0x10);	/* UF only: updates run regardless */
+	assert_int_equal(cmos_rd(f, R_C), 0x10); /* UF only: updates run regardless */
 	advance(f, SEC);
 	assert_int_equal(f->pulses, 1);
-	assert_int_equal(cmos_rd(f, R_C), 0xb0);	/* IRQF | AF | UF */
+	assert_int_equal(cmos_rd(f, R_C), 0xb0); /* IRQF | AF | UF */
 	/* Once a minute with minutes and hours don't-care. */
 	advance(f, 59 * SEC);
 	assert_int_equal(f->pulses, 1);
@@ -358,7 +358,7 @@ static void test_alarm(void **state)
 	cmos_wr(f, R_SEC_ALARM, 0x30);
 	cmos_wr(f, R_MIN_ALARM, 0x02);
 	cmos_wr(f, R_HOUR_ALARM, 0x10);
-	advance(f, 84 * SEC);			/* 10:01:05 .. 10:02:29 */
+	advance(f, 84 * SEC); /* 10:01:05 .. 10:02:29 */
 	assert_int_equal(f->pulses, 2);
 	advance(f, SEC);
 	assert_int_equal(f->pulses, 3);
@@ -433,7 +433,7 @@ static void test_snapshot_roundtrip(void **state)
 	struct fixture *f = *state, g;
 	struct sstream a, b;
 
-	set_time(f, 0x12, 0x20, 0x24, 0x12, 0x31, 0x23, 0x59, 0x50);	/* UIE */
+	set_time(f, 0x12, 0x20, 0x24, 0x12, 0x31, 0x23, 0x59, 0x50); /* UIE */
 	cmos_wr(f, 0x60, 0x99);
 	advance(f, 3 * SEC);
 	/* An unread update interrupt stays pending across the snapshot. */
@@ -504,16 +504,16 @@ static void test_snapshot_refused(void **state)
 	bad[ST_INDEX] = 0x80;
 	expect_refused(&g, bad, a.len, 1);
 	memcpy(bad, a.buf, a.len);
-	bad[ST_PHASE + 3] = 0x7f;			/* phase of more than a second */
+	bad[ST_PHASE + 3] = 0x7f; /* phase of more than a second */
 	expect_refused(&g, bad, a.len, 1);
 	memcpy(bad, a.buf, a.len);
 	bad[R_D] = 0x00;
 	expect_refused(&g, bad, a.len, 1);
 	memcpy(bad, a.buf, a.len);
-	bad[R_C] = 0x80;				/* IRQF with no enabled flag */
+	bad[R_C] = 0x80; /* IRQF with no enabled flag */
 	expect_refused(&g, bad, a.len, 1);
 	memcpy(bad, a.buf, a.len);
-	bad[R_A] |= 0x80;				/* UIP is never stored */
+	bad[R_A] |= 0x80; /* UIP is never stored */
 	expect_refused(&g, bad, a.len, 1);
 	assert_int_equal(cmos_rd(&g, 0x70), 0x42);
 

@@ -15,21 +15,21 @@
 #include "snap/sstream.h"
 #include "vm.h"
 
-#define COM1	0x3f8
-#define THR	0
-#define IER	1
-#define IIR	2
-#define FCR	2
-#define LCR	3
-#define MCR	4
-#define LSR	5
-#define MSR	6
-#define SCR	7
+#define COM1 0x3f8
+#define THR 0
+#define IER 1
+#define IIR 2
+#define FCR 2
+#define LCR 3
+#define MCR 4
+#define LSR 5
+#define MSR 6
+#define SCR 7
 
 /* Offsets in a version-1 uart state: corrupting them must be caught. */
-#define ST_FCR		4
-#define ST_RX_HEAD	11
-#define ST_RX_COUNT	12
+#define ST_FCR 4
+#define ST_RX_HEAD 11
+#define ST_RX_COUNT 12
 
 struct fixture {
 	struct vm vm;
@@ -138,9 +138,9 @@ static void test_divisor_latch(void **state)
 	struct fixture *f = *state;
 
 	out8(f, IER, 0x05);
-	out8(f, LCR, 0x83);		/* DLAB, 8N1 */
-	out8(f, THR, 0x0c);		/* DLL: 9600 baud */
-	out8(f, IER, 0x01);		/* DLM */
+	out8(f, LCR, 0x83); /* DLAB, 8N1 */
+	out8(f, THR, 0x0c); /* DLL: 9600 baud */
+	out8(f, IER, 0x01); /* DLM */
 	assert_int_equal(in8(f, THR), 0x0c);
 	assert_int_equal(in8(f, IER), 0x01);
 	out8(f, LCR, 0x03);
@@ -156,9 +156,9 @@ static void test_lsr_iir(void **state)
 {
 	struct fixture *f = *state;
 
-	assert_int_equal(in8(f, LSR), 0x60);	/* THRE | TEMT */
-	assert_int_equal(in8(f, IIR), 0x01);	/* nothing pending, no FIFOs */
-	out8(f, FCR, 0x07);			/* enable, reset both FIFOs, trigger 1 */
+	assert_int_equal(in8(f, LSR), 0x60); /* THRE | TEMT */
+	assert_int_equal(in8(f, IIR), 0x01); /* nothing pending, no FIFOs */
+	out8(f, FCR, 0x07);		     /* enable, reset both FIFOs, trigger 1 */
 	assert_int_equal(in8(f, IIR), 0xc1);
 	out8(f, IER, 0x01);
 	inject(f, "x");
@@ -192,9 +192,9 @@ static void test_loopback(void **state)
 	/* Linux's probe: MCR loop | OUT2 | RTS must read back as DCD | CTS. */
 	out8(f, MCR, 0x1a);
 	assert_int_equal(in8(f, MSR) & 0xf0, 0x90);
-	out8(f, MCR, 0x14);			/* OUT1: RI */
+	out8(f, MCR, 0x14); /* OUT1: RI */
 	assert_int_equal(in8(f, MSR) & 0xf0, 0x40);
-	out8(f, MCR, 0x10);			/* RI falls: trailing edge */
+	out8(f, MCR, 0x10); /* RI falls: trailing edge */
 	assert_int_equal(in8(f, MSR) & 0x04, 0x04);
 	out8(f, MCR, 0x00);
 	assert_int_equal(in8(f, MSR) & 0xf0, 0xb0);
@@ -231,7 +231,7 @@ static void test_rx_trigger_and_timeout(void **state)
 	struct fixture *f = *state;
 	uint64_t t0 = vclock_ns(&f->vm.ev);
 
-	out8(f, FCR, 0x81);			/* FIFO on, trigger level 8 */
+	out8(f, FCR, 0x81); /* FIFO on, trigger level 8 */
 	out8(f, IER, 0x01);
 	inject(f, "1234567");
 	assert_int_equal(in8(f, IIR), 0xc1);
@@ -273,9 +273,9 @@ static void test_overrun(void **state)
 	out8(f, FCR, 0xc1);
 	out8(f, IER, 0x05);
 	assert_int_equal(uart_rx_inject(f->d, buf, sizeof(buf)), 16);
-	assert_int_equal(in8(f, IIR), 0xc6);	/* line status outranks data */
-	assert_int_equal(in8(f, LSR), 0x63);	/* DR | OE | THRE | TEMT */
-	assert_int_equal(in8(f, LSR), 0x61);	/* OE clears on read */
+	assert_int_equal(in8(f, IIR), 0xc6); /* line status outranks data */
+	assert_int_equal(in8(f, LSR), 0x63); /* DR | OE | THRE | TEMT */
+	assert_int_equal(in8(f, LSR), 0x61); /* OE clears on read */
 	assert_int_equal(in8(f, IIR), 0xc4);
 	/* With FIFOs the bytes that found it full are lost, the first 16 kept. */
 	for (unsigned i = 0; i < 16; i++)
@@ -293,16 +293,16 @@ static void test_iir_priority(void **state)
 	uint8_t buf[17] = { 0 };
 
 	out8(f, FCR, 0x01);
-	out8(f, MCR, 0x10);			/* modem status deltas */
+	out8(f, MCR, 0x10); /* modem status deltas */
 	out8(f, IER, 0x0f);
-	uart_rx_inject(f->d, buf, sizeof(buf));	/* data and overrun */
+	uart_rx_inject(f->d, buf, sizeof(buf)); /* data and overrun */
 	assert_int_equal(in8(f, IIR), 0xc6);
 	in8(f, LSR);
 	assert_int_equal(in8(f, IIR), 0xc4);
 	while (in8(f, LSR) & 0x01)
 		in8(f, THR);
 	assert_int_equal(in8(f, IIR), 0xc2);
-	assert_int_equal(in8(f, IIR), 0xc0);	/* THRE acknowledged: modem status */
+	assert_int_equal(in8(f, IIR), 0xc0); /* THRE acknowledged: modem status */
 	assert_int_equal(f->irq_level[4], 1);
 	in8(f, MSR);
 	assert_int_equal(in8(f, IIR), 0xc1);
@@ -319,7 +319,7 @@ static void make_busy(struct fixture *f)
 	out8(f, SCR, 0x77);
 	out8(f, MCR, 0x0b);
 	out8(f, IER, 0x01);
-	inject(f, "Qrst");			/* trigger level 4 reached */
+	inject(f, "Qrst"); /* trigger level 4 reached */
 }
 
 static void test_snapshot_roundtrip(void **state)
@@ -381,18 +381,18 @@ static void test_snapshot_refused(void **state)
 	expect_refused(&g, a.buf, a.len - 1, 1);
 	memcpy(bad, a.buf, a.len);
 	bad[a.len] = 0;
-	expect_refused(&g, bad, a.len + 1, 1);		/* trailing garbage */
-	expect_refused(&g, a.buf, a.len, 2);		/* unknown version */
+	expect_refused(&g, bad, a.len + 1, 1); /* trailing garbage */
+	expect_refused(&g, a.buf, a.len, 2);   /* unknown version */
 	bad[ST_RX_COUNT] = 17;
-	expect_refused(&g, bad, a.len, 1);		/* count beyond the FIFO */
+	expect_refused(&g, bad, a.len, 1); /* count beyond the FIFO */
 	memcpy(bad, a.buf, a.len);
 	bad[ST_RX_HEAD] = 16;
-	expect_refused(&g, bad, a.len, 1);		/* head outside the FIFO */
+	expect_refused(&g, bad, a.len, 1); /* head outside the FIFO */
 	memcpy(bad, a.buf, a.len);
-	bad[ST_FCR] = 0;				/* 16450 mode with 2 bytes queued */
+	bad[ST_FCR] = 0; /* 16450 mode with 2 bytes queued */
 	expect_refused(&g, bad, a.len, 1);
 	memcpy(bad, a.buf, a.len);
-	bad[ST_FCR] |= 0x02;				/* a self-clearing bit */
+	bad[ST_FCR] |= 0x02; /* a self-clearing bit */
 	expect_refused(&g, bad, a.len, 1);
 	assert_int_equal(in8(&g, SCR), 0x42);
 
@@ -446,7 +446,7 @@ static void test_shared_line(void **state)
 	assert_int_equal(f->irq_level[4], 1);
 	com3_out8(f, IER, 0x02);
 	assert_int_equal(f->irq_level[4], 1);
-	in8(f, IIR);				/* COM1 acknowledged, COM3 still pending */
+	in8(f, IIR); /* COM1 acknowledged, COM3 still pending */
 	assert_int_equal(f->irq_level[4], 1);
 	/* A forced re-drive (resume) of the quiet port must not lower the line either. */
 	assert_int_equal(f->d->ops->resume(f->d), 0);

@@ -22,51 +22,51 @@
 #include "snap/sstream.h"
 #include "vm.h"
 
-#define RAM_SIZE	(1024 * 1024)
-#define SLOT		4
-#define QSZ		8
+#define RAM_SIZE (1024 * 1024)
+#define SLOT 4
+#define QSZ 8
 
 /* Guest-physical layout the test driver uses. */
-#define DESC		0x1000
-#define AVAIL		0x2000
-#define USED		0x3000
-#define IND		0x4000
-#define BUF		0x10000
+#define DESC 0x1000
+#define AVAIL 0x2000
+#define USED 0x3000
+#define IND 0x4000
+#define BUF 0x10000
 
 /* Registers (offsets in BAR 4). */
-#define CC_DFSELECT	0x00
-#define CC_DF		0x04
-#define CC_GFSELECT	0x08
-#define CC_GF		0x0C
-#define CC_MSIX		0x10
-#define CC_NUMQ		0x12
-#define CC_STATUS	0x14
-#define CC_CFGGEN	0x15
-#define CC_QSELECT	0x16
-#define CC_QSIZE	0x18
-#define CC_QMSIX	0x1A
-#define CC_QENABLE	0x1C
-#define CC_QNOFF	0x1E
-#define CC_QDESC	0x20
-#define CC_QAVAIL	0x28
-#define CC_QUSED	0x30
-#define ISR		0x1000
-#define DEVCFG		0x2000
-#define NOTIFY		0x3000
+#define CC_DFSELECT 0x00
+#define CC_DF 0x04
+#define CC_GFSELECT 0x08
+#define CC_GF 0x0C
+#define CC_MSIX 0x10
+#define CC_NUMQ 0x12
+#define CC_STATUS 0x14
+#define CC_CFGGEN 0x15
+#define CC_QSELECT 0x16
+#define CC_QSIZE 0x18
+#define CC_QMSIX 0x1A
+#define CC_QENABLE 0x1C
+#define CC_QNOFF 0x1E
+#define CC_QDESC 0x20
+#define CC_QAVAIL 0x28
+#define CC_QUSED 0x30
+#define ISR 0x1000
+#define DEVCFG 0x2000
+#define NOTIFY 0x3000
 
-#define F_NEXT		1
-#define F_WRITE		2
-#define F_INDIRECT	4
+#define F_NEXT 1
+#define F_WRITE 2
+#define F_INDIRECT 4
 
-#define FEAT_V1		(1ULL << VIRTIO_F_VERSION_1)
-#define FEAT_IND	(1ULL << VIRTIO_F_INDIRECT_DESC)
-#define FEAT_EVT	(1ULL << VIRTIO_F_EVENT_IDX)
+#define FEAT_V1 (1ULL << VIRTIO_F_VERSION_1)
+#define FEAT_IND (1ULL << VIRTIO_F_INDIRECT_DESC)
+#define FEAT_EVT (1ULL << VIRTIO_F_EVENT_IDX)
 
-#define ST_ACK		VIRTIO_STATUS_ACKNOWLEDGE
-#define ST_DRV		VIRTIO_STATUS_DRIVER
-#define ST_FOK		VIRTIO_STATUS_FEATURES_OK
-#define ST_DOK		VIRTIO_STATUS_DRIVER_OK
-#define ST_NR		VIRTIO_STATUS_NEEDS_RESET
+#define ST_ACK VIRTIO_STATUS_ACKNOWLEDGE
+#define ST_DRV VIRTIO_STATUS_DRIVER
+#define ST_FOK VIRTIO_STATUS_FEATURES_OK
+#define ST_DOK VIRTIO_STATUS_DRIVER_OK
+#define ST_NR VIRTIO_STATUS_NEEDS_RESET
 
 /* ---- interrupt recorders ---- */
 
@@ -104,7 +104,7 @@ struct fx {
 	struct pci_dev *pd;
 	struct virtio_dev *vd;
 	uint64_t bar4, bar1;
-	uint16_t avail_idx;	/* the driver's shadow of avail->idx */
+	uint16_t avail_idx; /* the driver's shadow of avail->idx */
 };
 
 static void fx_init(struct fx *f)
@@ -134,7 +134,7 @@ static void fx_init(struct fx *f)
 
 static void fx_fini(struct fx *f)
 {
-	vm_destroy(&f->vm);	/* also unmaps the RAM */
+	vm_destroy(&f->vm); /* also unmaps the RAM */
 }
 
 static int setup(void **state)
@@ -360,8 +360,8 @@ static void test_identity(void **state)
 	assert_int_equal(cfg_rd(f, PCIR_INTPIN, 1), 1);
 	/* BAR 4: 64-bit memory; BAR 1: the MSI-X table. */
 	assert_int_equal(cfg_rd(f, PCIR_BAR(4), 4) & 0x7, 0x4);
-	assert_int_equal(pci_get_cfg16(f->pd, f->pd->msix_cap + 2) & 0x7FF, 1);	/* 2 vectors */
-	assert_int_equal(pci_get_cfg32(f->pd, f->pd->msix_cap + 4), 1);	/* BIR 1, offset 0 */
+	assert_int_equal(pci_get_cfg16(f->pd, f->pd->msix_cap + 2) & 0x7FF, 1); /* 2 vectors */
+	assert_int_equal(pci_get_cfg32(f->pd, f->pd->msix_cap + 4), 1); /* BIR 1, offset 0 */
 	/* The vendor capabilities. */
 	for (c = cfg_rd(f, PCIR_CAP_PTR, 1); c; c = cfg_rd(f, c + 1, 1)) {
 		unsigned type;
@@ -383,7 +383,7 @@ static void test_identity(void **state)
 		case 2:
 			assert_int_equal(cfg_rd(f, c + 2, 1), 20);
 			assert_int_equal(cfg_rd(f, c + 8, 4), 0x3000);
-			assert_int_equal(cfg_rd(f, c + 16, 4), 4);	/* multiplier */
+			assert_int_equal(cfg_rd(f, c + 16, 4), 4); /* multiplier */
 			assert_true(cfg_rd(f, c + 12, 4) >= 2);
 			break;
 		case 3:
@@ -413,10 +413,10 @@ static void test_features(void **state)
 	wr(f, CC_DFSELECT, 4, 0);
 	assert_int_equal(rd(f, CC_DF, 4), (uint32_t)(FEAT_IND | FEAT_EVT));
 	wr(f, CC_DFSELECT, 4, 1);
-	assert_int_equal(rd(f, CC_DF, 4), 1);		/* VERSION_1 is bit 32 */
+	assert_int_equal(rd(f, CC_DF, 4), 1); /* VERSION_1 is bit 32 */
 	wr(f, CC_DFSELECT, 4, 2);
 	assert_int_equal(rd(f, CC_DF, 4), 0);
-	wr(f, CC_DF, 4, 0xFFFFFFFF);			/* read-only */
+	wr(f, CC_DF, 4, 0xFFFFFFFF); /* read-only */
 	wr(f, CC_DFSELECT, 4, 1);
 	assert_int_equal(rd(f, CC_DF, 4), 1);
 
@@ -512,7 +512,7 @@ static void test_common_cfg(void **state)
 	assert_int_equal(rd(f, NOTIFY, 4), 0);
 	assert_int_equal(rd(f, 0x3FFF, 1), 0);
 	wr(f, 0x0FFF, 1, 0xFF);
-	wr(f, NOTIFY + 0x100, 4, 0);		/* no such queue: ignored */
+	wr(f, NOTIFY + 0x100, 4, 0); /* no such queue: ignored */
 	/* config_generation is read-only. */
 	wr(f, CC_CFGGEN, 1, 9);
 	assert_int_equal(rd(f, CC_CFGGEN, 1), 0);
@@ -546,7 +546,7 @@ static void test_pci_cfg_cap(void **state)
 	cfg_wr(f, c + 8, 4, CC_QSIZE);
 	cfg_wr(f, c + 16, 4, 4);
 	assert_int_equal(rd(f, CC_QSIZE, 2), 256);
-	cfg_wr(f, c + 4, 1, 1);			/* other BARs are not reachable */
+	cfg_wr(f, c + 4, 1, 1); /* other BARs are not reachable */
 	cfg_wr(f, c + 12, 4, 4);
 	cfg_wr(f, c + 8, 4, 0);
 	(void)cfg_rd(f, c + 16, 4);
@@ -632,7 +632,7 @@ static void test_indirect(void **state)
 
 	drv_init(f, FEAT_V1 | FEAT_IND);
 	memset(f->ram + BUF, 0, 0x2000);
-	set_desc(f, IND, 0, BUF + 0x800, 10, F_NEXT, 2);	/* readable, ignored */
+	set_desc(f, IND, 0, BUF + 0x800, 10, F_NEXT, 2); /* readable, ignored */
 	set_desc(f, IND, 2, BUF, 40, F_WRITE | F_NEXT, 1);
 	set_desc(f, IND, 1, BUF + 0x1000, 24, F_WRITE, 0);
 	set_desc(f, DESC, 4, IND, 3 * 16, F_INDIRECT, 0);
@@ -667,7 +667,7 @@ static void test_intx_isr(void **state)
 	kick(f);
 	assert_int_equal(irq_level[16], 1);
 	assert_int_equal(pci_get_cfg16(f->pd, PCIR_STATUS) & PCIM_STATUS_INTR, PCIM_STATUS_INTR);
-	assert_int_equal(rd(f, ISR, 1), 1);		/* queue interrupt, read clears */
+	assert_int_equal(rd(f, ISR, 1), 1); /* queue interrupt, read clears */
 	assert_int_equal(irq_level[16], 0);
 	assert_int_equal(rd(f, ISR, 1), 0);
 	/* Configuration change: bit 1. */
@@ -723,7 +723,7 @@ static void test_event_idx(void **state)
 	req_simple(f, 0, 0, 8);
 	kick(f);
 	assert_int_equal(msi_by_vec[1], 1);
-	assert_int_equal(r16(f, avail_event), 1);	/* kick me at the next entry */
+	assert_int_equal(r16(f, avail_event), 1); /* kick me at the next entry */
 	/* The driver wants an interrupt only when used idx passes 4. */
 	g16(f, used_event, 4);
 	for (unsigned i = 0; i < 3; i++) {
@@ -763,7 +763,7 @@ static void test_vq_api(void **state)
 	assert_false(vq_has_work(vq));
 	assert_int_equal(vq_pop(vq, c), 0);
 	vq_set_notify(vq, false);
-	assert_int_equal(r16(f, USED), 1);		/* VRING_USED_F_NO_NOTIFY */
+	assert_int_equal(r16(f, USED), 1); /* VRING_USED_F_NO_NOTIFY */
 	vq_set_notify(vq, true);
 	assert_int_equal(r16(f, USED), 0);
 	/* A chain of 3 readable (5 + 0 + 7 bytes) and 2 writable (3 + 9 bytes) buffers. */
@@ -793,12 +793,12 @@ static void test_vq_api(void **state)
 	assert_memory_equal(f->ram + BUF + 0x300, "CDEFGHIJK", 9);
 	assert_false(vq_has_work(vq));
 	vq_push(vq, c->head, 12);
-	vq_push(vq, QSZ, 0);				/* a device bug: ignored */
+	vq_push(vq, QSZ, 0); /* a device bug: ignored */
 	assert_int_equal(used_idx(f), 1);
 	assert_int_equal(used_len(f, 0), 12);
 	vq_notify(vq);
 	assert_int_equal(irq_level[16], 1);
-	vq_notify(vq);					/* nothing new */
+	vq_notify(vq); /* nothing new */
 	assert_int_equal(rd(f, ISR, 1), 1);
 	vq_notify(vq);
 	assert_int_equal(irq_level[16], 0);
@@ -942,7 +942,7 @@ static void test_malformed_rings(void **state)
 		assert_int_equal(status(f), ST_ACK | ST_DRV | ST_FOK | ST_DOK | ST_NR);
 		assert_int_equal(used_idx(f), 0);
 		assert_true(all_zero(f->ram + BUF, 0x100));
-		assert_int_equal(msi_by_vec[0], 1);	/* configuration change */
+		assert_int_equal(msi_by_vec[0], 1); /* configuration change */
 		assert_int_equal(msi_by_vec[1], 0);
 		assert_false(vq_ready(&f->vd->vq[0]));
 		/* The queue stays dead: more kicks do nothing and raise nothing. */
@@ -967,8 +967,8 @@ static void test_bad_queue_enable(void **state)
 	static const uint64_t bad[][3] = {
 		{ RAM_SIZE, AVAIL, USED },
 		{ DESC, RAM_SIZE - 4, USED },
-		{ DESC, AVAIL, RAM_SIZE - 4 - 8 * QSZ },	/* avail_event falls outside */
-		{ DESC, RAM_SIZE - 4 - 2 * QSZ, USED },		/* used_event falls outside */
+		{ DESC, AVAIL, RAM_SIZE - 4 - 8 * QSZ }, /* avail_event falls outside */
+		{ DESC, RAM_SIZE - 4 - 2 * QSZ, USED },	 /* used_event falls outside */
 		{ DESC + 8, AVAIL, USED },
 		{ DESC, AVAIL + 1, USED },
 		{ DESC, AVAIL, USED + 2 },
@@ -1026,15 +1026,15 @@ static int dev_load(struct fx *f, const uint8_t *buf, size_t len)
 }
 
 /* The transport's state is the last 72 bytes of virtio-rnd's section (see virtio_pci.c). */
-#define VST		72
-#define VST_STATUS	20
-#define VST_ISR		21
-#define VST_QSIZE	27
-#define VST_QMSIX	30
-#define VST_QDESC	32
-#define VST_LAST_AVAIL	56
-#define VST_DEVVER	64
-#define VST_DEVLEN	68
+#define VST 72
+#define VST_STATUS 20
+#define VST_ISR 21
+#define VST_QSIZE 27
+#define VST_QMSIX 30
+#define VST_QDESC 32
+#define VST_LAST_AVAIL 56
+#define VST_DEVVER 64
+#define VST_DEVLEN 68
 
 static void test_snapshot(void **state)
 {
@@ -1068,14 +1068,14 @@ static void test_snapshot(void **state)
 	assert_int_equal(rd(g, CC_QMSIX, 2), 1);
 	assert_true(virtio_has_feature(g->vd, VIRTIO_F_EVENT_IDX));
 	assert_int_equal(g->vd->vq[0].last_avail, 3);
-	g16(g, AVAIL + 4 + 2 * QSZ, 3);		/* used_event: interrupt for the next one */
+	g16(g, AVAIL + 4 + 2 * QSZ, 3); /* used_event: interrupt for the next one */
 	req_simple(g, 5, 5, 32);
 	kick(g);
 	assert_int_equal(used_idx(g), 4);
 	assert_int_equal(used_id(g, 3), 5);
 	assert_false(all_zero(g->ram + BUF + 0x5000, 32));
 	assert_int_equal(msi_by_vec[1], 1);
-	assert_int_equal(used_idx(f), 3);		/* the source's RAM is its own */
+	assert_int_equal(used_idx(f), 3); /* the source's RAM is its own */
 	free(s2);
 	assert_int_equal(dev_save(g, &s2, &n2), 0);
 
@@ -1086,24 +1086,24 @@ static void test_snapshot(void **state)
 	memcpy(b, s1, n1);
 	b[n1] = 0;
 	assert_int_not_equal(dev_load(g, b, n1 + 1), 0);
-#define DAMAGE(off, val)						\
-	do {								\
-		memcpy(b, s1, n1);					\
-		b[n1 - VST + (off)] = (val);				\
-		assert_int_equal(dev_load(g, b, n1), -EINVAL);		\
+#define DAMAGE(off, val)                                       \
+	do {                                                   \
+		memcpy(b, s1, n1);                             \
+		b[n1 - VST + (off)] = (val);                   \
+		assert_int_equal(dev_load(g, b, n1), -EINVAL); \
 	} while (0)
-	DAMAGE(VST_QSIZE, 3);			/* not a power of two */
-	DAMAGE(VST_QSIZE + 1, 1);		/* 264 */
+	DAMAGE(VST_QSIZE, 3);	  /* not a power of two */
+	DAMAGE(VST_QSIZE + 1, 1); /* 264 */
 	DAMAGE(VST_QSIZE, 0);
-	DAMAGE(VST_QMSIX, 5);			/* no such vector */
-	DAMAGE(VST_QDESC + 3, 0x10);		/* rings outside RAM */
-	DAMAGE(VST_QDESC, 8);			/* misaligned */
-	DAMAGE(VST_LAST_AVAIL, 2);		/* a request in flight */
-	DAMAGE(VST_STATUS, ST_ACK | ST_DOK);	/* unreachable status */
+	DAMAGE(VST_QMSIX, 5);		     /* no such vector */
+	DAMAGE(VST_QDESC + 3, 0x10);	     /* rings outside RAM */
+	DAMAGE(VST_QDESC, 8);		     /* misaligned */
+	DAMAGE(VST_LAST_AVAIL, 2);	     /* a request in flight */
+	DAMAGE(VST_STATUS, ST_ACK | ST_DOK); /* unreachable status */
 	DAMAGE(VST_ISR, 4);
-	DAMAGE(VST_DEVVER, 2);			/* newer than virtio-rnd knows */
-	DAMAGE(VST_DEVLEN, 1);			/* device block longer than the stream */
-	DAMAGE(0, 1);				/* a feature not offered */
+	DAMAGE(VST_DEVVER, 2); /* newer than virtio-rnd knows */
+	DAMAGE(VST_DEVLEN, 1); /* device block longer than the stream */
+	DAMAGE(0, 1);	       /* a feature not offered */
 #undef DAMAGE
 	/* A device block that virtio-rnd does not expect (it has no state). */
 	memcpy(b, s1, n1);

@@ -32,59 +32,59 @@
 
 /* ---- what a driver knows from the virtio spec ---- */
 
-#define F_SEG_MAX	2
-#define F_RO		5
-#define F_BLK_SIZE	6
-#define F_FLUSH		9
-#define F_TOPOLOGY	10
-#define F_DISCARD	13
-#define F_WRITE_ZEROES	14
+#define F_SEG_MAX 2
+#define F_RO 5
+#define F_BLK_SIZE 6
+#define F_FLUSH 9
+#define F_TOPOLOGY 10
+#define F_DISCARD 13
+#define F_WRITE_ZEROES 14
 
-#define T_IN		0
-#define T_OUT		1
-#define T_FLUSH		4
-#define T_GET_ID	8
-#define T_DISCARD	11
-#define T_WRITE_ZEROES	13
-#define S_OK		0
-#define S_IOERR		1
-#define S_UNSUPP	2
+#define T_IN 0
+#define T_OUT 1
+#define T_FLUSH 4
+#define T_GET_ID 8
+#define T_DISCARD 11
+#define T_WRITE_ZEROES 13
+#define S_OK 0
+#define S_IOERR 1
+#define S_UNSUPP 2
 
-#define CAP_COMMON	1
-#define CAP_NOTIFY	2
-#define CAP_ISR		3
-#define CAP_DEVICE	4
+#define CAP_COMMON 1
+#define CAP_NOTIFY 2
+#define CAP_ISR 3
+#define CAP_DEVICE 4
 
 /* Common configuration window. */
-#define CC_DFSELECT	0x00
-#define CC_DF		0x04
-#define CC_GFSELECT	0x08
-#define CC_GF		0x0C
-#define CC_NUMQ		0x12
-#define CC_STATUS	0x14
-#define CC_QSELECT	0x16
-#define CC_QSIZE	0x18
-#define CC_QENABLE	0x1C
-#define CC_QNOTIFYOFF	0x1E
-#define CC_QDESC	0x20
-#define CC_QAVAIL	0x28
-#define CC_QUSED	0x30
+#define CC_DFSELECT 0x00
+#define CC_DF 0x04
+#define CC_GFSELECT 0x08
+#define CC_GF 0x0C
+#define CC_NUMQ 0x12
+#define CC_STATUS 0x14
+#define CC_QSELECT 0x16
+#define CC_QSIZE 0x18
+#define CC_QENABLE 0x1C
+#define CC_QNOTIFYOFF 0x1E
+#define CC_QDESC 0x20
+#define CC_QAVAIL 0x28
+#define CC_QUSED 0x30
 
-#define D_NEXT		1
-#define D_WRITE		2
-#define D_INDIRECT	4
+#define D_NEXT 1
+#define D_WRITE 2
+#define D_INDIRECT 4
 
 /* Guest RAM layout of the test driver. */
-#define RAM_SIZE	(16 * MiB)
-#define QSZ		256
-#define DESC_GPA	0x10000ULL
-#define AVAIL_GPA	0x20000ULL
-#define USED_GPA	0x30000ULL
-#define INDIR_GPA	0x40000ULL
-#define HDR_GPA		0x50000ULL	/* request r: header at +32r, status at +32r+16 */
-#define DATA_GPA	0x100000ULL
-#define IMG_SIZE	(1 * MiB)
-#define IMG_SECTORS	(IMG_SIZE / 512)
+#define RAM_SIZE (16 * MiB)
+#define QSZ 256
+#define DESC_GPA 0x10000ULL
+#define AVAIL_GPA 0x20000ULL
+#define USED_GPA 0x30000ULL
+#define INDIR_GPA 0x40000ULL
+#define HDR_GPA 0x50000ULL /* request r: header at +32r, status at +32r+16 */
+#define DATA_GPA 0x100000ULL
+#define IMG_SIZE (1 * MiB)
+#define IMG_SECTORS (IMG_SIZE / 512)
 
 struct vdesc {
 	uint64_t addr;
@@ -269,8 +269,8 @@ static void drv_init(struct fx *f, uint64_t want)
 	mmio_wr(f, c + CC_GF, 4, (uint32_t)f->features);
 	mmio_wr(f, c + CC_GFSELECT, 4, 1);
 	mmio_wr(f, c + CC_GF, 4, (uint32_t)(f->features >> 32));
-	mmio_wr(f, c + CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-		VIRTIO_STATUS_FEATURES_OK);
+	mmio_wr(f, c + CC_STATUS, 1,
+		VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
 	assert_true(dev_status(f) & VIRTIO_STATUS_FEATURES_OK);
 	assert_int_equal(mmio_rd(f, c + CC_NUMQ, 2), 1);
 	mmio_wr(f, c + CC_QSELECT, 2, 0);
@@ -285,8 +285,9 @@ static void drv_init(struct fx *f, uint64_t want)
 	mmio_wr(f, c + CC_QUSED + 4, 4, 0);
 	f->notify_off = (uint16_t)mmio_rd(f, c + CC_QNOTIFYOFF, 2);
 	mmio_wr(f, c + CC_QENABLE, 2, 1);
-	mmio_wr(f, c + CC_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-		VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+	mmio_wr(f, c + CC_STATUS, 1,
+		VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+			VIRTIO_STATUS_DRIVER_OK);
 	assert_true(dev_status(f) & VIRTIO_STATUS_DRIVER_OK);
 	f->avail_idx = f->used_seen = f->next_desc = 0;
 	f->nreq = 0;
@@ -538,22 +539,22 @@ static void test_config(void **state)
 		bool want = b == F_SEG_MAX || b == F_BLK_SIZE || b == F_FLUSH || b == F_TOPOLOGY ||
 			    b == F_DISCARD || b == F_WRITE_ZEROES;
 
-		if (b < 24)	/* device bits; the transport owns the rest */
+		if (b < 24) /* device bits; the transport owns the rest */
 			assert_int_equal(!!(off & (1ULL << b)), want);
 	}
 	assert_true(off & (1ULL << VIRTIO_F_VERSION_1));
 	assert_int_equal(devcfg_rd(f, 0, 8), IMG_SECTORS);
 	assert_int_equal(devcfg_rd(f, 0, 4), IMG_SECTORS);
-	assert_int_equal(devcfg_rd(f, 12, 4), QSZ - 2);		/* seg_max */
-	assert_int_equal(devcfg_rd(f, 20, 4), 512);		/* blk_size */
-	assert_int_equal(devcfg_rd(f, 24, 1), 3);		/* 4096 = 512 << 3 */
+	assert_int_equal(devcfg_rd(f, 12, 4), QSZ - 2); /* seg_max */
+	assert_int_equal(devcfg_rd(f, 20, 4), 512);	/* blk_size */
+	assert_int_equal(devcfg_rd(f, 24, 1), 3);	/* 4096 = 512 << 3 */
 	assert_int_equal(devcfg_rd(f, 25, 1), 0);
-	assert_int_equal(devcfg_rd(f, 26, 2), 8);		/* min_io_size, blocks */
+	assert_int_equal(devcfg_rd(f, 26, 2), 8); /* min_io_size, blocks */
 	assert_int_equal(devcfg_rd(f, 28, 4), 0);
 	assert_int_equal(devcfg_rd(f, 34, 2), 1);
-	assert_int_equal(devcfg_rd(f, 36, 4), 1U << 22);	/* max_discard_sectors */
+	assert_int_equal(devcfg_rd(f, 36, 4), 1U << 22); /* max_discard_sectors */
 	assert_int_equal(devcfg_rd(f, 40, 4), 32);
-	assert_int_equal(devcfg_rd(f, 44, 4), 8);		/* discard alignment */
+	assert_int_equal(devcfg_rd(f, 44, 4), 8); /* discard alignment */
 	assert_int_equal(devcfg_rd(f, 48, 4), 1U << 22);
 	assert_int_equal(devcfg_rd(f, 52, 4), 32);
 	assert_int_equal(devcfg_rd(f, 56, 1), 1);
@@ -571,15 +572,15 @@ static void test_config_options(void **state)
 	char img[256], err[256];
 
 	make_image(img, sizeof(img), 64 * KiB, 0);
-	fx_start(&f, img, (const char *const[]){ "sectorsize=4096/16384", "ro=true",
-						  "ser=DISK-1",
-						  NULL }, err, sizeof(err));
+	fx_start(&f, img,
+		 (const char *const[]){ "sectorsize=4096/16384", "ro=true", "ser=DISK-1", NULL },
+		 err, sizeof(err));
 	if (!f.pd)
 		fail_msg("%s", err);
 	find_caps(&f);
-	assert_int_equal(offered_features(&f) & 0xffffff,
-			 1U << F_SEG_MAX | 1U << F_RO | 1U << F_BLK_SIZE | 1U << F_FLUSH |
-			 1U << F_TOPOLOGY);
+	assert_int_equal(offered_features(&f) & 0xffffff, 1U << F_SEG_MAX | 1U << F_RO |
+								  1U << F_BLK_SIZE | 1U << F_FLUSH |
+								  1U << F_TOPOLOGY);
 	assert_int_equal(devcfg_rd(&f, 0, 8), 128);
 	assert_int_equal(devcfg_rd(&f, 20, 4), 4096);
 	assert_int_equal(devcfg_rd(&f, 24, 1), 2);
@@ -613,11 +614,13 @@ static void test_read_write(void **state)
 	memcpy(d + 0x1000, want + 512, 1024);
 	memcpy(d + 0x8000, want + 1536, 512);
 	put_hdr(f, 0, T_OUT, 10);
-	len = run_chain(f, (struct seg[]){ { hdr_gpa(0), 16, false },
-					   { DATA_GPA + 0x3000, 512, false },
-					   { DATA_GPA + 0x1000, 1024, false },
-					   { DATA_GPA + 0x8000, 512, false },
-					   { hdr_gpa(0) + 16, 1, true } }, 5, false);
+	len = run_chain(f,
+			(struct seg[]){ { hdr_gpa(0), 16, false },
+					{ DATA_GPA + 0x3000, 512, false },
+					{ DATA_GPA + 0x1000, 1024, false },
+					{ DATA_GPA + 0x8000, 512, false },
+					{ hdr_gpa(0) + 16, 1, true } },
+			5, false);
 	assert_int_equal(status_of(f, 0), S_OK);
 	assert_int_equal(len, 1);
 	file_read(t->img, 10 * 512, got, 2048);
@@ -628,10 +631,12 @@ static void test_read_write(void **state)
 	/* Read back into other pieces; the status shares the last buffer with data. */
 	memset(d, 0, 64 * KiB);
 	put_hdr(f, 0, T_IN, 10);
-	len = run_chain(f, (struct seg[]){ { hdr_gpa(0), 8, false },
-					   { hdr_gpa(0) + 8, 8, false },
-					   { DATA_GPA + 0x2000, 1536, true },
-					   { DATA_GPA + 0x6000, 513, true } }, 4, false);
+	len = run_chain(f,
+			(struct seg[]){ { hdr_gpa(0), 8, false },
+					{ hdr_gpa(0) + 8, 8, false },
+					{ DATA_GPA + 0x2000, 1536, true },
+					{ DATA_GPA + 0x6000, 513, true } },
+			4, false);
 	assert_int_equal(len, 2049);
 	assert_int_equal(d[0x6000 + 512], S_OK);
 	assert_memory_equal(d + 0x2000, want, 1536);
@@ -655,17 +660,22 @@ static void test_indirect(void **state)
 	pattern(want, 4096, 3);
 	memcpy(d, want, 4096);
 	put_hdr(f, 0, T_OUT, 100);
-	run_chain(f, (struct seg[]){ { hdr_gpa(0), 16, false }, { DATA_GPA, 1024, false },
-				     { DATA_GPA + 1024, 3072, false },
-				     { hdr_gpa(0) + 16, 1, true } }, 4, true);
+	run_chain(f,
+		  (struct seg[]){ { hdr_gpa(0), 16, false },
+				  { DATA_GPA, 1024, false },
+				  { DATA_GPA + 1024, 3072, false },
+				  { hdr_gpa(0) + 16, 1, true } },
+		  4, true);
 	assert_int_equal(status_of(f, 0), S_OK);
 	file_read(t->img, 100 * 512, got, 4096);
 	assert_memory_equal(got, want, 4096);
 	memset(d, 0, 4096);
 	put_hdr(f, 0, T_IN, 100);
-	assert_int_equal(run_chain(f, (struct seg[]){ { hdr_gpa(0), 16, false },
-						      { DATA_GPA, 4096, true },
-						      { hdr_gpa(0) + 16, 1, true } }, 3, true),
+	assert_int_equal(run_chain(f,
+				   (struct seg[]){ { hdr_gpa(0), 16, false },
+						   { DATA_GPA, 4096, true },
+						   { hdr_gpa(0) + 16, 1, true } },
+				   3, true),
 			 4097);
 	assert_int_equal(status_of(f, 0), S_OK);
 	assert_memory_equal(d, want, 4096);
@@ -691,7 +701,7 @@ static void test_flush_and_get_id(void **state)
 	assert_int_equal(d[20], 0xFF);
 	/* Unknown request types. */
 	assert_int_equal(req(f, 42, 0, 0, 0, NULL), S_UNSUPP);
-	assert_int_equal(req(f, 10, 0, DATA_GPA, 512, NULL), S_UNSUPP);	/* GET_LIFETIME */
+	assert_int_equal(req(f, 10, 0, DATA_GPA, 512, NULL), S_UNSUPP); /* GET_LIFETIME */
 }
 
 static void test_serial_option(void **state)
@@ -726,9 +736,11 @@ static uint8_t seg_req(struct fx *f, uint32_t type, const uint64_t *sec, const u
 		memcpy(d + 16 * i + 12, &flags[i], 4);
 	}
 	put_hdr(f, 0, type, 0);
-	run_chain(f, (struct seg[]){ { hdr_gpa(0), 16, false },
-				     { DATA_GPA, raw_len ? raw_len : 16 * n, false },
-				     { hdr_gpa(0) + 16, 1, true } }, 3, false);
+	run_chain(f,
+		  (struct seg[]){ { hdr_gpa(0), 16, false },
+				  { DATA_GPA, raw_len ? raw_len : 16 * n, false },
+				  { hdr_gpa(0) + 16, 1, true } },
+		  3, false);
 	return status_of(f, 0);
 }
 
@@ -741,7 +753,8 @@ static void test_discard_write_zeroes(void **state)
 
 	/* Two discard segments: the ranges read as zeros, the file keeps its size. */
 	assert_int_equal(seg_req(f, T_DISCARD, (uint64_t[]){ 8, 64 }, (uint32_t[]){ 8, 16 },
-				 (uint32_t[]){ 0, 0 }, 2, 0), S_OK);
+				 (uint32_t[]){ 0, 0 }, 2, 0),
+			 S_OK);
 	assert_true(file_all(t->img, 8 * 512, 4096, 0));
 	assert_true(file_all(t->img, 64 * 512, 8192, 0));
 	assert_true(file_all(t->img, 16 * 512, 512, 0x5A));
@@ -756,7 +769,8 @@ static void test_discard_write_zeroes(void **state)
 
 	/* Write zeroes, with and without UNMAP, and an empty segment. */
 	assert_int_equal(seg_req(f, T_WRITE_ZEROES, (uint64_t[]){ 200, 300, 400 },
-				 (uint32_t[]){ 3, 5, 0 }, (uint32_t[]){ 1, 0, 0 }, 3, 0), S_OK);
+				 (uint32_t[]){ 3, 5, 0 }, (uint32_t[]){ 1, 0, 0 }, 3, 0),
+			 S_OK);
 	assert_true(file_all(t->img, 200 * 512, 3 * 512, 0));
 	assert_true(file_all(t->img, 300 * 512, 5 * 512, 0));
 	assert_true(file_all(t->img, 203 * 512, 512, 0x5A));
@@ -765,20 +779,27 @@ static void test_discard_write_zeroes(void **state)
 
 	/* Refused, and nothing changed: all segments are checked first. */
 	assert_int_equal(seg_req(f, T_DISCARD, (uint64_t[]){ 500, IMG_SECTORS - 1 },
-				 (uint32_t[]){ 1, 2 }, (uint32_t[]){ 0, 0 }, 2, 0), S_IOERR);
+				 (uint32_t[]){ 1, 2 }, (uint32_t[]){ 0, 0 }, 2, 0),
+			 S_IOERR);
 	assert_int_equal(seg_req(f, T_WRITE_ZEROES, (uint64_t[]){ 500, ~0ULL - 1 },
-				 (uint32_t[]){ 1, 4 }, (uint32_t[]){ 0, 0 }, 2, 0), S_IOERR);
+				 (uint32_t[]){ 1, 4 }, (uint32_t[]){ 0, 0 }, 2, 0),
+			 S_IOERR);
 	assert_int_equal(seg_req(f, T_DISCARD, (uint64_t[]){ 500 }, (uint32_t[]){ 1 },
-				 (uint32_t[]){ 1 }, 1, 0), S_UNSUPP);	/* UNMAP on discard */
+				 (uint32_t[]){ 1 }, 1, 0),
+			 S_UNSUPP); /* UNMAP on discard */
 	assert_int_equal(seg_req(f, T_WRITE_ZEROES, (uint64_t[]){ 500 }, (uint32_t[]){ 1 },
-				 (uint32_t[]){ 2 }, 1, 0), S_UNSUPP);	/* reserved flag */
+				 (uint32_t[]){ 2 }, 1, 0),
+			 S_UNSUPP); /* reserved flag */
 	assert_int_equal(seg_req(f, T_DISCARD, (uint64_t[]){ 500 }, (uint32_t[]){ 1 },
-				 (uint32_t[]){ 0 }, 1, 15), S_IOERR);	/* not 16 bytes */
+				 (uint32_t[]){ 0 }, 1, 15),
+			 S_IOERR); /* not 16 bytes */
 	assert_int_equal(seg_req(f, T_DISCARD, (uint64_t[]){ 500 }, (uint32_t[]){ 1 << 23 },
-				 (uint32_t[]){ 0 }, 1, 0), S_IOERR);	/* > max sectors */
+				 (uint32_t[]){ 0 }, 1, 0),
+			 S_IOERR); /* > max sectors */
 	assert_int_equal(seg_req(f, T_DISCARD, (uint64_t[]){ 500 }, (uint32_t[]){ 1 },
-				 (uint32_t[]){ 0 }, 1, 33 * 16), S_IOERR);	/* > max segs */
-	assert_int_equal(req(f, T_DISCARD, 0, 0, 0, NULL), S_IOERR);	/* no segment */
+				 (uint32_t[]){ 0 }, 1, 33 * 16),
+			 S_IOERR);				     /* > max segs */
+	assert_int_equal(req(f, T_DISCARD, 0, 0, 0, NULL), S_IOERR); /* no segment */
 	assert_true(file_all(t->img, 500 * 512, 512, 0x5A));
 	assert_true(file_all(t->img, IMG_SIZE - 512, 512, 0x5A));
 }
@@ -795,7 +816,7 @@ static void test_nocache(void **state)
 		 sizeof(err));
 	if (!f.pd) {
 		unlink(img);
-		skip();		/* a filesystem without O_DIRECT */
+		skip(); /* a filesystem without O_DIRECT */
 	}
 	drv_init(&f, all_features());
 	d = gpa(&f, DATA_GPA, 2 * 65536);
@@ -809,9 +830,12 @@ static void test_nocache(void **state)
 	pattern(want, 1536, 6);
 	memcpy(d + 1, want, 1536);
 	put_hdr(&f, 0, T_OUT, 7);
-	run_chain(&f, (struct seg[]){ { hdr_gpa(0), 16, false }, { DATA_GPA + 1, 1024, false },
-				      { DATA_GPA + 1025, 512, false },
-				      { hdr_gpa(0) + 16, 1, true } }, 4, false);
+	run_chain(&f,
+		  (struct seg[]){ { hdr_gpa(0), 16, false },
+				  { DATA_GPA + 1, 1024, false },
+				  { DATA_GPA + 1025, 512, false },
+				  { hdr_gpa(0) + 16, 1, true } },
+		  4, false);
 	assert_int_equal(status_of(&f, 0), S_OK);
 	file_read(img, 7 * 512, got, 1536);
 	assert_memory_equal(got, want, 1536);
@@ -820,7 +844,8 @@ static void test_nocache(void **state)
 	assert_memory_equal(d + 24, want, 1536);
 	/* Write zeroes through the same path. */
 	assert_int_equal(seg_req(&f, T_WRITE_ZEROES, (uint64_t[]){ 7 }, (uint32_t[]){ 3 },
-				 (uint32_t[]){ 0 }, 1, 0), S_OK);
+				 (uint32_t[]){ 0 }, 1, 0),
+			 S_OK);
 	assert_true(file_all(img, 7 * 512, 1536, 0));
 	fx_stop(&f);
 	unlink(img);
@@ -834,9 +859,11 @@ static void test_not_negotiated(void **state)
 	/* A driver that did not take DISCARD/WRITE_ZEROES gets UNSUPP for them. */
 	drv_init(f, 1ULL << F_FLUSH);
 	assert_int_equal(seg_req(f, T_DISCARD, (uint64_t[]){ 8 }, (uint32_t[]){ 8 },
-				 (uint32_t[]){ 0 }, 1, 0), S_UNSUPP);
+				 (uint32_t[]){ 0 }, 1, 0),
+			 S_UNSUPP);
 	assert_int_equal(seg_req(f, T_WRITE_ZEROES, (uint64_t[]){ 8 }, (uint32_t[]){ 8 },
-				 (uint32_t[]){ 0 }, 1, 0), S_UNSUPP);
+				 (uint32_t[]){ 0 }, 1, 0),
+			 S_UNSUPP);
 	assert_true(file_all(t->img, 8 * 512, 4096, 0x5A));
 	/* Without FLUSH the device is write-through; writes still work. */
 	drv_init(f, 0);
@@ -855,9 +882,11 @@ static void test_read_only(void **state)
 	memset(d, 0x77, 4096);
 	assert_int_equal(req(f, T_OUT, 0, DATA_GPA, 4096, NULL), S_IOERR);
 	assert_int_equal(seg_req(f, T_DISCARD, (uint64_t[]){ 0 }, (uint32_t[]){ 8 },
-				 (uint32_t[]){ 0 }, 1, 0), S_UNSUPP);
+				 (uint32_t[]){ 0 }, 1, 0),
+			 S_UNSUPP);
 	assert_int_equal(seg_req(f, T_WRITE_ZEROES, (uint64_t[]){ 0 }, (uint32_t[]){ 8 },
-				 (uint32_t[]){ 0 }, 1, 0), S_UNSUPP);
+				 (uint32_t[]){ 0 }, 1, 0),
+			 S_UNSUPP);
 	assert_true(file_all(t->img, 0, IMG_SIZE, 0x5A));
 	/* Reads and flushes work. */
 	assert_int_equal(req(f, T_IN, 0, DATA_GPA, 4096, NULL), S_OK);
@@ -900,12 +929,18 @@ static void test_malformed(void **state)
 	assert_int_equal(status_of(f, 0), S_IOERR);
 	/* IN whose data is readable; OUT whose data is writable. */
 	put_hdr(f, 0, T_IN, 0);
-	run_chain(f, (struct seg[]){ { hdr_gpa(0), 16, false }, { DATA_GPA, 512, false },
-				     { hdr_gpa(0) + 16, 1, true } }, 3, false);
+	run_chain(f,
+		  (struct seg[]){ { hdr_gpa(0), 16, false },
+				  { DATA_GPA, 512, false },
+				  { hdr_gpa(0) + 16, 1, true } },
+		  3, false);
 	assert_int_equal(status_of(f, 0), S_IOERR);
 	put_hdr(f, 0, T_OUT, 0);
-	run_chain(f, (struct seg[]){ { hdr_gpa(0), 16, false }, { DATA_GPA, 512, true },
-				     { hdr_gpa(0) + 16, 1, true } }, 3, false);
+	run_chain(f,
+		  (struct seg[]){ { hdr_gpa(0), 16, false },
+				  { DATA_GPA, 512, true },
+				  { hdr_gpa(0) + 16, 1, true } },
+		  3, false);
 	assert_int_equal(status_of(f, 0), S_IOERR);
 	assert_int_equal(d[0], 0x33);
 	/* Data that is not whole sectors. */
@@ -925,8 +960,8 @@ static void test_malformed(void **state)
 }
 
 /* Many writes in flight; pause must return with every popped one completed. */
-#define NBURST		64
-#define BURST_LEN	(IMG_SIZE / NBURST)	/* a burst covers the image once, no overlap */
+#define NBURST 64
+#define BURST_LEN (IMG_SIZE / NBURST) /* a burst covers the image once, no overlap */
 
 static uint16_t burst_head[NBURST];
 
@@ -937,9 +972,11 @@ static void submit_burst(struct fx *f, unsigned seed)
 
 		pattern(gpa(f, data, BURST_LEN), BURST_LEN, seed + r);
 		put_hdr(f, r, T_OUT, (uint64_t)r * (BURST_LEN / 512));
-		burst_head[r] = put_chain(f, (struct seg[]){ { hdr_gpa(r), 16, false },
-							     { data, BURST_LEN, false },
-							     { hdr_gpa(r) + 16, 1, true } }, 3);
+		burst_head[r] = put_chain(f,
+					  (struct seg[]){ { hdr_gpa(r), 16, false },
+							  { data, BURST_LEN, false },
+							  { hdr_gpa(r) + 16, 1, true } },
+					  3);
 		publish(f, burst_head[r]);
 	}
 	kick(f);
@@ -1058,7 +1095,7 @@ static void test_snapshot(void **state)
 
 	memset(gpa(f, DATA_GPA, 512), 0x42, 512);
 	assert_int_equal(req(f, T_OUT, 20, DATA_GPA, 512, NULL), S_OK);
-	save_dev(f, &s1, false);	/* paused: its guest RAM holds still for copy_ram */
+	save_dev(f, &s1, false); /* paused: its guest RAM holds still for copy_ram */
 
 	/* A fresh device on the same image, as a restore builds it. */
 	fx_start(&g, t->img, NULL, err, sizeof(err));
@@ -1164,8 +1201,7 @@ static void test_option_errors(void **state)
 	expect_error(img, (const char *const[]){ "sectorsize=512/", NULL }, "LOGICAL/PHYSICAL");
 	expect_error(odd, (const char *const[]){ "sectorsize=4096", NULL },
 		     "not a multiple of the 4096-byte sector size");
-	expect_error(img, (const char *const[]){ "ser=ABCDEFGHIJKLMNOPQRSTU", NULL },
-		     "at most 20");
+	expect_error(img, (const char *const[]){ "ser=ABCDEFGHIJKLMNOPQRSTU", NULL }, "at most 20");
 	expect_error(img, (const char *const[]){ "ser=A", "serial=B", NULL }, "disagree");
 	expect_error(img, (const char *const[]){ "discard=maybe", NULL }, "discard=maybe");
 	expect_error(img, (const char *const[]){ "ro=perhaps", NULL }, "ro=perhaps");

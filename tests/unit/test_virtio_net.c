@@ -30,32 +30,32 @@
 #include "snap/sstream.h"
 #include "vm.h"
 
-#define SLOT		3
-#define RAM_SIZE	(32 * MiB)
-#define RING_BASE	0x100000ULL	/* queue i: RING_BASE + i * 0x10000 */
-#define BUF_BASE	0x400000ULL	/* data buffers, BUF_SIZE each */
-#define BUF_SIZE	0x11000ULL	/* 68 KiB: a whole frame plus header fits */
-#define NBUFS		256
+#define SLOT 3
+#define RAM_SIZE (32 * MiB)
+#define RING_BASE 0x100000ULL /* queue i: RING_BASE + i * 0x10000 */
+#define BUF_BASE 0x400000ULL  /* data buffers, BUF_SIZE each */
+#define BUF_SIZE 0x11000ULL   /* 68 KiB: a whole frame plus header fits */
+#define NBUFS 256
 
-#define F_MTU		(1ULL << 3)
-#define F_MAC		(1ULL << 5)
-#define F_MRG		(1ULL << 15)
-#define F_STATUS	(1ULL << 16)
-#define F_CTRL_VQ	(1ULL << 17)
-#define F_ANNOUNCE	(1ULL << 21)
-#define F_VERSION_1	(1ULL << 32)
-#define F_ALL		(F_MTU | F_MAC | F_MRG | F_STATUS | F_CTRL_VQ | F_ANNOUNCE | F_VERSION_1)
+#define F_MTU (1ULL << 3)
+#define F_MAC (1ULL << 5)
+#define F_MRG (1ULL << 15)
+#define F_STATUS (1ULL << 16)
+#define F_CTRL_VQ (1ULL << 17)
+#define F_ANNOUNCE (1ULL << 21)
+#define F_VERSION_1 (1ULL << 32)
+#define F_ALL (F_MTU | F_MAC | F_MRG | F_STATUS | F_CTRL_VQ | F_ANNOUNCE | F_VERSION_1)
 
-#define S_LINK_UP	1
-#define S_ANNOUNCE	2
-#define HDR		12
+#define S_LINK_UP 1
+#define S_ANNOUNCE 2
+#define HDR 12
 
-#define VIRTQ_DESC_F_NEXT	1
-#define VIRTQ_DESC_F_WRITE	2
+#define VIRTQ_DESC_F_NEXT 1
+#define VIRTQ_DESC_F_WRITE 2
 
 /* ---- a loopback backend: records what the device sends, injects what it receives ---- */
 
-#define LOOP_MAX	64
+#define LOOP_MAX 64
 
 static struct net_backend *loop_nb;
 static uint8_t *loop_sent[LOOP_MAX];
@@ -163,19 +163,19 @@ static void *gpa(struct fx *f, uint64_t a, uint64_t len)
 }
 
 /* Common configuration registers (virtio 1.x, 4.1.4.3). */
-#define CC_DFSELECT	0x00
-#define CC_DF		0x04
-#define CC_GFSELECT	0x08
-#define CC_GF		0x0C
-#define CC_STATUS	0x14
-#define CC_GENERATION	0x15
-#define CC_Q_SELECT	0x16
-#define CC_Q_SIZE	0x18
-#define CC_Q_ENABLE	0x1C
-#define CC_Q_NOFF	0x1E
-#define CC_Q_DESC	0x20
-#define CC_Q_AVAIL	0x28
-#define CC_Q_USED	0x30
+#define CC_DFSELECT 0x00
+#define CC_DF 0x04
+#define CC_GFSELECT 0x08
+#define CC_GF 0x0C
+#define CC_STATUS 0x14
+#define CC_GENERATION 0x15
+#define CC_Q_SELECT 0x16
+#define CC_Q_SIZE 0x18
+#define CC_Q_ENABLE 0x1C
+#define CC_Q_NOFF 0x1E
+#define CC_Q_DESC 0x20
+#define CC_Q_AVAIL 0x28
+#define CC_Q_USED 0x30
 
 static void find_caps(struct fx *f)
 {
@@ -475,8 +475,9 @@ static void test_mac_and_mtu_options(void **state)
 	static const uint8_t want[6] = { 0x02, 0x11, 0x22, 0xAA, 0xbb, 0xCC };
 	uint8_t mac[6];
 
-	fx_create(&g, "testvm", (const char *const[]){ "backend=loop", "mac=02:11:22:aa:BB:cc",
-						       "mtu=9000", NULL });
+	fx_create(&g, "testvm",
+		  (const char *const[]){ "backend=loop", "mac=02:11:22:aa:BB:cc", "mtu=9000",
+					 NULL });
 	if (!fx_add(&g, err, sizeof(err)))
 		fail_msg("%s", err);
 	read_mac(&g, mac);
@@ -739,10 +740,10 @@ static void test_ctrl_queue(void **state)
 	uint32_t len;
 
 	drv_init(f, F_ALL);
-	assert_int_equal(ctrl_cmd(f, 3, 0, &len), 0);	/* ANNOUNCE_ACK */
+	assert_int_equal(ctrl_cmd(f, 3, 0, &len), 0); /* ANNOUNCE_ACK */
 	assert_int_equal(len, 1);
-	assert_int_equal(ctrl_cmd(f, 0, 0, &len), 1);	/* RX promisc: CTRL_RX not offered */
-	assert_int_equal(ctrl_cmd(f, 1, 1, &len), 1);	/* MAC table */
+	assert_int_equal(ctrl_cmd(f, 0, 0, &len), 1); /* RX promisc: CTRL_RX not offered */
+	assert_int_equal(ctrl_cmd(f, 1, 1, &len), 1); /* MAC table */
 	assert_int_equal(ctrl_cmd(f, 3, 7, &len), 1);
 	/* No writable byte for the ack: completed with nothing written. */
 	{
@@ -853,7 +854,7 @@ static void test_snapshot_roundtrip_and_announce(void **state)
 	assert_true(irq_raised[gsi] > before);
 	assert_true(mmio_rd(&g, g.isr, 1) & 2);
 	assert_int_not_equal(mmio_rd(&g, g.common + CC_GENERATION, 1), gen);
-	assert_int_equal(loop_nsent, 0);	/* the guest announces, not the device */
+	assert_int_equal(loop_nsent, 0); /* the guest announces, not the device */
 	/* The restored queues work: the buffer given before the save takes a frame. */
 	loop_inject(frame, sizeof(frame));
 	assert_true(gq_get(&g, 0, &id, &len));
@@ -973,7 +974,8 @@ static void test_option_errors(void **state)
 	expect_refused((const char *const[]){ "backend=slirp", "hostfwd=tcp:2222:22", NULL },
 		       "bad hostfwd rule");
 	expect_refused((const char *const[]){ "backend=slirp", "hostfwd=tcp:2222-9.9.9.9:22",
-					      NULL }, "10.0.2.0/24");
+					      NULL },
+		       "10.0.2.0/24");
 	expect_refused((const char *const[]){ "tap=", NULL }, "tap");
 	expect_refused((const char *const[]){ "backend=slirp", "tap=tap0", NULL }, "both");
 }
@@ -989,8 +991,8 @@ static void test_hostfwd_parse(void **state)
 	assert_int_equal(fw.host_port, 2222);
 	assert_int_equal(fw.guest_addr.s_addr, 0);
 	assert_int_equal(fw.guest_port, 22);
-	assert_int_equal(net_hostfwd_parse("udp:0.0.0.0:5353-10.0.2.15:53", &fw, err,
-					   sizeof(err)), 0);
+	assert_int_equal(net_hostfwd_parse("udp:0.0.0.0:5353-10.0.2.15:53", &fw, err, sizeof(err)),
+			 0);
 	assert_true(fw.udp);
 	assert_int_equal(fw.host_addr.s_addr, 0);
 	assert_int_equal(ntohl(fw.guest_addr.s_addr), 0x0A00020F);
@@ -1012,7 +1014,7 @@ static void test_hostfwd_parse(void **state)
 
 /* ---- slirp, on loopback only ---- */
 
-#define WAIT_NS		5000000000LL
+#define WAIT_NS 5000000000LL
 
 static int64_t mono_ns(void)
 {
@@ -1100,11 +1102,11 @@ static void test_slirp_arp(void **state)
 	if (!wait_rx(&f, &r, &rlen))
 		fail_msg("no ARP reply from slirp");
 	assert_true(rlen >= 42);
-	assert_memory_equal(r, mac, 6);				/* to the guest */
+	assert_memory_equal(r, mac, 6); /* to the guest */
 	assert_int_equal(r[12] << 8 | r[13], 0x0806);
-	assert_int_equal(r[20] << 8 | r[21], 2);		/* reply */
-	assert_memory_equal(r + 28, host_ip, 4);		/* 10.0.2.2 is at ... */
-	assert_memory_equal(r + 22, r + 6, 6);			/* ... the sender's MAC */
+	assert_int_equal(r[20] << 8 | r[21], 2); /* reply */
+	assert_memory_equal(r + 28, host_ip, 4); /* 10.0.2.2 is at ... */
+	assert_memory_equal(r + 22, r + 6, 6);	 /* ... the sender's MAC */
 	assert_memory_equal(r + 32, mac, 6);
 	assert_memory_equal(r + 38, guest_ip, 4);
 	fx_destroy(&f);
@@ -1165,7 +1167,7 @@ static void test_slirp_hostfwd_syn(void **state)
 			assert_memory_equal(r, mac, 6);
 			assert_memory_equal(ip + 16, guest_ip, 4);
 			assert_int_equal(tcp[2] << 8 | tcp[3], 8080);
-			assert_true(tcp[13] & 0x02);	/* SYN */
+			assert_true(tcp[13] & 0x02); /* SYN */
 			syn = true;
 		}
 	}

@@ -31,13 +31,13 @@ struct acpi_header {
 
 struct acpi_rsdp {
 	char sig[8];
-	uint8_t checksum;		/* over the first 20 bytes (ACPI 1.0 part) */
+	uint8_t checksum; /* over the first 20 bytes (ACPI 1.0 part) */
 	char oem_id[6];
-	uint8_t revision;		/* 2: ACPI 2.0+, has the XSDT */
+	uint8_t revision; /* 2: ACPI 2.0+, has the XSDT */
 	uint32_t rsdt;
 	uint32_t length;
 	uint64_t xsdt;
-	uint8_t ext_checksum;		/* over all 36 bytes */
+	uint8_t ext_checksum; /* over all 36 bytes */
 	uint8_t reserved[3];
 } PACKED;
 
@@ -143,55 +143,56 @@ _Static_assert(sizeof(struct acpi_facs) == 64, "FACS");
 _Static_assert(sizeof(struct acpi_hpet) == 56, "HPET");
 _Static_assert(sizeof(struct acpi_mcfg) == 60, "MCFG");
 
-#define GAS_MEMORY	0
-#define GAS_IO		1
-#define GAS_BYTE	1
-#define GAS_WORD	2
-#define GAS_DWORD	3
+#define GAS_MEMORY 0
+#define GAS_IO 1
+#define GAS_BYTE 1
+#define GAS_WORD 2
+#define GAS_DWORD 3
 
-#define FADT_WBINVD		(1u << 0)
-#define FADT_PROC_C1		(1u << 2)
-#define FADT_SLP_BUTTON		(1u << 5)	/* no sleep button */
-#define FADT_FIX_RTC		(1u << 6)	/* no RTC wake status in PM1 */
-#define FADT_RESET_REG_SUP	(1u << 10)
-#define BOOT_ARCH_LEGACY_DEVICES	(1u << 0)
-#define BOOT_ARCH_VGA_NOT_PRESENT	(1u << 2)
+#define FADT_WBINVD (1u << 0)
+#define FADT_PROC_C1 (1u << 2)
+#define FADT_SLP_BUTTON (1u << 5) /* no sleep button */
+#define FADT_FIX_RTC (1u << 6)	  /* no RTC wake status in PM1 */
+#define FADT_RESET_REG_SUP (1u << 10)
+#define BOOT_ARCH_LEGACY_DEVICES (1u << 0)
+#define BOOT_ARCH_VGA_NOT_PRESENT (1u << 2)
 
-#define MADT_PCAT_COMPAT	1u	/* dual 8259 present (KVM's PIC) */
-#define MADT_LAPIC		0
-#define MADT_IOAPIC		1
-#define MADT_OVERRIDE		2
-#define MADT_LAPIC_NMI		4
+#define MADT_PCAT_COMPAT 1u /* dual 8259 present (KVM's PIC) */
+#define MADT_LAPIC 0
+#define MADT_IOAPIC 1
+#define MADT_OVERRIDE 2
+#define MADT_LAPIC_NMI 4
 /* MPS INTI flags: polarity in bits 1:0, trigger mode in bits 3:2. */
-#define INTI_ACTIVE_HIGH	0x1
-#define INTI_EDGE		0x4
-#define INTI_LEVEL		0xC
+#define INTI_ACTIVE_HIGH 0x1
+#define INTI_EDGE 0x4
+#define INTI_LEVEL 0xC
 
 /* PM1 event block: status + enable, 16 bits each; control 16 bits; timer 32 bits. */
-#define PM1_EVT_LEN	4
-#define PM1_CNT_LEN	2
-#define PM_TMR_LEN	4
-#define RESET_VALUE	0x06
+#define PM1_EVT_LEN 4
+#define PM1_CNT_LEN 2
+#define PM_TMR_LEN 4
+#define RESET_VALUE 0x06
 
 /* HPET General Capabilities low 32 bits as the device reports them: Intel vendor id,
  * LegacyReplacement capable, 64-bit counter, 3 comparators (NUM_TIM_CAP = 2), revision 1. */
-#define HPET_BLOCK_ID	0x8086A201u
-#define HPET_MMIO_LEN	0x400
-#define HPET_MIN_TICK	0x80
+#define HPET_BLOCK_ID 0x8086A201u
+#define HPET_MMIO_LEN 0x400
+#define HPET_MIN_TICK 0x80
 
-#define PCI_SLOTS	32
-#define PCI_GSI_BASE	16
+#define PCI_SLOTS 32
+#define PCI_GSI_BASE 16
 
 static const struct {
 	uint16_t port;
 	uint8_t irq;
-} acpi_com[4] = { { 0x3F8, IRQ_COM1_3 }, { 0x2F8, IRQ_COM2_4 },
-		  { 0x3E8, IRQ_COM1_3 }, { 0x2E8, IRQ_COM2_4 } };
+} acpi_com[4] = {
+	{ 0x3F8, IRQ_COM1_3 }, { 0x2F8, IRQ_COM2_4 }, { 0x3E8, IRQ_COM1_3 }, { 0x2E8, IRQ_COM2_4 }
+};
 
 /* A bump allocator over the guest's table area. */
 struct acpi_ctx {
 	struct vm *vm;
-	uint8_t *mem;		/* host address of ACPI_TABLES_BASE */
+	uint8_t *mem; /* host address of ACPI_TABLES_BASE */
 	size_t off, cap;
 };
 
@@ -238,8 +239,10 @@ static void acpi_checksum(struct acpi_header *h)
 
 static struct acpi_gas gas_io(uint16_t port, uint8_t len, uint8_t access)
 {
-	return (struct acpi_gas){ .space = GAS_IO, .bit_width = (uint8_t)(len * 8),
-				  .access_size = access, .address = port };
+	return (struct acpi_gas){ .space = GAS_IO,
+				  .bit_width = (uint8_t)(len * 8),
+				  .access_size = access,
+				  .address = port };
 }
 
 static uint64_t acpi_facs(struct acpi_ctx *c)
@@ -295,8 +298,7 @@ static uint64_t acpi_fadt(struct acpi_ctx *c, uint64_t facs, uint64_t dsdt)
 	 * The power button is the fixed-feature one (PWR_BUTTON clear): PWRBTN_STS in PM1.
 	 * TMR_VAL_EXT clear: the PM timer is 24 bits.  Not HW_REDUCED.
 	 */
-	f->flags = FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_FIX_RTC |
-		   FADT_RESET_REG_SUP;
+	f->flags = FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_FIX_RTC | FADT_RESET_REG_SUP;
 	f->reset_reg = gas_io(RESET_PORT, 1, GAS_BYTE);
 	f->reset_value = RESET_VALUE;
 	acpi_checksum(&f->h);
@@ -317,7 +319,7 @@ static void madt_override(uint8_t **p, uint8_t irq, uint32_t gsi, uint16_t flags
 {
 	struct madt_override *o = madt_put(p, sizeof(*o), MADT_OVERRIDE);
 
-	o->bus = 0;	/* ISA */
+	o->bus = 0; /* ISA */
 	o->source = irq;
 	o->gsi = gsi;
 	o->flags = flags;
@@ -347,7 +349,7 @@ static uint64_t acpi_madt(struct acpi_ctx *c)
 
 		l->uid = (uint8_t)i;
 		l->apic_id = (uint8_t)i;
-		l->flags = 1;	/* enabled */
+		l->flags = 1; /* enabled */
 	}
 	io = madt_put(&p, sizeof(*io), MADT_IOAPIC);
 	io->id = 0;
@@ -357,8 +359,8 @@ static uint64_t acpi_madt(struct acpi_ctx *c)
 	madt_override(&p, IRQ_PIT, 2, INTI_ACTIVE_HIGH | INTI_EDGE);
 	madt_override(&p, IRQ_SCI, IRQ_SCI, INTI_ACTIVE_HIGH | INTI_LEVEL);
 	nmi = madt_put(&p, sizeof(*nmi), MADT_LAPIC_NMI);
-	nmi->uid = 0xFF;	/* all processors */
-	nmi->flags = 0;		/* bus conforming */
+	nmi->uid = 0xFF; /* all processors */
+	nmi->flags = 0;	 /* bus conforming */
 	nmi->lint = 1;
 	acpi_checksum(&m->h);
 	return gpa;
@@ -374,8 +376,7 @@ static uint64_t acpi_hpet(struct acpi_ctx *c)
 		return 0;
 	acpi_header(&h->h, "HPET", sizeof(*h), 1);
 	h->block_id = HPET_BLOCK_ID;
-	h->base = (struct acpi_gas){ .space = GAS_MEMORY, .bit_width = 64,
-				     .address = HPET_BASE };
+	h->base = (struct acpi_gas){ .space = GAS_MEMORY, .bit_width = 64, .address = HPET_BASE };
 	h->number = 0;
 	h->min_tick = HPET_MIN_TICK;
 	acpi_checksum(&h->h);
@@ -394,14 +395,14 @@ static uint64_t acpi_mcfg(struct acpi_ctx *c)
 	m->base = PCI_ECAM_BASE;
 	m->segment = 0;
 	m->start_bus = 0;
-	m->end_bus = (uint8_t)((PCI_ECAM_SIZE >> 20) - 1);	/* 1 MiB of ECAM per bus */
+	m->end_bus = (uint8_t)((PCI_ECAM_SIZE >> 20) - 1); /* 1 MiB of ECAM per bus */
 	acpi_checksum(&m->h);
 	return gpa;
 }
 
 /* RSDT (32-bit entries) or XSDT (64-bit entries) listing @n tables. */
-static uint64_t acpi_root(struct acpi_ctx *c, const char *sig, const uint64_t *tables,
-			  unsigned n, size_t esize)
+static uint64_t acpi_root(struct acpi_ctx *c, const char *sig, const uint64_t *tables, unsigned n,
+			  size_t esize)
 {
 	size_t len = sizeof(struct acpi_header) + n * esize;
 	struct acpi_header *h;
@@ -414,14 +415,14 @@ static uint64_t acpi_root(struct acpi_ctx *c, const char *sig, const uint64_t *t
 	acpi_header(h, sig, (uint32_t)len, 1);
 	p = (uint8_t *)(h + 1);
 	for (unsigned i = 0; i < n; i++, p += esize)
-		memcpy(p, &tables[i], esize);	/* little-endian host: low bytes first */
+		memcpy(p, &tables[i], esize); /* little-endian host: low bytes first */
 	acpi_checksum(h);
 	return gpa;
 }
 
 static void acpi_rsdp(struct acpi_ctx *c, uint64_t rsdt, uint64_t xsdt)
 {
-	struct acpi_rsdp *r = (struct acpi_rsdp *)c->mem;	/* offset 0, reserved by the caller */
+	struct acpi_rsdp *r = (struct acpi_rsdp *)c->mem; /* offset 0, reserved by the caller */
 
 	memcpy(r->sig, "RSD PTR ", 8);
 	memcpy(r->oem_id, ACPI_OEM_ID, 6);
@@ -481,9 +482,9 @@ static void dsdt_pci_prt(struct aml *a)
 		for (unsigned pin = 0; pin < 4; pin++) {
 			struct aml_mark e = aml_package_open(a, 4);
 
-			aml_int(a, ((uint64_t)slot << 16) | 0xFFFF);	/* any function */
+			aml_int(a, ((uint64_t)slot << 16) | 0xFFFF); /* any function */
 			aml_int(a, pin);
-			aml_int(a, 0);		/* Source: none, the index is a GSI */
+			aml_int(a, 0); /* Source: none, the index is a GSI */
 			aml_int(a, PCI_GSI_BASE + (slot + pin) % 4);
 			aml_close(a, e);
 		}
@@ -491,8 +492,8 @@ static void dsdt_pci_prt(struct aml *a)
 	aml_close(a, prt);
 }
 
-static void dsdt_isa_dev(struct aml *a, const char *name, const char *hid, int uid,
-			 uint16_t port, uint8_t len, unsigned irq)
+static void dsdt_isa_dev(struct aml *a, const char *name, const char *hid, int uid, uint16_t port,
+			 uint8_t len, unsigned irq)
 {
 	struct aml_mark d, b;
 
@@ -523,8 +524,7 @@ static void dsdt_isa(struct aml *a, const struct config *cfg)
 		if (!cfg || !config_get(cfg, key))
 			continue;
 		snprintf(name, sizeof(name), "COM%u", i + 1);
-		dsdt_isa_dev(a, name, "PNP0501", (int)i + 1, acpi_com[i].port, 8,
-			     acpi_com[i].irq);
+		dsdt_isa_dev(a, name, "PNP0501", (int)i + 1, acpi_com[i].port, 8, acpi_com[i].irq);
 	}
 	dsdt_isa_dev(a, "RTC", "PNP0B00", -1, 0x70, 2, IRQ_RTC);
 	aml_close(a, isa);
@@ -580,8 +580,7 @@ static void dsdt_body(struct aml *a, struct vm *vm)
 	dsdt_pci(a, vm);
 	dsdt_mem_dev(a, "HPET", "PNP0103", (uint32_t)HPET_BASE, HPET_MMIO_LEN, false);
 	/* Motherboard resources: ECAM is claimed here as well as in e820. */
-	dsdt_mem_dev(a, "MRES", "PNP0C02", (uint32_t)PCI_ECAM_BASE, (uint32_t)PCI_ECAM_SIZE,
-		     true);
+	dsdt_mem_dev(a, "MRES", "PNP0C02", (uint32_t)PCI_ECAM_BASE, (uint32_t)PCI_ECAM_SIZE, true);
 	aml_close(a, sb);
 }
 
@@ -613,8 +612,8 @@ int acpi_build(struct vm *vm, char *err, size_t errlen)
 	uint64_t facs, dsdt, tables[4], rsdt, xsdt, rsdp;
 
 	if (vm->ncpus < 1 || vm->ncpus > ACPI_MAX_CPUS) {
-		snprintf(err, errlen, "acpi: %u vCPUs; the MADT describes 1 to %u",
-			 vm->ncpus, ACPI_MAX_CPUS);
+		snprintf(err, errlen, "acpi: %u vCPUs; the MADT describes 1 to %u", vm->ncpus,
+			 ACPI_MAX_CPUS);
 		return -EINVAL;
 	}
 	c.mem = vm_gpa(vm, ACPI_TABLES_BASE, c.cap);

@@ -16,9 +16,9 @@
 struct vm;
 
 /* The tables live in 0xE0000..0xFFFFF; the RSDP is first, inside the legacy scan range. */
-#define ACPI_TABLES_END		0x100000ULL
-#define ACPI_OEM_ID		"KHYVE "	/* 6 characters */
-#define ACPI_MAX_CPUS		255		/* xAPIC ids; 0xFF is the broadcast id */
+#define ACPI_TABLES_END 0x100000ULL
+#define ACPI_OEM_ID "KHYVE " /* 6 characters */
+#define ACPI_MAX_CPUS 255    /* xAPIC ids; 0xFF is the broadcast id */
 
 /*
  * Writes the tables into guest memory for vm->ncpus vCPUs and the COM ports configured

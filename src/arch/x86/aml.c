@@ -6,40 +6,40 @@
 #include <errno.h>
 #include <string.h>
 
-#define AML_ZERO	0x00
-#define AML_ONE		0x01
-#define AML_NAME	0x08
-#define AML_BYTE	0x0A
-#define AML_WORD	0x0B
-#define AML_DWORD	0x0C
-#define AML_STRING	0x0D
-#define AML_QWORD	0x0E
-#define AML_SCOPE	0x10
-#define AML_BUFFER	0x11
-#define AML_PACKAGE	0x12
-#define AML_EXT		0x5B
-#define AML_DEVICE	0x82	/* after AML_EXT */
-#define AML_ROOT	'\\'
-#define AML_PARENT	'^'
-#define AML_DUAL_NAME	0x2E
-#define AML_MULTI_NAME	0x2F
+#define AML_ZERO 0x00
+#define AML_ONE 0x01
+#define AML_NAME 0x08
+#define AML_BYTE 0x0A
+#define AML_WORD 0x0B
+#define AML_DWORD 0x0C
+#define AML_STRING 0x0D
+#define AML_QWORD 0x0E
+#define AML_SCOPE 0x10
+#define AML_BUFFER 0x11
+#define AML_PACKAGE 0x12
+#define AML_EXT 0x5B
+#define AML_DEVICE 0x82 /* after AML_EXT */
+#define AML_ROOT '\\'
+#define AML_PARENT '^'
+#define AML_DUAL_NAME 0x2E
+#define AML_MULTI_NAME 0x2F
 
 /* Resource descriptor tags (small items carry their length in the tag). */
-#define RES_IRQ_NOFLAGS	0x22
-#define RES_IO		0x47
-#define RES_END		0x79
-#define RES_MEM32_FIXED	0x86
-#define RES_DWORD_ADDR	0x87
-#define RES_WORD_ADDR	0x88
-#define RES_QWORD_ADDR	0x8A
+#define RES_IRQ_NOFLAGS 0x22
+#define RES_IO 0x47
+#define RES_END 0x79
+#define RES_MEM32_FIXED 0x86
+#define RES_DWORD_ADDR 0x87
+#define RES_WORD_ADDR 0x88
+#define RES_QWORD_ADDR 0x8A
 
-#define RES_TYPE_MEM	0
-#define RES_TYPE_IO	1
-#define RES_TYPE_BUS	2
+#define RES_TYPE_MEM 0
+#define RES_TYPE_IO 1
+#define RES_TYPE_BUS 2
 /* General flags: producer (bit 0 clear), positive decode, MinFixed (bit 2), MaxFixed (bit 3). */
-#define RES_WINDOW	0x0C
-#define RES_IO_ENTIRE	0x03	/* I/O type flags: ISA and non-ISA ranges */
-#define RES_MEM_RW	0x01	/* memory type flags: read-write, non-cacheable */
+#define RES_WINDOW 0x0C
+#define RES_IO_ENTIRE 0x03 /* I/O type flags: ISA and non-ISA ranges */
+#define RES_MEM_RW 0x01	   /* memory type flags: read-write, non-cacheable */
 
 void aml_init(struct aml *a, void *buf, size_t cap)
 {
@@ -196,7 +196,7 @@ void aml_namestring(struct aml *a, const char *path)
 		while (*path == AML_PARENT)
 			aml_byte(a, *path++);
 	if (!*path) {
-		aml_byte(a, 0);		/* NullName */
+		aml_byte(a, 0); /* NullName */
 		return;
 	}
 	for (p = path, nseg = 1; *p; p++)
@@ -304,7 +304,7 @@ struct aml_mark aml_package_open(struct aml *a, unsigned nelem)
 {
 	struct aml_mark m;
 
-	if (nelem > 0xFF)	/* NumElements is one byte; VarPackage is not needed here */
+	if (nelem > 0xFF) /* NumElements is one byte; VarPackage is not needed here */
 		aml_fail(a, -EINVAL);
 	aml_byte(a, AML_PACKAGE);
 	m = aml_mark(a, false);
@@ -365,10 +365,10 @@ void aml_close(struct aml *a, struct aml_mark m)
 void aml_res_io(struct aml *a, uint16_t base, uint8_t len)
 {
 	aml_byte(a, RES_IO);
-	aml_byte(a, 0x01);	/* 16-bit decode */
+	aml_byte(a, 0x01); /* 16-bit decode */
 	aml_word(a, base);
 	aml_word(a, base);
-	aml_byte(a, 1);		/* alignment */
+	aml_byte(a, 1); /* alignment */
 	aml_byte(a, len);
 }
 
@@ -389,10 +389,10 @@ static void aml_res_word_window(struct aml *a, uint8_t type, uint8_t tflags, uin
 	aml_byte(a, type);
 	aml_byte(a, RES_WINDOW);
 	aml_byte(a, tflags);
-	aml_word(a, 0);			/* granularity */
+	aml_word(a, 0); /* granularity */
 	aml_word(a, min);
 	aml_word(a, max);
-	aml_word(a, 0);			/* translation */
+	aml_word(a, 0); /* translation */
 	aml_word(a, (uint16_t)(max - min + 1));
 }
 
@@ -413,10 +413,10 @@ void aml_res_mem32_window(struct aml *a, uint32_t base, uint32_t len)
 	aml_byte(a, RES_TYPE_MEM);
 	aml_byte(a, RES_WINDOW);
 	aml_byte(a, RES_MEM_RW);
-	aml_dword(a, 0);			/* granularity */
+	aml_dword(a, 0); /* granularity */
 	aml_dword(a, base);
 	aml_dword(a, base + len - 1);
-	aml_dword(a, 0);			/* translation */
+	aml_dword(a, 0); /* translation */
 	aml_dword(a, len);
 }
 
@@ -446,5 +446,5 @@ void aml_res_mem32_fixed(struct aml *a, uint32_t base, uint32_t len, bool writab
 void aml_res_end(struct aml *a)
 {
 	aml_byte(a, RES_END);
-	aml_byte(a, 0);		/* checksum 0: "treat as valid" */
+	aml_byte(a, 0); /* checksum 0: "treat as valid" */
 }

@@ -21,12 +21,12 @@
 struct aml {
 	uint8_t *buf;
 	size_t len, cap;
-	int err;	/* 0, -ENOSPC (buffer full), -EINVAL (bad name) */
+	int err; /* 0, -ENOSPC (buffer full), -EINVAL (bad name) */
 };
 
 struct aml_mark {
-	size_t at;	/* where the PkgLength goes */
-	bool buffer;	/* a Buffer also gets its BufferSize there */
+	size_t at;   /* where the PkgLength goes */
+	bool buffer; /* a Buffer also gets its BufferSize there */
 };
 
 void aml_init(struct aml *a, void *buf, size_t cap);
@@ -61,8 +61,8 @@ void aml_close(struct aml *a, struct aml_mark m);
  * Resource descriptors, written inside a buffer opened with aml_buffer_open() (a
  * ResourceTemplate).  Windows of a host bridge are "producer" descriptors with fixed bounds.
  */
-void aml_res_io(struct aml *a, uint16_t base, uint8_t len);	/* IO(Decode16, b, b, 1, len) */
-void aml_res_irq(struct aml *a, unsigned irq);			/* IRQNoFlags() {irq} */
+void aml_res_io(struct aml *a, uint16_t base, uint8_t len); /* IO(Decode16, b, b, 1, len) */
+void aml_res_irq(struct aml *a, unsigned irq);		    /* IRQNoFlags() {irq} */
 void aml_res_bus_window(struct aml *a, uint16_t min, uint16_t max);
 void aml_res_io_window(struct aml *a, uint16_t min, uint16_t max);
 void aml_res_mem32_window(struct aml *a, uint32_t base, uint32_t len);

@@ -27,53 +27,53 @@
 #include "config.h"
 #include "vm.h"
 
-#define PAGE_SIZE		4096ULL
-#define PAGE_ALIGN_DOWN(x)	((x) & ~(PAGE_SIZE - 1))
+#define PAGE_SIZE 4096ULL
+#define PAGE_ALIGN_DOWN(x) ((x) & ~(PAGE_SIZE - 1))
 
-#define LINUX_MIN_VERSION	0x0206	/* cmdline_size; 2.6.20 */
-#define LINUX_XLF_VERSION	0x020C	/* xloadflags */
-#define LINUX_RSDP_VERSION	0x020E	/* boot_params.acpi_rsdp_addr */
-#define LINUX_ENTRY64		0x200	/* 64-bit entry: load address + 0x200 */
-#define LINUX_INITRD_MAX_OLD	0x37FFFFFF
+#define LINUX_MIN_VERSION 0x0206  /* cmdline_size; 2.6.20 */
+#define LINUX_XLF_VERSION 0x020C  /* xloadflags */
+#define LINUX_RSDP_VERSION 0x020E /* boot_params.acpi_rsdp_addr */
+#define LINUX_ENTRY64 0x200	  /* 64-bit entry: load address + 0x200 */
+#define LINUX_INITRD_MAX_OLD 0x37FFFFFF
 /* The 64-bit path never runs the real-mode setup code; this is the customary value. */
-#define LINUX_HEAP_END		0xFE00
+#define LINUX_HEAP_END 0xFE00
 
 /* Inside the BOOT_INFO_ADDR page, after the zero page / start_info / multiboot info. */
-#define INFO_MODLIST		(BOOT_INFO_ADDR + 0x100)
-#define INFO_MODNAME		(BOOT_INFO_ADDR + 0x140)
-#define INFO_MODNAME_MAX	64
-#define INFO_LOADER_NAME	(BOOT_INFO_ADDR + 0x180)
-#define INFO_MEMMAP		(BOOT_INFO_ADDR + 0x200)
+#define INFO_MODLIST (BOOT_INFO_ADDR + 0x100)
+#define INFO_MODNAME (BOOT_INFO_ADDR + 0x140)
+#define INFO_MODNAME_MAX 64
+#define INFO_LOADER_NAME (BOOT_INFO_ADDR + 0x180)
+#define INFO_MEMMAP (BOOT_INFO_ADDR + 0x200)
 
-#define BOOT_GDT_ENTRIES	6
-#define BOOT_GDT_SIZE		(BOOT_GDT_ENTRIES * 8)
+#define BOOT_GDT_ENTRIES 6
+#define BOOT_GDT_SIZE (BOOT_GDT_ENTRIES * 8)
 
-#define PTE_P	(1ULL << 0)
-#define PTE_RW	(1ULL << 1)
-#define PTE_PS	(1ULL << 7)
+#define PTE_P (1ULL << 0)
+#define PTE_RW (1ULL << 1)
+#define PTE_PS (1ULL << 7)
 
-#define CR0_PE		(1ULL << 0)
-#define CR0_NW		(1ULL << 29)
-#define CR0_CD		(1ULL << 30)
-#define CR0_PG		(1ULL << 31)
-#define CR4_PAE		(1ULL << 5)
-#define EFER_LME	(1ULL << 8)
-#define EFER_LMA	(1ULL << 10)
+#define CR0_PE (1ULL << 0)
+#define CR0_NW (1ULL << 29)
+#define CR0_CD (1ULL << 30)
+#define CR0_PG (1ULL << 31)
+#define CR4_PAE (1ULL << 5)
+#define EFER_LME (1ULL << 8)
+#define EFER_LMA (1ULL << 10)
 
 struct boot_ctx {
 	struct vm *vm;
 	char *err;
 	size_t errlen;
-	const char *key, *file;		/* what an error message names */
-	const char *path;		/* boot.kernel */
-	const uint8_t *img;		/* its contents, mapped read-only */
+	const char *key, *file; /* what an error message names */
+	const char *path;	/* boot.kernel */
+	const uint8_t *img;	/* its contents, mapped read-only */
 	size_t size;
 	const char *cmdline;
-	const char *initrd;		/* boot.initrd, or NULL */
+	const char *initrd; /* boot.initrd, or NULL */
 	uint64_t lowmem_end;
 	struct e820_entry e820[E820_MAX_ENTRIES];
 	unsigned ne820;
-	uint64_t kernel_start, kernel_end;	/* guest range the loaded kernel occupies */
+	uint64_t kernel_start, kernel_end; /* guest range the loaded kernel occupies */
 	uint64_t initrd_addr, initrd_size;
 };
 
@@ -90,11 +90,11 @@ static const struct {
 
 static const uint64_t boot_gdt[BOOT_GDT_ENTRIES] = {
 	0,
-	0x00CF9B000000FFFFULL,	/* 0x08: code, 32-bit, base 0, limit 4 GiB, read/execute */
-	0x00AF9B000000FFFFULL,	/* 0x10: code, 64-bit (L), base 0, limit 4 GiB */
-	0x00CF93000000FFFFULL,	/* 0x18: data, base 0, limit 4 GiB, read/write */
-	0x00008B0000000067ULL,	/* 0x20: TSS (busy), base 0, limit 0x67 */
-	0,			/* its upper half when read as a 64-bit TSS descriptor */
+	0x00CF9B000000FFFFULL, /* 0x08: code, 32-bit, base 0, limit 4 GiB, read/execute */
+	0x00AF9B000000FFFFULL, /* 0x10: code, 64-bit (L), base 0, limit 4 GiB */
+	0x00CF93000000FFFFULL, /* 0x18: data, base 0, limit 4 GiB, read/write */
+	0x00008B0000000067ULL, /* 0x20: TSS (busy), base 0, limit 0x67 */
+	0,		       /* its upper half when read as a 64-bit TSS descriptor */
 };
 
 static int __attribute__((format(printf, 3, 4)))
@@ -125,14 +125,18 @@ static int boot_check(struct boot_ctx *c, uint64_t gpa, uint64_t len, const char
 	if (!len)
 		return 0;
 	if (len > UINT64_MAX - gpa || !vm_gpa(c->vm, gpa, len))
-		return boot_err(c, -ENOSPC, "%s at 0x%llx-0x%llx does not fit in guest RAM "
-			       "(%llu MiB)", what, s, e - 1, mib(c->vm->ram_size));
+		return boot_err(c, -ENOSPC,
+				"%s at 0x%llx-0x%llx does not fit in guest RAM "
+				"(%llu MiB)",
+				what, s, e - 1, mib(c->vm->ram_size));
 	for (unsigned i = 0; i < sizeof(boot_reserved) / sizeof(boot_reserved[0]); i++) {
 		if (gpa < boot_reserved[i].end && boot_reserved[i].start < gpa + len)
-			return boot_err(c, -ENOSPC, "%s at 0x%llx-0x%llx overlaps the %s at "
-				       "0x%llx-0x%llx", what, s, e - 1, boot_reserved[i].what,
-				       (unsigned long long)boot_reserved[i].start,
-				       (unsigned long long)boot_reserved[i].end - 1);
+			return boot_err(c, -ENOSPC,
+					"%s at 0x%llx-0x%llx overlaps the %s at "
+					"0x%llx-0x%llx",
+					what, s, e - 1, boot_reserved[i].what,
+					(unsigned long long)boot_reserved[i].start,
+					(unsigned long long)boot_reserved[i].end - 1);
 	}
 	return 0;
 }
@@ -145,8 +149,10 @@ static int boot_cmdline(struct boot_ctx *c, uint64_t max)
 	if (max > BOOT_CMDLINE_MAX - 1)
 		max = BOOT_CMDLINE_MAX - 1;
 	if (len > max)
-		return boot_err(c, -E2BIG, "boot.cmdline is %zu bytes; this kernel accepts at most "
-			       "%llu", len, (unsigned long long)max);
+		return boot_err(c, -E2BIG,
+				"boot.cmdline is %zu bytes; this kernel accepts at most "
+				"%llu",
+				len, (unsigned long long)max);
 	dst = vm_gpa(c->vm, BOOT_CMDLINE_ADDR, len + 1);
 	if (!dst)
 		return boot_err(c, -ENOSPC, "no guest RAM for the command line");
@@ -167,7 +173,7 @@ static int boot_read_all(int fd, uint8_t *dst, uint64_t size)
 		if (n < 0)
 			return -errno;
 		if (n == 0)
-			return -EIO;	/* the file shrank under us */
+			return -EIO; /* the file shrank under us */
 		done += (uint64_t)n;
 	}
 	return 0;
@@ -183,17 +189,18 @@ static int boot_initrd_place(struct boot_ctx *c, int fd, uint64_t size, uint64_t
 		limit = c->lowmem_end;
 	addr = size <= limit ? PAGE_ALIGN_DOWN(limit - size) : 0;
 	if (size > limit || addr < c->kernel_end || addr < 1 * MiB)
-		return boot_err(c, -ENOSPC, "%llu bytes do not fit between the kernel's end "
-			       "(0x%llx) and 0x%llx; give the guest more memory",
-			       (unsigned long long)size, (unsigned long long)c->kernel_end,
-			       (unsigned long long)limit);
+		return boot_err(c, -ENOSPC,
+				"%llu bytes do not fit between the kernel's end "
+				"(0x%llx) and 0x%llx; give the guest more memory",
+				(unsigned long long)size, (unsigned long long)c->kernel_end,
+				(unsigned long long)limit);
 	ret = boot_check(c, addr, size, "initrd");
 	if (ret)
 		return ret;
 	ret = boot_read_all(fd, vm_gpa(c->vm, addr, size), size);
 	if (ret)
-		return boot_err(c, ret, "%s", ret == -EIO ? "file shrank while being read"
-							     : strerror(-ret));
+		return boot_err(c, ret, "%s",
+				ret == -EIO ? "file shrank while being read" : strerror(-ret));
 	c->initrd_addr = addr;
 	c->initrd_size = size;
 	return 0;
@@ -277,21 +284,26 @@ static int linux_check(struct boot_ctx *c, const struct setup_header *h, uint64_
 	uint64_t hdr_end = 0x202 + (uint64_t)c->img[0x201];
 
 	if (h->version < LINUX_MIN_VERSION)
-		return boot_err(c, -ENOEXEC, "Linux boot protocol %u.%02u is too old; khyve needs "
-			       "2.06 or later", h->version >> 8, h->version & 0xFF);
+		return boot_err(c, -ENOEXEC,
+				"Linux boot protocol %u.%02u is too old; khyve needs "
+				"2.06 or later",
+				h->version >> 8, h->version & 0xFF);
 	if (h->version < LINUX_XLF_VERSION || !(h->xloadflags & XLF_KERNEL_64))
-		return boot_err(c, -ENOEXEC, "this bzImage has no 64-bit entry point "
-			       "(XLF_KERNEL_64, boot protocol %u.%02u): khyve boots 64-bit kernels",
-			       h->version >> 8, h->version & 0xFF);
+		return boot_err(
+			c, -ENOEXEC,
+			"this bzImage has no 64-bit entry point "
+			"(XLF_KERNEL_64, boot protocol %u.%02u): khyve boots 64-bit kernels",
+			h->version >> 8, h->version & 0xFF);
 	if (h->boot_flag != SETUP_BOOT_FLAG)
 		return boot_err(c, -ENOEXEC, "bad bzImage: no 0xAA55 boot flag at 0x1FE");
 	*setup_size = (sects + 1ULL) * 512;
 	if (hdr_end > *setup_size || *setup_size > c->size ||
 	    (uint64_t)h->syssize * 16 > c->size - *setup_size)
-		return boot_err(c, -ENOEXEC, "truncated bzImage: the header describes %llu bytes, "
-			       "the file has %zu", (unsigned long long)(*setup_size +
-								   (uint64_t)h->syssize * 16),
-			       c->size);
+		return boot_err(c, -ENOEXEC,
+				"truncated bzImage: the header describes %llu bytes, "
+				"the file has %zu",
+				(unsigned long long)(*setup_size + (uint64_t)h->syssize * 16),
+				c->size);
 	return 0;
 }
 
@@ -305,18 +317,21 @@ static int linux_place(struct boot_ctx *c, const struct setup_header *h, uint64_
 	if (linux_fits(c, *load, need))
 		return 0;
 	if (!h->relocatable_kernel)
-		return boot_err(c, -ENOSPC, "the kernel (not relocatable) needs %llu MiB at 0x%llx, "
-			       "beyond the guest's %llu MiB of RAM", mib(need + MiB - 1),
-			       (unsigned long long)*load, mib(c->vm->ram_size));
+		return boot_err(c, -ENOSPC,
+				"the kernel (not relocatable) needs %llu MiB at 0x%llx, "
+				"beyond the guest's %llu MiB of RAM",
+				mib(need + MiB - 1), (unsigned long long)*load,
+				mib(c->vm->ram_size));
 	if (align < PAGE_SIZE || align > GiB || (align & (align - 1)))
 		return boot_err(c, -ENOEXEC, "bad kernel_alignment 0x%llx",
 				(unsigned long long)align);
 	*load = (1 * MiB + align - 1) & ~(align - 1);
 	if (linux_fits(c, *load, need))
 		return 0;
-	return boot_err(c, -ENOSPC, "the kernel needs %llu MiB of RAM from 0x%llx (init_size), "
-		       "more than the guest's %llu MiB; give it more memory",
-		       mib(need + MiB - 1), (unsigned long long)*load, mib(c->vm->ram_size));
+	return boot_err(c, -ENOSPC,
+			"the kernel needs %llu MiB of RAM from 0x%llx (init_size), "
+			"more than the guest's %llu MiB; give it more memory",
+			mib(need + MiB - 1), (unsigned long long)*load, mib(c->vm->ram_size));
 }
 
 static void linux_boot_params(struct boot_ctx *c, struct boot_params *bp, uint64_t load)
@@ -333,7 +348,7 @@ static void linux_boot_params(struct boot_ctx *c, struct boot_params *bp, uint64
 	h->ramdisk_size = (uint32_t)c->initrd_size;
 	bp->ext_ramdisk_image = (uint32_t)(c->initrd_addr >> 32);
 	bp->ext_ramdisk_size = (uint32_t)(c->initrd_size >> 32);
-	h->hardware_subarch = 0;	/* a normal PC */
+	h->hardware_subarch = 0; /* a normal PC */
 	h->hardware_subarch_data = 0;
 	h->setup_data = 0;
 	if (h->version >= LINUX_RSDP_VERSION)
@@ -454,12 +469,12 @@ static void elf_seg(const struct boot_ctx *c, const struct elf_image *e, unsigne
 
 	if (e->is64) {
 		memcpy(&p64, p, sizeof(p64));
-		*s = (struct elf_seg){ p64.p_type, p64.p_offset, p64.p_vaddr, p64.p_paddr,
-				       p64.p_filesz, p64.p_memsz, p64.p_align };
+		*s = (struct elf_seg){ p64.p_type,   p64.p_offset, p64.p_vaddr, p64.p_paddr,
+				       p64.p_filesz, p64.p_memsz,  p64.p_align };
 	} else {
 		memcpy(&p32, p, sizeof(p32));
-		*s = (struct elf_seg){ p32.p_type, p32.p_offset, p32.p_vaddr, p32.p_paddr,
-				       p32.p_filesz, p32.p_memsz, p32.p_align };
+		*s = (struct elf_seg){ p32.p_type,   p32.p_offset, p32.p_vaddr, p32.p_paddr,
+				       p32.p_filesz, p32.p_memsz,  p32.p_align };
 	}
 }
 
@@ -485,7 +500,7 @@ static int pvh_note_in(const struct boot_ctx *c, const struct elf_seg *s, uint64
 		uint64_t next = desc + ((descsz + align - 1) & ~(align - 1));
 
 		if (desc > end || descsz > end - desc)
-			return 0;	/* malformed: stop reading this segment */
+			return 0; /* malformed: stop reading this segment */
 		if (namesz == 4 && !memcmp(c->img + name, "Xen", 4) &&
 		    type == XEN_ELFNOTE_PHYS32_ENTRY && (descsz == 4 || descsz == 8)) {
 			*entry = img_le32(c, desc);
@@ -500,8 +515,7 @@ static int pvh_note_in(const struct boot_ctx *c, const struct elf_seg *s, uint64
 	return 0;
 }
 
-static bool pvh_find_entry(const struct boot_ctx *c, const struct elf_image *e,
-			   uint64_t *entry)
+static bool pvh_find_entry(const struct boot_ctx *c, const struct elf_image *e, uint64_t *entry)
 {
 	struct elf_seg s;
 
@@ -537,7 +551,7 @@ static int elf_load_seg(struct boot_ctx *c, unsigned i, const struct elf_seg *s)
 		return ret;
 	dst = vm_gpa(c->vm, s->paddr, s->memsz);
 	memcpy(dst, c->img + s->offset, s->filesz);
-	memset(dst + s->filesz, 0, s->memsz - s->filesz);	/* bss */
+	memset(dst + s->filesz, 0, s->memsz - s->filesz); /* bss */
 	if (s->paddr < c->kernel_start)
 		c->kernel_start = s->paddr;
 	if (s->paddr + s->memsz > c->kernel_end)
@@ -583,10 +597,11 @@ static uint64_t elf_entry_phys(const struct boot_ctx *c, const struct elf_image 
 static int boot_check_entry(struct boot_ctx *c, uint64_t entry)
 {
 	if (entry < c->kernel_start || entry >= c->kernel_end)
-		return boot_err(c, -ENOEXEC, "entry point 0x%llx is outside the loaded kernel "
-			       "(0x%llx-0x%llx)", (unsigned long long)entry,
-			       (unsigned long long)c->kernel_start,
-			       (unsigned long long)c->kernel_end - 1);
+		return boot_err(c, -ENOEXEC,
+				"entry point 0x%llx is outside the loaded kernel "
+				"(0x%llx-0x%llx)",
+				(unsigned long long)entry, (unsigned long long)c->kernel_start,
+				(unsigned long long)c->kernel_end - 1);
 	return 0;
 }
 
@@ -607,8 +622,8 @@ static void pvh_start_info(struct boot_ctx *c)
 	mm = vm_gpa(c->vm, INFO_MEMMAP, c->ne820 * sizeof(*mm));
 	for (unsigned i = 0; i < c->ne820; i++)
 		mm[i] = (struct hvm_memmap_table_entry){ .addr = c->e820[i].addr,
-							  .size = c->e820[i].size,
-							  .type = c->e820[i].type };
+							 .size = c->e820[i].size,
+							 .type = c->e820[i].type };
 	if (c->initrd_size) {
 		si->nr_modules = 1;
 		si->modlist_paddr = INFO_MODLIST;
@@ -646,8 +661,8 @@ static long mb_find(const struct boot_ctx *c, struct mb_header *h)
 
 		if (magic == MB_HEADER_MAGIC && magic + flags + img_le32(c, off + 8) == 0) {
 			memset(h, 0, sizeof(*h));
-			memcpy(h, c->img + off, c->size - off < sizeof(*h) ? c->size - off
-									    : sizeof(*h));
+			memcpy(h, c->img + off,
+			       c->size - off < sizeof(*h) ? c->size - off : sizeof(*h));
 			return (long)off;
 		}
 	}
@@ -655,8 +670,7 @@ static long mb_find(const struct boot_ctx *c, struct mb_header *h)
 }
 
 /* The a.out kludge: the header says where the file goes. */
-static int mb_load_aout(struct boot_ctx *c, size_t off, const struct mb_header *h,
-			uint64_t *entry)
+static int mb_load_aout(struct boot_ctx *c, size_t off, const struct mb_header *h, uint64_t *entry)
 {
 	uint64_t file_off, load_end, bss_end, len;
 	uint8_t *dst;
@@ -665,21 +679,26 @@ static int mb_load_aout(struct boot_ctx *c, size_t off, const struct mb_header *
 	if (off + sizeof(*h) > c->size)
 		return boot_err(c, -ENOEXEC, "truncated multiboot header");
 	if (h->header_addr < h->load_addr || h->header_addr - h->load_addr > off)
-		return boot_err(c, -ENOEXEC, "multiboot load_addr 0x%x / header_addr 0x%x point "
-			       "before the start of the file", h->load_addr, h->header_addr);
+		return boot_err(c, -ENOEXEC,
+				"multiboot load_addr 0x%x / header_addr 0x%x point "
+				"before the start of the file",
+				h->load_addr, h->header_addr);
 	file_off = off - (h->header_addr - h->load_addr);
 	load_end = h->load_end_addr ? h->load_end_addr
 				    : (uint64_t)h->load_addr + (c->size - file_off);
 	bss_end = h->bss_end_addr ? h->bss_end_addr : load_end;
 	if (load_end < h->load_addr || bss_end < load_end)
-		return boot_err(c, -ENOEXEC, "bad multiboot addresses: load 0x%x-0x%llx, bss end "
-			       "0x%llx", h->load_addr, (unsigned long long)load_end,
-			       (unsigned long long)bss_end);
+		return boot_err(c, -ENOEXEC,
+				"bad multiboot addresses: load 0x%x-0x%llx, bss end "
+				"0x%llx",
+				h->load_addr, (unsigned long long)load_end,
+				(unsigned long long)bss_end);
 	len = load_end - h->load_addr;
 	if (len > c->size - file_off)
-		return boot_err(c, -ENOEXEC, "truncated multiboot kernel: %llu bytes from offset "
-			       "0x%llx, the file has %zu", (unsigned long long)len,
-			       (unsigned long long)file_off, c->size);
+		return boot_err(c, -ENOEXEC,
+				"truncated multiboot kernel: %llu bytes from offset "
+				"0x%llx, the file has %zu",
+				(unsigned long long)len, (unsigned long long)file_off, c->size);
 	if (bss_end > 4 * GiB)
 		return boot_err(c, -ENOEXEC, "multiboot kernel ends above 4 GiB");
 	ret = boot_check(c, h->load_addr, bss_end - h->load_addr, "kernel");
@@ -704,8 +723,9 @@ static int mb_load_kernel(struct boot_ctx *c, size_t off, const struct mb_header
 		return mb_load_aout(c, off, h, entry);
 	ret = elf_open(c, &elf);
 	if (ret == 0)
-		return boot_err(c, -ENOEXEC, "multiboot kernel that is not ELF must give its "
-			       "load addresses (header flag 16)");
+		return boot_err(c, -ENOEXEC,
+				"multiboot kernel that is not ELF must give its "
+				"load addresses (header flag 16)");
 	if (ret < 0)
 		return ret;
 	ret = elf_load(c, &elf);
@@ -748,8 +768,7 @@ static void mb_info(struct boot_ctx *c)
 	}
 }
 
-static int mb_load(struct boot_ctx *c, struct boot_entry *e, size_t off,
-		   const struct mb_header *h)
+static int mb_load(struct boot_ctx *c, struct boot_entry *e, size_t off, const struct mb_header *h)
 {
 	uint32_t unsupported = h->flags & MB_REQUIRED_MASK & ~(MB_PAGE_ALIGN | MB_MEMORY_INFO);
 	uint64_t entry = 0;
@@ -757,10 +776,11 @@ static int mb_load(struct boot_ctx *c, struct boot_entry *e, size_t off,
 
 	/* The spec: a loader that cannot meet a requirement bit must refuse the kernel. */
 	if (unsupported)
-		return boot_err(c, -ENOTSUP, "the multiboot header requires %s (flags 0x%x), "
-			       "which khyve does not provide",
-			       unsupported & MB_VIDEO_MODE ? "a video mode" : "unknown features",
-			       h->flags);
+		return boot_err(c, -ENOTSUP,
+				"the multiboot header requires %s (flags 0x%x), "
+				"which khyve does not provide",
+				unsupported & MB_VIDEO_MODE ? "a video mode" : "unknown features",
+				h->flags);
 	ret = boot_cmdline(c, BOOT_CMDLINE_MAX - 1);
 	ret = ret ? ret : mb_load_kernel(c, off, h, &entry);
 	ret = ret ? ret : boot_check_entry(c, entry);
@@ -865,9 +885,16 @@ int boot_load(struct vm *vm, struct boot_entry *entry, char *err, size_t errlen)
 
 static void boot_segment(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code64)
 {
-	*s = (struct kvm_segment){ .base = 0, .limit = 0xFFFFFFFF, .selector = sel,
-				   .type = type, .present = 1, .dpl = 0, .db = !code64, .s = 1,
-				   .l = code64, .g = 1 };
+	*s = (struct kvm_segment){ .base = 0,
+				   .limit = 0xFFFFFFFF,
+				   .selector = sel,
+				   .type = type,
+				   .present = 1,
+				   .dpl = 0,
+				   .db = !code64,
+				   .s = 1,
+				   .l = code64,
+				   .g = 1 };
 }
 
 void boot_setup_sregs(const struct boot_entry *e, struct kvm_sregs *sregs)
@@ -881,8 +908,9 @@ void boot_setup_sregs(const struct boot_entry *e, struct kvm_sregs *sregs)
 		boot_segment(&sregs->cs, BOOT_SEL_CODE32, 0xB, false);
 	boot_segment(&data, BOOT_SEL_DATA, 0x3, false);
 	sregs->ds = sregs->es = sregs->fs = sregs->gs = sregs->ss = data;
-	sregs->tr = (struct kvm_segment){ .base = 0, .limit = 0x67, .selector = BOOT_SEL_TSS,
-					  .type = 11, .present = 1 };
+	sregs->tr = (struct kvm_segment){
+		.base = 0, .limit = 0x67, .selector = BOOT_SEL_TSS, .type = 11, .present = 1
+	};
 	sregs->gdt.base = e->gdt_base;
 	sregs->gdt.limit = e->gdt_limit;
 	/* Caches on (CD/NW clear): KVM's reset CR0 has them set. */
@@ -901,7 +929,7 @@ void boot_setup_sregs(const struct boot_entry *e, struct kvm_sregs *sregs)
 
 void boot_setup_regs(const struct boot_entry *e, struct kvm_regs *regs)
 {
-	regs->rflags = 0x2;	/* bit 1 is always set; IF clear: interrupts off */
+	regs->rflags = 0x2; /* bit 1 is always set; IF clear: interrupts off */
 	regs->rip = e->rip;
 	regs->rsp = e->rsp;
 	regs->rsi = e->rsi;

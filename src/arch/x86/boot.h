@@ -20,24 +20,24 @@
 struct vm;
 
 /* Boot data in low RAM (doc/platform.md). */
-#define BOOT_GDT_ADDR		0x500ULL
-#define BOOT_INFO_ADDR		0x7000ULL	/* zero page, hvm_start_info or multiboot info */
-#define BOOT_STACK_TOP		0x8FF0ULL	/* a valid stack for kernels that want one */
-#define BOOT_PGTABLE_ADDR	0x9000ULL	/* PML4; PDPT and page directories follow */
-#define BOOT_PGTABLE_END	0xD000ULL
-#define BOOT_CMDLINE_ADDR	0x20000ULL
-#define BOOT_CMDLINE_MAX	0x10000ULL	/* bytes, with the terminating NUL */
+#define BOOT_GDT_ADDR 0x500ULL
+#define BOOT_INFO_ADDR 0x7000ULL    /* zero page, hvm_start_info or multiboot info */
+#define BOOT_STACK_TOP 0x8FF0ULL    /* a valid stack for kernels that want one */
+#define BOOT_PGTABLE_ADDR 0x9000ULL /* PML4; PDPT and page directories follow */
+#define BOOT_PGTABLE_END 0xD000ULL
+#define BOOT_CMDLINE_ADDR 0x20000ULL
+#define BOOT_CMDLINE_MAX 0x10000ULL /* bytes, with the terminating NUL */
 
 /* The boot GDT: one table for every protocol. */
-#define BOOT_SEL_CODE32		0x08	/* PVH, multiboot */
-#define BOOT_SEL_CODE64		0x10	/* Linux __BOOT_CS */
-#define BOOT_SEL_DATA		0x18	/* Linux __BOOT_DS; data for the 32-bit protocols too */
-#define BOOT_SEL_TSS		0x20
+#define BOOT_SEL_CODE32 0x08 /* PVH, multiboot */
+#define BOOT_SEL_CODE64 0x10 /* Linux __BOOT_CS */
+#define BOOT_SEL_DATA 0x18   /* Linux __BOOT_DS; data for the 32-bit protocols too */
+#define BOOT_SEL_TSS 0x20
 
 struct boot_entry {	/* how the BSP starts */
-	bool long_mode;	/* true: 64-bit with paging (bzImage); false: 32-bit flat, paging off */
+	bool long_mode; /* true: 64-bit with paging (bzImage); false: 32-bit flat, paging off */
 	uint64_t rip, rsp;
-	uint64_t rsi, rbx, rax;	/* RSI = boot_params; EBX = start_info; EAX/EBX multiboot */
+	uint64_t rsi, rbx, rax; /* RSI = boot_params; EBX = start_info; EAX/EBX multiboot */
 	uint64_t cr3;		/* long mode: boot page tables */
 	uint64_t gdt_base;
 	uint16_t gdt_limit;

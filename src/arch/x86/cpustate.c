@@ -13,8 +13,8 @@
 #include "vcpu.h"
 #include "vm.h"
 
-#define MSR_IA32_TSC		0x10
-#define MSR_IA32_TSC_DEADLINE	0x6e0
+#define MSR_IA32_TSC 0x10
+#define MSR_IA32_TSC_DEADLINE 0x6e0
 
 /* ---- the MSR list: KVM's index list, keeping the MSRs that really read back ---- */
 
@@ -207,9 +207,9 @@ static void dtable_io(struct sstream *s, struct kvm_dtable *d)
 
 static void regs_io(struct sstream *s, struct kvm_regs *r)
 {
-	__u64 *f[] = { &r->rax, &r->rbx, &r->rcx, &r->rdx, &r->rsi, &r->rdi, &r->rsp,
-			  &r->rbp, &r->r8, &r->r9, &r->r10, &r->r11, &r->r12, &r->r13,
-			  &r->r14, &r->r15, &r->rip, &r->rflags };
+	__u64 *f[] = { &r->rax, &r->rbx, &r->rcx, &r->rdx, &r->rsi, &r->rdi,
+		       &r->rsp, &r->rbp, &r->r8,  &r->r9,  &r->r10, &r->r11,
+		       &r->r12, &r->r13, &r->r14, &r->r15, &r->rip, &r->rflags };
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		ss_k64(s, f[i]);
@@ -217,8 +217,8 @@ static void regs_io(struct sstream *s, struct kvm_regs *r)
 
 static void sregs_io(struct sstream *s, struct kvm_sregs *r)
 {
-	struct kvm_segment *segs[] = { &r->cs, &r->ds, &r->es, &r->fs, &r->gs, &r->ss,
-				       &r->tr, &r->ldt };
+	struct kvm_segment *segs[] = { &r->cs, &r->ds, &r->es, &r->fs,
+				       &r->gs, &r->ss, &r->tr, &r->ldt };
 
 	for (size_t i = 0; i < sizeof(segs) / sizeof(segs[0]); i++)
 		segment_io(s, segs[i]);
@@ -294,8 +294,8 @@ static void *list_alloc(struct sstream *s, void **p, uint32_t n, uint32_t max, s
 static void msrs_io(struct sstream *s, struct cpustate *cs)
 {
 	ss_u32(s, &cs->nmsrs);
-	if (!list_alloc(s, (void **)&cs->msrs, cs->nmsrs, CPUSTATE_MAX_MSRS,
-			sizeof(*cs->msrs), "MSR count"))
+	if (!list_alloc(s, (void **)&cs->msrs, cs->nmsrs, CPUSTATE_MAX_MSRS, sizeof(*cs->msrs),
+			"MSR count"))
 		return;
 	for (uint32_t i = 0; i < cs->nmsrs && !s->err; i++) {
 		ss_u32(s, &cs->msrs[i].index);
@@ -306,8 +306,8 @@ static void msrs_io(struct sstream *s, struct cpustate *cs)
 static void cpuid_io(struct sstream *s, struct cpustate *cs)
 {
 	ss_u32(s, &cs->ncpuid);
-	if (!list_alloc(s, (void **)&cs->cpuid, cs->ncpuid, CPUSTATE_MAX_CPUID,
-			sizeof(*cs->cpuid), "CPUID entry count"))
+	if (!list_alloc(s, (void **)&cs->cpuid, cs->ncpuid, CPUSTATE_MAX_CPUID, sizeof(*cs->cpuid),
+			"CPUID entry count"))
 		return;
 	for (uint32_t i = 0; i < cs->ncpuid && !s->err; i++) {
 		struct kvm_cpuid_entry2 *e = &cs->cpuid[i];
@@ -336,8 +336,7 @@ void cpustate_io(struct sstream *s, struct cpustate *cs)
 	ss_check_max(s, cs->xsave_size, CPUSTATE_MAX_XSAVE, "XSAVE size");
 	if (s->loading && !s->err && cs->xsave_size < sizeof(struct kvm_xsave))
 		ss_fail(s, -EINVAL, "XSAVE size %u is too small", cs->xsave_size);
-	if (list_alloc(s, (void **)&cs->xsave, cs->xsave_size, CPUSTATE_MAX_XSAVE, 1,
-		       "XSAVE size"))
+	if (list_alloc(s, (void **)&cs->xsave, cs->xsave_size, CPUSTATE_MAX_XSAVE, 1, "XSAVE size"))
 		ss_bytes(s, cs->xsave, cs->xsave_size);
 	msrs_io(s, cs);
 	cpuid_io(s, cs);
@@ -349,8 +348,8 @@ static const struct kvm_cpuid_entry2 *cpuid_find(const struct kvm_cpuid_entry2 *
 						 uint32_t fn, uint32_t idx)
 {
 	for (uint32_t i = 0; i < n; i++)
-		if (e[i].function == fn && (!(e[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ||
-					    e[i].index == idx))
+		if (e[i].function == fn &&
+		    (!(e[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e[i].index == idx))
 			return &e[i];
 	return NULL;
 }
@@ -358,10 +357,17 @@ static const struct kvm_cpuid_entry2 *cpuid_find(const struct kvm_cpuid_entry2 *
 int cpustate_check(const struct cpustate *cs, int vcpu_fd, char *err, size_t errlen)
 {
 	/* The feature words a guest decides its code paths on. */
-	static const struct { uint32_t fn, idx; int reg; const char *name; } words[] = {
-		{ 1, 0, 2, "CPUID.1:ECX" }, { 1, 0, 3, "CPUID.1:EDX" },
-		{ 7, 0, 1, "CPUID.7.0:EBX" }, { 7, 0, 2, "CPUID.7.0:ECX" },
-		{ 7, 0, 3, "CPUID.7.0:EDX" }, { 0xd, 1, 0, "CPUID.0xD.1:EAX" },
+	static const struct {
+		uint32_t fn, idx;
+		int reg;
+		const char *name;
+	} words[] = {
+		{ 1, 0, 2, "CPUID.1:ECX" },
+		{ 1, 0, 3, "CPUID.1:EDX" },
+		{ 7, 0, 1, "CPUID.7.0:EBX" },
+		{ 7, 0, 2, "CPUID.7.0:ECX" },
+		{ 7, 0, 3, "CPUID.7.0:EDX" },
+		{ 0xd, 1, 0, "CPUID.0xD.1:EAX" },
 		{ 0x80000001, 0, 2, "CPUID.80000001:ECX" },
 		{ 0x80000001, 0, 3, "CPUID.80000001:EDX" },
 	};
@@ -394,8 +400,10 @@ int cpustate_check(const struct cpustate *cs, int vcpu_fd, char *err, size_t err
 		if (words[i].fn == 1 && words[i].reg == 2)
 			saved &= ~(1u << 31);
 		if (saved & ~here) {
-			snprintf(err, errlen, "the guest saw CPU features this host lacks: %s bits "
-				 "0x%08x", words[i].name, saved & ~here);
+			snprintf(err, errlen,
+				 "the guest saw CPU features this host lacks: %s bits "
+				 "0x%08x",
+				 words[i].name, saved & ~here);
 			ret = -ENOTSUP;
 			goto out;
 		}
@@ -511,18 +519,29 @@ int vmstate_get(int vm_fd, struct vmstate *st)
 	if (ioctl(vm_fd, KVM_GET_IRQCHIP, &st->pic[0]) < 0 ||
 	    ioctl(vm_fd, KVM_GET_IRQCHIP, &st->pic[1]) < 0 ||
 	    ioctl(vm_fd, KVM_GET_IRQCHIP, &st->ioapic) < 0 ||
-	    ioctl(vm_fd, KVM_GET_PIT2, &st->pit) < 0 ||
-	    ioctl(vm_fd, KVM_GET_CLOCK, &st->clock) < 0)
+	    ioctl(vm_fd, KVM_GET_PIT2, &st->pit) < 0 || ioctl(vm_fd, KVM_GET_CLOCK, &st->clock) < 0)
 		return -errno;
 	return 0;
 }
 
 static void pic_io(struct sstream *s, struct kvm_pic_state *p)
 {
-	uint8_t *f[] = { &p->last_irr, &p->irr, &p->imr, &p->isr, &p->priority_add,
-			 &p->irq_base, &p->read_reg_select, &p->poll, &p->special_mask,
-			 &p->init_state, &p->auto_eoi, &p->rotate_on_auto_eoi,
-			 &p->special_fully_nested_mode, &p->init4, &p->elcr, &p->elcr_mask };
+	uint8_t *f[] = { &p->last_irr,
+			 &p->irr,
+			 &p->imr,
+			 &p->isr,
+			 &p->priority_add,
+			 &p->irq_base,
+			 &p->read_reg_select,
+			 &p->poll,
+			 &p->special_mask,
+			 &p->init_state,
+			 &p->auto_eoi,
+			 &p->rotate_on_auto_eoi,
+			 &p->special_fully_nested_mode,
+			 &p->init4,
+			 &p->elcr,
+			 &p->elcr_mask };
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
 		ss_u8(s, f[i]);
@@ -544,8 +563,9 @@ static void pit_io(struct sstream *s, struct kvm_pit_state2 *p)
 	for (unsigned i = 0; i < 3; i++) {
 		struct kvm_pit_channel_state *c = &p->channels[i];
 		uint8_t *f[] = { &c->count_latched, &c->status_latched, &c->status,
-				 &c->read_state, &c->write_state, &c->write_latch, &c->rw_mode,
-				 &c->mode, &c->bcd, &c->gate };
+				 &c->read_state,    &c->write_state,	&c->write_latch,
+				 &c->rw_mode,	    &c->mode,		&c->bcd,
+				 &c->gate };
 
 		ss_u32(s, &c->count);
 		ss_u16(s, &c->latched_count);

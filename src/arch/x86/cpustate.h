@@ -29,7 +29,7 @@ struct cpustate {
 	struct kvm_vcpu_events events;
 	struct kvm_debugregs dbg;
 	uint32_t xsave_size;
-	uint8_t *xsave;			/* struct kvm_xsave, xsave_size bytes */
+	uint8_t *xsave; /* struct kvm_xsave, xsave_size bytes */
 	uint32_t nmsrs;
 	struct kvm_msr_entry *msrs;
 	uint32_t ncpuid;
@@ -52,8 +52,8 @@ struct vmstate {
 	struct kvm_irqchip ioapic;
 	struct kvm_pit_state2 pit;
 	struct kvm_clock_data clock;
-	uint64_t vclock;		/* khyve's device clock (evloop.h) */
-	uint64_t realtime_ns;		/* CLOCK_REALTIME at save, for wall-clock catch-up */
+	uint64_t vclock;      /* khyve's device clock (evloop.h) */
+	uint64_t realtime_ns; /* CLOCK_REALTIME at save, for wall-clock catch-up */
 };
 
 #define VMSTATE_VERSION 1

@@ -8,7 +8,7 @@
 #include "vm.h"
 
 /* The 64-bit PCI window: fits the 39 physical address bits of the smallest hosts KVM runs on. */
-#define MMIO64_SIZE	(32 * GiB)
+#define MMIO64_SIZE (32 * GiB)
 
 /* Fixed MMIO of the platform that an OS must not treat as free address space. */
 static const struct e820_entry e820_fixed_mmio[] = {

@@ -10,13 +10,13 @@
 #include <stdint.h>
 
 /* Types as the ACPI spec / BIOS INT 15h E820 number them; PVH and multiboot use the same. */
-#define E820_RAM	1
-#define E820_RESERVED	2
-#define E820_ACPI	3
-#define E820_NVS	4
+#define E820_RAM 1
+#define E820_RESERVED 2
+#define E820_ACPI 3
+#define E820_NVS 4
 
 /* The smallest guest khyve boots: room for the boot data, a kernel and its page tables. */
-#define E820_MIN_RAM	(16ULL << 20)
+#define E820_MIN_RAM (16ULL << 20)
 /* More than e820_build ever returns. */
 #define E820_MAX_ENTRIES 16
 

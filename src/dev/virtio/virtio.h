@@ -35,34 +35,34 @@ struct sstream;
 struct virtio_dev;
 
 /* Device ids (virtio 1.x: PCI device id 0x1040 + id). */
-#define VIRTIO_ID_NET		1
-#define VIRTIO_ID_BLOCK		2
-#define VIRTIO_ID_RNG		4
+#define VIRTIO_ID_NET 1
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_RNG 4
 
 /* Device status bits. */
-#define VIRTIO_STATUS_ACKNOWLEDGE	1
-#define VIRTIO_STATUS_DRIVER		2
-#define VIRTIO_STATUS_DRIVER_OK		4
-#define VIRTIO_STATUS_FEATURES_OK	8
-#define VIRTIO_STATUS_NEEDS_RESET	64
-#define VIRTIO_STATUS_FAILED		128
+#define VIRTIO_STATUS_ACKNOWLEDGE 1
+#define VIRTIO_STATUS_DRIVER 2
+#define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 64
+#define VIRTIO_STATUS_FAILED 128
 
 /* Transport feature bits offered for every device. */
-#define VIRTIO_F_INDIRECT_DESC		28
-#define VIRTIO_F_EVENT_IDX		29
-#define VIRTIO_F_VERSION_1		32
-#define VIRTIO_F_ACCESS_PLATFORM	33
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX 29
+#define VIRTIO_F_VERSION_1 32
+#define VIRTIO_F_ACCESS_PLATFORM 33
 
-#define VIRTIO_MAX_QUEUES	16
-#define VIRTIO_QUEUE_MAX	1024	/* largest queue size offered */
-#define VIRTIO_MAX_IOV		1024	/* buffers in one chain, indirect ones included */
-#define VIRTIO_NO_VECTOR	0xffff
+#define VIRTIO_MAX_QUEUES 16
+#define VIRTIO_QUEUE_MAX 1024 /* largest queue size offered */
+#define VIRTIO_MAX_IOV 1024   /* buffers in one chain, indirect ones included */
+#define VIRTIO_NO_VECTOR 0xffff
 
 /* A chain popped from a queue: the guest buffers it names, readable ones first. */
 struct virtio_chain {
-	uint16_t head;			/* for vq_push */
-	unsigned nread, nwrite;		/* iov[0 .. nread) readable, then nwrite writable */
-	uint64_t read_len, write_len;	/* total bytes */
+	uint16_t head;		      /* for vq_push */
+	unsigned nread, nwrite;	      /* iov[0 .. nread) readable, then nwrite writable */
+	uint64_t read_len, write_len; /* total bytes */
 	struct iovec iov[VIRTIO_MAX_IOV];
 };
 
@@ -71,26 +71,26 @@ struct virtqueue {
 	unsigned index;
 	pthread_mutex_t lock;
 	/* Set by the driver through the common config window. */
-	uint16_t size;			/* negotiated size, a power of two <= max_size */
+	uint16_t size; /* negotiated size, a power of two <= max_size */
 	uint16_t max_size;
 	bool enabled;
 	uint16_t msix_vector;
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	/* Device-side progress (saved in snapshots). */
-	uint16_t last_avail;		/* next avail ring entry to take */
-	uint16_t used_idx;		/* next used ring entry to fill */
-	uint16_t signalled_used;	/* used_idx when the guest was last interrupted */
+	uint16_t last_avail;	 /* next avail ring entry to take */
+	uint16_t used_idx;	 /* next used ring entry to fill */
+	uint16_t signalled_used; /* used_idx when the guest was last interrupted */
 	bool signalled_valid;
-	bool broken;			/* a malformed ring was seen: not served until reset */
+	bool broken; /* a malformed ring was seen: not served until reset */
 	/* Host pointers to the rings, computed when the queue is enabled or loaded. */
 	void *desc, *avail, *used;
 };
 
 struct virtio_dev_ops {
-	const char *name;		/* "virtio-blk": the -s emulation name */
-	uint16_t device_id;		/* VIRTIO_ID_* */
+	const char *name;   /* "virtio-blk": the -s emulation name */
+	uint16_t device_id; /* VIRTIO_ID_* */
 	uint8_t pci_class, pci_subclass;
-	unsigned version;		/* state version of save() */
+	unsigned version; /* state version of save() */
 	/*
 	 * Set up the device from its PCI options (read with pci_dev_opt(vd->pd, "path") etc.),
 	 * fill vd->nqueues, vd->queue_max[], vd->host_features (device bits; the transport adds
@@ -122,13 +122,13 @@ struct virtio_dev {
 	struct pci_dev *pd;
 	const struct virtio_dev_ops *ops;
 	void *priv;
-	pthread_mutex_t lock;		/* the transport registers below */
+	pthread_mutex_t lock; /* the transport registers below */
 	uint64_t host_features, guest_features;
 	uint32_t dfselect, gfselect;
 	uint16_t queue_select;
 	uint16_t msix_config;
 	uint8_t status;
-	uint8_t isr;			/* bit 0 queue interrupt, bit 1 config change */
+	uint8_t isr; /* bit 0 queue interrupt, bit 1 config change */
 	uint8_t config_generation;
 	unsigned config_len;
 	unsigned nqueues;
@@ -186,8 +186,8 @@ void virtio_queue_interrupt(struct virtqueue *vq);
  * VIRTIO_PCI_EMUL(virtio_blk, "virtio-blk", virtio_blk_ops), which routes every PCI hook to
  * the transport; the transport's save/load carry the device's version and call its hooks.
  */
-int virtio_pci_init(struct vm *vm, struct pci_dev *pd, const struct virtio_dev_ops *ops,
-		    char *err, size_t errlen);
+int virtio_pci_init(struct vm *vm, struct pci_dev *pd, const struct virtio_dev_ops *ops, char *err,
+		    size_t errlen);
 void virtio_pci_bar_io(struct pci_dev *pd, int bar, uint64_t off, void *data, unsigned size,
 		       bool is_write);
 int virtio_pci_save(struct pci_dev *pd, struct sstream *s);
@@ -202,24 +202,24 @@ bool virtio_pci_cfg_write(struct pci_dev *pd, unsigned off, unsigned size, uint3
 /* Version of the transport's part of a virtio device's snapshot section. */
 #define VIRTIO_PCI_STATE_VERSION 1
 
-#define VIRTIO_PCI_EMUL(sym, emul_name, ops_var)					\
-	static int sym##_pci_init(struct vm *vm, struct pci_dev *pd, const char *opts,	\
-				  char *err, size_t errlen)				\
-	{										\
-		return virtio_pci_init(vm, pd, &ops_var, err, errlen);			\
-	}										\
-	const struct pci_emul pci_emul_##sym = {					\
-		.name = emul_name,							\
-		.version = VIRTIO_PCI_STATE_VERSION,					\
-		.init = sym##_pci_init,							\
-		.bar_io = virtio_pci_bar_io,						\
-		.cfg_read = virtio_pci_cfg_read,					\
-		.cfg_write = virtio_pci_cfg_write,					\
-		.save = virtio_pci_save,						\
-		.load = virtio_pci_load,						\
-		.pause = virtio_pci_pause,						\
-		.resume = virtio_pci_resume,						\
-		.destroy = virtio_pci_destroy,						\
+#define VIRTIO_PCI_EMUL(sym, emul_name, ops_var)                                                  \
+	static int sym##_pci_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err, \
+				  size_t errlen)                                                  \
+	{                                                                                         \
+		return virtio_pci_init(vm, pd, &ops_var, err, errlen);                            \
+	}                                                                                         \
+	const struct pci_emul pci_emul_##sym = {                                                  \
+		.name = emul_name,                                                                \
+		.version = VIRTIO_PCI_STATE_VERSION,                                              \
+		.init = sym##_pci_init,                                                           \
+		.bar_io = virtio_pci_bar_io,                                                      \
+		.cfg_read = virtio_pci_cfg_read,                                                  \
+		.cfg_write = virtio_pci_cfg_write,                                                \
+		.save = virtio_pci_save,                                                          \
+		.load = virtio_pci_load,                                                          \
+		.pause = virtio_pci_pause,                                                        \
+		.resume = virtio_pci_resume,                                                      \
+		.destroy = virtio_pci_destroy,                                                    \
 	}
 
 #endif

@@ -47,88 +47,88 @@
 #include "vm.h"
 
 /* Device feature bits (virtio 1.2, 5.2.3). */
-#define VIRTIO_BLK_F_SEG_MAX		2
-#define VIRTIO_BLK_F_RO			5
-#define VIRTIO_BLK_F_BLK_SIZE		6
-#define VIRTIO_BLK_F_FLUSH		9
-#define VIRTIO_BLK_F_TOPOLOGY		10
-#define VIRTIO_BLK_F_DISCARD		13
-#define VIRTIO_BLK_F_WRITE_ZEROES	14
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_TOPOLOGY 10
+#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
 
 /* Request types and status values. */
-#define VIRTIO_BLK_T_IN			0
-#define VIRTIO_BLK_T_OUT		1
-#define VIRTIO_BLK_T_FLUSH		4
-#define VIRTIO_BLK_T_GET_ID		8
-#define VIRTIO_BLK_T_DISCARD		11
-#define VIRTIO_BLK_T_WRITE_ZEROES	13
-#define VIRTIO_BLK_S_OK			0
-#define VIRTIO_BLK_S_IOERR		1
-#define VIRTIO_BLK_S_UNSUPP		2
-#define VIRTIO_BLK_WZ_F_UNMAP		1U
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_T_GET_ID 8
+#define VIRTIO_BLK_T_DISCARD 11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+#define VIRTIO_BLK_WZ_F_UNMAP 1U
 
 /* struct virtio_blk_config: byte offsets (all fields little endian). */
-#define CFG_CAPACITY			0	/* u64, 512-byte sectors */
-#define CFG_SIZE_MAX			8	/* u32, not offered */
-#define CFG_SEG_MAX			12	/* u32 */
-#define CFG_GEOMETRY			16	/* not offered */
-#define CFG_BLK_SIZE			20	/* u32 */
-#define CFG_PHYS_BLOCK_EXP		24	/* u8 */
-#define CFG_ALIGNMENT_OFFSET		25	/* u8 */
-#define CFG_MIN_IO_SIZE			26	/* u16, logical blocks */
-#define CFG_OPT_IO_SIZE			28	/* u32, logical blocks */
-#define CFG_WRITEBACK			32	/* u8, CONFIG_WCE only */
-#define CFG_NUM_QUEUES			34	/* u16, MQ only */
-#define CFG_MAX_DISCARD_SECTORS		36	/* u32 */
-#define CFG_MAX_DISCARD_SEG		40	/* u32 */
-#define CFG_DISCARD_SECTOR_ALIGNMENT	44	/* u32, 512-byte sectors */
-#define CFG_MAX_WRITE_ZEROES_SECTORS	48	/* u32 */
-#define CFG_MAX_WRITE_ZEROES_SEG	52	/* u32 */
-#define CFG_WRITE_ZEROES_MAY_UNMAP	56	/* u8 */
-#define CFG_LEN				60
+#define CFG_CAPACITY 0			/* u64, 512-byte sectors */
+#define CFG_SIZE_MAX 8			/* u32, not offered */
+#define CFG_SEG_MAX 12			/* u32 */
+#define CFG_GEOMETRY 16			/* not offered */
+#define CFG_BLK_SIZE 20			/* u32 */
+#define CFG_PHYS_BLOCK_EXP 24		/* u8 */
+#define CFG_ALIGNMENT_OFFSET 25		/* u8 */
+#define CFG_MIN_IO_SIZE 26		/* u16, logical blocks */
+#define CFG_OPT_IO_SIZE 28		/* u32, logical blocks */
+#define CFG_WRITEBACK 32		/* u8, CONFIG_WCE only */
+#define CFG_NUM_QUEUES 34		/* u16, MQ only */
+#define CFG_MAX_DISCARD_SECTORS 36	/* u32 */
+#define CFG_MAX_DISCARD_SEG 40		/* u32 */
+#define CFG_DISCARD_SECTOR_ALIGNMENT 44 /* u32, 512-byte sectors */
+#define CFG_MAX_WRITE_ZEROES_SECTORS 48 /* u32 */
+#define CFG_MAX_WRITE_ZEROES_SEG 52	/* u32 */
+#define CFG_WRITE_ZEROES_MAY_UNMAP 56	/* u8 */
+#define CFG_LEN 60
 
-#define BLK_SECTOR		((uint64_t)512)	/* the protocol's unit, whatever blk_size says */
-#define BLK_HDR_LEN		16	/* type, reserved, sector */
-#define BLK_SEG_LEN		16	/* discard/write-zeroes segment: sector, num, flags */
-#define BLK_ID_LEN		20
-#define BLK_QUEUE_SIZE		256
-#define BLK_SEG_MAX		(BLK_QUEUE_SIZE - 2)	/* header and status take two */
-#define BLK_MAX_DISCARD_SECTORS	(1U << 22)		/* 2 GiB per segment */
-#define BLK_MAX_DISCARD_SEG	32
-#define BLK_NTHREADS		4
-#define BLK_NOTIFY_BATCH	16	/* interrupt at least this often in a long burst */
-#define BLK_BOUNCE_SIZE		(1U << 20)
-#define BLK_DIO_ALIGN		4096	/* bounce buffer alignment for O_DIRECT */
-#define BLK_STATE_VERSION	1
+#define BLK_SECTOR ((uint64_t)512) /* the protocol's unit, whatever blk_size says */
+#define BLK_HDR_LEN 16		   /* type, reserved, sector */
+#define BLK_SEG_LEN 16		   /* discard/write-zeroes segment: sector, num, flags */
+#define BLK_ID_LEN 20
+#define BLK_QUEUE_SIZE 256
+#define BLK_SEG_MAX (BLK_QUEUE_SIZE - 2)   /* header and status take two */
+#define BLK_MAX_DISCARD_SECTORS (1U << 22) /* 2 GiB per segment */
+#define BLK_MAX_DISCARD_SEG 32
+#define BLK_NTHREADS 4
+#define BLK_NOTIFY_BATCH 16 /* interrupt at least this often in a long burst */
+#define BLK_BOUNCE_SIZE (1U << 20)
+#define BLK_DIO_ALIGN 4096 /* bounce buffer alignment for O_DIRECT */
+#define BLK_STATE_VERSION 1
 
 struct blk;
 
 struct blk_worker {
 	struct blk *b;
 	pthread_t tid;
-	void *bounce;			/* BLK_BOUNCE_SIZE, aligned; allocated when first needed */
+	void *bounce; /* BLK_BOUNCE_SIZE, aligned; allocated when first needed */
 	struct virtio_chain chain;
-	struct iovec iov[VIRTIO_MAX_IOV];	/* the data part of the chain */
+	struct iovec iov[VIRTIO_MAX_IOV]; /* the data part of the chain */
 };
 
 struct blk {
 	struct virtio_dev *vd;
 	int fd;
 	bool ro, nocache, sync, discard;
-	uint32_t lsize, psize;		/* logical and physical block size, bytes */
-	uint64_t capacity;		/* 512-byte sectors */
-	char serial[BLK_ID_LEN];	/* zero padded, not terminated when 20 long */
-	uint8_t cfg[CFG_LEN];		/* struct virtio_blk_config, fixed after init */
+	uint32_t lsize, psize;	 /* logical and physical block size, bytes */
+	uint64_t capacity;	 /* 512-byte sectors */
+	char serial[BLK_ID_LEN]; /* zero padded, not terminated when 20 long */
+	uint8_t cfg[CFG_LEN];	 /* struct virtio_blk_config, fixed after init */
 	struct vm_disk disk;
 	bool disk_added;
 
-	pthread_mutex_t lock;		/* everything below */
-	pthread_cond_t work_cv;		/* kicked, paused or stopping changed */
-	pthread_cond_t idle_cv;		/* active dropped to 0 */
-	bool kicked;			/* the queue may hold chains nobody is taking */
-	bool paused;			/* take no chains (pause, reset) */
-	bool stopping;			/* threads exit (destroy) */
-	unsigned active;		/* workers between their first pop and last push */
+	pthread_mutex_t lock;	/* everything below */
+	pthread_cond_t work_cv; /* kicked, paused or stopping changed */
+	pthread_cond_t idle_cv; /* active dropped to 0 */
+	bool kicked;		/* the queue may hold chains nobody is taking */
+	bool paused;		/* take no chains (pause, reset) */
+	bool stopping;		/* threads exit (destroy) */
+	unsigned active;	/* workers between their first pop and last push */
 	unsigned nworkers;
 	struct blk_worker *workers[BLK_NTHREADS];
 };
@@ -246,21 +246,27 @@ static int blk_parse_sectorsize(struct blk *b, const char *v, char *err, size_t 
 	if (*end)
 		goto bad;
 	if (!is_pow2(l) || l < 512 || l > 4096) {
-		snprintf(err, errlen, "sectorsize=%s: the logical sector size must be a power of "
-			 "two from 512 to 4096", v);
+		snprintf(err, errlen,
+			 "sectorsize=%s: the logical sector size must be a power of "
+			 "two from 512 to 4096",
+			 v);
 		return -EINVAL;
 	}
 	if (!is_pow2(p) || p < l || p > 65536) {
-		snprintf(err, errlen, "sectorsize=%s: the physical sector size must be a power of "
-			 "two from the logical size (%lu) to 65536", v, l);
+		snprintf(err, errlen,
+			 "sectorsize=%s: the physical sector size must be a power of "
+			 "two from the logical size (%lu) to 65536",
+			 v, l);
 		return -EINVAL;
 	}
 	b->lsize = (uint32_t)l;
 	b->psize = (uint32_t)p;
 	return 0;
 bad:
-	snprintf(err, errlen, "sectorsize=%s: want LOGICAL or LOGICAL/PHYSICAL in bytes, "
-		 "e.g. 512 or 512/4096", v);
+	snprintf(err, errlen,
+		 "sectorsize=%s: want LOGICAL or LOGICAL/PHYSICAL in bytes, "
+		 "e.g. 512 or 512/4096",
+		 v);
 	return -EINVAL;
 }
 
@@ -308,8 +314,10 @@ static int blk_parse_opts(struct blk *b, struct virtio_dev *vd, char *err, size_
 	int ret;
 
 	if (!blk_opt(vd, "path") || !*blk_opt(vd, "path")) {
-		snprintf(err, errlen, "missing disk image: use -s %u,virtio-blk,PATH or set "
-			 "%s.path", vd->pd->slot, vd->pd->opts);
+		snprintf(err, errlen,
+			 "missing disk image: use -s %u,virtio-blk,PATH or set "
+			 "%s.path",
+			 vd->pd->slot, vd->pd->opts);
 		return -EINVAL;
 	}
 	if ((ret = blk_opt_bool(vd, "ro", false, &b->ro, err, errlen)) ||
@@ -328,8 +336,7 @@ static int blk_parse_opts(struct blk *b, struct virtio_dev *vd, char *err, size_
 
 /* ---- the image ---- */
 
-static int blk_open_fail(const char *path, bool ro, bool nocache, int e, char *err,
-			 size_t errlen)
+static int blk_open_fail(const char *path, bool ro, bool nocache, int e, char *err, size_t errlen)
 {
 	const char *hint = "";
 
@@ -342,8 +349,7 @@ static int blk_open_fail(const char *path, bool ro, bool nocache, int e, char *e
 	return -e;
 }
 
-static int blk_image_size(struct blk *b, const char *path, uint64_t *size, char *err,
-			  size_t errlen)
+static int blk_image_size(struct blk *b, const char *path, uint64_t *size, char *err, size_t errlen)
 {
 	struct stat st;
 
@@ -389,9 +395,11 @@ static int blk_open(struct blk *b, struct virtio_dev *vd, char *err, size_t errl
 	if (ret)
 		return ret;
 	if (size % b->lsize) {
-		snprintf(err, errlen, "path=%s: the image is %" PRIu64 " bytes, not a multiple "
+		snprintf(err, errlen,
+			 "path=%s: the image is %" PRIu64 " bytes, not a multiple "
 			 "of the %u-byte sector size (resize it, e.g. truncate -s, or change "
-			 "sectorsize=)", path, size, b->lsize);
+			 "sectorsize=)",
+			 path, size, b->lsize);
 		return -EINVAL;
 	}
 	b->capacity = size / BLK_SECTOR;
@@ -503,8 +511,8 @@ static int blk_rw_all(int fd, bool write, struct iovec *iov, unsigned n, uint64_
 {
 	while (n) {
 		int cnt = n < IOV_MAX ? (int)n : IOV_MAX;
-		ssize_t r = write ? pwritev(fd, iov, cnt, (off_t)off) :
-				    preadv(fd, iov, cnt, (off_t)off);
+		ssize_t r = write ? pwritev(fd, iov, cnt, (off_t)off)
+				  : preadv(fd, iov, cnt, (off_t)off);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -540,8 +548,8 @@ static int blk_rw_bounce(struct blk_worker *w, bool write, struct iovec *iov, un
 
 		/* Gather up to BLK_BOUNCE_SIZE bytes' worth of the guest's buffers. */
 		while (m && chunk < BLK_BOUNCE_SIZE) {
-			size_t l = it->iov_len < BLK_BOUNCE_SIZE - chunk ?
-				   it->iov_len : BLK_BOUNCE_SIZE - chunk;
+			size_t l = it->iov_len < BLK_BOUNCE_SIZE - chunk ? it->iov_len
+									 : BLK_BOUNCE_SIZE - chunk;
 
 			if (write)
 				memcpy((uint8_t *)w->bounce + chunk, it->iov_base, l);
@@ -683,8 +691,7 @@ static bool blk_falloc_unsupported(int e)
  * dropped).  WRITE_ZEROES: the range must read as zeros afterwards; with UNMAP it may also be
  * deallocated.
  */
-static int blk_zero_range(struct blk_worker *w, bool zeroes, bool unmap, uint64_t off,
-			  uint64_t len)
+static int blk_zero_range(struct blk_worker *w, bool zeroes, bool unmap, uint64_t off, uint64_t len)
 {
 	int fd = w->b->fd;
 
@@ -710,8 +717,7 @@ struct blk_seg {
 };
 
 /* Read and check every segment before touching the image: all or nothing. */
-static uint8_t blk_read_segs(struct blk_worker *w, bool zeroes, struct blk_seg *seg,
-			     unsigned *nseg)
+static uint8_t blk_read_segs(struct blk_worker *w, bool zeroes, struct blk_seg *seg, unsigned *nseg)
 {
 	struct virtio_chain *c = &w->chain;
 	uint64_t len = c->read_len - BLK_HDR_LEN;
@@ -1110,26 +1116,34 @@ static void blk_check(struct sstream *s, const struct blk *b, const struct blk_s
 
 	if (v->capacity != b->capacity)
 		/* Sizes first: a long path may not fit in the message. */
-		ss_fail(s, -EINVAL, "disk size differs: %" PRIu64 " bytes in the snapshot, %"
-			PRIu64 " in %s (a restore needs an image of the same size)",
+		ss_fail(s, -EINVAL,
+			"disk size differs: %" PRIu64 " bytes in the snapshot, %" PRIu64
+			" in %s (a restore needs an image of the same size)",
 			v->capacity * BLK_SECTOR, b->capacity * BLK_SECTOR, path);
 	if (v->lsize != b->lsize || v->psize != b->psize)
-		ss_fail(s, -EINVAL, "the snapshot's disk had sectorsize=%u/%u, "
-			"this one %u/%u", v->lsize, v->psize, b->lsize, b->psize);
+		ss_fail(s, -EINVAL,
+			"the snapshot's disk had sectorsize=%u/%u, "
+			"this one %u/%u",
+			v->lsize, v->psize, b->lsize, b->psize);
 	if (v->ro != b->ro)
 		ss_fail(s, -EINVAL, "the snapshot's disk was %s, this one is %s (%s)",
-			v->ro ? "read-only" : "read-write",
-			b->ro ? "read-only (ro)" : "read-write", path);
+			v->ro ? "read-only" : "read-write", b->ro ? "read-only (ro)" : "read-write",
+			path);
 	if (memcmp(v->serial, b->serial, BLK_ID_LEN))
-		ss_fail(s, -EINVAL, "the snapshot's disk had serial '%.20s', this "
-			"one '%.20s'", v->serial, b->serial);
+		ss_fail(s, -EINVAL,
+			"the snapshot's disk had serial '%.20s', this "
+			"one '%.20s'",
+			v->serial, b->serial);
 	if (v->features != (uint32_t)blk_features(b))
-		ss_fail(s, -EINVAL, "the snapshot's disk offered features %#x, this "
-			"one %#x (ro or discard= differ)", v->features,
-			(unsigned)blk_features(b));
+		ss_fail(s, -EINVAL,
+			"the snapshot's disk offered features %#x, this "
+			"one %#x (ro or discard= differ)",
+			v->features, (unsigned)blk_features(b));
 	if (v->inflight)
-		ss_fail(s, -EINVAL, "%u requests in flight in the snapshot (a saved "
-			"device is drained)", v->inflight);
+		ss_fail(s, -EINVAL,
+			"%u requests in flight in the snapshot (a saved "
+			"device is drained)",
+			v->inflight);
 }
 
 /* Nothing to commit: everything saved is an invariant of the configured device. */
@@ -1139,8 +1153,8 @@ static int blk_load(struct virtio_dev *vd, struct sstream *s, unsigned version)
 	struct blk_saved v = { 0 };
 
 	if (version != BLK_STATE_VERSION)
-		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)",
-			       version, BLK_STATE_VERSION);
+		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)", version,
+			       BLK_STATE_VERSION);
 	ss_u32(s, &v.features);
 	ss_u32(s, &v.lsize);
 	ss_u32(s, &v.psize);
@@ -1157,8 +1171,8 @@ static int blk_load(struct virtio_dev *vd, struct sstream *s, unsigned version)
 static const struct virtio_dev_ops virtio_blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
-	.pci_class = 0x01,		/* mass storage */
-	.pci_subclass = 0x80,		/* other */
+	.pci_class = 0x01,    /* mass storage */
+	.pci_subclass = 0x80, /* other */
 	.version = BLK_STATE_VERSION,
 	.init = blk_init,
 	.cfg_read = blk_cfg_read,

@@ -50,46 +50,46 @@
 #include "vm.h"
 
 /* Device feature bits (virtio 1.2, 5.1.3). */
-#define VIRTIO_NET_F_MTU		3
-#define VIRTIO_NET_F_MAC		5
-#define VIRTIO_NET_F_MRG_RXBUF		15
-#define VIRTIO_NET_F_STATUS		16
-#define VIRTIO_NET_F_CTRL_VQ		17
-#define VIRTIO_NET_F_GUEST_ANNOUNCE	21
+#define VIRTIO_NET_F_MTU 3
+#define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_MRG_RXBUF 15
+#define VIRTIO_NET_F_STATUS 16
+#define VIRTIO_NET_F_CTRL_VQ 17
+#define VIRTIO_NET_F_GUEST_ANNOUNCE 21
 
-#define VIRTIO_NET_S_LINK_UP		1
-#define VIRTIO_NET_S_ANNOUNCE		2
+#define VIRTIO_NET_S_LINK_UP 1
+#define VIRTIO_NET_S_ANNOUNCE 2
 
 /* Control queue: class, command, then an ack byte the device writes. */
-#define VIRTIO_NET_OK			0
-#define VIRTIO_NET_ERR			1
-#define VIRTIO_NET_CTRL_ANNOUNCE	3
-#define VIRTIO_NET_CTRL_ANNOUNCE_ACK	0
+#define VIRTIO_NET_OK 0
+#define VIRTIO_NET_ERR 1
+#define VIRTIO_NET_CTRL_ANNOUNCE 3
+#define VIRTIO_NET_CTRL_ANNOUNCE_ACK 0
 
 /* struct virtio_net_config: byte offsets (little endian). */
-#define CFG_MAC				0	/* u8[6] */
-#define CFG_STATUS			6	/* u16 */
-#define CFG_MAX_VQ_PAIRS		8	/* u16, MQ only: 1 */
-#define CFG_MTU				10	/* u16 */
-#define CFG_LEN				12
+#define CFG_MAC 0	   /* u8[6] */
+#define CFG_STATUS 6	   /* u16 */
+#define CFG_MAX_VQ_PAIRS 8 /* u16, MQ only: 1 */
+#define CFG_MTU 10	   /* u16 */
+#define CFG_LEN 12
 
-#define NET_HDR_LEN			12	/* struct virtio_net_hdr_v1 */
-#define NET_HDR_NUM_BUFFERS		10	/* u16 within it */
+#define NET_HDR_LEN 12	       /* struct virtio_net_hdr_v1 */
+#define NET_HDR_NUM_BUFFERS 10 /* u16 within it */
 
-#define RXQ				0
-#define TXQ				1
-#define CTRLQ				2
-#define NET_QUEUE_SIZE			256
-#define NET_CTRL_QUEUE_SIZE		64
+#define RXQ 0
+#define TXQ 1
+#define CTRLQ 2
+#define NET_QUEUE_SIZE 256
+#define NET_CTRL_QUEUE_SIZE 64
 
-#define RXQ_MAX_FRAMES			256	/* frames waiting for receive buffers */
-#define RXQ_MAX_BYTES			(4U << 20)
+#define RXQ_MAX_FRAMES 256 /* frames waiting for receive buffers */
+#define RXQ_MAX_BYTES (4U << 20)
 
-#define NET_MTU_MIN			68
-#define NET_MTU_MAX			(NET_MAX_FRAME - 14)	/* frame = MTU + Ethernet header */
-#define NET_MAC_PREFIX			0x52, 0x4B, 0x48	/* locally administered */
+#define NET_MTU_MIN 68
+#define NET_MTU_MAX (NET_MAX_FRAME - 14) /* frame = MTU + Ethernet header */
+#define NET_MAC_PREFIX 0x52, 0x4B, 0x48	 /* locally administered */
 
-#define NET_STATE_VERSION		1
+#define NET_STATE_VERSION 1
 
 struct net_frame {
 	struct net_frame *next;
@@ -101,19 +101,19 @@ struct vnet {
 	struct virtio_dev *vd;
 	struct net_backend *nb;
 	uint8_t mac[6];
-	uint16_t mtu;			/* 0: MTU not offered */
-	uint16_t status;		/* VIRTIO_NET_S_*, under vd->lock */
-	bool announce_on_resume;	/* set by load */
+	uint16_t mtu;		 /* 0: MTU not offered */
+	uint16_t status;	 /* VIRTIO_NET_S_*, under vd->lock */
+	bool announce_on_resume; /* set by load */
 
 	/* Receive: the backend thread, the rx kick, pause/resume/reset. */
 	pthread_mutex_t rx_lock;
-	bool rx_active;			/* DRIVER_OK seen, no reset since */
+	bool rx_active; /* DRIVER_OK seen, no reset since */
 	bool rx_paused;
 	struct net_frame *pend, **pend_tail;
 	unsigned npend;
 	size_t pend_bytes;
 	uint64_t rx_drops;
-	struct virtio_chain rx_first, rx_next;	/* a frame's first chain holds the header */
+	struct virtio_chain rx_first, rx_next; /* a frame's first chain holds the header */
 	uint16_t rx_heads[VIRTIO_QUEUE_MAX];
 	uint32_t rx_lens[VIRTIO_QUEUE_MAX];
 
@@ -273,7 +273,7 @@ static void vnet_backend_rx(void *opaque, const void *frame, size_t len)
 		/* No driver listening: the frame falls on the floor, as on an unplugged NIC. */
 		n->rx_drops++;
 	} else if (n->pend || n->rx_paused) {
-		rx_enqueue(n, frame, len);	/* keep the order */
+		rx_enqueue(n, frame, len); /* keep the order */
 	} else {
 		ret = rx_put(n, frame, len);
 		if (ret > 0)
@@ -377,17 +377,17 @@ static void send_rarp(struct vnet *n)
 {
 	uint8_t f[60] = { 0 };
 
-	memset(f, 0xFF, 6);			/* broadcast */
+	memset(f, 0xFF, 6); /* broadcast */
 	memcpy(f + 6, n->mac, 6);
-	f[12] = 0x80;				/* ethertype RARP */
+	f[12] = 0x80; /* ethertype RARP */
 	f[13] = 0x35;
-	f[15] = 1;				/* hardware: Ethernet */
-	f[16] = 0x08;				/* protocol: IPv4 */
+	f[15] = 1;    /* hardware: Ethernet */
+	f[16] = 0x08; /* protocol: IPv4 */
 	f[18] = 6;
 	f[19] = 4;
-	f[21] = 3;				/* reverse request */
-	memcpy(f + 22, n->mac, 6);		/* sender hardware address */
-	memcpy(f + 32, n->mac, 6);		/* target hardware address */
+	f[21] = 3;		   /* reverse request */
+	memcpy(f + 22, n->mac, 6); /* sender hardware address */
+	memcpy(f + 32, n->mac, 6); /* target hardware address */
 	net_backend_send(n->nb, f, sizeof(f));
 }
 
@@ -423,8 +423,7 @@ static void vnet_cfg_read(struct virtio_dev *vd, unsigned off, void *data, unsig
 }
 
 /* The MAC is read-only in virtio 1.x (CTRL_MAC_ADDR is not offered); status is too. */
-static void vnet_cfg_write(struct virtio_dev *vd, unsigned off, const void *data,
-			   unsigned size)
+static void vnet_cfg_write(struct virtio_dev *vd, unsigned off, const void *data, unsigned size)
 {
 }
 
@@ -541,17 +540,19 @@ static void vnet_check(struct sstream *s, struct virtio_dev *vd, const struct vn
 	static const uint8_t zero[6];
 
 	if ((v->mac[0] & 1) || !memcmp(v->mac, zero, sizeof(zero)))
-		ss_fail(s, -EINVAL, "saved MAC %02x:%02x:%02x:%02x:%02x:%02x is not "
-			"a unicast address", v->mac[0], v->mac[1], v->mac[2], v->mac[3],
-			v->mac[4], v->mac[5]);
+		ss_fail(s, -EINVAL,
+			"saved MAC %02x:%02x:%02x:%02x:%02x:%02x is not "
+			"a unicast address",
+			v->mac[0], v->mac[1], v->mac[2], v->mac[3], v->mac[4], v->mac[5]);
 	if (v->status & ~(VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE))
 		ss_fail(s, -EINVAL, "saved status %#x has unknown bits", v->status);
 	if (v->mtu && (v->mtu < NET_MTU_MIN || v->mtu > NET_MTU_MAX))
 		ss_fail(s, -EINVAL, "saved mtu %u out of range", v->mtu);
 	if (!v->mtu != !(vd->host_features & (1ULL << VIRTIO_NET_F_MTU)))
-		ss_fail(s, -EINVAL, "the snapshot's device %s an mtu, this one %s "
-			"(mtu= differs)", v->mtu ? "had" : "had no",
-			v->mtu ? "has none" : "has one");
+		ss_fail(s, -EINVAL,
+			"the snapshot's device %s an mtu, this one %s "
+			"(mtu= differs)",
+			v->mtu ? "had" : "had no", v->mtu ? "has none" : "has one");
 }
 
 /*
@@ -564,8 +565,8 @@ static int vnet_load(struct virtio_dev *vd, struct sstream *s, unsigned version)
 	struct vnet_saved v = { .status = 0 };
 
 	if (version != NET_STATE_VERSION)
-		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)",
-			       version, NET_STATE_VERSION);
+		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)", version,
+			       NET_STATE_VERSION);
 	ss_u8_array(s, v.mac, sizeof(v.mac));
 	ss_u16(s, &v.status);
 	ss_u16(s, &v.mtu);
@@ -622,8 +623,8 @@ static void default_mac(struct virtio_dev *vd, uint8_t mac[6])
 	char key[160];
 	uint32_t h = 2166136261U;
 
-	snprintf(key, sizeof(key), "%s/%u/%u", vd->vm->name ? vd->vm->name : "vm",
-		 vd->pd->slot, vd->pd->func);
+	snprintf(key, sizeof(key), "%s/%u/%u", vd->vm->name ? vd->vm->name : "vm", vd->pd->slot,
+		 vd->pd->func);
 	for (const char *p = key; *p; p++)
 		h = (h ^ (uint8_t)*p) * 16777619U;
 	memcpy(mac, prefix, 3);
@@ -637,8 +638,10 @@ static int parse_opts(struct virtio_dev *vd, struct vnet *n, char *err, size_t e
 	const char *mac = pci_dev_opt(vd->pd, "mac"), *mtu = pci_dev_opt(vd->pd, "mtu");
 
 	if (mac && parse_mac(mac, n->mac)) {
-		snprintf(err, errlen, "bad mac '%s' (want a unicast address "
-			 "xx:xx:xx:xx:xx:xx)", mac);
+		snprintf(err, errlen,
+			 "bad mac '%s' (want a unicast address "
+			 "xx:xx:xx:xx:xx:xx)",
+			 mac);
 		return -EINVAL;
 	}
 	if (!mac)
@@ -648,8 +651,8 @@ static int parse_opts(struct virtio_dev *vd, struct vnet *n, char *err, size_t e
 		unsigned long v = strtoul(mtu, &end, 10);
 
 		if (*mtu < '0' || *mtu > '9' || *end || v < NET_MTU_MIN || v > NET_MTU_MAX) {
-			snprintf(err, errlen, "bad mtu '%s' (want %d to %d)", mtu,
-				 NET_MTU_MIN, NET_MTU_MAX);
+			snprintf(err, errlen, "bad mtu '%s' (want %d to %d)", mtu, NET_MTU_MIN,
+				 NET_MTU_MAX);
 			return -EINVAL;
 		}
 		n->mtu = (uint16_t)v;
@@ -667,7 +670,9 @@ static int open_backend(struct virtio_dev *vd, struct vnet *n, char *err, size_t
 {
 	const char *be = pci_dev_opt(vd->pd, "backend"), *tap = pci_dev_opt(vd->pd, "tap");
 	struct net_backend_args a = {
-		.name = be ? be : tap ? "tap" : "slirp",
+		.name = be    ? be
+			: tap ? "tap"
+			      : "slirp",
 		.opt = vnet_opt,
 		.opt_ctx = vd->pd,
 		.mtu = n->mtu,
@@ -680,10 +685,9 @@ static int open_backend(struct virtio_dev *vd, struct vnet *n, char *err, size_t
 		snprintf(err, errlen, "both backend '%s' and tap=%s given", be, tap);
 		return -EINVAL;
 	}
-	if (strcmp(a.name, "slirp") && (pci_dev_opt(vd->pd, "hostfwd") ||
-					 pci_dev_opt(vd->pd, "hostfwd0"))) {
-		snprintf(err, errlen, "hostfwd needs the slirp backend, not '%s'",
-			 a.name);
+	if (strcmp(a.name, "slirp") &&
+	    (pci_dev_opt(vd->pd, "hostfwd") || pci_dev_opt(vd->pd, "hostfwd0"))) {
+		snprintf(err, errlen, "hostfwd needs the slirp backend, not '%s'", a.name);
 		return -EINVAL;
 	}
 	n->nb = net_backend_open(&a, e, sizeof(e));
@@ -696,7 +700,7 @@ static int open_backend(struct virtio_dev *vd, struct vnet *n, char *err, size_t
 
 static void vnet_free(struct vnet *n)
 {
-	net_backend_close(n->nb);	/* joins its thread: no more rx callbacks */
+	net_backend_close(n->nb); /* joins its thread: no more rx callbacks */
 	rx_drop_all(n);
 	pthread_mutex_destroy(&n->rx_lock);
 	pthread_mutex_destroy(&n->tx_lock);
@@ -754,8 +758,8 @@ static void vnet_destroy(struct virtio_dev *vd)
 static const struct virtio_dev_ops virtio_net_ops = {
 	.name = "virtio-net",
 	.device_id = VIRTIO_ID_NET,
-	.pci_class = 0x02,		/* network */
-	.pci_subclass = 0x00,		/* Ethernet */
+	.pci_class = 0x02,    /* network */
+	.pci_subclass = 0x00, /* Ethernet */
 	.version = NET_STATE_VERSION,
 	.init = vnet_init,
 	.cfg_read = vnet_cfg_read,

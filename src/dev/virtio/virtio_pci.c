@@ -35,72 +35,72 @@
 #include "snap/sstream.h"
 #include "vm.h"
 
-#define VIRTIO_VENDOR		0x1AF4
-#define VIRTIO_DEVICE_BASE	0x1040
-#define VIRTIO_REVISION		1
+#define VIRTIO_VENDOR 0x1AF4
+#define VIRTIO_DEVICE_BASE 0x1040
+#define VIRTIO_REVISION 1
 
-#define VIRTIO_BAR		4
-#define VIRTIO_BAR_SIZE		0x4000
-#define VIRTIO_MSIX_BAR		1
+#define VIRTIO_BAR 4
+#define VIRTIO_BAR_SIZE 0x4000
+#define VIRTIO_MSIX_BAR 1
 
-#define WIN_COMMON		0x0000
-#define WIN_ISR			0x1000
-#define WIN_DEVICE		0x2000
-#define WIN_NOTIFY		0x3000
-#define WIN_SIZE		0x1000
-#define COMMON_LEN		0x38
-#define NOTIFY_MULT		4
+#define WIN_COMMON 0x0000
+#define WIN_ISR 0x1000
+#define WIN_DEVICE 0x2000
+#define WIN_NOTIFY 0x3000
+#define WIN_SIZE 0x1000
+#define COMMON_LEN 0x38
+#define NOTIFY_MULT 4
 
 /* Vendor capability types (virtio_pci_cap.cfg_type). */
-#define CAP_COMMON_CFG		1
-#define CAP_NOTIFY_CFG		2
-#define CAP_ISR_CFG		3
-#define CAP_DEVICE_CFG		4
-#define CAP_PCI_CFG		5
+#define CAP_COMMON_CFG 1
+#define CAP_NOTIFY_CFG 2
+#define CAP_ISR_CFG 3
+#define CAP_DEVICE_CFG 4
+#define CAP_PCI_CFG 5
 
 /* Offsets inside a virtio vendor capability. */
-#define CAPF_LEN		2
-#define CAPF_TYPE		3
-#define CAPF_BAR		4
-#define CAPF_OFFSET		8
-#define CAPF_LENGTH		12
-#define CAPF_EXTRA		16	/* notify_off_multiplier or pci_cfg_data */
-#define CAP_SIZE		16
-#define CAP_SIZE_EXTRA		20
+#define CAPF_LEN 2
+#define CAPF_TYPE 3
+#define CAPF_BAR 4
+#define CAPF_OFFSET 8
+#define CAPF_LENGTH 12
+#define CAPF_EXTRA 16 /* notify_off_multiplier or pci_cfg_data */
+#define CAP_SIZE 16
+#define CAP_SIZE_EXTRA 20
 
 /* Common configuration registers. */
-#define CC_DFSELECT		0x00
-#define CC_DF			0x04
-#define CC_GFSELECT		0x08
-#define CC_GF			0x0C
-#define CC_MSIX			0x10
-#define CC_NUMQ			0x12
-#define CC_STATUS		0x14
-#define CC_CFGGEN		0x15
-#define CC_QSELECT		0x16
-#define CC_QSIZE		0x18
-#define CC_QMSIX		0x1A
-#define CC_QENABLE		0x1C
-#define CC_QNOFF		0x1E
-#define CC_QDESC		0x20
-#define CC_QAVAIL		0x28
-#define CC_QUSED		0x30
+#define CC_DFSELECT 0x00
+#define CC_DF 0x04
+#define CC_GFSELECT 0x08
+#define CC_GF 0x0C
+#define CC_MSIX 0x10
+#define CC_NUMQ 0x12
+#define CC_STATUS 0x14
+#define CC_CFGGEN 0x15
+#define CC_QSELECT 0x16
+#define CC_QSIZE 0x18
+#define CC_QMSIX 0x1A
+#define CC_QENABLE 0x1C
+#define CC_QNOFF 0x1E
+#define CC_QDESC 0x20
+#define CC_QAVAIL 0x28
+#define CC_QUSED 0x30
 
-#define STATUS_DRIVER_BITS	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |	\
-				 VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK |	\
-				 VIRTIO_STATUS_FAILED)
-#define STATUS_ALL_BITS		(STATUS_DRIVER_BITS | VIRTIO_STATUS_NEEDS_RESET)
+#define STATUS_DRIVER_BITS                                                              \
+	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK | \
+	 VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FAILED)
+#define STATUS_ALL_BITS (STATUS_DRIVER_BITS | VIRTIO_STATUS_NEEDS_RESET)
 
-#define ISR_QUEUE		1
-#define ISR_CONFIG		2
+#define ISR_QUEUE 1
+#define ISR_CONFIG 2
 
-#define TRANSPORT_FEATURES	(1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC | \
-				 1ULL << VIRTIO_F_EVENT_IDX)
+#define TRANSPORT_FEATURES \
+	(1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC | 1ULL << VIRTIO_F_EVENT_IDX)
 
 /* The transport's private part around the struct virtio_dev devices see. */
 struct virtio_pci {
 	struct virtio_dev vd;
-	unsigned cfg_cap;	/* offset of the PCI configuration access capability */
+	unsigned cfg_cap; /* offset of the PCI configuration access capability */
 };
 
 /*
@@ -187,7 +187,7 @@ static void virtio_config_interrupt(struct virtio_dev *vd)
 	uint16_t v = __atomic_load_n(&vd->msix_config, __ATOMIC_RELAXED);
 
 	if (!virtio_driver_ok(vd))
-		return;		/* no notifications before DRIVER_OK */
+		return; /* no notifications before DRIVER_OK */
 	if (pci_msix_enabled(vd->pd)) {
 		__atomic_fetch_or(&vd->isr, ISR_CONFIG, __ATOMIC_SEQ_CST);
 		if (v != VIRTIO_NO_VECTOR)
@@ -219,9 +219,9 @@ void virtio_set_needs_reset(struct virtio_dev *vd, const char *why)
 	}
 	pthread_mutex_unlock(&vd->lock);
 	if (!first)
-		return;		/* one line per reset: a hostile guest cannot flood the log */
-	fprintf(stderr, "khyve: %s (%s): device needs reset: %s\n", vd->pd->dev.id,
-		vd->ops->name, why);
+		return; /* one line per reset: a hostile guest cannot flood the log */
+	fprintf(stderr, "khyve: %s (%s): device needs reset: %s\n", vd->pd->dev.id, vd->ops->name,
+		why);
 	virtio_config_interrupt(vd);
 }
 
@@ -245,9 +245,8 @@ static void vq_clear(struct virtqueue *vq)
  * vq_pop/vq_push/vq_notify touch is inside guest RAM.  Alignments are the split ring's.
  * Returns NULL or what is wrong.
  */
-static const char *vq_map_rings(struct vm *vm, uint16_t size, uint64_t desc_gpa,
-				uint64_t avail_gpa, uint64_t used_gpa, void **desc, void **avail,
-				void **used)
+static const char *vq_map_rings(struct vm *vm, uint16_t size, uint64_t desc_gpa, uint64_t avail_gpa,
+				uint64_t used_gpa, void **desc, void **avail, void **used)
 {
 	if (!size || (size & (size - 1)))
 		return "queue size is not a power of two";
@@ -268,8 +267,7 @@ static const char *vq_enable(struct virtio_dev *vd, struct virtqueue *vq)
 	const char *why;
 
 	pthread_mutex_lock(&vq->lock);
-	why = vq_map_rings(vd->vm, vq->size, vq->desc_gpa, vq->avail_gpa, vq->used_gpa, &d, &a,
-			   &u);
+	why = vq_map_rings(vd->vm, vq->size, vq->desc_gpa, vq->avail_gpa, vq->used_gpa, &d, &a, &u);
 	if (!why) {
 		vq->desc = d;
 		vq->avail = a;
@@ -533,7 +531,7 @@ static void cc_write(struct virtio_dev *vd, unsigned off, uint32_t v, struct cc_
 	case CC_NUMQ:
 	case CC_CFGGEN:
 	case CC_QNOFF:
-		return;		/* read-only */
+		return; /* read-only */
 	}
 	vq = selected_vq(vd);
 	if (vq)
@@ -557,15 +555,14 @@ static void virtio_driver_ok_now(struct virtio_dev *vd)
  * ring addresses also as 32-bit halves, virtio 1.x 4.1.3.1); other accesses read as 0 and
  * writes to them are dropped.
  */
-static void common_io(struct virtio_dev *vd, unsigned off, void *data, unsigned size,
-		      bool is_write)
+static void common_io(struct virtio_dev *vd, unsigned off, void *data, unsigned size, bool is_write)
 {
 	struct cc_effect fx = { .reset = false };
 	unsigned n = cc_size(off);
 	unsigned parts = 1;
 
 	if (n == 4 && size == 8 && off >= CC_QDESC && !(off & 7))
-		parts = 2;		/* a whole 64-bit ring address */
+		parts = 2; /* a whole 64-bit ring address */
 	else if (!n || size != n) {
 		if (!is_write)
 			memset(data, 0, size);
@@ -592,8 +589,7 @@ static void common_io(struct virtio_dev *vd, unsigned off, void *data, unsigned 
 
 /* ---- the other windows ---- */
 
-static void device_io(struct virtio_dev *vd, unsigned off, void *data, unsigned size,
-		      bool is_write)
+static void device_io(struct virtio_dev *vd, unsigned off, void *data, unsigned size, bool is_write)
 {
 	bool ok = off < vd->config_len && size <= vd->config_len - off;
 
@@ -713,8 +709,7 @@ bool virtio_pci_cfg_write(struct pci_dev *pd, unsigned off, unsigned size, uint3
 
 /* ---- setup ---- */
 
-static int virtio_cap(struct pci_dev *pd, uint8_t type, uint32_t off, uint32_t len,
-		      unsigned caplen)
+static int virtio_cap(struct pci_dev *pd, uint8_t type, uint32_t off, uint32_t len, unsigned caplen)
 {
 	int c = pci_cap_add(pd, PCIY_VENDOR, caplen);
 
@@ -739,8 +734,7 @@ static int virtio_pci_caps(struct virtio_pci *vp)
 	    (vd->config_len &&
 	     (c = virtio_cap(pd, CAP_DEVICE_CFG, WIN_DEVICE, vd->config_len, CAP_SIZE)) < 0))
 		return c;
-	c = virtio_cap(pd, CAP_NOTIFY_CFG, WIN_NOTIFY, NOTIFY_MULT * vd->nqueues,
-		       CAP_SIZE_EXTRA);
+	c = virtio_cap(pd, CAP_NOTIFY_CFG, WIN_NOTIFY, NOTIFY_MULT * vd->nqueues, CAP_SIZE_EXTRA);
 	if (c < 0)
 		return c;
 	pci_set_cfg32(pd, c + CAPF_EXTRA, NOTIFY_MULT);
@@ -784,8 +778,8 @@ static int virtio_pci_setup(struct virtio_pci *vp, char *err, size_t errlen)
 static int virtio_check_init(struct virtio_dev *vd, char *err, size_t errlen)
 {
 	if (!vd->nqueues || vd->nqueues > VIRTIO_MAX_QUEUES) {
-		snprintf(err, errlen, "%s: %u queues (1-%u supported)", vd->ops->name,
-			 vd->nqueues, VIRTIO_MAX_QUEUES);
+		snprintf(err, errlen, "%s: %u queues (1-%u supported)", vd->ops->name, vd->nqueues,
+			 VIRTIO_MAX_QUEUES);
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < vd->nqueues; i++) {
@@ -813,8 +807,8 @@ static void virtio_free(struct virtio_pci *vp)
 	free(vp);
 }
 
-int virtio_pci_init(struct vm *vm, struct pci_dev *pd, const struct virtio_dev_ops *ops,
-		    char *err, size_t errlen)
+int virtio_pci_init(struct vm *vm, struct pci_dev *pd, const struct virtio_dev_ops *ops, char *err,
+		    size_t errlen)
 {
 	struct virtio_pci *vp = calloc(1, sizeof(*vp));
 	struct virtio_dev *vd;
@@ -1011,10 +1005,12 @@ static void virtio_check_drained(struct virtio_dev *vd, struct sstream *s,
 		const struct vq_state *q = &st->vq[i];
 
 		if (q->last_avail != q->used_idx)
-			ss_fail(s, err, "%s (%s): queue %u has %u requests in flight (taken %u, "
+			ss_fail(s, err,
+				"%s (%s): queue %u has %u requests in flight (taken %u, "
 				"returned %u); they must be completed before a snapshot",
 				vd->pd->dev.id, vd->ops->name, i,
-				(uint16_t)(q->last_avail - q->used_idx), q->last_avail, q->used_idx);
+				(uint16_t)(q->last_avail - q->used_idx), q->last_avail,
+				q->used_idx);
 	}
 }
 
@@ -1067,9 +1063,10 @@ static void vq_state_check(struct virtio_dev *vd, struct sstream *s, unsigned i,
 		return;
 	why = vq_map_rings(vd->vm, q->size, q->desc_gpa, q->avail_gpa, q->used_gpa, &d, &a, &u);
 	if (why)
-		ss_fail(s, -EINVAL, "%s: queue %u: %s (desc 0x%" PRIx64 ", driver 0x%" PRIx64
-			", device 0x%" PRIx64 ")", id, i, why, q->desc_gpa, q->avail_gpa,
-			q->used_gpa);
+		ss_fail(s, -EINVAL,
+			"%s: queue %u: %s (desc 0x%" PRIx64 ", driver 0x%" PRIx64
+			", device 0x%" PRIx64 ")",
+			id, i, why, q->desc_gpa, q->avail_gpa, q->used_gpa);
 }
 
 /* Is @st a state this device can be in?  Fails @s with the first reason it is not. */
@@ -1085,11 +1082,11 @@ static void virtio_state_check(struct virtio_dev *vd, struct sstream *s,
 	    ((x & VIRTIO_STATUS_DRIVER_OK) && !(x & VIRTIO_STATUS_FEATURES_OK)))
 		ss_fail(s, -EINVAL, "%s: device status 0x%02x is not a reachable state", id, x);
 	if (st->guest_features & ~vd->host_features)
-		ss_fail(s, -EINVAL, "%s: the driver accepted features 0x%" PRIx64 " this %s does "
-			"not offer (0x%" PRIx64 "); was it configured differently?", id,
-			st->guest_features, vd->ops->name, vd->host_features);
-	if ((x & VIRTIO_STATUS_FEATURES_OK) &&
-	    !(st->guest_features & (1ULL << VIRTIO_F_VERSION_1)))
+		ss_fail(s, -EINVAL,
+			"%s: the driver accepted features 0x%" PRIx64 " this %s does "
+			"not offer (0x%" PRIx64 "); was it configured differently?",
+			id, st->guest_features, vd->ops->name, vd->host_features);
+	if ((x & VIRTIO_STATUS_FEATURES_OK) && !(st->guest_features & (1ULL << VIRTIO_F_VERSION_1)))
 		ss_fail(s, -EINVAL, "%s: features accepted without VERSION_1", id);
 	if (st->msix_config != vd_vector(vd, st->msix_config))
 		ss_fail(s, -EINVAL, "%s: configuration MSI-X vector %u is out of range", id,
@@ -1144,12 +1141,14 @@ static int virtio_dev_block_load(struct virtio_dev *vd, struct sstream *s, uint3
 	int ret;
 
 	if (ver > vd->ops->version)
-		return ss_fail(s, -EINVAL, "%s: %s state version %u is newer than this khyve "
-			       "supports (%u)", vd->pd->dev.id, vd->ops->name, ver,
-			       vd->ops->version);
+		return ss_fail(s, -EINVAL,
+			       "%s: %s state version %u is newer than this khyve "
+			       "supports (%u)",
+			       vd->pd->dev.id, vd->ops->name, ver, vd->ops->version);
 	if (!vd->ops->load)
 		return len ? ss_fail(s, -EINVAL, "%s: %s has no state, the snapshot has %u bytes",
-				     vd->pd->dev.id, vd->ops->name, len) : 0;
+				     vd->pd->dev.id, vd->ops->name, len)
+			   : 0;
 	ss_init_load(&ds, buf, len);
 	ret = vd->ops->load(vd, &ds, ver);
 	if (!ret)

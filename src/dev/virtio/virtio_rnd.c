@@ -17,12 +17,12 @@
 #include "dev/virtio/virtio.h"
 #include "snap/sstream.h"
 
-#define RND_QUEUE_SIZE		256
-#define RND_MAX_REQUEST		(64 * 1024)
-#define RND_CHUNK		4096
+#define RND_QUEUE_SIZE 256
+#define RND_MAX_REQUEST (64 * 1024)
+#define RND_CHUNK 4096
 
 struct rnd {
-	pthread_mutex_t lock;		/* one server at a time; guards chain */
+	pthread_mutex_t lock; /* one server at a time; guards chain */
 	struct virtio_chain chain;
 };
 
@@ -122,7 +122,7 @@ static void rnd_destroy(struct virtio_dev *vd)
 static const struct virtio_dev_ops virtio_rnd_ops = {
 	.name = "virtio-rnd",
 	.device_id = VIRTIO_ID_RNG,
-	.pci_class = 0xFF,		/* "other": the spec names no class for entropy */
+	.pci_class = 0xFF, /* "other": the spec names no class for entropy */
 	.pci_subclass = 0x00,
 	.version = 1,
 	.init = rnd_init,

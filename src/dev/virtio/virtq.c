@@ -25,13 +25,13 @@
 
 #include "vm.h"
 
-#define VRING_DESC_F_NEXT		1
-#define VRING_DESC_F_WRITE		2
-#define VRING_DESC_F_INDIRECT		4
-#define VRING_AVAIL_F_NO_INTERRUPT	1
-#define VRING_USED_F_NO_NOTIFY		1
+#define VRING_DESC_F_NEXT 1
+#define VRING_DESC_F_WRITE 2
+#define VRING_DESC_F_INDIRECT 4
+#define VRING_AVAIL_F_NO_INTERRUPT 1
+#define VRING_USED_F_NO_NOTIFY 1
 
-#define DESC_SIZE			16
+#define DESC_SIZE 16
 
 struct desc {
 	uint64_t addr;
@@ -43,12 +43,12 @@ struct desc {
 
 static uint16_t *avail_field(const struct virtqueue *vq, unsigned i)
 {
-	return (uint16_t *)vq->avail + i;	/* 0 flags, 1 idx, 2.. ring, 2 + N used_event */
+	return (uint16_t *)vq->avail + i; /* 0 flags, 1 idx, 2.. ring, 2 + N used_event */
 }
 
 static uint16_t *used_field16(const struct virtqueue *vq, unsigned i)
 {
-	return (uint16_t *)vq->used + i;	/* 0 flags, 1 idx, 2 + 4N avail_event */
+	return (uint16_t *)vq->used + i; /* 0 flags, 1 idx, 2 + 4N avail_event */
 }
 
 static uint16_t avail_idx(const struct virtqueue *vq)
@@ -64,8 +64,8 @@ static uint16_t avail_flags(const struct virtqueue *vq)
 
 static uint16_t avail_ring(const struct virtqueue *vq, uint16_t i)
 {
-	return le16toh(__atomic_load_n(avail_field(vq, 2 + (i & (vq->size - 1))),
-				       __ATOMIC_RELAXED));
+	return le16toh(
+		__atomic_load_n(avail_field(vq, 2 + (i & (vq->size - 1))), __ATOMIC_RELAXED));
 }
 
 static uint16_t used_event(const struct virtqueue *vq)
@@ -126,8 +126,8 @@ static bool vq_live(const struct virtqueue *vq)
 struct walk {
 	struct virtqueue *vq;
 	struct virtio_chain *c;
-	bool writing;		/* a writable buffer was seen: no readable one may follow */
-	const char *why;	/* what the driver got wrong */
+	bool writing;	 /* a writable buffer was seen: no readable one may follow */
+	const char *why; /* what the driver got wrong */
 };
 
 static int walk_fail(struct walk *w, const char *why)
@@ -342,7 +342,7 @@ void vq_notify(struct virtqueue *vq)
 	/* The used index store must be visible before we read what the driver asked for. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (vq->used_idx == vq->signalled_used)
-		need = false;		/* nothing used since the last decision */
+		need = false; /* nothing used since the last decision */
 	else if (virtio_has_feature(vq->vd, VIRTIO_F_EVENT_IDX))
 		need = !vq->signalled_valid ||
 		       vring_need_event(used_event(vq), vq->used_idx, vq->signalled_used);
@@ -382,8 +382,8 @@ void vq_set_notify(struct virtqueue *vq, bool enable)
 /* ---- copying ---- */
 
 /* Copy between @iov[0..n) from byte @off and flat memory: into the buffers if @to_iov. */
-static size_t iov_copy(const struct iovec *iov, unsigned n, size_t off, void *out,
-		       const void *in, size_t len, bool to_iov)
+static size_t iov_copy(const struct iovec *iov, unsigned n, size_t off, void *out, const void *in,
+		       size_t len, bool to_iov)
 {
 	size_t done = 0;
 
