@@ -194,7 +194,12 @@ int vdev_find(struct vdev *vd, u16 id, u32 nth, const char *name, char *why, u32
 	/* Memory decoding and DMA on; INTx off: we poll and want no line held high. */
 	cmd = pci_read16(vd->pci, PCI_COMMAND);
 	pci_write16(vd->pci, PCI_COMMAND, cmd | PCI_CMD_MEM | PCI_CMD_MASTER | PCI_CMD_INTX_OFF);
-	return vdev_caps(vd, why, whylen);
+	if (vdev_caps(vd, why, whylen))
+		return -2;
+	pr("virtio: %s at %u:%u.%u (%04x:%04x), common 0x%lx, notify 0x%lx x %u, device 0x%lx\n",
+	   name, vd->pci->bus, vd->pci->dev, vd->pci->fn, vd->pci->vendor, vd->pci->device,
+	   vd->common, vd->notify_base, vd->notify_mult, vd->devcfg);
+	return 0;
 }
 
 /* ---- initialisation ---- */
@@ -265,7 +270,9 @@ static void vq_clear(struct vq *q)
 	q->free_head = 0;
 	q->nfree = q->size;
 	q->avail_idx = q->kicked_idx = q->last_used = 0;
-	q->notifies = 0;
+	q->notifies = q->rerings = 0;
+	q->idle_acc = 0;
+	q->idle_last = rdtsc();
 	/* We poll: without EVENT_IDX, say so; with it, used_event is kept in vq_poll. */
 	if (!vdev_has(q->vd, VIRTIO_F_EVENT_IDX))
 		q->avail[0] = VRING_AVAIL_F_NO_INTERRUPT;
@@ -299,6 +306,7 @@ int vq_setup(struct vdev *vd, u32 idx, u16 limit, char *why, u32 whylen)
 	q->vd = vd;
 	q->index = idx;
 	q->size = size;
+	q->watch = true;
 	q->desc = (struct vring_desc *)((u8 *)q->mem + VQ_DESC_OFF);
 	q->avail = (volatile u16 *)((u8 *)q->mem + VQ_AVAIL_OFF);
 	q->used = (volatile u8 *)q->mem + VQ_USED_OFF;
@@ -380,6 +388,8 @@ int vq_add(struct vq *q, const struct vbuf *b, u32 n, u64 cookie, struct vring_d
 
 	if (!n || need > q->nfree)
 		return -1;
+	if (q->nfree == q->size)
+		q->idle_acc = 0;	/* the clock runs while something is in flight */
 	if (ind) {
 		for (i = 0; i < n; i++) {
 			ind[i].addr = (u64)b[i].addr;
@@ -449,14 +459,43 @@ void vq_kick(struct vq *q)
 		vq_notify(q);
 }
 
+/*
+ * A request that never completes although we rang whenever the device
+ * asked: either it is slow or the device lost track of the ring (e.g. it
+ * moved avail_event past entries it never took, so no doorbell was due).
+ * Ringing again is always allowed; say so, a few times.
+ */
+static void vq_stall_check(struct vq *q)
+{
+	u64 t = rdtsc(), d = t - q->idle_last;
+
+	q->idle_last = t;
+	if (q->nfree == q->size)
+		return;
+	if ((s64)d > 0 && d < tsc_hz / 10)
+		q->idle_acc += d;
+	if (q->idle_acc < VQ_RERING_MS * (tsc_hz / 1000))
+		return;
+	q->idle_acc = 0;
+	if (++q->rerings <= 5 || !(q->rerings % 100)) {
+		pr("virtio: %s queue %u: no completion for %u ms, doorbell rung again (%lu)\n",
+		   q->vd->name, q->index, VQ_RERING_MS, q->rerings);
+		pr("virtio: %s %s\n", q->vd->name, vq_describe(q));
+	}
+	vq_notify(q);
+}
+
 int vq_poll(struct vq *q, u64 *cookie, u32 *len, char *why, u32 whylen)
 {
 	volatile u32 *elem;
 	u16 idx = vq_used_idx(q), d, n, i;
 	u32 id;
 
-	if (idx == q->last_used)
+	if (idx == q->last_used) {
+		if (q->watch)
+			vq_stall_check(q);
 		return 0;
+	}
 	if ((u16)(idx - q->last_used) > q->size - q->nfree) {
 		fmt(why, whylen, "used index %u is %u past %u with %u in flight", idx,
 		    (u16)(idx - q->last_used), q->last_used, q->size - q->nfree);
@@ -479,9 +518,21 @@ int vq_poll(struct vq *q, u64 *cookie, u32 *len, char *why, u32 whylen)
 	q->free_head = id;
 	q->nfree += n;
 	q->last_used++;
+	q->idle_acc = 0;
 	if (vdev_has(q->vd, VIRTIO_F_EVENT_IDX))
 		__atomic_store_n(used_event_p(q), q->last_used, __ATOMIC_RELAXED);
 	return 1;
+}
+
+const char *vq_describe(struct vq *q)
+{
+	static char buf[160];
+
+	fmt(buf, sizeof(buf), "q%u inflight %u avail %u kicked %u avail_event %u used %u/%u "
+	    "doorbells %lu status 0x%x", q->index, q->size - q->nfree, q->avail_idx,
+	    q->kicked_idx, *avail_event_p(q), vq_used_idx(q), q->last_used, q->notifies,
+	    vdev_status(q->vd));
+	return buf;
 }
 
 int vq_wait(struct vq *q, u64 *cookie, u32 *len, u64 ms, char *why, u32 whylen)

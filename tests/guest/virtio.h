@@ -42,6 +42,7 @@
 #define VIO_MAXQ		3
 #define VQ_MAX			256	/* largest queue this driver sets up */
 #define VIRTIO_NO_VECTOR	0xffff
+#define VQ_RERING_MS		200
 
 struct vring_desc {
 	u64 addr;
@@ -75,6 +76,14 @@ struct vq {
 	u64 cookie[VQ_MAX];
 	u64 notify;			/* MMIO address of this queue's doorbell */
 	u64 notifies;			/* doorbell writes */
+	/*
+	 * Requests on this queue must complete (not so for receive buffers):
+	 * when none does for VQ_RERING_MS of running time, ring again
+	 * (set by vq_setup; net's receive queue clears it).
+	 */
+	bool watch;
+	u64 rerings;
+	u64 idle_acc, idle_last;	/* running time without a completion */
 	void *mem;			/* ring memory, VQ_RING_BYTES */
 };
 
@@ -175,6 +184,8 @@ static inline u16 vq_used_idx(const struct vq *q)
 	return __atomic_load_n((const volatile u16 *)(q->used + 2), __ATOMIC_ACQUIRE);
 }
 void vq_publish(struct vq *q, u16 idx);
+/* The queue's indices and the device status, for a stall report. */
+const char *vq_describe(struct vq *q);
 void vq_notify(struct vq *q);
 
 /* ---- memory, time ---- */

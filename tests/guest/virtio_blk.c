@@ -277,7 +277,7 @@ static void complete(u64 cookie, u32 len)
 	written[s->block] = pass + 1;
 	s->state = S_IDLE;
 	busy--;
-	if (vopt.blkflush && !(++writes % vopt.blkflush))
+	if (++writes && vopt.blkflush && !(writes % vopt.blkflush))
 		flush_start();
 }
 
@@ -327,8 +327,8 @@ void blk_run(void)
 		if (r < 0)
 			fail_final("blk: %s", why);
 		if (!stall_reported && rt_ms(&stall) > STALL_MS) {
-			pr("TESTGUEST FAIL: blk: no completion for %u s, %u requests in flight\n",
-			   STALL_MS / 1000, vq_inflight(&blk.vq[0]));
+			pr("TESTGUEST FAIL: blk: no completion for %u s: %s\n", STALL_MS / 1000,
+			   vq_describe(&blk.vq[0]));
 			stall_reported = true;
 		}
 		t = rdtsc();
@@ -396,6 +396,7 @@ void blkbench_run(void)
 	bool rnd = op == BLKOP_RANDREAD || op == BLKOP_RANDWRITE;
 	u64 nreq, seq_off = 0, bytes = 0, ios = 0, t0, end, t1, cookie;
 	struct blkreq *reqs;
+	struct rtime stall;
 	u8 *bufs;
 	bool stop = false;
 	int r;
@@ -416,6 +417,7 @@ void blkbench_run(void)
 	for (i = 0; i < d * bs / 8; i++)
 		((u64 *)bufs)[i] = pattern(7, i);
 	rnd_state = rdtsc() | 1;
+	rt_start(&stall);
 	t0 = rdtsc();
 	end = t0 + vopt.seconds * tsc_hz;
 	for (i = 0; i < d; i++) {
@@ -434,8 +436,12 @@ void blkbench_run(void)
 			cpu_relax();
 			if (!stop && (s64)(rdtsc() - end) >= 0)
 				stop = true;
+			if (rt_ms(&stall) > STALL_MS / 3)
+				fail_final("blkbench: stalled %u s: %s", STALL_MS / 3000,
+					   vq_describe(&blk.vq[0]));
 			continue;
 		}
+		rt_start(&stall);
 		if (reqs[cookie].status != VIRTIO_BLK_S_OK)
 			fail_final("blkbench: status %u", reqs[cookie].status);
 		bytes += bs;

@@ -344,6 +344,7 @@ static void net_setup(void)
 	txbuf = vio_alloc(NTX * BUF_LEN, 4096);
 	if (!rxbuf || !txbuf)
 		fail_final("net: out of memory");
+	net.vq[RXQ].watch = false;	/* receive buffers wait for frames */
 	nrx = net.vq[RXQ].size < NRX ? net.vq[RXQ].size : NRX;
 	for (i = 0; i < nrx; i++)
 		rx_post(i);
