@@ -6,7 +6,8 @@
  * p every 64 KiB block is read and checked against the pattern it was
  * last written with, then written with pass p's pattern (every 8 bytes
  * distinct: the pass and the byte offset on the disk), with a FLUSH every
- * blkflush writes. Which pass each block last held is kept in guest
+ * blkflush writes; the first word of each sector names its pass and
+ * sector, for the diagnosis. Which pass each block last held is kept in guest
  * memory, updated when the write completes, so a snapshot restored with
  * a copy of the disk taken at the same moment (khyve's
  * snapshot.disks=clone) must read back exactly what the table says: a
@@ -129,10 +130,21 @@ static u64 writes, flushes, seq, fails;
 static struct blkreq *flush_req;
 static bool flush_busy;
 
+/*
+ * Word @word of the disk in pass @p. The first word of every 512-byte
+ * sector says what it is (a tag byte, the pass, the sector), so a bad
+ * sector can be told apart: stale (an older pass), misdirected (another
+ * sector), torn or foreign data. The other words are a hash of both.
+ */
+#define SECTOR_TAG	0xb1ull
+
 static inline u64 pattern(u32 p, u64 word)
 {
-	u64 x = (p + 1) * 0x9e3779b97f4a7c15ull ^ (word + 1) * 0xbf58476d1ce4e5b9ull;
+	u64 x;
 
+	if (!(word % 64))
+		return SECTOR_TAG << 56 | (u64)(p & 0xfffffff) << 28 | (word / 64 & 0xfffffff);
+	x = (p + 1) * 0x9e3779b97f4a7c15ull ^ (word + 1) * 0xbf58476d1ce4e5b9ull;
 	x ^= x >> 31;
 	x *= 0x94d049bb133111ebull;
 	x ^= x >> 29;
@@ -146,29 +158,29 @@ static u32 block_len(u32 b)
 	return capacity - off < CHUNK ? capacity - off : CHUNK;
 }
 
-/* What a bad word holds, as far as we can tell. */
-static void guess(char *out, u32 size, u64 got, u64 word, u32 want_pass)
+/* What the sector holding word @w of @s's buffer holds, as far as its first word tells. */
+static void guess(char *out, u32 size, const struct slot *s, u32 w)
 {
-	u32 p;
+	u64 h = s->buf[w & ~63u], want = (u64)s->block * (CHUNK / 512) + w / 64;
+	u32 p = h >> 28 & 0xfffffff;
 
-	if (!got) {
-		fmt(out, size, "zeros");
-		return;
-	}
-	for (p = want_pass > 3 ? want_pass - 3 : 0; p <= want_pass + 3; p++) {
-		if (got == pattern(p, word)) {
-			fmt(out, size, "pass %u's data", p);
-			return;
-		}
-	}
-	fmt(out, size, "other data");
+	if (!h)
+		fmt(out, size, "sector starts with zeros");
+	else if (h >> 56 != SECTOR_TAG)
+		fmt(out, size, "sector holds foreign data");
+	else if ((h & 0xfffffff) != (want & 0xfffffff))
+		fmt(out, size, "sector holds sector %lu of pass %u", h & 0xfffffff, p);
+	else if (s->buf[w] == pattern(p, (u64)s->block * (CHUNK / 8) + w))
+		fmt(out, size, "sector holds pass %u's data", p);
+	else
+		fmt(out, size, "sector of pass %u, torn", p);
 }
 
 static void verify(struct slot *s)
 {
 	u32 last = written[s->block], n = s->len / 8, w, bad = 0, first = 0;
 	u64 base = (u64)s->block * (CHUNK / 8);
-	char what[24];
+	char what[48];
 
 	if (!last)
 		return;		/* never written by this guest: anything goes */
@@ -182,10 +194,12 @@ static void verify(struct slot *s)
 		return;
 	if (++fails > MAX_FAILS)
 		return;
-	guess(what, sizeof(what), s->buf[first], base + first, last - 1);
-	pr("TESTGUEST FAIL: blk block %u pass %u: %u of %u words differ from pass %u, first at "
-	   "byte %u: want 0x%lx got 0x%lx (%s)\n", s->block, pass, bad, n, last - 1,
-	   first * 8, pattern(last - 1, base + first), s->buf[first], what);
+	guess(what, sizeof(what), s, first);
+	/* Two lines: pr() cuts at 160 characters. */
+	pr("TESTGUEST FAIL: blk block %u pass %u: %u of %u words differ from pass %u\n",
+	   s->block, pass, bad, n, last - 1);
+	pr("blk: block %u byte %u: want 0x%lx got 0x%lx (%s)\n", s->block, first * 8,
+	   pattern(last - 1, base + first), s->buf[first], what);
 }
 
 static void fill(struct slot *s)
@@ -434,6 +448,7 @@ void blkbench_run(void)
 			fail_final("blkbench: %s", why);
 		if (!r) {
 			cpu_relax();
+			power_button_poll();
 			if (!stop && (s64)(rdtsc() - end) >= 0)
 				stop = true;
 			if (rt_ms(&stall) > STALL_MS / 3)
