@@ -528,7 +528,7 @@ const char *vq_describe(struct vq *q)
 {
 	static char buf[160];
 
-	fmt(buf, sizeof(buf), "q%u inflight %u avail %u kicked %u avail_event %u used %u/%u "
+	fmt(buf, sizeof(buf), "q%u descs %u avail %u kicked %u avail_event %u used %u/%u "
 	    "doorbells %lu status 0x%x", q->index, q->size - q->nfree, q->avail_idx,
 	    q->kicked_idx, *avail_event_p(q), vq_used_idx(q), q->last_used, q->notifies,
 	    vdev_status(q->vd));
