@@ -384,7 +384,7 @@ void vq_publish(struct vq *q, u16 idx)
 int vq_add(struct vq *q, const struct vbuf *b, u32 n, u64 cookie, struct vring_desc *ind)
 {
 	u32 need = ind ? 1 : n, i;
-	u16 head, d, prev = 0;
+	u16 head, d;
 
 	if (!n || need > q->nfree)
 		return -1;
@@ -404,20 +404,15 @@ int vq_add(struct vq *q, const struct vbuf *b, u32 n, u64 cookie, struct vring_d
 		q->desc[head].flags = VRING_DESC_F_INDIRECT;
 		q->desc[head].next = 0;
 	} else {
+		/* desc_get follows the free list, so its links are the chain's too. */
 		head = q->free_head;
 		for (i = 0; i < n; i++) {
 			d = desc_get(q);
-			if (i)
-				q->link[prev] = d;
 			q->desc[d].addr = (u64)b[i].addr;
 			q->desc[d].len = b[i].len;
-			q->desc[d].flags = b[i].write ? VRING_DESC_F_WRITE : 0;
-			q->desc[d].next = 0;
-			if (i) {
-				q->desc[prev].flags |= VRING_DESC_F_NEXT;
-				q->desc[prev].next = d;
-			}
-			prev = d;
+			q->desc[d].flags = (b[i].write ? VRING_DESC_F_WRITE : 0) |
+					   (i + 1 < n ? VRING_DESC_F_NEXT : 0);
+			q->desc[d].next = i + 1 < n ? q->free_head : 0;
 		}
 	}
 	q->count[head] = need;
