@@ -172,6 +172,23 @@ def cmdline(op, bs, depth, seconds):
     return "mode=blkbench blkop=%s blksize=%d blkdepth=%d seconds=%d" % (op, bs, depth, seconds)
 
 
+def freeze(own):
+    """Copy khyve and the guest into our directory: others rebuild build/ in this shared tree,
+    and a binary replaced halfway would make the runs incomparable."""
+    global KHYVE, GUEST
+    for name in ("KHYVE", "GUEST"):
+        src = globals()[name]
+        dst = own.path(os.path.basename(src))
+        shutil.copy2(src, dst)
+        globals()[name] = dst
+
+
+def tree_version():
+    r = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"
+
+
 def khyve_args(img, log, cmd):
     return [KHYVE, "-c", str(CPUS), "-m", MEM, "-s", "0,hostbridge", "-s", "31,lpc",
                 "-s", "3,virtio-blk," + img, "-l", "com1,file:" + log,
@@ -188,16 +205,24 @@ def qemu_args(img, log, cmd):
 
 
 def parse(console):
-    """The guest's BLKBENCH line as a dict of ints (op stays a string), or None."""
+    """The guest's BLKBENCH line as a dict: op, and every other field that is a number
+    (bytes, ios, ns are needed; bs, depth, notifies are used when present).  None when there
+    is no such line or it lacks a needed field."""
     m = BLK_RE.search(console)
     if not m:
         return None
-    kv = {k.decode(): v.decode() for k, v in KV_RE.findall(m.group(1))}
-    try:
-        out = {"op": kv["op"], "bytes": int(kv["bytes"]), "ios": int(kv["ios"]),
-               "ns": int(kv["ns"])}
-    except (KeyError, ValueError):
+    out = {}
+    for k, v in KV_RE.findall(m.group(1)):
+        k, v = k.decode(), v.decode()
+        try:
+            out[k] = int(v)
+        except ValueError:
+            out[k] = v
+    if not isinstance(out.get("op"), str):
         return None
+    for k in ("bytes", "ios", "ns"):
+        if not isinstance(out.get(k), int):
+            return None
     return out if out["ns"] > 0 else None
 
 
@@ -237,6 +262,10 @@ def run_one(own, vmm, img, op, bs, depth, seconds, tag):
         raise BenchError("%s: asked for %s, the guest measured %s" % (vmm, op, r["op"]))
     if r["ios"] == 0:
         raise BenchError("%s %s: the guest completed no I/O" % (vmm, op))
+    for k, want in (("bs", bs), ("depth", depth)):
+        if k in r and r[k] != want:
+            raise BenchError("%s %s: asked for %s=%d, the guest used %d" %
+                             (vmm, op, k, want, r[k]))
     unlink(log)
     unlink(err)
     return r
@@ -257,23 +286,25 @@ def med(xs):
 
 
 def fmt(xs, prec):
+    """median (min..max): for a rate the best run is the largest, the worst the smallest."""
     if not xs:
         return "-"
-    return "%.*f (%.*f)" % (prec, med(xs), prec, min(xs))
+    return "%.*f (%.*f..%.*f)" % (prec, med(xs), prec, min(xs), prec, max(xs))
 
 
 def fmt_ratio(a, b):
     if not a or not b:
         return "-"
-    return "%.2fx (min %.2fx)" % (med(a) / med(b), min(a) / min(b))
+    return "%.2fx (min %.2fx, max %.2fx)" % (med(a) / med(b), min(a) / min(b),
+                                             max(a) / max(b))
 
 
 def verdict(a, b, target):
-    """'met' when the ratios of the medians and of the minima both reach @target, 'MISSED'
-    when neither does, 'noisy' when they disagree."""
+    """'met' when the ratio of the medians and that of the best runs (the maxima) both reach
+    @target, 'MISSED' when neither does, 'noisy' when they disagree."""
     if not a or not b:
         return ""
-    ok = [med(a) / med(b) >= target, min(a) / min(b) >= target]
+    ok = [med(a) / med(b) >= target, max(a) / max(b) >= target]
     return "met" if all(ok) else "MISSED" if not any(ok) else "noisy"
 
 
@@ -291,22 +322,27 @@ def table(rows):
 
 
 def summary(res, ops, reps, seconds, mib, qemu):
-    rows = [["op", "bs", "depth", "khyve MB/s", "QEMU MB/s", "khyve IOPS", "QEMU IOPS",
-             "khyve / QEMU", "target", "verdict"]]
+    rows = [["op", "bs", "depth", "VMM", "MB/s: median (min..max)", "IOPS: median (min..max)",
+             "target", "verdict"]]
     for op, bs, depth in ops:
         k = res.get(("khyve", op), [])
         q = res.get(("qemu", op), [])
-        rows.append([op, size_str(bs), depth,
-                     fmt([mbps(r) for r in k], 1), fmt([mbps(r) for r in q], 1),
-                     fmt([iops(r) for r in k], 0), fmt([iops(r) for r in q], 0),
-                     fmt_ratio([mbps(r) for r in k], [mbps(r) for r in q]) if qemu else "-",
-                     ">= 1.0x" if qemu else "",
-                     verdict([mbps(r) for r in k], [mbps(r) for r in q], 1.0) if qemu else ""])
+        rows.append([op, size_str(bs), depth, "khyve", fmt([mbps(r) for r in k], 1),
+                     fmt([iops(r) for r in k], 0), "", ""])
+        if qemu:
+            rows.append(["", "", "", "QEMU", fmt([mbps(r) for r in q], 1),
+                         fmt([iops(r) for r in q], 0), "", ""])
+            rows.append(["", "", "", "khyve / QEMU",
+                         fmt_ratio([mbps(r) for r in k], [mbps(r) for r in q]), "",
+                         ">= 1.0x", verdict([mbps(r) for r in k], [mbps(r) for r in q], 1.0)])
     say("")
     say("khyve virtio-blk benchmark, %s, %s, %d vCPUs, %s RAM, %d MiB raw image in the host "
-        "page cache, %d s per run; median (min) of %d runs; ratios of medians (of minima)" %
+        "page cache, %d s per run; median (min..max) of %d runs; ratios of medians (of minima, "
+        "of maxima)" %
         (time.strftime("%Y-%m-%d"), os.uname().nodename, CPUS, MEM, mib, seconds, reps))
     table(rows)
+    say("tree %s; host load average (1 min) %.1f at the start, %.1f at the end" %
+        (res["version"], res["load0"], os.getloadavg()[0]))
     if warnings:
         say("")
         say("warnings:")
@@ -334,9 +370,10 @@ def bench(own, img, ops, reps, seconds, qemu, res):
                     bad += 1
                     continue
                 res.setdefault((vmm, op), []).append(r)
-                say("  %-5s %-9s run %d: %8.1f MB/s %9.0f IOPS  (%d ios, %d bytes "
-                    "in %.3f s)" % (vmm, op, i + 1, mbps(r), iops(r), r["ios"],
-                                                r["bytes"], r["ns"] / 1e9))
+                kicks = ", %.2f doorbells/io" % (r["notifies"] / r["ios"]) \
+                    if isinstance(r.get("notifies"), int) else ""
+                say("  %-5s %-9s run %d: %8.1f MB/s %9.0f IOPS  (%d ios in %.3f s%s)" %
+                    (vmm, op, i + 1, mbps(r), iops(r), r["ios"], r["ns"] / 1e9, kicks))
     return bad
 
 
@@ -371,9 +408,10 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     own = Owned()
-    res = {}
+    res = {"load0": os.getloadavg()[0], "version": tree_version()}
     status = 0
     try:
+        freeze(own)
         img = own.path("disk.raw")
         say("== %d MiB raw image of random bytes in %s; %d vCPUs, %s RAM, %d s per run" %
             (mib, own.dir, CPUS, MEM, seconds))
