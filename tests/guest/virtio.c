@@ -32,6 +32,7 @@ struct vio_options vopt = {
 	.blkdepth = 0,		/* 0: the mode's default */
 	.seconds = 5,
 	.netport = 7777,
+	.rering = 200,
 };
 
 /* ---- register access ---- */
@@ -465,16 +466,16 @@ static void vq_stall_check(struct vq *q)
 	u64 t = rdtsc(), d = t - q->idle_last;
 
 	q->idle_last = t;
-	if (q->nfree == q->size)
+	if (q->nfree == q->size || !vopt.rering)
 		return;
 	if ((s64)d > 0 && d < tsc_hz / 10)
 		q->idle_acc += d;
-	if (q->idle_acc < VQ_RERING_MS * (tsc_hz / 1000))
+	if (q->idle_acc < vopt.rering * (tsc_hz / 1000))
 		return;
 	q->idle_acc = 0;
 	if (++q->rerings <= 5 || !(q->rerings % 100)) {
 		pr("virtio: %s queue %u: no completion for %u ms, doorbell rung again (%lu)\n",
-		   q->vd->name, q->index, VQ_RERING_MS, q->rerings);
+		   q->vd->name, q->index, vopt.rering, q->rerings);
 		pr("virtio: %s %s\n", q->vd->name, vq_describe(q));
 	}
 	vq_notify(q);
@@ -674,6 +675,8 @@ bool vio_cmdline_word(const char *w)
 		vopt.seconds = num(v);
 	else if (word_val(w, "netport=", &v))
 		vopt.netport = num(v);
+	else if (word_val(w, "rering=", &v))
+		vopt.rering = num(v);
 	else if (word_val(w, "blkop=", &v)) {
 		for (i = 0; i < 4; i++)
 			if (word_eq(v, blkops[i]))

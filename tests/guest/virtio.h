@@ -42,7 +42,6 @@
 #define VIO_MAXQ		3
 #define VQ_MAX			256	/* largest queue this driver sets up */
 #define VIRTIO_NO_VECTOR	0xffff
-#define VQ_RERING_MS		200
 
 struct vring_desc {
 	u64 addr;
@@ -78,7 +77,7 @@ struct vq {
 	u64 notifies;			/* doorbell writes */
 	/*
 	 * Requests on this queue must complete (not so for receive buffers):
-	 * when none does for VQ_RERING_MS of running time, ring again
+	 * when none does for vopt.rering ms of running time, ring again
 	 * (set by vq_setup; net's receive queue clears it).
 	 */
 	bool watch;
@@ -218,6 +217,7 @@ struct vio_options {
 	u32 blkdepth;		/* requests in flight */
 	u64 seconds;		/* blkbench */
 	u32 netport;		/* net: UDP port on 10.0.2.2 */
+	u32 rering;		/* ms without a completion before ringing again, 0: never */
 };
 extern struct vio_options vopt;
 
