@@ -60,20 +60,20 @@ def cycles(wd, cmdline, devices, cpus, rounds, extra=()):
 @test
 def blk_snapshots_1cpu(wd):
     img = disk(wd)
-    cycles(wd, "mode=blk", ["3,virtio-blk," + img], 1, 2, extra=["-o", "snapshot.disks=clone"])
+    cycles(wd, "mode=blk rering=0", ["3,virtio-blk," + img], 1, 2, extra=["-o", "snapshot.disks=clone"])
 
 
 @test
 def blk_snapshots_4cpus(wd):
     img = disk(wd)
-    cycles(wd, "mode=blk", ["3,virtio-blk," + img], 4, 2, extra=["-o", "snapshot.disks=clone"])
+    cycles(wd, "mode=blk rering=0", ["3,virtio-blk," + img], 4, 2, extra=["-o", "snapshot.disks=clone"])
 
 
 @test
 def blk_clone_is_the_disk_as_it_was(wd):
     """Without a clone the checkpoint's disk moves on; with one, a restore sees it as it was."""
     img = disk(wd)
-    vm = virtio_vm(wd, "mode=blk", devices=["3,virtio-blk," + img],
+    vm = virtio_vm(wd, "mode=blk rering=0", devices=["3,virtio-blk," + img],
                    extra=["-o", "snapshot.disks=clone"])
     vm.wait_seq(4, timeout=120)
     snap = wd("c.snap")
@@ -170,7 +170,7 @@ def bad_virtio_options(wd):
 def restore_to_another_disk(wd):
     """A restore may point the disk elsewhere (a clone of the VM on a copy of its disk)."""
     img = disk(wd)
-    vm = virtio_vm(wd, "mode=blk", devices=["3,virtio-blk," + img])
+    vm = virtio_vm(wd, "mode=blk rering=0", devices=["3,virtio-blk," + img])
     vm.wait_seq(4, timeout=120)
     snap = wd("s.snap")
     vm.ctl("--suspend=" + snap)

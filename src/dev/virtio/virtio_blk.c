@@ -872,8 +872,15 @@ static void blk_drain(struct blk_worker *w, struct virtqueue *vq)
 			unsignalled = 0;
 		}
 	}
-	/* Paused, or empty: either way every push so far is signalled before leaving. */
+	/*
+	 * Paused, or empty: either way every push so far is signalled before leaving.  Enabling
+	 * notifications publishes a new avail_event; a request the driver added just before it
+	 * saw that gets no doorbell, so look once more and hand it to a worker (this was a lost
+	 * wake-up the test guest's blkbench caught).
+	 */
 	vq_set_notify(vq, true);
+	if (vq_has_work(vq))
+		blk_kick(w->b);
 	vq_notify(vq);
 }
 
