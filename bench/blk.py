@@ -6,7 +6,7 @@ every figure.
 usage: bench/blk.py [--quick] [--reps N] [--seconds S] [--image-mib M] [--no-qemu]
 
   --quick         one repetition, two operations (seqread, randwrite)
-  --reps N        repetitions of each measurement (default 3); the table shows median and min
+  --reps N        repetitions of each measurement (default 3); the table shows median (min..max)
   --seconds S     how long the guest runs each operation (default 5)
   --image-mib M   size of the raw image (default 256)
   --no-qemu       skip the QEMU peer
