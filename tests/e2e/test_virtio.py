@@ -161,6 +161,7 @@ def bad_virtio_options(wd):
     refused(base + ["-s", "3,virtio-blk", "vm"], "path")
     img = disk(wd)
     refused(base + ["-s", "3,virtio-blk,%s,sectorsize=1000" % img, "vm"], "sectorsize")
+    refused(base + ["-s", "3,virtio-blk,%s,iothreads=99" % img, "vm"], "iothreads=99")
     refused(base + ["-s", "4,virtio-net,carrier-pigeon", "vm"], "carrier-pigeon")
     refused(base + ["-s", "4,virtio-net,slirp,mac=zz:00", "vm"], "mac")
     refused(base + ["-o", "snapshot.disks=maybe", "vm"], "snapshot.disks")

@@ -95,7 +95,13 @@
 #define BLK_SEG_MAX (BLK_QUEUE_SIZE - 2)   /* header and status take two */
 #define BLK_MAX_DISCARD_SECTORS (1U << 22) /* 2 GiB per segment */
 #define BLK_MAX_DISCARD_SEG 32
-#define BLK_NTHREADS 4
+/*
+ * I/O threads per disk: iothreads=N, default 2.  On a page-cache-backed image more threads
+ * mostly contend (measured on a 2-core host: 2 threads gave 1.5-1.8x the throughput of 4);
+ * a slow device with many requests in flight wants more.
+ */
+#define BLK_MAX_THREADS 16
+#define BLK_DEFAULT_THREADS 2
 #define BLK_NOTIFY_BATCH 16 /* interrupt at least this often in a long burst */
 #define BLK_BOUNCE_SIZE (1U << 20)
 #define BLK_DIO_ALIGN 4096 /* bounce buffer alignment for O_DIRECT */
@@ -130,7 +136,8 @@ struct blk {
 	bool stopping;		/* threads exit (destroy) */
 	unsigned active;	/* workers between their first pop and last push */
 	unsigned nworkers;
-	struct blk_worker *workers[BLK_NTHREADS];
+	struct blk_worker *workers[BLK_MAX_THREADS];
+	unsigned nthreads; /* iothreads= */
 };
 
 /* ---- little helpers ---- */
@@ -307,6 +314,24 @@ static int blk_parse_serial(struct blk *b, struct virtio_dev *vd, char *err, siz
 	return 0;
 }
 
+static int blk_parse_iothreads(struct blk *b, struct virtio_dev *vd, char *err, size_t errlen)
+{
+	const char *v = blk_opt(vd, "iothreads");
+	unsigned long n = BLK_DEFAULT_THREADS;
+	char *end;
+
+	if (v) {
+		n = strtoul(v, &end, 10);
+		if (!*v || *end || n < 1 || n > BLK_MAX_THREADS) {
+			snprintf(err, errlen, "iothreads=%s: a number from 1 to %u", v,
+				 BLK_MAX_THREADS);
+			return -EINVAL;
+		}
+	}
+	b->nthreads = (unsigned)n;
+	return 0;
+}
+
 static int blk_parse_opts(struct blk *b, struct virtio_dev *vd, char *err, size_t errlen)
 {
 	const char *ss = blk_opt(vd, "sectorsize");
@@ -327,6 +352,8 @@ static int blk_parse_opts(struct blk *b, struct virtio_dev *vd, char *err, size_
 	    (ret = blk_opt_bool(vd, "discard", true, &b->discard, err, errlen)))
 		return ret;
 	b->sync = direct || sync;
+	if ((ret = blk_parse_iothreads(b, vd, err, errlen)))
+		return ret;
 	b->lsize = 512;
 	b->psize = BLK_DIO_ALIGN;
 	if (ss && (ret = blk_parse_sectorsize(b, ss, err, errlen)))
@@ -943,9 +970,9 @@ static void blk_stop_workers(struct blk *b)
 
 static int blk_start_workers(struct blk *b)
 {
-	char name[16];
+	char name[32];
 
-	for (unsigned i = 0; i < BLK_NTHREADS; i++) {
+	for (unsigned i = 0; i < b->nthreads; i++) {
 		struct blk_worker *w = calloc(1, sizeof(*w));
 		int ret;
 
@@ -959,6 +986,7 @@ static int blk_start_workers(struct blk *b)
 		}
 		/* "blk3.0-1": which disk a thread in top or gdb serves. */
 		snprintf(name, sizeof(name), "blk%u.%u-%u", b->vd->pd->slot, b->vd->pd->func, i);
+		name[15] = '\0'; /* the kernel keeps 15 characters */
 		pthread_setname_np(w->tid, name);
 		b->workers[b->nworkers++] = w;
 	}
