@@ -26,24 +26,22 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.environ.get("KHYVE_BUILD", os.path.join(ROOT, "build"))
+sys.dont_write_bytecode = True	# leave no __pycache__ in the tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (ROOT, BUILD, CPUS, MiB, KiB, BenchError, Owned, say, catch_signals, read,
+                      unlink, random_file, warm, med, warnings, preflight, khyve_args,
+                      qemu_args, table, say_warnings)
+
 KHYVE = os.path.join(BUILD, "khyve")
 GUEST = os.path.join(BUILD, "testguest")
-QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
 # -cpu host alone makes QEMU abort on these PVM hosts: KVM refuses MSR 0x10a.
 QEMU_CPU = os.environ.get("QEMU_CPU", "host,arch-capabilities=off")
 
-CPUS = 2
 MEM = "256M"
-MiB = 1 << 20
-KiB = 1 << 10
 
 # (op, block size, queue depth).  Sequential: large blocks, a moderate depth, as a streaming
 # reader or writer would; random: 4 KiB at a depth deep enough to keep several host threads
@@ -60,107 +58,13 @@ BLK_RE = re.compile(rb"^BLKBENCH\s+(.*)$", re.M)
 KV_RE = re.compile(rb"(\w+)=(\S+)")
 
 
-class BenchError(Exception):
-    """A run that did not work (as opposed to one that was slow)."""
-
-
-def say(msg):
-    print(msg, flush=True)
-
-
-def on_signal(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-# ---- processes and files we own: all removed on the way out ----
-
-class Owned:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="khyve-blkbench-")
-        self.procs = []
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def spawn(self, args, **kw):
-        """Start @args in its own process group, so stopping it stops anything it started
-        (QEMU's helper threads are threads, but a wrapper script might not be)."""
-        kw.setdefault("stdin", subprocess.DEVNULL)
-        kw.setdefault("stdout", subprocess.DEVNULL)
-        p = subprocess.Popen(args, start_new_session=True, **kw)
-        self.procs.append(p)
-        return p
-
-    def stop(self, p, sig=signal.SIGTERM, grace=5.0):
-        """Ask @p to end with @sig, then kill its group if it has not within @grace s."""
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, sig)
-                p.wait(grace)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if p.poll() is None:
-            p.wait()
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def cleanup(self):
-        for p in list(self.procs):
-            self.stop(p, signal.SIGKILL, 0)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return b""
-
-
-def unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-class Warn(list):
-    def add(self, msg):
-        if msg not in self:
-            self.append(msg)
-            say("  warning: " + msg)
-
-
-warnings = Warn()
-
-
 # ---- the image ----
-
-def make_image(path, mib):
-    """A raw image of @mib MiB of random bytes, so that reads return real data (not holes the
-    host could answer without touching a page), written once and synced."""
-    with open(path, "wb") as f:
-        for _ in range(mib):
-            f.write(os.urandom(MiB))
-        os.fsync(f.fileno())
-
-
-def warm(path):
-    """Read the whole image, so it is in the host page cache when the next run starts (it is
-    small against this host's RAM, so it stays there: both VMMs read it from memory)."""
-    with open(path, "rb") as f:
-        while f.read(16 * MiB):
-            pass
-
 
 def settle(img):
     """Write back what the previous run dirtied and let it pass, so that no run pays for the
-    writeback of the one before; then warm the image again."""
+    writeback of the one before; then read the whole image again, so it is in the host page
+    cache when the next run starts (it is small against this host's RAM, so it stays there:
+    both VMMs read it from memory)."""
     os.sync()
     time.sleep(0.3)
     warm(img)
@@ -189,19 +93,16 @@ def tree_version():
     return r.stdout.strip() or "unknown"
 
 
-def khyve_args(img, log, cmd):
-    return [KHYVE, "-c", str(CPUS), "-m", MEM, "-s", "0,hostbridge", "-s", "31,lpc",
-                "-s", "3,virtio-blk," + img, "-l", "com1,file:" + log,
-            "-o", "boot.kernel=" + GUEST, "-o", "boot.cmdline=" + cmd,
-            "-o", "ctl.socket=off", "blkbench"]
-
-
-def qemu_args(img, log, cmd):
-    return [QEMU, "-nodefaults", "-no-user-config", "-enable-kvm", "-cpu", QEMU_CPU,
-            "-M", "pc", "-m", MEM, "-smp", str(CPUS), "-kernel", GUEST, "-append", cmd,
-            "-drive", "file=%s,if=none,format=raw,id=d0,cache=writeback,aio=threads" % img,
-            "-device", "virtio-blk-pci,drive=d0,disable-legacy=on",
-            "-serial", "file:" + log, "-display", "none", "-no-reboot"]
+def vm_args(vmm, img, log, cmd):
+    """The command line of @vmm ("khyve" or "qemu") booting the guest with @cmd, @img as its
+    virtio-blk disk and its console into @log."""
+    if vmm == "khyve":
+        return khyve_args(KHYVE, GUEST, MEM, log, cmd, "off", "blkbench",
+                          ["-s", "3,virtio-blk," + img])
+    return qemu_args(QEMU_CPU, "pc", MEM, GUEST, cmd) + [
+        "-drive", "file=%s,if=none,format=raw,id=d0,cache=writeback,aio=threads" % img,
+        "-device", "virtio-blk-pci,drive=d0,disable-legacy=on",
+        "-serial", "file:" + log, "-display", "none", "-no-reboot"]
 
 
 def parse(console):
@@ -231,7 +132,7 @@ def run_one(own, vmm, img, op, bs, depth, seconds, tag):
     log = own.path("%s.log" % tag)
     err = own.path("%s.err" % tag)
     cmd = cmdline(op, bs, depth, seconds)
-    args = khyve_args(img, log, cmd) if vmm == "khyve" else qemu_args(img, log, cmd)
+    args = vm_args(vmm, img, log, cmd)
     with open(err, "wb") as ef:
         p = own.spawn(args, stderr=ef)
     try:
@@ -281,10 +182,6 @@ def iops(r):
 
 # ---- the report ----
 
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
 def fmt(xs, prec):
     """median (min..max): for a rate the best run is the largest, the worst the smallest."""
     if not xs:
@@ -312,15 +209,6 @@ def size_str(n):
     return "%dK" % (n // KiB) if n < MiB else "%dM" % (n // MiB)
 
 
-def table(rows):
-    width = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, width)).rstrip()
-    say(line(rows[0]))
-    say(line(["-" * w for w in width]))
-    for r in rows[1:]:
-        say(line(r))
-
-
 def summary(res, ops, reps, seconds, mib, qemu):
     rows = [["op", "bs", "depth", "VMM", "MB/s: median (min..max)", "IOPS: median (min..max)",
              "target", "verdict"]]
@@ -343,11 +231,7 @@ def summary(res, ops, reps, seconds, mib, qemu):
     table(rows)
     say("tree %s; host load average (1 min) %.1f at the start, %.1f at the end" %
         (res["version"], res["load0"], os.getloadavg()[0]))
-    if warnings:
-        say("")
-        say("warnings:")
-        for w in warnings:
-            say("  - " + w.replace("\n", "\n    "))
+    say_warnings()
 
 
 # ---- main ----
@@ -392,22 +276,12 @@ def main():
     mib = max(16, a.image_mib)
     qemu = not a.no_qemu
 
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        say("bench: /dev/kvm is missing or not accessible: nothing to measure")
-        return 2
-    if qemu and not shutil.which(QEMU):
-        say("bench: %s not found (apt-get install qemu-system-x86), or use --no-qemu" % QEMU)
-        return 2
-    r = subprocess.run(["make", "--no-print-directory", "-C", ROOT, "all"],
-                       capture_output=True, text=True)
-    if r.returncode:
-        say(r.stdout + r.stderr)
-        say("bench: make failed")
-        return 2
+    bad = preflight(qemu)
+    if bad is not None:
+        return bad
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    own = Owned()
+    catch_signals()
+    own = Owned("khyve-blkbench-", signal.SIGTERM)
     res = {"load0": os.getloadavg()[0], "version": tree_version()}
     status = 0
     try:
@@ -417,7 +291,7 @@ def main():
             (mib, own.dir, CPUS, MEM, seconds))
         for op, bs, depth in ops:
             say("   %-9s blksize %s depth %d" % (op, size_str(bs), depth))
-        make_image(img, mib)
+        random_file(img, mib)
         if bench(own, img, ops, reps, seconds, qemu, res):
             status = 1
         summary(res, ops, reps, seconds, mib, qemu)

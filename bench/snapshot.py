@@ -25,101 +25,34 @@ import math
 import os
 import re
 import select
-import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.environ.get("KHYVE_BUILD", os.path.join(ROOT, "build"))
+sys.dont_write_bytecode = True	# leave no __pycache__ in the tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (ROOT, BUILD, CPUS, MiB, BenchError, Owned, say, catch_signals, read,
+                      unlink, random_file, warm, med, warnings, preflight, khyve_args,
+                      qemu_args, table, say_warnings)
+
 KHYVE = os.path.join(BUILD, "khyve")
 KHYVECTL = os.path.join(BUILD, "khyvectl")
 GUEST = os.path.join(BUILD, "testguest")
-QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
 QEMU_MACHINE = os.environ.get("QEMU_MACHINE", "pc")	# PIIX: the closest to khyve's PC
 
-CPUS = 2
 TOUCHED = 128 << 20			# the guest's pattern region: mem=128M
 CMDLINE = "mode=counter mem=128M"
-MiB = 1 << 20
 SEQ_RE = re.compile(rb"^seq (\d+)$", re.M)
 RUNNING_RE = re.compile(rb"guest running ([0-9.]+) ms after start")
-
-
-class BenchError(Exception):
-    """A run that did not work (as opposed to one that was slow)."""
-
-
-def say(msg):
-    print(msg, flush=True)
 
 
 def now_ms():
     return time.monotonic() * 1e3
 
 
-# ---- processes and files we own: all removed on the way out ----
-
-class Owned:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="khyve-bench-")
-        self.procs = []
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def spawn(self, args, **kw):
-        """Start @args in its own process group, so that stopping it also stops anything it
-        started (QEMU's exec: migration helpers)."""
-        kw.setdefault("stdin", subprocess.DEVNULL)
-        kw.setdefault("stdout", subprocess.DEVNULL)
-        p = subprocess.Popen(args, start_new_session=True, **kw)
-        self.procs.append(p)
-        return p
-
-    def stop(self, p, sig=signal.SIGINT, grace=5.0):
-        """Ask @p to end with @sig, then kill its group if it has not within @grace s."""
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, sig)
-                p.wait(grace)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if p.poll() is None:
-            p.wait()
-        for f in (p.stdout, p.stderr):
-            if f:
-                f.close()
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def cleanup(self):
-        for p in list(self.procs):
-            self.stop(p, signal.SIGKILL, 0)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def on_signal(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 # ---- small helpers ----
-
-def read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return b""
-
 
 def seqs(path):
     return [int(m.group(1)) for m in SEQ_RE.finditer(read(path))]
@@ -145,27 +78,6 @@ def wait_seq(path, n, proc, timeout, what):
                      (what, len(seqs(path)), n, timeout))
 
 
-def unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
-class Warn(list):
-    def add(self, msg):
-        if msg not in self:
-            self.append(msg)
-            say("  warning: " + msg)
-
-
-warnings = Warn()
-
-
 def note_guest_failures(path, what):
     for l in fail_lines(path):
         warnings.add("%s: guest printed '%s'" % (what, l.strip()))
@@ -182,10 +94,8 @@ class Khyve:
         self.log = own.path(self.name + ".log")
         self.sock = own.path(self.name + ".sock")
         self.snap = own.path(self.name + ".snap")
-        self.p = own.spawn([KHYVE, "-c", str(CPUS), "-m", size, "-s", "0,hostbridge",
-                            "-s", "31,lpc", "-l", "com1,file:" + self.log,
-                            "-o", "boot.kernel=" + GUEST, "-o", "boot.cmdline=" + CMDLINE,
-                            "-o", "ctl.socket=" + self.sock, self.name],
+        self.p = own.spawn(khyve_args(KHYVE, GUEST, size, self.log, CMDLINE, self.sock,
+                                      self.name),
                            stderr=open(own.path(self.name + ".err"), "wb"))
 
     def wait_booted(self):
@@ -267,16 +177,11 @@ class DD:
     def __init__(self, own, nbytes):
         self.count = math.ceil(nbytes / MiB)
         self.src, self.dst = own.path("dd.src"), own.path("dd.dst")
-        with open(self.src, "wb") as f:
-            for _ in range(self.count):
-                f.write(os.urandom(MiB))
-            os.fsync(f.fileno())	# no writeback of it while dd runs
+        random_file(self.src, self.count)	# synced: no writeback of it while dd runs
         self.run()			# warm-up, not counted
 
     def run(self):
-        with open(self.src, "rb") as f:	# make sure it is in the page cache
-            while f.read(16 * MiB):
-                pass
+        warm(self.src)			# make sure it is in the page cache
         unlink(self.dst)
         t0 = now_ms()
         subprocess.run(["dd", "if=" + self.src, "of=" + self.dst, "bs=1M",
@@ -356,10 +261,9 @@ class Qemu:
         self.sock = own.path("qemu-%s.qmp" % tag)
         self.errpath = own.path("qemu-%s.err" % tag)
         self.snap = own.path("qemu-%s.mig" % size)
-        args = [QEMU, "-nodefaults", "-no-user-config", "-enable-kvm", "-cpu", Qemu.cpu,
-                "-M", QEMU_MACHINE, "-m", size, "-smp", str(CPUS), "-kernel", GUEST,
-                "-append", CMDLINE, "-display", "none", "-serial", "file:" + self.log,
-                "-qmp", "unix:%s,server=on,wait=off" % self.sock]
+        args = qemu_args(Qemu.cpu, QEMU_MACHINE, size, GUEST, CMDLINE) + [
+            "-display", "none", "-serial", "file:" + self.log,
+            "-qmp", "unix:%s,server=on,wait=off" % self.sock]
         if incoming:
             args += ["-incoming", incoming]
         self.t0 = now_ms()
@@ -616,16 +520,6 @@ def diffs(a, b):
     return [med(a) - med(b), min(a) - min(b)]
 
 
-def table(rows, sizes):
-    cols = ["figure"] + ["%s guest" % s for s in sizes] + ["target", "verdict"]
-    width = [max(len(str(r[i])) for r in [cols] + rows) for i in range(len(cols))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, width)).rstrip()
-    say(line(cols))
-    say(line(["-" * w for w in width]))
-    for r in rows:
-        say(line(r))
-
-
 def summary(res, sizes, qemu):
     R = lambda size: res.get(size, {})
     rows = []
@@ -684,12 +578,8 @@ def summary(res, sizes, qemu):
     say("khyve snapshot benchmark, %s, %s, %d vCPUs, %s touched; "
         "median (min) of %d runs; ratios of medians (of minima)" % (time.strftime("%Y-%m-%d"), os.uname().nodename, CPUS,
                                      "128 MiB", res["reps"]))
-    table(rows, sizes)
-    if warnings:
-        say("")
-        say("warnings:")
-        for w in warnings:
-            say("  - " + w.replace("\n", "\n    "))
+    table([["figure"] + ["%s guest" % s for s in sizes] + ["target", "verdict"]] + rows)
+    say_warnings()
 
 
 def main():
@@ -703,22 +593,12 @@ def main():
     reps = 1 if a.quick else max(1, a.reps)
     qemu = not (a.quick or a.no_qemu)
 
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        say("bench: /dev/kvm is missing or not accessible: nothing to measure")
-        return 2
-    if qemu and not shutil.which(QEMU):
-        say("bench: %s not found (apt-get install qemu-system-x86), or use --no-qemu" % QEMU)
-        return 2
-    r = subprocess.run(["make", "--no-print-directory", "-C", ROOT, "all"],
-                       capture_output=True, text=True)
-    if r.returncode:
-        say(r.stdout + r.stderr)
-        say("bench: make failed")
-        return 2
+    bad = preflight(qemu)
+    if bad is not None:
+        return bad
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    own = Owned()
+    catch_signals()
+    own = Owned("khyve-bench-", signal.SIGINT)
     res = {"reps": reps}
     status = 0
     try:
