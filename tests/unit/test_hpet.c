@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "devsnap.h"
+
 #include "dev/dev.h"
 #include "dev/hpet.h"
 #include "snap/sstream.h"
@@ -352,31 +354,6 @@ static void test_legacy_route(void **state)
 	assert_int_equal(rec.rises[2], 1);
 }
 
-static uint8_t *save_dev(struct dev *d, size_t *len)
-{
-	struct sstream s;
-	uint8_t *buf;
-
-	ss_init_save(&s);
-	assert_int_equal(d->ops->save(d, &s), 0);
-	buf = malloc(s.len);
-	memcpy(buf, s.buf, s.len);
-	*len = s.len;
-	ss_free(&s);
-	return buf;
-}
-
-static int load_dev(struct dev *d, const uint8_t *buf, size_t len)
-{
-	struct sstream s;
-	int ret;
-
-	ss_init_load(&s, buf, len);
-	ret = d->ops->load(d, &s, d->ops->version);
-	ss_free(&s);
-	return ret;
-}
-
 /* A fresh HPET in its own VM, whose clock reads @now. */
 static struct fixture *fresh(uint64_t now)
 {
@@ -415,26 +392,26 @@ static void test_snapshot_identity(void **state)
 	size_t alen, blen;
 
 	program_busy_hpet(f);
-	a = save_dev(f->d, &alen);
+	a = devsnap_save_copy(f->d, &alen);
 	g = fresh(vclock_ns(&f->vm.ev));
 	memset(&rec, 0, sizeof(rec));
-	assert_int_equal(load_dev(g->d, a, alen), 0);
+	assert_int_equal(devsnap_load(g->d, a, alen, g->d->ops->version), 0);
 	/* The level line is driven again after load. */
 	assert_int_equal(rec.level[22], 1);
-	b = save_dev(g->d, &blen);
+	b = devsnap_save_copy(g->d, &blen);
 	assert_int_equal(alen, blen);
 	assert_memory_equal(a, b, alen);
 	free(b);
 
 	/* Truncated at every length: refused, device unchanged. */
 	for (size_t n = 0; n < alen; n++)
-		assert_int_not_equal(load_dev(g->d, a, n), 0);
+		assert_int_not_equal(devsnap_load(g->d, a, n, g->d->ops->version), 0);
 	/* Too long: refused. */
 	b = calloc(1, alen + 1);
 	memcpy(b, a, alen);
-	assert_int_not_equal(load_dev(g->d, b, alen + 1), 0);
+	assert_int_not_equal(devsnap_load(g->d, b, alen + 1, g->d->ops->version), 0);
 	free(b);
-	b = save_dev(g->d, &blen);
+	b = devsnap_save_copy(g->d, &blen);
 	assert_memory_equal(a, b, alen);
 	free(b);
 	free(a);
@@ -463,7 +440,7 @@ static int load_with_timer_config(struct dev *d, unsigned n, uint64_t config, ui
 		ss_u64(&s, &k);
 		ss_u64(&s, &p);
 	}
-	ret = load_dev(d, s.buf, s.len);
+	ret = devsnap_load(d, s.buf, s.len, d->ops->version);
 	ss_free(&s);
 	return ret;
 }
@@ -496,12 +473,12 @@ static void test_restore_other_clock(void **state)
 	program_busy_hpet(f);
 	cnt = rd64(&f->vm, MAIN_CNT);
 	assert_int_equal(cnt, 550);
-	a = save_dev(f->d, &alen);
+	a = devsnap_save_copy(f->d, &alen);
 
 	/* A VM whose clock is far ahead (another host, or the same one much later). */
 	g = fresh(777000000000ULL);
 	memset(&rec, 0, sizeof(rec));
-	assert_int_equal(load_dev(g->d, a, alen), 0);
+	assert_int_equal(devsnap_load(g->d, a, alen, g->d->ops->version), 0);
 	assert_int_equal(rd64(&g->vm, MAIN_CNT), 550);
 	at(g, 1000);
 	assert_int_equal(rd64(&g->vm, MAIN_CNT), 650);
@@ -533,11 +510,11 @@ static void test_save_catches_up(void **state)
 	wr64(&f->vm, GEN_CONF, ENABLE);
 	/* Move the clock without running timers. */
 	vclock_set(&f->vm.ev, f->t0 + 1500);
-	a = save_dev(f->d, &alen);
+	a = devsnap_save_copy(f->d, &alen);
 	assert_int_equal(rec.rises[21], 1);
 	assert_int_equal(rd64(&f->vm, TCMP(0)), 200);
 	g = fresh(vclock_ns(&f->vm.ev));
-	assert_int_equal(load_dev(g->d, a, alen), 0);
+	assert_int_equal(devsnap_load(g->d, a, alen, g->d->ops->version), 0);
 	at(g, 500);
 	assert_int_equal(rec.rises[21], 2);
 	free(a);

@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "devsnap.h"
+
 #include "dev/dev.h"
 #include "dev/pm.h"
 #include "snap/sstream.h"
@@ -218,31 +220,6 @@ static void test_reset(void **state)
 	assert_false(bus_access(&f->vm.pio, 0xCF9, b, 2, false));
 }
 
-static uint8_t *save_dev(struct dev *d, size_t *len)
-{
-	struct sstream s;
-	uint8_t *buf;
-
-	ss_init_save(&s);
-	assert_int_equal(d->ops->save(d, &s), 0);
-	buf = malloc(s.len);
-	memcpy(buf, s.buf, s.len);
-	*len = s.len;
-	ss_free(&s);
-	return buf;
-}
-
-static int load_dev(struct dev *d, const uint8_t *buf, size_t len)
-{
-	struct sstream s;
-	int ret;
-
-	ss_init_load(&s, buf, len);
-	ret = d->ops->load(d, &s, d->ops->version);
-	ss_free(&s);
-	return ret;
-}
-
 static void test_snapshot(void **state)
 {
 	struct fixture *f = *state, *g;
@@ -253,18 +230,18 @@ static void test_snapshot(void **state)
 	out(&f->vm, RESET_PORT, 1, 0x8);
 	at(f, TOGGLE1_NS + 1000000);
 	assert_int_equal(sci_level, 1);
-	a = save_dev(f->d, &alen);
+	a = devsnap_save_copy(f->d, &alen);
 
 	/* Into a VM whose clock is elsewhere: the timer continues from the saved count. */
 	g = fx_new(123456789000ULL);
 	sci_level = 0;
-	assert_int_equal(load_dev(g->d, a, alen), 0);
+	assert_int_equal(devsnap_load(g->d, a, alen, g->d->ops->version), 0);
 	assert_int_equal(sci_level, 1); /* SCI driven again */
 	assert_int_equal(in(&g->vm, PM_TMR_PORT, 4), 8388608 + 3579);
 	assert_int_equal(in(&g->vm, PM1A_EVT_PORT, 4),
 			 PM1_TMR_STS | (uint32_t)(PM1_TMR_EN | PM1_PWRBTN_EN) << 16);
 	assert_int_equal(in(&g->vm, RESET_PORT, 1), 0x8);
-	b = save_dev(g->d, &blen);
+	b = devsnap_save_copy(g->d, &blen);
 	assert_int_equal(alen, blen);
 	assert_memory_equal(a, b, alen);
 	free(b);
@@ -280,20 +257,20 @@ static void test_snapshot(void **state)
 
 	/* Truncated and overlong streams are refused. */
 	for (size_t n = 0; n < alen; n++)
-		assert_int_not_equal(load_dev(g->d, a, n), 0);
+		assert_int_not_equal(devsnap_load(g->d, a, n, g->d->ops->version), 0);
 	b = calloc(1, alen + 1);
 	memcpy(b, a, alen);
-	assert_int_not_equal(load_dev(g->d, b, alen + 1), 0);
+	assert_int_not_equal(devsnap_load(g->d, b, alen + 1, g->d->ops->version), 0);
 	/* Out-of-range values: unknown status bit, timer beyond 24 bits, SLP_EN stored. */
 	memcpy(b, a, alen);
 	b[0] |= 0x02;
-	assert_int_equal(load_dev(g->d, b, alen), -EINVAL);
+	assert_int_equal(devsnap_load(g->d, b, alen, g->d->ops->version), -EINVAL);
 	memcpy(b, a, alen);
 	b[7 + 3] = 1; /* top byte of the timer */
-	assert_int_equal(load_dev(g->d, b, alen), -EINVAL);
+	assert_int_equal(devsnap_load(g->d, b, alen, g->d->ops->version), -EINVAL);
 	memcpy(b, a, alen);
 	b[5] |= PM1_SLP_EN >> 8;
-	assert_int_equal(load_dev(g->d, b, alen), -EINVAL);
+	assert_int_equal(devsnap_load(g->d, b, alen, g->d->ops->version), -EINVAL);
 	free(b);
 	free(a);
 	fx_free(g);
