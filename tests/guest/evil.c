@@ -291,7 +291,8 @@ static const char *verdict(const struct evdev *e, struct vdev *vd, struct vq *q,
 {
 	static char nb[48];
 	struct rtime rt;
-	u8 st;
+	bool done_bad = false;
+	u8 st, s = 0;
 
 	*note = "";
 	rt_start(&rt);
@@ -300,20 +301,26 @@ static const char *verdict(const struct evdev *e, struct vdev *vd, struct vq *q,
 		if (st & VIRTIO_S_NEEDS_RESET)
 			return NULL;
 		/* last_used: where the good request before left the used ring. */
-		if (q->live && vq_used_idx(q) != q->last_used) {
-			u8 s = sc[SC_STATUS];
-
+		if (!done_bad && q->live && vq_used_idx(q) != q->last_used) {
+			s = sc[SC_STATUS];
 			if (e->has_status && s != 0 && s != 0xff) {
 				fmt(nb, sizeof(nb), " (completed with status %u)", s);
 				*note = nb;
 				return NULL;
 			}
-			fmt(why, sizeof(why), "completed (status byte 0x%x, device status 0x%x) "
-			    "instead of NEEDS_RESET", s, st);
-			return why;
+			/*
+			 * Completed with no status: NEEDS_RESET must follow, but nothing
+			 * orders it before the used ring update, so keep watching.
+			 */
+			done_bad = true;
 		}
 		if (rt_ms(&rt) > WAIT_MS) {
-			fmt(why, sizeof(why), "no NEEDS_RESET after %u ms (status 0x%x)", WAIT_MS, st);
+			if (done_bad)
+				fmt(why, sizeof(why), "completed (status byte 0x%x, device status "
+				    "0x%x) instead of NEEDS_RESET", s, st);
+			else
+				fmt(why, sizeof(why), "no NEEDS_RESET after %u ms (status 0x%x)",
+				    WAIT_MS, st);
 			return why;
 		}
 		watchdog_poll();
