@@ -21,6 +21,7 @@
 #include "dev/virtio/virtio.h"
 #include "snap/sstream.h"
 #include "vm.h"
+#include "dev/virtio/virtio_pci_regs.h"
 
 #define RAM_SIZE (1024 * 1024)
 #define SLOT 4
@@ -34,22 +35,6 @@
 #define BUF 0x10000
 
 /* Registers (offsets in BAR 4). */
-#define CC_DFSELECT 0x00
-#define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0C
-#define CC_MSIX 0x10
-#define CC_NUMQ 0x12
-#define CC_STATUS 0x14
-#define CC_CFGGEN 0x15
-#define CC_QSELECT 0x16
-#define CC_QSIZE 0x18
-#define CC_QMSIX 0x1A
-#define CC_QENABLE 0x1C
-#define CC_QNOFF 0x1E
-#define CC_QDESC 0x20
-#define CC_QAVAIL 0x28
-#define CC_QUSED 0x30
 #define ISR 0x1000
 #define DEVCFG 0x2000
 #define NOTIFY 0x3000

@@ -29,6 +29,7 @@
 #include "dev/virtio/virtio.h"
 #include "snap/sstream.h"
 #include "vm.h"
+#include "dev/virtio/virtio_pci_regs.h"
 
 /* ---- what a driver knows from the virtio spec ---- */
 
@@ -49,26 +50,6 @@
 #define S_OK 0
 #define S_IOERR 1
 #define S_UNSUPP 2
-
-#define CAP_COMMON 1
-#define CAP_NOTIFY 2
-#define CAP_ISR 3
-#define CAP_DEVICE 4
-
-/* Common configuration window. */
-#define CC_DFSELECT 0x00
-#define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0C
-#define CC_NUMQ 0x12
-#define CC_STATUS 0x14
-#define CC_QSELECT 0x16
-#define CC_QSIZE 0x18
-#define CC_QENABLE 0x1C
-#define CC_QNOTIFYOFF 0x1E
-#define CC_QDESC 0x20
-#define CC_QAVAIL 0x28
-#define CC_QUSED 0x30
 
 #define D_NEXT 1
 #define D_WRITE 2
@@ -222,14 +203,14 @@ static void find_caps(struct fx *f)
 			continue;
 		type = (uint8_t)cfg_rd(f, p + 3, 1);
 		base = pci_bar_addr(f->pd, (int)cfg_rd(f, p + 4, 1)) + cfg_rd(f, p + 8, 4);
-		if (type == CAP_COMMON && !f->common)
+		if (type == CAP_COMMON_CFG && !f->common)
 			f->common = base;
-		else if (type == CAP_NOTIFY && !f->notify) {
+		else if (type == CAP_NOTIFY_CFG && !f->notify) {
 			f->notify = base;
 			f->notify_mult = cfg_rd(f, p + 16, 4);
-		} else if (type == CAP_ISR && !f->isr)
+		} else if (type == CAP_ISR_CFG && !f->isr)
 			f->isr = base;
-		else if (type == CAP_DEVICE && !f->devcfg)
+		else if (type == CAP_DEVICE_CFG && !f->devcfg)
 			f->devcfg = base;
 	}
 	assert_true(f->common && f->notify && f->isr && f->devcfg);
@@ -283,7 +264,7 @@ static void drv_init(struct fx *f, uint64_t want)
 	mmio_wr(f, c + CC_QAVAIL + 4, 4, 0);
 	mmio_wr(f, c + CC_QUSED, 4, USED_GPA);
 	mmio_wr(f, c + CC_QUSED + 4, 4, 0);
-	f->notify_off = (uint16_t)mmio_rd(f, c + CC_QNOTIFYOFF, 2);
+	f->notify_off = (uint16_t)mmio_rd(f, c + CC_QNOFF, 2);
 	mmio_wr(f, c + CC_QENABLE, 2, 1);
 	mmio_wr(f, c + CC_STATUS, 1,
 		VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "dev/pci.h"
+#include "dev/virtio/virtio_pci_regs.h"
 #include "snap/sstream.h"
 #include "vm.h"
 
@@ -51,13 +52,6 @@
 #define COMMON_LEN 0x38
 #define NOTIFY_MULT 4
 
-/* Vendor capability types (virtio_pci_cap.cfg_type). */
-#define CAP_COMMON_CFG 1
-#define CAP_NOTIFY_CFG 2
-#define CAP_ISR_CFG 3
-#define CAP_DEVICE_CFG 4
-#define CAP_PCI_CFG 5
-
 /* Offsets inside a virtio vendor capability. */
 #define CAPF_LEN 2
 #define CAPF_TYPE 3
@@ -67,24 +61,6 @@
 #define CAPF_EXTRA 16 /* notify_off_multiplier or pci_cfg_data */
 #define CAP_SIZE 16
 #define CAP_SIZE_EXTRA 20
-
-/* Common configuration registers. */
-#define CC_DFSELECT 0x00
-#define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0C
-#define CC_MSIX 0x10
-#define CC_NUMQ 0x12
-#define CC_STATUS 0x14
-#define CC_CFGGEN 0x15
-#define CC_QSELECT 0x16
-#define CC_QSIZE 0x18
-#define CC_QMSIX 0x1A
-#define CC_QENABLE 0x1C
-#define CC_QNOFF 0x1E
-#define CC_QDESC 0x20
-#define CC_QAVAIL 0x28
-#define CC_QUSED 0x30
 
 #define STATUS_DRIVER_BITS                                                              \
 	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK | \
