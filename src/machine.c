@@ -12,11 +12,11 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
-#include "dev/hpet.h"
-#include "dev/pci.h"
-#include "dev/pm.h"
-#include "dev/rtc.h"
-#include "dev/uart.h"
+#include "dev/pc/hpet.h"
+#include "dev/pci/pci.h"
+#include "dev/pc/pm.h"
+#include "dev/pc/rtc.h"
+#include "dev/pc/uart.h"
 #include "vcpu.h"
 #include "vm.h"
 

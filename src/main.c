@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "ctl/ctl.h"
-#include "dev/pm.h"
+#include "dev/pc/pm.h"
 #include "machine.h"
 #include "options.h"
 #include "snap/snapshot.h"

@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "version.h"
 
 #define HEADER_SIZE SNAP_PAGE

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define PAGE 4096ULL

@@ -30,13 +30,13 @@
 #include <unistd.h>
 
 #include "arch/x86/cpustate.h"
-#include "dev/rtc.h"
+#include "dev/pc/rtc.h"
 #include "machine.h"
 #include "snap/disks.h"
 #include "snap/format.h"
 #include "snap/memory.h"
 #include "snap/meta.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vcpu.h"
 #include "vm.h"
 

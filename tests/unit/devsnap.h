@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "dev/dev.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 
 /* Save @d into @s (initialised here; the caller frees it); the test fails if save fails. */
 static inline void devsnap_save(struct dev *d, struct sstream *s)

@@ -17,7 +17,7 @@
 #include "config.h"
 #include "evloop.h"
 #include "options.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 
 struct sample {
 	uint8_t a;

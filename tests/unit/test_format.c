@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "snap/format.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 
 #define MEM (64 * 4096ULL)
 

@@ -13,8 +13,8 @@
 #include "devsnap.h"
 
 #include "dev/dev.h"
-#include "dev/hpet.h"
-#include "snap/sstream.h"
+#include "dev/pc/hpet.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define GCAP 0x000

@@ -12,9 +12,9 @@
 
 #include "config.h"
 #include "dev/dev.h"
-#include "dev/pci.h"
-#include "dev/pm.h"
-#include "snap/sstream.h"
+#include "dev/pci/pci.h"
+#include "dev/pc/pm.h"
+#include "sstream.h"
 #include "vm.h"
 
 /* ---- interrupt recorders ---- */

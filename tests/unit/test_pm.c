@@ -13,8 +13,8 @@
 #include "devsnap.h"
 
 #include "dev/dev.h"
-#include "dev/pm.h"
-#include "snap/sstream.h"
+#include "dev/pc/pm.h"
+#include "sstream.h"
 #include "vm.h"
 
 /* First nanosecond at which the count reaches 2^23, 2^24, 3 * 2^23 (rounded up). */

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "config.h"
-#include "dev/rtc.h"
-#include "snap/sstream.h"
+#include "dev/pc/rtc.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define SEC 1000000000ULL

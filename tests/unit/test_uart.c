@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dev/uart.h"
-#include "snap/sstream.h"
+#include "dev/pc/uart.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define COM1 0x3f8

@@ -17,9 +17,9 @@
 
 #include <cmocka.h>
 
-#include "dev/pci.h"
+#include "dev/pci/pci.h"
 #include "dev/virtio/virtio.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 #include "dev/virtio/virtio_pci_regs.h"
 

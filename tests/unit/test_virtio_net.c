@@ -24,10 +24,10 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "dev/net_backend.h"
-#include "dev/pci.h"
+#include "backend/net_backend.h"
+#include "dev/pci/pci.h"
 #include "dev/virtio/virtio.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define SLOT 3

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vcpu.h"
 #include "vm.h"
 

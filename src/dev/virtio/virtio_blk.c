@@ -41,9 +41,9 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "dev/pci.h"
+#include "dev/pci/pci.h"
 #include "dev/virtio/virtio.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 
 /* Device feature bits (virtio 1.2, 5.2.3). */

@@ -43,10 +43,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dev/net_backend.h"
-#include "dev/pci.h"
+#include "backend/net_backend.h"
+#include "dev/pci/pci.h"
 #include "dev/virtio/virtio.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 
 /* Device feature bits (virtio 1.2, 5.1.3). */

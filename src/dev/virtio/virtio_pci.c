@@ -31,9 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dev/pci.h"
+#include "dev/pci/pci.h"
 #include "dev/virtio/virtio_pci_regs.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define VIRTIO_VENDOR 0x1AF4

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <sys/random.h>
 
-#include "dev/pci.h"
+#include "dev/pci/pci.h"
 #include "dev/virtio/virtio.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 
 #define RND_QUEUE_SIZE 256
 #define RND_MAX_REQUEST (64 * 1024)

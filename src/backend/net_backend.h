@@ -23,8 +23,8 @@
  * the slirp backend's own thread; frames from the guest are handed to it through a queue and
  * an eventfd.
  */
-#ifndef KHYVE_DEV_NET_BACKEND_H
-#define KHYVE_DEV_NET_BACKEND_H
+#ifndef KHYVE_BACKEND_NET_BACKEND_H
+#define KHYVE_BACKEND_NET_BACKEND_H
 
 #include <netinet/in.h>
 #include <stdbool.h>

@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "dev/pci.h"
+#include "dev/pci/pci.h"
 
 #define LPC_SLOT 31
 #define LPC_VENDOR 0x8086

@@ -4,7 +4,7 @@
  * guests only look at its identity.  The ids are bhyve's (vendor and device 0x1275), which no
  * guest driver binds to, so nothing tries to program chipset registers we do not have.
  */
-#include "dev/pci.h"
+#include "dev/pci/pci.h"
 
 #define HOSTBRIDGE_VENDOR 0x1275
 #define HOSTBRIDGE_DEVICE 0x1275

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* The state stream: see sstream.h. */
-#include "snap/sstream.h"
+#include "sstream.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -8,7 +8,7 @@
  * periodic comparator on by its period (several periods at once if the loop was late: missed
  * ticks are coalesced into one interrupt) and re-arms.
  */
-#include "dev/hpet.h"
+#include "dev/pc/hpet.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define HPET_NS_PER_TICK (HPET_PERIOD_FS / 1000000)

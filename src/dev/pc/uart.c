@@ -8,7 +8,7 @@
  * functions with u->lock held cannot deadlock.  evloop_del_fd is only legal on the loop
  * thread, so vCPU-side code only ever changes an fd's event mask (see uart_watch_sync).
  */
-#include "dev/uart.h"
+#include "dev/pc/uart.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +24,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define UART_STATE_VERSION 1

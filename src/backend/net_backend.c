@@ -2,7 +2,7 @@
 /*
  * Network backends (see net_backend.h): the type registry, hostfwd rules, slirp and tap.
  */
-#include "dev/net_backend.h"
+#include "backend/net_backend.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

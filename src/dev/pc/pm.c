@@ -8,7 +8,7 @@
  * count >> 23 with its value at the previous check; while TMR_EN is set a vtimer at the next
  * toggle does the same check so the SCI is raised on time.
  */
-#include "dev/pm.h"
+#include "dev/pc/pm.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define PM1_STS_BITS (PM1_TMR_STS | PM1_PWRBTN_STS | PM1_WAK_STS)

@@ -10,7 +10,7 @@
  * pd->lock, then bar_lock or intx_lock.  bus_access() calls handlers without its own lock, so
  * a configuration write may (un)register BARs on the bus it came from.
  */
-#include "dev/pci.h"
+#include "dev/pci/pci.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "arch/x86/e820.h"
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 
 /*

@@ -13,7 +13,7 @@
  *
  * Locking: r->lock guards everything; port I/O runs on vCPU threads, timers on the event loop.
  */
-#include "dev/rtc.h"
+#include "dev/pc/rtc.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "snap/sstream.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define RTC_STATE_VERSION 1
