@@ -12,5 +12,8 @@ if [ "$(id -u)" != 0 ]; then
 	SUDO=sudo
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq $missing >/dev/null
+# Wait for another apt run instead of failing on its lock (several builds may run at once).
+lock=""
+command -v flock >/dev/null 2>&1 && lock="flock /tmp/khyve-apt.lock"
+$SUDO $lock apt-get -o DPkg::Lock::Timeout=600 update -qq
+$SUDO $lock apt-get -o DPkg::Lock::Timeout=600 install -y -qq $missing >/dev/null
