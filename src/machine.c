@@ -75,10 +75,13 @@ static int machine_add_uarts(struct vm *vm, char *err, size_t errlen)
 
 static int machine_add_devices(struct vm *vm, char *err, size_t errlen)
 {
+	struct dev *rtc, *pm;
+
 	/* Creation order is snapshot order; keep it stable. */
-	if (!rtc_create(vm, err, errlen) || !pm_create(vm, err, errlen) ||
+	if (!(rtc = rtc_create(vm, err, errlen)) || !(pm = pm_create(vm, err, errlen)) ||
 	    !hpet_create(vm, err, errlen))
 		return -EINVAL;
+	rtc_set_alarm_hook(rtc, pm_rtc_alarm, pm);
 	if (machine_add_uarts(vm, err, errlen))
 		return -EINVAL;
 	return pci_setup(vm, err, errlen);

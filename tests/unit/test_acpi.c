@@ -19,6 +19,7 @@
 
 #include "arch/x86/acpi.h"
 #include "config.h"
+#include "dev/pc/pm.h"
 #include "vm.h"
 
 #define RAM_SIZE (32 * MiB)
@@ -209,6 +210,7 @@ static void check_fadt(const uint8_t *fadt)
 	assert_true(flags & (1u << 0));		      /* WBINVD */
 	assert_false(flags & (1u << 8));	      /* TMR_VAL_EXT: 24-bit timer */
 	assert_true(flags & (1u << 10));	      /* RESET_REG_SUP */
+	assert_false(flags & (1u << 6));	      /* FIX_RTC: RTC_STS is in PM1 */
 	assert_false(flags & (1u << 20));	      /* not HW_REDUCED */
 	check_gas(fadt, 116, 1, 8, 0xCF9);	      /* RESET_REG */
 	assert_int_equal(rd8(fadt, 128), 6);
@@ -436,6 +438,28 @@ static void test_acpi_mmio64_above_ram(void **state)
 	fixture_free(f);
 }
 
+/* The PM block learns where the FACS is, so the platform's side of the global lock works. */
+static void test_acpi_facs_global_lock(void **state)
+{
+	struct fixture *f = fixture_new(1, com12);
+	char err[256] = "";
+	struct dev *pm = pm_create(&f->vm, err, sizeof(err));
+	struct tables t;
+
+	assert_non_null(pm);
+	assert_int_equal(acpi_build(&f->vm, err, sizeof(err)), 0);
+	walk(f, &t);
+	assert_int_equal(rd32(t.facs, 16), 0); /* global lock free */
+	assert_false(rd32(t.facs, 32) & 1);    /* FACS flags: no S4BIOS */
+	assert_int_equal(pm_global_lock_acquire(pm), 0);
+	assert_int_equal(rd32(t.facs, 16), GL_OWNED);
+	assert_int_equal(pm_global_lock_release(pm), 0);
+	assert_int_equal(rd32(t.facs, 16), 0);
+	f->vm.nmem = 0; /* the fixture frees its RAM itself */
+	vm_destroy(&f->vm);
+	fixture_free(f);
+}
+
 static void test_acpi_refuses(void **state)
 {
 	struct fixture *f = fixture_new(0, com12);
@@ -462,6 +486,7 @@ int main(void)
 		cmocka_unit_test(test_acpi_com_ports_present_only),
 		cmocka_unit_test(test_acpi_max_cpus),
 		cmocka_unit_test(test_acpi_mmio64_above_ram),
+		cmocka_unit_test(test_acpi_facs_global_lock),
 		cmocka_unit_test(test_acpi_refuses),
 	};
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -173,13 +174,211 @@ static void test_power_button(void **state)
 	pm_power_button(f->d);
 	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), PM1_PWRBTN_STS);
 	assert_int_equal(sci_level, 0);
-	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_PWRBTN_EN | 0x20); /* GBL_EN: not offered */
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_PWRBTN_EN);
 	assert_int_equal(in(&f->vm, PM1A_EVT_PORT + 2, 2), PM1_PWRBTN_EN);
 	assert_int_equal(sci_level, 1);
 	/* Byte write to the status high byte clears PWRBTN_STS. */
 	out(&f->vm, PM1A_EVT_PORT + 1, 1, PM1_PWRBTN_STS >> 8);
 	assert_int_equal(sci_level, 0);
 	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), 0);
+}
+
+/*
+ * ACPICA enables GBL_EN and RTC_EN at boot and reads them back: a bit that does not stick is
+ * "Could not enable GlobalLock event" / "No response from Global Lock hardware" /
+ * "Could not enable RealTimeClock event" on Linux.  Every event the block has must stick;
+ * bits it does not have read back as 0.
+ */
+static void test_enable_bits_stick(void **state)
+{
+	struct fixture *f = *state;
+	const uint16_t all = PM1_TMR_EN | PM1_GBL_EN | PM1_PWRBTN_EN | PM1_RTC_EN;
+
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_GBL_EN);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT + 2, 2), PM1_GBL_EN);
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_GBL_EN | PM1_RTC_EN);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT + 2, 2), PM1_GBL_EN | PM1_RTC_EN);
+	/* ACPICA's read-modify-write of the enable register, one byte at a time too. */
+	out(&f->vm, PM1A_EVT_PORT + 3, 1, (PM1_RTC_EN | PM1_PWRBTN_EN) >> 8);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT + 2, 2), PM1_GBL_EN | PM1_RTC_EN | PM1_PWRBTN_EN);
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, 0xFFFF);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT + 2, 2), all);
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, 0);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT + 2, 2), 0);
+	assert_int_equal(sci_level, 0);
+}
+
+/* The RTC's alarm sets RTC_STS; the SCI follows RTC_EN; write 1 clears. */
+static void test_rtc_sts(void **state)
+{
+	struct fixture *f = *state;
+
+	pm_rtc_alarm(f->d);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), PM1_RTC_STS);
+	assert_int_equal(sci_level, 0);
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_RTC_EN);
+	assert_int_equal(sci_level, 1);
+	out(&f->vm, PM1A_EVT_PORT, 2, PM1_RTC_STS);
+	assert_int_equal(sci_level, 0);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), 0);
+	pm_rtc_alarm(f->d);
+	assert_int_equal(sci_level, 1);
+	assert_int_equal(sci_rises, 2);
+}
+
+#define FACS_GPA 0x1000
+#define RAM_SIZE 0x4000
+
+/* Guest RAM with a FACS in it; vm_destroy unmaps it. */
+static uint32_t *gl_setup(struct fixture *f)
+{
+	void *ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			 0);
+
+	assert_true(ram != MAP_FAILED);
+	f->vm.mem[0] = (struct mem_region){ .gpa = 0, .size = RAM_SIZE, .hva = ram };
+	f->vm.nmem = 1;
+	f->vm.ram_size = RAM_SIZE;
+	/* Not aligned, outside RAM, or none at all: refused. */
+	assert_int_equal(pm_set_facs(f->d, FACS_GPA + 8), -EINVAL);
+	assert_int_equal(pm_set_facs(f->d, RAM_SIZE - 32), -EINVAL);
+	assert_int_equal(pm_set_facs(f->d, 0), -EINVAL);
+	assert_int_equal(pm_global_lock_acquire(f->d), -ENODEV);
+	assert_int_equal(pm_set_facs(f->d, FACS_GPA), 0);
+	return (uint32_t *)((uint8_t *)ram + FACS_GPA + FACS_GLOBAL_LOCK_OFFSET);
+}
+
+/* What ACPI (5.2.10.1) has the OS do on the lock dword: returns true when acquired. */
+static bool os_acquire(uint32_t *gl)
+{
+	uint32_t old = *gl, new = (old & ~3u) | GL_OWNED | ((old & GL_OWNED) ? GL_PENDING : 0);
+
+	*gl = new;
+	return !(new &GL_PENDING);
+}
+
+/* Returns true when the other side was waiting (the OS must then write GBL_RLS). */
+static bool os_release(uint32_t *gl)
+{
+	uint32_t old = *gl;
+
+	*gl = old & ~3u;
+	return old & GL_PENDING;
+}
+
+static void test_global_lock_free(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t *gl = gl_setup(f);
+
+	assert_int_equal(pm_global_lock_release(f->d), -EPERM);
+	assert_int_equal(pm_global_lock_acquire(f->d), 0);
+	assert_true(pm_global_lock_owned(f->d));
+	assert_int_equal(*gl, GL_OWNED);
+	assert_int_equal(pm_global_lock_acquire(f->d), 0); /* already ours */
+	assert_int_equal(pm_global_lock_release(f->d), 0);
+	assert_false(pm_global_lock_owned(f->d));
+	assert_int_equal(*gl, 0);
+	/* Nobody waited: no GBL_STS. */
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), 0);
+}
+
+/* The OS holds the lock: khyve sets pending and gets the lock when the OS writes GBL_RLS. */
+static void test_global_lock_os_holds(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t *gl = gl_setup(f);
+
+	assert_true(os_acquire(gl));
+	assert_int_equal(pm_global_lock_acquire(f->d), -EBUSY);
+	assert_false(pm_global_lock_owned(f->d));
+	assert_int_equal(*gl, GL_OWNED | GL_PENDING);
+	/* A GBL_RLS before the OS released changes nothing (the lock is still the OS's). */
+	out(&f->vm, PM1A_CNT_PORT, 2, PM1_SCI_EN | PM1_GBL_RLS);
+	assert_false(pm_global_lock_owned(f->d));
+	assert_int_equal(*gl, GL_OWNED | GL_PENDING);
+	assert_true(os_release(gl));
+	out(&f->vm, PM1A_CNT_PORT, 2, PM1_SCI_EN | PM1_GBL_RLS);
+	assert_true(pm_global_lock_owned(f->d));
+	assert_int_equal(*gl, GL_OWNED);
+	/* GBL_RLS is write-only; SCI_EN stays. */
+	assert_int_equal(in(&f->vm, PM1A_CNT_PORT, 2), PM1_SCI_EN);
+	assert_int_equal(pm_global_lock_release(f->d), 0);
+	assert_int_equal(*gl, 0);
+}
+
+/* khyve holds the lock, the OS waits: release sets GBL_STS (BIOS_RLS), the SCI wakes the OS. */
+static void test_global_lock_os_waits(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t *gl = gl_setup(f);
+
+	out(&f->vm, PM1A_EVT_PORT + 2, 2, PM1_GBL_EN);
+	assert_int_equal(pm_global_lock_acquire(f->d), 0);
+	assert_false(os_acquire(gl));
+	assert_int_equal(*gl, GL_OWNED | GL_PENDING);
+	assert_int_equal(sci_level, 0);
+	assert_int_equal(pm_global_lock_release(f->d), 0);
+	assert_int_equal(*gl, 0);
+	assert_int_equal(in(&f->vm, PM1A_EVT_PORT, 2), PM1_GBL_STS);
+	assert_int_equal(sci_level, 1);
+	/* The OS's SCI handler clears GBL_STS and takes the lock. */
+	out(&f->vm, PM1A_EVT_PORT, 2, PM1_GBL_STS);
+	assert_int_equal(sci_level, 0);
+	assert_true(os_acquire(gl));
+	assert_int_equal(*gl, GL_OWNED);
+}
+
+/* Version 2 keeps the FACS and who waits for the lock; version 1 streams still load. */
+static void test_snapshot_global_lock(void **state)
+{
+	struct fixture *f = *state, *g;
+	uint32_t *gl = gl_setup(f), *gl2;
+	uint8_t *a, *b;
+	size_t alen, blen;
+
+	assert_true(os_acquire(gl));
+	assert_int_equal(pm_global_lock_acquire(f->d), -EBUSY);
+	a = devsnap_save_copy(f->d, &alen);
+	assert_int_equal(alen, 11 + 8 + 2);
+
+	g = fx_new(0);
+	gl2 = gl_setup(g);
+	*gl2 = *gl; /* the FACS comes back with guest memory */
+	assert_int_equal(pm_set_facs(g->d, FACS_GPA + 64), 0);
+	assert_int_equal(devsnap_load(g->d, a, alen, 2), 0);
+	b = devsnap_save_copy(g->d, &blen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(a, b, alen);
+	free(b);
+	/* The restored platform still waits, at the saved FACS. */
+	assert_true(os_release(gl2));
+	out(&g->vm, PM1A_CNT_PORT, 2, PM1_SCI_EN | PM1_GBL_RLS);
+	assert_true(pm_global_lock_owned(g->d));
+	assert_int_equal(*gl2, GL_OWNED);
+
+	/* Refused: owned and waiting at once, an unaligned FACS, lock state without a FACS. */
+	b = malloc(alen);
+	memcpy(b, a, alen);
+	b[19] = 1;
+	devsnap_expect_refused(g->d, b, alen, 2);
+	memcpy(b, a, alen);
+	b[11] |= 8;
+	devsnap_expect_refused(g->d, b, alen, 2);
+	memcpy(b, a, alen);
+	memset(b + 11, 0, 8);
+	devsnap_expect_refused(g->d, b, alen, 2);
+	memcpy(b, a, alen);
+	b[20] = 2;
+	devsnap_expect_refused(g->d, b, alen, 2);
+	/* Version 1 has no FACS fields: its 11 bytes load, and more than 11 do not. */
+	assert_int_equal(devsnap_load(g->d, a, 11, 1), 0);
+	assert_false(pm_global_lock_owned(g->d));
+	assert_int_equal(pm_global_lock_acquire(g->d), -ENODEV);
+	assert_int_not_equal(devsnap_load(g->d, a, alen, 1), 0);
+	free(b);
+	free(a);
+	fx_free(g);
 }
 
 static void test_sleep_states(void **state)
@@ -282,6 +481,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pm_timer_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tmr_sts_and_sci, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_button, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enable_bits_stick, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rtc_sts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_global_lock_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_global_lock_os_holds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_global_lock_os_waits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_global_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sleep_states, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),

@@ -350,6 +350,39 @@ static void test_alarm(void **state)
 	assert_int_equal(cmos_rd(f, R_MIN), 0x02);
 }
 
+static unsigned alarm_hooks;
+
+static void count_alarm(void *opaque)
+{
+	assert_ptr_equal(opaque, &alarm_hooks);
+	alarm_hooks++;
+}
+
+/* The alarm interrupt tells the PM block (RTC_STS); an alarm match without AIE does not. */
+static void test_alarm_hook(void **state)
+{
+	struct fixture *f = *state;
+
+	alarm_hooks = 0;
+	rtc_set_alarm_hook(f->d, count_alarm, &alarm_hooks);
+	set_time(f, 0x02, 0x20, 0x25, 0x03, 0x01, 0x10, 0x00, 0x00); /* no AIE */
+	cmos_wr(f, R_SEC_ALARM, 0x02);
+	cmos_wr(f, R_MIN_ALARM, 0xc0);
+	cmos_wr(f, R_HOUR_ALARM, 0xc0);
+	advance(f, 2 * SEC);
+	assert_int_equal(cmos_rd(f, R_C) & 0x20, 0x20); /* AF, but no interrupt */
+	assert_int_equal(alarm_hooks, 0);
+	cmos_wr(f, R_B, 0x22); /* AIE */
+	advance(f, 60 * SEC);
+	assert_int_equal(f->pulses, 1);
+	assert_int_equal(alarm_hooks, 1);
+	rtc_set_alarm_hook(f->d, NULL, NULL);
+	cmos_rd(f, R_C);
+	advance(f, 60 * SEC);
+	assert_int_equal(f->pulses, 2);
+	assert_int_equal(alarm_hooks, 1);
+}
+
 static void test_nvram(void **state)
 {
 	struct fixture *f = *state;
@@ -519,6 +552,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reg_c, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_periodic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alarm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alarm_hook, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nvram, setup, teardown),
 		cmocka_unit_test(test_memory_size),
 		cmocka_unit_test(test_localtime_config),

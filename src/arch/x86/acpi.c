@@ -13,6 +13,7 @@
 
 #include "arch/x86/aml.h"
 #include "arch/x86/e820.h"
+#include "dev/pc/pm.h"
 #include "vm.h"
 
 #define PACKED __attribute__((packed))
@@ -152,7 +153,6 @@ _Static_assert(sizeof(struct acpi_mcfg) == 60, "MCFG");
 #define FADT_WBINVD (1u << 0)
 #define FADT_PROC_C1 (1u << 2)
 #define FADT_SLP_BUTTON (1u << 5) /* no sleep button */
-#define FADT_FIX_RTC (1u << 6)	  /* no RTC wake status in PM1 */
 #define FADT_RESET_REG_SUP (1u << 10)
 #define BOOT_ARCH_LEGACY_DEVICES (1u << 0)
 #define BOOT_ARCH_VGA_NOT_PRESENT (1u << 2)
@@ -296,9 +296,11 @@ static uint64_t acpi_fadt(struct acpi_ctx *c, uint64_t facs, uint64_t dsdt)
 	f->iapc_boot_arch = BOOT_ARCH_LEGACY_DEVICES | BOOT_ARCH_VGA_NOT_PRESENT;
 	/*
 	 * The power button is the fixed-feature one (PWR_BUTTON clear): PWRBTN_STS in PM1.
-	 * TMR_VAL_EXT clear: the PM timer is 24 bits.  Not HW_REDUCED.
+	 * TMR_VAL_EXT clear: the PM timer is 24 bits.  Not HW_REDUCED, so the FACS has the
+	 * global lock and PM1 has GBL_STS/GBL_EN.
+	 * FIX_RTC clear: RTC_STS/RTC_EN are in PM1 (the RTC alarm sets RTC_STS, dev/pc/pm.h).
 	 */
-	f->flags = FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_FIX_RTC | FADT_RESET_REG_SUP;
+	f->flags = FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_RESET_REG_SUP;
 	f->reset_reg = gas_io(RESET_PORT, 1, GAS_BYTE);
 	f->reset_value = RESET_VALUE;
 	acpi_checksum(&f->h);
@@ -610,6 +612,7 @@ int acpi_build(struct vm *vm, char *err, size_t errlen)
 {
 	struct acpi_ctx c = { .vm = vm, .cap = ACPI_TABLES_END - ACPI_TABLES_BASE };
 	uint64_t facs, dsdt, tables[4], rsdt, xsdt, rsdp;
+	struct dev *pm;
 
 	if (vm->ncpus < 1 || vm->ncpus > ACPI_MAX_CPUS) {
 		snprintf(err, errlen, "acpi: %u vCPUs; the MADT describes 1 to %u", vm->ncpus,
@@ -641,5 +644,12 @@ int acpi_build(struct vm *vm, char *err, size_t errlen)
 		return -ENOSPC;
 	}
 	acpi_rsdp(&c, rsdt, xsdt);
+	/* The PM block plays the firmware's part of the FACS global lock. */
+	pm = vm_find_dev(vm, "pm");
+	if (pm && pm_set_facs(pm, facs)) {
+		snprintf(err, errlen, "acpi: FACS at 0x%llx is not usable",
+			 (unsigned long long)facs);
+		return -EINVAL;
+	}
 	return 0;
 }

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
- * ACPI PM1a event and control blocks, the PM timer and the reset register (see pm.h).
+ * ACPI PM1a event and control blocks, the PM timer, the reset register and the platform's half
+ * of the FACS global lock (see pm.h).  The snapshot holds the registers, the timer's count, the
+ * FACS address and whether khyve owns or waits for the global lock (version 2; version 1
+ * streams, without the lock, still load).
  *
  * The PM timer counts ticks = tmr_base + floor((vclock - ns_base) * 3579545 / 10^9); the guest
  * reads the low 24 bits.  TMR_STS is set each time bit 23 of the count changes.  That is
@@ -19,10 +22,14 @@
 #include "sstream.h"
 #include "vm.h"
 
-#define PM1_STS_BITS (PM1_TMR_STS | PM1_PWRBTN_STS | PM1_WAK_STS)
-#define PM1_EN_BITS (PM1_TMR_EN | PM1_PWRBTN_EN)
+#define PM1_STS_BITS (PM1_TMR_STS | PM1_GBL_STS | PM1_PWRBTN_STS | PM1_RTC_STS | PM1_WAK_STS)
+/*
+ * Every event this block has can be enabled.  An OS checks that an enable bit sticks before it
+ * trusts the event (ACPICA: "Could not enable ... event"), so none may read back as 0.
+ */
+#define PM1_EN_BITS (PM1_TMR_EN | PM1_GBL_EN | PM1_PWRBTN_EN | PM1_RTC_EN)
 #define PM1_BM_RLD (1U << 1)
-/* Control bits that are stored; SLP_EN (and GBL_RLS) only act and read back as 0. */
+/* Control bits that are stored; SLP_EN and GBL_RLS only act and read back as 0. */
 #define PM1_CNT_BITS (PM1_SCI_EN | PM1_BM_RLD | PM1_SLP_TYP_MASK)
 
 #define PM_TMR_MASK 0xFFFFFFULL
@@ -45,15 +52,21 @@ struct pm {
 	struct vtimer vt;
 	uint64_t deadline;
 	bool armed;
-	bool sci; /* level we drive on IRQ_SCI */
+	bool sci;		   /* level we drive on IRQ_SCI */
+	uint64_t facs;		   /* guest address of the FACS, 0 when unknown */
+	bool gl_owned, gl_waiting; /* khyve owns the global lock / waits for GBL_RLS */
 };
 
-/* Saved registers: snapshot layout and load staging copy. */
+/* Saved registers: snapshot layout and load staging copy.  Version 2 added the FACS fields. */
 struct pm_regs {
 	uint16_t sts, en, cnt;
 	uint8_t reset;
 	uint32_t tmr;
+	uint64_t facs;
+	bool gl_owned, gl_waiting;
 };
+
+static const struct dev_ops pm_ops;
 
 static uint64_t pm_ticks(const struct pm *pm, uint64_t now)
 {
@@ -146,10 +159,124 @@ static void pm_evt_io(void *opaque, uint64_t off, void *data, unsigned size, boo
 	pthread_mutex_unlock(&pm->lock);
 }
 
+/* ---- the global lock, platform side ---- */
+
+static uint32_t *pm_gl_word(struct pm *pm)
+{
+	return pm->facs ? vm_gpa(pm->vm, pm->facs + FACS_GLOBAL_LOCK_OFFSET, 4) : NULL;
+}
+
+/*
+ * ACPI's acquire on the shared dword: set owned, and if it was owned already set pending
+ * instead (the owner then signals its release).  The OS does the same with lock cmpxchg on
+ * another CPU, so this is an atomic compare-and-swap on guest memory too.
+ */
+static bool pm_gl_try(struct pm *pm)
+{
+	uint32_t *w = pm_gl_word(pm), old, new;
+
+	old = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+	do {
+		new = (old & ~(GL_PENDING | GL_OWNED)) | GL_OWNED;
+		if (old & GL_OWNED)
+			new |= GL_PENDING;
+	} while (!__atomic_compare_exchange_n(w, &old, new, false, __ATOMIC_ACQ_REL,
+					      __ATOMIC_ACQUIRE));
+	return !(new &GL_PENDING);
+}
+
+/* The OS released the lock with pending set and wrote GBL_RLS: take it if khyve waits. */
+static void pm_gl_rls(struct pm *pm)
+{
+	if (!pm->gl_waiting || !pm_gl_word(pm))
+		return;
+	if (pm_gl_try(pm)) {
+		pm->gl_waiting = false;
+		pm->gl_owned = true;
+	}
+}
+
+int pm_set_facs(struct dev *d, uint64_t gpa)
+{
+	struct pm *pm = container_of(d, struct pm, dev);
+
+	if (!gpa || (gpa & 63) || !vm_gpa(pm->vm, gpa, 64))
+		return -EINVAL;
+	pthread_mutex_lock(&pm->lock);
+	pm->facs = gpa;
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
+int pm_global_lock_acquire(struct dev *d)
+{
+	struct pm *pm = container_of(d, struct pm, dev);
+	int ret = 0;
+
+	pthread_mutex_lock(&pm->lock);
+	if (!pm_gl_word(pm))
+		ret = -ENODEV;
+	else if (pm->gl_owned)
+		ret = 0;
+	else if (pm_gl_try(pm))
+		pm->gl_owned = true;
+	else {
+		pm->gl_waiting = true;
+		ret = -EBUSY;
+	}
+	pthread_mutex_unlock(&pm->lock);
+	return ret;
+}
+
+bool pm_global_lock_owned(struct dev *d)
+{
+	struct pm *pm = container_of(d, struct pm, dev);
+	bool owned;
+
+	pthread_mutex_lock(&pm->lock);
+	owned = pm->gl_owned;
+	pthread_mutex_unlock(&pm->lock);
+	return owned;
+}
+
+int pm_global_lock_release(struct dev *d)
+{
+	struct pm *pm = container_of(d, struct pm, dev);
+	uint32_t *w, old;
+
+	pthread_mutex_lock(&pm->lock);
+	w = pm_gl_word(pm);
+	if (!pm->gl_owned || !w) {
+		pthread_mutex_unlock(&pm->lock);
+		return -EPERM;
+	}
+	old = __atomic_fetch_and(w, ~(GL_PENDING | GL_OWNED), __ATOMIC_ACQ_REL);
+	pm->gl_owned = false;
+	/* BIOS_RLS: tell the OS, which set pending while khyve held the lock. */
+	if (old & GL_PENDING) {
+		pm->sts |= PM1_GBL_STS;
+		pm_update_sci(pm);
+	}
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
+void pm_rtc_alarm(void *opaque)
+{
+	struct pm *pm = opaque;
+
+	pthread_mutex_lock(&pm->lock);
+	pm->sts |= PM1_RTC_STS;
+	pm_update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+}
+
 static void pm_cnt_write(struct pm *pm, uint16_t v)
 {
 	pm->cnt = v & PM1_CNT_BITS;
 	pm_update_sci(pm);
+	if (v & PM1_GBL_RLS)
+		pm_gl_rls(pm);
 	if ((v & PM1_SLP_EN) && ((v & PM1_SLP_TYP_MASK) >> PM1_SLP_TYP_SHIFT) == SLP_TYP_S5)
 		vm_request_exit(pm->vm, VM_EXIT_POWEROFF);
 	/* S1-S4 are not offered by the DSDT; a guest that asks anyway keeps running. */
@@ -214,16 +341,21 @@ void pm_power_button(struct dev *d)
 	pthread_mutex_unlock(&pm->lock);
 }
 
-static void pm_regs_stream(struct sstream *s, struct pm_regs *r)
+static void pm_regs_stream(struct sstream *s, struct pm_regs *r, unsigned version)
 {
 	ss_u16(s, &r->sts);
 	ss_u16(s, &r->en);
 	ss_u16(s, &r->cnt);
 	ss_u8(s, &r->reset);
 	ss_u32(s, &r->tmr);
+	if (version < 2)
+		return;
+	ss_u64(s, &r->facs);
+	ss_bool(s, &r->gl_owned);
+	ss_bool(s, &r->gl_waiting);
 }
 
-static void pm_regs_check(struct sstream *s, const struct pm_regs *r)
+static void pm_regs_check(struct sstream *s, const struct pm_regs *r, struct vm *vm)
 {
 	if (r->sts & ~PM1_STS_BITS)
 		ss_fail(s, -EINVAL, "PM1 status 0x%x has unknown bits set", r->sts);
@@ -234,6 +366,13 @@ static void pm_regs_check(struct sstream *s, const struct pm_regs *r)
 	if (r->reset & ~(RESET_SYS_RST | RESET_FULL_RST))
 		ss_fail(s, -EINVAL, "reset control 0x%x has unknown bits set", r->reset);
 	ss_check_max(s, r->tmr, PM_TMR_MASK, "PM timer");
+	if (r->facs && ((r->facs & 63) || !vm_gpa(vm, r->facs, 64)))
+		ss_fail(s, -EINVAL, "FACS at 0x%llx is not 64-byte aligned guest RAM",
+			(unsigned long long)r->facs);
+	if ((r->gl_owned || r->gl_waiting) && !r->facs)
+		ss_fail(s, -EINVAL, "global lock state without a FACS");
+	if (r->gl_owned && r->gl_waiting)
+		ss_fail(s, -EINVAL, "global lock both owned and waited for");
 }
 
 static int pm_save(struct dev *d, struct sstream *s)
@@ -252,8 +391,11 @@ static int pm_save(struct dev *d, struct sstream *s)
 	r.cnt = pm->cnt;
 	r.reset = pm->reset;
 	r.tmr = (uint32_t)(pm_ticks(pm, now) & PM_TMR_MASK);
+	r.facs = pm->facs;
+	r.gl_owned = pm->gl_owned;
+	r.gl_waiting = pm->gl_waiting;
 	pthread_mutex_unlock(&pm->lock);
-	pm_regs_stream(s, &r);
+	pm_regs_stream(s, &r, pm_ops.version);
 	return ss_error(s);
 }
 
@@ -264,9 +406,9 @@ static int pm_load(struct dev *d, struct sstream *s, unsigned version)
 	struct pm_regs r;
 
 	memset(&r, 0, sizeof(r));
-	pm_regs_stream(s, &r);
+	pm_regs_stream(s, &r, version);
 	if (!ss_error(s))
-		pm_regs_check(s, &r);
+		pm_regs_check(s, &r, pm->vm);
 	if (ss_finish(s))
 		return ss_error(s);
 	pthread_mutex_lock(&pm->lock);
@@ -277,6 +419,9 @@ static int pm_load(struct dev *d, struct sstream *s, unsigned version)
 	pm->tmr_base = r.tmr;
 	pm->ns_base = vclock_ns(&pm->vm->ev);
 	pm->tmr_epoch = r.tmr >> PM_TMR_TOGGLE;
+	pm->facs = r.facs;
+	pm->gl_owned = r.gl_owned;
+	pm->gl_waiting = r.gl_waiting;
 	pm_arm(pm);
 	pm_update_sci(pm);
 	pthread_mutex_unlock(&pm->lock);
@@ -304,7 +449,7 @@ static void pm_destroy(struct dev *d)
 
 static const struct dev_ops pm_ops = {
 	.name = "pm",
-	.version = 1,
+	.version = 2,
 	.pause = pm_pause,
 	.resume = pm_resume,
 	.save = pm_save,

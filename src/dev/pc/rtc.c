@@ -97,6 +97,8 @@ struct rtc {
 	struct vtimer update_timer, periodic_timer;
 	uint64_t update_deadline, periodic_deadline; /* 0: not armed */
 	bool paused;				     /* by pause, or loaded and not yet resumed */
+	void (*alarm_hook)(void *);		     /* RTC_STS in the PM block */
+	void *alarm_opaque;
 };
 
 static const struct dev_ops rtc_ops;
@@ -360,6 +362,8 @@ static void rtc_update_fire(void *opaque)
 	    rtc_alarm_match(c[RTC_HOUR_ALARM], c[RTC_HOUR]))
 		flags |= C_AF;
 	rtc_set_flags(r, flags);
+	if ((flags & C_AF) && (c[RTC_REG_B] & B_AIE) && r->alarm_hook)
+		r->alarm_hook(r->alarm_opaque);
 	rtc_arm_update(r, now);
 out:
 	pthread_mutex_unlock(&r->lock);
@@ -515,6 +519,16 @@ void rtc_advance_wallclock(struct dev *d, uint64_t seconds)
 		rtc_secs_to_regs(r, rtc_regs_to_secs(r) + (int64_t)seconds);
 	}
 	/* Only the seconds moved: the divider's phase, and so every deadline, stays. */
+	pthread_mutex_unlock(&r->lock);
+}
+
+void rtc_set_alarm_hook(struct dev *d, void (*fn)(void *), void *opaque)
+{
+	struct rtc *r = container_of(d, struct rtc, dev);
+
+	pthread_mutex_lock(&r->lock);
+	r->alarm_hook = fn;
+	r->alarm_opaque = opaque;
 	pthread_mutex_unlock(&r->lock);
 }
 

@@ -29,4 +29,10 @@ struct dev *rtc_create(struct vm *vm, char *err, size_t errlen);
  */
 void rtc_advance_wallclock(struct dev *d, uint64_t seconds);
 
+/*
+ * Call @fn(@opaque) whenever the alarm raises the interrupt (AF with AIE): the ACPI PM block
+ * sets RTC_STS from it.  @fn runs with the RTC's lock held and must not call back here.
+ */
+void rtc_set_alarm_hook(struct dev *d, void (*fn)(void *), void *opaque);
+
 #endif
