@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
- * Network backends (see net_backend.h): the type registry, hostfwd rules, slirp and tap.
+ * Network backends (see net_backend.h): the type registry and the choice of a backend from a
+ * device's options, hostfwd rules, slirp and tap, and what the front ends share: MAC
+ * addresses, the announce frame, the receive FIFO.
  */
 #include "backend/net_backend.h"
 
@@ -202,7 +204,7 @@ static void slirp_cb_guest_error(const char *msg, void *opaque)
 
 	/* The guest controls how often this happens: print a few, not a flood. */
 	if (s->guest_errors++ < SLIRP_MAX_GUEST_ERRORS)
-		fprintf(stderr, "khyve: virtio-net slirp: guest error: %s\n", msg);
+		fprintf(stderr, "khyve: %s: slirp: guest error: %s\n", s->nb->dev, msg);
 }
 
 static void *slirp_cb_timer_new(SlirpTimerCb cb, void *cb_opaque, void *opaque)
@@ -699,7 +701,7 @@ static int tap_open(struct net_backend *nb, const struct net_backend_args *a, ch
 	int ret;
 
 	/* bhyve's "-s 3,virtio-net,tap0": the backend name is the interface. */
-	if (!ifname && strcmp(a->name, "tap"))
+	if ((!ifname || !*ifname) && strcmp(a->name, "tap"))
 		ifname = a->name;
 	if (!ifname || !*ifname || strlen(ifname) >= IFNAMSIZ) {
 		snprintf(err, errlen, "tap: %s interface name (tap=NAME, at most %d characters)",
@@ -781,14 +783,46 @@ static const struct net_backend_type *net_find_type(const char *name)
 	return NULL;
 }
 
+/* An option given empty counts as not given: a restore can drop a saved hostfwd= or tap=. */
+static const char *net_opt(const struct net_backend_args *a, const char *key)
+{
+	const char *v = a->opt ? a->opt(a->opt_ctx, key) : NULL;
+
+	return v && *v ? v : NULL;
+}
+
+/* backend=NAME, or tap=NAME alone; slirp when neither is given.  NULL with @err. */
+static const char *net_choose(const struct net_backend_args *a, char *err, size_t errlen)
+{
+	const char *be = net_opt(a, "backend"), *tap = net_opt(a, "tap");
+	const char *name = a->name ? a->name : be ? be : tap ? "tap" : "slirp";
+
+	if (!a->name && be && tap && strcmp(be, "tap")) {
+		snprintf(err, errlen, "both backend '%s' and tap=%s given", be, tap);
+		return NULL;
+	}
+	if (strcmp(name, "slirp") && (net_opt(a, "hostfwd") || net_opt(a, "hostfwd0"))) {
+		snprintf(err, errlen,
+			 "hostfwd needs the slirp backend, not '%s' (restoring onto another "
+			 "backend: give hostfwd= empty)",
+			 name);
+		return NULL;
+	}
+	return name;
+}
+
 struct net_backend *net_backend_open(const struct net_backend_args *a, char *err, size_t errlen)
 {
-	const struct net_backend_type *t = net_find_type(a->name);
+	const char *name = net_choose(a, err, errlen);
+	const struct net_backend_type *t = name ? net_find_type(name) : NULL;
+	struct net_backend_args args = *a;
 	struct net_backend *nb;
 	char e[200] = "";
 
+	if (!name)
+		return NULL;
 	if (!t) {
-		snprintf(err, errlen, "unknown backend '%s' (use %s, %s)", a->name,
+		snprintf(err, errlen, "unknown backend '%s' (use %s, %s)", name,
 			 net_slirp_type.usage, net_tap_type.usage);
 		return NULL;
 	}
@@ -797,10 +831,12 @@ struct net_backend *net_backend_open(const struct net_backend_args *a, char *err
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	args.name = name;
 	nb->type = t;
+	snprintf(nb->dev, sizeof(nb->dev), "%s", a->dev ? a->dev : "network device");
 	nb->rx = a->rx;
 	nb->opaque = a->opaque;
-	if (t->open(nb, a, e, sizeof(e))) {
+	if (t->open(nb, &args, e, sizeof(e))) {
 		snprintf(err, errlen, "%s", e);
 		free(nb);
 		return NULL;
@@ -819,4 +855,149 @@ void net_backend_close(struct net_backend *nb)
 		return;
 	nb->type->close(nb);
 	free(nb);
+}
+
+/* ---- announcing the guest after a restore ---- */
+
+#define ETH_P_ARP 0x0806
+#define ETH_P_RARP 0x8035
+#define ARP_REQUEST 1
+#define RARP_REQUEST 3
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	put_be16(p, (uint16_t)(v >> 16));
+	put_be16(p + 2, (uint16_t)v);
+}
+
+int net_backend_announce(struct net_backend *nb, const uint8_t mac[6], uint32_t ipv4)
+{
+	uint8_t f[60] = { 0 }; /* the minimum frame, zero padded */
+	uint8_t *a = f + 14;
+
+	memset(f, 0xFF, 6); /* broadcast */
+	memcpy(f + 6, mac, 6);
+	put_be16(f + 12, ipv4 ? ETH_P_ARP : ETH_P_RARP);
+	put_be16(a, 1);		 /* hardware: Ethernet */
+	put_be16(a + 2, 0x0800); /* protocol: IPv4 */
+	a[4] = 6;
+	a[5] = 4;
+	put_be16(a + 6, ipv4 ? ARP_REQUEST : RARP_REQUEST);
+	memcpy(a + 8, mac, 6); /* sender hardware address */
+	/* Gratuitous: sender and target protocol address are both the guest's. */
+	put_be32(a + 14, ipv4);
+	if (!ipv4)
+		memcpy(a + 18, mac, 6); /* RARP: "who am I" about our own address */
+	put_be32(a + 24, ipv4);
+	return net_backend_send(nb, f, sizeof(f));
+}
+
+/* ---- MAC addresses ---- */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool net_mac_valid(const uint8_t mac[6])
+{
+	static const uint8_t zero[6];
+
+	return !(mac[0] & 1) && memcmp(mac, zero, sizeof(zero));
+}
+
+int net_mac_parse(const char *s, uint8_t mac[6])
+{
+	uint8_t m[6];
+
+	if (strlen(s) != 17)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++) {
+		int hi = hexval(s[3 * i]), lo = hexval(s[3 * i + 1]);
+
+		if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':'))
+			return -EINVAL;
+		m[i] = (uint8_t)(hi << 4 | lo);
+	}
+	if (!net_mac_valid(m))
+		return -EINVAL;
+	memcpy(mac, m, 6);
+	return 0;
+}
+
+void net_mac_default(const char *vm_name, unsigned slot, unsigned func, uint8_t mac[6])
+{
+	char key[160];
+	uint32_t h = 2166136261U; /* FNV-1a */
+
+	snprintf(key, sizeof(key), "%s/%u/%u", vm_name ? vm_name : "vm", slot, func);
+	for (const char *p = key; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619U;
+	mac[0] = 0x52;
+	mac[1] = 0x4B;
+	mac[2] = 0x48;
+	mac[3] = (uint8_t)(h >> 16);
+	mac[4] = (uint8_t)(h >> 8);
+	mac[5] = (uint8_t)h;
+}
+
+/* ---- the receive FIFO ---- */
+
+void net_rxq_init(struct net_rxq *q, unsigned max_frames, size_t max_bytes)
+{
+	memset(q, 0, sizeof(*q));
+	q->tail = &q->head;
+	q->max_frames = max_frames;
+	q->max_bytes = max_bytes;
+}
+
+int net_rxq_push(struct net_rxq *q, const void *frame, size_t len)
+{
+	struct net_frame *f;
+
+	if (q->n >= q->max_frames || len > q->max_bytes - q->bytes)
+		return -ENOBUFS;
+	f = malloc(sizeof(*f) + len);
+	if (!f)
+		return -ENOMEM;
+	f->next = NULL;
+	f->len = len;
+	memcpy(f->data, frame, len);
+	*q->tail = f;
+	q->tail = &f->next;
+	q->n++;
+	q->bytes += len;
+	return 0;
+}
+
+void net_rxq_pop(struct net_rxq *q)
+{
+	struct net_frame *f = q->head;
+
+	if (!f)
+		return;
+	q->head = f->next;
+	if (!q->head)
+		q->tail = &q->head;
+	q->n--;
+	q->bytes -= f->len;
+	free(f);
+}
+
+void net_rxq_clear(struct net_rxq *q)
+{
+	while (q->head)
+		net_rxq_pop(q);
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Network backends: where a virtio-net device's Ethernet frames go and come from.
+ * Network backends: where a NIC's Ethernet frames go and come from.  One layer under every
+ * network front end (virtio-net, e1000): a front end never opens a socket or a tap itself.
  *
  *	slirp	user-mode networking with libslirp (the default; needs no privileges).  The
  *		guest sits on 10.0.2.0/24 behind NAT: the host/gateway is 10.0.2.2, DNS 10.0.2.3,
@@ -22,6 +23,11 @@
  * libslirp is not thread-safe: every call into a Slirp instance after slirp_new() is made on
  * the slirp backend's own thread; frames from the guest are handed to it through a queue and
  * an eventfd.
+ *
+ * What every front end shares lives here too: choosing the backend from the device's options
+ * (backend=, tap=, hostfwd= only with slirp), the MAC address option and the stable default
+ * address, the frame a device sends to announce itself after a restore, and the bounded
+ * queue of frames a NIC holds while the guest has no receive buffers.
  */
 #ifndef KHYVE_BACKEND_NET_BACKEND_H
 #define KHYVE_BACKEND_NET_BACKEND_H
@@ -42,8 +48,13 @@ typedef void (*net_rx_fn)(void *opaque, const void *frame, size_t len);
 typedef const char *(*net_opt_fn)(void *ctx, const char *key);
 
 struct net_backend_args {
-	const char *name; /* "slirp", "tap", "tap0" (bhyve's form) */
-	net_opt_fn opt;	  /* device options: tap, hostfwd... */
+	/*
+	 * "slirp", "tap", "tap0" (bhyve's form), or NULL to take it from the options: the
+	 * value of backend=, else "tap" when tap= is given, else "slirp".
+	 */
+	const char *name;
+	const char *dev; /* the device, for messages: "e1000@pci.0.3.0" */
+	net_opt_fn opt;	 /* device options: backend, tap, hostfwd... */
 	void *opt_ctx;
 	unsigned mtu; /* the device's MTU, 0 for the default (1500) */
 	net_rx_fn rx;
@@ -64,14 +75,16 @@ struct net_backend_type {
 
 struct net_backend {
 	const struct net_backend_type *type;
+	char dev[48]; /* the device, for messages */
 	net_rx_fn rx;
 	void *opaque;
 	void *priv;
 };
 
 /*
- * Open the backend @a->name.  An unknown name fails with a message that lists the forms.
- * NULL with @err on failure.
+ * Open the backend @a->name (or the one the options name).  An unknown name fails with a
+ * message that lists the forms; so do both backend= and tap= naming different backends, and
+ * hostfwd= on a backend other than slirp.  NULL with @err on failure.
  */
 struct net_backend *net_backend_open(const struct net_backend_args *a, char *err, size_t errlen);
 int net_backend_send(struct net_backend *nb, const void *frame, size_t len);
@@ -82,6 +95,58 @@ void net_backend_close(struct net_backend *nb);
  * device opens a backend; at most a few.  0 or -ENOSPC.
  */
 int net_backend_register(const struct net_backend_type *t);
+
+/*
+ * Tell the network where the guest is after a restore (the guest does not know it moved):
+ * a gratuitous ARP for @ipv4 (host byte order) from @mac when the device knows the guest's
+ * address, which also refreshes the ARP cache of a restored slirp, else a RARP from @mac as
+ * QEMU's self-announce sends, so that bridges behind a tap learn where the MAC went.
+ */
+int net_backend_announce(struct net_backend *nb, const uint8_t mac[6], uint32_t ipv4);
+
+/* ---- MAC addresses ---- */
+
+/* Exactly "xx:xx:xx:xx:xx:xx", unicast and not all zero.  0 or -EINVAL. */
+int net_mac_parse(const char *s, uint8_t mac[6]);
+/* A unicast, not all-zero address? */
+bool net_mac_valid(const uint8_t mac[6]);
+/*
+ * The address of a NIC without mac=: derived from the VM name and the PCI slot and function,
+ * so the same VM gets the same address every run.  The prefix 52:4b:48 is locally
+ * administered (bit 1 of the first byte): it can clash with no vendor's card.
+ */
+void net_mac_default(const char *vm_name, unsigned slot, unsigned func, uint8_t mac[6]);
+
+/* ---- a NIC's receive FIFO ---- */
+
+struct net_frame {
+	struct net_frame *next;
+	size_t len;
+	uint8_t data[];
+};
+
+/*
+ * Frames a device holds for the guest until it has receive buffers, bounded as a NIC's
+ * packet buffer is: beyond @max_frames or @max_bytes a frame is refused (the device counts
+ * it as dropped).  The caller locks.
+ */
+struct net_rxq {
+	struct net_frame *head, **tail;
+	unsigned n, max_frames;
+	size_t bytes, max_bytes;
+};
+
+void net_rxq_init(struct net_rxq *q, unsigned max_frames, size_t max_bytes);
+/* Append a copy of @frame: 0, or -ENOBUFS (full) / -ENOMEM, and the frame is not queued. */
+int net_rxq_push(struct net_rxq *q, const void *frame, size_t len);
+/* The oldest frame, or NULL. */
+static inline const struct net_frame *net_rxq_peek(const struct net_rxq *q)
+{
+	return q->head;
+}
+/* Drop the oldest frame (after it was delivered or refused). */
+void net_rxq_pop(struct net_rxq *q);
+void net_rxq_clear(struct net_rxq *q);
 
 /* One port forwarding rule of the slirp backend. */
 struct net_hostfwd {

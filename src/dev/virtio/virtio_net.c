@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
- * virtio-net: an Ethernet interface on a user-mode (slirp) or tap backend (dev/net_backend.h).
+ * virtio-net: an Ethernet interface on a user-mode (slirp) or tap backend (backend/net_backend.h).
  *
  *	-s SLOT,virtio-net[,slirp][,hostfwd=RULE[;RULE..]][,mac=MAC][,mtu=N]
  *	-s SLOT,virtio-net,tap=NAME[,mac=MAC][,mtu=N]	(or bhyve's -s SLOT,virtio-net,tapN)
@@ -87,15 +87,8 @@
 
 #define NET_MTU_MIN 68
 #define NET_MTU_MAX (NET_MAX_FRAME - 14) /* frame = MTU + Ethernet header */
-#define NET_MAC_PREFIX 0x52, 0x4B, 0x48	 /* locally administered */
 
 #define NET_STATE_VERSION 1
-
-struct net_frame {
-	struct net_frame *next;
-	size_t len;
-	uint8_t data[];
-};
 
 struct vnet {
 	struct virtio_dev *vd;
@@ -109,9 +102,7 @@ struct vnet {
 	pthread_mutex_t rx_lock;
 	bool rx_active; /* DRIVER_OK seen, no reset since */
 	bool rx_paused;
-	struct net_frame *pend, **pend_tail;
-	unsigned npend;
-	size_t pend_bytes;
+	struct net_rxq pend; /* frames waiting for receive buffers */
 	uint64_t rx_drops;
 	struct virtio_chain rx_first, rx_next; /* a frame's first chain holds the header */
 	uint16_t rx_heads[VIRTIO_QUEUE_MAX];
@@ -202,31 +193,15 @@ static int rx_put(struct vnet *n, const uint8_t *frame, size_t len)
 	return 1;
 }
 
-static void rx_dequeue(struct vnet *n)
-{
-	struct net_frame *f = n->pend;
-
-	n->pend = f->next;
-	if (!n->pend)
-		n->pend_tail = &n->pend;
-	n->npend--;
-	n->pend_bytes -= f->len;
-	free(f);
-}
-
-static void rx_drop_all(struct vnet *n)
-{
-	while (n->pend)
-		rx_dequeue(n);
-}
-
 /* Deliver queued frames while there are buffers.  Under rx_lock. */
 static void rx_flush(struct vnet *n)
 {
 	bool pushed = false;
 
-	while (n->pend && n->rx_active && !n->rx_paused) {
-		int ret = rx_put(n, n->pend->data, n->pend->len);
+	const struct net_frame *f;
+
+	while ((f = net_rxq_peek(&n->pend)) && n->rx_active && !n->rx_paused) {
+		int ret = rx_put(n, f->data, f->len);
 
 		if (ret == 0 || ret == -EIO)
 			break;
@@ -234,7 +209,7 @@ static void rx_flush(struct vnet *n)
 			pushed = true;
 		else
 			n->rx_drops++;
-		rx_dequeue(n);
+		net_rxq_pop(&n->pend);
 	}
 	if (pushed)
 		vq_notify(&n->vd->vq[RXQ]);
@@ -242,24 +217,8 @@ static void rx_flush(struct vnet *n)
 
 static void rx_enqueue(struct vnet *n, const void *frame, size_t len)
 {
-	struct net_frame *f;
-
-	if (n->npend >= RXQ_MAX_FRAMES || n->pend_bytes + len > RXQ_MAX_BYTES) {
+	if (net_rxq_push(&n->pend, frame, len))
 		n->rx_drops++;
-		return;
-	}
-	f = malloc(sizeof(*f) + len);
-	if (!f) {
-		n->rx_drops++;
-		return;
-	}
-	f->next = NULL;
-	f->len = len;
-	memcpy(f->data, frame, len);
-	*n->pend_tail = f;
-	n->pend_tail = &f->next;
-	n->npend++;
-	n->pend_bytes += len;
 }
 
 /* A frame from the backend, on its thread. */
@@ -272,7 +231,7 @@ static void vnet_backend_rx(void *opaque, const void *frame, size_t len)
 	if (!n->rx_active || len > NET_MAX_FRAME) {
 		/* No driver listening: the frame falls on the floor, as on an unplugged NIC. */
 		n->rx_drops++;
-	} else if (n->pend || n->rx_paused) {
+	} else if (net_rxq_peek(&n->pend) || n->rx_paused) {
 		rx_enqueue(n, frame, len); /* keep the order */
 	} else {
 		ret = rx_put(n, frame, len);
@@ -372,25 +331,6 @@ static void ctrl_run(struct vnet *n)
 
 /* ---- announce after a restore ---- */
 
-/* A RARP "where am I" from the device's MAC, as QEMU's self-announce: bridges learn it. */
-static void send_rarp(struct vnet *n)
-{
-	uint8_t f[60] = { 0 };
-
-	memset(f, 0xFF, 6); /* broadcast */
-	memcpy(f + 6, n->mac, 6);
-	f[12] = 0x80; /* ethertype RARP */
-	f[13] = 0x35;
-	f[15] = 1;    /* hardware: Ethernet */
-	f[16] = 0x08; /* protocol: IPv4 */
-	f[18] = 6;
-	f[19] = 4;
-	f[21] = 3;		   /* reverse request */
-	memcpy(f + 22, n->mac, 6); /* sender hardware address */
-	memcpy(f + 32, n->mac, 6); /* target hardware address */
-	net_backend_send(n->nb, f, sizeof(f));
-}
-
 static void vnet_announce(struct vnet *n)
 {
 	struct virtio_dev *vd = n->vd;
@@ -402,7 +342,8 @@ static void vnet_announce(struct vnet *n)
 		pthread_mutex_unlock(&vd->lock);
 		virtio_config_changed(vd);
 	} else {
-		send_rarp(n);
+		/* The device does not know the guest's IP address: a RARP from its MAC. */
+		net_backend_announce(n->nb, n->mac, 0);
 	}
 }
 
@@ -464,7 +405,7 @@ static void vnet_reset(struct virtio_dev *vd)
 
 	pthread_mutex_lock(&n->rx_lock);
 	n->rx_active = false;
-	rx_drop_all(n);
+	net_rxq_clear(&n->pend);
 	pthread_mutex_unlock(&n->rx_lock);
 	pthread_mutex_lock(&n->tx_lock);
 	pthread_mutex_unlock(&n->tx_lock);
@@ -537,9 +478,7 @@ struct vnet_saved {
 
 static void vnet_check(struct sstream *s, struct virtio_dev *vd, const struct vnet_saved *v)
 {
-	static const uint8_t zero[6];
-
-	if ((v->mac[0] & 1) || !memcmp(v->mac, zero, sizeof(zero)))
+	if (!net_mac_valid(v->mac))
 		ss_fail(s, -EINVAL,
 			"saved MAC %02x:%02x:%02x:%02x:%02x:%02x is not "
 			"a unicast address",
@@ -586,58 +525,11 @@ static int vnet_load(struct virtio_dev *vd, struct sstream *s, unsigned version)
 
 /* ---- setup ---- */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Exactly "xx:xx:xx:xx:xx:xx", unicast and not all zero. */
-static int parse_mac(const char *s, uint8_t mac[6])
-{
-	static const uint8_t zero[6];
-
-	if (strlen(s) != 17)
-		return -EINVAL;
-	for (int i = 0; i < 6; i++) {
-		int hi = hexval(s[3 * i]), lo = hexval(s[3 * i + 1]);
-
-		if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':'))
-			return -EINVAL;
-		mac[i] = (uint8_t)(hi << 4 | lo);
-	}
-	if ((mac[0] & 1) || !memcmp(mac, zero, sizeof(zero)))
-		return -EINVAL;
-	return 0;
-}
-
-/* A stable address from the VM name and the slot (FNV-1a). */
-static void default_mac(struct virtio_dev *vd, uint8_t mac[6])
-{
-	static const uint8_t prefix[3] = { NET_MAC_PREFIX };
-	char key[160];
-	uint32_t h = 2166136261U;
-
-	snprintf(key, sizeof(key), "%s/%u/%u", vd->vm->name ? vd->vm->name : "vm", vd->pd->slot,
-		 vd->pd->func);
-	for (const char *p = key; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619U;
-	memcpy(mac, prefix, 3);
-	mac[3] = (uint8_t)(h >> 16);
-	mac[4] = (uint8_t)(h >> 8);
-	mac[5] = (uint8_t)h;
-}
-
 static int parse_opts(struct virtio_dev *vd, struct vnet *n, char *err, size_t errlen)
 {
 	const char *mac = pci_dev_opt(vd->pd, "mac"), *mtu = pci_dev_opt(vd->pd, "mtu");
 
-	if (mac && parse_mac(mac, n->mac)) {
+	if (mac && net_mac_parse(mac, n->mac)) {
 		snprintf(err, errlen,
 			 "bad mac '%s' (want a unicast address "
 			 "xx:xx:xx:xx:xx:xx)",
@@ -645,7 +537,7 @@ static int parse_opts(struct virtio_dev *vd, struct vnet *n, char *err, size_t e
 		return -EINVAL;
 	}
 	if (!mac)
-		default_mac(vd, n->mac);
+		net_mac_default(vd->vm->name, vd->pd->slot, vd->pd->func, n->mac);
 	if (mtu) {
 		char *end;
 		unsigned long v = strtoul(mtu, &end, 10);
@@ -665,43 +557,26 @@ static const char *vnet_opt(void *ctx, const char *key)
 	return pci_dev_opt(ctx, key);
 }
 
-/* backend=NAME, or tap=NAME alone; slirp when neither is given. */
+/* The backend the options name (backend=, tap=; slirp by default). */
 static int open_backend(struct virtio_dev *vd, struct vnet *n, char *err, size_t errlen)
 {
-	const char *be = pci_dev_opt(vd->pd, "backend"), *tap = pci_dev_opt(vd->pd, "tap");
 	struct net_backend_args a = {
-		.name = be    ? be
-			: tap ? "tap"
-			      : "slirp",
+		.dev = vd->pd->dev.id,
 		.opt = vnet_opt,
 		.opt_ctx = vd->pd,
 		.mtu = n->mtu,
 		.rx = vnet_backend_rx,
 		.opaque = n,
 	};
-	char e[200];
 
-	if (be && tap && strcmp(be, "tap")) {
-		snprintf(err, errlen, "both backend '%s' and tap=%s given", be, tap);
-		return -EINVAL;
-	}
-	if (strcmp(a.name, "slirp") &&
-	    (pci_dev_opt(vd->pd, "hostfwd") || pci_dev_opt(vd->pd, "hostfwd0"))) {
-		snprintf(err, errlen, "hostfwd needs the slirp backend, not '%s'", a.name);
-		return -EINVAL;
-	}
-	n->nb = net_backend_open(&a, e, sizeof(e));
-	if (!n->nb) {
-		snprintf(err, errlen, "%s", e);
-		return -EINVAL;
-	}
-	return 0;
+	n->nb = net_backend_open(&a, err, errlen);
+	return n->nb ? 0 : -EINVAL;
 }
 
 static void vnet_free(struct vnet *n)
 {
 	net_backend_close(n->nb); /* joins its thread: no more rx callbacks */
-	rx_drop_all(n);
+	net_rxq_clear(&n->pend);
 	pthread_mutex_destroy(&n->rx_lock);
 	pthread_mutex_destroy(&n->tx_lock);
 	pthread_mutex_destroy(&n->ctrl_lock);
@@ -718,7 +593,7 @@ static int vnet_init(struct virtio_dev *vd, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	n->vd = vd;
-	n->pend_tail = &n->pend;
+	net_rxq_init(&n->pend, RXQ_MAX_FRAMES, RXQ_MAX_BYTES);
 	n->status = VIRTIO_NET_S_LINK_UP;
 	pthread_mutex_init(&n->rx_lock, NULL);
 	pthread_mutex_init(&n->tx_lock, NULL);
