@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dev/pc/uart.h"
@@ -453,6 +454,39 @@ static void test_file_backend(void **state)
 	unlink(path);
 }
 
+/* A log path that is a symlink is refused and the file it points to never created. */
+static void test_file_backend_no_symlink(void **state)
+{
+	struct fixture *f = *state;
+	char dir[] = "/tmp/khyve-uart-XXXXXX", link[96], target[96], fifo[96], backend[128];
+	char err[256];
+	struct stat st;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(link, sizeof(link), "%s/log", dir);
+	snprintf(target, sizeof(target), "%s/victim", dir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_int_equal(symlink(target, link), 0);
+	snprintf(backend, sizeof(backend), "file:%s", link);
+	assert_null(uart_create(&f->vm, 1, backend, err, sizeof(err)));
+	assert_non_null(strstr(err, "symbolic link"));
+	assert_int_equal(lstat(target, &st), -1);
+	/* A FIFO would block khyve in open(): refused without waiting for a reader. */
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	snprintf(backend, sizeof(backend), "file:%s", fifo);
+	assert_null(uart_create(&f->vm, 1, backend, err, sizeof(err)));
+	assert_non_null(strstr(err, "not a regular file"));
+	/* New logs are private. */
+	snprintf(backend, sizeof(backend), "file:%s", target);
+	assert_non_null(uart_create(&f->vm, 1, backend, err, sizeof(err)));
+	assert_int_equal(stat(target, &st), 0);
+	assert_int_equal(st.st_mode & 077, 0);
+	unlink(link);
+	unlink(fifo);
+	unlink(target);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -469,6 +503,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_backend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_line, setup, teardown),
 		cmocka_unit_test(test_file_backend),
+		cmocka_unit_test_setup_teardown(test_file_backend_no_symlink, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -996,12 +996,36 @@ static int uart_open_stdio(struct uart *u, const char *name, char *err, size_t e
 static int uart_open_file(struct uart *u, const char *name, const char *path, char *err,
 			  size_t errlen)
 {
-	u->out_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+	struct stat st;
+	int ret;
+
+	/*
+	 * Never through a symlink (a log in a shared directory must not be redirected onto
+	 * another file), never onto a FIFO that would block khyve: a regular file or a
+	 * character device such as /dev/null, opened without waiting.  New logs are private:
+	 * they hold whatever the guest printed.
+	 */
+	u->out_fd = open(path,
+			 O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+				 O_NOCTTY,
+			 0600);
 	if (u->out_fd < 0) {
-		snprintf(err, errlen, "%s: cannot open log file %s: %s", name, path,
-			 strerror(errno));
-		return -errno;
+		ret = -errno;
+		if (errno == ENXIO) /* a FIFO nobody reads */
+			snprintf(err, errlen, "%s: log file %s is not a regular file or a device",
+				 name, path);
+		else
+			snprintf(err, errlen, "%s: cannot open log file %s: %s%s", name, path,
+				 strerror(errno), errno == ELOOP ? " (it is a symbolic link)" : "");
+		return ret;
 	}
+	if (fstat(u->out_fd, &st) || !(S_ISREG(st.st_mode) || S_ISCHR(st.st_mode))) {
+		snprintf(err, errlen, "%s: log file %s is not a regular file or a device", name,
+			 path);
+		return -EINVAL;
+	}
+	/* Files are written as before, blocking; the flag was only for the open. */
+	fcntl(u->out_fd, F_SETFL, fcntl(u->out_fd, F_GETFL) & ~O_NONBLOCK);
 	return 0;
 }
 
