@@ -128,7 +128,7 @@ int main(int argc, char **argv)
 {
 	struct config cfg;
 	struct vm vm;
-	char err[512] = "";
+	char err[2048] = "";
 	struct timespec t0;
 	int ret, status;
 

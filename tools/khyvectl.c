@@ -24,8 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "ctl/ctl.h"
 #include "snap/format.h"
+#include "snap/meta.h"
+#include "snap/trust.h"
 
 #define EXIT_REFUSED 1 /* khyve said no, or the file is corrupt */
 #define EXIT_USAGE 2   /* bad command line, no connection, unreadable file */
@@ -55,7 +58,7 @@ struct client {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: khyvectl --vm=NAME [--socket=PATH] ACTION [--json] [--quiet]\n"
-		   "       khyvectl snapshot info FILE\n"
+		   "       khyvectl snapshot info [--key=PATH] FILE\n"
 		   "       khyvectl snapshot verify FILE\n"
 		   "       khyvectl -h\n"
 		   "\n"
@@ -607,7 +610,58 @@ static void iso8601(char *buf, size_t len, uint64_t ns)
 		snprintf(buf, len, "?");
 }
 
-static int snapshot_info(const char *path)
+static void add_resource(const char *group, const char *cfg_key, const char *value,
+			 const char *option, void *opaque)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "key", json_object_new_string(cfg_key));
+	json_object_object_add(o, "value", json_object_new_string(value));
+	json_object_object_add(o, "device", json_object_new_string(group));
+	if (option)
+		json_object_object_add(o, "option", json_object_new_string(option));
+	json_object_array_add(opaque, o);
+}
+
+/*
+ * Whether this user's khyve would take the file's host resources, and which they are: what a
+ * restore of an unauthenticated file needs on its command line.
+ */
+static void trust_json(struct json_object *out, const struct snap_file *f, const char *key)
+{
+	struct json_object *a = json_object_new_object(), *res = json_object_new_array();
+	struct config cfg, none;
+	struct snap_keyref ref;
+	char why[600] = "", err[512], missing[1600];
+	enum snap_auth auth = SNAP_AUTH_NOKEY;
+
+	config_init(&cfg);
+	config_init(&none);
+	if (key)
+		config_set(&cfg, "snapshot.key", key);
+	if (!snap_key_locate(&cfg, &ref, why, sizeof(why))) {
+		auth = snap_authenticate(f, &ref, why, sizeof(why));
+		json_object_object_add(a, "key", json_object_new_string(ref.path));
+	}
+	config_free(&cfg);
+	json_object_object_add(a, "status", json_object_new_string(snap_auth_name(auth)));
+	json_object_object_add(a, "detail", json_object_new_string(why));
+	json_object_object_add(out, "authentication", a);
+	config_init(&cfg);
+	if (snap_meta_config(f->meta_json, &cfg, err, sizeof(err))) {
+		json_object_put(res);
+		config_free(&cfg);
+		return;
+	}
+	snap_host_resources(&cfg, add_resource, res);
+	json_object_object_add(out, "host_resources", res);
+	if (auth != SNAP_AUTH_VALID &&
+	    snap_trust_filter(&cfg, &none, false, missing, sizeof(missing)) > 0)
+		json_object_object_add(out, "restore_needs", json_object_new_string(missing));
+	config_free(&cfg);
+}
+
+static int snapshot_info(const char *path, const char *keypath)
 {
 	struct json_object *out, *meta;
 	struct snap_file f;
@@ -637,6 +691,7 @@ static int snapshot_info(const char *path)
 	add_u64(out, "file_size", f.file_size);
 	json_object_object_add(out, "sections", sections_json(&f));
 	json_object_object_add(out, "guest_memory", memory_json(&f));
+	trust_json(out, &f, keypath);
 	printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY |
 								   JSON_C_TO_STRING_SPACED |
 								   JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -666,14 +721,21 @@ static int snapshot_verify(const char *path)
 
 static int snapshot_cmd(int argc, char **argv)
 {
+	const char *key = NULL;
+
 	if (argc < 2)
 		return usage_error("snapshot: expected 'info FILE' or 'verify FILE'");
 	if (strcmp(argv[1], "info") && strcmp(argv[1], "verify"))
 		return usage_error("snapshot: unknown command '%s' (expected info or verify)",
 				   argv[1]);
+	if (!strcmp(argv[1], "info") && argc == 4 && !strncmp(argv[2], "--key=", 6)) {
+		key = argv[2] + 6;
+		argv[2] = argv[3];
+		argc--;
+	}
 	if (argc != 3)
 		return usage_error("snapshot %s: expected exactly one FILE", argv[1]);
-	return !strcmp(argv[1], "info") ? snapshot_info(argv[2]) : snapshot_verify(argv[2]);
+	return !strcmp(argv[1], "info") ? snapshot_info(argv[2], key) : snapshot_verify(argv[2]);
 }
 
 /* ---- command line ---- */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sodium.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -20,6 +21,10 @@
 
 #define HEADER_SIZE SNAP_PAGE
 #define TABLE_ENTRY (4 + 4 + 48 + 8 + 8 + 8)
+/* The header's fields (header_io), their checksum, then the authentication block. */
+#define HEADER_FIELDS 100
+#define AUTH_OFF (HEADER_FIELDS + 8)
+#define AUTH_END (AUTH_OFF + 4 + SNAP_MAC_BYTES)
 
 struct snap_header {
 	uint32_t format_version;
@@ -201,6 +206,17 @@ int snap_writer_section(struct snap_writer *w, uint32_t type, const char *id, ui
 	sec->offset = w->pos;
 	sec->length = len;
 	sec->checksum = snap_checksum(buf, len);
+	if (type == SNAP_SEC_META) {
+		/* The MAC covers the metadata (it holds the configuration): keep its bytes. */
+		void *copy = malloc(len ? len : 1);
+
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, buf, len);
+		free(w->meta);
+		w->meta = copy;
+		w->meta_len = len;
+	}
 	ret = pwrite_all(w->fd, buf, len, w->pos);
 	if (ret)
 		return ret;
@@ -208,6 +224,58 @@ int snap_writer_section(struct snap_writer *w, uint32_t type, const char *id, ui
 	w->bytes += len;
 	w->nsections++;
 	return 0;
+}
+
+/*
+ * The MAC: keyed BLAKE2b-256 over a context string and, each with its length, the header up to
+ * the end of the authentication scheme field, the section table (every section's checksum) and
+ * the metadata.  What is not covered is either covered by a checksum in the table (sections) or
+ * by the memory map's checksums (memory), and is guest-visible state that is validated anyway.
+ */
+static int snap_mac(const uint8_t key[SNAP_KEY_BYTES], const uint8_t *hdr, size_t hlen,
+		    const void *table, uint64_t tlen, const void *meta, uint64_t mlen,
+		    uint8_t out[SNAP_MAC_BYTES])
+{
+	static const char ctx[] = "khyve snapshot MAC v1";
+	crypto_generichash_state st;
+	const struct {
+		const void *p;
+		uint64_t len;
+	} parts[] = { { hdr, hlen }, { table, tlen }, { meta, mlen } };
+
+	if (sodium_init() < 0)
+		return -EIO;
+	crypto_generichash_init(&st, key, SNAP_KEY_BYTES, SNAP_MAC_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)ctx, sizeof(ctx));
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		uint8_t le[8];
+
+		for (unsigned b = 0; b < 8; b++)
+			le[b] = (uint8_t)(parts[i].len >> (8 * b));
+		crypto_generichash_update(&st, le, sizeof(le));
+		if (parts[i].len)
+			crypto_generichash_update(&st, parts[i].p, parts[i].len);
+	}
+	crypto_generichash_final(&st, out, SNAP_MAC_BYTES);
+	sodium_memzero(&st, sizeof(st));
+	return 0;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (unsigned i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void snap_writer_set_key(struct snap_writer *w, const uint8_t key[SNAP_KEY_BYTES])
+{
+	memcpy(w->key, key, SNAP_KEY_BYTES);
+	w->keyed = true;
 }
 
 static int fsync_dir(const char *path)
@@ -249,12 +317,27 @@ int snap_writer_commit(struct snap_writer *w, char *err, size_t errlen)
 	ss_init_save(&hdr);
 	header_io(&hdr, &h);
 	ret = ss_error(&table) ? ss_error(&table) : ss_error(&hdr);
-	if (ret)
+	if (!ret && hdr.len != HEADER_FIELDS)
+		ret = -EINVAL;
+	if (ret) {
+		snprintf(err, errlen, "writing %s: cannot code the header: %s", w->path,
+			 strerror(-ret));
 		goto out;
+	}
 	memcpy(page, hdr.buf, hdr.len);
 	sum = snap_checksum(page, hdr.len);
 	for (unsigned i = 0; i < 8; i++)
 		page[hdr.len + i] = (uint8_t)(sum >> (8 * i));
+	if (w->keyed) {
+		put_le32(page + AUTH_OFF, SNAP_AUTH_SCHEME_BLAKE2B);
+		ret = snap_mac(w->key, page, AUTH_OFF + 4, table.buf, table.len, w->meta,
+			       w->meta_len, page + AUTH_OFF + 4);
+		if (ret) {
+			snprintf(err, errlen, "writing %s: libsodium cannot be initialised",
+				 w->path);
+			goto out;
+		}
+	}
 	ret = pwrite_all(w->fd, table.buf, table.len, w->pos);
 	if (!ret)
 		ret = pwrite_all(w->fd, page, sizeof(page), 0);
@@ -290,6 +373,11 @@ void snap_writer_abort(struct snap_writer *w)
 	free(w->sections);
 	w->sections = NULL;
 	w->nsections = w->cap = 0;
+	free(w->meta);
+	w->meta = NULL;
+	w->meta_len = 0;
+	sodium_memzero(w->key, sizeof(w->key));
+	w->keyed = false;
 }
 
 /* ---- reading ---- */
@@ -331,8 +419,26 @@ static int read_header(struct snap_file *f, struct snap_header *h, const char *p
 		return fail(err, errlen, -EINVAL, path, "%s", s.msg);
 	for (unsigned i = 0; i < 8; i++)
 		sum |= (uint64_t)page[s.pos + i] << (8 * i);
-	if (sum != snap_checksum(page, s.pos))
+	if (s.pos != HEADER_FIELDS || sum != snap_checksum(page, s.pos))
 		return fail(err, errlen, -EINVAL, path, "header checksum mismatch (corrupted)");
+	/* The authentication block: a known scheme, and no MAC bytes without one. */
+	f->auth_scheme = get_le32(page + AUTH_OFF);
+	memcpy(f->mac, page + AUTH_OFF + 4, SNAP_MAC_BYTES);
+	memcpy(f->header_raw, page, AUTH_OFF + 4);
+	f->header_len = AUTH_OFF + 4;
+	if (f->auth_scheme > SNAP_AUTH_SCHEME_BLAKE2B)
+		return fail(err, errlen, -EINVAL, path,
+			    "header: unknown authentication scheme %u (a newer khyve?)",
+			    f->auth_scheme);
+	if (f->auth_scheme == SNAP_AUTH_SCHEME_NONE && !sodium_is_zero(f->mac, SNAP_MAC_BYTES))
+		return fail(err, errlen, -EINVAL, path,
+			    "header: MAC bytes without an authentication scheme (corrupted)");
+	/* The rest of the page is zero (doc/snapshot-format.md): no byte goes unchecked. */
+	for (size_t i = AUTH_END; i < sizeof(page); i++)
+		if (page[i])
+			return fail(err, errlen, -EINVAL, path,
+				    "header: byte %zu of the header page is not zero (corrupted)",
+				    i);
 	if (h->mem_offset != SNAP_MEM_ALIGN || h->mem_offset > f->file_size ||
 	    h->mem_size > f->file_size - h->mem_offset || h->mem_size % SNAP_PAGE)
 		return fail(err, errlen, -EINVAL, path, "memory area out of bounds (truncated?)");
@@ -373,7 +479,9 @@ static int read_table(struct snap_file *f, const struct snap_header *h, const ch
 	for (unsigned i = 0; i < h->nsections; i++)
 		section_io(&s, &f->sections[i]);
 	ss_finish(&s);
-	free(buf);
+	/* Kept for the MAC, which covers the table as written. */
+	f->table_raw = buf;
+	f->table_len = h->table_length;
 	f->nsections = h->nsections;
 	if (ss_error(&s))
 		return fail(err, errlen, -EINVAL, path, "section table: %s", s.msg);
@@ -594,6 +702,7 @@ void snap_file_close(struct snap_file *f)
 	free(f->sections);
 	free(f->extents);
 	free(f->meta_json);
+	free(f->table_raw);
 	memset(f, 0, sizeof(*f));
 	f->fd = -1;
 }
@@ -604,6 +713,25 @@ const struct snap_section *snap_file_find(const struct snap_file *f, uint32_t ty
 		if (f->sections[i].type == type && !strcmp(f->sections[i].id, id))
 			return &f->sections[i];
 	return NULL;
+}
+
+int snap_file_check_mac(const struct snap_file *f, const uint8_t key[SNAP_KEY_BYTES])
+{
+	const struct snap_section *meta = snap_file_find(f, SNAP_SEC_META, "meta");
+	uint8_t mac[SNAP_MAC_BYTES];
+	int ret;
+
+	if (f->auth_scheme != SNAP_AUTH_SCHEME_BLAKE2B)
+		return -ENODATA;
+	if (!meta || !f->meta_json)
+		return -EBADMSG;
+	ret = snap_mac(key, f->header_raw, f->header_len, f->table_raw, f->table_len, f->meta_json,
+		       meta->length, mac);
+	if (ret)
+		return ret;
+	ret = sodium_memcmp(mac, f->mac, SNAP_MAC_BYTES) ? -EBADMSG : 0;
+	sodium_memzero(mac, sizeof(mac));
+	return ret;
 }
 
 int snap_file_read(const struct snap_file *f, const struct snap_section *s, void **buf)

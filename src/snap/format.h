@@ -3,7 +3,8 @@
  * The snapshot file format (doc/snapshot-format.md is the reference).
  *
  *   page 0      header: magic, format version, khyve version, section table location and
- *               checksum, memory area location, header checksum
+ *               checksum, memory area location, header checksum, then the authentication
+ *               block (scheme and MAC, see snap/trust.h); every other byte of the page is zero
  *   2 MiB       guest memory (below)
  *   ...         sections: typed records (meta, vm, vcpu, dev, memmap), each with an instance
  *               id, a version, offset, length and XXH3-64 checksum in the table
@@ -27,6 +28,19 @@
 #define SNAP_MEM_ALIGN (2ULL << 20)
 #define SNAP_MAX_SECTIONS 4096
 #define SNAP_MAX_SECTION_SIZE (64ULL << 20)
+#define SNAP_KEY_BYTES 32
+#define SNAP_MAC_BYTES 32
+/* Authentication schemes in the header. */
+#define SNAP_AUTH_SCHEME_NONE 0
+#define SNAP_AUTH_SCHEME_BLAKE2B 1 /* keyed BLAKE2b-256 (libsodium crypto_generichash) */
+
+/* What the authentication block says about a file, for one user's key. */
+enum snap_auth {
+	SNAP_AUTH_NONE,	   /* the file carries no MAC */
+	SNAP_AUTH_VALID,   /* the MAC matches the key: this host's khyve wrote it for this user */
+	SNAP_AUTH_INVALID, /* it does not: another host or user, or the file was altered */
+	SNAP_AUTH_NOKEY,   /* there is a MAC, but this user has no key to check it with */
+};
 
 enum snap_section_type {
 	SNAP_SEC_META = 1,   /* JSON: config, host CPU, times, versions */
@@ -68,6 +82,13 @@ struct snap_file {
 	struct snap_extent *extents;
 	uint64_t mem_offset, mem_size;
 	char *meta_json; /* NUL-terminated */
+	/* What the MAC covers, kept to check it against a key (snap_file_check_mac). */
+	uint32_t auth_scheme;
+	uint8_t mac[SNAP_MAC_BYTES];
+	uint8_t header_raw[128];
+	size_t header_len;
+	uint8_t *table_raw;
+	uint64_t table_len;
 };
 
 /*
@@ -82,6 +103,8 @@ const char *snap_section_type_name(uint32_t type);
 const struct snap_section *snap_file_find(const struct snap_file *f, uint32_t type, const char *id);
 /* Read a section's bytes (checksum already verified at open); caller frees. */
 int snap_file_read(const struct snap_file *f, const struct snap_section *s, void **buf);
+/* 0 when the file's MAC matches @key, -ENODATA when it has none, -EBADMSG when it differs. */
+int snap_file_check_mac(const struct snap_file *f, const uint8_t key[SNAP_KEY_BYTES]);
 
 /*
  * Writing a snapshot.  Layout: header page, memory area (each region at its page-aligned
@@ -97,6 +120,10 @@ struct snap_writer {
 	unsigned nsections, cap;
 	struct snap_section *sections;
 	uint64_t bytes; /* data bytes written */
+	bool keyed;	/* commit adds a MAC made with @key */
+	uint8_t key[SNAP_KEY_BYTES];
+	void *meta; /* a copy of the meta section, which the MAC covers */
+	uint64_t meta_len;
 };
 
 int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size, char *err,
@@ -105,6 +132,8 @@ int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size,
 int snap_writer_memory(struct snap_writer *w, uint64_t offset, const void *buf, uint64_t len);
 int snap_writer_section(struct snap_writer *w, uint32_t type, const char *id, uint32_t version,
 			const void *buf, uint64_t len);
+/* Authenticate the file with the host key (snap/trust.h); without it the file has no MAC. */
+void snap_writer_set_key(struct snap_writer *w, const uint8_t key[SNAP_KEY_BYTES]);
 /* Table, header, fsync, rename over @path, fsync the directory. */
 int snap_writer_commit(struct snap_writer *w, char *err, size_t errlen);
 /* Remove the temporary file (after an error or instead of commit). */

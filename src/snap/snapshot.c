@@ -22,7 +22,6 @@
 #include "snap/snapshot.h"
 
 #include <errno.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +35,7 @@
 #include "snap/format.h"
 #include "snap/memory.h"
 #include "snap/meta.h"
+#include "snap/trust.h"
 #include "sstream.h"
 #include "vcpu.h"
 #include "vm.h"
@@ -231,17 +231,24 @@ static int save_memory(struct vm *vm, struct snap_writer *w, const struct snap_s
 	return ret;
 }
 
-/* The configuration recorded in the file a save is about to replace, if there is one. */
-static bool old_snapshot_config(const char *path, struct config *old)
+/*
+ * The configuration recorded in the file a save is about to replace, if there is one and this
+ * host's khyve wrote it for this user: the disk copies it names get deleted, so a file someone
+ * else put at the path must not choose what is deleted.
+ */
+static bool old_snapshot_config(const struct config *cfg, const char *path, struct config *old)
 {
+	struct snap_keyref ref;
 	struct snap_file f;
-	char err[256];
+	char err[512];
 	bool ok;
 
 	config_init(old);
-	if (snap_file_open(&f, path, false, err, sizeof(err)))
+	if (snap_key_locate(cfg, &ref, err, sizeof(err)) ||
+	    snap_file_open(&f, path, false, err, sizeof(err)))
 		return false;
-	ok = !snap_meta_config(f.meta_json, old, err, sizeof(err));
+	ok = snap_authenticate(&f, &ref, err, sizeof(err)) == SNAP_AUTH_VALID &&
+	     !snap_meta_config(f.meta_json, old, err, sizeof(err));
 	snap_file_close(&f);
 	return ok;
 }
@@ -271,7 +278,7 @@ static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save
 		ret = save_meta(vm, &meta_cfg, w, err, errlen);
 	if (!ret)
 		ret = save_memory(vm, w, opts, res, err, errlen);
-	have_old = !ret && old_snapshot_config(w->path, &old);
+	have_old = !ret && old_snapshot_config(vm->cfg, w->path, &old);
 	if (!ret)
 		ret = snap_writer_commit(w, err, errlen);
 	if (ret)
@@ -282,6 +289,23 @@ static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save
 		config_free(&old);
 	config_free(&meta_cfg);
 	return ret;
+}
+
+/* The file is authenticated with this user's host key (snap/trust.h), made on first use. */
+static int save_key(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
+{
+	uint8_t key[SNAP_KEY_BYTES];
+	struct snap_keyref ref;
+	int ret;
+
+	ret = snap_key_locate(vm->cfg, &ref, err, errlen);
+	if (!ret)
+		ret = snap_key_load(&ref, true, key, err, errlen);
+	if (ret)
+		return ret;
+	snap_writer_set_key(w, key);
+	memset(key, 0, sizeof(key));
+	return 0;
 }
 
 int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts,
@@ -299,6 +323,11 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 	ret = snap_writer_open(&w, path, mem, err, errlen);
 	if (ret)
 		return ret;
+	ret = save_key(vm, &w, err, errlen);
+	if (ret) {
+		snap_writer_abort(&w);
+		return ret;
+	}
 	if (!was_paused) {
 		ret = snap_pause_vm(vm, err, errlen);
 		if (ret) {
@@ -325,19 +354,10 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 
 /* ---- restoring ---- */
 
-/* Keys a restore may change: where backends live, not what the guest sees. */
+/* Keys a restore may change: host resources and session settings, not what the guest sees. */
 static bool key_replaceable(const char *key)
 {
-	static const char *const patterns[] = {
-		"name",		 "ctl.*",     "snapshot.*",	   "config.*",
-		"debug.*",	 "boot.*",    "lpc.com[1-4].path", "pci.*.path",
-		"pci.*.backend", "pci.*.tap", "pci.*.hostfwd*",
-	};
-
-	for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++)
-		if (!fnmatch(patterns[i], key, 0))
-			return true;
-	return false;
+	return snap_key_class(key) != SNAP_CFG_GUEST;
 }
 
 struct merge {
@@ -423,10 +443,47 @@ static int restore_decode(struct restore *r, const char *path, char *err, size_t
 	return 0;
 }
 
+/*
+ * Host resources (snap/trust.h) come from the file only if it is authenticated or the user
+ * vouches for it; otherwise from the command line, and the restore stops here, naming the
+ * options to add, while any device lacks one.
+ */
+static int restore_trust(struct restore *r, const struct config *cmdline, enum snap_trust trust,
+			 const char *path, char *err, size_t errlen)
+{
+	char why[600] = "", missing[1600], p[256];
+	struct snap_keyref ref;
+	bool trusted = trust == SNAP_TRUST_FILE;
+	int n;
+
+	if (trust == SNAP_TRUST_AUTO) {
+		if (snap_key_locate(cmdline, &ref, why, sizeof(why)))
+			trusted = false;
+		else
+			trusted = snap_authenticate(&r->f, &ref, why, sizeof(why)) ==
+				  SNAP_AUTH_VALID;
+	} else if (trust == SNAP_TRUST_NONE) {
+		snprintf(why, sizeof(why), "snapshot.trust=none");
+	}
+	n = snap_trust_filter(&r->saved, cmdline, trusted, missing, sizeof(missing));
+	if (n < 0)
+		return n;
+	if (!n)
+		return 0;
+	snap_sanitize(path, p, sizeof(p));
+	snprintf(err, errlen,
+		 "snapshot %s is not authenticated (%s), so khyve uses no host resource it "
+		 "names: add %s to the command line (or -o snapshot.trust=file for a file you "
+		 "trust; khyvectl snapshot info shows what it names)",
+		 p, why, missing);
+	return -EPERM;
+}
+
 static int restore_prepare(struct restore *r, struct config *cfg, const char *path, char *err,
 			   size_t errlen)
 {
 	struct merge m = { .saved = &r->saved, .err = err, .errlen = errlen };
+	enum snap_trust trust;
 	const char *v;
 	int ret;
 
@@ -442,11 +499,16 @@ static int restore_prepare(struct restore *r, struct config *cfg, const char *pa
 		return -EINVAL;
 	}
 	r->catchup = !strcmp(v, "catchup");
+	ret = snap_trust_mode(cfg, &trust, err, errlen);
+	if (ret)
+		return ret;
 	ret = snap_file_open(&r->f, path, r->verify_memory, err, errlen);
 	if (ret)
 		return ret;
 	config_init(&r->saved);
 	ret = snap_meta_config(r->f.meta_json, &r->saved, err, errlen);
+	if (!ret)
+		ret = restore_trust(r, cfg, trust, path, err, errlen);
 	if (ret)
 		return ret;
 	config_foreach(cfg, "", merge_key, &m);

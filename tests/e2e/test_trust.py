@@ -1,0 +1,133 @@
+"""Trust: a crafted snapshot (configuration rewritten, checksums recomputed) cannot make khyve
+open, create or delete a host path that the restore command line did not name."""
+
+import json
+import os
+import subprocess
+
+from khyve_e2e import KHYVE, KHYVECTL, VM, check, khyve_run, restored_seqs, test
+from snapcraft import rewrite_config
+
+
+def disk(wd, name, size=4 << 20, fill=b""):
+    path = wd(name)
+    with open(path, "wb") as f:
+        f.write(fill)
+        f.truncate(size)
+    return path
+
+
+def info(path, key):
+    r = subprocess.run([KHYVECTL, "snapshot", "info", "--key=" + key, path],
+                       capture_output=True)
+    check(r.returncode == 0, "snapshot info %s: %s" % (path, r.stderr.decode()))
+    return json.loads(r.stdout)
+
+
+def content(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@test
+def crafted_snapshot_names_no_host_path(wd):
+    key = wd("snapshot.key")
+    img = disk(wd, "disk.img")
+    vm = VM(wd, mem="64M", extra=["-s", "3,virtio-blk," + img, "-o", "snapshot.key=" + key])
+    vm.wait_seq(3, timeout=120)
+    good = wd("good.snap")
+    vm.ctl("--checkpoint=" + good)
+    vm.kill()
+    i = info(good, key)
+    check(i["authentication"]["status"] == "valid", "own snapshot: %r" % i["authentication"])
+    check("restore_needs" not in i, "an authenticated file needs nothing: %r" % i)
+    keys = {r["key"] for r in i["host_resources"]}
+    check({"pci.0.3.0.path", "lpc.com1.path", "name"} <= keys, "host resources %r" % keys)
+
+    victim_log, victim_ctl = wd("victim.log"), wd("victim-ctl.sock")
+    victim_img = disk(wd, "victim.img", fill=b"precious" * 512)
+    before = content(victim_img)
+    crafted = wd("crafted.snap")
+    rewrite_config(good, crafted, {
+        "lpc.com1.path": "file:" + victim_log,
+        "pci.0.3.0.path": victim_img,
+        "ctl.socket": victim_ctl,
+        "snapshot.trust": "file",   # a file cannot vouch for itself
+        "sandbox": "off",
+    })
+    v = subprocess.run([KHYVECTL, "snapshot", "verify", crafted], capture_output=True)
+    check(v.returncode == 0, "the crafted file's checksums must all be right: %s" % v.stderr)
+    i = info(crafted, key)
+    check(i["authentication"]["status"] == "invalid", "crafted: %r" % i["authentication"])
+    want = "-s 3,virtio-blk,PATH -l com1,file:PATH VMNAME"
+    check(i.get("restore_needs") == want, "restore_needs %r, want %r" % (i.get("restore_needs"),
+                                                                         want))
+
+    # Without the command line naming them, the restore stops before opening anything.
+    r = khyve_run(["-r", crafted, "-o", "snapshot.key=" + key, "-o", "ctl.socket=off",
+                   "vmx"], timeout=60)
+    err = r.stderr.decode()
+    check(r.returncode == 4, "restore of the crafted file: exit %d (%s)" % (r.returncode, err))
+    check("not authenticated" in err and "-s 3,virtio-blk,PATH -l com1,file:PATH" in err,
+          "the refusal must name the options to add: %r" % err)
+    check(b"seq" not in r.stdout, "a refused restore must not run the guest")
+
+    # Named on the command line, the restore runs with the command line's resources only.  No
+    # ctl.socket is given, so the file's would be used if it were trusted.
+    name = "trust%d" % os.getpid()
+    r = VM(wd, args=[KHYVE, "-r", crafted, "-o", "snapshot.key=" + key,
+                     "-s", "3,virtio-blk," + img, "-l", "com1,stdio", name])
+    r.wait_seq(3, timeout=120)
+    check(restored_seqs(r.out)[1], "the restored guest runs")
+    r.kill()
+    for p in (victim_log, victim_ctl):
+        check(not os.path.lexists(p), "%s was created from the crafted file" % p)
+    check(content(victim_img) == before, "the crafted file's disk was written")
+
+    # Another user's or host's key: the genuine file is not authenticated either.
+    other = wd("other.key")
+    with open(other, "wb") as f:
+        f.write(os.urandom(32))
+    os.chmod(other, 0o600)
+    r = khyve_run(["-r", good, "-o", "snapshot.key=" + other, "-o", "ctl.socket=off", "vmx"])
+    check(r.returncode == 4 and b"does not match the snapshot key" in r.stderr,
+          "a file from another key: %r" % r.stderr)
+
+    # The user may vouch for a file: then its resources are used (this is what the checks
+    # above keep from happening without it).
+    r = VM(wd, restore=crafted, name="vouched",
+           extra=["-o", "snapshot.trust=file", "-o", "snapshot.key=" + key])
+    end_ok = False
+    for _ in range(300):
+        if os.path.exists(victim_log) and b"seq" in content(victim_log):
+            end_ok = True
+            break
+        r.check_alive()
+        r.pump(0.2)
+    r.kill()
+    check(end_ok, "with snapshot.trust=file the file's console log is used")
+
+
+@test
+def crafted_old_snapshot_chooses_no_deletion(wd):
+    """A checkpoint over an existing file deletes the disk copies that file used, only if this
+    host's khyve wrote it: a file someone else put at the path cannot choose what is deleted."""
+    key = wd("snapshot.key")
+    img = disk(wd, "disk.img")
+    vm = VM(wd, mem="64M", extra=["-s", "3,virtio-blk," + img, "-o", "snapshot.key=" + key,
+                                  "-o", "snapshot.disks=clone"])
+    vm.wait_seq(3, timeout=120)
+    snap = wd("c.snap")
+    vm.ctl("--checkpoint=" + snap)
+    clones = [f for f in os.listdir(wd.path) if f.startswith("c.snap.") and f.endswith(".img")]
+    check(len(clones) == 1, "one disk copy: %r" % clones)
+    # The old file's copy goes when a new checkpoint replaces it (the file is ours).
+    vm.ctl("--checkpoint=" + snap)
+    now = [f for f in os.listdir(wd.path) if f.startswith("c.snap.") and f.endswith(".img")]
+    check(len(now) == 1 and now != clones, "the replaced copy is deleted: %r" % now)
+    # Someone rewrites the file at the path to name a victim that looks like a copy.
+    victim = disk(wd, "c.snap.victim.img", fill=b"precious")
+    rewrite_config(snap, snap, {"pci.0.3.0.path": victim})
+    vm.ctl("--checkpoint=" + snap)
+    check(os.path.exists(victim), "a crafted old snapshot made khyve delete %s" % victim)
+    vm.kill()

@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * Host resources never come from an unauthenticated snapshot: which keys name host objects,
+ * what a restore keeps of a file's configuration, the host key and the MAC.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "snap/format.h"
+#include "snap/trust.h"
+#include "snapcraft.h"
+#include "sstream.h"
+
+#define MEM (16 * 4096ULL)
+
+static char dir[64], path[128];
+
+static int setup(void **state)
+{
+	strcpy(dir, "/tmp/khyve-trust-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vm.snap", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+static void test_key_classes(void **state)
+{
+	static const char *const guest[] = {
+		"cpus",		 "memory.size",	  "pci.0.3.0.device", "pci.0.3.0.ro",
+		"pci.0.4.0.mac", "rtc.localtime", "x86.strictmsr",    "pci.0.3.0.iothreads"
+	};
+	static const char *const host[] = { "name",
+					    "ctl.socket",
+					    "boot.kernel",
+					    "snapshot.disks",
+					    "lpc.com1.path",
+					    "pci.0.3.0.path",
+					    "pci.0.4.0.backend",
+					    "pci.0.4.0.tap",
+					    "pci.0.4.0.hostfwd",
+					    "pci.0.4.0.hostfwd3",
+					    "memory.path",
+					    "pci.0.5.0.socket" };
+	static const char *const session[] = { "snapshot.trust", "snapshot.key", "snapshot.verify",
+					       "snapshot.time",	 "config.dump",	 "debug.timing",
+					       "sandbox",	 "user" };
+
+	for (size_t i = 0; i < sizeof(guest) / sizeof(guest[0]); i++)
+		assert_int_equal(snap_key_class(guest[i]), SNAP_CFG_GUEST);
+	for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++)
+		assert_int_equal(snap_key_class(host[i]), SNAP_CFG_HOST);
+	for (size_t i = 0; i < sizeof(session) / sizeof(session[0]); i++)
+		assert_int_equal(snap_key_class(session[i]), SNAP_CFG_SESSION);
+}
+
+/* What a crafted file says: every host resource points somewhere it should not. */
+static void hostile_config(struct config *c)
+{
+	config_init(c);
+	config_set(c, "name", "vm0");
+	config_set(c, "cpus", "2");
+	config_set(c, "ctl.socket", "/etc/evil.sock");
+	config_set(c, "snapshot.trust", "file");
+	config_set(c, "snapshot.key", "/tmp/attacker.key");
+	config_set(c, "sandbox", "off");
+	config_set(c, "snapshot.disks", "clone");
+	config_set(c, "lpc.com1.path", "file:/etc/cron.d/x");
+	config_set(c, "lpc.com2.path", "unix:/run/evil");
+	config_set(c, "pci.0.3.0.device", "virtio-blk");
+	config_set(c, "pci.0.3.0.path", "/dev/sda");
+	config_set(c, "pci.0.3.0.ro", "true");
+	config_set(c, "pci.0.4.0.device", "virtio-net");
+	config_set(c, "pci.0.4.0.backend", "slirp");
+	config_set(c, "pci.0.4.0.hostfwd", "tcp:22-:22");
+	config_set(c, "pci.0.5.0.device", "virtio-net");
+	config_set(c, "pci.0.5.0.backend", "tap0");
+	config_set(c, "pci.1.6.2.device", "virtio-blk\033[2J");
+	config_set(c, "pci.1.6.2.path", "/x");
+}
+
+static void test_filter_untrusted(void **state)
+{
+	struct config saved, cmd;
+	char missing[1024];
+
+	hostile_config(&saved);
+	config_init(&cmd);
+	assert_int_equal(snap_trust_filter(&saved, &cmd, false, missing, sizeof(missing)), 7);
+	/* Hostile text never reaches the suggested options (the escape sequence above). */
+	assert_string_equal(missing, "-s 3,virtio-blk,PATH -s 4,virtio-net,slirp "
+				     "-s 5,virtio-net,tap=NAME -s 1:6:2,EMULATION,PATH "
+				     "-l com1,file:PATH -l com2,unix:PATH VMNAME");
+	/* Only what the guest sees is left. */
+	assert_int_equal(saved.n, 6);
+	assert_string_equal(config_get(&saved, "cpus"), "2");
+	assert_string_equal(config_get(&saved, "pci.0.3.0.ro"), "true");
+	assert_non_null(config_get(&saved, "pci.0.5.0.device"));
+	assert_null(config_get(&saved, "pci.0.4.0.hostfwd"));
+	assert_null(config_get(&saved, "snapshot.trust"));
+	assert_null(config_get(&saved, "sandbox"));
+	config_free(&saved);
+}
+
+static void test_filter_cmdline_names(void **state)
+{
+	struct config saved, cmd;
+	char missing[1024];
+
+	/* Each device named on the command line needs nothing more from the file. */
+	hostile_config(&saved);
+	config_init(&cmd);
+	config_set(&cmd, "name", "mine");
+	config_set(&cmd, "pci.0.3.0.path", "/var/vm/disk.img");
+	config_set(&cmd, "pci.0.4.0.backend", "slirp");
+	config_set(&cmd, "pci.0.5.0.tap", "tap7");
+	config_set(&cmd, "lpc.com1.path", "stdio");
+	config_set(&cmd, "lpc.com2.path", "off");
+	assert_int_equal(snap_trust_filter(&saved, &cmd, false, missing, sizeof(missing)), 1);
+	assert_string_equal(missing, "-s 1:6:2,EMULATION,PATH");
+	/* The file's own value is gone even where the command line gives another key. */
+	assert_null(config_get(&saved, "pci.0.5.0.backend"));
+	config_free(&saved);
+	config_free(&cmd);
+}
+
+static void test_filter_trusted(void **state)
+{
+	struct config saved, cmd;
+	char missing[64];
+
+	hostile_config(&saved);
+	config_init(&cmd);
+	assert_int_equal(snap_trust_filter(&saved, &cmd, true, missing, sizeof(missing)), 0);
+	assert_string_equal(missing, "");
+	/* Host resources stay; session settings never come from a file, however trusted. */
+	assert_string_equal(config_get(&saved, "pci.0.3.0.path"), "/dev/sda");
+	assert_string_equal(config_get(&saved, "name"), "vm0");
+	assert_null(config_get(&saved, "snapshot.trust"));
+	assert_null(config_get(&saved, "snapshot.key"));
+	assert_null(config_get(&saved, "sandbox"));
+	config_free(&saved);
+}
+
+static void test_sanitize(void **state)
+{
+	char out[32];
+
+	snap_sanitize("a\033[2J\\b\xff", out, sizeof(out));
+	assert_string_equal(out, "a\\x1b[2J\\x5cb\\xff");
+	snap_sanitize("0123456789abcdef", out, 8);
+	assert_true(strlen(out) < 8);
+}
+
+static void keyref(struct snap_keyref *ref, const char *name)
+{
+	memset(ref, 0, sizeof(*ref));
+	ref->uid = geteuid();
+	snprintf(ref->path, sizeof(ref->path), "%s/%s", dir, name);
+}
+
+static void write_key(const char *name, mode_t mode, size_t len)
+{
+	char p[256];
+	uint8_t k[64] = { 1, 2, 3 };
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_true(write(fd, k, len) == (ssize_t)len);
+	fchmod(fd, mode);
+	close(fd);
+}
+
+static void expect_key_error(const struct snap_keyref *ref, int want, const char *needle)
+{
+	uint8_t k[SNAP_KEY_BYTES];
+	char err[512] = "";
+
+	assert_int_equal(snap_key_load(ref, false, k, err, sizeof(err)), want);
+	if (!strstr(err, needle))
+		fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void test_key_file(void **state)
+{
+	uint8_t k1[SNAP_KEY_BYTES], k2[SNAP_KEY_BYTES], zero[SNAP_KEY_BYTES] = { 0 };
+	struct snap_keyref ref;
+	char err[512], sub[128];
+	struct stat st;
+
+	/* Not there, not created on restore. */
+	keyref(&ref, "none.key");
+	expect_key_error(&ref, -ENOENT, "no snapshot key");
+	assert_int_equal(stat(ref.path, &st), -1);
+	/* Created on the first save: private, 32 random bytes, nothing else left behind. */
+	keyref(&ref, "k.key");
+	assert_int_equal(snap_key_load(&ref, true, k1, err, sizeof(err)), 0);
+	assert_int_equal(stat(ref.path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_size, SNAP_KEY_BYTES);
+	assert_memory_not_equal(k1, zero, sizeof(k1));
+	snprintf(sub, sizeof(sub), "test $(ls -A %s | wc -l) -eq 1", dir);
+	assert_int_equal(system(sub), 0);
+	/* The same key again, also through another name for the same file. */
+	keyref(&ref, "./k.key");
+	assert_int_equal(snap_key_load(&ref, false, k2, err, sizeof(err)), 0);
+	assert_memory_equal(k1, k2, sizeof(k1));
+	/* Keys others could read or replace are not keys. */
+	write_key("open.key", 0644, SNAP_KEY_BYTES);
+	keyref(&ref, "open.key");
+	expect_key_error(&ref, -EPERM, "must be 0600");
+	write_key("short.key", 0600, 16);
+	keyref(&ref, "short.key");
+	expect_key_error(&ref, -EINVAL, "16 bytes");
+	keyref(&ref, "link.key");
+	assert_int_equal(symlink("k.key", ref.path), 0);
+	expect_key_error(&ref, -ELOOP, "link.key");
+	keyref(&ref, "k.key");
+	ref.uid = geteuid() + 1000;
+	expect_key_error(&ref, -EPERM, "owned by uid");
+	snprintf(sub, sizeof(sub), "%s/shared", dir);
+	assert_int_equal(mkdir(sub, 0777), 0);
+	chmod(sub, 0777);
+	keyref(&ref, "shared/k.key");
+	expect_key_error(&ref, -EPERM, "writable by others");
+	assert_int_not_equal(snap_key_load(&ref, true, k2, err, sizeof(err)), 0);
+	assert_int_equal(stat(ref.path, &st), -1);
+	/* A configured key's directory is not made for it; the default one is. */
+	keyref(&ref, "new/dir/k.key");
+	assert_int_equal(snap_key_load(&ref, true, k2, err, sizeof(err)), -ENOENT);
+	ref.dflt = true;
+	assert_int_equal(snap_key_load(&ref, true, k2, err, sizeof(err)), 0);
+	snprintf(sub, sizeof(sub), "%s/new/dir", dir);
+	assert_int_equal(stat(sub, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+}
+
+static void test_key_locate(void **state)
+{
+	struct snap_keyref ref;
+	struct config c;
+	char err[256];
+
+	config_init(&c);
+	config_set(&c, "snapshot.key", "/some/where.key");
+	assert_int_equal(snap_key_locate(&c, &ref, err, sizeof(err)), 0);
+	assert_string_equal(ref.path, "/some/where.key");
+	assert_false(ref.dflt);
+	assert_int_equal(ref.uid, geteuid());
+	/* user=NAME: that user's key, whoever starts khyve. */
+	config_unset(&c, "snapshot.key");
+	config_set(&c, "user", "root");
+	assert_int_equal(snap_key_locate(&c, &ref, err, sizeof(err)), 0);
+	assert_string_equal(ref.path, SNAP_KEY_DIR_ROOT "/" SNAP_KEY_NAME);
+	assert_int_equal(ref.uid, 0);
+	assert_true(ref.dflt);
+	config_set(&c, "user", "no-such-user-khyve");
+	assert_int_equal(snap_key_locate(&c, &ref, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "no-such-user-khyve"));
+	config_free(&c);
+}
+
+/* A small snapshot whose metadata holds @json, authenticated with @key unless NULL. */
+static void write_snap(const char *p, const char *json, const uint8_t *key)
+{
+	struct snap_writer w;
+	struct snap_file map;
+	struct sstream s;
+	char err[256];
+
+	assert_int_equal(snap_writer_open(&w, p, MEM, err, sizeof(err)), 0);
+	if (key)
+		snap_writer_set_key(&w, key);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, json, strlen(json)), 0);
+	memset(&map, 0, sizeof(map));
+	map.nregions = 1;
+	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
+	ss_init_save(&s);
+	snap_memmap_io(&s, &map);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+}
+
+static int mac_of(const char *p, const uint8_t *key)
+{
+	struct snap_file f;
+	char err[512];
+	int ret;
+
+	if (snap_file_open(&f, p, false, err, sizeof(err)))
+		fail_msg("%s", err);
+	ret = snap_file_check_mac(&f, key);
+	snap_file_close(&f);
+	return ret;
+}
+
+static const char json_a[] = "{\"config\":{\"lpc.com1.path\":\"stdio\"}}";
+static const char json_b[] = "{\"config\":{\"lpc.com1.path\":\"file:/etc/passwd\"}}";
+
+static void test_mac(void **state)
+{
+	uint8_t ka[SNAP_KEY_BYTES], kb[SNAP_KEY_BYTES];
+	struct craft c;
+	int meta;
+
+	memset(ka, 0x11, sizeof(ka));
+	memset(kb, 0x22, sizeof(kb));
+	write_snap(path, json_a, ka);
+	assert_int_equal(mac_of(path, ka), 0);
+	assert_int_equal(mac_of(path, kb), -EBADMSG);
+	write_snap(path, json_a, NULL);
+	assert_int_equal(mac_of(path, ka), -ENODATA);
+	/* The attack: rewrite the configuration and recompute every checksum. */
+	write_snap(path, json_a, ka);
+	craft_load(&c, path);
+	meta = craft_find(&c, "meta");
+	craft_set(&c, (unsigned)meta, json_b, strlen(json_b));
+	craft_relayout(&c);
+	craft_store(&c, path);
+	craft_free(&c);
+	assert_int_equal(mac_of(path, ka), -EBADMSG);
+	/* Moving the MAC to another file does not carry the trust along. */
+	write_snap(path, json_a, ka);
+	{
+		char other[160];
+		struct craft d;
+
+		snprintf(other, sizeof(other), "%s/other.snap", dir);
+		write_snap(other, json_b, NULL);
+		craft_load(&c, path);
+		craft_load(&d, other);
+		memcpy(d.page + CH_AUTH, c.page + CH_AUTH, CH_END - CH_AUTH);
+		craft_store(&d, other);
+		assert_int_equal(mac_of(other, ka), -EBADMSG);
+		craft_free(&c);
+		craft_free(&d);
+	}
+}
+
+static void expect_open_refused(const char *p, const char *needle)
+{
+	struct snap_file f;
+	char err[512] = "";
+
+	assert_int_not_equal(snap_file_open(&f, p, false, err, sizeof(err)), 0);
+	if (!strstr(err, needle))
+		fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void test_auth_block_checked(void **state)
+{
+	uint8_t ka[SNAP_KEY_BYTES];
+	struct craft c;
+
+	memset(ka, 0x11, sizeof(ka));
+	write_snap(path, json_a, ka);
+	craft_load(&c, path);
+	craft_put(c.page + CH_AUTH, 7, 4);
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_open_refused(path, "unknown authentication scheme 7");
+	write_snap(path, json_a, NULL);
+	craft_load(&c, path);
+	c.page[CH_MAC + 5] = 1;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_open_refused(path, "MAC bytes without an authentication scheme");
+	/* Every byte after the block is zero. */
+	for (unsigned off = CH_END; off < 4096; off += 997) {
+		write_snap(path, json_a, ka);
+		craft_load(&c, path);
+		c.page[off] = 0x40;
+		craft_store(&c, path);
+		craft_free(&c);
+		expect_open_refused(path, "is not zero");
+	}
+}
+
+static void test_authenticate(void **state)
+{
+	struct snap_keyref ref;
+	struct snap_file f;
+	uint8_t key[SNAP_KEY_BYTES];
+	char err[512], why[600];
+
+	keyref(&ref, "host.key");
+	write_snap(path, json_a, NULL);
+	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+	assert_int_equal(snap_authenticate(&f, &ref, why, sizeof(why)), SNAP_AUTH_NONE);
+	snap_file_close(&f);
+	memset(key, 0x33, sizeof(key));
+	write_snap(path, json_a, key);
+	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+	assert_int_equal(snap_authenticate(&f, &ref, why, sizeof(why)), SNAP_AUTH_NOKEY);
+	assert_non_null(strstr(why, "host.key"));
+	assert_int_equal(snap_key_load(&ref, true, key, err, sizeof(err)), 0);
+	assert_int_equal(snap_authenticate(&f, &ref, why, sizeof(why)), SNAP_AUTH_INVALID);
+	assert_non_null(strstr(why, "another host or by another user"));
+	snap_file_close(&f);
+	write_snap(path, json_a, key);
+	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+	assert_int_equal(snap_authenticate(&f, &ref, why, sizeof(why)), SNAP_AUTH_VALID);
+	snap_file_close(&f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_key_classes),
+		cmocka_unit_test(test_filter_untrusted),
+		cmocka_unit_test(test_filter_cmdline_names),
+		cmocka_unit_test(test_filter_trusted),
+		cmocka_unit_test(test_sanitize),
+		cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
+		cmocka_unit_test(test_key_locate),
+		cmocka_unit_test_setup_teardown(test_mac, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_auth_block_checked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_authenticate, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
