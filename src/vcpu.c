@@ -200,6 +200,29 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	}
 }
 
+/*
+ * Exits that KVM finishes only when the vCPU next enters KVM_RUN (api.rst, on kvm_run's
+ * exit reasons: "the corresponding operations are complete (and guest state is consistent)
+ * only after userspace has re-entered the kernel"): the value of an IN or an MMIO read
+ * reaches the guest's register, RIP moves past an IN or OUT, the next part of a string I/O
+ * or of an MMIO access split across pages, an MSR access khyve answered.  Until then the
+ * registers still show the instruction as not executed, while the device's side of it has
+ * happened (a byte popped from a FIFO, a flag cleared on read).  khyve enables none of the
+ * other exits that need this (HYPERCALL, XEN).
+ */
+static bool vcpu_exit_needs_completion(uint32_t reason)
+{
+	switch (reason) {
+	case KVM_EXIT_IO:
+	case KVM_EXIT_MMIO:
+	case KVM_EXIT_X86_RDMSR:
+	case KVM_EXIT_X86_WRMSR:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Park here while a pause is requested; run any work handed over.  Called with v->lock. */
 static void vcpu_park(struct vcpu *v)
 {
@@ -228,13 +251,25 @@ static void *vcpu_thread(void *arg)
 	struct vcpu *v = arg;
 	bool running = true;
 	char name[16];
+	int ret;
 
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		pthread_mutex_lock(&v->lock);
-		if (v->pause_req || !running)
+		if (v->pause_req && v->exit_pending) {
+			/*
+			 * Never park, and so never have the state read for a snapshot, in the
+			 * middle of an exit (vcpu_exit_needs_completion): a restored guest would
+			 * execute the instruction again and its event would be gone.  Enter
+			 * KVM_RUN once more with immediate_exit set instead: KVM completes the
+			 * exit and returns -EINTR before the guest runs another instruction (or
+			 * exits again if completing needs us, and we come back here).
+			 */
+			v->run->immediate_exit = 1;
+		} else if (v->pause_req || !running) {
 			vcpu_park(v);
+		}
 		if (v->stop) {
 			pthread_mutex_unlock(&v->lock);
 			break;
@@ -248,7 +283,10 @@ static void *vcpu_thread(void *arg)
 			pthread_mutex_unlock(&v->lock);
 			continue;
 		}
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		ret = ioctl(v->fd, KVM_RUN, 0);
+		/* Entering finished the previous exit (or the vCPU is broken for good). */
+		v->exit_pending = false;
+		if (ret < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			vcpu_dump_error(v, strerror(errno));
@@ -257,6 +295,7 @@ static void *vcpu_thread(void *arg)
 			continue;
 		}
 		running = vcpu_handle_exit(v);
+		v->exit_pending = running && vcpu_exit_needs_completion(v->run->exit_reason);
 	}
 	return NULL;
 }

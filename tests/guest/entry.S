@@ -248,13 +248,41 @@ sys_halt:
 	hlt
 	jmp sys_halt
 
+/*
+ * UART loopback exchange: rep outsb 16 bytes from @rsi to THR at port
+ * @rdi, then read 16 from RBR into @rsi + 16 with 16 single insb (or one
+ * rep insb if @rdx is 1), return LSR. Every read pops a byte: mode=uart
+ * checks that none is lost or replayed. Single instructions, unrolled,
+ * because under PVM each ring-0 instruction costs about as much as the
+ * exit it makes.
+ */
+sys_uart_xchg:
+	cld
+	movq %rdx, %r8
+	movl $16, %ecx
+	movl %edi, %edx
+	rep outsb
+	movq %rsi, %rdi
+	testq %r8, %r8
+	jnz 1f
+	.rept 16
+	insb
+	.endr
+	jmp 2f
+1:	movl $16, %ecx
+	rep insb
+2:	addl $5, %edx
+	xorl %eax, %eax
+	inb %dx, %al
+	iretq
+
 	.section .rodata
 	.p2align 3
 sys_table:
 	.quad sys_inb, sys_inw, sys_inl
 	.quad sys_outb, sys_outw, sys_outl
 	.quad sys_uart_write, sys_cmos_read, sys_cmos_write
-	.quad sys_hlt, sys_halt
+	.quad sys_hlt, sys_halt, sys_uart_xchg
 
 	.text
 /* enter_user(entry, stack_top, arg): iretq to ring 3, IF set */

@@ -63,7 +63,8 @@
 #define SYS_CMOS_WRITE		8	/* (index, value) */
 #define SYS_HLT			9	/* (addr, val): hlt if *addr == val */
 #define SYS_HALT		10	/* cli; hlt forever */
-#define SYS_MAX			11
+#define SYS_UART_XCHG		11	/* (base, buf, rep): 16 bytes out and back, LSR */
+#define SYS_MAX			12
 
 /* hvm_start_info (PVH) */
 #define PVH_MAGIC		0x336ec578

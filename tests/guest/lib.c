@@ -266,6 +266,8 @@ static void cmdline_word(const char *w)
 		opt.mode = MODE_COUNTER;
 	else if (word_is(w, "mode=selftest", &v))
 		opt.mode = MODE_SELFTEST;
+	else if (word_is(w, "mode=uart", &v))
+		opt.mode = MODE_UART;
 	else if (word_is(w, "mem=", &v))
 		opt.mem = parse_num(v, &end);
 	else if (word_is(w, "rate=", &v))

@@ -92,10 +92,13 @@ static void __attribute__((noreturn)) bsp_main(void)
 	cpus[0].alive = 1;
 	pr("testguest: %s, %u/%u cpus, tsc %lu kHz\n",
 	   opt.mode == MODE_COUNTER ? "counter" :
-	   opt.mode == MODE_SELFTEST ? "selftest" : vio_mode_name(),
+	   opt.mode == MODE_SELFTEST ? "selftest" :
+	   opt.mode == MODE_UART ? "uart" : vio_mode_name(),
 	   ncpus_up, plat.ncpus, tsc_hz / 1000);
 	if (opt.mode == MODE_COUNTER)
 		counter_run();
+	if (opt.mode == MODE_UART)
+		uart_run();
 	if (opt.mode != MODE_SELFTEST)
 		vio_run();
 	selftest_run();

@@ -72,6 +72,8 @@ void ap_main(u32 cpu)
 		sys_hlt(&go_mode, 0);
 	if (go_mode == MODE_COUNTER + 1)
 		counter_ap(cpu);
+	if (go_mode == MODE_UART + 1)
+		uart_ap(cpu);
 	for (;;)
 		sys_hlt(NULL, 0);
 }

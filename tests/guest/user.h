@@ -108,6 +108,8 @@ enum mode {
 	MODE_SELFTEST, MODE_COUNTER,
 	/* virtio.h */
 	MODE_BLK, MODE_BLKBENCH, MODE_NET, MODE_RND, MODE_EVIL,
+	/* snapshot correctness: uartloop.c */
+	MODE_UART,
 };
 struct options {
 	enum mode mode;
@@ -227,5 +229,7 @@ void selftest_run(void) __attribute__((noreturn));
 void counter_run(void) __attribute__((noreturn));
 void counter_ap(u32 cpu) __attribute__((noreturn));
 int memregion_setup(void);
+void uart_run(void) __attribute__((noreturn));
+void uart_ap(u32 cpu) __attribute__((noreturn));
 
 #endif
