@@ -446,6 +446,11 @@ static int read_header(struct snap_file *f, struct snap_header *h, const char *p
 	    h->table_length > f->file_size - h->table_offset || h->nsections > SNAP_MAX_SECTIONS ||
 	    h->table_length != (uint64_t)h->nsections * TABLE_ENTRY)
 		return fail(err, errlen, -EINVAL, path, "section table out of bounds (truncated?)");
+	/* The table is the end of the file: nothing unchecked may follow it. */
+	if (h->table_offset + h->table_length != f->file_size)
+		return fail(err, errlen, -EINVAL, path,
+			    "%llu bytes after the section table (the table ends the file)",
+			    (unsigned long long)(f->file_size - h->table_offset - h->table_length));
 	return 0;
 }
 
@@ -488,36 +493,123 @@ static int read_table(struct snap_file *f, const struct snap_header *h, const ch
 	return 0;
 }
 
-/* Every section inside the file between the memory area and the table, and intact. */
+#define CHUNK (1u << 20) /* reads to checksum the file are this large at most */
+
+/* XXH3-64 of @len bytes of the file at @off, read in bounded chunks. */
+static int checksum_range(int fd, uint64_t off, uint64_t len, uint8_t *buf, uint64_t *sum)
+{
+	XXH3_state_t *st = XXH3_createState();
+	int ret = 0;
+
+	if (!st)
+		return -ENOMEM;
+	XXH3_64bits_reset(st);
+	while (len && !ret) {
+		uint64_t n = len < CHUNK ? len : CHUNK;
+
+		ret = pread_all(fd, buf, n, off);
+		if (!ret)
+			XXH3_64bits_update(st, buf, n);
+		off += n;
+		len -= n;
+	}
+	*sum = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	return ret;
+}
+
+/* The id is a NUL-terminated name, NUL-padded: no byte of the entry goes unchecked. */
+static bool section_id_ok(const struct snap_section *sec)
+{
+	const char *nul = memchr(sec->id, '\0', sizeof(sec->id));
+
+	if (!nul || nul == sec->id)
+		return false;
+	for (const char *p = nul; p < sec->id + sizeof(sec->id); p++)
+		if (*p)
+			return false;
+	return true;
+}
+
+/*
+ * Each section's limits before any byte of it is read: a known type, a proper id, no
+ * duplicate, no more vCPUs than a VM can have, a size the writer could have written.
+ */
+static int check_entry(struct snap_file *f, unsigned i, const char *path, char *err, size_t errlen)
+{
+	const struct snap_section *sec = &f->sections[i];
+	const char *tn = snap_section_type_name(sec->type);
+	unsigned nvcpu = 0;
+
+	if (sec->type < SNAP_SEC_META || sec->type > SNAP_SEC_MEMMAP)
+		return fail(err, errlen, -EINVAL, path, "section %u has unknown type %u", i,
+			    sec->type);
+	if (!section_id_ok(sec))
+		return fail(err, errlen, -EINVAL, path,
+			    "section %u (%s) has a malformed instance id", i, tn);
+	if (!sec->version)
+		return fail(err, errlen, -EINVAL, path,
+			    "section %s %s has version 0, which no khyve writes", tn, sec->id);
+	if (sec->length > SNAP_MAX_SECTION_SIZE ||
+	    (sec->type == SNAP_SEC_META && sec->length > SNAP_MAX_META))
+		return fail(err, errlen, -EINVAL, path, "section %s %s is too large (%llu bytes)",
+			    tn, sec->id, (unsigned long long)sec->length);
+	for (unsigned j = 0; j < i; j++) {
+		if (f->sections[j].type == sec->type && !strcmp(f->sections[j].id, sec->id))
+			return fail(err, errlen, -EINVAL, path, "section %s %s appears twice", tn,
+				    sec->id);
+		nvcpu += f->sections[j].type == SNAP_SEC_VCPU;
+	}
+	if (sec->type == SNAP_SEC_VCPU && nvcpu >= SNAP_MAX_VCPUS)
+		return fail(err, errlen, -EINVAL, path, "more than %d vCPU sections",
+			    SNAP_MAX_VCPUS);
+	return 0;
+}
+
+/*
+ * Sections lie one after another, in table order, from the end of the memory area to the
+ * table: none overlaps another and no byte between them goes unchecked.  Each is intact.
+ * The work is bounded by the file's size: every byte is read once.
+ */
 static int check_sections(struct snap_file *f, const struct snap_header *h, const char *path,
 			  char *err, size_t errlen)
 {
-	for (unsigned i = 0; i < f->nsections; i++) {
+	uint64_t pos = h->mem_offset + h->mem_size, sum;
+	uint8_t *buf = malloc(CHUNK);
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (unsigned i = 0; i < f->nsections && !ret; i++) {
 		struct snap_section *sec = &f->sections[i];
 		const char *tn = snap_section_type_name(sec->type);
-		void *buf;
-		int ret;
 
-		sec->id[sizeof(sec->id) - 1] = '\0';
-		if (sec->offset < h->mem_offset + h->mem_size || sec->offset > h->table_offset ||
-		    sec->length > h->table_offset - sec->offset ||
-		    sec->length > SNAP_MAX_SECTION_SIZE)
-			return fail(err, errlen, -EINVAL, path, "section %s %s is out of bounds",
-				    tn, sec->id);
-		ret = snap_file_read(f, sec, &buf);
+		ret = check_entry(f, i, path, err, errlen);
 		if (ret)
-			return fail(err, errlen, ret, path, "reading section %s %s: %s", tn,
-				    sec->id, strerror(-ret));
-		if (snap_checksum(buf, sec->length) != sec->checksum) {
-			free(buf);
-			return fail(err, errlen, -EINVAL, path,
-				    "section %s %s: checksum mismatch "
-				    "(corrupted)",
-				    tn, sec->id);
+			break;
+		if (sec->offset != pos || sec->length > h->table_offset - pos) {
+			ret = fail(err, errlen, -EINVAL, path,
+				   "section %s %s at offset %llu is out of place (expected %llu, "
+				   "sections are contiguous and end at the table)",
+				   tn, sec->id, (unsigned long long)sec->offset,
+				   (unsigned long long)pos);
+			break;
 		}
-		free(buf);
+		ret = checksum_range(f->fd, sec->offset, sec->length, buf, &sum);
+		if (ret)
+			ret = fail(err, errlen, ret, path, "reading section %s %s: %s", tn, sec->id,
+				   strerror(-ret));
+		else if (sum != sec->checksum)
+			ret = fail(err, errlen, -EINVAL, path,
+				   "section %s %s: checksum mismatch (corrupted)", tn, sec->id);
+		pos += sec->length;
 	}
-	return 0;
+	if (!ret && pos != h->table_offset)
+		ret = fail(err, errlen, -EINVAL, path,
+			   "%llu bytes between the last section and the table",
+			   (unsigned long long)(h->table_offset - pos));
+	free(buf);
+	return ret;
 }
 
 void snap_memmap_io(struct sstream *s, struct snap_file *f)
@@ -534,8 +626,11 @@ void snap_memmap_io(struct sstream *s, struct snap_file *f)
 	}
 	ss_u32(s, &ne);
 	if (s->loading && !s->err) {
-		/* Each extent needs 24 bytes: bound the allocation by what is really there. */
-		if ((uint64_t)ne * 24 > s->len - s->pos) {
+		/*
+		 * Each extent needs 24 bytes and a page of its own: bound the allocation by what
+		 * is really there.
+		 */
+		if ((uint64_t)ne * 24 > s->len - s->pos || ne > f->mem_size / SNAP_PAGE) {
 			ss_fail(s, -EINVAL, "memory extent count %u exceeds the section", ne);
 			return;
 		}
@@ -553,56 +648,145 @@ void snap_memmap_io(struct sstream *s, struct snap_file *f)
 	}
 }
 
-/* Regions tile the memory area in order; extents sit inside it, sorted, page-aligned. */
+/*
+ * Regions tile the memory area in order.  Extents are sorted, page-aligned, at most what the
+ * writer writes, and each inside one region.  Offsets are compared before anything is
+ * subtracted from them.
+ */
 static int check_memmap(struct snap_file *f, const char *path, char *err, size_t errlen)
 {
-	uint64_t expect = f->mem_offset, last = f->mem_offset;
+	uint64_t expect = f->mem_offset, last = f->mem_offset, end = f->mem_offset + f->mem_size;
+	unsigned r = 0;
 
 	for (unsigned i = 0; i < f->nregions; i++) {
-		const struct snap_region *r = &f->regions[i];
+		const struct snap_region *g = &f->regions[i];
 
-		if (r->file_offset != expect || r->size % SNAP_PAGE || r->gpa % SNAP_PAGE ||
-		    r->size > f->mem_offset + f->mem_size - expect)
+		if (g->file_offset != expect || !g->size || g->size % SNAP_PAGE ||
+		    g->gpa % SNAP_PAGE || g->size > end - expect)
 			return fail(err, errlen, -EINVAL, path, "memory region %u is malformed", i);
-		expect += r->size;
+		expect += g->size;
 	}
-	if (expect != f->mem_offset + f->mem_size)
+	if (expect != end)
 		return fail(err, errlen, -EINVAL, path,
 			    "memory regions do not cover the memory "
 			    "area");
 	for (unsigned i = 0; i < f->nextents; i++) {
 		const struct snap_extent *e = &f->extents[i];
 
-		if (e->file_offset < last || e->file_offset % SNAP_PAGE || !e->length ||
-		    e->length % SNAP_PAGE ||
-		    e->length > f->mem_offset + f->mem_size - e->file_offset)
+		if (e->file_offset < last || e->file_offset >= end || e->file_offset % SNAP_PAGE ||
+		    !e->length || e->length % SNAP_PAGE || e->length > SNAP_EXTENT_MAX ||
+		    e->length > end - e->file_offset)
 			return fail(err, errlen, -EINVAL, path, "memory extent %u is malformed", i);
+		while (r < f->nregions &&
+		       f->regions[r].file_offset + f->regions[r].size <= e->file_offset)
+			r++;
+		if (r == f->nregions ||
+		    e->length > f->regions[r].file_offset + f->regions[r].size - e->file_offset)
+			return fail(err, errlen, -EINVAL, path,
+				    "memory extent %u crosses a region boundary", i);
 		last = e->file_offset + e->length;
 	}
 	return 0;
 }
 
-static int verify_extents(struct snap_file *f, const char *path, char *err, size_t errlen)
+/* @len bytes of the file at @off are all zero. */
+static int check_zero(int fd, uint64_t off, uint64_t len, uint8_t *buf, bool *zero)
 {
-	size_t cap = 0;
-	void *buf = NULL;
+	*zero = true;
+	while (len && *zero) {
+		uint64_t n = len < CHUNK ? len : CHUNK;
+		int ret = pread_all(fd, buf, n, off);
+
+		if (ret)
+			return ret;
+		*zero = sodium_is_zero(buf, n);
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * No data outside the extents: the memory area is mapped into the guest as it is, so a byte
+ * in a "hole" that no checksum covers would reach the guest.  The filesystem says where data
+ * lies (SEEK_DATA/SEEK_HOLE); any data outside the extents must read as zero, as a hole does
+ * (a filesystem that reports no holes costs a read of those parts).  So the guest reads zero
+ * wherever the memory map lists no data.
+ */
+static int check_holes(struct snap_file *f, const char *path, char *err, size_t errlen)
+{
+	uint64_t pos = f->mem_offset, end = f->mem_offset + f->mem_size;
+	uint8_t *buf = NULL;
+	unsigned ei = 0;
 	int ret = 0;
 
+	while (pos < end && !ret) {
+		off_t d = lseek(f->fd, (off_t)pos, SEEK_DATA), h;
+		uint64_t hend;
+
+		if (d < 0 && errno == ENXIO)
+			break;
+		if (d < 0 || (h = lseek(f->fd, d, SEEK_HOLE)) < 0) {
+			ret = fail(err, errlen, -errno, path, "finding its data: %s",
+				   strerror(errno));
+			break;
+		}
+		if ((uint64_t)d >= end)
+			break;
+		hend = (uint64_t)h < end ? (uint64_t)h : end;
+		for (uint64_t p = (uint64_t)d; p < hend && !ret;) {
+			uint64_t next;
+			bool zero;
+
+			while (ei < f->nextents &&
+			       f->extents[ei].file_offset + f->extents[ei].length <= p)
+				ei++;
+			if (ei < f->nextents && f->extents[ei].file_offset <= p) {
+				next = f->extents[ei].file_offset + f->extents[ei].length;
+				p = next < hend ? next : hend;
+				continue;
+			}
+			next = ei < f->nextents && f->extents[ei].file_offset < hend
+				       ? f->extents[ei].file_offset
+				       : hend;
+			if (!buf && !(buf = malloc(CHUNK))) {
+				ret = -ENOMEM;
+				break;
+			}
+			ret = check_zero(f->fd, p, next - p, buf, &zero);
+			if (ret)
+				ret = fail(err, errlen, ret, path, "reading guest memory: %s",
+					   strerror(-ret));
+			else if (!zero)
+				ret = fail(
+					err, errlen, -EINVAL, path,
+					"guest memory at offset 0x%llx holds data the memory map "
+					"does not list (corrupted)",
+					(unsigned long long)p);
+			p = next;
+		}
+		pos = hend;
+	}
+	free(buf);
+	return ret;
+}
+
+static int verify_extents(struct snap_file *f, const char *path, char *err, size_t errlen)
+{
+	uint8_t *buf = malloc(CHUNK);
+	uint64_t sum;
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
 	for (unsigned i = 0; i < f->nextents && !ret; i++) {
 		const struct snap_extent *e = &f->extents[i];
 
-		if (e->length > cap) {
-			free(buf);
-			cap = e->length;
-			buf = malloc(cap);
-			if (!buf)
-				return -ENOMEM;
-		}
-		ret = pread_all(f->fd, buf, e->length, e->file_offset);
+		ret = checksum_range(f->fd, e->file_offset, e->length, buf, &sum);
 		if (ret)
 			ret = fail(err, errlen, ret, path, "reading guest memory: %s",
 				   strerror(-ret));
-		else if (snap_checksum(buf, e->length) != e->checksum)
+		else if (sum != e->checksum)
 			ret = fail(err, errlen, -EINVAL, path,
 				   "guest memory at offset 0x%llx: "
 				   "checksum mismatch (corrupted)",
@@ -621,6 +805,9 @@ static int read_memmap(struct snap_file *f, const char *path, char *err, size_t 
 
 	if (!sec)
 		return fail(err, errlen, -EINVAL, path, "no memory map section");
+	if (sec->version != 1)
+		return fail(err, errlen, -EINVAL, path,
+			    "memory map version %u is not supported (1)", sec->version);
 	ret = snap_file_read(f, sec, &buf);
 	if (ret)
 		return ret;
@@ -641,6 +828,9 @@ static int read_meta(struct snap_file *f, const char *path, char *err, size_t er
 
 	if (!sec)
 		return fail(err, errlen, -EINVAL, path, "no metadata section");
+	if (sec->version != 1)
+		return fail(err, errlen, -EINVAL, path, "metadata version %u is not supported (1)",
+			    sec->version);
 	ret = snap_file_read(f, sec, &buf);
 	if (ret)
 		return ret;
@@ -687,6 +877,8 @@ int snap_file_open(struct snap_file *f, const char *path, bool verify_memory, ch
 		ret = read_meta(f, path, err, errlen);
 	if (!ret)
 		ret = read_memmap(f, path, err, errlen);
+	if (!ret)
+		ret = check_holes(f, path, err, errlen);
 	if (!ret && verify_memory)
 		ret = verify_extents(f, path, err, errlen);
 out:

@@ -28,6 +28,9 @@
 #define SNAP_MEM_ALIGN (2ULL << 20)
 #define SNAP_MAX_SECTIONS 4096
 #define SNAP_MAX_SECTION_SIZE (64ULL << 20)
+#define SNAP_MAX_META (1ULL << 20)   /* the metadata is a few KiB of JSON */
+#define SNAP_EXTENT_MAX (2ULL << 20) /* the writer's memory extents cover at most 2 MiB */
+#define SNAP_MAX_VCPUS 255
 #define SNAP_KEY_BYTES 32
 #define SNAP_MAC_BYTES 32
 /* Authentication schemes in the header. */

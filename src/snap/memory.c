@@ -18,8 +18,7 @@
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAPPED (1ULL << 62)
 #define PM_FILE (1ULL << 61)
-#define EXTENT_MAX (2ULL << 20) /* checksum granularity: one extent covers at most 2 MiB */
-#define SCAN_CHUNK 4096		/* pagemap entries read at a time (16 MiB of guest memory) */
+#define SCAN_CHUNK 4096 /* pagemap entries read at a time (16 MiB of guest memory) */
 
 struct mem_saver {
 	struct vm *vm;
@@ -85,7 +84,7 @@ static int saver_page(struct mem_saver *m, uint64_t off, const uint8_t *p)
 		return saver_flush(m);
 	}
 	m->res->mem_pages++;
-	if (m->run_len && (m->run_off + m->run_len != off || m->run_len >= EXTENT_MAX)) {
+	if (m->run_len && (m->run_off + m->run_len != off || m->run_len >= SNAP_EXTENT_MAX)) {
 		int ret = saver_flush(m);
 
 		if (ret)

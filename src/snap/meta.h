@@ -17,5 +17,14 @@ struct config;
 char *snap_meta_build(struct vm *vm, const struct config *cfg);
 /* Fill @cfg with the saved configuration. */
 int snap_meta_config(const char *json, struct config *cfg, char *err, size_t errlen);
+/*
+ * The metadata's summary agrees with its configuration @cfg and with the file's sections:
+ * "vcpus" with the cpus key and the vCPU sections (exactly cpu0..cpuN-1), "memory" with
+ * memory.size and the memory area, "devices" with the device sections and their versions,
+ * "name" with the name key.  A file that disagrees with itself is refused.
+ */
+struct snap_file;
+int snap_meta_check(const char *json, const struct config *cfg, const struct snap_file *f,
+		    char *err, size_t errlen);
 
 #endif

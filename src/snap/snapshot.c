@@ -508,6 +508,8 @@ static int restore_prepare(struct restore *r, struct config *cfg, const char *pa
 	config_init(&r->saved);
 	ret = snap_meta_config(r->f.meta_json, &r->saved, err, errlen);
 	if (!ret)
+		ret = snap_meta_check(r->f.meta_json, &r->saved, &r->f, err, errlen);
+	if (!ret)
 		ret = restore_trust(r, cfg, trust, path, err, errlen);
 	if (ret)
 		return ret;
@@ -544,11 +546,13 @@ static int restore_devices(struct vm *vm, struct restore *r, char *err, size_t e
 			snprintf(err, errlen, "the snapshot has no state for device %s", d->id);
 			return -EINVAL;
 		}
-		if (sec->version > d->ops->version) {
-			snprintf(err, errlen,
-				 "section %s version %u is newer than this khyve "
-				 "supports (%u)",
-				 d->id, sec->version, d->ops->version);
+		/* State versions start at 1: a 0 is never something a khyve wrote. */
+		if (!sec->version || sec->version > d->ops->version) {
+			snprintf(err, errlen, "section %s version %u is %s (%u)", d->id,
+				 sec->version,
+				 sec->version ? "newer than this khyve supports"
+					      : "not a valid state version",
+				 d->ops->version);
 			return -EINVAL;
 		}
 		ret = snap_file_read(&r->f, sec, &buf);

@@ -43,6 +43,14 @@ class Snap:
     def meta(self):
         return json.loads(self.find("meta")[3])
 
+    def extents(self):
+        """(file offset, length) of each guest-memory extent the memory map lists."""
+        data = self.find("memory")[3]
+        nreg = struct.unpack_from("<I", data)[0]
+        pos = 4 + nreg * 24
+        n = struct.unpack_from("<I", data, pos)[0]
+        return [struct.unpack_from("<QQ", data, pos + 4 + 24 * i) for i in range(n)]
+
     def set_meta(self, meta):
         self.find("meta")[3] = json.dumps(meta).encode()
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 
 from khyve_e2e import KHYVE, KHYVECTL, VM, check, khyve_run, restored_seqs, test
-from snapcraft import rewrite_config
+from snapcraft import Snap, rewrite_config
 
 
 def disk(wd, name, size=4 << 20, fill=b""):
@@ -131,3 +131,67 @@ def crafted_old_snapshot_chooses_no_deletion(wd):
     vm.ctl("--checkpoint=" + snap)
     check(os.path.exists(victim), "a crafted old snapshot made khyve delete %s" % victim)
     vm.kill()
+
+
+@test
+def crafted_files_refused(wd):
+    """The mutation campaign's survivors, each refused with a clear message (every checksum
+    recomputed, so only the new checks can catch them)."""
+    key = wd("snapshot.key")
+    vm = VM(wd, cpus=2, mem="64M", extra=["-o", "snapshot.key=" + key])
+    vm.wait_seq(3, timeout=120)
+    good = wd("good.snap")
+    vm.ctl("--checkpoint=" + good)
+    vm.kill()
+    cases = []
+
+    for sid in ("hpet", "pci", "pci@0.0.0"):
+        s = Snap(good)
+        s.find(sid)[1] = 0
+        p = wd("v0-%s.snap" % sid)
+        s.store(p)
+        cases.append((p, "section dev %s has version 0" % sid))
+    for what, change in (("vcpus", lambda m: m.update(vcpus=3)),
+                         ("memory", lambda m: m.update(memory=m["memory"] * 2)),
+                         ("devices", lambda m: m["devices"].pop())):
+        s = Snap(good)
+        meta = s.meta()
+        change(meta)
+        s.set_meta(meta)
+        p = wd("meta-%s.snap" % what)
+        s.store(p)
+        cases.append((p, "metadata: %s" % what if what != "vcpus" else "vcpus does not match"))
+    # A byte in a hole of the memory area, well away from any extent.
+    p = wd("hole.snap")
+    s = Snap(good)
+    s.store(p)
+    listed = s.extents()
+    hole = next(off for off in range(s.moff, s.moff + s.msize, 4096)
+                if not any(e <= off < e + n for e, n in listed))
+    with open(p, "r+b") as f:
+        f.seek(hole + 5)
+        f.write(b"\x01")
+    cases.append((p, "holds data the memory map does not list"))
+    p = wd("appended.snap")
+    Snap(good).store(p)
+    with open(p, "ab") as f:
+        f.write(b"tail")
+    cases.append((p, "4 bytes after the section table"))
+    p = wd("padding.snap")
+    s = Snap(good)
+    s.page[3000] = 1
+    s.store(p)
+    cases.append((p, "byte 3000 of the header page is not zero"))
+
+    for p, needle in cases:
+        r = khyve_run(["-r", p, "-o", "snapshot.key=" + key, "-o", "ctl.socket=off", "vmx"],
+                      timeout=60)
+        err = r.stderr.decode()
+        check(r.returncode == 4 and needle in err,
+              "%s: exit %d, stderr %r (want %r)" % (os.path.basename(p), r.returncode, err,
+                                                     needle))
+        check(b"seq" not in r.stdout, "%s ran the guest" % p)
+    # The untouched file restores, so the cases above fail only for what was changed.
+    r = VM(wd, restore=good, name="ok", extra=["-o", "snapshot.key=" + key])
+    r.wait_seq(3, timeout=120)
+    r.kill()

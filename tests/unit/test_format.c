@@ -15,6 +15,9 @@
 #include <cmocka.h>
 
 #include "snap/format.h"
+#include "snap/meta.h"
+#include "config.h"
+#include "snapcraft.h"
 #include "sstream.h"
 
 #define MEM (64 * 4096ULL)
@@ -213,6 +216,324 @@ static void test_atomic_replace(void **state)
 	assert_non_null(strstr(err, "/nonexistent-dir/x.snap"));
 }
 
+/* ---- parser limits: crafted files with every checksum recomputed ---- */
+
+/* Replace the memory map of @p with @nregions regions and @ne extents. */
+static void craft_memmap(const char *p, const struct snap_region *regions, unsigned nregions,
+			 const struct snap_extent *ext, unsigned ne)
+{
+	struct snap_file map;
+	struct sstream s;
+	struct craft c;
+
+	memset(&map, 0, sizeof(map));
+	map.nregions = nregions;
+	memcpy(map.regions, regions, nregions * sizeof(*regions));
+	map.nextents = ne;
+	map.extents = (struct snap_extent *)ext;
+	ss_init_save(&s);
+	snap_memmap_io(&s, &map);
+	craft_load(&c, p);
+	craft_set(&c, (unsigned)craft_find(&c, "memory"), s.buf, s.len);
+	craft_relayout(&c);
+	craft_store(&c, p);
+	craft_free(&c);
+	ss_free(&s);
+}
+
+static const struct snap_region one_region = { 0, MEM, SNAP_MEM_ALIGN };
+
+static void test_extents_refused(void **state)
+{
+	const uint64_t area = SNAP_MEM_ALIGN, end = SNAP_MEM_ALIGN + MEM;
+	struct snap_extent e[2];
+	struct snap_region two[2] = { { 0, MEM / 2, area },
+				      { 1ULL << 32, MEM / 2, area + MEM / 2 } };
+
+	/* Past the memory area: "length > end - offset" would underflow and pass. */
+	write_snapshot(path, "{}");
+	e[0] = (struct snap_extent){ end + 4096, 4096, 0 };
+	craft_memmap(path, &one_region, 1, e, 1);
+	expect_refused(path, false, "memory extent 0 is malformed");
+	/* Longer than the writer writes (a small sparse file once made verify allocate 513 MiB). */
+	write_snapshot(path, "{}");
+	e[0] = (struct snap_extent){ area, SNAP_EXTENT_MAX + 4096, 0 };
+	craft_memmap(path, &one_region, 1, e, 1);
+	expect_refused(path, true, "memory extent 0 is malformed");
+	/* Overlapping, unsorted. */
+	write_snapshot(path, "{}");
+	e[0] = (struct snap_extent){ area + 8192, 8192, 0 };
+	e[1] = (struct snap_extent){ area + 4096, 8192, 0 };
+	craft_memmap(path, &one_region, 1, e, 2);
+	expect_refused(path, false, "memory extent 1 is malformed");
+	/* Across the boundary of two regions. */
+	write_snapshot(path, "{}");
+	e[0] = (struct snap_extent){ area + MEM / 2 - 4096, 8192, 0 };
+	craft_memmap(path, two, 2, e, 1);
+	expect_refused(path, false, "crosses a region boundary");
+	/* More extents than the memory area has pages. */
+	{
+		size_t n = MEM / 4096 + 1;
+		struct snap_extent *many = calloc(n, sizeof(*many));
+
+		for (size_t i = 0; i < n; i++)
+			many[i] = (struct snap_extent){ area + i * 4096, 4096, 0 };
+		write_snapshot(path, "{}");
+		craft_memmap(path, &one_region, 1, many, (unsigned)n);
+		expect_refused(path, false, "memory extent count");
+		free(many);
+	}
+}
+
+static void write_at(const char *p, uint64_t off, const void *buf, size_t len)
+{
+	int fd = open(p, O_WRONLY);
+
+	assert_true(pwrite(fd, buf, len, (off_t)off) == (ssize_t)len);
+	close(fd);
+}
+
+/* A byte in a hole of the memory area: no checksum covers it, the guest would see it. */
+static void test_hole_data_refused(void **state)
+{
+	uint8_t page[4096] = { 0 };
+	struct snap_file f;
+	char err[512];
+
+	write_snapshot(path, "{}");
+	write_at(path, SNAP_MEM_ALIGN + 20 * 4096 + 77, "\x01", 1);
+	expect_refused(path, false, "holds data the memory map does not list");
+	/* Zeros written there are what the hole reads as anyway: accepted. */
+	write_snapshot(path, "{}");
+	write_at(path, SNAP_MEM_ALIGN + 20 * 4096, page, sizeof(page));
+	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+	snap_file_close(&f);
+	/* Next to an extent, inside the same filesystem block run. */
+	write_snapshot(path, "{}");
+	page[4095] = 9;
+	write_at(path, SNAP_MEM_ALIGN + 4 * 4096, page, sizeof(page));
+	expect_refused(path, false, "offset 0x204000");
+}
+
+static void test_sections_refused(void **state)
+{
+	struct craft c;
+	uint64_t t;
+	int m, d;
+
+	/* Out of order: two sections swap places but the table keeps its order. */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	m = craft_find(&c, "meta");
+	d = craft_find(&c, "uart@com1");
+	t = c.sec[m].offset;
+	c.sec[d].offset = t;
+	c.sec[m].offset = t + c.sec[d].length;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "is out of place");
+	/* Overlapping: one section's bytes read as part of another, both checksums right. */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	m = craft_find(&c, "meta");
+	d = craft_find(&c, "uart@com1");
+	{
+		uint8_t buf[64];
+
+		memcpy(buf, c.sec[m].data, c.sec[m].length - 4);
+		memcpy(buf + c.sec[m].length - 4, c.sec[d].data, 4);
+		craft_set(&c, (unsigned)m, buf, c.sec[m].length);
+	}
+	c.sec[d].offset -= 4;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "is out of place");
+	/* A gap between the last section and the table. */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	c.toff += 16;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "16 bytes between the last section and the table");
+	/* Bytes appended after the table. */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	c.ntail = 5;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "5 bytes after the section table");
+	/* Version 0, unknown types, ids that are not NUL-padded names, duplicates. */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	c.sec[craft_find(&c, "uart@com1")].version = 0;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "section dev uart@com1 has version 0");
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	c.sec[craft_find(&c, "uart@com1")].type = 9;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "unknown type 9");
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	c.sec[craft_find(&c, "uart@com1")].id[40] = 'x';
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "malformed instance id");
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	memset(c.sec[craft_find(&c, "uart@com1")].id, 'a', 48);
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "malformed instance id");
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	d = craft_find(&c, "uart@com1");
+	c.sec[d].type = SNAP_SEC_META;
+	memset(c.sec[d].id, 0, sizeof(c.sec[d].id));
+	strcpy(c.sec[d].id, "meta");
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "section meta meta appears twice");
+	/* Metadata and memory map versions are 1; the metadata is small. */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	c.sec[craft_find(&c, "memory")].version = 2;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "memory map version 2");
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	c.sec[craft_find(&c, "meta")].version = 3;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "metadata version 3");
+	{
+		size_t n = SNAP_MAX_META + 1;
+		char *big = malloc(n + 1);
+
+		memset(big, ' ', n);
+		big[0] = '{';
+		big[n - 1] = '}';
+		big[n] = '\0';
+		write_snapshot(path, big);
+		expect_refused(path, false, "section meta meta is too large");
+		free(big);
+	}
+}
+
+/* ---- metadata cross-checks ---- */
+
+static void write_machine(const char *p, unsigned ncpus, const char *const *devs,
+			  const unsigned *vers, unsigned ndevs)
+{
+	struct snap_writer w;
+	struct snap_file map;
+	struct sstream s;
+	char err[256], id[16];
+
+	assert_int_equal(snap_writer_open(&w, p, MEM, err, sizeof(err)), 0);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
+	for (unsigned i = 0; i < ncpus; i++) {
+		snprintf(id, sizeof(id), "cpu%u", i);
+		assert_int_equal(snap_writer_section(&w, SNAP_SEC_VCPU, id, 1, "x", 1), 0);
+	}
+	for (unsigned i = 0; i < ndevs; i++)
+		assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, devs[i], vers[i], "y", 1),
+				 0);
+	memset(&map, 0, sizeof(map));
+	map.nregions = 1;
+	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
+	ss_init_save(&s);
+	snap_memmap_io(&s, &map);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+}
+
+static void expect_meta(const struct snap_file *f, const struct config *cfg, const char *json,
+			const char *needle)
+{
+	char err[512] = "";
+	int ret = snap_meta_check(json, cfg, f, err, sizeof(err));
+
+	if (!needle) {
+		if (ret)
+			fail_msg("metadata %s refused: %s", json, err);
+		return;
+	}
+	assert_int_not_equal(ret, 0);
+	if (!strstr(err, needle))
+		fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+#define DEVS_OK                                                         \
+	"\"devices\":[{\"id\":\"rtc\",\"type\":\"rtc\",\"version\":2}," \
+	"{\"id\":\"pci@0.3.0\",\"type\":\"pci\",\"version\":1}]"
+
+static void test_meta_cross_checks(void **state)
+{
+	static const char *const devs[] = { "rtc", "pci@0.3.0" };
+	static const unsigned vers[] = { 2, 1 };
+	struct snap_file f;
+	struct config cfg;
+	char err[512];
+
+	write_machine(path, 2, devs, vers, 2);
+	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+	config_init(&cfg);
+	config_set(&cfg, "cpus", "2");
+	config_set(&cfg, "name", "vm");
+	config_set(&cfg, "memory.size", "256K");
+	expect_meta(&f, &cfg, "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144," DEVS_OK "}", NULL);
+	expect_meta(&f, &cfg, "{\"name\":\"vm\",\"vcpus\":3,\"memory\":262144," DEVS_OK "}",
+		    "vcpus does not match");
+	expect_meta(&f, &cfg, "{\"name\":\"vm\",\"vcpus\":\"2\",\"memory\":262144," DEVS_OK "}",
+		    "vcpus does not match");
+	expect_meta(&f, &cfg, "{\"name\":\"vm\",\"vcpus\":2,\"memory\":524288," DEVS_OK "}",
+		    "memory does not match the memory area");
+	expect_meta(&f, &cfg, "{\"name\":\"other\",\"vcpus\":2,\"memory\":262144," DEVS_OK "}",
+		    "name does not match");
+	expect_meta(&f, &cfg,
+		    "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144,\"devices\":[{\"id\":\"rtc\","
+		    "\"version\":2}]}",
+		    "devices do not match");
+	expect_meta(&f, &cfg,
+		    "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144,\"devices\":[{\"id\":\"rtc\","
+		    "\"version\":1},{\"id\":\"pci@0.3.0\",\"version\":1}]}",
+		    "devices do not match");
+	expect_meta(&f, &cfg,
+		    "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144,\"devices\":[{\"id\":\"rtc\","
+		    "\"version\":2},{\"id\":\"rtc\",\"version\":2}]}",
+		    "devices do not match");
+	expect_meta(&f, &cfg, "[1]", "not a JSON object");
+	config_set(&cfg, "memory.size", "512K");
+	expect_meta(&f, &cfg, "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144," DEVS_OK "}",
+		    "memory does not match memory.size");
+	config_set(&cfg, "memory.size", "256K");
+	/* The configuration says 1 vCPU but the file holds state for 2. */
+	config_set(&cfg, "cpus", "1");
+	expect_meta(&f, &cfg, "{\"name\":\"vm\",\"vcpus\":1,\"memory\":262144," DEVS_OK "}",
+		    "vCPU sections are not cpu0..cpu0");
+	snap_file_close(&f);
+	/* cpu0 and cpu2, no cpu1. */
+	{
+		struct craft c;
+
+		craft_load(&c, path);
+		strcpy(c.sec[craft_find(&c, "cpu1")].id, "cpu2");
+		craft_store(&c, path);
+		craft_free(&c);
+	}
+	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+	config_set(&cfg, "cpus", "2");
+	expect_meta(&f, &cfg, "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144," DEVS_OK "}",
+		    "vCPU sections are not cpu0..cpu1");
+	snap_file_close(&f);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -220,6 +541,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_damage_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_version_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_atomic_replace, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_extents_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hole_data_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sections_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_cross_checks, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -406,6 +406,9 @@ static void test_snapshot_identity(void **state)
 	/* Truncated at every length: refused, device unchanged. */
 	for (size_t n = 0; n < alen; n++)
 		assert_int_not_equal(devsnap_load(g->d, a, n, g->d->ops->version), 0);
+	/* State version 0 (no khyve writes it) and a newer one. */
+	devsnap_expect_refused(g->d, a, alen, 0);
+	devsnap_expect_refused(g->d, a, alen, g->d->ops->version + 1);
 	/* Too long: refused. */
 	b = calloc(1, alen + 1);
 	memcpy(b, a, alen);

@@ -705,7 +705,20 @@ static void test_snapshot(void **state)
 	memcpy(b, dev3->buf, dev3->len);
 	b[dev3->len - 8] = 2; /* emulation version 2 */
 	assert_int_equal(load_one(&g->vm, dev3->id, b, dev3->len), -EINVAL);
+	b[dev3->len - 8] = 0; /* emulation version 0: no khyve writes it */
+	assert_int_equal(load_one(&g->vm, dev3->id, b, dev3->len), -EINVAL);
 	memcpy(b, dev3->buf, dev3->len);
+	/* Section version 0, for a function and for the bus. */
+	{
+		struct dev *d3 = vm_find_dev(&g->vm, dev3->id), *bus = vm_find_dev(&g->vm, "pci");
+		struct sstream ls;
+
+		ss_init_load(&ls, dev3->buf, dev3->len);
+		assert_int_equal(d3->ops->load(d3, &ls, 0), -EINVAL);
+		ss_init_load(&ls, s1[1].buf, s1[1].len);
+		assert_int_equal(bus->ops->load(bus, &ls, 0), -EINVAL);
+		assert_non_null(strstr(ls.msg, "version 0"));
+	}
 	b[dev3->len - 4] = 0xFF; /* the emulation's own check (state <= 1000) */
 	b[dev3->len - 3] = 0xFF;
 	assert_int_equal(load_one(&g->vm, dev3->id, b, dev3->len), -EINVAL);

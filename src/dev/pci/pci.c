@@ -936,6 +936,9 @@ static int pci_bus_load(struct dev *d, struct sstream *s, unsigned version)
 	struct pci_bus *bus = container_of(d, struct pci_bus, dev);
 	uint32_t a = 0;
 
+	if (version != d->ops->version)
+		return ss_fail(s, -EINVAL, "%s: state version %u is not supported (%u)", d->id,
+			       version, d->ops->version);
 	ss_u32(s, &a);
 	if (!ss_error(s) && (a & ~CF8_BITS))
 		ss_fail(s, -EINVAL, "PCI address register 0x%08x has reserved bits set", a);
@@ -1086,6 +1089,9 @@ static int pci_dev_load(struct dev *d, struct sstream *s, unsigned version)
 	unsigned nvec = pd->msix.nvec;
 	int ret;
 
+	if (version != d->ops->version)
+		return ss_fail(s, -EINVAL, "%s: state version %u is not supported (%u)", d->id,
+			       version, d->ops->version);
 	if (nvec) {
 		st.table = calloc(nvec, 4 * sizeof(uint32_t));
 		st.pba = calloc(msix_pba_words(nvec), sizeof(uint64_t));
@@ -1103,11 +1109,11 @@ static int pci_dev_load(struct dev *d, struct sstream *s, unsigned version)
 		ss_u64_array(s, st.pba, msix_pba_words(nvec));
 	}
 	ss_u32(s, &ver);
-	if (!ss_error(s) && ver > pd->emul->version)
-		ss_fail(s, -EINVAL,
-			"%s: %s state version %u is newer than this khyve supports "
-			"(%u)",
-			pd->dev.id, pd->emul->name, ver, pd->emul->version);
+	if (!ss_error(s) && (!ver || ver > pd->emul->version))
+		ss_fail(s, -EINVAL, "%s: %s state version %u is %s (%u)", pd->dev.id,
+			pd->emul->name, ver,
+			ver ? "newer than this khyve supports" : "not a valid state version",
+			pd->emul->version);
 	if (!ss_error(s)) {
 		pthread_mutex_lock(&pd->lock);
 		pci_dev_check(pd, s, &st);
