@@ -42,7 +42,7 @@ uint64_t snap_checksum(const void *buf, size_t len)
 
 static const char *const section_names[] = {
 	[SNAP_SEC_META] = "meta", [SNAP_SEC_VM] = "vm",		[SNAP_SEC_VCPU] = "vcpu",
-	[SNAP_SEC_DEV] = "dev",	  [SNAP_SEC_MEMMAP] = "memmap",
+	[SNAP_SEC_DEV] = "dev",	  [SNAP_SEC_MEMMAP] = "memmap", [SNAP_SEC_DISKS] = "disks",
 };
 
 const char *snap_section_type_name(uint32_t type)
@@ -541,7 +541,7 @@ static int check_entry(struct snap_file *f, unsigned i, const char *path, char *
 	const char *tn = snap_section_type_name(sec->type);
 	unsigned nvcpu = 0;
 
-	if (sec->type < SNAP_SEC_META || sec->type > SNAP_SEC_MEMMAP)
+	if (sec->type < SNAP_SEC_META || sec->type > SNAP_SEC_LAST)
 		return fail(err, errlen, -EINVAL, path, "section %u has unknown type %u", i,
 			    sec->type);
 	if (!section_id_ok(sec))

@@ -51,6 +51,8 @@ enum snap_section_type {
 	SNAP_SEC_VCPU = 3,   /* one per vCPU */
 	SNAP_SEC_DEV = 4,    /* one per device instance */
 	SNAP_SEC_MEMMAP = 5, /* RAM regions and data extents with checksums */
+	SNAP_SEC_DISKS = 6,  /* what identifies each disk's state (snap/disks.h) */
+	SNAP_SEC_LAST = SNAP_SEC_DISKS,
 };
 
 struct snap_section {

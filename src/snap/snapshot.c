@@ -232,23 +232,24 @@ static int save_memory(struct vm *vm, struct snap_writer *w, const struct snap_s
 }
 
 /*
- * The configuration recorded in the file a save is about to replace, if there is one and this
- * host's khyve wrote it for this user: the disk copies it names get deleted, so a file someone
- * else put at the path must not choose what is deleted.
+ * The disks recorded in the file a save is about to replace, if there is one and this host's
+ * khyve wrote it for this user: the disk copies it lists get deleted, so a file someone else
+ * put at the path must not choose what is deleted (and snap_disks_commit deletes only what
+ * that khyve made, still as it made it, and not in use).
  */
-static bool old_snapshot_config(const struct config *cfg, const char *path, struct config *old)
+static bool old_snapshot_disks(const struct config *cfg, const char *path, struct snap_disks *old)
 {
 	struct snap_keyref ref;
 	struct snap_file f;
 	char err[512];
 	bool ok;
 
-	config_init(old);
+	memset(old, 0, sizeof(*old));
 	if (snap_key_locate(cfg, &ref, err, sizeof(err)) ||
 	    snap_file_open(&f, path, false, err, sizeof(err)))
 		return false;
 	ok = snap_authenticate(&f, &ref, err, sizeof(err)) == SNAP_AUTH_VALID &&
-	     !snap_meta_config(f.meta_json, old, err, sizeof(err));
+	     !snap_disks_read(&f, old, err, sizeof(err));
 	snap_file_close(&f);
 	return ok;
 }
@@ -257,8 +258,8 @@ static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save
 		    struct snap_result *res, char *err, size_t errlen)
 {
 	const char *disks = config_get_default(vm->cfg, "snapshot.disks", "sync");
-	struct config meta_cfg, old;
-	struct snap_disks sd = { 0 };
+	struct snap_disks sd = { 0 }, old;
+	struct config meta_cfg;
 	bool have_old;
 	int ret;
 
@@ -271,6 +272,8 @@ static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save
 		ret = snap_disks_save(vm, w->path, !strcmp(disks, "clone"), &meta_cfg, &sd, err,
 				      errlen);
 	if (!ret)
+		ret = snap_disks_write(&sd, w);
+	if (!ret)
 		ret = save_vcpus(vm, w, err, errlen);
 	if (!ret)
 		ret = save_vmstate(vm, w, err, errlen);
@@ -278,15 +281,15 @@ static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save
 		ret = save_meta(vm, &meta_cfg, w, err, errlen);
 	if (!ret)
 		ret = save_memory(vm, w, opts, res, err, errlen);
-	have_old = !ret && old_snapshot_config(vm->cfg, w->path, &old);
+	have_old = !ret && old_snapshot_disks(vm->cfg, w->path, &old);
 	if (!ret)
 		ret = snap_writer_commit(w, err, errlen);
 	if (ret)
 		snap_disks_abort(&sd);
 	else
-		snap_disks_commit(&sd, w->path, have_old ? &old : NULL);
+		snap_disks_commit(&sd, vm, w->path, have_old ? &old : NULL);
 	if (have_old)
-		config_free(&old);
+		snap_disks_free(&old);
 	config_free(&meta_cfg);
 	return ret;
 }

@@ -1,6 +1,7 @@
 """Snapshots are exact: no guest event lost in an unfinished exit, disks that match the memory,
 clocks that agree, queues that cannot block a snapshot, checkpoint targets checked first."""
 
+import os
 import random
 import re
 
@@ -51,3 +52,86 @@ def uart_reads_survive_checkpoints(wd):
         r.kill()
     check(not lost, "%d of %d restored checkpoints lost UART bytes:\n%s"
           % (len(lost), len(snaps), "\n".join(lost)))
+
+
+# ---- disks ----
+
+def disk(wd, name="disk.img", size=8 << 20):
+    path = wd(name)
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def copies(wd, snap):
+    base = os.path.basename(snap) + "."
+    return sorted(f for f in os.listdir(wd.path) if f.startswith(base) and f.endswith(".img"))
+
+
+def open_images(vm):
+    """The image files khyve has open, as /proc shows them (a deleted one ends "(deleted)")."""
+    fds = "/proc/%d/fd" % vm.p.pid
+    out = []
+    for fd in os.listdir(fds):
+        try:
+            target = os.readlink(os.path.join(fds, fd))
+        except OSError:
+            continue
+        if ".img" in target:
+            out.append(target)
+    return out
+
+
+def no_fail(vm, what):
+    check(b"TESTGUEST FAIL" not in vm.out, "%s: guest failed:\n%s" % (what, vm.tail()))
+
+
+BLK = "mode=blk rering=0"
+CLONE = ["-o", "snapshot.disks=clone"]
+
+
+@test
+def clone_checkpoint_keeps_the_running_disk(wd):
+    """A VM restored from S runs on S's disk copy.  Checkpointing it to S again must not delete
+    that copy (the VM would write to a deleted inode from then on); only copies nobody uses
+    go, and only files that are still the copy khyve made."""
+    img = disk(wd)
+    vm = VM(wd, cmdline=BLK, extra=["-s", "3,virtio-blk," + img] + CLONE)
+    vm.wait_seq(4, timeout=120)
+    snap = wd("s.snap")
+    vm.ctl("--checkpoint=" + snap)
+    vm.kill()
+    (c1,) = copies(wd, snap)
+    r = VM(wd, restore=snap, name="r1")
+    r.wait_seq(4, timeout=120)
+    check([t for t in open_images(r) if t.endswith(c1)], "the restored VM runs on %s: %r"
+          % (c1, open_images(r)))
+    for gen in range(2):
+        r.ctl("--checkpoint=" + snap)
+        imgs = open_images(r)
+        check(not [t for t in imgs if t.endswith("(deleted)")],
+              "checkpoint %d deleted the disk the VM runs on: %r" % (gen, imgs))
+        now = copies(wd, snap)
+        check(c1 in now and len(now) == 2, "after checkpoint %d: copies %r (the VM runs on %s; "
+              "the older unused one must go)" % (gen, now, c1))
+        n = len(r.seqs())
+        r.wait_seq(n + 3, timeout=60)
+        no_fail(r, "restored VM after checkpoint %d" % gen)
+    r.kill()
+    # The last checkpoint's copy holds every write the guest's memory knows of.
+    q = VM(wd, restore=snap, name="r2")
+    q.wait_seq(6, timeout=120)
+    no_fail(q, "restore of the re-checkpointed file")
+    assert_consecutive(restored_seqs(q.out)[1], "restore of the re-checkpointed file")
+    # A file put in place of a copy (same name, another inode) is not khyve's to delete.
+    t = wd("t.snap")
+    q.ctl("--checkpoint=" + t)
+    (tc,) = copies(wd, t)
+    impostor = disk(wd, "impostor", 4096)
+    with open(impostor, "wb") as f:
+        f.write(b"not khyve's")
+    os.rename(impostor, wd(tc))
+    q.ctl("--checkpoint=" + t)
+    check(os.path.exists(wd(tc)) and open(wd(tc), "rb").read() == b"not khyve's",
+          "a checkpoint deleted %s, a file khyve did not make" % tc)
+    q.kill()

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * Disks in snapshots: the identity a checkpoint records (and the refusals of a damaged record),
+ * the check a restore makes, and which disk copies a checkpoint may delete.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "snap/disks.h"
+#include "sstream.h"
+#include "vm.h"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	strcpy(dir, "/tmp/khyve-disks-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+static int make_image(const char *name, const char *data, struct vm_disk *d, const char *id)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->path, sizeof(d->path), "%s/%s", dir, name);
+	d->fd = open(d->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(d->fd >= 0);
+	assert_int_equal(pwrite(d->fd, data, strlen(data), 0), (ssize_t)strlen(data));
+	snprintf(d->id, sizeof(d->id), "%s", id);
+	snprintf(d->cfg_key, sizeof(d->cfg_key), "%s.path", id);
+	return d->fd;
+}
+
+static struct snap_disks two_records(void)
+{
+	struct snap_disks sd = { .n = 2, .rec = calloc(2, sizeof(struct snap_disk_rec)) };
+
+	assert_non_null(sd.rec);
+	sd.rec[0] = (struct snap_disk_rec){ .id = "pci.0.3.0",
+					    .path = "/images/a.img",
+					    .size = 8 << 20,
+					    .mtime_sec = 1700000000,
+					    .mtime_nsec = 123456789,
+					    .dev = 2049,
+					    .ino = 77 };
+	sd.rec[1] = (struct snap_disk_rec){ .id = "pci.0.4.0",
+					    .path = "/snaps/s.snap.x.1.img",
+					    .size = 4096,
+					    .mtime_sec = 5,
+					    .dev = 9,
+					    .ino = 1,
+					    .copy = true };
+	return sd;
+}
+
+/* encode -> decode -> encode gives the same bytes, and the decoded records are the saved ones. */
+static void test_roundtrip(void **state)
+{
+	struct snap_disks sd = two_records(), back;
+	struct sstream a, b;
+	char err[256];
+
+	ss_init_save(&a);
+	assert_int_equal(snap_disks_encode(&sd, &a), 0);
+	assert_int_equal(snap_disks_decode(a.buf, a.len, &back, err, sizeof(err)), 0);
+	assert_int_equal(back.n, 2);
+	assert_memory_equal(&back.rec[0], &sd.rec[0], sizeof(sd.rec[0]));
+	assert_memory_equal(&back.rec[1], &sd.rec[1], sizeof(sd.rec[1]));
+	assert_ptr_equal(snap_disks_find(&back, "pci.0.4.0"), &back.rec[1]);
+	assert_null(snap_disks_find(&back, "pci.0.5.0"));
+	ss_init_save(&b);
+	assert_int_equal(snap_disks_encode(&back, &b), 0);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.buf, b.buf, a.len);
+	ss_free(&a);
+	ss_free(&b);
+	snap_disks_free(&sd);
+	snap_disks_free(&back);
+}
+
+static void expect_refused(struct snap_disks *sd, const char *needle)
+{
+	struct snap_disks back;
+	struct sstream s;
+	char err[256] = "";
+
+	ss_init_save(&s);
+	assert_int_equal(snap_disks_encode(sd, &s), 0);
+	assert_int_equal(snap_disks_decode(s.buf, s.len, &back, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, needle));
+	assert_int_equal(back.n, 0);
+	assert_null(back.rec);
+	ss_free(&s);
+}
+
+/* Every record a khyve could not have written is refused, and so is every truncation. */
+static void test_refused(void **state)
+{
+	struct snap_disks sd = two_records(), back;
+	struct sstream s;
+	char err[256];
+	uint8_t *buf;
+
+	sd.rec[1].mtime_nsec = 1000000000;
+	expect_refused(&sd, "nanoseconds");
+	sd.rec[1].mtime_nsec = 0;
+	strcpy(sd.rec[0].path, "relative.img");
+	expect_refused(&sd, "not absolute");
+	strcpy(sd.rec[0].path, "/a.img");
+	strcpy(sd.rec[1].id, "pci.0.3.0");
+	expect_refused(&sd, "listed twice");
+	strcpy(sd.rec[1].id, "");
+	expect_refused(&sd, "empty id");
+	strcpy(sd.rec[1].id, "pci.0.4.0");
+
+	ss_init_save(&s);
+	assert_int_equal(snap_disks_encode(&sd, &s), 0);
+	for (size_t len = 0; len < s.len; len++)
+		assert_int_not_equal(snap_disks_decode(s.buf, len, &back, err, sizeof(err)), 0);
+	/* One byte too many, a flag bit this version does not know, a count over the limit. */
+	buf = calloc(1, s.len + 1);
+	assert_non_null(buf);
+	memcpy(buf, s.buf, s.len);
+	assert_int_equal(snap_disks_decode(buf, s.len + 1, &back, err, sizeof(err)), -EINVAL);
+	buf[s.len - 1] = 2;
+	assert_int_equal(snap_disks_decode(buf, s.len, &back, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "flags"));
+	memcpy(buf, s.buf, s.len);
+	memcpy(buf, &(uint32_t){ SNAP_DISKS_MAX + 1 }, 4);
+	assert_int_equal(snap_disks_decode(buf, s.len, &back, err, sizeof(err)), -EINVAL);
+	/* A NUL inside a path (it would hide what follows from every check). */
+	memcpy(buf, s.buf, s.len);
+	buf[4 + 4 + strlen("pci.0.3.0") + 4 + 1] = 0;
+	assert_int_equal(snap_disks_decode(buf, s.len, &back, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "NUL"));
+	free(buf);
+	ss_free(&s);
+	snap_disks_free(&sd);
+}
+
+/* The restore check: the disk as it was passes; a written or resized one is refused. */
+static void test_check(void **state)
+{
+	struct snap_disks sd;
+	struct config cfg;
+	struct vm_disk d;
+	struct vm vm;
+	char err[512] = "", saved_dir[4096];
+
+	make_image("a.img", "hello", &d, "pci.0.3.0");
+	memset(&vm, 0, sizeof(vm));
+	vm.disks = &d;
+	config_init(&cfg);
+	/* A relative path is recorded absolute. */
+	assert_non_null(getcwd(saved_dir, sizeof(saved_dir)));
+	assert_int_equal(chdir(dir), 0);
+	strcpy(d.path, "a.img");
+	assert_int_equal(snap_disks_save(&vm, "s.snap", false, &cfg, &sd, err, sizeof(err)), 0);
+	assert_int_equal(chdir(saved_dir), 0);
+	assert_int_equal(sd.n, 1);
+	assert_false(sd.rec[0].copy);
+	assert_int_equal(sd.rec[0].size, 5);
+	assert_string_equal(sd.rec[0].path + strlen(dir), "/a.img");
+	assert_string_equal(config_get(&cfg, "pci.0.3.0.path"), sd.rec[0].path);
+
+	assert_int_equal(snap_disk_check(&sd.rec[0], d.id, d.fd, d.path, false, err, sizeof(err)),
+			 0);
+	/* Rewritten with the same bytes: still a change (the guest's memory cannot know). */
+	assert_int_equal(pwrite(d.fd, "h", 1, 0), 1);
+	assert_int_equal(snap_disk_check(&sd.rec[0], d.id, d.fd, d.path, false, err, sizeof(err)),
+			 -ESTALE);
+	assert_non_null(strstr(err, "changed since the snapshot"));
+	assert_non_null(strstr(err, "snapshot.disk_changed=accept"));
+	assert_non_null(strstr(err, "modified"));
+	assert_int_equal(snap_disk_check(&sd.rec[0], d.id, d.fd, d.path, true, err, sizeof(err)),
+			 0);
+	assert_int_equal(ftruncate(d.fd, 4096), 0);
+	assert_int_equal(snap_disk_check(&sd.rec[0], d.id, d.fd, d.path, false, err, sizeof(err)),
+			 -ESTALE);
+	assert_non_null(strstr(err, "4096 bytes, 5 at the checkpoint"));
+	/* Nothing recorded (an older khyve's snapshot): not refused. */
+	assert_int_equal(snap_disk_check(NULL, d.id, d.fd, d.path, false, err, sizeof(err)), 0);
+	snap_disks_free(&sd);
+	config_free(&cfg);
+	close(d.fd);
+}
+
+static bool exists(const char *p)
+{
+	struct stat st;
+
+	return !lstat(p, &st);
+}
+
+/*
+ * Which copies a checkpoint deletes when it replaces a snapshot: the replaced file's copies,
+ * but never one a disk of the VM has open, one replaced by another file, or one not named as
+ * khyve names them.
+ */
+static void test_commit_deletes_only_unused_copies(void **state)
+{
+	struct snap_disks first, second, third;
+	struct vm_disk d, running;
+	struct config cfg;
+	char snap[128], err[512], other[256];
+	struct vm vm;
+	int fd;
+
+	snprintf(snap, sizeof(snap), "%s/s.snap", dir);
+	make_image("a.img", "data", &d, "pci.0.3.0");
+	memset(&vm, 0, sizeof(vm));
+	vm.disks = &d;
+	config_init(&cfg);
+	assert_int_equal(snap_disks_save(&vm, snap, true, &cfg, &first, err, sizeof(err)), 0);
+	assert_true(first.rec[0].copy);
+	assert_int_equal(first.rec[0].size, 4);
+	assert_true(exists(first.rec[0].path));
+	assert_string_equal(config_get(&cfg, "pci.0.3.0.path"), first.rec[0].path);
+
+	/* The VM now runs on the first copy (as one restored from that snapshot would). */
+	memcpy(&running, &d, sizeof(d));
+	running.fd = open(first.rec[0].path, O_RDWR | O_CLOEXEC);
+	assert_true(running.fd >= 0);
+	running.next = &d;
+	vm.disks = &running;
+	usleep(1000); /* another stamp in the copy's name */
+	assert_int_equal(snap_disks_save(&vm, snap, true, &cfg, &second, err, sizeof(err)), 0);
+	snap_disks_commit(&second, &vm, snap, &first);
+	assert_true(exists(first.rec[0].path));
+	close(running.fd);
+	vm.disks = &d;
+
+	/* No old file, or one not trusted: nothing is deleted. */
+	assert_int_equal(snap_disks_save(&vm, snap, true, &cfg, &second, err, sizeof(err)), 0);
+	snap_disks_commit(&second, &vm, snap, NULL);
+	assert_true(exists(first.rec[0].path));
+	/* Not in use any more: the next checkpoint over that file deletes it. */
+	assert_int_equal(snap_disks_save(&vm, snap, true, &cfg, &second, err, sizeof(err)), 0);
+	snap_disks_commit(&second, &vm, snap, &first);
+	assert_false(exists(first.rec[0].path));
+
+	/* A file put where a copy was (another inode) stays, and so does a name not ours. */
+	fd = open(first.rec[0].path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	first.rec[0].ino ^= 1;
+	assert_int_equal(snap_disks_save(&vm, snap, false, &cfg, &third, err, sizeof(err)), 0);
+	snap_disks_commit(&third, &vm, snap, &first);
+	assert_true(exists(first.rec[0].path));
+	snprintf(other, sizeof(other), "%s/victim.img", dir);
+	fd = open(other, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	{
+		struct stat st;
+
+		assert_int_equal(fstat(fd, &st), 0);
+		first.rec[0].dev = st.st_dev;
+		first.rec[0].ino = st.st_ino;
+	}
+	close(fd);
+	snprintf(first.rec[0].path, sizeof(first.rec[0].path), "%s", other);
+	assert_int_equal(snap_disks_save(&vm, snap, false, &cfg, &third, err, sizeof(err)), 0);
+	snap_disks_commit(&third, &vm, snap, &first);
+	assert_true(exists(other));
+
+	/* A failed save removes its own copies. */
+	assert_int_equal(snap_disks_save(&vm, snap, true, &cfg, &third, err, sizeof(err)), 0);
+	assert_true(strlen(third.rec[0].path) < sizeof(other));
+	memcpy(other, third.rec[0].path, strlen(third.rec[0].path) + 1);
+	assert_true(exists(other));
+	snap_disks_abort(&third);
+	assert_false(exists(other));
+	snap_disks_free(&first);
+	config_free(&cfg);
+	close(d.fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_refused),
+		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_deletes_only_unused_copies, setup,
+						teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
