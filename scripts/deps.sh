@@ -2,6 +2,8 @@
 # Install what building and testing khyve needs, if it is missing (Debian).
 set -e
 need="gcc make clang-format pkg-config libjson-c-dev libxxhash-dev libcmocka-dev python3 acpica-tools libslirp-dev libglib2.0-dev libsodium-dev"
+# The console: VNC server.
+need="$need libvncserver-dev"
 missing=""
 for p in $need; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

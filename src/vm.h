@@ -64,6 +64,7 @@ struct mem_region {
 
 struct vcpu;
 struct ctl;
+struct console;
 
 /*
  * A disk image a device writes (virtio-blk).  The snapshot makes it durable (fsync) with every
@@ -102,6 +103,7 @@ struct vm {
 	int (*send_msi)(struct vm *vm, uint64_t addr, uint32_t data);
 
 	struct ctl *ctl;	     /* control socket server */
+	struct console *console;     /* display/input backend, backend/console.h */
 	struct mem_backing *backing; /* snapshot file a restored VM's RAM maps, or NULL */
 	bool paused;		     /* guest paused by a control request */
 	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */
