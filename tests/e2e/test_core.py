@@ -9,6 +9,8 @@ def selftest(wd, cpus, extra=()):
     vm = VM(wd, cpus=cpus, mem="512M", cmdline="mode=selftest", extra=extra)
     vm.wait_for(rb"TESTGUEST (PASS|FAIL.*)$", timeout=240)
     check(b"TESTGUEST PASS" in vm.out, "guest self-test failed:\n" + vm.tail())
+    # The LPC bridge brings the keyboard controller: its group must have run.
+    check(b"\nok atkbdc\n" in vm.out, "no 'ok atkbdc' line:\n" + vm.tail())
     status = vm.wait_exit(60)
     check(status == 1, "power off should exit 1, got %s" % status)
 

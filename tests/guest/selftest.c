@@ -10,7 +10,7 @@
 static char first_fail[128];
 static bool group_failed;
 
-static void check_fail(const char *f, ...)
+void check_fail(const char *f, ...)
 {
 	char buf[128];
 	va_list ap;
@@ -24,20 +24,20 @@ static void check_fail(const char *f, ...)
 	group_failed = true;
 }
 
-static void group_begin(const char *name)
+void group_begin(const char *name)
 {
 	cur_check = name;
 	group_failed = false;
 }
 
-static void group_end(void)
+void group_end(void)
 {
 	if (!group_failed)
 		pr("ok %s\n", cur_check);
 }
 
 /* Wait until CPU cpu has counted vector vec at least target times. */
-static bool wait_irq(u32 cpu, u32 vec, u64 target, u64 timeout_us)
+bool wait_irq(u32 cpu, u32 vec, u64 target, u64 timeout_us)
 {
 	u64 end = rdtsc() + timeout_us * (tsc_hz / 1000000);
 
@@ -536,6 +536,7 @@ void selftest_run(void)
 	check_pit();
 	check_hpet_irq();
 	check_rtc();
+	check_atkbdc();
 	watchdog_deadline = 0;
 	if (first_fail[0])
 		fail_final("%s", first_fail);

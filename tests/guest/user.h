@@ -224,6 +224,15 @@ extern u32 ncpus_up;
 int smp_start(void);
 void ap_main(u32 cpu) __attribute__((noreturn));
 
+/* ---- selftest.c: what groups in other files use ---- */
+void group_begin(const char *name);
+void group_end(void);
+void check_fail(const char *f, ...) __attribute__((format(printf, 1, 2)));
+bool wait_irq(u32 cpu, u32 vec, u64 target, u64 timeout_us);
+
+/* ---- ps2.c: the i8042 and its keyboard and mouse ---- */
+void check_atkbdc(void);
+
 /* ---- workloads ---- */
 void selftest_run(void) __attribute__((noreturn));
 void counter_run(void) __attribute__((noreturn));

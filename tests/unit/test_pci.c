@@ -649,7 +649,7 @@ static void test_snapshot(void **state)
 	((struct tdev *)a->priv)->state = 42;
 	pio_out(&f->vm, 0xCF8, 4, cf8_addr(31, 0, 8));
 	n1 = save_all(&f->vm, s1, 8);
-	assert_int_equal(n1, 6); /* pm, pci, 0.0.0, 0.31.0, 0.3.0, 0.4.0 */
+	assert_int_equal(n1, 7); /* pm, pci, 0.0.0, atkbdc (lpc's), 0.31.0, 0.3.0, 0.4.0 */
 	assert_string_equal(s1[1].id, "pci");
 
 	/* A fresh machine, as a restore builds it, then every device loaded. */
@@ -689,7 +689,7 @@ static void test_snapshot(void **state)
 	n2 = save_all(&g->vm, s2, 8);
 
 	/* Refused: truncated, overlong, a changed read-only byte, a bad BAR, a newer version. */
-	struct saved *dev3 = &s1[4];
+	struct saved *dev3 = &s1[5];
 	uint8_t *b = calloc(1, dev3->len + 1);
 
 	assert_string_equal(dev3->id, "pci@0.3.0");

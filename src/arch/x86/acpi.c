@@ -13,6 +13,7 @@
 
 #include "arch/x86/aml.h"
 #include "arch/x86/e820.h"
+#include "dev/pc/atkbdc.h"
 #include "dev/pc/pm.h"
 #include "vm.h"
 
@@ -155,6 +156,7 @@ _Static_assert(sizeof(struct acpi_mcfg) == 60, "MCFG");
 #define FADT_SLP_BUTTON (1u << 5) /* no sleep button */
 #define FADT_RESET_REG_SUP (1u << 10)
 #define BOOT_ARCH_LEGACY_DEVICES (1u << 0)
+#define BOOT_ARCH_8042 (1u << 1)
 #define BOOT_ARCH_VGA_NOT_PRESENT (1u << 2)
 
 #define MADT_PCAT_COMPAT 1u /* dual 8259 present (KVM's PIC) */
@@ -292,8 +294,10 @@ static uint64_t acpi_fadt(struct acpi_ctx *c, uint64_t facs, uint64_t dsdt)
 	/* Latencies above the limits (100 us, 1000 us) say "no C2, no C3". */
 	f->p_lvl2_lat = 101;
 	f->p_lvl3_lat = 1001;
-	/* No i8042 (its flag stays clear, so Linux does not probe one); no VGA. */
+	/* The i8042 is in the LPC bridge when there is one (OSes probe it only if told). */
 	f->iapc_boot_arch = BOOT_ARCH_LEGACY_DEVICES | BOOT_ARCH_VGA_NOT_PRESENT;
+	if (vm_find_dev(c->vm, "atkbdc"))
+		f->iapc_boot_arch |= BOOT_ARCH_8042;
 	/*
 	 * The power button is the fixed-feature one (PWR_BUTTON clear): PWRBTN_STS in PM1.
 	 * TMR_VAL_EXT clear: the PM timer is 24 bits.  Not HW_REDUCED, so the FACS has the
@@ -512,8 +516,34 @@ static void dsdt_isa_dev(struct aml *a, const char *name, const char *hid, int u
 	aml_close(a, d);
 }
 
-static void dsdt_isa(struct aml *a, const struct config *cfg)
+/* The keyboard controller: the keyboard has both ports and IRQ 1, the mouse IRQ 12. */
+static void dsdt_ps2(struct aml *a)
 {
+	struct aml_mark d, b;
+
+	d = aml_device_open(a, "KBD");
+	aml_name_eisaid(a, "_HID", "PNP0303");
+	aml_name(a, "_CRS");
+	b = aml_buffer_open(a);
+	aml_res_io(a, ATKBDC_DATA_PORT, 1);
+	aml_res_io(a, ATKBDC_CMD_PORT, 1);
+	aml_res_irq(a, ATKBDC_IRQ_KBD);
+	aml_res_end(a);
+	aml_close(a, b);
+	aml_close(a, d);
+	d = aml_device_open(a, "MOU");
+	aml_name_eisaid(a, "_HID", "PNP0F13");
+	aml_name(a, "_CRS");
+	b = aml_buffer_open(a);
+	aml_res_irq(a, ATKBDC_IRQ_AUX);
+	aml_res_end(a);
+	aml_close(a, b);
+	aml_close(a, d);
+}
+
+static void dsdt_isa(struct aml *a, struct vm *vm)
+{
+	const struct config *cfg = vm->cfg;
 	struct aml_mark isa;
 
 	/* The LPC bridge is PCI 0:31.0, as on Intel chipsets and in bhyve. */
@@ -529,6 +559,8 @@ static void dsdt_isa(struct aml *a, const struct config *cfg)
 		dsdt_isa_dev(a, name, "PNP0501", (int)i + 1, acpi_com[i].port, 8, acpi_com[i].irq);
 	}
 	dsdt_isa_dev(a, "RTC", "PNP0B00", -1, 0x70, 2, IRQ_RTC);
+	if (vm_find_dev(vm, "atkbdc"))
+		dsdt_ps2(a);
 	aml_close(a, isa);
 }
 
@@ -544,7 +576,7 @@ static void dsdt_pci(struct aml *a, struct vm *vm)
 	aml_name_int(a, "_UID", 0);
 	dsdt_pci_crs(a, vm->ram_size);
 	dsdt_pci_prt(a);
-	dsdt_isa(a, vm->cfg);
+	dsdt_isa(a, vm);
 	aml_close(a, pci);
 }
 
