@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "ctl/ctl.h"
+#include "snap/disks.h"
 #include "snap/format.h"
 #include "snap/meta.h"
 #include "snap/trust.h"
@@ -661,6 +662,38 @@ static void trust_json(struct json_object *out, const struct snap_file *f, const
 	config_free(&cfg);
 }
 
+/* The disks section: what a restore compares each disk with. */
+static void disks_json(struct json_object *out, const struct snap_file *f)
+{
+	struct json_object *a;
+	struct snap_disks sd;
+	char err[256], when[64];
+	int ret = snap_disks_read(f, &sd, err, sizeof(err));
+
+	if (ret == -ENOENT)
+		return;
+	if (ret) {
+		json_object_object_add(out, "disks_error", json_object_new_string(err));
+		return;
+	}
+	a = json_object_new_array();
+	for (unsigned i = 0; i < sd.n; i++) {
+		const struct snap_disk_rec *r = &sd.rec[i];
+		struct json_object *o = json_object_new_object();
+
+		iso8601(when, sizeof(when), r->mtime_sec * 1000000000ULL + r->mtime_nsec);
+		json_object_object_add(o, "device", json_object_new_string(r->id));
+		json_object_object_add(o, "path", json_object_new_string(r->path));
+		add_u64(o, "size", r->size);
+		json_object_object_add(o, "modified", json_object_new_string(when));
+		add_u64(o, "modified_ns", r->mtime_sec * 1000000000ULL + r->mtime_nsec);
+		json_object_object_add(o, "copy", json_object_new_boolean(r->copy));
+		json_object_array_add(a, o);
+	}
+	json_object_object_add(out, "disks", a);
+	snap_disks_free(&sd);
+}
+
 static int snapshot_info(const char *path, const char *keypath)
 {
 	struct json_object *out, *meta;
@@ -691,6 +724,7 @@ static int snapshot_info(const char *path, const char *keypath)
 	add_u64(out, "file_size", f.file_size);
 	json_object_object_add(out, "sections", sections_json(&f));
 	json_object_object_add(out, "guest_memory", memory_json(&f));
+	disks_json(out, &f);
 	trust_json(out, &f, keypath);
 	printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY |
 								   JSON_C_TO_STRING_SPACED |

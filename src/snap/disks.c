@@ -456,7 +456,7 @@ int snap_disk_check(const struct snap_disk_rec *saved, const char *id, int fd, c
 	    (uint32_t)st.st_mtim.tv_nsec == saved->mtime_nsec)
 		return 0;
 	if ((uint64_t)st.st_size != saved->size) {
-		snprintf(what, sizeof(what), "%jd bytes, %" PRIu64 " at the checkpoint",
+		snprintf(what, sizeof(what), "size %jd bytes, %" PRIu64 " at the checkpoint",
 			 (intmax_t)st.st_size, saved->size);
 	} else {
 		fmt_time(now, sizeof(now), (uint64_t)st.st_mtim.tv_sec,

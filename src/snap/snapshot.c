@@ -254,6 +254,65 @@ static bool old_snapshot_disks(const struct config *cfg, const char *path, struc
 	return ok;
 }
 
+/*
+ * Host paths other than disks (snap_disks_save does those) made absolute in the saved
+ * configuration, so a restore started in another directory finds the same files: console logs
+ * and sockets (lpc.comN.path file:/unix:), the control socket, the kernel and initrd.
+ */
+struct abs_paths {
+	struct config fixed, *target;
+	int ret;
+};
+
+static void abs_path_key(const char *key, const char *value, void *opaque)
+{
+	static const char *const prefixes[] = { "file:", "unix:" };
+	struct abs_paths *a = opaque;
+	const char *p = value, *prefix = "";
+	char abs[4096 + 8], full[sizeof(abs) + 8];
+	unsigned n;
+	int end = 0;
+
+	if (sscanf(key, "lpc.com%u.path%n", &n, &end) == 1 && end && !key[end]) {
+		for (size_t i = 0; i < 2; i++)
+			if (!strncmp(value, prefixes[i], 5))
+				prefix = prefixes[i];
+		if (!*prefix)
+			return;
+		p = value + 5;
+	} else if (strcmp(key, "boot.kernel") && strcmp(key, "boot.initrd") &&
+		   (strcmp(key, "ctl.socket") || !strcmp(value, "off"))) {
+		return;
+	}
+	if (!*p || *p == '/' || a->ret)
+		return;
+	a->ret = snap_abs_path(p, abs, sizeof(abs));
+	if (!a->ret)
+		a->ret = snprintf(full, sizeof(full), "%s%s", prefix, abs) >= (int)sizeof(full)
+				 ? -ENAMETOOLONG
+				 : config_set(&a->fixed, key, full);
+}
+
+static void set_key(const char *key, const char *value, void *opaque)
+{
+	struct abs_paths *a = opaque;
+
+	if (!a->ret)
+		a->ret = config_set(a->target, key, value);
+}
+
+static int save_abs_paths(struct config *meta_cfg)
+{
+	struct abs_paths a = { .target = meta_cfg };
+
+	config_init(&a.fixed);
+	config_foreach(meta_cfg, "", abs_path_key, &a);
+	if (!a.ret)
+		config_foreach(&a.fixed, "", set_key, &a);
+	config_free(&a.fixed);
+	return a.ret;
+}
+
 static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save_opts *opts,
 		    struct snap_result *res, char *err, size_t errlen)
 {
@@ -265,6 +324,11 @@ static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save
 
 	config_init(&meta_cfg);
 	ret = config_copy(&meta_cfg, vm->cfg);
+	if (!ret) {
+		ret = save_abs_paths(&meta_cfg);
+		if (ret)
+			snprintf(err, errlen, "making host paths absolute: %s", strerror(-ret));
+	}
 	if (!ret)
 		ret = save_devices(vm, w, err, errlen);
 	/* Devices are drained: what the guest wrote to its disks is all in the images. */
@@ -400,6 +464,7 @@ struct restore {
 	struct cpustate *cpus;
 	struct vmstate vmst;
 	bool catchup, verify_memory;
+	bool disk_changed_ok; /* snapshot.disk_changed=accept */
 };
 
 static int restore_decode(struct restore *r, const char *path, char *err, size_t errlen)
@@ -502,6 +567,12 @@ static int restore_prepare(struct restore *r, struct config *cfg, const char *pa
 		return -EINVAL;
 	}
 	r->catchup = !strcmp(v, "catchup");
+	v = config_get_default(cfg, "snapshot.disk_changed", "refuse");
+	if (strcmp(v, "refuse") && strcmp(v, "accept")) {
+		snprintf(err, errlen, "snapshot.disk_changed=%s: expected refuse or accept", v);
+		return -EINVAL;
+	}
+	r->disk_changed_ok = !strcmp(v, "accept");
 	ret = snap_trust_mode(cfg, &trust, err, errlen);
 	if (ret)
 		return ret;
@@ -618,7 +689,13 @@ static int restore_machine(struct vm *vm, struct restore *r, char *err, size_t e
 {
 	int ret;
 
-	ret = cpustate_check(&r->cpus[0], vm->vcpus[0]->fd, err, errlen);
+	/*
+	 * The disks are open at their final paths (the command line's or an authenticated
+	 * file's): each must be the disk the saved memory goes with.
+	 */
+	ret = snap_disks_verify(vm, &r->f, r->disk_changed_ok, err, errlen);
+	if (!ret)
+		ret = cpustate_check(&r->cpus[0], vm->vcpus[0]->fd, err, errlen);
 	if (!ret)
 		ret = snap_memory_map(vm, &r->f, err, errlen);
 	if (!ret)

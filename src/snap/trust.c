@@ -21,8 +21,9 @@
 
 /* About this run of khyve, never taken from a file however trusted. */
 static const char *const session_keys[] = {
-	"config.*",	 "debug.*", "snapshot.trust", "snapshot.key", "snapshot.verify",
-	"snapshot.time", "sandbox", "sandbox.*",      "user",
+	"config.*",	   "debug.*",	    "snapshot.trust",	     "snapshot.key",
+	"snapshot.verify", "snapshot.time", "snapshot.disk_changed", "sandbox",
+	"sandbox.*",	   "user",
 };
 
 /*

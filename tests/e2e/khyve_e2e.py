@@ -52,7 +52,7 @@ class VM:
     """One khyve process with its console (COM1 on stdio) captured."""
 
     def __init__(self, wd, name="vm0", cpus=1, mem="256M", cmdline="mode=counter",
-                 extra=(), restore=None, args=None):
+                 extra=(), restore=None, args=None, cwd=None):
         self.wd = wd
         self.name = name
         self.sock = wd(name + ".sock")
@@ -72,7 +72,7 @@ class VM:
         self.out = b""
         self.err = b""
         self.p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
+                                  stderr=subprocess.PIPE, cwd=cwd)
         os.set_blocking(self.p.stdout.fileno(), False)
         os.set_blocking(self.p.stderr.fileno(), False)
 
@@ -187,9 +187,9 @@ def restored_seqs(out):
     return first, rest
 
 
-def khyve_run(args, timeout=30):
+def khyve_run(args, timeout=30, cwd=None):
     return subprocess.run([KHYVE] + args, capture_output=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, cwd=cwd)
 
 
 TESTS = []

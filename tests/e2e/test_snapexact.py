@@ -1,11 +1,14 @@
 """Snapshots are exact: no guest event lost in an unfinished exit, disks that match the memory,
 clocks that agree, queues that cannot block a snapshot, checkpoint targets checked first."""
 
+import json
 import os
 import random
 import re
+import subprocess
 
-from khyve_e2e import VM, Fail, assert_consecutive, check, restored_seqs, test
+from khyve_e2e import (KHYVECTL, VM, Fail, assert_consecutive, check, khyve_run, restored_seqs, test,
+                       SEQ_RE)
 
 UART_FAIL = re.compile(rb"TESTGUEST FAIL: uart.*")
 
@@ -135,3 +138,71 @@ def clone_checkpoint_keeps_the_running_disk(wd):
     check(os.path.exists(wd(tc)) and open(wd(tc), "rb").read() == b"not khyve's",
           "a checkpoint deleted %s, a file khyve did not make" % tc)
     q.kill()
+
+
+def joined_seqs(*outs):
+    lines = b"".join(outs).split(b"\n")[:-1]
+    return [int(m.group(1)) for m in (SEQ_RE.match(l) for l in lines) if m]
+
+
+def refused_restore(args, cwd=None):
+    """khyve @args must refuse to start (exit 4); returns its stderr."""
+    try:
+        r = khyve_run(args, timeout=30, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        raise Fail("khyve %s was not refused: it ran the guest" % " ".join(args))
+    err = r.stderr.decode()
+    check(r.returncode == 4, "khyve %s: exit %d, want 4: %s" % (" ".join(args), r.returncode,
+                                                               err))
+    check(b"seq" not in r.stdout, "a refused restore must not run the guest")
+    return err
+
+
+@test
+def restore_refuses_a_disk_that_moved_on(wd):
+    """Restoring onto a disk written since the checkpoint would give the guest memory that does
+    not match its disk: refused, with a message and an override.  Disk paths are saved absolute
+    (a VM started with a relative path is restored from another directory)."""
+    disk(wd, "disk.img")
+    vm = VM(wd, cmdline=BLK, extra=["-s", "3,virtio-blk,disk.img"], cwd=wd.path)
+    vm.wait_seq(4, timeout=120)
+    snap = wd("c.snap")
+    vm.ctl("--checkpoint=" + snap)
+    info = json.loads(subprocess.run([KHYVECTL, "snapshot", "info", snap], capture_output=True,
+                                     check=True).stdout)
+    (d,) = info["disks"]
+    check(d["path"] == wd("disk.img") and d["size"] == 8 << 20 and not d["copy"]
+          and d["device"] == "pci@0.3.0", "khyvectl snapshot info disks: %r" % info["disks"])
+    # The VM goes on writing the disk, then goes away: the checkpoint's disk is gone with it.
+    n = len(vm.seqs())
+    vm.wait_seq(n + 4, timeout=60)
+    vm.wait_for(rb"^blk: pass [1-9]", timeout=60)
+    vm.kill()
+    ctl = ["-o", "ctl.socket=" + wd("x.sock")]
+    err = refused_restore(["-r", snap] + ctl + ["vm1"], cwd="/")
+    for needle in ("disk.img", "changed since the snapshot", "snapshot.disk_changed=accept"):
+        check(needle in err, "the refusal %r does not say %r" % (err, needle))
+    check(wd("disk.img") in err, "the path in %r is not the absolute one" % err)
+    err = refused_restore(["-r", snap] + ctl + ["-o", "snapshot.disk_changed=maybe", "vm1"])
+    check("snapshot.disk_changed=maybe" in err, "a bad snapshot.disk_changed: %s" % err)
+    # The user may insist (the guest then finds its disk as it is now, and says so).
+    a = VM(wd, restore=snap, name="vm2", extra=["-o", "snapshot.disk_changed=accept"], cwd="/")
+    a.wait_for(rb"^seq \d+$", timeout=120)
+    check(b"changed since the snapshot" in a.err, "accept says what it accepted: %r" % a.err)
+    a.kill()
+
+    # Suspend: the disk is left as the memory knows it, and a restore from elsewhere works ...
+    vm = VM(wd, name="s", cmdline=BLK, extra=["-s", "3,virtio-blk,disk.img"], cwd=wd.path)
+    vm.wait_seq(4, timeout=120)
+    susp = wd("s.snap")
+    vm.ctl("--suspend=" + susp)
+    check(vm.wait_exit(60) == 0, "suspend exits 0")
+    r = VM(wd, restore=susp, name="s1", cwd="/")
+    r.wait_seq(6, timeout=120)
+    no_fail(r, "restore of a suspended VM from another directory")
+    assert_consecutive(joined_seqs(vm.out, r.out), "suspend + restore")
+    r.kill()
+    # ... once: the restored VM has written to it since.
+    err = refused_restore(["-r", susp] + ctl + ["s2"])
+    check("changed since the snapshot" in err,
+          "a second restore of one suspend onto the disk the first one ran on: %s" % err)

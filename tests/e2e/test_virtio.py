@@ -176,9 +176,15 @@ def restore_to_another_disk(wd):
     snap = wd("s.snap")
     vm.ctl("--suspend=" + snap)
     check(vm.wait_exit(60) == 0, "suspend exits 0")
-    copy = wd("copy.img")
-    subprocess.run(["cp", "--sparse=always", img, copy], check=True)
+    copy, plain = wd("copy.img"), wd("plain.img")
+    # A copy that keeps the time stamp (cp -p) is the disk as it was; one that does not
+    # cannot be told from a disk that moved on.
+    subprocess.run(["cp", "-p", "--sparse=always", img, copy], check=True)
+    subprocess.run(["cp", "--sparse=always", img, plain], check=True)
     os.truncate(img, 0)		# the original is gone: only the copy can satisfy the guest
+    x = khyve_run(["-r", snap, "-o", "ctl.socket=off", "-s", "3,virtio-blk," + plain, "vm2"])
+    check(x.returncode == 4 and b"changed since the snapshot" in x.stderr,
+          "a copy with another time stamp must be refused: " + x.stderr.decode())
     r = VM(wd, restore=snap, name="clone", extra=["-s", "3,virtio-blk," + copy])
     r.wait_seq(6, timeout=120)
     no_fail(r, "restored on a copy of the disk")

@@ -197,7 +197,7 @@ static void test_check(void **state)
 	assert_int_equal(ftruncate(d.fd, 4096), 0);
 	assert_int_equal(snap_disk_check(&sd.rec[0], d.id, d.fd, d.path, false, err, sizeof(err)),
 			 -ESTALE);
-	assert_non_null(strstr(err, "4096 bytes, 5 at the checkpoint"));
+	assert_non_null(strstr(err, "size 4096 bytes, 5 at the checkpoint"));
 	/* Nothing recorded (an older khyve's snapshot): not refused. */
 	assert_int_equal(snap_disk_check(NULL, d.id, d.fd, d.path, false, err, sizeof(err)), 0);
 	snap_disks_free(&sd);
