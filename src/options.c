@@ -13,25 +13,27 @@
 
 void options_usage(FILE *f)
 {
-	fprintf(f, "Usage: khyve [-AHuwh] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s "
-		   "SLOT,EMULATION[,CONF]]...\n"
-		   "             [-l LPCDEV[,CONF]]... [-o KEY=VALUE]... [-k CONFIGFILE]\n"
-		   "             [-r SNAPSHOT] VMNAME\n"
-		   "  -A            generate ACPI tables (always on; accepted for bhyve "
-		   "compatibility)\n"
-		   "  -H            yield the host CPU on HLT (always: halted vCPUs sleep in KVM)\n"
-		   "  -u            RTC keeps UTC (default: local time)\n"
-		   "  -w            unknown MSRs read 0 and ignore writes (default: #GP)\n"
-		   "  -c N          number of vCPUs (cpus=N[,sockets=S,cores=C,threads=T])\n"
-		   "  -m SIZE       guest memory (megabytes when no suffix; default 256M)\n"
-		   "  -s SLOT,EMU   PCI device: hostbridge, lpc, virtio-blk,PATH[,ro,...],\n"
-		   "                virtio-net,slirp[,hostfwd=...]|tap=NAME[,mac=...], virtio-rnd\n"
-		   "  -l comN,BACK  serial port N=1..4; BACK: stdio, off, unix:PATH, file:PATH\n"
-		   "  -o KEY=VALUE  set any configuration key (boot.kernel, boot.initrd,\n"
-		   "                boot.cmdline, config.dump=true, ...)\n"
-		   "  -k FILE       read KEY=VALUE lines from FILE\n"
-		   "  -r FILE       restore the VM saved in snapshot FILE\n"
-		   "Exit status: 0 reboot, 1 power off, 2 halt, 3 triple fault, 4 error.\n");
+	fprintf(f,
+		"Usage: khyve [-AHuwh] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s "
+		"SLOT,EMULATION[,CONF]]...\n"
+		"             [-l LPCDEV[,CONF]]... [-o KEY=VALUE]... [-k CONFIGFILE]\n"
+		"             [-r SNAPSHOT] VMNAME\n"
+		"  -A            generate ACPI tables (always on; accepted for bhyve "
+		"compatibility)\n"
+		"  -H            yield the host CPU on HLT (always: halted vCPUs sleep in KVM)\n"
+		"  -u            RTC keeps UTC (default: local time)\n"
+		"  -w            unknown MSRs read 0 and ignore writes (default: #GP)\n"
+		"  -c N          number of vCPUs (cpus=N[,sockets=S,cores=C,threads=T])\n"
+		"  -m SIZE       guest memory (megabytes when no suffix; default 256M)\n"
+		"  -s SLOT,EMU   PCI device: hostbridge, lpc, virtio-blk,PATH[,ro,...],\n"
+		"                virtio-net,slirp[,hostfwd=...]|tap=NAME[,mac=...], virtio-rnd,\n"
+		"                ahci,hd:PATH[,...],cd:PATH[,...]..., ahci-hd,PATH, ahci-cd,PATH\n"
+		"  -l comN,BACK  serial port N=1..4; BACK: stdio, off, unix:PATH, file:PATH\n"
+		"  -o KEY=VALUE  set any configuration key (boot.kernel, boot.initrd,\n"
+		"                boot.cmdline, config.dump=true, ...)\n"
+		"  -k FILE       read KEY=VALUE lines from FILE\n"
+		"  -r FILE       restore the VM saved in snapshot FILE\n"
+		"Exit status: 0 reboot, 1 power off, 2 halt, 3 triple fault, 4 error.\n");
 }
 
 static int set_key(struct config *cfg, char *err, size_t errlen, const char *key, const char *value)
@@ -103,13 +105,36 @@ static const char *slot_positional_key(const char *emul)
 	return NULL;
 }
 
+/* Port @port of an ahci HBA from "hd:PATH" or "cd:PATH": pci.B.S.F.port.N.{type,path}. */
+static int options_ahci_port(struct config *cfg, const char *arg, const char *prefix, int port,
+			     const char *tok, char *err, size_t errlen)
+{
+	char key[192];
+	int ret;
+
+	if (port >= 32) {
+		snprintf(err, errlen, "-s %s: an AHCI controller has at most 32 ports", arg);
+		return -EINVAL;
+	}
+	if (!tok[3]) {
+		snprintf(err, errlen, "-s %s: %.2s: needs a path (hd:PATH or cd:PATH)", arg, tok);
+		return -EINVAL;
+	}
+	snprintf(key, sizeof(key), "%s.port.%d.type", prefix, port);
+	ret = set_key(cfg, err, errlen, key, tok[0] == 'h' ? "hd" : "cd");
+	if (ret)
+		return ret;
+	snprintf(key, sizeof(key), "%s.port.%d.path", prefix, port);
+	return set_key(cfg, err, errlen, key, tok + 3);
+}
+
 int options_parse_slot(struct config *cfg, const char *arg, char *err, size_t errlen)
 {
 	char *copy = strdup(arg), *save = NULL, *tok, prefix[64], key[192];
 	unsigned long addr[3];
 	const char *emul, *poskey;
 	bool first = true;
-	int ret = -EINVAL;
+	int ret = -EINVAL, port = -1;
 
 	if (!copy)
 		return -ENOMEM;
@@ -139,6 +164,18 @@ int options_parse_slot(struct config *cfg, const char *arg, char *err, size_t er
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		char *eq = strchr(tok, '=');
 
+		/* bhyve's ahci: each hd:PATH or cd:PATH is a port; options after it are its own. */
+		if (!strcmp(emul, "ahci") && (!strncmp(tok, "hd:", 3) || !strncmp(tok, "cd:", 3))) {
+			snprintf(prefix, sizeof(prefix), "pci.%lu.%lu.%lu", addr[0], addr[1],
+				 addr[2]);
+			ret = options_ahci_port(cfg, arg, prefix, ++port, tok, err, errlen);
+			if (ret)
+				goto out;
+			snprintf(prefix, sizeof(prefix), "pci.%lu.%lu.%lu.port.%d", addr[0],
+				 addr[1], addr[2], port);
+			first = false;
+			continue;
+		}
 		if (eq) {
 			*eq = '\0';
 			snprintf(key, sizeof(key), "%s.%s", prefix, tok);

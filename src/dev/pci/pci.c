@@ -29,6 +29,9 @@
 #define PCI_EMULATIONS(X) \
 	X(hostbridge)     \
 	X(lpc)            \
+	X(ahci)           \
+	X(ahci_hd)        \
+	X(ahci_cd)        \
 	X(virtio_blk)     \
 	X(virtio_net)     \
 	X(virtio_rnd)
