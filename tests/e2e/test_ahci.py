@@ -1,7 +1,58 @@
 """AHCI: disks and CD-ROMs across snapshots, bad options."""
 
-from khyve_e2e import GUEST, check, khyve_run, test
-from test_virtio import disk, refused
+import struct
+
+from khyve_e2e import GUEST, VM, check, khyve_run, test
+from test_virtio import cycles, disk, no_fail, refused
+
+M64 = (1 << 64) - 1
+
+
+def cd_word(w):
+    """Word @w of the CD image: tests/guest/ahci.c's cd_word."""
+    if w % 256 == 0:
+        return 0xCD << 56 | w // 256
+    x = ((w + 1) * 0x9E3779B97F4A7C15) & M64
+    return x ^ (x >> 29)
+
+
+def cd_image(wd, name="cd.iso", size=2 << 20):
+    path = wd(name)
+    n = size // 8
+    with open(path, "wb") as f:
+        f.write(struct.pack("<%dQ" % n, *[cd_word(w) for w in range(n)]))
+    return path
+
+
+def ahci_devices(wd):
+    """Two disks (one through ahci-hd) and a CD: every kind of port the guest drives."""
+    return ["4,ahci,hd:%s,cd:%s" % (disk(wd), cd_image(wd)),
+            "5,ahci-hd,%s,nmrr=7200" % disk(wd, "d2.img", 4 << 20)]
+
+
+@test
+def ahci_snapshots_1cpu(wd):
+    cycles(wd, "mode=ahci blkdepth=8", ahci_devices(wd), 1, 2,
+           extra=["-o", "snapshot.disks=clone"])
+
+
+@test
+def ahci_snapshots_4cpus(wd):
+    cycles(wd, "mode=ahci blkdepth=16", ahci_devices(wd), 4, 2,
+           extra=["-o", "snapshot.disks=clone"])
+
+
+@test
+def ahci_guest_sees_every_drive(wd):
+    """The guest finds both disks with NCQ and the CD, and reads the CD's known content."""
+    vm = VM(wd, cpus=2, cmdline="mode=ahci", extra=sum((["-s", d] for d in ahci_devices(wd)), []))
+    vm.wait_seq(6, timeout=120)
+    vm.wait_for(rb"ahci: cd port 1: [1-9][0-9]* reads", timeout=60)
+    no_fail(vm, "mode=ahci")
+    out = vm.out.decode(errors="replace")
+    check(out.count("disk \"KHYVE HARDDISK\"") == 2 and "NCQ" in out, out)
+    check("cd \"KHYVE DVD-ROM\", 1024 2048-byte sectors" in out, out)
+    vm.kill()
 
 
 @test

@@ -268,6 +268,10 @@ static void cmdline_word(const char *w)
 		opt.mode = MODE_SELFTEST;
 	else if (word_is(w, "mode=uart", &v))
 		opt.mode = MODE_UART;
+	else if (word_is(w, "mode=ahcibench", &v))
+		opt.mode = MODE_AHCIBENCH;
+	else if (word_is(w, "mode=ahci", &v))
+		opt.mode = MODE_AHCI;
 	else if (word_is(w, "mem=", &v))
 		opt.mem = parse_num(v, &end);
 	else if (word_is(w, "rate=", &v))

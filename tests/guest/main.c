@@ -93,12 +93,18 @@ static void __attribute__((noreturn)) bsp_main(void)
 	pr("testguest: %s, %u/%u cpus, tsc %lu kHz\n",
 	   opt.mode == MODE_COUNTER ? "counter" :
 	   opt.mode == MODE_SELFTEST ? "selftest" :
-	   opt.mode == MODE_UART ? "uart" : vio_mode_name(),
+	   opt.mode == MODE_UART ? "uart" :
+	   opt.mode == MODE_AHCI ? "ahci" :
+	   opt.mode == MODE_AHCIBENCH ? "ahcibench" : vio_mode_name(),
 	   ncpus_up, plat.ncpus, tsc_hz / 1000);
 	if (opt.mode == MODE_COUNTER)
 		counter_run();
 	if (opt.mode == MODE_UART)
 		uart_run();
+	if (opt.mode == MODE_AHCI)
+		ahci_run();
+	if (opt.mode == MODE_AHCIBENCH)
+		ahcibench_run();
 	if (opt.mode != MODE_SELFTEST)
 		vio_run();
 	selftest_run();

@@ -110,6 +110,8 @@ enum mode {
 	MODE_BLK, MODE_BLKBENCH, MODE_NET, MODE_RND, MODE_EVIL,
 	/* snapshot correctness: uartloop.c */
 	MODE_UART,
+	/* ahci.c */
+	MODE_AHCI, MODE_AHCIBENCH,
 };
 struct options {
 	enum mode mode;
@@ -118,6 +120,10 @@ struct options {
 };
 extern struct options opt;
 void cmdline_parse(const char *s);
+
+/* ahci.c */
+void ahci_run(void) __attribute__((noreturn));
+void ahcibench_run(void) __attribute__((noreturn));
 /* virtio.c: the virtio modes' command-line words, names and entry */
 bool vio_cmdline_word(const char *w);
 const char *vio_mode_name(void);
