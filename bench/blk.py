@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""khyve virtio-blk benchmark: throughput and IOPS of the test guest's own virtio-blk driver
-under khyve and under QEMU, same guest, same raw image, same run.  bench/README.md explains
-every figure.
+"""khyve disk benchmark: throughput and IOPS of the test guest's own virtio-blk and AHCI
+drivers under khyve and under QEMU (virtio-blk-pci; ahci with ide-hd), same guest, same raw
+image, same run.  bench/README.md explains every figure.
 
 usage: bench/blk.py [--quick] [--reps N] [--seconds S] [--image-mib M] [--no-qemu]
+                    [--dev virtio|ahci|all]
 
   --quick         one repetition, two operations (seqread, randwrite)
   --reps N        repetitions of each measurement (default 3); the table shows median (min..max)
   --seconds S     how long the guest runs each operation (default 5)
   --image-mib M   size of the raw image (default 256)
   --no-qemu       skip the QEMU peer
+  --dev D         virtio (virtio-blk), ahci (an AHCI disk, NCQ) or all (default)
 
 Environment: KHYVE_BUILD (default build/), QEMU (default qemu-system-x86_64), QEMU_CPU
 (default host,arch-capabilities=off).  The image goes to a new directory under $TMPDIR
@@ -72,8 +74,12 @@ def settle(img):
 
 # ---- one guest run ----
 
-def cmdline(op, bs, depth, seconds):
-    return "mode=blkbench blkop=%s blksize=%d blkdepth=%d seconds=%d" % (op, bs, depth, seconds)
+DEVS = ("virtio", "ahci")
+
+
+def cmdline(dev, op, bs, depth, seconds):
+    return "mode=%s blkop=%s blksize=%d blkdepth=%d seconds=%d" % (
+        "ahcibench" if dev == "ahci" else "blkbench", op, bs, depth, seconds)
 
 
 def freeze(own):
@@ -93,16 +99,17 @@ def tree_version():
     return r.stdout.strip() or "unknown"
 
 
-def vm_args(vmm, img, log, cmd):
+def vm_args(vmm, dev, img, log, cmd):
     """The command line of @vmm ("khyve" or "qemu") booting the guest with @cmd, @img as its
-    virtio-blk disk and its console into @log."""
+    @dev disk (virtio-blk, or an AHCI disk on port 0) and its console into @log."""
     if vmm == "khyve":
         return khyve_args(KHYVE, GUEST, MEM, log, cmd, "off", "blkbench",
-                          ["-s", "3,virtio-blk," + img])
+                          ["-s", ("3,ahci-hd," if dev == "ahci" else "3,virtio-blk,") + img])
+    disk = (["-device", "ahci,id=ahci0", "-device", "ide-hd,drive=d0,bus=ahci0.0"]
+            if dev == "ahci" else ["-device", "virtio-blk-pci,drive=d0,disable-legacy=on"])
     return qemu_args(QEMU_CPU, "pc", MEM, GUEST, cmd) + [
-        "-drive", "file=%s,if=none,format=raw,id=d0,cache=writeback,aio=threads" % img,
-        "-device", "virtio-blk-pci,drive=d0,disable-legacy=on",
-        "-serial", "file:" + log, "-display", "none", "-no-reboot"]
+        "-drive", "file=%s,if=none,format=raw,id=d0,cache=writeback,aio=threads" % img] + \
+        disk + ["-serial", "file:" + log, "-display", "none", "-no-reboot"]
 
 
 def parse(console):
@@ -127,12 +134,12 @@ def parse(console):
     return out if out["ns"] > 0 else None
 
 
-def run_one(own, vmm, img, op, bs, depth, seconds, tag):
+def run_one(own, vmm, dev, img, op, bs, depth, seconds, tag):
     """Boot the guest under @vmm, wait until it powers off, return its BLKBENCH figures."""
     log = own.path("%s.log" % tag)
     err = own.path("%s.err" % tag)
-    cmd = cmdline(op, bs, depth, seconds)
-    args = vm_args(vmm, img, log, cmd)
+    cmd = cmdline(dev, op, bs, depth, seconds)
+    args = vm_args(vmm, dev, img, log, cmd)
     with open(err, "wb") as ef:
         p = own.spawn(args, stderr=ef)
     try:
@@ -209,25 +216,29 @@ def size_str(n):
     return "%dK" % (n // KiB) if n < MiB else "%dM" % (n // MiB)
 
 
-def summary(res, ops, reps, seconds, mib, qemu):
-    rows = [["op", "bs", "depth", "VMM", "MB/s: median (min..max)", "IOPS: median (min..max)",
-             "target", "verdict"]]
-    for op, bs, depth in ops:
-        k = res.get(("khyve", op), [])
-        q = res.get(("qemu", op), [])
-        rows.append([op, size_str(bs), depth, "khyve", fmt([mbps(r) for r in k], 1),
+PEER = {"virtio": "virtio-blk-pci", "ahci": "ahci + ide-hd"}
+
+
+def summary(res, devs, ops, reps, seconds, mib, qemu):
+    rows = [["device", "op", "bs", "depth", "VMM", "MB/s: median (min..max)",
+             "IOPS: median (min..max)", "target", "verdict"]]
+    for dev, op, bs, depth in [(d,) + o for d in devs for o in ops]:
+        k = res.get(("khyve", dev, op), [])
+        q = res.get(("qemu", dev, op), [])
+        rows.append([dev, op, size_str(bs), depth, "khyve", fmt([mbps(r) for r in k], 1),
                      fmt([iops(r) for r in k], 0), "", ""])
         if qemu:
-            rows.append(["", "", "", "QEMU", fmt([mbps(r) for r in q], 1),
+            rows.append(["", "", "", "", "QEMU " + PEER[dev], fmt([mbps(r) for r in q], 1),
                          fmt([iops(r) for r in q], 0), "", ""])
-            rows.append(["", "", "", "khyve / QEMU",
+            rows.append(["", "", "", "", "khyve / QEMU",
                          fmt_ratio([mbps(r) for r in k], [mbps(r) for r in q]), "",
                          ">= 1.0x", verdict([mbps(r) for r in k], [mbps(r) for r in q], 1.0)])
     say("")
-    say("khyve virtio-blk benchmark, %s, %s, %d vCPUs, %s RAM, %d MiB raw image in the host "
+    say("khyve disk benchmark (%s), %s, %s, %d vCPUs, %s RAM, %d MiB raw image in the host "
         "page cache, %d s per run; median (min..max) of %d runs; ratios of medians (of minima, "
         "of maxima)" %
-        (time.strftime("%Y-%m-%d"), os.uname().nodename, CPUS, MEM, mib, seconds, reps))
+        (", ".join(devs), time.strftime("%Y-%m-%d"), os.uname().nodename, CPUS, MEM, mib,
+         seconds, reps))
     table(rows)
     say("tree %s; host load average (1 min) %.1f at the start, %.1f at the end" %
         (res["version"], res["load0"], os.getloadavg()[0]))
@@ -236,28 +247,30 @@ def summary(res, ops, reps, seconds, mib, qemu):
 
 # ---- main ----
 
-def bench(own, img, ops, reps, seconds, qemu, res):
-    """For each repetition, each op, khyve and QEMU take turns; who goes first alternates
-    from one repetition to the next, so a drift in this host's load falls on both."""
+def bench(own, img, devs, ops, reps, seconds, qemu, res):
+    """For each repetition, each device and op, khyve and QEMU take turns; who goes first
+    alternates from one repetition to the next, so a drift in this host's load falls on both."""
     vmms = ["khyve", "qemu"] if qemu else ["khyve"]
     bad = 0
     for i in range(reps):
-        for op, bs, depth in ops:
+        for dev, op, bs, depth in [(d,) + o for d in devs for o in ops]:
             order = vmms if i % 2 == 0 else list(reversed(vmms))
             for vmm in order:
                 settle(img)
                 try:
-                    r = run_one(own, vmm, img, op, bs, depth, seconds,
-                                "%s-%s-%d" % (vmm, op, i))
+                    r = run_one(own, vmm, dev, img, op, bs, depth, seconds,
+                                "%s-%s-%s-%d" % (vmm, dev, op, i))
                 except BenchError as e:
                     warnings.add(str(e))
                     bad += 1
                     continue
-                res.setdefault((vmm, op), []).append(r)
+                res.setdefault((vmm, dev, op), []).append(r)
                 kicks = ", %.2f doorbells/io" % (r["notifies"] / r["ios"]) \
                     if isinstance(r.get("notifies"), int) else ""
-                say("  %-5s %-9s run %d: %8.1f MB/s %9.0f IOPS  (%d ios in %.3f s%s)" %
-                    (vmm, op, i + 1, mbps(r), iops(r), r["ios"], r["ns"] / 1e9, kicks))
+                if dev == "ahci":
+                    kicks = ""  # every AHCI command is a register write
+                say("  %-5s %-6s %-9s run %d: %8.1f MB/s %9.0f IOPS  (%d ios in %.3f s%s)" %
+                    (vmm, dev, op, i + 1, mbps(r), iops(r), r["ios"], r["ns"] / 1e9, kicks))
     return bad
 
 
@@ -269,7 +282,10 @@ def main():
     ap.add_argument("--seconds", type=int, default=5, help="seconds per run (default 5)")
     ap.add_argument("--image-mib", type=int, default=256, help="image size (default 256)")
     ap.add_argument("--no-qemu", action="store_true", help="skip the QEMU peer")
+    ap.add_argument("--dev", choices=DEVS + ("all",), default="all",
+                    help="virtio, ahci or all (default)")
     a = ap.parse_args()
+    devs = DEVS if a.dev == "all" else (a.dev,)
     reps = 1 if a.quick else max(1, a.reps)
     ops = [o for o in OPS if o[0] in QUICK_OPS] if a.quick else OPS
     seconds = max(1, a.seconds)
@@ -292,9 +308,9 @@ def main():
         for op, bs, depth in ops:
             say("   %-9s blksize %s depth %d" % (op, size_str(bs), depth))
         random_file(img, mib)
-        if bench(own, img, ops, reps, seconds, qemu, res):
+        if bench(own, img, devs, ops, reps, seconds, qemu, res):
             status = 1
-        summary(res, ops, reps, seconds, mib, qemu)
+        summary(res, devs, ops, reps, seconds, mib, qemu)
     except KeyboardInterrupt:
         say("bench: interrupted")
         status = 130
