@@ -27,7 +27,8 @@ void options_usage(FILE *f)
 		"  -m SIZE       guest memory (megabytes when no suffix; default 256M)\n"
 		"  -s SLOT,EMU   PCI device: hostbridge, lpc, virtio-blk,PATH[,ro,...],\n"
 		"                virtio-net,slirp[,hostfwd=...]|tap=NAME[,mac=...], virtio-rnd,\n"
-		"                ahci,hd:PATH[,...],cd:PATH[,...]..., ahci-hd,PATH, ahci-cd,PATH\n"
+		"                ahci,hd:PATH[,...],cd:PATH[,...]..., ahci-hd,PATH, ahci-cd,PATH,\n"
+		"                e1000 (the backends of virtio-net)\n"
 		"  -l comN,BACK  serial port N=1..4; BACK: stdio, off, unix:PATH, file:PATH\n"
 		"  -o KEY=VALUE  set any configuration key (boot.kernel, boot.initrd,\n"
 		"                boot.cmdline, config.dump=true, ...)\n"
@@ -93,10 +94,8 @@ static int parse_pci_addr(const char *s, unsigned long addr[3])
 static const char *slot_positional_key(const char *emul)
 {
 	static const char *const table[][2] = {
-		{ "virtio-blk", "path" },
-		{ "virtio-net", "backend" },
-		{ "ahci-hd", "path" },
-		{ "ahci-cd", "path" },
+		{ "virtio-blk", "path" }, { "virtio-net", "backend" }, { "e1000", "backend" },
+		{ "ahci-hd", "path" },	  { "ahci-cd", "path" },
 	};
 
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)

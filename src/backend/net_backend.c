@@ -967,7 +967,7 @@ int net_rxq_push(struct net_rxq *q, const void *frame, size_t len)
 {
 	struct net_frame *f;
 
-	if (q->n >= q->max_frames || len > q->max_bytes - q->bytes)
+	if (q->n >= q->max_frames || len > q->max_bytes || q->bytes > q->max_bytes - len)
 		return -ENOBUFS;
 	f = malloc(sizeof(*f) + len);
 	if (!f)

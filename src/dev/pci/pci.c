@@ -34,7 +34,8 @@
 	X(ahci_cd)        \
 	X(virtio_blk)     \
 	X(virtio_net)     \
-	X(virtio_rnd)
+	X(virtio_rnd)     \
+	X(e1000)
 
 #define PCI_EMUL_DECLARE(n) extern const struct pci_emul pci_emul_##n;
 #define PCI_EMUL_ENTRY(n) &pci_emul_##n,
