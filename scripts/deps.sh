@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install what building and testing khyve needs, if it is missing (Debian).
 set -e
-need="gcc make clang-format pkg-config libjson-c-dev libxxhash-dev libcmocka-dev python3 acpica-tools libslirp-dev libglib2.0-dev libsodium-dev"
+need="gcc make clang-format pkg-config libjson-c-dev libxxhash-dev libcmocka-dev python3 acpica-tools libslirp-dev libglib2.0-dev libsodium-dev iproute2"
 # The console: VNC server.
 need="$need libvncserver-dev"
 missing=""

@@ -25,6 +25,10 @@ class Fail(Exception):
     pass
 
 
+class Skip(Exception):
+    """A test that cannot run here for a reason it names (printed loudly, counted as skipped)."""
+
+
 def check(cond, msg):
     if not cond:
         raise Fail(msg)
@@ -222,6 +226,9 @@ def main(modules):
             fn(wd)
             passed += 1
             print("PASS %s (%.1fs)" % (name, time.time() - t0), flush=True)
+        except Skip as e:
+            skipped += 1
+            print("SKIP %s: %s" % (name, e), flush=True)
         except Exception as e:
             failed += 1
             print("FAIL %s (%.1fs)" % (name, time.time() - t0), flush=True)

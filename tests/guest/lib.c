@@ -5,22 +5,20 @@
  */
 #include "user.h"
 
+/* rep stosb / movsb: fast on every CPU since Ivy Bridge, and no SSE (ring 3 keeps to GPRs). */
 void *memset(void *d, int c, size_t n)
 {
-	u8 *p = d;
+	void *p = d;
 
-	while (n--)
-		*p++ = c;
+	asm volatile("rep stosb" : "+D"(p), "+c"(n) : "a"(c) : "memory");
 	return d;
 }
 
 void *memcpy(void *d, const void *s, size_t n)
 {
-	u8 *p = d;
-	const u8 *q = s;
+	void *p = d;
 
-	while (n--)
-		*p++ = *q++;
+	asm volatile("rep movsb" : "+D"(p), "+S"(s), "+c"(n) : : "memory");
 	return d;
 }
 

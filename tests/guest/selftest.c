@@ -6,6 +6,7 @@
  * Bounds are loose on purpose: the test machines are noisy.
  */
 #include "user.h"
+#include "net.h"
 
 static char first_fail[128];
 static bool group_failed;
@@ -524,6 +525,20 @@ static void check_rtc(void)
 	group_end();
 }
 
+/* e1000 (only when one is present): EEPROM, PHY, interrupt causes, loopback frames. */
+static void check_e1000(void)
+{
+	char why[96];
+	int r = e1000_selftest(why, sizeof(why));
+
+	if (r > 0)
+		return;
+	group_begin("e1000");
+	if (r)
+		check_fail("%s", why);
+	group_end();
+}
+
 void selftest_run(void)
 {
 	go_mode = MODE_SELFTEST + 1;
@@ -537,6 +552,7 @@ void selftest_run(void)
 	check_hpet_irq();
 	check_rtc();
 	check_atkbdc();
+	check_e1000();
 	watchdog_deadline = 0;
 	if (first_fail[0])
 		fail_final("%s", first_fail);

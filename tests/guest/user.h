@@ -107,7 +107,7 @@ void fail_final(const char *fmt, ...) __attribute__((noreturn, format(printf, 1,
 enum mode {
 	MODE_SELFTEST, MODE_COUNTER,
 	/* virtio.h */
-	MODE_BLK, MODE_BLKBENCH, MODE_NET, MODE_RND, MODE_EVIL,
+	MODE_BLK, MODE_BLKBENCH, MODE_NET, MODE_NETBENCH, MODE_RND, MODE_EVIL,
 	/* snapshot correctness: uartloop.c */
 	MODE_UART,
 	/* ahci.c */

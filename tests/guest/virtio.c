@@ -32,6 +32,8 @@ struct vio_options vopt = {
 	.blkdepth = 0,		/* 0: the mode's default */
 	.seconds = 5,
 	.netport = 7777,
+	.netsize = 1472,
+	.netwin = 64,
 	.rering = 200,
 };
 
@@ -661,6 +663,20 @@ bool vio_cmdline_word(const char *w)
 		opt.mode = MODE_BLKBENCH;
 	else if (word_eq(w, "mode=net"))
 		opt.mode = MODE_NET;
+	else if (word_eq(w, "mode=netbench"))
+		opt.mode = MODE_NETBENCH;
+	else if (word_eq(w, "nic=e1000"))
+		vopt.nic = NIC_E1000;
+	else if (word_eq(w, "nic=virtio"))
+		vopt.nic = NIC_VIRTIO;
+	else if (word_eq(w, "netdir=rx"))
+		vopt.netrx = true;
+	else if (word_eq(w, "netdir=tx"))
+		vopt.netrx = false;
+	else if (word_val(w, "netsize=", &v))
+		vopt.netsize = num(v);
+	else if (word_val(w, "netwin=", &v))
+		vopt.netwin = num(v);
 	else if (word_eq(w, "mode=rnd"))
 		opt.mode = MODE_RND;
 	else if (word_eq(w, "mode=evil"))
@@ -697,6 +713,7 @@ const char *vio_mode_name(void)
 	case MODE_BLK: return "blk";
 	case MODE_BLKBENCH: return "blkbench";
 	case MODE_NET: return "net";
+	case MODE_NETBENCH: return "netbench";
 	case MODE_RND: return "rnd";
 	case MODE_EVIL: return "evil";
 	default: return "?";
@@ -712,6 +729,8 @@ void vio_run(void)
 		blkbench_run();
 	case MODE_NET:
 		net_run();
+	case MODE_NETBENCH:
+		netbench_run();
 	case MODE_RND:
 		rnd_run();
 	case MODE_EVIL:

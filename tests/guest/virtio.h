@@ -217,9 +217,14 @@ struct vio_options {
 	u32 blkdepth;		/* requests in flight */
 	u64 seconds;		/* blkbench */
 	u32 netport;		/* net: UDP port on 10.0.2.2 */
+	u32 nic;		/* net, netbench: NIC_* */
+	u32 netsize;		/* netbench: UDP payload bytes */
+	u32 netwin;		/* netbench: datagrams in flight */
+	bool netrx;		/* netbench: the host sends, we receive */
 	u32 rering;		/* ms without a completion before ringing again, 0: never */
 };
 extern struct vio_options vopt;
+enum { NIC_ANY, NIC_VIRTIO, NIC_E1000 };
 
 /* lib.c's command line hands every word here first; true when taken. */
 bool vio_cmdline_word(const char *w);
@@ -230,6 +235,7 @@ void vio_run(void) __attribute__((noreturn));
 void blk_run(void) __attribute__((noreturn));
 void blkbench_run(void) __attribute__((noreturn));
 void net_run(void) __attribute__((noreturn));
+void netbench_run(void) __attribute__((noreturn));
 void rnd_run(void) __attribute__((noreturn));
 void evil_run(void) __attribute__((noreturn));
 

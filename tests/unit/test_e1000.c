@@ -1140,7 +1140,7 @@ static void test_tso(void **state)
 static void test_tso_refused(void **state)
 {
 	struct fx *f = *state;
-	uint8_t frame[3000], mac[6];
+	uint8_t frame[6000] = { 0 }, mac[6];
 	size_t len;
 
 	drv_up(f, 0);

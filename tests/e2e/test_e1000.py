@@ -1,0 +1,131 @@
+"""e1000: the self-test's EEPROM, PHY and loopback checks, the numbered UDP exchange across
+checkpoint / suspend / restore cycles with 1 and 4 vCPUs, a restore onto a tap backend, bad
+options."""
+
+import os
+import shutil
+import socket
+import subprocess
+
+from khyve_e2e import GUEST, KHYVE, VM, Skip, assert_consecutive, check, test
+from test_virtio import Echo, cycles, no_fail, refused, virtio_vm
+
+
+@test
+def e1000_selftest(wd):
+    vm = virtio_vm(wd, "mode=selftest", cpus=2, devices=["3,e1000,slirp"])
+    vm.wait_for(rb"TESTGUEST (PASS|FAIL.*)$", timeout=120)
+    check(b"ok e1000" in vm.out, "the self-test did not check the e1000:\n" + vm.tail())
+    check(b"TESTGUEST PASS" in vm.out, "selftest:\n" + vm.tail())
+    check(vm.wait_exit(30) == 1, "power off exits 1")
+
+
+def e1000_cycles(wd, cpus):
+    echo = Echo()
+    try:
+        cycles(wd, "mode=net nic=e1000 netport=%d" % echo.port, ["3,e1000,slirp"], cpus, 2)
+        check(echo.count > 10, "the echo server saw %d messages" % echo.count)
+    finally:
+        echo.close()
+
+
+@test
+def e1000_snapshots_1cpu(wd):
+    e1000_cycles(wd, 1)
+
+
+@test
+def e1000_snapshots_4cpus(wd):
+    e1000_cycles(wd, 4)
+
+
+@test
+def e1000_picked_among_nics(wd):
+    """With virtio-net and e1000 both there, nic=e1000 drives the e1000."""
+    echo = Echo()
+    try:
+        vm = virtio_vm(wd, "mode=net nic=e1000 netport=%d" % echo.port,
+                       devices=["3,virtio-net,slirp", "4,e1000,slirp"])
+        vm.wait_seq(3, timeout=120)
+        check(b"net: e1000 at 00:04.0" in vm.out, "not the e1000:\n" + vm.tail())
+        no_fail(vm, "e1000 beside virtio-net")
+        vm.kill()
+    finally:
+        echo.close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def ip(*args):
+    subprocess.run(["ip"] + list(args), check=True, capture_output=True)
+
+
+ECHO_IN_NS = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+while True:
+    d, a = s.recvfrom(2048)
+    s.sendto(d, a)
+"""
+
+
+@test
+def e1000_restore_onto_tap(wd):
+    """Suspend on slirp, restore onto a tap in a network namespace whose host is 10.0.2.2:
+    the guest's numbered exchange goes on (it re-ARPs for the gateway), with no gap."""
+    if os.geteuid() != 0:
+        raise Skip("needs root for a network namespace and a tap interface (CI runs as root)")
+    if not shutil.which("ip"):
+        raise Skip("needs ip(8) from iproute2 (scripts/deps.sh installs it)")
+    ns, tap = "khyve-e2e-%d" % os.getpid(), "tapke1000"
+    echo = Echo()
+    helper = None
+    ip("netns", "add", ns)
+    try:
+        ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", ns, "tuntap", "add", "dev", tap, "mode", "tap")
+        ip("-n", ns, "addr", "add", "10.0.2.2/24", "dev", tap)
+        ip("-n", ns, "link", "set", tap, "up")
+        # A hostfwd rule in the saved configuration: the restore drops it with hostfwd=.
+        vm = virtio_vm(wd, "mode=net nic=e1000 netport=%d" % echo.port,
+                       devices=["3,e1000,slirp,hostfwd=tcp:127.0.0.1:%d-:22" % free_port()])
+        vm.wait_seq(4, timeout=120)
+        snap = wd("s.snap")
+        vm.ctl("--suspend=" + snap)
+        check(vm.wait_exit(60) == 0, "suspend must exit 0")
+        before = vm.out
+        helper = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", ECHO_IN_NS,
+                                   "10.0.2.2", str(echo.port)])
+        r = VM(wd, name="tap", args=["ip", "netns", "exec", ns, KHYVE, "-r", snap,
+                                     "-s", "3,e1000," + tap, "-o", "pci.0.3.0.hostfwd=",
+                                     "-o", "ctl.socket=" + wd("tap.sock"), "tap"])
+        r.wait_seq(6, timeout=120)
+        lines = (before + r.out).split(b"\n")[:-1]
+        seqs = [int(l[4:]) for l in lines if l.startswith(b"seq ") and l[4:].isdigit()]
+        assert_consecutive(seqs, "slirp, then tap")
+        no_fail(r, "restored onto tap")
+        check(b"TESTGUEST FAIL" not in r.out, r.tail())
+        r.kill()
+    finally:
+        if helper:
+            helper.kill()
+            helper.wait()
+        echo.close()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@test
+def bad_e1000_options(wd):
+    base = ["-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,off", "-o", "ctl.socket=off",
+            "-o", "boot.kernel=" + GUEST]
+    refused(base + ["-s", "3,e1000,carrier-pigeon", "vm"], "carrier-pigeon")
+    refused(base + ["-s", "3,e1000,slirp,mac=zz:00", "vm"], "mac")
+    refused(base + ["-s", "3,e1000,tap0,hostfwd=tcp:2222-:22", "vm"], "hostfwd needs")
+    refused(base + ["-s", "3,e1000,slirp,hostfwd=tcp:2222", "vm"], "hostfwd rule")
