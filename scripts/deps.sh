@@ -4,6 +4,8 @@ set -e
 need="gcc make clang-format pkg-config libjson-c-dev libxxhash-dev libcmocka-dev python3 acpica-tools libslirp-dev libglib2.0-dev libsodium-dev iproute2"
 # The console: VNC server.
 need="$need libvncserver-dev"
+# Firmware boot tests: SeaBIOS, GRUB rescue images, boot sectors.
+need="$need seabios grub-pc-bin grub-common xorriso mtools nasm"
 missing=""
 for p in $need; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -12,6 +12,8 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
+#include "arch/x86/firmware.h"
+#include "dev/pc/bootrom.h"
 #include "dev/pc/hpet.h"
 #include "dev/pci/pci.h"
 #include "dev/pc/pm.h"
@@ -52,11 +54,13 @@ int machine_check_config(struct config *cfg, bool restoring, char *err, size_t e
 		snprintf(err, errlen, "snapshot.disks=%s: expected sync or clone", v);
 		return -EINVAL;
 	}
-	if (!restoring && !config_get(cfg, "boot.kernel")) {
-		snprintf(err, errlen, "nothing to boot: give a kernel with -o boot.kernel=PATH");
+	if (!restoring && !config_get(cfg, "boot.kernel") && !config_get(cfg, "lpc.bootrom")) {
+		snprintf(err, errlen,
+			 "nothing to boot: give a kernel with -o boot.kernel=PATH "
+			 "or firmware with -l bootrom,FILE");
 		return -EINVAL;
 	}
-	return 0;
+	return firmware_check_config(cfg, restoring, err, errlen);
 }
 
 static int machine_add_uarts(struct vm *vm, char *err, size_t errlen)
@@ -133,6 +137,8 @@ int machine_create(struct vm *vm, struct config *cfg, bool restoring, char *err,
 	int ret;
 
 	ret = vm_create(vm, cfg, err, errlen);
+	if (!ret)
+		ret = bootrom_create(vm, restoring, err, errlen);
 	if (ret)
 		goto fail;
 	config_get_size(cfg, "memory.size", 0, &mem);
@@ -154,13 +160,16 @@ int machine_create(struct vm *vm, struct config *cfg, bool restoring, char *err,
 		ret = machine_add_devices(vm, err, errlen);
 	if (ret)
 		goto fail;
-	if (!restoring) {
+	if (vm->bootrom) {
+		/* Firmware starts at the reset vector, where KVM put the BSP. */
+		ret = firmware_setup(vm, err, errlen);
+	} else if (!restoring) {
 		ret = acpi_build(vm, err, errlen);
 		if (!ret)
 			ret = machine_boot(vm, err, errlen);
-		if (ret)
-			goto fail;
 	}
+	if (ret)
+		goto fail;
 	return 0;
 fail:
 	vm_destroy(vm);

@@ -30,6 +30,7 @@ void options_usage(FILE *f)
 		"                ahci,hd:PATH[,...],cd:PATH[,...]..., ahci-hd,PATH, ahci-cd,PATH,\n"
 		"                e1000 (the backends of virtio-net)\n"
 		"  -l comN,BACK  serial port N=1..4; BACK: stdio, off, unix:PATH, file:PATH\n"
+		"  -l bootrom,FILE[,VARSFILE]  boot firmware (SeaBIOS, OVMF) instead of a kernel\n"
 		"  -o KEY=VALUE  set any configuration key (boot.kernel, boot.initrd,\n"
 		"                boot.cmdline, config.dump=true, ...)\n"
 		"  -k FILE       read KEY=VALUE lines from FILE\n"
@@ -196,6 +197,33 @@ out:
 	return ret;
 }
 
+/* bhyve's -l bootrom,FILE[,VARSFILE]: lpc.bootrom and lpc.bootvars. */
+static int options_parse_bootrom(struct config *cfg, const char *arg, const char *comma, char *err,
+				 size_t errlen)
+{
+	const char *vars = comma ? strchr(comma + 1, ',') : NULL;
+	char *rom;
+	int ret;
+
+	if (!comma || !comma[1] || comma[1] == ',') {
+		snprintf(err, errlen,
+			 "-l %s: missing the firmware file (-l bootrom,FILE[,VARSFILE])", arg);
+		return -EINVAL;
+	}
+	if (vars && (!vars[1] || strchr(vars + 1, ','))) {
+		snprintf(err, errlen, "-l %s: expected -l bootrom,FILE[,VARSFILE]", arg);
+		return -EINVAL;
+	}
+	rom = strndup(comma + 1, vars ? (size_t)(vars - comma - 1) : strlen(comma + 1));
+	if (!rom)
+		return -ENOMEM;
+	ret = set_key(cfg, err, errlen, "lpc.bootrom", rom);
+	free(rom);
+	if (!ret && vars)
+		ret = set_key(cfg, err, errlen, "lpc.bootvars", vars + 1);
+	return ret;
+}
+
 int options_parse_lpc(struct config *cfg, const char *arg, char *err, size_t errlen)
 {
 	const char *comma = strchr(arg, ',');
@@ -206,13 +234,8 @@ int options_parse_lpc(struct config *cfg, const char *arg, char *err, size_t err
 		n = sizeof(dev) - 1;
 	memcpy(dev, arg, n);
 	dev[n] = '\0';
-	if (!strcmp(dev, "bootrom")) {
-		snprintf(err, errlen,
-			 "-l %s: khyve boots kernels directly; use "
-			 "-o boot.kernel=PATH instead of a boot ROM",
-			 arg);
-		return -EINVAL;
-	}
+	if (!strcmp(dev, "bootrom"))
+		return options_parse_bootrom(cfg, arg, comma, err, errlen);
 	if (strlen(dev) != 4 || strncmp(dev, "com", 3) || dev[3] < '1' || dev[3] > '4') {
 		snprintf(err, errlen, "-l %s: unknown LPC device '%s' (com1, com2, com3 or com4)",
 			 arg, dev);

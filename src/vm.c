@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "dev/pc/bootrom.h"
 #include "snap/memory.h"
 #include "vcpu.h"
 
@@ -158,8 +159,14 @@ int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
 		return ret;
 	}
-	/* Needed on Intel for real mode; harmless elsewhere.  Both live in the hole below 4 GiB. */
-	ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xFFFBD000UL);
+	/*
+	 * Needed on Intel for real mode; harmless elsewhere.  Both live in the hole below 4 GiB,
+	 * under the 16 MiB a boot ROM may take (where QEMU puts them too).
+	 */
+	uint64_t ident = VM_IDENTITY_MAP_ADDR;
+
+	ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &ident);
+	ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)VM_TSS_ADDR);
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
@@ -231,21 +238,40 @@ static int vm_map_region(struct vm *vm, uint64_t gpa, uint64_t size)
 	return 0;
 }
 
+static int vm_set_slot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *hva)
+{
+	struct kvm_userspace_memory_region kr = {
+		.slot = slot,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)hva,
+	};
+
+	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0 ? -errno : 0;
+}
+
 int vm_set_memslots(struct vm *vm)
 {
-	for (unsigned i = 0; i < vm->nmem; i++) {
-		struct mem_region *r = &vm->mem[i];
-		struct kvm_userspace_memory_region kr = {
-			.slot = r->slot,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uintptr_t)r->hva,
-		};
+	int ret = 0;
 
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)
-			return -errno;
+	for (unsigned i = 0; i < vm->nmem && !ret; i++) {
+		struct mem_region *r = &vm->mem[i];
+
+		/*
+		 * With a boot ROM, the BIOS area 0xC0000-0xFFFFF of the first region is the
+		 * PAM's (bootrom.c): RAM below and above it get slots of their own.
+		 */
+		if (vm->bootrom && r->gpa == 0 && r->size > BIOS_AREA_END) {
+			ret = vm_set_slot(vm, r->slot, 0, BIOS_AREA_BASE, r->hva);
+			if (!ret)
+				ret = vm_set_slot(vm, BOOTROM_SLOT_RAM_HIGH, BIOS_AREA_END,
+						  r->size - BIOS_AREA_END,
+						  (uint8_t *)r->hva + BIOS_AREA_END);
+		} else {
+			ret = vm_set_slot(vm, r->slot, r->gpa, r->size, r->hva);
+		}
 	}
-	return 0;
+	return ret ? ret : bootrom_map(vm);
 }
 
 int vm_add_memory(struct vm *vm, uint64_t ram_size)

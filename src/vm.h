@@ -33,6 +33,9 @@
 #define LAPIC_BASE 0xFEE00000ULL
 #define ACPI_TABLES_BASE 0xE0000ULL
 #define EBDA_BASE 0x9FC00ULL
+/* KVM's private pages for real mode on Intel (one page, then three for the TSS). */
+#define VM_IDENTITY_MAP_ADDR 0xFEFFC000ULL
+#define VM_TSS_ADDR 0xFEFFD000ULL
 
 /* ISA IRQs and ports. */
 #define IRQ_PIT 0
@@ -79,6 +82,7 @@ struct vm_disk {
 	struct vm_disk *next;
 };
 struct mem_backing;
+struct bootrom;
 
 struct vm {
 	int kvm_fd, vm_fd;
@@ -97,6 +101,7 @@ struct vm {
 	struct evloop ev;
 	struct dev *devs, **devs_tail;
 	struct vm_disk *disks;
+	struct bootrom *bootrom; /* -l bootrom: the ROM and the BIOS area (dev/pc/bootrom.h) */
 
 	/* Interrupt delivery: KVM by default, a recorder in unit tests. */
 	void (*set_irq)(struct vm *vm, unsigned gsi, int level);

@@ -47,7 +47,7 @@ static const struct {
 	{ "socket", true },    { "unix", true },     { "tcp", true },
 	{ "file", true },      { "dir", true },	     { "listen", true },
 	{ "fd", true },	       { "hostfwd", false }, { "hostfwd[0-9]*", false },
-	{ "password", false },
+	{ "password", false }, { "bootvars", true }, /* lpc.bootvars: the flash file */
 };
 
 static bool match_any(const char *const *pats, size_t n, const char *key)

@@ -37,12 +37,29 @@
 	.p2align 2
 	.quad pvh_start
 
+/*
+ * Multiboot v1 header (within the first 8 KiB of the file), so that a boot loader (GRUB's
+ * "multiboot") can start the same image: page-aligned modules, memory information.  The ELF
+ * entry point is mb_start; PVH uses the note above.
+ */
+#define MB_MAGIC	0x1badb002
+#define MB_FLAGS	0x00000003
+	.section .mbheader, "a"
+	.p2align 2
+	.long MB_MAGIC, MB_FLAGS, -(MB_MAGIC + MB_FLAGS)
+
 	.section .text.head, "ax"
 	.code32
-	.globl pvh_start
+	.globl pvh_start, mb_start
 pvh_start:
 	cli
 	movl %ebx, start_info_pa
+	jmp boot32
+/* Multiboot: EAX = 0x2badb002, EBX = multiboot information, no stack, flat segments. */
+mb_start:
+	cli
+	movl %ebx, mb_info_pa
+boot32:
 	lgdt gdt_ptr
 	ljmp $SEL_KCODE32, $1f
 1:	movl $SEL_KDATA, %eax
@@ -145,8 +162,10 @@ tramp_end:
 
 	.data
 	.p2align 3
-	.globl start_info_pa, ap_boot_cpu, gdt_ptr
+	.globl start_info_pa, mb_info_pa, ap_boot_cpu, gdt_ptr
 start_info_pa:
+	.long 0
+mb_info_pa:
 	.long 0
 ap_boot_cpu:
 	.long 0

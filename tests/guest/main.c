@@ -6,7 +6,7 @@
  */
 #include "user.h"
 
-extern volatile u32 start_info_pa;	/* head.S */
+extern volatile u32 start_info_pa, mb_info_pa;	/* head.S */
 extern u16 kern_pm1a_evt, kern_pm1a_cnt, kern_pm1b_cnt, kern_slp_typ;
 extern char _bss_start[], _bss_end[];
 
@@ -36,6 +36,32 @@ static u64 start_info_read(void)
 	}
 	memmap_count = i;
 	return *(const u64 *)(si + 32);
+}
+
+/* Multiboot v1 (a boot loader started us): command line and memory map; RSDP by scan. */
+static u64 mb_info_read(void)
+{
+	const u8 *mbi = (const u8 *)(u64)mb_info_pa;
+	u32 flags = *(const u32 *)mbi, i, n = 0;
+
+	if (flags & (1u << 2)) {
+		const char *cl = (const char *)(u64)*(const u32 *)(mbi + 16);
+
+		for (i = 0; cl[i] && i < sizeof(cmdline) - 1; i++)
+			cmdline[i] = cl[i];
+	}
+	if (flags & (1u << 6)) {
+		const u8 *mm = (const u8 *)(u64)*(const u32 *)(mbi + 48);
+		const u8 *end = mm + *(const u32 *)(mbi + 44);
+
+		for (; mm < end && n < MEMMAP_MAX; mm += *(const u32 *)mm + 4, n++) {
+			memmap[n].addr = *(const u64 *)(mm + 4);
+			memmap[n].size = *(const u64 *)(mm + 12);
+			memmap[n].type = *(const u32 *)(mm + 20);
+		}
+	}
+	memmap_count = n;
+	return 0;
 }
 
 /* Put the BSP first in plat.apic_id[], so index == our CPU number. */
@@ -80,7 +106,7 @@ static void __attribute__((noreturn)) bsp_main(void)
 
 	memset(_bss_start, 0, _bss_end - _bss_start);
 	memset(percpu[0], 0, PERCPU_CLEAR_SIZE);
-	rsdp = start_info_read();
+	rsdp = mb_info_pa && !start_info_pa ? mb_info_read() : start_info_read();
 	uart_init();
 	if (rsdp == ~0ull)
 		fail_final("bad PVH start info at 0x%x", start_info_pa);

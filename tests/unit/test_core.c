@@ -201,8 +201,22 @@ static void test_options(void **state)
 	config_free(&c);
 	assert_int_equal(parse(&c, err, 4, "-s", "32,lpc", "v"), -EINVAL);
 	config_free(&c);
-	assert_int_equal(parse(&c, err, 4, "-l", "bootrom,/x", "v"), -EINVAL);
-	assert_non_null(strstr(err, "boot.kernel"));
+	/* bhyve's -l bootrom,FILE[,VARSFILE] */
+	assert_int_equal(parse(&c, err, 4, "-l", "bootrom,/x", "v"), 0);
+	assert_string_equal(config_get(&c, "lpc.bootrom"), "/x");
+	assert_null(config_get(&c, "lpc.bootvars"));
+	config_free(&c);
+	assert_int_equal(parse(&c, err, 4, "-l", "bootrom,/x,/y", "v"), 0);
+	assert_string_equal(config_get(&c, "lpc.bootrom"), "/x");
+	assert_string_equal(config_get(&c, "lpc.bootvars"), "/y");
+	config_free(&c);
+	assert_int_equal(parse(&c, err, 4, "-l", "bootrom", "v"), -EINVAL);
+	assert_non_null(strstr(err, "missing the firmware file"));
+	config_free(&c);
+	assert_int_equal(parse(&c, err, 4, "-l", "bootrom,/x,/y,/z", "v"), -EINVAL);
+	assert_non_null(strstr(err, "bootrom,FILE[,VARSFILE]"));
+	config_free(&c);
+	assert_int_equal(parse(&c, err, 4, "-l", "bootrom,,/y", "v"), -EINVAL);
 	config_free(&c);
 	assert_int_equal(parse(&c, err, 3, "-m", "v"), -EINVAL); /* -m eats "v" */
 	config_free(&c);

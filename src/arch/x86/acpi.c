@@ -194,8 +194,10 @@ static const struct {
 /* A bump allocator over the guest's table area. */
 struct acpi_ctx {
 	struct vm *vm;
-	uint8_t *mem; /* host address of ACPI_TABLES_BASE */
+	uint8_t *mem;  /* host address of the table area */
+	uint64_t base; /* its guest address: ACPI_TABLES_BASE, or 0 for an image */
 	size_t off, cap;
+	uint64_t facs; /* where the FACS went */
 };
 
 static void *acpi_alloc(struct acpi_ctx *c, size_t len, size_t align, uint64_t *gpa)
@@ -205,7 +207,7 @@ static void *acpi_alloc(struct acpi_ctx *c, size_t len, size_t align, uint64_t *
 	if (at > c->cap || len > c->cap - at)
 		return NULL;
 	c->off = at + len;
-	*gpa = ACPI_TABLES_BASE + at;
+	*gpa = c->base + at;
 	return c->mem + at;
 }
 
@@ -640,17 +642,45 @@ static uint64_t acpi_dsdt(struct acpi_ctx *c)
 	return gpa;
 }
 
-int acpi_build(struct vm *vm, char *err, size_t errlen)
+/* Lay every table out in @c's area, the RSDP first. */
+static int acpi_build_tables(struct acpi_ctx *c, char *err, size_t errlen)
 {
-	struct acpi_ctx c = { .vm = vm, .cap = ACPI_TABLES_END - ACPI_TABLES_BASE };
 	uint64_t facs, dsdt, tables[4], rsdt, xsdt, rsdp;
-	struct dev *pm;
+	struct vm *vm = c->vm;
 
 	if (vm->ncpus < 1 || vm->ncpus > ACPI_MAX_CPUS) {
 		snprintf(err, errlen, "acpi: %u vCPUs; the MADT describes 1 to %u", vm->ncpus,
 			 ACPI_MAX_CPUS);
 		return -EINVAL;
 	}
+	memset(c->mem, 0, c->cap);
+	/* The RSDP goes first, 16-byte aligned, where a legacy scan looks. */
+	acpi_alloc(c, sizeof(struct acpi_rsdp), 16, &rsdp);
+	dsdt = acpi_dsdt(c);
+	facs = dsdt ? acpi_facs(c) : 0;
+	tables[0] = facs ? acpi_fadt(c, facs, dsdt) : 0;
+	tables[1] = tables[0] ? acpi_madt(c) : 0;
+	tables[2] = tables[1] ? acpi_hpet(c) : 0;
+	tables[3] = tables[2] ? acpi_mcfg(c) : 0;
+	rsdt = tables[3] ? acpi_root(c, "RSDT", tables, 4, 4) : 0;
+	xsdt = rsdt ? acpi_root(c, "XSDT", tables, 4, 8) : 0;
+	if (!xsdt) {
+		snprintf(err, errlen, "acpi: the tables do not fit in %zu bytes", c->cap);
+		return -ENOSPC;
+	}
+	acpi_rsdp(c, rsdt, xsdt);
+	c->facs = facs;
+	return 0;
+}
+
+int acpi_build(struct vm *vm, char *err, size_t errlen)
+{
+	struct dev *pm;
+	int ret;
+	struct acpi_ctx c = { .vm = vm,
+			      .base = ACPI_TABLES_BASE,
+			      .cap = ACPI_TABLES_END - ACPI_TABLES_BASE };
+
 	c.mem = vm_gpa(vm, ACPI_TABLES_BASE, c.cap);
 	if (!c.mem) {
 		snprintf(err, errlen, "acpi: guest RAM does not cover 0x%llx-0x%llx",
@@ -658,30 +688,28 @@ int acpi_build(struct vm *vm, char *err, size_t errlen)
 			 (unsigned long long)ACPI_TABLES_END - 1);
 		return -EINVAL;
 	}
-	memset(c.mem, 0, c.cap);
-	/* The RSDP goes first, 16-byte aligned, where a legacy scan looks. */
-	acpi_alloc(&c, sizeof(struct acpi_rsdp), 16, &rsdp);
-	dsdt = acpi_dsdt(&c);
-	facs = dsdt ? acpi_facs(&c) : 0;
-	tables[0] = facs ? acpi_fadt(&c, facs, dsdt) : 0;
-	tables[1] = tables[0] ? acpi_madt(&c) : 0;
-	tables[2] = tables[1] ? acpi_hpet(&c) : 0;
-	tables[3] = tables[2] ? acpi_mcfg(&c) : 0;
-	rsdt = tables[3] ? acpi_root(&c, "RSDT", tables, 4, 4) : 0;
-	xsdt = rsdt ? acpi_root(&c, "XSDT", tables, 4, 8) : 0;
-	if (!xsdt) {
-		snprintf(err, errlen, "acpi: the tables do not fit in 0x%llx-0x%llx",
-			 (unsigned long long)ACPI_TABLES_BASE,
-			 (unsigned long long)ACPI_TABLES_END - 1);
-		return -ENOSPC;
-	}
-	acpi_rsdp(&c, rsdt, xsdt);
+	ret = acpi_build_tables(&c, err, errlen);
+	if (ret)
+		return ret;
 	/* The PM block plays the firmware's part of the FACS global lock. */
 	pm = vm_find_dev(vm, "pm");
-	if (pm && pm_set_facs(pm, facs)) {
+	if (pm && pm_set_facs(pm, c.facs)) {
 		snprintf(err, errlen, "acpi: FACS at 0x%llx is not usable",
-			 (unsigned long long)facs);
+			 (unsigned long long)c.facs);
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/*
+ * Firmware moves the tables where it likes, so the PM block learns no FACS address here (its
+ * global-lock side then reports the lock as absent).
+ */
+int acpi_build_image(struct vm *vm, uint8_t *buf, size_t cap, size_t *len, char *err, size_t errlen)
+{
+	struct acpi_ctx c = { .vm = vm, .mem = buf, .base = 0, .cap = cap };
+	int ret = acpi_build_tables(&c, err, errlen);
+
+	*len = c.off;
+	return ret;
 }

@@ -12,6 +12,7 @@
 #define KHYVE_ACPI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct vm;
 
@@ -25,5 +26,13 @@ struct vm;
  * (lpc.comN.path).  Returns 0 or -errno with a message in @err.
  */
 int acpi_build(struct vm *vm, char *err, size_t errlen);
+
+/*
+ * The same tables laid out at guest address 0 in @buf (@cap bytes, the RSDP first), for
+ * firmware to place wherever it likes (arch/x86/firmware.c hands them over by fw_cfg).
+ * Every pointer between tables is then an offset in @buf.  *@len gets the bytes used.
+ */
+int acpi_build_image(struct vm *vm, uint8_t *buf, size_t cap, size_t *len, char *err,
+		     size_t errlen);
 
 #endif

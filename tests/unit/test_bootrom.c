@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * The boot ROM and the BIOS area: PAM modes as the i440FX host bridge sets them (through its
+ * configuration space), the ROM alias, PAM-aware device writes, the variable-store flash
+ * commands, snapshot identity and refusals.  No KVM: every access goes through the MMIO
+ * handlers, which apply the same rules as the memory slots.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "dev/pc/bootrom.h"
+#include "dev/pci/pci.h"
+#include "devsnap.h"
+#include "vm.h"
+
+#define RAM (16 * MiB)
+#define ROM_SIZE (64 * KiB)
+#define VARS_SIZE (8 * KiB)
+
+struct fx {
+	struct vm vm;
+	struct config cfg;
+	uint8_t *ram;
+	char rom[64], vars[64];
+};
+
+static void write_file(const char *path, size_t n, uint8_t seed)
+{
+	FILE *f = fopen(path, "wb");
+
+	for (size_t i = 0; i < n; i++)
+		fputc((int)(uint8_t)(seed + i * 7), f);
+	fclose(f);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char err[256];
+
+	snprintf(f->rom, sizeof(f->rom), "/tmp/khyve-test-rom.%d", getpid());
+	snprintf(f->vars, sizeof(f->vars), "/tmp/khyve-test-vars.%d", getpid());
+	write_file(f->rom, ROM_SIZE, 1);
+	write_file(f->vars, VARS_SIZE, 0);
+	vm_init_bare(&f->vm, true);
+	config_init(&f->cfg);
+	config_set(&f->cfg, "lpc.bootrom", f->rom);
+	config_set(&f->cfg, "lpc.bootvars", f->vars);
+	config_set(&f->cfg, "pci.0.0.0.device", "hostbridge");
+	f->vm.cfg = &f->cfg;
+	f->ram = calloc(1, RAM);
+	f->vm.mem[0] = (struct mem_region){ .gpa = 0, .size = RAM, .hva = f->ram };
+	f->vm.nmem = 1;
+	f->vm.ram_size = RAM;
+	assert_int_equal(bootrom_create(&f->vm, false, err, sizeof(err)), 0);
+	assert_int_equal(bootrom_map(&f->vm), 0);
+	assert_int_equal(pci_setup(&f->vm, err, sizeof(err)), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	vm_destroy(&f->vm);
+	config_free(&f->cfg);
+	unlink(f->rom);
+	unlink(f->vars);
+	free(f->ram);
+	free(f);
+	return 0;
+}
+
+static uint8_t rom_byte(uint64_t off)
+{
+	return (uint8_t)(1 + off * 7);
+}
+
+static uint8_t rd8(struct fx *f, uint64_t gpa)
+{
+	uint8_t b = 0x5A;
+
+	bus_access(&f->vm.mmio, gpa, &b, 1, false);
+	return b;
+}
+
+static void wr8(struct fx *f, uint64_t gpa, uint8_t v)
+{
+	bus_access(&f->vm.mmio, gpa, &v, 1, true);
+}
+
+/* Mechanism #1 configuration write to the host bridge. */
+static void hb_write(struct fx *f, unsigned reg, uint32_t v, unsigned size)
+{
+	uint8_t a[4], d[4];
+
+	io_put(a, 4, 0x80000000U | (reg & 0xFC));
+	bus_access(&f->vm.pio, 0xCF8, a, 4, true);
+	io_put(d, size, v);
+	bus_access(&f->vm.pio, 0xCFC + (reg & 3), d, size, true);
+}
+
+static uint32_t hb_read(struct fx *f, unsigned reg, unsigned size)
+{
+	uint8_t a[4], d[4] = { 0 };
+
+	io_put(a, 4, 0x80000000U | (reg & 0xFC));
+	bus_access(&f->vm.pio, 0xCF8, a, 4, true);
+	bus_access(&f->vm.pio, 0xCFC + (reg & 3), d, size, false);
+	return (uint32_t)io_get(d, size);
+}
+
+static void test_identity_and_reset(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(hb_read(f, 0, 4), 0x12378086);
+	assert_int_equal(hb_read(f, 0x2C, 4), 0x11001af4);
+	/* At reset everything goes to PCI: the F segment shows the ROM's last 64 KiB. */
+	assert_int_equal(rd8(f, 0xF0000), rom_byte(0));
+	assert_int_equal(rd8(f, 0xFFFF0), rom_byte(ROM_SIZE - 16));
+	/* The ROM is only 64 KiB: below it, and in the C/D segments, nothing answers. */
+	assert_int_equal(rd8(f, 0xE0000), 0xFF);
+	assert_int_equal(rd8(f, 0xC0000), 0xFF);
+	/* Writes to the ROM are dropped. */
+	f->ram[0xF0000] = 0x11;
+	wr8(f, 0xF0000, 0x22);
+	assert_int_equal(f->ram[0xF0000], 0x11);
+	assert_int_equal(rd8(f, 0xF0000), rom_byte(0));
+}
+
+static void test_pam_modes(void **state)
+{
+	struct fx *f = *state;
+
+	f->ram[0xF0000] = 0x11;
+	f->ram[0xC4000] = 0x33;
+	/* SeaBIOS's first step: F segment write-only to RAM (PAM0 = 0x20): copy itself down. */
+	hb_write(f, 0x59, 0x20, 1);
+	wr8(f, 0xF0000, 0x22);
+	assert_int_equal(f->ram[0xF0000], 0x22);
+	assert_int_equal(rd8(f, 0xF0000), rom_byte(0)); /* reads still from the ROM */
+	/* Read/write RAM (0x30), as a dword write at 0x58 covering PAM0-PAM2. */
+	hb_write(f, 0x58, 0x00333000, 4);
+	assert_int_equal(hb_read(f, 0x59, 1), 0x30);
+	assert_int_equal(hb_read(f, 0x5A, 1), 0x33);
+	assert_int_equal(rd8(f, 0xF0000), 0x22);
+	assert_int_equal(rd8(f, 0xC4000), 0x33);
+	wr8(f, 0xC4000, 0x44);
+	assert_int_equal(f->ram[0xC4000], 0x44);
+	/* Read-only RAM (0x10): reads RAM, writes dropped. */
+	hb_write(f, 0x59, 0x10, 1);
+	wr8(f, 0xF0000, 0x55);
+	assert_int_equal(rd8(f, 0xF0000), 0x22);
+	/* Bits outside RE/WE/CE and the reserved PAM0 low nibble do not stick. */
+	hb_write(f, 0x59, 0xFF, 1);
+	assert_int_equal(hb_read(f, 0x59, 1), 0x70);
+	/* A device write follows the same rules. */
+	hb_write(f, 0x59, 0x10, 1);
+	assert_false(bootrom_dma_write(&f->vm, 0xFFFF0, "x", 1));
+	hb_write(f, 0x59, 0x30, 1);
+	assert_true(bootrom_dma_write(&f->vm, 0xFFFF0, "x", 1));
+	assert_int_equal(f->ram[0xFFFF0], 'x');
+	assert_true(bootrom_dma_write(&f->vm, 0x100000, "y", 1));
+	assert_false(bootrom_dma_write(&f->vm, RAM - 1, "zz", 2));
+	assert_int_equal(bootrom_pam_segment(0xBFFFF), -1);
+	assert_int_equal(bootrom_pam_segment(0xC0000), 0);
+	assert_int_equal(bootrom_pam_segment(0xEFFFF), 11);
+	assert_int_equal(bootrom_pam_segment(0xF8000), 12);
+	assert_int_equal(bootrom_pam_segment(0x100000), -1);
+}
+
+static uint64_t vars_at(void)
+{
+	return (4ULL << 30) - ROM_SIZE - VARS_SIZE;
+}
+
+static void test_flash(void **state)
+{
+	struct fx *f = *state;
+	uint64_t v = vars_at();
+	uint8_t b;
+	FILE *fp;
+
+	/* Read array: the file.  OVMF's probe: clear status, read, read status gives 0. */
+	assert_int_equal(rd8(f, v + 0x10), (uint8_t)(0x10 * 7));
+	wr8(f, v + 0x10, 0x50);
+	assert_int_equal(rd8(f, v + 0x10), (uint8_t)(0x10 * 7));
+	wr8(f, v + 0x10, 0x70);
+	assert_int_equal(rd8(f, v + 0x10), 0x00);
+	wr8(f, v + 0x10, 0xFF);
+	/* Program a byte: it reaches the file; status shows ready. */
+	wr8(f, v + 5, 0x10);
+	wr8(f, v + 5, 0xA5);
+	assert_int_equal(rd8(f, v + 5), 0x80);
+	wr8(f, v + 5, 0xFF);
+	assert_int_equal(rd8(f, v + 5), 0xA5);
+	/* Erase the second 4 KiB block. */
+	wr8(f, v + 4096 + 9, 0x20);
+	wr8(f, v + 4096 + 9, 0xD0);
+	wr8(f, v, 0xFF);
+	assert_int_equal(rd8(f, v + 4096), 0xFF);
+	assert_int_equal(rd8(f, v + 8191), 0xFF);
+	assert_int_equal(rd8(f, v + 4095), (uint8_t)(4095 * 7));
+	fp = fopen(f->vars, "rb");
+	fseek(fp, 5, SEEK_SET);
+	b = (uint8_t)fgetc(fp);
+	fclose(fp);
+	assert_int_equal(b, 0xA5);
+	/* An erase without its confirmation sets the error bits and erases nothing. */
+	wr8(f, v + 100, 0x20);
+	wr8(f, v + 100, 0x00);
+	assert_int_equal(rd8(f, v + 100) & 0x30, 0x30);
+	wr8(f, v, 0x50);
+	assert_int_equal(rd8(f, v + 100), (uint8_t)(100 * 7));
+}
+
+static void test_snapshot(void **state)
+{
+	struct fx *f = *state;
+	struct dev *d = vm_find_dev(&f->vm, "bootrom");
+	uint8_t *a, *b, *bad;
+	size_t alen, blen;
+
+	assert_non_null(d);
+	wr8(f, vars_at(), 0x70); /* flash in status mode: saved */
+	a = devsnap_save_copy(d, &alen);
+	assert_int_equal(alen, 8 + ROM_SIZE + 8 + 4 + 1);
+	assert_int_equal(devsnap_load(d, a, alen, 1), 0);
+	b = devsnap_save_copy(d, &blen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(a, b, alen);
+	assert_int_equal(rd8(f, vars_at()), 0x00); /* still the status */
+	assert_int_equal(rd8(f, 0xF0000), rom_byte(0));
+	devsnap_expect_refused(d, a, alen - 1, 1);
+	bad = malloc(alen);
+	/* An image size that is not whole pages. */
+	memcpy(bad, a, alen);
+	bad[0] = 1;
+	devsnap_expect_refused(d, bad, alen, 1);
+	/* A variable store of another size than lpc.bootvars. */
+	memcpy(bad, a, alen);
+	bad[8 + ROM_SIZE] ^= 0x10;
+	devsnap_expect_refused(d, bad, alen, 1);
+	/* A flash mode that does not exist. */
+	memcpy(bad, a, alen);
+	bad[8 + ROM_SIZE + 8] = 0x77;
+	devsnap_expect_refused(d, bad, alen, 1);
+	free(a);
+	free(b);
+	free(bad);
+}
+
+static void test_bad_files(void **state)
+{
+	struct vm vm;
+	struct config cfg;
+	char err[256], path[64];
+
+	snprintf(path, sizeof(path), "/tmp/khyve-test-badrom.%d", getpid());
+	write_file(path, 1000, 0);
+	vm_init_bare(&vm, true);
+	config_init(&cfg);
+	vm.cfg = &cfg;
+	config_set(&cfg, "lpc.bootrom", path);
+	assert_int_equal(bootrom_create(&vm, false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "4 KiB pages"));
+	config_set(&cfg, "lpc.bootrom", "/nonexistent/rom");
+	assert_int_not_equal(bootrom_create(&vm, false, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "/nonexistent/rom"));
+	assert_null(vm.bootrom);
+	unlink(path);
+	vm_destroy(&vm);
+	config_free(&cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_identity_and_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pam_modes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+		cmocka_unit_test(test_bad_files),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
