@@ -1,6 +1,7 @@
-"""Firmware boot (-l bootrom): Debian's SeaBIOS boots boot sectors this test assembles, and a
-GRUB rescue image that multiboot-loads the test guest; a VM checkpointed at GRUB's prompt is
-restored and answers a command typed on its serial console (a UNIX socket).
+"""Firmware boot (-l bootrom): Debian's SeaBIOS boots boot sectors this test assembles (from
+virtio-blk, ahci-hd and an El Torito no-emulation CD on ahci-cd), and a GRUB rescue CD on
+ahci-cd that multiboot-loads the test guest; a VM checkpointed at GRUB's prompt is restored and
+answers a command typed on its serial console (a UNIX socket).
 
 Needs the packages scripts/deps.sh installs (seabios, grub-pc-bin, grub-common, xorriso,
 mtools, nasm): a missing one fails the test, it does not skip it."""
@@ -135,6 +136,30 @@ def seabios_virtio_blk_bootsector(wd):
 
 
 @test
+def seabios_ahci_hd_bootsector(wd):
+    vm = fw_vm(wd, [(3, "ahci-hd", bootsector(wd, "ahcihd"), "")])
+    expect_bootsector(vm, "ahcihd")
+
+
+@test
+def seabios_ahci_cd_eltorito_no_emulation(wd):
+    # An El Torito image whose boot entry is the boot sector, no emulation, 4 sectors loaded
+    # at 0x7C00.
+    tool("xorriso", "xorriso")
+    img = bootsector(wd, "ahcicd", size=512)
+    root = wd("cdroot")
+    os.makedirs(root)
+    shutil.copy(img, os.path.join(root, "boot.bin"))
+    iso = wd("eltorito.iso")
+    r = subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-b", "boot.bin", "-no-emul-boot",
+                        "-boot-load-size", "4", "-o", iso, root], capture_output=True)
+    check(r.returncode == 0, "xorriso failed: %s" % r.stderr.decode(errors="replace"))
+    vm = fw_vm(wd, [(3, "ahci-cd", iso, "")])
+    expect_bootsector(vm, "ahcicd")
+    check(b"Booting from DVD/CD" in vm.out, "SeaBIOS did not boot the CD")
+
+
+@test
 def seabios_bootindex_picks_the_disk(wd):
     # Without a boot order SeaBIOS tries the disk in the lower slot first.
     a, b = bootsector(wd, "slot3"), bootsector(wd, "slot4")
@@ -163,8 +188,7 @@ def grub_multiboot_selftest(wd):
     cfg = GRUB_SERIAL + ("set timeout=0\necho KHYVE-GRUB-CFG\n"
                          "multiboot /boot/testguest mode=selftest\nboot\n")
     iso = grub_iso(wd, "mb", cfg, guest=True)
-    # The image is hybrid: SeaBIOS boots it as a disk through its MBR.
-    vm = fw_vm(wd, [(3, "virtio-blk", iso, ",ro")], mem="512M")
+    vm = fw_vm(wd, [(3, "ahci-cd", iso, "")], mem="512M")
     vm.wait_for(rb"KHYVE-GRUB-CFG", 240)
     vm.wait_for(rb"testguest: selftest, 1/1 cpus", 120)  # GRUB ends lines "\n\r"
     vm.wait_for(rb"TESTGUEST (PASS|FAIL)", 120)
@@ -214,7 +238,7 @@ class Console:
 def grub_prompt_checkpoint_restore(wd):
     iso = grub_iso(wd, "prompt", GRUB_SERIAL + "echo KHYVE-GRUB-PROMPT\n")
     con = wd("con0")
-    vm = fw_vm(wd, [(3, "virtio-blk", iso, ",ro")], console="unix:" + con)
+    vm = fw_vm(wd, [(3, "ahci-cd", iso, "")], console="unix:" + con)
     c = Console(con)
     c.wait_for(rb"KHYVE-GRUB-PROMPT", 240)
     c.wait_for(rb"grub> $", 60)
