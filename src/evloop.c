@@ -44,6 +44,8 @@ static uint64_t host_ns(void)
 
 uint64_t vclock_ns(struct evloop *ev)
 {
+	if (__atomic_load_n(&ev->frozen, __ATOMIC_ACQUIRE))
+		return __atomic_load_n(&ev->frozen_ns, __ATOMIC_RELAXED);
 	if (ev->manual)
 		return __atomic_load_n(&ev->manual_now, __ATOMIC_ACQUIRE);
 	return host_ns() - (uint64_t)__atomic_load_n(&ev->offset, __ATOMIC_ACQUIRE);
@@ -111,8 +113,26 @@ void vclock_set(struct evloop *ev, uint64_t ns)
 		__atomic_store_n(&ev->manual_now, ns, __ATOMIC_RELEASE);
 	else
 		__atomic_store_n(&ev->offset, (int64_t)(host_ns() - ns), __ATOMIC_RELEASE);
+	__atomic_store_n(&ev->frozen_ns, ns, __ATOMIC_RELAXED);
 	evloop_reprogram(ev);
 	pthread_mutex_unlock(&ev->lock);
+}
+
+uint64_t vclock_freeze(struct evloop *ev)
+{
+	uint64_t now;
+
+	pthread_mutex_lock(&ev->lock);
+	now = vclock_ns(ev);
+	__atomic_store_n(&ev->frozen_ns, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&ev->frozen, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&ev->lock);
+	return now;
+}
+
+void vclock_thaw(struct evloop *ev)
+{
+	__atomic_store_n(&ev->frozen, false, __ATOMIC_RELEASE);
 }
 
 void vtimer_init(struct vtimer *t, struct evloop *ev, vtimer_fn fn, void *opaque)

@@ -45,6 +45,8 @@ struct evloop {
 	struct ev_fd *fds;
 	struct ev_fd *dead; /* removed, freed after the current epoll batch */
 	int64_t offset;	    /* vclock = monotonic - offset */
+	bool frozen;	    /* vclock_freeze: vclock_ns() returns frozen_ns */
+	uint64_t frozen_ns;
 	uint64_t manual_now;
 	/* Work queued for the loop thread (evloop_call). */
 	struct ev_call *calls;
@@ -68,8 +70,16 @@ void evloop_del_fd(struct evloop *ev, int fd);
 void evloop_call(struct evloop *ev, void (*fn)(void *), void *opaque);
 
 uint64_t vclock_ns(struct evloop *ev);
-/* Restore: make vclock_ns() continue from @ns. */
+/* Restore: make vclock_ns() continue from @ns (while frozen: return @ns until thawed). */
 void vclock_set(struct evloop *ev, uint64_t ns);
+/*
+ * Snapshots: until vclock_thaw(), vclock_ns() returns the value it has now (returned), so that
+ * every device saves its counters as of one instant, the one the other clocks are sampled at.
+ * vclock_thaw() lets it run with the host clock again, as if it had never stopped (time went
+ * on for the TSC too).  Only the loop thread may fire timers meanwhile, and a save runs there.
+ */
+uint64_t vclock_freeze(struct evloop *ev);
+void vclock_thaw(struct evloop *ev);
 
 /* Manual clock (tests): move to @now and run every timer that is due, in deadline order. */
 void evloop_advance(struct evloop *ev, uint64_t now);

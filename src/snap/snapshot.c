@@ -3,21 +3,26 @@
  * The snapshot orchestrator: the order in which a VM is saved and restored.
  *
  * Save (snap_save), on the event-loop thread so no device timer fires meanwhile:
- *   1. pause every vCPU (acknowledged: all are out of KVM_RUN)
- *   2. pause every device (in-flight work drained, output flushed); saving a device may
+ *   1. pause every vCPU (acknowledged: all are out of KVM_RUN, no exit left unfinished)
+ *   2. read every clock in one instant: device clock (frozen there for the devices' saves),
+ *      kvmclock, each vCPU's TSC, wall-clock time (snap/clocks.h)
+ *   3. pause every device (in-flight work drained, output flushed); saving a device may
  *      raise an interrupt, so devices go before vCPU and irqchip state
- *   3. save devices, one section per instance
- *   4. save vCPUs, each on its own thread
- *   5. save VM-wide state: PIC, IOAPIC, PIT, KVM clock, device clock
- *   6. save metadata, then guest memory (sparse), then the memory map
- *   7. commit the file (fsync, rename) and resume devices and vCPUs, or end the VM (suspend)
+ *   4. save devices, one section per instance
+ *   5. save vCPUs, each on its own thread (IA32_TSC as of step 2)
+ *   6. save VM-wide state: PIC, IOAPIC, PIT, and the clocks of step 2
+ *   7. the slow part: fsync every disk, or copy it (snapshot.disks=clone); the disks section
+ *   8. save metadata, then guest memory (sparse), then the memory map
+ *   9. commit the file (fsync, rename) and resume devices and vCPUs, or end the VM (suspend)
  * Any failure resumes the VM as it was and leaves any previous file at the path untouched.
  *
  * Restore (snap_restore) validates the whole file and decodes every vCPU and VM section
  * before a VM exists, then: create the machine from the saved configuration → map memory →
- * device clock → load devices (each validates before it commits, and rebases its counters on
- * that clock) → PIC/IOAPIC/PIT and KVM clock (before any vCPU runs) → vCPUs (cpustate_set follows KVM's ordering rules) → resume
- * devices (re-arm timers).  Nothing runs until all of it succeeded.
+ * each disk checked against the disks section → device clock, held at the saved value →
+ * load devices (each validates before it commits, and rebases its counters on that clock) →
+ * PIC/IOAPIC/PIT and KVM clock (before any vCPU runs) → vCPUs (cpustate_set follows KVM's
+ * ordering rules) → the device clock runs again from the saved value, with the TSCs and
+ * kvmclock just set → resume devices (re-arm timers).  Nothing runs until all of it succeeded.
  */
 #include "snap/snapshot.h"
 
@@ -31,6 +36,7 @@
 #include "arch/x86/cpustate.h"
 #include "dev/pc/rtc.h"
 #include "machine.h"
+#include "snap/clocks.h"
 #include "snap/disks.h"
 #include "snap/format.h"
 #include "snap/memory.h"
@@ -74,7 +80,11 @@ static int devices_pause(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-int snap_pause_vm(struct vm *vm, char *err, size_t errlen)
+/*
+ * vCPUs, then (with @clk) every clock in one instant right after they stopped, then devices,
+ * whose draining may take a while.
+ */
+static int pause_vm(struct vm *vm, struct snap_clocks *clk, char *err, size_t errlen)
 {
 	int ret;
 
@@ -83,13 +93,23 @@ int snap_pause_vm(struct vm *vm, char *err, size_t errlen)
 		return -EALREADY;
 	}
 	vcpus_pause(vm);
-	ret = devices_pause(vm, err, errlen);
+	ret = clk ? snap_clocks_sample(vm, clk, err, errlen) : 0;
+	if (!ret) {
+		ret = devices_pause(vm, err, errlen);
+		if (ret && clk)
+			snap_clocks_release(vm, clk);
+	}
 	if (ret) {
 		vcpus_resume(vm);
 		return ret;
 	}
 	vm->paused = true;
 	return 0;
+}
+
+int snap_pause_vm(struct vm *vm, char *err, size_t errlen)
+{
+	return pause_vm(vm, NULL, err, errlen);
 }
 
 int snap_resume_vm(struct vm *vm, char *err, size_t errlen)
@@ -130,19 +150,23 @@ static int save_devices(struct vm *vm, struct snap_writer *w, char *err, size_t 
 
 struct vcpu_save {
 	struct snap_writer *w;
-	int ret;
+	const struct snap_clocks *clk;
 };
 
 /* Runs on the vCPU's own thread. */
 static int vcpu_save_one(struct vcpu *v, void *arg)
 {
-	struct snap_writer *w = arg;
+	const struct vcpu_save *vs = arg;
+	struct snap_writer *w = vs->w;
 	struct cpustate cs;
 	struct sstream s;
 	char id[16];
 	int ret;
 
 	ret = cpustate_get(v, &cs);
+	/* The TSC as of the instant the other clocks were read (snap/clocks.h). */
+	if (!ret && v->id < vs->clk->ncpus)
+		ret = cpustate_set_tsc(&cs, vs->clk->tsc[v->id]);
 	if (ret)
 		goto out;
 	ss_init_save(&s);
@@ -157,10 +181,13 @@ out:
 	return ret;
 }
 
-static int save_vcpus(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
+static int save_vcpus(struct vm *vm, struct snap_writer *w, const struct snap_clocks *clk,
+		      char *err, size_t errlen)
 {
+	struct vcpu_save vs = { .w = w, .clk = clk };
+
 	for (unsigned i = 0; i < vm->ncpus; i++) {
-		int ret = vcpu_run_on(vm->vcpus[i], vcpu_save_one, w);
+		int ret = vcpu_run_on(vm->vcpus[i], vcpu_save_one, &vs);
 
 		if (ret) {
 			snprintf(err, errlen, "saving vCPU %u: %s", i, strerror(-ret));
@@ -170,7 +197,8 @@ static int save_vcpus(struct vm *vm, struct snap_writer *w, char *err, size_t er
 	return 0;
 }
 
-static int save_vmstate(struct vm *vm, struct snap_writer *w, char *err, size_t errlen)
+static int save_vmstate(struct vm *vm, struct snap_writer *w, const struct snap_clocks *clk,
+			char *err, size_t errlen)
 {
 	struct vmstate st;
 	struct sstream s;
@@ -180,8 +208,10 @@ static int save_vmstate(struct vm *vm, struct snap_writer *w, char *err, size_t 
 		snprintf(err, errlen, "reading VM state from KVM: %s", strerror(-ret));
 		return ret;
 	}
-	st.vclock = vclock_ns(&vm->ev);
-	st.realtime_ns = now_ns(CLOCK_REALTIME);
+	/* The clocks as of the instant the vCPUs stopped, not of now (snap/clocks.h). */
+	st.clock = clk->kvmclock;
+	st.vclock = clk->vclock;
+	st.realtime_ns = clk->realtime_ns;
 	ss_init_save(&s);
 	vmstate_io(&s, &st);
 	ret = ss_error(&s);
@@ -313,8 +343,9 @@ static int save_abs_paths(struct config *meta_cfg)
 	return a.ret;
 }
 
-static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save_opts *opts,
-		    struct snap_result *res, char *err, size_t errlen)
+static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_clocks *clk,
+		    const struct snap_save_opts *opts, struct snap_result *res, char *err,
+		    size_t errlen)
 {
 	const char *disks = config_get_default(vm->cfg, "snapshot.disks", "sync");
 	struct snap_disks sd = { 0 }, old;
@@ -331,16 +362,19 @@ static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_save
 	}
 	if (!ret)
 		ret = save_devices(vm, w, err, errlen);
-	/* Devices are drained: what the guest wrote to its disks is all in the images. */
+	if (!ret)
+		ret = save_vcpus(vm, w, clk, err, errlen);
+	if (!ret)
+		ret = save_vmstate(vm, w, clk, err, errlen);
+	/*
+	 * The slow part last, when every piece of state is read: devices are drained, so what
+	 * the guest wrote to its disks is all in the images.
+	 */
 	if (!ret)
 		ret = snap_disks_save(vm, w->path, !strcmp(disks, "clone"), &meta_cfg, &sd, err,
 				      errlen);
 	if (!ret)
 		ret = snap_disks_write(&sd, w);
-	if (!ret)
-		ret = save_vcpus(vm, w, err, errlen);
-	if (!ret)
-		ret = save_vmstate(vm, w, err, errlen);
 	if (!ret)
 		ret = save_meta(vm, &meta_cfg, w, err, errlen);
 	if (!ret)
@@ -380,6 +414,7 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 {
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC), tp;
 	bool was_paused = vm->paused;
+	struct snap_clocks clk;
 	uint64_t mem = 0;
 	struct snap_writer w;
 	int ret;
@@ -395,15 +430,16 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 		snap_writer_abort(&w);
 		return ret;
 	}
-	if (!was_paused) {
-		ret = snap_pause_vm(vm, err, errlen);
-		if (ret) {
-			snap_writer_abort(&w);
-			return ret;
-		}
+	/* A VM paused by a request has stopped long ago: its clocks are read now. */
+	ret = was_paused ? snap_clocks_sample(vm, &clk, err, errlen)
+			 : pause_vm(vm, &clk, err, errlen);
+	if (ret) {
+		snap_writer_abort(&w);
+		return ret;
 	}
 	tp = now_ns(CLOCK_MONOTONIC);
-	ret = save_all(vm, &w, opts, res, err, errlen);
+	ret = save_all(vm, &w, &clk, opts, res, err, errlen);
+	snap_clocks_release(vm, &clk);
 	if (ret)
 		snap_writer_abort(&w);
 	else
@@ -669,24 +705,65 @@ static int restore_backing(struct vm *vm, struct restore *r)
 	return 0;
 }
 
-static int restore_time(struct vm *vm, struct restore *r, char *err, size_t errlen)
+/*
+ * kvmclock (and with catch-up the RTC) as the restore wants them.  @jump: how far the TSC has
+ * run from its saved value by now (restore_tsc_since): the device clock moves by as much
+ * (restore_machine), and so does kvmclock here, so that the guest's clocks agree with each
+ * other, also where KVM could not set the TSC and time did not stay frozen.
+ */
+static int restore_time(struct vm *vm, struct restore *r, uint64_t jump, char *err, size_t errlen)
 {
 	struct dev *rtc = vm_find_dev(vm, "rtc");
+	uint64_t shift = jump;
 
 	if (r->catchup) {
 		/* Wall-clock time catches up: kvmclock and the RTC move by the time away. */
 		uint64_t now = now_ns(CLOCK_REALTIME);
 		uint64_t away = now > r->vmst.realtime_ns ? now - r->vmst.realtime_ns : 0;
 
-		r->vmst.clock.clock += away;
+		if (away > shift)
+			shift = away;
+		/* The RTC counts on the device clock, which already moves by @jump. */
 		if (rtc)
-			rtc_advance_wallclock(rtc, away / 1000000000ULL);
+			rtc_advance_wallclock(rtc, (shift - jump) / 1000000000ULL);
 	}
+	r->vmst.clock.clock += shift;
 	return vmstate_set(vm->vm_fd, &r->vmst, err, errlen);
+}
+
+/*
+ * How far vCPU 0's TSC has run from its saved value, as of host time *@at (snap/clocks.h):
+ * the time since it was set, or, where KVM cannot set it, since the save.
+ */
+static uint64_t restore_tsc_since(struct vm *vm, struct restore *r, uint64_t *at)
+{
+	uint64_t saved;
+	int64_t since;
+
+	*at = now_ns(CLOCK_MONOTONIC);
+	if (cpustate_tsc(&r->cpus[0], &saved))
+		return 0;
+	since = snap_tsc_since_ns(vm->vcpus[0], saved, at);
+	if (since < -20 * 1000000LL)
+		fprintf(stderr,
+			"khyve: this host's KVM cannot set the guest's TSC, and it is %lld ms "
+			"behind "
+			"the snapshot's: the guest's TSC goes back in time\n",
+			(long long)(-since / 1000000));
+	return since > 0 ? (uint64_t)since : 0;
+}
+
+/* @since as of host time @at, taken on to now. */
+static uint64_t since_now(uint64_t since, uint64_t at)
+{
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+
+	return since + (now > at ? now - at : 0);
 }
 
 static int restore_machine(struct vm *vm, struct restore *r, char *err, size_t errlen)
 {
+	uint64_t since = 0, at = 0;
 	int ret;
 
 	/*
@@ -702,13 +779,23 @@ static int restore_machine(struct vm *vm, struct restore *r, char *err, size_t e
 		ret = restore_backing(vm, r);
 	if (ret)
 		return ret;
-	/* Device time first: devices rebase their counters on the clock as they load. */
+	/*
+	 * Device time first: devices rebase their counters on the clock as they load.  It stays
+	 * at the saved value until the TSCs and kvmclock are set too, then all of them start
+	 * from the saved instant together (snap/clocks.h).
+	 */
 	vclock_set(&vm->ev, r->vmst.vclock);
+	vclock_freeze(&vm->ev);
 	ret = restore_devices(vm, r, err, errlen);
-	if (!ret)
-		ret = restore_time(vm, r, err, errlen);
 	for (unsigned i = 0; !ret && i < vm->ncpus; i++)
 		ret = cpustate_set(vm->vcpus[i], &r->cpus[i], err, errlen);
+	if (!ret)
+		since = restore_tsc_since(vm, r, &at);
+	/* KVM_SET_CLOCK after the MSRs (kvmclock's own among them), before any vCPU runs. */
+	if (!ret)
+		ret = restore_time(vm, r, since_now(since, at), err, errlen);
+	vclock_set(&vm->ev, r->vmst.vclock + (ret ? 0 : since_now(since, at)));
+	vclock_thaw(&vm->ev);
 	if (!ret)
 		devices_resume(vm);
 	return ret;

@@ -206,3 +206,62 @@ def restore_refuses_a_disk_that_moved_on(wd):
     err = refused_restore(["-r", susp] + ctl + ["s2"])
     check("changed since the snapshot" in err,
           "a second restore of one suspend onto the disk the first one ran on: %s" % err)
+
+
+# ---- clocks ----
+
+def mount_tmpfs(path, size):
+    os.makedirs(path, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "khyve-e2e", path],
+                       capture_output=True)
+    if r.returncode:
+        raise Fail("this test needs root to mount a tmpfs (%s)" % r.stderr.decode())
+
+
+def filled_image(path, size):
+    """A non-sparse image: every block holds data, so a copy has to write all of it."""
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(size >> 20):
+            f.write(block)
+
+
+CLOCKS_WORST = re.compile(rb"^clocks: worst hpet (-?\d+) us, pm (-?\d+) us$", re.M)
+
+
+@test
+def clocks_agree_after_a_slow_checkpoint(wd):
+    """A checkpoint that copies a big disk (tmpfs: no reflink, so a real copy, over 1 s) must
+    still record every clock as of one instant: after the restore the guest's HPET, PM timer
+    and TSC agree within 5 ms (mode=clocks checks every 20 ms)."""
+    mnt = wd("tmpfs")
+    mount_tmpfs(mnt, "3g")
+    try:
+        paused = 0
+        for size in (256 << 20, 1 << 30):
+            img = os.path.join(mnt, "big.img")
+            filled_image(img, size)
+            snap = os.path.join(mnt, "c.snap")
+            vm = VM(wd, name="c%d" % (size >> 20), cmdline="mode=clocks", cpus=2, mem="128M",
+                    extra=["-s", "3,virtio-blk," + img] + CLONE)
+            vm.wait_for(rb"^clocks: worst", timeout=120)
+            _, reply = vm.ctl("--checkpoint=" + snap)
+            paused = reply["paused_ms"]
+            # The original ran through the pause with every clock: they agree there too.
+            vm.wait_for(rb"^clocks: worst.*\n(.*\n)*clocks: worst", timeout=60)
+            no_fail(vm, "the original after a %d ms checkpoint" % paused)
+            vm.kill()
+            if paused > 1000:
+                break
+            for f in os.listdir(mnt):
+                os.unlink(os.path.join(mnt, f))
+        check(paused > 1000, "the checkpoint copied its disk in %d ms: the test needs > 1 s"
+              % paused)
+        r = VM(wd, restore=snap, name="r")
+        r.wait_for(rb"^clocks: worst.*\n(.*\n)*clocks: worst.*\n", timeout=120)
+        no_fail(r, "restored after a checkpoint paused %d ms" % paused)
+        worst = [max(abs(int(h)), abs(int(p))) for h, p in CLOCKS_WORST.findall(r.out)]
+        check(worst and max(worst) < 5000, "clocks disagree by %r us" % worst)
+        r.kill()
+    finally:
+        subprocess.run(["umount", "-l", mnt], capture_output=True)

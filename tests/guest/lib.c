@@ -227,7 +227,7 @@ void fail_final(const char *f, ...)
 }
 
 /* ---- command line: mode=selftest|counter mem=SIZE[KMG] rate=N ---- */
-struct options opt = { MODE_SELFTEST, 16ull << 20, 4 };
+struct options opt = { MODE_SELFTEST, 16ull << 20, 4, 5000 };
 
 static u64 parse_num(const char *s, const char **end)
 {
@@ -270,6 +270,10 @@ static void cmdline_word(const char *w)
 		opt.mode = MODE_AHCIBENCH;
 	else if (word_is(w, "mode=ahci", &v))
 		opt.mode = MODE_AHCI;
+	else if (word_is(w, "mode=clocks", &v))
+		opt.mode = MODE_CLOCKS;
+	else if (word_is(w, "clockslack=", &v))
+		opt.clockslack = parse_num(v, &end);
 	else if (word_is(w, "mem=", &v))
 		opt.mem = parse_num(v, &end);
 	else if (word_is(w, "rate=", &v))

@@ -121,7 +121,8 @@ static void __attribute__((noreturn)) bsp_main(void)
 	   opt.mode == MODE_SELFTEST ? "selftest" :
 	   opt.mode == MODE_UART ? "uart" :
 	   opt.mode == MODE_AHCI ? "ahci" :
-	   opt.mode == MODE_AHCIBENCH ? "ahcibench" : vio_mode_name(),
+	   opt.mode == MODE_AHCIBENCH ? "ahcibench" :
+	   opt.mode == MODE_CLOCKS ? "clocks" : vio_mode_name(),
 	   ncpus_up, plat.ncpus, tsc_hz / 1000);
 	if (opt.mode == MODE_COUNTER)
 		counter_run();
@@ -131,6 +132,8 @@ static void __attribute__((noreturn)) bsp_main(void)
 		ahci_run();
 	if (opt.mode == MODE_AHCIBENCH)
 		ahcibench_run();
+	if (opt.mode == MODE_CLOCKS)
+		clocks_run();
 	if (opt.mode != MODE_SELFTEST)
 		vio_run();
 	selftest_run();

@@ -108,8 +108,8 @@ enum mode {
 	MODE_SELFTEST, MODE_COUNTER,
 	/* virtio.h */
 	MODE_BLK, MODE_BLKBENCH, MODE_NET, MODE_NETBENCH, MODE_RND, MODE_EVIL,
-	/* snapshot correctness: uartloop.c */
-	MODE_UART,
+	/* snapshot correctness: uartloop.c, clocks.c */
+	MODE_UART, MODE_CLOCKS,
 	/* ahci.c */
 	MODE_AHCI, MODE_AHCIBENCH,
 };
@@ -117,6 +117,7 @@ struct options {
 	enum mode mode;
 	u64 mem;
 	u64 rate;
+	u64 clockslack;	/* mode=clocks: us the timers may disagree by */
 };
 extern struct options opt;
 void cmdline_parse(const char *s);
@@ -246,5 +247,6 @@ void counter_ap(u32 cpu) __attribute__((noreturn));
 int memregion_setup(void);
 void uart_run(void) __attribute__((noreturn));
 void uart_ap(u32 cpu) __attribute__((noreturn));
+void clocks_run(void) __attribute__((noreturn));
 
 #endif

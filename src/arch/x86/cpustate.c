@@ -156,6 +156,28 @@ int cpustate_get(struct vcpu *v, struct cpustate *cs)
 	return ret;
 }
 
+int cpustate_tsc(const struct cpustate *cs, uint64_t *tsc)
+{
+	for (uint32_t i = 0; i < cs->nmsrs; i++) {
+		if (cs->msrs[i].index == MSR_IA32_TSC) {
+			*tsc = cs->msrs[i].data;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int cpustate_set_tsc(struct cpustate *cs, uint64_t tsc)
+{
+	for (uint32_t i = 0; i < cs->nmsrs; i++) {
+		if (cs->msrs[i].index == MSR_IA32_TSC) {
+			cs->msrs[i].data = tsc;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
 void cpustate_free(struct cpustate *cs)
 {
 	free(cs->xsave);

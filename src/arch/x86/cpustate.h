@@ -45,6 +45,10 @@ void cpustate_io(struct sstream *s, struct cpustate *cs);
 int cpustate_check(const struct cpustate *cs, int vcpu_fd, char *err, size_t errlen);
 int cpustate_set(struct vcpu *v, const struct cpustate *cs, char *err, size_t errlen);
 void cpustate_free(struct cpustate *cs);
+/* The saved IA32_TSC. */
+int cpustate_tsc(const struct cpustate *cs, uint64_t *tsc);
+/* Replace the saved IA32_TSC (snapshots save the value of the instant all clocks were read). */
+int cpustate_set_tsc(struct cpustate *cs, uint64_t tsc);
 
 /* VM-wide KVM state: PIC master and slave, IOAPIC, PIT, KVM clock. */
 struct vmstate {
