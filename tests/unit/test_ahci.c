@@ -504,6 +504,27 @@ static void test_options(void **state)
 	assert_int_equal(id[217], 7200);
 	assert_int_equal(id[106], 0x6003); /* 8 logical sectors per physical */
 	fx_stop(&f);
+	/* ro: reads work, writes and TRIM abort, IDENTIFY offers no TRIM */
+	memset(&f, 0, sizeof(f));
+	fx_start_with(&f, &pci_emul_ahci_hd, (const char *[]){ kv, "ro=true", NULL }, err, sizeof(err));
+	assert_non_null(f.pd);
+	port_start(&f, 0);
+	id = identify(&f, 0, 0xEC, &tfd);
+	assert_int_equal(id[169], 0);
+	{
+		struct prd prd = { 0x800000, 4096 };
+		struct cmd c = { .prd = &prd, .nprd = 1 };
+
+		fis_ata(&c, 0x25, 0, 8, 0);
+		assert_true(ok(run(&f, 0, &c)));
+		c.write = true;
+		fis_ata(&c, 0x35, 0, 8, 0);
+		assert_false(ok(run(&f, 0, &c)));
+		recover(&f, 0);
+		fis_ata(&c, 0x06, 0, 1, 1);
+		assert_false(ok(run(&f, 0, &c)));
+	}
+	fx_stop(&f);
 	unlink(img);
 }
 
@@ -1167,6 +1188,130 @@ static void test_cd(void **state)
 	fx_stop(&f);
 }
 
+/* The commands that only answer: each completes (or fails) as a real drive's would. */
+static void test_simple_commands(void **state)
+{
+	static const uint8_t ok_hd[] = { 0x10, 0x1F, 0x70, 0x91, 0xE0, 0xE1, 0xE2, 0xE3, 0xE6,
+					 0xE7, 0xF5, 0x40, 0x41 };
+	static const uint8_t bad_hd[] = { 0x00, 0x08, 0xA1, 0xA0, 0x03, 0xFF };
+	static const uint8_t ok_cd[] = { 0xE5, 0xEF, 0xE0, 0xE3, 0xE7 };
+	static const uint8_t ok_cdb[] = { 0x00, 0x2B, 0x2F, 0x35, 0x15, 0x55, 0xBB };
+	struct fx f = { 0 };
+	struct prd prd = { DATA, 4096 };
+	struct cmd c = { .prd = &prd, .nprd = 1 };
+	uint8_t cdb[12];
+	uint32_t tfd;
+
+	fx_start(&f);
+	port_start(&f, 0);
+	port_start(&f, 1);
+	for (unsigned i = 0; i < sizeof(ok_hd); i++) {
+		fis_ata(&c, ok_hd[i], 0, 1, 0);
+		tfd = run(&f, 0, &c);
+		if (!ok(tfd))
+			fail_msg("disk command %#x: tfd %#x", ok_hd[i], tfd);
+	}
+	for (unsigned i = 0; i < sizeof(bad_hd); i++) {
+		fis_ata(&c, bad_hd[i], 0, 1, 0);
+		tfd = run(&f, 0, &c);
+		if (ok(tfd) || (tfd >> 8) != 0x04)
+			fail_msg("disk command %#x: tfd %#x, want ABRT", bad_hd[i], tfd);
+		recover(&f, 0);
+	}
+	/* FUA writes and WRITE MULTIPLE FUA EXT are flushed before they complete. */
+	c.write = true;
+	fis_ata(&c, 0x3D, 200, 8, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	fis_ata(&c, 0xCE, 208, 8, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	fis_ata(&c, 0x39, 216, 8, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	c.write = false;
+	fis_ata(&c, 0x29, 216, 8, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	for (unsigned i = 0; i < sizeof(ok_cd); i++) {
+		fis_ata(&c, ok_cd[i], 0, 0, 0x03);
+		c.fis[12] = 0x45;
+		tfd = run(&f, 1, &c);
+		if (!ok(tfd))
+			fail_msg("CD command %#x: tfd %#x", ok_cd[i], tfd);
+	}
+	for (unsigned i = 0; i < sizeof(ok_cdb); i++) {
+		memset(cdb, 0, 12);
+		cdb[0] = ok_cdb[i];
+		tfd = packet(&f, cdb, 12, 0);
+		if (!ok(tfd))
+			fail_msg("CDB %#x: tfd %#x", ok_cdb[i], tfd);
+	}
+	/* START STOP without LoEj changes nothing; DEVICE RESET answers with the signature. */
+	memset(cdb, 0, 12);
+	cdb[0] = 0x1B;
+	cdb[4] = 1;
+	assert_true(ok(packet(&f, cdb, 12, 0)));
+	fis_ata(&c, 0x08, 0, 0, 0);
+	tfd = run(&f, 1, &c);
+	assert_false(tfd & 1);
+	assert_int_equal(((const uint8_t *)gpa(&f, FB(1) + 0x40, 20))[6], 0xEB);
+	fis_ata(&c, 0x25, 0, 1, 0); /* not a command a CD takes */
+	assert_false(ok(run(&f, 1, &c)));
+	recover(&f, 1);
+	/* READ CD of another data format, INQUIRY VPD 00h and 83h, REQUEST SENSE when empty */
+	memset(cdb, 0, 12);
+	cdb[0] = 0xBE;
+	cdb[8] = 1;
+	cdb[9] = 0xF8;
+	assert_false(ok(packet(&f, cdb, 12, 2048)));
+	recover(&f, 1);
+	memset(cdb, 0, 12);
+	cdb[0] = 0x12;
+	cdb[1] = 1;
+	cdb[4] = 96;
+	assert_true(ok(packet(&f, cdb, 12, 96)));
+	assert_int_equal(((const uint8_t *)gpa(&f, DATA, 8))[3], 3);
+	cdb[2] = 0x83;
+	assert_true(ok(packet(&f, cdb, 12, 96)));
+	assert_memory_equal((const uint8_t *)gpa(&f, DATA, 16) + 8, "ATA     ", 8);
+	/* GET CONFIGURATION: only current features, and the reserved RT */
+	memset(cdb, 0, 12);
+	cdb[0] = 0x46;
+	cdb[1] = 1;
+	cdb[8] = 128;
+	assert_true(ok(packet(&f, cdb, 12, 128)));
+	cdb[1] = 3;
+	assert_false(ok(packet(&f, cdb, 12, 128)));
+	recover(&f, 1);
+	/* GESN without the media class: no event available */
+	memset(cdb, 0, 12);
+	cdb[0] = 0x4A;
+	cdb[1] = 1;
+	cdb[4] = 0x02;
+	cdb[8] = 8;
+	assert_true(ok(packet(&f, cdb, 12, 8)));
+	assert_int_equal(((const uint8_t *)gpa(&f, DATA, 4))[2], 0x80);
+	/* READ TOC for track 2 (there is one track), lead-out alone; READ DISC INFO type 1 */
+	memset(cdb, 0, 12);
+	cdb[0] = 0x43;
+	cdb[6] = 2;
+	cdb[8] = 64;
+	assert_false(ok(packet(&f, cdb, 12, 64)));
+	recover(&f, 1);
+	cdb[6] = 0xAA;
+	assert_true(ok(packet(&f, cdb, 12, 64)));
+	memset(cdb, 0, 12);
+	cdb[0] = 0x51;
+	cdb[1] = 1;
+	cdb[8] = 34;
+	assert_false(ok(packet(&f, cdb, 12, 34)));
+	recover(&f, 1);
+	/* A PRDT smaller than READ(10)'s data: the HBA cannot place it. */
+	memset(cdb, 0, 12);
+	cdb[0] = 0x28;
+	cdb[8] = 4;
+	assert_false(ok(packet(&f, cdb, 12, 2048)));
+	recover(&f, 1);
+	fx_stop(&f);
+}
+
 /* ---- snapshots ---- */
 
 /* devsnap_expect_refused, saying which case was accepted. */
@@ -1320,7 +1465,7 @@ int main(void)
 		cmocka_unit_test(test_comreset),
 		cmocka_unit_test(test_cd),
 		cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_pause_drains),
+		cmocka_unit_test(test_pause_drains),  cmocka_unit_test(test_simple_commands),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
