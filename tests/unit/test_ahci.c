@@ -506,7 +506,8 @@ static void test_options(void **state)
 	fx_stop(&f);
 	/* ro: reads work, writes and TRIM abort, IDENTIFY offers no TRIM */
 	memset(&f, 0, sizeof(f));
-	fx_start_with(&f, &pci_emul_ahci_hd, (const char *[]){ kv, "ro=true", NULL }, err, sizeof(err));
+	fx_start_with(&f, &pci_emul_ahci_hd, (const char *[]){ kv, "ro=true", NULL }, err,
+		      sizeof(err));
 	assert_non_null(f.pd);
 	port_start(&f, 0);
 	id = identify(&f, 0, 0xEC, &tfd);
@@ -1191,8 +1192,8 @@ static void test_cd(void **state)
 /* The commands that only answer: each completes (or fails) as a real drive's would. */
 static void test_simple_commands(void **state)
 {
-	static const uint8_t ok_hd[] = { 0x10, 0x1F, 0x70, 0x91, 0xE0, 0xE1, 0xE2, 0xE3, 0xE6,
-					 0xE7, 0xF5, 0x40, 0x41 };
+	static const uint8_t ok_hd[] = { 0x10, 0x1F, 0x70, 0x91, 0xE0, 0xE1, 0xE2,
+					 0xE3, 0xE6, 0xE7, 0xF5, 0x40, 0x41 };
 	static const uint8_t bad_hd[] = { 0x00, 0x08, 0xA1, 0xA0, 0x03, 0xFF };
 	static const uint8_t ok_cd[] = { 0xE5, 0xEF, 0xE0, 0xE3, 0xE7 };
 	static const uint8_t ok_cdb[] = { 0x00, 0x2B, 0x2F, 0x35, 0x15, 0x55, 0xBB };
@@ -1465,7 +1466,8 @@ int main(void)
 		cmocka_unit_test(test_comreset),
 		cmocka_unit_test(test_cd),
 		cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_pause_drains),  cmocka_unit_test(test_simple_commands),
+		cmocka_unit_test(test_pause_drains),
+		cmocka_unit_test(test_simple_commands),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
