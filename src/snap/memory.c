@@ -114,13 +114,53 @@ static void saver_progress(struct mem_saver *m, uint64_t pages)
 		m->opts->progress(m->opts->progress_opaque, m->done, m->total);
 }
 
+/* Is page @pg of region @idx one a save stores (before the all-zero test)?  @flags: pagemap. */
+static bool page_touched(uint64_t flags, const struct mem_backing *b, unsigned idx, uint64_t pg,
+			 unsigned *hint)
+{
+	if (b && b->fd >= 0)
+		/* A private copy, or data the old file holds for this page. */
+		return ((flags & PM_PRESENT) && !(flags & PM_FILE)) || (flags & PM_SWAPPED) ||
+		       backing_has_data(b, b->region_file_offset[idx] + pg * PAGE, hint);
+	return flags & (PM_PRESENT | PM_SWAPPED);
+}
+
+int snap_memory_touched(struct vm *vm, const struct mem_backing *b, uint64_t *bytes)
+{
+	uint64_t flags[SCAN_CHUNK];
+	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), ret = 0;
+
+	*bytes = 0;
+	if (pm < 0)
+		return -errno;
+	for (unsigned idx = 0; idx < vm->nmem && !ret; idx++) {
+		const struct mem_region *r = &vm->mem[idx];
+		uint64_t npages = r->size / PAGE, vpn0 = (uintptr_t)r->hva / PAGE;
+		unsigned hint = 0;
+
+		for (uint64_t i = 0; i < npages && !ret; i += SCAN_CHUNK) {
+			uint64_t n = npages - i < SCAN_CHUNK ? npages - i : SCAN_CHUNK;
+			ssize_t got = pread(pm, flags, n * 8, (off_t)((vpn0 + i) * 8));
+
+			if (got != (ssize_t)(n * 8)) {
+				ret = got < 0 ? -errno : -EIO;
+				break;
+			}
+			for (uint64_t j = 0; j < n; j++)
+				if (page_touched(flags[j], b, idx, i + j, &hint))
+					*bytes += PAGE;
+		}
+	}
+	close(pm);
+	return ret;
+}
+
 static int save_region(struct mem_saver *m, unsigned idx, uint64_t area_off)
 {
 	const struct mem_region *r = &m->vm->mem[idx];
 	const struct mem_backing *b = m->backing;
 	uint64_t npages = r->size / PAGE, flags[SCAN_CHUNK];
 	uint64_t vpn0 = (uintptr_t)r->hva / PAGE;
-	bool from_file = b && b->fd >= 0;
 	unsigned hint = 0;
 	int ret = 0;
 
@@ -132,18 +172,8 @@ static int save_region(struct mem_saver *m, unsigned idx, uint64_t area_off)
 			return got < 0 ? -errno : -EIO;
 		for (uint64_t j = 0; j < n && !ret; j++) {
 			uint64_t pg = i + j;
-			bool touched;
 
-			if (from_file)
-				/* A private copy, or data the old file holds for this page. */
-				touched = ((flags[j] & PM_PRESENT) && !(flags[j] & PM_FILE)) ||
-					  (flags[j] & PM_SWAPPED) ||
-					  backing_has_data(b,
-							   b->region_file_offset[idx] + pg * PAGE,
-							   &hint);
-			else
-				touched = flags[j] & (PM_PRESENT | PM_SWAPPED);
-			if (touched)
+			if (page_touched(flags[j], b, idx, pg, &hint))
 				ret = saver_page(m, area_off + pg * PAGE,
 						 (const uint8_t *)r->hva + pg * PAGE);
 			else

@@ -31,6 +31,8 @@ struct mem_backing {
 int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_backing *backing,
 		     struct snap_file *map, const struct snap_save_opts *opts,
 		     struct snap_result *res, char *err, size_t errlen);
+/* How many bytes of guest memory a save would store at most (touched pages, zero ones too). */
+int snap_memory_touched(struct vm *vm, const struct mem_backing *backing, uint64_t *bytes);
 /* Map the snapshot's regions into @vm (lazily) and register them with KVM. */
 int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t errlen);
 

@@ -25,6 +25,7 @@
  * kvmclock just set → resume devices (re-arm timers).  Nothing runs until all of it succeeded.
  */
 #include "snap/snapshot.h"
+#include "snap/target.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -422,6 +423,10 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 	memset(res, 0, sizeof(*res));
 	for (unsigned i = 0; i < vm->nmem; i++)
 		mem += vm->mem[i].size;
+	/* Before the guest pauses: a target that cannot work costs it nothing. */
+	ret = snap_target_check(vm, path, err, errlen);
+	if (ret)
+		return ret;
 	ret = snap_writer_open(&w, path, mem, err, errlen);
 	if (ret)
 		return ret;

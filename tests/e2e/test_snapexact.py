@@ -5,6 +5,7 @@ import json
 import os
 import random
 import re
+import stat
 import subprocess
 
 from khyve_e2e import (KHYVECTL, VM, Fail, assert_consecutive, check, khyve_run, restored_seqs, test,
@@ -265,3 +266,57 @@ def clocks_agree_after_a_slow_checkpoint(wd):
         r.kill()
     finally:
         subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+# ---- checkpoint targets ----
+
+@test
+def checkpoint_target_checked_first(wd):
+    """A checkpoint replaces its target by rename: never a device, a symlink, a directory, the
+    VM's control socket, disk or console log; and a target that cannot work is refused before
+    the guest is paused, with nothing written."""
+    img = disk(wd)
+    log = wd("console.log")
+    vm = VM(wd, cpus=2, cmdline="mode=counter mem=32M",
+            extra=["-s", "3,virtio-blk," + img, "-l", "com2,file:" + log])
+    vm.wait_seq(3, timeout=120)
+    link = wd("link.snap")
+    os.symlink(wd("elsewhere.snap"), link)
+    os.mkdir(wd("dir.snap"))
+    fifo = wd("fifo.snap")
+    os.mkfifo(fifo)
+    # A character device of our own (a khyve that replaced /dev/null would break the host).
+    null = wd("null")
+    os.mknod(null, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    cases = [(null, "character device"), (link, "symbolic link"),
+             (wd("dir.snap"), "directory"), (fifo, "FIFO"), (vm.sock, "control socket"),
+             (img, "disk image"), (log, "COM2 log file"),
+             (wd("nodir/x.snap"), "does not exist"), (wd("dir.snap") + "/", "names no file")]
+    for target, why in cases:
+        before = set(os.listdir(wd.path))
+        rc, reply = vm.ctl("--checkpoint=" + target, expect_ok=False)
+        check(rc != 0 and not reply.get("ok") and why in reply.get("error", ""),
+              "checkpoint to %s: %r, want a refusal saying %r" % (target, reply, why))
+        check(set(os.listdir(wd.path)) == before, "checkpoint to %s left %r"
+              % (target, set(os.listdir(wd.path)) - before))
+    check(os.path.islink(link) and not os.path.exists(wd("elsewhere.snap")), "symlink replaced")
+    check(stat.S_ISCHR(os.stat(null).st_mode), "the character device was replaced")
+    # The VM still answers on its socket and its disk is still there.
+    vm.ctl("--checkpoint=" + wd("ok.snap"))
+    check(os.path.getsize(img) == 8 << 20, "the disk image was replaced")
+    # Too little room: refused before the pause, with the sizes.
+    small = wd("small")
+    mount_tmpfs(small, "4m")
+    try:
+        n = len(vm.seqs())
+        rc, reply = vm.ctl("--checkpoint=" + os.path.join(small, "vm.snap"), expect_ok=False)
+        err = reply.get("error", "")
+        check(rc != 0 and "No space" in err and "MiB free" in err,
+              "a checkpoint to a 4 MiB filesystem: %r" % reply)
+        check(os.listdir(small) == [], "files left on the small filesystem: %r"
+              % os.listdir(small))
+    finally:
+        subprocess.run(["umount", "-l", small], capture_output=True)
+    vm.wait_seq(n + 2, timeout=60)
+    assert_consecutive(vm.seqs(), "the guest after refused checkpoints")
+    vm.kill()
