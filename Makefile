@@ -21,7 +21,7 @@ CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check unit e2e demo deps asan asan-unit asan-e2e install clean format-check format bench
+.PHONY: soak all check unit e2e demo deps asan asan-unit asan-e2e install clean format-check format bench
 all: $(BUILD)/khyve $(BUILD)/khyvectl $(BUILD)/testguest
 
 $(BUILD)/%.o: %.c
@@ -68,6 +68,11 @@ asan-unit: asan
 asan-e2e: asan all
 	@ln -sf ../$(BUILD)/testguest build-asan/testguest
 	@KHYVE_BUILD=$(CURDIR)/build-asan scripts/run-e2e.sh
+
+# Random checkpoint/suspend/restore cycles (tests/e2e/test_soak.py; make check runs 50).
+CYCLES ?= 1000
+soak: all
+	@SOAK_CYCLES=$(CYCLES) E2E_ONLY=test_soak. scripts/run-e2e.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
