@@ -70,7 +70,9 @@ static void usage(FILE *f)
 		   "  --resume           let a paused guest run again\n"
 		   "  --status           show the VM's state\n"
 		   "options:\n"
-		   "  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock)\n"
+		   "  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock, or\n"
+		   "                     $XDG_RUNTIME_DIR/khyve/NAME.sock for a user who cannot\n"
+		   "                     write " CTL_DEFAULT_DIR ")\n"
 		   "  --socket=PATH      the control socket, for a VM started with -o "
 		   "ctl.socket=PATH\n"
 		   "  --json             print khyve's reply as JSON, one line\n"
@@ -199,6 +201,31 @@ static void bar_draw(struct client *c, uint64_t done, uint64_t total)
 
 /* ---- talking to khyve ---- */
 
+/*
+ * The server must be our own user or root: a socket someone else put at the path would
+ * otherwise receive our requests (and the paths in them) and answer whatever it likes.
+ */
+static int check_server(struct client *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		fprintf(stderr, "khyvectl: control socket %s: cannot check who serves it: %s\n",
+			c->path, strerror(errno));
+	} else if (cred.uid != 0 && cred.uid != geteuid()) {
+		fprintf(stderr,
+			"khyvectl: control socket %s is served by uid %u (pid %d), not by you or "
+			"root: refusing to talk to it\n",
+			c->path, (unsigned)cred.uid, (int)cred.pid);
+	} else {
+		return 0;
+	}
+	close(c->fd);
+	c->fd = -1;
+	return EXIT_USAGE;
+}
+
 static int ctl_connect(struct client *c)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
@@ -210,7 +237,7 @@ static int ctl_connect(struct client *c)
 	}
 	memcpy(a.sun_path, c->path, strlen(c->path));
 	if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) == 0)
-		return 0;
+		return check_server(c);
 	fprintf(stderr, "khyvectl: cannot connect to control socket %s: %s\n", c->path,
 		strerror(errno));
 	if (c->o->vm)
@@ -417,20 +444,24 @@ static int run_request(struct client *c)
 {
 	size_t len = 0, cap = 4096, consumed = 0;
 	char *buf = malloc(cap), *line;
-	int ret;
+	int ret, send_err;
 
 	if (!buf)
 		return EXIT_USAGE;
-	ret = send_request(c);
-	if (ret) {
-		fprintf(stderr, "khyvectl: sending to %s: %s\n", c->path, strerror(-ret));
-		free(buf);
-		return EXIT_USAGE;
-	}
+	/*
+	 * A send that fails (khyve closed the connection) is not the end: khyve may have said
+	 * why first ("too many control connections", "permission denied"), and that is read
+	 * and reported below in its words.
+	 */
+	send_err = send_request(c);
 	ret = MORE;
 	while (ret == MORE && (line = read_line(c->fd, &buf, &len, &cap, &consumed)))
 		ret = handle_reply(c, line);
-	if (ret == MORE) {
+	if (ret == MORE && send_err) {
+		bar_clear();
+		fprintf(stderr, "khyvectl: sending to %s: %s\n", c->path, strerror(-send_err));
+		ret = EXIT_USAGE;
+	} else if (ret == MORE) {
 		bar_clear();
 		fprintf(stderr,
 			"khyvectl: %s: the connection to %s closed before khyve "

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,14 +36,27 @@
 #include "vm.h"
 
 #define CTL_MAX_CONNS 8
-#define CTL_SEND_TIMEOUT_MS 2000 /* a client that reads nothing for this long is dropped */
+/* Defaults of ctl.idle_ms, ctl.line_ms, ctl.stall_ms (see conn_deadline). */
+#define CTL_IDLE_MS 60000
+#define CTL_LINE_MS 10000
+#define CTL_STALL_MS 10000
+#define CTL_OUT_MAX (256 * 1024)     /* replies waiting for one client: more drops it */
+#define CTL_OUT_OPTIONAL (16 * 1024) /* progress lines are skipped above this */
 #define CTL_PROGRESS_NS 100000000ULL
 #define CTL_JSON_DEPTH 16
 
 struct ctl_conn {
 	struct ctl *ctl;
 	int fd;
-	bool dead; /* write failed or peer gone: close after the current line */
+	bool dead;	  /* write failed or peer gone: close after the current line */
+	bool eof;	  /* the peer sent all it will: close once its replies are out */
+	uint32_t events;  /* what epoll watches for it */
+	uint64_t last_ns; /* accepted, or the last complete request (monotonic) */
+	uint64_t line_ns; /* first byte of the incomplete line in buf, 0 if none */
+	uint64_t out_ns;  /* replies last moved (or were queued into an empty buffer) */
+	struct vtimer timer;
+	char *out; /* replies not yet sent: out[ooff..olen) */
+	size_t olen, ooff, ocap;
 	size_t len;
 	char buf[CTL_MAX_LINE + 2]; /* a full line, its newline, and a NUL */
 	struct ctl_conn *next;
@@ -56,6 +70,7 @@ struct ctl {
 	ino_t ino; /* unlinks a socket that a later khyve put at the same path */
 	struct ctl_conn *conns;
 	unsigned nconns;
+	uint64_t idle_ns, line_ns, stall_ns; /* timeouts */
 	uint64_t paused_since; /* monotonic ns of the last pause request, 0 if unknown */
 };
 
@@ -71,8 +86,24 @@ static uint64_t mono_ns(void)
 
 #define SUN_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 
+/*
+ * Where VMNAME.sock goes: /run/khyve for root and for anyone who may write there, else the
+ * user's $XDG_RUNTIME_DIR/khyve (khyve and khyvectl run by the same user agree).
+ */
+const char *ctl_default_dir(char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (geteuid() == 0 || !access(CTL_DEFAULT_DIR, W_OK | X_OK) || !xdg || xdg[0] != '/')
+		snprintf(buf, len, "%s", CTL_DEFAULT_DIR);
+	else
+		snprintf(buf, len, "%s/khyve", xdg);
+	return buf;
+}
+
 int ctl_socket_path(const char *vmname, const char *configured, char *buf, size_t len)
 {
+	char dir[PATH_MAX];
 	int n;
 
 	if (configured) {
@@ -84,7 +115,7 @@ int ctl_socket_path(const char *vmname, const char *configured, char *buf, size_
 		if (!vmname || !*vmname || strchr(vmname, '/') || !strcmp(vmname, ".") ||
 		    !strcmp(vmname, ".."))
 			return -EINVAL;
-		n = snprintf(buf, len, "%s/%s.sock", CTL_DEFAULT_DIR, vmname);
+		n = snprintf(buf, len, "%s/%s.sock", ctl_default_dir(dir, sizeof(dir)), vmname);
 	}
 	if (n < 0 || (size_t)n >= len || (size_t)n >= SUN_PATH_MAX)
 		return -ENAMETOOLONG;
@@ -94,6 +125,7 @@ int ctl_socket_path(const char *vmname, const char *configured, char *buf, size_
 static void path_error(struct vm *vm, const char *configured, int ret, char *err, size_t errlen)
 {
 	const char *name = vm->name ? vm->name : "";
+	char dir[PATH_MAX];
 
 	if (configured && ret == -EINVAL)
 		snprintf(err, errlen,
@@ -118,7 +150,7 @@ static void path_error(struct vm *vm, const char *configured, int ret, char *err
 			 "control socket %s/%s.sock would be longer than the %zu "
 			 "bytes a UNIX socket path may have; use a shorter VM name or "
 			 "-o ctl.socket=PATH",
-			 CTL_DEFAULT_DIR, name, SUN_PATH_MAX - 1);
+			 ctl_default_dir(dir, sizeof(dir)), name, SUN_PATH_MAX - 1);
 }
 
 /* ---- replies ---- */
@@ -464,58 +496,81 @@ int ctl_handle_line(struct vm *vm, const char *line, ctl_send_fn send, void *opa
 /* ---- connections ---- */
 
 /*
- * Write a whole line, waiting at most CTL_SEND_TIMEOUT_MS for a client that reads slowly.
- * With @optional (progress lines), give up at once if nothing fits, so that a client that
- * does not read never stretches a save; once a line is started it is finished, so the stream
- * stays line-aligned.
+ * Replies go into a buffer of the connection's own and are sent as the socket takes them
+ * (EPOLLOUT), so a client that stops reading never blocks the event loop (the guest's timers
+ * run there).  It is dropped when too much waits for it, or when nothing moved for a while.
+ * Progress lines are optional: skipped while replies are backed up.
  */
-static void conn_write(struct ctl_conn *c, const char *s, size_t len, bool optional)
-{
-	uint64_t deadline = mono_ns() + CTL_SEND_TIMEOUT_MS * 1000000ULL;
+static void conn_close(struct ctl_conn *c);
+static void conn_arm(struct ctl_conn *c);
 
-	while (len && !c->dead) {
-		ssize_t n = send(c->fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		struct pollfd p = { .fd = c->fd, .events = POLLOUT };
-		uint64_t now;
+static void conn_watch(struct ctl_conn *c)
+{
+	uint32_t want = (c->eof ? 0 : EPOLLIN) | (c->olen > c->ooff ? EPOLLOUT : 0);
+
+	if (want != c->events && !evloop_mod_fd(&c->ctl->vm->ev, c->fd, want))
+		c->events = want;
+}
+
+/* Send what the socket takes now; never waits. */
+static void conn_flush(struct ctl_conn *c)
+{
+	while (c->ooff < c->olen && !c->dead) {
+		ssize_t n = send(c->fd, c->out + c->ooff, c->olen - c->ooff,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n > 0) {
-			s += n;
-			len -= (size_t)n;
-			optional = false;
+			c->ooff += (size_t)n;
+			c->out_ns = mono_ns();
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			c->dead = true;
-			return;
-		}
-		if (optional)
-			return;
-		now = mono_ns();
-		if (now >= deadline) {
-			c->dead = true;
-			return;
-		}
-		if (poll(&p, 1, (int)((deadline - now) / 1000000) + 1) < 0 && errno != EINTR)
-			c->dead = true;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		c->dead = true; /* the client is gone */
 	}
+	if (c->ooff == c->olen)
+		c->ooff = c->olen = 0;
 }
 
 static void conn_send(void *opaque, const char *json)
 {
 	struct ctl_conn *c = opaque;
-	size_t len = strlen(json);
-	char *line = malloc(len + 1);
+	size_t len = strlen(json), pending = c->olen - c->ooff;
+	bool optional = !strncmp(json, "{\"progress\"", 11);
 
-	if (!line) {
-		c->dead = true;
+	if (c->dead || (optional && pending > CTL_OUT_OPTIONAL))
+		return;
+	if (pending + len + 1 > CTL_OUT_MAX) {
+		c->dead = true; /* too far behind: the client is not reading */
 		return;
 	}
-	memcpy(line, json, len);
-	line[len] = '\n';
-	conn_write(c, line, len + 1, !strncmp(json, "{\"progress\"", 11));
-	free(line);
+	if (c->ooff) {
+		memmove(c->out, c->out + c->ooff, pending);
+		c->olen = pending;
+		c->ooff = 0;
+	}
+	if (c->olen + len + 1 > c->ocap) {
+		size_t cap = c->ocap ? c->ocap : 4096;
+		char *n;
+
+		while (cap < c->olen + len + 1)
+			cap *= 2;
+		n = realloc(c->out, cap);
+		if (!n) {
+			c->dead = true;
+			return;
+		}
+		c->out = n;
+		c->ocap = cap;
+	}
+	if (!pending)
+		c->out_ns = mono_ns();
+	memcpy(c->out + c->olen, json, len);
+	c->out[c->olen + len] = '\n';
+	c->olen += len + 1;
+	conn_flush(c);
 }
 
 static void conn_close(struct ctl_conn *c)
@@ -530,9 +585,21 @@ static void conn_close(struct ctl_conn *c)
 		}
 	}
 	ctl->nconns--;
+	vtimer_cancel(&c->timer);
 	evloop_del_fd(&ctl->vm->ev, c->fd);
 	close(c->fd);
+	free(c->out);
 	free(c);
+}
+
+/* Tell the client why it is being closed, as far as its socket takes it, then close. */
+static void conn_drop(struct ctl_conn *c, const char *why)
+{
+	struct ctl_req r = { .send = conn_send, .opaque = c };
+
+	if (!c->dead)
+		reply_error(&r, -ETIMEDOUT, "%s", why);
+	conn_close(c);
 }
 
 static void conn_line(struct ctl_conn *c, char *line, size_t len)
@@ -560,14 +627,19 @@ static void conn_lines(struct ctl_conn *c)
 		*nl = '\0';
 		conn_line(c, c->buf + start, (size_t)(nl - (c->buf + start)));
 		start = (size_t)(nl - c->buf) + 1;
+		c->last_ns = mono_ns();
 	}
 	memmove(c->buf, c->buf + start, c->len - start);
 	c->len -= start;
+	/* A partial line's clock starts at its first byte and is not reset by more bytes. */
+	if (!c->len)
+		c->line_ns = 0;
+	else if (start || !c->line_ns)
+		c->line_ns = mono_ns();
 }
 
-static void conn_event(void *opaque, uint32_t events)
+static void conn_read(struct ctl_conn *c)
 {
-	struct ctl_conn *c = opaque;
 	size_t room = CTL_MAX_LINE + 1 - c->len;
 	ssize_t n = recv(c->fd, c->buf + c->len, room, MSG_DONTWAIT);
 
@@ -579,7 +651,11 @@ static void conn_event(void *opaque, uint32_t events)
 			c->buf[c->len] = '\0';
 			conn_line(c, c->buf, c->len);
 		}
-		conn_close(c);
+		c->len = 0;
+		c->line_ns = 0;
+		c->eof = true;
+		if (n < 0)
+			c->dead = true;
 		return;
 	}
 	c->len += (size_t)n;
@@ -588,10 +664,68 @@ static void conn_event(void *opaque, uint32_t events)
 		struct ctl_req r = { .send = conn_send, .opaque = c };
 
 		reply_error(&r, -E2BIG, "request line longer than %d bytes", CTL_MAX_LINE);
-		c->dead = true;
+		c->eof = true; /* read no more; the error is sent, then the connection closed */
+		c->len = 0;
 	}
-	if (c->dead)
+}
+
+static void conn_event(void *opaque, uint32_t events)
+{
+	struct ctl_conn *c = opaque;
+
+	if (events & EPOLLOUT)
+		conn_flush(c);
+	if (!c->dead && !c->eof && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		conn_read(c);
+	else if (!c->dead && (events & EPOLLERR))
+		c->dead = true;
+	/* Done: the peer stopped sending and has all its replies (or is gone). */
+	if (c->dead || (c->eof && c->ooff == c->olen)) {
 		conn_close(c);
+		return;
+	}
+	conn_watch(c);
+	conn_arm(c);
+}
+
+/*
+ * Timeouts, so that connections that say nothing cannot hold slots: an idle connection goes
+ * after ctl.idle_ms, a request line must be complete within ctl.line_ms of its first byte
+ * (bytes trickling in do not extend it), and queued replies that the client does not read
+ * for ctl.stall_ms drop it.
+ */
+static uint64_t conn_deadline(const struct ctl_conn *c)
+{
+	if (c->ooff < c->olen)
+		return c->out_ns + c->ctl->stall_ns;
+	if (c->len)
+		return c->line_ns + c->ctl->line_ns;
+	return c->last_ns + c->ctl->idle_ns;
+}
+
+static void conn_arm(struct ctl_conn *c)
+{
+	uint64_t now = mono_ns(), d = conn_deadline(c);
+
+	/* The vtimer runs on the VM clock; only the distance from now matters here. */
+	vtimer_arm(&c->timer, vclock_ns(&c->ctl->vm->ev) + (d > now ? d - now : 0));
+}
+
+static void conn_timeout(void *opaque)
+{
+	struct ctl_conn *c = opaque;
+	uint64_t now = mono_ns();
+
+	if (now < conn_deadline(c)) {
+		conn_arm(c);
+		return;
+	}
+	if (c->ooff < c->olen)
+		conn_close(c); /* it is not reading: nothing more can reach it */
+	else if (c->len)
+		conn_drop(c, "request line not completed in time: closing the connection");
+	else
+		conn_drop(c, "idle for too long: closing the connection");
 }
 
 /* Only our own user (or root) may drive the VM, whatever the socket file's mode ends up as. */
@@ -607,13 +741,29 @@ static bool peer_allowed(int fd)
 
 static void ctl_refuse(int fd, const char *msg)
 {
-	char line[160];
+	char line[200];
 	int n = snprintf(line, sizeof(line), "{\"ok\":false,\"error\":\"%s\"}\n", msg);
 
 	if (send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		/* the client is gone already: nothing to tell it */
 	}
 	close(fd);
+}
+
+/* A new client always gets in: when every slot is taken, the least recently active goes. */
+static void ctl_make_room(struct ctl *ctl)
+{
+	struct ctl_conn *old = NULL;
+
+	for (struct ctl_conn *c = ctl->conns; c; c = c->next) {
+		uint64_t act = c->line_ns > c->last_ns ? c->line_ns : c->last_ns;
+
+		if (!old || act < (old->line_ns > old->last_ns ? old->line_ns : old->last_ns))
+			old = c;
+	}
+	if (old)
+		conn_drop(old, "too many control connections: closing the least recently "
+			       "active one");
 }
 
 static void ctl_accept(void *opaque, uint32_t events)
@@ -627,22 +777,21 @@ static void ctl_accept(void *opaque, uint32_t events)
 		if (fd < 0)
 			return; /* EAGAIN, or an aborted connection: nothing to do */
 		if (!peer_allowed(fd)) {
-			ctl_refuse(fd, "permission denied");
+			ctl_refuse(fd, "permission denied: the VM belongs to another user");
 			continue;
 		}
-		if (ctl->nconns >= CTL_MAX_CONNS) {
-			ctl_refuse(fd, "too many control connections");
-			continue;
-		}
-		c = malloc(sizeof(*c));
+		if (ctl->nconns >= CTL_MAX_CONNS)
+			ctl_make_room(ctl);
+		c = calloc(1, sizeof(*c));
 		if (!c) {
 			ctl_refuse(fd, "out of memory");
 			continue;
 		}
 		c->ctl = ctl;
 		c->fd = fd;
-		c->dead = false;
-		c->len = 0;
+		c->last_ns = mono_ns();
+		c->events = EPOLLIN;
+		vtimer_init(&c->timer, &ctl->vm->ev, conn_timeout, c);
 		if (evloop_add_fd(&ctl->vm->ev, fd, EPOLLIN, conn_event, c)) {
 			free(c);
 			ctl_refuse(fd, "out of memory");
@@ -651,33 +800,74 @@ static void ctl_accept(void *opaque, uint32_t events)
 		c->next = ctl->conns;
 		ctl->conns = c;
 		ctl->nconns++;
+		conn_arm(c);
 	}
 }
 
 /* ---- start and stop ---- */
 
-/* mkdir -p for the socket's directory; new directories are private (0700). */
-static int make_dirs(const char *path)
+/* The directory part of @path ("." for none). */
+static void dir_of(const char *path, char *dir, size_t len)
 {
-	char dir[PATH_MAX];
 	char *slash;
 
-	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(dir, len, "%s", path);
 	slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		return 0;
-	*slash = '\0';
+	if (!slash)
+		snprintf(dir, len, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+}
+
+/*
+ * mkdir -p for the socket's directory; new directories are private (0700).  The directory
+ * itself is then checked: owned by us (or root), and writable by nobody else unless it is
+ * sticky like /tmp (where others cannot remove or rename our socket).  khyve's own default
+ * directory must be ours and private.
+ */
+static int make_dirs(const char *path, bool is_default, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	bool private;
+
+	dir_of(path, dir, sizeof(dir));
 	for (char *p = dir + 1; *p; p++) {
 		if (*p != '/')
 			continue;
 		*p = '\0';
 		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-			return -errno;
+			goto fail;
 		*p = '/';
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
+		goto fail;
+	if (stat(dir, &st) < 0)
+		goto fail;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		goto fail;
+	}
+	if (is_default)
+	private = st.st_uid == geteuid() && !(st.st_mode & 077);
+	else private = (st.st_uid == geteuid() || st.st_uid == 0) &&
+		       (!(st.st_mode & 022) || (st.st_mode & S_ISVTX));
+	if (!private) {
+		snprintf(err, errlen,
+			 "control socket directory %s (owner uid %u, mode %04o) is not private: "
+			 "others could replace the socket; it must belong to uid %u and be "
+			 "writable only by it",
+			 dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+			 (unsigned)geteuid());
+		return -EPERM;
+	}
 	return 0;
+fail:
+	snprintf(err, errlen, "cannot create the directory of control socket %s: %s%s", path,
+		 strerror(errno), is_default ? " (set -o ctl.socket=PATH or ctl.socket=off)" : "");
+	return -errno;
 }
 
 /* Lock the directory while we probe, remove a stale socket and bind, so two khyves that start
@@ -685,17 +875,9 @@ static int make_dirs(const char *path)
 static int lock_dir(const char *path)
 {
 	char dir[PATH_MAX];
-	char *slash;
 	int fd;
 
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
+	dir_of(path, dir, sizeof(dir));
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0 && flock(fd, LOCK_EX) < 0) {
 		close(fd);
@@ -752,17 +934,19 @@ static int ctl_bind(struct ctl *ctl, char *err, size_t errlen)
 {
 	struct sockaddr_un a;
 	struct stat st;
-	mode_t old;
 	int ret;
 
 	ctl->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (ctl->lfd < 0)
 		return -errno;
 	fill_addr(&a, ctl->path);
-	/* The file is created private: no window in which others could connect. */
-	old = umask(0177);
+	/*
+	 * No umask() around bind: other threads may create files meanwhile.  Others cannot
+	 * connect in the moment before the chmod: the directory was checked, the file gets the
+	 * process umask (no write bit for others by default), and every client's credentials
+	 * are checked at accept.
+	 */
 	ret = bind(ctl->lfd, (struct sockaddr *)&a, sizeof(a));
-	umask(old);
 	if (ret < 0) {
 		ret = -errno;
 		if (ret == -EADDRINUSE)
@@ -770,9 +954,19 @@ static int ctl_bind(struct ctl *ctl, char *err, size_t errlen)
 				 ctl->path);
 		return ret;
 	}
-	if (chmod(ctl->path, 0600) < 0 || lstat(ctl->path, &st) < 0 || listen(ctl->lfd, 8) < 0) {
+	/* chmod that never follows a symlink put in the socket's place. */
+	if (lstat(ctl->path, &st) < 0)
 		ret = -errno;
-		unlink(ctl->path);
+	else if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid())
+		ret = -EPERM; /* not the socket we just bound: leave it alone */
+	else if (fchmodat(AT_FDCWD, ctl->path, 0600, AT_SYMLINK_NOFOLLOW) < 0 ||
+		 listen(ctl->lfd, 16) < 0)
+		ret = -errno;
+	if (ret) {
+		snprintf(err, errlen, "control socket %s: cannot make it private: %s", ctl->path,
+			 strerror(-ret));
+		if (ret != -EPERM)
+			unlink(ctl->path);
 		return ret;
 	}
 	ctl->dev = st.st_dev;
@@ -784,13 +978,9 @@ static int ctl_open(struct ctl *ctl, bool is_default, char *err, size_t errlen)
 {
 	int lockfd, ret;
 
-	ret = make_dirs(ctl->path);
-	if (ret) {
-		snprintf(err, errlen, "cannot create the directory of control socket %s: %s%s",
-			 ctl->path, strerror(-ret),
-			 is_default ? " (set -o ctl.socket=PATH or ctl.socket=off)" : "");
+	ret = make_dirs(ctl->path, is_default, err, errlen);
+	if (ret)
 		return ret;
-	}
 	lockfd = lock_dir(ctl->path);
 	ret = probe_and_clean(ctl->path, err, errlen);
 	if (ret == 1)
@@ -802,6 +992,38 @@ static int ctl_open(struct ctl *ctl, bool is_default, char *err, size_t errlen)
 	if (ret && !err[0])
 		snprintf(err, errlen, "control socket %s: %s", ctl->path, strerror(-ret));
 	return ret;
+}
+
+static int ctl_timeouts(struct ctl *ctl, const struct config *cfg, char *err, size_t errlen)
+{
+	static const struct {
+		const char *key;
+		unsigned dflt;
+		size_t off;
+	} t[] = {
+		{ "ctl.idle_ms", CTL_IDLE_MS, offsetof(struct ctl, idle_ns) },
+		{ "ctl.line_ms", CTL_LINE_MS, offsetof(struct ctl, line_ns) },
+		{ "ctl.stall_ms", CTL_STALL_MS, offsetof(struct ctl, stall_ns) },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		const char *v = cfg ? config_get(cfg, t[i].key) : NULL;
+		unsigned long ms = t[i].dflt;
+		char *end;
+
+		if (v) {
+			errno = 0;
+			ms = strtoul(v, &end, 10);
+			if (errno || *end || !*v || !ms || ms > 86400000) {
+				snprintf(err, errlen,
+					 "%s=%s: expected milliseconds from 1 to 86400000",
+					 t[i].key, v);
+				return -EINVAL;
+			}
+		}
+		*(uint64_t *)((char *)ctl + t[i].off) = (uint64_t)ms * 1000000ULL;
+	}
+	return 0;
 }
 
 int ctl_start(struct vm *vm, char *err, size_t errlen)
@@ -820,6 +1042,9 @@ int ctl_start(struct vm *vm, char *err, size_t errlen)
 	}
 	ctl->vm = vm;
 	ctl->lfd = -1;
+	ret = ctl_timeouts(ctl, vm->cfg, err, errlen);
+	if (ret)
+		goto fail;
 	ret = ctl_socket_path(vm->name, configured, ctl->path, sizeof(ctl->path));
 	if (ret) {
 		path_error(vm, configured, ret, err, errlen);
@@ -850,6 +1075,18 @@ static void ctl_stop_fn(void *opaque)
 	struct ctl *ctl = opaque;
 	struct stat st;
 
+	/* The last replies (a suspend's) get a short while to reach their clients. */
+	for (int i = 0; i < 100; i++) {
+		bool pending = false;
+
+		for (struct ctl_conn *c = ctl->conns; c; c = c->next) {
+			conn_flush(c);
+			pending |= !c->dead && c->ooff < c->olen;
+		}
+		if (!pending)
+			break;
+		poll(NULL, 0, 10);
+	}
 	while (ctl->conns)
 		conn_close(ctl->conns);
 	evloop_del_fd(&ctl->vm->ev, ctl->lfd);
