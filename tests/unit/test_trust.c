@@ -60,10 +60,18 @@ static void test_key_classes(void **state)
 					    "pci.0.4.0.hostfwd",
 					    "pci.0.4.0.hostfwd3",
 					    "memory.path",
-					    "pci.0.5.0.socket" };
-	static const char *const session[] = { "snapshot.trust", "snapshot.key", "snapshot.verify",
-					       "snapshot.time",	 "config.dump",	 "debug.timing",
-					       "sandbox",	 "user" };
+					    "pci.0.5.0.socket",
+					    "pci.0.6.0.port.1.path",
+					    "pci.0.6.0.port.0.romfile",
+					    "lpc.bootvars",
+					    "pci.0.7.0.tcp",
+					    "pci.0.7.0.unix",
+					    "pci.0.7.0.password" };
+	static const char *const session[] = {
+		"snapshot.disk_changed", "snapshot.trust", "snapshot.key",
+		"snapshot.verify",	 "snapshot.time",  "config.dump",
+		"debug.timing",		 "sandbox",	   "user"
+	};
 
 	for (size_t i = 0; i < sizeof(guest) / sizeof(guest[0]); i++)
 		assert_int_equal(snap_key_class(guest[i]), SNAP_CFG_GUEST);
