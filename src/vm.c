@@ -250,28 +250,145 @@ static int vm_set_slot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size
 	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0 ? -errno : 0;
 }
 
+/* Holes in guest RAM's slots: the VGA window (vm_mem_hole) and, with a boot ROM, the BIOS area. */
+static unsigned vm_region_holes(const struct vm *vm, const struct mem_region *r, uint64_t *lo,
+				uint64_t *hi)
+{
+	unsigned n = 0;
+
+	if (vm->hole_size && vm->hole_gpa > r->gpa &&
+	    vm->hole_gpa + vm->hole_size < r->gpa + r->size) {
+		lo[n] = vm->hole_gpa;
+		hi[n++] = vm->hole_gpa + vm->hole_size;
+	}
+	/* The BIOS area 0xC0000-0xFFFFF of the first region is the PAM's (bootrom.c). */
+	if (vm->bootrom && r->gpa == 0 && r->size > BIOS_AREA_END) {
+		lo[n] = BIOS_AREA_BASE;
+		hi[n++] = BIOS_AREA_END;
+	}
+	return n;
+}
+
+/* The slot of the piece of @r that starts at @gpa. */
+static unsigned vm_piece_slot(const struct vm *vm, const struct mem_region *r, uint64_t gpa)
+{
+	if (gpa == r->gpa)
+		return r->slot;
+	if (vm->bootrom && gpa == BIOS_AREA_END)
+		return BOOTROM_SLOT_RAM_HIGH;
+	return VM_SLOT_HOLE_HIGH;
+}
+
+/* One region as slots: the RAM between its holes (sorted, not overlapping). */
+static int vm_set_region(struct vm *vm, const struct mem_region *r)
+{
+	uint64_t lo[2], hi[2], at = r->gpa, end = r->gpa + r->size;
+	unsigned n = vm_region_holes(vm, r, lo, hi);
+	int ret = 0;
+
+	for (unsigned i = 0; i <= n && !ret; i++) {
+		uint64_t stop = i < n ? lo[i] : end;
+
+		if (stop > at)
+			ret = vm_set_slot(vm, vm_piece_slot(vm, r, at), at, stop - at,
+					  (uint8_t *)r->hva + (at - r->gpa));
+		if (i < n)
+			at = hi[i];
+	}
+	return ret;
+}
+
 int vm_set_memslots(struct vm *vm)
 {
 	int ret = 0;
 
-	for (unsigned i = 0; i < vm->nmem && !ret; i++) {
-		struct mem_region *r = &vm->mem[i];
-
-		/*
-		 * With a boot ROM, the BIOS area 0xC0000-0xFFFFF of the first region is the
-		 * PAM's (bootrom.c): RAM below and above it get slots of their own.
-		 */
-		if (vm->bootrom && r->gpa == 0 && r->size > BIOS_AREA_END) {
-			ret = vm_set_slot(vm, r->slot, 0, BIOS_AREA_BASE, r->hva);
-			if (!ret)
-				ret = vm_set_slot(vm, BOOTROM_SLOT_RAM_HIGH, BIOS_AREA_END,
-						  r->size - BIOS_AREA_END,
-						  (uint8_t *)r->hva + BIOS_AREA_END);
-		} else {
-			ret = vm_set_slot(vm, r->slot, r->gpa, r->size, r->hva);
-		}
-	}
+	for (unsigned i = 0; i < vm->nmem && !ret; i++)
+		ret = vm_set_region(vm, &vm->mem[i]);
+	if (!ret)
+		vm->memslots_set = true;
 	return ret ? ret : bootrom_map(vm);
+}
+
+int vm_mem_hole(struct vm *vm, uint64_t gpa, uint64_t size)
+{
+	if (vm->hole_size)
+		return -EBUSY;
+	if ((gpa | size) & 0xfff || !size)
+		return -EINVAL;
+	vm->hole_gpa = gpa;
+	vm->hole_size = size;
+	if (!vm->memslots_set || vm->vm_fd < 0)
+		return 0;
+	/*
+	 * Slots are in place already: KVM cannot shrink one, so the region's first slot is
+	 * deleted and the region set again (its other slots keep their place).
+	 */
+	for (unsigned i = 0; i < vm->nmem; i++) {
+		struct mem_region *r = &vm->mem[i];
+		int ret;
+
+		if (gpa <= r->gpa || gpa + size >= r->gpa + r->size)
+			continue;
+		ret = vm_set_slot(vm, r->slot, r->gpa, 0, r->hva);
+		return ret ? ret : vm_set_region(vm, r);
+	}
+	return 0;
+}
+
+/* Device memory slots come after every slot guest RAM and firmware may use. */
+#define DEVMEM_SLOT_BASE 64
+#define DEVMEM_SLOTS 32
+static pthread_mutex_t devmem_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int vm_devmem_map(struct vm *vm, uint64_t gpa, uint64_t size, void *hva, bool log_dirty)
+{
+	struct kvm_userspace_memory_region kr = {
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)hva,
+		.flags = log_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+	};
+	int i, ret = 0;
+
+	if (vm->vm_fd < 0)
+		return -ENODEV;
+	pthread_mutex_lock(&devmem_lock);
+	for (i = 0; i < DEVMEM_SLOTS && (vm->devmem_slots & (1U << i)); i++)
+		;
+	if (i == DEVMEM_SLOTS) {
+		ret = -ENOSPC;
+	} else {
+		kr.slot = DEVMEM_SLOT_BASE + (unsigned)i;
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)
+			ret = -errno;
+		else
+			vm->devmem_slots |= 1U << i;
+	}
+	pthread_mutex_unlock(&devmem_lock);
+	return ret ? ret : DEVMEM_SLOT_BASE + i;
+}
+
+void vm_devmem_unmap(struct vm *vm, int slot)
+{
+	struct kvm_userspace_memory_region kr = { .slot = (unsigned)slot };
+	int i = slot - DEVMEM_SLOT_BASE;
+
+	if (i < 0 || i >= DEVMEM_SLOTS)
+		return;
+	pthread_mutex_lock(&devmem_lock);
+	if (vm->devmem_slots & (1U << i)) {
+		/* Size 0 deletes the slot. */
+		ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr);
+		vm->devmem_slots &= ~(1U << i);
+	}
+	pthread_mutex_unlock(&devmem_lock);
+}
+
+int vm_devmem_dirty(struct vm *vm, int slot, uint64_t *bitmap)
+{
+	struct kvm_dirty_log log = { .slot = (unsigned)slot, .dirty_bitmap = bitmap };
+
+	return ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
 }
 
 int vm_add_memory(struct vm *vm, uint64_t ram_size)

@@ -107,8 +107,11 @@ struct vm {
 	void (*set_irq)(struct vm *vm, unsigned gsi, int level);
 	int (*send_msi)(struct vm *vm, uint64_t addr, uint32_t data);
 
-	struct ctl *ctl;	     /* control socket server */
-	struct console *console;     /* display/input backend, backend/console.h */
+	struct ctl *ctl;	      /* control socket server */
+	struct console *console;      /* display/input backend, backend/console.h */
+	uint32_t devmem_slots;	      /* vm_devmem_map's slots in use */
+	uint64_t hole_gpa, hole_size; /* vm_mem_hole */
+	bool memslots_set;
 	struct mem_backing *backing; /* snapshot file a restored VM's RAM maps, or NULL */
 	bool paused;		     /* guest paused by a control request */
 	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */
@@ -130,6 +133,25 @@ int vm_add_memory(struct vm *vm, uint64_t ram_size);
 void *vm_map_aligned(size_t size, int flags, int fd, off_t off);
 /* Hand every region to KVM (after vm_add_memory or a restore mapped them). */
 int vm_set_memslots(struct vm *vm);
+/*
+ * Take [@gpa, @gpa + @size) out of guest RAM's slots so MMIO handlers decode it (the VGA
+ * window at 0xA0000); the RAM behind it stays (snapshots keep it) but the guest no longer
+ * reaches it.  One hole per VM; done at device creation, before or after vm_set_memslots.
+ */
+int vm_mem_hole(struct vm *vm, uint64_t gpa, uint64_t size);
+/* The KVM slot of the RAM above the hole. */
+#define VM_SLOT_HOLE_HIGH 15
+
+/*
+ * Device memory: host memory a device shows the guest at @gpa (a framebuffer BAR), as a KVM
+ * memory slot of its own, so the guest reaches it without exits.  With @log_dirty, KVM records
+ * the pages the guest writes; vm_devmem_dirty() hands them out (one bit per 4 KiB page, set
+ * bits cleared as they are read).  vm_devmem_map returns the slot or -errno (-ENODEV without
+ * KVM: the caller keeps trapping the accesses).
+ */
+int vm_devmem_map(struct vm *vm, uint64_t gpa, uint64_t size, void *hva, bool log_dirty);
+void vm_devmem_unmap(struct vm *vm, int slot);
+int vm_devmem_dirty(struct vm *vm, int slot, uint64_t *bitmap);
 
 /* Guest-physical to host pointer for [gpa, gpa+len); NULL unless wholly inside guest RAM. */
 void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);

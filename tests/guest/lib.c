@@ -258,7 +258,7 @@ static void cmdline_word(const char *w)
 {
 	const char *v, *end;
 
-	if (vio_cmdline_word(w))
+	if (vio_cmdline_word(w) || console_cmdline_word(w))
 		return;
 	if (word_is(w, "mode=counter", &v))
 		opt.mode = MODE_COUNTER;

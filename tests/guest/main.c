@@ -122,7 +122,8 @@ static void __attribute__((noreturn)) bsp_main(void)
 	   opt.mode == MODE_UART ? "uart" :
 	   opt.mode == MODE_AHCI ? "ahci" :
 	   opt.mode == MODE_AHCIBENCH ? "ahcibench" :
-	   opt.mode == MODE_CLOCKS ? "clocks" : vio_mode_name(),
+	   opt.mode == MODE_CLOCKS ? "clocks" :
+	   opt.mode == MODE_CONSOLE ? "console" : vio_mode_name(),
 	   ncpus_up, plat.ncpus, tsc_hz / 1000);
 	if (opt.mode == MODE_COUNTER)
 		counter_run();
@@ -134,6 +135,8 @@ static void __attribute__((noreturn)) bsp_main(void)
 		ahcibench_run();
 	if (opt.mode == MODE_CLOCKS)
 		clocks_run();
+	if (opt.mode == MODE_CONSOLE)
+		console_run();
 	if (opt.mode != MODE_SELFTEST)
 		vio_run();
 	selftest_run();

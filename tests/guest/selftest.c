@@ -553,6 +553,7 @@ void selftest_run(void)
 	check_rtc();
 	check_atkbdc();
 	check_e1000();
+	check_fbuf();
 	watchdog_deadline = 0;
 	if (first_fail[0])
 		fail_final("%s", first_fail);

@@ -112,6 +112,7 @@ enum mode {
 	MODE_UART, MODE_CLOCKS,
 	/* ahci.c */
 	MODE_AHCI, MODE_AHCIBENCH,
+	MODE_CONSOLE,
 };
 struct options {
 	enum mode mode;
@@ -237,8 +238,12 @@ void group_end(void);
 void check_fail(const char *f, ...) __attribute__((format(printf, 1, 2)));
 bool wait_irq(u32 cpu, u32 vec, u64 target, u64 timeout_us);
 
-/* ---- ps2.c: the i8042 and its keyboard and mouse ---- */
+/* ---- ps2.c, fbuf.c: the i8042 and the standard VGA ---- */
 void check_atkbdc(void);
+void check_fbuf(void);
+/* console.c: mode=console and its command-line words */
+bool console_cmdline_word(const char *w);
+void console_run(void) __attribute__((noreturn));
 
 /* ---- workloads ---- */
 void selftest_run(void) __attribute__((noreturn));

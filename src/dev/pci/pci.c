@@ -27,6 +27,7 @@
  * emulation's own file).  Adding a device type is one line here.
  */
 #define PCI_EMULATIONS(X) \
+	X(fbuf)           \
 	X(hostbridge)     \
 	X(lpc)            \
 	X(ahci)           \
@@ -291,6 +292,9 @@ static void pci_bus_sync_bars(struct pci_bus *bus)
 			struct pci_bar *b = &pd->bar[i];
 
 			if (b->on && (!b->want_on || b->addr != b->want_addr)) {
+				if (b->ram_slot >= 0)
+					vm_devmem_unmap(pd->vm, b->ram_slot);
+				b->ram_slot = -1;
 				bus_unregister(bar_bus(b), b->addr);
 				b->on = false;
 			}
@@ -306,6 +310,10 @@ static void pci_bus_sync_bars(struct pci_bus *bus)
 			    !bus_register(bar_bus(b), b->want_addr, b->size, pci_bar_io, b)) {
 				b->on = true;
 				b->addr = b->want_addr;
+				/* The bus range stays too: it keeps other BARs from overlapping. */
+				if (b->ram)
+					b->ram_slot = vm_devmem_map(pd->vm, b->addr, b->size,
+								    b->ram, b->ram_log);
 			}
 		}
 	}
@@ -366,6 +374,33 @@ int pci_bar_declare(struct pci_dev *pd, int idx, enum pci_bar_type type, uint64_
 	cfg_wr(pd, PCIR_BAR(idx), 4, bar_flags(b));
 	pthread_mutex_unlock(&pd->lock);
 	return 0;
+}
+
+int pci_bar_set_ram(struct pci_dev *pd, int idx, void *hva, bool log_dirty)
+{
+	struct pci_bar *b;
+
+	if (idx < 0 || idx >= PCI_BARS || !hva)
+		return -EINVAL;
+	b = &pd->bar[idx];
+	if (b->type != PCI_BAR_MEM32 && b->type != PCI_BAR_MEM64)
+		return -EINVAL;
+	b->ram = hva;
+	b->ram_log = log_dirty;
+	return 0;
+}
+
+int pci_bar_ram_dirty(struct pci_dev *pd, int idx, uint64_t *bitmap)
+{
+	int ret = -ENODEV;
+
+	if (idx < 0 || idx >= PCI_BARS)
+		return -EINVAL;
+	pthread_mutex_lock(&pd->bus->bar_lock);
+	if (pd->bar[idx].ram_slot >= 0)
+		ret = vm_devmem_dirty(pd->vm, pd->bar[idx].ram_slot, bitmap);
+	pthread_mutex_unlock(&pd->bus->bar_lock);
+	return ret;
 }
 
 static uint64_t align_up(uint64_t v, uint64_t a)
@@ -1234,6 +1269,7 @@ static struct pci_dev *pci_dev_alloc(struct vm *vm, struct pci_bus *bus, unsigne
 	for (int i = 0; i < PCI_BARS; i++) {
 		pd->bar[i].pd = pd;
 		pd->bar[i].idx = i;
+		pd->bar[i].ram_slot = -1;
 	}
 	pci_cfg_defaults(pd);
 	return pd;

@@ -135,6 +135,10 @@ struct pci_bar {
 	/* Bus registration, under the bus's BAR lock: wanted and current. */
 	bool want_on, on;
 	uint64_t want_addr, addr;
+	/* Host memory behind the BAR (pci_bar_set_ram), its KVM slot while mapped or -1. */
+	void *ram;
+	bool ram_log;
+	int ram_slot;
 };
 
 struct pci_msix {
@@ -205,6 +209,18 @@ void pci_set_ids(struct pci_dev *pd, uint16_t vendor, uint16_t device, uint8_t c
  */
 int pci_bar_declare(struct pci_dev *pd, int idx, enum pci_bar_type type, uint64_t size,
 		    bool prefetch);
+/*
+ * Back memory BAR @idx (declared) with @hva, host memory of the BAR's size: while the BAR
+ * decodes, the guest reaches it directly (vm_devmem_map) without exits, and with @log_dirty
+ * the pages it writes are recorded for pci_bar_ram_dirty().  Accesses that still arrive
+ * (no KVM: unit tests) go to bar_io as usual.  init only.
+ */
+int pci_bar_set_ram(struct pci_dev *pd, int idx, void *hva, bool log_dirty);
+/*
+ * The pages of RAM BAR @idx written since the last call, one bit per 4 KiB page, into
+ * @bitmap (BAR size / 4096 bits, rounded up to 64).  -ENODEV when it is not mapped now.
+ */
+int pci_bar_ram_dirty(struct pci_dev *pd, int idx, uint64_t *bitmap);
 /* Current guest address of BAR @idx (as programmed by the guest). */
 uint64_t pci_bar_addr(struct pci_dev *pd, int idx);
 

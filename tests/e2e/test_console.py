@@ -1,0 +1,417 @@
+"""The graphical console: fbuf's picture through VNC (our RFB client, vncsnapshot), the
+test guest's mode=console echoing PS/2 keys and mouse movement sent by a VNC client exactly
+once, also across checkpoints, pauses and suspend/restore, VNC authentication, UNIX sockets,
+wait, and bad options."""
+
+import gzip
+import os
+import re
+import socket
+import subprocess
+import time
+
+import rfb
+from khyve_e2e import ROOT, VM, check, khyve_run, test
+
+GUEST_CONSOLE_C = os.path.join(ROOT, "tests", "guest", "console.c")
+FONT = "/usr/share/consolefonts/Uni2-VGA16.psf.gz"
+
+# Set-1 make codes of the letters (what mode=console prints for them).
+LETTER_CODES = dict(zip("abcdefghijklmnopqrstuvwxyz",
+                        [0x1e, 0x30, 0x2e, 0x20, 0x12, 0x21, 0x22, 0x23, 0x17, 0x24, 0x25,
+                         0x26, 0x32, 0x31, 0x18, 0x19, 0x10, 0x13, 0x1f, 0x14, 0x16, 0x2f,
+                         0x11, 0x2d, 0x15, 0x2c]))
+KEY_RE = re.compile(rb"^key 0x([0-9a-f]+) (down|up)$", re.M)
+REL_RE = re.compile(rb"^rel (-?\d+) (-?\d+) (-?\d+) btn (\d+)$", re.M)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def console_vm(wd, cmdline="mode=console", fbuf="", cpus=1, name="vm0", extra=()):
+    port = free_port()
+    opts = "29,fbuf,tcp=127.0.0.1:%d" % port + ("," + fbuf if fbuf else "")
+    vm = VM(wd, name=name, cpus=cpus, cmdline=cmdline, extra=["-s", opts] + list(extra))
+    vm.vnc = ("127.0.0.1", port)
+    return vm
+
+
+def connect(addr, timeout=30, **kw):
+    end = time.time() + timeout
+    while True:
+        try:
+            return rfb.RFB(addr, **kw)
+        except (ConnectionRefusedError, FileNotFoundError):
+            if time.time() > end:
+                raise
+            time.sleep(0.2)
+
+
+# ---- the picture mode=console draws, computed as console.c computes it ----
+
+def guest_glyphs():
+    src = open(GUEST_CONSOLE_C).read()
+    text = re.search(r'#define CONSOLE_TEXT\s+"([^"]*)"', src).group(1)
+    scale = int(re.search(r"#define TEXT_SCALE\s+(\d+)", src).group(1))
+    x0 = int(re.search(r"#define TEXT_X\s+(\d+)", src).group(1))
+    glyphs = {}
+    for c, rows in re.findall(r"\{ '(.)', \{ ([^}]*) \} \}", src):
+        glyphs[c] = [int(v, 16) for v in rows.split(",")]
+    return text, scale, x0, glyphs
+
+
+BARS = [0xffffff, 0xffff00, 0x00ffff, 0x00ff00, 0xff00ff, 0xff0000, 0x0000ff, 0x000000]
+
+
+def console_picture(w, h, frame=0):
+    text, scale, x0, glyphs = guest_glyphs()
+    px = [0] * (w * h)
+    for y in range(h):
+        for x in range(w):
+            if y < h // 2:
+                c = BARS[((x + frame * 8) % w) * 8 // w]
+            else:
+                c = (x * 255 // (w - 1)) << 16 | ((y - h // 2) * 255 // (h - h // 2 - 1)) << 8 | 0x80
+            px[y * w + x] = c
+    y0, cw = h // 2 + 16, 6 * scale
+    for y in range(y0 - scale, y0 + 8 * scale):
+        for x in range(x0 - scale, min(x0 + len(text) * cw, w)):
+            px[y * w + x] = 0
+    for i, ch in enumerate(text):
+        g = glyphs.get(ch)
+        for y in range(7 * scale if g else 0):
+            for x in range(5 * scale):
+                if g[y // scale] & (0x10 >> (x // scale)):
+                    px[(y0 + y) * w + x0 + i * cw + x] = 0xffffff
+    return px
+
+
+def pixels(fb):
+    return [fb[i] | fb[i + 1] << 8 | fb[i + 2] << 16 for i in range(0, len(fb), 4)]
+
+
+def compare(got, want, w, what):
+    bad = [i for i in range(len(want)) if got[i] != want[i]]
+    check(not bad, "%s: %d of %d pixels differ, first at (%d, %d): 0x%06x, want 0x%06x"
+          % (what, len(bad), len(want), bad[0] % w, bad[0] // w, got[bad[0]], want[bad[0]])
+          if bad else "")
+
+
+# ---- text mode, rendered from the console font ----
+
+def psf_cp437(path):
+    """The font's glyphs for each CP437 code (16 rows), as fbuf's reset loads them."""
+    d = gzip.open(path).read()
+    assert d[:2] == b"\x36\x04", "expected a PSF1 font"
+    mode, h = d[2], d[3]
+    n = 512 if mode & 1 else 256
+    table = d[4 + n * h:]
+    cmap, g, seq = {}, 0, False
+    for i in range(0, len(table) - 1, 2):
+        v = table[i] | table[i + 1] << 8
+        if v == 0xFFFF:
+            g, seq = g + 1, False
+        elif v == 0xFFFE:
+            seq = True
+        elif not seq:
+            cmap.setdefault(v, g)
+    low = [0x0000, 0x263A, 0x263B, 0x2665, 0x2666, 0x2663, 0x2660, 0x2022, 0x25D8, 0x25CB,
+           0x25D9, 0x2642, 0x2640, 0x266A, 0x266B, 0x263C, 0x25BA, 0x25C4, 0x2195, 0x203C,
+           0x00B6, 0x00A7, 0x25AC, 0x21A8, 0x2191, 0x2193, 0x2192, 0x2190, 0x221F, 0x2194,
+           0x25B2, 0x25BC]
+    cps = low + [ord(bytes([b]).decode("cp437")) for b in range(0x20, 0x100)]
+    cps[0x7F] = 0x2302
+    out = []
+    for c in range(256):
+        gi = cmap.get(cps[c]) if c else None
+        if gi is not None:
+            out.append(list(d[4 + gi * h:4 + gi * h + h]))
+        elif cps[c] == 0x2588:
+            out.append([0xFF] * h)
+        else:
+            out.append([0] * h)
+    return out
+
+
+EGA = [0x000000, 0x0000aa, 0x00aa00, 0x00aaaa, 0xaa0000, 0xaa00aa, 0xaa5500, 0xaaaaaa,
+       0x555555, 0x5555ff, 0x55ff55, 0x55ffff, 0xff5555, 0xff55ff, 0xffff55, 0xffffff]
+
+
+def text_picture(cells):
+    """720x400: 80x25 cells of 9x16, 9th column background except line drawing chars."""
+    font = psf_cp437(FONT)
+    w, h = 720, 400
+    px = [0] * (w * h)
+    for i, (ch, at) in enumerate(cells):
+        cx, cy = i % 80, i // 80
+        fg, bg = EGA[at & 15], EGA[(at >> 4) & 7]
+        for y in range(16):
+            bits = font[ch][y]
+            for x in range(9):
+                on = bits & (0x80 >> x) if x < 8 else (0xC0 <= ch <= 0xDF and bits & 1)
+                px[(cy * 16 + y) * w + cx * 9 + x] = fg if on else bg
+    return px
+
+
+def console_text_cells():
+    text = guest_glyphs()[0]
+    cells = [(0x20, 0x07)] * (80 * 25)
+    for i, c in enumerate(text):
+        cells[i] = (ord(c), 0x1F)
+    for i in range(1, 16):
+        cells[2 * 80 + i] = (0xDB, i)
+    return cells
+
+
+# ---- input ----
+
+def key_events(out):
+    """(code, down) for each key line of the guest, typematic repeats aside."""
+    return [(int(m.group(1), 16), m.group(2) == b"down") for m in KEY_RE.finditer(out)]
+
+
+def tap_letters(c, letters):
+    sent = []
+    for ch in letters:
+        c.tap(ord(ch))
+        sent += [(LETTER_CODES[ch], True), (LETTER_CODES[ch], False)]
+    return sent
+
+
+def wait_keys(vm, n, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        got = key_events(vm.out)
+        if len(got) >= n:
+            return got
+        vm.check_alive()
+        vm.pump(0.2)
+    raise AssertionError("the guest echoed %d of %d key events:\n%s"
+                         % (len(key_events(vm.out)), n, vm.tail()))
+
+
+def expect_keys(vm, sent, what, timeout=60):
+    got = wait_keys(vm, len(sent), timeout)
+    time.sleep(0.3)
+    vm.pump(0.1)
+    got = key_events(vm.out)
+    check(got == sent, "%s: keys sent and echoed differ (lost or doubled):\nsent %s\ngot  %s"
+          % (what, sent, got))
+
+
+# ---- tests ----
+
+@test
+def console_picture_gfx(wd):
+    vm = console_vm(wd)
+    m = vm.wait_for(rb"^console: gfx (\d+)x(\d+),", timeout=120)
+    w, h = int(m.group(1)), int(m.group(2))
+    check((w, h) == (1024, 768), "mode=console took %dx%d, the EDID says 1024x768" % (w, h))
+    c = connect(vm.vnc)
+    check(c.name == "vm0", "desktop name %r" % c.name)
+    cw, ch, fb = c.capture()
+    check((cw, ch) == (w, h), "VNC picture is %dx%d" % (cw, ch))
+    compare(pixels(fb), console_picture(w, h), w, "the picture through VNC")
+    # A second client at once, then vncsnapshot (JPEG: colours within a tolerance).
+    shot = wd("shot.jpg")
+    r = subprocess.run(["vncsnapshot", "-quiet", "-allowblank", "%s::%d" % vm.vnc, shot],
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, "vncsnapshot failed: %s" % r.stderr.decode())
+    ppm = subprocess.run(["convert", shot, "ppm:-"], capture_output=True, timeout=60).stdout
+    hdr = ppm.split(b"\n", 3)
+    check(hdr[1] == b"1024 768", "vncsnapshot picture is %r" % hdr[1])
+    data = hdr[3]
+    for i, colour in enumerate(BARS):
+        x, y = i * 128 + 64, 100
+        o = (y * 1024 + x) * 3
+        got = (data[o] << 16) | (data[o + 1] << 8) | data[o + 2]
+        close = all(abs(((got >> s) & 255) - ((colour >> s) & 255)) < 48 for s in (0, 8, 16))
+        check(close, "bar %d at (%d, %d) is 0x%06x, want about 0x%06x" % (i, x, y, got, colour))
+    c.close()
+
+
+@test
+def console_picture_text(wd):
+    check(os.path.exists(FONT), "%s is missing (scripts/deps.sh installs console-setup-linux)"
+          % FONT)
+    vm = console_vm(wd, cmdline="mode=console conmode=text", fbuf="vga=on")
+    vm.wait_for(rb"^console: text", timeout=120)
+    c = connect(vm.vnc)
+    # The guest's text may take a refresh to arrive.
+    end = time.time() + 20
+    want = text_picture(console_text_cells())
+    while True:
+        w, h, fb = c.capture()
+        got = pixels(fb)
+        if (w, h) == (720, 400) and got == want or time.time() > end:
+            break
+        time.sleep(0.5)
+    check((w, h) == (720, 400), "text mode picture is %dx%d, want 720x400" % (w, h))
+    compare(got, want, w, "text mode with " + os.path.basename(FONT))
+
+
+@test
+def console_input_exactly_once(wd):
+    vm = console_vm(wd)
+    vm.wait_for(rb"^console: gfx .*mouse id 3", timeout=120)
+    c = connect(vm.vnc)
+    sent = tap_letters(c, "thequickbrownfoxjumpsoverthelazydog")
+    # Shift, an extended key (left arrow), Pause.
+    c.key(0xffe1, True)
+    c.tap(ord("A"))
+    c.key(0xffe1, False)
+    c.tap(0xff51)
+    sent += [(0x2a, True), (0x1e, True), (0x1e, False), (0x2a, False), (0xe04b, True),
+             (0xe04b, False)]
+    expect_keys(vm, sent, "keys")
+    # Pointer: movement adds up exactly, each button change and wheel click once.
+    c.pointer(500, 400)
+    moves = [(510, 390, 0), (530, 395, 1), (530, 395, 0), (400, 300, 4), (400, 300, 0),
+             (400, 300, 8), (400, 300, 0), (400, 300, 16), (400, 300, 0)]
+    for x, y, b in moves:
+        c.pointer(x, y, b)
+    end = time.time() + 30
+    while time.time() < end:
+        rel = [tuple(int(v) for v in m.groups()) for m in REL_RE.finditer(vm.out)]
+        if sum(1 for r in rel if r[2]) >= 2 and rel and rel[-1][3] == 0:
+            break
+        vm.pump(0.2)
+    sx, sy = sum(r[0] for r in rel), sum(r[1] for r in rel)
+    check((sx, sy) == (400, 300), "movement adds up to (%d, %d), the pointer went to "
+          "(400, 300) from the corner: %s" % (sx, sy, rel))
+    wheel = [r[2] for r in rel if r[2]]
+    check(wheel == [1, -1], "wheel clicks %s, want [1, -1]" % wheel)
+    btns = [r[3] for r in rel]
+    check(btns.count(1) >= 1 and 2 in btns, "buttons seen: %s" % btns)
+    c.close()
+
+
+def snapshot_input_cycles(wd, cpus):
+    vm = console_vm(wd, cmdline="mode=console redraw=10", cpus=cpus)
+    vm.wait_for(rb"^console: gfx", timeout=120)
+    c = connect(vm.vnc)
+    sent = []
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for rnd in range(3):
+        sent += tap_letters(c, letters[rnd * 5:rnd * 5 + 5])
+        vm.ctl("--checkpoint=" + wd("c%d.snap" % rnd))
+        sent += tap_letters(c, letters[rnd * 5 + 5:rnd * 5 + 8])
+        check(c.updates_for(0.5) > 0, "no picture update while the guest draws")
+    expect_keys(vm, sent, "across checkpoints")
+    # Keys typed while the VM is paused wait in the PS/2 queue; the snapshot takes them.
+    vm.ctl("--pause")
+    paused = tap_letters(c, "khyve")
+    time.sleep(0.5)
+    vm.ctl("--suspend=" + wd("s.snap"))
+    check(vm.wait_exit(60) == 0, "suspend should exit 0")
+    c.close()
+    check(key_events(vm.out) == sent, "keys typed while paused were echoed before the suspend")
+    port = free_port()
+    r = VM(wd, name="r", restore=wd("s.snap"),
+           extra=["-o", "pci.0.29.0.tcp=127.0.0.1:%d" % port])
+    expect_keys(r, paused, "keys queued while paused, after the restore")
+    c = connect(("127.0.0.1", port))
+    more = tap_letters(c, "zyx")
+    expect_keys(r, paused + more, "after the restore")
+    seqs = r.seqs()
+    check(seqs and seqs[-1] > 0, "no seq lines after the restore")
+    c.close()
+
+
+@test
+def console_snapshot_cycles_1cpu(wd):
+    snapshot_input_cycles(wd, 1)
+
+
+@test
+def console_snapshot_cycles_4cpus(wd):
+    snapshot_input_cycles(wd, 4)
+
+
+@test
+def console_same_picture_after_restore(wd):
+    vm = console_vm(wd)
+    vm.wait_for(rb"^console: gfx", timeout=120)
+    c = connect(vm.vnc)
+    before = c.capture()
+    vm.ctl("--suspend=" + wd("p.snap"))
+    vm.wait_exit(60)
+    c.close()
+    port = free_port()
+    r = VM(wd, name="r", restore=wd("p.snap"),
+           extra=["-o", "pci.0.29.0.tcp=127.0.0.1:%d" % port])
+    r.wait_for(rb"^seq", timeout=60)
+    c = connect(("127.0.0.1", port))
+    after = c.capture()
+    check(before[:2] == after[:2], "size %s before, %s after" % (before[:2], after[:2]))
+    compare(pixels(after[2]), pixels(before[2]), before[0], "after the restore")
+    r.check_alive()
+
+
+@test
+def console_password_and_unix_socket(wd):
+    sock = wd("vnc.sock")
+    vm = VM(wd, cmdline="mode=console",
+            extra=["-s", "29,fbuf,unix=%s,password=s3cret,w=800,h=600" % sock])
+    vm.wait_for(rb"^console: gfx 800x600", timeout=120)
+    c = connect(sock, password="s3cret")
+    check(c.security_types == [2], "security types %s, want VNC authentication only"
+          % c.security_types)
+    w, h, fb = c.capture()
+    compare(pixels(fb), console_picture(800, 600), 800, "800x600 through a UNIX socket")
+    c.close()
+    try:
+        rfb.RFB(sock, password="wrong")
+        check(False, "a wrong password was accepted")
+    except rfb.RFBError as e:
+        check("authentication failed" in str(e), "wrong password: %s" % e)
+    try:
+        rfb.RFB(sock)
+        check(False, "a client without a password was accepted")
+    except rfb.RFBError as e:
+        check("no usable security type" in str(e), "no password: %s" % e)
+
+
+@test
+def console_wait_for_client(wd):
+    sock = wd("vnc.sock")
+    vm = VM(wd, cmdline="mode=console", extra=["-s", "29,fbuf,unix=%s,wait" % sock])
+    end = time.time() + 5
+    while time.time() < end and not os.path.exists(sock):
+        vm.pump(0.1)
+    time.sleep(1)
+    vm.pump(0.2)
+    check(b"testguest:" not in vm.out, "the guest ran before a client connected")
+    check(b"waiting for a VNC client on " + sock.encode() in vm.err,
+          "no waiting message: %r" % vm.err)
+    c = connect(sock)
+    vm.wait_for(rb"^console: gfx", timeout=120)
+    c.close()
+
+
+@test
+def console_bad_options(wd):
+    base = ["-s", "0,hostbridge", "-s", "31,lpc", "-o", "boot.kernel=/bin/true", "vm0"]
+    cases = [
+        ("29,fbuf,w=4000", "w=4000: must be a multiple of 8 from 320 to 1920"),
+        ("29,fbuf,vga=sometimes", "vga=sometimes: expected io, on or off"),
+        ("29,fbuf,passwd=x", "unknown option 'passwd'"),
+        ("29,fbuf,tcp=127.0.0.1:99999", "port must be a number from 1 to 65535"),
+        ("29,fbuf,password=longerthan8", "at most 8 characters"),
+    ]
+    for opt, needle in cases:
+        r = khyve_run(["-s", opt] + base)
+        check(r.returncode == 4, "-s %s: exit %d, want 4" % (opt, r.returncode))
+        check(needle in r.stderr.decode(), "-s %s: %r lacks %r" % (opt, r.stderr, needle))
+    # The address in use: one clear message.
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    r = khyve_run(["-s", "29,fbuf,tcp=127.0.0.1:%d" % s.getsockname()[1]] + base)
+    s.close()
+    check(r.returncode == 4 and b"cannot listen" in r.stderr, "address in use: %r" % r.stderr)

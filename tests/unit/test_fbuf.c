@@ -1,0 +1,659 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * fbuf and its VGA engine, driven as a guest drives them (configuration space, BAR 2, the VGA
+ * and VBE ports, the legacy window, BAR 0 by trapped accesses since there is no KVM here),
+ * with the picture read back through the console backend as the VNC server reads it.  Also
+ * the PSF font reader, with fonts written here.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "devsnap.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/console.h"
+#include "backend/console_int.h"
+#include "dev/display/font.h"
+#include "dev/display/vga.h"
+#include "dev/pci/pci.h"
+#include "sstream.h"
+#include "vm.h"
+
+#define SLOT 5
+#define VBE_ENABLE_ON 0x41 /* enabled, LFB */
+
+struct fx {
+	struct vm vm;
+	struct config cfg;
+	struct pci_dev *pd;
+	uint64_t fb, mmio;
+	char dir[64], font[96];
+	uint32_t *img;
+	unsigned w, h;
+};
+
+/* ---- a test font: PSF2, 16 rows, glyphs for 'A', 'B' and U+2500 (CP437 0xC4) ---- */
+
+static const uint8_t glyph_a[16] = { 0, 0, 0x18, 0x24, 0x42, 0x42, 0x7e, 0x42, 0x42, 0x42 };
+static const uint8_t glyph_b[16] = { 0, 0, 0x7c, 0x42, 0x42, 0x7c, 0x42, 0x42, 0x42, 0x7c };
+static const uint8_t glyph_line[16] = { [8] = 0xff };
+
+static void write_psf2(const char *path)
+{
+	uint32_t hdr[8] = { 0x864ab572, 0, 32, 1, 3, 16, 16, 8 };
+	/* UTF-8 per glyph, 0xFF between; glyph 1 also carries a sequence, to be skipped. */
+	static const uint8_t table[] = { 'A',  0xff, 'B',  0xfe, 'X', 'Y',
+					 0xff, 0xe2, 0x94, 0x80, 0xff };
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	fwrite(hdr, sizeof(hdr), 1, f);
+	fwrite(glyph_a, 16, 1, f);
+	fwrite(glyph_b, 16, 1, f);
+	fwrite(glyph_line, 16, 1, f);
+	fwrite(table, sizeof(table), 1, f);
+	fclose(f);
+}
+
+/* ---- the fixture ---- */
+
+static void fx_start(struct fx *f, const char *const *opts)
+{
+	char err[256], kv[256];
+
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/khyve-fbuf-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->font, sizeof(f->font), "%s/t.psf", f->dir);
+	write_psf2(f->font);
+	vm_init_bare(&f->vm, true);
+	config_init(&f->cfg);
+	f->vm.cfg = &f->cfg;
+	f->vm.name = "fbuftest";
+	snprintf(kv, sizeof(kv), "pci.0.%u.0.device=fbuf", SLOT);
+	assert_int_equal(config_set_pair(&f->cfg, kv), 0);
+	/* A UNIX socket of our own: no test listens on a TCP port. */
+	snprintf(kv, sizeof(kv), "pci.0.%u.0.unix=%s/vnc", SLOT, f->dir);
+	assert_int_equal(config_set_pair(&f->cfg, kv), 0);
+	snprintf(kv, sizeof(kv), "pci.0.%u.0.font=%s", SLOT, f->font);
+	assert_int_equal(config_set_pair(&f->cfg, kv), 0);
+	for (; opts && *opts; opts++) {
+		snprintf(kv, sizeof(kv), "pci.0.%u.0.%s", SLOT, *opts);
+		assert_int_equal(config_set_pair(&f->cfg, kv), 0);
+	}
+	if (pci_setup(&f->vm, err, sizeof(err)))
+		fail_msg("pci_setup: %s", err);
+	f->pd = pci_find_dev(&f->vm, SLOT, 0);
+	assert_non_null(f->pd);
+	f->fb = pci_bar_addr(f->pd, 0);
+	f->mmio = pci_bar_addr(f->pd, 2);
+}
+
+static void fx_stop(struct fx *f)
+{
+	char path[128];
+
+	free(f->img);
+	vm_destroy(&f->vm);
+	config_free(&f->cfg);
+	snprintf(path, sizeof(path), "%s/vnc", f->dir);
+	unlink(path);
+	unlink(f->font);
+	rmdir(f->dir);
+}
+
+static const char *const vga_on[] = { "vga=on", NULL };
+
+static int setup(void **state)
+{
+	struct fx *f = malloc(sizeof(*f));
+
+	fx_start(f, vga_on);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fx_stop(*state);
+	free(*state);
+	return 0;
+}
+
+static uint64_t rd(struct vm *vm, struct bus *b, uint64_t a, unsigned size)
+{
+	uint64_t v = 0;
+
+	assert_true(bus_access(b, a, &v, size, false));
+	return v;
+}
+
+static void wr(struct vm *vm, struct bus *b, uint64_t a, unsigned size, uint64_t v)
+{
+	assert_true(bus_access(b, a, &v, size, true));
+}
+
+#define MMIO_RD(f, off, size) rd(&(f)->vm, &(f)->vm.mmio, (f)->mmio + (off), size)
+#define MMIO_WR(f, off, size, v) wr(&(f)->vm, &(f)->vm.mmio, (f)->mmio + (off), size, v)
+#define OUTB(f, port, v) wr(&(f)->vm, &(f)->vm.pio, port, 1, v)
+#define INB(f, port) ((uint8_t)rd(&(f)->vm, &(f)->vm.pio, port, 1))
+
+static uint16_t vbe_rd(struct fx *f, unsigned idx)
+{
+	return (uint16_t)MMIO_RD(f, 0x500 + 2 * idx, 2);
+}
+
+static void vbe_wr(struct fx *f, unsigned idx, uint16_t v)
+{
+	MMIO_WR(f, 0x500 + 2 * idx, 2, v);
+}
+
+static void set_mode(struct fx *f, unsigned w, unsigned h, unsigned bpp)
+{
+	vbe_wr(f, 4, 0);
+	vbe_wr(f, 3, (uint16_t)bpp);
+	vbe_wr(f, 1, (uint16_t)w);
+	vbe_wr(f, 2, (uint16_t)h);
+	vbe_wr(f, 4, VBE_ENABLE_ON);
+}
+
+/* The picture as the VNC server would send it now. */
+static void snap(struct fx *f)
+{
+	free(f->img);
+	f->img = NULL;
+	assert_int_equal(console_snapshot_image(console_of(&f->vm), &f->img, &f->w, &f->h), 0);
+}
+
+static uint32_t px(struct fx *f, unsigned x, unsigned y)
+{
+	assert_true(x < f->w && y < f->h);
+	return f->img[y * f->w + x];
+}
+
+/* ---- identity, EDID, VBE ---- */
+
+static void test_pci_identity(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(pci_get_cfg16(f->pd, PCIR_VENDOR), 0x1234);
+	assert_int_equal(pci_get_cfg16(f->pd, PCIR_DEVICE), 0x1111);
+	assert_int_equal(pci_get_cfg8(f->pd, PCIR_CLASS), 0x03);
+	assert_int_equal(pci_get_cfg8(f->pd, PCIR_SUBCLASS), 0x00);
+	assert_int_equal(pci_get_cfg16(f->pd, PCIR_SUBVEND), 0x1af4);
+	assert_int_equal(pci_get_cfg8(f->pd, PCIR_REVID), 2);
+	/* BAR 0: 16 MiB, prefetchable, 32-bit memory. */
+	assert_int_equal(pci_get_cfg32(f->pd, PCIR_BAR(0)) & 0xf, 0x8);
+	assert_int_equal(f->fb & (16 * MiB - 1), 0);
+	assert_int_not_equal(f->mmio, 0);
+	/* QEMU's extended registers. */
+	assert_int_equal(MMIO_RD(f, 0x600, 4), 8);
+	assert_int_equal(MMIO_RD(f, 0x604, 4), 0x1e1e1e1e);
+}
+
+static void test_edid(void **state)
+{
+	static const char *const opts[] = { "w=800", "h=600", NULL };
+	struct fx f;
+	uint8_t e[128], sum = 0;
+
+	fx_start(&f, opts);
+	for (unsigned i = 0; i < 128; i++) {
+		e[i] = (uint8_t)MMIO_RD(&f, i, 1);
+		sum = (uint8_t)(sum + e[i]);
+	}
+	assert_memory_equal(e, "\x00\xff\xff\xff\xff\xff\xff\x00", 8);
+	assert_int_equal(sum, 0);
+	assert_int_equal(e[18], 1);
+	assert_int_equal(e[19], 4);
+	/* The first detailed timing is the preferred mode: w x h. */
+	assert_int_equal(e[56] | (e[58] >> 4) << 8, 800);
+	assert_int_equal(e[59] | (e[61] >> 4) << 8, 600);
+	assert_int_not_equal(e[54] | e[55] << 8, 0); /* a pixel clock */
+	assert_memory_equal(&e[90], "\x00\x00\x00\xfc\x00khyve\n", 11);
+	fx_stop(&f);
+}
+
+static void test_vbe_registers(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(vbe_rd(f, 0), 0xb0c5);
+	vbe_wr(f, 0, 0xb0c2);
+	assert_int_equal(vbe_rd(f, 0), 0xb0c2);
+	vbe_wr(f, 0, 0x1234); /* not an id: ignored */
+	assert_int_equal(vbe_rd(f, 0), 0xb0c2);
+	assert_int_equal(vbe_rd(f, 10), 256); /* 16 MiB in 64 KiB units */
+	vbe_wr(f, 4, 0x02);		      /* get capabilities */
+	assert_int_equal(vbe_rd(f, 1), 1920);
+	assert_int_equal(vbe_rd(f, 2), 1200);
+	assert_int_equal(vbe_rd(f, 3), 32);
+	vbe_wr(f, 4, 0);
+	/* Out of range or not a multiple of 8: the old value stays. */
+	vbe_wr(f, 1, 2048);
+	vbe_wr(f, 1, 1001);
+	vbe_wr(f, 3, 7);
+	assert_int_equal(vbe_rd(f, 1), 640);
+	assert_int_equal(vbe_rd(f, 3), 8);
+	set_mode(f, 1024, 768, 32);
+	assert_int_equal(vbe_rd(f, 4) & 1, 1);
+	assert_int_equal(vbe_rd(f, 6), 1024);
+	assert_int_equal(vbe_rd(f, 7), 16 * MiB / 4096);
+	/* While enabled the mode cannot change under the guest's feet. */
+	vbe_wr(f, 1, 800);
+	assert_int_equal(vbe_rd(f, 1), 1024);
+	/* Panning stays inside the virtual screen. */
+	vbe_wr(f, 9, 60000);
+	assert_int_equal(vbe_rd(f, 9), vbe_rd(f, 7) - 768);
+	/* The same registers through the Bochs ports. */
+	wr(&f->vm, &f->vm.pio, 0x1ce, 2, 1);
+	assert_int_equal(rd(&f->vm, &f->vm.pio, 0x1cf, 2), 1024);
+}
+
+/* ---- pictures ---- */
+
+/* A refresh as the VNC server does it: true with the damaged rectangle if anything changed. */
+static bool refresh_damage(struct fx *f, unsigned *r)
+{
+	struct console_surface *s = console_refresh(console_of(&f->vm), false);
+	bool d;
+
+	assert_non_null(s);
+	d = s->damaged;
+	r[0] = s->dx0;
+	r[1] = s->dy0;
+	r[2] = s->dx1;
+	r[3] = s->dy1;
+	s->damaged = false;
+	console_refresh_done(console_of(&f->vm));
+	return d;
+}
+
+static void test_vbe_picture_and_damage(void **state)
+{
+	struct fx *f = *state;
+	unsigned r[4];
+
+	set_mode(f, 640, 480, 32);
+	wr(&f->vm, &f->vm.mmio, f->fb + (10 * 640 + 20) * 4, 4, 0x00123456);
+	snap(f);
+	assert_int_equal(f->w, 640);
+	assert_int_equal(f->h, 480);
+	assert_int_equal(px(f, 20, 10), 0x123456);
+	assert_int_equal(px(f, 21, 10), 0);
+	assert_true(refresh_damage(f, r)); /* the new mode: everything */
+	/* Nothing written since: no damage, nothing to send. */
+	assert_false(refresh_damage(f, r));
+	/* One pixel: a damage of one pixel, though its whole page was marked. */
+	wr(&f->vm, &f->vm.mmio, f->fb + (300 * 640 + 600) * 4, 4, 0x00abcdef);
+	assert_true(refresh_damage(f, r));
+	assert_int_equal(r[0], 600);
+	assert_int_equal(r[1], 300);
+	assert_int_equal(r[2], 601);
+	assert_int_equal(r[3], 301);
+	/* The same value again: the page is dirty, the picture is not. */
+	wr(&f->vm, &f->vm.mmio, f->fb + (300 * 640 + 600) * 4, 4, 0x00abcdef);
+	assert_false(refresh_damage(f, r));
+	snap(f);
+	assert_int_equal(px(f, 600, 300), 0xabcdef);
+}
+
+static void test_vbe_depths(void **state)
+{
+	struct fx *f = *state;
+
+	set_mode(f, 320, 200, 16);
+	wr(&f->vm, &f->vm.mmio, f->fb + 2 * 5, 2, 0xf800); /* red in 5:6:5 */
+	snap(f);
+	assert_int_equal(px(f, 5, 0), 0xff0000);
+	set_mode(f, 320, 200, 24);
+	wr(&f->vm, &f->vm.mmio, f->fb + 3 * 7, 1, 0x11);
+	wr(&f->vm, &f->vm.mmio, f->fb + 3 * 7 + 1, 1, 0x22);
+	wr(&f->vm, &f->vm.mmio, f->fb + 3 * 7 + 2, 1, 0x33);
+	snap(f);
+	assert_int_equal(px(f, 7, 0), 0x332211);
+	/* 8 bits: through the DAC (6-bit entries unless the 8-bit DAC flag is set). */
+	set_mode(f, 320, 200, 8);
+	OUTB(f, 0x3c8, 9);
+	OUTB(f, 0x3c9, 0x3f);
+	OUTB(f, 0x3c9, 0x00);
+	OUTB(f, 0x3c9, 0x20);
+	wr(&f->vm, &f->vm.mmio, f->fb + 3, 1, 9);
+	snap(f);
+	assert_int_equal(px(f, 3, 0), 0xff0082);
+	/* Clearing on enable, unless asked not to. */
+	vbe_wr(f, 4, 0);
+	vbe_wr(f, 4, VBE_ENABLE_ON | 0x80);
+	snap(f);
+	assert_int_equal(px(f, 3, 0), 0xff0082);
+	vbe_wr(f, 4, 0);
+	vbe_wr(f, 4, VBE_ENABLE_ON);
+	snap(f);
+	assert_int_equal(px(f, 3, 0), 0);
+}
+
+static void text_put(struct fx *f, unsigned cell, uint8_t ch, uint8_t at)
+{
+	wr(&f->vm, &f->vm.mmio, 0xb8000 + 2 * cell, 1, ch);
+	wr(&f->vm, &f->vm.mmio, 0xb8000 + 2 * cell + 1, 1, at);
+}
+
+static void check_glyph(struct fx *f, unsigned cx, unsigned cy, const uint8_t *g, uint32_t fg,
+			uint32_t bg)
+{
+	for (unsigned y = 0; y < 16; y++)
+		for (unsigned x = 0; x < 8; x++)
+			assert_int_equal(px(f, cx * 9 + x, cy * 16 + y),
+					 (g[y] & (0x80 >> x)) ? fg : bg);
+}
+
+static void test_text_mode(void **state)
+{
+	struct fx *f = *state;
+
+	/* Power-on: 80x25 cells of 9x16.  The cursor (cell 0) out of the way first. */
+	OUTB(f, 0x3d4, 0x0e);
+	OUTB(f, 0x3d5, 0x07);
+	text_put(f, 0, 'A', 0x1f);
+	text_put(f, 81, 'B', 0x4e);
+	text_put(f, 2, 0xc4, 0x07);
+	snap(f);
+	assert_int_equal(f->w, 720);
+	assert_int_equal(f->h, 400);
+	check_glyph(f, 0, 0, glyph_a, 0xffffff, 0x0000aa);
+	check_glyph(f, 1, 1, glyph_b, 0xffff55, 0xaa0000);
+	/* The 9th column is background, except for line drawing characters. */
+	assert_int_equal(px(f, 8, 4), 0x0000aa);
+	assert_int_equal(px(f, 2 * 9 + 8, 8), 0xaaaaaa);
+	assert_int_equal(px(f, 2 * 9 + 7, 8), 0xaaaaaa);
+	/* The cursor: cell 0, scan lines 13-14 (mode 3's). */
+	OUTB(f, 0x3d4, 0x0e);
+	OUTB(f, 0x3d5, 0);
+	OUTB(f, 0x3d4, 0x0f);
+	OUTB(f, 0x3d5, 81);
+	snap(f);
+	assert_int_equal(px(f, 9 + 3, 16 + 13), 0xffff55);
+	assert_int_equal(px(f, 9 + 3, 16 + 12), 0xaa0000);
+	/* 8-dot characters: 640 wide. */
+	OUTB(f, 0x3c4, 1);
+	OUTB(f, 0x3c5, 0x01);
+	snap(f);
+	assert_int_equal(f->w, 640);
+	/* The screen off (sequencer) is black. */
+	OUTB(f, 0x3c4, 1);
+	OUTB(f, 0x3c5, 0x21);
+	snap(f);
+	assert_int_equal(px(f, 3, 5), 0);
+}
+
+/* Mode 12h-like: 640x480, 16 colours, planar. */
+static void planar_mode(struct fx *f)
+{
+	OUTB(f, 0x3ce, 6);
+	OUTB(f, 0x3cf, 0x05); /* graphics, A0000 64 KiB */
+	OUTB(f, 0x3ce, 5);
+	OUTB(f, 0x3cf, 0x00);
+	OUTB(f, 0x3c4, 4);
+	OUTB(f, 0x3c5, 0x06); /* planar */
+	OUTB(f, 0x3c4, 2);
+	OUTB(f, 0x3c5, 0x0f); /* write all four planes */
+	OUTB(f, 0x3d4, 0x11);
+	OUTB(f, 0x3d5, 0x00); /* unprotect */
+	OUTB(f, 0x3d4, 0x12);
+	OUTB(f, 0x3d5, 0xdf);
+	OUTB(f, 0x3d4, 0x07);
+	OUTB(f, 0x3d5, 0x3e); /* vertical display end 479 */
+	OUTB(f, 0x3d4, 0x09);
+	OUTB(f, 0x3d5, 0x40);
+}
+
+static void test_planar_write_modes(void **state)
+{
+	struct fx *f = *state;
+
+	planar_mode(f);
+	/* Write mode 2: the byte's low bits are a colour for the pixels the bit mask names. */
+	OUTB(f, 0x3ce, 5);
+	OUTB(f, 0x3cf, 0x02);
+	OUTB(f, 0x3ce, 8);
+	OUTB(f, 0x3cf, 0x80);
+	rd(&f->vm, &f->vm.mmio, 0xa0000, 1); /* load the latches */
+	wr(&f->vm, &f->vm.mmio, 0xa0000, 1, 0x0c);
+	OUTB(f, 0x3ce, 8);
+	OUTB(f, 0x3cf, 0x01);
+	/* The bits the mask leaves come from the latches: load them again first. */
+	rd(&f->vm, &f->vm.mmio, 0xa0000, 1);
+	wr(&f->vm, &f->vm.mmio, 0xa0000, 1, 0x09);
+	snap(f);
+	assert_int_equal(f->w, 640);
+	assert_int_equal(f->h, 480);
+	assert_int_equal(px(f, 0, 0), 0xff5555); /* colour 12 */
+	assert_int_equal(px(f, 7, 0), 0x5555ff); /* colour 9 */
+	assert_int_equal(px(f, 3, 0), 0);
+	/* Read mode 1: which pixels have colour 12? */
+	OUTB(f, 0x3ce, 5);
+	OUTB(f, 0x3cf, 0x08);
+	OUTB(f, 0x3ce, 2);
+	OUTB(f, 0x3cf, 0x0c);
+	OUTB(f, 0x3ce, 7);
+	OUTB(f, 0x3cf, 0x0f);
+	assert_int_equal(rd(&f->vm, &f->vm.mmio, 0xa0000, 1), 0x80);
+	/* Write mode 0 with set/reset and XOR on plane 1. */
+	OUTB(f, 0x3ce, 5);
+	OUTB(f, 0x3cf, 0x00);
+	OUTB(f, 0x3ce, 8);
+	OUTB(f, 0x3cf, 0xff);
+	OUTB(f, 0x3ce, 3);
+	OUTB(f, 0x3cf, 0x18); /* XOR */
+	OUTB(f, 0x3c4, 2);
+	OUTB(f, 0x3c5, 0x02);
+	rd(&f->vm, &f->vm.mmio, 0xa0000, 1);
+	wr(&f->vm, &f->vm.mmio, 0xa0000, 1, 0x81);
+	snap(f);
+	assert_int_equal(px(f, 0, 0), 0xffff55); /* 12 ^ 2 = 14 */
+	assert_int_equal(px(f, 7, 0), 0x55ffff); /* 9 ^ 2 = 11 */
+	assert_int_equal(px(f, 1, 0), 0);
+}
+
+static void test_chain4_256_colours(void **state)
+{
+	struct fx *f = *state;
+
+	planar_mode(f);
+	OUTB(f, 0x3c4, 4);
+	OUTB(f, 0x3c5, 0x0e); /* chain 4 */
+	OUTB(f, 0x3ce, 5);
+	OUTB(f, 0x3cf, 0x40); /* 256 colours */
+	OUTB(f, 0x3d4, 0x09);
+	OUTB(f, 0x3d5, 0x41); /* each line twice: 200 lines */
+	OUTB(f, 0x3d4, 0x12);
+	OUTB(f, 0x3d5, 0x8f);
+	OUTB(f, 0x3d4, 0x07);
+	OUTB(f, 0x3d5, 0x1f);
+	wr(&f->vm, &f->vm.mmio, 0xa0000 + 320 * 2 + 5, 1, 4);
+	snap(f);
+	assert_int_equal(f->w, 320);
+	assert_int_equal(f->h, 200);
+	assert_int_equal(px(f, 5, 2), 0xaa0000);
+	assert_int_equal(rd(&f->vm, &f->vm.mmio, 0xa0000 + 320 * 2 + 5, 1), 4);
+}
+
+/* ---- snapshot ---- */
+
+static void test_snapshot(void **state)
+{
+	struct fx *f = *state, g;
+	uint8_t *a, *b;
+	size_t alen, blen;
+	uint32_t *img_f;
+
+	set_mode(f, 640, 480, 32);
+	for (unsigned i = 0; i < 640; i++)
+		wr(&f->vm, &f->vm.mmio, f->fb + (200 * 640 + i) * 4, 4, i * 0x10101);
+	OUTB(f, 0x3c8, 7);
+	OUTB(f, 0x3c9, 1);
+	snap(f);
+	img_f = f->img;
+	f->img = NULL;
+	a = devsnap_save_copy(&f->pd->dev, &alen);
+	/* Sparse: the registers, the font in plane 2 and one line of pixels. */
+	assert_true(alen < 16 * VGA_PAGE);
+
+	fx_start(&g, vga_on);
+	assert_int_equal(devsnap_load(&g.pd->dev, a, alen, 1), 0);
+	snap(&g);
+	assert_int_equal(g.w, 640);
+	assert_memory_equal(g.img, img_f, 640 * 480 * 4);
+	b = devsnap_save_copy(&g.pd->dev, &blen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(a, b, alen);
+	free(b);
+	fx_stop(&g);
+	free(img_f);
+	free(a);
+}
+
+/* Find @n bytes of @what in @buf (the saved layout has no fixed offsets to hard-code). */
+static size_t find(const uint8_t *buf, size_t len, const void *what, size_t n)
+{
+	for (size_t i = 0; i + n <= len; i++)
+		if (!memcmp(buf + i, what, n))
+			return i;
+	fail_msg("pattern not in the saved state");
+	return 0;
+}
+
+static void test_snapshot_refused(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t mark1[4] = { 0x5a, 0xa5, 0x3c, 0xc3 },
+			     mark2[4] = { 0x96, 0x69, 0x1e, 0xe1 };
+	uint8_t *a, *c;
+	size_t alen, o1, o2;
+
+	set_mode(f, 640, 480, 32);
+	wr(&f->vm, &f->vm.mmio, f->fb + 8 * MiB, 4, 0xc33ca55a);
+	wr(&f->vm, &f->vm.mmio, f->fb + 9 * MiB, 4, 0xe11e6996);
+	a = devsnap_save_copy(&f->pd->dev, &alen);
+	c = malloc(alen);
+	/* A saved page is its index, then its 4096 bytes. */
+	o1 = find(a, alen, mark1, 4);
+	o2 = find(a, alen, mark2, 4);
+	assert_int_equal(a[o1 - 4] | a[o1 - 3] << 8, 8 * MiB / VGA_PAGE);
+	assert_int_equal(a[o2 - 4] | a[o2 - 3] << 8, 9 * MiB / VGA_PAGE);
+	memcpy(c, a, alen);
+	c[o2 - 3] = 0x40; /* page 0x4000: beyond 16 MiB */
+	devsnap_expect_refused(&f->pd->dev, c, alen, 1);
+	memcpy(c, a, alen);
+	c[o2 - 3] = 0x07; /* page 0x700 after 0x800: out of order */
+	devsnap_expect_refused(&f->pd->dev, c, alen, 1);
+	memcpy(c, a, alen);
+	c[0] ^= 1; /* the vga mode this device was made with */
+	devsnap_expect_refused(&f->pd->dev, c, alen, 1);
+	devsnap_expect_refused(&f->pd->dev, a, alen - 1, 1);
+	devsnap_expect_refused(&f->pd->dev, a, alen, 2);
+	free(c);
+	free(a);
+}
+
+/* ---- options ---- */
+
+static void refused(const char *opt, const char *needle)
+{
+	struct vm vm;
+	struct config cfg;
+	char err[512], kv[128];
+
+	vm_init_bare(&vm, true);
+	config_init(&cfg);
+	vm.cfg = &cfg;
+	assert_int_equal(config_set_pair(&cfg, "pci.0.5.0.device=fbuf"), 0);
+	assert_int_equal(config_set_pair(&cfg, "pci.0.5.0.unix=/tmp/khyve-fbuf-never"), 0);
+	snprintf(kv, sizeof(kv), "pci.0.5.0.%s", opt);
+	assert_int_equal(config_set_pair(&cfg, kv), 0);
+	assert_int_not_equal(pci_setup(&vm, err, sizeof(err)), 0);
+	if (!strstr(err, needle))
+		fail_msg("%s: message '%s' lacks '%s'", opt, err, needle);
+	vm_destroy(&vm);
+	config_free(&cfg);
+}
+
+static void test_bad_options(void **state)
+{
+	refused("w=2000", "w=2000: must be a multiple of 8 from 320 to 1920");
+	refused("h=1201", "h=1201");
+	refused("w=1001", "multiple of 8");
+	refused("vga=maybe", "vga=maybe: expected io, on or off");
+	refused("pasword=x", "unknown option 'pasword'");
+	refused("password=123456789", "at most 8 characters");
+	refused("tcp=127.0.0.1:5901", "exclude each other");
+	refused("wait=often", "wait=often");
+}
+
+/* ---- fonts ---- */
+
+static void test_font_psf(void **state)
+{
+	struct fx *f = *state;
+	struct font *ft = malloc(sizeof(*ft));
+	char err[256];
+	/* PSF1 without a table: glyphs in CP437 order, 8 rows. */
+	uint8_t psf1[4 + 256 * 8] = { 0x36, 0x04, 0x00, 8 };
+
+	assert_int_equal(font_load(f->font, ft, err, sizeof(err)), 0);
+	assert_int_equal(ft->height, 16);
+	assert_memory_equal(ft->glyph['A'], glyph_a, 16);
+	assert_memory_equal(ft->glyph['B'], glyph_b, 16);
+	assert_memory_equal(ft->glyph[0xc4], glyph_line, 16);
+	/* Block elements are drawn when the font lacks them. */
+	assert_int_equal(ft->glyph[0xdb][5], 0xff);
+	assert_int_equal(ft->glyph[0xdc][2], 0x00);
+	assert_int_equal(ft->glyph[0xdc][12], 0xff);
+	assert_true(ft->missing > 200);
+
+	psf1[4 + 'Z' * 8 + 3] = 0x99;
+	assert_int_equal(font_parse_psf(psf1, sizeof(psf1), ft, err, sizeof(err)), 0);
+	assert_int_equal(ft->height, 8);
+	assert_int_equal(ft->glyph['Z'][3], 0x99);
+	/* Refused: truncated, not a PSF, glyphs too wide. */
+	assert_int_not_equal(font_parse_psf(psf1, 100, ft, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "truncated"));
+	assert_int_not_equal(font_parse_psf((const uint8_t *)"hello", 5, ft, err, sizeof(err)), 0);
+	{
+		uint32_t wide[8] = { 0x864ab572, 0, 32, 0, 1, 32, 16, 12 };
+		uint8_t buf[64] = { 0 };
+
+		memcpy(buf, wide, sizeof(wide));
+		assert_int_not_equal(font_parse_psf(buf, sizeof(buf), ft, err, sizeof(err)), 0);
+		assert_non_null(strstr(err, "8 pixels wide"));
+	}
+	free(ft);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_pci_identity, setup, teardown),
+		cmocka_unit_test(test_edid),
+		cmocka_unit_test_setup_teardown(test_vbe_registers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vbe_picture_and_damage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vbe_depths, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_mode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_planar_write_modes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain4_256_colours, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_refused, setup, teardown),
+		cmocka_unit_test(test_bad_options),
+		cmocka_unit_test_setup_teardown(test_font_psf, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("fbuf", tests, NULL, NULL);
+}
