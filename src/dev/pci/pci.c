@@ -27,12 +27,12 @@
  * emulation's own file).  Adding a device type is one line here.
  */
 #define PCI_EMULATIONS(X) \
-	X(fbuf)           \
 	X(hostbridge)     \
 	X(lpc)            \
 	X(ahci)           \
 	X(ahci_hd)        \
 	X(ahci_cd)        \
+	X(fbuf)           \
 	X(virtio_blk)     \
 	X(virtio_net)     \
 	X(virtio_rnd)     \
