@@ -248,6 +248,16 @@ static void test_loopback_and_aux_flag(void **state)
 	assert_int_equal(f->irq[1], 0);
 	assert_int_equal(in8(f, DATA), 0x5a);
 	assert_int_equal(f->irq[12], 0);
+	assert_int_equal(in8(f, CMD) & 0x21, 0x00);
+	/* The state after reading mouse data is one a load accepts. */
+	{
+		size_t len;
+		uint8_t *a = devsnap_save_copy(f->d, &len);
+
+		assert_int_equal(devsnap_load(f->d, a, len, 1), 0);
+		f->d->ops->resume(f->d);
+		free(a);
+	}
 	out8(f, CMD, 0xd2);
 	out8(f, DATA, 0x1e);
 	assert_int_equal(in8(f, CMD) & 0x21, 0x01);

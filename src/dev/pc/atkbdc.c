@@ -316,6 +316,7 @@ static void atkbdc_io(struct atkbdc *c, bool cmdport, void *data, unsigned size,
 	} else {
 		v = c->outb;
 		c->obf = false;
+		c->obf_aux = false;
 		/* The line drops now, so a refill below is a new edge. */
 		if (!c->paused)
 			atkbdc_irqs(c, false);
