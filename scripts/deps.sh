@@ -3,7 +3,9 @@
 set -e
 need="gcc make clang-format pkg-config libjson-c-dev libxxhash-dev libcmocka-dev python3 acpica-tools libslirp-dev libglib2.0-dev libsodium-dev iproute2"
 # The console: VNC server.
-need="$need libvncserver-dev"
+need="$need libvncserver-dev zlib1g-dev console-setup-linux"
+# Console tests: VNC clients, pictures, noVNC in a headless browser.
+need="$need vncsnapshot imagemagick novnc websockify chromium"
 # Firmware boot tests: SeaBIOS, GRUB rescue images, boot sectors.
 need="$need seabios grub-pc-bin grub-common xorriso mtools nasm"
 missing=""

@@ -112,6 +112,7 @@ struct vm {
 	uint32_t devmem_slots;	      /* vm_devmem_map's slots in use */
 	uint64_t hole_gpa, hole_size; /* vm_mem_hole */
 	bool memslots_set;
+	bool vga; /* legacy VGA ports decoded (fbuf vga=io|on): the FADT says so */
 	struct mem_backing *backing; /* snapshot file a restored VM's RAM maps, or NULL */
 	bool paused;		     /* guest paused by a control request */
 	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */

@@ -48,7 +48,8 @@ static const struct {
 	{ "file", true },      { "dir", true },	     { "listen", true },
 	{ "fd", true },	       { "hostfwd", false }, { "hostfwd[0-9]*", false },
 	{ "password", false }, { "bootvars", true }, /* lpc.bootvars: the flash file */
-	{ "rfb", true },       { "romfile", false },
+	{ "rfb", true },       { "romfile", false }, { "font", false },
+	{ "rom", false },
 };
 
 static bool match_any(const char *const *pats, size_t n, const char *key)

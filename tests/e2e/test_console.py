@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import rfb
-from khyve_e2e import ROOT, VM, check, khyve_run, test
+from khyve_e2e import KHYVE, ROOT, VM, check, khyve_run, test
 
 GUEST_CONSOLE_C = os.path.join(ROOT, "tests", "guest", "console.c")
 FONT = "/usr/share/consolefonts/Uni2-VGA16.psf.gz"
@@ -205,6 +205,18 @@ def expect_keys(vm, sent, what, timeout=60):
 
 
 # ---- tests ----
+
+@test
+def selftest_with_fbuf(wd):
+    for vga, ports, window in (("on", "yes", "yes"), ("io", "yes", "no"), ("off", "no", "no")):
+        vm = console_vm(wd, cmdline="mode=selftest", fbuf="vga=" + vga, name="vm" + vga)
+        vm.wait_for(rb"TESTGUEST (PASS|FAIL.*)$", timeout=240)
+        check(b"TESTGUEST PASS" in vm.out and b"\nok fbuf\n" in vm.out,
+              "vga=%s: self-test failed:\n%s" % (vga, vm.tail()))
+        want = ("edid 1024x768, vga ports %s, window %s" % (ports, window)).encode()
+        check(want in vm.out, "vga=%s: no %r line:\n%s" % (vga, want, vm.tail()))
+        check(vm.wait_exit(60) == 1, "power off should exit 1")
+
 
 @test
 def console_picture_gfx(wd):
@@ -415,3 +427,59 @@ def console_bad_options(wd):
     r = khyve_run(["-s", "29,fbuf,tcp=127.0.0.1:%d" % s.getsockname()[1]] + base)
     s.close()
     check(r.returncode == 4 and b"cannot listen" in r.stderr, "address in use: %r" % r.stderr)
+
+
+def screen_text(w, h, fb, font):
+    """Read VGA text off a 720x400 picture: each 9x16 cell against the console font's ASCII
+    glyphs, the nearest within 16 of 128 pixels (the reference rendering, with a tolerance:
+    the VGA BIOS draws with its own font)."""
+    px = pixels(fb)
+    rows = []
+    for cy in range(h // 16):
+        line = ""
+        for cx in range(w // 9):
+            bits = []
+            for y in range(16):
+                b = 0
+                for x in range(8):
+                    c = px[(cy * 16 + y) * w + cx * 9 + x]
+                    lum = (c >> 16 & 255) + (c >> 8 & 255) + (c & 255)
+                    b = b << 1 | (lum > 192)
+                bits.append(b)
+            best, dist = "?", 17
+            for ch in range(0x20, 0x7F):
+                d = sum(bin(a ^ g).count("1") for a, g in zip(bits, font[ch]))
+                if d < dist:
+                    best, dist = chr(ch), d
+            line += best
+        rows.append(line.rstrip())
+    return rows
+
+
+@test
+def console_seabios_text(wd):
+    """SeaBIOS and its VGA BIOS (the fbuf's ROM) write text; the VNC picture shows it."""
+    seabios = "/usr/share/seabios/bios-256k.bin"
+    check(os.path.exists(seabios) and os.path.exists(FONT), "seabios or the console font is "
+          "missing (scripts/deps.sh)")
+    port = free_port()
+    vm = VM(wd, args=[KHYVE, "-c", "1", "-m", "256M", "-s", "0,hostbridge", "-s", "31,lpc",
+                      "-s", "29,fbuf,tcp=127.0.0.1:%d" % port, "-l", "com1,stdio",
+                      "-l", "bootrom," + seabios, "-o", "fw.failwait=120",
+                      "-o", "ctl.socket=" + wd("vm0.sock"), "vm0"])
+    vm.wait_for(rb"No bootable device", timeout=180)
+    c = connect(("127.0.0.1", port))
+    font = psf_cp437(FONT)
+    end = time.time() + 30
+    while True:
+        w, h, fb = c.capture()
+        rows = screen_text(w, h, fb, font) if (w, h) == (720, 400) else []
+        text = "\n".join(rows)
+        if "No bootable device" in text or time.time() > end:
+            break
+        time.sleep(1)
+    check((w, h) == (720, 400), "the firmware's screen is %dx%d, want 80x25 text" % (w, h))
+    check(rows and rows[0].startswith("SeaBIOS (version"), "no SeaBIOS banner on the screen:\n"
+          + text)
+    check("No bootable device" in text, "SeaBIOS's message is not on the screen:\n" + text)
+    c.close()

@@ -297,7 +297,9 @@ static uint64_t acpi_fadt(struct acpi_ctx *c, uint64_t facs, uint64_t dsdt)
 	f->p_lvl2_lat = 101;
 	f->p_lvl3_lat = 1001;
 	/* The i8042 is in the LPC bridge when there is one (OSes probe it only if told). */
-	f->iapc_boot_arch = BOOT_ARCH_LEGACY_DEVICES | BOOT_ARCH_VGA_NOT_PRESENT;
+	f->iapc_boot_arch = BOOT_ARCH_LEGACY_DEVICES;
+	if (!c->vm->vga)
+		f->iapc_boot_arch |= BOOT_ARCH_VGA_NOT_PRESENT;
 	if (vm_find_dev(c->vm, "atkbdc"))
 		f->iapc_boot_arch |= BOOT_ARCH_8042;
 	/*

@@ -3,7 +3,7 @@
  * fbuf: the PCI display, shown through the console backend's VNC server.
  *
  *	-s S,fbuf[,tcp=IP:PORT|unix=PATH][,w=W][,h=H][,password=PW][,wait][,vga=io|on|off]
- *		[,font=PATH]
+ *		[,font=PATH][,rom=PATH|off]
  *
  * bhyve's option shapes (tcp/unix, w/h, password, wait, vga); the hardware is the Bochs/QEMU
  * "standard VGA" (PCI 1234:1111), whose interface the SeaBIOS VGA BIOS (vgabios-stdvga.bin),
@@ -19,6 +19,8 @@
  *   vga=on	also the legacy memory window 0xA0000-0xBFFFF, so BIOS text mode shows (the
  *		default with -l bootrom)
  *   vga=off	neither: a display for drivers that use BAR 2 only (class "other display")
+ *   ROM	with vga=on, the SeaBIOS VGA BIOS for this hardware (vgabios-stdvga.bin, or
+ *		rom=PATH), which firmware runs to set text mode and offer VBE modes
  *
  * The VBE modes go up to 1920x1200 at 32 bits per pixel (VBE "get capabilities" says so), and
  * w x h must fit that.  The power-on state is 80x25 text with the console font (font=PATH, or
@@ -26,7 +28,7 @@
  * booted directly can write text at 0xB8000 with vga=on.  vga.c draws; drawing happens on the
  * console backend's thread when someone looks, under the device lock.
  *
- * Snapshot (after the PCI part): the VGA and VBE registers and palette (vga_regs) and the
+ * Snapshot (after the PCI part): the ROM image, the VGA and VBE registers and palette (vga_regs) and the
  * video memory pages that were ever touched and are not all zero (sparse, as guest RAM is).
  * A restore redraws everything from them, so a client sees the picture it saw before.
  */
@@ -69,6 +71,8 @@
 #define FBUF_MAX_H 1200
 #define FBUF_MIN_W 320
 #define FBUF_MIN_H 200
+#define FBUF_ROM_SIZE (64 * KiB)
+#define FBUF_ROM_DEFAULT "/usr/share/seabios/vgabios-stdvga.bin"
 
 enum fbuf_vga { FBUF_VGA_OFF, FBUF_VGA_IO, FBUF_VGA_ON };
 
@@ -84,10 +88,12 @@ struct fbuf {
 	uint64_t kvm_dirty[FBUF_PAGES / 64];
 	struct console *con;
 	bool ports, window, attached;
+	uint8_t rom[FBUF_ROM_SIZE]; /* the VGA BIOS, rom_len bytes of it; saved with the state */
+	uint32_t rom_len;
 };
 
 static const char *const fbuf_options[] = {
-	"device", "tcp", "unix", "w", "h", "password", "wait", "vga", "font",
+	"device", "tcp", "unix", "w", "h", "password", "wait", "vga", "font", "rom",
 };
 
 /* ---- EDID ---- */
@@ -277,6 +283,9 @@ static int fbuf_save(struct pci_dev *pd, struct sstream *s)
 	}
 	ss_expect_u32(s, f->mode, "fbuf vga mode");
 	ss_expect_u32(s, FBUF_VRAM_SIZE, "fbuf video memory size");
+	/* The ROM too: a restore needs no ROM file and shows the very code that was saved. */
+	ss_expect_u32(s, f->rom_len, "fbuf ROM size");
+	ss_bytes(s, f->rom, f->rom_len);
 	vga_regs_state(s, &f->vga.r);
 	ss_u32(s, &n);
 	for (uint32_t i = 0; i < FBUF_PAGES && !ss_error(s); i++) {
@@ -295,15 +304,21 @@ static int fbuf_load(struct pci_dev *pd, struct sstream *s, unsigned version)
 	struct fbuf *f = pd->priv;
 	struct vga_regs *r = calloc(1, sizeof(*r));
 	uint32_t n = 0, *idx = NULL, prev = 0;
-	uint8_t *pages = NULL;
+	uint8_t *pages = NULL, *rom = malloc(FBUF_ROM_SIZE);
 
-	if (!r)
+	if (!r || !rom) {
+		free(r);
+		free(rom);
 		return ss_fail(s, -ENOMEM, "out of memory");
+	}
 	if (version != FBUF_STATE_VERSION)
 		ss_fail(s, -EINVAL, "fbuf state version %u is not supported (%u)", version,
 			FBUF_STATE_VERSION);
 	ss_expect_u32(s, f->mode, "fbuf vga mode");
 	ss_expect_u32(s, FBUF_VRAM_SIZE, "fbuf video memory size");
+	ss_expect_u32(s, f->rom_len, "fbuf ROM size");
+	if (!ss_error(s))
+		ss_bytes(s, rom, f->rom_len);
 	vga_regs_state(s, r);
 	if (!ss_error(s))
 		vga_regs_check(s, &f->vga, r);
@@ -330,11 +345,13 @@ static int fbuf_load(struct pci_dev *pd, struct sstream *s, unsigned version)
 		for (uint32_t i = 0; i < n; i++)
 			memcpy(&f->vram[(size_t)idx[i] * VGA_PAGE], pages + (size_t)i * VGA_PAGE,
 			       VGA_PAGE);
+		memcpy(f->rom, rom, f->rom_len);
 		vga_regs_commit(&f->vga, r);
 		pthread_mutex_unlock(&f->lock);
 	}
 	free(idx);
 	free(pages);
+	free(rom);
 	free(r);
 	return ss_error(s);
 }
@@ -394,7 +411,7 @@ static int fbuf_options_parse(struct fbuf *f, struct console_vnc_cfg *vc, char *
 	if (chk.bad[0]) {
 		snprintf(err, errlen,
 			 "unknown option '%s' (fbuf takes tcp, unix, w, h, password, wait, vga, "
-			 "font)",
+			 "font, rom)",
 			 chk.bad);
 		return -EINVAL;
 	}
@@ -459,6 +476,59 @@ static void fbuf_font(struct fbuf *f)
 	free(font);
 }
 
+/*
+ * The VGA BIOS as the expansion ROM (rom=PATH, rom=off; by default Debian's SeaBIOS VGA BIOS
+ * for this hardware when the legacy window is on, which it needs).  It must be an option ROM
+ * for 1234:1111, or the firmware would not run it.
+ */
+static int fbuf_rom(struct fbuf *f, char *err, size_t errlen)
+{
+	const char *want = pci_dev_opt(f->pd, "rom");
+	const char *path = want ? want : FBUF_ROM_DEFAULT;
+	FILE *fp;
+	size_t n;
+	unsigned pcir;
+
+	if ((want && !strcmp(want, "off")) || (!want && f->mode != FBUF_VGA_ON))
+		return 0;
+	fp = fopen(path, "rbe");
+	if (!fp) {
+		if (!want) {
+			if (config_get(f->vm->cfg, "lpc.bootrom"))
+				fprintf(stderr,
+					"khyve: %s (fbuf): no VGA BIOS (%s: %s): the firmware "
+					"will not show on the display; install seabios or give "
+					"rom=PATH\n",
+					f->pd->opts, path, strerror(errno));
+			return 0;
+		}
+		snprintf(err, errlen, "rom=%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	n = fread(f->rom, 1, sizeof(f->rom), fp);
+	if (n == sizeof(f->rom) && fgetc(fp) != EOF)
+		n = 0;
+	fclose(fp);
+	pcir = n >= 0x1a ? (unsigned)(f->rom[0x18] | f->rom[0x19] << 8) : 0;
+	if (n < 512 || f->rom[0] != 0x55 || f->rom[1] != 0xaa || pcir + 8 > n ||
+	    memcmp(&f->rom[pcir], "PCIR", 4)) {
+		snprintf(err, errlen, "rom=%s: not a PCI option ROM of at most %u KiB", path,
+			 (unsigned)(FBUF_ROM_SIZE >> 10));
+		return -EINVAL;
+	}
+	if ((f->rom[pcir + 4] | f->rom[pcir + 5] << 8) != FBUF_VENDOR ||
+	    (f->rom[pcir + 6] | f->rom[pcir + 7] << 8) != FBUF_DEVICE) {
+		snprintf(err, errlen,
+			 "rom=%s: the ROM is for PCI %02x%02x:%02x%02x, this display "
+			 "is %04x:%04x",
+			 path, f->rom[pcir + 5], f->rom[pcir + 4], f->rom[pcir + 7],
+			 f->rom[pcir + 6], FBUF_VENDOR, FBUF_DEVICE);
+		return -EINVAL;
+	}
+	f->rom_len = (uint32_t)n;
+	return pci_rom_set(f->pd, f->rom, n, FBUF_ROM_SIZE);
+}
+
 static int fbuf_legacy(struct fbuf *f, char *err, size_t errlen)
 {
 	struct vm *vm = f->vm;
@@ -476,6 +546,7 @@ static int fbuf_legacy(struct fbuf *f, char *err, size_t errlen)
 		return -EBUSY;
 	}
 	f->ports = true;
+	vm->vga = true;
 	if (f->mode != FBUF_VGA_ON)
 		return 0;
 	ret = vm_mem_hole(vm, VGA_MEM_BASE, VGA_MEM_SIZE);
@@ -563,6 +634,9 @@ static int fbuf_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *
 		snprintf(err, errlen, "BARs: %s", strerror(-ret));
 		goto fail;
 	}
+	ret = fbuf_rom(f, err, errlen);
+	if (ret)
+		goto fail;
 	ret = fbuf_legacy(f, err, errlen);
 	if (ret)
 		goto fail;

@@ -271,10 +271,46 @@ static void pci_bars_want(struct pci_dev *pd)
 		else
 			b->want_on = (cmd & PCIM_CMD_MEM) && a && a + b->size - 1 > a;
 	}
+	if (pd->rom.data) {
+		uint32_t r = cfg_rd(pd, PCIR_ROM, 4);
+
+		pd->rom.want_addr = r & ~(uint32_t)(pd->rom.size - 1);
+		/* Decoded only with its own enable bit and memory decoding on. */
+		pd->rom.want_on = (r & PCIM_ROM_ENABLE) && (cmd & PCIM_CMD_MEM) &&
+				  pd->rom.want_addr;
+	}
 	pthread_mutex_unlock(&pd->bus->bar_lock);
 }
 
 static void pci_bar_io(void *opaque, uint64_t off, void *data, unsigned size, bool is_write);
+
+static void pci_rom_io(void *opaque, uint64_t off, void *data, unsigned size, bool is_write)
+{
+	const struct pci_rom *rom = &((struct pci_dev *)opaque)->rom;
+
+	if (is_write)
+		return;
+	for (unsigned i = 0; i < size; i++)
+		((uint8_t *)data)[i] = off + i < rom->len ? rom->data[off + i] : 0;
+}
+
+/* The ROM BAR's part of pci_bus_sync_bars (bar_lock held): @up false takes it down. */
+static void pci_rom_sync(struct pci_dev *pd, bool up)
+{
+	struct pci_rom *rom = &pd->rom;
+
+	if (!rom->data)
+		return;
+	if (!up && rom->on && (!rom->want_on || rom->addr != rom->want_addr)) {
+		bus_unregister(&pd->vm->mmio, rom->addr);
+		rom->on = false;
+	}
+	if (up && rom->want_on && !rom->on &&
+	    !bus_register(&pd->vm->mmio, rom->want_addr, rom->size, pci_rom_io, pd)) {
+		rom->on = true;
+		rom->addr = rom->want_addr;
+	}
+}
 
 /*
  * Make the buses match what every BAR wants: first take down each registration that moved or
@@ -299,6 +335,8 @@ static void pci_bus_sync_bars(struct pci_bus *bus)
 				b->on = false;
 			}
 		}
+		if (pd)
+			pci_rom_sync(pd, false);
 	}
 	for (unsigned s = 0; s < PCI_SLOTS * PCI_FUNCS; s++) {
 		struct pci_dev *pd = bus->devs[s / PCI_FUNCS][s % PCI_FUNCS];
@@ -316,6 +354,8 @@ static void pci_bus_sync_bars(struct pci_bus *bus)
 								    b->ram, b->ram_log);
 			}
 		}
+		if (pd)
+			pci_rom_sync(pd, true);
 	}
 	pthread_mutex_unlock(&bus->bar_lock);
 }
@@ -390,6 +430,21 @@ int pci_bar_set_ram(struct pci_dev *pd, int idx, void *hva, bool log_dirty)
 	return 0;
 }
 
+int pci_rom_set(struct pci_dev *pd, const uint8_t *data, size_t len, uint64_t size)
+{
+	uint32_t mask;
+
+	if (!data || !len || len > size || size < 2048 || size > (16 << 20) ||
+	    (size & (size - 1)) || pd->rom.data)
+		return -EINVAL;
+	pd->rom.data = data;
+	pd->rom.len = len;
+	pd->rom.size = size;
+	mask = ~(uint32_t)(size - 1) | PCIM_ROM_ENABLE;
+	pci_set_wmask(pd, PCIR_ROM, 4, mask);
+	return 0;
+}
+
 int pci_bar_ram_dirty(struct pci_dev *pd, int idx, uint64_t *bitmap)
 {
 	int ret = -ENODEV;
@@ -457,6 +512,20 @@ static int pci_alloc_bars(struct pci_bus *bus, struct pci_dev *pd, char *err, si
 		cfg_wr(pd, PCIR_BAR(i), 4, bar_encode(pd, i, (uint32_t)a));
 		if (b->type == PCI_BAR_MEM64)
 			cfg_wr(pd, PCIR_BAR(i + 1), 4, bar_encode(pd, i + 1, (uint32_t)(a >> 32)));
+		pthread_mutex_unlock(&pd->lock);
+	}
+	if (pd->rom.data) {
+		/* An address, decoding off: firmware enables it to copy the ROM, and so may an OS. */
+		uint64_t a = pci_carve(&bus->mmio_next, PCI_MMIO32_BASE + PCI_MMIO32_SIZE,
+				       pd->rom.size);
+
+		if (!a) {
+			snprintf(err, errlen, "%s: no room for its ROM in the PCI memory window",
+				 pd->opts);
+			return -ENOSPC;
+		}
+		pthread_mutex_lock(&pd->lock);
+		cfg_wr(pd, PCIR_ROM, 4, (uint32_t)a);
 		pthread_mutex_unlock(&pd->lock);
 	}
 	pthread_mutex_lock(&pd->lock);
@@ -823,7 +892,8 @@ static void pci_cfg_write_locked(struct pci_dev *pd, unsigned off, unsigned size
 		pd->cfg[o] &= (uint8_t) ~(b & pd->w1c[o]);
 	}
 	cmd = (uint16_t)cfg_rd(pd, PCIR_COMMAND, 2);
-	if ((old_cmd ^ cmd) & (PCIM_CMD_IO | PCIM_CMD_MEM)) {
+	if (((old_cmd ^ cmd) & (PCIM_CMD_IO | PCIM_CMD_MEM)) ||
+	    (pd->rom.data && overlaps(off, size, PCIR_ROM, 4))) {
 		pci_bars_want(pd);
 		pci_bus_sync_bars(pd->bus);
 	}

@@ -77,6 +77,7 @@ struct pci_dev;
 #define PCIM_STATUS_INTR (1U << 3)
 #define PCIM_STATUS_CAPLIST (1U << 4)
 #define PCIM_HDRTYPE_MULTI 0x80
+#define PCIM_ROM_ENABLE 0x01
 
 #define PCIY_MSI 0x05
 #define PCIY_VENDOR 0x09
@@ -141,6 +142,16 @@ struct pci_bar {
 	int ram_slot;
 };
 
+/* The expansion ROM BAR (configuration offset 0x30), read-only memory of the emulation's. */
+struct pci_rom {
+	const uint8_t *data; /* NULL: no ROM */
+	size_t len;
+	uint64_t size; /* power of two, at least 2 KiB */
+	/* Bus registration, under the bus's BAR lock, as for BARs. */
+	bool want_on, on;
+	uint64_t want_addr, addr;
+};
+
 struct pci_msix {
 	unsigned nvec; /* 0: no MSI-X capability */
 	int bar;
@@ -172,6 +183,7 @@ struct pci_dev {
 	unsigned cap_last, cap_free; /* capability list tail, next free offset */
 	unsigned msi_cap, msix_cap;  /* capability offsets, 0 if absent */
 	struct pci_msix msix;
+	struct pci_rom rom;
 };
 
 /* Create the bus and every function of the configuration.  0 or -errno with @err. */
@@ -221,6 +233,13 @@ int pci_bar_set_ram(struct pci_dev *pd, int idx, void *hva, bool log_dirty);
  * @bitmap (BAR size / 4096 bits, rounded up to 64).  -ENODEV when it is not mapped now.
  */
 int pci_bar_ram_dirty(struct pci_dev *pd, int idx, uint64_t *bitmap);
+/*
+ * An expansion ROM of @len bytes at @data (which the emulation keeps, and may rewrite while
+ * the VM is paused) in a ROM BAR of @size bytes (a power of two >= @len, >= 2 KiB), as a
+ * VGA BIOS or boot ROM comes: firmware sizes it, maps it with the enable bit and copies it.
+ * Reads beyond @len return 0; writes are ignored.  init only.
+ */
+int pci_rom_set(struct pci_dev *pd, const uint8_t *data, size_t len, uint64_t size);
 /* Current guest address of BAR @idx (as programmed by the guest). */
 uint64_t pci_bar_addr(struct pci_dev *pd, int idx);
 
