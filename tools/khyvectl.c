@@ -36,7 +36,15 @@
 #define MAX_REPLY (1 << 20)
 #define MORE (-1) /* handle_reply: a progress line, the answer follows */
 
-enum action { ACT_NONE, ACT_CHECKPOINT, ACT_SUSPEND, ACT_PAUSE, ACT_RESUME, ACT_STATUS };
+enum action {
+	ACT_NONE,
+	ACT_CHECKPOINT,
+	ACT_SUSPEND,
+	ACT_PAUSE,
+	ACT_RESUME,
+	ACT_STATUS,
+	ACT_SCREENSHOT,
+};
 
 struct opts {
 	const char *vm, *socket;
@@ -69,6 +77,7 @@ static void usage(FILE *f)
 		   "  --pause            stop the guest's vCPUs and devices\n"
 		   "  --resume           let a paused guest run again\n"
 		   "  --status           show the VM's state\n"
+		   "  --screenshot=FILE  save what the VM's display shows as a PNG file\n"
 		   "options:\n"
 		   "  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock, or\n"
 		   "                     $XDG_RUNTIME_DIR/khyve/NAME.sock for a user who cannot\n"
@@ -254,8 +263,9 @@ static int ctl_connect(struct client *c)
 static const char *request_name(enum action a)
 {
 	static const char *const names[] = {
-		[ACT_CHECKPOINT] = "checkpoint", [ACT_SUSPEND] = "suspend", [ACT_PAUSE] = "pause",
-		[ACT_RESUME] = "resume",	 [ACT_STATUS] = "status",
+		[ACT_CHECKPOINT] = "checkpoint", [ACT_SUSPEND] = "suspend",
+		[ACT_PAUSE] = "pause",		 [ACT_RESUME] = "resume",
+		[ACT_STATUS] = "status",	 [ACT_SCREENSHOT] = "screenshot",
 	};
 
 	return names[a];
@@ -272,6 +282,8 @@ static int send_request(struct client *c)
 	if (c->o->action == ACT_CHECKPOINT || c->o->action == ACT_SUSPEND) {
 		json_object_object_add(o, "file", json_object_new_string(c->file));
 		json_object_object_add(o, "progress", json_object_new_boolean(c->bar));
+	} else if (c->o->action == ACT_SCREENSHOT) {
+		json_object_object_add(o, "file", json_object_new_string(c->file));
 	}
 	s = json_object_to_json_string_ext(o,
 					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -391,6 +403,10 @@ static void print_ok(struct client *c, struct json_object *r)
 		break;
 	case ACT_STATUS:
 		print_status(r);
+		break;
+	case ACT_SCREENSHOT:
+		printf("%s: screenshot %" PRIu64 "x%" PRIu64 " \u2192 %s\n", c->name,
+		       get_u64(r, "width"), get_u64(r, "height"), c->file);
 		break;
 	case ACT_NONE:
 		break;
@@ -809,7 +825,7 @@ static int set_action(struct opts *o, enum action a, const char *file)
 {
 	if (o->action != ACT_NONE)
 		return usage_error("give only one of --checkpoint, --suspend, --pause, --resume, "
-				   "--status");
+				   "--status, --screenshot");
 	if (file && !*file)
 		return usage_error("--%s needs a FILE", request_name(a));
 	o->action = a;
@@ -827,6 +843,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "pause", no_argument, NULL, 'p' },
 		{ "resume", no_argument, NULL, 'r' },
 		{ "status", no_argument, NULL, 't' },
+		{ "screenshot", required_argument, NULL, 'P' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -858,6 +875,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 't':
 			ret = set_action(o, ACT_STATUS, NULL);
 			break;
+		case 'P':
+			ret = set_action(o, ACT_SCREENSHOT, optarg);
+			break;
 		case 'j':
 			o->json = true;
 			break;
@@ -881,7 +901,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (o->action == ACT_NONE)
 		return usage_error("nothing to do: give --checkpoint, --suspend, --pause, "
-				   "--resume or --status");
+				   "--resume, --status or --screenshot");
 	if (!o->vm && !o->socket)
 		return usage_error("which VM? Give --vm=NAME (or --socket=PATH)");
 	return 0;

@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/console.h"
+#include "backend/png.h"
 #include "ctl/ctl_proto.h"
 #include "snap/snapshot.h"
 #include "version.h"
@@ -360,14 +362,43 @@ static int req_status(struct ctl_req *r)
 	return 0;
 }
 
+/* The display as a PNG file: what a VNC client sees now. */
+static int req_screenshot(struct ctl_req *r)
+{
+	struct console *c = console_of(r->vm);
+	uint64_t t0 = mono_ns();
+	struct json_object *o;
+	uint32_t *px = NULL;
+	unsigned w, h;
+	int ret;
+
+	ret = c ? console_snapshot_image(c, &px, &w, &h) : -ENODEV;
+	if (ret == -ENODEV)
+		return reply_error(r, ret, "screenshot: the VM has no display (add -s SLOT,fbuf)");
+	if (ret)
+		return reply_error(r, ret, "screenshot: %s", strerror(-ret));
+	ret = png_write(r->file, px, w, h, r->err, sizeof(r->err));
+	free(px);
+	if (ret)
+		return reply_error(r, ret, "screenshot: %s", r->err);
+	o = ok_obj();
+	json_object_object_add(o, "file", json_object_new_string(r->file));
+	add_u64(o, "width", w);
+	add_u64(o, "height", h);
+	add_ms(o, "took_ms", mono_ns() - t0);
+	send_obj(r, o);
+	return 0;
+}
+
 static const struct ctl_request {
 	const char *name;
 	bool save; /* takes "file" and "progress" */
+	bool file; /* takes "file" */
 	int (*fn)(struct ctl_req *r);
 } ctl_requests[] = {
-	{ "checkpoint", true, req_checkpoint }, { "suspend", true, req_suspend },
-	{ "pause", false, req_pause },		{ "resume", false, req_resume },
-	{ "status", false, req_status },
+	{ "checkpoint", true, true, req_checkpoint }, { "suspend", true, true, req_suspend },
+	{ "pause", false, false, req_pause },	      { "resume", false, false, req_resume },
+	{ "status", false, false, req_status },	      { "screenshot", false, true, req_screenshot },
 };
 
 /* Fields of a save request: an absolute path (khyve's cwd is not the client's) and a bool. */
@@ -407,7 +438,9 @@ static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 		(void)val;
 		if (!strcmp(key, "request"))
 			continue;
-		if (q->save && (!strcmp(key, "file") || !strcmp(key, "progress")))
+		if ((q->save || q->file) && !strcmp(key, "file"))
+			continue;
+		if (q->save && !strcmp(key, "progress"))
 			continue;
 		return reply_error(r, -EINVAL, "%s: unknown field \"%s\"", q->name, key);
 	}
@@ -468,13 +501,13 @@ static int dispatch(struct ctl_req *r)
 		if (strcmp(name, q->name))
 			continue;
 		ret = check_fields(r, q);
-		if (!ret && q->save)
+		if (!ret && (q->save || q->file))
 			ret = parse_save_fields(r, q->name);
 		return ret ? ret : q->fn(r);
 	}
 	return reply_error(r, -EINVAL,
 			   "unknown request \"%.64s\" (expected checkpoint, suspend, "
-			   "pause, resume or status)",
+			   "pause, resume, status or screenshot)",
 			   name);
 }
 

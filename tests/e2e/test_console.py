@@ -3,11 +3,16 @@ test guest's mode=console echoing PS/2 keys and mouse movement sent by a VNC cli
 once, also across checkpoints, pauses and suspend/restore, VNC authentication, UNIX sockets,
 wait, and bad options."""
 
+import base64
 import gzip
+import json
 import os
 import re
+import select
+import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import rfb
@@ -247,6 +252,51 @@ def console_picture_gfx(wd):
     c.close()
 
 
+def read_png(path):
+    """(w, h, [0x00RRGGBB...]) of an 8-bit RGB PNG as khyve writes it (filter 0 rows)."""
+    import struct
+    import zlib
+    data = open(path, "rb").read()
+    check(data[:8] == b"\x89PNG\r\n\x1a\n", "%s is not a PNG file" % path)
+    o, idat, w, h = 8, b"", 0, 0
+    while o < len(data):
+        n, t = struct.unpack(">I4s", data[o:o + 8])
+        body = data[o + 8:o + 8 + n]
+        check(zlib.crc32(t + body) == struct.unpack(">I", data[o + 8 + n:o + 12 + n])[0],
+              "bad CRC in %s chunk" % t)
+        if t == b"IHDR":
+            w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
+            check((depth, ctype) == (8, 2), "PNG depth %d colour type %d" % (depth, ctype))
+        elif t == b"IDAT":
+            idat += body
+        o += 12 + n
+    raw = zlib.decompress(idat)
+    px = []
+    for y in range(h):
+        row = raw[y * (1 + 3 * w):(y + 1) * (1 + 3 * w)]
+        check(row[0] == 0, "row %d has filter %d" % (y, row[0]))
+        px += [row[1 + 3 * x] << 16 | row[2 + 3 * x] << 8 | row[3 + 3 * x] for x in range(w)]
+    return w, h, px
+
+
+@test
+def console_screenshot(wd):
+    vm = console_vm(wd, fbuf="w=640,h=480")
+    vm.wait_for(rb"^console: gfx 640x480,", timeout=120)
+    png = wd("shot.png")
+    rc, reply = vm.ctl("--screenshot=" + png)
+    check(reply.get("width") == 640 and reply.get("height") == 480, "reply %r" % reply)
+    w, h, px = read_png(png)
+    check((w, h) == (640, 480), "screenshot is %dx%d" % (w, h))
+    compare(px, console_picture(640, 480), 640, "the screenshot")
+    # Relative paths are made absolute by khyvectl; a VM without a display says so.
+    other = VM(wd, name="nodisplay", cmdline="mode=counter")
+    other.wait_seq(1)
+    rc, reply = other.ctl("--screenshot=" + wd("none.png"), expect_ok=False)
+    check(rc != 0 and "has no display" in reply.get("error", ""), "no display: %r" % reply)
+    check(not os.path.exists(wd("none.png")), "a file was written without a display")
+
+
 @test
 def console_picture_text(wd):
     check(os.path.exists(FONT), "%s is missing (scripts/deps.sh installs console-setup-linux)"
@@ -483,3 +533,130 @@ def console_seabios_text(wd):
           + text)
     check("No bootable device" in text, "SeaBIOS's message is not on the screen:\n" + text)
     c.close()
+
+
+class Chromium:
+    """Headless Chromium driven over its DevTools pipe (fds 3 and 4, NUL-separated JSON):
+    no debugging port, no client library."""
+
+    def __init__(self, wd, width=1000, height=800):
+        r3, self.w3 = os.pipe()
+        self.r4, w4 = os.pipe()
+
+        def child():
+            os.dup2(r3, 3)
+            os.dup2(w4, 4)
+
+        exe = next((p for p in ("chromium", "chromium-browser") if shutil.which(p)), None)
+        check(exe, "chromium is missing (scripts/deps.sh installs it)")
+        self.p = subprocess.Popen(
+            [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--no-first-run", "--window-size=%d,%d" % (width, height),
+             "--remote-debugging-pipe", "--user-data-dir=" + wd("chromium"), "about:blank"],
+            pass_fds=(3, 4), preexec_fn=child, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        os.close(r3)
+        os.close(w4)
+        self.buf, self.next_id = b"", 0
+        targets = self.call("Target.getTargets")["targetInfos"]
+        page = [t for t in targets if t["type"] == "page"][0]["targetId"]
+        self.session = self.call("Target.attachToTarget", {"targetId": page,
+                                                           "flatten": True})["sessionId"]
+
+    def call(self, method, params=None, page=False, timeout=30):
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if page:
+            msg["sessionId"] = self.session
+        os.write(self.w3, json.dumps(msg).encode() + b"\0")
+        end = time.time() + timeout
+        while time.time() < end:
+            while b"\0" in self.buf:
+                line, self.buf = self.buf.split(b"\0", 1)
+                o = json.loads(line)
+                if o.get("id") == self.next_id:
+                    check("error" not in o, "%s: %s" % (method, o.get("error")))
+                    return o["result"]
+            r, _, _ = select.select([self.r4], [], [], 1)
+            if r:
+                data = os.read(self.r4, 1 << 20)
+                check(data, "chromium went away")
+                self.buf += data
+        raise AssertionError("chromium did not answer %s" % method)
+
+    def eval(self, expr):
+        return self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True},
+                         page=True)["result"].get("value")
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+        os.close(self.w3)
+        os.close(self.r4)
+
+
+@test
+def console_novnc_in_chromium(wd):
+    """The console in a real browser: noVNC through websockify, a screenshot of the page whose
+    pixels show the guest's picture, and a key typed into the page reaching the guest."""
+    check(os.path.exists("/usr/share/novnc/vnc_lite.html"), "novnc is missing (scripts/deps.sh)")
+    vm = console_vm(wd, fbuf="w=640,h=480")
+    vm.wait_for(rb"^console: gfx 640x480,", timeout=120)
+    wport = free_port()
+    cmd = [shutil.which("websockify")] if shutil.which("websockify") else [sys.executable, "-m",
+                                                                             "websockify"]
+    ws = subprocess.Popen(cmd + ["--web", "/usr/share/novnc",
+                           "127.0.0.1:%d" % wport, "%s:%d" % vm.vnc],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    browser = None
+    try:
+        browser = Chromium(wd)
+        browser.call("Page.navigate", {"url": "http://127.0.0.1:%d/vnc_lite.html?host=127.0.0.1"
+                                              "&port=%d&scale=false" % (wport, wport)},
+                     page=True)
+        end, status = time.time() + 60, ""
+        while time.time() < end:
+            status = browser.eval("(document.getElementById('status')||{}).textContent") or ""
+            if "Connected" in status:
+                break
+            time.sleep(0.5)
+        check("Connected to vm0" in status, "noVNC says %r" % status)
+        time.sleep(1)
+        rect = browser.eval("(function(){var r=document.querySelector('canvas')"
+                            ".getBoundingClientRect();return [r.left,r.top,r.width,r.height];})()")
+        png = wd("novnc.png")
+        with open(png, "wb") as f:
+            f.write(base64.b64decode(browser.call("Page.captureScreenshot", {"format": "png"},
+                                                  page=True)["data"]))
+        ppm = subprocess.run(["convert", png, "ppm:-"], capture_output=True, timeout=60).stdout
+        hdr = ppm.split(b"\n", 3)
+        pw = int(hdr[1].split()[0])
+        data = hdr[3]
+        left, top, cw, ch = rect
+        check(cw > 300 and ch > 200, "the noVNC canvas is %rx%r" % (cw, ch))
+        for i, colour in enumerate(BARS):
+            x = int(left + (i * 80 + 40) * cw / 640)
+            y = int(top + 100 * ch / 480)
+            o = (y * pw + x) * 3
+            got = data[o] << 16 | data[o + 1] << 8 | data[o + 2]
+            check(got == colour, "noVNC page: bar %d at (%d, %d) is 0x%06x, want 0x%06x"
+                  % (i, x, y, got, colour))
+        # A key typed into the page: noVNC sends its keysym, the guest echoes the scan code.
+        browser.call("Input.dispatchMouseEvent", {"type": "mousePressed", "x": left + 10,
+                                                  "y": top + 10, "button": "left",
+                                                  "clickCount": 1}, page=True)
+        browser.call("Input.dispatchMouseEvent", {"type": "mouseReleased", "x": left + 10,
+                                                  "y": top + 10, "button": "left",
+                                                  "clickCount": 1}, page=True)
+        for t in ("keyDown", "keyUp"):
+            browser.call("Input.dispatchKeyEvent", {"type": t, "key": "q", "code": "KeyQ",
+                                                    "windowsVirtualKeyCode": 81,
+                                                    "text": "q" if t == "keyDown" else ""},
+                         page=True)
+        vm.wait_for(rb"^key 0x10 down\n", timeout=30)
+        vm.wait_for(rb"^key 0x10 up\n", timeout=30)
+    finally:
+        if browser:
+            browser.close()
+        ws.kill()
+        ws.wait()

@@ -12,8 +12,10 @@
 #include <linux/input-event-codes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "backend/console.h"
+#include "backend/png.h"
 #include "vm.h"
 
 struct rec {
@@ -213,12 +215,49 @@ static void test_display_scaling_and_image(void **state)
 	vm_destroy(&vm);
 }
 
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A PNG a decoder reads back: chunks with good CRCs, RGB rows without filtering. */
+static void test_png(void **state)
+{
+	uint32_t px[3 * 2] = { 0xff0000, 0x00ff00, 0x0000ff, 0x123456, 0xffffff, 0 };
+	uint8_t *png, raw[2 * (1 + 9)];
+	uLongf rawlen = sizeof(raw);
+	size_t len, o = 8;
+
+	assert_int_equal(png_encode(px, 3, 2, &png, &len), 0);
+	assert_memory_equal(png, "\x89PNG\r\n\x1a\n", 8);
+	while (o < len) {
+		uint32_t n = be32(png + o);
+
+		assert_true(o + 12 + n <= len);
+		assert_int_equal(crc32(0, png + o + 4, n + 4), be32(png + o + 8 + n));
+		if (!memcmp(png + o + 4, "IHDR", 4)) {
+			assert_int_equal(be32(png + o + 8), 3);
+			assert_int_equal(be32(png + o + 12), 2);
+			assert_int_equal(png[o + 16], 8);
+			assert_int_equal(png[o + 17], 2);
+		} else if (!memcmp(png + o + 4, "IDAT", 4)) {
+			assert_int_equal(uncompress(raw, &rawlen, png + o + 8, n), Z_OK);
+		}
+		o += 12 + n;
+	}
+	assert_int_equal(o, len);
+	assert_int_equal(rawlen, sizeof(raw));
+	assert_memory_equal(raw, "\0\xff\0\0\0\xff\0\0\0\xff\0\x12\x34\x56\xff\xff\xff\0\0\0", 20);
+	free(png);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_keysyms),
 		cmocka_unit_test(test_routing),
 		cmocka_unit_test(test_display_scaling_and_image),
+		cmocka_unit_test(test_png),
 	};
 
 	return cmocka_run_group_tests_name("console", tests, NULL, NULL);

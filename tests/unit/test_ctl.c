@@ -209,6 +209,20 @@ static void test_save_fields(void **state)
 	free_vm(vm);
 }
 
+/* screenshot: an absolute file, no other field, and a display to take it from. */
+static void test_screenshot_fields(void **state)
+{
+	struct vm *vm = bare_vm();
+
+	expect_error(vm, "{\"request\":\"screenshot\"}", "\"file\"");
+	expect_error(vm, "{\"request\":\"screenshot\",\"file\":\"x.png\"}", "absolute");
+	expect_error(vm, "{\"request\":\"screenshot\",\"file\":\"/x.png\",\"progress\":true}",
+		     "unknown field");
+	expect_error(vm, "{\"request\":\"screenshot\",\"file\":\"/tmp/khyve-no.png\"}",
+		     "has no display");
+	free_vm(vm);
+}
+
 static void test_pause_resume(void **state)
 {
 	struct vm *vm = bare_vm();
@@ -856,6 +870,7 @@ int main(void)
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_unknown),
+		cmocka_unit_test(test_screenshot_fields),
 		cmocka_unit_test(test_save_fields),
 		cmocka_unit_test(test_pause_resume),
 		cmocka_unit_test(test_ending_vm),

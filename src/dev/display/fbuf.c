@@ -2,7 +2,7 @@
 /*
  * fbuf: the PCI display, shown through the console backend's VNC server.
  *
- *	-s S,fbuf[,tcp=IP:PORT|unix=PATH][,w=W][,h=H][,password=PW][,wait][,vga=io|on|off]
+ *	-s S,fbuf[,tcp=IP:PORT|rfb=IP:PORT|unix=PATH][,w=W][,h=H][,password=PW][,wait][,vga=io|on|off]
  *		[,font=PATH][,rom=PATH|off]
  *
  * bhyve's option shapes (tcp/unix, w/h, password, wait, vga); the hardware is the Bochs/QEMU
@@ -93,7 +93,7 @@ struct fbuf {
 };
 
 static const char *const fbuf_options[] = {
-	"device", "tcp", "unix", "w", "h", "password", "wait", "vga", "font", "rom",
+	"device", "tcp", "rfb", "unix", "w", "h", "password", "wait", "vga", "font", "rom",
 };
 
 /* ---- EDID ---- */
@@ -432,7 +432,8 @@ static int fbuf_options_parse(struct fbuf *f, struct console_vnc_cfg *vc, char *
 		snprintf(err, errlen, "vga=%s: expected io, on or off", vga);
 		return -EINVAL;
 	}
-	vc->tcp = pci_dev_opt(pd, "tcp");
+	/* rfb= is bhyve's older name of tcp=. */
+	vc->tcp = pci_dev_opt(pd, "tcp") ? pci_dev_opt(pd, "tcp") : pci_dev_opt(pd, "rfb");
 	vc->unix_path = pci_dev_opt(pd, "unix");
 	vc->password = pci_dev_opt(pd, "password");
 	vc->name = f->vm->name;
