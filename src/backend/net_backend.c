@@ -165,9 +165,10 @@ struct slirp_be {
 	bool started;
 	int wakefd;
 
-	pthread_mutex_t lock; /* txq, ntx, stop */
+	pthread_mutex_t lock; /* txq, ntx, woken, stop */
 	struct slirp_frame *txq, **txq_tail;
 	unsigned ntx;
+	bool woken; /* the thread was woken for txq and has not taken it yet */
 	bool stop;
 
 	/* Used by the slirp thread only (and by open/close while it does not run). */
@@ -357,6 +358,7 @@ static bool slirp_drain_tx(struct slirp_be *s)
 	s->txq = NULL;
 	s->txq_tail = &s->txq;
 	s->ntx = 0;
+	s->woken = false;
 	stop = s->stop;
 	pthread_mutex_unlock(&s->lock);
 	for (; f; f = next) {
@@ -396,6 +398,7 @@ static int slirp_send(struct net_backend *nb, const void *frame, size_t len)
 {
 	struct slirp_be *s = nb->priv;
 	struct slirp_frame *f;
+	bool woke;
 
 	if (len > NET_MAX_FRAME)
 		return -EMSGSIZE;
@@ -414,8 +417,12 @@ static int slirp_send(struct net_backend *nb, const void *frame, size_t len)
 	*s->txq_tail = f;
 	s->txq_tail = &f->next;
 	s->ntx++;
+	/* One wake-up per batch: a burst of frames costs the sender one syscall, not one each. */
+	woke = s->woken;
+	s->woken = true;
 	pthread_mutex_unlock(&s->lock);
-	wake(s->wakefd);
+	if (!woke)
+		wake(s->wakefd);
 	return 0;
 }
 

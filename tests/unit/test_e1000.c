@@ -2217,6 +2217,328 @@ static void test_snapshot_refused_fields(void **state)
 	free(a);
 }
 
+/* ---- every register, and the corners ---- */
+
+static void test_register_sweep(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		uint32_t off, wmask, reset;
+	} regs[] = {
+#define REG_ROW(name, off, wmask, reset) { off, wmask, reset },
+		E1000_REGS(REG_ROW)
+	};
+
+	for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++) {
+		uint32_t off = regs[i].off, want = regs[i].wmask;
+
+		/* Registers whose writes act (reset, EEPROM, MDIC, causes) have their own tests. */
+		if (off == E1000_CTRL || off == E1000_EECD || off == E1000_EERD ||
+		    off == E1000_CTRL_EXT || off == E1000_MDIC || off == E1000_ICR ||
+		    off == E1000_IMS)
+			continue;
+		if (off == E1000_RDTR || off == E1000_TIDV)
+			want = 0xFFFF; /* FPD acts and is not kept */
+		if (off == E1000_WUS)
+			want = 0; /* write 1 to clear */
+		w32(f, off, 0xFFFFFFFF);
+		if (r32(f, off) != want)
+			fail_msg("register 0x%04x reads 0x%08x after all ones, want 0x%08x", off,
+				 r32(f, off), want);
+		w32(f, off, 0);
+	}
+	/* After a device reset each holds its reset value again. */
+	for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
+		if (regs[i].off != E1000_EECD && regs[i].off != E1000_ICR)
+			w32(f, regs[i].off, regs[i].wmask & 0x5A5A5A5A);
+	w32(f, E1000_CTRL, E1000_CTRL_RST);
+	for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++) {
+		uint32_t off = regs[i].off, v = r32(f, off);
+
+		if (off == E1000_EECD)
+			v &= 0x77; /* PRES, GNT, DO are the device's */
+		if (off != E1000_ICR && v != regs[i].reset)
+			fail_msg("register 0x%04x is 0x%08x after reset, want 0x%08x", off, v,
+				 regs[i].reset);
+	}
+}
+
+static void test_phy_and_eeprom_corners(void **state)
+{
+	struct fx *f = *state;
+	uint32_t eecd;
+
+	/* Without a link the partner's registers read 0. */
+	phy_wr(f, PHY_CTRL, 0x1140 | PHY_CTRL_POWER_DOWN);
+	assert_int_equal(phy_rd(f, PHY_ANLPAR), 0);
+	assert_int_equal(phy_rd(f, PHY_ANER), 0);
+	assert_int_equal(phy_rd(f, PHY_GBSR), 0);
+	assert_int_equal(phy_rd(f, PHY_M88_SPEC_STATUS), 0);
+	phy_wr(f, PHY_CTRL, 0x1140);
+	assert_int_equal(phy_rd(f, PHY_ANER), 1);
+	/* ERASE and ERAL without EWEN change nothing. */
+	ee_cmd(f, 7, 0x05, -1);
+	ee_cmd(f, 4, 0x20, -1);
+	assert_int_equal(eerd(f, 0x05), 0);
+	assert_int_equal(eerd(f, 0x0D), 0x100F);
+	/* Clocks after a finished command are ignored until CS drops. */
+	eecd = ee_start(f);
+	ee_out(f, &eecd, 4, 3);
+	ee_out(f, &eecd, 0x30, 6); /* EWEN */
+	ee_out(f, &eecd, 0xFFFF, 16);
+	ee_stop(f, &eecd);
+	ee_cmd(f, 5, 0x06, 0x4242);
+	assert_int_equal(eerd(f, 0x06), 0x4242);
+	/* CTRL_EXT without EE_RST keeps RA[0] as the driver set it. */
+	w32(f, E1000_RA, 0x11111111);
+	w32(f, E1000_CTRL_EXT, 0x100);
+	assert_int_equal(r32(f, E1000_RA), 0x11111111);
+	assert_int_equal(r32(f, E1000_CTRL_EXT), 0x100);
+}
+
+static void test_stats_saturate(void **state)
+{
+	struct fx *f = *state;
+	uint8_t frame[60] = { 0 }, mac[6];
+
+	drv_up(f, 0);
+	my_mac(f, mac);
+	eth(frame, mac, peer_mac, 0x0800);
+	f->e->s.stats[E1000_ST_GPRC / 4] = 0xFFFFFFFF;
+	f->e->s.stats[E1000_ST_GORCL / 4] = 0xFFFFFFFF;
+	f->e->s.stats[E1000_ST_GORCH / 4] = 0xFFFFFFFF;
+	inject(f, frame, 60);
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_GPRC), 0xFFFFFFFF);
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_GORCL), 0xFFFFFFFF);
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_GORCH), 0xFFFFFFFF);
+	/* 64-bit: carried into the high half. */
+	f->e->s.stats[E1000_ST_TORL / 4] = 0xFFFFFFF0;
+	inject(f, frame, 60);
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_TORL), 0x00000030);
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_TORH), 1);
+}
+
+static void test_tx_corners(void **state)
+{
+	struct fx *f = *state;
+	uint8_t frame[200], mac[6], arp[60] = { 0 };
+	uint8_t mc[6] = { 0x01, 0x00, 0x5E, 0, 0, 1 };
+	size_t len;
+
+	drv_up(f, 0);
+	my_mac(f, mac);
+	/* Without PSP a short frame goes as it is. */
+	w32(f, E1000_TCTL, E1000_TCTL_EN);
+	eth(frame, mc, mac, 0x0800);
+	tx_legacy(f, 0, frame, 20, E1000_TXD_CMD_EOP, 0);
+	tx_kick(f);
+	assert_int_equal(sent_len[0], 20);
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_MPTC), 1);
+	/* An Ethernet header cut short is not sent at all. */
+	tx_legacy(f, 0, frame, 10, E1000_TXD_CMD_EOP, 0);
+	tx_kick(f);
+	assert_int_equal(nsent, 1);
+	/* Legacy IC with CSS beyond the packet inserts nothing. */
+	len = ipv4_pkt(frame, peer_mac, mac, false, 100, 1);
+	tx_legacy(f, 0, frame, len, E1000_TXD_CMD_EOP | E1000_TXD_CMD_IC | 40U << 16, 250U << 8);
+	tx_kick(f);
+	assert_memory_equal(sent[1], frame, len);
+	/* A UDP checksum that comes out 0 is sent as all ones (RFC 768). */
+	for (uint32_t v = 0; v < 0x10000; v++) {
+		uint8_t *ip = frame + 14;
+
+		len = ipv4_pkt(frame, peer_mac, mac, false, 100, 2);
+		wbe16(frame + len - 2, (uint16_t)v);
+		wbe16(ip + 26, 0);
+		if (ref_sum(ip + 20, (uint32_t)len - 34,
+			    ref_sum(ip + 12, 8, 0) + 17 + (uint32_t)len - 34) == 0xFFFF) {
+			uint32_t ps = ref_sum(ip + 12, 8, 0) + 17 + (uint32_t)(len - 34);
+
+			while (ps >> 16)
+				ps = (ps & 0xFFFF) + (ps >> 16);
+			wbe16(ip + 26, (uint16_t)ps);
+			break;
+		}
+	}
+	tx_ctx(f, 14, 24, 33, 34, 40, 0, E1000_TXC_TUCMD_IP, 0, 0, 0);
+	tx_data(f, 1, frame, len, E1000_TXD_CMD_EOP, E1000_TXD_POPTS_TXSM, 0);
+	tx_kick(f);
+	assert_int_equal(be16(sent[2] + 40), 0xFFFF);
+	/* The guest's address is learnt from its ARP frames only, and only when sensible. */
+	eth(arp, bcast, mac, 0x0806);
+	wbe16(arp + 14, 1);
+	wbe16(arp + 16, 0x0800);
+	arp[18] = 6;
+	arp[19] = 4;
+	memcpy(arp + 22, mac, 6);
+	wbe32(arp + 28, 0); /* no address yet (a DHCP probe) */
+	tx_legacy(f, 0, arp, 60, E1000_TXD_CMD_EOP, 0);
+	arp[22] ^= 1; /* sender address not the frame's source */
+	wbe32(arp + 28, 0x0A000263);
+	tx_legacy(f, 1, arp, 60, E1000_TXD_CMD_EOP, 0);
+	arp[22] ^= 1;
+	arp[19] = 16; /* not IPv4 */
+	tx_legacy(f, 2, arp, 60, E1000_TXD_CMD_EOP, 0);
+	tx_kick(f);
+	assert_int_equal(f->e->s.guest_ip, 0);
+	/* No link (SLU cleared): frames are not put on the wire. */
+	w32(f, E1000_CTRL, r32(f, E1000_CTRL) & ~E1000_CTRL_SLU);
+	tx_legacy(f, 0, frame, len, E1000_TXD_CMD_EOP, 0);
+	tx_kick(f);
+	assert_int_equal(nsent, 6);
+}
+
+static void test_tso_context_checks(void **state)
+{
+	struct fx *f = *state;
+	uint8_t frame[3000], mac[6];
+	size_t len;
+
+	drv_up(f, 0);
+	my_mac(f, mac);
+	len = ipv4_pkt(frame, peer_mac, mac, true, 2000, 8);
+	/* IPv6 context with a header too short for the 40-byte IPv6 header. */
+	tx_ctx(f, 14, 0, 0, 20, 36, 0, E1000_TXC_TUCMD_TCP | E1000_TXC_TUCMD_TSE, 2000, 50, 500);
+	tx_data(f, 0, frame, len, E1000_TXD_CMD_TSE | E1000_TXD_CMD_EOP, E1000_TXD_POPTS_TXSM, 0);
+	/* IXSM with the IP checksum field beyond the header. */
+	tx_ctx(f, 14, 60, 33, 34, 50, 0,
+	       E1000_TXC_TUCMD_IP | E1000_TXC_TUCMD_TCP | E1000_TXC_TUCMD_TSE, 2000, 54, 500);
+	tx_data(f, 1, frame, len, E1000_TXD_CMD_TSE | E1000_TXD_CMD_EOP, E1000_TXD_POPTS_IXSM, 0);
+	/* TXSM with the TCP checksum field beyond the header. */
+	tx_ctx(f, 14, 24, 33, 34, 60, 0,
+	       E1000_TXC_TUCMD_IP | E1000_TXC_TUCMD_TCP | E1000_TXC_TUCMD_TSE, 2000, 54, 500);
+	tx_data(f, 2, frame, len, E1000_TXD_CMD_TSE | E1000_TXD_CMD_EOP, E1000_TXD_POPTS_TXSM, 0);
+	/* HDRLEN + MSS beyond the largest packet. */
+	tx_ctx(f, 14, 24, 33, 34, 50, 0,
+	       E1000_TXC_TUCMD_IP | E1000_TXC_TUCMD_TCP | E1000_TXC_TUCMD_TSE, 2000, 54, 16380);
+	tx_data(f, 3, frame, len, E1000_TXD_CMD_TSE | E1000_TXD_CMD_EOP, E1000_TXD_POPTS_TXSM, 0);
+	/* HDRLEN 0. */
+	tx_ctx(f, 14, 24, 33, 34, 50, 0,
+	       E1000_TXC_TUCMD_IP | E1000_TXC_TUCMD_TCP | E1000_TXC_TUCMD_TSE, 2000, 0, 500);
+	tx_data(f, 4, frame, len, E1000_TXD_CMD_TSE | E1000_TXD_CMD_EOP, 0, 0);
+	/* A buffer outside RAM in the middle of a TSO packet. */
+	tx_ctx(f, 14, 24, 33, 34, 50, 0,
+	       E1000_TXC_TUCMD_IP | E1000_TXC_TUCMD_TCP | E1000_TXC_TUCMD_TSE, 2000, 54, 500);
+	tx_data(f, 5, frame, 600, E1000_TXD_CMD_TSE, E1000_TXD_POPTS_TXSM, 0);
+	tx_add(f, 0xFFFFFFFF0000ULL,
+	       E1000_TXD_CMD_DEXT | E1000_TXD_DTYP_DATA | E1000_TXD_CMD_TSE | E1000_TXD_CMD_EOP |
+		       1454,
+	       0);
+	tx_kick(f);
+	assert_int_equal(nsent, 1); /* only the first full segment of the last packet left */
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_TSCTFC), 6);
+	assert_int_equal(r32(f, E1000_TDH), f->tdt);
+}
+
+static void test_rx_corners(void **state)
+{
+	struct fx *f = *state;
+	uint8_t frame[100] = { 0 }, mac[6];
+	const uint8_t *data;
+	struct rxd r;
+
+	drv_up(f, E1000_RCTL_SECRC);
+	my_mac(f, mac);
+	eth(frame, mac, peer_mac, 0x0800);
+	/* A descriptor whose buffer is outside RAM: the frame is reported broken (RXE). */
+	{
+		uint64_t bad = 0xFFFFFFFF0000ULL;
+		uint8_t *d = gpa(f, RX_RING + 16ULL * f->rx_next, 16);
+
+		memcpy(d, &bad, 8);
+	}
+	inject(f, frame, 60);
+	rxd_get(f, f->rx_next, &r);
+	assert_true(r.status & E1000_RXD_STAT_DD);
+	assert_true(r.errors & E1000_RXD_ERR_RXE);
+	f->rx_next++;
+	/* A receive ring that is not set up, or broken, holds frames until it is repaired. */
+	w32(f, E1000_RDH, NDESC + 1);
+	inject(f, frame, 60);
+	assert_int_equal(f->e->fifo.n, 1);
+	w32(f, E1000_RDH, f->rx_next);
+	assert_int_equal(f->e->fifo.n, 0);
+	assert_true(rx_next(f, &r, &data));
+	w32(f, E1000_RDLEN, 0);
+	inject(f, frame, 60);
+	assert_int_equal(f->e->fifo.n, 1);
+	w32(f, E1000_RDLEN, 16 * NDESC);
+	assert_true(rx_next(f, &r, &data));
+	/* PBA.RXA 0: the FIFO still takes a frame of up to 1 KiB. */
+	w32(f, E1000_PBA, 0);
+	w32(f, E1000_RDLEN, 0);
+	inject(f, frame, 60);
+	inject(f, frame, 1000);
+	assert_int_equal(f->e->fifo.n, 1);
+	/* PCSS beyond the frame and its FCS: the packet checksum is 0. */
+	w32(f, E1000_RDLEN, 16 * NDESC);
+	assert_true(rx_next(f, &r, &data));
+	w32(f, E1000_RCTL, r32(f, E1000_RCTL) & ~E1000_RCTL_SECRC);
+	w32(f, E1000_RXCSUM, 0x400 | 0xFF);
+	w32(f, E1000_RXCSUM, 0xFF);
+	inject(f, frame, 60);
+	assert_true(rx_next(f, &r, &data));
+	assert_int_equal(r.csum, 0);
+	/* A PCSS inside the FCS. */
+	w32(f, E1000_RXCSUM, 62);
+	inject(f, frame, 60);
+	assert_true(rx_next(f, &r, &data));
+	assert_int_equal(r.csum, ref_sum(data + 62, 2, 0));
+	/* A tagged frame too short to hold its tag counts as untagged. */
+	wbe16(frame + 12, 0x8100);
+	w32(f, E1000_CTRL, r32(f, E1000_CTRL) | E1000_CTRL_VME);
+	inject(f, frame, 16);
+	assert_true(rx_next(f, &r, &data));
+	assert_false(r.status & E1000_RXD_STAT_VP);
+}
+
+static void test_resume_corners(void **state)
+{
+	struct fx *f = *state, g;
+	struct dev *d = &f->pd->dev;
+	uint8_t *a, mac[6];
+	size_t alen;
+
+	drv_up(f, 0);
+	/* A timer already due when saved: it fires at once after the restore. */
+	w32(f, E1000_IMS, E1000_ICR_RXT0);
+	f->e->s.deadline[TM_RDTR] = vclock_ns(&f->vm.ev) - 1;
+	/* RA[0] unset: the announce uses the EEPROM's address; TCTL off: no announce at all. */
+	w32(f, E1000_RA + 4, 0);
+	a = devsnap_save_copy(d, &alen);
+	fx_init(&g, (const char *const[]){ "backend=wire", NULL });
+	assert_int_equal(devsnap_load(&g.pd->dev, a, alen, 1), 0);
+	wire_reset();
+	assert_int_equal(g.pd->dev.ops->resume(&g.pd->dev), 0);
+	assert_int_equal(nsent, 1);
+	memcpy(mac, sent[0] + 6, 6);
+	assert_int_equal(mac[3], 0x12); /* 52:54:00:12:34:56 from f's EEPROM */
+	advance(&g, 1);
+	assert_true(r32(&g, E1000_ICR) & E1000_ICR_RXT0);
+	fx_destroy(&g);
+	w32(f, E1000_TCTL, 0);
+	free(a);
+	a = devsnap_save_copy(d, &alen);
+	fx_init(&g, (const char *const[]){ "backend=wire", NULL });
+	assert_int_equal(devsnap_load(&g.pd->dev, a, alen, 1), 0);
+	wire_reset();
+	assert_int_equal(g.pd->dev.ops->resume(&g.pd->dev), 0);
+	assert_int_equal(nsent, 0);
+	fx_destroy(&g);
+	free(a);
+	/* A WRAL half done is a state a device can be in: saved and loaded. */
+	{
+		uint32_t eecd = ee_start(f);
+
+		ee_out(f, &eecd, 4, 3);
+		ee_out(f, &eecd, 0x10, 6);
+		ee_out(f, &eecd, 0x12, 8);
+	}
+	a = devsnap_save_copy(d, &alen);
+	assert_int_equal(devsnap_load(d, a, alen, 1), 0);
+	free(a);
+}
+
 /* ---- options ---- */
 
 static void expect_refused(const char *const *opts, const char *needle)
@@ -2313,6 +2635,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_refused_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_register_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_phy_and_eeprom_corners, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stats_saturate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tx_corners, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tso_context_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rx_corners, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resume_corners, setup, teardown),
 		cmocka_unit_test(test_csum_and_crc),
 	};
 

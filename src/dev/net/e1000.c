@@ -1110,9 +1110,13 @@ static int e1000_resume(struct pci_dev *pd)
 				   (uint8_t)(ra[0] >> 16), (uint8_t)(ra[0] >> 24),
 				   (uint8_t)ra[1],	   (uint8_t)(ra[1] >> 8) };
 
-		/* RA[0] is the address the driver receives on; the EEPROM's if it is unset. */
+		/*
+		 * RA[0] is the address the driver receives on; if it is unset, the one in the
+		 * (restored) EEPROM, which the guest read, not the one this VM was given.
+		 */
 		if (!(ra[1] & E1000_RAH_AV) || !net_mac_valid(mac))
-			memcpy(mac, e->mac, 6);
+			for (int i = 0; i < 6; i++)
+				mac[i] = (uint8_t)(e->s.eeprom[i / 2] >> (8 * (i & 1)));
 		net_backend_announce(e->nb, mac, e->s.guest_ip);
 	}
 	e->announce = false;

@@ -312,8 +312,10 @@ static bool rx_write(struct e1000 *e, const uint8_t *f, size_t len, bool vp, uin
 	}
 	if (need > avail)
 		return false;
-	crc = eth_crc32(f, len);
-	memcpy(fcs, &crc, 4); /* the FCS goes out least significant byte first */
+	if (fcs_len) {
+		crc = eth_crc32(f, len);
+		memcpy(fcs, &crc, 4); /* the FCS goes out least significant byte first */
+	}
 	rx_csum(e, f, len, &status, &errors);
 	if (vp)
 		status |= E1000_RXD_STAT_VP;
