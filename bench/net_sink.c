@@ -120,7 +120,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: net_sink PORT\n");
 		return 2;
 	}
-	signal(SIGTERM, on_term);
+	/* No SA_RESTART: SIGTERM must interrupt the blocking recvfrom. */
+	sigaction(SIGTERM, &(struct sigaction){ .sa_handler = on_term }, NULL);
 	fd = socket(AF_INET, SOCK_DGRAM, 0);
 	a.sin_port = htons((uint16_t)port);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

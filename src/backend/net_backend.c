@@ -158,6 +158,14 @@ struct slirp_frame {
 	uint8_t data[];
 };
 
+/*
+ * Two ways into slirp, serialized by slock: the backend's thread (host sockets, timers, frames
+ * queued for it), and a sender calling slirp_input() itself when slock is free and nothing
+ * is queued before its frame, which saves the guest's frame a trip through another thread
+ * (the latency a windowed stream pays per round trip).  A sender may hold its device's lock,
+ * so it only ever tries slock; and frames slirp produces during such a call (an ARP reply)
+ * are not handed to the device there and then, but queued for the thread to deliver.
+ */
 struct slirp_be {
 	struct net_backend *nb;
 	Slirp *slirp;
@@ -168,15 +176,20 @@ struct slirp_be {
 	pthread_mutex_t lock; /* txq, ntx, woken, stop */
 	struct slirp_frame *txq, **txq_tail;
 	unsigned ntx;
-	bool woken; /* the thread was woken for txq and has not taken it yet */
+	bool woken; /* the thread was woken and has not looked at txq yet */
 	bool stop;
 
-	/* Used by the slirp thread only (and by open/close while it does not run). */
+	pthread_mutex_t slock; /* every call into slirp, and what slirp's callbacks touch */
+	struct slirp_frame *rxq, **rxq_tail; /* for the guest, from inside a sender's call */
+	bool kick; /* a sender's call changed what the thread must poll or deliver */
 	struct pollfd *pfd;
 	unsigned npfd, pfd_cap;
 	struct slirp_timer *timers;
 	unsigned guest_errors;
 };
+
+/* The backend whose slirp this thread is calling as a sender (not as the slirp thread). */
+static __thread struct slirp_be *slirp_sender;
 
 /*
  * Slirp's timers drive TCP retransmissions against real host sockets, so they follow the
@@ -194,9 +207,30 @@ static int64_t slirp_cb_clock_ns(void *opaque)
 static ssize_t slirp_cb_send(const void *buf, size_t len, void *opaque)
 {
 	struct slirp_be *s = opaque;
+	struct slirp_frame *f;
 
-	s->nb->rx(s->nb->opaque, buf, len);
+	if (slirp_sender != s) {
+		s->nb->rx(s->nb->opaque, buf, len);
+		return (ssize_t)len;
+	}
+	/* The sender may hold its device's lock: the thread delivers this one. */
+	f = malloc(sizeof(*f) + len);
+	if (f) {
+		f->next = NULL;
+		f->len = len;
+		memcpy(f->data, buf, len);
+		*s->rxq_tail = f;
+		s->rxq_tail = &f->next;
+	}
+	s->kick = true;
 	return (ssize_t)len;
+}
+
+/* A sender's call made a socket or moved a timer: the thread's poll must be redone. */
+static void slirp_changed(struct slirp_be *s)
+{
+	if (slirp_sender == s)
+		s->kick = true;
 }
 
 static void slirp_cb_guest_error(const char *msg, void *opaque)
@@ -220,6 +254,7 @@ static void *slirp_cb_timer_new(SlirpTimerCb cb, void *cb_opaque, void *opaque)
 	t->expire_ms = -1;
 	t->next = s->timers;
 	s->timers = t;
+	slirp_changed(s);
 	return t;
 }
 
@@ -242,11 +277,13 @@ static void slirp_cb_timer_mod(void *timer, int64_t expire_ms, void *opaque)
 
 	if (t)
 		t->expire_ms = expire_ms < 0 ? 0 : expire_ms;
+	slirp_changed(opaque);
 }
 
 /* Slirp's fds are collected afresh each iteration by slirp_pollfds_fill. */
 static void slirp_cb_register_fd(int fd, void *opaque)
 {
+	slirp_changed(opaque);
 }
 
 static void slirp_cb_unregister_fd(int fd, void *opaque)
@@ -347,7 +384,7 @@ static void slirp_run_timers(struct slirp_be *s)
 	}
 }
 
-/* Hand the guest's frames to slirp.  Returns true when the backend is closing. */
+/* Hand the guest's queued frames to slirp.  True when the backend is closing.  slock held. */
 static bool slirp_drain_tx(struct slirp_be *s)
 {
 	struct slirp_frame *f, *next;
@@ -370,58 +407,111 @@ static bool slirp_drain_tx(struct slirp_be *s)
 	return stop;
 }
 
+/* Frames slirp made during a sender's call, for the guest.  slock held. */
+static void slirp_deliver(struct slirp_be *s, bool drop)
+{
+	struct slirp_frame *f = s->rxq, *next;
+
+	s->rxq = NULL;
+	s->rxq_tail = &s->rxq;
+	for (; f; f = next) {
+		next = f->next;
+		if (!drop)
+			s->nb->rx(s->nb->opaque, f->data, f->len);
+		free(f);
+	}
+}
+
 static void *slirp_thread(void *arg)
 {
 	struct slirp_be *s = arg;
 
 	for (;;) {
 		uint32_t timeout = UINT32_MAX;
-		int ret;
+		int ret, ms;
 
+		pthread_mutex_lock(&s->slock);
+		s->kick = false;
 		s->pfd[0].fd = s->wakefd;
 		s->pfd[0].events = POLLIN;
 		s->pfd[0].revents = 0;
 		s->npfd = 1;
 		slirp_pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
-		ret = poll(s->pfd, s->npfd, slirp_timeout_ms(s, timeout));
+		ms = slirp_timeout_ms(s, timeout);
+		pthread_mutex_unlock(&s->slock);
+		ret = poll(s->pfd, s->npfd, ms);
 		if (ret > 0 && (s->pfd[0].revents & POLLIN))
 			drain_wake(s->wakefd);
-		if (slirp_drain_tx(s))
+		pthread_mutex_lock(&s->slock);
+		if (slirp_drain_tx(s)) {
+			pthread_mutex_unlock(&s->slock);
 			break;
+		}
 		slirp_pollfds_poll(s->slirp, ret < 0, slirp_get_revents, s);
 		slirp_run_timers(s);
+		slirp_deliver(s, false);
+		pthread_mutex_unlock(&s->slock);
 	}
 	return NULL;
+}
+
+/* Is this an IPv4 UDP frame, which slirp sends on at once and then forgets? */
+static bool slirp_fire_and_forget(const uint8_t *f, size_t len)
+{
+	return len >= 34 && f[12] == 0x08 && f[13] == 0x00 && f[23] == 17;
 }
 
 static int slirp_send(struct net_backend *nb, const void *frame, size_t len)
 {
 	struct slirp_be *s = nb->priv;
 	struct slirp_frame *f;
-	bool woke;
+	bool wake_it = false;
 
 	if (len > NET_MAX_FRAME)
 		return -EMSGSIZE;
-	f = malloc(sizeof(*f) + len);
-	if (!f)
-		return -ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	if (s->stop) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOBUFS;
+	}
+	/* Straight into slirp when nothing queued must go first and the thread is not in it. */
+	if (!s->txq && !pthread_mutex_trylock(&s->slock)) {
+		pthread_mutex_unlock(&s->lock);
+		slirp_sender = s;
+		slirp_input(s->slirp, frame, (int)len);
+		slirp_sender = NULL;
+		/*
+		 * The thread must look again when slirp made frames for the guest or sockets or
+		 * timers, and after anything but UDP (TCP keeps state it flushes later).
+		 */
+		wake_it = s->kick || !slirp_fire_and_forget(frame, len);
+		s->kick = false;
+		pthread_mutex_unlock(&s->slock);
+		if (wake_it) {
+			pthread_mutex_lock(&s->lock);
+			wake_it = !s->woken;
+			s->woken = true;
+			pthread_mutex_unlock(&s->lock);
+		}
+		if (wake_it)
+			wake(s->wakefd);
+		return 0;
+	}
+	if (s->ntx >= SLIRP_TXQ_MAX || !(f = malloc(sizeof(*f) + len))) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOBUFS;
+	}
 	f->next = NULL;
 	f->len = len;
 	memcpy(f->data, frame, len);
-	pthread_mutex_lock(&s->lock);
-	if (s->ntx >= SLIRP_TXQ_MAX || s->stop) {
-		pthread_mutex_unlock(&s->lock);
-		free(f);
-		return -ENOBUFS;
-	}
 	*s->txq_tail = f;
 	s->txq_tail = &f->next;
 	s->ntx++;
 	/* One wake-up per batch: a burst of frames costs the sender one syscall, not one each. */
-	woke = s->woken;
+	wake_it = !s->woken;
 	s->woken = true;
 	pthread_mutex_unlock(&s->lock);
-	if (!woke)
+	if (wake_it)
 		wake(s->wakefd);
 	return 0;
 }
@@ -437,8 +527,12 @@ static void slirp_free(struct slirp_be *s)
 		wake(s->wakefd);
 		pthread_join(s->thread, NULL);
 	}
+	/* A sender still inside slirp finishes first; stop turns away any later one. */
+	pthread_mutex_lock(&s->slock);
 	slirp_drain_tx(s); /* frees what is left; stop is set, so nothing reaches slirp */
-	/* The thread is gone: slirp is used by this thread alone from here. */
+	slirp_deliver(s, true);
+	pthread_mutex_unlock(&s->slock);
+	/* The thread is gone and senders are refused: slirp is ours alone from here. */
 	if (s->slirp)
 		slirp_cleanup(s->slirp);
 	for (t = s->timers; t; t = next) {
@@ -448,6 +542,7 @@ static void slirp_free(struct slirp_be *s)
 	if (s->wakefd >= 0)
 		close(s->wakefd);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->slock);
 	free(s->pfd);
 	free(s);
 }
@@ -536,7 +631,9 @@ static int slirp_open(struct net_backend *nb, const struct net_backend_args *a, 
 		return -ENOMEM;
 	s->nb = nb;
 	s->txq_tail = &s->txq;
+	s->rxq_tail = &s->rxq;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->slock, NULL);
 	s->pfd_cap = 16;
 	s->pfd = calloc(s->pfd_cap, sizeof(*s->pfd));
 	s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

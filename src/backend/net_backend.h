@@ -20,9 +20,13 @@
  * and never blocks either: a frame the backend cannot take right now is dropped, as a busy
  * wire would drop it.
  *
- * libslirp is not thread-safe: every call into a Slirp instance after slirp_new() is made on
- * the slirp backend's own thread; frames from the guest are handed to it through a queue and
- * an eventfd.
+ * libslirp is not thread-safe: every call into a Slirp instance after slirp_new() is made
+ * under the backend's slirp lock, by its thread (host sockets, timers) or by a sender that
+ * finds the lock free and nothing queued before its frame (the frame then goes to slirp on
+ * the sender's thread, without a trip through the backend's).  A sender never waits for
+ * that lock: when it is taken, the frame is queued for the thread and an eventfd wakes it.
+ * The rx callback is called only by the thread, never from inside net_backend_send(), so a
+ * device may hold its own lock while it sends.
  *
  * What every front end shares lives here too: choosing the backend from the device's options
  * (backend=, tap=, hostfwd= only with slirp), the MAC address option and the stable default

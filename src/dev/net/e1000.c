@@ -62,6 +62,7 @@
 #include "vm.h"
 
 #define E1000_STATE_VERSION 1
+#define E1000_MAX_RING_REPORTS 8
 #define PCIY_PM 0x01
 #define ETH_P_ARP 0x0806
 
@@ -601,9 +602,11 @@ static void ring_report(struct e1000 *e, bool tx, const char *fmt, ...)
 	char why[160];
 	va_list ap;
 
-	if (e->ring_error[tx])
+	/* The guest chooses how often this happens: once per ring setup, a few in all. */
+	if (e->ring_error[tx] || e->ring_reports >= E1000_MAX_RING_REPORTS)
 		return;
 	e->ring_error[tx] = true;
+	e->ring_reports++;
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
@@ -731,10 +734,11 @@ static uint32_t reg_read(struct e1000 *e, uint32_t off)
 	return i < 0 ? 0 : e->s.reg[i];
 }
 
-/* Ring registers: a new value may repair a ring reported broken. */
-static void ring_written(struct e1000 *e, bool tx)
+/* Ring registers: a new base or length may repair a ring reported broken. */
+static void ring_written(struct e1000 *e, bool tx, bool layout)
 {
-	e->ring_error[tx] = false;
+	if (layout)
+		e->ring_error[tx] = false;
 	if (tx)
 		e1000_tx_run(e);
 	else
@@ -852,16 +856,20 @@ static void reg_write(struct e1000 *e, uint32_t off, uint32_t v)
 	case E1000_TDBAL:
 	case E1000_TDBAH:
 	case E1000_TDLEN:
+		ring_written(e, true, true);
+		break;
 	case E1000_TDH:
 	case E1000_TDT:
-		ring_written(e, true);
+		ring_written(e, true, false);
 		break;
 	case E1000_RDBAL:
 	case E1000_RDBAH:
 	case E1000_RDLEN:
+		ring_written(e, false, true);
+		break;
 	case E1000_RDH:
 	case E1000_RDT:
-		ring_written(e, false);
+		ring_written(e, false, false);
 		break;
 	case E1000_ITR:
 		irq_update(e);

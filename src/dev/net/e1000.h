@@ -178,7 +178,8 @@ struct e1000 {
 	bool rearm;    /* set by a load: start the timers on resume from the times below */
 	int64_t rearm_left[E1000_NTIMERS];
 	uint64_t rearm_itr;
-	bool ring_error[2]; /* a bad receive / transmit ring was reported (once) */
+	bool ring_error[2]; /* a bad receive / transmit ring was reported since its setup */
+	unsigned ring_reports;
 
 	/*
 	 * Transmit scratch: one packet, or one TSO segment (header and payload), after 4 spare
