@@ -18,6 +18,7 @@
 #include "machine.h"
 #include "options.h"
 #include "snap/snapshot.h"
+#include "user.h"
 #include "vm.h"
 
 static int die(const char *msg)
@@ -94,6 +95,9 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 	int status;
 
 	if (signals_start(vm, err, errlen) || ctl_start(vm, err, errlen))
+		return -1;
+	/* Everything that needs root is open: -o user=NAME gives it up before the guest runs. */
+	if (user_drop(vm->cfg, err, errlen))
 		return -1;
 	if (machine_start(vm, err, errlen))
 		return -1;

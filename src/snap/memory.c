@@ -125,10 +125,29 @@ static bool page_touched(uint64_t flags, const struct mem_backing *b, unsigned i
 	return flags & (PM_PRESENT | PM_SWAPPED);
 }
 
+static int pagemap_fd = -1; /* kept open by snap_memory_keep_pagemap */
+
+void snap_memory_keep_pagemap(void)
+{
+	if (pagemap_fd < 0)
+		pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * /proc/self/pagemap, from the descriptor kept before khyve gave up root (-o user=): after
+ * that the process is not dumpable and may no longer open its own /proc files.
+ */
+static int pagemap_open(void)
+{
+	if (pagemap_fd >= 0)
+		return fcntl(pagemap_fd, F_DUPFD_CLOEXEC, 0);
+	return open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+}
+
 int snap_memory_touched(struct vm *vm, const struct mem_backing *b, uint64_t *bytes)
 {
 	uint64_t flags[SCAN_CHUNK];
-	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), ret = 0;
+	int pm = pagemap_open(), ret = 0;
 
 	*bytes = 0;
 	if (pm < 0)
@@ -196,7 +215,7 @@ int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_back
 	uint64_t off = 0;
 	int ret = 0;
 
-	m.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	m.pagemap = pagemap_open();
 	if (m.pagemap < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "/proc/self/pagemap: %s", strerror(errno));

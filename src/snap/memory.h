@@ -33,6 +33,8 @@ int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_back
 		     struct snap_result *res, char *err, size_t errlen);
 /* How many bytes of guest memory a save would store at most (touched pages, zero ones too). */
 int snap_memory_touched(struct vm *vm, const struct mem_backing *backing, uint64_t *bytes);
+/* Open /proc/self/pagemap now and keep it, for saves after khyve gave up root. */
+void snap_memory_keep_pagemap(void);
 /* Map the snapshot's regions into @vm (lazily) and register them with KVM. */
 int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t errlen);
 
