@@ -496,6 +496,8 @@ static void complete(struct ahci_port *p, struct ahci_cmd *c, uint64_t clb)
 		ev |= IS_DPS;
 	if (c->ncq) {
 		if (err) {
+			/* Concurrent NCQ commands may fail together: the log is kept under the lock. */
+			ata_ncq_error(p, c);
 			write_sdb(p, c->status, c->error, 0);
 			p->halted = true;
 			ev |= IS_TFES | IS_SDBS;

@@ -154,6 +154,8 @@ void ata_checksum(uint16_t *id);
 /* ata.c: the hard disk. */
 void ata_exec(struct ahci_cmd *c);
 bool ata_is_ncq(uint8_t command);
+/* A queued command failed: record it in the NCQ error log (10h).  Under hba->lock. */
+void ata_ncq_error(struct ahci_port *p, const struct ahci_cmd *c);
 void ata_reset(struct ahci_port *p);
 void ata_signature(struct ahci_port *p, struct ahci_cmd *c);
 /* atapi.c: the CD-ROM (ATA commands it takes and the PACKET command). */

@@ -289,7 +289,7 @@ static void set_error_lba(struct ahci_cmd *c, uint64_t lba, uint8_t error)
 	c->r_device = 0x40;
 }
 
-static void ncq_log_record(struct ahci_port *p, const struct ahci_cmd *c)
+void ata_ncq_error(struct ahci_port *p, const struct ahci_cmd *c)
 {
 	uint8_t *l = p->ata.ncq_log;
 
@@ -316,33 +316,30 @@ static void do_rw(struct ahci_cmd *c)
 
 	if (!decode_rw(c, &r) || r.lba > p->sectors || r.count > p->sectors - r.lba) {
 		set_error_lba(c, r.lba, ATA_E_IDNF | ATA_E_ABRT);
-		goto out;
+		return;
 	}
 	if ((c->command == CMD_READ_MULTIPLE || c->command == CMD_WRITE_MULTIPLE ||
 	     c->command == CMD_READ_MULTIPLE_EXT || c->command == CMD_WRITE_MULTIPLE_EXT ||
 	     c->command == CMD_WRITE_MULTIPLE_FUA_EXT) &&
 	    !p->ata.mult) {
 		ahci_abort(c);
-		goto out;
+		return;
 	}
 	bytes = r.count * p->lsize;
 	if (c->sg_len < bytes || (r.write && blk_ro(p->be))) {
 		/* A PRDT too short for the transfer, or a write to a read-only disk. */
 		ahci_abort(c);
-		goto out;
+		return;
 	}
 	ret = ahci_sg_disk(c, r.write, r.lba * p->lsize, bytes);
 	if (!ret && r.write && (r.fua || !p->ata.wce))
 		ret = blk_flush(p->be);
 	if (ret) {
 		set_error_lba(c, r.lba, ATA_E_UNC);
-		goto out;
+		return;
 	}
 	c->pio = r.pio && !r.write;
 	ahci_ok(c);
-out:
-	if (c->ncq && (c->status & ATA_S_ERR))
-		ncq_log_record(p, c);
 }
 
 static void do_verify(struct ahci_cmd *c)
