@@ -5,7 +5,8 @@
  *	-s S,fbuf[,tcp=IP:PORT|rfb=IP:PORT|unix=PATH][,w=W][,h=H][,password=PW][,wait][,vga=io|on|off]
  *		[,font=PATH][,rom=PATH|off]
  *
- * bhyve's option shapes (tcp/unix, w/h, password, wait, vga); the hardware is the Bochs/QEMU
+ * bhyve's option shapes (tcp/unix, w/h, password, wait, vga; tcp=off: no VNC server, the
+ * picture only for screenshots); the hardware is the Bochs/QEMU
  * "standard VGA" (PCI 1234:1111), whose interface the SeaBIOS VGA BIOS (vgabios-stdvga.bin),
  * Linux's bochs-drm and the Bochs VBE drivers of other systems drive:
  *
@@ -648,7 +649,9 @@ static int fbuf_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	ret = console_display_attach(f->con, &fbuf_display, f, &vc, err, errlen);
+	/* tcp=off: no VNC server, screenshots only. */
+	ret = console_display_attach(f->con, &fbuf_display, f,
+				     vc.tcp && !strcmp(vc.tcp, "off") ? NULL : &vc, err, errlen);
 	if (ret)
 		goto fail;
 	f->attached = true;
