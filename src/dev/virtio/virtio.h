@@ -10,7 +10,9 @@
  * pause/resume and its own snapshot state.
  *
  * The guest is hostile.  Every descriptor index, length, flag, address and ring index is
- * checked (vq_pop); a malformed ring puts the device in NEEDS_RESET (virtio_set_needs_reset:
+ * checked (vq_pop, dev/virtio/virtq.h, which knows nothing of PCI: the transport hands each
+ * queue guest memory access, its interrupt and its needs-reset report as a struct vq_host); a
+ * malformed ring puts the device in NEEDS_RESET (virtio_set_needs_reset:
  * the guest sees DEVICE_NEEDS_RESET and a config interrupt) and the queue stops being served
  * until the driver resets the device.  khyve never reads or writes outside guest RAM, never
  * loops forever on a descriptor cycle and never trusts a length.
@@ -28,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+
+#include "dev/virtio/virtq.h"
 
 struct vm;
 struct pci_dev;
@@ -54,37 +58,8 @@ struct virtio_dev;
 #define VIRTIO_F_ACCESS_PLATFORM 33
 
 #define VIRTIO_MAX_QUEUES 16
-#define VIRTIO_QUEUE_MAX 1024 /* largest queue size offered */
-#define VIRTIO_MAX_IOV 1024   /* buffers in one chain, indirect ones included */
+#define VIRTIO_QUEUE_MAX VIRTQ_MAX_SIZE /* largest queue size offered */
 #define VIRTIO_NO_VECTOR 0xffff
-
-/* A chain popped from a queue: the guest buffers it names, readable ones first. */
-struct virtio_chain {
-	uint16_t head;		      /* for vq_push */
-	unsigned nread, nwrite;	      /* iov[0 .. nread) readable, then nwrite writable */
-	uint64_t read_len, write_len; /* total bytes */
-	struct iovec iov[VIRTIO_MAX_IOV];
-};
-
-struct virtqueue {
-	struct virtio_dev *vd;
-	unsigned index;
-	pthread_mutex_t lock;
-	/* Set by the driver through the common config window. */
-	uint16_t size; /* negotiated size, a power of two <= max_size */
-	uint16_t max_size;
-	bool enabled;
-	uint16_t msix_vector;
-	uint64_t desc_gpa, avail_gpa, used_gpa;
-	/* Device-side progress (saved in snapshots). */
-	uint16_t last_avail;	 /* next avail ring entry to take */
-	uint16_t used_idx;	 /* next used ring entry to fill */
-	uint16_t signalled_used; /* used_idx when the guest was last interrupted */
-	bool signalled_valid;
-	bool broken; /* a malformed ring was seen: not served until reset */
-	/* Host pointers to the rings, computed when the queue is enabled or loaded. */
-	void *desc, *avail, *used;
-};
 
 struct virtio_dev_ops {
 	const char *name;   /* "virtio-blk": the -s emulation name */
@@ -141,32 +116,7 @@ extern const struct pci_emul pci_emul_virtio_blk;
 extern const struct pci_emul pci_emul_virtio_net;
 extern const struct pci_emul pci_emul_virtio_rnd;
 
-/*
- * Take the next available chain.  Returns 1 with @c filled (every buffer checked to lie in
- * guest RAM and mapped to host pointers), 0 when the queue is empty or not ready, or -EINVAL
- * when the ring is malformed (the device is then put in NEEDS_RESET and the queue marked
- * broken).  A chain whose layout the device refuses (e.g. a missing header) is the device's
- * to complete with an error status via vq_push.
- */
-int vq_pop(struct virtqueue *vq, struct virtio_chain *c);
-/*
- * Give back the last @n chains vq_pop returned, unused (a receive frame that does not fit the
- * buffers available yet): the next vq_pop returns them again.
- */
-void vq_unpop(struct virtqueue *vq, unsigned n);
-/* Return chain @head to the driver with @written bytes written into its buffers. */
-void vq_push(struct virtqueue *vq, uint16_t head, uint32_t written);
-/* Interrupt the driver if it wants one for what was pushed (EVENT_IDX or the flags). */
-void vq_notify(struct virtqueue *vq);
-/* Does the queue have chains to take? (no side effects) */
-bool vq_has_work(struct virtqueue *vq);
-/* Disable/enable guest notifications (used->flags or avail_event), for batching. */
-void vq_set_notify(struct virtqueue *vq, bool enable);
-bool vq_ready(const struct virtqueue *vq);
-
-/* Copy between a chain's readable / writable buffers and flat memory, from byte @off. */
-size_t chain_read(const struct virtio_chain *c, size_t off, void *buf, size_t len);
-size_t chain_write(struct virtio_chain *c, size_t off, const void *buf, size_t len);
+/* The queues themselves (vq_pop, vq_push, vq_notify, ...): dev/virtio/virtq.h. */
 
 /* Signal a device configuration change (config_generation++, ISR bit 1, interrupt). */
 void virtio_config_changed(struct virtio_dev *vd);
@@ -175,11 +125,6 @@ void virtio_set_needs_reset(struct virtio_dev *vd, const char *why);
 /* Has the driver set DRIVER_OK (and not reset since)? */
 bool virtio_driver_ok(struct virtio_dev *vd);
 bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit);
-/*
- * Interrupt the driver for queue @vq now: its MSI-X vector, or ISR bit 0 and INTx when MSI-X
- * is off.  vq_notify() calls this when the driver wants an interrupt; devices use vq_notify().
- */
-void virtio_queue_interrupt(struct virtqueue *vq);
 
 /*
  * The generic PCI emulation glue: each device file defines its pci_emul with

@@ -77,7 +77,19 @@
 struct virtio_pci {
 	struct virtio_dev vd;
 	unsigned cfg_cap; /* offset of the PCI configuration access capability */
+	uint16_t vq_vector[VIRTIO_MAX_QUEUES]; /* each queue's MSI-X vector */
+	struct vq_host vq_host;		       /* what the queues get from us (virtq.h) */
 };
+
+static struct virtio_pci *vd_vp(struct virtio_dev *vd)
+{
+	return container_of(vd, struct virtio_pci, vd);
+}
+
+static uint16_t *vq_vector(struct virtio_dev *vd, const struct virtqueue *vq)
+{
+	return &vd_vp(vd)->vq_vector[vq->index];
+}
 
 /*
  * Raising INTx and setting the ISR must be atomic against the ISR read that clears both, or a
@@ -143,10 +155,14 @@ static uint8_t virtio_isr_read_clear(struct virtio_dev *vd)
 	return isr;
 }
 
-void virtio_queue_interrupt(struct virtqueue *vq)
+/*
+ * Interrupt the driver for queue @vq now: its MSI-X vector, or ISR bit 0 and INTx when MSI-X
+ * is off.  The queue calls this (vq_host.interrupt) when vq_notify decided the driver wants one.
+ */
+static void virtio_queue_interrupt(void *opaque, struct virtqueue *vq)
 {
-	struct virtio_dev *vd = vq->vd;
-	uint16_t v = __atomic_load_n(&vq->msix_vector, __ATOMIC_RELAXED);
+	struct virtio_dev *vd = opaque;
+	uint16_t v = __atomic_load_n(vq_vector(vd, vq), __ATOMIC_RELAXED);
 
 	if (pci_msix_enabled(vd->pd)) {
 		/* With MSI-X the ISR is not used for queues (virtio 1.x 4.1.4.5). */
@@ -188,11 +204,8 @@ void virtio_set_needs_reset(struct virtio_dev *vd, const char *why)
 	pthread_mutex_lock(&vd->lock);
 	first = !(vd->status & VIRTIO_STATUS_NEEDS_RESET);
 	vd_set_status(vd, vd->status | VIRTIO_STATUS_NEEDS_RESET);
-	for (unsigned i = 0; i < vd->nqueues; i++) {
-		pthread_mutex_lock(&vd->vq[i].lock);
-		__atomic_store_n(&vd->vq[i].broken, true, __ATOMIC_RELEASE);
-		pthread_mutex_unlock(&vd->vq[i].lock);
-	}
+	for (unsigned i = 0; i < vd->nqueues; i++)
+		vq_break(&vd->vq[i]);
 	pthread_mutex_unlock(&vd->lock);
 	if (!first)
 		return; /* one line per reset: a hostile guest cannot flood the log */
@@ -203,57 +216,49 @@ void virtio_set_needs_reset(struct virtio_dev *vd, const char *why)
 
 /* ---- queues ---- */
 
-static void vq_clear(struct virtqueue *vq)
+/* What the queues need from us (virtq.h): guest memory, interrupts, the news of a broken ring. */
+static void *virtio_vq_gpa(void *opaque, uint64_t gpa, uint64_t len)
 {
-	vq->size = vq->max_size;
-	__atomic_store_n(&vq->enabled, false, __ATOMIC_RELEASE);
-	__atomic_store_n(&vq->broken, false, __ATOMIC_RELEASE);
-	__atomic_store_n(&vq->msix_vector, VIRTIO_NO_VECTOR, __ATOMIC_RELAXED);
-	vq->desc_gpa = vq->avail_gpa = vq->used_gpa = 0;
-	vq->last_avail = vq->used_idx = vq->signalled_used = 0;
-	vq->signalled_valid = false;
-	vq->desc = vq->avail = vq->used = NULL;
+	struct virtio_dev *vd = opaque;
+
+	return vm_gpa(vd->vm, gpa, len);
 }
 
-/*
- * Where the rings of a queue of @size entries at these addresses live in host memory.  The
- * avail ring includes used_event and the used ring avail_event (EVENT_IDX), so every field
- * vq_pop/vq_push/vq_notify touch is inside guest RAM.  Alignments are the split ring's.
- * Returns NULL or what is wrong.
- */
-static const char *vq_map_rings(struct vm *vm, uint16_t size, uint64_t desc_gpa, uint64_t avail_gpa,
-				uint64_t used_gpa, void **desc, void **avail, void **used)
+static void virtio_vq_broken(void *opaque, struct virtqueue *vq, const char *why)
 {
-	if (!size || (size & (size - 1)))
-		return "queue size is not a power of two";
-	if ((desc_gpa & 15) || (avail_gpa & 1) || (used_gpa & 3))
-		return "queue ring address is misaligned";
-	*desc = vm_gpa(vm, desc_gpa, 16ULL * size);
-	*avail = vm_gpa(vm, avail_gpa, 6 + 2ULL * size);
-	*used = vm_gpa(vm, used_gpa, 6 + 8ULL * size);
-	if (!*desc || !*avail || !*used)
-		return "queue ring lies outside guest RAM";
-	return NULL;
+	virtio_set_needs_reset(opaque, why);
+}
+
+/* The features a queue follows, from what the driver accepted. */
+static unsigned vq_features(const struct virtio_dev *vd)
+{
+	return (virtio_has_feature(vd, VIRTIO_F_INDIRECT_DESC) ? VQ_F_INDIRECT : 0) |
+	       (virtio_has_feature(vd, VIRTIO_F_EVENT_IDX) ? VQ_F_EVENT_IDX : 0);
+}
+
+static void vq_clear(struct virtio_dev *vd, struct virtqueue *vq)
+{
+	vq_reset(vq);
+	__atomic_store_n(vq_vector(vd, vq), VIRTIO_NO_VECTOR, __ATOMIC_RELAXED);
 }
 
 /* The driver wrote 1 to queue_enable.  vd->lock held; returns what is wrong or NULL. */
-static const char *vq_enable(struct virtio_dev *vd, struct virtqueue *vq)
+static const char *vq_enable_now(struct virtio_dev *vd, struct virtqueue *vq)
 {
-	void *d, *a, *u;
-	const char *why;
+	const char *why = vq_enable(vq);
 
-	pthread_mutex_lock(&vq->lock);
-	why = vq_map_rings(vd->vm, vq->size, vq->desc_gpa, vq->avail_gpa, vq->used_gpa, &d, &a, &u);
-	if (!why) {
-		vq->desc = d;
-		vq->avail = a;
-		vq->used = u;
-		vq->last_avail = vq->used_idx = vq->signalled_used = 0;
-		vq->signalled_valid = false;
-		__atomic_store_n(&vq->enabled, true, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&vq->lock);
+	/* A queue enabled after DRIVER_OK is served at once, like the others. */
+	if (!why && (vd->status & VIRTIO_STATUS_DRIVER_OK))
+		vq_start(vq, vq_features(vd));
 	return why;
+}
+
+/* DRIVER_OK: every enabled queue is served from now on.  vd->lock held. */
+static void vq_start_all(struct virtio_dev *vd)
+{
+	for (unsigned i = 0; i < vd->nqueues; i++)
+		if (__atomic_load_n(&vd->vq[i].enabled, __ATOMIC_ACQUIRE))
+			vq_start(&vd->vq[i], vq_features(vd));
 }
 
 /* ---- common configuration ---- */
@@ -266,11 +271,8 @@ static void virtio_reset(struct virtio_dev *vd)
 	vd->dfselect = vd->gfselect = 0;
 	vd->queue_select = 0;
 	__atomic_store_n(&vd->msix_config, VIRTIO_NO_VECTOR, __ATOMIC_RELAXED);
-	for (unsigned i = 0; i < vd->nqueues; i++) {
-		pthread_mutex_lock(&vd->vq[i].lock);
-		vq_clear(&vd->vq[i]);
-		pthread_mutex_unlock(&vd->vq[i].lock);
-	}
+	for (unsigned i = 0; i < vd->nqueues; i++)
+		vq_clear(vd, &vd->vq[i]);
 	pthread_mutex_unlock(&vd->lock);
 	virtio_isr_read_clear(vd);
 	/* Queues are off first, so a worker finishing late pushes nowhere. */
@@ -309,6 +311,8 @@ static bool status_write(struct virtio_dev *vd, uint8_t v)
 	if ((add & VIRTIO_STATUS_DRIVER_OK) && (st & VIRTIO_STATUS_FEATURES_OK))
 		st |= VIRTIO_STATUS_DRIVER_OK;
 	vd_set_status(vd, st);
+	if ((st & ~old) & VIRTIO_STATUS_DRIVER_OK)
+		vq_start_all(vd);
 	return (st & ~old) & VIRTIO_STATUS_DRIVER_OK;
 }
 
@@ -357,13 +361,13 @@ static unsigned cc_size(unsigned off)
 	return 0;
 }
 
-static uint32_t vq_reg_read(struct virtqueue *vq, unsigned off)
+static uint32_t vq_reg_read(struct virtio_dev *vd, struct virtqueue *vq, unsigned off)
 {
 	switch (off) {
 	case CC_QSIZE:
 		return vq->size;
 	case CC_QMSIX:
-		return vq->msix_vector;
+		return *vq_vector(vd, vq);
 	case CC_QENABLE:
 		return vq->enabled;
 	case CC_QNOFF:
@@ -410,7 +414,7 @@ static uint32_t cc_read(struct virtio_dev *vd, unsigned off)
 	vq = selected_vq(vd);
 	if (vq) {
 		pthread_mutex_lock(&vq->lock);
-		v = vq_reg_read(vq, off);
+		v = vq_reg_read(vd, vq, off);
 		pthread_mutex_unlock(&vq->lock);
 	}
 	return v;
@@ -428,7 +432,7 @@ static const char *vq_reg_write(struct virtio_dev *vd, struct virtqueue *vq, uns
 
 	pthread_mutex_lock(&vq->lock);
 	if (off == CC_QMSIX) {
-		__atomic_store_n(&vq->msix_vector, vd_vector(vd, v), __ATOMIC_RELAXED);
+		__atomic_store_n(vq_vector(vd, vq), vd_vector(vd, v), __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&vq->lock);
 		return NULL;
 	}
@@ -444,7 +448,7 @@ static const char *vq_reg_write(struct virtio_dev *vd, struct virtqueue *vq, uns
 	case CC_QENABLE:
 		if (v == 1) {
 			pthread_mutex_unlock(&vq->lock);
-			return vq_enable(vd, vq);
+			return vq_enable_now(vd, vq);
 		}
 		break;
 	case CC_QDESC:
@@ -778,7 +782,7 @@ static int virtio_check_init(struct virtio_dev *vd, char *err, size_t errlen)
 static void virtio_free(struct virtio_pci *vp)
 {
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
-		pthread_mutex_destroy(&vp->vd.vq[i].lock);
+		vq_destroy(&vp->vd.vq[i]);
 	pthread_mutex_destroy(&vp->vd.lock);
 	free(vp);
 }
@@ -799,11 +803,10 @@ int virtio_pci_init(struct vm *vm, struct pci_dev *pd, const struct virtio_dev_o
 	vd->pd = pd;
 	vd->ops = ops;
 	pthread_mutex_init(&vd->lock, NULL);
-	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
-		vd->vq[i].vd = vd;
-		vd->vq[i].index = i;
-		pthread_mutex_init(&vd->vq[i].lock, NULL);
-	}
+	vp->vq_host = (struct vq_host){ .gpa = virtio_vq_gpa,
+					.interrupt = virtio_queue_interrupt,
+					.broken = virtio_vq_broken,
+					.opaque = vd };
 	ret = ops->init ? ops->init(vd, err, errlen) : 0;
 	if (ret) {
 		virtio_free(vp);
@@ -811,12 +814,15 @@ int virtio_pci_init(struct vm *vm, struct pci_dev *pd, const struct virtio_dev_o
 	}
 	vd->host_features |= TRANSPORT_FEATURES;
 	vd->msix_config = VIRTIO_NO_VECTOR;
-	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
-		vd->vq[i].max_size = i < vd->nqueues ? vd->queue_max[i] : 0;
-		vq_clear(&vd->vq[i]);
-	}
 	pd->priv = vd;
 	ret = virtio_check_init(vd, err, errlen);
+	for (unsigned i = 0; !ret && i < VIRTIO_MAX_QUEUES; i++) {
+		ret = vq_init(&vd->vq[i], i, i < vd->nqueues ? vd->queue_max[i] : 0, &vp->vq_host);
+		if (ret)
+			snprintf(err, errlen, "%s: queue %u: %s", ops->name, i, strerror(-ret));
+		else
+			vp->vq_vector[i] = VIRTIO_NO_VECTOR;
+	}
 	if (!ret)
 		ret = virtio_pci_setup(vp, err, errlen);
 	if (ret) {
@@ -860,25 +866,10 @@ static void virtio_remap(struct virtio_dev *vd)
 
 	pthread_mutex_lock(&vd->lock);
 	for (unsigned i = 0; i < vd->nqueues; i++) {
-		struct virtqueue *vq = &vd->vq[i];
-		void *d, *a, *u;
-		const char *w;
+		const char *w = vq_remap(&vd->vq[i]);
 
-		pthread_mutex_lock(&vq->lock);
-		if (vq->enabled) {
-			w = vq_map_rings(vd->vm, vq->size, vq->desc_gpa, vq->avail_gpa,
-					 vq->used_gpa, &d, &a, &u);
-			if (w) {
-				why = w;
-				__atomic_store_n(&vq->enabled, false, __ATOMIC_RELEASE);
-				vq->desc = vq->avail = vq->used = NULL;
-			} else {
-				vq->desc = d;
-				vq->avail = a;
-				vq->used = u;
-			}
-		}
-		pthread_mutex_unlock(&vq->lock);
+		if (w)
+			why = w;
 	}
 	pthread_mutex_unlock(&vd->lock);
 	if (why)
@@ -893,10 +884,10 @@ int virtio_pci_resume(struct pci_dev *pd)
 	return vd->ops->resume ? vd->ops->resume(vd) : 0;
 }
 
+/* A queue as saved: its own state (virtq.h) and the transport's vector for it. */
 struct vq_state {
-	uint16_t size, msix_vector, last_avail, used_idx, signalled_used;
-	bool enabled, signalled_valid, broken;
-	uint64_t desc_gpa, avail_gpa, used_gpa;
+	struct vq_saved q;
+	uint16_t msix_vector;
 };
 
 /* The transport's registers and queues, as saved: staging for load, a copy for save. */
@@ -921,11 +912,11 @@ static void virtio_state_io(struct sstream *s, struct virtio_state *st, unsigned
 	ss_u8(s, &st->config_generation);
 	ss_expect_u32(s, nq, "virtio queues");
 	for (unsigned i = 0; i < nq && !ss_error(s); i++) {
-		struct vq_state *q = &st->vq[i];
+		struct vq_saved *q = &st->vq[i].q;
 
 		ss_u16(s, &q->size);
 		ss_bool(s, &q->enabled);
-		ss_u16(s, &q->msix_vector);
+		ss_u16(s, &st->vq[i].msix_vector);
 		ss_u64(s, &q->desc_gpa);
 		ss_u64(s, &q->avail_gpa);
 		ss_u64(s, &q->used_gpa);
@@ -950,22 +941,8 @@ static void virtio_state_get(struct virtio_dev *vd, struct virtio_state *st)
 	st->isr = __atomic_load_n(&vd->isr, __ATOMIC_SEQ_CST);
 	st->config_generation = vd->config_generation;
 	for (unsigned i = 0; i < vd->nqueues; i++) {
-		struct virtqueue *vq = &vd->vq[i];
-		struct vq_state *q = &st->vq[i];
-
-		pthread_mutex_lock(&vq->lock);
-		q->size = vq->size;
-		q->enabled = vq->enabled;
-		q->msix_vector = vq->msix_vector;
-		q->desc_gpa = vq->desc_gpa;
-		q->avail_gpa = vq->avail_gpa;
-		q->used_gpa = vq->used_gpa;
-		q->last_avail = vq->last_avail;
-		q->used_idx = vq->used_idx;
-		q->signalled_used = vq->signalled_used;
-		q->signalled_valid = vq->signalled_valid;
-		q->broken = vq->broken;
-		pthread_mutex_unlock(&vq->lock);
+		vq_save(&vd->vq[i], &st->vq[i].q);
+		st->vq[i].msix_vector = *vq_vector(vd, &vd->vq[i]);
 	}
 	pthread_mutex_unlock(&vd->lock);
 }
@@ -973,14 +950,16 @@ static void virtio_state_get(struct virtio_dev *vd, struct virtio_state *st)
 /*
  * Chains taken but not returned are state the transport cannot carry: nothing would complete
  * them after a restore and the guest would wait forever.  A device's pause completes them.
+ * Those of a broken queue are abandoned (vq_push drops them): the driver must reset the
+ * device, which forgets them, so such a queue is saved and loaded as it is.
  */
 static void virtio_check_drained(struct virtio_dev *vd, struct sstream *s,
 				 const struct virtio_state *st, int err)
 {
 	for (unsigned i = 0; i < vd->nqueues; i++) {
-		const struct vq_state *q = &st->vq[i];
+		const struct vq_saved *q = &st->vq[i].q;
 
-		if (q->last_avail != q->used_idx)
+		if (vq_in_flight(q))
 			ss_fail(s, err,
 				"%s (%s): queue %u has %u requests in flight (taken %u, "
 				"returned %u); they must be completed before a snapshot",
@@ -1024,21 +1003,19 @@ int virtio_pci_save(struct pci_dev *pd, struct sstream *s)
 }
 
 static void vq_state_check(struct virtio_dev *vd, struct sstream *s, unsigned i,
-			   const struct vq_state *q)
+			   const struct vq_state *st)
 {
 	const char *id = vd->pd->dev.id, *why;
-	void *d, *a, *u;
+	const struct vq_saved *q = &st->q;
 
 	if (!q->size || q->size > vd->queue_max[i] || (q->size & (q->size - 1)))
 		ss_fail(s, -EINVAL, "%s: queue %u size %u is not a power of two <= %u", id, i,
 			q->size, vd->queue_max[i]);
-	if (q->msix_vector != vd_vector(vd, q->msix_vector))
+	if (st->msix_vector != vd_vector(vd, st->msix_vector))
 		ss_fail(s, -EINVAL, "%s: queue %u MSI-X vector %u is out of range", id, i,
-			q->msix_vector);
-	if (!q->enabled)
-		return;
-	why = vq_map_rings(vd->vm, q->size, q->desc_gpa, q->avail_gpa, q->used_gpa, &d, &a, &u);
-	if (why)
+			st->msix_vector);
+	why = vq_saved_check(&vd_vp(vd)->vq_host, vd->queue_max[i], q);
+	if (why && !ss_error(s))
 		ss_fail(s, -EINVAL,
 			"%s: queue %u: %s (desc 0x%" PRIx64 ", driver 0x%" PRIx64
 			", device 0x%" PRIx64 ")",
@@ -1087,24 +1064,13 @@ static void virtio_state_commit(struct virtio_dev *vd, const struct virtio_state
 	__atomic_store_n(&vd->isr, st->isr, __ATOMIC_SEQ_CST);
 	vd->config_generation = st->config_generation;
 	for (unsigned i = 0; i < vd->nqueues; i++) {
-		struct virtqueue *vq = &vd->vq[i];
-		const struct vq_state *q = &st->vq[i];
-
-		pthread_mutex_lock(&vq->lock);
-		vq->size = q->size;
-		__atomic_store_n(&vq->msix_vector, q->msix_vector, __ATOMIC_RELAXED);
-		vq->desc_gpa = q->desc_gpa;
-		vq->avail_gpa = q->avail_gpa;
-		vq->used_gpa = q->used_gpa;
-		vq->last_avail = q->last_avail;
-		vq->used_idx = q->used_idx;
-		vq->signalled_used = q->signalled_used;
-		vq->signalled_valid = q->signalled_valid;
-		__atomic_store_n(&vq->broken, q->broken, __ATOMIC_RELEASE);
-		vq->desc = vq->avail = vq->used = NULL;
-		__atomic_store_n(&vq->enabled, q->enabled, __ATOMIC_RELEASE);
-		pthread_mutex_unlock(&vq->lock);
+		vq_load(&vd->vq[i], &st->vq[i].q);
+		__atomic_store_n(vq_vector(vd, &vd->vq[i]), st->vq[i].msix_vector,
+				 __ATOMIC_RELAXED);
 	}
+	/* The driver was ready: its queues are served again, with what it negotiated. */
+	if (st->status & VIRTIO_STATUS_DRIVER_OK)
+		vq_start_all(vd);
 	pthread_mutex_unlock(&vd->lock);
 	virtio_remap(vd);
 }

@@ -10,20 +10,23 @@
  * the ring entry and descriptors it publishes, and the used index is written with release
  * ordering after the used element.  Every rule a driver can break is checked: indices,
  * chain length (a cycle ends there), flag combinations, indirect tables, buffer addresses
- * and lengths.  A broken rule puts the device in NEEDS_RESET rather than guessing.
+ * and lengths.  A broken rule breaks the queue (and, through its host, puts the device in
+ * NEEDS_RESET) rather than guessing.
+ *
+ * The queue knows nothing of its transport (virtq.h): guest memory, interrupts and the news of
+ * a broken ring go through the struct vq_host it was given at vq_init.
  *
  * Ring layout for a queue of N entries (all little endian):
  *	descriptor table: N x { le64 addr; le32 len; le16 flags; le16 next; }
  *	available ring:   le16 flags; le16 idx; le16 ring[N]; le16 used_event;
  *	used ring:        le16 flags; le16 idx; { le32 id; le32 len; } ring[N]; le16 avail_event;
  */
-#include "dev/virtio/virtio.h"
+#include "dev/virtio/virtq.h"
 
 #include <endian.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
-
-#include "vm.h"
 
 #define VRING_DESC_F_NEXT 1
 #define VRING_DESC_F_WRITE 2
@@ -109,16 +112,141 @@ static void desc_read(const void *table, unsigned i, struct desc *d)
 
 /* ---- readiness ---- */
 
-bool vq_ready(const struct virtqueue *vq)
+/* Lockless: a device may look before it takes the lock (a kick for a queue that is off). */
+bool vq_ready(struct virtqueue *vq)
 {
 	return __atomic_load_n(&vq->enabled, __ATOMIC_ACQUIRE) &&
-	       !__atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) && virtio_driver_ok(vq->vd);
+	       __atomic_load_n(&vq->started, __ATOMIC_ACQUIRE) &&
+	       !__atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE);
 }
 
 /* vq->lock held: the ring pointers are stable. */
-static bool vq_live(const struct virtqueue *vq)
+static bool vq_live(struct virtqueue *vq)
 {
 	return vq_ready(vq) && vq->desc && vq->avail && vq->used;
+}
+
+static bool vq_has(const struct virtqueue *vq, unsigned feature)
+{
+	return vq->features & feature;
+}
+
+static void *vq_gpa(const struct virtqueue *vq, uint64_t gpa, uint64_t len)
+{
+	return vq->host->gpa(vq->host->opaque, gpa, len);
+}
+
+/* ---- life cycle ---- */
+
+int vq_init(struct virtqueue *vq, unsigned index, uint16_t max_size, const struct vq_host *host)
+{
+	memset(vq, 0, sizeof(*vq));
+	if (max_size > VIRTQ_MAX_SIZE || (max_size & (max_size - 1)))
+		return -EINVAL;
+	vq->index = index;
+	vq->host = host;
+	vq->max_size = max_size;
+	vq->inflight = calloc(max_size ? max_size : 1, sizeof(*vq->inflight));
+	vq->taken = calloc(max_size ? max_size : 1, sizeof(*vq->taken));
+	if (!vq->inflight || !vq->taken) {
+		free(vq->inflight);
+		free(vq->taken);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&vq->lock, NULL);
+	vq->size = max_size;
+	vq->gen = 1;
+	return 0;
+}
+
+void vq_destroy(struct virtqueue *vq)
+{
+	if (!vq->inflight)
+		return;
+	pthread_mutex_destroy(&vq->lock);
+	free(vq->inflight);
+	free(vq->taken);
+	vq->inflight = NULL;
+	vq->taken = NULL;
+}
+
+/* A new generation: every chain handed out so far belongs to nobody.  vq->lock held. */
+static void vq_new_gen(struct virtqueue *vq)
+{
+	if (!++vq->gen)
+		vq->gen = 1;
+	memset(vq->inflight, 0, vq->max_size * sizeof(*vq->inflight));
+	vq->last_avail = vq->used_idx = vq->signalled_used = 0;
+	vq->signalled_valid = false;
+}
+
+void vq_reset(struct virtqueue *vq)
+{
+	pthread_mutex_lock(&vq->lock);
+	__atomic_store_n(&vq->enabled, false, __ATOMIC_RELEASE);
+	__atomic_store_n(&vq->started, false, __ATOMIC_RELEASE);
+	__atomic_store_n(&vq->broken, false, __ATOMIC_RELEASE);
+	vq->size = vq->max_size;
+	vq->features = 0;
+	vq->desc_gpa = vq->avail_gpa = vq->used_gpa = 0;
+	vq->desc = vq->avail = vq->used = NULL;
+	vq_new_gen(vq);
+	pthread_mutex_unlock(&vq->lock);
+}
+
+/*
+ * Where the rings of a queue of @size entries at these addresses live in host memory.  The
+ * avail ring includes used_event and the used ring avail_event (EVENT_IDX), so every field
+ * vq_pop/vq_push/vq_notify touch is inside guest RAM.  Alignments are the split ring's.
+ */
+static const char *vq_map_rings(const struct vq_host *h, uint16_t size, uint64_t desc_gpa,
+				uint64_t avail_gpa, uint64_t used_gpa, void **desc, void **avail,
+				void **used)
+{
+	if (!size || (size & (size - 1)))
+		return "queue size is not a power of two";
+	if ((desc_gpa & 15) || (avail_gpa & 1) || (used_gpa & 3))
+		return "queue ring address is misaligned";
+	*desc = h->gpa(h->opaque, desc_gpa, 16ULL * size);
+	*avail = h->gpa(h->opaque, avail_gpa, 6 + 2ULL * size);
+	*used = h->gpa(h->opaque, used_gpa, 6 + 8ULL * size);
+	if (!*desc || !*avail || !*used)
+		return "queue ring lies outside guest RAM";
+	return NULL;
+}
+
+const char *vq_enable(struct virtqueue *vq)
+{
+	void *d, *a, *u;
+	const char *why;
+
+	pthread_mutex_lock(&vq->lock);
+	why = vq_map_rings(vq->host, vq->size, vq->desc_gpa, vq->avail_gpa, vq->used_gpa, &d, &a,
+			   &u);
+	if (!why) {
+		vq->desc = d;
+		vq->avail = a;
+		vq->used = u;
+		vq_new_gen(vq);
+		__atomic_store_n(&vq->enabled, true, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&vq->lock);
+	return why;
+}
+
+void vq_start(struct virtqueue *vq, unsigned features)
+{
+	pthread_mutex_lock(&vq->lock);
+	vq->features = features;
+	__atomic_store_n(&vq->started, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vq->lock);
+}
+
+void vq_break(struct virtqueue *vq)
+{
+	pthread_mutex_lock(&vq->lock);
+	__atomic_store_n(&vq->broken, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vq->lock);
 }
 
 /* ---- taking a chain ---- */
@@ -150,7 +278,7 @@ static int walk_buffer(struct walk *w, const struct desc *d)
 	/* An empty buffer is allowed by the spec and carries nothing: not mapped, not listed. */
 	if (!d->len)
 		return 0;
-	p = vm_gpa(w->vq->vd->vm, d->addr, d->len);
+	p = vq_gpa(w->vq, d->addr, d->len);
 	if (!p)
 		return walk_fail(w, "buffer outside guest RAM");
 	if (n >= VIRTIO_MAX_IOV)
@@ -180,7 +308,7 @@ static int walk_indirect(struct walk *w, const struct desc *d)
 	struct desc e;
 	int ret;
 
-	if (!virtio_has_feature(w->vq->vd, VIRTIO_F_INDIRECT_DESC))
+	if (!vq_has(w->vq, VQ_F_INDIRECT))
 		return walk_fail(w, "indirect descriptor without VIRTIO_F_INDIRECT_DESC");
 	if (d->flags & VRING_DESC_F_NEXT)
 		return walk_fail(w, "indirect descriptor with NEXT set");
@@ -188,7 +316,7 @@ static int walk_indirect(struct walk *w, const struct desc *d)
 		return walk_fail(w, "indirect table length is not a multiple of 16");
 	if (n > VIRTIO_MAX_IOV)
 		return walk_fail(w, "indirect table too long");
-	table = vm_gpa(w->vq->vd->vm, d->addr, d->len);
+	table = vq_gpa(w->vq, d->addr, d->len);
 	if (!table)
 		return walk_fail(w, "indirect table outside guest RAM");
 	for (;;) {
@@ -238,7 +366,8 @@ static int vq_malformed(struct virtqueue *vq, const char *why)
 {
 	__atomic_store_n(&vq->broken, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&vq->lock);
-	virtio_set_needs_reset(vq->vd, why);
+	if (vq->host->broken)
+		vq->host->broken(vq->host->opaque, vq, why);
 	return -EINVAL;
 }
 
@@ -266,13 +395,18 @@ int vq_pop(struct virtqueue *vq, struct virtio_chain *c)
 	c->read_len = c->write_len = 0;
 	if (walk_chain(&w, head))
 		return vq_malformed(vq, w.why);
+	/* The driver may not offer a chain again before it got it back. */
+	if (vq->inflight[head] == vq->gen)
+		return vq_malformed(vq, "a descriptor chain made available again while in use");
+	vq->inflight[head] = vq->gen;
+	vq->taken[vq->last_avail & (vq->size - 1)] = head;
 	vq->last_avail++;
 	/*
 	 * EVENT_IDX: ask for a kick when the driver makes the entry after this one available.
 	 * The device looks at the ring again before it sleeps (vq_has_work), which closes the
 	 * window between this store and the driver's next addition.
 	 */
-	if (virtio_has_feature(vq->vd, VIRTIO_F_EVENT_IDX))
+	if (vq_has(vq, VQ_F_EVENT_IDX))
 		set_avail_event(vq, vq->last_avail);
 	pthread_mutex_unlock(&vq->lock);
 	return 1;
@@ -301,7 +435,16 @@ void vq_unpop(struct virtqueue *vq, unsigned n)
 	if (!n)
 		return;
 	pthread_mutex_lock(&vq->lock);
-	vq->last_avail = (uint16_t)(vq->last_avail - n);
+	/* Only chains of this generation: after a reset there is nothing to give back. */
+	if (vq_live(vq) && n <= (uint16_t)(vq->last_avail - vq->used_idx)) {
+		for (unsigned i = 1; i <= n; i++) {
+			uint16_t head = vq->taken[(uint16_t)(vq->last_avail - i) & (vq->size - 1)];
+
+			if (head < vq->size && vq->inflight[head] == vq->gen)
+				vq->inflight[head] = 0;
+		}
+		vq->last_avail = (uint16_t)(vq->last_avail - n);
+	}
 	pthread_mutex_unlock(&vq->lock);
 }
 
@@ -310,11 +453,15 @@ void vq_push(struct virtqueue *vq, uint16_t head, uint32_t written)
 	uint32_t *elem;
 
 	pthread_mutex_lock(&vq->lock);
-	/* After a reset (or a break) the chain belongs to nobody: drop it. */
-	if (!vq_live(vq) || head >= vq->size) {
+	/*
+	 * After a reset, a new enable or a break the chain belongs to nobody: drop it, as well as
+	 * a head that was never taken (nothing the device may complete).
+	 */
+	if (!vq_live(vq) || head >= vq->size || vq->inflight[head] != vq->gen) {
 		pthread_mutex_unlock(&vq->lock);
 		return;
 	}
+	vq->inflight[head] = 0;
 	elem = (uint32_t *)((uint8_t *)vq->used + 4 + 8 * (vq->used_idx & (vq->size - 1)));
 	__atomic_store_n(&elem[0], htole32(head), __ATOMIC_RELAXED);
 	__atomic_store_n(&elem[1], htole32(written), __ATOMIC_RELAXED);
@@ -343,7 +490,7 @@ void vq_notify(struct virtqueue *vq)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (vq->used_idx == vq->signalled_used)
 		need = false; /* nothing used since the last decision */
-	else if (virtio_has_feature(vq->vd, VIRTIO_F_EVENT_IDX))
+	else if (vq_has(vq, VQ_F_EVENT_IDX))
 		need = !vq->signalled_valid ||
 		       vring_need_event(used_event(vq), vq->used_idx, vq->signalled_used);
 	else
@@ -351,8 +498,8 @@ void vq_notify(struct virtqueue *vq)
 	vq->signalled_used = vq->used_idx;
 	vq->signalled_valid = true;
 	pthread_mutex_unlock(&vq->lock);
-	if (need)
-		virtio_queue_interrupt(vq);
+	if (need && vq->host->interrupt)
+		vq->host->interrupt(vq->host->opaque, vq);
 }
 
 void vq_set_notify(struct virtqueue *vq, bool enable)
@@ -362,7 +509,7 @@ void vq_set_notify(struct virtqueue *vq, bool enable)
 		pthread_mutex_unlock(&vq->lock);
 		return;
 	}
-	if (virtio_has_feature(vq->vd, VIRTIO_F_EVENT_IDX)) {
+	if (vq_has(vq, VQ_F_EVENT_IDX)) {
 		/*
 		 * On: kick me when the next entry appears.  Off: avail_event is simply not
 		 * moved forward here; vq_pop still moves it past each chain it takes (as QEMU
@@ -413,4 +560,86 @@ size_t chain_read(const struct virtio_chain *c, size_t off, void *buf, size_t le
 size_t chain_write(struct virtio_chain *c, size_t off, const void *buf, size_t len)
 {
 	return iov_copy(c->iov + c->nread, c->nwrite, off, NULL, buf, len, true);
+}
+
+/* ---- snapshots ---- */
+
+void vq_save(struct virtqueue *vq, struct vq_saved *s)
+{
+	pthread_mutex_lock(&vq->lock);
+	*s = (struct vq_saved){
+		.size = vq->size,
+		.last_avail = vq->last_avail,
+		.used_idx = vq->used_idx,
+		.signalled_used = vq->signalled_used,
+		.enabled = vq->enabled,
+		.signalled_valid = vq->signalled_valid,
+		.broken = vq->broken,
+		.desc_gpa = vq->desc_gpa,
+		.avail_gpa = vq->avail_gpa,
+		.used_gpa = vq->used_gpa,
+	};
+	pthread_mutex_unlock(&vq->lock);
+}
+
+const char *vq_saved_check(const struct vq_host *host, uint16_t max_size, const struct vq_saved *s)
+{
+	void *d, *a, *u;
+
+	if (!s->size || s->size > max_size || (s->size & (s->size - 1)))
+		return "queue size is not a power of two within the maximum";
+	/* A working queue cannot have taken more chains than it has entries. */
+	if (!s->broken && (uint16_t)(s->last_avail - s->used_idx) > s->size)
+		return "more chains in use than the queue has entries";
+	if (!s->enabled)
+		return NULL;
+	return vq_map_rings(host, s->size, s->desc_gpa, s->avail_gpa, s->used_gpa, &d, &a, &u);
+}
+
+unsigned vq_in_flight(const struct vq_saved *s)
+{
+	return s->broken ? 0 : (uint16_t)(s->last_avail - s->used_idx);
+}
+
+void vq_load(struct virtqueue *vq, const struct vq_saved *s)
+{
+	pthread_mutex_lock(&vq->lock);
+	__atomic_store_n(&vq->started, false, __ATOMIC_RELEASE);
+	vq->size = s->size;
+	vq->desc_gpa = s->desc_gpa;
+	vq->avail_gpa = s->avail_gpa;
+	vq->used_gpa = s->used_gpa;
+	vq->features = 0;
+	vq_new_gen(vq);
+	vq->last_avail = s->last_avail;
+	vq->used_idx = s->used_idx;
+	vq->signalled_used = s->signalled_used;
+	vq->signalled_valid = s->signalled_valid;
+	__atomic_store_n(&vq->broken, s->broken, __ATOMIC_RELEASE);
+	vq->desc = vq->avail = vq->used = NULL;
+	__atomic_store_n(&vq->enabled, s->enabled, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vq->lock);
+	vq_remap(vq);
+}
+
+const char *vq_remap(struct virtqueue *vq)
+{
+	const char *why = NULL;
+	void *d, *a, *u;
+
+	pthread_mutex_lock(&vq->lock);
+	if (vq->enabled) {
+		why = vq_map_rings(vq->host, vq->size, vq->desc_gpa, vq->avail_gpa, vq->used_gpa,
+				   &d, &a, &u);
+		if (why) {
+			__atomic_store_n(&vq->enabled, false, __ATOMIC_RELEASE);
+			vq->desc = vq->avail = vq->used = NULL;
+		} else {
+			vq->desc = d;
+			vq->avail = a;
+			vq->used = u;
+		}
+	}
+	pthread_mutex_unlock(&vq->lock);
+	return why;
 }
