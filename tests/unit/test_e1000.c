@@ -2178,6 +2178,21 @@ static void test_snapshot_refused(void **state)
 	free(a);
 }
 
+/* Found by the fuzzer: a failed MDIC access left ERROR set, which the load refused. */
+static void test_snapshot_after_mdic_error(void **state)
+{
+	struct fx *f = *state;
+	struct dev *d = &f->pd->dev;
+	uint8_t *a;
+	size_t alen;
+
+	assert_true(mdic(f, 2, PHY_ID1, E1000_MDIC_OP_READ, 0) & E1000_MDIC_ERROR);
+	a = devsnap_save_copy(d, &alen);
+	assert_int_equal(devsnap_load(d, a, alen, 1), 0);
+	assert_true(r32(f, E1000_MDIC) & E1000_MDIC_ERROR);
+	free(a);
+}
+
 static void test_snapshot_refused_fields(void **state)
 {
 	struct fx *f = *state;
@@ -2634,6 +2649,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_refused_fields, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_after_mdic_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_register_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_phy_and_eeprom_corners, setup, teardown),

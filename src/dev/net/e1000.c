@@ -1027,8 +1027,10 @@ static void state_check(struct sstream *s, const struct e1000_saved *v)
 	const struct e1000_eewire *ee = &st->ee;
 
 	for (unsigned i = 0; i < E1000_NREGS; i++) {
-		/* EERD also holds what the read returned (DONE is in the mask). */
-		uint32_t valid = i == R_EERD ? 0xFFFFFF11U : reg_wmask[i];
+		/* Bits the device sets: what EERD read (DONE is in the mask), MDIC's ERROR. */
+		uint32_t valid = i == R_EERD   ? 0xFFFFFF11U
+				 : i == R_MDIC ? reg_wmask[i] | E1000_MDIC_ERROR
+					       : reg_wmask[i];
 
 		if (st->reg[i] & ~valid)
 			ss_fail(s, -EINVAL, "e1000 register %u holds 0x%08x, bits it does not have",
