@@ -274,8 +274,10 @@ void fuzz_seeds(void)
 	/* A TSO context and two data descriptors, then time for TIDV. */
 	fz_seed_start(&s);
 	fz_put(&s, 3, 1);
-	fz_put(&s, E1000_TXD_CMD_DEXT | E1000_TXC_TUCMD_IP | E1000_TXC_TUCMD_TCP |
-			   E1000_TXC_TUCMD_TSE | 3000, 4);
+	fz_put(&s,
+	       E1000_TXD_CMD_DEXT | E1000_TXC_TUCMD_IP | E1000_TXC_TUCMD_TCP | E1000_TXC_TUCMD_TSE |
+		       3000,
+	       4);
 	fz_put(&s, 54U << 8 | 1000U << 16, 4);
 	fz_put(&s, 0xFF, 1);
 	fz_put(&s, 14 | 24 << 8 | 33 << 16 | 34ULL << 32 | 50ULL << 40, 8);
@@ -284,8 +286,10 @@ void fuzz_seeds(void)
 	fz_put(&s, E1000_TXD_POPTS_IXSM | E1000_TXD_POPTS_TXSM, 4);
 	fz_put(&s, 1, 1);
 	fz_put(&s, 3, 1);
-	fz_put(&s, E1000_TXD_CMD_DEXT | E1000_TXD_DTYP_DATA | E1000_TXD_CMD_TSE |
-			   E1000_TXD_CMD_EOP | E1000_TXD_CMD_RS | E1000_TXD_CMD_IDE | 2000, 4);
+	fz_put(&s,
+	       E1000_TXD_CMD_DEXT | E1000_TXD_DTYP_DATA | E1000_TXD_CMD_TSE | E1000_TXD_CMD_EOP |
+		       E1000_TXD_CMD_RS | E1000_TXD_CMD_IDE | 2000,
+	       4);
 	fz_put(&s, 0, 4);
 	fz_put(&s, 2, 1);
 	fz_put(&s, 0, 1);
@@ -311,8 +315,9 @@ void fuzz_seeds(void)
 	fz_put(&s, E1000_CTRL_SLU | E1000_CTRL_VME, 4);
 	fz_put(&s, 4, 1);
 	fz_put(&s, 64, 2);
-	fz_put_bytes(&s, (const uint8_t[]){ 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x52, 0, 0, 0, 0, 2,
-					    0x81, 0, 0x20, 5, 0x08, 0, 0x45 },
+	fz_put_bytes(&s,
+		     (const uint8_t[]){ 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x52, 0, 0, 0, 0, 2,
+					0x81, 0, 0x20, 5, 0x08, 0, 0x45 },
 		     19);
 	fz_put_bytes(&s, (const uint8_t[45]){ 0 }, 45);
 	fz_put(&s, 5, 1);
