@@ -5,7 +5,7 @@
 BUILD	?= build
 CC	?= gcc
 PREFIX	?= /usr/local
-PKGS	:= json-c libxxhash slirp libsodium libvncserver zlib
+PKGS	:= json-c libxxhash slirp libsodium libseccomp libvncserver zlib
 
 WARN	:= -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wformat=2

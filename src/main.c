@@ -18,6 +18,7 @@
 #include "machine.h"
 #include "options.h"
 #include "snap/snapshot.h"
+#include "sandbox.h"
 #include "user.h"
 #include "vm.h"
 
@@ -98,6 +99,9 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 		return -1;
 	/* Everything that needs root is open: -o user=NAME gives it up before the guest runs. */
 	if (user_drop(vm->cfg, err, errlen))
+		return -1;
+	/* Then the system calls a compromised device could make are cut down (sandbox.c). */
+	if (sandbox_start(vm, err, errlen))
 		return -1;
 	if (machine_start(vm, err, errlen))
 		return -1;
