@@ -6,6 +6,8 @@ need="gcc make clang-format pkg-config libjson-c-dev libxxhash-dev libcmocka-dev
 need="$need libvncserver-dev zlib1g-dev console-setup-linux"
 # Console tests: VNC clients, pictures, noVNC in a headless browser.
 need="$need vncsnapshot imagemagick novnc websockify chromium"
+# Fuzzing (make fuzz, make fuzz-smoke): clang and its libFuzzer/sanitizer runtimes.
+need="$need clang libclang-rt-dev"
 # The sandbox (seccomp filter).
 need="$need libseccomp-dev"
 # Firmware boot tests: SeaBIOS, GRUB rescue images, boot sectors.

@@ -91,7 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 1:
 			st = io(&vm, fz_u8(&f) & 1 ? 0x64 : 0x60, 0, false);
 			st = io(&vm, 0x64, 0, false);
-			FZ_ASSERT(!(st & 0x20) || (st & 0x01), "mouse data flag 0x%02x without OBF", st);
+			FZ_ASSERT(!(st & 0x20) || (st & 0x01), "mouse data flag 0x%02x without OBF",
+				  st);
 			break;
 		case 2: {
 			uint8_t k = fz_u8(&f);

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * The fuzz framework (fuzz.h): input readers, seed writing, and libFuzzer's initialisation
+ * hook, which either writes the target's seeds (FUZZ_WRITE_SEEDS=DIR, then exits) or runs the
+ * target's fuzz_init() before the first input.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "fuzz.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+uint64_t fz_uint(struct fz *f, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < n && i < 8; i++) {
+		if (!f->size)
+			break;
+		v |= (uint64_t)f->data[0] << (8 * i);
+		f->data++;
+		f->size--;
+	}
+	return v;
+}
+
+const uint8_t *fz_bytes(struct fz *f, size_t len, size_t *got)
+{
+	static const uint8_t none[1];
+	const uint8_t *p = f->size ? f->data : none;
+
+	*got = len < f->size ? len : f->size;
+	f->data += *got;
+	f->size -= *got;
+	return p;
+}
+
+int fz_memfd(const char *name, const void *data, size_t len)
+{
+	int fd = memfd_create(name, 0);
+
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+		fprintf(stderr, "fuzz: memfd %s: %s\n", name, strerror(errno));
+		abort();
+	}
+	return fd;
+}
+
+void fz_fail(const char *file, int line, const char *cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "fuzz: %s:%d: check failed: %s: ", file, line, cond);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+void fz_seed_start(struct fz_seed *s)
+{
+	s->buf = NULL;
+	s->len = s->cap = 0;
+}
+
+void fz_put_bytes(struct fz_seed *s, const void *p, size_t n)
+{
+	if (s->len + n > s->cap) {
+		size_t cap = s->cap ? s->cap : 256;
+
+		while (cap < s->len + n)
+			cap *= 2;
+		s->buf = realloc(s->buf, cap);
+		if (!s->buf)
+			abort();
+		s->cap = cap;
+	}
+	memcpy(s->buf + s->len, p, n);
+	s->len += n;
+}
+
+void fz_put(struct fz_seed *s, uint64_t v, unsigned n)
+{
+	uint8_t b[8];
+
+	for (unsigned i = 0; i < n && i < 8; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	fz_put_bytes(s, b, n < 8 ? n : 8);
+}
+
+void fz_seed_write(struct fz_seed *s, const char *name)
+{
+	const char *dir = getenv("FUZZ_WRITE_SEEDS");
+	char path[4096];
+	FILE *fp;
+
+	if (!dir)
+		dir = ".";
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fp = fopen(path, "wb");
+	if (!fp || fwrite(s->buf ? s->buf : (uint8_t *)"", 1, s->len, fp) != s->len || fclose(fp)) {
+		fprintf(stderr, "fuzz: seed %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	free(s->buf);
+	fz_seed_start(s);
+}
+
+/* Targets without state to set up, or without seeds, need not define these. */
+__attribute__((weak)) void fuzz_init(void)
+{
+}
+
+__attribute__((weak)) void fuzz_seeds(void)
+{
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	if (getenv("FUZZ_WRITE_SEEDS")) {
+		fuzz_init();
+		fuzz_seeds();
+		exit(0);
+	}
+	fuzz_init();
+	return 0;
+}
