@@ -171,6 +171,99 @@ def seabios_bootindex_picks_the_disk(wd):
     check(b"slot3" not in vm.out, "the disk with the later bootindex ran")
 
 
+# A legacy PCI option ROM for virtio-rnd (1af4:1044, which SeaBIOS has no driver of its own
+# for, so it runs the device's ROM): its init entry writes a line straight to COM1 and
+# returns.  One 512-byte image; the last byte makes the sum of all bytes 0, as a BIOS checks.
+OPTIONROM = r"""
+bits 16
+org 0
+    db 0x55, 0xaa, 1        ; signature, size in 512-byte blocks
+    jmp short init          ; the init entry, far-called at offset 3
+times 0x18-($-$$) db 0
+    dw pcir                 ; PCI data structure
+    dw 0                    ; no PnP header: a legacy ROM, init only
+pcir:
+    db "PCIR"
+    dw 0x1af4, 0x1044       ; vendor, device: virtio-rnd
+    dw 0                    ; no device list
+    dw 0x18                 ; structure length
+    db 0                    ; structure revision
+    db 0, 0, 0xff           ; class code
+    dw 1                    ; image length, 512-byte blocks
+    dw 1                    ; code revision
+    db 0                    ; x86 code
+    db 0x80                 ; the last image
+    dw 0
+init:
+    pusha
+    push ds
+    push cs
+    pop ds
+    mov si, msg
+.next:
+    lodsb
+    test al, al
+    jz .done
+    mov ah, al
+    mov dx, 0x3fd           ; wait for an empty transmitter
+.thr:
+    in al, dx
+    test al, 0x20
+    jz .thr
+    mov al, ah
+    mov dx, 0x3f8
+    out dx, al
+    jmp .next
+.done:
+    pop ds
+    popa
+    retf
+msg db 13, 10, "KHYVE-OPTIONROM %(tag)s", 13, 10, 0
+times 511-($-$$) db 0
+    db 0                    ; checksum, set by the test
+"""
+
+
+def option_rom(wd, tag):
+    tool("nasm", "nasm")
+    src, binf = wd(tag + "-rom.asm"), wd(tag + ".rom")
+    with open(src, "w") as f:
+        f.write(OPTIONROM % {"tag": tag})
+    subprocess.run(["nasm", "-f", "bin", src, "-o", binf], check=True)
+    with open(binf, "rb") as f:
+        rom = bytearray(f.read())
+    check(len(rom) == 512, "the option ROM is %d bytes, not 512" % len(rom))
+    rom[511] = (-sum(rom[:511])) & 0xff
+    with open(binf, "wb") as f:
+        f.write(rom)
+    return binf
+
+
+@test
+def seabios_runs_a_romfile(wd):
+    # romfile= on a device SeaBIOS has no driver for: SeaBIOS finds the ROM in its ROM BAR,
+    # copies it and runs its init, then boots the disk as usual.
+    rom = option_rom(wd, "rnd")
+    vm = fw_vm(wd, [(3, "virtio-blk", bootsector(wd, "romboot"), ""),
+                    (4, "virtio-rnd", "romfile=" + rom, "")])
+    vm.wait_for(rb"KHYVE-OPTIONROM rnd\r?$", 60)
+    expect_bootsector(vm, "romboot")
+    check(vm.out.index(b"KHYVE-OPTIONROM") < vm.out.index(b"KHYVE-BOOTSECTOR-BIOS"),
+          "the option ROM ran after the boot sector")
+    # A file that is no option ROM, or is one for another device, is refused at start.
+    for data, msg in ((b"\x11" * 600, b"not a PCI option ROM"),
+                      (open(rom, "rb").read(), b"no image in it is for PCI 1af4:1042")):
+        bad = wd("bad.rom")
+        with open(bad, "wb") as f:
+            f.write(data)
+        r = khyve_run(["-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,off", "-o",
+                       "ctl.socket=off", "-l", "bootrom," + SEABIOS, "-s",
+                       "3,virtio-blk,%s,romfile=%s" % (bootsector(wd, "x"), bad), "vmx"])
+        check(r.returncode == 4, "bad romfile: exit %d, want 4" % r.returncode)
+        check(msg in r.stderr and b"romfile=" in r.stderr,
+              "bad romfile: message %r does not say %r" % (r.stderr, msg))
+
+
 @test
 def seabios_nothing_to_boot_reboots(wd):
     # An empty disk: SeaBIOS says so and, after fw.failwait seconds, resets: exit status 0.

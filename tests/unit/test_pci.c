@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -578,6 +579,153 @@ static void test_multifunction_and_options(void **state)
 	fx_fini(&g);
 }
 
+/* ---- romfile= ---- */
+
+/* A ROM image of @len bytes: 0x55AA, a PCIR structure for @vendor:@device, a byte pattern. */
+static void rom_image(uint8_t *r, size_t len, uint16_t vendor, uint16_t device)
+{
+	for (size_t i = 0; i < len; i++)
+		r[i] = (uint8_t)(i * 7);
+	r[0] = 0x55;
+	r[1] = 0xAA;
+	r[2] = (uint8_t)((len + 511) / 512);
+	r[0x18] = 0x40;
+	r[0x19] = 0;
+	memcpy(r + 0x40, "PCIR", 4);
+	r[0x44] = (uint8_t)vendor;
+	r[0x45] = (uint8_t)(vendor >> 8);
+	r[0x46] = (uint8_t)device;
+	r[0x47] = (uint8_t)(device >> 8);
+	r[0x50] = r[2];
+	r[0x51] = 0;
+	r[0x55] = 0x80; /* last image */
+}
+
+static void write_file(const char *path, const uint8_t *data, size_t len)
+{
+	FILE *fp = fopen(path, "wb");
+
+	assert_non_null(fp);
+	assert_int_equal(fwrite(data, 1, len, fp), len);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* tdev in slot 5 with romfile=@path: NULL and the message in @err when refused. */
+static struct pci_dev *romfile_dev(struct fixture *f, const char *path, char *err, size_t n)
+{
+	char kv[300];
+
+	snprintf(kv, sizeof(kv), "pci.0.5.0.romfile=%s", path);
+	assert_int_equal(config_set_pair(&f->cfg, kv), 0);
+	return pci_dev_add(&f->vm, 5, 0, &tdev_emul, err, n);
+}
+
+static void test_romfile(void **state)
+{
+	struct fixture *f = *state;
+	char dir[] = "/tmp/khyve-pci-XXXXXX", path[64], err[256] = "";
+	static uint8_t rom[3000];
+	struct pci_dev *pd;
+	uint32_t a;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/rom", dir);
+	rom_image(rom, sizeof(rom), 0x1af4, 0x10ff);
+	write_file(path, rom, sizeof(rom));
+	pd = romfile_dev(f, path, err, sizeof(err));
+	if (!pd)
+		fail_msg("romfile refused: %s", err);
+	/* 3000 bytes: a 4 KiB ROM BAR, given an address, decoding off until enabled. */
+	a = cfg_in(&f->vm, 5, PCIR_ROM, 4);
+	assert_int_equal(a & 0xFFF, 0);
+	assert_true(a >= 0xC0000000 && a < 0xE0000000);
+	assert_false(bus_access(&f->vm.mmio, a, (uint8_t[4]){ 0 }, 4, false));
+	cfg_out(&f->vm, 5, PCIR_ROM, 4, 0xFFFFFFFE);
+	assert_int_equal(cfg_in(&f->vm, 5, PCIR_ROM, 4), 0xFFFFF000);
+	cfg_out(&f->vm, 5, PCIR_ROM, 4, 0xD0000000 | PCIM_ROM_ENABLE);
+	assert_int_equal(cfg_in(&f->vm, 5, 4, 2) & PCIM_CMD_MEM, PCIM_CMD_MEM);
+	assert_int_equal(mmio_rd(&f->vm, 0xD0000000, 4),
+			 0xAA55 | (uint32_t)rom[2] << 16 | (uint32_t)rom[3] << 24);
+	assert_int_equal(mmio_rd(&f->vm, 0xD0000000 + 2999, 1), rom[2999]);
+	assert_int_equal(mmio_rd(&f->vm, 0xD0000000 + 3000, 4), 0); /* beyond the file */
+	/* Writes to a ROM go nowhere. */
+	mmio_wr(&f->vm, 0xD0000010, 4, 0x12345678);
+	assert_int_equal(mmio_rd(&f->vm, 0xD0000010, 1), rom[0x10]);
+	/* The file is not read again: changing it does not change the ROM. */
+	memset(rom, 0, sizeof(rom));
+	write_file(path, rom, sizeof(rom));
+	assert_int_equal(mmio_rd(&f->vm, 0xD0000000, 2), 0xAA55);
+	cfg_out(&f->vm, 5, PCIR_ROM, 4, 0xD0000000);
+	assert_false(bus_access(&f->vm.mmio, 0xD0000000, (uint8_t[4]){ 0 }, 4, false));
+	unlink(path);
+	rmdir(dir);
+}
+
+/* Each refusal names the option, the file and what is wrong with it. */
+static void romfile_refused(const uint8_t *data, size_t len, off_t truncate_to, const char *want)
+{
+	struct fixture g;
+	char dir[] = "/tmp/khyve-pci-XXXXXX", path[64], err[256] = "";
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/rom", dir);
+	if (data)
+		write_file(path, data, len);
+	if (truncate_to)
+		assert_int_equal(truncate(path, truncate_to), 0);
+	fx_init(&g, std_keys, false);
+	assert_null(romfile_dev(&g, path, err, sizeof(err)));
+	if (!strstr(err, "pci.0.5.0: romfile=") || !strstr(err, want))
+		fail_msg("error \"%s\" does not say \"%s\"", err, want);
+	assert_null(pci_find_dev(&g.vm, 5, 0));
+	fx_fini(&g);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_romfile_refusals(void **state)
+{
+	static uint8_t rom[4096];
+
+	(void)state;
+	romfile_refused(NULL, 0, 0, "No such file or directory");
+	romfile_refused(rom, 0, 0, "not a file of 1 byte to 16 MiB");
+	romfile_refused(rom, 1, 17 << 20, "not a file of 1 byte to 16 MiB");
+	memset(rom, 0x11, sizeof(rom));
+	romfile_refused(rom, sizeof(rom), 0, "not a PCI option ROM");
+	rom_image(rom, sizeof(rom), 0x1af4, 0x10ff);
+	memcpy(rom + 0x40, "PCIX", 4);
+	romfile_refused(rom, sizeof(rom), 0, "not a PCI option ROM");
+	rom_image(rom, sizeof(rom), 0x8086, 0x100e);
+	romfile_refused(rom, sizeof(rom), 0, "no image in it is for PCI 1af4:10ff (tdev)");
+	/* The PCIR pointer past the end of the file. */
+	rom_image(rom, sizeof(rom), 0x1af4, 0x10ff);
+	rom[0x18] = 0xF0;
+	rom[0x19] = 0x0F;
+	romfile_refused(rom, sizeof(rom), 0, "not a PCI option ROM");
+}
+
+/* A second image (PCI Firmware 3.0 images follow each other) may be the one for the device. */
+static void test_romfile_second_image(void **state)
+{
+	struct fixture *f = *state;
+	char dir[] = "/tmp/khyve-pci-XXXXXX", path[64], err[256] = "";
+	static uint8_t rom[2048 + 1024];
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/rom", dir);
+	rom_image(rom, 2048, 0x8086, 0x100e);
+	rom[0x55] = 0; /* not the last image */
+	rom_image(rom + 2048, 1024, 0x1af4, 0x10ff);
+	write_file(path, rom, sizeof(rom));
+	if (!romfile_dev(f, path, err, sizeof(err)))
+		fail_msg("romfile refused: %s", err);
+	cfg_out(&f->vm, 5, PCIR_ROM, 4, 0xFFFFFFFE);
+	assert_int_equal(cfg_in(&f->vm, 5, PCIR_ROM, 4), 0xFFFFF000);
+	unlink(path);
+	rmdir(dir);
+}
+
 /* ---- snapshots ---- */
 
 struct saved {
@@ -751,6 +899,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_msi, setup, teardown),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_multifunction_and_options),
+		cmocka_unit_test_setup_teardown(test_romfile, setup, teardown),
+		cmocka_unit_test(test_romfile_refusals),
+		cmocka_unit_test_setup_teardown(test_romfile_second_image, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 	};
 

@@ -13,10 +13,13 @@
 #include "dev/pci/pci.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "arch/x86/e820.h"
 #include "sstream.h"
@@ -443,6 +446,112 @@ int pci_rom_set(struct pci_dev *pd, const uint8_t *data, size_t len, uint64_t si
 	mask = ~(uint32_t)(size - 1) | PCIM_ROM_ENABLE;
 	pci_set_wmask(pd, PCIR_ROM, 4, mask);
 	return 0;
+}
+
+#define PCI_ROMFILE_MAX (16u << 20) /* the largest ROM BAR pci_rom_set offers */
+
+static uint16_t rom_u16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+/*
+ * Does one image of the ROM (@n bytes at @r) carry this function's vendor and device id?
+ * Firmware walks the images (PCI Firmware 3.0, 5.1: 0x55AA, the PCIR structure, its image
+ * length and last-image bit) and runs only one made for the function it reads it from.
+ */
+static int pci_rom_check(const uint8_t *r, size_t n, uint16_t vendor, uint16_t device)
+{
+	size_t off = 0;
+
+	while (off + 0x1A <= n) {
+		const uint8_t *img = r + off;
+		size_t pcir = rom_u16(img + 0x18), len;
+
+		if (img[0] != 0x55 || img[1] != 0xAA)
+			return off ? -ENOENT : -EINVAL;
+		if (off + pcir + 0x18 > n || memcmp(img + pcir, "PCIR", 4))
+			return off ? -ENOENT : -EINVAL;
+		if (rom_u16(img + pcir + 4) == vendor && rom_u16(img + pcir + 6) == device)
+			return 0;
+		len = (size_t)rom_u16(img + pcir + 0x10) * 512;
+		if ((img[pcir + 0x15] & 0x80) || !len)
+			break;
+		off += len;
+	}
+	return off || n >= 0x1A ? -ENOENT : -EINVAL;
+}
+
+/*
+ * romfile=PATH, bhyve's option for any PCI function: the file becomes its expansion ROM, in a
+ * ROM BAR of the next power of two (at least 2 KiB), which firmware sizes, maps and copies
+ * like a plug-in card's.  Read once here; the bytes stay the device's for the VM's life.
+ */
+static int pci_romfile(struct pci_dev *pd, char *err, size_t errlen)
+{
+	const char *path = pci_dev_opt(pd, "romfile");
+	uint16_t vendor = rom_u16(&pd->cfg[PCIR_VENDOR]), device = rom_u16(&pd->cfg[PCIR_DEVICE]);
+	struct stat st;
+	uint64_t size = 2048;
+	uint8_t *buf = NULL;
+	ssize_t got = 0;
+	int fd, ret;
+
+	if (!path)
+		return 0;
+	if (pd->rom.data) {
+		snprintf(err, errlen,
+			 "%s: romfile=%s: %s has an expansion ROM of its own (see its rom= option)",
+			 pd->opts, path, pd->emul->name);
+		return -EEXIST;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st)) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: romfile=%s: %s", pd->opts, path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > PCI_ROMFILE_MAX) {
+		snprintf(err, errlen, "%s: romfile=%s: not a file of 1 byte to %u MiB", pd->opts,
+			 path, PCI_ROMFILE_MAX >> 20);
+		ret = -EINVAL;
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size);
+	if (buf)
+		got = pread(fd, buf, (size_t)st.st_size, 0);
+	if (!buf || got != st.st_size) {
+		ret = buf ? (got < 0 ? -errno : -EIO) : -ENOMEM;
+		snprintf(err, errlen, "%s: romfile=%s: %s", pd->opts, path, strerror(-ret));
+		goto out;
+	}
+	ret = pci_rom_check(buf, (size_t)got, vendor, device);
+	if (ret) {
+		if (ret == -EINVAL)
+			snprintf(err, errlen,
+				 "%s: romfile=%s: not a PCI option ROM (no 0x55AA signature "
+				 "with a PCIR structure)",
+				 pd->opts, path);
+		else
+			snprintf(err, errlen,
+				 "%s: romfile=%s: no image in it is for PCI %04x:%04x (%s), so "
+				 "firmware would not run it",
+				 pd->opts, path, vendor, device, pd->emul->name);
+		goto out;
+	}
+	while (size < (uint64_t)got)
+		size <<= 1;
+	ret = pci_rom_set(pd, buf, (size_t)got, size);
+	if (ret)
+		snprintf(err, errlen, "%s: romfile=%s: %s", pd->opts, path, strerror(-ret));
+	else
+		pd->rom_owned = buf;
+out:
+	if (ret)
+		free(buf);
+	if (fd >= 0)
+		close(fd);
+	return ret;
 }
 
 int pci_bar_ram_dirty(struct pci_dev *pd, int idx, uint64_t *bitmap)
@@ -1261,6 +1370,7 @@ static int pci_dev_resume(struct dev *d)
 
 static void pci_dev_free(struct pci_dev *pd)
 {
+	free(pd->rom_owned);
 	free(pd->msix.table);
 	free(pd->msix.pba);
 	pthread_mutex_destroy(&pd->lock);
@@ -1403,7 +1513,7 @@ struct pci_dev *pci_dev_add(struct vm *vm, unsigned slot, unsigned func, const s
 		pci_dev_free(pd);
 		return NULL;
 	}
-	if (pci_alloc_bars(bus, pd, err, errlen))
+	if (pci_romfile(pd, err, errlen) || pci_alloc_bars(bus, pd, err, errlen))
 		goto fail;
 	bus->devs[slot][func] = pd;
 	pthread_mutex_lock(&pd->lock);

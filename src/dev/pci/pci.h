@@ -19,7 +19,8 @@
  * Resources (doc/platform.md): 32-bit BARs come from PCI_MMIO32_BASE..+PCI_MMIO32_SIZE (64-bit
  * BARs too, or the 64-bit window above RAM when that is full), I/O BARs from
  * PCI_IO_WINDOW_BASE..PCI_IO_WINDOW_END.  BARs are assigned and decoding enabled at creation,
- * since no firmware runs before the kernel.  INTx pin p (INTA = 1) of slot s is GSI
+ * since no firmware runs before the kernel.  Any function takes romfile=PATH, a PCI option ROM
+ * file that becomes its expansion ROM (pci_rom_set), read once at creation.  INTx pin p (INTA = 1) of slot s is GSI
  * 16 + ((s + p - 1) mod 4), level triggered; functions sharing a GSI are OR-ed.
  *
  * Threads: configuration accesses and BAR accesses come from vCPU threads; the pci_* calls
@@ -184,6 +185,7 @@ struct pci_dev {
 	unsigned msi_cap, msix_cap;  /* capability offsets, 0 if absent */
 	struct pci_msix msix;
 	struct pci_rom rom;
+	uint8_t *rom_owned; /* romfile=: the file's bytes, which rom.data points at */
 };
 
 /* Create the bus and every function of the configuration.  0 or -errno with @err. */
