@@ -529,19 +529,14 @@ static int restore_decode(struct restore *r, const char *path, char *err, size_t
 				 i < r->ncpus ? id : "the VM");
 			return -EINVAL;
 		}
-		if (sec->version != (i < r->ncpus ? CPUSTATE_VERSION : VMSTATE_VERSION)) {
-			snprintf(err, errlen, "snapshot %s: section %s version %u is not supported",
-				 path, sec->id, sec->version);
-			return -EINVAL;
-		}
 		ret = snap_file_read(&r->f, sec, &buf);
 		if (ret)
 			return ret;
 		ss_init_load(&s, buf, sec->length);
 		if (i < r->ncpus)
-			cpustate_io(&s, &r->cpus[i]);
+			cpustate_load(&s, &r->cpus[i], sec->version);
 		else
-			vmstate_io(&s, &r->vmst);
+			vmstate_load(&s, &r->vmst, sec->version);
 		ret = ss_finish(&s);
 		free(buf);
 		if (ret) {

@@ -80,20 +80,66 @@ def suspend_restore(wd):
         r.kill()
 
 
+TICKS_RE = re.compile(rb"^ticks: rtc (\d+) pit (\d+) hpet (\d+) lapic((?: \d+)+)$")
+
+
+def ticks(out, partial_first=False):
+    """The guest's ticks lines (counter mode, ticks=1): (rtc seconds of day, PIT interrupts,
+    HPET interrupts, [LAPIC timer interrupts per CPU]), from complete lines only."""
+    lines = out.split(b"\n")[:-1]
+    if partial_first:
+        lines = lines[1:]
+    return [(int(m.group(1)), int(m.group(2)), int(m.group(3)), [int(x) for x in m.group(4).split()])
+            for m in (TICKS_RE.match(l) for l in lines) if m]
+
+
+def wait_ticks(vm, n, partial_first=False, timeout=60):
+    end = time.time() + timeout
+    while len(ticks(vm.out, partial_first)) < n:
+        check(time.time() < end, "no %d ticks lines in %d s:\n%s" % (n, timeout, vm.tail()))
+        vm.check_alive()
+        vm.pump(0.2)
+    return ticks(vm.out, partial_first)
+
+
+def timers_fired(a, b, cpus, what):
+    """Between ticks lines @a and @b every timer interrupted the guest."""
+    check(len(a[3]) == cpus and len(b[3]) == cpus, "%s: LAPIC counts of %d CPUs: %r %r"
+          % (what, cpus, a, b))
+    check(b[1] > a[1], "%s: no PIT interrupt between %r and %r" % (what, a, b))
+    check(b[2] > a[2], "%s: no HPET interrupt between %r and %r" % (what, a, b))
+    for cpu, (x, y) in enumerate(zip(a[3], b[3])):
+        check(y > x, "%s: no LAPIC timer interrupt on CPU %d between %r and %r"
+              % (what, cpu, a, b))
+
+
 @test
 def checkpoints_under_timer_load(wd):
-    """Many checkpoints in a row while every timer interrupts the guest; the last restores."""
-    vm = VM(wd, cpus=4, cmdline="mode=counter rate=20")
+    """Many checkpoints in a row while every timer interrupts the guest; the timers go on
+    firing through them, and again in the VM restored from the last one."""
+    vm = VM(wd, cpus=4, cmdline="mode=counter rate=20 ticks=1")
     vm.wait_seq(10, timeout=120)
+    first = wait_ticks(vm, 2)
+    timers_fired(first[0], first[1], 4, "before the checkpoints")
     snap = wd("load.snap")
     for _ in range(6):
         vm.ctl("--checkpoint=" + snap)
+    saved = ticks(vm.out)[-1]
+    k = len(ticks(vm.out))
+    after = wait_ticks(vm, k + 2)
+    timers_fired(after[k], after[k + 1], 4, "after 6 checkpoints")
     n = len(vm.seqs())
     vm.wait_seq(n + 5)
     assert_consecutive(vm.seqs(), "original under repeated checkpoints")
+    check(b"TESTGUEST FAIL" not in vm.out, "original: guest failed:\n" + vm.tail())
     vm.kill()
     r = VM(wd, restore=snap, name="vm1")
     r.wait_seq(10, timeout=120)
+    t = wait_ticks(r, 3, partial_first=True)
+    timers_fired(t[-2], t[-1], 4, "restored after repeated checkpoints")
+    # The counts live in guest memory: the restored guest goes on from the saved ones.
+    check(t[0][1] >= saved[1], "restored PIT count %d is below the %d seen before the last "
+          "checkpoint" % (t[0][1], saved[1]))
     assert_consecutive(restored_seqs(r.out)[1], "restored after repeated checkpoints")
     r.check_alive()
 
@@ -282,18 +328,35 @@ def kill_during_save(wd):
 
 @test
 def restore_with_wallclock_catchup(wd):
-    """snapshot.time=catchup: the guest still sees every timer advance and its counter go on."""
-    vm = VM(wd, cpus=2)
+    """snapshot.time=catchup: the guest's wall clock (RTC) moved on by the time away, its timers
+    still fire and its counter goes on."""
+    away = 5
+    vm = VM(wd, cpus=2, cmdline="mode=counter ticks=1")
     vm.wait_seq(4, timeout=120)
+    wait_ticks(vm, 2)
     snap = wd("t.snap")
     vm.ctl("--suspend=" + snap)
     check(vm.wait_exit(30) == 0, "suspend exits 0")
-    time.sleep(2)
+    before = ticks(vm.out)[-1]
+    time.sleep(away)
     r = VM(wd, restore=snap, name="vm1", extra=["-o", "snapshot.time=catchup"])
     r.wait_seq(12, timeout=120)
+    t = wait_ticks(r, 2)
+    # The last line before the suspend was at most 1 s before it, the RTC counts whole seconds:
+    # a guest whose clock stayed frozen would be at most 3 s on; one that caught up, >= away-1.
+    gone = (t[0][0] - before[0]) % 86400
+    check(away - 1 <= gone <= away + 60, "the guest's RTC moved %d s across a suspend of %d s "
+          "(%r, then %r): it did not catch up" % (gone, away, before, t[0]))
+    # ... to the host's wall clock (the RTC keeps host local time by default).
+    lt = time.localtime()
+    host = lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec
+    last = ticks(r.out)[-1][0]
+    check(min((host - last) % 86400, (last - host) % 86400) <= 3,
+          "the restored guest's RTC says %d s into the day, the host %d" % (last, host))
+    timers_fired(t[0], t[1], 2, "after the catch-up")
     lines = (vm.out + r.out).split(b"\n")[:-1]
     seqs = [int(l[4:]) for l in lines if l.startswith(b"seq ") and l[4:].isdigit()]
-    assert_consecutive(seqs, "suspend, 2 s away, restore with catch-up")
+    assert_consecutive(seqs, "suspend, %d s away, restore with catch-up" % away)
     r.check_alive()
     r.kill()
     bad = khyve_run(["-r", snap, "-o", "ctl.socket=off", "-o", "snapshot.time=later", "vm2"])

@@ -1,6 +1,7 @@
 """virtio-blk, virtio-net and virtio-rnd: I/O across snapshots, hostile drivers, bad options."""
 
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -69,13 +70,33 @@ def blk_snapshots_4cpus(wd):
     cycles(wd, "mode=blk rering=0", ["3,virtio-blk," + img], 4, 2, extra=["-o", "snapshot.disks=clone"])
 
 
+def pass_lines(out):
+    return re.findall(rb"^blk: pass \d+, .*\n", out, re.M)
+
+
+def wait_pass_lines(vm, n, timeout=120):
+    end = time.time() + timeout
+    while len(pass_lines(vm.out)) < n:
+        check(time.time() < end, "no %d blk pass lines in %d s:\n%s" % (n, timeout, vm.tail()))
+        vm.check_alive()
+        vm.pump(0.2)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 @test
 def blk_clone_is_the_disk_as_it_was(wd):
-    """Without a clone the checkpoint's disk moves on; with one, a restore sees it as it was."""
+    """Without a clone the checkpoint's disk moves on; with one, a restore sees it as it was:
+    the restored guest reads back a whole pass and finds every block its memory says it
+    wrote."""
     img = disk(wd)
     vm = virtio_vm(wd, "mode=blk rering=0", devices=["3,virtio-blk," + img],
                    extra=["-o", "snapshot.disks=clone"])
     vm.wait_seq(4, timeout=120)
+    wait_pass_lines(vm, 1)
     snap = wd("c.snap")
     vm.ctl("--checkpoint=" + snap)
     clones = [f for f in os.listdir(wd.path) if f.startswith("c.snap.") and f.endswith(".img")]
@@ -84,7 +105,32 @@ def blk_clone_is_the_disk_as_it_was(wd):
     clones2 = [f for f in os.listdir(wd.path) if f.startswith("c.snap.") and f.endswith(".img")]
     check(len(clones2) == 1 and clones2 != clones, "a new checkpoint replaces the old copy: %r"
           % clones2)
+    copy = wd(clones2[0])
+    frozen = read(copy)
+    # The original runs on: it writes its own disk, never the copy.
+    wait_pass_lines(vm, len(pass_lines(vm.out)) + 1)
+    no_fail(vm, "original after the checkpoints")
     vm.kill()
+    check(read(img) != frozen, "the running VM's disk did not move on after the checkpoint")
+    check(read(copy) == frozen, "the disk copy changed while the original VM ran")
+    # The restore runs on the copy: two progress lines mean a whole pass after the restore
+    # read every block back and checked it against the guest's bookkeeping.
+    r = VM(wd, restore=snap, name="r1")
+    r.wait_seq(4, timeout=120)
+    fds = "/proc/%d/fd" % r.p.pid
+    opened = []
+    for fd in os.listdir(fds):
+        try:
+            opened.append(os.readlink(os.path.join(fds, fd)))
+        except OSError:
+            pass
+    check(copy in opened and img not in opened, "the restored VM must run on %s: %r"
+          % (copy, [o for o in opened if o.endswith(".img")]))
+    wait_pass_lines(r, 2)
+    no_fail(r, "restored from the clone")
+    assert_consecutive(restored_seqs(r.out)[1], "restored from the clone")
+    check(read(copy) != frozen, "the restored VM did not write its disk")
+    r.kill()
 
 
 class Echo(threading.Thread):

@@ -223,9 +223,50 @@ static void mem_failures_report(void)
 	}
 }
 
+/* The RTC's time of day in seconds (BCD or binary, 12- or 24-hour), read outside an update. */
+static u32 rtc_day_seconds(void)
+{
+	u8 b = cmos_read(0x0b), h, m, sec;
+	int n = 1000;
+
+	while ((cmos_read(0x0a) & 0x80) && n--)
+		;
+	sec = cmos_read(0x00);
+	m = cmos_read(0x02);
+	h = cmos_read(0x04);
+	if (!(b & 0x04)) {
+		sec = (sec >> 4) * 10 + (sec & 0x0f);
+		m = (m >> 4) * 10 + (m & 0x0f);
+		h = (h & 0x80) | (((h & 0x7f) >> 4) * 10 + (h & 0x0f));
+	}
+	if (!(b & 0x02))
+		h = (h & 0x7f) % 12 + (h & 0x80 ? 12 : 0);
+	return (u32)h * 3600 + (u32)m * 60 + sec;
+}
+
+/*
+ * ticks=1: the counts the watches look at, once a second, so that a test sees each timer fire
+ * (and, by the RTC, how much time of day the guest saw pass across a restore).
+ */
+static void ticks_print(void)
+{
+	char buf[160];
+	u32 i, n;
+
+	n = fmt(buf, sizeof(buf), "ticks: rtc %u pit %lu hpet %lu lapic", rtc_day_seconds(),
+		irq_count(0, VEC_IOAPIC_BASE + pit_pin),
+		hpet_pin != HPET_IRQ_UNSET ? irq_count(0, VEC_IOAPIC_BASE + hpet_pin) : 0);
+	for (i = 0; i < ncpus_up && n < sizeof(buf) - 24; i++)
+		n += fmt(buf + n, sizeof(buf) - n, " %lu", irq_count(i, VEC_LAPIC_TIMER));
+	pr("%s\n", buf);
+}
+
 static void timers_check(void)
 {
 	u32 i;
+
+	if (opt.ticks)
+		ticks_print();
 
 	watch_update(&watches[W_HPET], hpet_period_fs ? hpet_counter() : 0);
 	watch_update(&watches[W_PMTMR], plat.pm_tmr ? pm_timer_read() : 0);

@@ -227,7 +227,7 @@ void fail_final(const char *f, ...)
 }
 
 /* ---- command line: mode=selftest|counter mem=SIZE[KMG] rate=N ---- */
-struct options opt = { MODE_SELFTEST, 16ull << 20, 4, 5000 };
+struct options opt = { MODE_SELFTEST, 16ull << 20, 4, 5000, 0 };
 
 static u64 parse_num(const char *s, const char **end)
 {
@@ -274,6 +274,8 @@ static void cmdline_word(const char *w)
 		opt.mode = MODE_CLOCKS;
 	else if (word_is(w, "clockslack=", &v))
 		opt.clockslack = parse_num(v, &end);
+	else if (word_is(w, "ticks=", &v))
+		opt.ticks = parse_num(v, &end);
 	else if (word_is(w, "mem=", &v))
 		opt.mem = parse_num(v, &end);
 	else if (word_is(w, "rate=", &v))

@@ -119,6 +119,7 @@ struct options {
 	u64 mem;
 	u64 rate;
 	u64 clockslack;	/* mode=clocks: us the timers may disagree by */
+	u64 ticks;	/* mode=counter: print the timer counts every second */
 };
 extern struct options opt;
 void cmdline_parse(const char *s);

@@ -364,6 +364,17 @@ void cpustate_io(struct sstream *s, struct cpustate *cs)
 	cpuid_io(s, cs);
 }
 
+void cpustate_load(struct sstream *s, struct cpustate *cs, unsigned version)
+{
+	/* Fields are never reinterpreted: a version this khyve does not write is refused. */
+	if (version != CPUSTATE_VERSION) {
+		ss_fail(s, -EINVAL, "vCPU state version %u is not supported (%u)", version,
+			CPUSTATE_VERSION);
+		return;
+	}
+	cpustate_io(s, cs);
+}
+
 /* ---- restore ---- */
 
 static const struct kvm_cpuid_entry2 *cpuid_find(const struct kvm_cpuid_entry2 *e, uint32_t n,
@@ -617,6 +628,16 @@ void vmstate_io(struct sstream *s, struct vmstate *st)
 		st->pic[1].chip_id = KVM_IRQCHIP_PIC_SLAVE;
 		st->ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
 	}
+}
+
+void vmstate_load(struct sstream *s, struct vmstate *st, unsigned version)
+{
+	if (version != VMSTATE_VERSION) {
+		ss_fail(s, -EINVAL, "VM state version %u is not supported (%u)", version,
+			VMSTATE_VERSION);
+		return;
+	}
+	vmstate_io(s, st);
 }
 
 int vmstate_set(int vm_fd, const struct vmstate *st, char *err, size_t errlen)

@@ -38,6 +38,8 @@ struct cpustate {
 
 int cpustate_get(struct vcpu *v, struct cpustate *cs);
 void cpustate_io(struct sstream *s, struct cpustate *cs);
+/* Load a section saved at @version into @cs (zeroed by the caller): fails the stream on error. */
+void cpustate_load(struct sstream *s, struct cpustate *cs, unsigned version);
 /*
  * CPUID features the guest saw must all be offered here: compared with the CPUID of a vCPU
  * khyve just created (@vcpu_fd).  Fills @err naming what is missing.
@@ -64,6 +66,7 @@ struct vmstate {
 
 int vmstate_get(int vm_fd, struct vmstate *st);
 void vmstate_io(struct sstream *s, struct vmstate *st);
+void vmstate_load(struct sstream *s, struct vmstate *st, unsigned version);
 int vmstate_set(int vm_fd, const struct vmstate *st, char *err, size_t errlen);
 
 #endif
