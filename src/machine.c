@@ -12,6 +12,7 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
+#include "arch/x86/cpuid.h"
 #include "arch/x86/firmware.h"
 #include "dev/pc/bootrom.h"
 #include "dev/pc/hpet.h"
@@ -60,7 +61,10 @@ int machine_check_config(struct config *cfg, bool restoring, char *err, size_t e
 			 "or firmware with -l bootrom,FILE");
 		return -EINVAL;
 	}
-	return firmware_check_config(cfg, restoring, err, errlen);
+	struct cpuid_mask mask;
+	int ret = cpuid_mask_parse(config_get(cfg, "cpu.features"), &mask, err, errlen);
+
+	return ret ? ret : firmware_check_config(cfg, restoring, err, errlen);
 }
 
 static int machine_add_uarts(struct vm *vm, char *err, size_t errlen)

@@ -103,6 +103,7 @@ int vcpu_set_cpuid(struct vcpu *v)
 			break;
 		}
 	}
+	cpuid_mask_apply(&v->vm->cpuid_mask, c->entries, c->nent);
 	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0)
 		ret = -errno;
 out:

@@ -107,6 +107,12 @@ static int vm_setup_msr_policy(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
+/* cpu.features: CPU features the guest is not told about (arch/x86/cpuid.h). */
+static int vm_setup_cpuid_policy(struct vm *vm, char *err, size_t errlen)
+{
+	return cpuid_mask_parse(config_get(vm->cfg, "cpu.features"), &vm->cpuid_mask, err, errlen);
+}
+
 static void vm_common_init(struct vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
@@ -185,6 +191,9 @@ int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen)
 		return ret;
 	}
 	ret = vm_setup_msr_policy(vm, err, errlen);
+	if (ret)
+		return ret;
+	ret = vm_setup_cpuid_policy(vm, err, errlen);
 	if (ret)
 		return ret;
 	vm->set_irq = vm_irq_kvm;

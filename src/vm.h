@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "arch/x86/cpuid.h"
 #include "bus.h"
 #include "config.h"
 #include "dev/dev.h"
@@ -96,6 +97,7 @@ struct vm {
 
 	unsigned ncpus;
 	struct vcpu **vcpus;
+	struct cpuid_mask cpuid_mask; /* cpu.features: what vCPUs are not told of */
 
 	struct bus pio, mmio;
 	struct evloop ev;
