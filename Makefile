@@ -21,7 +21,7 @@ CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: soak all check unit e2e demo deps asan asan-unit asan-e2e install clean format-check format bench
+.PHONY: soak all check linux-kernel unit e2e demo deps asan asan-unit asan-e2e install clean format-check format bench
 all: $(BUILD)/khyve $(BUILD)/khyvectl $(BUILD)/testguest
 
 $(BUILD)/%.o: %.c
@@ -60,6 +60,11 @@ check: deps
 	@$(MAKE) --no-print-directory e2e
 	@$(MAKE) --no-print-directory asan-unit
 	@$(MAKE) --no-print-directory fuzz-smoke
+
+# The Linux test kernel (tests/linux/build.sh): used when neither KHYVE_LINUX nor the prebuilt
+# ../shared/guests image is there; built once into $(BUILD)/linux/.
+linux-kernel:
+	@tests/linux/build.sh
 
 # The unit tests again under AddressSanitizer and UBSan; asan-e2e runs the end-to-end tests
 # against the sanitized khyve too.
@@ -137,4 +142,5 @@ format:
 clean:
 	rm -rf $(BUILD) build-asan $(FUZZ_BUILD)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# (not into build/linux/, the test kernel's tree: tests/linux/build.sh)
+-include $(shell find $(BUILD) -path $(BUILD)/linux -prune -o -name '*.d' -type f -print 2>/dev/null)

@@ -206,6 +206,8 @@ def test(fn):
 
 def main(modules):
     only = os.environ.get("E2E_ONLY")
+    # make check runs the slow groups (test_linux) beside the others: E2E_EXCLUDE=substring.
+    exclude = os.environ.get("E2E_EXCLUDE")
     if not have_kvm():
         print("=" * 70)
         print("SKIPPING KVM TESTS LOUDLY: /dev/kvm is missing or not accessible here.")
@@ -214,6 +216,8 @@ def main(modules):
     for fn in TESTS:
         name = fn.__module__ + "." + fn.__name__
         if only and only not in name:
+            continue
+        if exclude and exclude in name:
             continue
         needs_kvm = getattr(fn, "needs_kvm", True)
         if needs_kvm and not have_kvm():

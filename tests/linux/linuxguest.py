@@ -1,0 +1,175 @@
+"""The Linux test guest: which kernel image to boot, the files it boots with (an initramfs, a
+partitioned disk, a CD image) and the console lines its drivers print.  Used by
+tests/e2e/test_linux.py and bench/linux.py.
+
+The kernel is Debian's linux-source-6.1 built by tests/linux/build.sh.  Its image is, in order:
+$KHYVE_LINUX; ../shared/guests/vmlinux-6.1-khyve-test beside the project (a prebuilt copy); the
+build/ cache of tests/linux/build.sh, built the first time it is wanted and never again."""
+
+import os
+import re
+import struct
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+SHARED = os.path.join(ROOT, "..", "shared", "guests", "vmlinux-6.1-khyve-test")
+CACHED = os.path.join(ROOT, "build", "linux", "vmlinux")
+SECTOR = 512
+
+
+def kernel_image(build=True):
+    """Path of the kernel to boot, or None when there is none and @build is False."""
+    env = os.environ.get("KHYVE_LINUX")
+    if env:
+        if not os.path.isfile(env):
+            raise FileNotFoundError("KHYVE_LINUX=%s: no such file" % env)
+        return env
+    if os.path.isfile(SHARED):
+        return os.path.abspath(SHARED)
+    if os.path.isfile(CACHED):
+        return CACHED
+    if not build:
+        return None
+    # Built once into build/linux/ (about 6 minutes on 2 cores); later runs reuse it.
+    subprocess.run([os.path.join(HERE, "build.sh")], check=True)
+    return CACHED
+
+
+# -- initramfs -----------------------------------------------------------------------------------
+# User space cannot run on every KVM the tests run on (PVM mis-delivers a ring-3 `syscall`), so
+# /init is a script whose interpreter does not exist: the kernel prints `Run /init as init
+# process`, fails to exec it, finds no other init and panics; with panic=1 it resets and khyve
+# exits 0.  Nothing in ring 3 ever runs, and the end of the boot is a clean exit.
+
+def _cpio_entry(name, mode, data=b"", rdev=(0, 0), ino=1):
+    name_b = name.encode() + b"\0"
+    hdr = b"070701" + b"".join(b"%08X" % v for v in (
+        ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name_b), 0))
+    out = hdr + name_b
+    out += b"\0" * (-len(out) % 4)
+    out += data
+    out += b"\0" * (-len(out) % 4)
+    return out
+
+
+def write_initramfs(path):
+    blob = _cpio_entry("dev", 0o040755, ino=1)
+    blob += _cpio_entry("dev/console", 0o020600, rdev=(5, 1), ino=2)
+    blob += _cpio_entry("init", 0o100755, b"#!/khyve-no-interpreter\n", ino=3)
+    blob += _cpio_entry("TRAILER!!!", 0, ino=0)
+    blob += b"\0" * (-len(blob) % 512)
+    with open(path, "wb") as f:
+        f.write(blob)
+    return path
+
+
+# -- partitioned disks ---------------------------------------------------------------------------
+# An MBR with a primary partition and an extended one holding two logical partitions.  The
+# kernel finds the logical ones only by reading the extended boot records in the middle of the
+# disk, and the last one ends at the last sector, so a wrong capacity or a read at the wrong
+# offset shows as a missing partition or an "extends beyond EOD" warning.
+
+def _mbr_entry(ptype, start, count):
+    return struct.pack("<B3sB3sII", 0, b"\xfe\xff\xff", ptype, b"\xfe\xff\xff", start, count)
+
+
+def _boot_record(entries, sig=0x4B485956):
+    rec = bytearray(SECTOR)
+    struct.pack_into("<I", rec, 440, sig)
+    for i, e in enumerate(entries):
+        rec[446 + 16 * i:446 + 16 * (i + 1)] = e
+    rec[510:512] = b"\x55\xaa"
+    return bytes(rec)
+
+
+def partition_layout(sectors):
+    """(name suffix, first sector, sector count) of the partitions write_disk makes."""
+    p1 = (1, 2048, sectors // 4)
+    ext_start = p1[1] + p1[2]
+    ext_count = sectors - ext_start
+    l1 = (5, ext_start + 2048, ext_count // 2 - 2048)
+    ebr2 = ext_start + ext_count // 2
+    l2 = (6, ebr2 + 2048, sectors - ebr2 - 2048)
+    return [p1, (2, ext_start, ext_count), l1, l2]
+
+
+def write_disk(path, size):
+    sectors = size // SECTOR
+    p1, ext, l1, l2 = partition_layout(sectors)
+    ebr2 = ext[1] + ext[2] // 2
+    with open(path, "wb") as f:
+        f.truncate(size)
+        f.seek(0)
+        f.write(_boot_record([_mbr_entry(0x83, p1[1], p1[2]), _mbr_entry(0x05, ext[1], ext[2])]))
+        # Logical partitions: start relative to their EBR; the link relative to the extended one.
+        f.seek(ext[1] * SECTOR)
+        f.write(_boot_record([_mbr_entry(0x83, l1[1] - ext[1], l1[2]),
+                              _mbr_entry(0x05, ebr2 - ext[1], sectors - ebr2)], sig=0))
+        f.seek(ebr2 * SECTOR)
+        f.write(_boot_record([_mbr_entry(0x83, l2[1] - ebr2, l2[2])], sig=0))
+    return path
+
+
+def write_cd(path, size=2 * 1024 * 1024):
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+# -- command line --------------------------------------------------------------------------------
+# What this machine's KVM (PVM) needs: instructions its emulator lacks in ring 0 are hidden from
+# the kernel.  With khyve's cpu.features mask the kernel sees them missing in CPUID itself;
+# the clearcpuid= list is the kernel-side way of saying the same, for QEMU in bench/linux.py.
+PVM_CLEAR = ("smap,smep,umip,pku,popcnt,fsgsbase,rdpid,erms,fsrm,movbe,bmi1,bmi2,avx,avx2,avx512f,"
+             "clflushopt,clwb,rdrand,rdseed,aes,pclmulqdq,sha_ni,xsaveopt,xsavec,xsaves,abm,adx,"
+             "f16c,fma,sse4_1,sse4_2,ssse3,gfni,vaes,vpclmulqdq")
+# The same for khyve's cpu.features (xsave takes avx, xsaveopt... with it); and the KVM PV
+# hypercalls Linux would use for IPIs and TLB flushes, whose `vmcall` this KVM can livelock on
+# (doc/linux-guest.md).
+PVM_FEATURES = ",".join("-" + f for f in PVM_CLEAR.split(",") + [
+    "xsave", "kvm-pv-ipi", "kvm-pv-tlb-flush", "kvm-pv-sched-yield"])
+BASE_CMDLINE = "console=ttyS0 loglevel=7 panic=1"
+LONG_CMDLINE = BASE_CMDLINE + " noxsave clearcpuid=" + PVM_CLEAR
+
+
+# -- what the console must show ------------------------------------------------------------------
+# Each device's Linux driver announces it; @values are checked against the device's options by
+# the caller.  Patterns run on the console with carriage returns removed, one line at a time
+# (re.M).  The order is roughly the order Linux prints them in.
+def probes(vda_sectors, sda_sectors, e1000_mac, net_mac):
+    mac = lambda m: re.escape(m.encode())
+    return [
+        ("smp", rb"^smp: Brought up 1 node, (\d+) CPUs?$"),
+        ("ttyS0", rb"ttyS0 at I/O 0x3f8 \(irq = 4, base_baud = 115200\) is a 16550A$"),
+        ("rtc_cmos", rb"^rtc_cmos 00:\d+: registered as rtc0$"),
+        ("virtio_blk", rb"^virtio_blk virtio\d+: \[vda\] %d 512-byte logical blocks " % vda_sectors),
+        ("vda partitions", rb"^ vda: vda1 vda2 < vda5 vda6 >$"),
+        ("ahci", rb"^ahci 0000:00:06\.0: AHCI \d{4}\.\d{4} 32 slots 2 ports 6 Gbps 0x3 impl SATA mode$"),
+        ("ata disk", rb"^ata\d\.00: ATA-\d+: KhyveTestDisk, "),
+        ("ata sectors", rb"^ata\d\.00: %d sectors, multi \d+: LBA48 NCQ \(depth 32\)" % sda_sectors),
+        ("sd", rb"^sd \d:0:0:0: \[sda\] %d 512-byte logical blocks" % sda_sectors),
+        ("sda partitions", rb"^ sda: sda1 sda2 < sda5 sda6 >$"),
+        ("cd model", rb"^scsi \d:0:0:0: CD-ROM +ATA +KhyveTestCD "),
+        ("sr", rb"^sr \d:0:0:0: \[sr0\] scsi3-mmc drive"),
+        ("e1000", rb"^e1000 0000:00:07\.0 (eth\d): \(PCI:33MHz:32-bit\) %s$" % mac(e1000_mac)),
+        ("e1000 name", rb"^e1000 0000:00:07\.0 eth\d: Intel\(R\) PRO/1000 Network Connection$"),
+        ("keyboard", rb"^input: AT Translated Set 2 keyboard as /devices/platform/i8042/serio0/"),
+        ("mouse", rb"^input: [^\n]*PS/2 [^\n]*Mouse as /devices/platform/i8042/serio1/"),
+        ("dhcp", rb"^IP-Config: Got DHCP answer from 10\.0\.2\.2, my address is 10\.0\.2\.15$"),
+        ("ip-config", rb"^IP-Config: Complete:\n +device=(eth\d), hwaddr=([0-9a-f:]+), "
+                      rb"ipaddr=10\.0\.2\.15, mask=255\.255\.255\.0, gw=10\.0\.2\.2$"),
+        ("run init", rb"^Run /init as init process$"),
+    ]
+
+
+# Lines no boot may show: ACPI complaints, kernel bugs and warnings, and the reports by which
+# the kernel's own watchdogs judge time and interrupts (after a restore above all).
+BAD = [
+    rb"ACPI Error", rb"ACPI Warning", rb"BUG", rb"WARNING", rb"Oops",
+    rb"clocksource[^\n]*unstable", rb"Lost \d+ RTC interrupts", rb"rcu: INFO",
+    rb"blocked for more than \d+ seconds", rb"soft lockup", rb"hard LOCKUP",
+    rb"nobody cared", rb"No irq handler", rb"lost interrupt", rb"timed out",
+    rb"virtio[^\n]*(error|broken)", rb"I/O error", rb"Buffer I/O",
+    rb"[Ee]mulation failure",
+]
