@@ -437,6 +437,105 @@ static void test_acpi_mmio64_above_ram(void **state)
 	fixture_free(f);
 }
 
+/* The DWord memory windows of the DSDT at @dsdt: up to @max (min, max) pairs. */
+static unsigned dword_windows(const uint8_t *dsdt, uint32_t w[][2], unsigned max)
+{
+	static const uint8_t tag[] = { 0x87, 23, 0, 0 }; /* DWord address, memory */
+	size_t len = rd32(dsdt, 4), off = 0;
+	unsigned n = 0;
+	const uint8_t *p;
+
+	while (n < max && (p = memmem(dsdt + off, len - off, tag, sizeof(tag)))) {
+		w[n][0] = rd32(p, 10);
+		w[n][1] = rd32(p, 14);
+		assert_int_equal(rd32(p, 22), w[n][1] - w[n][0] + 1); /* length */
+		n++;
+		off = (size_t)(p - dsdt) + 26;
+	}
+	return n;
+}
+
+/* iasl disassembles @dsdt and the text holds every line of @want (extended regexes). */
+static void iasl_dsdt_says(const uint8_t *dsdt, const char *const *want)
+{
+	char dir[] = "/tmp/khyve-acpi-XXXXXX", cmd[700], path[64];
+	FILE *fp;
+
+	if (!have_iasl()) {
+		fprintf(stderr, "*** SKIPPED: iasl (acpica-tools) is not installed ***\n");
+		return;
+	}
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/DSDT.dat", dir);
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(dsdt, rd32(dsdt, 4), 1, fp), 1);
+	fclose(fp);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && iasl -d DSDT.dat >log 2>&1 && ! grep -Ei 'error|invalid|warning' log "
+		 "DSDT.dsl && iasl -p re DSDT.dsl >compile.log 2>&1 && "
+		 "grep -q 'Compilation successful. 0 Errors, 0 Warnings' compile.log",
+		 dir);
+	if (system(cmd) != 0)
+		fail_msg("iasl: the firmware DSDT does not disassemble and recompile: see %s", dir);
+	for (; *want; want++) {
+		snprintf(cmd, sizeof(cmd), "grep -Eq '%s' %s/DSDT.dsl", *want, dir);
+		if (system(cmd) != 0)
+			fail_msg("the disassembled DSDT (%s/DSDT.dsl) has no line matching '%s'",
+				 dir, *want);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * The tables firmware installs: the root bridge's 32-bit windows are where SeaBIOS puts BARs
+ * (top down from the IOAPIC to 2 GiB, or 3 GiB above 2 GiB of low RAM), around the ECAM.
+ */
+static void test_acpi_firmware_windows(void **state)
+{
+	static const char *const want[] = {
+		"0x80000000, +// Range Minimum",	 "0xDFFFFFFF, +// Range Maximum",
+		"0xE0100000, +// Range Minimum",	 "0xFEBFFFFF, +// Range Maximum",
+		"0x0000000100000000, +// Range Minimum", NULL,
+	};
+	struct fixture *f = fixture_new(2, com12);
+	uint8_t *img = calloc(1, 128 * 1024);
+	uint32_t w[4][2];
+	const uint8_t *dsdt;
+	char err[256] = "";
+	size_t len = 0;
+
+	assert_non_null(img);
+	assert_int_equal(acpi_build_image(&f->vm, img, 128 * 1024, &len, err, sizeof(err)), 0);
+	dsdt = memmem(img, len, "DSDT", 4);
+	assert_non_null(dsdt);
+	assert_int_equal(sum(dsdt, rd32(dsdt, 4)), 0);
+	assert_int_equal(dword_windows(dsdt, w, 4), 2);
+	assert_int_equal(w[0][0], 0x80000000);
+	assert_int_equal(w[0][1], 0xDFFFFFFF);
+	assert_int_equal(w[1][0], 0xE0100000);
+	assert_int_equal(w[1][1], 0xFEBFFFFF);
+	iasl_dsdt_says(dsdt, want);
+	/* 2.5 GiB of RAM: SeaBIOS starts at 3 GiB, the top of khyve's low RAM. */
+	f->vm.ram_size = 2 * GiB + 512 * MiB;
+	assert_int_equal(acpi_build_image(&f->vm, img, 128 * 1024, &len, err, sizeof(err)), 0);
+	dsdt = memmem(img, len, "DSDT", 4);
+	assert_int_equal(dword_windows(dsdt, w, 4), 2);
+	assert_int_equal(w[0][0], 0xC0000000);
+	assert_int_equal(w[1][1], 0xFEBFFFFF);
+	/* Without firmware, khyve's own window, which its BAR allocator uses. */
+	f->vm.ram_size = RAM_SIZE;
+	assert_int_equal(acpi_build(&f->vm, err, sizeof(err)), 0);
+	dsdt = memmem(gp(f, 0xE0000, 0x20000), 0x20000, "DSDT", 4);
+	assert_non_null(dsdt);
+	assert_int_equal(dword_windows(dsdt, w, 4), 1);
+	assert_int_equal(w[0][0], 0xC0000000);
+	assert_int_equal(w[0][1], 0xDFFFFFFF);
+	free(img);
+	fixture_free(f);
+}
+
 /* The PM block learns where the FACS is, so the platform's side of the global lock works. */
 static void test_acpi_facs_global_lock(void **state)
 {
@@ -485,6 +584,7 @@ int main(void)
 		cmocka_unit_test(test_acpi_com_ports_present_only),
 		cmocka_unit_test(test_acpi_max_cpus),
 		cmocka_unit_test(test_acpi_mmio64_above_ram),
+		cmocka_unit_test(test_acpi_firmware_windows),
 		cmocka_unit_test(test_acpi_facs_global_lock),
 		cmocka_unit_test(test_acpi_refuses),
 	};

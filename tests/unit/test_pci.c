@@ -383,7 +383,7 @@ static void test_read_only_fields(void **state)
 	cfg_out(&f->vm, 3, 0x34, 1, 0);
 	assert_int_equal(cfg_in(&f->vm, 3, 0x34, 1), 0x40);
 	/* Interrupt pin read-only, line read-write (set to the GSI at creation). */
-	assert_int_equal(cfg_in(&f->vm, 3, 0x3C, 2), 0x0113);
+	assert_int_equal(cfg_in(&f->vm, 3, 0x3C, 2), 0x0112);
 	cfg_out(&f->vm, 3, 0x3C, 2, 0x0405);
 	assert_int_equal(cfg_in(&f->vm, 3, 0x3C, 2), 0x0105);
 	/* ROM BAR: none. */
@@ -412,42 +412,42 @@ static void test_intx(void **state)
 	char err[256];
 	struct pci_dev *a = pci_find_dev(&f->vm, 3, 0), *b, *c = pci_find_dev(&f->vm, 4, 0);
 
-	/* Slots 3 and 7 share GSI 19 (INTA); slot 4 is on GSI 16. */
+	/* Slots 3 and 7 share GSI 18 (INTA on PIRQC); slot 4 is on GSI 19. */
 	b = pci_dev_add(&f->vm, 7, 0, &tdev_emul, err, sizeof(err));
 	assert_non_null(b);
-	assert_int_equal(pci_intx_gsi(3, 1), 19);
-	assert_int_equal(pci_intx_gsi(7, 1), 19);
-	assert_int_equal(pci_intx_gsi(4, 1), 16);
-	assert_int_equal(pci_intx_gsi(4, 2), 17);
+	assert_int_equal(pci_intx_gsi(3, 1), 18);
+	assert_int_equal(pci_intx_gsi(7, 1), 18);
+	assert_int_equal(pci_intx_gsi(4, 1), 19);
+	assert_int_equal(pci_intx_gsi(4, 2), 16);
 	pci_irq_assert(a);
-	assert_int_equal(irq_level[19], 1);
+	assert_int_equal(irq_level[18], 1);
 	assert_int_equal(cfg_in(&f->vm, 3, 6, 2) & PCIM_STATUS_INTR, PCIM_STATUS_INTR);
 	pci_irq_assert(b);
 	pci_irq_assert(a); /* idempotent */
 	pci_irq_deassert(a);
-	assert_int_equal(irq_level[19], 1); /* b still holds it */
+	assert_int_equal(irq_level[18], 1); /* b still holds it */
 	assert_int_equal(cfg_in(&f->vm, 3, 6, 2) & PCIM_STATUS_INTR, 0);
 	pci_irq_deassert(b);
-	assert_int_equal(irq_level[19], 0);
-	assert_int_equal(irq_calls[19], 2);
+	assert_int_equal(irq_level[18], 0);
+	assert_int_equal(irq_calls[18], 2);
 	pci_irq_assert(c);
-	assert_int_equal(irq_level[16], 1);
+	assert_int_equal(irq_level[19], 1);
 	pci_irq_deassert(c);
-	assert_int_equal(irq_level[16], 0);
+	assert_int_equal(irq_level[19], 0);
 	/* INTx_DISABLE drops our share of the line; STATUS.INT stays. */
 	pci_irq_assert(a);
 	cfg_out(&f->vm, 3, 4, 2, PCIM_CMD_MEM | PCIM_CMD_IO | PCIM_CMD_INTX_DISABLE);
-	assert_int_equal(irq_level[19], 0);
+	assert_int_equal(irq_level[18], 0);
 	assert_int_equal(cfg_in(&f->vm, 3, 6, 2) & PCIM_STATUS_INTR, PCIM_STATUS_INTR);
 	pci_irq_deassert(a);
 	pci_irq_assert(a);
-	assert_int_equal(irq_level[19], 0);
+	assert_int_equal(irq_level[18], 0);
 	cfg_out(&f->vm, 3, 4, 2, PCIM_CMD_MEM | PCIM_CMD_IO);
-	assert_int_equal(irq_level[19], 1);
+	assert_int_equal(irq_level[18], 1);
 	/* With neither MSI nor MSI-X enabled, pci_interrupt uses INTx. */
 	pci_irq_deassert(a);
 	assert_int_equal(pci_interrupt(a, 0), 0);
-	assert_int_equal(irq_level[19], 1);
+	assert_int_equal(irq_level[18], 1);
 	assert_int_equal(msi_count, 0);
 }
 
@@ -773,6 +773,115 @@ static void free_saved(struct saved *s, unsigned n)
 		free(s[i].buf);
 }
 
+/* SeaBIOS's piix_pci_slot_get_irq: the PIRQ it assumes for @pin (1-4) of a bus 0 @slot. */
+static unsigned seabios_pirq(unsigned slot, unsigned pin)
+{
+	return (pin - 1 + slot - 1) & 3;
+}
+
+/*
+ * The PIIX interrupt router in the LPC bridge: the wiring is the one SeaBIOS assumes, and
+ * once it has written its route registers (PIRQA/B to IRQ 10, C/D to 11) each function's
+ * INTx reaches the ISA IRQ it wrote in the line register as well as the IOAPIC pin.
+ */
+static void test_pirq_routing(void **state)
+{
+	struct fixture *f = *state;
+	struct pci_dev *a = pci_find_dev(&f->vm, 3, 0), *c = pci_find_dev(&f->vm, 4, 0);
+
+	for (unsigned slot = 0; slot < PCI_SLOTS; slot++)
+		for (unsigned pin = 1; pin <= 4; pin++) {
+			assert_int_equal(pci_intx_pirq(slot, pin), seabios_pirq(slot, pin));
+			assert_int_equal(pci_intx_gsi(slot, pin), 16 + seabios_pirq(slot, pin));
+		}
+	/* Power-on: every route off; INTx reaches only the IOAPIC pin. */
+	assert_int_equal(cfg_in(&f->vm, 31, 0x60, 4), 0x80808080);
+	pci_irq_assert(a);
+	assert_int_equal(irq_level[18], 1);
+	assert_int_equal(irq_calls[11] + irq_calls[10], 0);
+	pci_irq_deassert(a);
+	/* What SeaBIOS writes, byte by byte; read back as a dword and as words. */
+	for (unsigned i = 0; i < 4; i++)
+		cfg_out(&f->vm, 31, 0x60 + i, 1, i < 2 ? 10 : 11);
+	assert_int_equal(cfg_in(&f->vm, 31, 0x60, 4), 0x0B0B0A0A);
+	assert_int_equal(cfg_in(&f->vm, 31, 0x62, 2), 0x0B0B);
+	/* Slot 3 INTA is PIRQC, slot 4 INTA PIRQD: both on IRQ 11, OR-ed. */
+	pci_irq_assert(a);
+	assert_int_equal(irq_level[18], 1);
+	assert_int_equal(irq_level[11], 1);
+	pci_irq_assert(c);
+	assert_int_equal(irq_level[19], 1);
+	pci_irq_deassert(a);
+	assert_int_equal(irq_level[11], 1); /* c still holds it */
+	assert_int_equal(irq_level[18], 0);
+	pci_irq_deassert(c);
+	assert_int_equal(irq_level[11], 0);
+	assert_int_equal(irq_calls[10], 0);
+	/* Rerouting a PIRQ that is high moves the ISA line at once; off drops it. */
+	pci_irq_assert(a);
+	cfg_out(&f->vm, 31, 0x62, 1, 5);
+	assert_int_equal(irq_level[11], 0);
+	assert_int_equal(irq_level[5], 1);
+	cfg_out(&f->vm, 31, 0x62, 1, 0x85);
+	assert_int_equal(irq_level[5], 0);
+	assert_int_equal(irq_level[18], 1);
+	/* Reserved IRQs (0-2, 8, 13) route nowhere; reserved bits 6:4 read 0. */
+	for (unsigned irq = 0; irq < 16; irq++) {
+		bool usable = irq > 2 && irq != 8 && irq != 13;
+
+		memset(irq_calls, 0, sizeof(irq_calls));
+		cfg_out(&f->vm, 31, 0x62, 1, 0x70 | irq);
+		assert_int_equal(cfg_in(&f->vm, 31, 0x62, 1), irq);
+		assert_int_equal(irq_level[irq], usable);
+		cfg_out(&f->vm, 31, 0x62, 1, 0x80);
+		assert_int_equal(irq_level[irq], 0);
+		if (!usable)
+			assert_int_equal(irq_calls[irq], 0);
+	}
+	/* INTx_DISABLE takes the function off both lines. */
+	cfg_out(&f->vm, 31, 0x62, 1, 11);
+	assert_int_equal(irq_level[11], 1);
+	cfg_out(&f->vm, 3, 4, 2, PCIM_CMD_MEM | PCIM_CMD_IO | PCIM_CMD_INTX_DISABLE);
+	assert_int_equal(irq_level[11], 0);
+	assert_int_equal(irq_level[18], 0);
+}
+
+/* The route registers travel with the LPC bridge's snapshot; a bad one is refused. */
+static void test_pirq_snapshot(void **state)
+{
+	struct fixture *f = *state, *g = calloc(1, sizeof(*g));
+	struct saved s1[8], s2[8];
+	unsigned n1, n2, lpc = 0;
+
+	cfg_out(&f->vm, 31, 0x60, 4, 0x0B0B0A0A);
+	cfg_out(&f->vm, 31, 0x61, 1, 0x83);
+	pci_irq_assert(pci_find_dev(&f->vm, 3, 0));
+	n1 = save_all(&f->vm, s1, 8);
+	memset(irq_level, 0, sizeof(irq_level));
+	fx_std(g);
+	for (unsigned i = 0; i < n1; i++) {
+		if (!strcmp(s1[i].id, "pci@0.31.0"))
+			lpc = i;
+		assert_int_equal(load_one(&g->vm, s1[i].id, s1[i].buf, s1[i].len), 0);
+	}
+	assert_string_equal(s1[lpc].id, "pci@0.31.0");
+	assert_int_equal(cfg_in(&g->vm, 31, 0x60, 4), 0x0B0B830A);
+	assert_int_equal(irq_level[11], 1); /* slot 3's INTA, PIRQC, asserted in the snapshot */
+	assert_int_equal(irq_level[18], 1);
+	n2 = save_all(&g->vm, s2, 8);
+	assert_int_equal(n1, n2);
+	assert_int_equal(s1[lpc].len, s2[lpc].len);
+	assert_memory_equal(s1[lpc].buf, s2[lpc].buf, s1[lpc].len);
+	/* The last four bytes are the registers: a reserved bit makes the section fail. */
+	s1[lpc].buf[s1[lpc].len - 1] |= 0x10;
+	assert_int_not_equal(load_one(&g->vm, s1[lpc].id, s1[lpc].buf, s1[lpc].len), 0);
+	assert_int_equal(cfg_in(&g->vm, 31, 0x60, 4), 0x0B0B830A); /* nothing committed */
+	free_saved(s1, n1);
+	free_saved(s2, n2);
+	fx_fini(g);
+	free(g);
+}
+
 static void test_snapshot(void **state)
 {
 	struct fixture *f = *state, *g = calloc(1, sizeof(*g));
@@ -828,7 +937,7 @@ static void test_snapshot(void **state)
 	assert_false(bus_access(&g->vm.pio, 0x6001, (uint8_t[1]){ 0 }, 1, false));
 	/* CF8 latch, INTx line, MSI-X pending vector delivered on unmask. */
 	assert_int_equal(pio_in(&g->vm, 0xCFC, 4), 0x06010000);
-	assert_int_equal(irq_level[16], 1);
+	assert_int_equal(irq_level[19], 1);
 	msi_count = 0;
 	cfg_out(&g->vm, 3, 0x42, 2, 0x8000);
 	assert_int_equal(msi_count, 1);
@@ -903,6 +1012,8 @@ int main(void)
 		cmocka_unit_test(test_romfile_refusals),
 		cmocka_unit_test_setup_teardown(test_romfile_second_image, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pirq_routing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pirq_snapshot, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 #include "arch/x86/e820.h"
 #include "dev/pc/atkbdc.h"
 #include "dev/pc/pm.h"
+#include "dev/pci/pci.h"
 #include "vm.h"
 
 #define PACKED __attribute__((packed))
@@ -181,9 +182,6 @@ _Static_assert(sizeof(struct acpi_mcfg) == 60, "MCFG");
 #define HPET_MMIO_LEN 0x400
 #define HPET_MIN_TICK 0x80
 
-#define PCI_SLOTS 32
-#define PCI_GSI_BASE 16
-
 static const struct {
 	uint16_t port;
 	uint8_t irq;
@@ -198,6 +196,7 @@ struct acpi_ctx {
 	uint64_t base; /* its guest address: ACPI_TABLES_BASE, or 0 for an image */
 	size_t off, cap;
 	uint64_t facs; /* where the FACS went */
+	bool firmware; /* an image for firmware, which assigns the BARs itself */
 };
 
 static void *acpi_alloc(struct acpi_ctx *c, size_t len, size_t align, uint64_t *gpa)
@@ -463,9 +462,19 @@ static void dsdt_cpus(struct aml *a, unsigned ncpus)
 	}
 }
 
-static void dsdt_pci_crs(struct aml *a, uint64_t ram_size)
+/*
+ * The root bridge's windows must hold every BAR, or an OS moves (or refuses) the device.  khyve
+ * assigns BARs in PCI_MMIO32_BASE..+SIZE.  Firmware assigns its own: SeaBIOS on a 440FX top down
+ * from the IOAPIC (0xFEC00000) to 2 GiB, or 3 GiB when low RAM is above 2 GiB (its
+ * i440fx_mem_addr_setup), OVMF from the same start up to 0xFC000000; so with firmware the window
+ * is that range, less the ECAM, which SeaBIOS does not know of.  The 64-bit window is the same
+ * both ways: SeaBIOS places 64-bit BARs that do not fit below 4 GiB from the first GiB boundary
+ * above RAM, and so does khyve.
+ */
+static void dsdt_pci_crs(struct aml *a, uint64_t ram_size, bool firmware)
 {
-	uint64_t base64, size64;
+	uint64_t base64, size64, low = e820_lowmem_end(ram_size);
+	uint64_t fw_base = low <= 2 * GiB ? 2 * GiB : LOWMEM_LIMIT;
 	struct aml_mark b;
 
 	e820_mmio64_window(ram_size, &base64, &size64);
@@ -475,13 +484,22 @@ static void dsdt_pci_crs(struct aml *a, uint64_t ram_size)
 	aml_res_io(a, 0xCF8, 8);
 	aml_res_io_window(a, 0x0000, 0x0CF7);
 	aml_res_io_window(a, 0x0D00, 0xFFFF);
-	aml_res_mem32_window(a, (uint32_t)PCI_MMIO32_BASE, (uint32_t)PCI_MMIO32_SIZE);
+	if (firmware) {
+		aml_res_mem32_window(a, (uint32_t)fw_base, (uint32_t)(PCI_ECAM_BASE - fw_base));
+		aml_res_mem32_window(a, (uint32_t)(PCI_ECAM_BASE + PCI_ECAM_SIZE),
+				     (uint32_t)(IOAPIC_BASE - PCI_ECAM_BASE - PCI_ECAM_SIZE));
+	} else {
+		aml_res_mem32_window(a, (uint32_t)PCI_MMIO32_BASE, (uint32_t)PCI_MMIO32_SIZE);
+	}
 	aml_res_mem64_window(a, base64, size64);
 	aml_res_end(a);
 	aml_close(a, b);
 }
 
-/* Every slot's INTA..INTD straight to a GSI: no link devices, nothing to program. */
+/*
+ * Every slot's INTA..INTD straight to the GSI of its PIRQ (pci.h: QEMU's PIIX wiring, which
+ * SeaBIOS programs the route registers for): no link devices, nothing for the OS to program.
+ */
 static void dsdt_pci_prt(struct aml *a)
 {
 	struct aml_mark prt;
@@ -495,7 +513,7 @@ static void dsdt_pci_prt(struct aml *a)
 			aml_int(a, ((uint64_t)slot << 16) | 0xFFFF); /* any function */
 			aml_int(a, pin);
 			aml_int(a, 0); /* Source: none, the index is a GSI */
-			aml_int(a, PCI_GSI_BASE + (slot + pin) % 4);
+			aml_int(a, pci_intx_gsi(slot, pin + 1));
 			aml_close(a, e);
 		}
 	}
@@ -568,7 +586,7 @@ static void dsdt_isa(struct aml *a, struct vm *vm)
 	aml_close(a, isa);
 }
 
-static void dsdt_pci(struct aml *a, struct vm *vm)
+static void dsdt_pci(struct aml *a, struct vm *vm, bool firmware)
 {
 	struct aml_mark pci;
 
@@ -578,7 +596,7 @@ static void dsdt_pci(struct aml *a, struct vm *vm)
 	aml_name_int(a, "_SEG", 0);
 	aml_name_int(a, "_BBN", 0);
 	aml_name_int(a, "_UID", 0);
-	dsdt_pci_crs(a, vm->ram_size);
+	dsdt_pci_crs(a, vm->ram_size, firmware);
 	dsdt_pci_prt(a);
 	dsdt_isa(a, vm);
 	aml_close(a, pci);
@@ -600,7 +618,7 @@ static void dsdt_mem_dev(struct aml *a, const char *name, const char *hid, uint3
 	aml_close(a, d);
 }
 
-static void dsdt_body(struct aml *a, struct vm *vm)
+static void dsdt_body(struct aml *a, struct vm *vm, bool firmware)
 {
 	struct aml_mark sb, s5;
 
@@ -615,7 +633,7 @@ static void dsdt_body(struct aml *a, struct vm *vm)
 
 	sb = aml_scope_open(a, "\\_SB");
 	dsdt_cpus(a, vm->ncpus);
-	dsdt_pci(a, vm);
+	dsdt_pci(a, vm, firmware);
 	dsdt_mem_dev(a, "HPET", "PNP0103", (uint32_t)HPET_BASE, HPET_MMIO_LEN, false);
 	/* Motherboard resources: ECAM is claimed here as well as in e820. */
 	dsdt_mem_dev(a, "MRES", "PNP0C02", (uint32_t)PCI_ECAM_BASE, (uint32_t)PCI_ECAM_SIZE, true);
@@ -633,7 +651,7 @@ static uint64_t acpi_dsdt(struct acpi_ctx *c)
 	if (!h)
 		return 0;
 	aml_init(&a, h + 1, c->cap - c->off);
-	dsdt_body(&a, c->vm);
+	dsdt_body(&a, c->vm, c->firmware);
 	len = aml_finish(&a);
 	if (len < 0)
 		return 0;
@@ -709,7 +727,7 @@ int acpi_build(struct vm *vm, char *err, size_t errlen)
  */
 int acpi_build_image(struct vm *vm, uint8_t *buf, size_t cap, size_t *len, char *err, size_t errlen)
 {
-	struct acpi_ctx c = { .vm = vm, .mem = buf, .base = 0, .cap = cap };
+	struct acpi_ctx c = { .vm = vm, .mem = buf, .base = 0, .cap = cap, .firmware = true };
 	int ret = acpi_build_tables(&c, err, errlen);
 
 	*len = c.off;

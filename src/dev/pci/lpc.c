@@ -7,16 +7,24 @@
  * unique.  The ids are the Intel PIIX3 ISA bridge's, as in bhyve: Linux only applies a
  * harmless quirk to it, where ICH ids would make the lpc_ich driver look for ACPI and GPIO
  * base registers we do not emulate.
+ *
+ * Like the PIIX3, it holds the PCI interrupt router: PIRQ A-D route registers at 0x60-0x63
+ * (bit 7 disables, bits 3:0 name the ISA IRQ; 0x80 at power-on), which firmware programs so
+ * that a guest using the 8259 gets PCI interrupts on the IRQ it wrote in each function's
+ * interrupt line register.  pci.c does the wiring; the snapshot holds the four registers.
  */
 #include <errno.h>
 #include <stdio.h>
 
 #include "dev/pc/atkbdc.h"
 #include "dev/pci/pci.h"
+#include "sstream.h"
 
 #define LPC_SLOT 31
 #define LPC_VENDOR 0x8086
 #define LPC_DEVICE 0x7000
+#define LPC_PIRQ_ROUTE 0x60 /* PIRQRC[A:D], one byte each */
+#define LPC_STATE_ROUTES 2  /* state version 1 had no state: routes at power-on */
 
 static int lpc_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err, size_t errlen)
 {
@@ -31,8 +39,64 @@ static int lpc_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *e
 	return atkbdc_create(vm, err, errlen) ? 0 : -EINVAL;
 }
 
+static bool lpc_is_route(unsigned off)
+{
+	return off >= LPC_PIRQ_ROUTE && off < LPC_PIRQ_ROUTE + 4;
+}
+
+/* Accesses are naturally aligned, so one inside the block lies wholly inside it. */
+static bool lpc_cfg_read(struct pci_dev *pd, unsigned off, unsigned size, uint32_t *val)
+{
+	if (!lpc_is_route(off))
+		return false;
+	*val = 0;
+	for (unsigned i = 0; i < size; i++)
+		*val |= (uint32_t)pci_pirq_route(pd->vm, off - LPC_PIRQ_ROUTE + i) << (8 * i);
+	return true;
+}
+
+static bool lpc_cfg_write(struct pci_dev *pd, unsigned off, unsigned size, uint32_t val)
+{
+	if (!lpc_is_route(off))
+		return false;
+	for (unsigned i = 0; i < size; i++)
+		pci_pirq_route_set(pd->vm, off - LPC_PIRQ_ROUTE + i, (uint8_t)(val >> (8 * i)));
+	return true;
+}
+
+static int lpc_save(struct pci_dev *pd, struct sstream *s)
+{
+	uint8_t r[4];
+
+	for (unsigned i = 0; i < 4; i++)
+		r[i] = pci_pirq_route(pd->vm, i);
+	ss_u8_array(s, r, 4);
+	return ss_error(s);
+}
+
+static int lpc_load(struct pci_dev *pd, struct sstream *s, unsigned version)
+{
+	uint8_t r[4] = { PCI_PIRQ_DISABLE, PCI_PIRQ_DISABLE, PCI_PIRQ_DISABLE, PCI_PIRQ_DISABLE };
+
+	if (version >= LPC_STATE_ROUTES)
+		ss_u8_array(s, r, 4);
+	for (unsigned i = 0; i < 4 && !ss_error(s); i++)
+		if (r[i] & ~PCI_PIRQ_ROUTE_BITS)
+			ss_fail(s, -EINVAL, "%s: PIRQ%c route register 0x%02x has reserved bits",
+				pd->dev.id, 'A' + i, r[i]);
+	if (ss_finish(s))
+		return ss_error(s);
+	for (unsigned i = 0; i < 4; i++)
+		pci_pirq_route_set(pd->vm, i, r[i]);
+	return 0;
+}
+
 const struct pci_emul pci_emul_lpc = {
 	.name = "lpc",
-	.version = 1,
+	.version = LPC_STATE_ROUTES,
 	.init = lpc_init,
+	.cfg_read = lpc_cfg_read,
+	.cfg_write = lpc_cfg_write,
+	.save = lpc_save,
+	.load = lpc_load,
 };

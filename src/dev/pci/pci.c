@@ -72,7 +72,11 @@ struct pci_bus {
 	struct pci_dev *devs[PCI_SLOTS][PCI_FUNCS];
 	pthread_mutex_t bar_lock;
 	pthread_mutex_t intx_lock;
-	unsigned intx_count[4]; /* assertions per GSI 16..19 */
+	unsigned intx_count[4]; /* assertions per PIRQ A-D, which is GSI 16..19 */
+	/* The PIIX PIRQ route registers (the LPC bridge's 0x60-0x63) and what they drive. */
+	uint8_t pirq_route[4];
+	uint8_t pirq_irq[4];	/* the ISA IRQ each PIRQ drives now, 0 for none */
+	unsigned isa_count[16]; /* PIRQs driving each ISA IRQ */
 	uint64_t mmio_next, io_next, mmio64_next, mmio64_end;
 	/* The reset register at 0xCF9, inside the dword at 0xCF8: see pci_claim_cf8(). */
 	bus_io_fn cf9_fn;
@@ -667,9 +671,69 @@ int pci_cap_add(struct pci_dev *pd, uint8_t id, unsigned len)
 
 /* ---- INTx ---- */
 
+static struct pci_bus *pci_bus_of(struct vm *vm);
+
+/*
+ * The PIIX wiring QEMU's "pc" has and SeaBIOS assumes (its piix_pci_slot_get_irq): INTA of
+ * slot s is on PIRQ (s - 1) mod 4, the next pins on the next PIRQs.
+ */
+unsigned pci_intx_pirq(unsigned slot, unsigned pin)
+{
+	return (slot + pin + 2) % 4;
+}
+
 unsigned pci_intx_gsi(unsigned slot, unsigned pin)
 {
-	return PCI_GSI_BASE + (slot + pin - 1) % 4;
+	return PCI_GSI_BASE + pci_intx_pirq(slot, pin);
+}
+
+/* The ISA IRQ a route register sends its PIRQ to, 0 when off (PIIX3 datasheet 2.2.1). */
+static unsigned pirq_target(uint8_t route)
+{
+	/* IRQ 0-2, 8 and 13 are reserved; bit 7 disables the routing. */
+	const unsigned usable = 0xDEF8;
+
+	return !(route & PCI_PIRQ_DISABLE) && (usable >> (route & 0xF) & 1) ? route & 0xFu : 0;
+}
+
+/* PIRQ @j to the ISA IRQ its route register names while a function drives it.  intx_lock. */
+static void pirq_sync(struct pci_bus *bus, unsigned j)
+{
+	unsigned want = bus->intx_count[j] ? pirq_target(bus->pirq_route[j]) : 0;
+	unsigned have = bus->pirq_irq[j];
+
+	if (want == have)
+		return;
+	if (have && --bus->isa_count[have] == 0)
+		vm_set_irq(bus->vm, have, 0);
+	if (want && bus->isa_count[want]++ == 0)
+		vm_set_irq(bus->vm, want, 1);
+	bus->pirq_irq[j] = (uint8_t)want;
+}
+
+uint8_t pci_pirq_route(struct vm *vm, unsigned pirq)
+{
+	struct pci_bus *bus = pci_bus_of(vm);
+	uint8_t v;
+
+	if (!bus || pirq > 3)
+		return PCI_PIRQ_DISABLE;
+	pthread_mutex_lock(&bus->intx_lock);
+	v = bus->pirq_route[pirq];
+	pthread_mutex_unlock(&bus->intx_lock);
+	return v;
+}
+
+void pci_pirq_route_set(struct vm *vm, unsigned pirq, uint8_t route)
+{
+	struct pci_bus *bus = pci_bus_of(vm);
+
+	if (!bus || pirq > 3)
+		return;
+	pthread_mutex_lock(&bus->intx_lock);
+	bus->pirq_route[pirq] = route & PCI_PIRQ_ROUTE_BITS;
+	pirq_sync(bus, pirq);
+	pthread_mutex_unlock(&bus->intx_lock);
 }
 
 int pci_intx_init(struct pci_dev *pd, unsigned pin)
@@ -707,6 +771,7 @@ static void pci_intx_update(struct pci_dev *pd)
 		vm_set_irq(pd->vm, gsi, 1);
 	else if (!on && --bus->intx_count[idx] == 0)
 		vm_set_irq(pd->vm, gsi, 0);
+	pirq_sync(bus, idx);
 	pthread_mutex_unlock(&bus->intx_lock);
 }
 
@@ -1745,6 +1810,7 @@ int pci_setup(struct vm *vm, char *err, size_t errlen)
 	pthread_mutex_init(&bus->lock, NULL);
 	pthread_mutex_init(&bus->bar_lock, NULL);
 	pthread_mutex_init(&bus->intx_lock, NULL);
+	memset(bus->pirq_route, PCI_PIRQ_DISABLE, sizeof(bus->pirq_route));
 	bus->mmio_next = PCI_MMIO32_BASE;
 	bus->io_next = PCI_IO_WINDOW_BASE;
 	e820_mmio64_window(vm->ram_size, &base64, &size64);

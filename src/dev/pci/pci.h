@@ -20,8 +20,13 @@
  * BARs too, or the 64-bit window above RAM when that is full), I/O BARs from
  * PCI_IO_WINDOW_BASE..PCI_IO_WINDOW_END.  BARs are assigned and decoding enabled at creation,
  * since no firmware runs before the kernel.  Any function takes romfile=PATH, a PCI option ROM
- * file that becomes its expansion ROM (pci_rom_set), read once at creation.  INTx pin p (INTA = 1) of slot s is GSI
- * 16 + ((s + p - 1) mod 4), level triggered; functions sharing a GSI are OR-ed.
+ * file that becomes its expansion ROM (pci_rom_set), read once at creation.
+ *
+ * INTx pin p (INTA = 1) of slot s is on PIRQ (s + p - 2) mod 4 as in QEMU's PIIX "pc" (what
+ * SeaBIOS assumes); PIRQ A-D are IOAPIC pins (GSI) 16-19, level triggered, functions sharing
+ * one are OR-ed, and a PIRQ whose route register in the LPC bridge (0x60-0x63, as the PIIX3's)
+ * names an ISA IRQ drives that IRQ too (the 8259 and the IOAPIC pin of that number), as
+ * firmware sets them up for a guest that uses the PIC.
  *
  * Threads: configuration accesses and BAR accesses come from vCPU threads; the pci_* calls
  * below may be used from any thread (each function's state has its own lock).  Emulation
@@ -247,6 +252,15 @@ uint64_t pci_bar_addr(struct pci_dev *pd, int idx);
 
 /* Append a capability of @len bytes with id @id; returns its offset or -ENOSPC. */
 int pci_cap_add(struct pci_dev *pd, uint8_t id, unsigned len);
+
+/* PIRQ route registers: bit 7 off, bits 3:0 the ISA IRQ; power-on 0x80. */
+#define PCI_PIRQ_DISABLE 0x80
+#define PCI_PIRQ_ROUTE_BITS 0x8F
+/* The PIRQ (0-3 for A-D) of INTx pin @pin (1-4) of @slot. */
+unsigned pci_intx_pirq(unsigned slot, unsigned pin);
+/* Route register of PIRQ @pirq, as the LPC bridge shows it; setting it re-drives the lines. */
+uint8_t pci_pirq_route(struct vm *vm, unsigned pirq);
+void pci_pirq_route_set(struct vm *vm, unsigned pirq, uint8_t route);
 
 /* INTx pin @pin (1 = INTA .. 4 = INTD); the line register gets the GSI. */
 int pci_intx_init(struct pci_dev *pd, unsigned pin);
