@@ -37,10 +37,11 @@ import time
 sys.dont_write_bytecode = True	# leave no __pycache__ in the tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (ROOT, BUILD, CPUS, BenchError, Owned, say, catch_signals, read, unlink,
-                      med, warnings, preflight, khyve_args, qemu_args, table, say_warnings)
+                      med, warnings, preflight, khyve_args, qemu_args, qemu_guest, table, say_warnings)
 
 KHYVE = os.path.join(BUILD, "khyve")
 GUEST = os.path.join(BUILD, "testguest")
+QGUEST = None	# the copy QEMU boots (qemu_guest())
 QEMU_CPU = os.environ.get("QEMU_CPU", "host,arch-capabilities=off")
 MEM = "256M"
 
@@ -59,12 +60,13 @@ KV_RE = re.compile(rb"(\w+)=(\S+)")
 def freeze(own):
     """Copy khyve and the guest into our directory (others rebuild build/ meanwhile), and
     build the sink there."""
-    global KHYVE, GUEST
+    global KHYVE, GUEST, QGUEST
     for name in ("KHYVE", "GUEST"):
         src = globals()[name]
         dst = own.path(os.path.basename(src))
         shutil.copy2(src, dst)
         globals()[name] = dst
+    QGUEST = qemu_guest(GUEST, own.path("testguest-qemu"))
     sink = own.path("net_sink")
     subprocess.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-o", sink,
                     os.path.join(ROOT, "bench", "net_sink.c")], check=True)
@@ -88,7 +90,7 @@ def free_udp_port():
 def vm_args(vmm, nic, log, cmd):
     if vmm == "khyve":
         return khyve_args(KHYVE, GUEST, MEM, log, cmd, "off", "netbench", ["-s", KHYVE_DEV[nic]])
-    return qemu_args(QEMU_CPU, "pc", MEM, GUEST, cmd) + [
+    return qemu_args(QEMU_CPU, "pc", MEM, QGUEST, cmd) + [
         "-netdev", "user,id=n0", "-device", QEMU_DEV[nic] + ",netdev=n0",
         "-serial", "file:" + log, "-display", "none", "-no-reboot"]
 
