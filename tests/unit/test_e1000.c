@@ -7,10 +7,15 @@
  * VLAN insertion and stripping, the receive filters, the receive checksum offload, the FCS,
  * the FIFO, loopback, statistics, reset, the I/O window, malformed rings, pause and snapshot
  * (save -> load -> save identity, timers re-armed from the time left, the announce, refused
- * streams) and options.  A "wire" backend registered through the net_backend interface
- * stands in for the network: it records what the device sends and injects what it receives.
+ * streams), options, and on the real slirp backend (loopback only) a hostfwd connection
+ * reaching the receive ring as a TCP SYN.  A "wire" backend registered through the
+ * net_backend interface stands in for the network elsewhere: it records what the device
+ * sends and injects what it receives.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -916,6 +924,50 @@ static void test_tx_legacy(void **state)
 	assert_int_equal(nsent, 2);
 	w32(f, E1000_TCTL, E1000_TCTL_EN);
 	assert_int_equal(nsent, 3);
+}
+
+/* Jumbo frames go out whole over several descriptors; one the unit cannot assemble does not. */
+static void test_tx_jumbo(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t frame[E1000_TX_MAX + 1];
+	uint8_t mac[6];
+	uint32_t i;
+
+	drv_up(f, 0);
+	my_mac(f, mac);
+	fill(frame, sizeof(frame), 91);
+	memcpy(frame, peer_mac, 6);
+	memcpy(frame + 6, mac, 6);
+	/* 9014 bytes (a 9000-byte MTU) in three buffers. */
+	tx_legacy(f, 0, frame, 4000, 0, 0);
+	tx_legacy(f, 1, frame + 4000, 4000, 0, 0);
+	i = tx_legacy(f, 2, frame + 8000, 1014, E1000_TXD_CMD_EOP | E1000_TXD_CMD_RS, 0);
+	tx_kick(f);
+	assert_int_equal(nsent, 1);
+	assert_int_equal(sent_len[0], 9014);
+	assert_memory_equal(sent[0], frame, 9014);
+	assert_true(txd_sta(f, i) & E1000_TXD_STAT_DD);
+	/* The largest packet the unit assembles, in one buffer. */
+	tx_legacy(f, 3, frame, E1000_TX_MAX, E1000_TXD_CMD_EOP, 0);
+	tx_kick(f);
+	assert_int_equal(nsent, 2);
+	assert_int_equal(sent_len[1], E1000_TX_MAX);
+	assert_memory_equal(sent[1], frame, E1000_TX_MAX);
+	/* One byte more: dropped, its descriptors still completed, the next packet goes. */
+	tx_legacy(f, 4, frame, E1000_TX_MAX - 100, 0, 0);
+	i = tx_legacy(f, 5, frame, 101, E1000_TXD_CMD_EOP | E1000_TXD_CMD_RS, 0);
+	tx_legacy(f, 6, frame, 64, E1000_TXD_CMD_EOP, 0);
+	tx_kick(f);
+	assert_true(txd_sta(f, i) & E1000_TXD_STAT_DD);
+	assert_int_equal(nsent, 3);
+	assert_int_equal(sent_len[2], 64);
+	assert_int_equal(r32(f, E1000_TDH), f->tdt);
+	/* Counted as good packets, in no size bucket up to 1522. */
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_GPTC), 3);
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_PTC1522), 0);
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_PTC64), 0);
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_PTC127), 1);
 }
 
 static void test_tx_waits_for_eop(void **state)
@@ -2594,6 +2646,133 @@ static void test_options(void **state)
 	fx_destroy(&f);
 }
 
+/* ---- slirp, on loopback only ---- */
+
+#define WAIT_NS 5000000000LL
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The next frame slirp's thread delivered, its descriptor handed back; false after 5 s. */
+static bool wait_rx(struct fx *f, uint8_t *frame, size_t *flen)
+{
+	int64_t end = mono_ns() + WAIT_NS;
+	const uint8_t *data;
+	struct rxd r;
+
+	for (;;) {
+		pthread_mutex_lock(&f->e->lock);
+		if (rx_next(f, &r, &data)) {
+			*flen = r.len < 2048 ? r.len : 2048;
+			memcpy(frame, data, *flen);
+			pthread_mutex_unlock(&f->e->lock);
+			rx_give(f, 1);
+			return true;
+		}
+		pthread_mutex_unlock(&f->e->lock);
+		if (mono_ns() > end)
+			return false;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+}
+
+static const uint8_t guest_ip[4] = { 10, 0, 2, 15 };
+
+/* An ARP packet @op from the guest (10.0.2.15) asking for or answering @tip. */
+static void tx_arp(struct fx *f, const uint8_t mac[6], uint16_t op, const uint8_t *tha,
+		   const uint8_t tip[4])
+{
+	uint8_t p[60] = { 0 };
+
+	memcpy(p, tha ? tha : bcast, 6);
+	memcpy(p + 6, mac, 6);
+	wbe16(p + 12, 0x0806);
+	wbe16(p + 14, 1);
+	wbe16(p + 16, 0x0800);
+	p[18] = 6;
+	p[19] = 4;
+	wbe16(p + 20, op);
+	memcpy(p + 22, mac, 6);
+	memcpy(p + 28, guest_ip, 4);
+	if (tha)
+		memcpy(p + 32, tha, 6);
+	memcpy(p + 38, tip, 4);
+	tx_legacy(f, f->tdt, p, sizeof(p), E1000_TXD_CMD_EOP | E1000_TXD_CMD_IFCS, 0);
+	tx_kick(f);
+}
+
+static uint16_t free_tcp_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+/*
+ * -s 3,e1000,slirp,hostfwd=tcp:PORT-:22: a connection to 127.0.0.1:PORT reaches the guest
+ * through the e1000's receive ring as a TCP SYN for 10.0.2.15:22.
+ */
+static void test_slirp_hostfwd_syn(void **state)
+{
+	static uint8_t r[2048];
+	struct fx f;
+	char opt[64];
+	uint16_t port = free_tcp_port();
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	uint8_t mac[6];
+	size_t rlen;
+	bool syn = false;
+	int fd;
+
+	snprintf(opt, sizeof(opt), "hostfwd=tcp:%u-:22", port);
+	fx_init(&f, (const char *const[]){ "backend=slirp", opt, NULL });
+	drv_up(&f, 0);
+	my_mac(&f, mac);
+	/* A gratuitous ARP tells slirp where 10.0.2.15 is. */
+	tx_arp(&f, mac, 1, NULL, guest_ip);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) && errno != EINPROGRESS)
+		fail_msg("connect 127.0.0.1:%u: %s", port, strerror(errno));
+	while (!syn && wait_rx(&f, r, &rlen)) {
+		const uint8_t *ip = r + 14, *tcp;
+
+		if (be16(r + 12) == 0x0806 && rlen >= 42 && be16(r + 20) == 1 &&
+		    !memcmp(r + 38, guest_ip, 4)) {
+			/* slirp asks for the guest's MAC after all: answer. */
+			tx_arp(&f, mac, 2, r + 6, r + 28);
+			continue;
+		}
+		if (be16(r + 12) != 0x0800 || rlen < 14 + 20 + 20 || ip[9] != 6)
+			continue;
+		tcp = ip + (ip[0] & 0xF) * 4;
+		assert_memory_equal(r, mac, 6);
+		assert_memory_equal(ip + 16, guest_ip, 4);
+		assert_true(ipv4_ok(ip));
+		assert_int_equal(be16(tcp + 2), 22);
+		assert_true(tcp[13] & 0x02); /* SYN */
+		syn = true;
+	}
+	close(fd);
+	if (!syn)
+		fail_msg("no SYN toward 10.0.2.15:22 after connecting to 127.0.0.1:%u", port);
+	fx_destroy(&f);
+}
+
 /* ---- the helpers underneath ---- */
 
 static void test_csum_and_crc(void **state)
@@ -2624,6 +2803,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_itr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_legacy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_waits_for_eop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tx_jumbo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_legacy_checksum, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_context_checksums, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tso, setup, teardown),
@@ -2658,6 +2838,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tso_context_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_corners, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_corners, setup, teardown),
+		cmocka_unit_test(test_slirp_hostfwd_syn),
 		cmocka_unit_test(test_csum_and_crc),
 	};
 
