@@ -30,6 +30,7 @@
 
 #define ACK_EVERY 16
 #define STALL_NS 100000000LL
+#define SINK_BUF (4 << 20) /* capped at net.core.rmem_max / wmem_max */
 
 static volatile sig_atomic_t stop;
 static uint64_t received, sent;
@@ -123,6 +124,13 @@ int main(int argc, char **argv)
 	/* No SA_RESTART: SIGTERM must interrupt the blocking recvfrom. */
 	sigaction(SIGTERM, &(struct sigaction){ .sa_handler = on_term }, NULL);
 	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	/*
+	 * Room for a whole window of full-size datagrams and more: with the default buffer a
+	 * sink descheduled on a busy host dropped some, and the sender waited 100 ms for each
+	 * loss, a pause that measured this host's scheduler rather than the VMM.
+	 */
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ SINK_BUF }, sizeof(int));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){ SINK_BUF }, sizeof(int));
 	a.sin_port = htons((uint16_t)port);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a))) {
