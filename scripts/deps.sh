@@ -12,6 +12,8 @@ need="$need clang libclang-rt-dev"
 need="$need libseccomp-dev"
 # Firmware boot tests: SeaBIOS, GRUB rescue images, boot sectors.
 need="$need seabios grub-pc-bin grub-common xorriso mtools nasm"
+# Man page checks (tests/e2e/test_cli.py renders khyve.8).
+need="$need groff-base"
 missing=""
 for p in $need; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -15,6 +15,7 @@
 
 #include "ctl/ctl.h"
 #include "dev/pc/pm.h"
+#include "keys.h"
 #include "machine.h"
 #include "options.h"
 #include "snap/snapshot.h"
@@ -121,6 +122,9 @@ static int setup(int argc, char **argv, struct config *cfg, struct vm *vm, char 
 
 	ret = options_parse(argc, argv, cfg, &opt, err, errlen);
 	if (ret)
+		return ret;
+	/* A restore checks once it knows the snapshot's devices (snap_restore). */
+	if (!opt.restore && (ret = config_check_keys(cfg, NULL, err, errlen)))
 		return ret;
 	if (opt.dump_config && !opt.restore) {
 		config_dump(cfg, stdout);

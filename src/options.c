@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keys.h"
 #include "vm.h"
 
 void options_usage(FILE *f)
@@ -32,7 +33,8 @@ void options_usage(FILE *f)
 		"  -l comN,BACK  serial port N=1..4; BACK: stdio, off, unix:PATH, file:PATH\n"
 		"  -l bootrom,FILE[,VARSFILE]  boot firmware (SeaBIOS, OVMF) instead of a kernel\n"
 		"  -o KEY=VALUE  set any configuration key (boot.kernel, boot.initrd,\n"
-		"                boot.cmdline, config.dump=true, ...)\n"
+		"                boot.cmdline, config.dump=true, ...; -o help lists them;\n"
+		"                unknown keys are errors unless config.strict=false)\n"
 		"  -k FILE       read KEY=VALUE lines from FILE\n"
 		"  -r FILE       restore the VM saved in snapshot FILE\n"
 		"Exit status: 0 reboot, 1 power off, 2 halt, 3 triple fault, 4 error.\n");
@@ -328,12 +330,24 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 			ret = options_parse_memory(cfg, optarg, err, errlen);
 			break;
 		case 's':
+			if (!strcmp(optarg, "help")) {
+				pci_emuls_usage(stdout);
+				return 1;
+			}
 			ret = options_parse_slot(cfg, optarg, err, errlen);
 			break;
 		case 'l':
+			if (!strcmp(optarg, "help")) {
+				lpc_devices_usage(stdout);
+				return 1;
+			}
 			ret = options_parse_lpc(cfg, optarg, err, errlen);
 			break;
 		case 'o':
+			if (!strcmp(optarg, "help")) {
+				config_keys_usage(stdout);
+				return 1;
+			}
 			ret = config_set_pair(cfg, optarg);
 			if (ret)
 				snprintf(err, errlen, "-o %s: expected KEY=VALUE", optarg);

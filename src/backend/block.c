@@ -63,6 +63,10 @@ struct blk {
 
 /* ---- options ---- */
 
+const char *const blk_options[] = { "path",	 "ro",	       "nocache",  "direct",
+				    "sync",	 "sectorsize", "nodelete", "discard",
+				    "iothreads", "ser",	       "serial",   NULL };
+
 static const char *opt_get(blk_opt_fn opt, void *ctx, const char *name)
 {
 	return opt ? opt(ctx, name) : NULL;

@@ -55,6 +55,8 @@ struct blk_worker;
 
 /* The value of device option @key, or NULL. */
 typedef const char *(*blk_opt_fn)(void *ctx, const char *key);
+/* The options blk_open reads, for the front ends' option lists (keys.h). */
+extern const char *const blk_options[];
 /* Serve requests on a worker thread (see above).  @scratch: the front end's per-thread area. */
 typedef void (*blk_serve_fn)(void *opaque, struct blk_worker *w, void *scratch);
 

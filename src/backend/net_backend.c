@@ -887,6 +887,14 @@ static const struct net_backend_type *net_find_type(const char *name)
 	return NULL;
 }
 
+const char *const net_options[] = {
+	"backend",   "tap",	  "hostfwd",   "hostfwd0",  "hostfwd1",	 "hostfwd2", "hostfwd3",
+	"hostfwd4",  "hostfwd5",  "hostfwd6",  "hostfwd7",  "hostfwd8",	 "hostfwd9", "hostfwd10",
+	"hostfwd11", "hostfwd12", "hostfwd13", "hostfwd14", "hostfwd15", NULL,
+};
+_Static_assert(sizeof(net_options) / sizeof(net_options[0]) == 4 + NET_MAX_HOSTFWD,
+	       "net_options lists hostfwd0 .. hostfwd(NET_MAX_HOSTFWD - 1)");
+
 /* An option given empty counts as not given: a restore can drop a saved hostfwd= or tap=. */
 static const char *net_opt(const struct net_backend_args *a, const char *key)
 {

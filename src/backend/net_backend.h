@@ -50,6 +50,8 @@ struct net_backend;
 typedef void (*net_rx_fn)(void *opaque, const void *frame, size_t len);
 /* The value of device option @key, or NULL. */
 typedef const char *(*net_opt_fn)(void *ctx, const char *key);
+/* The options net_backend_open reads, for the front ends' option lists (keys.h). */
+extern const char *const net_options[];
 
 struct net_backend_args {
 	/*

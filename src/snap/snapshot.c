@@ -36,6 +36,7 @@
 
 #include "arch/x86/cpustate.h"
 #include "dev/pc/rtc.h"
+#include "keys.h"
 #include "machine.h"
 #include "snap/clocks.h"
 #include "snap/disks.h"
@@ -621,6 +622,9 @@ static int restore_prepare(struct restore *r, struct config *cfg, const char *pa
 		ret = snap_meta_check(r->f.meta_json, &r->saved, &r->f, err, errlen);
 	if (!ret)
 		ret = restore_trust(r, cfg, trust, path, err, errlen);
+	/* A typo on the command line, with the snapshot's devices to say whose option it is. */
+	if (!ret)
+		ret = config_check_keys(cfg, &r->saved, err, errlen);
 	if (ret)
 		return ret;
 	config_foreach(cfg, "", merge_key, &m);

@@ -94,7 +94,7 @@ struct fbuf {
 };
 
 static const char *const fbuf_options[] = {
-	"device", "tcp", "rfb", "unix", "w", "h", "password", "wait", "vga", "font", "rom",
+	"device", "tcp", "rfb", "unix", "w", "h", "password", "wait", "vga", "font", "rom", NULL,
 };
 
 /* ---- EDID ---- */
@@ -371,7 +371,7 @@ static void fbuf_check_key(const char *key, const char *value, void *opaque)
 
 	if (c->bad[0] || strchr(name, '.'))
 		return;
-	for (size_t i = 0; i < sizeof(fbuf_options) / sizeof(fbuf_options[0]); i++)
+	for (size_t i = 0; fbuf_options[i]; i++)
 		if (!strcmp(name, fbuf_options[i]))
 			return;
 	snprintf(c->bad, sizeof(c->bad), "%s", name);
@@ -672,6 +672,7 @@ static void fbuf_destroy(struct pci_dev *pd)
 const struct pci_emul pci_emul_fbuf = {
 	.name = "fbuf",
 	.version = FBUF_STATE_VERSION,
+	.options = { { .names = fbuf_options } },
 	.init = fbuf_init,
 	.bar_io = fbuf_bar_io,
 	.save = fbuf_save,

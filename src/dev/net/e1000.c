@@ -1239,9 +1239,12 @@ static void e1000_destroy(struct pci_dev *pd)
 	pd->priv = NULL;
 }
 
+static const char *const e1000_options[] = { "mac", NULL };
+
 const struct pci_emul pci_emul_e1000 = {
 	.name = "e1000",
 	.version = E1000_STATE_VERSION,
+	.options = { { .names = e1000_options }, { .names = net_options } },
 	.init = e1000_init,
 	.bar_io = e1000_bar_io,
 	.save = e1000_save,

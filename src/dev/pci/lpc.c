@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "dev/pc/atkbdc.h"
+#include "dev/pci/lpc.h"
 #include "dev/pci/pci.h"
 #include "sstream.h"
 
@@ -99,4 +100,24 @@ const struct pci_emul pci_emul_lpc = {
 	.cfg_write = lpc_cfg_write,
 	.save = lpc_save,
 	.load = lpc_load,
+};
+
+#define LPC_COM(n)                                                                                \
+	{                                                                                         \
+		"com" #n, "BACKEND", "serial port COM" #n ": stdio, off, unix:PATH or file:PATH", \
+		{                                                                                 \
+			"lpc.com" #n ".path"                                                      \
+		}                                                                                 \
+	}
+
+const struct lpc_device lpc_devices[] = {
+	LPC_COM(1),
+	LPC_COM(2),
+	LPC_COM(3),
+	LPC_COM(4),
+	{ "bootrom",
+	  "FILE[,VARSFILE]",
+	  "boot firmware (SeaBIOS, OVMF) and its variable store",
+	  { "lpc.bootrom", "lpc.bootvars" } },
+	{ NULL, NULL, NULL, { NULL } },
 };

@@ -1607,6 +1607,11 @@ const struct pci_emul *pci_emul_find(const char *name)
 	return NULL;
 }
 
+const struct pci_emul *pci_emul_get(unsigned i)
+{
+	return i < sizeof(pci_emuls) / sizeof(pci_emuls[0]) ? pci_emuls[i] : NULL;
+}
+
 struct pci_dev *pci_find_dev(struct vm *vm, unsigned slot, unsigned func)
 {
 	struct pci_bus *bus = pci_bus_of(vm);

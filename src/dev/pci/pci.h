@@ -101,10 +101,23 @@ enum pci_bar_type {
 	PCI_BAR_MEM64_HI, /* internal: upper half of a 64-bit BAR */
 };
 
+/*
+ * Options a device type takes: pci.B.S.F.<prefix><name> for each name of the NULL-terminated
+ * @names; '#' in either matches a number ("port.#.").  The key registry (keys.h) refuses
+ * options no list has.
+ */
+struct pci_optlist {
+	const char *prefix;
+	const char *const *names;
+};
+#define PCI_OPTLISTS 4
+
 /* A device type.  Only name and init are required. */
 struct pci_emul {
 	const char *name; /* "hostbridge", the value of pci.B.S.F.device */
 	unsigned version; /* version of the state save() writes */
+	/* Its options and its backends' ("device" and "bootindex" are every function's). */
+	struct pci_optlist options[PCI_OPTLISTS];
 	/*
 	 * Set up @pd: identity (pci_set_ids), BARs (pci_bar_declare), capabilities, INTx
 	 * pin.  @opts is the function's config prefix "pci.0.S.F"; read options with
@@ -204,6 +217,8 @@ struct pci_dev *pci_dev_add(struct vm *vm, unsigned slot, unsigned func, const s
 			    char *err, size_t errlen);
 
 const struct pci_emul *pci_emul_find(const char *name);
+/* The @i-th device type of the table, NULL past the end. */
+const struct pci_emul *pci_emul_get(unsigned i);
 struct pci_dev *pci_find_dev(struct vm *vm, unsigned slot, unsigned func);
 bool pci_slot_used(struct vm *vm, unsigned slot, unsigned func);
 

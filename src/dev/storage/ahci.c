@@ -1367,19 +1367,21 @@ static int ahci_load(struct pci_dev *pd, struct sstream *s, unsigned version)
 	return ss_error(s);
 }
 
-#define AHCI_EMUL(sym, emul_name, initfn)        \
-	const struct pci_emul pci_emul_##sym = { \
-		.name = emul_name,               \
-		.version = AHCI_STATE_VERSION,   \
-		.init = initfn,                  \
-		.bar_io = ahci_bar_io,           \
-		.save = ahci_save,               \
-		.load = ahci_load,               \
-		.pause = ahci_pause,             \
-		.resume = ahci_resume,           \
-		.destroy = ahci_destroy,         \
+#define AHCI_EMUL(sym, emul_name, initfn, port_prefix)     \
+	const struct pci_emul pci_emul_##sym = {           \
+		.name = emul_name,                         \
+		.version = AHCI_STATE_VERSION,             \
+		.options = { { port_prefix, port_keys } }, \
+		.init = initfn,                            \
+		.bar_io = ahci_bar_io,                     \
+		.save = ahci_save,                         \
+		.load = ahci_load,                         \
+		.pause = ahci_pause,                       \
+		.resume = ahci_resume,                     \
+		.destroy = ahci_destroy,                   \
 	}
 
-AHCI_EMUL(ahci, "ahci", ahci_init);
-AHCI_EMUL(ahci_hd, "ahci-hd", ahci_hd_init);
-AHCI_EMUL(ahci_cd, "ahci-cd", ahci_cd_init);
+/* ahci's drives take their options under port.N. (options.c), ahci-hd's and ahci-cd's one. */
+AHCI_EMUL(ahci, "ahci", ahci_init, "port.#.");
+AHCI_EMUL(ahci_hd, "ahci-hd", ahci_hd_init, NULL);
+AHCI_EMUL(ahci_cd, "ahci-cd", ahci_cd_init, NULL);

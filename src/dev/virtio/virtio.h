@@ -147,7 +147,8 @@ bool virtio_pci_cfg_write(struct pci_dev *pd, unsigned off, unsigned size, uint3
 /* Version of the transport's part of a virtio device's snapshot section. */
 #define VIRTIO_PCI_STATE_VERSION 1
 
-#define VIRTIO_PCI_EMUL(sym, emul_name, ops_var)                                                  \
+/* After the ops, the struct pci_optlist entries of the device's options (keys.h). */
+#define VIRTIO_PCI_EMUL(sym, emul_name, ops_var, ...)                                             \
 	static int sym##_pci_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err, \
 				  size_t errlen)                                                  \
 	{                                                                                         \
@@ -156,6 +157,7 @@ bool virtio_pci_cfg_write(struct pci_dev *pd, unsigned off, unsigned size, uint3
 	const struct pci_emul pci_emul_##sym = {                                                  \
 		.name = emul_name,                                                                \
 		.version = VIRTIO_PCI_STATE_VERSION,                                              \
+		.options = { __VA_ARGS__ },                                                       \
 		.init = sym##_pci_init,                                                           \
 		.bar_io = virtio_pci_bar_io,                                                      \
 		.cfg_read = virtio_pci_cfg_read,                                                  \

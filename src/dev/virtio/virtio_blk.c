@@ -719,4 +719,4 @@ static const struct virtio_dev_ops virtio_blk_ops = {
 	.destroy = vblk_destroy,
 };
 
-VIRTIO_PCI_EMUL(virtio_blk, "virtio-blk", virtio_blk_ops);
+VIRTIO_PCI_EMUL(virtio_blk, "virtio-blk", virtio_blk_ops, { .names = blk_options });

@@ -649,4 +649,7 @@ static const struct virtio_dev_ops virtio_net_ops = {
 	.destroy = vnet_destroy,
 };
 
-VIRTIO_PCI_EMUL(virtio_net, "virtio-net", virtio_net_ops);
+static const char *const vnet_options[] = { "mac", "mtu", NULL };
+
+VIRTIO_PCI_EMUL(virtio_net, "virtio-net", virtio_net_ops, { .names = vnet_options },
+		{ .names = net_options });

@@ -1,0 +1,181 @@
+"""The command line as a bhyve user meets it: typos refused with a suggestion, the help
+listings, config.strict=false."""
+
+import os
+import re
+import subprocess
+
+from khyve_e2e import GUEST, KHYVE, ROOT, VM, check, khyve_run, test
+
+BASE = ["-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,off", "-o", "boot.kernel=" + GUEST]
+
+
+def dump(*extra):
+    """Parse and check a command line, print the configuration instead of running it."""
+    return khyve_run(BASE + ["-o", "config.dump=true"] + list(extra) + ["vm"])
+
+
+def refused_with(args, names, suggestion):
+    r = dump(*args)
+    err = r.stderr.decode()
+    check(r.returncode == 4, "%r: exit %d, want 4 (stderr: %s)" % (args, r.returncode, err))
+    check(names in err, "%r: the message does not name %r:\n%s" % (args, names, err))
+    if suggestion:
+        check("did you mean '%s'?" % suggestion in err,
+              "%r: no suggestion of %r:\n%s" % (args, suggestion, err))
+    check(err.count("\n") == 1, "%r: want one message, got:\n%s" % (args, err))
+    check(r.stdout == b"", "%r: a refused command line printed a configuration" % (args,))
+
+
+TYPOS = [
+    (["-o", "boot.cmdlin=console=ttyS0"], "'boot.cmdlin'", "boot.cmdline"),
+    (["-o", "snapshot.verfy=fast"], "'snapshot.verfy'", "snapshot.verify"),
+    (["-o", "ctl.sokcet=/tmp/x.sock"], "'ctl.sokcet'", "ctl.socket"),
+    (["-o", "Memory.Size=1G"], "'Memory.Size'", "memory.size"),
+    (["-o", "lpc.com1.pth=stdio"], "'lpc.com1.pth'", "lpc.com1.path"),
+    (["-s", "3,virtio-blk,disk.img,nocach"], "'nocach' for virtio-blk", "nocache"),
+    (["-s", "3,virtio-blk,disk.img,sectorsise=4096"], "'sectorsise'", "sectorsize"),
+    (["-s", "3,virtio-bkl,disk.img"], "virtio-bkl", "virtio-blk"),
+    (["-s", "3,virtio-net,slirp,hostfwd=tcp::1-:2,mtv=9000"], "'mtv' for virtio-net", "mtu"),
+    (["-s", "3,e1000,slirp,mca=02:00:00:00:00:01"], "'mca' for e1000", "mac"),
+    (["-s", "4,ahci,hd:disk.img,nocahe,cd:x.iso"], "'port.0.nocahe' for ahci",
+     "port.0.nocache"),
+    (["-s", "4,ahci,hd:disk.img,cd:x.iso,serail=a"], "'port.1.serail'", "port.1.serial"),
+    (["-s", "4,ahci-cd,x.iso,bootindx=1"], "'bootindx' for ahci-cd", "bootindex"),
+    (["-s", "5,fbuf,tcp=off,wiat"], "'wiat' for fbuf", "wait"),
+    (["-s", "3,virtio-rnd", "-o", "pci.0.3.0.devcie=virtio-rnd"], "'devcie'", "device"),
+]
+
+
+@test
+def typos_refused_with_a_suggestion(wd):
+    for args, names, suggestion in TYPOS:
+        refused_with(args, names, suggestion)
+    # Nothing close: the message lists what the device takes, or points at -o help.
+    refused_with(["-s", "3,virtio-blk,disk.img,mac=02:00:00:00:00:01"],
+                 "virtio-blk takes path, ro,", None)
+    refused_with(["-s", "3,virtio-rnd,fast"], "virtio-rnd takes no options", None)
+    refused_with(["-o", "frobnicate=1"], "khyve -o help", None)
+    refused_with(["-o", "pci.0.9.0.path=disk.img"], "slot 0:9.0 has no device", None)
+    refused_with(["-o", "pci.0.9.path=disk.img"], "pci.BUS.SLOT.FUNCTION.OPTION", None)
+    refused_with(["-o", "config.strict=maybe"], "config.strict=maybe", None)
+
+
+typos_refused_with_a_suggestion.needs_kvm = False
+
+
+@test
+def typos_in_a_config_file(wd):
+    cfg = wd("vm.conf")
+    with open(cfg, "w") as f:
+        f.write("cpus=2\nboot.cmdlne=mode=counter\n")
+    r = dump("-k", cfg)
+    check(r.returncode == 4 and b"did you mean 'boot.cmdline'?" in r.stderr,
+          "-k file typo: %d %s" % (r.returncode, r.stderr.decode()))
+
+
+typos_in_a_config_file.needs_kvm = False
+
+
+@test
+def strict_false_warns(wd):
+    r = dump("-o", "config.strict=false", "-o", "boot.cmdlin=x", "-s",
+             "3,virtio-blk,disk.img,nocach")
+    err = r.stderr.decode()
+    check(r.returncode == 0, "config.strict=false still refused: %s" % err)
+    check(err.count("warning:") == 2 and "did you mean 'boot.cmdline'?" in err
+          and "did you mean 'nocache'?" in err, "want two warnings, got:\n" + err)
+    # The configuration is used as given, unknown keys and all.
+    out = r.stdout.decode().splitlines()
+    check("boot.cmdlin=x" in out and "pci.0.3.0.nocach=true" in out, "dump: %s" % out)
+
+
+strict_false_warns.needs_kvm = False
+
+
+@test
+def every_known_key_passes(wd):
+    """Every key -o help lists is accepted, and the manual documents it."""
+    r = khyve_run(["-o", "help"])
+    check(r.returncode == 0, "-o help: %d" % r.returncode)
+    keys = [l.split()[0] for l in r.stdout.decode().splitlines()[1:]
+            if l.startswith("  ") and not l.split()[0].startswith("pci.")]
+    check(len(keys) > 25 and "boot.cmdline" in keys and "lpc.com4.path" in keys,
+          "-o help lists: %s" % keys)
+    man = subprocess.run("groff -mandoc -Tutf8 -P-cbou %s" % os.path.join(ROOT, "man", "khyve.8"),
+                         shell=True, capture_output=True).stdout.decode()
+    check("config.strict" in man, "man/khyve.8 did not render")
+    args = []
+    for k in keys:
+        args += ["-o", k + "=1"]
+        # lpc.com1.path .. lpc.com4.path are documented once, as lpc.comN.path.
+        check(any(re.search(r"(?<![\w.])%s(?![\w.])" % re.escape(n), man)
+                  for n in (k, re.sub(r"com\d", "comN", k))),
+              "man/khyve.8 does not document " + k)
+    r = khyve_run(["-o", "config.dump=true"] + args + ["vm"])
+    check(r.returncode == 0, "known keys refused: %s" % r.stderr.decode())
+    # Every option -s help lists for a device is accepted on that device.
+    r = khyve_run(["-s", "help"])
+    check(r.returncode == 0 and b"virtio-blk" in r.stdout, "-s help")
+    for line in r.stdout.decode().splitlines()[1:]:
+        emul, opts = line.split(None, 1)
+        if opts.startswith("("):
+            continue
+        prefix = ""
+        m = re.match(r"(\S+)\{(.*)\}$", opts)
+        if m:
+            prefix, opts = m.group(1).replace("N", "0"), m.group(2)
+        keys = ["pci.0.3.0.device=" + emul]
+        for o in opts.split(", "):
+            o = prefix + (o[:-1] + "1" if o.endswith("N") else o)
+            keys.append("pci.0.3.0.%s=1" % o)
+        r2 = khyve_run(["-o", "config.dump=true"] + sum((["-o", k] for k in keys), []) + ["vm"])
+        check(r2.returncode == 0, "%s: its own options refused: %s" % (emul, r2.stderr.decode()))
+
+
+every_known_key_passes.needs_kvm = False
+
+
+@test
+def help_listings(wd):
+    r = khyve_run(["-s", "help"])
+    out = r.stdout.decode()
+    check(r.returncode == 0, "-s help exit %d" % r.returncode)
+    for emul in ("hostbridge", "lpc", "virtio-blk", "virtio-net", "virtio-rnd", "ahci",
+                 "ahci-hd", "ahci-cd", "e1000", "fbuf"):
+        check(re.search(r"^  %s\s" % re.escape(emul), out, re.M), "-s help lacks " + emul)
+    r = khyve_run(["-l", "help"])
+    out = r.stdout.decode()
+    check(r.returncode == 0, "-l help exit %d" % r.returncode)
+    for dev in ("com1", "com2", "com3", "com4", "bootrom"):
+        check(re.search(r"^  %s\s" % dev, out, re.M), "-l help lacks " + dev)
+    r = khyve_run(["-h"])
+    check(b"-o help" in r.stdout, "khyve -h does not mention -o help")
+
+
+help_listings.needs_kvm = False
+
+
+@test
+def restore_typo_refused(wd):
+    """A typo on a restore's command line is caught too, with the snapshot's devices known."""
+    vm = VM(wd, extra=["-s", "3,virtio-net,slirp"])
+    vm.wait_seq(2, timeout=120)
+    snap = wd("vm0.snap")
+    vm.ctl("--suspend=" + snap)
+    check(vm.wait_exit(120) == 0, "suspend exit")
+    base = ["-r", snap, "-l", "com1,stdio", "-o", "ctl.socket=" + wd("r.sock")]
+    r = khyve_run(base + ["-o", "snapshot.verfy=fast", "vm0"], timeout=120)
+    check(r.returncode == 4 and b"did you mean 'snapshot.verify'?" in r.stderr,
+          "restore typo: %d %s" % (r.returncode, r.stderr.decode()))
+    # The slot's device comes from the snapshot: its options are known, typos are not.
+    r = khyve_run(base + ["-o", "pci.0.3.0.hostfwdd=", "vm0"], timeout=120)
+    check(r.returncode == 4 and b"'hostfwdd' for virtio-net" in r.stderr
+          and b"did you mean 'hostfwd'?" in r.stderr,
+          "restore option typo: %d %s" % (r.returncode, r.stderr.decode()))
+    # With config.strict=false the restore goes ahead (the unknown key is a session one).
+    vm2 = VM(wd, name="vm0", restore=snap,
+             extra=["-o", "config.strict=false", "-o", "config.frob=1"])
+    vm2.wait_seq(2, timeout=120)
+    check(b"warning: unknown configuration key 'config.frob'" in vm2.err,
+          "no warning: " + vm2.err.decode(errors="replace"))
