@@ -46,8 +46,8 @@ const struct config_key config_keys[] = {
 	{ NULL, NULL },
 };
 
-/* Options every PCI function has. */
-static const char *const pci_common_options[] = { "device", "bootindex", NULL };
+/* Options every PCI function has (pci.c reads romfile, firmware.c bootindex). */
+static const char *const pci_common_options[] = { "device", "bootindex", "romfile", NULL };
 
 bool key_match(const char *pat, const char *s)
 {
@@ -450,7 +450,7 @@ void pci_emuls_usage(FILE *f)
 	char opts[1200];
 
 	fprintf(f, "PCI emulations (-s SLOT,EMULATION[,OPTION[=VALUE]]...); each also takes "
-		   "bootindex=N:\n");
+		   "bootindex=N and romfile=PATH:\n");
 	for (unsigned i = 0; pci_emul_get(i); i++) {
 		emul_list_options(pci_emul_get(i), opts, sizeof(opts));
 		fprintf(f, "  %-12s %s\n", pci_emul_get(i)->name, opts[0] ? opts : "(no options)");

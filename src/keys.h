@@ -11,8 +11,8 @@
  *  - an option of a PCI device (pci.B.S.F.NAME): its name in a NULL-terminated list that the
  *    device's struct pci_emul names in .options (dev/pci/pci.h).  A backend's options are its
  *    own list beside the code that reads them (blk_options in backend/block.c, net_options in
- *    backend/net_backend.c) and each front end adds that list too.  "device" and "bootindex"
- *    are every function's;
+ *    backend/net_backend.c) and each front end adds that list too.  "device", "bootindex" and
+ *    "romfile" are every function's (keys.c: pci_common_options);
  *  - an LPC device's key (lpc.*): its entry in lpc_devices[] in dev/pci/lpc.c.
  * '#' in a name matches a decimal number ("port.#.path").  The e2e tests run with the check
  * on, so a key you forgot shows up as "unknown option" the first time you test it.
