@@ -28,6 +28,7 @@ const struct config_key config_keys[] = {
 	{ "config.strict", "false: unknown keys are warnings, not errors" },
 	{ "rtc.localtime", "false: the RTC keeps UTC (-u)" },
 	{ "x86.strictmsr", "false: unknown MSRs read 0, writes ignored (-w)" },
+	{ "cpu.features", "CPUID features the guest is not told about: -feat,-feat..." },
 	{ "fw.failwait", "seconds the firmware waits before rebooting when nothing boots" },
 	{ "ctl.socket", "control socket path, or off" },
 	{ "ctl.idle_ms", "close silent control connections after this long" },
