@@ -97,7 +97,7 @@ struct vm {
 
 	unsigned ncpus;
 	struct vcpu **vcpus;
-	struct cpuid_mask cpuid_mask; /* cpu.features: what vCPUs are not told of */
+	struct cpuid_mask cpuid_mask;	/* cpu.features: what vCPUs are not told of */
 
 	struct bus pio, mmio;
 	struct evloop ev;
@@ -115,6 +115,11 @@ struct vm {
 	uint64_t hole_gpa, hole_size; /* vm_mem_hole */
 	bool memslots_set;
 	bool vga; /* legacy VGA ports decoded (fbuf vga=io|on): the FADT says so */
+	/*
+	 * The HPET is in legacy replacement mode: its timers 0 and 1 own IRQ 0 and IRQ 8, and the
+	 * chipset cuts off the RTC's interrupt (IA-PC HPET 1.0a, 2.3.9.2.2).  Set by the HPET.
+	 */
+	atomic_bool hpet_legacy;
 	struct mem_backing *backing; /* snapshot file a restored VM's RAM maps, or NULL */
 	bool paused;		     /* guest paused by a control request */
 	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "dev/pc/hpet.h"
 #include "dev/pc/rtc.h"
 #include "sstream.h"
 #include "vm.h"
@@ -542,6 +543,43 @@ static void test_advance_wallclock(void **state)
 	assert_int_equal(cmos_rd(f, R_SEC), 0x01);
 }
 
+/* HPET general configuration: ENABLE_CNF and LEG_RT_CNF. */
+static void hpet_conf(struct fixture *f, uint32_t v)
+{
+	assert_true(bus_access(&f->vm.mmio, HPET_BASE + 0x10, &v, 4, true));
+}
+
+/*
+ * With the HPET in legacy replacement mode, IRQ 8 belongs to its timer 1: the RTC still sets
+ * its flags, but its interrupt reaches nothing (what Linux's HPET RTC emulation relies on,
+ * or every RTC event would arrive twice).  Both bits are needed; clearing either gives IRQ 8
+ * back.
+ */
+static void test_hpet_legacy_owns_irq8(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+
+	assert_non_null(hpet_create(&f->vm, err, sizeof(err)));
+	set_time(f, 0x12, 0x20, 0x25, 0x01, 0x01, 0x08, 0x00, 0x00); /* UIE */
+	cmos_rd(f, R_C);
+	hpet_conf(f, 3);
+	advance(f, 500 * MS);
+	assert_int_equal(f->pulses, 0);
+	assert_int_equal(cmos_rd(f, R_C), 0x90); /* the update happened: IRQF and UF */
+	hpet_conf(f, 2);			 /* LEG_RT without ENABLE routes nothing */
+	advance(f, SEC);
+	assert_int_equal(f->pulses, 1);
+	assert_int_equal(cmos_rd(f, R_C), 0x90);
+	hpet_conf(f, 3);
+	advance(f, SEC);
+	assert_int_equal(f->pulses, 1);
+	assert_int_equal(cmos_rd(f, R_C), 0x90);
+	hpet_conf(f, 1);
+	advance(f, SEC);
+	assert_int_equal(f->pulses, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -550,6 +588,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_set_freezes_and_rebases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reg_c, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hpet_legacy_owns_irq8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_periodic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alarm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alarm_hook, setup, teardown),

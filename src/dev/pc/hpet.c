@@ -260,6 +260,13 @@ static void hpet_catch_up(struct hpet *h, uint64_t now)
 			hpet_timer_match(h, &h->t[n], now);
 }
 
+/* Legacy routing takes effect with the counter enabled, and takes IRQ 8 from the RTC. */
+static void hpet_update_legacy(struct hpet *h)
+{
+	atomic_store(&h->vm->hpet_legacy, (h->config & (HPET_CNF_ENABLE | HPET_CNF_LEG_RT)) ==
+						  (HPET_CNF_ENABLE | HPET_CNF_LEG_RT));
+}
+
 static void hpet_write_gen_conf(struct hpet *h, uint64_t v, uint64_t now)
 {
 	uint64_t old = h->config;
@@ -270,6 +277,7 @@ static void hpet_write_gen_conf(struct hpet *h, uint64_t v, uint64_t now)
 	else if ((old & HPET_CNF_ENABLE) && !(v & HPET_CNF_ENABLE))
 		h->count_base = hpet_counter(h, now);
 	h->config = v;
+	hpet_update_legacy(h);
 	if ((old ^ v) & HPET_CNF_ENABLE)
 		for (unsigned n = 0; n < HPET_NTIMERS; n++)
 			hpet_timer_arm(h, &h->t[n], false);
@@ -494,6 +502,7 @@ static int hpet_load(struct dev *d, struct sstream *s, unsigned version)
 		return ss_error(s);
 	pthread_mutex_lock(&h->lock);
 	h->config = r.config;
+	hpet_update_legacy(h);
 	h->isr = r.isr;
 	h->count_base = r.counter;
 	h->ns_base = vclock_ns(&h->vm->ev);

@@ -296,7 +296,8 @@ static void rtc_set_flags(struct rtc *r, uint8_t flags)
 	*c |= flags;
 	if (*c & r->s.cmos[RTC_REG_B] & C_FLAGS) {
 		*c |= C_IRQF;
-		if (!was)
+		/* In HPET legacy mode IRQ 8 is timer 1's: the chip's IRQ8# goes nowhere. */
+		if (!was && !atomic_load(&r->vm->hpet_legacy))
 			vm_pulse_irq(r->vm, IRQ_RTC);
 	} else {
 		*c &= ~C_IRQF;
