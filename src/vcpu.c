@@ -104,8 +104,14 @@ int vcpu_set_cpuid(struct vcpu *v)
 		}
 	}
 	cpuid_mask_apply(&v->vm->cpuid_mask, c->entries, c->nent);
-	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0)
+	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
 		ret = -errno;
+		goto out;
+	}
+	/* Read back what the guest will see: not every KVM keeps what it is given. */
+	c->nent = max;
+	if (v->id == 0 && ioctl(v->fd, KVM_GET_CPUID2, c) == 0)
+		cpuid_mask_unkept(&v->vm->cpuid_mask, c->entries, c->nent, &v->vm->cpuid_unkept);
 out:
 	free(c);
 	return ret;

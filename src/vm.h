@@ -98,6 +98,7 @@ struct vm {
 	unsigned ncpus;
 	struct vcpu **vcpus;
 	struct cpuid_mask cpuid_mask;	/* cpu.features: what vCPUs are not told of */
+	struct cpuid_mask cpuid_unkept; /* ... and what of it KVM showed them anyway */
 
 	struct bus pio, mmio;
 	struct evloop ev;

@@ -146,12 +146,57 @@ static void test_apply(void **state)
 	assert_int_equal(e[3].eax & (1u << 4 | 1u << 5), 0);
 }
 
+/* A KVM that shows features anyway (PVM): what it kept, and the Linux options for the rest. */
+static void test_unkept(void **state)
+{
+	struct kvm_cpuid_entry2 e[] = {
+		entry(1, 0, 0),
+		entry(7, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX),
+		entry(0x40000001, 0, 0),
+	};
+	struct cpuid_mask m, u;
+	char err[256], buf[512];
+
+	assert_int_equal(parse("-xsave,-popcnt,-smap,-kvm-pv-ipi", &m, err, sizeof(err)), 0);
+	e[2].eax &= ~(1u << 11); /* KVM kept its own leaf: pv-ipi is gone */
+	e[1].ebx &= ~(1u << 20); /* and, say, smap */
+	cpuid_mask_unkept(&m, e, 3, &u);
+	assert_true(cpuid_mask_has(&u, "popcnt"));
+	assert_true(cpuid_mask_has(&u, "xsave"));
+	assert_true(cpuid_mask_has(&u, "avx")); /* a dependent, still shown */
+	assert_false(cpuid_mask_has(&u, "smap"));
+	assert_false(cpuid_mask_has(&u, "kvm-pv-ipi"));
+	/* Only what the user named goes on the command line; Linux drops the dependents. */
+	assert_int_equal(cpuid_mask_linux_cmdline(&u, buf, sizeof(buf)),
+			 (int)strlen("noxsave clearcpuid=popcnt"));
+	assert_string_equal(buf, "noxsave clearcpuid=popcnt");
+
+	/* Everything kept: nothing to add. */
+	cpuid_mask_apply(&m, e, 3);
+	cpuid_mask_unkept(&m, e, 3, &u);
+	assert_int_equal(cpuid_mask_linux_cmdline(&u, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "");
+
+	assert_int_equal(parse("-smap,-umip", &m, err, sizeof(err)), 0);
+	assert_int_equal(cpuid_mask_linux_cmdline(&m, buf, sizeof(buf)),
+			 (int)strlen("clearcpuid=smap,umip"));
+	assert_string_equal(buf, "clearcpuid=smap,umip");
+	assert_int_equal(cpuid_mask_linux_cmdline(&m, buf, 10), -ENOSPC);
+	/* Linux reads 127 characters of clearcpuid=: a longer list would be cut. */
+	assert_int_equal(parse("-avx512f,-avx512dq,-avx512ifma,-avx512pf,-avx512er,-avx512cd,"
+			       "-avx512bw,-avx512vl,-avx512vbmi,-avx512_vbmi2,-avx512_vnni,"
+			       "-avx512_bitalg,-avx512_vpopcntdq",
+			       &m, err, sizeof(err)),
+			 0);
+	assert_int_equal(cpuid_mask_linux_cmdline(&m, buf, sizeof(buf)), -ENOSPC);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_empty), cmocka_unit_test(test_bits),
 		cmocka_unit_test(test_deps),  cmocka_unit_test(test_refused),
-		cmocka_unit_test(test_apply),
+		cmocka_unit_test(test_apply), cmocka_unit_test(test_unkept),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

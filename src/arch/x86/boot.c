@@ -11,6 +11,7 @@
  *  - Multiboot: the Multiboot Specification 0.6.96.
  */
 #include "arch/x86/boot.h"
+#include "arch/x86/cpuid.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -845,9 +846,44 @@ static int boot_map_kernel(struct boot_ctx *c)
 	return 0;
 }
 
+/*
+ * cpu.features on a KVM that did not keep the CPUID it was given (PVM: arch/x86/cpuid.h):
+ * a Linux kernel can still be told, on its command line, to leave those features alone.
+ * @cmdline then points to @buf, the user's command line with the options appended.
+ */
+static int boot_cpuid_cmdline(struct vm *vm, const char **cmdline, char *buf, size_t len)
+{
+	static const struct cpuid_mask none;
+	char extra[512];
+	int n;
+
+	if (!memcmp(vm->cpuid_unkept.named, none.named, sizeof(none.named)))
+		return 0;
+	n = cpuid_mask_linux_cmdline(&vm->cpuid_unkept, extra, sizeof(extra));
+	if (n < 0) {
+		fprintf(stderr,
+			"khyve: this KVM shows the guest CPU features cpu.features takes "
+			"away, and they are too many for a Linux clearcpuid= (%d characters "
+			"at most): the guest sees them\n",
+			CPUID_LINUX_CLEARCPUID_MAX);
+		return 0;
+	}
+	if (!n)
+		return 0;
+	if (snprintf(buf, len, "%s%s%s", *cmdline, **cmdline ? " " : "", extra) >= (int)len)
+		return 0; /* boot_cmdline reports the user's own line if that is too long */
+	fprintf(stderr,
+		"khyve: this KVM shows the guest CPU features cpu.features takes away; "
+		"added to the kernel command line: %s\n",
+		extra);
+	*cmdline = buf;
+	return 0;
+}
+
 int boot_load(struct vm *vm, struct boot_entry *entry, char *err, size_t errlen)
 {
 	struct boot_ctx c = { .vm = vm, .err = err, .errlen = errlen, .key = "boot.kernel" };
+	char cmdline[BOOT_CMDLINE_MAX];
 	int ret;
 
 	c.path = vm->cfg ? config_get(vm->cfg, "boot.kernel") : NULL;
@@ -858,6 +894,9 @@ int boot_load(struct vm *vm, struct boot_entry *entry, char *err, size_t errlen)
 	c.file = c.path;
 	c.initrd = config_get(vm->cfg, "boot.initrd");
 	c.cmdline = config_get_default(vm->cfg, "boot.cmdline", "");
+	ret = boot_cpuid_cmdline(vm, &c.cmdline, cmdline, sizeof(cmdline));
+	if (ret)
+		return ret;
 	ret = e820_build(vm->ram_size, c.e820, E820_MAX_ENTRIES);
 	if (ret < 0) {
 		snprintf(err, errlen, "guest RAM of %llu MiB is below the %llu MiB minimum",

@@ -216,6 +216,7 @@ int cpuid_mask_parse(const char *spec, struct cpuid_mask *m, char *err, size_t e
 				 (int)len - 1, p + 1);
 			return -EINVAL;
 		}
+		m->named[f->word] |= 1u << f->bit;
 		cpuid_mask_clear(m, f);
 		p += len;
 		if (*p == ',')
@@ -255,4 +256,61 @@ void cpuid_mask_apply(const struct cpuid_mask *m, struct kvm_cpuid_entry2 *e, un
 		if (no_xsave && e[i].function == 0xd)
 			e[i].eax = e[i].ebx = e[i].ecx = e[i].edx = 0;
 	}
+}
+
+static const struct kvm_cpuid_entry2 *cpuid_entry(const struct kvm_cpuid_entry2 *e, unsigned n,
+						  int w)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (e[i].function == cpuid_words[w].fn &&
+		    (!(e[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ||
+		     e[i].index == cpuid_words[w].idx))
+			return &e[i];
+	return NULL;
+}
+
+void cpuid_mask_unkept(const struct cpuid_mask *m, const struct kvm_cpuid_entry2 *e, unsigned n,
+		       struct cpuid_mask *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int w = 0; w < CPUID_NWORDS; w++) {
+		const struct kvm_cpuid_entry2 *x = cpuid_entry(e, n, w);
+		uint32_t seen = x ? (&x->eax)[cpuid_words[w].reg] : 0;
+
+		out->named[w] = m->named[w] & seen;
+		out->clear[w] = m->clear[w] & seen;
+	}
+}
+
+int cpuid_mask_linux_cmdline(const struct cpuid_mask *m, char *buf, size_t len)
+{
+	size_t at = 0, list = 0;
+	int n;
+
+	if (!len)
+		return -ENOSPC;
+	buf[0] = 0;
+	if (m->named[CPUID_1_ECX] & (1u << 26)) { /* xsave: Linux says noxsave */
+		n = snprintf(buf, len, "noxsave");
+		if (n < 0 || (size_t)n >= len)
+			return -ENOSPC;
+		at = (size_t)n;
+	}
+	for (size_t i = 0; i < NFEATURES; i++) {
+		const struct cpuid_feature *f = &cpuid_features[i];
+
+		if (f->word == CPUID_KVM_FEATURES || !(m->named[f->word] & (1u << f->bit)) ||
+		    !strcmp(f->name, "xsave"))
+			continue;
+		n = snprintf(buf + at, len - at, "%s%s",
+			     list ? ","
+			     : at ? " clearcpuid="
+				  : "clearcpuid=",
+			     f->name);
+		if (n < 0 || (size_t)n >= len - at)
+			return -ENOSPC;
+		list += strlen(f->name) + (list ? 1 : 0);
+		at += (size_t)n;
+	}
+	return list > CPUID_LINUX_CLEARCPUID_MAX ? -ENOSPC : (int)at;
 }

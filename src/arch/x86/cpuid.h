@@ -43,7 +43,11 @@ enum cpuid_word {
 
 struct cpuid_mask {
 	uint32_t clear[CPUID_NWORDS]; /* bits to clear in each word */
+	uint32_t named[CPUID_NWORDS]; /* those of them the user named (no dependents) */
 };
+
+/* Longest clearcpuid= value Linux reads (arch/x86/kernel/cpu/common.c: 127 characters). */
+#define CPUID_LINUX_CLEARCPUID_MAX 127
 
 /*
  * Parse a cpu.features value (NULL or "" is an empty mask) into @m.  Returns 0, or -EINVAL
@@ -56,5 +60,21 @@ bool cpuid_mask_has(const struct cpuid_mask *m, const char *name);
 
 /* Clear the masked bits in the @n CPUID entries @e (and leaf 0xD when XSAVE goes). */
 void cpuid_mask_apply(const struct cpuid_mask *m, struct kvm_cpuid_entry2 *e, unsigned n);
+
+/*
+ * Some KVMs do not keep the CPUID they are given: PVM replaces leaves 1, 7 and 0xD with the
+ * host's after KVM_SET_CPUID2 (it keeps KVM's own leaf 0x40000001).  From the @n entries @e
+ * read back with KVM_GET_CPUID2, put in @out the features @m names that the guest still sees.
+ */
+void cpuid_mask_unkept(const struct cpuid_mask *m, const struct kvm_cpuid_entry2 *e, unsigned n,
+		       struct cpuid_mask *out);
+
+/*
+ * The Linux command line that takes away the features of @m that CPUID could not:
+ * "noxsave clearcpuid=popcnt,..." into @buf (empty when there are none).  KVM's paravirtual
+ * features have no such option and are left out.  Returns the length, or -ENOSPC when it does
+ * not fit in @len or the clearcpuid= list is longer than Linux reads.
+ */
+int cpuid_mask_linux_cmdline(const struct cpuid_mask *m, char *buf, size_t len);
 
 #endif
