@@ -17,7 +17,9 @@
 #include "arch/x86/acpi.h"
 #include "arch/x86/e820.h"
 #include "arch/x86/firmware.h"
+#include "config.h"
 #include "dev/pc/fw_cfg.h"
+#include "dev/pc/pm.h"
 #include "devsnap.h"
 #include "vm.h"
 
@@ -185,7 +187,7 @@ static void test_dma_read_skip_select(void **state)
 	assert_int_equal(buf[12], 0xEE);
 	/* The port reads on from where DMA left off: past the end. */
 	assert_int_equal(rd(f), 0);
-	/* Writes fail: every item is read-only. */
+	/* Writes fail: the item is not writable. */
 	assert_int_equal(dma(f, DESC,
 			     FW_CFG_FILE_FIRST << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 4,
 			     BUF),
@@ -204,6 +206,110 @@ static void test_dma_read_skip_select(void **state)
 	bus_access(&f->vm.pio, FW_CFG_PORT_DMA, q, 8, true);
 	assert_int_equal(be32(f->ram + DESC), 0);
 	assert_memory_equal(buf + 20, "QEMU", 4);
+}
+
+static uint8_t seen[16];
+static uint32_t seen_len;
+static unsigned seen_calls;
+
+static void on_write(void *opaque, const uint8_t *data, uint32_t len)
+{
+	assert_ptr_equal(opaque, &seen_calls);
+	memcpy(seen, data, len < sizeof(seen) ? len : sizeof(seen));
+	seen_len = len;
+	seen_calls++;
+}
+
+/* A writable file takes DMA writes inside it, its owner sees each; nothing else is writable. */
+static void test_dma_write(void **state)
+{
+	struct fx *f = *state;
+	const uint32_t key = FW_CFG_FILE_FIRST + 1;
+	uint8_t got[8];
+
+	seen_calls = 0;
+	assert_int_equal(fw_cfg_add_file(f->fc, "ro", "abcd", 4), 0);
+	assert_int_equal(fw_cfg_add_file_writable(f->fc, "rw", "\0\0\0\0\0\0\0\0", 8, on_write,
+						  &seen_calls),
+			 0);
+	assert_int_equal(fw_cfg_add_file_writable(f->fc, "nofn", "x", 1, NULL, NULL), -EINVAL);
+	memcpy(f->ram + BUF, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
+	assert_int_equal(dma(f, DESC, key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 8, BUF), 0);
+	assert_int_equal(seen_calls, 1);
+	assert_int_equal(seen_len, 8);
+	assert_memory_equal(seen, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
+	/* Skip then write, as SeaBIOS does for an offset: only the tail changes. */
+	memcpy(f->ram + BUF, "\xAA\xBB", 2);
+	assert_int_equal(dma(f, DESC, key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_SKIP, 6, 0), 0);
+	assert_int_equal(dma(f, DESC, FW_CFG_DMA_WRITE, 2, BUF), 0);
+	assert_memory_equal(seen, "\x11\x22\x33\x44\x55\x66\xAA\xBB", 8);
+	/* The guest reads back what it wrote. */
+	sel(f, (uint16_t)key);
+	rd_n(f, got, 8);
+	assert_memory_equal(got, seen, 8);
+	/* Past the end, from outside RAM, or into a read-only item: ERROR, no call. */
+	assert_int_equal(dma(f, DESC, key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 9, BUF),
+			 FW_CFG_DMA_ERROR);
+	assert_int_equal(dma(f, DESC, key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_SKIP, 4, 0), 0);
+	assert_int_equal(dma(f, DESC, FW_CFG_DMA_WRITE, 5, BUF), FW_CFG_DMA_ERROR);
+	assert_int_equal(dma(f, DESC, key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 8, RAM - 4),
+			 FW_CFG_DMA_ERROR);
+	assert_int_equal(dma(f, DESC, key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 8,
+			     0xFFFFFFFFFFFFFFFCULL),
+			 FW_CFG_DMA_ERROR);
+	assert_int_equal(dma(f, DESC,
+			     FW_CFG_FILE_FIRST << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 1,
+			     BUF),
+			 FW_CFG_DMA_ERROR);
+	assert_int_equal(dma(f, DESC, FW_CFG_SIGNATURE << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE,
+			     1, BUF),
+			 FW_CFG_DMA_ERROR);
+	assert_int_equal(seen_calls, 2);
+	sel(f, FW_CFG_FILE_FIRST);
+	rd_n(f, got, 4);
+	assert_memory_equal(got, "abcd", 4);
+}
+
+/*
+ * A snapshot keeps what the guest wrote; the file stays writable in the VM that loads it
+ * because that VM made it writable, not because the snapshot says so.
+ */
+static void test_dma_write_snapshot(void **state)
+{
+	struct fx *f = *state, *g;
+	const uint32_t key = FW_CFG_FILE_FIRST;
+	struct sstream s;
+	uint8_t got[4];
+
+	seen_calls = 0;
+	assert_int_equal(fw_cfg_add_file_writable(f->fc, "rw", "\0\0\0\0", 4, on_write,
+						  &seen_calls),
+			 0);
+	memcpy(f->ram + BUF, "WXYZ", 4);
+	assert_int_equal(dma(f, DESC, key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 4, BUF), 0);
+	ss_init_save(&s);
+	assert_int_equal(f->dev->ops->save(f->dev, &s), 0);
+	setup((void **)&g);
+	assert_int_equal(fw_cfg_add_file_writable(g->fc, "rw", "\0\0\0\0", 4, on_write,
+						  &seen_calls),
+			 0);
+	assert_int_equal(devsnap_load(g->dev, s.buf, s.len, 1), 0);
+	sel(g, (uint16_t)key);
+	rd_n(g, got, 4);
+	assert_memory_equal(got, "WXYZ", 4);
+	assert_int_equal(seen_calls, 1); /* a load tells no one */
+	memcpy(g->ram + BUF, "abcd", 4);
+	assert_int_equal(dma(g, DESC, key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 4, BUF), 0);
+	assert_int_equal(seen_calls, 2);
+	teardown((void **)&g);
+	/* Into a VM where no file of that name is writable: the saved one is read-only. */
+	setup((void **)&g);
+	assert_int_equal(devsnap_load(g->dev, s.buf, s.len, 1), 0);
+	assert_int_equal(dma(g, DESC, key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 4, BUF),
+			 FW_CFG_DMA_ERROR);
+	assert_int_equal(seen_calls, 2);
+	teardown((void **)&g);
+	ss_free(&s);
 }
 
 static void test_dma_hostile(void **state)
@@ -304,10 +410,16 @@ static uint64_t le(const uint8_t *p, unsigned n)
 	return v;
 }
 
+/* What the script's WRITE_POINTER (at most one) had firmware write, and where. */
+static uint64_t written_ptr;
+static char written_file[LOADER_FILE_LEN];
+
 /* Run a loader script as SeaBIOS would, with the tables at @tables_at and RSDP at @rsdp_at. */
 static void run_loader(const uint8_t *script, long len, uint8_t *rsdp, uint8_t *tables,
 		       uint64_t rsdp_at, uint64_t tables_at)
 {
+	written_ptr = 0;
+	written_file[0] = '\0';
 	for (long off = 0; off < len; off += LOADER_ENTRY_SIZE) {
 		const uint8_t *e = script + off;
 		uint32_t cmd = (uint32_t)le(e, 4);
@@ -334,6 +446,14 @@ static void run_loader(const uint8_t *script, long len, uint8_t *rsdp, uint8_t *
 			for (uint32_t i = 0; i < n; i++)
 				sum += blob[start + i];
 			blob[res] -= sum;
+		} else if (cmd == LOADER_WRITE_POINTER) {
+			/* dest file, src file, dst_offset, src_offset, size: at the end. */
+			assert_string_equal((char *)e + 4 + LOADER_FILE_LEN, "etc/acpi/tables");
+			assert_int_equal(le(e + 4 + 2 * LOADER_FILE_LEN, 4), 0);
+			assert_int_equal(e[12 + 2 * LOADER_FILE_LEN], 8);
+			assert_int_equal(off + LOADER_ENTRY_SIZE, len);
+			snprintf(written_file, sizeof(written_file), "%s", file);
+			written_ptr = tables_at + le(e + 8 + 2 * LOADER_FILE_LEN, 4);
 		} else {
 			fail_msg("unknown loader command %u", cmd);
 		}
@@ -389,6 +509,9 @@ static void test_acpi_loader(void **state)
 
 			assert_memory_equal(img + (facs - at), "FACS", 4);
 			assert_int_equal(facs % 64, 0);
+			/* Firmware tells khyve where the FACS went. */
+			assert_string_equal(written_file, "etc/khyve/facs-addr");
+			assert_int_equal(written_ptr, facs);
 			assert_memory_equal(img + (dsdt - at), "DSDT", 4);
 			assert_int_equal(le(tab + 140, 8), dsdt);
 			assert_int_equal(sum8(img + (dsdt - at), le(img + (dsdt - at) + 4, 4)), 0);
@@ -404,6 +527,82 @@ static void test_acpi_loader(void **state)
 	assert_int_equal(firmware_acpi_loader(img, len, script, 3), -ENOSPC);
 	free(img);
 	free(script);
+}
+
+/* The fw_cfg key of file @name, from the directory. */
+static uint16_t file_key(struct fx *f, const char *name)
+{
+	uint8_t hdr[4], e[64];
+	uint32_t n;
+
+	sel(f, FW_CFG_FILE_DIR);
+	rd_n(f, hdr, 4);
+	n = be32(hdr);
+	for (uint32_t i = 0; i < n; i++) {
+		rd_n(f, e, 64);
+		if (!strcmp((char *)e + 8, name))
+			return (uint16_t)(e[4] << 8 | e[5]);
+	}
+	fail_msg("no fw_cfg file %s", name);
+	return 0;
+}
+
+/*
+ * firmware_setup's machine: once firmware writes where it put the FACS (the loader's
+ * WRITE_POINTER), khyve's side of the global lock works there; a value that is no FACS in
+ * RAM is ignored.
+ */
+static void test_facs_from_firmware(void **state)
+{
+	struct fx g = { 0 };
+	struct config cfg;
+	struct dev *pm;
+	char err[256];
+	uint16_t key;
+	(void)state;
+
+	vm_init_bare(&g.vm, true);
+	g.ram = calloc(1, RAM);
+	g.vm.mem[0] = (struct mem_region){ .gpa = 0, .size = RAM, .hva = g.ram };
+	g.vm.nmem = 1;
+	g.vm.ram_size = RAM;
+	g.vm.ncpus = 1;
+	config_init(&cfg);
+	g.vm.cfg = &cfg;
+	pm = pm_create(&g.vm, err, sizeof(err));
+	assert_non_null(pm);
+	if (firmware_setup(&g.vm, err, sizeof(err)))
+		fail_msg("firmware_setup: %s", err);
+	key = file_key(&g, "etc/khyve/facs-addr");
+	assert_int_equal(pm_global_lock_acquire(pm), -ENODEV); /* no FACS known yet */
+	/* Not a FACS there, then an unaligned one, then outside RAM: ignored. */
+	const uint64_t bad[] = { 0x10000, 0x20010, RAM + 0x1000 };
+
+	memcpy(g.ram + 0x20010, "FACS", 4);
+	for (unsigned i = 0; i < 3; i++) {
+		memcpy(g.ram + BUF, &bad[i], 8);
+		assert_int_equal(dma(&g, DESC,
+				     (uint32_t)key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 8,
+				     BUF),
+				 0);
+		assert_int_equal(pm_global_lock_acquire(pm), -ENODEV);
+	}
+	/* A FACS where firmware put it. */
+	const uint64_t facs = 0x30000;
+
+	memcpy(g.ram + facs, "FACS", 4);
+	g.ram[facs + 4] = 64;
+	memcpy(g.ram + BUF, &facs, 8);
+	assert_int_equal(dma(&g, DESC, (uint32_t)key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE,
+			     8, BUF),
+			 0);
+	assert_int_equal(pm_global_lock_acquire(pm), 0);
+	assert_int_equal(le(g.ram + facs + 16, 4), GL_OWNED);
+	assert_int_equal(pm_global_lock_release(pm), 0);
+	assert_int_equal(le(g.ram + facs + 16, 4), 0);
+	vm_destroy(&g.vm);
+	config_free(&cfg);
+	free(g.ram);
 }
 
 static void test_e820(void **state)
@@ -436,9 +635,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_directory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dma_read_skip_select, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dma_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dma_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dma_write_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acpi_loader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_e820, setup, teardown),
+		cmocka_unit_test(test_facs_from_firmware),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,7 @@
 #include "arch/x86/e820.h"
 #include "dev/pc/bootrom.h"
 #include "dev/pc/fw_cfg.h"
+#include "dev/pc/pm.h"
 #include "dev/pci/pci.h"
 #include "vm.h"
 
@@ -29,6 +30,8 @@
 
 static const char rsdp_file[] = "etc/acpi/rsdp";
 static const char tables_file[] = "etc/acpi/tables";
+/* Where firmware put the FACS (8 bytes, little endian), which khyve's PM block needs. */
+static const char facs_addr_file[] = "etc/khyve/facs-addr";
 
 /* ---- configuration ---- */
 
@@ -165,6 +168,7 @@ struct loader {
 	uint8_t *out;
 	size_t max, n;
 	bool full;
+	uint32_t facs; /* the FACS's offset in the tables, 0 when there is none */
 };
 
 static uint8_t *loader_entry(struct loader *l, uint32_t cmd)
@@ -203,6 +207,20 @@ static void loader_pointer(struct loader *l, const char *dest, uint32_t off, uin
 	memcpy(e + 4 + LOADER_FILE_LEN, tables_file, sizeof(tables_file) - 1);
 	put_le(e + 4 + 2 * LOADER_FILE_LEN, off, 4);
 	e[4 + 2 * LOADER_FILE_LEN + 4] = size;
+}
+
+/* Firmware writes the address of @src_off in the tables into the writable file @dest. */
+static void loader_write_pointer(struct loader *l, const char *dest, uint32_t src_off)
+{
+	uint8_t *e = loader_entry(l, LOADER_WRITE_POINTER);
+
+	if (!e)
+		return;
+	memcpy(e + 4, dest, strlen(dest));
+	memcpy(e + 4 + LOADER_FILE_LEN, tables_file, sizeof(tables_file) - 1);
+	put_le(e + 4 + 2 * LOADER_FILE_LEN, 0, 4);
+	put_le(e + 8 + 2 * LOADER_FILE_LEN, src_off, 4);
+	e[12 + 2 * LOADER_FILE_LEN] = 8;
 }
 
 static void loader_checksum(struct loader *l, const char *file, uint32_t off, uint32_t start,
@@ -253,6 +271,8 @@ static bool loader_fadt(struct loader *l, const uint8_t *img, size_t len, uint32
 			return false;
 		if (get_le(img + t + ptrs[i].off, ptrs[i].size))
 			loader_pointer(l, tables_file, t + ptrs[i].off, (uint8_t)ptrs[i].size);
+		if (ptrs[i].off == 36 && !memcmp(img + get_le(img + t + 36, 4), "FACS", 4))
+			l->facs = (uint32_t)get_le(img + t + 36, 4);
 		/* The DSDT's own checksum is already right: it holds no pointers. */
 	}
 	return true;
@@ -308,13 +328,33 @@ long firmware_acpi_loader(const uint8_t *img, size_t len, uint8_t *out, size_t m
 		loader_pointer(&l, rsdp_file, 24, 8);
 	loader_checksum(&l, rsdp_file, 8, 0, 20);
 	loader_checksum(&l, rsdp_file, 32, 0, RSDP_LEN);
+	/* Last, when the FACS is where it stays: its address for the global lock's owner. */
+	if (l.facs)
+		loader_write_pointer(&l, facs_addr_file, l.facs);
 	if (l.full)
 		return -ENOSPC;
 	return (long)(l.n * LOADER_ENTRY_SIZE);
 }
 
+/*
+ * Firmware has placed the FACS: the PM block plays the platform's part of its global lock
+ * there (as acpi_build tells it without firmware).  The guest wrote the value: it must be an
+ * aligned FACS in RAM, else the PM block goes on without one.
+ */
+static void fw_facs_written(void *opaque, const uint8_t *data, uint32_t len)
+{
+	struct vm *vm = opaque;
+	struct dev *pm = vm_find_dev(vm, "pm");
+	uint64_t gpa = len == 8 ? get_le(data, 8) : 0;
+	const uint8_t *f = gpa ? vm_gpa(vm, gpa, 64) : NULL;
+
+	if (pm && f && !memcmp(f, "FACS", 4))
+		pm_set_facs(pm, gpa);
+}
+
 static int fw_acpi(struct vm *vm, struct fw_cfg *fc, char *err, size_t errlen)
 {
+	static const uint8_t zero[8];
 	uint8_t *img = calloc(1, ACPI_IMAGE_MAX);
 	uint8_t *script = calloc(LOADER_MAX_ENTRIES, LOADER_ENTRY_SIZE);
 	size_t len = 0;
@@ -340,6 +380,9 @@ static int fw_acpi(struct vm *vm, struct fw_cfg *fc, char *err, size_t errlen)
 		ret = fw_cfg_add_file(fc, tables_file, img, (uint32_t)len);
 	if (!ret)
 		ret = fw_cfg_add_file(fc, "etc/table-loader", script, (uint32_t)slen);
+	if (!ret)
+		ret = fw_cfg_add_file_writable(fc, facs_addr_file, zero, sizeof(zero),
+					       fw_facs_written, vm);
 	if (ret)
 		snprintf(err, errlen, "fw_cfg: ACPI files: %s", strerror(-ret));
 out:

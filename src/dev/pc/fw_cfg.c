@@ -23,6 +23,9 @@ struct fw_item {
 	char name[FW_CFG_NAME_LEN]; /* "" for the fixed items */
 	uint32_t len;
 	uint8_t *data;
+	/* A file the guest may write (fw_cfg_add_file_writable); not part of the snapshot. */
+	fw_cfg_write_fn write;
+	void *opaque;
 };
 
 struct fw_cfg {
@@ -101,6 +104,32 @@ static bool dma_put(struct fw_cfg *fc, uint64_t gpa, const uint8_t *src, uint64_
 	return true;
 }
 
+/*
+ * The guest writes @length bytes from @addr into the selected item at the current offset:
+ * only into a writable file and only inside it (QEMU's rule; SeaBIOS and OVMF write the
+ * loader's WRITE_POINTER values so).  The owner hears of it once the bytes are in.
+ */
+static uint32_t dma_write(struct fw_cfg *fc, uint32_t length, uint64_t addr)
+{
+	struct fw_item *it = fc->cur >= 0 ? &fc->items[fc->cur] : NULL;
+	uint32_t done = 0;
+
+	if (!it || !it->write || fc->off > it->len || length > it->len - fc->off)
+		return FW_CFG_DMA_ERROR;
+	while (done < length) {
+		uint32_t n = length - done < DMA_CHUNK ? length - done : DMA_CHUNK;
+		const uint8_t *src = addr + done >= addr ? vm_gpa(fc->vm, addr + done, n) : NULL;
+
+		if (!src)
+			return FW_CFG_DMA_ERROR;
+		memcpy(it->data + fc->off, src, n);
+		fc->off += n;
+		done += n;
+	}
+	it->write(it->opaque, it->data, it->len);
+	return 0;
+}
+
 /* Move up to @length bytes of the selected item; returns the control word to write back. */
 static uint32_t dma_run(struct fw_cfg *fc, uint32_t control, uint32_t length, uint64_t addr)
 {
@@ -112,7 +141,7 @@ static uint32_t dma_run(struct fw_cfg *fc, uint32_t control, uint32_t length, ui
 	if (!read && !write && !skip)
 		return 0;
 	if (write)
-		return FW_CFG_DMA_ERROR; /* every item is read-only */
+		return dma_write(fc, length, addr);
 	while (length) {
 		const struct fw_item *it = fc->cur >= 0 ? &fc->items[fc->cur] : NULL;
 		uint32_t n = length;
@@ -266,7 +295,8 @@ static int fw_rebuild_dir(struct fw_cfg *fc)
 	return 0;
 }
 
-int fw_cfg_add_file(struct fw_cfg *fc, const char *name, const void *data, uint32_t len)
+static int fw_add_file(struct fw_cfg *fc, const char *name, const void *data, uint32_t len,
+		       fw_cfg_write_fn fn, void *opaque)
 {
 	int ret = 0;
 
@@ -282,11 +312,24 @@ int fw_cfg_add_file(struct fw_cfg *fc, const char *name, const void *data, uint3
 	if (!ret)
 		ret = fw_add(fc, fc->next_file, name, data, len);
 	if (!ret) {
+		fc->items[fc->n - 1].write = fn;
+		fc->items[fc->n - 1].opaque = opaque;
 		fc->next_file++;
 		ret = fw_rebuild_dir(fc);
 	}
 	pthread_mutex_unlock(&fc->lock);
 	return ret;
+}
+
+int fw_cfg_add_file(struct fw_cfg *fc, const char *name, const void *data, uint32_t len)
+{
+	return fw_add_file(fc, name, data, len, NULL, NULL);
+}
+
+int fw_cfg_add_file_writable(struct fw_cfg *fc, const char *name, const void *data, uint32_t len,
+			     fw_cfg_write_fn fn, void *opaque)
+{
+	return fn ? fw_add_file(fc, name, data, len, fn, opaque) : -EINVAL;
 }
 
 /* ---- snapshot ---- */
@@ -387,6 +430,20 @@ static int fw_cfg_load(struct dev *d, struct sstream *s, unsigned version)
 		return ret;
 	}
 	pthread_mutex_lock(&fc->lock);
+	/*
+	 * Writability is this VM's, not the file's: a saved file stays writable when the VM
+	 * being restored made one of that name writable (its owner already has its value
+	 * from its own state), and no saved file becomes writable otherwise.
+	 */
+	for (unsigned i = 0; i < st->n; i++) {
+		st->items[i].write = NULL;
+		for (unsigned j = 0; j < fc->n && st->items[i].name[0]; j++)
+			if (fc->items[j].write && !strcmp(fc->items[j].name, st->items[i].name) &&
+			    fc->items[j].len == st->items[i].len) {
+				st->items[i].write = fc->items[j].write;
+				st->items[i].opaque = fc->items[j].opaque;
+			}
+	}
 	for (unsigned i = 0; i < fc->n; i++)
 		free(fc->items[i].data);
 	memcpy(fc->items, st->items, st->n * sizeof(st->items[0]));

@@ -14,8 +14,9 @@
  * memory { be32 control, be32 length, be64 address }: control holds the selector (high 16
  * bits) and SELECT/READ/SKIP/WRITE; the device clears it when done, or leaves ERROR set.
  * Every guest value is checked: the structure and each byte moved must be guest RAM, the
- * length is a u32 moved in pieces, an unknown selector reads zeros, all items are read-only
- * (writes fail with ERROR), a read past an item's end gives zeros.
+ * length is a u32 moved in pieces, an unknown selector reads zeros, a read past an item's
+ * end gives zeros; a DMA write goes only into a file made writable and only inside it (else
+ * ERROR), and its owner is told.
  *
  * The snapshot holds every item (the guest may be half-way through reading one, and the
  * items describe the machine it booted on), the selector, the offset and the DMA address.
@@ -68,6 +69,13 @@ struct fw_cfg *fw_cfg_create(struct vm *vm, char *err, size_t errlen);
 int fw_cfg_add_item(struct fw_cfg *fc, uint16_t key, const void *data, uint32_t len);
 /* A named file (at most FW_CFG_NAME_LEN - 1 characters) at the next free key. */
 int fw_cfg_add_file(struct fw_cfg *fc, const char *name, const void *data, uint32_t len);
+/*
+ * A file the guest may write by DMA (as the loader's WRITE_POINTER does); @fn gets its whole
+ * content after each write, under the device lock, from a vCPU thread.
+ */
+typedef void (*fw_cfg_write_fn)(void *opaque, const uint8_t *data, uint32_t len);
+int fw_cfg_add_file_writable(struct fw_cfg *fc, const char *name, const void *data, uint32_t len,
+			     fw_cfg_write_fn fn, void *opaque);
 
 /* The port handler, for tests and the fuzzer (offset from FW_CFG_PORT_SEL). */
 void fw_cfg_io(void *opaque, uint64_t off, void *data, unsigned size, bool is_write);
