@@ -21,12 +21,23 @@ CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: soak all check linux-kernel unit e2e demo deps asan asan-unit asan-e2e install clean format-check format bench
+.PHONY: FORCE soak all check linux-kernel unit e2e demo deps asan asan-unit asan-e2e install clean format-check format bench
 all: $(BUILD)/khyve $(BUILD)/khyvectl $(BUILD)/testguest
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The commit --version names: rewritten only when it changes, so only version.o is rebuilt.
+KHYVE_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell \
+	git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+$(BUILD)/gen/commit.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define KHYVE_COMMIT "$(KHYVE_COMMIT)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/src/version.o: $(BUILD)/gen/commit.h
+$(BUILD)/src/version.o: ALL_CFLAGS += -I$(BUILD)/gen
+FORCE:
 
 $(BUILD)/libkhyve.a: $(LIB_OBJS)
 	@rm -f $@

@@ -28,17 +28,12 @@
 
 int machine_check_config(struct config *cfg, bool restoring, char *err, size_t errlen)
 {
+	struct cpu_topo topo;
 	uint64_t mem;
-	unsigned long cpus;
-	char *end;
 	const char *v;
 
-	v = config_get_default(cfg, "cpus", "1");
-	cpus = strtoul(v, &end, 10);
-	if (*end || !cpus || cpus > 255) {
-		snprintf(err, errlen, "cpus=%s: must be a number from 1 to 255", v);
+	if (topo_from_config(cfg, &topo, err, errlen))
 		return -EINVAL;
-	}
 	if (config_get_size(cfg, "memory.size", 0, &mem) ||
 	    (config_get(cfg, "memory.size") && mem < MIN_MEMORY)) {
 		snprintf(err, errlen, "memory.size=%s: must be a size of at least 16M",
@@ -97,7 +92,9 @@ static int machine_add_devices(struct vm *vm, char *err, size_t errlen)
 
 static int machine_add_vcpus(struct vm *vm, char *err, size_t errlen)
 {
-	vm->ncpus = (unsigned)strtoul(config_get_default(vm->cfg, "cpus", "1"), NULL, 10);
+	if (topo_from_config(vm->cfg, &vm->topo, err, errlen))
+		return -EINVAL;
+	vm->ncpus = vm->topo.cpus;
 	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)
 		return -ENOMEM;

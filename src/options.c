@@ -9,13 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch/x86/topology.h"
 #include "keys.h"
+#include "version.h"
 #include "vm.h"
 
 void options_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: khyve [-AHuwh] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s "
+		"Usage: khyve [-AHuwh] [--version] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s "
 		"SLOT,EMULATION[,CONF]]...\n"
 		"             [-l LPCDEV[,CONF]]... [-o KEY=VALUE]... [-k CONFIGFILE]\n"
 		"             [-r SNAPSHOT] VMNAME\n"
@@ -37,6 +39,7 @@ void options_usage(FILE *f)
 		"                unknown keys are errors unless config.strict=false)\n"
 		"  -k FILE       read KEY=VALUE lines from FILE\n"
 		"  -r FILE       restore the VM saved in snapshot FILE\n"
+		"  --version     print the version, commit and snapshot format, and exit\n"
 		"Exit status: 0 reboot, 1 power off, 2 halt, 3 triple fault, 4 error.\n");
 }
 
@@ -303,10 +306,42 @@ int options_parse_memory(struct config *cfg, const char *arg, char *err, size_t 
 	return set_key(cfg, err, errlen, "memory.size", buf);
 }
 
+/*
+ * getopt saw an option it does not know.  The long options are --version and --help only
+ * (bhyve has none); any other "--word" is named whole, not as "-" (what getopt reports).
+ */
+static int options_unknown(int argc, char **argv, struct options *opt, char *err, size_t errlen)
+{
+	const char *arg = NULL;
+
+	if (optopt != '-') {
+		snprintf(err, errlen, "unknown option -%c (see khyve -h)", optopt);
+		return -EINVAL;
+	}
+	/* getopt stays on the element ("--version") or has just left it. */
+	for (int i = optind - 1; i <= optind && i < argc; i++)
+		if (i > 0 && !strncmp(argv[i], "--", 2))
+			arg = argv[i];
+	if (arg && !strcmp(arg, "--version")) {
+		version_print(stdout, "khyve");
+		return 1;
+	}
+	if (arg && !strcmp(arg, "--help")) {
+		options_usage(stdout);
+		return 1;
+	}
+	snprintf(err, errlen,
+		 "unknown option '%s' (khyve takes bhyve's one-letter options, --version and "
+		 "--help; see khyve -h)",
+		 arg ? arg : "--");
+	return -EINVAL;
+}
+
 int options_parse(int argc, char **argv, struct config *cfg, struct options *opt, char *err,
 		  size_t errlen)
 {
 	int c, ret = 0;
+	char key[16];
 	bool dump;
 
 	memset(opt, 0, sizeof(*opt));
@@ -366,8 +401,7 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 				 optopt);
 			return -EINVAL;
 		default:
-			snprintf(err, errlen, "unknown option -%c (see khyve -h)", optopt);
-			return -EINVAL;
+			return options_unknown(argc, argv, opt, err, errlen);
 		}
 	}
 	if (ret)
@@ -380,6 +414,17 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 	if (optind == argc - 1) {
 		ret = set_key(cfg, err, errlen, "name", argv[optind]);
 		if (ret)
+			return ret;
+	}
+	/* -c sockets=2,cores=2: the vCPU count is their product, and a snapshot records it. */
+	if (!config_get(cfg, "cpus") && (config_get(cfg, "sockets") || config_get(cfg, "cores") ||
+					 config_get(cfg, "threads"))) {
+		struct cpu_topo t;
+
+		if (topo_from_config(cfg, &t, err, errlen))
+			return -EINVAL;
+		snprintf(key, sizeof(key), "%u", t.cpus);
+		if ((ret = set_key(cfg, err, errlen, "cpus", key)))
 			return ret;
 	}
 	if (!config_get(cfg, "name") && !opt->restore) {

@@ -73,8 +73,12 @@ int vcpu_set_cpuid(struct vcpu *v)
 {
 	unsigned max = 256;
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + max * sizeof(c->entries[0]));
+	struct cpu_topo topo = v->vm->topo;
 	int ret = 0;
 
+	/* A VM built without a configuration (unit tests): a socket per vCPU. */
+	if (!topo.cpus)
+		topo = (struct cpu_topo){ v->vm->ncpus, v->vm->ncpus, 1, 1 };
 	if (!c)
 		return -ENOMEM;
 	c->nent = max;
@@ -85,24 +89,13 @@ int vcpu_set_cpuid(struct vcpu *v)
 	for (unsigned i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
 
-		switch (e->function) {
-		case 1:
-			/* Initial APIC id, logical processor count, hypervisor present. */
-			e->ebx = (e->ebx & 0x0000ffff) | (v->id << 24) |
-				 ((v->vm->ncpus & 0xff) << 16);
-			e->ecx |= 1u << 31;
-			break;
-		case 0xb:
-		case 0x1f:
-			e->edx = v->id; /* x2APIC id */
-			break;
-		case 0x8000001e:
-			e->eax = v->id; /* extended APIC id (AMD) */
-			break;
-		default:
-			break;
-		}
+		if (e->function == 1)
+			e->ecx |= 1u << 31; /* hypervisor present */
 	}
+	/* APIC ids and the sockets, cores and threads around them (arch/x86/topology.c). */
+	ret = topo_cpuid_apply(&topo, v->id, c->entries, &c->nent, max);
+	if (ret)
+		goto out;
 	cpuid_mask_apply(&v->vm->cpuid_mask, c->entries, c->nent);
 	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
 		ret = -errno;

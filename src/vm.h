@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include "arch/x86/cpuid.h"
+#include "arch/x86/topology.h"
 #include "bus.h"
 #include "config.h"
 #include "dev/dev.h"
@@ -96,6 +97,7 @@ struct vm {
 	uint64_t ram_size;
 
 	unsigned ncpus;
+	struct cpu_topo topo; /* sockets, cores, threads: what CPUID tells the guest */
 	struct vcpu **vcpus;
 	struct cpuid_mask cpuid_mask;	/* cpu.features: what vCPUs are not told of */
 	struct cpuid_mask cpuid_unkept; /* ... and what of it KVM showed them anyway */

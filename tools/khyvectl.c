@@ -30,6 +30,7 @@
 #include "snap/format.h"
 #include "snap/meta.h"
 #include "snap/trust.h"
+#include "version.h"
 
 #define EXIT_REFUSED 1 /* khyve said no, or the file is corrupt */
 #define EXIT_USAGE 2   /* bad command line, no connection, unreadable file */
@@ -69,7 +70,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: khyvectl --vm=NAME [--socket=PATH] ACTION [--json] [--quiet]\n"
 		   "       khyvectl snapshot info [--key=PATH] FILE\n"
 		   "       khyvectl snapshot verify FILE\n"
-		   "       khyvectl -h\n"
+		   "       khyvectl -h | --version\n"
 		   "\n"
 		   "actions:\n"
 		   "  --checkpoint=FILE  save the running VM to FILE; the VM goes on running\n"
@@ -87,7 +88,8 @@ static void usage(FILE *f)
 		   "  --json             print khyve's reply as JSON, one line\n"
 		   "  --quiet            no progress bar, nothing printed on success (except "
 		   "--status)\n"
-		   "  -h, --help         this help\n");
+		   "  -h, --help         this help\n"
+		   "  --version          the version, commit and snapshot format\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -847,6 +849,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "json", no_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch, ret = 0;
@@ -886,6 +889,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case 'h':
 			usage(stdout);
+			return -1;
+		case 'V':
+			version_print(stdout, "khyvectl");
 			return -1;
 		case ':':
 			return usage_error("%s needs a value", argv[optind - 1]);

@@ -358,6 +358,7 @@ static int req_status(struct ctl_req *r)
 		add_ms(o, "paused_ms", now - vm->ctl->paused_since);
 	add_u64(o, "pid", (uint64_t)getpid());
 	json_object_object_add(o, "version", json_object_new_string(KHYVE_VERSION));
+	json_object_object_add(o, "commit", json_object_new_string(khyve_commit));
 	send_obj(r, o);
 	return 0;
 }

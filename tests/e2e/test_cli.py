@@ -5,7 +5,7 @@ import os
 import re
 import subprocess
 
-from khyve_e2e import GUEST, KHYVE, ROOT, VM, check, khyve_run, test
+from khyve_e2e import GUEST, KHYVE, KHYVECTL, ROOT, VM, check, khyve_run, test
 
 BASE = ["-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,off", "-o", "boot.kernel=" + GUEST]
 
@@ -179,3 +179,66 @@ def restore_typo_refused(wd):
     vm2.wait_seq(2, timeout=120)
     check(b"warning: unknown configuration key 'config.frob'" in vm2.err,
           "no warning: " + vm2.err.decode(errors="replace"))
+
+
+VERSION_RE = r"^%s (\d+\.\d+\.\d+) \(commit ([0-9a-f]{12}(-dirty)?|unknown)\), snapshot format (\d+)\n$"
+
+
+@test
+def version_on_both_tools(wd):
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True).stdout.decode().strip()
+    for tool, path in (("khyve", KHYVE), ("khyvectl", KHYVECTL)):
+        r = subprocess.run([path, "--version"], capture_output=True)
+        out = r.stdout.decode()
+        m = re.match(VERSION_RE % tool, out)
+        check(r.returncode == 0 and m, "%s --version: %d %r" % (tool, r.returncode, out))
+        # The commit is the one the tree was built from (a build outside git says unknown).
+        check(not head or m.group(2).startswith(head),
+              "%s --version names commit %s, the tree is at %s" % (tool, m.group(2), head))
+        check(m.group(4) == "1", "snapshot format %s" % m.group(4))
+    r = khyve_run(["--frobnicate", "vm"])
+    check(r.returncode == 4 and b"unknown option '--frobnicate'" in r.stderr,
+          "unknown long option: %d %s" % (r.returncode, r.stderr.decode()))
+    r = khyve_run(["--help"])
+    check(r.returncode == 0 and b"Usage: khyve" in r.stdout, "khyve --help")
+
+
+version_on_both_tools.needs_kvm = False
+
+
+def guest_args(wd, lpc_slot="31", cpus="1", cmdline="mode=selftest", name="vm0"):
+    return [KHYVE, "-c", cpus, "-m", "512M", "-s", "0,hostbridge", "-s", lpc_slot + ",lpc",
+            "-l", "com1,stdio", "-o", "boot.kernel=" + GUEST, "-o", "boot.cmdline=" + cmdline,
+            "-o", "ctl.socket=" + wd(name + ".sock"), name]
+
+
+@test
+def lpc_in_any_slot(wd):
+    """bhyve puts the LPC bridge wherever -s says (-s 1,lpc); the ISA devices behind it work."""
+    vm = VM(wd, args=guest_args(wd, lpc_slot="1"))
+    vm.wait_for(rb"TESTGUEST (PASS|FAIL.*)$", timeout=240)
+    check(b"TESTGUEST PASS" in vm.out and b"\nok atkbdc\n" in vm.out,
+          "self-test with the LPC bridge at 0:1.0:\n" + vm.tail())
+    check(vm.wait_exit(60) == 1, "power off")
+    r = khyve_run(guest_args(wd, lpc_slot="1")[1:-1] + ["-s", "31,lpc", "vm1"])
+    check(r.returncode == 4 and b"second LPC bridge" in r.stderr,
+          "two LPC bridges: %d %s" % (r.returncode, r.stderr.decode()))
+
+
+@test
+def cpu_topology(wd):
+    """-c sockets=S,cores=C,threads=T: the vCPU count follows, the guest runs on all of them,
+    and counts that do not multiply up are refused."""
+    r = dump("-c", "sockets=2,cores=2")
+    check(r.returncode == 0 and "cpus=4" in r.stdout.decode().splitlines(),
+          "-c sockets=2,cores=2 gives cpus=4: %s" % r.stdout.decode())
+    for bad, needle in (("cpus=4,sockets=3", "4 vCPUs"), ("sockets=2,cores=3", "powers of two"),
+                        ("sockets=16,cores=16", "256 vCPUs"), ("cpus=4,sockets=2,cores=1", "4 vCPUs")):
+        r = khyve_run(BASE + ["-c", bad, "vm"])
+        check(r.returncode == 4 and needle.encode() in r.stderr,
+              "-c %s: %d %s" % (bad, r.returncode, r.stderr.decode()))
+    vm = VM(wd, args=guest_args(wd, cpus="cpus=4,sockets=1,cores=2,threads=2"))
+    vm.wait_for(rb"TESTGUEST (PASS|FAIL.*)$", timeout=240)
+    check(b"TESTGUEST PASS" in vm.out, "self-test on 1 socket x 2 cores x 2 threads:\n" + vm.tail())
+    check(vm.wait_exit(60) == 1, "power off")

@@ -553,8 +553,9 @@ static void test_config_errors(void **state)
 			   "PCI bus 1 does not exist");
 	expect_setup_error((const char *const[]){ "pci.0.x.0.device=hostbridge", NULL },
 			   "want pci.BUS.SLOT.FUNCTION.device");
-	expect_setup_error((const char *const[]){ "pci.0.5.0.device=lpc", NULL },
-			   "pci.0.5.0 (lpc): the LPC bridge must be at slot 31");
+	expect_setup_error((const char *const[]){ "pci.0.1.0.device=lpc", "pci.0.31.0.device=lpc",
+						  NULL },
+			   "pci.0.31.0 (lpc): a second LPC bridge (there is one at 0:1.0 already");
 	expect_setup_error((const char *const[]){ "pci.0.6.2.device=hostbridge", NULL },
 			   "PCI slot 0:6.2 needs function 0");
 }

@@ -15,6 +15,7 @@
 #include "arch/x86/e820.h"
 #include "dev/pc/atkbdc.h"
 #include "dev/pc/pm.h"
+#include "dev/pci/lpc.h"
 #include "dev/pci/pci.h"
 #include "vm.h"
 
@@ -568,9 +569,12 @@ static void dsdt_isa(struct aml *a, struct vm *vm)
 	const struct config *cfg = vm->cfg;
 	struct aml_mark isa;
 
-	/* The LPC bridge is PCI 0:31.0, as on Intel chipsets and in bhyve. */
+	unsigned devfn = LPC_DEFAULT_DEVFN;
+
+	/* Below the LPC bridge, wherever -s put it (0:31.0 on Intel chipsets). */
+	lpc_pci_addr(vm, &devfn);
 	isa = aml_device_open(a, "ISA");
-	aml_name_int(a, "_ADR", 0x001F0000);
+	aml_name_int(a, "_ADR", (uint64_t)(devfn / 8) << 16 | devfn % 8);
 	for (unsigned i = 0; i < 4; i++) {
 		char key[24], name[8];
 

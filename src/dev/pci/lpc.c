@@ -2,9 +2,9 @@
 /*
  * The LPC (PCI-to-ISA) bridge: the PCI face of the legacy devices (COM ports, RTC, PM block),
  * which are created by the machine, not here, and the home of the keyboard controller
- * (atkbdc.c), which a PC always has behind its ISA bridge.  It sits at 0:31.0 only, as on Intel chipsets
- * and in bhyve, because the DSDT describes the ISA bus below that address; that also makes it
- * unique.  The ids are the Intel PIIX3 ISA bridge's, as in bhyve: Linux only applies a
+ * (atkbdc.c), which a PC always has behind its ISA bridge.  It may sit at any bus-0 slot and
+ * function, as in bhyve (-s 1,lpc; 31 is where Intel chipsets have it); the DSDT describes
+ * the ISA bus below whatever address it has (lpc_pci_addr).  There is at most one.  The ids are the Intel PIIX3 ISA bridge's, as in bhyve: Linux only applies a
  * harmless quirk to it, where ICH ids would make the lpc_ich driver look for ACPI and GPIO
  * base registers we do not emulate.
  *
@@ -21,19 +21,36 @@
 #include "dev/pci/pci.h"
 #include "sstream.h"
 
-#define LPC_SLOT 31
 #define LPC_VENDOR 0x8086
 #define LPC_DEVICE 0x7000
 #define LPC_PIRQ_ROUTE 0x60 /* PIRQRC[A:D], one byte each */
 #define LPC_STATE_ROUTES 2  /* state version 1 had no state: routes at power-on */
 
+int lpc_pci_addr(struct vm *vm, unsigned *devfn)
+{
+	for (unsigned s = 0; s < PCI_SLOTS; s++) {
+		for (unsigned f = 0; f < PCI_FUNCS; f++) {
+			struct pci_dev *pd = pci_find_dev(vm, s, f);
+
+			if (pd && pd->emul == &pci_emul_lpc) {
+				*devfn = s * 8 + f;
+				return 0;
+			}
+		}
+	}
+	return -ENOENT;
+}
+
 static int lpc_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err, size_t errlen)
 {
-	if (pd->slot != LPC_SLOT || pd->func != 0) {
+	unsigned other;
+
+	/* Functions are added in slot order: an earlier one is already on the bus. */
+	if (!lpc_pci_addr(vm, &other) && other != pd->slot * 8 + pd->func) {
 		snprintf(err, errlen,
-			 "the LPC bridge must be at slot %u function 0 (-s %u,lpc): "
-			 "the ACPI tables describe the ISA bus there",
-			 LPC_SLOT, LPC_SLOT);
+			 "a second LPC bridge (there is one at 0:%u.%u already; a PC has one ISA "
+			 "bus)",
+			 other / 8, other % 8);
 		return -EINVAL;
 	}
 	pci_set_ids(pd, LPC_VENDOR, LPC_DEVICE, PCIC_BRIDGE, PCIS_BRIDGE_ISA, 0, 0);

@@ -7,6 +7,8 @@
 #define KHYVE_DEV_PCI_LPC_H
 
 #define LPC_KEYS 3
+/* Where the DSDT puts the ISA bus when there is no LPC bridge: Intel's 0:31.0. */
+#define LPC_DEFAULT_DEVFN (31 * 8)
 
 struct lpc_device {
 	const char *name; /* as -l takes it: "com1" */
@@ -17,5 +19,11 @@ struct lpc_device {
 
 /* Every LPC device, ending with a NULL name. */
 extern const struct lpc_device lpc_devices[];
+
+struct vm;
+extern const struct pci_emul pci_emul_lpc;
+
+/* Where the LPC bridge is: slot * 8 + function on bus 0 in *@devfn, or -ENOENT. */
+int lpc_pci_addr(struct vm *vm, unsigned *devfn);
 
 #endif
