@@ -71,6 +71,7 @@ check: deps
 	@$(MAKE) --no-print-directory e2e
 	@$(MAKE) --no-print-directory asan-unit
 	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory mutate-smoke
 
 # The Linux test kernel (tests/linux/build.sh): used when neither KHYVE_LINUX nor the prebuilt
 # ../shared/guests image is there; built once into $(BUILD)/linux/.
@@ -136,6 +137,35 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	@tests/fuzz/run.sh 3 $(FUZZ_BUILD) $(FUZZ_BINS)
 
+# Mutation testing (tests/mutants/): each mutant in tests/mutants/mutants.ini weakens one
+# validation check in a scratch copy of the tree, which is built and tested; some test must
+# fail.  `make mutate` runs every mutant (MUTATE_E2E_WRAP=CMD runs the e2e ones under CMD) and
+# prints the score; `make mutate-smoke` (in `make check`) runs the few fast unit-only ones.
+.PHONY: mutate mutate-smoke coverage
+mutate:
+	@python3 tests/mutants/run.py
+
+mutate-smoke:
+	@python3 tests/mutants/run.py --smoke
+
+# Line and branch coverage (gcov): the unit tests and (COVERAGE_E2E=0 to skip them) the e2e
+# tests against a --coverage build in build-cov/, then gcovr's tables for the guest-facing and
+# snapshot-loading code.  A test failing under coverage is reported, the tables still printed.
+COV_BUILD := build-cov
+COVERAGE_E2E ?= 1
+COV_UNITS := $(UNIT_SRCS:tests/unit/%.c=$(COV_BUILD)/tests/%)
+COV_FILTER := --filter 'src/dev/' --filter 'src/snap/' --filter 'src/arch/x86/cpustate\.c'
+coverage: all
+	@find $(COV_BUILD) -name '*.gcda' -delete 2>/dev/null || true
+	@$(MAKE) --no-print-directory BUILD=$(COV_BUILD) CFLAGS="-O0 -g --coverage" \
+		LDFLAGS="--coverage" $(COV_BUILD)/khyve $(COV_BUILD)/khyvectl $(COV_UNITS)
+	@ln -sf ../$(BUILD)/testguest $(COV_BUILD)/testguest
+	-@scripts/run-unit.sh $(COV_UNITS) >$(COV_BUILD)/unit.log 2>&1; tail -1 $(COV_BUILD)/unit.log
+	-@if [ "$(COVERAGE_E2E)" = 1 ]; then KHYVE_BUILD=$(CURDIR)/$(COV_BUILD) KHYVE_COVERAGE=1 \
+		scripts/run-e2e.sh >$(COV_BUILD)/e2e.log 2>&1; tail -1 $(COV_BUILD)/e2e.log; fi
+	@gcovr -r . --object-directory $(COV_BUILD) $(COV_FILTER) --exclude-unreachable-branches
+	@gcovr -r . --object-directory $(COV_BUILD) $(COV_FILTER) --exclude-unreachable-branches -b
+
 install: all
 	install -D -m 755 $(BUILD)/khyve $(DESTDIR)$(PREFIX)/sbin/khyve
 	install -D -m 755 $(BUILD)/khyvectl $(DESTDIR)$(PREFIX)/sbin/khyvectl
@@ -151,7 +181,7 @@ format:
 	clang-format -i $(FORMAT_SRCS)
 
 clean:
-	rm -rf $(BUILD) build-asan $(FUZZ_BUILD)
+	rm -rf $(BUILD) build-asan $(FUZZ_BUILD) $(COV_BUILD)
 
 # (not into build/linux/, the test kernel's tree: tests/linux/build.sh)
 -include $(shell find $(BUILD) -path $(BUILD)/linux -prune -o -name '*.d' -type f -print 2>/dev/null)

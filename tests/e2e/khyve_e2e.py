@@ -161,6 +161,13 @@ class VM:
         return self.out[-n:].decode(errors="replace")
 
     def kill(self):
+        if self.p.poll() is None and os.environ.get("KHYVE_COVERAGE"):
+            # make coverage: SIGINT ends khyve through exit(), which writes its gcov data.
+            self.p.send_signal(signal.SIGINT)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()

@@ -1411,6 +1411,34 @@ static void test_snapshot(void **state)
 		memcpy(bad, a, alen);
 		memcpy(bad + alen, "xxxx", 4); /* trailing bytes */
 		REFUSE(bad, alen + 4, 1);
+		/*
+		 * Port 0's registers (clb clbu fb fbu is ie cmd tfd sig ssts sctl serr sact ci
+		 * sntf gen, halted, next): values no HBA state produces.
+		 */
+		const size_t r0 = p0 + 1 + 8 + 4 + 20;
+
+		assert_int_equal(io_get(a + r0, 4), CLB(0));
+		memcpy(bad, a, alen);
+		bad[r0 + 8] |= 0x80; /* FIS base not 256-byte aligned */
+		REFUSE(bad, alen, 1);
+		memcpy(bad, a, alen);
+		bad[r0 + 1] |= 0x02; /* CLB bit 9: not 1 KiB aligned */
+		REFUSE(bad, alen, 1);
+		memcpy(bad, a, alen);
+		bad[r0 + 65] = 32; /* next slot: one past the 32 */
+		REFUSE(bad, alen, 1);
+		memcpy(bad, a, alen);
+		bad[r0 + 41] |= 0x10; /* SCTL bit 12: reserved */
+		REFUSE(bad, alen, 1);
+		memcpy(bad, a, alen);
+		bad[r0 + 24] &= (uint8_t)~0x01; /* engine stopped ... */
+		bad[r0 + 48] = 0x01;		/* ... with a queued command active */
+		REFUSE(bad, alen, 1);
+		bad[r0 + 48] = 0;
+		bad[r0 + 52] = 0x01; /* ... or one issued */
+		REFUSE(bad, alen, 1);
+		bad[r0 + 52] = 0;
+		assert_int_equal(devsnap_load(&f.pd->dev, bad, alen, 1), 0); /* stopped, idle */
 	}
 	free(bad);
 	free(a);

@@ -28,6 +28,8 @@
 
 /* Offsets in a version-1 state with empty queues. */
 #define ST_CMDBYTE 0
+#define ST_OBF 33
+#define ST_OBF_AUX 34
 #define ST_PENDING 37
 #define ST_CTL_COUNT 42
 #define ST_KBD_SCANSET 57
@@ -744,6 +746,23 @@ static void test_snapshot_refused(void **state)
 	c[alen] = 0;
 	devsnap_expect_refused(f->d, c, alen + 1, 1);
 	devsnap_expect_refused(f->d, a, alen, 2);
+	/* Mouse data flagged in an empty output buffer. */
+	memcpy(c, a, alen);
+	c[ST_OBF] = 0;
+	c[ST_OBF_AUX] = 1;
+	devsnap_expect_refused(f->d, c, alen, 1);
+	/* Only commands that take a data byte can be waiting for one: D1-D4, not D5. */
+	memcpy(c, a, alen);
+	c[ST_PENDING] = 0xd5;
+	devsnap_expect_refused(f->d, c, alen, 1);
+	c[ST_PENDING] = 0x5f;
+	devsnap_expect_refused(f->d, c, alen, 1);
+	c[ST_PENDING] = 0x80;
+	devsnap_expect_refused(f->d, c, alen, 1);
+	c[ST_PENDING] = 0xd4;
+	assert_int_equal(devsnap_load(f->d, c, alen, 1), 0);
+	c[ST_PENDING] = 0x60;
+	assert_int_equal(devsnap_load(f->d, c, alen, 1), 0);
 	free(c);
 	free(a);
 }

@@ -2280,6 +2280,8 @@ static void test_snapshot_refused_fields(void **state)
 	memcpy(c, a, alen);
 	corrupt_u32(c, off, 0x20000);
 	refused(d, c, alen, 1);
+	corrupt_u32(c, off, 0x2); /* not dword aligned */
+	refused(d, c, alen, 1);
 	free(c);
 	free(a);
 }

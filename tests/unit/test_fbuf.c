@@ -555,6 +555,12 @@ static void test_snapshot_refused(void **state)
 	memcpy(c, a, alen);
 	c[o2 - 3] = 0x07; /* page 0x700 after 0x800: out of order */
 	devsnap_expect_refused(&f->pd->dev, c, alen, 1);
+	c[o2 - 4] = 0x00;
+	c[o2 - 3] = 0x08; /* page 0x800 twice */
+	devsnap_expect_refused(&f->pd->dev, c, alen, 1);
+	memcpy(c, a, alen);
+	c[o2 - 2] = 0x01; /* page 0x10900: past the frame buffer, in order */
+	devsnap_expect_refused(&f->pd->dev, c, alen, 1);
 	memcpy(c, a, alen);
 	c[0] ^= 1; /* the vga mode this device was made with */
 	devsnap_expect_refused(&f->pd->dev, c, alen, 1);

@@ -41,7 +41,7 @@ static int teardown(void **state)
 }
 
 /* A snapshot with two data pages (2 and 3) and one at page 40: two extents. */
-static void write_snapshot(const char *p, const char *meta)
+static void write_snapshot_mem(const char *p, const char *meta, uint64_t mem)
 {
 	struct snap_writer w;
 	struct snap_file map;
@@ -50,15 +50,15 @@ static void write_snapshot(const char *p, const char *meta)
 	char err[256];
 
 	memset(page, 0xab, sizeof(page));
-	assert_int_equal(snap_writer_open(&w, p, MEM, err, sizeof(err)), 0);
+	assert_int_equal(snap_writer_open(&w, p, mem, err, sizeof(err)), 0);
 	assert_int_equal(snap_writer_memory(&w, 2 * 4096, page, sizeof(page)), 0);
 	assert_int_equal(snap_writer_memory(&w, 40 * 4096, page, 4096), 0);
-	assert_int_equal(snap_writer_memory(&w, MEM, page, 4096), -EINVAL);
+	assert_int_equal(snap_writer_memory(&w, mem, page, 4096), -EINVAL);
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, meta, strlen(meta)), 0);
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, "uart@com1", 3, "devstate", 8), 0);
 	memset(&map, 0, sizeof(map));
 	map.nregions = 1;
-	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
+	map.regions[0] = (struct snap_region){ 0, mem, w.mem_offset };
 	map.nextents = 2;
 	map.extents = calloc(2, sizeof(*map.extents));
 	map.extents[0] = (struct snap_extent){ w.mem_offset + 2 * 4096, 8192,
@@ -71,6 +71,11 @@ static void write_snapshot(const char *p, const char *meta)
 	ss_free(&s);
 	free(map.extents);
 	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+}
+
+static void write_snapshot(const char *p, const char *meta)
+{
+	write_snapshot_mem(p, meta, MEM);
 }
 
 static void test_roundtrip(void **state)
@@ -260,6 +265,23 @@ static void test_extents_refused(void **state)
 	e[0] = (struct snap_extent){ area, SNAP_EXTENT_MAX + 4096, 0 };
 	craft_memmap(path, &one_region, 1, e, 1);
 	expect_refused(path, true, "memory extent 0 is malformed");
+	/* Inside a memory area big enough for it, still longer than any the writer writes. */
+	{
+		const uint64_t big = 2 * SNAP_EXTENT_MAX + 2 * 4096;
+		struct snap_region r = { 0, big, area };
+
+		write_snapshot_mem(path, "{}", big);
+		e[0] = (struct snap_extent){ area, SNAP_EXTENT_MAX + 4096, 0 };
+		craft_memmap(path, &r, 1, e, 1);
+		expect_refused(path, true, "memory extent 0 is malformed");
+		e[0] = (struct snap_extent){ area + 4096, SNAP_EXTENT_MAX, 0 };
+		craft_memmap(path, &r, 1, e, 1);
+		expect_refused(path, true, "checksum");
+		/* Regions that leave part of the area out. */
+		r.size = big - 4096;
+		craft_memmap(path, &r, 1, e, 0);
+		expect_refused(path, false, "do not cover the memory area");
+	}
 	/* Overlapping, unsorted. */
 	write_snapshot(path, "{}");
 	e[0] = (struct snap_extent){ area + 8192, 8192, 0 };
@@ -315,6 +337,117 @@ static void test_hole_data_refused(void **state)
 	expect_refused(path, false, "offset 0x204000");
 }
 
+/* Rewrite header field @off (@n bytes) of @p with the header checksum recomputed. */
+static void header_set(const char *p, unsigned off, uint64_t v, unsigned n)
+{
+	uint8_t page[4096];
+	int fd = open(p, O_RDWR);
+
+	assert_true(fd >= 0);
+	craft_pread(fd, page, sizeof(page), 0);
+	craft_put(page + off, v, n);
+	craft_put(page + CH_SUM, XXH3_64bits(page, CH_SUM), 8);
+	craft_pwrite(fd, page, sizeof(page), 0);
+	close(fd);
+}
+
+static uint64_t header_get(const char *p, unsigned off)
+{
+	uint8_t page[4096];
+	int fd = open(p, O_RDONLY);
+
+	assert_true(fd >= 0);
+	craft_pread(fd, page, sizeof(page), 0);
+	close(fd);
+	return craft_get(page + off, 8);
+}
+
+/* Every bound the header's offsets and sizes must keep, each broken alone. */
+static void test_header_bounds_refused(void **state)
+{
+	struct stat st;
+	uint64_t size, moff, msize, toff, tlen;
+	const char *mem = "memory area out of bounds", *table = "section table out of bounds";
+
+	write_snapshot(path, "{}");
+	assert_int_equal(stat(path, &st), 0);
+	size = (uint64_t)st.st_size;
+	moff = header_get(path, CH_MOFF);
+	msize = header_get(path, CH_MSIZE);
+	toff = header_get(path, CH_TOFF);
+	tlen = header_get(path, CH_TLEN);
+	assert_int_equal(moff, SNAP_MEM_ALIGN);
+	assert_int_equal(msize, MEM);
+	assert_int_equal(toff + tlen, size);
+	/* The memory area: where the format puts it, inside the file, whole pages. */
+	header_set(path, CH_MOFF, moff + 4096, 8);
+	expect_refused(path, false, mem);
+	header_set(path, CH_MOFF, size + 4096, 8);
+	expect_refused(path, false, mem);
+	header_set(path, CH_MOFF, moff, 8);
+	header_set(path, CH_MSIZE, size, 8);
+	expect_refused(path, false, mem);
+	header_set(path, CH_MSIZE, ~0ULL - 4095, 8);
+	expect_refused(path, false, mem);
+	header_set(path, CH_MSIZE, msize - 512, 8);
+	expect_refused(path, false, mem);
+	header_set(path, CH_MSIZE, msize, 8);
+	/* The table: after the memory area, inside the file, as long as its entries. */
+	header_set(path, CH_TOFF, moff + msize - 80, 8);
+	expect_refused(path, false, table);
+	header_set(path, CH_TOFF, size + 1, 8);
+	expect_refused(path, false, table);
+	header_set(path, CH_TOFF, toff, 8);
+	header_set(path, CH_TLEN, tlen + 80, 8);
+	expect_refused(path, false, table);
+	header_set(path, CH_TLEN, tlen - 80, 8);
+	expect_refused(path, false, table);
+	header_set(path, CH_TLEN, tlen, 8);
+	header_set(path, CH_NSEC, SNAP_MAX_SECTIONS + 1, 4);
+	expect_refused(path, false, table);
+	header_set(path, CH_NSEC, tlen / 80, 4);
+	{
+		struct snap_file f;
+		char err[256];
+
+		assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+		snap_file_close(&f);
+	}
+}
+
+/* Regions that do not tile the memory area, each way. */
+static void test_regions_refused(void **state)
+{
+	const uint64_t area = SNAP_MEM_ALIGN;
+	static const struct {
+		struct snap_region r[2];
+		unsigned n;
+		const char *why;
+	} cases[] = {
+		{ { { 0, MEM, SNAP_MEM_ALIGN + 4096 } }, 1, "memory region 0 is malformed" },
+		{ { { 0, 0, SNAP_MEM_ALIGN } }, 1, "memory region 0 is malformed" },
+		{ { { 0, MEM - 512, SNAP_MEM_ALIGN } }, 1, "memory region 0 is malformed" },
+		{ { { 512, MEM, SNAP_MEM_ALIGN } }, 1, "memory region 0 is malformed" },
+		{ { { 0, MEM + 4096, SNAP_MEM_ALIGN } }, 1, "memory region 0 is malformed" },
+		{ { { 0, MEM / 2, SNAP_MEM_ALIGN }, { 1ULL << 32, MEM, SNAP_MEM_ALIGN + MEM / 2 } },
+		  2,
+		  "memory region 1 is malformed" },
+		{ { { 0, MEM / 2, SNAP_MEM_ALIGN } }, 1, "do not cover the memory area" },
+		{ { { 0, MEM / 2, SNAP_MEM_ALIGN },
+		    { 1ULL << 32, MEM / 2, SNAP_MEM_ALIGN + MEM / 2 } },
+		  2,
+		  NULL },
+	};
+	struct snap_extent e = { area + 2 * 4096, 4096, 0 };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		write_snapshot(path, "{}");
+		craft_memmap(path, cases[i].r, cases[i].n, &e, 0);
+		/* Two regions that tile the area pass; the data pages, now unlisted, do not. */
+		expect_refused(path, false, cases[i].why ? cases[i].why : "does not list");
+	}
+}
+
 static void test_sections_refused(void **state)
 {
 	struct craft c;
@@ -345,6 +478,20 @@ static void test_sections_refused(void **state)
 		craft_set(&c, (unsigned)m, buf, c.sec[m].length);
 	}
 	c.sec[d].offset -= 4;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "is out of place");
+	/* The last section running into the table: its offset right, its length too long. */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	{
+		unsigned l = c.nsec - 1;
+		uint8_t *longer = calloc(1, c.sec[l].length + 16);
+
+		memcpy(longer, c.sec[l].data, c.sec[l].length);
+		craft_set(&c, l, longer, c.sec[l].length + 16);
+		free(longer);
+	}
 	craft_store(&c, path);
 	craft_free(&c);
 	expect_refused(path, false, "is out of place");
@@ -544,6 +691,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_extents_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hole_data_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sections_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_header_bounds_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_regions_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_cross_checks, setup, teardown),
 	};
 

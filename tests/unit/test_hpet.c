@@ -448,6 +448,45 @@ static int load_with_timer_config(struct dev *d, unsigned n, uint64_t config, ui
 	return ret;
 }
 
+/* As load_with_timer_config, with timer @n's period and the interrupt status chosen too. */
+static int load_with(struct dev *d, unsigned n, uint64_t config, uint64_t cmp, uint64_t period,
+		     uint64_t isr)
+{
+	struct sstream s;
+	uint64_t v;
+	uint32_t ntimers = HPET_NTIMERS;
+	int ret;
+
+	ss_init_save(&s);
+	v = ENABLE;
+	ss_u64(&s, &v);
+	ss_u64(&s, &isr);
+	v = 0;
+	ss_u64(&s, &v); /* counter */
+	ss_u32(&s, &ntimers);
+	for (unsigned i = 0; i < HPET_NTIMERS; i++) {
+		uint64_t c = i == n ? config : 0, k = i == n ? cmp : 0, p = i == n ? period : 0;
+
+		ss_u64(&s, &c);
+		ss_u64(&s, &k);
+		ss_u64(&s, &p);
+	}
+	ret = devsnap_load(d, s.buf, s.len, d->ops->version);
+	ss_free(&s);
+	return ret;
+}
+
+static int load_with_timer_config_p(struct dev *d, unsigned n, uint64_t config, uint64_t cmp,
+				    uint64_t period)
+{
+	return load_with(d, n, config, cmp, period, 0);
+}
+
+static int load_with_isr(struct dev *d, unsigned n, uint64_t config, uint64_t isr)
+{
+	return load_with(d, n, config, 5, 0, isr);
+}
+
 static void test_snapshot_refuses_bad_values(void **state)
 {
 	struct fixture *f = *state;
@@ -459,8 +498,16 @@ static void test_snapshot_refuses_bad_values(void **state)
 	/* FSB enable and periodic on timer 1: not offered. */
 	assert_int_equal(load_with_timer_config(f->d, 2, 1ULL << 14, 7), -EINVAL);
 	assert_int_equal(load_with_timer_config(f->d, 1, PERIODIC, 7), -EINVAL);
-	/* 32-bit mode with a 64-bit comparator. */
+	/* 32-bit mode with a 64-bit comparator, or a 64-bit period. */
 	assert_int_equal(load_with_timer_config(f->d, 0, MODE32, 1ULL << 40), -EINVAL);
+	assert_int_equal(load_with_timer_config_p(f->d, 0, MODE32 | PERIODIC, 5, 1ULL << 33),
+			 -EINVAL);
+	assert_int_equal(load_with_timer_config_p(f->d, 0, MODE32 | PERIODIC, 5, 1ULL << 31), 0);
+	/* Interrupt status is for level-triggered timers only, and for timers that exist. */
+	assert_int_equal(load_with_isr(f->d, 2, ROUTE(23) | LEVEL, 1ULL << 2), 0);
+	assert_int_equal(load_with_isr(f->d, 2, ROUTE(23), 1ULL << 2), -EINVAL);
+	assert_int_equal(load_with_isr(f->d, 2, ROUTE(23) | LEVEL, 1ULL << HPET_NTIMERS), -EINVAL);
+	assert_int_equal(load_with_timer_config(f->d, 2, ROUTE(23) | INT_ENB, 5), 0);
 	/* Nothing of the refused loads was committed. */
 	assert_int_equal(rd64(&f->vm, TCMP(2)), 5);
 	assert_int_equal(rd64(&f->vm, TCONF(2)) & 0xffcf, ROUTE(23) | INT_ENB);

@@ -520,7 +520,16 @@ static void test_snapshot_refused(void **state)
 	memcpy(bad, a.buf, a.len);
 	bad[R_A] |= 0x80; /* UIP is never stored */
 	devsnap_expect_refused(g.d, bad, a.len, 1);
+	memcpy(bad, a.buf, a.len);
+	bad[R_B] |= 0x80 | 0x10; /* update interrupts while the clock is stopped (SET) */
+	devsnap_expect_refused(g.d, bad, a.len, 1);
+	/* The phase is below a second: 999999999 ns is a phase, 10^9 is not. */
+	memcpy(bad, a.buf, a.len);
+	memcpy(bad + ST_PHASE, (uint32_t[]){ 1000000000 }, 4);
+	devsnap_expect_refused(g.d, bad, a.len, 1);
 	assert_int_equal(cmos_rd(&g, 0x70), 0x42);
+	memcpy(bad + ST_PHASE, (uint32_t[]){ 999999999 }, 4);
+	assert_int_equal(devsnap_load(g.d, bad, a.len, 1), 0);
 
 	free(bad);
 	ss_free(&a);

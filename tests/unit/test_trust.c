@@ -252,6 +252,10 @@ static void test_key_file(void **state)
 	chmod(sub, 0777);
 	keyref(&ref, "shared/k.key");
 	expect_key_error(&ref, -EPERM, "writable by others");
+	/* Writable by its group only: another user still could replace the key. */
+	chmod(sub, 0770);
+	expect_key_error(&ref, -EPERM, "writable by others");
+	chmod(sub, 0777);
 	assert_int_not_equal(snap_key_load(&ref, true, k2, err, sizeof(err)), 0);
 	assert_int_equal(stat(ref.path, &st), -1);
 	/* A configured key's directory is not made for it; the default one is. */

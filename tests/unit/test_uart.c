@@ -33,6 +33,8 @@
 #define ST_FCR 4
 #define ST_RX_HEAD 11
 #define ST_RX_COUNT 12
+#define ST_MSR 8
+#define ST_TIMEOUT 10
 
 struct fixture {
 	struct vm vm;
@@ -366,6 +368,26 @@ static void test_snapshot_refused(void **state)
 	memcpy(bad, a.buf, a.len);
 	bad[ST_FCR] |= 0x02; /* a self-clearing bit */
 	devsnap_expect_refused(g.d, bad, a.len, 1);
+	/* A character timeout pending with nothing to time out: accepted with data, not empty. */
+	memcpy(bad, a.buf, a.len);
+	assert_true(bad[ST_RX_COUNT] > 0);
+	bad[ST_TIMEOUT] = 1;
+	assert_int_equal(devsnap_load(g.d, bad, a.len, 1), 0);
+	bad[ST_RX_COUNT] = 0;
+	devsnap_expect_refused(g.d, bad, a.len, 1);
+	/* Modem status lines that the loopback wiring of MCR does not give. */
+	memcpy(bad, a.buf, a.len);
+	bad[ST_MSR] ^= 0x80;
+	devsnap_expect_refused(g.d, bad, a.len, 1);
+	/* FIFO disabled: one byte at most (RX and TX). */
+	memcpy(bad, a.buf, a.len);
+	bad[ST_FCR] = 0;
+	bad[ST_RX_COUNT] = 1;
+	assert_int_equal(devsnap_load(g.d, bad, a.len, 1), 0);
+	bad[ST_RX_COUNT] = 2;
+	devsnap_expect_refused(g.d, bad, a.len, 1);
+	assert_int_equal(devsnap_load(g.d, a.buf, a.len, 1), 0);
+	out8(&g, SCR, 0x42);
 	assert_int_equal(in8(&g, SCR), 0x42);
 
 	free(bad);

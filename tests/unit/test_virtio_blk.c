@@ -1125,6 +1125,30 @@ static void test_snapshot(void **state)
 		fail_msg("%s", err);
 	copy_ram(&g, f);
 	assert_int_equal(load_dev(&g, s1.buf, s1.len, NULL, 0), 0);
+	/*
+	 * A saved device is drained: a file claiming requests in flight is refused (they would
+	 * never complete).  The count follows capacity (sectors), ro and the 20-byte serial.
+	 */
+	{
+		uint8_t *bad = malloc(s1.len);
+		const uint64_t cap = IMG_SECTORS;
+		size_t at = 0, found = 0;
+
+		for (size_t o = 0; o + 8 + 1 + 20 + 4 <= s1.len; o++) {
+			if (memcmp(s1.buf + o, &cap, 8) || s1.buf[o + 8] != 0)
+				continue;
+			at = o + 8 + 1 + 20;
+			found++;
+		}
+		assert_int_equal(found, 1);
+		assert_memory_equal(s1.buf + at, (uint8_t[4]){ 0 }, 4);
+		memcpy(bad, s1.buf, s1.len);
+		bad[at] = 3;
+		assert_int_not_equal(load_dev(&g, bad, s1.len, msg, sizeof(msg)), 0);
+		if (!strstr(msg, "3 requests in flight"))
+			fail_msg("in-flight message \"%s\"", msg);
+		free(bad);
+	}
 	fx_stop(&g);
 	/* Read-only or another serial: refused. */
 	fx_start(&g, img2, (const char *const[]){ "ro=true", NULL }, err, sizeof(err));

@@ -194,12 +194,174 @@ static void test_broken(void **state)
 	vq_destroy(&back);
 }
 
+/* ---- the chain walker: what a hostile driver can put in the descriptor table ---- */
+
+#define TABLE 0x10000
+
+static void desc_put(uint64_t at, unsigned i, uint64_t addr, uint32_t len, uint16_t flags,
+		     uint16_t next)
+{
+	memcpy(ram + at + 16 * i, &addr, 8);
+	memcpy(ram + at + 16 * i + 8, &len, 4);
+	memcpy(ram + at + 16 * i + 12, &flags, 2);
+	memcpy(ram + at + 16 * i + 14, &next, 2);
+}
+
+static void make_available(uint16_t head)
+{
+	put16(AVAIL + 4 + 2 * (avail % QSZ), head);
+	put16(AVAIL + 2, ++avail);
+}
+
+/* Pop the chain at @head: 1, or the queue breaks naming @why. */
+static int pop_head(struct virtqueue *vq, uint16_t head, struct virtio_chain *c, const char *why)
+{
+	int ret;
+
+	make_available(head);
+	ret = vq_pop(vq, c);
+	if (why) {
+		assert_int_equal(ret, -EINVAL);
+		assert_int_equal(breaks, 1);
+		if (!strstr(last_why, why))
+			fail_msg("broke with \"%s\", expected \"%s\"", last_why, why);
+		assert_false(vq_ready(vq));
+	} else {
+		assert_int_equal(ret, 1);
+		assert_int_equal(breaks, 0);
+	}
+	return ret;
+}
+
+/* An indirect table of @n one-byte readable buffers at TABLE, chained from entry 0. */
+static void indirect_table(unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		desc_put(TABLE, i, BUF, 1, i + 1 < n ? 1 : 0, (uint16_t)(i + 1));
+}
+
+/* VIRTIO_MAX_IOV buffers fill the iovec array exactly; one more is refused, not written. */
+static void test_walk_iov_bound(void **state)
+{
+	struct virtqueue vq;
+	static struct virtio_chain c;
+
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	queue_up(&vq);
+	vq_start(&vq, VQ_F_INDIRECT);
+	indirect_table(VIRTIO_MAX_IOV);
+	desc_put(DESC, 0, TABLE, 16 * VIRTIO_MAX_IOV, 4, 0);
+	pop_head(&vq, 0, &c, NULL);
+	assert_int_equal(c.nread, VIRTIO_MAX_IOV);
+	assert_int_equal(c.read_len, VIRTIO_MAX_IOV);
+	assert_ptr_equal(c.iov[VIRTIO_MAX_IOV - 1].iov_base, ram + BUF);
+	vq_push(&vq, 0, 0);
+	/* One direct buffer, then the full table: VIRTIO_MAX_IOV + 1 in all. */
+	desc_put(DESC, 1, BUF, 8, 1, 2);
+	desc_put(DESC, 2, TABLE, 16 * VIRTIO_MAX_IOV, 4, 0);
+	pop_head(&vq, 1, &c, "too many buffers");
+	vq_destroy(&vq);
+}
+
+static void test_walk_loops(void **state)
+{
+	struct virtqueue vq;
+	static struct virtio_chain c;
+
+	/* A cycle of empty buffers (they add nothing to the iovec, so only the count ends it). */
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	queue_up(&vq);
+	desc_put(DESC, 0, BUF, 0, 1, 1);
+	desc_put(DESC, 1, BUF, 0, 1, 0);
+	pop_head(&vq, 0, &c, "longer than the queue");
+	vq_destroy(&vq);
+	/* The same inside an indirect table. */
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	queue_up(&vq);
+	vq_start(&vq, VQ_F_INDIRECT);
+	desc_put(TABLE, 0, BUF, 0, 1, 1);
+	desc_put(TABLE, 1, BUF, 0, 1, 2);
+	desc_put(TABLE, 2, BUF, 0, 1, 0);
+	desc_put(DESC, 0, TABLE, 48, 4, 0);
+	pop_head(&vq, 0, &c, "indirect chain loops");
+	vq_destroy(&vq);
+	/* A next index past the table. */
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	queue_up(&vq);
+	vq_start(&vq, VQ_F_INDIRECT);
+	desc_put(TABLE, 0, BUF, 4, 1, 3);
+	desc_put(DESC, 0, TABLE, 48, 4, 0);
+	pop_head(&vq, 0, &c, "indirect descriptor index out of range");
+	vq_destroy(&vq);
+}
+
+/* Tables that the spec forbids and the ring indices a driver cannot produce. */
+static void test_walk_refused(void **state)
+{
+	static const struct {
+		uint32_t table_len;
+		uint16_t flags0, features;
+		const char *why;
+	} cases[] = {
+		{ 32, 4, VQ_F_INDIRECT, NULL },
+		{ 32, 4, 0, "without VIRTIO_F_INDIRECT_DESC" },
+		{ 32, 4 | 1, VQ_F_INDIRECT, "NEXT set" },
+		{ 24, 4, VQ_F_INDIRECT, "multiple of 16" },
+		{ 0, 4, VQ_F_INDIRECT, "multiple of 16" },
+		{ 16 * (VIRTIO_MAX_IOV + 1), 4, VQ_F_INDIRECT, "indirect table too long" },
+	};
+	struct virtqueue vq;
+	static struct virtio_chain c;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+		queue_up(&vq);
+		vq_start(&vq, cases[i].features);
+		indirect_table(2);
+		desc_put(DESC, 0, TABLE, cases[i].table_len, cases[i].flags0, 1);
+		pop_head(&vq, 0, &c, cases[i].why);
+		vq_destroy(&vq);
+	}
+	/* An indirect table naming another. */
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	queue_up(&vq);
+	vq_start(&vq, VQ_F_INDIRECT);
+	desc_put(TABLE, 0, TABLE + 0x100, 16, 4, 0);
+	desc_put(DESC, 0, TABLE, 16, 4, 0);
+	pop_head(&vq, 0, &c, "nested indirect");
+	vq_destroy(&vq);
+	/* A buffer outside guest RAM, a readable one after a writable one. */
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	queue_up(&vq);
+	desc_put(DESC, 0, RAM - 4, 8, 0, 0);
+	pop_head(&vq, 0, &c, "outside guest RAM");
+	vq_destroy(&vq);
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	queue_up(&vq);
+	desc_put(DESC, 0, BUF, 8, 2 | 1, 1);
+	desc_put(DESC, 1, BUF, 8, 0, 0);
+	pop_head(&vq, 0, &c, "readable buffer after a writable one");
+	vq_destroy(&vq);
+	/* A head past the queue, and an available index more than a queue ahead. */
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	queue_up(&vq);
+	pop_head(&vq, QSZ, &c, "descriptor index out of range");
+	vq_destroy(&vq);
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	queue_up(&vq);
+	desc_put(DESC, 0, BUF, 8, 2, 0);
+	put16(AVAIL + 2, QSZ + 1);
+	assert_int_equal(vq_pop(&vq, &c), -EINVAL);
+	assert_non_null(strstr(last_why, "more than the queue size"));
+	vq_destroy(&vq);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pop_push_notify),
-		cmocka_unit_test(test_generations),
-		cmocka_unit_test(test_broken),
+		cmocka_unit_test(test_pop_push_notify), cmocka_unit_test(test_generations),
+		cmocka_unit_test(test_broken),		cmocka_unit_test(test_walk_iov_bound),
+		cmocka_unit_test(test_walk_loops),	cmocka_unit_test(test_walk_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
