@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -293,6 +295,74 @@ static void test_key_locate(void **state)
 	config_free(&c);
 }
 
+/* An unprivileged uid: 65534 when the tests run as root, else the tests' own. */
+static uid_t user_uid(void)
+{
+	return geteuid() ? geteuid() : 65534;
+}
+
+/* In a child running as user_uid(): where the default key goes, by XDG_STATE_HOME and HOME. */
+static int locate_as_user(const char *state_home, const char *home, const char *want)
+{
+	pid_t pid = fork();
+	int st;
+
+	assert_true(pid >= 0);
+	if (!pid) {
+		struct snap_keyref ref;
+		struct config c;
+		char err[256];
+
+		if (!geteuid() && setresuid(65534, 65534, 65534))
+			_exit(2);
+		config_init(&c);
+		if (state_home)
+			setenv("XDG_STATE_HOME", state_home, 1);
+		else
+			unsetenv("XDG_STATE_HOME");
+		if (home)
+			setenv("HOME", home, 1);
+		else
+			unsetenv("HOME");
+		if (snap_key_locate(&c, &ref, err, sizeof(err)))
+			_exit(3);
+		_exit(strcmp(ref.path, want) || ref.uid != user_uid() || !ref.dflt ? 4 : 0);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_key_locate_unprivileged(void **state)
+{
+	struct snap_keyref ref;
+	struct config c;
+	struct passwd *pw;
+	char err[256], want[512], longpath[5000];
+
+	assert_int_equal(locate_as_user("/st", "/h", "/st/khyve/" SNAP_KEY_NAME), 0);
+	assert_int_equal(locate_as_user(NULL, "/h", "/h/.local/state/khyve/" SNAP_KEY_NAME), 0);
+	/* A relative XDG_STATE_HOME or HOME is not used: the password file's home is. */
+	pw = getpwuid(user_uid());
+	assert_non_null(pw);
+	snprintf(want, sizeof(want), "%s/.local/state/khyve/%s", pw->pw_dir, SNAP_KEY_NAME);
+	assert_int_equal(locate_as_user("rel", "rel", want), 0);
+	/* user=NAME: NAME's uid and home. */
+	config_init(&c);
+	config_set(&c, "user", pw->pw_name);
+	assert_int_equal(snap_key_locate(&c, &ref, err, sizeof(err)), 0);
+	assert_int_equal(ref.uid, user_uid());
+	assert_string_equal(ref.path, want);
+	/* A path that does not fit. */
+	config_unset(&c, "user");
+	memset(longpath, 'k', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[sizeof(longpath) - 1] = 0;
+	config_set(&c, "snapshot.key", longpath);
+	assert_int_equal(snap_key_locate(&c, &ref, err, sizeof(err)), -ENAMETOOLONG);
+	assert_non_null(strstr(err, "too long"));
+	config_free(&c);
+}
+
 /* A small snapshot whose metadata holds @json, authenticated with @key unless NULL. */
 static void write_snap(const char *p, const char *json, const uint8_t *key)
 {
@@ -447,6 +517,7 @@ int main(void)
 		cmocka_unit_test(test_sanitize),
 		cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
 		cmocka_unit_test(test_key_locate),
+		cmocka_unit_test(test_key_locate_unprivileged),
 		cmocka_unit_test_setup_teardown(test_mac, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_auth_block_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_authenticate, setup, teardown),

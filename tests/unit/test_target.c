@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * The checkpoint target (snap/target.c), checked before the guest pauses: only a new name or
+ * a regular file the VM does not use is replaced; every other kind of file, the VM's disks,
+ * console logs and control socket, a missing or non-directory parent are refused, by name.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "snap/disks.h"
+#include "snap/target.h"
+#include "vm.h"
+
+static char dir[64];
+
+static const char *at(const char *name)
+{
+	static char p[4][160];
+	static unsigned n;
+	char *s = p[n++ % 4];
+
+	snprintf(s, sizeof(p[0]), "%s/%s", dir, name);
+	return s;
+}
+
+static void touch(const char *p)
+{
+	int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+struct fx {
+	struct vm vm;
+	struct config cfg;
+	struct vm_disk disk;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char kv[200];
+
+	strcpy(dir, "/tmp/khyve-target-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	vm_init_bare(&f->vm, true);
+	config_init(&f->cfg);
+	f->vm.cfg = &f->cfg;
+	f->vm.name = "tvm";
+	snprintf(kv, sizeof(kv), "file:%s", at("com2.log"));
+	config_set(&f->cfg, "lpc.com2.path", kv);
+	config_set(&f->cfg, "ctl.socket", at("tvm.sock"));
+	touch(at("com2.log"));
+	touch(at("disk.img"));
+	f->disk.fd = open(at("disk.img"), O_RDWR);
+	assert_true(f->disk.fd >= 0);
+	snprintf(f->disk.id, sizeof(f->disk.id), "pci@0.3.0");
+	f->vm.disks = &f->disk;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	close(f->disk.fd);
+	f->vm.disks = NULL;
+	f->vm.cfg = NULL;
+	vm_destroy(&f->vm);
+	config_free(&f->cfg);
+	free(f);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+static void refused(struct fx *f, const char *path, int want, const char *needle)
+{
+	char err[512] = "";
+	int ret = snap_target_check(&f->vm, path, err, sizeof(err));
+
+	if (ret != want)
+		fail_msg("%s: %d (%s), want %d", path, ret, err, want);
+	if (!strstr(err, needle))
+		fail_msg("%s: \"%s\" does not say \"%s\"", path, err, needle);
+}
+
+static void accepted(struct fx *f, const char *path)
+{
+	char err[512] = "";
+
+	if (snap_target_check(&f->vm, path, err, sizeof(err)))
+		fail_msg("%s refused: %s", path, err);
+}
+
+static void test_new_and_regular(void **state)
+{
+	struct fx *f = *state;
+
+	accepted(f, at("new.snap"));
+	touch(at("old.snap"));
+	accepted(f, at("old.snap"));
+	/* A relative name, in the current directory. */
+	assert_int_equal(chdir(dir), 0);
+	accepted(f, "rel.snap");
+	accepted(f, "/tmp/../tmp/x-khyve-target-not-there.snap");
+	assert_int_equal(chdir("/"), 0);
+}
+
+static void test_not_a_file(void **state)
+{
+	struct fx *f = *state;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int s;
+
+	refused(f, "", -EINVAL, "names no file");
+	refused(f, at("sub/"), -EINVAL, "names no file");
+	assert_int_equal(mkdir(at("d"), 0755), 0);
+	refused(f, at("d"), -EISDIR, "a directory");
+	assert_int_equal(symlink(at("old"), at("link")), 0);
+	refused(f, at("link"), -EINVAL, "a symbolic link");
+	assert_int_equal(mkfifo(at("fifo"), 0600), 0);
+	refused(f, at("fifo"), -EINVAL, "a FIFO");
+	refused(f, "/dev/null", -EINVAL, "a character device");
+	s = socket(AF_UNIX, SOCK_STREAM, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", at("other.sock"));
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	refused(f, at("other.sock"), -EINVAL, "a socket");
+	close(s);
+}
+
+static void test_used_by_the_vm(void **state)
+{
+	struct fx *f = *state;
+
+	refused(f, at("disk.img"), -EBUSY, "the disk image of pci@0.3.0");
+	refused(f, at("com2.log"), -EBUSY, "the COM2 log file");
+	/* Its control socket, present or not (a VM may run on after it was removed). */
+	refused(f, at("tvm.sock"), -EINVAL, "control socket");
+	config_set(&f->cfg, "ctl.socket", "off");
+	accepted(f, at("tvm.sock"));
+	/* Another name for the disk is the same file. */
+	assert_int_equal(link(at("disk.img"), at("hard.img")), 0);
+	refused(f, at("hard.img"), -EBUSY, "the disk image");
+}
+
+static void test_directory(void **state)
+{
+	struct fx *f = *state;
+
+	refused(f, at("nodir/x.snap"), -ENOENT, "does not exist");
+	touch(at("plain"));
+	refused(f, at("plain/x.snap"), -ENOTDIR, "Not a directory");
+	/* The root directory as parent. */
+	accepted(f, "/khyve-target-test-not-there.snap");
+}
+
+/* Paths are made absolute against the current directory, "./" dropped, and never cut. */
+static void test_abs_path(void **state)
+{
+	char out[64], cwd[4096], want[4200];
+
+	assert_int_equal(snap_abs_path("/a/b", out, sizeof(out)), 0);
+	assert_string_equal(out, "/a/b");
+	assert_int_equal(chdir("/"), 0);
+	assert_int_equal(snap_abs_path("./././x.snap", out, sizeof(out)), 0);
+	assert_string_equal(out, "/x.snap");
+	assert_int_equal(chdir("/tmp"), 0);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(want, sizeof(want), "%s/y.snap", cwd);
+	assert_int_equal(snap_abs_path("./y.snap", out, sizeof(out)), 0);
+	assert_string_equal(out, want);
+	assert_int_equal(snap_abs_path("y.snap", out, 8), -ENAMETOOLONG);
+	assert_int_equal(snap_abs_path("/abcdefgh", out, 8), -ENAMETOOLONG);
+	assert_int_equal(chdir("/"), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_new_and_regular, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_a_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_used_by_the_vm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
+		cmocka_unit_test(test_abs_path),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
