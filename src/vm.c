@@ -46,9 +46,13 @@ static int vm_msi_kvm(struct vm *vm, uint64_t addr, uint32_t data)
 /*
  * Interrupt lines as a PC wires them.  vm_set_irq(n) takes a KVM GSI: for n < 16 it is ISA IRQ
  * n, which reaches PIC pin n and IOAPIC pin n, except IRQ0 (PIT, HPET legacy timer 0), which
- * reaches IOAPIC pin 2 as on every PC (the MADT says so with an override).  GSI 2 is the PIC
- * cascade; it goes to IOAPIC pin 2 only.  GSIs 16-23 are IOAPIC pins (PCI INTx, HPET).
- * KVM's default table would send the in-kernel PIT's IRQ0 to IOAPIC pin 0.
+ * reaches IOAPIC pin 2 as on every PC (the MADT says so with an override).  GSI 2, the PIC
+ * cascade, is routed nowhere (no device raises it), as QEMU does: KVM finds the GSI of an
+ * IOAPIC pin's EOI by the last route to that pin, and a GSI 2 route to pin 2 would hide
+ * GSI 0 from the in-kernel PIT, whose reinjection of ticks the vCPU could not take (a busy
+ * host, interrupts held off) waits for the EOI of the last one: such ticks were lost.
+ * GSIs 16-23 are IOAPIC pins (PCI INTx, HPET).  KVM's default table would send the
+ * in-kernel PIT's IRQ0 to IOAPIC pin 0.
  */
 static int vm_set_gsi_routing(struct vm *vm)
 {
@@ -68,6 +72,8 @@ static int vm_set_gsi_routing(struct vm *vm)
 			r->entries[n].u.irqchip.pin = gsi % 8;
 			n++;
 		}
+		if (gsi == 2)
+			continue;
 		r->entries[n].gsi = gsi;
 		r->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
 		r->entries[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
