@@ -309,6 +309,37 @@ static void make_busy(struct fixture *f)
 	inject(f, "Qrst"); /* trigger level 4 reached */
 }
 
+/* LSR and MSR writes (factory test features) change nothing; a wide access is byte by byte. */
+static void test_odd_accesses(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t w[2] = { 0x5a, 0xa5 }, r[4] = { 0 };
+
+	out8(f, SCR, 0x11);
+	out8(f, LSR, 0x1f);
+	assert_int_equal(in8(f, LSR), 0x60);
+	out8(f, MSR, 0xff);
+	assert_int_equal(in8(f, MSR) & 0xf0, 0xb0);
+	/* Two bytes at MSR: MSR ignores its byte, SCR takes the second; none past the port. */
+	assert_true(bus_access(&f->vm.pio, COM1 + MSR, w, 2, true));
+	assert_int_equal(in8(f, SCR), 0xa5);
+	assert_false(bus_access(&f->vm.pio, COM1 + SCR, w, 2, true));
+	/* Four bytes from MCR: MCR, LSR, MSR, SCR. */
+	out8(f, MCR, 0x03);
+	assert_true(bus_access(&f->vm.pio, COM1 + MCR, r, 4, false));
+	assert_int_equal(r[0], 0x03);
+	assert_int_equal(r[1], 0x60);
+	assert_int_equal(r[3], 0xa5);
+	/* DLAB: data and IER are the divisor latch, written and read back. */
+	out8(f, LCR, 0x80);
+	out8(f, THR, 0x0c);
+	out8(f, IER, 0x01);
+	assert_int_equal(in8(f, THR), 0x0c);
+	assert_int_equal(in8(f, IER), 0x01);
+	out8(f, LCR, 0x03);
+	assert_int_equal(in8(f, IER), 0x00);
+}
+
 static void test_snapshot_roundtrip(void **state)
 {
 	struct fixture *f = *state, g;
@@ -524,6 +555,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_backend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_odd_accesses, setup, teardown),
 		cmocka_unit_test(test_file_backend),
 		cmocka_unit_test_setup_teardown(test_file_backend_no_symlink, setup, teardown),
 	};
