@@ -39,7 +39,8 @@
 	X(virtio_blk)     \
 	X(virtio_net)     \
 	X(virtio_rnd)     \
-	X(e1000)
+	X(e1000)          \
+	X(xhci)
 
 #define PCI_EMUL_DECLARE(n) extern const struct pci_emul pci_emul_##n;
 #define PCI_EMUL_ENTRY(n) &pci_emul_##n,
@@ -1678,6 +1679,9 @@ static void pci_scan_key(const char *key, const char *value, void *opaque)
 		ok = end && pci_parse_num(s, end, &n[i]);
 		s = end ? end + 1 : s;
 	}
+	/* pci.B.S.F.<option>.device is an emulation's option (xhci's slot.N.device). */
+	if (ok && strchr(s, '.'))
+		return;
 	if (!ok || strcmp(s, "device")) {
 		snprintf(sc->err, sizeof(sc->err), "%s: want pci.BUS.SLOT.FUNCTION.device", key);
 		sc->ret = -EINVAL;

@@ -1,0 +1,1094 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * xHCI and the USB tablet driven as SeaBIOS and Linux drive them: a command ring, an event
+ * ring and a DCBAA in guest RAM, port reset, Enable Slot, Address Device, control transfers
+ * for the descriptors, SET_CONFIGURATION, Configure Endpoint and interrupt-IN TDs for the
+ * reports.  Then the same rings with malformed TRBs and contexts, which must complete with
+ * the xHCI error codes and never hang or touch memory outside RAM, and snapshots.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backend/console.h"
+#include "config.h"
+#include "dev/dev.h"
+#include "dev/pci/pci.h"
+#include "sstream.h"
+#include "vm.h"
+#include "devsnap.h"
+
+extern const struct pci_emul pci_emul_xhci;
+
+#define RAM_SIZE (16 * MiB)
+#define DCBAA 0x10000ULL
+#define CMD_RING 0x11000ULL
+#define ERST 0x12000ULL
+#define EV_RING 0x13000ULL
+#define ICTX 0x14000ULL
+#define OCTX 0x15000ULL
+#define EP0_RING 0x16000ULL
+#define EP1_RING 0x17000ULL
+#define BUF 0x20000ULL
+#define RING_TRBS 64
+#define EV_TRBS 16
+
+/* Registers (offsets in BAR 0). */
+#define OP 0x20
+#define USBCMD (OP + 0x00)
+#define USBSTS (OP + 0x04)
+#define CRCR (OP + 0x18)
+#define DCBAAP (OP + 0x30)
+#define CONFIG (OP + 0x38)
+#define PORTSC(n) (OP + 0x400 + 0x10 * ((n)-1))
+#define IR0 (0x1000 + 0x20)
+#define IMAN (IR0 + 0x00)
+#define ERSTSZ (IR0 + 0x08)
+#define ERSTBA (IR0 + 0x10)
+#define ERDP (IR0 + 0x18)
+#define DB(n) (0x2000 + 4 * (n))
+
+#define T_NORMAL 1
+#define T_SETUP 2
+#define T_DATA 3
+#define T_STATUS 4
+#define T_LINK 6
+#define T_NOOP 8
+#define T_ENABLE_SLOT 9
+#define T_DISABLE_SLOT 10
+#define T_ADDRESS 11
+#define T_CONFIGURE 12
+#define T_EVALUATE 13
+#define T_RESET_EP 14
+#define T_STOP_EP 15
+#define T_SET_DEQ 16
+#define T_RESET_DEV 17
+#define T_NOOP_CMD 23
+#define E_TRANSFER 32
+#define E_CMD 33
+#define E_PORT 34
+
+#define CC_SUCCESS 1
+#define CC_TRB 5
+#define CC_STALL 6
+#define CC_NO_SLOTS 9
+#define CC_SLOT_NOT_ENABLED 11
+#define CC_SHORT 13
+#define CC_PARAMETER 17
+#define CC_CONTEXT_STATE 19
+#define CC_TRANSACTION 4
+
+#define IOC (1U << 5)
+#define IDT (1U << 6)
+#define ISP (1U << 2)
+#define CH (1U << 4)
+
+struct trb {
+	uint64_t param;
+	uint32_t status, control;
+};
+
+static unsigned irq_level, msi_count;
+
+static void rec_irq(struct vm *vm, unsigned gsi, int level)
+{
+	irq_level = (unsigned)level;
+}
+
+static int rec_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	msi_count++;
+	return 0;
+}
+
+struct ring {
+	uint64_t base;
+	unsigned idx;
+	bool cycle;
+};
+
+struct fx {
+	struct vm vm;
+	struct config cfg;
+	struct pci_dev *pd;
+	uint64_t bar;
+	struct ring cmd, ep0, ep1;
+	unsigned ev_idx;
+	bool ev_cycle;
+	unsigned slot;
+};
+
+/* ---- plumbing ---- */
+
+static void *gpa(struct fx *f, uint64_t a, uint64_t len)
+{
+	void *p = vm_gpa(&f->vm, a, len);
+
+	assert_non_null(p);
+	return p;
+}
+
+static uint32_t rd(struct fx *f, unsigned reg)
+{
+	uint8_t b[4];
+
+	assert_true(bus_access(&f->vm.mmio, f->bar + reg, b, 4, false));
+	return (uint32_t)io_get(b, 4);
+}
+
+static void wr(struct fx *f, unsigned reg, uint32_t v)
+{
+	uint8_t b[4];
+
+	io_put(b, 4, v);
+	assert_true(bus_access(&f->vm.mmio, f->bar + reg, b, 4, true));
+}
+
+static void wr64(struct fx *f, unsigned reg, uint64_t v)
+{
+	wr(f, reg, (uint32_t)v);
+	wr(f, reg + 4, (uint32_t)(v >> 32));
+}
+
+static void put_trb(struct fx *f, uint64_t a, const struct trb *t)
+{
+	memcpy(gpa(f, a, 16), t, 16);
+}
+
+static struct trb get_trb(struct fx *f, uint64_t a)
+{
+	struct trb t;
+
+	memcpy(&t, gpa(f, a, 16), 16);
+	return t;
+}
+
+static void ring_init(struct fx *f, struct ring *r, uint64_t base)
+{
+	struct trb link = { .param = base, .control = T_LINK << 10 | 2 /* toggle */ };
+
+	memset(gpa(f, base, RING_TRBS * 16), 0, RING_TRBS * 16);
+	put_trb(f, base + 16 * (RING_TRBS - 1), &link);
+	r->base = base;
+	r->idx = 0;
+	r->cycle = true;
+}
+
+/* Queue @t (its cycle bit set here); returns its address.  Hops the link at the end. */
+static uint64_t ring_put(struct fx *f, struct ring *r, struct trb t)
+{
+	uint64_t a = r->base + 16ULL * r->idx;
+
+	t.control = (t.control & ~1U) | (r->cycle ? 1 : 0);
+	put_trb(f, a, &t);
+	if (++r->idx == RING_TRBS - 1) {
+		struct trb link = get_trb(f, r->base + 16 * (RING_TRBS - 1));
+
+		link.control = (link.control & ~1U) | (r->cycle ? 1 : 0);
+		put_trb(f, r->base + 16 * (RING_TRBS - 1), &link);
+		r->idx = 0;
+		r->cycle = !r->cycle;
+	}
+	return a;
+}
+
+/* The next event, if the controller posted one; consumed (ERDP written, EHB cleared). */
+static bool event(struct fx *f, struct trb *ev)
+{
+	struct trb t = get_trb(f, EV_RING + 16ULL * f->ev_idx);
+
+	if (!(t.control & 1) != !f->ev_cycle)
+		return false;
+	*ev = t;
+	if (++f->ev_idx == EV_TRBS) {
+		f->ev_idx = 0;
+		f->ev_cycle = !f->ev_cycle;
+	}
+	wr64(f, ERDP, (EV_RING + 16ULL * f->ev_idx) | 8);
+	return true;
+}
+
+static unsigned cc_of(const struct trb *ev)
+{
+	return ev->status >> 24;
+}
+
+static unsigned type_of(const struct trb *ev)
+{
+	return (ev->control >> 10) & 0x3f;
+}
+
+/* Skip Port Status Change events; the next other event must be there. */
+static struct trb next_event(struct fx *f)
+{
+	struct trb ev;
+
+	do
+		assert_true(event(f, &ev));
+	while (type_of(&ev) == E_PORT);
+	return ev;
+}
+
+static void no_event(struct fx *f)
+{
+	struct trb ev;
+
+	while (event(f, &ev))
+		assert_int_equal(type_of(&ev), E_PORT);
+}
+
+/* A command; returns its completion event (which must point at it). */
+static struct trb command(struct fx *f, struct trb t)
+{
+	uint64_t a = ring_put(f, &f->cmd, t);
+	struct trb ev;
+
+	wr(f, DB(0), 0);
+	ev = next_event(f);
+	assert_int_equal(type_of(&ev), E_CMD);
+	assert_int_equal(ev.param, a);
+	return ev;
+}
+
+static unsigned cmd_cc(struct fx *f, uint32_t type, unsigned slot, uint32_t extra, uint64_t param)
+{
+	struct trb ev = command(f, (struct trb){ .param = param,
+						 .control = type << 10 | slot << 24 | extra });
+
+	return cc_of(&ev);
+}
+
+/* ---- the fixture ---- */
+
+static void tablet_refresh(void *opaque, struct console_surface *s, bool full)
+{
+	if (s->width != 1024)
+		assert_int_equal(console_surface_resize(s, 1024, 768), 0);
+}
+
+static const struct console_display_ops test_display = { .refresh = tablet_refresh };
+
+static void fx_start_with(struct fx *f, const char *opt)
+{
+	char err[256], key[128];
+
+	memset(f, 0, sizeof(*f));
+	vm_init_bare(&f->vm, true);
+	config_init(&f->cfg);
+	f->vm.cfg = &f->cfg;
+	f->vm.set_irq = rec_irq;
+	f->vm.send_msi = rec_msi;
+	assert_int_equal(vm_add_memory(&f->vm, RAM_SIZE), 0);
+	if (opt) {
+		snprintf(key, sizeof(key), "pci.0.4.0.%s", opt);
+		assert_int_equal(config_set_pair(&f->cfg, key), 0);
+	}
+	if (pci_setup(&f->vm, err, sizeof(err)))
+		fail_msg("pci_setup: %s", err);
+	f->pd = pci_dev_add(&f->vm, 4, 0, &pci_emul_xhci, err, sizeof(err));
+	if (!f->pd)
+		fail_msg("xhci: %s", err);
+	f->bar = pci_bar_addr(f->pd, 0);
+}
+
+static void fx_start(struct fx *f)
+{
+	fx_start_with(f, "tablet=true");
+}
+
+static void fx_stop(struct fx *f)
+{
+	vm_destroy(&f->vm);
+	config_free(&f->cfg);
+}
+
+/* Linux's and SeaBIOS's bring-up: reset, slots, DCBAA, command ring, event ring, run. */
+static void hc_start(struct fx *f)
+{
+	uint64_t *erst = gpa(f, ERST, 16);
+
+	wr(f, USBCMD, 2);
+	assert_int_equal(rd(f, USBCMD) & 2, 0);
+	assert_int_equal(rd(f, USBSTS) & (1U << 11), 0); /* controller ready */
+	wr(f, CONFIG, 32);
+	memset(gpa(f, DCBAA, 33 * 8), 0, 33 * 8);
+	wr64(f, DCBAAP, DCBAA);
+	ring_init(f, &f->cmd, CMD_RING);
+	wr64(f, CRCR, CMD_RING | 1);
+	memset(gpa(f, EV_RING, EV_TRBS * 16), 0, EV_TRBS * 16);
+	erst[0] = EV_RING;
+	erst[1] = EV_TRBS;
+	wr(f, ERSTSZ, 1);
+	wr64(f, ERDP, EV_RING);
+	wr64(f, ERSTBA, ERST);
+	f->ev_idx = 0;
+	f->ev_cycle = true;
+	wr(f, IMAN, 2);
+	wr(f, USBCMD, 1 | 4);
+	assert_int_equal(rd(f, USBSTS) & 1, 0);
+}
+
+static void ctx_put(struct fx *f, uint64_t ctx, unsigned idx, unsigned dw, uint32_t v)
+{
+	memcpy(gpa(f, ctx + 32ULL * idx + 4 * dw, 4), &v, 4);
+}
+
+static uint32_t ctx_get(struct fx *f, uint64_t ctx, unsigned idx, unsigned dw)
+{
+	uint32_t v;
+
+	memcpy(&v, gpa(f, ctx + 32ULL * idx + 4 * dw, 4), 4);
+	return v;
+}
+
+static void port_reset(struct fx *f, unsigned port)
+{
+	wr(f, PORTSC(port), (1U << 4) | (1U << 9));
+	assert_int_equal(rd(f, PORTSC(port)) & 0x3, 0x3); /* connected, enabled */
+	assert_true(rd(f, PORTSC(port)) & (1U << 21));	  /* reset change */
+	wr(f, PORTSC(port), (1U << 21) | (1U << 17) | (1U << 9));
+}
+
+/* Input context for Address Device on @port with EP0 ring @ring. */
+static void input_address(struct fx *f, unsigned port, uint64_t ring, uint32_t mps)
+{
+	memset(gpa(f, ICTX, 33 * 32), 0, 33 * 32);
+	ctx_put(f, ICTX, 0, 1, 3); /* A0, A1 */
+	ctx_put(f, ICTX, 1, 0, 1U << 27 | 1U << 20);
+	ctx_put(f, ICTX, 1, 1, port << 16);
+	ctx_put(f, ICTX, 2, 1, 4U << 3 | 3U << 1 | mps << 16); /* control, CErr 3 */
+	ctx_put(f, ICTX, 2, 2, (uint32_t)ring | 1);
+	ctx_put(f, ICTX, 2, 3, 0);
+}
+
+static void enable_and_address(struct fx *f)
+{
+	struct trb ev;
+	uint64_t *dcbaa = gpa(f, DCBAA, 33 * 8);
+
+	port_reset(f, 1);
+	ev = command(f, (struct trb){ .control = T_ENABLE_SLOT << 10 });
+	assert_int_equal(cc_of(&ev), CC_SUCCESS);
+	f->slot = ev.control >> 24;
+	assert_in_range(f->slot, 1, 32);
+	memset(gpa(f, OCTX, 32 * 32), 0, 32 * 32);
+	dcbaa[f->slot] = OCTX;
+	ring_init(f, &f->ep0, EP0_RING);
+	input_address(f, 1, EP0_RING, 64);
+	assert_int_equal(cmd_cc(f, T_ADDRESS, f->slot, 0, ICTX), CC_SUCCESS);
+	assert_int_equal(ctx_get(f, OCTX, 0, 3) >> 27, 2); /* addressed */
+	assert_int_equal(ctx_get(f, OCTX, 1, 0) & 7, 1);   /* EP0 running */
+}
+
+/* A control transfer on EP0; returns the completion code, *@len the bytes moved. */
+static unsigned control(struct fx *f, uint8_t type, uint8_t req, uint16_t value, uint16_t index,
+			uint16_t length, uint32_t *len)
+{
+	uint64_t setup = type | (uint64_t)req << 8 | (uint64_t)value << 16 | (uint64_t)index << 32 |
+			 (uint64_t)length << 48;
+	bool in = type & 0x80;
+	uint64_t data = 0, status;
+	struct trb ev;
+
+	ring_put(f, &f->ep0,
+		 (struct trb){ .param = setup,
+			       .status = 8,
+			       .control = T_SETUP << 10 | IDT |
+					  (length ? (in ? 3U : 2U) << 16 : 0) });
+	if (length)
+		data = ring_put(f, &f->ep0,
+				(struct trb){ .param = BUF,
+					      .status = length,
+					      .control = T_DATA << 10 | ISP |
+							 (in ? 1U << 16 : 0) });
+	status = ring_put(f, &f->ep0,
+			  (struct trb){ .control = T_STATUS << 10 | IOC | (in ? 0 : 1U << 16) });
+	wr(f, DB(f->slot), 1);
+	ev = next_event(f);
+	assert_int_equal(type_of(&ev), E_TRANSFER);
+	assert_int_equal(ev.control >> 24, f->slot);
+	assert_int_equal((ev.control >> 16) & 0x1f, 1);
+	if (cc_of(&ev) == CC_SHORT) {
+		assert_int_equal(ev.param, data);
+		*len = length - (ev.status & 0xffffff);
+		ev = next_event(f);
+		assert_int_equal(cc_of(&ev), CC_SUCCESS);
+		assert_int_equal(ev.param, status);
+		return CC_SUCCESS;
+	}
+	*len = length;
+	return cc_of(&ev);
+}
+
+/* Configure the interrupt-IN endpoint 1 (DCI 3). */
+static void configure(struct fx *f)
+{
+	uint32_t len;
+
+	assert_int_equal(control(f, 0x00, 9, 1, 0, 0, &len), CC_SUCCESS);
+	memset(gpa(f, ICTX, 33 * 32), 0, 33 * 32);
+	ctx_put(f, ICTX, 0, 1, 1U | 1U << 3); /* A0, A3 */
+	ctx_put(f, ICTX, 1, 0, 3U << 27);
+	ctx_put(f, ICTX, 4, 0, 6U << 16);		      /* interval */
+	ctx_put(f, ICTX, 4, 1, 7U << 3 | 3U << 1 | 8U << 16); /* interrupt IN, 8 bytes */
+	ctx_put(f, ICTX, 4, 2, (uint32_t)EP1_RING | 1);
+	ring_init(f, &f->ep1, EP1_RING);
+	assert_int_equal(cmd_cc(f, T_CONFIGURE, f->slot, 0, ICTX), CC_SUCCESS);
+	assert_int_equal(ctx_get(f, OCTX, 0, 3) >> 27, 3); /* configured */
+	assert_int_equal(ctx_get(f, OCTX, 3, 0) & 7, 1);
+	assert_int_equal(ctx_get(f, OCTX, 0, 0) >> 27, 3); /* context entries */
+}
+
+/* Queue one interrupt-IN TD of 8 bytes into buffer @n. */
+static uint64_t queue_in(struct fx *f, unsigned n)
+{
+	uint64_t a = ring_put(f, &f->ep1,
+			      (struct trb){ .param = BUF + 0x1000 + 8 * n,
+					    .status = 8,
+					    .control = T_NORMAL << 10 | IOC | ISP });
+
+	wr(f, DB(f->slot), 3);
+	return a;
+}
+
+struct report {
+	unsigned buttons, x, y;
+	int dz;
+};
+
+/* The next report, if one completed. */
+static bool report(struct fx *f, struct report *r)
+{
+	struct trb ev;
+	const uint8_t *b;
+
+	if (!event(f, &ev))
+		return false;
+	assert_int_equal(type_of(&ev), E_TRANSFER);
+	assert_int_equal((ev.control >> 16) & 0x1f, 3);
+	assert_int_equal(cc_of(&ev), CC_SHORT);
+	assert_int_equal(ev.status & 0xffffff, 2); /* 6 of 8 bytes */
+	b = gpa(f, get_trb(f, ev.param).param, 8);
+	r->buttons = b[0];
+	r->x = b[1] | b[2] << 8;
+	r->y = b[3] | b[4] << 8;
+	r->dz = (int8_t)b[5];
+	return true;
+}
+
+static struct console *con_with_display(struct fx *f)
+{
+	struct console *c = console_of(&f->vm);
+	char err[128];
+	uint32_t *px;
+	unsigned w, h;
+
+	assert_non_null(c);
+	assert_int_equal(console_display_attach(c, &test_display, f, NULL, err, sizeof(err)), 0);
+	assert_int_equal(console_snapshot_image(c, &px, &w, &h), 0);
+	free(px);
+	assert_int_equal(w, 1024);
+	return c;
+}
+
+/* ---- tests ---- */
+
+static void test_registers(void **state)
+{
+	struct fx f;
+
+	fx_start(&f);
+	assert_int_equal(pci_get_cfg8(f.pd, PCIR_CLASS), 0x0c);
+	assert_int_equal(pci_get_cfg8(f.pd, PCIR_SUBCLASS), 0x03);
+	assert_int_equal(pci_get_cfg8(f.pd, PCIR_PROGIF), 0x30);
+	assert_int_equal(rd(&f, 0) & 0xff, OP);
+	assert_int_equal(rd(&f, 0) >> 16, 0x0110);
+	assert_int_equal(rd(&f, 4), 32 | 1 << 8 | 8U << 24);
+	/* Supported Protocol capabilities: USB 2 ports 1-4, USB 3 ports 5-8 */
+	{
+		unsigned x = (rd(&f, 0x10) >> 16) * 4;
+
+		assert_int_equal(rd(&f, x) & 0xff, 2);
+		assert_int_equal(rd(&f, x) >> 24, 2);
+		assert_int_equal(rd(&f, x + 8) & 0xffff, 0x0401);
+		x += ((rd(&f, x) >> 8) & 0xff) * 4;
+		assert_int_equal(rd(&f, x) >> 24, 3);
+		assert_int_equal(rd(&f, x + 8) & 0xffff, 0x0405);
+		assert_int_equal((rd(&f, x) >> 8) & 0xff, 0);
+	}
+	/* The tablet on port 1: connected, full speed, not enabled; port 2 empty. */
+	assert_int_equal(rd(&f, PORTSC(1)) & 0x3, 1);
+	assert_int_equal((rd(&f, PORTSC(1)) >> 10) & 0xf, 1);
+	assert_true(rd(&f, PORTSC(1)) & (1U << 17));
+	assert_int_equal(rd(&f, PORTSC(2)) & 0x3, 0);
+	assert_true(rd(&f, PORTSC(2)) & (1U << 9));
+	assert_int_equal(rd(&f, USBSTS) & 1, 1); /* halted */
+	/* CRCR reads 0 but for CRR; DCBAAP keeps its alignment */
+	wr64(&f, CRCR, 0x12345678 | 1);
+	assert_int_equal(rd(&f, CRCR), 0);
+	wr64(&f, DCBAAP, 0x1234567f);
+	assert_int_equal(rd(&f, DCBAAP), 0x12345640);
+	/* byte and qword accesses; outside the registers reads 0 */
+	{
+		uint8_t b[8];
+
+		assert_true(bus_access(&f.vm.mmio, f.bar + 2, b, 2, false));
+		assert_int_equal(io_get(b, 2), 0x0110);
+		assert_true(bus_access(&f.vm.mmio, f.bar + DCBAAP, b, 8, false));
+		assert_int_equal(io_get(b, 8), 0x12345640);
+	}
+	fx_stop(&f);
+}
+
+static void test_enumerate(void **state)
+{
+	struct fx f;
+	uint32_t len;
+	const uint8_t *b;
+	struct trb ev;
+
+	fx_start(&f);
+	hc_start(&f);
+	/* Starting reports the connection that happened while halted. */
+	assert_true(event(&f, &ev));
+	assert_int_equal(type_of(&ev), E_PORT);
+	assert_int_equal(ev.param >> 24, 1);
+	no_event(&f);
+	enable_and_address(&f);
+	b = gpa(&f, BUF, 256);
+	/* the device descriptor, first 8 bytes as Linux asks, then all of it */
+	assert_int_equal(control(&f, 0x80, 6, 0x100, 0, 8, &len), CC_SUCCESS);
+	assert_int_equal(len, 8);
+	assert_int_equal(b[7], 64);
+	assert_int_equal(control(&f, 0x80, 6, 0x100, 0, 255, &len), CC_SUCCESS);
+	assert_int_equal(len, 18);
+	assert_int_equal(b[0], 18);
+	assert_int_equal(b[1], 1);
+	assert_int_equal(b[17], 1);
+	/* the configuration: interface HID, HID descriptor, endpoint 0x81 interrupt */
+	assert_int_equal(control(&f, 0x80, 6, 0x200, 0, 255, &len), CC_SUCCESS);
+	assert_int_equal(len, 34);
+	assert_int_equal(b[2] | b[3] << 8, 34);
+	assert_int_equal(b[9 + 5], 3);
+	assert_int_equal(b[18 + 1], 0x21);
+	assert_int_equal(b[27 + 2], 0x81);
+	assert_int_equal(b[27 + 3], 3);
+	{
+		unsigned rlen = b[18 + 7] | b[18 + 8] << 8;
+
+		/* the report descriptor has that length and ends two collections */
+		assert_int_equal(control(&f, 0x81, 6, 0x2200, 0, 512, &len), CC_SUCCESS);
+		assert_int_equal(len, rlen);
+		assert_int_equal(b[rlen - 1], 0xc0);
+		assert_int_equal(b[rlen - 2], 0xc0);
+		assert_int_equal(b[0], 0x05);
+	}
+	/* strings: languages, then the product in UTF-16 */
+	assert_int_equal(control(&f, 0x80, 6, 0x300, 0, 255, &len), CC_SUCCESS);
+	assert_int_equal(len, 4);
+	assert_int_equal(b[2] | b[3] << 8, 0x0409);
+	assert_int_equal(control(&f, 0x80, 6, 0x302, 0x409, 255, &len), CC_SUCCESS);
+	assert_int_equal(b[1], 3);
+	assert_int_equal(b[2], 'k');
+	/* unknown requests stall; a guest SET_ADDRESS too (the controller addressed it) */
+	assert_int_equal(control(&f, 0x80, 6, 0x700, 0, 10, &len), CC_STALL);
+	assert_int_equal(ctx_get(&f, OCTX, 1, 0) & 7, 2); /* halted */
+	assert_int_equal(cmd_cc(&f, T_RESET_EP, f.slot, 1U << 16, 0), CC_SUCCESS);
+	assert_int_equal(cmd_cc(&f, T_SET_DEQ, f.slot, 1U << 16,
+				EP0_RING + 16ULL * f.ep0.idx + (f.ep0.cycle ? 1 : 0)),
+			 CC_SUCCESS);
+	assert_int_equal(control(&f, 0x00, 5, 7, 0, 0, &len), CC_STALL);
+	assert_int_equal(cmd_cc(&f, T_RESET_EP, f.slot, 1U << 16, 0), CC_SUCCESS);
+	assert_int_equal(cmd_cc(&f, T_SET_DEQ, f.slot, 1U << 16,
+				EP0_RING + 16ULL * f.ep0.idx + (f.ep0.cycle ? 1 : 0)),
+			 CC_SUCCESS);
+	/* HID class requests */
+	assert_int_equal(control(&f, 0x21, 0x0a, 0, 0, 0, &len), CC_SUCCESS); /* SET_IDLE 0 */
+	assert_int_equal(control(&f, 0xa1, 0x02, 0, 0, 1, &len), CC_SUCCESS);
+	assert_int_equal(b[0], 0);
+	assert_int_equal(control(&f, 0x21, 0x0b, 1, 0, 0, &len), CC_SUCCESS); /* report proto */
+	assert_int_equal(control(&f, 0xa1, 0x03, 0, 0, 1, &len), CC_SUCCESS);
+	assert_int_equal(b[0], 1);
+	configure(&f);
+	assert_int_equal(control(&f, 0x80, 8, 0, 0, 1, &len), CC_SUCCESS);
+	assert_int_equal(b[0], 1);
+	assert_int_equal(control(&f, 0xa1, 0x01, 0x100, 0, 8, &len), CC_SUCCESS); /* GET_REPORT */
+	assert_int_equal(len, 6);
+	fx_stop(&f);
+}
+
+static void test_reports(void **state)
+{
+	struct fx f;
+	struct console *c;
+	struct report r;
+
+	fx_start(&f);
+	c = con_with_display(&f);
+	hc_start(&f);
+	enable_and_address(&f);
+	configure(&f);
+	no_event(&f);
+	/* Nothing to report: the TD waits (NAK), no event. */
+	queue_in(&f, 0);
+	assert_false(report(&f, &r));
+	console_pointer_event(c, 1023, 767, 0);
+	assert_true(report(&f, &r));
+	assert_int_equal(r.x, 32767);
+	assert_int_equal(r.y, 32767);
+	assert_int_equal(r.buttons, 0);
+	/* Moves while no TD is queued merge; a click gets its own report; nothing twice. */
+	console_pointer_event(c, 100, 100, 0);
+	console_pointer_event(c, 512, 384, 0);
+	console_pointer_event(c, 512, 384, 1);
+	console_pointer_event(c, 512, 384, 0);
+	console_pointer_event(c, 512, 384, 8); /* wheel up */
+	for (unsigned i = 1; i <= 6; i++)
+		queue_in(&f, i);
+	assert_true(report(&f, &r));
+	assert_int_equal(r.x, 512 * 32767 / 1023);
+	assert_int_equal(r.y, 384 * 32767 / 767);
+	assert_int_equal(r.buttons, 0);
+	assert_true(report(&f, &r));
+	assert_int_equal(r.buttons, 1);
+	assert_true(report(&f, &r));
+	assert_int_equal(r.buttons, 0);
+	assert_int_equal(r.dz, 0);
+	assert_true(report(&f, &r));
+	assert_int_equal(r.dz, 1);
+	assert_false(report(&f, &r));
+	/* The queued TDs get the next events as they come. */
+	console_pointer_event(c, 0, 0, 4); /* right */
+	assert_true(report(&f, &r));
+	assert_int_equal(r.buttons, 2);
+	assert_int_equal(r.x, 0);
+	assert_false(report(&f, &r));
+	/* A flood merges into a bounded queue: the last position survives. */
+	for (unsigned i = 0; i < 100; i++)
+		console_pointer_event(c, i, 10, i & 1 ? 1 : 0);
+	{
+		unsigned n = 0, last_x = 0;
+
+		for (unsigned i = 0; i < 40; i++) {
+			queue_in(&f, i % 8);
+			while (report(&f, &r)) {
+				n++;
+				last_x = r.x;
+			}
+		}
+		assert_in_range(n, 2, 17);
+		assert_int_equal(last_x, 99 * 32767 / 1023);
+	}
+	console_display_detach(c);
+	fx_stop(&f);
+}
+
+static void test_interrupts(void **state)
+{
+	struct fx f;
+	struct trb ev;
+
+	fx_start(&f);
+	hc_start(&f);
+	no_event(&f);
+	/* INTx: the line follows IMAN.IP while IE and INTE are set */
+	wr(&f, IMAN, 3);
+	assert_int_equal(irq_level, 0);
+	assert_int_equal(cmd_cc(&f, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	assert_int_equal(irq_level, 1);
+	assert_true(rd(&f, IMAN) & 1);
+	wr(&f, IMAN, 3);
+	assert_int_equal(irq_level, 0);
+	/* With EHB set (handler busy) a new event does not raise IP until ERDP is written. */
+	ring_put(&f, &f.cmd, (struct trb){ .control = T_NOOP_CMD << 10 });
+	wr(&f, DB(0), 0);
+	assert_true(rd(&f, IMAN) & 1);
+	wr(&f, IMAN, 3);
+	ring_put(&f, &f.cmd, (struct trb){ .control = T_NOOP_CMD << 10 });
+	wr(&f, DB(0), 0);
+	assert_false(rd(&f, IMAN) & 1);
+	assert_true(event(&f, &ev)); /* writes ERDP with EHB: the second is still unread */
+	assert_true(rd(&f, IMAN) & 1);
+	assert_true(event(&f, &ev));
+	wr(&f, IMAN, 3);
+	/* IE clear: IP is set, no line */
+	wr(&f, IMAN, 0);
+	assert_int_equal(cmd_cc(&f, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	assert_int_equal(irq_level, 0);
+	fx_stop(&f);
+}
+
+/* Commands that are wrong complete with the error the spec names and change nothing. */
+static void test_bad_commands(void **state)
+{
+	struct fx f;
+	uint64_t *dcbaa;
+
+	fx_start(&f);
+	hc_start(&f);
+	dcbaa = gpa(&f, DCBAA, 33 * 8);
+	no_event(&f);
+	assert_int_equal(cmd_cc(&f, 63, 0, 0, 0), CC_TRB);	 /* no such type */
+	assert_int_equal(cmd_cc(&f, T_NORMAL, 0, 0, 0), CC_TRB); /* transfer TRB */
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, 5, 0, ICTX), CC_SLOT_NOT_ENABLED);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, 99, 0, ICTX), CC_SLOT_NOT_ENABLED);
+	assert_int_equal(cmd_cc(&f, T_ENABLE_SLOT, 0, 5U << 16, 0), CC_TRB); /* slot type */
+	port_reset(&f, 1);
+	f.slot = command(&f, (struct trb){ .control = T_ENABLE_SLOT << 10 }).control >> 24;
+	dcbaa[f.slot] = OCTX;
+	/* Configure Endpoint before Address Device */
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 0, ICTX), CC_CONTEXT_STATE);
+	assert_int_equal(cmd_cc(&f, T_RESET_DEV, f.slot, 0, 0), CC_CONTEXT_STATE);
+	/* input context: misaligned, outside RAM */
+	input_address(&f, 1, EP0_RING, 64);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX + 4), CC_TRB);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, RAM_SIZE - 32), CC_TRB);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, 1ULL << 50), CC_TRB);
+	/* its contents: no such port, an empty port, a bulk EP0, no packet size, no ring */
+	input_address(&f, 9, EP0_RING, 64);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	input_address(&f, 2, EP0_RING, 64);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_TRANSACTION);
+	input_address(&f, 1, EP0_RING, 64);
+	ctx_put(&f, ICTX, 2, 1, 2U << 3 | 64U << 16);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	input_address(&f, 1, EP0_RING, 0);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	input_address(&f, 1, 0, 64);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	input_address(&f, 1, EP0_RING, 64);
+	ctx_put(&f, ICTX, 0, 0, 4); /* a drop flag */
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	/* a DCBAA entry outside RAM or misaligned */
+	input_address(&f, 1, EP0_RING, 64);
+	dcbaa[f.slot] = RAM_SIZE;
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	dcbaa[f.slot] = OCTX + 8;
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	dcbaa[f.slot] = OCTX;
+	/* now right; twice is a state error */
+	ring_init(&f, &f.ep0, EP0_RING);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_SUCCESS);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_CONTEXT_STATE);
+	/* endpoint commands on endpoints that are not there or not in the right state */
+	assert_int_equal(cmd_cc(&f, T_STOP_EP, f.slot, 3U << 16, 0), CC_CONTEXT_STATE);
+	assert_int_equal(cmd_cc(&f, T_STOP_EP, f.slot, 0, 0), CC_TRB);
+	assert_int_equal(cmd_cc(&f, T_RESET_EP, f.slot, 1U << 16, 0), CC_CONTEXT_STATE);
+	assert_int_equal(cmd_cc(&f, T_SET_DEQ, f.slot, 1U << 16, EP0_RING | 1), CC_CONTEXT_STATE);
+	assert_int_equal(cmd_cc(&f, T_STOP_EP, f.slot, 1U << 16, 0), CC_SUCCESS);
+	assert_int_equal(ctx_get(&f, OCTX, 1, 0) & 7, 3);
+	assert_int_equal(cmd_cc(&f, T_STOP_EP, f.slot, 1U << 16, 0), CC_CONTEXT_STATE);
+	assert_int_equal(cmd_cc(&f, T_SET_DEQ, f.slot, 1U << 16, EP0_RING | 3), CC_TRB); /* SCT */
+	assert_int_equal(cmd_cc(&f, T_SET_DEQ, f.slot, 1U << 16, 1), CC_TRB);
+	assert_int_equal(cmd_cc(&f, T_SET_DEQ, f.slot, 1U << 16, EP0_RING | 1), CC_SUCCESS);
+	assert_int_equal(ctx_get(&f, OCTX, 1, 2), (uint32_t)EP0_RING | 1);
+	/* Configure Endpoint: an OUT type on an IN DCI, streams, dropping EP0 */
+	memset(gpa(&f, ICTX, 33 * 32), 0, 33 * 32);
+	ctx_put(&f, ICTX, 0, 1, 1U << 3);
+	ctx_put(&f, ICTX, 4, 1, 3U << 3 | 8U << 16);
+	ctx_put(&f, ICTX, 4, 2, (uint32_t)EP1_RING | 1);
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 0, ICTX), CC_PARAMETER);
+	ctx_put(&f, ICTX, 4, 1, 7U << 3 | 8U << 16);
+	ctx_put(&f, ICTX, 4, 0, 1U << 10);
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 0, ICTX), CC_PARAMETER);
+	ctx_put(&f, ICTX, 4, 0, 0);
+	ctx_put(&f, ICTX, 0, 0, 2);
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 0, ICTX), CC_PARAMETER);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) >> 27, 2); /* still addressed */
+	/* Evaluate Context: packet size 0 refused, 8 taken */
+	memset(gpa(&f, ICTX, 33 * 32), 0, 33 * 32);
+	ctx_put(&f, ICTX, 0, 1, 2);
+	assert_int_equal(cmd_cc(&f, T_EVALUATE, f.slot, 0, ICTX), CC_PARAMETER);
+	ctx_put(&f, ICTX, 2, 1, 8U << 16);
+	assert_int_equal(cmd_cc(&f, T_EVALUATE, f.slot, 0, ICTX), CC_SUCCESS);
+	assert_int_equal(ctx_get(&f, OCTX, 1, 1) >> 16, 8);
+	/* Reset Device, Disable Slot, and the slot is gone */
+	assert_int_equal(cmd_cc(&f, T_RESET_DEV, f.slot, 0, 0), CC_SUCCESS);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) >> 27, 1);
+	assert_int_equal(cmd_cc(&f, T_DISABLE_SLOT, f.slot, 0, 0), CC_SUCCESS);
+	assert_int_equal(cmd_cc(&f, T_DISABLE_SLOT, f.slot, 0, 0), CC_SLOT_NOT_ENABLED);
+	/* every slot taken: No Slots Available */
+	wr(&f, CONFIG, 2);
+	assert_int_equal(cmd_cc(&f, T_ENABLE_SLOT, 0, 0, 0), CC_SUCCESS);
+	assert_int_equal(cmd_cc(&f, T_ENABLE_SLOT, 0, 0, 0), CC_SUCCESS);
+	assert_int_equal(cmd_cc(&f, T_ENABLE_SLOT, 0, 0, 0), CC_NO_SLOTS);
+	fx_stop(&f);
+}
+
+/* Rings that loop, point outside RAM or never end are bounded and reported. */
+static void test_bad_rings(void **state)
+{
+	struct fx f;
+	struct trb ev;
+
+	fx_start(&f);
+	hc_start(&f);
+	no_event(&f);
+	/* a command ring of No-Ops looping onto itself with the same cycle: bounded */
+	for (unsigned i = 0; i < 4; i++)
+		put_trb(&f, CMD_RING + 16 * i, &(struct trb){ .control = T_NOOP_CMD << 10 | 1 });
+	put_trb(&f, CMD_RING + 64, &(struct trb){ .param = CMD_RING, .control = T_LINK << 10 | 1 });
+	wr(&f, DB(0), 0);
+	{
+		unsigned n = 0;
+
+		/*
+		 * 256 commands ran (the bound), the event ring (16 entries) and the queue of
+		 * events waiting for room (64) filled; the guest never consumed while it
+		 * produced, so the rest are lost and the controller says so (HCE).
+		 */
+		while (event(&f, &ev))
+			n++;
+		assert_int_equal(n, EV_TRBS - 1 + 64);
+		assert_true(rd(&f, USBSTS) & (1U << 12));
+		wr(&f, DB(0), 0); /* the next doorbell runs the next 256, no more */
+		n = 0;
+		while (event(&f, &ev))
+			n++;
+		assert_int_equal(n, EV_TRBS - 1 + 64);
+	}
+	/* a loop of Link TRBs only: TRB Error, the ring stops */
+	hc_start(&f);
+	no_event(&f);
+	put_trb(&f, CMD_RING, &(struct trb){ .param = CMD_RING + 16, .control = T_LINK << 10 | 1 });
+	put_trb(&f, CMD_RING + 16, &(struct trb){ .param = CMD_RING, .control = T_LINK << 10 | 1 });
+	wr(&f, DB(0), 0);
+	ev = next_event(&f);
+	assert_int_equal(cc_of(&ev), CC_TRB);
+	assert_int_equal(rd(&f, CRCR) & 8, 0);
+	/* a command ring outside RAM: host system error, nothing written */
+	hc_start(&f);
+	wr(&f, USBCMD, 0);
+	wr64(&f, CRCR, (RAM_SIZE - 16) | 1);
+	wr(&f, USBCMD, 5);
+	no_event(&f);
+	wr64(&f, CRCR, (1ULL << 40) | 1);
+	wr(&f, DB(0), 0);
+	assert_true(rd(&f, USBSTS) & 4);
+
+	/* transfer rings: set up the tablet, then break EP0's ring in ways */
+	hc_start(&f);
+	enable_and_address(&f);
+	no_event(&f);
+	{
+		uint32_t len;
+		uint64_t a;
+
+		/* Setup without IDT, and with a length of 7: TRB Error, halted */
+		a = ring_put(&f, &f.ep0,
+			     (struct trb){ .param = 0x0100 << 16 | 0x0680,
+					   .status = 8,
+					   .control = T_SETUP << 10 });
+		ring_put(&f, &f.ep0, (struct trb){ .control = T_STATUS << 10 | IOC });
+		wr(&f, DB(f.slot), 1);
+		ev = next_event(&f);
+		assert_int_equal(cc_of(&ev), CC_TRB);
+		assert_int_equal(ev.param, a);
+		assert_int_equal(ctx_get(&f, OCTX, 1, 0) & 7, 2);
+		/* a halted endpoint ignores its doorbell */
+		wr(&f, DB(f.slot), 1);
+		no_event(&f);
+		assert_int_equal(cmd_cc(&f, T_RESET_EP, f.slot, 1U << 16, 0), CC_SUCCESS);
+		assert_int_equal(cmd_cc(&f, T_SET_DEQ, f.slot, 1U << 16,
+					EP0_RING + 16ULL * f.ep0.idx + (f.ep0.cycle ? 1 : 0)),
+				 CC_SUCCESS);
+		/* a data buffer outside RAM */
+		a = ring_put(&f, &f.ep0,
+			     (struct trb){ .param = (uint64_t)18 << 48 | 0x0100 << 16 | 0x0680,
+					   .status = 8,
+					   .control = T_SETUP << 10 | IDT | 3U << 16 });
+		a = ring_put(&f, &f.ep0,
+			     (struct trb){ .param = RAM_SIZE - 4,
+					   .status = 18,
+					   .control = T_DATA << 10 | 1U << 16 });
+		ring_put(&f, &f.ep0, (struct trb){ .control = T_STATUS << 10 | IOC });
+		wr(&f, DB(f.slot), 1);
+		ev = next_event(&f);
+		assert_int_equal(cc_of(&ev), CC_TRB);
+		assert_int_equal(ev.param, a);
+		assert_int_equal(cmd_cc(&f, T_RESET_EP, f.slot, 1U << 16, 0), CC_SUCCESS);
+		assert_int_equal(cmd_cc(&f, T_SET_DEQ, f.slot, 1U << 16,
+					EP0_RING + 16ULL * f.ep0.idx + (f.ep0.cycle ? 1 : 0)),
+				 CC_SUCCESS);
+		/* a Setup with no Status yet waits; the Status makes it run */
+		ring_put(&f, &f.ep0,
+			 (struct trb){ .param = (uint64_t)18 << 48 | 0x0100 << 16 | 0x0680,
+				       .status = 8,
+				       .control = T_SETUP << 10 | IDT | 3U << 16 });
+		ring_put(&f, &f.ep0,
+			 (struct trb){
+				 .param = BUF, .status = 18, .control = T_DATA << 10 | 1U << 16 });
+		wr(&f, DB(f.slot), 1);
+		no_event(&f);
+		ring_put(&f, &f.ep0, (struct trb){ .control = T_STATUS << 10 | IOC });
+		wr(&f, DB(f.slot), 1);
+		ev = next_event(&f);
+		assert_int_equal(cc_of(&ev), CC_SUCCESS);
+		/* a TD of Normal TRBs chained forever (a loop): TRB Error, bounded */
+		a = EP0_RING + 16ULL * f.ep0.idx;
+		ring_put(&f, &f.ep0,
+			 (struct trb){ .param = 0x0100 << 16 | 0x0680,
+				       .status = 8,
+				       .control = T_SETUP << 10 | IDT });
+		put_trb(&f, EP0_RING + 16ULL * f.ep0.idx,
+			&(struct trb){ .param = EP0_RING + 16ULL * f.ep0.idx,
+				       .control = T_LINK << 10 | CH | (f.ep0.cycle ? 1 : 0) });
+		wr(&f, DB(f.slot), 1);
+		ev = next_event(&f);
+		assert_int_equal(cc_of(&ev), CC_TRB);
+		/* still a working controller: a good transfer after recovery */
+		assert_int_equal(cmd_cc(&f, T_RESET_EP, f.slot, 1U << 16, 0), CC_SUCCESS);
+		ring_init(&f, &f.ep0, EP0_RING + 0x800);
+		assert_int_equal(cmd_cc(&f, T_SET_DEQ, f.slot, 1U << 16, (EP0_RING + 0x800) | 1),
+				 CC_SUCCESS);
+		assert_int_equal(control(&f, 0x80, 6, 0x100, 0, 18, &len), CC_SUCCESS);
+		assert_int_equal(len, 18);
+		(void)a;
+	}
+	fx_stop(&f);
+}
+
+/* The event ring fills: events wait and come once the guest consumes, none lost or doubled. */
+static void test_event_ring_full(void **state)
+{
+	struct fx f;
+	struct trb ev;
+	uint64_t want[40];
+	unsigned got = 0;
+
+	fx_start(&f);
+	hc_start(&f);
+	no_event(&f);
+	for (unsigned i = 0; i < 40; i++)
+		want[i] = ring_put(&f, &f.cmd, (struct trb){ .control = T_NOOP_CMD << 10 });
+	wr(&f, DB(0), 0);
+	/* Nothing consumed yet: at most the ring's size - 1 are there. */
+	for (unsigned i = 0; i < 40; i++) {
+		if (!event(&f, &ev))
+			break;
+		assert_int_equal(ev.param, want[got]);
+		got++;
+	}
+	assert_int_equal(got, 40);
+	assert_false(event(&f, &ev));
+	fx_stop(&f);
+}
+
+static void test_snapshot(void **state)
+{
+	struct fx f, g;
+	struct console *c;
+	struct report r;
+	uint8_t *a, *b, *bad;
+	size_t alen, blen;
+
+	fx_start(&f);
+	c = con_with_display(&f);
+	hc_start(&f);
+	enable_and_address(&f);
+	configure(&f);
+	no_event(&f);
+	/* two reports wait in the tablet when the checkpoint is taken */
+	console_pointer_event(c, 10, 20, 0);
+	console_pointer_event(c, 10, 20, 1);
+	assert_int_equal(f.pd->dev.ops->pause(&f.pd->dev), 0);
+	/* an event while paused queues: it is in the snapshot */
+	console_pointer_event(c, 10, 20, 0);
+	a = devsnap_save_copy(&f.pd->dev, &alen);
+	console_display_detach(c);
+
+	fx_start(&g);
+	memcpy(gpa(&g, 0, 0x40000), gpa(&f, 0, 0x40000), 0x40000);
+	assert_int_equal(devsnap_load(&g.pd->dev, a, alen, 1), 0);
+	b = devsnap_save_copy(&g.pd->dev, &blen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(a, b, alen);
+	/* refused: truncated, newer version, garbage in the middle; g unchanged */
+	devsnap_expect_refused(&g.pd->dev, a, alen - 1, 1);
+	devsnap_expect_refused(&g.pd->dev, a, alen, 2);
+	bad = malloc(alen);
+	for (size_t off = alen - 40; off < alen; off += 3) {
+		memcpy(bad, a, alen);
+		bad[off] ^= 0xff;
+		if (devsnap_load(&g.pd->dev, bad, alen, 1) == 0) {
+			/* a change that is still a valid state; put g back */
+			assert_int_equal(devsnap_load(&g.pd->dev, a, alen, 1), 0);
+		}
+	}
+	free(bad);
+	/* the restored controller delivers the three reports once each, in order */
+	assert_int_equal(g.pd->dev.ops->resume(&g.pd->dev), 0);
+	g.slot = f.slot;
+	g.ep1 = f.ep1;
+	g.ev_idx = f.ev_idx;
+	g.ev_cycle = f.ev_cycle;
+	g.cmd = f.cmd;
+	for (unsigned i = 0; i < 4; i++)
+		queue_in(&g, i);
+	assert_true(report(&g, &r));
+	assert_int_equal(r.buttons, 0);
+	assert_int_equal(r.x, 10 * 32767 / 1023);
+	assert_true(report(&g, &r));
+	assert_int_equal(r.buttons, 1);
+	assert_true(report(&g, &r));
+	assert_int_equal(r.buttons, 0);
+	assert_false(report(&g, &r));
+	/* and commands still work on the restored ring */
+	assert_int_equal(cmd_cc(&g, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	free(a);
+	free(b);
+	fx_stop(&g);
+	fx_stop(&f);
+}
+
+static void test_options(void **state)
+{
+	struct fx f;
+	char err[256];
+	struct vm vm;
+	struct config cfg;
+
+	/* no device: all ports empty */
+	fx_start_with(&f, NULL);
+	for (unsigned p = 1; p <= 8; p++)
+		assert_int_equal(rd(&f, PORTSC(p)) & 1, 0);
+	fx_stop(&f);
+	/* slot.3.device=tablet puts it on port 3 */
+	fx_start_with(&f, "slot.3.device=tablet");
+	assert_int_equal(rd(&f, PORTSC(3)) & 1, 1);
+	assert_int_equal(rd(&f, PORTSC(1)) & 1, 0);
+	fx_stop(&f);
+	/* unknown device, a value for the flag: refused with a message */
+	vm_init_bare(&vm, true);
+	config_init(&cfg);
+	vm.cfg = &cfg;
+	assert_int_equal(vm_add_memory(&vm, RAM_SIZE), 0);
+	assert_int_equal(config_set_pair(&cfg, "pci.0.4.0.slot.1.device=mouse"), 0);
+	assert_int_equal(pci_setup(&vm, err, sizeof(err)), 0);
+	assert_null(pci_dev_add(&vm, 4, 0, &pci_emul_xhci, err, sizeof(err)));
+	assert_non_null(strstr(err, "mouse"));
+	assert_int_equal(config_set_pair(&cfg, "pci.0.5.0.tablet=yes"), 0);
+	assert_null(pci_dev_add(&vm, 5, 0, &pci_emul_xhci, err, sizeof(err)));
+	assert_non_null(strstr(err, "tablet"));
+	vm_destroy(&vm);
+	config_free(&cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_registers),	cmocka_unit_test(test_enumerate),
+		cmocka_unit_test(test_reports),		cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
+		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_options),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
