@@ -32,6 +32,7 @@ void options_usage(FILE *f)
 		"                virtio-net,slirp[,hostfwd=...]|tap=NAME[,mac=...], virtio-rnd,\n"
 		"                ahci,hd:PATH[,...],cd:PATH[,...]..., ahci-hd,PATH, ahci-cd,PATH,\n"
 		"                e1000 (the backends of virtio-net)\n"
+		"                xhci[,tablet] (a USB tablet on an xHCI controller)\n"
 		"  -l comN,BACK  serial port N=1..4; BACK: stdio, off, unix:PATH, file:PATH\n"
 		"  -l bootrom,FILE[,VARSFILE]  boot firmware (SeaBIOS, OVMF) instead of a kernel\n"
 		"  -o KEY=VALUE  set any configuration key (boot.kernel, boot.initrd,\n"

@@ -17,11 +17,15 @@
  * "key 0x1e down", "key 0xe04d up", "key 0x1e repeat" (typematic),
  * "key 0xe11d45 down" (Pause), "key overrun" and
  * "rel DX DY DZ btn B" (screen directions: y down, wheel up positive).
+ * With an xHCI controller, its USB tablet too (polled; the report it sends
+ * after configuration is not printed): "abs X Y btn B", X and Y 0..32767,
+ * and " dz N" after it when the wheel turned.
  * "seq N" lines at `rate` per second, as in mode=counter.
  */
 #include "user.h"
 #include "fbuf.h"
 #include "ps2.h"
+#include "xhci.h"
 
 #define CONSOLE_TEXT	"KHYVE CONSOLE TEST 0123456789"
 #define TEXT_SCALE	4
@@ -279,6 +283,38 @@ static bool input_setup(u32 *vec_kbd, u32 *vec_aux)
 	return true;
 }
 
+/* The USB tablet: the report it sends once configured is the state before any event. */
+static bool tablet_setup(void)
+{
+	struct tablet_report r;
+	char why[96];
+	int ret = xhci_tablet_open(why, sizeof(why));
+	u64 end = now_us() + 1000000;
+
+	if (ret < 0)
+		fail_final("console: xhci: %s", why);
+	if (ret)
+		return false;
+	while (xhci_tablet_poll(&r) == 0 && now_us() < end)
+		;
+	return true;
+}
+
+static void tablet_drain(void)
+{
+	struct tablet_report r;
+	int n = 16, ret;
+
+	while (n-- && (ret = xhci_tablet_poll(&r)) == 1) {
+		if (r.dz)
+			pr("abs %u %u btn %u dz %d\n", r.x, r.y, r.buttons, r.dz);
+		else
+			pr("abs %u %u btn %u\n", r.x, r.y, r.buttons);
+	}
+	if (n >= 0 && ret < 0)
+		fail_final("console: xhci: the interrupt transfer failed");
+}
+
 /* ---- the mode ---- */
 
 static u64 seq;
@@ -288,7 +324,7 @@ void console_run(void)
 	struct fbdev d;
 	u32 w = 0, h = 0, frame = 0, vk = 0, va = 0;
 	u64 ck = 0, ca = 0, period = tsc_hz / opt.rate, next, fnext = 0, poll = 0, t;
-	bool have_fb = fbdev_find(&d), have_kbc;
+	bool have_fb = fbdev_find(&d), have_kbc, have_tab;
 
 	if (copt.mode == CON_TEXT) {
 		if (have_fb)
@@ -302,9 +338,10 @@ void console_run(void)
 		draw_frame(&d, w, h, 0);
 	}
 	have_kbc = input_setup(&vk, &va);
-	pr("console: %s %ux%u, keyboard %s, mouse id %u\n",
+	have_tab = tablet_setup();
+	pr("console: %s %ux%u, keyboard %s, mouse id %u%s\n",
 	   copt.mode == CON_TEXT ? "text" : have_fb ? "gfx" : "no display", w, h,
-	   have_kbc ? "yes" : "no", mouse_id);
+	   have_kbc ? "yes" : "no", mouse_id, have_tab ? ", tablet" : "");
 	next = rdtsc() + period;
 	fnext = rdtsc();
 	for (;;) {
@@ -318,6 +355,8 @@ void console_run(void)
 			input_drain();
 			poll = t + tsc_hz / 10;
 		}
+		if (have_tab)
+			tablet_drain();
 		if ((s64)(t - next) >= 0) {
 			pr("seq %lu\n", ++seq);
 			next = (s64)(t - next) > (s64)tsc_hz ? t + period : next + period;

@@ -7,6 +7,7 @@
  */
 #include "user.h"
 #include "net.h"
+#include "xhci.h"
 
 static char first_fail[128];
 static bool group_failed;
@@ -590,6 +591,20 @@ static void check_e1000(void)
 	group_end();
 }
 
+/* xHCI (only when one is present): reset, the tablet's enumeration, one interrupt transfer. */
+static void check_xhci(void)
+{
+	char why[96];
+	int r = xhci_selftest(why, sizeof(why));
+
+	if (r > 0)
+		return;
+	group_begin("xhci");
+	if (r)
+		check_fail("%s", why);
+	group_end();
+}
+
 void selftest_run(void)
 {
 	go_mode = MODE_SELFTEST + 1;
@@ -605,6 +620,7 @@ void selftest_run(void)
 	check_atkbdc();
 	check_e1000();
 	check_fbuf();
+	check_xhci();
 	watchdog_deadline = 0;
 	if (first_fail[0])
 		fail_final("%s", first_fail);

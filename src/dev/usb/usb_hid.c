@@ -19,6 +19,8 @@
  * click gets a report of its own, so clicks are never lost and no report is sent twice.  When
  * the queue is full the newest report merges into the last (wheel clicks add up).
  *
+ * After SET_CONFIGURATION the first report is the pointer's state then.
+ *
  * SET_IDLE is accepted and read back (GET_IDLE); the tablet reports only on change, as the
  * guest drivers we know ask for (idle 0), and never repeats a report by itself.
  *
@@ -35,7 +37,7 @@
 #include "sstream.h"
 
 #define TABLET_STATE_VERSION 1
-#define TABLET_QUEUE 16
+#define TABLET_QUEUE 64
 #define TABLET_REPORT_LEN 6
 #define TABLET_BUTTONS 0x1f
 
@@ -352,9 +354,14 @@ static int tablet_standard(struct tablet_state *st, const struct usb_setup *s, u
 	case USB_REQ_SET_CONFIGURATION:
 		if (in || recip != USB_RECIP_DEVICE || s->value > 1)
 			return USB_STALL;
-		/* A (re)configured device starts with empty endpoints. */
+		/*
+		 * A (re)configured device starts with empty endpoints and then reports where
+		 * the pointer is, so the host need not wait for a move to know.
+		 */
 		st->config = (uint8_t)s->value;
 		st->count = 0;
+		if (st->config)
+			tablet_queue(st, &st->now);
 		return 0;
 	case USB_REQ_GET_INTERFACE:
 		if (!in || s->index || !st->config)

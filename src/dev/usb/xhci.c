@@ -614,13 +614,12 @@ static uint32_t op_read(struct xhci *x, unsigned off)
 
 static void erdp_write(struct xhci *x, struct xhci_intr *ir, uint64_t v, uint64_t mask)
 {
-	uint64_t ehb = v & mask & ERDP_EHB;
+	uint64_t busy = ir->erdp & ERDP_EHB;
 
-	ir->erdp = (ir->erdp & ~mask) | (v & mask & ~ERDP_EHB);
-	if (ehb)
+	/* EHB is write-1-to-clear: a pointer update alone leaves the handler busy. */
+	ir->erdp = (ir->erdp & ~mask) | (v & mask & ~ERDP_EHB) | busy;
+	if (v & mask & ERDP_EHB)
 		ir->erdp &= ~ERDP_EHB;
-	else
-		ir->erdp |= (ir->erdp & ERDP_EHB);
 	er_flush(x, ir);
 	/* Events the handler has not consumed yet interrupt again (4.17.2). */
 	if (!(ir->erdp & ERDP_EHB) && ir->seg_size &&
