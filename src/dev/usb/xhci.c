@@ -1095,7 +1095,7 @@ static int attach(struct xhci *x, unsigned n, const char *name, char *err, size_
 /* bhyve's "tablet" flag and slot.N.device=NAME (N = 1..4, the USB 2 ports). */
 static int xhci_options(struct xhci *x, char *err, size_t errlen)
 {
-	const char *v = pci_dev_opt(x->pd, "tablet");
+	const char *v;
 	char key[32];
 	int ret;
 
@@ -1166,8 +1166,11 @@ static void xhci_destroy(struct pci_dev *pd)
 	pd->priv = NULL;
 }
 
+static const char *const xhci_option_names[] = { "tablet", "slot.#.device", NULL };
+
 const struct pci_emul pci_emul_xhci = {
 	.name = "xhci",
+	.options = { { .names = xhci_option_names } },
 	.version = XHCI_STATE_VERSION,
 	.init = xhci_init,
 	.bar_io = xhci_bar_io,
