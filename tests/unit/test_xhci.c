@@ -547,6 +547,16 @@ static void test_registers(void **state)
 	assert_int_equal(rd(&f, CRCR), 0);
 	wr64(&f, DCBAAP, 0x1234567f);
 	assert_int_equal(rd(&f, DCBAAP), 0x12345640);
+	/* MaxSlotsEn above MaxSlots reads back and is saved and loaded as it is (the fuzzer) */
+	wr(&f, CONFIG, 0x3ff);
+	assert_int_equal(rd(&f, CONFIG), 0x3ff);
+	{
+		size_t len;
+		uint8_t *a = devsnap_save_copy(&f.pd->dev, &len);
+
+		assert_int_equal(devsnap_load(&f.pd->dev, a, len, 1), 0);
+		free(a);
+	}
 	/* byte and qword accesses; outside the registers reads 0 */
 	{
 		uint8_t b[8];
@@ -1004,6 +1014,40 @@ static void test_bad_rings(void **state)
 }
 
 /* The event ring fills: events wait and come once the guest consumes, none lost or doubled. */
+/*
+ * ERSTSZ changed under a running ring (0, or below the segment written): no fault, events
+ * wait, and the state saves and loads (the fuzzer found a division by zero here).
+ */
+static void test_erstsz_changed(void **state)
+{
+	struct fx f;
+	struct trb ev;
+	size_t len;
+	uint8_t *a;
+
+	fx_start(&f);
+	hc_start(&f);
+	no_event(&f);
+	wr(&f, ERSTSZ, 0);
+	ring_put(&f, &f.cmd, (struct trb){ .control = T_NOOP_CMD << 10 });
+	wr(&f, DB(0), 0);
+	assert_false(event(&f, &ev));
+	wr(&f, ERSTSZ, 0xffff);
+	wr64(&f, ERDP, EV_RING | 7);
+	a = devsnap_save_copy(&f.pd->dev, &len);
+	assert_int_equal(devsnap_load(&f.pd->dev, a, len, 1), 0);
+	free(a);
+	/* a new ERSTBA write sets the ring up again and the waiting event comes */
+	wr(&f, ERSTSZ, 1);
+	wr64(&f, ERSTBA, ERST);
+	f.ev_idx = 0;
+	f.ev_cycle = true;
+	wr64(&f, ERDP, EV_RING | 8);
+	ev = next_event(&f);
+	assert_int_equal(type_of(&ev), E_CMD);
+	fx_stop(&f);
+}
+
 static void test_event_ring_full(void **state)
 {
 	struct fx f;
@@ -1138,6 +1182,7 @@ int main(void)
 		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
 		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_options),		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_erstsz_changed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -108,7 +108,8 @@
 #define CRCR_CA (1ULL << 2)
 #define CRCR_CRR (1ULL << 3)
 
-#define CONFIG_RW 0x3ffU /* MaxSlotsEn, U3E, CIE */
+/* MaxSlotsEn, U3E, CIE; a MaxSlotsEn above MaxSlots reads back, slots past 32 stay off. */
+#define CONFIG_RW 0x3ffU
 
 /* Port registers (5.4.8). */
 #define PORTSC 0x0
@@ -307,7 +308,8 @@ static bool er_write(struct xhci *x, struct xhci_intr *ir, const struct xhci_trb
 	struct xhci_trb t = *ev;
 	uint64_t next;
 
-	if (!ir->seg_size || !er_next(x, ir, &next))
+	/* A guest that shrank ERSTSZ under the producer has no ring until it sets one up. */
+	if (!ir->seg_size || ir->seg >= ir->erstsz || !er_next(x, ir, &next))
 		return false;
 	/* Full when the slot after this one is where the guest will read next (4.9.4). */
 	if (next == (ir->erdp & ERDP_MASK))
@@ -894,11 +896,11 @@ static void xhci_state_io(struct sstream *s, struct xhci *x)
 
 static void intr_check(struct sstream *s, const struct xhci_intr *ir)
 {
-	if (ir->iman & ~(IMAN_IP | IMAN_IE) || ir->erstsz > XHCI_ERST_MAX || ir->erstba & 0x3f ||
-	    ir->erdp & 0x7)
+	/* ERSTSZ and ERDP hold what the guest wrote; the producer checks them before use. */
+	if (ir->iman & ~(IMAN_IP | IMAN_IE) || ir->erstsz > 0xffff || ir->erstba & 0x3f)
 		ss_fail(s, -EINVAL, "xhci: interrupter registers out of range");
 	else if (ir->seg_size &&
-		 (ir->seg_size < 16 || ir->seg_size > 4096 || ir->seg >= ir->erstsz ||
+		 (ir->seg_size < 16 || ir->seg_size > 4096 || ir->seg >= XHCI_ERST_MAX ||
 		  ir->idx >= ir->seg_size || ir->seg_base & 0x3f))
 		ss_fail(s, -EINVAL, "xhci: event ring position out of range");
 	else if (!ir->seg_size && (ir->seg || ir->idx))
@@ -926,8 +928,7 @@ static void slot_check(struct sstream *s, unsigned i, const struct xhci_slot *sl
 static void xhci_state_check(struct sstream *s, const struct xhci *x)
 {
 	if (x->usbcmd & ~CMD_RW || x->usbsts & ~(STS_HCH | STS_W1C | STS_HCE) ||
-	    x->config & ~CONFIG_RW || (x->config & 0xff) > XHCI_SLOTS || x->dcbaap & 0x3f ||
-	    x->crdeq & 0xf || x->dnctrl > 0xffff)
+	    x->config & ~CONFIG_RW || x->dcbaap & 0x3f || x->crdeq & 0xf || x->dnctrl > 0xffff)
 		ss_fail(s, -EINVAL, "xhci: operational registers out of range");
 	else if (!(x->usbcmd & CMD_RS) != !!(x->usbsts & STS_HCH))
 		ss_fail(s, -EINVAL, "xhci: run/stop and halted disagree");
