@@ -1,6 +1,6 @@
 """e1000: the self-test's EEPROM, PHY and loopback checks, the numbered UDP exchange across
-checkpoint / suspend / restore cycles with 1 and 4 vCPUs, a restore onto a tap backend, bad
-options."""
+checkpoint / suspend / restore cycles with 1 and 4 vCPUs, a restore onto a tap backend, a
+hostfwd rule, bad options."""
 
 import os
 import shutil
@@ -119,6 +119,27 @@ def e1000_restore_onto_tap(wd):
             helper.wait()
         echo.close()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@test
+def e1000_hostfwd(wd):
+    """-s 3,e1000,slirp,hostfwd=tcp:PORT-:22, as the README gives it: the host port listens
+    and takes a connection (slirp passes it to 10.0.2.15:22 as a SYN, tests/unit/test_e1000's
+    test_slirp_hostfwd_syn follows it into the receive ring; the test guest speaks no TCP)
+    while the guest's UDP exchange goes on."""
+    echo = Echo()
+    port = free_port()
+    try:
+        vm = virtio_vm(wd, "mode=net nic=e1000 netport=%d" % echo.port,
+                       devices=["3,e1000,slirp,hostfwd=tcp:%d-:22" % port])
+        n = len(vm.wait_seq(3, timeout=120))
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c.close()
+        vm.wait_seq(n + 3, timeout=60)
+        no_fail(vm, "e1000 with a hostfwd rule")
+        vm.kill()
+    finally:
+        echo.close()
 
 
 @test
