@@ -644,11 +644,112 @@ static void test_font_psf(void **state)
 	free(ft);
 }
 
+/* ---- pacing of the dirty log (vga_log_due / vga_log_pages, what fbuf does with KVM's) ---- */
+
+static void test_dirty_log_pacing(void **state)
+{
+	const size_t vsize = 16 * MiB, pages = vsize / VGA_PAGE;
+	const unsigned w = 640, h = 480, shown = w * h * 4 / VGA_PAGE;
+	uint8_t *vram = calloc(1, vsize);
+	uint64_t *all = calloc(pages / 64, sizeof(uint64_t));
+	uint64_t *none = calloc(pages / 64, sizeof(uint64_t));
+	uint64_t *few = calloc(pages / 64, sizeof(uint64_t));
+	uint64_t *slice = calloc(pages / 64, sizeof(uint64_t));
+	struct console_surface s = { 0 };
+	struct vga v;
+	struct vm vm;
+	uint32_t *fb = (uint32_t *)vram;
+
+	assert_non_null(vram);
+	assert_non_null(all);
+	assert_non_null(none);
+	assert_non_null(few);
+	assert_non_null(slice);
+	vm_init_bare(&vm, false);
+	s.priv = console_get(&vm);
+	for (unsigned p = 0; p < shown; p++)
+		all[p / 64] |= 1ULL << (p % 64);
+	/* Fewer than half the shown pages. */
+	for (unsigned p = 0; p < shown / 2 - 1; p++)
+		few[p / 64] |= 1ULL << (p % 64);
+	assert_int_equal(vga_init(&v, vram, vsize, 1920, 1200), 0);
+	vga_reset(&v);
+	vga_vbe_write(&v, VBE_INDEX_XRES, w);
+	vga_vbe_write(&v, VBE_INDEX_YRES, h);
+	vga_vbe_write(&v, VBE_INDEX_BPP, 32);
+	vga_vbe_write(&v, VBE_INDEX_ENABLE, VBE_ENABLE_ON);
+	vga_render(&v, &s, true);
+	assert_int_equal(s.width, w);
+
+	/* The same small part written refresh after refresh: the log is read every time. */
+	for (unsigned i = 0; i < 3 * VGA_BUSY_WINDOW; i++) {
+		assert_true(vga_log_due(&v));
+		vga_log_pages(&v, few);
+		vga_render(&v, &s, false);
+	}
+	/* A slow guest drawing the whole screen: each read has a slice, the window all. */
+	for (unsigned i = 0; i < VGA_BUSY_WINDOW; i++) {
+		memset(slice, 0, pages / 64 * sizeof(uint64_t));
+		for (unsigned p = i * shown / VGA_BUSY_WINDOW;
+		     p < (i + 1) * shown / VGA_BUSY_WINDOW; p++)
+			slice[p / 64] |= 1ULL << (p % 64);
+		assert_true(vga_log_due(&v));
+		vga_log_pages(&v, slice);
+		vga_render(&v, &s, false);
+	}
+	/* Then the log only every VGA_BUSY_EVERY refreshes. */
+	for (unsigned i = 0; i < VGA_BUSY_EVERY - 1; i++) {
+		s.damaged = false;
+		fb[i * w + 7] = 0x00abcd00 + i; /* behind everyone's back: no mark, no log */
+		assert_false(vga_log_due(&v));
+		vga_render(&v, &s, false);
+		/* Compared instead: exactly the pixel that changed. */
+		assert_true(s.damaged);
+		assert_int_equal(s.dx0, 7);
+		assert_int_equal(s.dy0, i);
+		assert_int_equal(s.dx1, 8);
+		assert_int_equal(s.dy1, i + 1);
+		assert_int_equal(s.pixels[i * w + 7], 0x00abcd00 + i);
+	}
+	/* The next read still finds the screen written: paced again. */
+	assert_true(vga_log_due(&v));
+	vga_log_pages(&v, all);
+	assert_false(vga_log_due(&v));
+	for (unsigned i = 1; i < VGA_BUSY_EVERY - 1; i++)
+		assert_false(vga_log_due(&v));
+	/* A read that finds it quiet ends it: the log alone says what changed from here. */
+	assert_true(vga_log_due(&v));
+	vga_log_pages(&v, none);
+	vga_render(&v, &s, false);
+	s.damaged = false;
+	fb[100 * w + 100] = 0x123456;
+	assert_true(vga_log_due(&v));
+	vga_log_pages(&v, none);
+	vga_render(&v, &s, false);
+	assert_false(s.damaged);
+	/* Outside VBE modes there is nothing to pace. */
+	vga_vbe_write(&v, VBE_INDEX_ENABLE, 0);
+	for (unsigned i = 0; i < 2 * VGA_BUSY_WINDOW; i++) {
+		vga_log_pages(&v, all);
+		assert_true(vga_log_due(&v));
+	}
+	vga_free(&v);
+	free(s.pixels);
+	console_put(s.priv);
+	vm_destroy(&vm);
+	free(vram);
+	free(all);
+	free(none);
+	free(few);
+	free(slice);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pci_identity, setup, teardown),
 		cmocka_unit_test(test_edid),
+		cmocka_unit_test(test_dirty_log_pacing),
 		cmocka_unit_test_setup_teardown(test_vbe_registers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vbe_picture_and_damage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vbe_depths, setup, teardown),

@@ -53,8 +53,9 @@ int vga_init(struct vga *v, uint8_t *vram, size_t vram_size, uint16_t max_xres, 
 	v->max_xres = max_xres;
 	v->max_yres = max_yres;
 	v->dirty = calloc((pages + 63) / 64, sizeof(uint64_t));
+	v->busy_acc = calloc((pages + 63) / 64, sizeof(uint64_t));
 	v->row = calloc(CONSOLE_MAX_WIDTH, sizeof(uint32_t));
-	if (!v->dirty || !v->row) {
+	if (!v->dirty || !v->busy_acc || !v->row) {
 		vga_free(v);
 		return -ENOMEM;
 	}
@@ -64,9 +65,11 @@ int vga_init(struct vga *v, uint8_t *vram, size_t vram_size, uint16_t max_xres, 
 void vga_free(struct vga *v)
 {
 	free(v->dirty);
+	free(v->busy_acc);
 	free(v->cells);
 	free(v->row);
 	v->dirty = NULL;
+	v->busy_acc = NULL;
 	v->cells = NULL;
 	v->row = NULL;
 }
@@ -125,6 +128,82 @@ void vga_mark_pages(struct vga *v, const uint64_t *bitmap)
 		if (bitmap[i])
 			v->dirty_any = true;
 	}
+}
+
+static uint64_t vbe_line(uint16_t width, uint16_t bpp);
+
+/* The vram a VBE mode shows: its first byte in *@off and its length; 0 outside VBE modes. */
+static uint64_t vga_shown(const struct vga *v, uint64_t *off)
+{
+	const uint16_t *e = v->r.vbe;
+	uint64_t line = vbe_line(e[VBE_INDEX_VIRT_WIDTH], e[VBE_INDEX_BPP]);
+	uint64_t start = e[VBE_INDEX_Y_OFFSET] * line +
+			 vbe_line(e[VBE_INDEX_X_OFFSET], e[VBE_INDEX_BPP]);
+	uint64_t len = line * e[VBE_INDEX_YRES];
+
+	if (!vga_vbe_enabled(v) || !len || start >= v->vram_size)
+		return 0;
+	*off = start;
+	return len < v->vram_size - start ? len : v->vram_size - start;
+}
+
+bool vga_log_due(struct vga *v)
+{
+	uint64_t off, len;
+
+	if (!v->busy_left)
+		return true;
+	v->busy_left--;
+	len = vga_shown(v, &off);
+	if (len)
+		vga_mark(v, off, len); /* compared, not trusted to the log */
+	return false;
+}
+
+/* How many of the pages [@first, @last] @bitmap has, against how many there are. */
+static bool most_pages(const uint64_t *bitmap, uint64_t first, uint64_t last)
+{
+	uint64_t n = 0;
+
+	for (uint64_t p = first; p <= last; p++)
+		n += (bitmap[p / 64] >> (p % 64)) & 1;
+	return 2 * n >= last - first + 1;
+}
+
+void vga_log_pages(struct vga *v, const uint64_t *bitmap)
+{
+	size_t words = (v->vram_size / VGA_PAGE + 63) / 64;
+	uint64_t off = 0, len, first, last;
+
+	vga_mark_pages(v, bitmap);
+	len = vga_shown(v, &off);
+	if (!len) {
+		v->busy = false;
+		v->busy_n = 0;
+		memset(v->busy_acc, 0, words * sizeof(uint64_t));
+		return;
+	}
+	first = off / VGA_PAGE;
+	last = (off + len - 1) / VGA_PAGE;
+	if (v->busy) {
+		/* This read covers the refreshes since the last one: still most of the screen? */
+		if (most_pages(bitmap, first, last))
+			v->busy_left = VGA_BUSY_EVERY - 1;
+		else
+			v->busy = false;
+		return;
+	}
+	/* Most of the screen written within the last VGA_BUSY_WINDOW refreshes starts it. */
+	for (size_t i = 0; i < words; i++)
+		v->busy_acc[i] |= bitmap[i];
+	if (++v->busy_n < VGA_BUSY_WINDOW)
+		return;
+	if (most_pages(v->busy_acc, first, last)) {
+		v->busy = true;
+		v->busy_left = VGA_BUSY_EVERY - 1;
+	}
+	v->busy_n = 0;
+	memset(v->busy_acc, 0, words * sizeof(uint64_t));
 }
 
 static bool vga_range_dirty(const struct vga *v, uint64_t off, uint64_t len)

@@ -88,7 +88,11 @@ struct vga {
 	bool regs_changed; /* a register that changes the picture was written */
 	uint32_t *cells;   /* text mode: what each drawn cell shows, to redraw only changes */
 	unsigned ncells;
-	uint32_t *row; /* one converted line */
+	uint32_t *row;	    /* one converted line */
+	bool busy;	    /* the guest keeps rewriting most of the screen: the log is paced */
+	unsigned busy_left; /* refreshes still to go without reading the log (vga_log_due) */
+	unsigned busy_n;    /* log reads OR-ed into busy_acc so far */
+	uint64_t *busy_acc; /* pages the last busy_n log reads had */
 };
 
 int vga_init(struct vga *v, uint8_t *vram, size_t vram_size, uint16_t max_xres, uint16_t max_yres);
@@ -110,6 +114,20 @@ bool vga_vbe_enabled(const struct vga *v);
 void vga_mark(struct vga *v, uint64_t off, uint64_t len);
 /* OR a page bitmap (bit i = page i of vram) into the dirty pages. */
 void vga_mark_pages(struct vga *v, const uint64_t *bitmap);
+
+/*
+ * Pacing for a caller that reads a dirty log (KVM's, of the BAR the guest writes directly):
+ * vga_log_due() says whether to read it for this refresh, and the result goes to
+ * vga_log_pages() (instead of vga_mark_pages()).  Reading the log write-protects the pages
+ * again, so a guest redrawing the whole screen takes a fault per page per refresh.  When
+ * the reads of VGA_BUSY_WINDOW refreshes together cover most of the shown screen, the log is
+ * read only every VGA_BUSY_EVERY refreshes and the whole shown picture is compared in
+ * between (the damage stays exact); the first read that finds most of it unwritten ends it.
+ */
+#define VGA_BUSY_WINDOW 8 /* refreshes whose log reads decide (133 ms at 60 Hz) */
+#define VGA_BUSY_EVERY 15 /* then one log read per this many refreshes (4 a second at 60 Hz) */
+bool vga_log_due(struct vga *v);
+void vga_log_pages(struct vga *v, const uint64_t *bitmap);
 
 /* Bring @s up to date (console backend refresh, see backend/console.h). */
 void vga_render(struct vga *v, struct console_surface *s, bool full);
