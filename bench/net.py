@@ -176,6 +176,15 @@ def fmt_ratio(a, b):
                                              max(a) / max(b))
 
 
+def fmt_paired(a, b):
+    """The median of the repetition-by-repetition ratios: each khyve run is next to its QEMU
+    run in time, so a drift in the host's load cancels out of each ratio."""
+    r = [x / y for x, y in zip(a, b) if y] if len(a) == len(b) else []  # a failed run: unpaired
+    if not r:
+        return "-"
+    return "%.2fx (%.2fx..%.2fx)" % (med(r), min(r), max(r))
+
+
 def verdict(a, b, target):
     if not a or not b:
         return ""
@@ -198,6 +207,9 @@ def summary(res, nics, dirs, a, qemu):
                 rows.append(["", "", "khyve / QEMU",
                              fmt_ratio([pps(r) for r in k], [pps(r) for r in q]), "",
                              ">= 1.0x", verdict([pps(r) for r in k], [pps(r) for r in q], 1.0)])
+                rows.append(["", "", "  run by run", fmt_paired([pps(r) for r in k],
+                                                                [pps(r) for r in q]),
+                             "", "", ""])
     say("")
     say("khyve network benchmark, %s, %s, %d vCPUs, %s RAM, slirp, %d-byte datagrams, window "
         "%d, %d s per run; median (min..max) of %d runs; ratios of medians (of minima, of "

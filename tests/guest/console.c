@@ -9,8 +9,13 @@
  * 5x7 glyphs below, scaled by 4, white on black.  conmode=text writes
  * CONSOLE_TEXT in VGA text mode at 0xB8000 (white on blue, row 0) and the
  * 15 colours as full blocks on row 2.  redraw=N draws frame after frame,
- * N a second, the bars moving 8 pixels each (a benchmark load).  The
- * tests compute the same picture from this file.
+ * N a second, the bars moving 8 pixels each (a benchmark load); with
+ * redrawfull the gradient moves too, the bars' lowest blue bit flips
+ * from frame to frame and the text is drawn only in frame 0, so every
+ * pixel changes in every frame (bench/vnc.py: a server that
+ * compares pixels cannot send less than the whole screen), and a line
+ * "frames N at T ms" each second says how many frames were drawn by then.  The tests
+ * compute the same picture from this file.
  *
  * Input: the i8042's keyboard (translated set 1) and its mouse (wheel
  * mode when it answers ID 3), both by interrupt, printed as
@@ -26,10 +31,12 @@
 #include "fbuf.h"
 #include "ps2.h"
 #include "xhci.h"
+#include "virtio.h"	/* tsc_to_ns */
 
 #define CONSOLE_TEXT	"KHYVE CONSOLE TEST 0123456789"
 #define TEXT_SCALE	4
 #define TEXT_X		16
+#define FBUF_MAX_W	1920	/* the widest mode fbuf offers */
 
 /* 5x7 glyphs, one row a byte (bit 4 leftmost), for the characters of CONSOLE_TEXT. */
 static const struct glyph {
@@ -66,6 +73,7 @@ static const u32 bars[8] = {
 static struct {
 	enum { CON_GFX, CON_TEXT } mode;
 	u64 redraw;
+	bool full;	/* redrawfull */
 } copt;
 
 bool console_cmdline_word(const char *w)
@@ -76,6 +84,8 @@ bool console_cmdline_word(const char *w)
 		copt.mode = CON_TEXT;
 	} else if (!memcmp(w, "conmode=gfx", 11)) {
 		copt.mode = CON_GFX;
+	} else if (!memcmp(w, "redrawfull", 10) && (w[10] == ' ' || !w[10])) {
+		copt.full = true;
 	} else if (!memcmp(w, "redraw=", 7)) {
 		copt.redraw = 0;
 		for (w += 7; *w >= '0' && *w <= '9'; w++)
@@ -107,7 +117,9 @@ static const struct glyph *glyph_of(char c)
 static u32 console_pixel(u32 x, u32 y, u32 w, u32 h, u32 frame)
 {
 	if (y < h / 2)
-		return bars[((x + frame * 8) % w) * 8 / w];
+		return bars[((x + frame * 8) % w) * 8 / w] ^ (copt.full ? frame & 1 : 0);
+	if (copt.full)
+		x = (x + frame * 8) % w;
 	return (x * 255 / (w - 1)) << 16 | ((y - h / 2) * 255 / (h - h / 2 - 1)) << 8 | 0x80;
 }
 
@@ -129,15 +141,33 @@ static void draw_text(volatile u32 *fb, u32 w, u32 h)
 	}
 }
 
+/*
+ * console_pixel() for every pixel, computed a row at a time: the bars are the same in every
+ * row of the top half, and below them only green changes from row to row.  (The guest's
+ * own cost, so that a benchmark measures the display, not the drawing.)
+ */
 static void draw_frame(struct fbdev *d, u32 w, u32 h, u32 frame)
 {
+	static u32 top[FBUF_MAX_W], red[FBUF_MAX_W];
 	volatile u32 *fb = (volatile u32 *)d->fb;
-	u32 x, y;
+	u32 x, y, g;
 
-	for (y = 0; y < h; y++)
+	if (w > FBUF_MAX_W || h < 4)
+		fail_final("console: %ux%u is not a mode this guest draws", w, h);
+	for (x = 0; x < w; x++) {
+		top[x] = console_pixel(x, 0, w, h, frame);
+		red[x] = console_pixel(x, h / 2, w, h, frame) & 0xff0000;
+	}
+	for (y = 0; y < h / 2; y++)
 		for (x = 0; x < w; x++)
-			fb[y * w + x] = console_pixel(x, y, w, h, frame);
-	draw_text(fb, w, h);
+			fb[y * w + x] = top[x];
+	for (; y < h; y++) {
+		g = console_pixel(0, y, w, h, frame) & 0x00ffff;
+		for (x = 0; x < w; x++)
+			fb[y * w + x] = red[x] | g;
+	}
+	if (!copt.full || !frame)
+		draw_text(fb, w, h);
 }
 
 static void draw_text_mode(void)
@@ -323,7 +353,7 @@ void console_run(void)
 {
 	struct fbdev d;
 	u32 w = 0, h = 0, frame = 0, vk = 0, va = 0;
-	u64 ck = 0, ca = 0, period = tsc_hz / opt.rate, next, fnext = 0, poll = 0, t;
+	u64 ck = 0, ca = 0, period = tsc_hz / opt.rate, next, fnext = 0, fnote = 0, poll = 0, t;
 	bool have_fb = fbdev_find(&d), have_kbc, have_tab;
 
 	if (copt.mode == CON_TEXT) {
@@ -360,6 +390,11 @@ void console_run(void)
 		if ((s64)(t - next) >= 0) {
 			pr("seq %lu\n", ++seq);
 			next = (s64)(t - next) > (s64)tsc_hz ? t + period : next + period;
+		}
+		if (copt.full && (s64)(t - fnote) >= 0) {
+			/* How fast the guest really draws, for bench/vnc.py. */
+			pr("frames %u at %lu ms\n", frame, tsc_to_ns(t) / 1000000);
+			fnote = t + tsc_hz;
 		}
 		if (copt.redraw && w && (s64)(t - fnext) >= 0) {
 			draw_frame(&d, w, h, ++frame);
