@@ -320,6 +320,13 @@ static void test_vbe_depths(void **state)
 	wr(&f->vm, &f->vm.mmio, f->fb + 3 * 7 + 2, 1, 0x33);
 	snap(f);
 	assert_int_equal(px(f, 7, 0), 0x332211);
+	/* 32 bits: the top byte is not colour. */
+	set_mode(f, 320, 200, 32);
+	wr(&f->vm, &f->vm.mmio, f->fb + 4 * 9, 4, 0xff445566);
+	wr(&f->vm, &f->vm.mmio, f->fb + 4 * 10, 4, 0x00010203);
+	snap(f);
+	assert_int_equal(px(f, 9, 0), 0x445566);
+	assert_int_equal(px(f, 10, 0), 0x010203);
 	/* 8 bits: through the DAC (6-bit entries unless the 8-bit DAC flag is set). */
 	set_mode(f, 320, 200, 8);
 	OUTB(f, 0x3c8, 9);
