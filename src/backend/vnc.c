@@ -13,7 +13,7 @@
  *
  * The thread sleeps in poll() on the listening socket, the clients and a wake-up eventfd.
  * With nobody connected it never wakes up on its own.  With clients it refreshes the picture
- * at most CONSOLE_REFRESH_HZ times a second: the display front end updates the surface and
+ * at most CONSOLE_REFRESH_HZ times a second (VNC_IDLE_HZ after a second without changes): the display front end updates the surface and
  * reports damage; the damaged rectangle is copied into the server's own frame buffer, which
  * libvncserver reads while it sends updates without any lock of ours held (a slow client
  * cannot stall a screenshot or the guest).  Clients that ask for nothing cost nothing more.
@@ -44,6 +44,7 @@
 #define VNC_MAX_POLL 64
 /* A client that stops in the middle of a message is dropped after this long (libvncserver). */
 #define VNC_CLIENT_WAIT_MS 2000
+#define VNC_IDLE_HZ 10
 
 struct vnc {
 	struct console *c;
@@ -58,6 +59,7 @@ struct vnc {
 	bool started;
 	atomic_bool stop;
 	bool full;	      /* next refresh redraws everything (a new client) */
+	unsigned quiet;	      /* refreshes in a row that found nothing changed */
 	uint64_t next_tick;   /* CLOCK_MONOTONIC ns of the next refresh */
 	pthread_mutex_t lock; /* nclients, for wait */
 	pthread_cond_t cond;
@@ -96,6 +98,7 @@ static enum rfbNewClientAction vnc_new_client(rfbClientPtr cl)
 
 	cl->clientGoneHook = vnc_client_gone;
 	v->full = true;
+	v->quiet = 0;
 	pthread_mutex_lock(&v->lock);
 	v->nclients++;
 	pthread_cond_broadcast(&v->cond);
@@ -103,10 +106,20 @@ static enum rfbNewClientAction vnc_new_client(rfbClientPtr cl)
 	return RFB_CLIENT_ACCEPT;
 }
 
+/* A client's input: the guest is likely to answer on the screen, refresh at full rate. */
+static void vnc_wake_up(struct vnc *v)
+{
+	if (v->quiet >= CONSOLE_REFRESH_HZ) {
+		v->quiet = 0;
+		v->next_tick = 0;
+	}
+}
+
 static void vnc_key(rfbBool down, rfbKeySym sym, rfbClientPtr cl)
 {
 	struct vnc *v = cl->screen->screenData;
 
+	vnc_wake_up(v);
 	console_keysym_event(v->c, sym, down);
 }
 
@@ -114,6 +127,7 @@ static void vnc_pointer(int mask, int x, int y, rfbClientPtr cl)
 {
 	struct vnc *v = cl->screen->screenData;
 
+	vnc_wake_up(v);
 	console_pointer_event(v->c, x < 0 ? 0 : (unsigned)x, y < 0 ? 0 : (unsigned)y,
 			      (unsigned)mask);
 }
@@ -165,16 +179,17 @@ static int vnc_resize(struct vnc *v, unsigned w, unsigned h)
 	return 0;
 }
 
-static void vnc_refresh(struct vnc *v)
+/* Bring the clients' copy up to date; true when anything changed. */
+static bool vnc_refresh(struct vnc *v)
 {
 	struct console_surface *s = console_refresh(v->c, v->full);
 
 	v->full = false;
 	if (!s)
-		return;
+		return false;
 	if ((s->width != v->w || s->height != v->h) && vnc_resize(v, s->width, s->height)) {
 		console_refresh_done(v->c);
-		return;
+		return false;
 	}
 	if (s->damaged) {
 		unsigned x0 = s->dx0, y0 = s->dy0, x1 = s->dx1, y1 = s->dy1;
@@ -185,9 +200,25 @@ static void vnc_refresh(struct vnc *v)
 		s->damaged = false;
 		console_refresh_done(v->c);
 		rfbMarkRectAsModified(v->screen, (int)x0, (int)y0, (int)x1, (int)y1);
-		return;
+		return true;
 	}
 	console_refresh_done(v->c);
+	return false;
+}
+
+/*
+ * Refreshes come CONSOLE_REFRESH_HZ times a second while the picture changes or a client
+ * types or points; after a second with neither, VNC_IDLE_HZ times (an idle guest watched by
+ * a client then costs a sixth of the wake-ups; the first change after a quiet spell shows at
+ * most 1 / VNC_IDLE_HZ s late).
+ */
+static uint64_t vnc_interval(struct vnc *v, bool changed)
+{
+	if (changed)
+		v->quiet = 0;
+	else if (v->quiet < CONSOLE_REFRESH_HZ)
+		v->quiet++;
+	return 1000000000ULL / (v->quiet < CONSOLE_REFRESH_HZ ? CONSOLE_REFRESH_HZ : VNC_IDLE_HZ);
 }
 
 /* ---- the thread ---- */
@@ -237,10 +268,8 @@ static void *vnc_thread(void *opaque)
 		if (p[1].revents & POLLIN)
 			vnc_accept(v);
 		now = mono_ns();
-		if (v->nclients && now >= v->next_tick) {
-			vnc_refresh(v);
-			v->next_tick = now + 1000000000ULL / CONSOLE_REFRESH_HZ;
-		}
+		if (v->nclients && now >= v->next_tick)
+			v->next_tick = now + vnc_interval(v, vnc_refresh(v));
 		/* Client messages (input: console callbacks), then updates to whoever asked. */
 		rfbProcessEvents(v->screen, 0);
 	}
