@@ -152,6 +152,8 @@ static void through_socket(const uint8_t *data, size_t size)
 			bool final;
 
 			*nl = '\0';
+			if (getenv("FUZZ_VERBOSE"))
+				fprintf(stderr, "fuzz: reply %s\n", in + start);
 			FZ_ASSERT(reply_ok(in + start, (size_t)(nl - in - start), &final),
 				  "malformed reply: %s", in + start);
 			start = (size_t)(nl - in) + 1;

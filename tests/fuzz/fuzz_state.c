@@ -11,9 +11,9 @@
  * then
  *
  *	ver:u8			the section version, 1 + ver % the device's version
- *	nops:u8 ops:4*(nops%16)	guest accesses after the load: off:u8 flags:u8 val:u16
- *				(flags bit 0 write, bits 1-2 size 1/2/4, bit 3 BAR 0 instead of
- *				the device's registers / configuration space)
+ *	nops:u8 ops:5*(nops%16)	guest accesses after the load: off:u16 flags:u8 val:u16
+ *				(flags bit 0 write, bits 1-2 size 1/2/4, bit 3 BAR (flags >> 4)
+ *				% 6 instead of the device's registers or configuration space)
  *	the section's bytes	to the end of the input
  *
  * What must hold: no crash and no sanitizer report while loading; a state that loaded runs
@@ -45,8 +45,9 @@
 
 #define RAM (4 * MiB)
 #define SLOT 3
+#define OP_LEN 5 /* a guest access after the load: off:u16 flags:u8 val:u16 */
 
-static char disk_path[64], cd_path[64];
+static char disk_path[64], ahci_path[64];
 
 enum kind {
 	K_UART,
@@ -83,16 +84,16 @@ static const struct kind_desc {
 	[K_FW_CFG] = { "fw_cfg", NULL, false, FW_CFG_PORT_SEL, FW_CFG_PORT_LEN },
 	[K_ATKBDC] = { "atkbdc", NULL, false, 0x60, 5 },
 	[K_PCI] = { "pci", NULL, false, 0xCF8, 8 },
-	[K_HOSTBRIDGE] = { "hostbridge", "hostbridge" },
-	[K_LPC] = { "lpc", "lpc" },
-	[K_VIRTIO_BLK] = { "virtio-blk", "virtio-blk" },
-	[K_VIRTIO_NET] = { "virtio-net", "virtio-net" },
-	[K_VIRTIO_RND] = { "virtio-rnd", "virtio-rnd" },
-	[K_E1000] = { "e1000", "e1000" },
-	[K_AHCI] = { "ahci", "ahci" },
-	[K_FBUF] = { "fbuf", "fbuf" },
-	[K_VCPU] = { "vcpu" },
-	[K_VM] = { "vm" },
+	[K_HOSTBRIDGE] = { .name = "hostbridge", .emul = "hostbridge" },
+	[K_LPC] = { .name = "lpc", .emul = "lpc" },
+	[K_VIRTIO_BLK] = { .name = "virtio-blk", .emul = "virtio-blk" },
+	[K_VIRTIO_NET] = { .name = "virtio-net", .emul = "virtio-net" },
+	[K_VIRTIO_RND] = { .name = "virtio-rnd", .emul = "virtio-rnd" },
+	[K_E1000] = { .name = "e1000", .emul = "e1000" },
+	[K_AHCI] = { .name = "ahci", .emul = "ahci" },
+	[K_FBUF] = { .name = "fbuf", .emul = "fbuf" },
+	[K_VCPU] = { .name = "vcpu" },
+	[K_VM] = { .name = "vm" },
 };
 
 static void no_irq(struct vm *vm, unsigned gsi, int level)
@@ -130,10 +131,10 @@ static const struct net_backend_type null_type = {
 static void remove_images(void)
 {
 	unlink(disk_path);
-	unlink(cd_path);
+	unlink(ahci_path);
 }
 
-static void make_image(char *path, size_t len)
+static void make_image(char *path, size_t len, off_t size)
 {
 	static uint8_t img[64 * 1024];
 	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -143,15 +144,16 @@ static void make_image(char *path, size_t len)
 		img[i] = (uint8_t)(i * 7 + 3);
 	snprintf(path, len, "%s/khyve-fuzz-state-XXXXXX", dir);
 	fd = mkstemp(path);
-	if (fd < 0 || write(fd, img, sizeof(img)) != (ssize_t)sizeof(img))
+	/* As large as the disks of tests/fuzz/snapshot-seeds.sh, whose states must load here. */
+	if (fd < 0 || write(fd, img, sizeof(img)) != (ssize_t)sizeof(img) || ftruncate(fd, size))
 		abort();
 	close(fd);
 }
 
 void fuzz_init(void)
 {
-	make_image(disk_path, sizeof(disk_path));
-	make_image(cd_path, sizeof(cd_path));
+	make_image(disk_path, sizeof(disk_path), 8 * MiB);
+	make_image(ahci_path, sizeof(ahci_path), 4 * MiB);
 	atexit(remove_images);
 	net_backend_register(&null_type);
 }
@@ -176,6 +178,7 @@ static struct dev *last_dev(struct vm *vm)
 static void fx_create(struct fx *x, enum kind k)
 {
 	const struct kind_desc *kd = &kinds[k];
+	unsigned slot = k == K_AHCI ? 7 : SLOT;
 	char err[256], key[64];
 	struct dev *d = NULL;
 
@@ -190,7 +193,7 @@ static void fx_create(struct fx *x, enum kind k)
 		abort();
 	x->vm.ram_size = RAM;
 #define OPT(k, v) \
-	config_set(&x->cfg, (snprintf(key, sizeof(key), "pci.0.%d.0.%s", SLOT, k), key), v)
+	config_set(&x->cfg, (snprintf(key, sizeof(key), "pci.0.%u.0.%s", slot, k), key), v)
 	switch (k) {
 	case K_UART:
 		d = uart_create(&x->vm, 0, "off", err, sizeof(err));
@@ -226,16 +229,15 @@ static void fx_create(struct fx *x, enum kind k)
 	case K_E1000:
 		OPT("backend", "null");
 		break;
+	/* The devices of tests/fuzz/snapshot-seeds.sh, so that its states load. */
 	case K_AHCI:
 		OPT("port.0.type", "hd");
-		OPT("port.0.path", disk_path);
-		OPT("port.1.type", "cd");
-		OPT("port.1.path", cd_path);
+		OPT("port.0.path", ahci_path);
 		break;
 	case K_FBUF:
-		OPT("vga", "on");
 		OPT("tcp", "off");
-		OPT("rom", "off");
+		OPT("w", "640");
+		OPT("h", "480");
 		break;
 	default:
 		break;
@@ -245,8 +247,11 @@ static void fx_create(struct fx *x, enum kind k)
 		FZ_ASSERT(!pci_setup(&x->vm, err, sizeof(err)), "pci_setup: %s", err);
 		d = last_dev(&x->vm);
 		if (kd->emul) {
-			/* The LPC bridge lives where the ACPI tables say it does. */
-			x->pd = pci_dev_add(&x->vm, k == K_LPC ? 31 : SLOT, 0,
+			/*
+			 * The LPC bridge lives where the ACPI tables say it does; AHCI drives take
+			 * their serial from the slot, which a state must match (the script's).
+			 */
+			x->pd = pci_dev_add(&x->vm, k == K_LPC ? 31 : slot, 0,
 					    pci_emul_find(kd->emul), err, sizeof(err));
 			FZ_ASSERT(x->pd, "%s: %s", kd->name, err);
 			d = &x->pd->dev;
@@ -278,23 +283,30 @@ static void fx_destroy(struct fx *x)
 }
 
 /* One guest access to the device's registers (or configuration space), or to its BAR 0. */
-static void guest_access(struct fx *x, const struct kind_desc *kd, uint8_t off, uint8_t flags,
-			 uint16_t val)
+static void guest_access(struct fx *x, const struct kind_desc *kd, const uint8_t *op)
 {
-	unsigned size = 1U << ((flags >> 1) % 3);
+	unsigned off = (unsigned)(op[0] | op[1] << 8), flags = op[2];
+	unsigned size = 1U << ((flags >> 1) % 3), bar = (flags >> 4) % PCI_BARS;
 	bool write = flags & 1;
 	uint8_t b[4];
 	uint64_t a;
 
-	io_put(b, size, val);
+	io_put(b, size,
+	       (uint32_t)op[3] | (uint32_t)op[4] << 8 | (uint32_t)op[3] << 16 |
+		       (uint32_t)op[4] << 24);
 	if (x->pd) {
-		if (flags & 8 && pci_bar_addr(x->pd, 0)) {
-			a = pci_bar_addr(x->pd, 0) + (off & ~(size - 1));
-			bus_access(x->pd->bar[0].type == PCI_BAR_IO ? &x->vm.pio : &x->vm.mmio, a,
+		/* A BAR where the loaded state put it (virtio's notify window is in BAR 4). */
+		if (flags & 8) {
+			a = pci_bar_addr(x->pd, (int)bar);
+			if (!a || x->pd->bar[bar].type == PCI_BAR_NONE ||
+			    x->pd->bar[bar].type == PCI_BAR_MEM64_HI)
+				return;
+			a += (off % x->pd->bar[bar].size) & ~(size - 1U);
+			bus_access(x->pd->bar[bar].type == PCI_BAR_IO ? &x->vm.pio : &x->vm.mmio, a,
 				   b, size, write);
 			return;
 		}
-		a = PCI_ECAM_BASE + ((uint64_t)x->pd->slot << 15) + (off & ~(size - 1));
+		a = PCI_ECAM_BASE + ((uint64_t)x->pd->slot << 15) + ((off % 4096) & ~(size - 1U));
 		bus_access(&x->vm.mmio, a, b, size, write);
 		return;
 	}
@@ -337,13 +349,14 @@ static void load_dev(enum kind k, unsigned ver, const uint8_t *ops, unsigned nop
 	ret = x.d->ops->load(x.d, &s, 1 + ver % x.d->ops->version);
 	if (!ret)
 		ret = ss_error(&s);
+	if (getenv("FUZZ_VERBOSE"))
+		fprintf(stderr, "fuzz: %s: %s\n", kd->name, ret ? s.msg : "loaded");
 	if (!ret) {
 		/* What loaded is a state the device must live with. */
 		dev_resume(x.d);
 		evloop_advance(&x.vm.ev, vclock_ns(&x.vm.ev) + 1000000000ULL);
 		for (unsigned i = 0; i < nops; i++)
-			guest_access(&x, kd, ops[4 * i], ops[4 * i + 1],
-				     (uint16_t)(ops[4 * i + 2] | ops[4 * i + 3] << 8));
+			guest_access(&x, kd, ops + OP_LEN * i);
 		evloop_advance(&x.vm.ev, vclock_ns(&x.vm.ev) + 50000000ULL);
 		dev_identity(x.d, kd->name);
 	}
@@ -404,8 +417,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *ops;
 	size_t got;
 
-	ops = fz_bytes(&f, 4 * nops, &got);
-	nops = (unsigned)(got / 4);
+	ops = fz_bytes(&f, OP_LEN * nops, &got);
+	nops = (unsigned)(got / OP_LEN);
 	if (k == K_VCPU || k == K_VM)
 		load_cpu(k == K_VCPU, f.data, f.size);
 	else
@@ -424,6 +437,38 @@ static void seed(enum kind k, const char *suffix, unsigned ver, const void *buf,
 	fz_put(&s, 0, 1);
 	fz_put_bytes(&s, buf, len);
 	snprintf(name, sizeof(name), "%s%s", kinds[k].name, suffix);
+	fz_seed_write(&s, name);
+}
+
+static void put_op(struct fz_seed *s, unsigned off, unsigned flags, unsigned val)
+{
+	fz_put(s, off, 2);
+	fz_put(s, flags, 1);
+	fz_put(s, val, 2);
+}
+
+/*
+ * The same state with what a guest does next: a virtio driver notifies every queue (BAR 4's
+ * notify window) and reads the ISR; other devices get each register read.
+ */
+static void seed_run(enum kind k, const char *suffix, unsigned ver, const void *buf, size_t len)
+{
+	bool virtio = k >= K_VIRTIO_BLK && k <= K_VIRTIO_RND;
+	struct fz_seed s;
+	char name[96];
+
+	fz_seed_start(&s);
+	fz_put(&s, k, 1);
+	fz_put(&s, ver - 1, 1);
+	fz_put(&s, virtio ? 4 : 8, 1);
+	for (unsigned i = 0; i < (virtio ? 4U : 8U); i++) {
+		if (virtio)
+			put_op(&s, i < 3 ? 0x3000 + 4 * i : 0x1000, i < 3 ? 0x4B : 0x48, i);
+		else
+			put_op(&s, kinds[k].emul ? 4 * i : i, kinds[k].emul ? 0x0C : 0x00, 0);
+	}
+	fz_put_bytes(&s, buf, len);
+	snprintf(name, sizeof(name), "%s%s-run", kinds[k].name, suffix);
 	fz_seed_write(&s, name);
 }
 
@@ -479,6 +524,8 @@ static void seeds_from_snapshot(const char *path)
 			if (*p == '/' || *p == '@' || *p == '.')
 				*p = '-';
 		seed(k, suffix, sec->version, buf, sec->length);
+		if (k < K_FBUF)
+			seed_run(k, suffix, sec->version, buf, sec->length);
 		free(buf);
 	}
 	snap_file_close(&sf);
