@@ -536,6 +536,65 @@ static void test_cpustate_kvm_refused(void **state)
 	cpustate_free(&a);
 }
 
+/* KVM refusing a step of the restore: the error names the step (each corrupted alone). */
+static void test_cpustate_kvm_steps(void **state)
+{
+	struct kvm_fixture *f = *state;
+	static const char *const steps[] = { "SREGS", "XCRS", "VCPU_EVENTS", "DEBUGREGS" };
+	char err[256];
+
+	if (!f)
+		skip(); /* no /dev/kvm */
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		struct cpustate a;
+
+		assert_int_equal(cpustate_get(&f->v[0], &a), 0);
+		switch (i) {
+		case 0:
+			a.sregs.cr0 = 0x80000000; /* paging without protection */
+			break;
+		case 1:
+			a.xcrs.nr_xcrs = 1;
+			a.xcrs.xcrs[0].xcr = 0;
+			a.xcrs.xcrs[0].value = 0; /* XCR0 without x87 */
+			break;
+		case 2:
+			a.events.flags = 0x80000000; /* no such flag */
+			break;
+		case 3:
+			a.dbg.flags = 1; /* must be zero */
+			break;
+		}
+		err[0] = 0;
+		assert_int_not_equal(cpustate_set(&f->v[1], &a, err, sizeof(err)), 0);
+		if (!strstr(err, steps[i]) || !strstr(err, "vCPU 1"))
+			fail_msg("error \"%s\" does not name KVM_SET_%s", err, steps[i]);
+		cpustate_free(&a);
+	}
+	/* A vCPU that is not one: the first read fails. */
+	{
+		struct vcpu bad = { .vm = &f->vm, .id = 7, .fd = -1 };
+		struct cpustate a;
+
+		assert_int_equal(cpustate_get(&bad, &a), -EBADF);
+		cpustate_free(&a);
+	}
+	/* A VM without a PIT: its state cannot be read, nor a saved PIT set. */
+	{
+		struct vmstate st;
+
+		assert_int_not_equal(vmstate_get(f->vm.vm_fd, &st), 0);
+		memset(&st, 0, sizeof(st));
+		st.pic[0].chip_id = KVM_IRQCHIP_PIC_MASTER;
+		st.pic[1].chip_id = KVM_IRQCHIP_PIC_SLAVE;
+		st.ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+		assert_int_not_equal(vmstate_set(f->vm.vm_fd, &st, err, sizeof(err)), 0);
+		assert_non_null(strstr(err, "KVM_SET_PIT2"));
+		assert_int_not_equal(vmstate_set(-1, &st, err, sizeof(err)), 0);
+		assert_non_null(strstr(err, "KVM_SET_IRQCHIP"));
+	}
+}
+
 /* The VM-wide state of a real VM goes back in. */
 static void test_vmstate_kvm(void **state)
 {
@@ -572,6 +631,7 @@ int main(void)
 						kvm_teardown),
 		cmocka_unit_test_setup_teardown(test_cpustate_kvm_check, kvm_setup, kvm_teardown),
 		cmocka_unit_test_setup_teardown(test_cpustate_kvm_refused, kvm_setup, kvm_teardown),
+		cmocka_unit_test_setup_teardown(test_cpustate_kvm_steps, kvm_setup, kvm_teardown),
 		cmocka_unit_test_setup_teardown(test_vmstate_kvm, kvm_setup, kvm_teardown),
 	};
 
