@@ -14,6 +14,9 @@ need="$need libseccomp-dev"
 need="$need seabios grub-pc-bin grub-common xorriso mtools nasm"
 # Man page checks (tests/e2e/test_cli.py renders khyve.8).
 need="$need groff-base"
+# The Linux test kernel (tests/linux/build.sh, when no prebuilt image is given): its source and
+# the kernel's build tools.
+need="$need linux-source-6.1 bc flex bison libelf-dev"
 missing=""
 for p in $need; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
