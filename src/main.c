@@ -110,6 +110,8 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 	if (!config_get_bool(vm->cfg, "debug.timing", false, &timing) && timing)
 		fprintf(stderr, "khyve: guest running %.3f ms after start\n", ms_since(t0));
 	status = vm_wait_exit(vm);
+	/* A live checkpoint still being written is given up (its client is told so). */
+	snap_save_live_abort(vm);
 	ctl_stop(vm);
 	return status;
 }

@@ -186,6 +186,8 @@ static const int allowed[] = {
 	SCMP_SYS(getrandom),
 	SCMP_SYS(getpriority),
 	SCMP_SYS(restart_syscall),
+	/* Live checkpoints (snap/live.c): the userfaultfd that write-protects guest RAM. */
+	SCMP_SYS(userfaultfd),
 
 #ifdef __SANITIZE_ADDRESS__
 	/*
@@ -234,6 +236,10 @@ static int add_rules(scmp_filter_ctx ctx)
 	if (!ret)
 		ret = add(ctx, SCMP_SYS(ioctl), 1,
 			  (struct scmp_arg_cmp[]){ SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, 0x1200) });
+	/* userfaultfd (type 0xAA): live checkpoints register, write-protect and release RAM. */
+	if (!ret)
+		ret = add(ctx, SCMP_SYS(ioctl), 1,
+			  (struct scmp_arg_cmp[]){ SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, 0xAA00) });
 	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && !ret; i++)
 		ret = add(ctx, SCMP_SYS(ioctl), 1,
 			  (struct scmp_arg_cmp[]){ SCMP_A1(SCMP_CMP_EQ, ioctls[i]) });

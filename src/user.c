@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "snap/live.h"
 #include "snap/memory.h"
 
 int user_drop(const struct config *cfg, char *err, size_t errlen)
@@ -32,8 +33,9 @@ int user_drop(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "user=%s: only root can run a VM as another user", name);
 		return -EPERM;
 	}
-	/* What a save needs that the new user may not open: the page-table flags. */
+	/* What a save needs that the new user may not open: the page-table flags, userfaultfd. */
 	snap_memory_keep_pagemap();
+	snap_live_keep_uffd();
 	/* Groups first (they need root), then the gid, then the uid, all three of each. */
 	if (initgroups(name, pw.pw_gid) || setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid) ||
 	    setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)) {

@@ -125,6 +125,7 @@ struct vm {
 	atomic_bool hpet_legacy;
 	struct mem_backing *backing; /* snapshot file a restored VM's RAM maps, or NULL */
 	bool paused;		     /* guest paused by a control request */
+	struct live_save *live;	     /* a live checkpoint being written (snap/snapshot.c) */
 	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */
 	int sigfd;		     /* signals khyve handles (main.c), or -1 */
 

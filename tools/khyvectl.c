@@ -52,6 +52,7 @@ struct opts {
 	enum action action;
 	const char *file;
 	bool json, quiet;
+	bool live; /* --live: checkpoint with a pause of milliseconds */
 };
 
 /* A client-side view of one request: where to, and whether a progress bar is on screen. */
@@ -74,6 +75,8 @@ static void usage(FILE *f)
 		   "\n"
 		   "actions:\n"
 		   "  --checkpoint=FILE  save the running VM to FILE; the VM goes on running\n"
+		   "    --live           pause the guest only to save vCPU and device state; its\n"
+		   "                     memory is written while it runs (as of the pause)\n"
 		   "  --suspend=FILE     save the VM to FILE, then end it\n"
 		   "  --pause            stop the guest's vCPUs and devices\n"
 		   "  --resume           let a paused guest run again\n"
@@ -158,6 +161,14 @@ static uint64_t get_u64(struct json_object *o, const char *key)
 	struct json_object *v;
 
 	return json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
+}
+
+static bool get_bool(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_boolean) &&
+	       json_object_get_boolean(v);
 }
 
 static const char *get_str(struct json_object *o, const char *key, const char *dflt)
@@ -284,6 +295,8 @@ static int send_request(struct client *c)
 	if (c->o->action == ACT_CHECKPOINT || c->o->action == ACT_SUSPEND) {
 		json_object_object_add(o, "file", json_object_new_string(c->file));
 		json_object_object_add(o, "progress", json_object_new_boolean(c->bar));
+		if (c->o->live)
+			json_object_object_add(o, "live", json_object_new_boolean(true));
 	} else if (c->o->action == ACT_SCREENSHOT) {
 		json_object_object_add(o, "file", json_object_new_string(c->file));
 	}
@@ -360,8 +373,9 @@ static void print_save(struct client *c, struct json_object *r, bool suspend)
 	fmt_bytes(size, sizeof(size), (double)get_u64(r, "bytes"));
 	fmt_ms(total, sizeof(total), get_double(r, "total_ms"));
 	fmt_ms(paused, sizeof(paused), get_double(r, "paused_ms"));
-	printf("%s %s \u2192 %s: %s in %s, guest paused %s%s\n", suspend ? "suspend" : "checkpoint",
-	       c->name, get_str(r, "file", c->file), size, total, paused,
+	printf("%s%s %s \u2192 %s: %s in %s, guest paused %s%s\n",
+	       suspend ? "suspend" : "checkpoint", get_bool(r, "live") ? " (live)" : "", c->name,
+	       get_str(r, "file", c->file), size, total, paused,
 	       suspend ? "; the VM has exited" : "");
 }
 
@@ -847,6 +861,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "status", no_argument, NULL, 't' },
 		{ "screenshot", required_argument, NULL, 'P' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "live", no_argument, NULL, 'L' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -884,6 +899,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'j':
 			o->json = true;
 			break;
+		case 'L':
+			o->live = true;
+			break;
 		case 'q':
 			o->quiet = true;
 			break;
@@ -908,6 +926,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (o->action == ACT_NONE)
 		return usage_error("nothing to do: give --checkpoint, --suspend, --pause, "
 				   "--resume, --status or --screenshot");
+	if (o->live && o->action != ACT_CHECKPOINT)
+		return usage_error("--live goes with --checkpoint=FILE");
 	if (!o->vm && !o->socket)
 		return usage_error("which VM? Give --vm=NAME (or --socket=PATH)");
 	return 0;

@@ -52,6 +52,7 @@ struct ctl_conn {
 	int fd;
 	bool dead;	  /* write failed or peer gone: close after the current line */
 	bool eof;	  /* the peer sent all it will: close once its replies are out */
+	bool waiting;	  /* a live checkpoint's reply is still to come: never idle */
 	uint32_t events;  /* what epoll watches for it */
 	uint64_t last_ns; /* accepted, or the last complete request (monotonic) */
 	uint64_t line_ns; /* first byte of the incomplete line in buf, 0 if none */
@@ -73,7 +74,9 @@ struct ctl {
 	struct ctl_conn *conns;
 	unsigned nconns;
 	uint64_t idle_ns, line_ns, stall_ns; /* timeouts */
-	uint64_t paused_since; /* monotonic ns of the last pause request, 0 if unknown */
+	uint64_t paused_since;	    /* monotonic ns of the last pause request, 0 if unknown */
+	struct ctl_conn *live_conn; /* where a live checkpoint's reply goes, NULL if gone */
+	char live_file[PATH_MAX];
 };
 
 static uint64_t mono_ns(void)
@@ -163,7 +166,7 @@ struct ctl_req {
 	ctl_send_fn send;
 	void *opaque;
 	const char *file;
-	bool progress;
+	bool progress, live;
 	uint64_t last_ns, last_done;
 	int last_pct;
 	char err[512];
@@ -246,11 +249,69 @@ static void ctl_progress(void *opaque, uint64_t done, uint64_t total)
 	send_obj(r, o);
 }
 
+static void conn_send(void *opaque, const char *json);
+static void conn_settle(struct ctl_conn *c);
+static int req_checkpoint(struct ctl_req *r);
+
+static struct json_object *save_reply(const struct snap_result *res, const char *file, bool live)
+{
+	struct json_object *o = ok_obj();
+
+	add_ms(o, "paused_ms", res->paused_ns);
+	add_ms(o, "total_ms", res->total_ns);
+	add_u64(o, "bytes", res->bytes);
+	add_u64(o, "mem_pages", res->mem_pages);
+	add_u64(o, "zero_pages", res->zero_pages);
+	json_object_object_add(o, "live", json_object_new_boolean(live));
+	if (live)
+		add_u64(o, "fault_pages", res->fault_pages);
+	json_object_object_add(o, "file", json_object_new_string(file));
+	return o;
+}
+
+/* The end of a live checkpoint, on the loop thread: the reply to whoever asked, if still there. */
+static void live_done(void *opaque, int ret, const struct snap_result *res, const char *err)
+{
+	struct ctl *ctl = opaque;
+	struct ctl_conn *c = ctl->live_conn;
+	struct ctl_req r = { .vm = ctl->vm, .send = conn_send, .opaque = c };
+
+	ctl->live_conn = NULL;
+	if (!c)
+		return;
+	c->waiting = false;
+	if (ret)
+		reply_error(&r, ret, "%s", err[0] ? err : strerror(-ret));
+	else
+		send_obj(&r, save_reply(res, ctl->live_file, true));
+	conn_settle(c);
+}
+
+/*
+ * The guest runs again when this returns; the reply comes when the file is written (no
+ * progress lines: the writer thread does not talk to connections).  Only a connection can
+ * wait for it.
+ */
+static int req_save_live(struct ctl_req *r)
+{
+	struct ctl *ctl = r->vm->ctl;
+	int ret;
+
+	if (!ctl || r->send != conn_send)
+		return reply_error(r, -EINVAL, "checkpoint: live needs a control connection");
+	snprintf(ctl->live_file, sizeof(ctl->live_file), "%s", r->file);
+	ret = snap_save_live(r->vm, r->file, live_done, ctl, r->err, sizeof(r->err));
+	if (ret)
+		return reply_error(r, ret, "%s", r->err[0] ? r->err : strerror(-ret));
+	ctl->live_conn = r->opaque;
+	ctl->live_conn->waiting = true;
+	return 0;
+}
+
 static int req_save(struct ctl_req *r, bool suspend)
 {
 	struct snap_save_opts opts = { .suspend = suspend };
 	struct snap_result res = { 0 };
-	struct json_object *o;
 	int ret;
 
 	if (vm_ending(r->vm))
@@ -263,17 +324,12 @@ static int req_save(struct ctl_req *r, bool suspend)
 		r->last_pct = 0;
 	}
 	r->err[0] = '\0';
+	if (r->live && !r->vm->paused)
+		return req_save_live(r);
 	ret = snap_save(r->vm, r->file, &opts, &res, r->err, sizeof(r->err));
 	if (ret)
 		return reply_error(r, ret, "%s", r->err[0] ? r->err : strerror(-ret));
-	o = ok_obj();
-	add_ms(o, "paused_ms", res.paused_ns);
-	add_ms(o, "total_ms", res.total_ns);
-	add_u64(o, "bytes", res.bytes);
-	add_u64(o, "mem_pages", res.mem_pages);
-	add_u64(o, "zero_pages", res.zero_pages);
-	json_object_object_add(o, "file", json_object_new_string(r->file));
-	send_obj(r, o);
+	send_obj(r, save_reply(&res, r->file, false));
 	return 0;
 }
 
@@ -429,6 +485,11 @@ static int parse_save_fields(struct ctl_req *r, const char *name)
 					   name);
 		r->progress = json_object_get_boolean(v);
 	}
+	if (json_object_object_get_ex(r->in, "live", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return reply_error(r, -EINVAL, "%s: \"live\" must be true or false", name);
+		r->live = json_object_get_boolean(v);
+	}
 	return 0;
 }
 
@@ -442,6 +503,8 @@ static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 		if ((q->save || q->file) && !strcmp(key, "file"))
 			continue;
 		if (q->save && !strcmp(key, "progress"))
+			continue;
+		if (q->fn == req_checkpoint && !strcmp(key, "live"))
 			continue;
 		return reply_error(r, -EINVAL, "%s: unknown field \"%s\"", q->name, key);
 	}
@@ -537,6 +600,7 @@ int ctl_handle_line(struct vm *vm, const char *line, ctl_send_fn send, void *opa
  */
 static void conn_close(struct ctl_conn *c);
 static void conn_arm(struct ctl_conn *c);
+static void conn_settle(struct ctl_conn *c);
 
 static void conn_watch(struct ctl_conn *c)
 {
@@ -619,6 +683,8 @@ static void conn_close(struct ctl_conn *c)
 		}
 	}
 	ctl->nconns--;
+	if (ctl->live_conn == c)
+		ctl->live_conn = NULL; /* the checkpoint goes on; its reply has nowhere to go */
 	vtimer_cancel(&c->timer);
 	evloop_del_fd(&ctl->vm->ev, c->fd);
 	close(c->fd);
@@ -713,8 +779,14 @@ static void conn_event(void *opaque, uint32_t events)
 		conn_read(c);
 	else if (!c->dead && (events & EPOLLERR))
 		c->dead = true;
+	conn_settle(c);
+}
+
+/* After reading or replying: close a connection that is done, else watch and time it. */
+static void conn_settle(struct ctl_conn *c)
+{
 	/* Done: the peer stopped sending and has all its replies (or is gone). */
-	if (c->dead || (c->eof && c->ooff == c->olen)) {
+	if (c->dead || (c->eof && c->ooff == c->olen && !c->waiting)) {
 		conn_close(c);
 		return;
 	}
@@ -734,6 +806,8 @@ static uint64_t conn_deadline(const struct ctl_conn *c)
 		return c->out_ns + c->ctl->stall_ns;
 	if (c->len)
 		return c->line_ns + c->ctl->line_ns;
+	if (c->waiting) /* not idle: its live checkpoint is being written */
+		return mono_ns() + c->ctl->idle_ns;
 	return c->last_ns + c->ctl->idle_ns;
 }
 

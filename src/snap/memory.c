@@ -35,8 +35,9 @@ struct mem_saver {
 	const uint8_t *run_ptr;
 };
 
-static bool page_is_zero(const uint8_t *p)
+bool snap_page_is_zero(const void *page)
 {
+	const uint8_t *p = page;
 	const uint64_t *q = (const uint64_t *)p;
 
 	for (size_t i = 0; i < PAGE / 8; i += 4)
@@ -79,7 +80,7 @@ static int saver_flush(struct mem_saver *m)
 /* One touched page at @off in the memory area, at @p in our address space. */
 static int saver_page(struct mem_saver *m, uint64_t off, const uint8_t *p)
 {
-	if (page_is_zero(p)) {
+	if (snap_page_is_zero(p)) {
 		m->res->zero_pages++;
 		return saver_flush(m);
 	}
@@ -137,7 +138,7 @@ void snap_memory_keep_pagemap(void)
  * /proc/self/pagemap, from the descriptor kept before khyve gave up root (-o user=): after
  * that the process is not dumpable and may no longer open its own /proc files.
  */
-static int pagemap_open(void)
+int snap_memory_pagemap_open(void)
 {
 	if (pagemap_fd >= 0)
 		return fcntl(pagemap_fd, F_DUPFD_CLOEXEC, 0);
@@ -147,7 +148,7 @@ static int pagemap_open(void)
 int snap_memory_touched(struct vm *vm, const struct mem_backing *b, uint64_t *bytes)
 {
 	uint64_t flags[SCAN_CHUNK];
-	int pm = pagemap_open(), ret = 0;
+	int pm = snap_memory_pagemap_open(), ret = 0;
 
 	*bytes = 0;
 	if (pm < 0)
@@ -215,7 +216,7 @@ int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_back
 	uint64_t off = 0;
 	int ret = 0;
 
-	m.pagemap = pagemap_open();
+	m.pagemap = snap_memory_pagemap_open();
 	if (m.pagemap < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "/proc/self/pagemap: %s", strerror(errno));

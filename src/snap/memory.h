@@ -35,6 +35,10 @@ int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_back
 int snap_memory_touched(struct vm *vm, const struct mem_backing *backing, uint64_t *bytes);
 /* Open /proc/self/pagemap now and keep it, for saves after khyve gave up root. */
 void snap_memory_keep_pagemap(void);
+/* /proc/self/pagemap (the descriptor kept before khyve gave up root, duplicated), or -1. */
+int snap_memory_pagemap_open(void);
+/* Is this 4 KiB page all zero? */
+bool snap_page_is_zero(const void *page);
 /* Map the snapshot's regions into @vm (lazily) and register them with KVM. */
 int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t errlen);
 

@@ -31,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +43,7 @@
 #include "snap/clocks.h"
 #include "snap/disks.h"
 #include "snap/format.h"
+#include "snap/live.h"
 #include "snap/memory.h"
 #include "snap/meta.h"
 #include "snap/trust.h"
@@ -57,6 +60,14 @@ static uint64_t now_ns(clockid_t clk)
 }
 
 /* ---- pausing ---- */
+
+static int live_busy(struct vm *vm, char *err, size_t errlen)
+{
+	if (!vm->live)
+		return 0;
+	snprintf(err, errlen, "a live checkpoint is being written; wait for its reply");
+	return -EBUSY;
+}
 
 static void devices_resume(struct vm *vm)
 {
@@ -111,7 +122,9 @@ static int pause_vm(struct vm *vm, struct snap_clocks *clk, char *err, size_t er
 
 int snap_pause_vm(struct vm *vm, char *err, size_t errlen)
 {
-	return pause_vm(vm, NULL, err, errlen);
+	int ret = live_busy(vm, err, errlen);
+
+	return ret ? ret : pause_vm(vm, NULL, err, errlen);
 }
 
 int snap_resume_vm(struct vm *vm, char *err, size_t errlen)
@@ -240,25 +253,32 @@ static int save_meta(struct vm *vm, const struct config *cfg, struct snap_writer
 	return ret;
 }
 
+static int write_memmap(struct snap_writer *w, struct snap_file *map, char *err, size_t errlen)
+{
+	struct sstream s;
+	int ret;
+
+	ss_init_save(&s);
+	snap_memmap_io(&s, map);
+	ret = ss_error(&s);
+	if (!ret)
+		ret = snap_writer_section(w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len);
+	ss_free(&s);
+	if (ret)
+		snprintf(err, errlen, "saving the memory map: %s", strerror(-ret));
+	return ret;
+}
+
 static int save_memory(struct vm *vm, struct snap_writer *w, const struct snap_save_opts *opts,
 		       struct snap_result *res, char *err, size_t errlen)
 {
 	struct snap_file map;
-	struct sstream s;
 	int ret;
 
 	memset(&map, 0, sizeof(map));
 	ret = snap_memory_save(vm, w, vm->backing, &map, opts, res, err, errlen);
-	if (!ret) {
-		ss_init_save(&s);
-		snap_memmap_io(&s, &map);
-		ret = ss_error(&s);
-		if (!ret)
-			ret = snap_writer_section(w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len);
-		ss_free(&s);
-		if (ret)
-			snprintf(err, errlen, "saving the memory map: %s", strerror(-ret));
-	}
+	if (!ret)
+		ret = write_memmap(w, &map, err, errlen);
 	free(map.extents);
 	return ret;
 }
@@ -345,14 +365,12 @@ static int save_abs_paths(struct config *meta_cfg)
 	return a.ret;
 }
 
-static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_clocks *clk,
-		    const struct snap_save_opts *opts, struct snap_result *res, char *err,
-		    size_t errlen)
+/* Everything but guest memory, the VM paused: devices, vCPUs, VM state, disks, metadata. */
+static int save_state(struct vm *vm, struct snap_writer *w, const struct snap_clocks *clk,
+		      struct snap_disks *sd, char *err, size_t errlen)
 {
 	const char *disks = config_get_default(vm->cfg, "snapshot.disks", "sync");
-	struct snap_disks sd = { 0 }, old;
 	struct config meta_cfg;
-	bool have_old;
 	int ret;
 
 	config_init(&meta_cfg);
@@ -373,25 +391,44 @@ static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_cloc
 	 * the guest wrote to its disks is all in the images.
 	 */
 	if (!ret)
-		ret = snap_disks_save(vm, w->path, !strcmp(disks, "clone"), &meta_cfg, &sd, err,
+		ret = snap_disks_save(vm, w->path, !strcmp(disks, "clone"), &meta_cfg, sd, err,
 				      errlen);
 	if (!ret)
-		ret = snap_disks_write(&sd, w);
+		ret = snap_disks_write(sd, w);
 	if (!ret)
 		ret = save_meta(vm, &meta_cfg, w, err, errlen);
-	if (!ret)
-		ret = save_memory(vm, w, opts, res, err, errlen);
-	have_old = !ret && old_snapshot_disks(vm->cfg, w->path, &old);
+	config_free(&meta_cfg);
+	return ret;
+}
+
+/* After memory (@ret: how that went): commit the file, and keep or drop the disk copies. */
+static int save_finish(struct vm *vm, struct snap_writer *w, struct snap_disks *sd, int ret,
+		       char *err, size_t errlen)
+{
+	struct snap_disks old;
+	bool have_old = !ret && old_snapshot_disks(vm->cfg, w->path, &old);
+
 	if (!ret)
 		ret = snap_writer_commit(w, err, errlen);
 	if (ret)
-		snap_disks_abort(&sd);
+		snap_disks_abort(sd);
 	else
-		snap_disks_commit(&sd, vm, w->path, have_old ? &old : NULL);
+		snap_disks_commit(sd, vm, w->path, have_old ? &old : NULL);
 	if (have_old)
 		snap_disks_free(&old);
-	config_free(&meta_cfg);
 	return ret;
+}
+
+static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_clocks *clk,
+		    const struct snap_save_opts *opts, struct snap_result *res, char *err,
+		    size_t errlen)
+{
+	struct snap_disks sd = { 0 };
+	int ret = save_state(vm, w, clk, &sd, err, errlen);
+
+	if (!ret)
+		ret = save_memory(vm, w, opts, res, err, errlen);
+	return save_finish(vm, w, &sd, ret, err, errlen);
 }
 
 /* The file is authenticated with this user's host key (snap/trust.h), made on first use. */
@@ -411,31 +448,41 @@ static int save_key(struct vm *vm, struct snap_writer *w, char *err, size_t errl
 	return 0;
 }
 
+/* The file a save writes, before the guest pauses: a target that cannot work costs it nothing. */
+static int save_open(struct vm *vm, const char *path, struct snap_writer *w, char *err,
+		     size_t errlen)
+{
+	uint64_t mem = 0;
+	int ret;
+
+	for (unsigned i = 0; i < vm->nmem; i++)
+		mem += vm->mem[i].size;
+	ret = snap_target_check(vm, path, err, errlen);
+	if (!ret)
+		ret = snap_writer_open(w, path, mem, err, errlen);
+	if (ret)
+		return ret;
+	ret = save_key(vm, w, err, errlen);
+	if (ret)
+		snap_writer_abort(w);
+	return ret;
+}
+
 int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts,
 	      struct snap_result *res, char *err, size_t errlen)
 {
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC), tp;
 	bool was_paused = vm->paused;
 	struct snap_clocks clk;
-	uint64_t mem = 0;
 	struct snap_writer w;
 	int ret;
 
 	memset(res, 0, sizeof(*res));
-	for (unsigned i = 0; i < vm->nmem; i++)
-		mem += vm->mem[i].size;
-	/* Before the guest pauses: a target that cannot work costs it nothing. */
-	ret = snap_target_check(vm, path, err, errlen);
+	ret = live_busy(vm, err, errlen);
+	if (!ret)
+		ret = save_open(vm, path, &w, err, errlen);
 	if (ret)
 		return ret;
-	ret = snap_writer_open(&w, path, mem, err, errlen);
-	if (ret)
-		return ret;
-	ret = save_key(vm, &w, err, errlen);
-	if (ret) {
-		snap_writer_abort(&w);
-		return ret;
-	}
 	/* A VM paused by a request has stopped long ago: its clocks are read now. */
 	ret = was_paused ? snap_clocks_sample(vm, &clk, err, errlen)
 			 : pause_vm(vm, &clk, err, errlen);
@@ -458,6 +505,180 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 	}
 	res->paused_ns = now_ns(CLOCK_MONOTONIC) - tp;
 	res->total_ns = now_ns(CLOCK_MONOTONIC) - t0;
+	return ret;
+}
+
+/* ---- live checkpoints (snap/live.h) ---- */
+
+/*
+ * A live checkpoint in progress.  The event-loop thread starts it (snap_save_live) and ends it
+ * (live_end); in between the writer thread of snap/live.c saves memory and then, in
+ * live_written, commits the file and signals @evfd.  Nothing else touches it.
+ */
+struct live_save {
+	struct vm *vm;
+	struct snap_writer w;
+	struct snap_disks sd;
+	struct snap_live *l;
+	snap_live_done_fn done;
+	void *opaque;
+	struct snap_result res;
+	uint64_t t0;
+	int evfd, ret;
+	char err[512];
+};
+
+/* On the writer thread, every page saved (or the save failed): memory map, commit, signal. */
+static void live_written(void *opaque)
+{
+	struct live_save *ls = opaque;
+	struct snap_file map;
+	uint64_t one = 1;
+	int ret;
+
+	memset(&map, 0, sizeof(map));
+	ret = snap_live_result(ls->l, &map, &ls->res, ls->err, sizeof(ls->err));
+	if (!ret)
+		ret = write_memmap(&ls->w, &map, ls->err, sizeof(ls->err));
+	free(map.extents);
+	ret = save_finish(ls->vm, &ls->w, &ls->sd, ret, ls->err, sizeof(ls->err));
+	if (ret)
+		snap_writer_abort(&ls->w);
+	else
+		ls->res.bytes = ls->w.bytes;
+	ls->ret = ret;
+	ls->res.total_ns = now_ns(CLOCK_MONOTONIC) - ls->t0;
+	if (write(ls->evfd, &one, sizeof(one)) != sizeof(one)) {
+		/* An eventfd counter cannot overflow from one write: nothing to handle. */
+	}
+}
+
+/* On the loop thread: the writer is done (or told to stop), the requester gets the result. */
+static void live_end(struct live_save *ls)
+{
+	struct vm *vm = ls->vm;
+
+	vm->live = NULL;
+	evloop_del_fd(&vm->ev, ls->evfd);
+	snap_live_free(ls->l);
+	close(ls->evfd);
+	ls->done(ls->opaque, ls->ret, &ls->res, ls->err);
+	free(ls);
+}
+
+static void live_complete(void *opaque, uint32_t events)
+{
+	struct live_save *ls = opaque;
+	uint64_t n;
+
+	if (read(ls->evfd, &n, sizeof(n)) == sizeof(n) && ls->vm->live == ls)
+		live_end(ls);
+}
+
+static void live_abort_fn(void *opaque)
+{
+	struct vm *vm = opaque;
+	struct live_save *ls = vm->live;
+
+	if (!ls)
+		return;
+	snap_live_cancel(ls->l);
+	snap_live_free(ls->l); /* joins: live_written has run */
+	ls->l = NULL;
+	if (ls->ret) {
+		ls->ret = -ECANCELED;
+		snprintf(ls->err, sizeof(ls->err),
+			 "the VM ended before the live checkpoint was written");
+	}
+	live_end(ls);
+}
+
+void snap_save_live_abort(struct vm *vm)
+{
+	evloop_call(&vm->ev, live_abort_fn, vm);
+}
+
+/*
+ * The pause: vCPUs, clocks, devices as for any checkpoint; everything but memory saved; RAM
+ * write-protected (snap_live_arm); the guest runs again.  Then the writer thread.
+ */
+static int live_pause(struct vm *vm, struct live_save *ls, char *err, size_t errlen)
+{
+	struct snap_clocks clk;
+	uint64_t tp = now_ns(CLOCK_MONOTONIC);
+	int ret;
+
+	ret = pause_vm(vm, &clk, err, errlen);
+	if (ret)
+		return ret;
+	ret = save_state(vm, &ls->w, &clk, &ls->sd, err, errlen);
+	if (!ret)
+		ret = snap_live_arm(vm, &ls->w, &ls->l, err, errlen);
+	snap_clocks_release(vm, &clk);
+	snap_resume_vm(vm, err, errlen);
+	ls->res.paused_ns = now_ns(CLOCK_MONOTONIC) - tp;
+	return ret;
+}
+
+int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void *opaque, char *err,
+		   size_t errlen)
+{
+	struct live_save *ls;
+	int ret;
+
+	ret = live_busy(vm, err, errlen);
+	if (ret)
+		return ret;
+	if (vm->paused) {
+		snprintf(err, errlen, "the VM is paused: checkpoint it without --live");
+		return -EALREADY;
+	}
+	if (vm->backing) {
+		/* A private file mapping; userfaultfd write-protects anonymous memory only. */
+		snprintf(err, errlen,
+			 "a VM restored from a snapshot cannot be checkpointed live yet (its "
+			 "memory maps the snapshot file); checkpoint it without --live");
+		return -EOPNOTSUPP;
+	}
+	ls = calloc(1, sizeof(*ls));
+	if (!ls)
+		return -ENOMEM;
+	ls->vm = vm;
+	ls->done = done;
+	ls->opaque = opaque;
+	ls->t0 = now_ns(CLOCK_MONOTONIC);
+	ls->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ls->evfd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		free(ls);
+		return ret;
+	}
+	ret = save_open(vm, path, &ls->w, err, errlen);
+	if (ret)
+		goto fail_fd;
+	ret = live_pause(vm, ls, err, errlen);
+	if (!ret)
+		ret = evloop_add_fd(&vm->ev, ls->evfd, EPOLLIN, live_complete, ls);
+	if (!ret) {
+		vm->live = ls;
+		ret = snap_live_start(ls->l, live_written, ls);
+		if (ret) {
+			vm->live = NULL;
+			evloop_del_fd(&vm->ev, ls->evfd);
+		}
+	}
+	if (!ret)
+		return 0;
+	/* The guest runs already; it must not wait on a page, and the file goes. */
+	if (!err[0])
+		snprintf(err, errlen, "starting the live checkpoint: %s", strerror(-ret));
+	snap_live_free(ls->l);
+	snap_disks_abort(&ls->sd);
+	snap_writer_abort(&ls->w);
+fail_fd:
+	close(ls->evfd);
+	free(ls);
 	return ret;
 }
 

@@ -22,11 +22,12 @@ struct snap_save_opts {
 };
 
 struct snap_result {
-	uint64_t paused_ns;  /* how long the guest's vCPUs were stopped */
-	uint64_t total_ns;   /* the whole request */
-	uint64_t bytes;	     /* bytes written to the file (data, not holes) */
-	uint64_t mem_pages;  /* guest pages stored */
-	uint64_t zero_pages; /* touched pages that were all zero, stored as holes */
+	uint64_t paused_ns;   /* how long the guest's vCPUs were stopped */
+	uint64_t total_ns;    /* the whole request */
+	uint64_t bytes;	      /* bytes written to the file (data, not holes) */
+	uint64_t mem_pages;   /* guest pages stored */
+	uint64_t zero_pages;  /* touched pages that were all zero, stored as holes */
+	uint64_t fault_pages; /* live: pages saved first because the guest was writing them */
 };
 
 /*
@@ -38,6 +39,21 @@ struct snap_result {
  */
 int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts,
 	      struct snap_result *res, char *err, size_t errlen);
+
+/*
+ * Live checkpoint to @path (snap/live.h): the VM pauses only while vCPU, device and VM state
+ * are saved and its memory is write-protected, then runs while a writer thread saves memory;
+ * the file holds the state of the pause instant.  Returns 0 when the writer runs; @done then
+ * gets the result on the event-loop thread (paused_ns is the guest's pause).  Otherwise the VM
+ * runs on untouched and @err says why (a paused VM, or one restored from a snapshot, is
+ * checkpointed with snap_save).  Runs on the event-loop thread.
+ */
+typedef void (*snap_live_done_fn)(void *opaque, int ret, const struct snap_result *res,
+				  const char *err);
+int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void *opaque, char *err,
+		   size_t errlen);
+/* The VM is ending: stop a live checkpoint in progress (its @done gets -ECANCELED). */
+void snap_save_live_abort(struct vm *vm);
 
 /*
  * Build a VM from snapshot @path: validate the whole file, merge the saved configuration with

@@ -206,6 +206,12 @@ static void test_save_fields(void **state)
 	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":\"/x\",\"fast\":true}",
 		     "unknown field");
 	expect_error(vm, "{\"request\":\"status\",\"file\":\"/x\"}", "unknown field");
+	/* live: a boolean, for checkpoints only, and only a connection can wait for its reply. */
+	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":\"/x\",\"live\":1}", "\"live\"");
+	expect_error(vm, "{\"request\":\"suspend\",\"file\":\"/x\",\"live\":true}",
+		     "unknown field");
+	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":\"/x\",\"live\":true}",
+		     "needs a control connection");
 	free_vm(vm);
 }
 

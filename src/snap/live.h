@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Live checkpoints: guest memory saved while the guest runs again (snap/live.c).
+ *
+ * The guest is paused only to save vCPU, device and VM state and to write-protect its RAM
+ * with userfaultfd (snap_live_arm); then it runs, and a writer thread (snap_live_start) saves
+ * every page that was there at the pause.  A guest write to a page not saved yet (from a vCPU,
+ * from a device thread, from KVM itself) waits in the kernel until the writer has saved that
+ * page first; a saved page is writable again.  The file so holds memory as of the pause
+ * instant, whatever the guest does meanwhile, and the pause does not depend on how fast the
+ * guest dirties memory.  The file format and the restore are those of any snapshot.
+ */
+#ifndef KHYVE_SNAP_LIVE_H
+#define KHYVE_SNAP_LIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snap/format.h"
+#include "snap/snapshot.h"
+
+struct vm;
+struct snap_live;
+
+/*
+ * While the VM is paused: write-protect its RAM.  Needs anonymous guest RAM (not the private
+ * file mapping of a restored VM, which userfaultfd cannot write-protect).
+ */
+int snap_live_arm(struct vm *vm, struct snap_writer *w, struct snap_live **out, char *err,
+		  size_t errlen);
+/* After the VM runs again: the writer thread saves every page; then @done(@opaque) runs on it. */
+int snap_live_start(struct snap_live *l, void (*done)(void *opaque), void *opaque);
+/* Make a running writer stop early (its result is then -ECANCELED). */
+void snap_live_cancel(struct snap_live *l);
+/*
+ * From @done, once every page is saved: the writer's result (@err says what failed); on
+ * success @map's regions and extents (sorted; the caller frees extents) and @res's counts.
+ */
+int snap_live_result(struct snap_live *l, struct snap_file *map, struct snap_result *res, char *err,
+		     size_t errlen);
+/* Join the writer (if started), drop any protection left, free @l. */
+void snap_live_free(struct snap_live *l);
+/* Open the userfaultfd now and keep it, for live checkpoints after khyve gave up root. */
+void snap_live_keep_uffd(void);
+
+#endif

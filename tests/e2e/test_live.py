@@ -1,0 +1,149 @@
+"""Live checkpoints: the guest pauses only for vCPU and device state, memory is written while it
+runs, and the file holds the state of the pause instant."""
+
+import os
+import re
+import subprocess
+import time
+
+from khyve_e2e import (KHYVECTL, VM, Fail, assert_consecutive, check, restored_seqs, test,
+                       SEQ_RE)
+
+
+def live(vm, snap, expect_ok=True):
+    return vm.ctl("--checkpoint=" + snap, "--live", expect_ok=expect_ok)
+
+
+def restore_check(wd, vm, snap, name, before, after):
+    """Restore @snap: seq continues from one the original printed around the checkpoint, then
+    consecutive, and the memory check of a full pass over the pattern passes."""
+    r = VM(wd, restore=snap, name=name)
+    r.wait_seq(6, timeout=120)
+    first, seqs = restored_seqs(r.out)
+    assert_consecutive(seqs, "restored from " + os.path.basename(snap))
+    check(before <= seqs[0] - 1 <= after[-1],
+          "restored seq starts at %d; the original printed %d before the checkpoint"
+          % (seqs[0], before))
+    check(seqs[0] - 1 in after, "seq %d (before the restored %d) was never printed by the "
+          "original" % (seqs[0] - 1, seqs[0]))
+    if re.fullmatch(rb"(s?e?q? )?\d*", first) and first and not SEQ_RE.match(first):
+        line = ("seq %d" % (seqs[0] - 1)).encode()
+        check(line.endswith(first), "restored console starts with %r, not the tail of %r"
+              % (first, line))
+    # The workers verify every word of their previous pass: several passes over 128 MiB.
+    time.sleep(3)
+    r.pump(0)
+    check(b"TESTGUEST FAIL" not in r.out, "guest check failed after restore:\n" + r.tail())
+    r.check_alive()
+    r.kill()
+
+
+@test
+def live_checkpoint_hot_4cpus(wd):
+    """4 vCPUs rewrite 128 MiB without pause; two live checkpoints; both restore exactly."""
+    vm = VM(wd, cpus=4, mem="512M", cmdline="mode=counter mem=128M rate=50")
+    # Long enough for the first pass to have touched all 128 MiB.
+    vm.wait_seq(150, timeout=120)
+    snaps = []
+    for i in range(2):
+        snap = wd("live%d.snap" % i)
+        before = vm.seqs()[-1]
+        rc, reply = live(vm, snap)
+        print("  live checkpoint %d: %r" % (i, reply))
+        check(reply.get("live") is True, "reply does not say live: %r" % reply)
+        check(reply["bytes"] >= 128 << 20, "a live checkpoint of 128 MiB of pattern wrote %d "
+              "bytes" % reply["bytes"])
+        check(0 < reply["paused_ms"] <= reply["total_ms"], "reply %r" % reply)
+        check(reply["mem_pages"] >= (128 << 20) // 4096, "reply %r" % reply)
+        # The guest kept writing while memory was saved: some pages were saved first.
+        check(reply["fault_pages"] > 0, "no guest write waited for its page: %r" % reply)
+        n = len(vm.seqs())
+        vm.wait_seq(n + 10)
+        assert_consecutive(vm.seqs(), "original after live checkpoint %d" % i)
+        vm.check_alive()
+        snaps.append((snap, before, vm.seqs()))
+    out = subprocess.run([KHYVECTL, "snapshot", "verify", snaps[0][0]], capture_output=True)
+    check(out.returncode == 0, "snapshot verify: %s" % out.stderr.decode())
+    vm.kill()
+    for i, (snap, before, after) in enumerate(snaps):
+        restore_check(wd, vm, snap, "r%d" % i, before, after)
+
+
+@test
+def live_checkpoint_refusals(wd):
+    """Where a live checkpoint cannot be made, the reply says why and the guest runs on."""
+    vm = VM(wd, cpus=2, cmdline="mode=counter mem=32M rate=50")
+    vm.wait_seq(5, timeout=120)
+    rc, reply = live(vm, wd("nodir/x.snap"), expect_ok=False)
+    check(rc != 0 and "does not exist" in reply.get("error", ""), "reply %r" % reply)
+    vm.ctl("--pause")
+    rc, reply = live(vm, wd("p.snap"), expect_ok=False)
+    vm.ctl("--resume")
+    # A paused guest has nothing to gain from --live: it is checkpointed as it is.
+    check(rc == 0 and reply.get("ok") and reply.get("live") is False,
+          "a paused VM's --live checkpoint: %r" % reply)
+    n = len(vm.seqs())
+    vm.wait_seq(n + 5)
+    assert_consecutive(vm.seqs(), "guest after refused live checkpoints")
+    snap = wd("a.snap")
+    live(vm, snap)
+    vm.kill()
+    # A restored VM maps its memory from the file: refused by name, and it runs on.
+    r = VM(wd, restore=snap, name="r0")
+    r.wait_seq(3, timeout=120)
+    rc, reply = live(r, wd("b.snap"), expect_ok=False)
+    check(rc != 0 and "restored from a snapshot" in reply.get("error", ""), "reply %r" % reply)
+    n = len(r.seqs())
+    r.wait_seq(n + 3)
+    assert_consecutive(restored_seqs(r.out)[1], "restored guest after a refused live checkpoint")
+    r.check_alive()
+    r.kill()
+
+
+def mount_tmpfs(path, opts):
+    os.makedirs(path, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "khyve-e2e", path],
+                       capture_output=True)
+    if r.returncode:
+        raise Fail("this test needs root to mount a small tmpfs (%s)" % r.stderr.decode())
+
+
+@test
+def live_checkpoint_disk_full(wd):
+    """The disk fills up while memory is written (the guest runs already): the reply is an
+    error, no file is left, every page is writable again and the guest runs on unharmed."""
+    vm = VM(wd, cpus=4, mem="768M", cmdline="mode=counter mem=512M rate=50")
+    vm.wait_seq(5, timeout=120)
+    small = wd("small")
+    mount_tmpfs(small, "size=600m")
+    try:
+        snap = os.path.join(small, "vm.snap")
+        p = subprocess.Popen([KHYVECTL, "--vm=" + vm.name, "--socket=" + vm.sock, "--json",
+                              "--checkpoint=" + snap, "--live"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        # Once the temporary file is there, take all the room that is left.
+        end = time.time() + 30
+        while time.time() < end and not any(f.startswith(".vm.snap.") for f in os.listdir(small)):
+            time.sleep(0.001)
+        st = os.statvfs(small)
+        subprocess.run(["fallocate", "-l", "%d" % (st.f_bavail * st.f_frsize),
+                        os.path.join(small, "fill")], capture_output=True)
+        out, err = p.communicate(timeout=120)
+        check(p.returncode != 0 and b"No space" in out, "live checkpoint onto a full disk: %r %r"
+              % (out, err))
+        check(sorted(os.listdir(small)) == ["fill"], "files left: %r" % os.listdir(small))
+        n = len(vm.seqs())
+        vm.wait_seq(n + 10)
+        assert_consecutive(vm.seqs(), "guest after a failed live checkpoint")
+        time.sleep(2)
+        vm.check_alive()
+        # And a live checkpoint works again afterwards.
+        os.unlink(os.path.join(small, "fill"))
+        rc, reply = live(vm, snap)
+        print("  live checkpoint %d: %r" % (i, reply))
+        check(reply.get("live") is True, "reply %r" % reply)
+    finally:
+        subprocess.run(["umount", "-l", small], capture_output=True)
+    vm.check_alive()
+    vm.kill()
+
