@@ -15,6 +15,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/firmware.h"
 #include "dev/pc/bootrom.h"
+#include "dev/pc/vmgenid.h"
 #include "dev/pc/hpet.h"
 #include "dev/pci/pci.h"
 #include "dev/pc/pm.h"
@@ -76,9 +77,10 @@ static int machine_add_uarts(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-static int machine_add_devices(struct vm *vm, char *err, size_t errlen)
+static int machine_add_devices(struct vm *vm, bool restoring, char *err, size_t errlen)
 {
 	struct dev *rtc, *pm;
+	int ret;
 
 	/* Creation order is snapshot order; keep it stable. */
 	if (!(rtc = rtc_create(vm, err, errlen)) || !(pm = pm_create(vm, err, errlen)) ||
@@ -87,7 +89,8 @@ static int machine_add_devices(struct vm *vm, char *err, size_t errlen)
 	rtc_set_alarm_hook(rtc, pm_rtc_alarm, pm);
 	if (machine_add_uarts(vm, err, errlen))
 		return -EINVAL;
-	return pci_setup(vm, err, errlen);
+	ret = pci_setup(vm, err, errlen);
+	return ret ? ret : vmgenid_create(vm, restoring, err, errlen);
 }
 
 static int machine_add_vcpus(struct vm *vm, char *err, size_t errlen)
@@ -158,7 +161,7 @@ int machine_create(struct vm *vm, struct config *cfg, bool restoring, char *err,
 	}
 	ret = machine_add_vcpus(vm, err, errlen);
 	if (!ret)
-		ret = machine_add_devices(vm, err, errlen);
+		ret = machine_add_devices(vm, restoring, err, errlen);
 	if (ret)
 		goto fail;
 	if (vm->bootrom) {

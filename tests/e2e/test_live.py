@@ -147,3 +147,43 @@ def live_checkpoint_disk_full(wd):
     vm.check_alive()
     vm.kill()
 
+
+GENID_RE = re.compile(rb"^vmgenid ([0-9a-f]{32})$", re.M)
+
+
+def genids(out):
+    return [m.group(1) for m in GENID_RE.finditer(out)]
+
+
+@test
+def vmgenid_changes_on_every_restore(wd):
+    """The guest reads its VM Generation ID from ACPI: one at boot, kept across checkpoints
+    that are not restored (live or not), a new one with a notification at every restore."""
+    vm = VM(wd, cpus=2, cmdline="mode=counter mem=16M rate=50")
+    vm.wait_for(rb"^vmgenid [0-9a-f]{32}$", timeout=120)
+    snap, snap2 = wd("g.snap"), wd("g2.snap")
+    vm.ctl("--checkpoint=" + snap)
+    live(vm, snap2)
+    n = len(vm.seqs())
+    vm.wait_seq(n + 150)  # three seconds: the guest looks at the id once a second
+    booted = genids(vm.out)
+    check(len(booted) == 1 and booted[0] != b"0" * 32,
+          "the running guest's id changed across checkpoints: %r" % booted)
+    check(b"vmgenid notify" not in vm.out, "a checkpoint notified the running guest")
+    vm.kill()
+    seen = [booted[0]]
+    for i, path in enumerate((snap, snap, snap2)):
+        r = VM(wd, restore=path, name="r%d" % i)
+        r.wait_for(rb"^vmgenid notify 1$", timeout=120)
+        r.wait_for(rb"^vmgenid [0-9a-f]{32}$", timeout=30)
+        ids = genids(r.out)
+        check(len(ids) == 1, "restore %d printed ids %r" % (i, ids))
+        check(ids[0] not in seen, "restore %d got id %s, seen before: %r" % (i, ids[0], seen))
+        seen.append(ids[0])
+        r.check_alive()
+        r.kill()
+    # Off: no device, the guest finds no id.
+    vm = VM(wd, name="off", cmdline="mode=counter mem=16M rate=50", extra=["-o", "vmgenid=off"])
+    vm.wait_seq(60, timeout=120)
+    check(not genids(vm.out), "vmgenid=off still shows an id")
+    vm.kill()

@@ -183,6 +183,41 @@ static void dsdt_s5(const struct sdt *d)
 	}
 }
 
+static const u8 *aml_find(const u8 *p, const u8 *end, const char *s, u32 n)
+{
+	for (; p + n <= end; p++)
+		if (!memcmp(p, s, n))
+			return p;
+	return 0;
+}
+
+/*
+ * VM Generation ID: Method(ADDR) { Return (Package(2) { DWord lo, DWord hi }) } in the
+ * VGEN device, and the IRQ in the _CRS of the Generic Event Device (ACPI0013) that notifies
+ * it.  Only the encodings khyve writes are understood; anything else means "none".
+ */
+static void dsdt_vmgenid(const struct sdt *d)
+{
+	const u8 *p = (const u8 *)d + sizeof(*d);
+	const u8 *end = (const u8 *)d + d->length;
+	const u8 *a = aml_find(p, end, "ADDR", 4), *g, *c;
+
+	plat.vmgenid_irq = 0xff;
+	if (a && a + 19 <= end && a[4] == 0 && a[5] == 0xa4 && a[6] == 0x12 && a[8] == 2 &&
+	    a[9] == 0x0c && a[14] == 0x0c)
+		plat.vmgenid = rd32(a, 10) | (u64)rd32(a, 15) << 32;
+	g = aml_find(p, end, "ACPI0013", 8);
+	c = g ? aml_find(g, end, "_CRS", 4) : 0;
+	for (u32 i = 0; c && i < 12 && c + i + 3 <= end; i++) {
+		u16 mask = rd16(c, i + 1);
+
+		if (c[i] == 0x22 && mask && !(mask & (mask - 1))) {
+			plat.vmgenid_irq = (u8)__builtin_ctz(mask);
+			break;
+		}
+	}
+}
+
 static int fadt_parse(void)
 {
 	const struct sdt *f = acpi_table("FACP");
@@ -203,8 +238,10 @@ static int fadt_parse(void)
 		plat.reset_val = rd8(f, 128);
 	}
 	dsdt = f->length >= 148 && rd64(f, 140) ? rd64(f, 140) : rd32(f, 40);
-	if (dsdt && !memcmp((void *)dsdt, "DSDT", 4))
+	if (dsdt && !memcmp((void *)dsdt, "DSDT", 4)) {
 		dsdt_s5((const void *)dsdt);
+		dsdt_vmgenid((const void *)dsdt);
+	}
 	return 0;
 }
 

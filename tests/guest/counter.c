@@ -261,6 +261,47 @@ static void ticks_print(void)
 	pr("%s\n", buf);
 }
 
+/* ---- VM Generation ID: printed at start and whenever it changes (a restore) ---- */
+static u64 genid[2];
+static u32 genid_pin = 0xffffffff;
+static u64 genid_notes;
+
+static void genid_print(void)
+{
+	pr("vmgenid %016lx%016lx\n", genid[0], genid[1]);
+}
+
+static void genid_start(void)
+{
+	if (!plat.vmgenid)
+		return;
+	genid[0] = READ_ONCE(((u64 *)plat.vmgenid)[0]);
+	genid[1] = READ_ONCE(((u64 *)plat.vmgenid)[1]);
+	genid_print();
+	if (plat.vmgenid_irq != 0xff)
+		genid_pin = route_isa(plat.vmgenid_irq, cpus[0].apic_id);
+}
+
+static void genid_check(void)
+{
+	u64 a, b, n;
+
+	if (!plat.vmgenid)
+		return;
+	a = READ_ONCE(((u64 *)plat.vmgenid)[0]);
+	b = READ_ONCE(((u64 *)plat.vmgenid)[1]);
+	if (a != genid[0] || b != genid[1]) {
+		genid[0] = a;
+		genid[1] = b;
+		genid_print();
+	}
+	n = genid_pin == 0xffffffff ? 0 : irq_count(0, VEC_IOAPIC_BASE + genid_pin);
+	if (n != genid_notes) {
+		genid_notes = n;
+		pr("vmgenid notify %lu\n", n);
+	}
+}
+
 static void timers_check(void)
 {
 	u32 i;
@@ -279,6 +320,7 @@ static void timers_check(void)
 		watch_update(&watches[W_CPU + i], cpus[i].progress);
 	}
 	mem_failures_report();
+	genid_check();
 }
 
 /* PIT and one HPET comparator at 100 Hz to the BSP; LAPIC timers run already. */
@@ -328,6 +370,7 @@ void counter_run(void)
 	pr("counter: %lu KiB at 0x%lx on %u cpus, %lu seq/s\n",
 	   region_size >> 10, region_base, ncpus_up, opt.rate);
 	timers_start();
+	genid_start();
 	watches_init();
 	WRITE_ONCE(go_mode, MODE_COUNTER + 1);
 	next = rdtsc() + period;

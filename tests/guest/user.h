@@ -168,6 +168,8 @@ struct platform {
 	u64 reset_addr;
 	u8 reset_val;
 	u16 sci;
+	u64 vmgenid;		/* VM Generation ID address (\_SB.VGEN.ADDR), 0 if none */
+	u8 vmgenid_irq;		/* the GED's ISA IRQ that notifies a change, 0xff if none */
 };
 extern struct platform plat;
 int acpi_parse(u64 rsdp_hint);

@@ -20,6 +20,7 @@
 #include "arch/x86/acpi.h"
 #include "config.h"
 #include "dev/pc/pm.h"
+#include "dev/pc/vmgenid.h"
 #include "vm.h"
 
 #define RAM_SIZE (32 * MiB)
@@ -389,6 +390,54 @@ static void build_and_check(unsigned ncpus, const char *const *coms, bool iasl)
 	fixture_free(f);
 }
 
+static const uint8_t *memfind(const uint8_t *hay, size_t n, const void *needle, size_t m)
+{
+	for (size_t i = 0; i + m <= n; i++)
+		if (!memcmp(hay + i, needle, m))
+			return hay + i;
+	return NULL;
+}
+
+/*
+ * VM Generation ID: \_SB.VGEN's ADDR returns the address of 16 reserved bytes holding a
+ * random id, and a GED on its IRQ notifies it; iasl accepts all of it.
+ */
+static void test_acpi_vmgenid(void **state)
+{
+	static const char *const coms[] = { "com1", NULL };
+	struct fixture *f = fixture_new(2, coms);
+	const uint8_t *p, zero[16] = { 0 };
+	char err[256] = "";
+	struct tables t;
+	struct dev *d;
+	uint64_t gpa;
+
+	assert_int_equal(vmgenid_create(&f->vm, false, err, sizeof(err)), 0);
+	d = vm_find_dev(&f->vm, "vmgenid");
+	assert_non_null(d);
+	assert_int_equal(acpi_build(&f->vm, err, sizeof(err)), 0);
+	walk(f, &t);
+	check_dsdt(t.dsdt, 2, coms);
+	p = memfind(t.dsdt, rd32(t.dsdt, 4), "ADDR", 4);
+	assert_non_null(p);
+	/* flags 0, Return, Package(2) { DWord, DWord } */
+	assert_int_equal(p[4], 0x00);
+	assert_int_equal(p[5], 0xA4);
+	assert_int_equal(p[6], 0x12);
+	assert_int_equal(p[8], 2);
+	assert_int_equal(p[9], 0x0C);
+	assert_int_equal(p[14], 0x0C);
+	gpa = rd32(p, 10) | (uint64_t)rd32(p, 15) << 32;
+	assert_true(gpa >= ACPI_TABLES_BASE && gpa + 16 <= ACPI_TABLES_END);
+	assert_int_equal(gpa % 16, 0);
+	assert_memory_not_equal(gp(f, gpa, 16), zero, 16);
+	assert_non_null(memfind(t.dsdt, rd32(t.dsdt, 4), "VM_Gen_Counter", 14));
+	assert_non_null(memfind(t.dsdt, rd32(t.dsdt, 4), "ACPI0013", 8));
+	iasl_check(&t);
+	d->ops->destroy(d);
+	fixture_free(f);
+}
+
 static const char *const com12[] = { "com1", "com2", NULL };
 static const char *const com13[] = { "com1", "com3", NULL };
 static const char *const com_none[] = { NULL };
@@ -587,6 +636,7 @@ int main(void)
 		cmocka_unit_test(test_acpi_firmware_windows),
 		cmocka_unit_test(test_acpi_facs_global_lock),
 		cmocka_unit_test(test_acpi_refuses),
+		cmocka_unit_test(test_acpi_vmgenid),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 #include "dev/pc/pm.h"
 #include "dev/pci/lpc.h"
 #include "dev/pci/pci.h"
+#include "dev/pc/vmgenid.h"
 #include "vm.h"
 
 #define PACKED __attribute__((packed))
@@ -196,8 +197,9 @@ struct acpi_ctx {
 	uint8_t *mem;  /* host address of the table area */
 	uint64_t base; /* its guest address: ACPI_TABLES_BASE, or 0 for an image */
 	size_t off, cap;
-	uint64_t facs; /* where the FACS went */
-	bool firmware; /* an image for firmware, which assigns the BARs itself */
+	uint64_t facs;	  /* where the FACS went */
+	bool firmware;	  /* an image for firmware, which assigns the BARs itself */
+	uint64_t vmgenid; /* where the VM generation id went, 0 without the device */
 };
 
 static void *acpi_alloc(struct acpi_ctx *c, size_t len, size_t align, uint64_t *gpa)
@@ -622,7 +624,48 @@ static void dsdt_mem_dev(struct aml *a, const char *name, const char *hid, uint3
 	aml_close(a, d);
 }
 
-static void dsdt_body(struct aml *a, struct vm *vm, bool firmware)
+/*
+ * VM Generation ID (dev/pc/vmgenid.c): the device with the identifier's address, and a
+ * Generic Event Device whose interrupt makes it notify the OS of a change.
+ */
+static void dsdt_vmgenid(struct aml *a, uint64_t gpa)
+{
+	struct aml_mark d, m, p, b;
+
+	d = aml_device_open(a, "VGEN");
+	aml_name(a, "_HID");
+	aml_string(a, "KHYV0001");
+	aml_name(a, "_CID");
+	aml_string(a, "VM_Gen_Counter");
+	aml_name(a, "_DDN");
+	aml_string(a, "VM_Gen_Counter");
+	m = aml_method_open(a, "ADDR", 0);
+	aml_return(a);
+	p = aml_package_open(a, 2);
+	/* DWords always, so the guest's parser (and ours in tests) finds two of them. */
+	aml_byte(a, 0x0C);
+	aml_dword(a, (uint32_t)gpa);
+	aml_byte(a, 0x0C);
+	aml_dword(a, (uint32_t)(gpa >> 32));
+	aml_close(a, p);
+	aml_close(a, m);
+	aml_close(a, d);
+
+	d = aml_device_open(a, "GED0");
+	aml_name(a, "_HID");
+	aml_string(a, "ACPI0013");
+	aml_name(a, "_CRS");
+	b = aml_buffer_open(a);
+	aml_res_irq(a, VMGENID_IRQ);
+	aml_res_end(a);
+	aml_close(a, b);
+	m = aml_method_open(a, "_EVT", 1);
+	aml_notify(a, "\\_SB.VGEN", 0x80);
+	aml_close(a, m);
+	aml_close(a, d);
+}
+
+static void dsdt_body(struct aml *a, struct vm *vm, bool firmware, uint64_t vmgenid)
 {
 	struct aml_mark sb, s5;
 
@@ -641,6 +684,8 @@ static void dsdt_body(struct aml *a, struct vm *vm, bool firmware)
 	dsdt_mem_dev(a, "HPET", "PNP0103", (uint32_t)HPET_BASE, HPET_MMIO_LEN, false);
 	/* Motherboard resources: ECAM is claimed here as well as in e820. */
 	dsdt_mem_dev(a, "MRES", "PNP0C02", (uint32_t)PCI_ECAM_BASE, (uint32_t)PCI_ECAM_SIZE, true);
+	if (vmgenid)
+		dsdt_vmgenid(a, vmgenid);
 	aml_close(a, sb);
 }
 
@@ -655,7 +700,7 @@ static uint64_t acpi_dsdt(struct acpi_ctx *c)
 	if (!h)
 		return 0;
 	aml_init(&a, h + 1, c->cap - c->off);
-	dsdt_body(&a, c->vm, c->firmware);
+	dsdt_body(&a, c->vm, c->firmware, c->vmgenid);
 	len = aml_finish(&a);
 	if (len < 0)
 		return 0;
@@ -680,6 +725,13 @@ static int acpi_build_tables(struct acpi_ctx *c, char *err, size_t errlen)
 	memset(c->mem, 0, c->cap);
 	/* The RSDP goes first, 16-byte aligned, where a legacy scan looks. */
 	acpi_alloc(c, sizeof(struct acpi_rsdp), 16, &rsdp);
+	/* The VM generation id: 16 bytes the OS leaves alone, named by the DSDT. */
+	c->vmgenid = 0;
+	if (vm_find_dev(vm, "vmgenid") &&
+	    !acpi_alloc(c, VMGENID_SIZE, VMGENID_ALIGN, &c->vmgenid)) {
+		snprintf(err, errlen, "acpi: no room for the VM generation id");
+		return -ENOSPC;
+	}
 	dsdt = acpi_dsdt(c);
 	facs = dsdt ? acpi_facs(c) : 0;
 	tables[0] = facs ? acpi_fadt(c, facs, dsdt) : 0;
@@ -715,6 +767,10 @@ int acpi_build(struct vm *vm, char *err, size_t errlen)
 	ret = acpi_build_tables(&c, err, errlen);
 	if (ret)
 		return ret;
+	if (c.vmgenid && vmgenid_set_addr(vm_find_dev(vm, "vmgenid"), c.vmgenid)) {
+		snprintf(err, errlen, "acpi: cannot write the VM generation id");
+		return -EIO;
+	}
 	/* The PM block plays the firmware's part of the FACS global lock. */
 	pm = vm_find_dev(vm, "pm");
 	if (pm && pm_set_facs(pm, c.facs)) {

@@ -17,6 +17,9 @@
 #define AML_SCOPE 0x10
 #define AML_BUFFER 0x11
 #define AML_PACKAGE 0x12
+#define AML_METHOD 0x14
+#define AML_NOTIFY 0x86
+#define AML_RETURN 0xA4
 #define AML_EXT 0x5B
 #define AML_DEVICE 0x82 /* after AML_EXT */
 #define AML_ROOT '\\'
@@ -298,6 +301,32 @@ struct aml_mark aml_device_open(struct aml *a, const char *name)
 	m = aml_mark(a, false);
 	aml_namestring(a, name);
 	return m;
+}
+
+struct aml_mark aml_method_open(struct aml *a, const char *name, unsigned nargs)
+{
+	struct aml_mark m;
+
+	aml_byte(a, AML_METHOD);
+	m = aml_mark(a, false);
+	aml_namestring(a, name);
+	/* MethodFlags: ArgCount in bits 0-2, not serialized, SyncLevel 0. */
+	if (nargs > 7)
+		aml_fail(a, -EINVAL);
+	aml_byte(a, (uint8_t)(nargs & 7));
+	return m;
+}
+
+void aml_return(struct aml *a)
+{
+	aml_byte(a, AML_RETURN);
+}
+
+void aml_notify(struct aml *a, const char *path, uint8_t value)
+{
+	aml_byte(a, AML_NOTIFY);
+	aml_namestring(a, path);
+	aml_int(a, value);
 }
 
 struct aml_mark aml_package_open(struct aml *a, unsigned nelem)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * A small AML emitter: enough of the ACPI Machine Language to write a static DSDT (names,
- * integers, strings, EISA ids, packages, buffers, resource templates, scopes and devices).
- * There are no methods: every object the DSDT needs is a constant.
+ * integers, strings, EISA ids, packages, buffers, resource templates, scopes and devices),
+ * and the few methods that return a constant or send a Notify (VMGenID's ADDR, a GED's _EVT).
  *
  * The emitter writes into a caller's fixed buffer.  Errors are sticky (a full buffer, a bad
  * name) and reported once by aml_finish(), so the table code needs no check per call.
@@ -54,6 +54,12 @@ void aml_name_eisaid(struct aml *a, const char *name, const char *id);
 struct aml_mark aml_scope_open(struct aml *a, const char *path);
 struct aml_mark aml_device_open(struct aml *a, const char *name);
 struct aml_mark aml_package_open(struct aml *a, unsigned nelem);
+/* Method(NAME, nargs, NotSerialized): the body follows, up to aml_close(). */
+struct aml_mark aml_method_open(struct aml *a, const char *name, unsigned nargs);
+/* Return (...): the object follows. */
+void aml_return(struct aml *a);
+/* Notify(path, value) */
+void aml_notify(struct aml *a, const char *path, uint8_t value);
 struct aml_mark aml_buffer_open(struct aml *a);
 void aml_close(struct aml *a, struct aml_mark m);
 
