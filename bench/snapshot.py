@@ -3,11 +3,12 @@
 the physical limits of this machine (dd writing the same bytes with fsync, an empty KVM VM) and
 against QEMU doing the same job.  bench/README.md explains every figure.
 
-usage: bench/snapshot.py [--quick] [--reps N] [--no-qemu]
+usage: bench/snapshot.py [--quick] [--reps N] [--no-qemu] [--sizes 512M,1G,4G]
 
   --quick     512 MiB guest only, one repetition, no QEMU
   --reps N    repetitions of each measurement (default 5); the table shows median and min
   --no-qemu   skip the QEMU peer
+  --sizes L   guest sizes to run (default 512M,4G)
 
 Environment: KHYVE_BUILD (default build/), QEMU (default qemu-system-x86_64), QEMU_MACHINE
 (default pc; q35 works too).  Files go to a new directory under $TMPDIR (default /tmp): set
@@ -665,8 +666,12 @@ def main():
                     help="512 MiB only, one repetition, no QEMU")
     ap.add_argument("--reps", type=int, default=5, help="repetitions (default 5)")
     ap.add_argument("--no-qemu", action="store_true", help="skip the QEMU peer")
+    ap.add_argument("--sizes", help="guest sizes, comma-separated (default 512M,4G; the live "
+                    "checkpoint targets are for 1G)")
     a = ap.parse_args()
     sizes = ["512M"] if a.quick else ["512M", "4G"]
+    if a.sizes:
+        sizes = [x for x in a.sizes.split(",") if x]
     reps = 1 if a.quick else max(1, a.reps)
     qemu = not (a.quick or a.no_qemu)
 

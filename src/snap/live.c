@@ -156,6 +156,14 @@ static int uffd_protect(int uffd, void *p, uint64_t len, bool on)
 	return 0;
 }
 
+static void uffd_drain(int uffd)
+{
+	struct uffd_msg msg[32];
+
+	while (read(uffd, msg, sizeof(msg)) > 0 || errno == EINTR)
+		;
+}
+
 /* Every page writable again and the ranges handed back: the guest runs on unhindered. */
 static void uffd_release(struct snap_live *l)
 {
@@ -378,6 +386,11 @@ int snap_live_arm(struct vm *vm, struct snap_writer *w, struct snap_live **out, 
 		live_free(l);
 		return ret;
 	}
+	/*
+	 * The kept descriptor may still hold messages of an earlier save that were never read
+	 * (their writers were woken when it ended): none may be taken for a write of this one.
+	 */
+	uffd_drain(l->uffd);
 	for (unsigned i = 0; i < vm->nmem && !ret; i++) {
 		struct live_region *r = &l->r[i];
 
