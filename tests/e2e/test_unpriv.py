@@ -164,6 +164,11 @@ def run_as_user_option(wd):
         check(owner(snap)[0] == u.uid, "the snapshot is the user's file")
         key = u.path(".local", "state", "khyve", "snapshot.key")
         check(owner(key) == (u.uid, 0o600), "the user's key: %r" % (owner(key),))
+        # A live checkpoint uses the userfaultfd root opened before giving up root.
+        r = subprocess.run([KHYVECTL, "--socket=" + sock, "--json", "--live",
+                            "--checkpoint=" + u.path("l.snap")], capture_output=True)
+        check(r.returncode == 0 and json.loads(r.stdout.decode().splitlines()[-1]).get("live"),
+              "live checkpoint of the user's VM: %r %r" % (r.stdout, r.stderr))
         vm.kill()
         # Restored for the same user, the file is authenticated; for root it is not.
         r = subprocess.run([KHYVE, "-r", snap, "-o", "ctl.socket=off", "rootx"],
