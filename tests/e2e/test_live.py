@@ -119,6 +119,12 @@ def live_checkpoint_disk_full(wd):
     error, no file is left, every page is writable again and the guest runs on unharmed."""
     vm = VM(wd, cpus=4, mem="768M", cmdline="mode=counter mem=512M rate=50")
     vm.wait_seq(5, timeout=120)
+    # All 512 MiB in use first, so that writing them takes long after the file appears.
+    end = time.time() + 180
+    while vm.ctl("--checkpoint=" + wd("warm.snap"))[1]["bytes"] < 512 << 20:
+        check(time.time() < end, "the guest never filled its 512 MiB")
+        time.sleep(0.5)
+    os.unlink(wd("warm.snap"))
     small = wd("small")
     mount_tmpfs(small, "size=600m")
     try:
