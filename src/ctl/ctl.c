@@ -299,10 +299,11 @@ static int req_save_live(struct ctl_req *r)
 
 	if (!ctl || r->send != conn_send)
 		return reply_error(r, -EINVAL, "checkpoint: live needs a control connection");
-	snprintf(ctl->live_file, sizeof(ctl->live_file), "%s", r->file);
 	ret = snap_save_live(r->vm, r->file, live_done, ctl, r->err, sizeof(r->err));
 	if (ret)
 		return reply_error(r, ret, "%s", r->err[0] ? r->err : strerror(-ret));
+	/* Only now: a refused request (one is running already) must not touch that one's. */
+	snprintf(ctl->live_file, sizeof(ctl->live_file), "%s", r->file);
 	ctl->live_conn = r->opaque;
 	ctl->live_conn->waiting = true;
 	return 0;

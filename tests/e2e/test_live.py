@@ -1,6 +1,7 @@
 """Live checkpoints: the guest pauses only for vCPU and device state, memory is written while it
 runs, and the file holds the state of the pause instant."""
 
+import json
 import os
 import re
 import subprocess
@@ -148,10 +149,24 @@ def live_checkpoint_disk_full(wd):
         assert_consecutive(vm.seqs(), "guest after a failed live checkpoint")
         time.sleep(2)
         vm.check_alive()
-        # And a live checkpoint works again afterwards.
+        # And a live checkpoint works again afterwards; while it writes, other saves and
+        # pauses are refused, and its reply still names its own file.
         os.unlink(os.path.join(small, "fill"))
-        rc, reply = live(vm, snap)
-        check(reply.get("live") is True, "reply %r" % reply)
+        p = subprocess.Popen([KHYVECTL, "--vm=" + vm.name, "--socket=" + vm.sock, "--json",
+                              "--checkpoint=" + snap, "--live"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        end = time.time() + 30
+        while time.time() < end and not any(f.startswith(".vm.snap.") for f in os.listdir(small)):
+            time.sleep(0.001)
+        rc, busy = live(vm, wd("other.snap"), expect_ok=False)
+        rc2, paused = vm.ctl("--pause", expect_ok=False)
+        out, err = p.communicate(timeout=120)
+        reply = json.loads(out.decode().splitlines()[-1])
+        check(p.returncode == 0 and reply.get("live") is True and reply.get("file") == snap,
+              "live checkpoint after the full disk: %r %r" % (out, err))
+        check("being written" in busy.get("error", "") and not os.path.exists(wd("other.snap")),
+              "a second live checkpoint meanwhile: %r" % busy)
+        check("being written" in paused.get("error", ""), "a pause meanwhile: %r" % paused)
     finally:
         subprocess.run(["umount", "-l", small], capture_output=True)
     vm.check_alive()
