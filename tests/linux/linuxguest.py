@@ -198,5 +198,6 @@ BAD = [
 ]
 # Lines a first boot may show where ring 0 is emulated: rtc_cmos arms HPET timer 1 for 1/64 s
 # before it installs its handler, and on a slow guest the handler runs periods late and counts
-# them (doc/linux-guest.md).  A restored kernel has no such timer armed: there it is an error.
+# them (doc/linux-guest.md).  A kernel restored after that probe has no such timer armed: there
+# it is an error.
 FIRST_BOOT_OK = [rb"hpet: Lost \d+ RTC interrupts$"]
