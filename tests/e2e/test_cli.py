@@ -127,7 +127,8 @@ def every_known_key_passes(wd):
             prefix, opts = m.group(1).replace("N", "0"), m.group(2)
         keys = ["pci.0.3.0.device=" + emul]
         for o in opts.split(", "):
-            o = prefix + (o[:-1] + "1" if o.endswith("N") else o)
+            # N stands for a number: a trailing one (hostfwdN) or a path part (slot.N.device).
+            o = prefix + re.sub(r"N$|(?<=\.)N(?=\.)", "1", o)
             keys.append("pci.0.3.0.%s=1" % o)
         r2 = khyve_run(["-o", "config.dump=true"] + sum((["-o", k] for k in keys), []) + ["vm"])
         check(r2.returncode == 0, "%s: its own options refused: %s" % (emul, r2.stderr.decode()))
