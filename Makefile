@@ -29,12 +29,13 @@ $(BUILD)/%.o: %.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # The commit --version names: rewritten only when it changes, so only version.o is rebuilt.
+# The temporary file is the make's own ($$$$): check runs two makes on one build at once.
 KHYVE_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell \
 	git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
 $(BUILD)/gen/commit.h: FORCE
 	@mkdir -p $(dir $@)
-	@echo '#define KHYVE_COMMIT "$(KHYVE_COMMIT)"' > $@.tmp
-	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+	@t=$@.$$$$.tmp; echo '#define KHYVE_COMMIT "$(KHYVE_COMMIT)"' > $$t; \
+	cmp -s $$t $@ && rm -f $$t || mv $$t $@
 $(BUILD)/src/version.o: $(BUILD)/gen/commit.h
 $(BUILD)/src/version.o: ALL_CFLAGS += -I$(BUILD)/gen
 FORCE:
