@@ -118,16 +118,17 @@ def mount_tmpfs(path, opts):
 def live_checkpoint_disk_full(wd):
     """The disk fills up while memory is written (the guest runs already): the reply is an
     error, no file is left, every page is writable again and the guest runs on unharmed."""
-    vm = VM(wd, cpus=4, mem="768M", cmdline="mode=counter mem=512M rate=50")
+    vm = VM(wd, cpus=4, mem="512M", cmdline="mode=counter mem=256M rate=50")
     vm.wait_seq(5, timeout=120)
-    # All 512 MiB in use first, so that writing them takes long after the file appears.
+    # All 256 MiB in use first, so that writing them takes long after the file appears
+    # (looked at every 2 s: each look pauses the guest that is filling them).
     end = time.time() + 180
-    while vm.ctl("--checkpoint=" + wd("warm.snap"))[1]["bytes"] < 512 << 20:
-        check(time.time() < end, "the guest never filled its 512 MiB")
-        time.sleep(0.5)
+    while vm.ctl("--checkpoint=" + wd("warm.snap"))[1]["bytes"] < 256 << 20:
+        check(time.time() < end, "the guest never filled its 256 MiB")
+        time.sleep(2)
     os.unlink(wd("warm.snap"))
     small = wd("small")
-    mount_tmpfs(small, "size=600m")
+    mount_tmpfs(small, "size=320m")
     try:
         snap = os.path.join(small, "vm.snap")
         p = subprocess.Popen([KHYVECTL, "--vm=" + vm.name, "--socket=" + vm.sock, "--json",
