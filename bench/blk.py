@@ -36,10 +36,11 @@ sys.dont_write_bytecode = True	# leave no __pycache__ in the tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (ROOT, BUILD, CPUS, MiB, KiB, BenchError, Owned, say, catch_signals, read,
                       unlink, random_file, warm, med, warnings, preflight, khyve_args,
-                      qemu_args, table, say_warnings)
+                      qemu_args, qemu_guest, table, say_warnings)
 
 KHYVE = os.path.join(BUILD, "khyve")
 GUEST = os.path.join(BUILD, "testguest")
+QGUEST = None	# the copy QEMU boots (qemu_guest())
 # -cpu host alone makes QEMU abort on these PVM hosts: KVM refuses MSR 0x10a.
 QEMU_CPU = os.environ.get("QEMU_CPU", "host,arch-capabilities=off")
 
@@ -85,12 +86,13 @@ def cmdline(dev, op, bs, depth, seconds):
 def freeze(own):
     """Copy khyve and the guest into our directory: others rebuild build/ in this shared tree,
     and a binary replaced halfway would make the runs incomparable."""
-    global KHYVE, GUEST
+    global KHYVE, GUEST, QGUEST
     for name in ("KHYVE", "GUEST"):
         src = globals()[name]
         dst = own.path(os.path.basename(src))
         shutil.copy2(src, dst)
         globals()[name] = dst
+    QGUEST = qemu_guest(GUEST, own.path("testguest-qemu"))
 
 
 def tree_version():
@@ -107,7 +109,7 @@ def vm_args(vmm, dev, img, log, cmd):
                           ["-s", ("3,ahci-hd," if dev == "ahci" else "3,virtio-blk,") + img])
     disk = (["-device", "ahci,id=ahci0", "-device", "ide-hd,drive=d0,bus=ahci0.0"]
             if dev == "ahci" else ["-device", "virtio-blk-pci,drive=d0,disable-legacy=on"])
-    return qemu_args(QEMU_CPU, "pc", MEM, GUEST, cmd) + [
+    return qemu_args(QEMU_CPU, "pc", MEM, QGUEST, cmd) + [
         "-drive", "file=%s,if=none,format=raw,id=d0,cache=writeback,aio=threads" % img] + \
         disk + ["-serial", "file:" + log, "-display", "none", "-no-reboot"]
 

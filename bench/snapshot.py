@@ -36,11 +36,12 @@ sys.dont_write_bytecode = True	# leave no __pycache__ in the tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (ROOT, BUILD, CPUS, MiB, BenchError, Owned, say, catch_signals, read,
                       unlink, random_file, warm, med, warnings, preflight, khyve_args,
-                      qemu_args, table, say_warnings)
+                      qemu_args, qemu_guest, table, say_warnings)
 
 KHYVE = os.path.join(BUILD, "khyve")
 KHYVECTL = os.path.join(BUILD, "khyvectl")
 GUEST = os.path.join(BUILD, "testguest")
+QGUEST = None	# the copy QEMU boots (qemu_guest())
 QEMU_MACHINE = os.environ.get("QEMU_MACHINE", "pc")	# PIIX: the closest to khyve's PC
 
 TOUCHED = 128 << 20			# the guest's pattern region: mem=128M
@@ -265,7 +266,7 @@ class Qemu:
         self.sock = own.path("qemu-%s.qmp" % tag)
         self.errpath = own.path("qemu-%s.err" % tag)
         self.snap = own.path("qemu-%s.mig" % size)
-        args = qemu_args(Qemu.cpu, QEMU_MACHINE, size, GUEST, CMDLINE) + [
+        args = qemu_args(Qemu.cpu, QEMU_MACHINE, size, QGUEST, CMDLINE) + [
             "-display", "none", "-serial", "file:" + self.log,
             "-qmp", "unix:%s,server=on,wait=off" % self.sock]
         if incoming:
@@ -661,6 +662,7 @@ def summary(res, sizes, qemu):
 
 
 def main():
+    global QGUEST
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="512 MiB only, one repetition, no QEMU")
@@ -684,6 +686,7 @@ def main():
     res = {"reps": reps}
     status = 0
     try:
+        QGUEST = qemu_guest(GUEST, own.path("testguest-qemu"))
         floor_exe = build_floor(own)
         for size in sizes:
             try:
