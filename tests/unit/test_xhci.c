@@ -783,6 +783,55 @@ static void test_interrupts(void **state)
 	fx_stop(&f);
 }
 
+static void ecam_wr(struct fx *f, unsigned reg, unsigned size, uint32_t v)
+{
+	uint8_t b[4];
+
+	io_put(b, size, v);
+	assert_true(bus_access(&f->vm.mmio, PCI_ECAM_BASE + (4ULL << 15) + reg, b, size, true));
+}
+
+/* MSI-X, then MSI: one message per interrupt, IP clears as it is sent, no INTx. */
+static void test_msi(void **state)
+{
+	struct fx f;
+	uint64_t tab;
+	uint8_t b[8];
+	unsigned before;
+
+	fx_start(&f);
+	tab = pci_bar_addr(f.pd, 4);
+	assert_int_not_equal(f.pd->msix_cap, 0);
+	assert_int_not_equal(f.pd->msi_cap, 0);
+	ecam_wr(&f, f.pd->msix_cap + 2, 2, 0x8000);
+	io_put(b, 4, 0xfee00000);
+	assert_true(bus_access(&f.vm.mmio, tab, b, 4, true));
+	io_put(b, 4, 0x4031);
+	assert_true(bus_access(&f.vm.mmio, tab + 8, b, 4, true));
+	io_put(b, 4, 0);
+	assert_true(bus_access(&f.vm.mmio, tab + 12, b, 4, true)); /* unmask */
+	hc_start(&f);
+	no_event(&f);
+	irq_level = 0;
+	before = msi_count;
+	assert_int_equal(cmd_cc(&f, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	assert_int_equal(msi_count, before + 1);
+	assert_false(rd(&f, IMAN) & 1);
+	assert_int_equal(irq_level, 0);
+	/* MSI instead */
+	ecam_wr(&f, f.pd->msix_cap + 2, 2, 0);
+	ecam_wr(&f, f.pd->msi_cap + 4, 4, 0xfee00000);
+	ecam_wr(&f, f.pd->msi_cap + 8, 4, 0);
+	ecam_wr(&f, f.pd->msi_cap + 12, 2, 0x4032);
+	ecam_wr(&f, f.pd->msi_cap + 2, 2, 1);
+	before = msi_count;
+	assert_int_equal(cmd_cc(&f, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	assert_int_equal(cmd_cc(&f, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	assert_int_equal(msi_count, before + 2);
+	assert_int_equal(irq_level, 0);
+	fx_stop(&f);
+}
+
 /* Commands that are wrong complete with the error the spec names and change nothing. */
 static void test_bad_commands(void **state)
 {
@@ -1182,7 +1231,7 @@ int main(void)
 		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
 		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_options),		cmocka_unit_test(test_wrap),
-		cmocka_unit_test(test_erstsz_changed),
+		cmocka_unit_test(test_erstsz_changed),	cmocka_unit_test(test_msi),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
