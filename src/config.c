@@ -8,6 +8,22 @@
 #include <string.h>
 #include <strings.h>
 
+/*
+ * Old khyve names of keys that now have bhyve's (bhyve_config(5)): the old name is stored
+ * and looked up as the new one, from the command line, a -k file or a snapshot alike.
+ */
+static const char *const config_aliases[][2] = {
+	{ "rtc.localtime", "rtc.use_localtime" },
+};
+
+const char *config_canonical(const char *key)
+{
+	for (size_t i = 0; i < sizeof(config_aliases) / sizeof(config_aliases[0]); i++)
+		if (!strcmp(key, config_aliases[i][0]))
+			return config_aliases[i][1];
+	return key;
+}
+
 void config_init(struct config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -48,7 +64,7 @@ static unsigned config_find(const struct config *c, const char *key, bool *found
 int config_set(struct config *c, const char *key, const char *value)
 {
 	bool found;
-	unsigned i = config_find(c, key, &found);
+	unsigned i = config_find(c, key = config_canonical(key), &found);
 	char *v = strdup(value);
 	char *k;
 
@@ -85,7 +101,7 @@ nomem:
 void config_unset(struct config *c, const char *key)
 {
 	bool found;
-	unsigned i = config_find(c, key, &found);
+	unsigned i = config_find(c, key = config_canonical(key), &found);
 
 	if (!found)
 		return;
@@ -98,7 +114,7 @@ void config_unset(struct config *c, const char *key)
 const char *config_get(const struct config *c, const char *key)
 {
 	bool found;
-	unsigned i = config_find(c, key, &found);
+	unsigned i = config_find(c, config_canonical(key), &found);
 
 	return found ? c->kv[i].value : NULL;
 }

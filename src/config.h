@@ -20,6 +20,8 @@ struct config {
 	unsigned n, cap;
 };
 
+/* The name @key is stored under: bhyve's for an old khyve name (rtc.localtime), else @key. */
+const char *config_canonical(const char *key);
 void config_init(struct config *c);
 void config_free(struct config *c);
 int config_set(struct config *c, const char *key, const char *value);

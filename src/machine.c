@@ -14,6 +14,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/firmware.h"
+#include "bhyve_opts.h"
 #include "dev/pc/bootrom.h"
 #include "dev/pc/vmgenid.h"
 #include "dev/pc/hpet.h"
@@ -33,7 +34,8 @@ int machine_check_config(struct config *cfg, bool restoring, char *err, size_t e
 	uint64_t mem;
 	const char *v;
 
-	if (topo_from_config(cfg, &topo, err, errlen))
+	if (topo_from_config(cfg, &topo, err, errlen) ||
+	    bhyve_opts_check(cfg, topo.cpus, err, errlen))
 		return -EINVAL;
 	if (config_get_size(cfg, "memory.size", 0, &mem) ||
 	    (config_get(cfg, "memory.size") && mem < MIN_MEMORY)) {
@@ -172,6 +174,9 @@ int machine_create(struct vm *vm, struct config *cfg, bool restoring, char *err,
 		if (!ret)
 			ret = machine_boot(vm, err, errlen);
 	}
+	/* After the boot state: -x changes the APIC base that KVM_SET_SREGS wrote. */
+	if (!ret)
+		ret = bhyve_opts_apply(vm, restoring, err, errlen);
 	if (ret)
 		goto fail;
 	return 0;

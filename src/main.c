@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bhyve_opts.h"
 #include "ctl/ctl.h"
 #include "dev/pc/pm.h"
 #include "keys.h"
@@ -97,6 +98,9 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 	int status;
 
 	if (signals_start(vm, err, errlen) || ctl_start(vm, err, errlen))
+		return -1;
+	/* -S: with whatever privilege locking memory needs, before it goes. */
+	if (bhyve_opts_wire(vm, err, errlen))
 		return -1;
 	/* Everything that needs root is open: -o user=NAME gives it up before the guest runs. */
 	if (user_drop(vm->cfg, err, errlen))

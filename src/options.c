@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "arch/x86/topology.h"
+#include "bhyve_opts.h"
 #include "keys.h"
 #include "version.h"
 #include "vm.h"
@@ -17,13 +18,17 @@
 void options_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: khyve [-AHuwh] [--version] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s "
+		"Usage: khyve [-ADHPSWYeuwxh] [--version] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s "
 		"SLOT,EMULATION[,CONF]]...\n"
 		"             [-l LPCDEV[,CONF]]... [-o KEY=VALUE]... [-k CONFIGFILE]\n"
-		"             [-r SNAPSHOT] VMNAME\n"
-		"  -A            generate ACPI tables (always on; accepted for bhyve "
-		"compatibility)\n"
-		"  -H            yield the host CPU on HLT (always: halted vCPUs sleep in KVM)\n"
+		"             [-p VCPU:HOSTCPU]... [-U UUID] [-r SNAPSHOT] VMNAME\n"
+		"  -A, -D, -H    ACPI tables, exit on power off, sleep on HLT: always so\n"
+		"  -P, -W, -Y    bhyve's PAUSE exits, MSI instead of MSI-X, no MP table: no-ops\n"
+		"  -S            lock guest memory in host RAM (mlock)\n"
+		"  -e            stop the VM on an access to an I/O port nothing emulates\n"
+		"  -x            the local APICs start in x2APIC mode\n"
+		"  -p V:H        run vCPU V on host CPU H (repeat for more host CPUs)\n"
+		"  -U UUID       the system UUID (SMBIOS, through firmware)\n"
 		"  -u            RTC keeps UTC (default: local time)\n"
 		"  -w            unknown MSRs read 0 and ignore writes (default: #GP)\n"
 		"  -c N          number of vCPUs (cpus=N[,sockets=S,cores=C,threads=T])\n"
@@ -348,13 +353,43 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 	memset(opt, 0, sizeof(*opt));
 	optind = 1;
 	opterr = 0;
-	while (!ret && (c = getopt(argc, argv, ":AHuwhc:m:s:l:o:k:r:")) != -1) {
+	while (!ret && (c = getopt(argc, argv, ":ADHPSWYeuwxhc:m:s:l:o:k:r:U:p:")) != -1) {
 		switch (c) {
 		case 'A':
+			ret = set_key(cfg, err, errlen, "acpi_tables", "true");
+			break;
+		case 'D':
+			ret = set_key(cfg, err, errlen, "destroy_on_poweroff", "true");
+			break;
 		case 'H':
+			ret = set_key(cfg, err, errlen, "x86.vmexit_on_hlt", "true");
+			break;
+		case 'P':
+			ret = set_key(cfg, err, errlen, "x86.vmexit_on_pause", "true");
+			break;
+		case 'S':
+			ret = set_key(cfg, err, errlen, "memory.wired", "true");
+			break;
+		case 'W':
+			ret = set_key(cfg, err, errlen, "virtio_msix", "false");
+			break;
+		case 'Y':
+			ret = set_key(cfg, err, errlen, "x86.mptable", "false");
+			break;
+		case 'e':
+			ret = set_key(cfg, err, errlen, "x86.strictio", "true");
+			break;
+		case 'x':
+			ret = set_key(cfg, err, errlen, "x86.x2apic", "true");
+			break;
+		case 'U':
+			ret = set_key(cfg, err, errlen, "uuid", optarg);
+			break;
+		case 'p':
+			ret = bhyve_opt_pin(cfg, optarg, err, errlen);
 			break;
 		case 'u':
-			ret = set_key(cfg, err, errlen, "rtc.localtime", "false");
+			ret = set_key(cfg, err, errlen, "rtc.use_localtime", "false");
 			break;
 		case 'w':
 			ret = set_key(cfg, err, errlen, "x86.strictmsr", "false");

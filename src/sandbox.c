@@ -54,6 +54,8 @@ static const int allowed[] = {
 	SCMP_SYS(rseq),
 	SCMP_SYS(sched_yield),
 	SCMP_SYS(sched_getaffinity),
+	/* -p: a vCPU thread is pinned as it is created (pthread_attr_setaffinity_np). */
+	SCMP_SYS(sched_setaffinity),
 	SCMP_SYS(set_tid_address),
 	SCMP_SYS(gettid),
 	SCMP_SYS(getpid),
@@ -199,7 +201,6 @@ static const int allowed[] = {
 	SCMP_SYS(waitid),
 	SCMP_SYS(process_vm_readv),
 	SCMP_SYS(sched_getparam),
-	SCMP_SYS(sched_setaffinity),
 #endif
 };
 

@@ -130,8 +130,18 @@ static void vcpu_io(struct vcpu *v)
 	bool wr = r->io.direction == KVM_EXIT_IO_OUT;
 
 	/* String I/O (rep ins/outs) arrives as @count consecutive items. */
-	for (unsigned i = 0; i < r->io.count; i++)
-		bus_access(&v->vm->pio, r->io.port, data + i * r->io.size, r->io.size, wr);
+	for (unsigned i = 0; i < r->io.count; i++) {
+		if (!bus_access(&v->vm->pio, r->io.port, data + i * r->io.size, r->io.size, wr) &&
+		    v->vm->strictio) {
+			/* -e, bhyve's debugging aid: say where, then stop. */
+			fprintf(stderr,
+				"khyve: vCPU %u: %s of %u byte(s) at I/O port 0x%x, which nothing "
+				"emulates: stopping (-e)\n",
+				v->id, wr ? "write" : "read", r->io.size, r->io.port);
+			vm_request_exit(v->vm, VM_EXIT_ERROR);
+			return;
+		}
+	}
 }
 
 static void vcpu_system_event(struct vcpu *v)
@@ -304,8 +314,15 @@ int vcpu_start(struct vcpu *v)
 {
 	int err;
 
+	pthread_attr_t attr;
+
 	vcpu_install_kick();
-	err = pthread_create(&v->thread, NULL, vcpu_thread, v);
+	pthread_attr_init(&attr);
+	/* -p: pinned from its first instruction. */
+	err = v->pin ? pthread_attr_setaffinity_np(&attr, sizeof(*v->pin), v->pin) : 0;
+	if (!err)
+		err = pthread_create(&v->thread, &attr, vcpu_thread, v);
+	pthread_attr_destroy(&attr);
 	if (err)
 		return -err;
 	v->started = true;
@@ -412,5 +429,6 @@ void vcpu_destroy(struct vcpu *v)
 		close(v->fd);
 	pthread_mutex_destroy(&v->lock);
 	pthread_cond_destroy(&v->cond);
+	free(v->pin);
 	free(v);
 }

@@ -14,6 +14,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 
 struct vm;
@@ -25,6 +26,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	cpu_set_t *pin; /* -p: the host CPUs its thread may run on, or NULL */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

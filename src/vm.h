@@ -98,6 +98,7 @@ struct vm {
 
 	unsigned ncpus;
 	struct cpu_topo topo; /* sockets, cores, threads: what CPUID tells the guest */
+	bool strictio;	      /* -e: an unemulated I/O port stops the VM */
 	struct vcpu **vcpus;
 	struct cpuid_mask cpuid_mask;	/* cpu.features: what vCPUs are not told of */
 	struct cpuid_mask cpuid_unkept; /* ... and what of it KVM showed them anyway */

@@ -416,6 +416,9 @@ static int req_status(struct ctl_req *r)
 	add_u64(o, "pid", (uint64_t)getpid());
 	json_object_object_add(o, "version", json_object_new_string(KHYVE_VERSION));
 	json_object_object_add(o, "commit", json_object_new_string(khyve_commit));
+	if (vm->cfg && config_get(vm->cfg, "uuid"))
+		json_object_object_add(o, "uuid",
+				       json_object_new_string(config_get(vm->cfg, "uuid")));
 	send_obj(r, o);
 	return 0;
 }

@@ -3,7 +3,9 @@ listings, config.strict=false."""
 
 import os
 import re
+import struct
 import subprocess
+import time
 
 from khyve_e2e import GUEST, KHYVE, KHYVECTL, ROOT, VM, check, khyve_run, test
 
@@ -243,3 +245,143 @@ def cpu_topology(wd):
     vm.wait_for(rb"TESTGUEST (PASS|FAIL.*)$", timeout=240)
     check(b"TESTGUEST PASS" in vm.out, "self-test on 1 socket x 2 cores x 2 threads:\n" + vm.tail())
     check(vm.wait_exit(60) == 1, "power off")
+
+
+# A 4 KiB boot ROM (the reset vector jumps to its start, real mode): it writes the low dword
+# of the APIC base MSR and the 16 bytes of the fw_cfg UUID to COM1, reads I/O port 0x99
+# (which nothing emulates), then halts.  What -x, -U and -e change, seen from the guest.
+PROBE_ROM = """bits 16
+org 0xF000
+start:
+    mov ecx, 0x1b
+    rdmsr
+    mov dx, 0x3f8
+    mov cx, 4
+.apic:
+    out dx, al
+    shr eax, 8
+    loop .apic
+    mov dx, 0x510
+    mov ax, 2
+    out dx, ax
+    mov cx, 16
+.uuid:
+    mov dx, 0x511
+    in al, dx
+    mov dx, 0x3f8
+    out dx, al
+    loop .uuid
+    in al, 0x99
+    cli
+.halt:
+    hlt
+    jmp .halt
+times 4080-($-$$) db 0
+    jmp start
+times 4096-($-$$) db 0
+"""
+
+UUID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+
+
+def probe_rom(wd):
+    src, rom = wd("probe.asm"), wd("probe.rom")
+    with open(src, "w") as f:
+        f.write(PROBE_ROM)
+    subprocess.run(["nasm", "-f", "bin", src, "-o", rom], check=True)
+    return rom
+
+
+def probe_vm(wd, name, *extra):
+    return VM(wd, name=name, args=[KHYVE, "-s", "0,hostbridge", "-s", "31,lpc", "-l",
+                                   "com1,stdio", "-l", "bootrom," + probe_rom(wd), "-o",
+                                   "ctl.socket=" + wd(name + ".sock"), *extra, name])
+
+
+def wait_bytes(vm, n, timeout=60):
+    end = time.time() + timeout
+    while len(vm.out) < n and time.time() < end and vm.p.poll() is None:
+        vm.pump(0.2)
+    vm.pump(0.2)
+    check(len(vm.out) >= n, "%s printed %d of %d bytes; stderr %s"
+          % (vm.name, len(vm.out), n, vm.err.decode(errors="replace")))
+    return vm.out[:n]
+
+
+@test
+def x2apic_uuid_strictio_seen_by_the_guest(wd):
+    plain = probe_vm(wd, "plain")
+    out = wait_bytes(plain, 20)
+    base = struct.unpack("<I", out[:4])[0]
+    check(base & 0xfffff000 == 0xfee00000 and base & (1 << 11) and not base & (1 << 10),
+          "without -x the APIC base is xAPIC mode: 0x%x" % base)
+    check(out[4:20] == bytes(16), "without -U the UUID is zero: %s" % out[4:20].hex())
+    time.sleep(1)
+    check(plain.p.poll() is None, "without -e an unemulated port is ignored: khyve exited")
+    plain.kill()
+
+    vm = probe_vm(wd, "probe", "-x", "-U", UUID, "-e")
+    out = wait_bytes(vm, 20)
+    base = struct.unpack("<I", out[:4])[0]
+    check(base & (1 << 10) and base & (1 << 11) and base & (1 << 8),
+          "-x: the BSP's APIC base says x2APIC, enabled, BSP: 0x%x" % base)
+    check(out[4:20] == bytes.fromhex(UUID.replace("-", "")),
+          "-U: fw_cfg gives the guest %s" % out[4:20].hex())
+    status = vm.wait_exit(60)
+    check(status == 4 and b"I/O port 0x99" in vm.err and b"(-e)" in vm.err,
+          "-e: exit %s, stderr %s" % (status, vm.err.decode(errors="replace")))
+
+
+@test
+def pinning_wiring_uuid_status(wd):
+    """-p pins vCPU threads, -S locks guest RAM, -U shows in status."""
+    vm = VM(wd, cpus=2, mem="64M", extra=["-S", "-p", "0:0", "-p", "1:0", "-U", UUID])
+    vm.wait_seq(2, timeout=120)
+    pinned = {}
+    for tid in os.listdir("/proc/%d/task" % vm.p.pid):
+        comm = open("/proc/%d/task/%s/comm" % (vm.p.pid, tid)).read().strip()
+        if comm.startswith("vcpu"):
+            status = open("/proc/%d/task/%s/status" % (vm.p.pid, tid)).read()
+            pinned[comm] = re.search(r"Cpus_allowed_list:\s*(\S+)", status).group(1)
+    check(pinned == {"vcpu0": "0", "vcpu1": "0"}, "vCPU threads' host CPUs: %s" % pinned)
+    locked = int(re.search(r"VmLck:\s*(\d+) kB", open("/proc/%d/status" % vm.p.pid).read())
+                 .group(1))
+    check(locked >= 64 * 1024, "-S: %d kB locked, want the 64 MiB of guest RAM" % locked)
+    rc, st = vm.ctl("--status")
+    check(st.get("uuid") == UUID, "status: %r" % st)
+
+
+@test
+def bhyve_flags_and_keys(wd):
+    """bhyve's flags set bhyve's keys; the no-ops are accepted; old names are aliases."""
+    r = dump("-A", "-D", "-H", "-P", "-W", "-Y", "-S", "-x", "-e", "-u", "-U", UUID, "-p", "0:0")
+    out = r.stdout.decode().splitlines()
+    for line in ("acpi_tables=true", "destroy_on_poweroff=true", "x86.vmexit_on_hlt=true",
+                 "x86.vmexit_on_pause=true", "virtio_msix=false", "x86.mptable=false",
+                 "memory.wired=true", "x86.x2apic=true", "x86.strictio=true",
+                 "rtc.use_localtime=false", "uuid=" + UUID, "vcpu.0.cpuset=0"):
+        check(line in out, "dump lacks %s: %s %s" % (line, out, r.stderr.decode()))
+    r = dump("-o", "rtc.localtime=false")
+    check("rtc.use_localtime=false" in r.stdout.decode().splitlines(),
+          "rtc.localtime is an alias of rtc.use_localtime: %s" % r.stdout.decode())
+    for bad, needle in ((["-U", "not-a-uuid"], "uuid=not-a-uuid"), (["-p", "0"], "-p 0"),
+                        (["-p", "5:0"], "vcpu.5.cpuset: the VM has 1 vCPUs"),
+                        (["-o", "x86.x2apic=perhaps"], "x86.x2apic=perhaps")):
+        r = khyve_run(BASE + bad + ["vm"])
+        check(r.returncode == 4 and needle.encode() in r.stderr,
+              "%s: %d %s" % (bad, r.returncode, r.stderr.decode()))
+
+
+@test
+def bhyve_manual_example(wd):
+    """bhyve(8)'s first example, with the test guest as the kernel instead of a disk image's."""
+    disk = wd("image")
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    vm = VM(wd, args=[KHYVE, "-c", "2", "-s", "0,hostbridge", "-s", "1,lpc", "-s",
+                      "2,virtio-blk," + disk, "-l", "com1,stdio", "-A", "-H", "-P", "-m", "1G",
+                      "-o", "boot.kernel=" + GUEST, "-o", "boot.cmdline=mode=selftest",
+                      "-o", "ctl.socket=" + wd("vm1.sock"), "vm1"])
+    vm.wait_for(rb"TESTGUEST (PASS|FAIL.*)$", timeout=240)
+    check(b"TESTGUEST PASS" in vm.out, "bhyve's example:\n" + vm.tail())
+    check(vm.wait_exit(60) == 1, "power off exits 1")

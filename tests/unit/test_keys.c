@@ -109,6 +109,9 @@ static void test_known_pass(void **state)
 		char pair[96];
 
 		snprintf(pair, sizeof(pair), "%s=1", k->name);
+		for (char *p = pair; *p; p++)
+			if (*p == '#') /* vcpu.#.cpuset: a number */
+				*p = '0';
 		assert_int_equal(check_pairs(NULL, pair, NULL), 0);
 		assert_non_null(k->help);
 	}
@@ -156,6 +159,8 @@ static void test_typos_refused(void **state)
 	assert_int_equal(check_pairs(NULL, "lpc.com1.pth=stdio", NULL), -EINVAL);
 	assert_non_null(strstr(err, "did you mean 'lpc.com1.path'?"));
 	assert_int_equal(check_pairs(NULL, "lpc.com5.path=stdio", NULL), -EINVAL);
+	assert_int_equal(check_pairs(NULL, "vcpu.1.cpuste=2", NULL), -EINVAL);
+	assert_non_null(strstr(err, "did you mean 'vcpu.1.cpuset'?"));
 	assert_int_equal(check_pairs(NULL, "Memory.Size=1G", NULL), -EINVAL);
 	assert_non_null(strstr(err, "did you mean 'memory.size'?"));
 	assert_int_equal(check_pairs(NULL, "zzzzzz=1", NULL), -EINVAL);

@@ -4,6 +4,7 @@
  * SeaBIOS (src/fw/paravirt.c, romfile_loader.c, boot.c) and OVMF read them.
  */
 #include "arch/x86/firmware.h"
+#include "bhyve_opts.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -489,6 +490,9 @@ int firmware_setup(struct vm *vm, char *err, size_t errlen)
 	if (!fc)
 		return -EINVAL;
 	parse_ulong(config_get(vm->cfg, "fw.failwait"), FAILWAIT_MAX_S, &wait);
+	/* -U: SeaBIOS puts it in the SMBIOS system table (type 1); checked by the machine. */
+	if (config_get(vm->cfg, "uuid"))
+		uuid_parse(config_get(vm->cfg, "uuid"), uuid);
 	ret = fw_add_le(fc, FW_CFG_NB_CPUS, NULL, vm->ncpus, 2);
 	if (!ret)
 		ret = fw_add_le(fc, FW_CFG_MAX_CPUS, NULL, vm->ncpus, 2);
