@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -45,10 +46,16 @@ enum action {
 	ACT_RESUME,
 	ACT_STATUS,
 	ACT_SCREENSHOT,
+	ACT_POWEROFF,
+	ACT_FORCE_POWEROFF,
+	ACT_FORCE_RESET,
+	ACT_DESTROY,
+	ACT_LIST,
 };
 
 struct opts {
 	const char *vm, *socket;
+	const char *dir; /* --list: where the sockets are (default: the usual places) */
 	enum action action;
 	const char *file;
 	bool json, quiet;
@@ -69,6 +76,7 @@ struct client {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: khyvectl --vm=NAME [--socket=PATH] ACTION [--json] [--quiet]\n"
+		   "       khyvectl --list [--dir=DIR] [--json]\n"
 		   "       khyvectl snapshot info [--key=PATH] FILE\n"
 		   "       khyvectl snapshot verify FILE\n"
 		   "       khyvectl -h | --version\n"
@@ -82,6 +90,10 @@ static void usage(FILE *f)
 		   "  --resume           let a paused guest run again\n"
 		   "  --status           show the VM's state\n"
 		   "  --screenshot=FILE  save what the VM's display shows as a PNG file\n"
+		   "  --poweroff         press the ACPI power button (the guest shuts down)\n"
+		   "  --force-poweroff   end the VM now, as a power off (khyve exits 1)\n"
+		   "  --force-reset      end the VM now, as a reset (khyve exits 0)\n"
+		   "  --destroy          end the VM now (khyve exits 4)\n"
 		   "options:\n"
 		   "  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock, or\n"
 		   "                     $XDG_RUNTIME_DIR/khyve/NAME.sock for a user who cannot\n"
@@ -276,9 +288,17 @@ static int ctl_connect(struct client *c)
 static const char *request_name(enum action a)
 {
 	static const char *const names[] = {
-		[ACT_CHECKPOINT] = "checkpoint", [ACT_SUSPEND] = "suspend",
-		[ACT_PAUSE] = "pause",		 [ACT_RESUME] = "resume",
-		[ACT_STATUS] = "status",	 [ACT_SCREENSHOT] = "screenshot",
+		[ACT_CHECKPOINT] = "checkpoint",
+		[ACT_SUSPEND] = "suspend",
+		[ACT_PAUSE] = "pause",
+		[ACT_RESUME] = "resume",
+		[ACT_STATUS] = "status",
+		[ACT_SCREENSHOT] = "screenshot",
+		[ACT_POWEROFF] = "poweroff",
+		[ACT_FORCE_POWEROFF] = "force-poweroff",
+		[ACT_FORCE_RESET] = "force-reset",
+		[ACT_DESTROY] = "destroy",
+		[ACT_LIST] = "list",
 	};
 
 	return names[a];
@@ -424,6 +444,16 @@ static void print_ok(struct client *c, struct json_object *r)
 		printf("%s: screenshot %" PRIu64 "x%" PRIu64 " \u2192 %s\n", c->name,
 		       get_u64(r, "width"), get_u64(r, "height"), c->file);
 		break;
+	case ACT_POWEROFF:
+		printf("%s: power button pressed; the guest decides what to do\n", c->name);
+		break;
+	case ACT_FORCE_POWEROFF:
+	case ACT_FORCE_RESET:
+	case ACT_DESTROY:
+		printf("%s: %s; khyve exits with status %" PRIu64 "\n", c->name,
+		       get_str(r, "state", "done"), get_u64(r, "exit_status"));
+		break;
+	case ACT_LIST:
 	case ACT_NONE:
 		break;
 	}
@@ -517,6 +547,107 @@ static int absolute_path(const char *in, char *out, size_t len)
 	return snprintf(out, len, "%s/%s", strcmp(cwd, "/") ? cwd : "", in) < (int)len
 		       ? 0
 		       : -ENAMETOOLONG;
+}
+
+/* ---- --list: every VM whose control socket is in a directory ---- */
+
+/* The status of the VM behind socket @path, or NULL (not a live khyve of ours). */
+static struct json_object *list_status(const struct opts *o, const char *path)
+{
+	struct opts q = *o;
+	struct client c = { .o = &q, .fd = -1, .name = path };
+	size_t len = 0, cap = 4096, consumed = 0;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct json_object *r = NULL, *v;
+	char *buf, *line;
+
+	q.action = ACT_STATUS;
+	if (strlen(path) >= sizeof(a.sun_path) || !(buf = malloc(cap)))
+		return NULL;
+	snprintf(c.path, sizeof(c.path), "%s", path);
+	memcpy(a.sun_path, path, strlen(path));
+	c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c.fd >= 0 && !connect(c.fd, (struct sockaddr *)&a, sizeof(a)) && !check_server(&c) &&
+	    !send_request(&c) && (line = read_line(c.fd, &buf, &len, &cap, &consumed))) {
+		r = json_tokener_parse(line);
+		if (!r || !json_object_object_get_ex(r, "ok", &v) || !json_object_get_boolean(v)) {
+			json_object_put(r);
+			r = NULL;
+		}
+	}
+	if (c.fd >= 0)
+		close(c.fd);
+	free(buf);
+	return r;
+}
+
+static void list_dir(const struct opts *o, const char *dir, struct json_object *vms)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		char path[PATH_MAX];
+		struct json_object *st;
+
+		if (n < 6 || strcmp(e->d_name + n - 5, ".sock") ||
+		    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+			continue;
+		st = list_status(o, path);
+		if (st) {
+			json_object_object_add(st, "socket", json_object_new_string(path));
+			json_object_array_add(vms, st);
+		}
+	}
+	closedir(d);
+}
+
+static int list_cmp(const void *a, const void *b)
+{
+	return strcmp(get_str(*(struct json_object *const *)a, "vm", ""),
+		      get_str(*(struct json_object *const *)b, "vm", ""));
+}
+
+static int list_vms(const struct opts *o)
+{
+	struct json_object *out = json_object_new_object(), *vms = json_object_new_array();
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char dir[PATH_MAX];
+
+	if (o->dir) {
+		list_dir(o, o->dir, vms);
+	} else {
+		list_dir(o, CTL_DEFAULT_DIR, vms);
+		if (xdg && *xdg && snprintf(dir, sizeof(dir), "%s/khyve", xdg) < (int)sizeof(dir))
+			list_dir(o, dir, vms);
+	}
+	json_object_array_sort(vms, list_cmp);
+	if (o->json) {
+		json_object_object_add(out, "ok", json_object_new_boolean(1));
+		json_object_object_add(out, "vms", json_object_get(vms));
+		printf("%s\n",
+		       json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else {
+		printf("%-16s %8s %-8s %5s %10s %12s\n", "NAME", "PID", "STATE", "VCPUS", "MEMORY",
+		       "UPTIME");
+		for (size_t i = 0; i < json_object_array_length(vms); i++) {
+			struct json_object *v = json_object_array_get_idx(vms, i);
+			char mem[32], up[32];
+
+			fmt_bytes(mem, sizeof(mem), (double)get_u64(v, "memory"));
+			fmt_uptime(up, sizeof(up), get_u64(v, "uptime_ms"));
+			printf("%-16s %8" PRIu64 " %-8s %5" PRIu64 " %10s %12s\n",
+			       get_str(v, "vm", "?"), get_u64(v, "pid"), get_str(v, "state", "?"),
+			       get_u64(v, "vcpus"), mem, up);
+		}
+	}
+	json_object_put(vms);
+	json_object_put(out);
+	return 0;
 }
 
 static int control(const struct opts *o)
@@ -840,8 +971,10 @@ static int snapshot_cmd(int argc, char **argv)
 static int set_action(struct opts *o, enum action a, const char *file)
 {
 	if (o->action != ACT_NONE)
-		return usage_error("give only one of --checkpoint, --suspend, --pause, --resume, "
-				   "--status, --screenshot");
+		return usage_error(
+			"give only one action (--checkpoint, --suspend, --pause, "
+			"--resume, --status, --screenshot, --poweroff, --force-poweroff, "
+			"--force-reset, --destroy, --list)");
 	if (file && !*file)
 		return usage_error("--%s needs a FILE", request_name(a));
 	o->action = a;
@@ -860,6 +993,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "resume", no_argument, NULL, 'r' },
 		{ "status", no_argument, NULL, 't' },
 		{ "screenshot", required_argument, NULL, 'P' },
+		{ "poweroff", no_argument, NULL, 'O' },
+		{ "force-poweroff", no_argument, NULL, 'F' },
+		{ "force-reset", no_argument, NULL, 'R' },
+		{ "destroy", no_argument, NULL, 'D' },
+		{ "list", no_argument, NULL, 'l' },
+		{ "dir", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "live", no_argument, NULL, 'L' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -896,6 +1035,24 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'P':
 			ret = set_action(o, ACT_SCREENSHOT, optarg);
 			break;
+		case 'O':
+			ret = set_action(o, ACT_POWEROFF, NULL);
+			break;
+		case 'F':
+			ret = set_action(o, ACT_FORCE_POWEROFF, NULL);
+			break;
+		case 'R':
+			ret = set_action(o, ACT_FORCE_RESET, NULL);
+			break;
+		case 'D':
+			ret = set_action(o, ACT_DESTROY, NULL);
+			break;
+		case 'l':
+			ret = set_action(o, ACT_LIST, NULL);
+			break;
+		case 'd':
+			o->dir = optarg;
+			break;
 		case 'j':
 			o->json = true;
 			break;
@@ -924,10 +1081,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (o->action == ACT_NONE)
-		return usage_error("nothing to do: give --checkpoint, --suspend, --pause, "
-				   "--resume, --status or --screenshot");
+		return usage_error("nothing to do: give an action such as --status, --list, "
+				   "--checkpoint=FILE or --poweroff");
 	if (o->live && o->action != ACT_CHECKPOINT)
 		return usage_error("--live goes with --checkpoint=FILE");
+	if (o->action == ACT_LIST)
+		return o->vm || o->socket
+			       ? usage_error("--list shows every VM: no --vm or --socket")
+			       : 0;
+	if (o->dir)
+		return usage_error("--dir goes with --list only");
 	if (!o->vm && !o->socket)
 		return usage_error("which VM? Give --vm=NAME (or --socket=PATH)");
 	return 0;
@@ -944,5 +1107,5 @@ int main(int argc, char **argv)
 	ret = parse_args(argc, argv, &o);
 	if (ret)
 		return ret < 0 ? 0 : ret;
-	return control(&o);
+	return o.action == ACT_LIST ? list_vms(&o) : control(&o);
 }

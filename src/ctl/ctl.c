@@ -32,6 +32,7 @@
 
 #include "backend/console.h"
 #include "backend/png.h"
+#include "dev/pc/pm.h"
 #include "ctl/ctl_proto.h"
 #include "snap/snapshot.h"
 #include "version.h"
@@ -423,6 +424,60 @@ static int req_status(struct ctl_req *r)
 	return 0;
 }
 
+/*
+ * Lifecycle, bhyvectl's names: the ACPI power button (the guest decides), or an end the guest
+ * has no say in.  The reply goes out first; khyve then exits with the status the manual
+ * gives: 1 for a power off, 0 for a reset (as for a guest's reboot), 4 for destroy.
+ */
+static int req_poweroff(struct ctl_req *r)
+{
+	struct dev *pm = vm_find_dev(r->vm, "pm");
+	struct json_object *o;
+
+	if (vm_ending(r->vm))
+		return reply_error(r, -ESHUTDOWN, "the VM is shutting down");
+	if (r->vm->paused)
+		return reply_error(r, -EBUSY,
+				   "the VM is paused, its guest cannot see the button: resume it "
+				   "first, or use --force-poweroff");
+	if (!pm)
+		return reply_error(r, -ENODEV, "the VM has no ACPI power button");
+	pm_power_button(pm);
+	o = ok_obj();
+	json_object_object_add(o, "state", json_object_new_string("running"));
+	send_obj(r, o);
+	return 0;
+}
+
+static int req_end(struct ctl_req *r, int status, const char *state)
+{
+	struct json_object *o;
+
+	if (vm_ending(r->vm))
+		return reply_error(r, -ESHUTDOWN, "the VM is shutting down");
+	o = ok_obj();
+	json_object_object_add(o, "state", json_object_new_string(state));
+	add_u64(o, "exit_status", (uint64_t)status);
+	send_obj(r, o);
+	vm_request_exit(r->vm, status);
+	return 0;
+}
+
+static int req_force_poweroff(struct ctl_req *r)
+{
+	return req_end(r, VM_EXIT_POWEROFF, "powered off");
+}
+
+static int req_force_reset(struct ctl_req *r)
+{
+	return req_end(r, VM_EXIT_REBOOT, "reset");
+}
+
+static int req_destroy(struct ctl_req *r)
+{
+	return req_end(r, VM_EXIT_ERROR, "destroyed");
+}
+
 /* The display as a PNG file: what a VNC client sees now. */
 static int req_screenshot(struct ctl_req *r)
 {
@@ -457,9 +512,16 @@ static const struct ctl_request {
 	bool file; /* takes "file" */
 	int (*fn)(struct ctl_req *r);
 } ctl_requests[] = {
-	{ "checkpoint", true, true, req_checkpoint }, { "suspend", true, true, req_suspend },
-	{ "pause", false, false, req_pause },	      { "resume", false, false, req_resume },
-	{ "status", false, false, req_status },	      { "screenshot", false, true, req_screenshot },
+	{ "checkpoint", true, true, req_checkpoint },
+	{ "suspend", true, true, req_suspend },
+	{ "pause", false, false, req_pause },
+	{ "resume", false, false, req_resume },
+	{ "status", false, false, req_status },
+	{ "screenshot", false, true, req_screenshot },
+	{ "poweroff", false, false, req_poweroff },
+	{ "force-poweroff", false, false, req_force_poweroff },
+	{ "force-reset", false, false, req_force_reset },
+	{ "destroy", false, false, req_destroy },
 };
 
 /* Fields of a save request: an absolute path (khyve's cwd is not the client's) and a bool. */

@@ -1,6 +1,7 @@
 """The command line as a bhyve user meets it: typos refused with a suggestion, the help
 listings, config.strict=false."""
 
+import json
 import os
 import re
 import struct
@@ -385,3 +386,56 @@ def bhyve_manual_example(wd):
     vm.wait_for(rb"TESTGUEST (PASS|FAIL.*)$", timeout=240)
     check(b"TESTGUEST PASS" in vm.out, "bhyve's example:\n" + vm.tail())
     check(vm.wait_exit(60) == 1, "power off exits 1")
+
+
+def ctl_raw(*args):
+    return subprocess.run([KHYVECTL] + list(args), capture_output=True, timeout=120)
+
+
+@test
+def list_three_vms(wd):
+    vms = [VM(wd, name="vm%d" % i, cpus=1 + i % 2, mem="%dM" % (64 * (i + 1))) for i in range(3)]
+    for vm in vms:
+        vm.wait_seq(1, timeout=120)
+    vms[1].ctl("--pause")
+    r = ctl_raw("--list", "--dir=" + wd.path, "--json")
+    check(r.returncode == 0, "--list: %d %s" % (r.returncode, r.stderr.decode()))
+    got = json.loads(r.stdout)["vms"]
+    check([v["vm"] for v in got] == ["vm0", "vm1", "vm2"], "--list names: %s" % got)
+    for vm, v in zip(vms, got):
+        check(v["pid"] == vm.p.pid and v["vcpus"] == 1 + int(vm.name[2]) % 2
+              and v["memory"] == 64 * (int(vm.name[2]) + 1) << 20 and "uptime_ms" in v,
+              "%s: %s" % (vm.name, v))
+    check([v["state"] for v in got] == ["running", "paused", "running"], "states: %s" % got)
+    r = ctl_raw("--list", "--dir=" + wd.path)
+    lines = r.stdout.decode().splitlines()
+    check(r.returncode == 0 and lines[0].split() == ["NAME", "PID", "STATE", "VCPUS", "MEMORY",
+                                                       "UPTIME"] and len(lines) == 4
+          and lines[2].split()[:3] == ["vm1", str(vms[1].p.pid), "paused"],
+          "--list table:\n" + r.stdout.decode())
+    # A VM that ended leaves no entry, even if its socket file stayed.
+    vms[2].kill()
+    open(wd("stale.sock"), "w").close()
+    got = json.loads(ctl_raw("--list", "--dir=" + wd.path, "--json").stdout)["vms"]
+    check([v["vm"] for v in got] == ["vm0", "vm1"], "after one ended: %s" % got)
+
+
+@test
+def lifecycle_exit_statuses(wd):
+    """--poweroff (the guest shuts down: 1), --force-poweroff (1), --force-reset (0), --destroy
+    (4), each with khyvectl's own status 0."""
+    for name, action, want in (("a", "--poweroff", 1), ("b", "--force-poweroff", 1),
+                               ("c", "--force-reset", 0), ("d", "--destroy", 4)):
+        vm = VM(wd, name=name)
+        vm.wait_seq(2, timeout=120)
+        rc, reply = vm.ctl(action)
+        check(rc == 0 and reply.get("ok"), "%s: %d %r" % (action, rc, reply))
+        status = vm.wait_exit(120)
+        check(status == want, "%s: khyve exited %s, want %d" % (action, status, want))
+    # The guest cannot see a button while paused: refused, the VM stays.
+    vm = VM(wd, name="e")
+    vm.wait_seq(1, timeout=120)
+    vm.ctl("--pause")
+    rc, reply = vm.ctl("--poweroff", expect_ok=False)
+    check(rc == 1 and "paused" in reply.get("error", ""), "--poweroff while paused: %r" % reply)
+    check(vm.p.poll() is None, "a refused --poweroff ended the VM")
