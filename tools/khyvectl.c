@@ -260,6 +260,29 @@ static int check_server(struct client *c)
 	return EXIT_USAGE;
 }
 
+/* --json: a failure before khyve answered is a JSON object on stdout too. */
+static void json_fail(const struct client *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void json_fail(const struct client *c, const char *fmt, ...)
+{
+	struct json_object *o;
+	char msg[1024];
+	va_list ap;
+
+	if (!c->o->json)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								 JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
 static int ctl_connect(struct client *c)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
@@ -274,6 +297,7 @@ static int ctl_connect(struct client *c)
 		return check_server(c);
 	fprintf(stderr, "khyvectl: cannot connect to control socket %s: %s\n", c->path,
 		strerror(errno));
+	json_fail(c, "cannot connect to control socket %s: %s", c->path, strerror(errno));
 	if (c->o->vm)
 		fprintf(stderr,
 			"khyvectl: is VM '%s' running? Check the name given with --vm, "
@@ -480,6 +504,7 @@ static int handle_reply(struct client *c, const char *line)
 		bar_clear();
 		fprintf(stderr, "khyvectl: %s: khyve sent something that is not JSON: %.200s\n",
 			c->name, line);
+		json_fail(c, "khyve sent something that is not JSON");
 		json_object_put(r);
 		return EXIT_REFUSED;
 	}
@@ -522,6 +547,7 @@ static int run_request(struct client *c)
 	if (ret == MORE && send_err) {
 		bar_clear();
 		fprintf(stderr, "khyvectl: sending to %s: %s\n", c->path, strerror(-send_err));
+		json_fail(c, "sending to %s: %s", c->path, strerror(-send_err));
 		ret = EXIT_USAGE;
 	} else if (ret == MORE) {
 		bar_clear();
@@ -529,6 +555,7 @@ static int run_request(struct client *c)
 			"khyvectl: %s: the connection to %s closed before khyve "
 			"replied; check khyve's own output\n",
 			c->name, c->path);
+		json_fail(c, "the connection to %s closed before khyve replied", c->path);
 		ret = EXIT_USAGE;
 	}
 	free(buf);

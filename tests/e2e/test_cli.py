@@ -439,3 +439,20 @@ def lifecycle_exit_statuses(wd):
     rc, reply = vm.ctl("--poweroff", expect_ok=False)
     check(rc == 1 and "paused" in reply.get("error", ""), "--poweroff while paused: %r" % reply)
     check(vm.p.poll() is None, "a refused --poweroff ended the VM")
+
+
+@test
+def json_errors_are_json(wd):
+    """With --json, a failure before khyve answers (nobody on the socket) is still one JSON
+    object on stdout, beside the message on stderr."""
+    r = ctl_raw("--socket=" + wd("nobody.sock"), "--status", "--json")
+    check(r.returncode == 2, "no VM: exit %d" % r.returncode)
+    reply = json.loads(r.stdout)
+    check(reply["ok"] is False and "nobody.sock" in reply["error"], "reply: %r" % reply)
+    check(b"cannot connect" in r.stderr, "stderr: %s" % r.stderr.decode())
+    r = ctl_raw("--list", "--dir=" + wd.path, "--json")
+    check(r.returncode == 0 and json.loads(r.stdout) == {"ok": True, "vms": []},
+          "--list of an empty directory: %s" % r.stdout.decode())
+
+
+json_errors_are_json.needs_kvm = False
