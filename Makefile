@@ -186,6 +186,15 @@ install: all
 	install -D -m 755 $(BUILD)/khyvectl $(DESTDIR)$(PREFIX)/sbin/khyvectl
 	install -D -m 644 man/khyve.8 $(DESTDIR)$(PREFIX)/share/man/man8/khyve.8
 	install -D -m 644 man/khyvectl.8 $(DESTDIR)$(PREFIX)/share/man/man8/khyvectl.8
+	install -D -m 644 contrib/khyve.bash-completion \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/khyve
+	ln -sf khyve $(DESTDIR)$(PREFIX)/share/bash-completion/completions/khyvectl
+	install -D -m 644 contrib/khyve@.service $(DESTDIR)$(PREFIX)/share/doc/khyve/khyve@.service
+	install -D -m 644 $(BUILD)/testguest $(DESTDIR)$(PREFIX)/share/khyve/testguest
+	install -D -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/khyve/README.md
+	install -D -m 644 doc/control-protocol.md $(DESTDIR)$(PREFIX)/share/doc/khyve/control-protocol.md
+	install -D -m 644 doc/snapshot-format.md $(DESTDIR)$(PREFIX)/share/doc/khyve/snapshot-format.md
+	install -D -m 644 doc/platform.md $(DESTDIR)$(PREFIX)/share/doc/khyve/platform.md
 
 FORMAT_SRCS := $(wildcard src/*.[ch] src/*/*.[ch] src/*/*/*.[ch] tools/*.c tests/unit/*.c tests/fuzz/*.[ch])
 

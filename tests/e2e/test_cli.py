@@ -456,3 +456,32 @@ def json_errors_are_json(wd):
 
 
 json_errors_are_json.needs_kvm = False
+
+
+@test
+def make_install_completion_and_unit(wd):
+    """make install puts the manuals, docs, test guest, bash completion and the example
+    systemd unit in place; the completion offers -o keys and VM names."""
+    dest = wd("root")
+    r = subprocess.run(["make", "-s", "-C", ROOT, "install", "DESTDIR=" + dest, "PREFIX=/usr"],
+                       capture_output=True)
+    check(r.returncode == 0, "make install: %s" % r.stderr.decode())
+    for f in ("sbin/khyve", "sbin/khyvectl", "share/man/man8/khyve.8", "share/man/man8/khyvectl.8",
+              "share/bash-completion/completions/khyve", "share/bash-completion/completions/khyvectl",
+              "share/doc/khyve/khyve@.service", "share/khyve/testguest",
+              "share/doc/khyve/control-protocol.md"):
+        check(os.path.exists(os.path.join(dest, "usr", f)), "make install did not install " + f)
+    unit = open(os.path.join(dest, "usr/share/doc/khyve/khyve@.service")).read()
+    check("ExecStart=" in unit and "--poweroff" in unit, "the unit: %s" % unit)
+    comp = os.path.join(dest, "usr/share/bash-completion/completions/khyve")
+    script = ('source %s; COMP_WORDS=(khyve -o boot.cmd); COMP_CWORD=2; _khyve; '
+              'echo "${COMPREPLY[@]}"; COMP_WORDS=(khyvectl --pow); COMP_CWORD=1; _khyvectl; '
+              'echo "${COMPREPLY[@]}"' % comp)
+    env = dict(os.environ, PATH=os.path.dirname(KHYVE) + ":" + os.environ["PATH"])
+    r = subprocess.run(["bash", "-c", script], capture_output=True, env=env)
+    out = r.stdout.decode().splitlines()
+    check(len(out) == 2 and out[0] == "boot.cmdline=" and out[1] == "--poweroff",
+          "completion: %r %s" % (out, r.stderr.decode()))
+
+
+make_install_completion_and_unit.needs_kvm = False
