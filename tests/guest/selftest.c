@@ -5,6 +5,7 @@
  * line (TESTGUEST PASS / TESTGUEST FAIL: <first failure>) and power off.
  * Bounds are loose on purpose: the test machines are noisy.
  */
+#include "pci.h"
 #include "user.h"
 #include "net.h"
 #include "xhci.h"
@@ -605,6 +606,41 @@ static void check_xhci(void)
 	group_end();
 }
 
+/*
+ * PCI INTx wiring (doc/platform.md): pin p (INTA = 1) of slot s is on PIRQ (s + p - 2) mod 4.
+ * Where the firmware routed that PIRQ in the LPC bridge (0x60-0x63), the function's line
+ * register must name the same ISA IRQ: the firmware wrote both from its own idea of the
+ * wiring, so this is where the two agree or not.  Without firmware the line holds the
+ * PIRQ's GSI, 16-19, which the DSDT's _PRT gives too.
+ */
+static void check_pci_intx(void)
+{
+	const struct pci_fn *list, *lpc = pci_find(0x8086, 0x7000, 0);
+	u32 n = pci_scan(&list), checked = 0;
+	u8 route[4];
+
+	if (!lpc)
+		return;
+	for (u32 i = 0; i < 4; i++)
+		route[i] = pci_read8(lpc, 0x60 + i);
+	for (u32 i = 0; i < n; i++) {
+		const struct pci_fn *f = &list[i];
+		u8 pin = pci_read8(f, 0x3d), line = pci_read8(f, 0x3c), pirq, want;
+
+		if (f->bus || !pin || pin > 4)
+			continue;
+		if (!checked++)
+			group_begin("pci-intx");
+		pirq = (u8)((f->dev + pin + 2) % 4);
+		want = route[pirq] & 0x80 ? (u8)(16 + pirq) : route[pirq] & 0xf;
+		if (line != want)
+			check_fail("%u.%u pin %u: line register %u, want %u (PIRQ %u, route 0x%x)",
+				   f->dev, f->fn, pin, line, want, pirq, route[pirq]);
+	}
+	if (checked)
+		group_end();
+}
+
 void selftest_run(void)
 {
 	go_mode = MODE_SELFTEST + 1;
@@ -621,6 +657,7 @@ void selftest_run(void)
 	check_e1000();
 	check_fbuf();
 	check_xhci();
+	check_pci_intx();
 	watchdog_deadline = 0;
 	if (first_fail[0])
 		fail_final("%s", first_fail);
