@@ -12,6 +12,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "vm.h"
 #include "fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -131,4 +133,30 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	fuzz_init();
 	return 0;
+}
+
+static void fz_no_irq(struct vm *vm, unsigned gsi, int level)
+{
+}
+
+static int fz_no_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	return 0;
+}
+
+void fz_vm_init(struct vm *vm, struct config *cfg, uint64_t ram)
+{
+	vm_init_bare(vm, true);
+	if (cfg) {
+		config_init(cfg);
+		vm->cfg = cfg;
+	}
+	vm->name = "fuzz";
+	vm->set_irq = fz_no_irq;
+	vm->send_msi = fz_no_msi;
+	if (ram) {
+		if (vm_add_memory(vm, ram))
+			abort();
+		vm->ram_size = ram;
+	}
 }

@@ -64,6 +64,15 @@ const uint8_t *fz_bytes(struct fz *f, size_t len, size_t *got);
 /* A memfd named @name holding @len bytes of @data, for code that wants a file; aborts on error. */
 int fz_memfd(const char *name, const void *data, size_t len);
 
+struct vm;
+struct config;
+/*
+ * The bare VM one input runs on: a manual clock, interrupts and MSIs that go nowhere, the name
+ * "fuzz", @cfg (when not NULL) freshly initialised as its configuration, and @ram bytes of RAM
+ * at 0 (none when 0).  Aborts on error.
+ */
+void fz_vm_init(struct vm *vm, struct config *cfg, uint64_t ram);
+
 /* A check the target makes: on failure print the message and abort (libFuzzer saves the input). */
 #define FZ_ASSERT(cond, ...)                                             \
 	do {                                                             \

@@ -46,15 +46,6 @@ extern const struct pci_emul pci_emul_ahci;
 
 static char disk_path[64], cd_path[64];
 
-static void no_irq(struct vm *vm, unsigned gsi, int level)
-{
-}
-
-static int no_msi(struct vm *vm, uint64_t addr, uint32_t data)
-{
-	return 0;
-}
-
 static void remove_images(void)
 {
 	unlink(disk_path);
@@ -207,13 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 	uint64_t abar;
 
-	vm_init_bare(&vm, true);
-	config_init(&cfg);
-	vm.cfg = &cfg;
-	vm.set_irq = no_irq;
-	vm.send_msi = no_msi;
-	if (vm_add_memory(&vm, RAM))
-		abort();
+	fz_vm_init(&vm, &cfg, RAM);
 	config_set(&cfg, "pci.0.4.0.port.0.type", "hd");
 	config_set(&cfg, "pci.0.4.0.port.0.path", disk_path);
 	config_set(&cfg, "pci.0.4.0.port.1.type", "cd");

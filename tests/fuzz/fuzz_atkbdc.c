@@ -32,10 +32,6 @@
 #include "vm.h"
 #include "fuzz.h"
 
-static void no_irq(struct vm *vm, unsigned gsi, int level)
-{
-}
-
 static uint8_t io(struct vm *vm, uint16_t port, uint8_t v, bool write)
 {
 	bus_access(&vm->pio, port, &v, 1, write);
@@ -73,8 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 	uint64_t now = 1000000000ULL;
 
-	vm_init_bare(&vm, true);
-	vm.set_irq = no_irq;
+	fz_vm_init(&vm, NULL, 0);
 	d = atkbdc_create(&vm, err, sizeof(err));
 	FZ_ASSERT(d, "atkbdc_create: %s", err);
 	con = console_of(&vm);

@@ -72,15 +72,6 @@ static const struct net_backend_type null_type = {
 	.close = null_close,
 };
 
-static void no_irq(struct vm *vm, unsigned gsi, int level)
-{
-}
-
-static int no_msi(struct vm *vm, uint64_t addr, uint32_t data)
-{
-	return 0;
-}
-
 static void reg_wr(struct vm *vm, uint64_t bar, uint32_t off, uint32_t v)
 {
 	uint8_t b[4];
@@ -220,14 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t bar;
 
 	net_backend_register(&null_type);
-	vm_init_bare(&vm, true);
-	config_init(&cfg);
-	vm.cfg = &cfg;
-	vm.name = "fuzz";
-	vm.set_irq = no_irq;
-	vm.send_msi = no_msi;
-	if (vm_add_memory(&vm, RAM))
-		abort();
+	fz_vm_init(&vm, &cfg, RAM);
 	config_set(&cfg, "pci.0.3.0.backend", "null");
 	if (pci_setup(&vm, err, sizeof(err)))
 		abort();

@@ -36,10 +36,6 @@
 
 static char font_opt[64];
 
-static void no_irq(struct vm *vm, unsigned gsi, int level)
-{
-}
-
 static void access(struct bus *b, uint64_t a, uint64_t v, unsigned size, bool write)
 {
 	bus_access(b, a, &v, size, write);
@@ -97,10 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!font_opt[0])
 		font_init();
-	vm_init_bare(&vm, true);
-	config_init(&cfg);
-	vm.cfg = &cfg;
-	vm.set_irq = no_irq;
+	fz_vm_init(&vm, &cfg, 0);
 	config_set(&cfg, "pci.0.5.0.device", "fbuf");
 	config_set(&cfg, "pci.0.5.0.vga", "on");
 	config_set(&cfg, "pci.0.5.0.tcp", "off");

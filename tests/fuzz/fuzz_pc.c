@@ -56,10 +56,6 @@ struct fx {
 	struct dev *com[2], *pm;
 };
 
-static void no_irq(struct vm *vm, unsigned gsi, int level)
-{
-}
-
 static void dev_identity(struct dev *d)
 {
 	struct sstream a, l, b;
@@ -173,13 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fx x;
 
 	memset(&x, 0, sizeof(x));
-	vm_init_bare(&x.vm, true);
-	config_init(&x.cfg);
-	x.vm.cfg = &x.cfg;
-	x.vm.set_irq = no_irq;
-	if (vm_add_memory(&x.vm, RAM))
-		abort();
-	x.vm.ram_size = RAM;
+	fz_vm_init(&x.vm, &x.cfg, RAM);
 	/* machine.c's order. */
 	rtc = rtc_create(&x.vm, err, sizeof(err));
 	FZ_ASSERT(rtc, "rtc: %s", err);

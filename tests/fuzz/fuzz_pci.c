@@ -37,15 +37,6 @@
 static uint8_t rom[4096];
 static uint8_t regs[4][4096]; /* what the test function's BARs hold */
 
-static void no_irq(struct vm *vm, unsigned gsi, int level)
-{
-}
-
-static int no_msi(struct vm *vm, uint64_t addr, uint32_t data)
-{
-	return 0;
-}
-
 static int t_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err, size_t errlen)
 {
 	pci_set_ids(pd, 0x1234, 0xFEED, 0xFF, 0, 0, 1);
@@ -200,14 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct vm vm;
 	char err[256];
 
-	vm_init_bare(&vm, true);
-	config_init(&cfg);
-	vm.cfg = &cfg;
-	vm.set_irq = no_irq;
-	vm.send_msi = no_msi;
-	if (vm_add_memory(&vm, 4 * MiB))
-		abort();
-	vm.ram_size = 4 * MiB;
+	fz_vm_init(&vm, &cfg, 4 * MiB);
 	config_set(&cfg, "pci.0.0.0.device", "hostbridge");
 	config_set(&cfg, "pci.0.31.0.device", "lpc");
 	FZ_ASSERT(!pci_setup(&vm, err, sizeof(err)), "pci_setup: %s", err);

@@ -96,15 +96,6 @@ static const struct kind_desc {
 	[K_VM] = { .name = "vm" },
 };
 
-static void no_irq(struct vm *vm, unsigned gsi, int level)
-{
-}
-
-static int no_msi(struct vm *vm, uint64_t addr, uint32_t data)
-{
-	return 0;
-}
-
 static int null_open(struct net_backend *nb, const struct net_backend_args *a, char *err,
 		     size_t errlen)
 {
@@ -183,15 +174,7 @@ static void fx_create(struct fx *x, enum kind k)
 	struct dev *d = NULL;
 
 	memset(x, 0, sizeof(*x));
-	vm_init_bare(&x->vm, true);
-	config_init(&x->cfg);
-	x->vm.cfg = &x->cfg;
-	x->vm.name = "fuzz";
-	x->vm.set_irq = no_irq;
-	x->vm.send_msi = no_msi;
-	if (vm_add_memory(&x->vm, RAM))
-		abort();
-	x->vm.ram_size = RAM;
+	fz_vm_init(&x->vm, &x->cfg, RAM);
 #define OPT(k, v) \
 	config_set(&x->cfg, (snprintf(key, sizeof(key), "pci.0.%u.0.%s", slot, k), key), v)
 	switch (k) {

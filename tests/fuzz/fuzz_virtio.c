@@ -56,15 +56,6 @@ static const char *const names[V_COUNT] = { "virtio-blk", "virtio-net", "virtio-
 static char disk_path[64];
 static struct net_backend *net_nb;
 
-static void no_irq(struct vm *vm, unsigned gsi, int level)
-{
-}
-
-static int no_msi(struct vm *vm, uint64_t addr, uint32_t data)
-{
-	return 0;
-}
-
 static int null_open(struct net_backend *nb, const struct net_backend_args *a, char *err,
 		     size_t errlen)
 {
@@ -380,15 +371,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&x, 0, sizeof(x));
 	x.kind = fz_u8(&f) % V_COUNT;
-	vm_init_bare(&x.vm, true);
-	config_init(&x.cfg);
-	x.vm.cfg = &x.cfg;
-	x.vm.name = "fuzz";
-	x.vm.set_irq = no_irq;
-	x.vm.send_msi = no_msi;
-	if (vm_add_memory(&x.vm, RAM))
-		abort();
-	x.vm.ram_size = RAM;
+	fz_vm_init(&x.vm, &x.cfg, RAM);
 	snprintf(key, sizeof(key), "pci.0.%d.0.%s", SLOT, x.kind == V_BLK ? "path" : "backend");
 	if (x.kind != V_RND)
 		config_set(&x.cfg, key, x.kind == V_BLK ? disk_path : "null");

@@ -48,15 +48,6 @@ extern const struct pci_emul pci_emul_xhci;
 #define BUF 0x20000ULL
 #define OP 0x20
 
-static void no_irq(struct vm *vm, unsigned gsi, int level)
-{
-}
-
-static int no_msi(struct vm *vm, uint64_t addr, uint32_t data)
-{
-	return 0;
-}
-
 static void put32(struct vm *vm, uint64_t a, uint32_t v)
 {
 	void *p = vm_gpa(vm, a, 4);
@@ -222,13 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 	uint64_t bar;
 
-	vm_init_bare(&vm, true);
-	config_init(&cfg);
-	vm.cfg = &cfg;
-	vm.set_irq = no_irq;
-	vm.send_msi = no_msi;
-	if (vm_add_memory(&vm, RAM))
-		abort();
+	fz_vm_init(&vm, &cfg, RAM);
 	config_set(&cfg, "pci.0.4.0.tablet", "true");
 	if (pci_setup(&vm, err, sizeof(err)))
 		abort();
