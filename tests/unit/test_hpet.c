@@ -238,6 +238,31 @@ static void test_periodic_edge(void **state)
 	assert_int_equal(rd64(&f->vm, TCMP(0)), 103000);
 }
 
+/*
+ * A periodic timer enabled periods after its comparator was written (a vCPU descheduled between
+ * the two writes) interrupts within a period: its accumulator moved on meanwhile, as Tn_INT_ENB
+ * gates only the interrupt.  Before, the 32-bit comparator stayed behind the counter and the
+ * timer was silent until the counter wrapped.
+ */
+static void test_periodic_enabled_late(void **state)
+{
+	struct fixture *f = *state;
+
+	wr64(&f->vm, GEN_CONF, ENABLE);
+	wr64(&f->vm, TCONF(0), PERIODIC | VAL_SET | MODE32 | ROUTE(21));
+	wr64(&f->vm, TCMP(0), 1000);
+	wr64(&f->vm, TCMP(0), 1000);
+	at(f, 25000);
+	assert_int_equal(rec.rises[21], 0);
+	wr64(&f->vm, TCONF(0), INT_ENB | PERIODIC | MODE32 | ROUTE(21));
+	assert_int_equal(rd64(&f->vm, TCMP(0)), 3000);
+	at(f, 30000);
+	assert_int_equal(rec.rises[21], 1);
+	at(f, 40000);
+	assert_int_equal(rec.rises[21], 2);
+	assert_int_equal(rd64(&f->vm, TCMP(0)), 5000);
+}
+
 static void test_level_status(void **state)
 {
 	struct fixture *f = *state;
@@ -578,6 +603,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_counter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oneshot_edge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_periodic_edge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_periodic_enabled_late, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_level_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_route_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_32bit_wrap, setup, teardown),

@@ -284,6 +284,24 @@ static void hpet_write_gen_conf(struct hpet *h, uint64_t v, uint64_t now)
 	hpet_update_lines(h);
 }
 
+/*
+ * Tn_INT_ENB gates only the interrupt: a periodic timer keeps matching while it is clear, so
+ * its accumulator has moved on by whole periods when the guest enables it.  This model arms no
+ * vtimer for a disabled timer, so the catch-up happens here.  Without it a guest that wrote the
+ * comparator and was descheduled for a period before setting Tn_INT_ENB found the comparator
+ * behind the counter and heard nothing until the counter came round (43 s in 32-bit mode).
+ * "Behind" is less than half the counter's range back.
+ */
+static void hpet_periodic_caught_up(struct hpet *h, struct hpet_timer *t, uint64_t now)
+{
+	uint64_t width = (t->config & TN_32BIT) ? UINT32_MAX : UINT64_MAX;
+	uint64_t behind = (hpet_counter(h, now) - t->cmp) & width;
+
+	if (!t->period || !hpet_enabled(h) || !behind || behind > width / 2)
+		return;
+	t->cmp = (t->cmp + (behind / t->period + 1) * t->period) & width;
+}
+
 static void hpet_write_timer_conf(struct hpet *h, struct hpet_timer *t, uint64_t v)
 {
 	uint64_t old = t->config;
@@ -300,6 +318,8 @@ static void hpet_write_timer_conf(struct hpet *h, struct hpet_timer *t, uint64_t
 	if (!(v & TN_LEVEL))
 		h->isr &= ~(1ULL << t->n);
 	t->config = v;
+	if ((v & ~old & TN_INT_ENB) && (v & TN_PERIODIC))
+		hpet_periodic_caught_up(h, t, vclock_ns(&h->vm->ev));
 	if ((old ^ v) & (TN_INT_ENB | TN_PERIODIC | TN_32BIT))
 		hpet_timer_arm(h, t, false);
 	hpet_update_lines(h);
