@@ -11,7 +11,8 @@ from test_console import connect, console_vm, free_port
 from test_firmware import bootsector, expect_bootsector, fw_vm
 
 TABLET = ["-s", "30,xhci,tablet"]
-ABS_RE = re.compile(rb"^abs (\d+) (\d+) btn (\d+)(?: dz (-?\d+))?$", re.M)
+# Whole lines only: a line still being printed ("abs X Y btn 0" before its " dz -1") must not count.
+ABS_RE = re.compile(rb"^abs (\d+) (\d+) btn (\d+)(?: dz (-?\d+))?\r?\n", re.M)
 
 
 def scale(v, size):
