@@ -591,7 +591,7 @@ static struct json_object *list_status(const struct opts *o, const char *path)
 	q.action = ACT_STATUS;
 	if (strlen(path) >= sizeof(a.sun_path) || !(buf = malloc(cap)))
 		return NULL;
-	snprintf(c.path, sizeof(c.path), "%s", path);
+	memcpy(c.path, path, strlen(path) + 1);
 	memcpy(a.sun_path, path, strlen(path));
 	c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c.fd >= 0 && !connect(c.fd, (struct sockaddr *)&a, sizeof(a)) && !check_server(&c) &&
