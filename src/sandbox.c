@@ -215,6 +215,7 @@ static const unsigned long ioctls[] = {
 	0x5421,	    /* FIONBIO */
 	0x5411,	    /* TIOCOUTQ / SIOCOUTQ */
 	0x40049409, /* FICLONE: a disk copy by reflink (snapshot.disks=clone) */
+	0xC0606610, /* PAGEMAP_SCAN: dirty-page tracking reads written pages (snap/dirty.c) */
 };
 
 static int add(scmp_filter_ctx ctx, int nr, unsigned n, const struct scmp_arg_cmp *a)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "snap/dirty.h"
 #include "snap/live.h"
 #include "snap/memory.h"
 
@@ -36,6 +37,7 @@ int user_drop(const struct config *cfg, char *err, size_t errlen)
 	/* What a save needs that the new user may not open: the page-table flags, userfaultfd. */
 	snap_memory_keep_pagemap();
 	snap_live_keep_uffd();
+	dirty_keep_uffd();
 	/* Groups first (they need root), then the gid, then the uid, all three of each. */
 	if (initgroups(name, pw.pw_gid) || setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid) ||
 	    setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "dev/pc/bootrom.h"
+#include "snap/dirty.h"
 #include "snap/memory.h"
 #include "vcpu.h"
 
@@ -500,6 +501,7 @@ void vm_destroy(struct vm *vm)
 	}
 	vm->devs_tail = &vm->devs;
 	evloop_destroy(&vm->ev);
+	dirty_vm_free(vm);
 	if (vm->backing) {
 		close(vm->backing->fd);
 		free(vm->backing->extents);

@@ -85,6 +85,8 @@ struct vm_disk {
 };
 struct mem_backing;
 struct bootrom;
+struct dirty_tracker;
+struct snap_incr;
 
 struct vm {
 	int kvm_fd, vm_fd;
@@ -127,6 +129,7 @@ struct vm {
 	struct mem_backing *backing; /* snapshot file a restored VM's RAM maps, or NULL */
 	bool paused;		     /* guest paused by a control request */
 	struct live_save *live;	     /* a live checkpoint being written (snap/snapshot.c) */
+	struct dirty_tracker *dirty; /* dirty-page tracking of RAM (snap/dirty.h), or NULL */
 	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */
 	int sigfd;		     /* signals khyve handles (main.c), or -1 */
 
