@@ -55,6 +55,18 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkhyve.a
 	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(BUILD)/libkhyve.a \
 		$(LDLIBS) $(shell pkg-config --libs cmocka)
 
+# Fault-injection tests (tests/faultinj.h): each test_*_faults binary links tests/faultinj.c and
+# has the host calls below redirected to its wrappers (the linker's --wrap); khyve and khyvectl
+# never link it.
+FI_WRAPS := read pread preadv write pwrite pwritev writev fsync fdatasync rename renameat2 open \
+	openat mkostemp ftruncate fallocate mmap malloc calloc realloc strdup ioctl fstat dup \
+	linkat copy_file_range lseek fchmod eventfd
+$(BUILD)/tests/%_faults: tests/unit/%_faults.c tests/faultinj.c tests/faultinj.h $(BUILD)/libkhyve.a
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -Itests $(shell pkg-config --cflags cmocka) \
+		$(foreach f,$(FI_WRAPS),-Wl,--wrap=$(f)) -o $@ $< tests/faultinj.c \
+		$(BUILD)/libkhyve.a $(LDLIBS) $(shell pkg-config --libs cmocka)
+
 include tests/guest/guest.mk
 
 deps:
@@ -202,7 +214,8 @@ install: all
 	install -D -m 644 doc/snapshot-format.md $(DESTDIR)$(PREFIX)/share/doc/khyve/snapshot-format.md
 	install -D -m 644 doc/platform.md $(DESTDIR)$(PREFIX)/share/doc/khyve/platform.md
 
-FORMAT_SRCS := $(wildcard src/*.[ch] src/*/*.[ch] src/*/*/*.[ch] tools/*.c tests/unit/*.c tests/fuzz/*.[ch])
+FORMAT_SRCS := $(wildcard src/*.[ch] src/*/*.[ch] src/*/*/*.[ch] tools/*.c tests/unit/*.c tests/fuzz/*.[ch] \
+	tests/faultinj.[ch])
 
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_SRCS) && echo "format: ok"

@@ -810,13 +810,14 @@ static int read_memmap(struct snap_file *f, const char *path, char *err, size_t 
 			    "memory map version %u is not supported (1)", sec->version);
 	ret = snap_file_read(f, sec, &buf);
 	if (ret)
-		return ret;
+		return fail(err, errlen, ret, path, "reading the memory map: %s", strerror(-ret));
 	ss_init_load(&s, buf, sec->length);
 	snap_memmap_io(&s, f);
 	ss_finish(&s);
 	free(buf);
+	/* Malformed (-EINVAL), or no memory for the extents (-ENOMEM). */
 	if (ss_error(&s))
-		return fail(err, errlen, -EINVAL, path, "memory map: %s", s.msg);
+		return fail(err, errlen, ss_error(&s), path, "memory map: %s", s.msg);
 	return check_memmap(f, path, err, errlen);
 }
 
@@ -833,7 +834,7 @@ static int read_meta(struct snap_file *f, const char *path, char *err, size_t er
 			    sec->version);
 	ret = snap_file_read(f, sec, &buf);
 	if (ret)
-		return ret;
+		return fail(err, errlen, ret, path, "reading the metadata: %s", strerror(-ret));
 	f->meta_json = realloc(buf, sec->length + 1);
 	if (!f->meta_json) {
 		free(buf);
@@ -853,10 +854,16 @@ int snap_file_open(struct snap_file *f, const char *path, bool verify_memory, ch
 	int ret;
 
 	memset(f, 0, sizeof(*f));
+	if (errlen)
+		err[0] = '\0';
 	f->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (f->fd < 0)
 		return fail(err, errlen, -errno, path, "%s", strerror(errno));
-	if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(f->fd, &st) < 0) {
+		ret = fail(err, errlen, -errno, path, "%s", strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
 		ret = fail(err, errlen, -EINVAL, path, "not a regular file");
 		goto out;
 	}
@@ -882,6 +889,9 @@ int snap_file_open(struct snap_file *f, const char *path, bool verify_memory, ch
 	if (!ret && verify_memory)
 		ret = verify_extents(f, path, err, errlen);
 out:
+	/* The steps say what failed; one that ran out of memory only returns -ENOMEM. */
+	if (ret && errlen && !err[0])
+		fail(err, errlen, ret, path, "%s", strerror(-ret));
 	if (ret)
 		snap_file_close(f);
 	return ret;

@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * The snapshot file under host failures (tests/faultinj.h): a disk that fills up mid-write, an
+ * fsync or rename that fails, short and interrupted writes and reads, allocations that fail.
+ * A failed save leaves the previous file at the path as it was and no temporary file behind;
+ * a failed open says why and holds nothing open.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "faultinj.h"
+#include "snap/format.h"
+#include "sstream.h"
+
+#define MEM (64 * 4096ULL)
+#define OLD "the previous snapshot"
+
+static char dir[64], path[128];
+
+static int setup(void **state)
+{
+	strcpy(dir, "/tmp/khyve-fmtf-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vm.snap", dir);
+	fi_reset();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	fi_reset();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+/* Files in the directory: the target and anything else (a temporary file left behind). */
+static unsigned dir_entries(void)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void put_old(void)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, OLD, strlen(OLD)), (ssize_t)strlen(OLD));
+	close(fd);
+}
+
+/* The previous file is still at the path, byte for byte, and nothing else is in the directory. */
+static void check_old_untouched(void)
+{
+	char buf[64] = "";
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, buf, sizeof(buf)), (ssize_t)strlen(OLD));
+	close(fd);
+	assert_string_equal(buf, OLD);
+	assert_int_equal(dir_entries(), 1);
+}
+
+/*
+ * The steps of a save (open, memory, sections, memory map, commit); the first failure is
+ * returned (the writer aborted then), 0 when the file was committed.
+ */
+static int save(const char *meta, char *err, size_t errlen)
+{
+	struct snap_writer w;
+	struct snap_file map;
+	struct sstream s;
+	static uint8_t page[3 * 4096];
+	int ret;
+
+	memset(page, 0xab, sizeof(page));
+	ret = snap_writer_open(&w, path, MEM, err, errlen);
+	if (ret)
+		return ret;
+	ret = snap_writer_memory(&w, 2 * 4096, page, sizeof(page));
+	if (!ret)
+		ret = snap_writer_section(&w, SNAP_SEC_META, "meta", 1, meta, strlen(meta));
+	if (!ret)
+		ret = snap_writer_section(&w, SNAP_SEC_DEV, "uart@com1", 3, "devstate", 8);
+	memset(&map, 0, sizeof(map));
+	map.nregions = 1;
+	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
+	map.nextents = 1;
+	map.extents = calloc(1, sizeof(*map.extents));
+	assert_non_null(map.extents);
+	map.extents[0] = (struct snap_extent){ w.mem_offset + 2 * 4096, sizeof(page),
+					       snap_checksum(page, sizeof(page)) };
+	ss_init_save(&s);
+	snap_memmap_io(&s, &map);
+	if (!ret)
+		ret = snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len);
+	ss_free(&s);
+	free(map.extents);
+	if (ret) {
+		snprintf(err, errlen, "%s", strerror(-ret));
+		snap_writer_abort(&w);
+		return ret;
+	}
+	return snap_writer_commit(&w, err, errlen);
+}
+
+/* The file at the path is a whole, valid snapshot (memory checksums included). */
+static void check_valid(void)
+{
+	struct snap_file f;
+	char err[512] = "";
+
+	if (snap_file_open(&f, path, true, err, sizeof(err)))
+		fail_msg("the saved file does not open: %s", err);
+	assert_string_equal(f.meta_json, "{\"name\":\"vm\"}");
+	assert_int_equal(f.nsections, 3);
+	snap_file_close(&f);
+	assert_int_equal(dir_entries(), 1);
+}
+
+/* The disk fills up at each write of the save in turn: each save fails with ENOSPC, cleanly. */
+static void test_disk_full_at_each_write(void **state)
+{
+	char err[512];
+	unsigned writes, n;
+
+	/* How many pwrites a whole save makes. */
+	put_old();
+	fi_reset();
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), 0);
+	writes = fi_calls(FI_PWRITE);
+	assert_true(writes >= 5); /* memory, 3 sections, table, header */
+	for (n = 1; n <= writes; n++) {
+		put_old();
+		fi_reset();
+		fi_fail(FI_PWRITE, n, ENOSPC);
+		err[0] = '\0';
+		assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), -ENOSPC);
+		assert_true(fi_all_fired());
+		assert_non_null(strstr(err, strerror(ENOSPC)));
+		check_old_untouched();
+	}
+}
+
+static void test_fsync_fails(void **state)
+{
+	char err[512] = "";
+
+	put_old();
+	fi_fail(FI_FSYNC, 1, EIO);
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), -EIO);
+	assert_int_equal(fi_hits(FI_FSYNC), 1);
+	assert_non_null(strstr(err, path));
+	assert_non_null(strstr(err, strerror(EIO)));
+	/* No rename came after the failed fsync: the old file stays. */
+	assert_int_equal(fi_calls(FI_RENAME), 0);
+	check_old_untouched();
+}
+
+static void test_rename_fails(void **state)
+{
+	char err[512] = "";
+
+	put_old();
+	fi_fail(FI_RENAME, 1, EXDEV);
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), -EXDEV);
+	assert_non_null(strstr(err, "renaming the new snapshot"));
+	check_old_untouched();
+}
+
+/* The temporary file cannot be made, or not sized: nothing is left behind. */
+static void test_open_fails(void **state)
+{
+	char err[512] = "";
+
+	put_old();
+	fi_fail(FI_MKOSTEMP, 1, EACCES);
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), -EACCES);
+	assert_non_null(strstr(err, "cannot create a file in the directory"));
+	check_old_untouched();
+
+	fi_reset();
+	err[0] = '\0';
+	fi_fail(FI_FTRUNCATE, 1, EFBIG);
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), -EFBIG);
+	assert_non_null(strstr(err, strerror(EFBIG)));
+	check_old_untouched();
+}
+
+/* The section table and the metadata copy cannot be allocated. */
+static void test_alloc_fails(void **state)
+{
+	char err[512] = "";
+
+	put_old();
+	fi_fail(FI_REALLOC, 1, ENOMEM);
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), -ENOMEM);
+	check_old_untouched();
+	fi_reset();
+	/* The first malloc of a save is the metadata's copy (the MAC covers it). */
+	fi_fail(FI_MALLOC, 1, ENOMEM);
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), -ENOMEM);
+	check_old_untouched();
+}
+
+/* Interrupted and short writes are carried on: the file comes out whole. */
+static void test_eintr_and_short_writes(void **state)
+{
+	char err[512] = "";
+	unsigned writes;
+
+	fi_reset();
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), 0);
+	writes = fi_calls(FI_PWRITE);
+	for (unsigned n = 1; n <= writes; n++) {
+		fi_reset();
+		fi_eintr(FI_PWRITE, n);
+		assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), 0);
+		assert_int_equal(fi_hits(FI_PWRITE), 1);
+		check_valid();
+		fi_reset();
+		fi_short(FI_PWRITE, n);
+		assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), 0);
+		/* The short write was followed by one more for the rest. */
+		assert_int_equal(fi_calls(FI_PWRITE), writes + 1);
+		check_valid();
+	}
+}
+
+/* Reads: an I/O error at each read of an open is refused and says so; EINTR and short reads
+ * are carried on. */
+static void test_read_faults(void **state)
+{
+	struct snap_file f;
+	char err[512];
+	unsigned reads;
+
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), 0);
+	fi_reset();
+	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+	snap_file_close(&f);
+	reads = fi_calls(FI_PREAD);
+	assert_true(reads >= 4); /* header, table, sections, memory */
+	for (unsigned n = 1; n <= reads; n++) {
+		fi_reset();
+		fi_fail(FI_PREAD, n, EIO);
+		err[0] = '\0';
+		assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), -EIO);
+		assert_true(fi_all_fired());
+		if (!strstr(err, strerror(EIO)))
+			fail_msg("read %u failing: '%s' does not say '%s'", n, err, strerror(EIO));
+		assert_int_equal(f.fd, -1);
+		assert_null(f.sections);
+
+		fi_reset();
+		fi_eintr(FI_PREAD, n);
+		assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+		snap_file_close(&f);
+		fi_reset();
+		fi_short(FI_PREAD, n);
+		assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+		assert_int_equal(fi_calls(FI_PREAD), reads + 1);
+		snap_file_close(&f);
+	}
+}
+
+/* The file cannot be opened or looked at. */
+static void test_open_stat_fail(void **state)
+{
+	struct snap_file f;
+	char err[512] = "";
+
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), 0);
+	fi_reset();
+	fi_fail(FI_OPEN, 1, EACCES);
+	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), -EACCES);
+	assert_non_null(strstr(err, strerror(EACCES)));
+	fi_reset();
+	fi_fail(FI_FSTAT, 1, EIO);
+	err[0] = '\0';
+	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), -EIO);
+	assert_non_null(strstr(err, strerror(EIO)));
+	assert_int_equal(f.fd, -1);
+}
+
+/*
+ * Every allocation of an open failing in turn: each failure is an error with a message (never
+ * a crash, never success with something missing; the asan build checks nothing leaks), and
+ * past the last allocation the open succeeds.
+ */
+static void test_open_alloc_sweep(void **state)
+{
+	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC, FI_REALLOC, FI_STRDUP };
+	struct snap_file f;
+	char err[512];
+
+	assert_int_equal(save("{\"name\":\"vm\"}", err, sizeof(err)), 0);
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned n, total;
+
+		fi_reset();
+		assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+		snap_file_close(&f);
+		total = fi_calls(kinds[k]);
+		for (n = 1; n <= total; n++) {
+			int ret;
+
+			fi_reset();
+			fi_fail(kinds[k], n, ENOMEM);
+			err[0] = '\0';
+			ret = snap_file_open(&f, path, true, err, sizeof(err));
+			assert_true(fi_all_fired());
+			assert_int_equal(ret, -ENOMEM);
+			if (!err[0])
+				fail_msg("allocation %u (kind %u) failing gives no message", n, k);
+			assert_int_equal(f.fd, -1);
+		}
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_disk_full_at_each_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fsync_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rename_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alloc_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eintr_and_short_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_faults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_stat_fail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_alloc_sweep, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
