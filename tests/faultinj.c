@@ -39,6 +39,7 @@ static struct fi_rule fi_rules[FI_RULES];
 static bool fi_any;
 static atomic_uint fi_ncalls[FI_NCALLS], fi_nhits[FI_NCALLS];
 static atomic_bool fi_armed; /* any rule set: the fast path skips the lock */
+static _Thread_local bool fi_suspended;
 
 struct fi_act {
 	enum fi_mode mode;
@@ -113,6 +114,11 @@ void fi_ioctl_fail_from(unsigned long req, unsigned nth, int err)
 	fi_add(FI_IOCTL, req, nth, FI_MODE_FAIL, err, true);
 }
 
+void fi_suspend(bool on)
+{
+	fi_suspended = on;
+}
+
 void fi_any_thread(void)
 {
 	pthread_mutex_lock(&fi_lock);
@@ -160,6 +166,8 @@ static bool fi_check(enum fi_call c, unsigned long req, struct fi_act *a)
 {
 	bool hit = false;
 
+	if (fi_suspended)
+		return false;
 	atomic_fetch_add(&fi_ncalls[c], 1);
 	if (!atomic_load(&fi_armed))
 		return false;

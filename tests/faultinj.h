@@ -64,6 +64,8 @@ void fi_eintr(enum fi_call c, unsigned nth);
 /* The @nth ioctl with request @req fails with @err, once; fi_ioctl_fail_from: and after. */
 void fi_ioctl_fail(unsigned long req, unsigned nth, int err);
 void fi_ioctl_fail_from(unsigned long req, unsigned nth, int err);
+/* While suspended, this thread's calls go straight through, counted by no rule (test set-up). */
+void fi_suspend(bool on);
 /* Rules set after this count calls from every thread (until fi_reset). */
 void fi_any_thread(void);
 void fi_reset(void);

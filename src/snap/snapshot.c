@@ -393,8 +393,11 @@ static int save_state(struct vm *vm, struct snap_writer *w, const struct snap_cl
 	if (!ret)
 		ret = snap_disks_save(vm, w->path, !strcmp(disks, "clone"), &meta_cfg, sd, err,
 				      errlen);
-	if (!ret)
+	if (!ret) {
 		ret = snap_disks_write(sd, w);
+		if (ret)
+			snprintf(err, errlen, "saving the disks section: %s", strerror(-ret));
+	}
 	if (!ret)
 		ret = save_meta(vm, &meta_cfg, w, err, errlen);
 	config_free(&meta_cfg);
@@ -478,17 +481,19 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 	int ret;
 
 	memset(res, 0, sizeof(*res));
+	if (errlen)
+		err[0] = '\0';
 	ret = live_busy(vm, err, errlen);
 	if (!ret)
 		ret = save_open(vm, path, &w, err, errlen);
 	if (ret)
-		return ret;
+		goto out;
 	/* A VM paused by a request has stopped long ago: its clocks are read now. */
 	ret = was_paused ? snap_clocks_sample(vm, &clk, err, errlen)
 			 : pause_vm(vm, &clk, err, errlen);
 	if (ret) {
 		snap_writer_abort(&w);
-		return ret;
+		goto out;
 	}
 	tp = now_ns(CLOCK_MONOTONIC);
 	ret = save_all(vm, &w, &clk, opts, res, err, errlen);
@@ -505,6 +510,10 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 	}
 	res->paused_ns = now_ns(CLOCK_MONOTONIC) - tp;
 	res->total_ns = now_ns(CLOCK_MONOTONIC) - t0;
+out:
+	/* A step that ran out of memory only returns -ENOMEM: say so. */
+	if (ret && errlen && !err[0])
+		snprintf(err, errlen, "checkpoint to %s: %s", path, strerror(-ret));
 	return ret;
 }
 
@@ -752,8 +761,11 @@ static int restore_decode(struct restore *r, const char *path, char *err, size_t
 			return -EINVAL;
 		}
 		ret = snap_file_read(&r->f, sec, &buf);
-		if (ret)
+		if (ret) {
+			snprintf(err, errlen, "snapshot %s: reading section %s: %s", path, sec->id,
+				 strerror(-ret));
 			return ret;
+		}
 		ss_init_load(&s, buf, sec->length);
 		if (i < r->ncpus)
 			cpustate_load(&s, &r->cpus[i], sec->version);
@@ -891,8 +903,11 @@ static int restore_devices(struct vm *vm, struct restore *r, char *err, size_t e
 			return -EINVAL;
 		}
 		ret = snap_file_read(&r->f, sec, &buf);
-		if (ret)
+		if (ret) {
+			snprintf(err, errlen, "reading the state of device %s: %s", d->id,
+				 strerror(-ret));
 			return ret;
+		}
 		ss_init_load(&s, buf, sec->length);
 		ret = d->ops->load(d, &s, sec->version);
 		if (!ret)
@@ -1042,6 +1057,8 @@ int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_
 
 	memset(&r, 0, sizeof(r));
 	r.f.fd = -1;
+	if (errlen)
+		err[0] = '\0';
 	config_init(&r.saved);
 	ret = restore_prepare(&r, cfg, path, err, errlen);
 	if (ret)
@@ -1062,6 +1079,9 @@ int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_
 	if (ret)
 		machine_destroy(vm);
 out:
+	/* A step that ran out of memory only returns -ENOMEM: say so. */
+	if (ret < 0 && errlen && !err[0])
+		snprintf(err, errlen, "restoring from %s: %s", path, strerror(-ret));
 	config_free(&r.saved);
 	restore_free(&r);
 	return ret;

@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * The snapshot orchestrator (snap/snapshot.c) on a real VM, with host failures injected
+ * (tests/faultinj.h).  The guest is a multiboot kernel of three bytes (hlt; jmp back) written
+ * here; the VM is built as khyve builds it (machine_create, machine_start).
+ *
+ * A save that fails at any write, at the fsync, at the rename, at any ioctl reading vCPU or VM
+ * state, or at any allocation, returns the error, leaves the previous file at the path as it
+ * was and no temporary file, and the VM runs on (not paused; the next save succeeds).  A
+ * restore that fails at any read, the memory mapping, any ioctl setting state, or any
+ * allocation is refused with a message and leaves no VM behind.
+ *
+ * Needs /dev/kvm (skipped without it, as the other KVM tests are).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "faultinj.h"
+#include "machine.h"
+#include "snap/snapshot.h"
+#include "vm.h"
+
+#define OLD "the previous snapshot"
+
+static char dir[64], path[160], kernel[160], key[160];
+static struct config cfg;
+static struct vm vm;
+static bool have_kvm;
+
+/* Multiboot header with load addresses (a.out kludge), then hlt; jmp hlt, at 1 MiB. */
+static void write_kernel(void)
+{
+	uint32_t h[8] = { 0x1BADB002, 0x00010000, 0, 0x100000, 0x100000, 0, 0, 0x100020 };
+	uint8_t img[64] = { 0 };
+	int fd;
+
+	h[2] = (uint32_t) - (h[0] + h[1]);
+	memcpy(img, h, sizeof(h));
+	img[32] = 0xf4; /* hlt */
+	img[33] = 0xeb; /* jmp -3 */
+	img[34] = 0xfd;
+	fd = open(kernel, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, img, sizeof(img)), (ssize_t)sizeof(img));
+	close(fd);
+}
+
+static void base_config(struct config *c)
+{
+	config_init(c);
+	assert_int_equal(config_set(c, "cpus", "1"), 0);
+	assert_int_equal(config_set(c, "memory.size", "16M"), 0);
+	assert_int_equal(config_set(c, "boot.kernel", kernel), 0);
+	assert_int_equal(config_set(c, "snapshot.key", key), 0);
+}
+
+static int setup(void **state)
+{
+	char err[1024] = "";
+
+	fi_reset();
+	strcpy(dir, "/tmp/khyve-snapf-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vm.snap", dir);
+	snprintf(kernel, sizeof(kernel), "%s/kernel", dir);
+	snprintf(key, sizeof(key), "%s/key", dir);
+	write_kernel();
+	memset(&vm, 0, sizeof(vm));
+	base_config(&cfg);
+	if (!have_kvm)
+		return 0;
+	if (machine_check_config(&cfg, false, err, sizeof(err)) ||
+	    machine_create(&vm, &cfg, false, err, sizeof(err)) ||
+	    machine_start(&vm, err, sizeof(err)))
+		fail_msg("building the VM: %s", err);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	fi_reset();
+	if (have_kvm)
+		machine_destroy(&vm);
+	config_free(&cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+/* Entries in the directory other than the kernel and the key. */
+static unsigned dir_files(void)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		    strcmp(e->d_name, "kernel") && strcmp(e->d_name, "key"))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void put_old(void)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, OLD, strlen(OLD)), (ssize_t)strlen(OLD));
+	close(fd);
+}
+
+static bool old_untouched(void)
+{
+	char buf[64] = "";
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n == (ssize_t)strlen(OLD) && !strcmp(buf, OLD) && dir_files() == 1;
+}
+
+static int save(char *err, size_t errlen)
+{
+	struct snap_result res;
+
+	err[0] = '\0';
+	return snap_save(&vm, path, NULL, &res, err, errlen);
+}
+
+/* After a failed save: the VM runs (not paused) and a save without faults succeeds. */
+static void check_vm_goes_on(void)
+{
+	char err[1024];
+
+	fi_reset();
+	assert_false(vm.paused);
+	if (save(err, sizeof(err)))
+		fail_msg("a save after the failed one: %s", err);
+	put_old();
+}
+
+/* Restore @path into a fresh VM: 0 with it created (then destroyed here), or the error. */
+static int restore(char *err, size_t errlen)
+{
+	struct config c;
+	struct vm v;
+	int ret;
+
+	memset(&v, 0, sizeof(v));
+	fi_suspend(true);
+	base_config(&c);
+	config_unset(&c, "boot.kernel");
+	fi_suspend(false);
+	err[0] = '\0';
+	ret = snap_restore(&v, &c, path, false, err, errlen);
+	fi_suspend(true);
+	if (!ret)
+		machine_destroy(&v);
+	config_free(&c);
+	fi_suspend(false);
+	return ret;
+}
+
+#define NEED_KVM()              \
+	do {                    \
+		if (!have_kvm)  \
+			skip(); \
+	} while (0)
+
+static void test_save_restore(void **state)
+{
+	char err[1024];
+
+	NEED_KVM();
+	if (save(err, sizeof(err)))
+		fail_msg("save: %s", err);
+	assert_false(vm.paused);
+	assert_int_equal(dir_files(), 1);
+	if (restore(err, sizeof(err)))
+		fail_msg("restore: %s", err);
+}
+
+/* Every pwrite of a save failing in turn (disk full). */
+static void test_save_write_fails(void **state)
+{
+	char err[1024];
+	unsigned writes;
+
+	NEED_KVM();
+	/* The first save also makes the key; count the writes of the next. */
+	assert_int_equal(save(err, sizeof(err)), 0);
+	put_old();
+	fi_reset();
+	assert_int_equal(save(err, sizeof(err)), 0);
+	writes = fi_calls(FI_PWRITE);
+	assert_true(writes >= 5);
+	put_old();
+	for (unsigned n = 1; n <= writes; n++) {
+		fi_reset();
+		/* The vCPU sections are written on the vCPU's thread. */
+		fi_any_thread();
+		fi_fail(FI_PWRITE, n, ENOSPC);
+		if (save(err, sizeof(err)) != -ENOSPC)
+			fail_msg("write %u of %u failing: '%s'", n, writes, err);
+		assert_true(fi_all_fired());
+		if (!strstr(err, strerror(ENOSPC)))
+			fail_msg("write %u: '%s'", n, err);
+		if (!old_untouched())
+			fail_msg("write %u failing changed the file at the path", n);
+		check_vm_goes_on();
+	}
+}
+
+static void test_save_commit_fails(void **state)
+{
+	char err[1024];
+
+	NEED_KVM();
+	put_old();
+	fi_fail(FI_FSYNC, 1, EIO);
+	assert_int_equal(save(err, sizeof(err)), -EIO);
+	assert_true(old_untouched());
+	check_vm_goes_on();
+	fi_fail(FI_RENAME, 1, EROFS);
+	assert_int_equal(save(err, sizeof(err)), -EROFS);
+	assert_non_null(strstr(err, "renaming"));
+	assert_true(old_untouched());
+	check_vm_goes_on();
+	fi_fail(FI_MKOSTEMP, 1, ENOSPC);
+	assert_int_equal(save(err, sizeof(err)), -ENOSPC);
+	assert_true(old_untouched());
+	check_vm_goes_on();
+}
+
+/* KVM refusing to hand out vCPU or VM state (on the vCPU's thread or the caller's). */
+static void test_save_ioctl_fails(void **state)
+{
+	static const unsigned long reqs[] = {
+		KVM_GET_REGS,	 KVM_GET_SREGS, KVM_GET_LAPIC, KVM_GET_MSRS,
+		KVM_GET_IRQCHIP, KVM_GET_PIT2,	KVM_GET_CLOCK, KVM_GET_VCPU_EVENTS,
+	};
+	char err[1024];
+
+	NEED_KVM();
+	put_old();
+	for (unsigned i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		int ret;
+
+		fi_reset();
+		fi_any_thread();
+		fi_ioctl_fail(reqs[i], 1, EIO);
+		ret = save(err, sizeof(err));
+		if (!fi_all_fired())
+			fail_msg("ioctl %lx was not made by a save", reqs[i]);
+		if (ret != -EIO || !err[0])
+			fail_msg("ioctl %lx failing: %d '%s'", reqs[i], ret, err);
+		if (!old_untouched())
+			fail_msg("ioctl %lx failing changed the file", reqs[i]);
+		check_vm_goes_on();
+	}
+}
+
+/*
+ * Every allocation of a save on the calling thread failing in turn: either the save fails
+ * (previous file untouched) or, where the allocation was optional, it succeeds with a whole
+ * file; the VM always runs on.
+ */
+static void test_save_alloc_sweep(void **state)
+{
+	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC, FI_REALLOC };
+	char err[1024];
+
+	NEED_KVM();
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned total;
+
+		put_old();
+		assert_int_equal(save(err, sizeof(err)), 0);
+		put_old();
+		fi_reset();
+		assert_int_equal(save(err, sizeof(err)), 0);
+		total = fi_calls(kinds[k]);
+		put_old();
+		for (unsigned n = 1; n <= total; n++) {
+			int ret;
+
+			fi_reset();
+			fi_fail(kinds[k], n, ENOMEM);
+			ret = save(err, sizeof(err));
+			if (ret && (!old_untouched() || !err[0]))
+				fail_msg("allocation %u/%u failing: %d '%s', file changed or no "
+					 "message",
+					 k, n, ret, err);
+			fi_reset();
+			if (!ret && restore(err, sizeof(err)))
+				fail_msg("allocation %u/%u failed, save succeeded, restore: %s", k,
+					 n, err);
+			check_vm_goes_on();
+		}
+	}
+}
+
+/* Reads of a restore failing in turn (I/O error), and short or interrupted. */
+static void test_restore_read_fails(void **state)
+{
+	char err[1024];
+	unsigned reads;
+
+	NEED_KVM();
+	assert_int_equal(save(err, sizeof(err)), 0);
+	fi_reset();
+	if (restore(err, sizeof(err)))
+		fail_msg("restore: %s", err);
+	reads = fi_calls(FI_PREAD);
+	assert_true(reads >= 5);
+	for (unsigned n = 1; n <= reads; n++) {
+		fi_reset();
+		fi_fail(FI_PREAD, n, EIO);
+		if (restore(err, sizeof(err)) != -EIO || !err[0])
+			fail_msg("read %u failing: '%s'", n, err);
+		fi_reset();
+		fi_short(FI_PREAD, n);
+		if (restore(err, sizeof(err)))
+			fail_msg("read %u short: %s", n, err);
+	}
+}
+
+/* The memory mapping, and KVM refusing each piece of state a restore sets. */
+static void test_restore_setup_fails(void **state)
+{
+	static const unsigned long reqs[] = {
+		KVM_SET_REGS,  KVM_SET_SREGS,	    KVM_SET_LAPIC,    KVM_SET_MSRS,
+		KVM_SET_XSAVE, KVM_SET_IRQCHIP,	    KVM_SET_PIT2,     KVM_SET_CLOCK,
+		KVM_SET_XCRS,  KVM_SET_VCPU_EVENTS, KVM_SET_MP_STATE,
+	};
+	char err[1024];
+	unsigned maps;
+
+	NEED_KVM();
+	assert_int_equal(save(err, sizeof(err)), 0);
+	for (unsigned i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		int ret;
+
+		fi_reset();
+		fi_any_thread();
+		fi_ioctl_fail(reqs[i], 1, EINVAL);
+		ret = restore(err, sizeof(err));
+		if (!fi_all_fired())
+			fail_msg("ioctl %lx was not made by a restore", reqs[i]);
+		if (!ret || !err[0])
+			fail_msg("ioctl %lx failing: %d '%s'", reqs[i], ret, err);
+	}
+	fi_reset();
+	assert_int_equal(restore(err, sizeof(err)), 0);
+	maps = fi_calls(FI_MMAP);
+	for (unsigned n = 1; n <= maps; n++) {
+		fi_reset();
+		fi_fail(FI_MMAP, n, ENOMEM);
+		if (!restore(err, sizeof(err)) || !err[0])
+			fail_msg("mmap %u failing: restored, or no message", n);
+	}
+	fi_reset();
+	fi_fail(FI_DUP, 1, EMFILE);
+	assert_int_not_equal(restore(err, sizeof(err)), 0);
+}
+
+/* Every allocation of a restore failing in turn: refused with a message, or restored. */
+static void test_restore_alloc_sweep(void **state)
+{
+	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC, FI_REALLOC, FI_STRDUP };
+	char err[1024];
+
+	NEED_KVM();
+	assert_int_equal(save(err, sizeof(err)), 0);
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned total;
+
+		fi_reset();
+		assert_int_equal(restore(err, sizeof(err)), 0);
+		total = fi_calls(kinds[k]);
+		for (unsigned n = 1; n <= total; n++) {
+			int ret;
+
+			fi_reset();
+			fi_fail(kinds[k], n, ENOMEM);
+			ret = restore(err, sizeof(err));
+			if (ret && !err[0])
+				fail_msg("allocation %u/%u failing: %d with no message", k, n, ret);
+		}
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_write_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_commit_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_ioctl_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_alloc_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_read_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_setup_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_alloc_sweep, setup, teardown),
+	};
+
+	have_kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
