@@ -257,8 +257,9 @@ static void test_save_commit_fails(void **state)
 static void test_save_ioctl_fails(void **state)
 {
 	static const unsigned long reqs[] = {
-		KVM_GET_REGS,	 KVM_GET_SREGS, KVM_GET_LAPIC, KVM_GET_MSRS,
-		KVM_GET_IRQCHIP, KVM_GET_PIT2,	KVM_GET_CLOCK, KVM_GET_VCPU_EVENTS,
+		KVM_GET_REGS,	  KVM_GET_SREGS, KVM_GET_LAPIC,	    KVM_GET_MSRS,
+		KVM_GET_IRQCHIP,  KVM_GET_PIT2,	 KVM_GET_CLOCK,	    KVM_GET_VCPU_EVENTS,
+		KVM_GET_MP_STATE, KVM_GET_XCRS,	 KVM_GET_DEBUGREGS, KVM_GET_CPUID2,
 	};
 	char err[1024];
 
@@ -350,9 +351,10 @@ static void test_restore_read_fails(void **state)
 static void test_restore_setup_fails(void **state)
 {
 	static const unsigned long reqs[] = {
-		KVM_SET_REGS,  KVM_SET_SREGS,	    KVM_SET_LAPIC,    KVM_SET_MSRS,
-		KVM_SET_XSAVE, KVM_SET_IRQCHIP,	    KVM_SET_PIT2,     KVM_SET_CLOCK,
-		KVM_SET_XCRS,  KVM_SET_VCPU_EVENTS, KVM_SET_MP_STATE,
+		KVM_SET_REGS,	KVM_SET_SREGS,	     KVM_SET_LAPIC,    KVM_SET_MSRS,
+		KVM_SET_XSAVE,	KVM_SET_IRQCHIP,     KVM_SET_PIT2,     KVM_SET_CLOCK,
+		KVM_SET_XCRS,	KVM_SET_VCPU_EVENTS, KVM_SET_MP_STATE, KVM_SET_DEBUGREGS,
+		KVM_SET_CPUID2,
 	};
 	char err[1024];
 	unsigned maps;
@@ -371,6 +373,15 @@ static void test_restore_setup_fails(void **state)
 		if (!ret || !err[0])
 			fail_msg("ioctl %lx failing: %d '%s'", reqs[i], ret, err);
 	}
+	/*
+	 * The host's CPUID, which the saved one is checked against: the second KVM_GET_CPUID2 (the
+	 * first, when the vCPU is made, only reads back what was set, and may fail).
+	 */
+	fi_reset();
+	fi_any_thread();
+	fi_ioctl_fail(KVM_GET_CPUID2, 2, EIO);
+	assert_int_equal(restore(err, sizeof(err)), -EIO);
+	assert_non_null(strstr(err, "KVM_GET_CPUID2"));
 	fi_reset();
 	assert_int_equal(restore(err, sizeof(err)), 0);
 	maps = fi_calls(FI_MMAP);
@@ -411,6 +422,135 @@ static void test_restore_alloc_sweep(void **state)
 	}
 }
 
+/* Restore with @key=@value on the command line: the error (0 when restored). */
+static int restore_with(const char *k, const char *value, char *err, size_t errlen)
+{
+	struct config c;
+	struct vm v;
+	int ret;
+
+	memset(&v, 0, sizeof(v));
+	base_config(&c);
+	config_unset(&c, "boot.kernel");
+	assert_int_equal(config_set(&c, k, value), 0);
+	err[0] = '\0';
+	ret = snap_restore(&v, &c, path, false, err, errlen);
+	if (!ret)
+		machine_destroy(&v);
+	config_free(&c);
+	return ret;
+}
+
+/* The restore options: each bad value named, each good one restores. */
+static void test_restore_options(void **state)
+{
+	static const struct {
+		const char *key, *value, *needle; /* needle NULL: restores */
+	} cases[] = {
+		{ "snapshot.verify", "half", "snapshot.verify=half: expected full or fast" },
+		{ "snapshot.time", "later", "snapshot.time=later: expected frozen or catchup" },
+		{ "snapshot.disk_changed", "maybe", "expected refuse or accept" },
+		{ "snapshot.trust", "perhaps", "snapshot.trust" },
+		{ "cpus", "2", "option cpus=2 does not match the snapshot (cpus=1)" },
+		{ "memory.size", "32M", "does not match the snapshot" },
+		{ "snapshot.verify", "fast", NULL },
+		{ "snapshot.time", "catchup", NULL },
+		{ "snapshot.disk_changed", "accept", NULL },
+		{ "snapshot.trust", "none", NULL },
+	};
+	char err[1024];
+
+	NEED_KVM();
+	assert_int_equal(save(err, sizeof(err)), 0);
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int ret = restore_with(cases[i].key, cases[i].value, err, sizeof(err));
+
+		if (!cases[i].needle && ret)
+			fail_msg("%s=%s: %s", cases[i].key, cases[i].value, err);
+		if (cases[i].needle && (ret != -EINVAL || !strstr(err, cases[i].needle)))
+			fail_msg("%s=%s: %d '%s' (expected '%s')", cases[i].key, cases[i].value,
+				 ret, err, cases[i].needle);
+	}
+}
+
+/* dump_config prints the merged configuration and builds no VM. */
+static void test_restore_dump_config(void **state)
+{
+	struct config c;
+	struct vm v;
+	char err[1024];
+	FILE *saved = stdout, *out;
+	char buf[4096] = "";
+
+	NEED_KVM();
+	assert_int_equal(save(err, sizeof(err)), 0);
+	memset(&v, 0, sizeof(v));
+	base_config(&c);
+	config_unset(&c, "boot.kernel");
+	out = tmpfile();
+	assert_non_null(out);
+	stdout = out;
+	assert_int_equal(snap_restore(&v, &c, path, true, err, sizeof(err)), 1);
+	stdout = saved;
+	rewind(out);
+	assert_true(fread(buf, 1, sizeof(buf) - 1, out) > 0);
+	fclose(out);
+	assert_non_null(strstr(buf, "memory.size=16M"));
+	assert_non_null(strstr(buf, "boot.kernel="));
+	config_free(&c);
+}
+
+/* Pausing twice, resuming a running VM, checkpointing a paused VM (it stays paused). */
+static void test_pause_resume(void **state)
+{
+	struct snap_result res;
+	char err[1024];
+
+	NEED_KVM();
+	assert_int_equal(snap_resume_vm(&vm, err, sizeof(err)), -EALREADY);
+	assert_non_null(strstr(err, "not paused"));
+	assert_int_equal(snap_pause_vm(&vm, err, sizeof(err)), 0);
+	assert_true(vm.paused);
+	assert_int_equal(snap_pause_vm(&vm, err, sizeof(err)), -EALREADY);
+	assert_non_null(strstr(err, "already paused"));
+	assert_int_equal(snap_save(&vm, path, NULL, &res, err, sizeof(err)), 0);
+	assert_true(vm.paused);
+	/* A failed save of a paused VM leaves it paused too. */
+	put_old();
+	fi_fail(FI_FSYNC, 1, EIO);
+	assert_int_equal(snap_save(&vm, path, NULL, &res, err, sizeof(err)), -EIO);
+	assert_true(vm.paused);
+	assert_true(old_untouched());
+	fi_reset();
+	/* A live checkpoint of a paused VM is refused, and the VM stays paused. */
+	assert_int_equal(snap_save_live(&vm, path, NULL, NULL, err, sizeof(err)), -EALREADY);
+	assert_non_null(strstr(err, "without --live"));
+	assert_true(old_untouched());
+	assert_int_equal(snap_resume_vm(&vm, err, sizeof(err)), 0);
+	assert_false(vm.paused);
+	/* No eventfd for the live checkpoint: refused before anything is paused or written. */
+	fi_fail(FI_EVENTFD, 1, EMFILE);
+	assert_int_equal(snap_save_live(&vm, path, NULL, NULL, err, sizeof(err)), -EMFILE);
+	assert_non_null(strstr(err, "eventfd"));
+	assert_false(vm.paused);
+	assert_true(old_untouched());
+}
+
+/* A suspend: the save succeeds and the VM is told to end as suspended. */
+static void test_suspend(void **state)
+{
+	struct snap_save_opts opts = { .suspend = true };
+	struct snap_result res;
+	char err[1024];
+
+	NEED_KVM();
+	assert_int_equal(snap_save(&vm, path, &opts, &res, err, sizeof(err)), 0);
+	assert_int_equal(vm_wait_exit(&vm), VM_EXIT_SUSPENDED);
+	assert_true(res.bytes > 0);
+	if (restore(err, sizeof(err)))
+		fail_msg("restore of the suspended VM: %s", err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -422,6 +562,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restore_read_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_setup_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_alloc_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_dump_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_suspend, setup, teardown),
 	};
 
 	have_kvm = access("/dev/kvm", R_OK | W_OK) == 0;
