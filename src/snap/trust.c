@@ -199,6 +199,7 @@ static int open_key_dir(const char *dir, uid_t uid, char *err, size_t errlen)
 	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
+		snprintf(err, errlen, "snapshot key directory %s: %s", dir, strerror(errno));
 		close(fd);
 		return ret;
 	}
@@ -238,19 +239,21 @@ static int read_key(int dfd, const char *base, const char *path, uid_t uid,
 		return ret;
 	}
 	ret = fstat(fd, &st) < 0 ? -errno : 0;
-	if (!ret && !S_ISREG(st.st_mode)) {
+	if (ret) {
+		snprintf(err, errlen, "snapshot key %s: %s", path, strerror(-ret));
+	} else if (!S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "snapshot key %s is not a regular file", path);
 		ret = -EINVAL;
-	} else if (!ret && st.st_uid != uid) {
+	} else if (st.st_uid != uid) {
 		snprintf(err, errlen, "snapshot key %s is owned by uid %u, not %u", path,
 			 (unsigned)st.st_uid, (unsigned)uid);
 		ret = -EPERM;
-	} else if (!ret && (st.st_mode & 077)) {
+	} else if (st.st_mode & 077) {
 		snprintf(err, errlen,
 			 "snapshot key %s can be read by others (mode %04o); it must be 0600", path,
 			 (unsigned)(st.st_mode & 07777));
 		ret = -EPERM;
-	} else if (!ret && st.st_size != SNAP_KEY_BYTES) {
+	} else if (st.st_size != SNAP_KEY_BYTES) {
 		snprintf(err, errlen, "snapshot key %s is %lld bytes, not %d", path,
 			 (long long)st.st_size, SNAP_KEY_BYTES);
 		ret = -EINVAL;
