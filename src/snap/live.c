@@ -450,7 +450,9 @@ int snap_live_result(struct snap_live *l, struct snap_file *map, struct snap_res
 		off += l->r[i].size;
 	}
 	/* Both lists are sorted (the faults' after this) and never overlap (@done). */
-	qsort(l->faulted.e, l->faulted.n, sizeof(*l->faulted.e), cmp_extent);
+	/* No page faulted (an idle guest): no list, and qsort must not get a NULL one. */
+	if (l->faulted.n)
+		qsort(l->faulted.e, l->faulted.n, sizeof(*l->faulted.e), cmp_extent);
 	map->extents = calloc(n ? n : 1, sizeof(*map->extents));
 	if (!map->extents)
 		return -ENOMEM;

@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +31,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "evloop.h"
 #include "faultinj.h"
 #include "machine.h"
 #include "snap/snapshot.h"
@@ -551,7 +554,117 @@ static void test_suspend(void **state)
 		fail_msg("restore of the suspended VM: %s", err);
 }
 
+/* ---- live checkpoints: started on the event-loop thread, finished there ---- */
+
+struct live_req {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool started, finished;
+	int start_ret, ret;
+	char err[1024];
+};
+
+static struct live_req lreq = { .lock = PTHREAD_MUTEX_INITIALIZER,
+				.cond = PTHREAD_COND_INITIALIZER };
+
+static void live_done(void *opaque, int ret, const struct snap_result *res, const char *err)
+{
+	pthread_mutex_lock(&lreq.lock);
+	lreq.ret = ret;
+	snprintf(lreq.err, sizeof(lreq.err), "%s", err ? err : "");
+	lreq.finished = true;
+	pthread_cond_broadcast(&lreq.cond);
+	pthread_mutex_unlock(&lreq.lock);
+}
+
+static void live_start(void *opaque)
+{
+	char err[1024] = "";
+	int ret = snap_save_live(&vm, path, live_done, NULL, err, sizeof(err));
+
+	pthread_mutex_lock(&lreq.lock);
+	lreq.start_ret = ret;
+	if (ret) {
+		snprintf(lreq.err, sizeof(lreq.err), "%s", err);
+		lreq.finished = true;
+		lreq.ret = ret;
+	}
+	lreq.started = true;
+	pthread_cond_broadcast(&lreq.cond);
+	pthread_mutex_unlock(&lreq.lock);
+}
+
+/* A live checkpoint to @path: its result (the start's error, or the writer's). */
+static int save_live(char *err, size_t errlen)
+{
+	int ret;
+
+	pthread_mutex_lock(&lreq.lock);
+	lreq.started = lreq.finished = false;
+	lreq.err[0] = '\0';
+	pthread_mutex_unlock(&lreq.lock);
+	evloop_call(&vm.ev, live_start, NULL);
+	pthread_mutex_lock(&lreq.lock);
+	while (!lreq.finished)
+		pthread_cond_wait(&lreq.cond, &lreq.lock);
+	ret = lreq.ret;
+	snprintf(err, errlen, "%s", lreq.err);
+	pthread_mutex_unlock(&lreq.lock);
+	return ret;
+}
+
+static void test_live(void **state)
+{
+	char err[1024];
+	unsigned writes;
+
+	NEED_KVM();
+	if (save_live(err, sizeof(err)))
+		fail_msg("live checkpoint: %s", err);
+	assert_false(vm.paused);
+	assert_int_equal(dir_files(), 1);
+	if (restore(err, sizeof(err)))
+		fail_msg("restore of a live checkpoint: %s", err);
+	put_old();
+	fi_reset();
+	assert_int_equal(save_live(err, sizeof(err)), 0);
+	writes = fi_calls(FI_PWRITE);
+	assert_true(writes >= 5);
+	put_old();
+	/* The disk fills up at each write in turn (the writer thread's included). */
+	for (unsigned n = 1; n <= writes; n++) {
+		int ret;
+
+		fi_reset();
+		fi_any_thread();
+		fi_fail(FI_PWRITE, n, ENOSPC);
+		ret = save_live(err, sizeof(err));
+		if (ret != -ENOSPC || !strstr(err, strerror(ENOSPC)))
+			fail_msg("live, write %u of %u failing: %d '%s'", n, writes, ret, err);
+		if (!old_untouched())
+			fail_msg("live, write %u failing changed the file at the path", n);
+		assert_false(vm.paused);
+	}
+	/* The commit's fsync, and no userfaultfd. */
+	fi_reset();
+	fi_any_thread();
+	fi_fail(FI_FSYNC, 1, EIO);
+	assert_int_equal(save_live(err, sizeof(err)), -EIO);
+	assert_true(old_untouched());
+	fi_reset();
+	fi_any_thread();
+	fi_ioctl_fail(UFFDIO_REGISTER, 1, EINVAL);
+	assert_int_not_equal(save_live(err, sizeof(err)), 0);
+	assert_true(err[0] != '\0');
+	assert_true(old_untouched());
+	assert_false(vm.paused);
+	fi_reset();
+	if (save_live(err, sizeof(err)))
+		fail_msg("live checkpoint after the failures: %s", err);
+}
+
 int main(void)
+
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
@@ -566,6 +679,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restore_dump_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_suspend, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live, setup, teardown),
 	};
 
 	have_kvm = access("/dev/kvm", R_OK | W_OK) == 0;
