@@ -253,7 +253,25 @@ static void vcpu_park(struct vcpu *v)
 		pthread_cond_wait(&v->cond, &v->lock);
 	}
 	v->paused = false;
+	v->clock_stopped = true;
 	v->run->immediate_exit = 0;
+}
+
+/*
+ * After a pause or a restore the guest's clocks have moved on by the time it was stopped (all
+ * of it on a KVM that cannot set the TSC, where a restore keeps every clock in agreement with
+ * the TSC: snap/clocks.h).  KVM_KVMCLOCK_CTRL sets PVCLOCK_GUEST_STOPPED in the vCPU's pvclock
+ * page, and a Linux guest's soft-lockup, RCU-stall, hung-task and clocksource watchdogs then
+ * take the gap for a stopped VM rather than a hung CPU, as QEMU does on every resume.  Called
+ * on the vCPU's thread before it runs again, after a restore has set its kvmclock MSR.  It fails
+ * with EINVAL while the guest has not enabled kvmclock: there is nobody to tell then.
+ */
+static void vcpu_clock_stopped(struct vcpu *v)
+{
+	if (!v->clock_stopped)
+		return;
+	v->clock_stopped = false;
+	ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
 }
 
 static void *vcpu_thread(void *arg)
@@ -293,6 +311,7 @@ static void *vcpu_thread(void *arg)
 			pthread_mutex_unlock(&v->lock);
 			continue;
 		}
+		vcpu_clock_stopped(v);
 		ret = ioctl(v->fd, KVM_RUN, 0);
 		/* Entering finished the previous exit (or the vCPU is broken for good). */
 		v->exit_pending = false;
@@ -326,6 +345,7 @@ int vcpu_start(struct vcpu *v)
 	if (err)
 		return -err;
 	v->started = true;
+	v->clock_stopped = true; /* a restored guest's clock jumped too */
 	return 0;
 }
 

@@ -31,7 +31,8 @@ struct vcpu {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool pause_req, paused, stop;
-	bool exit_pending; /* the last exit is finished by the next KVM_RUN (vcpu.c) */
+	bool exit_pending;  /* the last exit is finished by the next KVM_RUN (vcpu.c) */
+	bool clock_stopped; /* tell the guest's kvmclock it was stopped (vcpu.c) */
 	/* Work handed to a parked vCPU. */
 	int (*work)(struct vcpu *, void *);
 	void *work_arg;
