@@ -40,7 +40,9 @@ static double ms_since(const struct timespec *t0)
 
 /*
  * Signals, as bhyve: SIGTERM presses the ACPI power button so the guest can shut down cleanly;
- * a second SIGTERM, or SIGINT/SIGHUP, ends the VM at once (status 4).
+ * a second SIGTERM, or SIGINT/SIGHUP, ends the VM at once (status 4).  A paused guest cannot
+ * see the button: the press waits for the resume (status shows "pending": "poweroff").
+ * khyve(8) SIGNALS is the user's description of this.
  */
 static void on_signal(void *opaque, uint32_t events)
 {
@@ -52,6 +54,13 @@ static void on_signal(void *opaque, uint32_t events)
 	if (read(vm->sigfd, &si, sizeof(si)) != sizeof(si))
 		return;
 	pm = vm_find_dev(vm, "pm");
+	if (si.ssi_signo == SIGTERM && !asked && pm && vm->paused) {
+		fprintf(stderr, "khyve: SIGTERM while paused: the guest is asked to power off when "
+				"it resumes (khyvectl --resume); another SIGTERM ends it now\n");
+		asked = true;
+		vm->poweroff_pending = true;
+		return;
+	}
 	if (si.ssi_signo == SIGTERM && !asked && pm) {
 		fprintf(stderr, "khyve: SIGTERM: asking the guest to power off\n");
 		asked = true;

@@ -160,11 +160,67 @@ static void vcpu_system_event(struct vcpu *v)
 	}
 }
 
+const char *vcpu_exit_name(unsigned reason)
+{
+	static const char *const names[] = {
+		[KVM_EXIT_UNKNOWN] = "unknown",
+		[KVM_EXIT_EXCEPTION] = "exception",
+		[KVM_EXIT_IO] = "io",
+		[KVM_EXIT_HYPERCALL] = "hypercall",
+		[KVM_EXIT_DEBUG] = "debug",
+		[KVM_EXIT_HLT] = "hlt",
+		[KVM_EXIT_MMIO] = "mmio",
+		[KVM_EXIT_IRQ_WINDOW_OPEN] = "irq_window_open",
+		[KVM_EXIT_SHUTDOWN] = "shutdown",
+		[KVM_EXIT_FAIL_ENTRY] = "fail_entry",
+		[KVM_EXIT_INTR] = "intr",
+		[KVM_EXIT_SET_TPR] = "set_tpr",
+		[KVM_EXIT_TPR_ACCESS] = "tpr_access",
+		[KVM_EXIT_NMI] = "nmi",
+		[KVM_EXIT_INTERNAL_ERROR] = "internal_error",
+		[KVM_EXIT_SYSTEM_EVENT] = "system_event",
+		[KVM_EXIT_IOAPIC_EOI] = "ioapic_eoi",
+		[KVM_EXIT_X86_RDMSR] = "rdmsr",
+		[KVM_EXIT_X86_WRMSR] = "wrmsr",
+	};
+
+	return reason < sizeof(names) / sizeof(names[0]) ? names[reason] : NULL;
+}
+
+uint64_t vcpu_exit_count(const struct vcpu *v, unsigned reason)
+{
+	return __atomic_load_n(&v->exits[reason < VCPU_EXIT_REASONS ? reason : VCPU_EXIT_REASONS],
+			       __ATOMIC_RELAXED);
+}
+
+static void vcpu_count_exit(struct vcpu *v, unsigned reason)
+{
+	uint64_t *c = &v->exits[reason < VCPU_EXIT_REASONS ? reason : VCPU_EXIT_REASONS];
+
+	/* One writer (this thread): a relaxed store is enough for readers elsewhere. */
+	__atomic_store_n(c, *c + 1, __ATOMIC_RELAXED);
+}
+
+static int vcpu_nmi_fn(struct vcpu *v, void *arg)
+{
+	(void)arg;
+	if (ioctl(v->fd, KVM_NMI) < 0)
+		return -errno;
+	__atomic_store_n(&v->nmis, v->nmis + 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int vcpu_inject_nmi(struct vcpu *v)
+{
+	return vcpu_run_on(v, vcpu_nmi_fn, NULL);
+}
+
 /* One exit.  Returns false when this vCPU must stop running the guest. */
 static bool vcpu_handle_exit(struct vcpu *v)
 {
 	struct kvm_run *r = v->run;
 
+	vcpu_count_exit(v, r->exit_reason);
 	switch (r->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_io(v);

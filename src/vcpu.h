@@ -16,8 +16,12 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct vm;
+
+/* Exit counts are kept by KVM exit reason below this; higher reasons share the last slot. */
+#define VCPU_EXIT_REASONS 48
 
 struct vcpu {
 	struct vm *vm;
@@ -38,6 +42,9 @@ struct vcpu {
 	void *work_arg;
 	int work_ret;
 	bool work_done;
+	/* For khyvectl --get-stats: written by the vCPU's thread only, read with atomics. */
+	uint64_t exits[VCPU_EXIT_REASONS + 1];
+	uint64_t nmis; /* NMIs injected by vcpu_inject_nmi */
 };
 
 struct vcpu *vcpu_create(struct vm *vm, unsigned id, char *err, size_t errlen);
@@ -50,6 +57,16 @@ int vcpus_pause(struct vm *vm);
 void vcpus_resume(struct vm *vm);
 /* Run @fn on parked vCPU @v's thread and return its result. */
 int vcpu_run_on(struct vcpu *v, int (*fn)(struct vcpu *, void *), void *arg);
+/* KVM's name of exit reason @reason ("io", "mmio", ...), or NULL for one it has no name for. */
+const char *vcpu_exit_name(unsigned reason);
+/* The number of exits of @reason (VCPU_EXIT_REASONS for every higher one) so far. */
+uint64_t vcpu_exit_count(const struct vcpu *v, unsigned reason);
+/*
+ * Queue an NMI on @v (KVM_NMI, on its own thread).  The vCPUs must be parked (vcpus_pause):
+ * a KVM_NMI from another thread would wait for KVM_RUN to return, which a halted vCPU
+ * might not do for a long time.
+ */
+int vcpu_inject_nmi(struct vcpu *v);
 /* Stop every vCPU thread for good (the VM is ending). */
 void vcpus_stop(struct vm *vm);
 

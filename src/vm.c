@@ -433,6 +433,9 @@ void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len)
 
 void vm_add_dev(struct vm *vm, struct dev *d)
 {
+	/* A device registers its ports and MMIO ranges while it is made, before it is added. */
+	bus_stats_claim(&vm->pio, d->id);
+	bus_stats_claim(&vm->mmio, d->id);
 	d->next = NULL;
 	*vm->devs_tail = d;
 	vm->devs_tail = &d->next;

@@ -128,6 +128,7 @@ struct vm {
 	atomic_bool hpet_legacy;
 	struct mem_backing *backing; /* snapshot file a restored VM's RAM maps, or NULL */
 	bool paused;		     /* guest paused by a control request */
+	bool poweroff_pending;	     /* SIGTERM while paused: the power button at resume */
 	struct live_save *live;	     /* a live checkpoint being written (snap/snapshot.c) */
 	struct dirty_tracker *dirty; /* dirty-page tracking of RAM (snap/dirty.h), or NULL */
 	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */

@@ -51,6 +51,8 @@ enum action {
 	ACT_FORCE_RESET,
 	ACT_DESTROY,
 	ACT_LIST,
+	ACT_INJECT_NMI,
+	ACT_GET_STATS,
 };
 
 struct opts {
@@ -60,6 +62,7 @@ struct opts {
 	const char *file;
 	bool json, quiet;
 	bool live; /* --live: checkpoint with a pause of milliseconds */
+	long vcpu; /* --vcpu=N for --inject-nmi, -1 if not given */
 };
 
 /* A client-side view of one request: where to, and whether a progress bar is on screen. */
@@ -77,8 +80,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: khyvectl --vm=NAME [--socket=PATH] ACTION [--json] [--quiet]\n"
 		   "       khyvectl --list [--dir=DIR] [--json]\n"
-		   "       khyvectl snapshot info [--key=PATH] FILE\n"
-		   "       khyvectl snapshot verify FILE\n"
+		   "       khyvectl snapshot info [--json] [--key=PATH] FILE\n"
+		   "       khyvectl snapshot verify [--json] FILE\n"
 		   "       khyvectl -h | --version\n"
 		   "\n"
 		   "actions:\n"
@@ -94,6 +97,8 @@ static void usage(FILE *f)
 		   "  --force-poweroff   end the VM now, as a power off (khyve exits 1)\n"
 		   "  --force-reset      end the VM now, as a reset (khyve exits 0)\n"
 		   "  --destroy          end the VM now (khyve exits 4)\n"
+		   "  --inject-nmi       send an NMI to vCPU 0 (or --vcpu=N)\n"
+		   "  --get-stats        exits per vCPU, I/O per device, the last checkpoints\n"
 		   "options:\n"
 		   "  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock, or\n"
 		   "                     $XDG_RUNTIME_DIR/khyve/NAME.sock for a user who cannot\n"
@@ -107,18 +112,52 @@ static void usage(FILE *f)
 		   "  --version          the version, commit and snapshot format\n");
 }
 
+/* --json anywhere on the command line: every error is a JSON object on stdout too. */
+static bool json_mode;
+
+static void json_error_out(const char *msg, bool usage)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	if (usage)
+		json_object_object_add(o, "usage", json_object_new_boolean(1));
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								 JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int usage_error(const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 
-	fprintf(stderr, "khyvectl: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, " (see khyvectl -h)\n");
+	fprintf(stderr, "khyvectl: %s (see khyvectl -h)\n", msg);
+	if (json_mode)
+		json_error_out(msg, true);
 	return EXIT_USAGE;
+}
+
+/* An error of the offline commands (snapshot info/verify): stderr, and JSON with --json. */
+static void file_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void file_error(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "khyvectl: %s\n", msg);
+	if (json_mode)
+		json_error_out(msg, false);
 }
 
 /* ---- formatting ---- */
@@ -270,7 +309,7 @@ static void json_fail(const struct client *c, const char *fmt, ...)
 	char msg[1024];
 	va_list ap;
 
-	if (!c->o->json)
+	if (!c->o->json && !json_mode)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -290,11 +329,17 @@ static int ctl_connect(struct client *c)
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		fprintf(stderr, "khyvectl: socket: %s\n", strerror(errno));
+		json_fail(c, "socket: %s", strerror(errno));
 		return EXIT_USAGE;
 	}
 	memcpy(a.sun_path, c->path, strlen(c->path));
-	if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) == 0)
-		return check_server(c);
+	if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		int ret = check_server(c);
+
+		if (ret)
+			json_fail(c, "control socket %s: not served by you or root", c->path);
+		return ret;
+	}
 	fprintf(stderr, "khyvectl: cannot connect to control socket %s: %s\n", c->path,
 		strerror(errno));
 	json_fail(c, "cannot connect to control socket %s: %s", c->path, strerror(errno));
@@ -323,6 +368,8 @@ static const char *request_name(enum action a)
 		[ACT_FORCE_RESET] = "force-reset",
 		[ACT_DESTROY] = "destroy",
 		[ACT_LIST] = "list",
+		[ACT_INJECT_NMI] = "inject-nmi",
+		[ACT_GET_STATS] = "get-stats",
 	};
 
 	return names[a];
@@ -343,6 +390,8 @@ static int send_request(struct client *c)
 			json_object_object_add(o, "live", json_object_new_boolean(true));
 	} else if (c->o->action == ACT_SCREENSHOT) {
 		json_object_object_add(o, "file", json_object_new_string(c->file));
+	} else if (c->o->action == ACT_INJECT_NMI && c->o->vcpu >= 0) {
+		json_object_object_add(o, "vcpu", json_object_new_int64(c->o->vcpu));
 	}
 	s = json_object_to_json_string_ext(o,
 					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -426,6 +475,7 @@ static void print_save(struct client *c, struct json_object *r, bool suspend)
 static void print_status(struct json_object *r)
 {
 	char mem[32], up[32], paused[48] = "";
+	struct json_object *sv;
 
 	fmt_bytes(mem, sizeof(mem), (double)get_u64(r, "memory"));
 	fmt_uptime(up, sizeof(up), get_u64(r, "uptime_ms"));
@@ -438,6 +488,86 @@ static void print_status(struct json_object *r)
 	printf("%s: %s%s, %llu vCPU%s, %s of memory, up %s, pid %llu\n", get_str(r, "vm", "?"),
 	       get_str(r, "state", "?"), paused, (unsigned long long)get_u64(r, "vcpus"),
 	       get_u64(r, "vcpus") == 1 ? "" : "s", mem, up, (unsigned long long)get_u64(r, "pid"));
+	if (json_object_object_get_ex(r, "save", &sv)) {
+		if (get_bool(sv, "live")) {
+			printf("  saving %s (live): its memory is being written\n",
+			       get_str(sv, "file", "?"));
+		} else {
+			char d[32], t[32], e[32];
+			uint64_t done = get_u64(sv, "done"), total = get_u64(sv, "total");
+
+			fmt_bytes(d, sizeof(d), (double)done);
+			fmt_bytes(t, sizeof(t), (double)total);
+			fmt_ms(e, sizeof(e), get_double(sv, "elapsed_ms"));
+			printf("  saving %s (%s): %s of %s written (%d%%), for %s\n",
+			       get_str(sv, "file", "?"), get_str(sv, "kind", "checkpoint"), d, t,
+			       total ? (int)(done * 100 / total) : 0, e);
+		}
+	}
+	if (json_object_object_get_ex(r, "pending", NULL))
+		printf("  pending: %s (at resume)\n", get_str(r, "pending", "?"));
+	if (json_object_object_get_ex(r, "uuid", NULL))
+		printf("  uuid: %s\n", get_str(r, "uuid", "?"));
+}
+
+static void print_stats(struct json_object *r)
+{
+	struct json_object *a, *v;
+
+	printf("%s: up ", get_str(r, "vm", "?"));
+	{
+		char up[32];
+
+		fmt_uptime(up, sizeof(up), get_u64(r, "uptime_ms"));
+		printf("%s\n", up);
+	}
+	if (json_object_object_get_ex(r, "vcpus", &a) && json_object_is_type(a, json_type_array)) {
+		printf("exits:\n");
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			struct json_object *c = json_object_array_get_idx(a, i), *e;
+
+			printf("  vcpu %" PRIu64 ": %" PRIu64 " total", get_u64(c, "vcpu"),
+			       get_u64(c, "exits_total"));
+			if (json_object_object_get_ex(c, "exits", &e) &&
+			    json_object_is_type(e, json_type_object)) {
+				json_object_object_foreach (e, k, n)
+					printf(", %s %" PRIu64, k, json_object_get_uint64(n));
+			}
+			if (get_u64(c, "nmis_injected"))
+				printf("; %" PRIu64 " NMI%s injected", get_u64(c, "nmis_injected"),
+				       get_u64(c, "nmis_injected") == 1 ? "" : "s");
+			printf("\n");
+		}
+	}
+	if (json_object_object_get_ex(r, "io", &a) && json_object_is_type(a, json_type_array)) {
+		printf("I/O:\n  %-20s %-16s %12s %12s %12s\n", "DEVICE", "REGION", "READS",
+		       "WRITES", "BYTES");
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			v = json_object_array_get_idx(a, i);
+			if (!get_u64(v, "reads") && !get_u64(v, "writes"))
+				continue;
+			printf("  %-20s %-16s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 "\n",
+			       get_str(v, "device", "?"), get_str(v, "region", "?"),
+			       get_u64(v, "reads"), get_u64(v, "writes"), get_u64(v, "bytes"));
+		}
+	}
+	if (json_object_object_get_ex(r, "snapshots", &a) &&
+	    json_object_is_type(a, json_type_array)) {
+		size_t n = json_object_array_length(a);
+
+		printf("snapshots:%s\n", n ? "" : " none yet");
+		for (size_t i = 0; i < n; i++) {
+			char size[32], paused[32], total[32];
+
+			v = json_object_array_get_idx(a, i);
+			fmt_bytes(size, sizeof(size), (double)get_u64(v, "bytes"));
+			fmt_ms(paused, sizeof(paused), get_double(v, "paused_ms"));
+			fmt_ms(total, sizeof(total), get_double(v, "total_ms"));
+			printf("  %s %s%s %s: %s in %s, guest paused %s\n", get_str(v, "time", "?"),
+			       get_str(v, "kind", "?"), get_bool(v, "live") ? " (live)" : "",
+			       get_str(v, "file", "?"), size, total, paused);
+		}
+	}
 }
 
 static void print_ok(struct client *c, struct json_object *r)
@@ -463,6 +593,15 @@ static void print_ok(struct client *c, struct json_object *r)
 		break;
 	case ACT_STATUS:
 		print_status(r);
+		break;
+	case ACT_GET_STATS:
+		print_stats(r);
+		break;
+	case ACT_INJECT_NMI:
+		printf("%s: NMI sent to vCPU %" PRIu64 "%s\n", c->name, get_u64(r, "vcpu"),
+		       !strcmp(get_str(r, "delivered", "now"), "now")
+			       ? ""
+			       : " (the VM is paused: the guest takes it when it resumes)");
 		break;
 	case ACT_SCREENSHOT:
 		printf("%s: screenshot %" PRIu64 "x%" PRIu64 " \u2192 %s\n", c->name,
@@ -521,7 +660,7 @@ static int handle_reply(struct client *c, const char *line)
 		printf("%s\n", line);
 	else if (ret)
 		print_error(c, get_str(r, "error", "khyve refused the request without saying why"));
-	else if (!c->o->quiet || c->o->action == ACT_STATUS)
+	else if (!c->o->quiet || c->o->action == ACT_STATUS || c->o->action == ACT_GET_STATS)
 		print_ok(c, r);
 	json_object_put(r);
 	return ret;
@@ -735,16 +874,16 @@ static int snap_open(struct snap_file *f, const char *path, bool verify)
 	int ret;
 
 	if (stat(path, &st) < 0) {
-		fprintf(stderr, "khyvectl: %s: %s\n", path, strerror(errno));
+		file_error("%s: %s", path, strerror(errno));
 		return EXIT_USAGE;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		fprintf(stderr, "khyvectl: %s: not a regular file\n", path);
+		file_error("%s: not a regular file", path);
 		return EXIT_USAGE;
 	}
 	ret = snap_file_open(f, path, verify, err, sizeof(err));
 	if (ret) {
-		fprintf(stderr, "khyvectl: %s\n", err[0] ? err : strerror(-ret));
+		file_error("%s", err[0] ? err : strerror(-ret));
 		return open_error_status(ret);
 	}
 	return 0;
@@ -915,6 +1054,49 @@ static void disks_json(struct json_object *out, const struct snap_file *f)
 	snap_disks_free(&sd);
 }
 
+/* The human summary of snapshot info: a few lines from the full document. */
+static void info_print(struct json_object *out)
+{
+	struct json_object *a, *v, *cfg;
+	char mem[32], size[32], data[32];
+	size_t ndev = 0;
+
+	fmt_bytes(mem, sizeof(mem), (double)get_u64(out, "memory"));
+	fmt_bytes(size, sizeof(size), (double)get_u64(out, "file_size"));
+	printf("%s: snapshot of VM '%s', format %" PRIu64 ", written by khyve %s at %s\n",
+	       get_str(out, "file", "?"), get_str(out, "name", "?"), get_u64(out, "format_version"),
+	       get_str(out, "khyve_version", "?"), get_str(out, "created", "?"));
+	if (json_object_object_get_ex(out, "devices", &a) &&
+	    json_object_is_type(a, json_type_array))
+		ndev = json_object_array_length(a);
+	printf("  machine: %" PRIu64 " vCPU%s, %s of memory, %zu devices", get_u64(out, "vcpus"),
+	       get_u64(out, "vcpus") == 1 ? "" : "s", mem, ndev);
+	if (json_object_object_get_ex(out, "config", &cfg) &&
+	    json_object_object_get_ex(cfg, "uuid", NULL))
+		printf(", uuid %s", get_str(cfg, "uuid", "?"));
+	printf("\n");
+	if (json_object_object_get_ex(out, "guest_memory", &v)) {
+		fmt_bytes(data, sizeof(data), (double)get_u64(v, "data_bytes"));
+		printf("  file: %s; guest memory data %s in %" PRIu64 " extents\n", size, data,
+		       get_u64(v, "extents"));
+	}
+	if (json_object_object_get_ex(out, "disks", &a) && json_object_is_type(a, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			v = json_object_array_get_idx(a, i);
+			printf("  disk %s: %s%s\n", get_str(v, "device", "?"),
+			       get_str(v, "path", "?"),
+			       get_bool(v, "copy") ? " (a copy made with the snapshot)" : "");
+		}
+	if (json_object_object_get_ex(out, "authentication", &v))
+		printf("  authentication: %s%s%s\n", get_str(v, "status", "?"),
+		       *get_str(v, "detail", "") ? ": " : "", get_str(v, "detail", ""));
+	if (json_object_object_get_ex(out, "restore_needs", NULL))
+		printf("  a restore needs on its command line: %s\n",
+		       get_str(out, "restore_needs", ""));
+	printf("  (khyvectl snapshot info --json %s shows everything)\n",
+	       get_str(out, "file", "FILE"));
+}
+
 static int snapshot_info(const char *path, const char *keypath)
 {
 	struct json_object *out, *meta;
@@ -947,9 +1129,13 @@ static int snapshot_info(const char *path, const char *keypath)
 	json_object_object_add(out, "guest_memory", memory_json(&f));
 	disks_json(out, &f);
 	trust_json(out, &f, keypath);
-	printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY |
+	if (json_mode)
+		printf("%s\n",
+		       json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY |
 								   JSON_C_TO_STRING_SPACED |
 								   JSON_C_TO_STRING_NOSLASHESCAPE));
+	else
+		info_print(out);
 	json_object_put(out);
 	snap_file_close(&f);
 	return 0;
@@ -968,29 +1154,54 @@ static int snapshot_verify(const char *path)
 		data += f.sections[i].length;
 	for (unsigned i = 0; i < f.nextents; i++)
 		data += f.extents[i].length;
-	printf("%s: ok (%u sections, %u memory extents, %.1f MiB of data)\n", path, f.nsections,
-	       f.nextents, (double)data / (double)(1ULL << 20));
+	if (json_mode) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "ok", json_object_new_boolean(1));
+		json_object_object_add(o, "file", json_object_new_string(path));
+		add_u64(o, "sections", f.nsections);
+		add_u64(o, "extents", f.nextents);
+		add_u64(o, "data_bytes", data);
+		add_u64(o, "file_size", f.file_size);
+		printf("%s\n",
+		       json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								 JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	} else {
+		printf("%s: ok (%u sections, %u memory extents, %.1f MiB of data)\n", path,
+		       f.nsections, f.nextents, (double)data / (double)(1ULL << 20));
+	}
 	snap_file_close(&f);
 	return 0;
 }
 
 static int snapshot_cmd(int argc, char **argv)
 {
-	const char *key = NULL;
+	const char *key = NULL, *file = NULL;
+	bool info;
 
 	if (argc < 2)
 		return usage_error("snapshot: expected 'info FILE' or 'verify FILE'");
 	if (strcmp(argv[1], "info") && strcmp(argv[1], "verify"))
 		return usage_error("snapshot: unknown command '%s' (expected info or verify)",
 				   argv[1]);
-	if (!strcmp(argv[1], "info") && argc == 4 && !strncmp(argv[2], "--key=", 6)) {
-		key = argv[2] + 6;
-		argv[2] = argv[3];
-		argc--;
+	info = !strcmp(argv[1], "info");
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			continue; /* json_mode, set in main */
+		if (info && !strncmp(argv[i], "--key=", 6)) {
+			key = argv[i] + 6;
+			continue;
+		}
+		if (argv[i][0] == '-' && argv[i][1])
+			return usage_error("snapshot %s: unknown option '%s'", argv[1], argv[i]);
+		if (file)
+			return usage_error("snapshot %s: expected exactly one FILE", argv[1]);
+		file = argv[i];
 	}
-	if (argc != 3)
+	if (!file)
 		return usage_error("snapshot %s: expected exactly one FILE", argv[1]);
-	return !strcmp(argv[1], "info") ? snapshot_info(argv[2], key) : snapshot_verify(argv[2]);
+	return info ? snapshot_info(file, key) : snapshot_verify(file);
 }
 
 /* ---- command line ---- */
@@ -1001,7 +1212,7 @@ static int set_action(struct opts *o, enum action a, const char *file)
 		return usage_error(
 			"give only one action (--checkpoint, --suspend, --pause, "
 			"--resume, --status, --screenshot, --poweroff, --force-poweroff, "
-			"--force-reset, --destroy, --list)");
+			"--force-reset, --destroy, --inject-nmi, --get-stats, --list)");
 	if (file && !*file)
 		return usage_error("--%s needs a FILE", request_name(a));
 	o->action = a;
@@ -1025,6 +1236,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "force-reset", no_argument, NULL, 'R' },
 		{ "destroy", no_argument, NULL, 'D' },
 		{ "list", no_argument, NULL, 'l' },
+		{ "inject-nmi", no_argument, NULL, 'N' },
+		{ "get-stats", no_argument, NULL, 'G' },
+		{ "vcpu", required_argument, NULL, 'C' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "live", no_argument, NULL, 'L' },
@@ -1077,6 +1291,22 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'l':
 			ret = set_action(o, ACT_LIST, NULL);
 			break;
+		case 'N':
+			ret = set_action(o, ACT_INJECT_NMI, NULL);
+			break;
+		case 'G':
+			ret = set_action(o, ACT_GET_STATS, NULL);
+			break;
+		case 'C': {
+			char *end;
+
+			errno = 0;
+			o->vcpu = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || o->vcpu < 0 || o->vcpu > 1023)
+				ret = usage_error("--vcpu=%s: expected a vCPU number (0, 1, ...)",
+						  optarg);
+			break;
+		}
 		case 'd':
 			o->dir = optarg;
 			break;
@@ -1112,6 +1342,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				   "--checkpoint=FILE or --poweroff");
 	if (o->live && o->action != ACT_CHECKPOINT)
 		return usage_error("--live goes with --checkpoint=FILE");
+	if (o->vcpu >= 0 && o->action != ACT_INJECT_NMI)
+		return usage_error("--vcpu=N goes with --inject-nmi");
 	if (o->action == ACT_LIST)
 		return o->vm || o->socket
 			       ? usage_error("--list shows every VM: no --vm or --socket")
@@ -1125,10 +1357,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .action = ACT_NONE };
+	struct opts o = { .action = ACT_NONE, .vcpu = -1 };
 	int ret;
 
 	signal(SIGPIPE, SIG_IGN);
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--json"))
+			json_mode = true;
 	if (argc > 1 && !strcmp(argv[1], "snapshot"))
 		return snapshot_cmd(argc - 1, argv + 1);
 	ret = parse_args(argc, argv, &o);

@@ -35,6 +35,7 @@
 #include "dev/pc/pm.h"
 #include "ctl/ctl_proto.h"
 #include "snap/snapshot.h"
+#include "vcpu.h"
 #include "version.h"
 #include "vm.h"
 
@@ -47,6 +48,8 @@
 #define CTL_OUT_OPTIONAL (16 * 1024) /* progress lines are skipped above this */
 #define CTL_PROGRESS_NS 100000000ULL
 #define CTL_JSON_DEPTH 16
+#define CTL_SERVE_NS 50000000ULL /* during a save: look at the other connections this often */
+#define CTL_HISTORY 8		 /* checkpoints --get-stats remembers */
 
 struct ctl_conn {
 	struct ctl *ctl;
@@ -54,6 +57,7 @@ struct ctl_conn {
 	bool dead;	  /* write failed or peer gone: close after the current line */
 	bool eof;	  /* the peer sent all it will: close once its replies are out */
 	bool waiting;	  /* a live checkpoint's reply is still to come: never idle */
+	bool busy;	  /* its request is being handled (a save): never closed meanwhile */
 	uint32_t events;  /* what epoll watches for it */
 	uint64_t last_ns; /* accepted, or the last complete request (monotonic) */
 	uint64_t line_ns; /* first byte of the incomplete line in buf, 0 if none */
@@ -78,6 +82,19 @@ struct ctl {
 	uint64_t paused_since;	    /* monotonic ns of the last pause request, 0 if unknown */
 	struct ctl_conn *live_conn; /* where a live checkpoint's reply goes, NULL if gone */
 	char live_file[PATH_MAX];
+	/* A save running on this thread: what --status says meanwhile (ctl_progress). */
+	struct {
+		bool on, suspend;
+		uint64_t start_ns, done, total, served_ns;
+		char file[PATH_MAX];
+	} save;
+	/* The last checkpoints, oldest first, for --get-stats. */
+	struct ctl_hist {
+		char file[PATH_MAX];
+		uint64_t realtime_ns, paused_ns, total_ns, bytes;
+		bool live, suspend;
+	} hist[CTL_HISTORY];
+	unsigned nhist;
 };
 
 static uint64_t mono_ns(void)
@@ -229,13 +246,30 @@ static bool vm_ending(struct vm *vm)
 	return atomic_load(&vm->exit_status) >= 0;
 }
 
+static void ctl_serve_during_save(struct ctl *ctl);
+
+/*
+ * Every progress report of a save: the counts --status shows, a look at the other
+ * connections (the loop thread is busy with the save), and a line to the client if it asked.
+ */
 static void ctl_progress(void *opaque, uint64_t done, uint64_t total)
 {
 	struct ctl_req *r = opaque;
+	struct ctl *ctl = r->vm->ctl;
 	struct json_object *o, *p;
 	uint64_t now = mono_ns();
 	int pct = total ? (int)(done * 100 / total) : 100;
 
+	if (ctl && ctl->save.on) {
+		ctl->save.done = done;
+		ctl->save.total = total;
+		if (now - ctl->save.served_ns >= CTL_SERVE_NS) {
+			ctl->save.served_ns = now;
+			ctl_serve_during_save(ctl);
+		}
+	}
+	if (!r->progress)
+		return;
 	/* At most one line per percent or per 100 ms: a client must not slow the save down. */
 	if (done == r->last_done || (pct == r->last_pct && now - r->last_ns < CTL_PROGRESS_NS))
 		return;
@@ -270,6 +304,35 @@ static struct json_object *save_reply(const struct snap_result *res, const char 
 	return o;
 }
 
+static uint64_t real_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void history_add(struct ctl *ctl, const char *file, const struct snap_result *res, bool live,
+			bool suspend)
+{
+	struct ctl_hist *h;
+
+	if (!ctl)
+		return;
+	if (ctl->nhist == CTL_HISTORY) {
+		memmove(&ctl->hist[0], &ctl->hist[1], sizeof(ctl->hist[0]) * (CTL_HISTORY - 1));
+		ctl->nhist--;
+	}
+	h = &ctl->hist[ctl->nhist++];
+	snprintf(h->file, sizeof(h->file), "%s", file);
+	h->realtime_ns = real_ns();
+	h->paused_ns = res->paused_ns;
+	h->total_ns = res->total_ns;
+	h->bytes = res->bytes;
+	h->live = live;
+	h->suspend = suspend;
+}
+
 /* The end of a live checkpoint, on the loop thread: the reply to whoever asked, if still there. */
 static void live_done(void *opaque, int ret, const struct snap_result *res, const char *err)
 {
@@ -278,6 +341,8 @@ static void live_done(void *opaque, int ret, const struct snap_result *res, cons
 	struct ctl_req r = { .vm = ctl->vm, .send = conn_send, .opaque = c };
 
 	ctl->live_conn = NULL;
+	if (!ret)
+		history_add(ctl, ctl->live_file, res, true, false);
 	if (!c)
 		return;
 	c->waiting = false;
@@ -314,23 +379,33 @@ static int req_save(struct ctl_req *r, bool suspend)
 {
 	struct snap_save_opts opts = { .suspend = suspend };
 	struct snap_result res = { 0 };
+	struct ctl *ctl = r->vm->ctl;
 	int ret;
 
 	if (vm_ending(r->vm))
 		return reply_error(r, -ESHUTDOWN, "the VM is shutting down");
-	if (r->progress) {
-		opts.progress = ctl_progress;
-		opts.progress_opaque = r;
-		r->last_ns = mono_ns();
-		r->last_done = 0;
-		r->last_pct = 0;
-	}
+	/* Always reported: --status shows a save's progress even to those who did not ask. */
+	opts.progress = ctl_progress;
+	opts.progress_opaque = r;
+	r->last_ns = mono_ns();
+	r->last_done = 0;
+	r->last_pct = 0;
 	r->err[0] = '\0';
 	if (r->live && !r->vm->paused)
 		return req_save_live(r);
+	if (ctl) {
+		ctl->save.on = true;
+		ctl->save.suspend = suspend;
+		ctl->save.start_ns = ctl->save.served_ns = mono_ns();
+		ctl->save.done = ctl->save.total = 0;
+		snprintf(ctl->save.file, sizeof(ctl->save.file), "%s", r->file);
+	}
 	ret = snap_save(r->vm, r->file, &opts, &res, r->err, sizeof(r->err));
+	if (ctl)
+		ctl->save.on = false;
 	if (ret)
 		return reply_error(r, ret, "%s", r->err[0] ? r->err : strerror(-ret));
+	history_add(ctl, r->file, &res, false, suspend);
 	send_obj(r, save_reply(&res, r->file, false));
 	return 0;
 }
@@ -388,6 +463,15 @@ static int req_resume(struct ctl_req *r)
 	vm->paused = false;
 	o = ok_obj();
 	json_object_object_add(o, "state", json_object_new_string("running"));
+	/* A SIGTERM that came while paused (main.c): the guest sees the button now. */
+	if (vm->poweroff_pending) {
+		struct dev *pm = vm_find_dev(vm, "pm");
+
+		vm->poweroff_pending = false;
+		if (pm)
+			pm_power_button(pm);
+		json_object_object_add(o, "pending_done", json_object_new_string("poweroff"));
+	}
 	if (vm->ctl && vm->ctl->paused_since)
 		add_ms(o, "paused_ms", mono_ns() - vm->ctl->paused_since);
 	add_ms(o, "took_ms", mono_ns() - t0);
@@ -395,6 +479,35 @@ static int req_resume(struct ctl_req *r)
 		vm->ctl->paused_since = 0;
 	send_obj(r, o);
 	return 0;
+}
+
+static bool vm_saving(const struct vm *vm)
+{
+	return (vm->ctl && vm->ctl->save.on) || vm->live;
+}
+
+/* A save under way: what it writes, and (stop-the-world saves) how far it got in bytes. */
+static void add_save_state(struct json_object *o, struct vm *vm, uint64_t now)
+{
+	struct json_object *s = json_object_new_object();
+	struct ctl *ctl = vm->ctl;
+
+	if (ctl && ctl->save.on) {
+		json_object_object_add(s, "file", json_object_new_string(ctl->save.file));
+		json_object_object_add(s, "kind",
+				       json_object_new_string(ctl->save.suspend ? "suspend"
+										: "checkpoint"));
+		add_u64(s, "done", ctl->save.done);
+		add_u64(s, "total", ctl->save.total);
+		add_ms(s, "elapsed_ms", now - ctl->save.start_ns);
+		json_object_object_add(s, "live", json_object_new_boolean(0));
+	} else {
+		if (ctl)
+			json_object_object_add(s, "file", json_object_new_string(ctl->live_file));
+		json_object_object_add(s, "kind", json_object_new_string("checkpoint"));
+		json_object_object_add(s, "live", json_object_new_boolean(1));
+	}
+	json_object_object_add(o, "save", s);
 }
 
 static int req_status(struct ctl_req *r)
@@ -405,9 +518,14 @@ static int req_status(struct ctl_req *r)
 
 	json_object_object_add(o, "vm", json_object_new_string(vm->name ? vm->name : ""));
 	json_object_object_add(o, "state",
-			       json_object_new_string(vm_ending(vm) ? "exiting"
-						      : vm->paused  ? "paused"
-								    : "running"));
+			       json_object_new_string(vm_ending(vm)   ? "exiting"
+						      : vm_saving(vm) ? "saving"
+						      : vm->paused    ? "paused"
+								      : "running"));
+	if (vm_saving(vm) && !vm_ending(vm))
+		add_save_state(o, vm, now);
+	if (vm->poweroff_pending)
+		json_object_object_add(o, "pending", json_object_new_string("poweroff"));
 	add_u64(o, "vcpus", vm->ncpus);
 	add_u64(o, "memory", vm->ram_size);
 	add_u64(o, "uptime_ms",
@@ -506,6 +624,159 @@ static int req_screenshot(struct ctl_req *r)
 	return 0;
 }
 
+/* bhyvectl --inject-nmi: an NMI on one vCPU ("vcpu", default 0), as a front-panel button. */
+static int req_inject_nmi(struct ctl_req *r)
+{
+	struct vm *vm = r->vm;
+	struct json_object *o, *v;
+	int64_t id = 0;
+	int ret;
+
+	if (json_object_object_get_ex(r->in, "vcpu", &v)) {
+		if (!json_object_is_type(v, json_type_int))
+			return reply_error(r, -EINVAL, "inject-nmi: \"vcpu\" must be a number");
+		id = json_object_get_int64(v);
+	}
+	if (id < 0 || (uint64_t)id >= vm->ncpus)
+		return reply_error(r, -EINVAL, "inject-nmi: the VM has no vCPU %lld (it has %u)",
+				   (long long)id, vm->ncpus);
+	if (vm_ending(vm))
+		return reply_error(r, -ESHUTDOWN, "the VM is shutting down");
+	/* KVM_NMI from the vCPU's own thread, with it parked (vcpu.h); a paused VM is already. */
+	if (!vm->paused)
+		vcpus_pause(vm);
+	ret = vcpu_inject_nmi(vm->vcpus[id]);
+	if (!vm->paused)
+		vcpus_resume(vm);
+	if (ret)
+		return reply_error(r, ret, "inject-nmi: KVM_NMI on vCPU %lld: %s", (long long)id,
+				   strerror(-ret));
+	o = ok_obj();
+	add_u64(o, "vcpu", (uint64_t)id);
+	json_object_object_add(o, "delivered",
+			       json_object_new_string(vm->paused ? "on resume" : "now"));
+	send_obj(r, o);
+	return 0;
+}
+
+static void iso8601(char *buf, size_t len, uint64_t ns)
+{
+	time_t t = (time_t)(ns / 1000000000ULL);
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm))
+		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	else
+		snprintf(buf, len, "?");
+}
+
+static struct json_object *stats_vcpus(struct vm *vm)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+		struct json_object *o = json_object_new_object(), *e = json_object_new_object();
+		uint64_t total = 0;
+
+		for (unsigned reason = 0; reason <= VCPU_EXIT_REASONS; reason++) {
+			uint64_t n = vcpu_exit_count(v, reason);
+			const char *name = vcpu_exit_name(reason);
+			char other[16];
+
+			if (!n)
+				continue;
+			if (!name) {
+				snprintf(other, sizeof(other),
+					 reason < VCPU_EXIT_REASONS ? "reason_%u" : "reason_higher",
+					 reason);
+				name = other;
+			}
+			add_u64(e, name, n);
+			total += n;
+		}
+		add_u64(o, "vcpu", i);
+		add_u64(o, "exits_total", total);
+		json_object_object_add(o, "exits", e);
+		add_u64(o, "nmis_injected", __atomic_load_n(&v->nmis, __ATOMIC_RELAXED));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+struct stats_io {
+	struct json_object *a;
+	const char *bus;
+};
+
+static void stats_io_one(const struct bus_stats *st, void *arg)
+{
+	struct stats_io *s = arg;
+	struct json_object *o = json_object_new_object();
+	char what[48];
+
+	if (st->what[0])
+		snprintf(what, sizeof(what), "%s", st->what);
+	else
+		snprintf(what, sizeof(what), "%s 0x%llx", s->bus, (unsigned long long)st->base);
+	json_object_object_add(o, "device", json_object_new_string(st->owner[0] ? st->owner : "?"));
+	json_object_object_add(o, "region", json_object_new_string(what));
+	json_object_object_add(o, "bus", json_object_new_string(s->bus));
+	add_u64(o, "base", st->base);
+	add_u64(o, "size", st->len);
+	add_u64(o, "reads", st->reads);
+	add_u64(o, "writes", st->writes);
+	add_u64(o, "bytes", st->bytes);
+	json_object_array_add(s->a, o);
+}
+
+static struct json_object *stats_snapshots(struct ctl *ctl)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (unsigned i = 0; ctl && i < ctl->nhist; i++) {
+		const struct ctl_hist *h = &ctl->hist[i];
+		struct json_object *o = json_object_new_object();
+		char when[64];
+
+		iso8601(when, sizeof(when), h->realtime_ns);
+		json_object_object_add(o, "file", json_object_new_string(h->file));
+		json_object_object_add(o, "time", json_object_new_string(when));
+		add_u64(o, "time_ns", h->realtime_ns);
+		json_object_object_add(o, "kind",
+				       json_object_new_string(h->suspend ? "suspend"
+									 : "checkpoint"));
+		json_object_object_add(o, "live", json_object_new_boolean(h->live));
+		add_ms(o, "paused_ms", h->paused_ns);
+		add_ms(o, "total_ms", h->total_ns);
+		add_u64(o, "bytes", h->bytes);
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+/* bhyvectl --get-stats: exits per vCPU, accesses per device region, the last checkpoints. */
+static int req_get_stats(struct ctl_req *r)
+{
+	struct vm *vm = r->vm;
+	struct json_object *o = ok_obj();
+	struct stats_io io = { .a = json_object_new_array() };
+	uint64_t now = mono_ns();
+
+	json_object_object_add(o, "vm", json_object_new_string(vm->name ? vm->name : ""));
+	add_u64(o, "uptime_ms",
+		vm->start_ns && now > vm->start_ns ? (now - vm->start_ns) / 1000000 : 0);
+	json_object_object_add(o, "vcpus", stats_vcpus(vm));
+	io.bus = "pio";
+	bus_stats_foreach(&vm->pio, stats_io_one, &io);
+	io.bus = "mmio";
+	bus_stats_foreach(&vm->mmio, stats_io_one, &io);
+	json_object_object_add(o, "io", io.a);
+	json_object_object_add(o, "snapshots", stats_snapshots(vm->ctl));
+	send_obj(r, o);
+	return 0;
+}
+
 static const struct ctl_request {
 	const char *name;
 	bool save; /* takes "file" and "progress" */
@@ -522,6 +793,8 @@ static const struct ctl_request {
 	{ "force-poweroff", false, false, req_force_poweroff },
 	{ "force-reset", false, false, req_force_reset },
 	{ "destroy", false, false, req_destroy },
+	{ "inject-nmi", false, false, req_inject_nmi },
+	{ "get-stats", false, false, req_get_stats },
 };
 
 /* Fields of a save request: an absolute path (khyve's cwd is not the client's) and a bool. */
@@ -571,6 +844,8 @@ static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 		if (q->save && !strcmp(key, "progress"))
 			continue;
 		if (q->fn == req_checkpoint && !strcmp(key, "live"))
+			continue;
+		if (q->fn == req_inject_nmi && !strcmp(key, "vcpu"))
 			continue;
 		return reply_error(r, -EINVAL, "%s: unknown field \"%s\"", q->name, key);
 	}
@@ -633,11 +908,20 @@ static int dispatch(struct ctl_req *r)
 		ret = check_fields(r, q);
 		if (!ret && (q->save || q->file))
 			ret = parse_save_fields(r, q->name);
+		/* During a save only what looks: the VM is stopped in the middle of being written. */
+		if (!ret && r->vm->ctl && r->vm->ctl->save.on && q->fn != req_status &&
+		    q->fn != req_get_stats)
+			return reply_error(r, -EBUSY,
+					   "%s: a %s is being saved; try again when it is done "
+					   "(khyvectl --status shows how far it is)",
+					   q->name,
+					   r->vm->ctl->save.suspend ? "suspend" : "checkpoint");
 		return ret ? ret : q->fn(r);
 	}
 	return reply_error(r, -EINVAL,
 			   "unknown request \"%.64s\" (expected checkpoint, suspend, "
-			   "pause, resume, status or screenshot)",
+			   "pause, resume, status, screenshot, poweroff, force-poweroff, "
+			   "force-reset, destroy, inject-nmi or get-stats)",
 			   name);
 }
 
@@ -780,7 +1064,9 @@ static void conn_line(struct ctl_conn *c, char *line, size_t len)
 		reply_error(&r, -EINVAL, "malformed request: NUL byte in the line");
 		return;
 	}
+	c->busy = true;
 	ctl_handle_line(c->ctl->vm, line, conn_send, c);
+	c->busy = false;
 }
 
 /* Handle every complete line in the buffer; keep the incomplete tail. */
@@ -932,6 +1218,8 @@ static void ctl_make_room(struct ctl *ctl)
 	for (struct ctl_conn *c = ctl->conns; c; c = c->next) {
 		uint64_t act = c->line_ns > c->last_ns ? c->line_ns : c->last_ns;
 
+		if (c->busy)
+			continue; /* the one whose save is running */
 		if (!old || act < (old->line_ns > old->last_ns ? old->line_ns : old->last_ns))
 			old = c;
 	}
@@ -975,6 +1263,27 @@ static void ctl_accept(void *opaque, uint32_t events)
 		ctl->conns = c;
 		ctl->nconns++;
 		conn_arm(c);
+	}
+}
+
+/*
+ * A save holds the loop thread for as long as it takes; meanwhile its progress reports call
+ * this, so that new clients get in and --status is answered (dispatch refuses the rest).
+ * The saving connection is busy and left alone: its progress lines are its own.
+ */
+static void ctl_serve_during_save(struct ctl *ctl)
+{
+	struct ctl_conn *c, *next;
+
+	ctl_accept(ctl, EPOLLIN);
+	for (c = ctl->conns; c; c = next) {
+		next = c->next;
+		if (c->busy)
+			continue;
+		conn_flush(c);
+		if (!c->dead && !c->eof)
+			conn_read(c);
+		conn_settle(c);
 	}
 }
 

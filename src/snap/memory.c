@@ -29,7 +29,7 @@ struct mem_saver {
 	struct snap_result *res;
 	unsigned ext_cap;
 	int pagemap;
-	uint64_t done, total;
+	uint64_t left; /* touched bytes not yet written or found zero: what is still to write */
 	/* The run being gathered: [run_off, run_off + run_len) in the memory area. */
 	uint64_t run_off, run_len;
 	const uint8_t *run_ptr;
@@ -108,11 +108,23 @@ static bool backing_has_data(const struct mem_backing *b, uint64_t foff, unsigne
 	return *hint < b->nextents && b->extents[*hint].file_offset <= foff;
 }
 
-static void saver_progress(struct mem_saver *m, uint64_t pages)
+/*
+ * Progress in bytes of the file: written so far (state sections, memory flushed and the run
+ * being gathered) out of that plus what is still to write.  The total is the touched memory
+ * counted before the save, less the pages that turned out all zero (holes), so it ends equal
+ * to what was written.
+ */
+static void saver_progress(struct mem_saver *m)
 {
-	m->done += pages * PAGE;
+	uint64_t done = m->w->bytes + m->run_len;
+
 	if (m->opts && m->opts->progress)
-		m->opts->progress(m->opts->progress_opaque, m->done, m->total);
+		m->opts->progress(m->opts->progress_opaque, done, done + m->left);
+}
+
+static void saver_consume(struct mem_saver *m)
+{
+	m->left = m->left >= PAGE ? m->left - PAGE : 0;
 }
 
 /* Is page @pg of region @idx one a save stores (before the all-zero test)?  @flags: pagemap. */
@@ -193,13 +205,15 @@ static int save_region(struct mem_saver *m, unsigned idx, uint64_t area_off)
 		for (uint64_t j = 0; j < n && !ret; j++) {
 			uint64_t pg = i + j;
 
-			if (page_touched(flags[j], b, idx, pg, &hint))
+			if (page_touched(flags[j], b, idx, pg, &hint)) {
+				saver_consume(m);
 				ret = saver_page(m, area_off + pg * PAGE,
 						 (const uint8_t *)r->hva + pg * PAGE);
-			else
+			} else {
 				ret = saver_flush(m);
+			}
 		}
-		saver_progress(m, n);
+		saver_progress(m);
 	}
 	if (!ret)
 		ret = saver_flush(m);
@@ -222,8 +236,9 @@ int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_back
 		snprintf(err, errlen, "/proc/self/pagemap: %s", strerror(errno));
 		return ret;
 	}
-	for (unsigned i = 0; i < vm->nmem; i++)
-		m.total += vm->mem[i].size;
+	/* What there is to write: the progress total (an upper bound: zero pages become holes). */
+	if (opts && opts->progress && snap_memory_touched(vm, backing, &m.left))
+		m.left = 0;
 	map->nregions = vm->nmem;
 	for (unsigned i = 0; i < vm->nmem && !ret; i++) {
 		map->regions[i] = (struct snap_region){ vm->mem[i].gpa, vm->mem[i].size,

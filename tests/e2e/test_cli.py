@@ -4,11 +4,14 @@ listings, config.strict=false."""
 import json
 import os
 import re
+import signal
+import socket
 import struct
 import subprocess
+import threading
 import time
 
-from khyve_e2e import GUEST, KHYVE, KHYVECTL, ROOT, VM, check, khyve_run, test
+from khyve_e2e import GUEST, KHYVE, KHYVECTL, ROOT, VM, Fail, check, khyve_run, test
 
 BASE = ["-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,off", "-o", "boot.kernel=" + GUEST]
 
@@ -487,3 +490,218 @@ def make_install_completion_and_unit(wd):
 
 
 make_install_completion_and_unit.needs_kvm = False
+
+
+def ctl_socket(vm, request, timeout=300, replies=1):
+    """Requests (one, or a list sent in one write) on a connection of our own; every reply
+    line (progress lines too) until @replies answers came."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(vm.sock)
+    reqs = request if isinstance(request, list) else [request]
+    s.sendall("".join(json.dumps(r) + "\n" for r in reqs).encode())
+    buf, lines = b"", []
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            msg = json.loads(line)
+            lines.append(msg)
+            if "progress" not in msg:
+                replies -= 1
+            if replies <= 0:
+                s.close()
+                return lines
+        data = s.recv(65536)
+        if not data:
+            s.close()
+            return lines
+        buf += data
+
+
+@test
+def inject_nmi_and_stats(wd):
+    """--inject-nmi reaches the vCPU asked for (the guest counts NMIs), a paused guest takes
+    it at resume; --get-stats counts exits per vCPU, the UART's writes (at least one per
+    console byte), NMIs, and remembers the checkpoint; snapshot info is short unless --json."""
+    vm = VM(wd, name="st", cpus=2)
+    vm.wait_seq(2, timeout=120)
+    rc, reply = vm.ctl("--inject-nmi")
+    check(reply.get("vcpu") == 0, "inject-nmi reply: %r" % reply)
+    vm.wait_for(rb"^nmi cpu 0: 1$", timeout=30)
+    vm.ctl("--inject-nmi", "--vcpu=1")
+    vm.wait_for(rb"^nmi cpu 1: 1$", timeout=30)
+    rc, reply = vm.ctl("--inject-nmi", "--vcpu=2", expect_ok=False)
+    check(rc == 1 and "no vCPU 2" in reply.get("error", ""), "--vcpu=2 of 2: %d %r" % (rc, reply))
+    # Paused: queued, taken when the guest runs again.
+    vm.ctl("--pause")
+    rc, reply = vm.ctl("--inject-nmi")
+    check(reply.get("delivered") == "on resume", "inject-nmi while paused: %r" % reply)
+    time.sleep(1.5)
+    vm.pump(0)
+    check(b"nmi cpu 0: 2" not in vm.out, "a paused guest took the NMI")
+    vm.ctl("--resume")
+    vm.wait_for(rb"^nmi cpu 0: 2$", timeout=30)
+    vm.check_alive()
+
+    snap = wd("st.snap")
+    rc, saved = vm.ctl("--checkpoint=" + snap)
+    vm.pump(0)
+    console = len(vm.out)
+    rc, st = vm.ctl("--get-stats")
+    cpus = {c["vcpu"]: c for c in st["vcpus"]}
+    check(sorted(cpus) == [0, 1], "vcpus: %r" % st["vcpus"])
+    check(cpus[0]["nmis_injected"] == 2 and cpus[1]["nmis_injected"] == 1,
+          "NMIs counted: %r" % [(c["vcpu"], c["nmis_injected"]) for c in st["vcpus"]])
+    check(cpus[0]["exits"].get("io", 0) > 0 and
+          cpus[0]["exits_total"] >= sum(cpus[0]["exits"].values()) > 0,
+          "vCPU 0 exits: %r" % cpus[0])
+    uart = [r for r in st["io"] if r["device"] == "uart@com1"]
+    check(len(uart) == 1 and uart[0]["bus"] == "pio" and uart[0]["base"] == 0x3f8,
+          "uart@com1 region: %r" % uart)
+    check(uart[0]["writes"] >= console and uart[0]["bytes"] >= uart[0]["writes"] + uart[0]["reads"],
+          "uart@com1 writes %d for %d console bytes: %r" % (uart[0]["writes"], console, uart[0]))
+    check(all(r["device"] != "?" for r in st["io"] if r["reads"] or r["writes"]),
+          "a region in use has no device: %r" % [r for r in st["io"] if r["device"] == "?"])
+    snaps = st["snapshots"]
+    check(len(snaps) == 1 and snaps[0]["file"] == snap and snaps[0]["bytes"] == saved["bytes"]
+          and snaps[0]["kind"] == "checkpoint" and snaps[0]["paused_ms"] > 0
+          and re.match(r"\d{4}-\d\d-\d\dT", snaps[0]["time"]), "history: %r" % snaps)
+    r = ctl_raw("--socket=" + vm.sock, "--get-stats")
+    out = r.stdout.decode()
+    check(r.returncode == 0 and "uart@com1" in out and "vcpu 1:" in out and snap in out
+          and "2 NMIs injected" in out, "human --get-stats:\n" + out)
+
+    # snapshot info: a short summary by default, the whole document with --json.
+    r = ctl_raw("snapshot", "info", snap)
+    out = r.stdout.decode()
+    check(r.returncode == 0 and "snapshot of VM 'st'" in out and "2 vCPUs" in out
+          and not out.lstrip().startswith("{") and len(out.splitlines()) < 12,
+          "snapshot info:\n" + out)
+    r = ctl_raw("snapshot", "info", "--json", snap)
+    info = json.loads(r.stdout)
+    check(info["vcpus"] == 2 and info["file"] == snap and "sections" in info, "info --json")
+    r = ctl_raw("snapshot", "verify", "--json", snap)
+    v = json.loads(r.stdout)
+    check(r.returncode == 0 and v["ok"] is True and v["data_bytes"] > 0, "verify --json: %r" % v)
+    bad = wd("bad.snap")
+    with open(snap, "rb") as f:
+        data = bytearray(f.read())
+    sec = info["sections"][0]
+    check(sec["length"] > 1, "first section: %r" % sec)
+    data[sec["offset"] + 1] ^= 0xff
+    with open(bad, "wb") as f:
+        f.write(data)
+    r = ctl_raw("snapshot", "verify", "--json", bad)
+    v = json.loads(r.stdout)
+    check(r.returncode == 1 and v["ok"] is False and v["error"], "verify --json of a bad file: "
+          "%d %r" % (r.returncode, v))
+
+
+@test
+def status_while_saving(wd):
+    """A checkpoint holds khyve's loop thread, but --status still answers: state saving with
+    the bytes written and to write; other requests are refused meanwhile.  The progress lines
+    count bytes of the file: they never go back, end equal, and end at what was written."""
+    vm = VM(wd, name="sv", mem="1G", cmdline="mode=counter mem=768M")
+    vm.wait_seq(3, timeout=180)
+    snap = wd("sv.snap")
+    seen, refused = [], []
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        lines=ctl_socket(vm, {"request": "checkpoint", "file": snap, "progress": True})))
+    t.start()
+    while t.is_alive():
+        # In one write: khyve reads both lines at once, so a status that says saving is
+        # followed by a request handled during the same save (a screenshot: this VM has no
+        # display, so outside a save it fails for that and changes nothing).
+        r, p = ctl_socket(vm, [{"request": "status"},
+                               {"request": "screenshot", "file": wd("x.png")}],
+                          timeout=60, replies=2)
+        if r.get("state") == "saving":
+            seen.append(r)
+            refused.append(p)
+        time.sleep(0.02)
+    t.join()
+    lines = result["lines"]
+    final = lines[-1]
+    check(final.get("ok"), "checkpoint: %r" % final)
+    check(seen, "no status during the save said saving (%d progress lines, %d bytes)"
+          % (len(lines), final["bytes"]))
+    for r in seen:
+        s = r["save"]
+        check(s["file"] == snap and s["kind"] == "checkpoint" and s["done"] <= s["total"],
+              "status while saving: %r" % r)
+    check(any(r["save"]["total"] > 0 for r in seen), "no byte counts in %r" % seen)
+    check(all(p.get("ok") is False and "being saved" in p["error"] for p in refused),
+          "a request during a save: %r" % refused)
+    prog = [l["progress"] for l in lines if "progress" in l]
+    check(len(prog) >= 2, "progress lines: %r" % prog)
+    for a, b in zip(prog, prog[1:]):
+        check(b["done"] >= a["done"] and b["total"] <= a["total"],
+              "progress went back: %r then %r" % (a, b))
+    last = prog[-1]
+    check(last["done"] == last["total"], "the last progress line is not complete: %r" % last)
+    check(0 <= final["bytes"] - last["done"] < 1 << 20 and prog[0]["total"] >= last["done"],
+          "progress counts %r against %d bytes written" % (last, final["bytes"]))
+    # Counted in file bytes, not memory scanned: 1 GiB of RAM, about 768 MiB touched.
+    check(last["total"] < (1 << 30) - (64 << 20), "total %d is the RAM scanned" % last["total"])
+    rc, reply = vm.ctl("--status")
+    check(reply["state"] == "running" and "save" not in reply, "after the save: %r" % reply)
+
+
+@test
+def sigterm_while_paused(wd):
+    """SIGTERM on a paused VM: status says a power off is pending, nothing happens until the
+    resume, then the guest sees the button and powers off (exit 1)."""
+    vm = VM(wd, name="sp")
+    vm.wait_seq(2, timeout=120)
+    vm.ctl("--pause")
+    vm.p.send_signal(signal.SIGTERM)
+    time.sleep(1)
+    rc, reply = vm.ctl("--status")
+    check(reply["state"] == "paused" and reply.get("pending") == "poweroff",
+          "status after SIGTERM while paused: %r" % reply)
+    time.sleep(1)
+    check(vm.p.poll() is None, "the paused VM ended on SIGTERM")
+    r = ctl_raw("--socket=" + vm.sock, "--status")
+    check(b"pending: poweroff" in r.stdout, "human status: %s" % r.stdout.decode())
+    rc, reply = vm.ctl("--resume")
+    check(reply.get("pending_done") == "poweroff", "resume reply: %r" % reply)
+    status = vm.wait_exit(120)
+    check(status == 1, "khyve exited %s after the pending power off, want 1" % status)
+    vm.pump(0)
+    check(b"SIGTERM while paused" in vm.err, "stderr: %s" % vm.err.decode())
+
+
+@test
+def json_usage_errors(wd):
+    """--json: usage and parse errors are a JSON object on stdout too (exit 2)."""
+    cases = [
+        ["--json", "--bogus"],
+        ["--status", "--json"],
+        ["--vm=x", "--json", "--inject-nmi", "--vcpu=abc"],
+        ["--vm=x", "--json", "--status", "--vcpu=1"],
+        ["--vm=x", "--json", "--checkpoint="],
+        ["snapshot", "verify", "--json"],
+        ["snapshot", "info", "--json", "--frob", "f"],
+    ]
+    for args in cases:
+        r = ctl_raw(*args)
+        check(r.returncode == 2, "%r: exit %d" % (args, r.returncode))
+        try:
+            reply = json.loads(r.stdout)
+        except ValueError:
+            raise Fail("%r: stdout is not JSON: %r" % (args, r.stdout))
+        check(reply["ok"] is False and reply.get("usage") is True and reply["error"],
+              "%r: %r" % (args, reply))
+        check(r.stderr.startswith(b"khyvectl: "), "%r: stderr %r" % (args, r.stderr))
+    r = ctl_raw("snapshot", "verify", "--json", wd("missing.snap"))
+    reply = json.loads(r.stdout)
+    check(r.returncode == 2 and reply["ok"] is False and "missing.snap" in reply["error"],
+          "verify of a missing file: %r" % reply)
+    # Without --json, stdout stays empty.
+    r = ctl_raw("--bogus")
+    check(r.returncode == 2 and r.stdout == b"", "without --json: %r" % r.stdout)
+
+
+json_usage_errors.needs_kvm = False

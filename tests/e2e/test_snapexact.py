@@ -169,7 +169,7 @@ def restore_refuses_a_disk_that_moved_on(wd):
     vm.wait_seq(4, timeout=120)
     snap = wd("c.snap")
     vm.ctl("--checkpoint=" + snap)
-    info = json.loads(subprocess.run([KHYVECTL, "snapshot", "info", snap], capture_output=True,
+    info = json.loads(subprocess.run([KHYVECTL, "snapshot", "info", "--json", snap], capture_output=True,
                                      check=True).stdout)
     (d,) = info["disks"]
     check(d["path"] == wd("disk.img") and d["size"] == 8 << 20 and not d["copy"]

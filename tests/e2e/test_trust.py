@@ -18,7 +18,7 @@ def disk(wd, name, size=4 << 20, fill=b""):
 
 
 def info(path, key):
-    r = subprocess.run([KHYVECTL, "snapshot", "info", "--key=" + key, path],
+    r = subprocess.run([KHYVECTL, "snapshot", "info", "--json", "--key=" + key, path],
                        capture_output=True)
     check(r.returncode == 0, "snapshot info %s: %s" % (path, r.stderr.decode()))
     return json.loads(r.stdout)

@@ -302,6 +302,23 @@ static void genid_check(void)
 	}
 }
 
+/* NMIs (khyvectl --inject-nmi): a line whenever a CPU's count changed (entry.S counts them). */
+static u64 nmis_seen[MAX_CPUS];
+
+static void nmi_check(void)
+{
+	u32 i;
+
+	for (i = 0; i < ncpus_up; i++) {
+		u64 n = irq_count(i, 2);
+
+		if (n != nmis_seen[i]) {
+			nmis_seen[i] = n;
+			pr("nmi cpu %u: %lu\n", i, n);
+		}
+	}
+}
+
 static void timers_check(void)
 {
 	u32 i;
@@ -321,6 +338,7 @@ static void timers_check(void)
 	}
 	mem_failures_report();
 	genid_check();
+	nmi_check();
 }
 
 /* PIT and one HPET comparator at 100 Hz to the BSP; LAPIC timers run already. */

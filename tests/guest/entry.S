@@ -99,6 +99,21 @@ irq_stubs:
 	.set vec, vec + 1
 	.endr
 
+/*
+ * NMI (khyvectl --inject-nmi): count it in the per-CPU slot of vector 2, which no
+ * interrupt uses, and go on.  No EOI: an NMI is not an APIC interrupt.  On the current
+ * stack, not an IST one (an NMI in an IRQ stub must not reuse its stack): from ring 3 that
+ * is the TSS's rsp0, and ring 0 after the start runs only on it too, per-CPU stacks both.
+ */
+	.globl nmi_entry
+nmi_entry:
+	pushq %rax
+	movq %rsp, %rax
+	andq $PERCPU_MASK, %rax
+	incq (2 * 8)(%rax)
+	popq %rax
+	iretq
+
 /* Spurious vector: count, no EOI. */
 	.globl irq_spurious
 irq_spurious:

@@ -47,7 +47,7 @@ u8 ustack[MAX_CPUS][USTACK_SIZE] __attribute__((section(".noinit"), aligned(4096
 u16 kern_pm1a_evt, kern_pm1a_cnt, kern_pm1b_cnt;
 u16 kern_slp_typ;
 
-extern char exc_stubs[], irq_stubs[], irq_spurious[], irq_rtc[], irq_sci[];
+extern char exc_stubs[], irq_stubs[], irq_spurious[], irq_rtc[], irq_sci[], nmi_entry[];
 void enter_user(void (*entry)(u32), u64 stack, u64 arg) __attribute__((noreturn));
 
 static void idt_set(int vec, void *handler, int ist, int dpl)
@@ -72,6 +72,7 @@ static void idt_fill(void)
 		idt_set(v, exc_stubs + 16 * v, v == 8 ? 2 : 0, 0);
 	for (v = 32; v < 256; v++)
 		idt_set(v, irq_stubs + 32 * (v - 32), 1, 0);
+	idt_set(2, nmi_entry, 0, 0);
 	idt_set(VEC_RTC, irq_rtc, 1, 0);
 	idt_set(VEC_SPURIOUS, irq_spurious, 1, 0);
 	idt_set(VEC_SCI, irq_sci, 1, 0);

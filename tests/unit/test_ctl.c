@@ -189,6 +189,31 @@ static void test_unknown(void **state)
 	free_vm(vm);
 }
 
+/* inject-nmi checks its vCPU; get-stats answers on a VM with no vCPUs and no devices. */
+static void test_nmi_stats(void **state)
+{
+	struct vm *vm = bare_vm();
+	struct json_object *o, *v;
+	int ret;
+
+	expect_error(vm, "{\"request\":\"inject-nmi\",\"vcpu\":\"0\"}", "must be a number");
+	expect_error(vm, "{\"request\":\"inject-nmi\",\"vcpu\":-1}", "no vCPU -1");
+	expect_error(vm, "{\"request\":\"inject-nmi\"}", "no vCPU 0");
+	expect_error(vm, "{\"request\":\"inject-nmi\",\"cpu\":0}", "unknown field");
+	expect_error(vm, "{\"request\":\"get-stats\",\"vcpu\":0}", "unknown field");
+	o = ask(vm, "{\"request\":\"get-stats\"}", &ret);
+	assert_int_equal(ret, 0);
+	assert_true(is_ok(o));
+	assert_true(json_object_object_get_ex(o, "vcpus", &v));
+	assert_int_equal(json_object_array_length(v), 0);
+	assert_true(json_object_object_get_ex(o, "io", &v));
+	assert_true(json_object_is_type(v, json_type_array));
+	assert_true(json_object_object_get_ex(o, "snapshots", &v));
+	assert_int_equal(json_object_array_length(v), 0);
+	json_object_put(o);
+	free_vm(vm);
+}
+
 static void test_save_fields(void **state)
 {
 	struct vm *vm = bare_vm();
@@ -876,6 +901,7 @@ int main(void)
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_unknown),
+		cmocka_unit_test(test_nmi_stats),
 		cmocka_unit_test(test_screenshot_fields),
 		cmocka_unit_test(test_save_fields),
 		cmocka_unit_test(test_pause_resume),

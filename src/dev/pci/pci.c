@@ -315,6 +315,7 @@ static void pci_rom_sync(struct pci_dev *pd, bool up)
 	}
 	if (up && rom->want_on && !rom->on &&
 	    !bus_register(&pd->vm->mmio, rom->want_addr, rom->size, pci_rom_io, pd)) {
+		bus_stats_name(&pd->vm->mmio, pd, pd->dev.id, "rom");
 		rom->on = true;
 		rom->addr = rom->want_addr;
 	}
@@ -354,6 +355,10 @@ static void pci_bus_sync_bars(struct pci_bus *bus)
 
 			if (b->want_on && !b->on &&
 			    !bus_register(bar_bus(b), b->want_addr, b->size, pci_bar_io, b)) {
+				char what[16];
+
+				snprintf(what, sizeof(what), "bar%d", i);
+				bus_stats_name(bar_bus(b), b, pd->dev.id, what);
 				b->on = true;
 				b->addr = b->want_addr;
 				/* The bus range stays too: it keeps other BARs from overlapping. */
