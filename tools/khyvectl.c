@@ -61,8 +61,9 @@ struct opts {
 	enum action action;
 	const char *file;
 	bool json, quiet;
-	bool live; /* --live: checkpoint with a pause of milliseconds */
-	long vcpu; /* --vcpu=N for --inject-nmi, -1 if not given */
+	bool live;	   /* --live: checkpoint with a pause of milliseconds */
+	uint64_t max_rate; /* --max-rate=SIZE: bytes per second of a save, 0 if not given */
+	long vcpu;	   /* --vcpu=N for --inject-nmi, -1 if not given */
 };
 
 /* A client-side view of one request: where to, and whether a progress bar is on screen. */
@@ -89,6 +90,8 @@ static void usage(FILE *f)
 		   "    --live           pause the guest only to save vCPU and device state; its\n"
 		   "                     memory is written while it runs (as of the pause)\n"
 		   "  --suspend=FILE     save the VM to FILE, then end it\n"
+		   "    --max-rate=SIZE  (with --checkpoint or --suspend) write at most SIZE\n"
+		   "                     bytes per second (K, M, G), e.g. 100M\n"
 		   "  --pause            stop the guest's vCPUs and devices\n"
 		   "  --resume           let a paused guest run again\n"
 		   "  --status           show the VM's state\n"
@@ -388,6 +391,9 @@ static int send_request(struct client *c)
 		json_object_object_add(o, "progress", json_object_new_boolean(c->bar));
 		if (c->o->live)
 			json_object_object_add(o, "live", json_object_new_boolean(true));
+		if (c->o->max_rate)
+			json_object_object_add(o, "max_rate",
+					       json_object_new_int64((int64_t)c->o->max_rate));
 	} else if (c->o->action == ACT_SCREENSHOT) {
 		json_object_object_add(o, "file", json_object_new_string(c->file));
 	} else if (c->o->action == ACT_INJECT_NMI && c->o->vcpu >= 0) {
@@ -1242,6 +1248,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "dir", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "live", no_argument, NULL, 'L' },
+		{ "max-rate", required_argument, NULL, 'M' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -1316,6 +1323,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'L':
 			o->live = true;
 			break;
+		case 'M':
+			if (parse_size(optarg, &o->max_rate) || o->max_rate < (1 << 20) ||
+			    o->max_rate > INT64_MAX)
+				ret = usage_error("--max-rate=%s: expected bytes per second of at "
+						  "least 1M, such as 100M",
+						  optarg);
+			break;
 		case 'q':
 			o->quiet = true;
 			break;
@@ -1342,6 +1356,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				   "--checkpoint=FILE or --poweroff");
 	if (o->live && o->action != ACT_CHECKPOINT)
 		return usage_error("--live goes with --checkpoint=FILE");
+	if (o->max_rate && o->action != ACT_CHECKPOINT && o->action != ACT_SUSPEND)
+		return usage_error("--max-rate=SIZE goes with --checkpoint=FILE or --suspend=FILE");
+	if (o->max_rate && o->live)
+		return usage_error("--max-rate=SIZE is not applied to a --live checkpoint");
 	if (o->vcpu >= 0 && o->action != ACT_INJECT_NMI)
 		return usage_error("--vcpu=N goes with --inject-nmi");
 	if (o->action == ACT_LIST)

@@ -45,6 +45,7 @@
 #define CTL_LINE_MS 10000
 #define CTL_STALL_MS 10000
 #define CTL_OUT_MAX (256 * 1024)     /* replies waiting for one client: more drops it */
+#define CTL_MIN_RATE (1 << 20)	     /* the least "max_rate" of a save: 1 MiB/s */
 #define CTL_OUT_OPTIONAL (16 * 1024) /* progress lines are skipped above this */
 #define CTL_PROGRESS_NS 100000000ULL
 #define CTL_JSON_DEPTH 16
@@ -185,6 +186,7 @@ struct ctl_req {
 	void *opaque;
 	const char *file;
 	bool progress, live;
+	uint64_t max_rate; /* bytes per second, 0: no limit */
 	uint64_t last_ns, last_done;
 	int last_pct;
 	char err[512];
@@ -391,8 +393,15 @@ static int req_save(struct ctl_req *r, bool suspend)
 	r->last_done = 0;
 	r->last_pct = 0;
 	r->err[0] = '\0';
-	if (r->live && !r->vm->paused)
+	opts.max_rate = r->max_rate;
+	if (r->live && !r->vm->paused) {
+		if (r->max_rate)
+			return reply_error(r, -EOPNOTSUPP,
+					   "checkpoint: \"max_rate\" is not applied to a live "
+					   "checkpoint (the guest runs meanwhile); give one or the "
+					   "other");
 		return req_save_live(r);
+	}
 	if (ctl) {
 		ctl->save.on = true;
 		ctl->save.suspend = suspend;
@@ -829,6 +838,16 @@ static int parse_save_fields(struct ctl_req *r, const char *name)
 			return reply_error(r, -EINVAL, "%s: \"live\" must be true or false", name);
 		r->live = json_object_get_boolean(v);
 	}
+	if (json_object_object_get_ex(r->in, "max_rate", &v)) {
+		int64_t rate = json_object_get_int64(v);
+
+		if (!json_object_is_type(v, json_type_int) || rate < CTL_MIN_RATE)
+			return reply_error(r, -EINVAL,
+					   "%s: \"max_rate\" must be a number of bytes per second, "
+					   "at least %d (1 MiB/s)",
+					   name, CTL_MIN_RATE);
+		r->max_rate = (uint64_t)rate;
+	}
 	return 0;
 }
 
@@ -841,7 +860,7 @@ static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 			continue;
 		if ((q->save || q->file) && !strcmp(key, "file"))
 			continue;
-		if (q->save && !strcmp(key, "progress"))
+		if (q->save && (!strcmp(key, "progress") || !strcmp(key, "max_rate")))
 			continue;
 		if (q->fn == req_checkpoint && !strcmp(key, "live"))
 			continue;

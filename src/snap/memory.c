@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -33,6 +34,8 @@ struct mem_saver {
 	/* The run being gathered: [run_off, run_off + run_len) in the memory area. */
 	uint64_t run_off, run_len;
 	const uint8_t *run_ptr;
+	/* opts->max_rate: when the memory save began, and the bytes written by then. */
+	uint64_t t0_ns, bytes0;
 };
 
 bool snap_page_is_zero(const void *page)
@@ -120,6 +123,39 @@ static void saver_progress(struct mem_saver *m)
 
 	if (m->opts && m->opts->progress)
 		m->opts->progress(m->opts->progress_opaque, done, done + m->left);
+}
+
+static uint64_t mono_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Hold the memory save to opts->max_rate bytes per second: wait until the bytes written so
+ * far are due.  Called after each scan step (16 MiB of guest memory), so the rate is kept
+ * over such steps.  Waits in short sleeps with a progress report after each, so that the
+ * control socket still answers --status meanwhile.
+ */
+static void saver_throttle(struct mem_saver *m)
+{
+	uint64_t rate = m->opts ? m->opts->max_rate : 0;
+
+	if (!rate)
+		return;
+	for (;;) {
+		uint64_t done = m->w->bytes + m->run_len - m->bytes0;
+		uint64_t due = m->t0_ns + (uint64_t)((unsigned __int128)done * 1000000000U / rate);
+		uint64_t now = mono_now_ns(), wait;
+
+		if (now >= due)
+			return;
+		wait = due - now < 20000000 ? due - now : 20000000;
+		nanosleep(&(struct timespec){ .tv_nsec = (long)wait }, NULL);
+		saver_progress(m);
+	}
 }
 
 static void saver_consume(struct mem_saver *m)
@@ -214,6 +250,7 @@ static int save_region(struct mem_saver *m, unsigned idx, uint64_t area_off)
 			}
 		}
 		saver_progress(m);
+		saver_throttle(m);
 	}
 	if (!ret)
 		ret = saver_flush(m);
@@ -239,6 +276,8 @@ int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_back
 	/* What there is to write: the progress total (an upper bound: zero pages become holes). */
 	if (opts && opts->progress && snap_memory_touched(vm, backing, &m.left))
 		m.left = 0;
+	m.t0_ns = mono_now_ns();
+	m.bytes0 = w->bytes;
 	map->nregions = vm->nmem;
 	for (unsigned i = 0; i < vm->nmem && !ret; i++) {
 		map->regions[i] = (struct snap_region){ vm->mem[i].gpa, vm->mem[i].size,

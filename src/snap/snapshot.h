@@ -19,6 +19,12 @@ struct snap_save_opts {
 	bool suspend; /* the VM ends after a successful save */
 	snap_progress_fn progress;
 	void *progress_opaque;
+	/*
+	 * At most this many bytes of guest memory written to the file per second (0: no
+	 * limit), as QEMU's max-bandwidth: a checkpoint need not take all of the host's
+	 * storage.  The guest stays paused for longer (this is not a live checkpoint).
+	 */
+	uint64_t max_rate;
 };
 
 struct snap_result {

@@ -601,14 +601,24 @@ def inject_nmi_and_stats(wd):
 def status_while_saving(wd):
     """A checkpoint holds khyve's loop thread, but --status still answers: state saving with
     the bytes written and to write; other requests are refused meanwhile.  The progress lines
-    count bytes of the file: they never go back, end equal, and end at what was written."""
+    count bytes of the file: they never go back, end equal, and end at what was written.
+    The save is held to max_rate so that it lasts long enough to be seen (a fast disk wrote
+    these 60 MB before the first --status got in); the time it took shows the rate kept."""
     vm = VM(wd, name="sv", mem="1G", cmdline="mode=counter mem=768M")
     vm.wait_seq(3, timeout=180)
     snap = wd("sv.snap")
     seen, refused = [], []
     result = {}
+    rate = 24 << 20
+    for bad in [5, "100M", 1.5e8, True]:
+        r, = ctl_socket(vm, {"request": "checkpoint", "file": snap, "max_rate": bad})
+        check(r.get("ok") is False and "max_rate" in r["error"], "max_rate %r: %r" % (bad, r))
+    r, = ctl_socket(vm, {"request": "checkpoint", "file": snap, "live": True, "max_rate": rate})
+    check(r.get("ok") is False and "live" in r["error"], "max_rate with live: %r" % r)
+    check(not os.path.exists(snap), "a refused checkpoint wrote %s" % snap)
     t = threading.Thread(target=lambda: result.update(
-        lines=ctl_socket(vm, {"request": "checkpoint", "file": snap, "progress": True})))
+        lines=ctl_socket(vm, {"request": "checkpoint", "file": snap, "progress": True,
+                              "max_rate": rate})))
     t.start()
     while t.is_alive():
         # In one write: khyve reads both lines at once, so a status that says saving is
@@ -645,6 +655,11 @@ def status_while_saving(wd):
           "progress counts %r against %d bytes written" % (last, final["bytes"]))
     # Counted in file bytes, not memory scanned: 1 GiB of RAM, about 768 MiB touched.
     check(last["total"] < (1 << 30) - (64 << 20), "total %d is the RAM scanned" % last["total"])
+    # max_rate: the memory cannot have been written faster than the rate (a lower bound the
+    # throttle guarantees, whatever the host's speed).
+    mem_bytes = final["mem_pages"] * 4096
+    check(final["total_ms"] >= mem_bytes * 1000 / rate * 0.95,
+          "max_rate %d: %d bytes of memory in %s ms" % (rate, mem_bytes, final["total_ms"]))
     rc, reply = vm.ctl("--status")
     check(reply["state"] == "running" and "save" not in reply, "after the save: %r" % reply)
 
@@ -684,6 +699,10 @@ def json_usage_errors(wd):
         ["--vm=x", "--json", "--checkpoint="],
         ["snapshot", "verify", "--json"],
         ["snapshot", "info", "--json", "--frob", "f"],
+        ["--vm=x", "--json", "--checkpoint=/tmp/f", "--max-rate=10K"],
+        ["--vm=x", "--json", "--checkpoint=/tmp/f", "--max-rate=fast"],
+        ["--vm=x", "--json", "--status", "--max-rate=100M"],
+        ["--vm=x", "--json", "--checkpoint=/tmp/f", "--live", "--max-rate=100M"],
     ]
     for args in cases:
         r = ctl_raw(*args)
