@@ -157,13 +157,21 @@ static void check_pmtimer(void)
 		check_fail("no PM timer in the FADT");
 		return;
 	}
-	p0 = pm_timer_read();
-	h0 = hpet_period_fs ? hpet_counter() : now_us();
-	udelay(200000);
-	p1 = pm_timer_read();
-	h1 = hpet_period_fs ? hpet_counter() : now_us();
-	us = hpet_period_fs ? hpet_ticks_to_us(h1 - h0) : h1 - h0;
-	hz = us ? (u64)pm_timer_delta(p0, p1) * 1000000 / us : 0;
+	/*
+	 * Against the HPET (or the TSC) over 200 ms; up to three tries, since a vCPU the host
+	 * stops between the two reads of a pair sees the clocks apart by that time.
+	 */
+	for (int tries = 0; tries < 3; tries++) {
+		p0 = pm_timer_read();
+		h0 = hpet_period_fs ? hpet_counter() : now_us();
+		udelay(200000);
+		p1 = pm_timer_read();
+		h1 = hpet_period_fs ? hpet_counter() : now_us();
+		us = hpet_period_fs ? hpet_ticks_to_us(h1 - h0) : h1 - h0;
+		hz = us ? (u64)pm_timer_delta(p0, p1) * 1000000 / us : 0;
+		if (hz >= 3579545 * 9 / 10 && hz <= 3579545 * 11 / 10)
+			break;
+	}
 	if (hz < 3579545 * 9 / 10 || hz > 3579545 * 11 / 10)
 		check_fail("runs at %lu Hz, want 3579545", hz);
 	group_end();
@@ -174,19 +182,29 @@ static void check_pmtimer(void)
 /* Every CPU's LAPIC timer interrupts periodically at ~100 Hz. */
 static void check_lapic_timer(void)
 {
-	u64 c0[MAX_CPUS], n;
+	u64 c0[MAX_CPUS], n, t0, us;
 	u32 i;
 
 	group_begin("lapic-timer");
 	if (!lapic_timer_count)
 		check_fail("calibration gave 0");
+	/*
+	 * Ten ticks each, waited for as long as 3 s (a vCPU the host does not run for a while
+	 * gets its missed ticks merged: lateness, not a fault), and never more ticks than
+	 * periods passed.
+	 */
+	t0 = now_us();
 	for (i = 0; i < ncpus_up; i++)
 		c0[i] = irq_count(i, VEC_LAPIC_TIMER);
-	udelay(300000);
+	for (i = 0; i < ncpus_up; i++)
+		if (!wait_irq(i, VEC_LAPIC_TIMER, c0[i] + 10, 3000000))
+			check_fail("cpu %u: %lu ticks in 3 s at 100 Hz", i,
+				   irq_count(i, VEC_LAPIC_TIMER) - c0[i]);
+	us = now_us() - t0;
 	for (i = 0; i < ncpus_up; i++) {
 		n = irq_count(i, VEC_LAPIC_TIMER) - c0[i];
-		if (n < 10 || n > 80)
-			check_fail("cpu %u: %lu ticks in 300 ms at 100 Hz", i, n);
+		if (n > us / 10000 + 2)
+			check_fail("cpu %u: %lu ticks in %lu us at 100 Hz", i, n, us);
 	}
 	group_end();
 }
@@ -254,7 +272,7 @@ static bool pit_caught_up(u32 vec, u64 c0, u64 t0, u32 hz, u64 timeout_us, u64 *
 
 /*
  * PIT channel 0 at 100 Hz arrives through the IOAPIC pin of IRQ0's override, at about its rate
- * (10 IRQ0s within 1.3 s, at most 80 in 300 ms), and ticks the vCPU could not take are not
+ * (10 IRQ0s within 3.3 s, at most 80 in 300 ms), and ticks the vCPU could not take are not
  * lost: 100 ms of them held off by the TPR arrive late (KVM reinjects them only when the EOI
  * of pin 2 reaches its PIT, which a second route to pin 2 used to prevent).  That last check
  * needs a vCPU that can take 100 ticks a second: when the host is so busy that even the
@@ -277,8 +295,8 @@ static void check_pit(void)
 	n = irq_count(0, vec) - c0;
 	if (n > 80)
 		check_fail("%lu IRQ0s on pin %u in 300 ms at 100 Hz", n, pin);
-	else if (!wait_irq(0, vec, c0 + 10, 1000000))
-		check_fail("%lu IRQ0s on pin %u in 1.3 s at 100 Hz", irq_count(0, vec) - c0, pin);
+	else if (!wait_irq(0, vec, c0 + 10, 3000000))
+		check_fail("%lu IRQ0s on pin %u in 3.3 s at 100 Hz", irq_count(0, vec) - c0, pin);
 	kept_up = pit_caught_up(vec, c0, t0, 100, 1000000, &n, &want);
 	if (n < 10 && pin != 0) {
 		ioapic_mask(pin);
@@ -330,8 +348,8 @@ static void hpet_oneshot(u32 t, int pin, u32 legacy_pin)
 	ioapic_route(p, vec, cpus[0].apic_id, false, false);
 	c0 = irq_count(0, vec);
 	hpet_timer_start(t, pin, 20000, false);
-	if (!wait_irq(0, vec, c0 + 1, 1000000))
-		check_fail("timer %u one-shot: no interrupt on pin %u", t, p);
+	if (!wait_irq(0, vec, c0 + 1, 3000000))
+		check_fail("timer %u one-shot: no interrupt on pin %u in 3 s", t, p);
 	udelay(60000);
 	if (irq_count(0, vec) > c0 + 1)
 		check_fail("timer %u one-shot fired %lu times", t, irq_count(0, vec) - c0);
@@ -348,7 +366,7 @@ static void hpet_periodic(u32 t, int pin, u32 legacy_pin, bool wrap)
 {
 	u32 p = pin >= 0 ? (u32)pin : legacy_pin;
 	u32 dst = wrap ? 0 : ncpus_up - 1, vec = VEC_IOAPIC_BASE + p;
-	u64 n, other;
+	u64 n, other, c0, t0;
 
 	if (wrap)
 		hpet_counter_set_low(0u - hpet_us_to_ticks(50000));
@@ -359,10 +377,21 @@ static void hpet_periodic(u32 t, int pin, u32 legacy_pin, bool wrap)
 		check_fail("timer %u cannot do periodic", t);
 		return;
 	}
-	n = irqs_during(dst, vec, 300000);
-	if (n < 10 || n > 80)
-		check_fail("timer %u periodic%s: %lu irqs on cpu %u in 300 ms at 100 Hz", t,
-			   wrap ? " across a 32-bit counter wrap" : "", n, dst);
+	/*
+	 * Ten periods (the wrap comes after five) are waited for as long as 3 s: on a busy host
+	 * the device model's thread may fall behind and periods be merged, which is lateness,
+	 * not a fault.  Never more interrupts than periods passed, though.
+	 */
+	c0 = irq_count(dst, vec);
+	t0 = now_us();
+	if (!wait_irq(dst, vec, c0 + 10, 3000000))
+		check_fail("timer %u periodic%s: %lu irqs on cpu %u in 3 s at 100 Hz", t,
+			   wrap ? " across a 32-bit counter wrap" : "", irq_count(dst, vec) - c0,
+			   dst);
+	n = irq_count(dst, vec) - c0;
+	if (n > (now_us() - t0) / 10000 + 2)
+		check_fail("timer %u periodic%s: %lu irqs on cpu %u in %lu us at 100 Hz", t,
+			   wrap ? " across a 32-bit counter wrap" : "", n, dst, now_us() - t0);
 	if (dst && irq_count(0, vec) != other)
 		check_fail("pin %u routed to cpu %u also reached cpu 0", p, dst);
 	hpet_timer_stop(t);
@@ -535,20 +564,27 @@ static void rtc_periodic(void)
 {
 	volatile u64 *flags = rtc_flags_ptr(0);
 	u8 a = cmos_read(RTC_A);
-	u64 c0, n;
+	u64 c0, n, t0, us;
+	bool got;
 
 	cmos_write(RTC_A, (a & 0xf0) | 0x0a);	/* 64 Hz */
 	cmos_read(RTC_C);
 	WRITE_ONCE(*flags, 0);
 	c0 = irq_count(0, VEC_RTC);
+	t0 = now_us();
 	cmos_write(RTC_B, cmos_read(RTC_B) | RTC_B_PIE);
-	udelay(250000);
+	/* Ten periods, waited for as long as 3 s (merged periods on a busy host are late, not
+	 * lost), and never more interrupts than periods passed. */
+	got = wait_irq(0, VEC_RTC, c0 + 10, 3000000);
 	cmos_write(RTC_B, cmos_read(RTC_B) & ~RTC_B_PIE);
+	us = now_us() - t0;
 	n = irq_count(0, VEC_RTC) - c0;
 	if (!(*flags & 0x40))
 		check_fail("no periodic interrupt (PF)");
-	else if (n < 5 || n > 40)
-		check_fail("%lu periodic interrupts in 250 ms at 64 Hz", n);
+	else if (!got)
+		check_fail("%lu periodic interrupts in 3 s at 64 Hz", n);
+	else if (n > us * 64 / 1000000 + 2)
+		check_fail("%lu periodic interrupts in %lu us at 64 Hz", n, us);
 	cmos_write(RTC_A, a);
 	cmos_read(RTC_C);
 }
