@@ -351,27 +351,53 @@ void power_button_poll(void)
 }
 
 /* ---- TSC frequency: HPET, else PM timer, else KVM's CPUID leaf ---- */
+/*
+ * A clock read with the TSC read just before and after: of five tries, the one whose two TSC
+ * reads are closest (*tsc gets their midpoint).  The clock reads are exits to the VMM: a
+ * vCPU (or VMM thread) the host stops between a read and its TSC read would otherwise put
+ * them far apart, and a 50 ms calibration would come out wildly wrong (a loaded host gave a
+ * TSC of under 10 MHz).
+ */
+static u64 read_around(u64 (*read)(void), u64 *tsc)
+{
+	u64 best = ~0ull, v = 0;
+
+	for (int i = 0; i < 5; i++) {
+		u64 a = rdtsc(), x = read(), b = rdtsc();
+
+		if (b - a < best) {
+			best = b - a;
+			v = x;
+			*tsc = a + (b - a) / 2;
+		}
+	}
+	return v;
+}
+
+static u64 pm_timer_read64(void)
+{
+	return pm_timer_read();
+}
+
 static u64 tsc_by_hpet(void)
 {
-	u64 h0 = hpet_counter(), t0 = rdtsc(), h1, t1;
+	u64 t0 = 0, t1 = 0, h0 = read_around(hpet_counter, &t0), h1;
 	u64 want = 50000000000000ull / hpet_period_fs;	/* 50 ms */
 
-	do {
-		h1 = hpet_counter();
-	} while (h1 - h0 < want);
-	t1 = rdtsc();
+	while (hpet_counter() - h0 < want)
+		;
+	h1 = read_around(hpet_counter, &t1);
 	return (t1 - t0) * 1000000 / ((h1 - h0) * hpet_period_fs / 1000000000);
 }
 
 static u64 tsc_by_pmtimer(void)
 {
-	u32 p0 = pm_timer_read(), p1;
-	u64 t0 = rdtsc(), t1;
+	u64 t0 = 0, t1 = 0;
+	u32 p0 = (u32)read_around(pm_timer_read64, &t0), p1;
 
-	do {
-		p1 = pm_timer_read();
-	} while (pm_timer_delta(p0, p1) < 179000);	/* 50 ms */
-	t1 = rdtsc();
+	while (pm_timer_delta(p0, pm_timer_read()) < 179000)	/* 50 ms */
+		;
+	p1 = (u32)read_around(pm_timer_read64, &t1);
 	return (t1 - t0) * 3579545 / pm_timer_delta(p0, p1);
 }
 
