@@ -41,6 +41,8 @@ const struct config_key config_keys[] = {
 	{ "uuid", "the system UUID in SMBIOS, through firmware (-U)" },
 	{ "cpu.features", "CPUID features the guest is not told about: -feat,-feat..." },
 	{ "fw.failwait", "seconds the firmware waits before rebooting when nothing boots" },
+	{ "console.escape",
+	  "~ (default), another character, ^X or none: the stdio console's escape" },
 	{ "ctl.socket", "control socket path, or off" },
 	{ "ctl.idle_ms", "close silent control connections after this long" },
 	{ "ctl.line_ms", "a control request line must be complete within this" },

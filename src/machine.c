@@ -14,6 +14,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/firmware.h"
+#include "backend/escape.h"
 #include "bhyve_opts.h"
 #include "dev/pc/bootrom.h"
 #include "dev/pc/vmgenid.h"
@@ -60,8 +61,10 @@ int machine_check_config(struct config *cfg, bool restoring, char *err, size_t e
 		return -EINVAL;
 	}
 	struct cpuid_mask mask;
-	int ret = cpuid_mask_parse(config_get(cfg, "cpu.features"), &mask, err, errlen);
+	int ch, ret = cpuid_mask_parse(config_get(cfg, "cpu.features"), &mask, err, errlen);
 
+	if (!ret)
+		ret = escape_parse(config_get(cfg, "console.escape"), &ch, err, errlen);
 	return ret ? ret : firmware_check_config(cfg, restoring, err, errlen);
 }
 

@@ -724,3 +724,125 @@ def json_usage_errors(wd):
 
 
 json_usage_errors.needs_kvm = False
+
+
+class TtyVM:
+    """khyve with COM1 on stdio and stdin, stdout and stderr a pseudo-terminal, as a person
+    at a terminal runs it; the guest (mode=echo) prints every byte it receives."""
+
+    def __init__(self, wd, name, *extra, stdin_pipe=False):
+        import pty
+        self.master, slave = pty.openpty()
+        args = [KHYVE, "-m", "64M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio",
+                "-o", "boot.kernel=" + GUEST, "-o", "boot.cmdline=mode=echo",
+                "-o", "ctl.socket=" + wd(name + ".sock"), *extra, name]
+        self.p = subprocess.Popen(args, stdin=subprocess.PIPE if stdin_pipe else slave,
+                                  stdout=slave, stderr=slave)
+        os.close(slave)
+        self.out = b""
+        wd.vms.append(self)
+
+    def pump(self, timeout=0.2):
+        import select
+        r, _, _ = select.select([self.master], [], [], timeout)
+        if r:
+            try:
+                self.out += os.read(self.master, 65536)
+            except OSError:  # EIO: khyve exited, the terminal has no writer left
+                time.sleep(timeout)
+
+    def wait_for(self, pattern, timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            m = re.search(pattern, self.out)
+            if m:
+                return m
+            if self.p.poll() is not None:
+                self.pump(0)
+                if re.search(pattern, self.out):
+                    return re.search(pattern, self.out)
+                raise Fail("khyve exited (%s) before %r:\n%s"
+                           % (self.p.returncode, pattern, self.out.decode(errors="replace")))
+            self.pump()
+        raise Fail("timeout waiting for %r:\n%s" % (pattern, self.out.decode(errors="replace")))
+
+    def typed(self, data):
+        if self.p.stdin:
+            self.p.stdin.write(data)
+            self.p.stdin.flush()
+        else:
+            os.write(self.master, data)
+
+    def received(self):
+        return bytes(int(h, 16) for h in re.findall(rb"rx ([0-9a-f]{2})\r?\n", self.out))
+
+    def wait_received(self, want):
+        end = time.time() + 30
+        while self.received() != want and time.time() < end and self.p.poll() is None:
+            self.pump()
+        self.pump(0.5)  # and nothing more
+        check(self.received() == want, "the guest received %r, want %r:\n%s"
+              % (self.received(), want, self.out.decode(errors="replace")))
+
+    def wait_exit(self, timeout=60):
+        end = time.time() + timeout
+        while self.p.poll() is None and time.time() < end:
+            self.pump()
+        check(self.p.poll() is not None, "khyve did not exit:\n" + self.out.decode())
+        return self.p.returncode
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
+
+
+@test
+def console_escape_on_a_terminal(wd):
+    """~~ sends one ~, ~? prints the help to the terminal only, ~X passes both, and ~. after a
+    newline stops the VM with exit status 4 (as khyvectl --destroy)."""
+    vm = TtyVM(wd, "esc")
+    vm.wait_for(rb"echo: ready")
+    vm.typed(b"~~x\r")
+    vm.wait_received(b"~x\r")
+    vm.typed(b"~?")
+    vm.wait_for(rb"~\.  stop the VM")
+    vm.typed(b"q~.\r")  # after the help the line still starts at q; ~. mid-line is text
+    vm.wait_received(b"~x\rq~.\r")
+    vm.typed(b"~z\r")
+    vm.wait_received(b"~x\rq~.\r~z\r")
+    vm.typed(b"~.")
+    status = vm.wait_exit()
+    check(status == 4, "~.: exit status %s, want 4:\n%s" % (status, vm.out.decode()))
+    check(b"console escape: stopping the VM" in vm.out, "~. said nothing:\n" + vm.out.decode())
+    check(vm.received() == b"~x\rq~.\r~z\r", "~. reached the guest: %r" % vm.received())
+
+    # Another escape character; none turns them off.
+    vm = TtyVM(wd, "hash", "-o", "console.escape=#")
+    vm.wait_for(rb"echo: ready")
+    vm.typed(b"~.\r")
+    vm.wait_received(b"~.\r")
+    vm.typed(b"#.")
+    check(vm.wait_exit() == 4, "console.escape=#: #. did not stop the VM")
+    vm = TtyVM(wd, "none", "-o", "console.escape=none")
+    vm.wait_for(rb"echo: ready")
+    vm.typed(b"~.~?")
+    vm.wait_received(b"~.~?")
+    check(vm.p.poll() is None, "console.escape=none: ~. stopped the VM")
+    vm.kill()
+
+    # Not a terminal on stdin (a pipe): every byte goes through.
+    vm = TtyVM(wd, "pipe", stdin_pipe=True)
+    vm.wait_for(rb"echo: ready")
+    vm.typed(b"~.\n")
+    vm.wait_received(b"~.\n")
+    check(vm.p.poll() is None, "stdin a pipe: ~. stopped the VM")
+    vm.kill()
+
+    r = khyve_run(BASE + ["-o", "console.escape=ab", "vm"])
+    check(r.returncode == 4 and b"console.escape=ab" in r.stderr,
+          "a bad console.escape: %d %s" % (r.returncode, r.stderr.decode()))

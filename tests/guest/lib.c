@@ -266,6 +266,8 @@ static void cmdline_word(const char *w)
 		opt.mode = MODE_SELFTEST;
 	else if (word_is(w, "mode=uart", &v))
 		opt.mode = MODE_UART;
+	else if (word_is(w, "mode=echo", &v))
+		opt.mode = MODE_ECHO;
 	else if (word_is(w, "mode=ahcibench", &v))
 		opt.mode = MODE_AHCIBENCH;
 	else if (word_is(w, "mode=ahci", &v))

@@ -123,7 +123,8 @@ static void __attribute__((noreturn)) bsp_main(void)
 	   opt.mode == MODE_AHCI ? "ahci" :
 	   opt.mode == MODE_AHCIBENCH ? "ahcibench" :
 	   opt.mode == MODE_CLOCKS ? "clocks" :
-	   opt.mode == MODE_CONSOLE ? "console" : vio_mode_name(),
+	   opt.mode == MODE_CONSOLE ? "console" :
+	   opt.mode == MODE_ECHO ? "echo" : vio_mode_name(),
 	   ncpus_up, plat.ncpus, tsc_hz / 1000);
 	if (opt.mode == MODE_COUNTER)
 		counter_run();
@@ -137,6 +138,8 @@ static void __attribute__((noreturn)) bsp_main(void)
 		clocks_run();
 	if (opt.mode == MODE_CONSOLE)
 		console_run();
+	if (opt.mode == MODE_ECHO)
+		echo_run();
 	if (opt.mode != MODE_SELFTEST)
 		vio_run();
 	selftest_run();

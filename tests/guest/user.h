@@ -113,6 +113,7 @@ enum mode {
 	/* ahci.c */
 	MODE_AHCI, MODE_AHCIBENCH,
 	MODE_CONSOLE,
+	MODE_ECHO,	/* echo.c */
 };
 struct options {
 	enum mode mode;
@@ -254,6 +255,7 @@ void counter_run(void) __attribute__((noreturn));
 void counter_ap(u32 cpu) __attribute__((noreturn));
 int memregion_setup(void);
 void uart_run(void) __attribute__((noreturn));
+void echo_run(void) __attribute__((noreturn));
 void uart_ap(u32 cpu) __attribute__((noreturn));
 void clocks_run(void) __attribute__((noreturn));
 

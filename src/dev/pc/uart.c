@@ -24,6 +24,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "backend/escape.h"
+#include "config.h"
 #include "sstream.h"
 #include "vm.h"
 
@@ -142,7 +144,9 @@ struct uart {
 	int in_fd, out_fd, listen_fd;
 	bool out_is_sock, out_broken;
 	struct uart_watch w_in, w_out, w_listen;
-	uint8_t *obuf; /* output the backend could not take yet (ring) */
+	struct escape esc; /* stdio on a terminal: ~. and friends (escape.h) */
+	int in_carry;	   /* a byte the escape let through that found the FIFO full, or -1 */
+	uint8_t *obuf;	   /* output the backend could not take yet (ring) */
 	size_t ohead, olen;
 	uint64_t dropped;
 };
@@ -485,12 +489,55 @@ static void uart_rx_changed(struct uart *u, bool read, bool on_loop)
 	uart_watch_all(u, on_loop);
 }
 
+/* A byte held back by the escape goes first, as soon as the FIFO has room. */
+static void uart_push_carry(struct uart *u)
+{
+	if (u->in_carry >= 0 && u->r.rx.count < uart_fifo_cap(u)) {
+		uart_rx_byte(u, (uint8_t)u->in_carry);
+		u->in_carry = -1;
+	}
+}
+
+/* To the terminal, never the guest; a failed write only loses the message. */
+static void uart_tell(const char *msg)
+{
+	ssize_t n = write(STDERR_FILENO, msg, strlen(msg));
+
+	(void)n;
+}
+
+/* ~. or ~? typed on the terminal (see escape.h). */
+static void uart_escape_act(struct uart *u, unsigned actions)
+{
+	char msg[512];
+
+	if (actions & ESCAPE_HELP) {
+		escape_help(u->esc.ch, msg, sizeof(msg));
+		uart_tell(msg);
+	}
+	if (actions & ESCAPE_STOP) {
+		snprintf(msg, sizeof(msg),
+			 "\nkhyve: console escape: stopping the VM (exit status %d)\n",
+			 VM_EXIT_ERROR);
+		uart_tell(msg);
+		uart_close_input(u);
+		vm_request_exit(u->vm, VM_EXIT_ERROR);
+	}
+}
+
 static void uart_read_input(struct uart *u)
 {
-	uint8_t buf[UART_FIFO_SIZE];
-	size_t room = uart_fifo_cap(u) - u->r.rx.count;
+	uint8_t buf[UART_FIFO_SIZE], out[UART_FIFO_SIZE + 1];
+	size_t room, len;
+	unsigned actions = 0;
 	ssize_t n;
 
+	uart_push_carry(u);
+	room = uart_fifo_cap(u) - u->r.rx.count;
+	if (!room || u->in_carry >= 0) {
+		uart_rx_changed(u, false, true);
+		return;
+	}
 	n = read(u->in_fd, buf, room);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
@@ -499,9 +546,15 @@ static void uart_read_input(struct uart *u)
 		uart_close_input(u);
 		return;
 	}
-	for (ssize_t i = 0; i < n; i++)
-		uart_rx_byte(u, buf[i]);
+	/* At most one byte more than was read: an escape character held from before. */
+	len = escape_filter(&u->esc, buf, (size_t)n, out, &actions);
+	for (size_t i = 0; i < len && i < room; i++)
+		uart_rx_byte(u, out[i]);
+	if (len > room)
+		u->in_carry = out[room];
 	uart_rx_changed(u, false, true);
+	if (actions)
+		uart_escape_act(u, actions);
 }
 
 static void uart_accept(struct uart *u)
@@ -649,6 +702,7 @@ static uint8_t uart_read_rbr(struct uart *u)
 
 	if (u->r.rx.count)
 		b = fifo_pop(&u->r.rx);
+	uart_push_carry(u);
 	uart_rx_changed(u, true, false);
 	return b;
 }
@@ -973,6 +1027,7 @@ static int uart_reopen_std(int fd, int flags)
 static int uart_open_stdio(struct uart *u, const char *name, char *err, size_t errlen)
 {
 	struct stat st;
+	int ch, ret;
 
 	if (uart_stdio_used) {
 		snprintf(err, errlen, "%s: stdio is already used by another serial port", name);
@@ -986,6 +1041,15 @@ static int uart_open_stdio(struct uart *u, const char *name, char *err, size_t e
 	u->out_is_sock = !fstat(u->out_fd, &st) && S_ISSOCK(st.st_mode);
 	/* No stdin (closed) is fine: the port has output only. */
 	u->in_fd = uart_reopen_std(STDIN_FILENO, O_RDONLY);
+	/*
+	 * The escape is for a person at a terminal, as in ssh: a pipe or a file on stdin is
+	 * passed on byte for byte.
+	 */
+	ret = escape_parse(u->vm->cfg ? config_get(u->vm->cfg, "console.escape") : NULL, &ch, err,
+			   errlen);
+	if (ret)
+		return ret;
+	escape_init(&u->esc, isatty(STDIN_FILENO) ? ch : ESCAPE_OFF);
 	/* Claimed only now, so a failed open never releases another port's claim. */
 	u->kind = UART_STDIO;
 	uart_stdio_used = true;
@@ -1167,6 +1231,8 @@ struct dev *uart_create(struct vm *vm, unsigned index, const char *backend, char
 	u->base = uart_ports[index];
 	u->irq = uart_irqs[index];
 	u->in_fd = u->out_fd = u->listen_fd = -1;
+	u->in_carry = -1;
+	escape_init(&u->esc, ESCAPE_OFF);
 	u->w_in = (struct uart_watch){ .u = u, .fd = -1 };
 	u->w_out = (struct uart_watch){ .u = u, .fd = -1 };
 	u->w_listen = (struct uart_watch){ .u = u, .fd = -1 };
