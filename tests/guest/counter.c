@@ -379,9 +379,19 @@ static u64 seq_next(u64 deadline, u64 now, u64 period)
 	return deadline;
 }
 
+/* Has every vCPU written all of its share at least once (the whole region in use)? */
+static bool region_written_once(void)
+{
+	for (u32 i = 0; i < ncpus_up; i++)
+		if (!cpus[i].passes)
+			return false;
+	return true;
+}
+
 void counter_run(void)
 {
 	u64 period = tsc_hz / opt.rate, next, check, t;
+	bool written_once = false;
 
 	if (memregion_setup())
 		fail_final("counter: no memory for the pattern");
@@ -395,6 +405,10 @@ void counter_run(void)
 	check = rdtsc() + tsc_hz;
 	for (;;) {
 		mem_chunk(0);
+		if (!written_once && region_written_once()) {
+			pr("counter: region written once\n");
+			written_once = true;
+		}
 		power_button_poll();
 		t = rdtsc();
 		if ((s64)(t - next) >= 0) {
