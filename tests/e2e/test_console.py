@@ -535,6 +535,122 @@ def console_seabios_text(wd):
     c.close()
 
 
+
+# A boot sector that reads keys through the BIOS (int 16h, AH=10h: wait for a key) and prints
+# each one's scan code and character on COM1, "KEY SSCC".
+KEYS_BOOTSECTOR = r"""
+bits 16
+org 0x7c00
+    xor ax, ax
+    mov ds, ax
+    mov si, ready
+    call puts
+.loop:
+    mov ah, 0x10
+    int 0x16
+    mov bx, ax
+    mov si, keymsg
+    call puts
+    mov al, bh
+    call hex
+    mov al, bl
+    call hex
+    mov si, eol
+    call puts
+    jmp .loop
+puts:
+    lodsb
+    test al, al
+    jz .done
+    call putc
+    jmp puts
+.done:
+    ret
+hex:
+    push ax
+    shr al, 4
+    call nib
+    pop ax
+    and al, 15
+nib:
+    add al, '0'
+    cmp al, '9'
+    jbe putc
+    add al, 7
+putc:
+    push dx
+    push ax
+    mov dx, 0x3fd
+.wait:
+    in al, dx
+    test al, 0x20
+    jz .wait
+    pop ax
+    mov dx, 0x3f8
+    out dx, al
+    pop dx
+    ret
+ready db "KHYVE-KEYS-READY", 13, 10, 0
+keymsg db "KEY ", 0
+eol db 13, 10, 0
+times 510-($-$$) db 0
+dw 0xaa55
+"""
+
+KEY_RE = re.compile(rb"^KEY ([0-9A-F]{4})\r?$", re.M)
+
+
+@test
+def seabios_keys_over_vnc(wd):
+    """Keys from a VNC client reach a program through the firmware: the PS/2 keyboard's
+    interrupts, SeaBIOS's keyboard buffer and int 16h, each key exactly once and in order
+    (shift included), also after a suspend and restore in the middle."""
+    from test_firmware import fw_vm, tool
+
+    tool("nasm", "nasm")
+    src, img = wd("keys.asm"), wd("keys.img")
+    with open(src, "w") as f:
+        f.write(KEYS_BOOTSECTOR)
+    subprocess.run(["nasm", "-f", "bin", src, "-o", img], check=True)
+    with open(img, "r+b") as f:
+        f.truncate(1 << 20)
+    port = free_port()
+    vm = fw_vm(wd, [(3, "ahci-hd", img, ""), (29, "fbuf", "tcp=127.0.0.1:%d" % port, "")])
+    vm.wait_for(rb"KHYVE-KEYS-READY", 180)
+    c = connect(("127.0.0.1", port))
+    # a, Down (extended: E0 in the low byte), Return, Shift+A as a viewer sends it, 7.
+    shift_a = [(0xFFE1, True), (ord("A"), True), (ord("A"), False), (0xFFE1, False)]
+    sent = [([(ord("a"), True), (ord("a"), False)], "1E61"),
+            ([(0xFF54, True), (0xFF54, False)], "50E0"),
+            ([(0xFF0D, True), (0xFF0D, False)], "1C0D"),
+            (shift_a, "1E41"),
+            ([(ord("7"), True), (ord("7"), False)], "0837")]
+
+    def typed(vm, keys):
+        for events, _ in keys:
+            for keysym, down in events:
+                c.key(keysym, down)
+            time.sleep(0.2)
+        want = [code for _, code in keys]
+        end = time.time() + 60
+        while len(KEY_RE.findall(vm.out)) < len(want) and time.time() < end:
+            vm.pump(0.5)
+        time.sleep(1)  # a key sent twice would show by now
+        vm.pump(0)
+        got = [k.decode() for k in KEY_RE.findall(vm.out)]
+        check(got == want, "keys through the BIOS: got %r, want %r" % (got, want))
+
+    typed(vm, sent[:3])
+    vm.ctl("--suspend=" + wd("k.snap"))
+    vm.wait_exit(60)
+    c.close()
+    port = free_port()
+    r = VM(wd, name="r", restore=wd("k.snap"), extra=["-o", "pci.0.29.0.tcp=127.0.0.1:%d" % port])
+    c = connect(("127.0.0.1", port))
+    typed(r, sent[3:])
+    c.close()
+    r.check_alive()
+
 class Chromium:
     """Headless Chromium driven over its DevTools pipe (fds 3 and 4, NUL-separated JSON):
     no debugging port, no client library."""
