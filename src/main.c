@@ -19,6 +19,7 @@
 #include "keys.h"
 #include "machine.h"
 #include "options.h"
+#include "snap/migrate.h"
 #include "snap/snapshot.h"
 #include "sandbox.h"
 #include "user.h"
@@ -117,6 +118,9 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 	/* Then the system calls a compromised device could make are cut down (sandbox.c). */
 	if (sandbox_start(vm, err, errlen))
 		return -1;
+	/* -R: the source hands over only now, when nothing is left here that could fail. */
+	if (migrate_incoming_go(err, errlen))
+		return -1;
 	if (machine_start(vm, err, errlen))
 		return -1;
 	/* debug.timing: how long from start until the guest runs (bench/ reads this). */
@@ -139,8 +143,10 @@ static int setup(int argc, char **argv, struct config *cfg, struct vm *vm, char 
 	if (ret)
 		return ret;
 	/* A restore checks once it knows the snapshot's devices (snap_restore). */
-	if (!opt.restore && (ret = config_check_keys(cfg, NULL, err, errlen)))
+	if (!opt.restore && !opt.incoming && (ret = config_check_keys(cfg, NULL, err, errlen)))
 		return ret;
+	if (opt.incoming)
+		return migrate_incoming(vm, cfg, opt.incoming, err, errlen);
 	if (opt.dump_config && !opt.restore) {
 		config_dump(cfg, stdout);
 		return 1;
@@ -170,6 +176,9 @@ int main(int argc, char **argv)
 		return ret == 1 ? 0 : die(err); /* 1: help or configuration printed */
 	}
 	status = run(&vm, &t0, err, sizeof(err));
+	/* -R: a failure before the guest ran here; the source resumes it. */
+	if (status < 0)
+		migrate_incoming_refuse(err);
 	machine_destroy(&vm);
 	config_free(&cfg);
 	if (status < 0)

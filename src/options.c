@@ -45,6 +45,8 @@ void options_usage(FILE *f)
 		"                unknown keys are errors unless config.strict=false)\n"
 		"  -k FILE       read KEY=VALUE lines from FILE\n"
 		"  -r FILE       restore the VM saved in snapshot FILE\n"
+		"  -R ADDR:PORT  wait on TCP ADDR:PORT for a VM migrated here (khyvectl "
+		"--migrate)\n"
 		"  --version     print the version, commit and snapshot format, and exit\n"
 		"Exit status: 0 reboot, 1 power off, 2 halt, 3 triple fault, 4 error.\n");
 }
@@ -353,7 +355,7 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 	memset(opt, 0, sizeof(*opt));
 	optind = 1;
 	opterr = 0;
-	while (!ret && (c = getopt(argc, argv, ":ADHPSWYeuwxhc:m:s:l:o:k:r:U:p:")) != -1) {
+	while (!ret && (c = getopt(argc, argv, ":ADHPSWYeuwxhc:m:s:l:o:k:r:R:U:p:")) != -1) {
 		switch (c) {
 		case 'A':
 			ret = set_key(cfg, err, errlen, "acpi_tables", "true");
@@ -429,6 +431,9 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 		case 'r':
 			opt->restore = optarg;
 			break;
+		case 'R':
+			opt->incoming = optarg;
+			break;
 		case 'h':
 			options_usage(stdout);
 			return 1;
@@ -463,7 +468,11 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 		if ((ret = set_key(cfg, err, errlen, "cpus", key)))
 			return ret;
 	}
-	if (!config_get(cfg, "name") && !opt->restore) {
+	if (opt->restore && opt->incoming) {
+		snprintf(err, errlen, "-r and -R: restore a file or wait for a VM, not both");
+		return -EINVAL;
+	}
+	if (!config_get(cfg, "name") && !opt->restore && !opt->incoming) {
 		snprintf(err, errlen, "missing VM name (see khyve -h)");
 		return -EINVAL;
 	}

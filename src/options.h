@@ -8,8 +8,9 @@
 #include "config.h"
 
 struct options {
-	const char *restore; /* -r FILE */
-	bool dump_config;    /* config.dump=true: print the configuration and exit */
+	const char *restore;  /* -r FILE */
+	const char *incoming; /* -R ADDR:PORT */
+	bool dump_config;     /* config.dump=true: print the configuration and exit */
 };
 
 /*

@@ -153,7 +153,9 @@ static const int allowed[] = {
 
 	/*
 	 * Sockets that are already there or that khyve serves: control clients, VNC clients,
-	 * the UART's unix socket, slirp's connections for the guest (socket() is below).
+	 * the UART's unix socket, slirp's connections for the guest (socket() is below), and
+	 * migration: the source's TCP connection to khyve -R (connect, poll, writev, SO_ERROR,
+	 * timeouts), the destination's READY/GO exchange on the connection it accepted.
 	 */
 	SCMP_SYS(accept),
 	SCMP_SYS(accept4),

@@ -53,6 +53,7 @@ enum action {
 	ACT_LIST,
 	ACT_INJECT_NMI,
 	ACT_GET_STATS,
+	ACT_MIGRATE,
 };
 
 struct opts {
@@ -60,8 +61,9 @@ struct opts {
 	const char *dir; /* --list: where the sockets are (default: the usual places) */
 	enum action action;
 	const char *file;
+	const char *addr; /* --migrate=ADDR:PORT */
 	bool json, quiet;
-	bool live;	   /* --live: checkpoint with a pause of milliseconds */
+	bool live; /* --live: a checkpoint with a pause of milliseconds, or pre-copy migration */
 	uint64_t max_rate; /* --max-rate=SIZE: bytes per second of a save, 0 if not given */
 	long vcpu;	   /* --vcpu=N for --inject-nmi, -1 if not given */
 };
@@ -102,6 +104,8 @@ static void usage(FILE *f)
 		   "  --destroy          end the VM now (khyve exits 4)\n"
 		   "  --inject-nmi       send an NMI to vCPU 0 (or --vcpu=N)\n"
 		   "  --get-stats        exits per vCPU, I/O per device, the last checkpoints\n"
+		   "  --migrate=ADDR:PORT  send the VM to khyve -R ADDR:PORT; the VM ends here\n"
+		   "    --live           copy memory while the guest runs, then stop it briefly\n"
 		   "options:\n"
 		   "  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock, or\n"
 		   "                     $XDG_RUNTIME_DIR/khyve/NAME.sock for a user who cannot\n"
@@ -373,6 +377,7 @@ static const char *request_name(enum action a)
 		[ACT_LIST] = "list",
 		[ACT_INJECT_NMI] = "inject-nmi",
 		[ACT_GET_STATS] = "get-stats",
+		[ACT_MIGRATE] = "migrate",
 	};
 
 	return names[a];
@@ -394,6 +399,11 @@ static int send_request(struct client *c)
 		if (c->o->max_rate)
 			json_object_object_add(o, "max_rate",
 					       json_object_new_int64((int64_t)c->o->max_rate));
+	} else if (c->o->action == ACT_MIGRATE) {
+		json_object_object_add(o, "address", json_object_new_string(c->o->addr));
+		json_object_object_add(o, "progress", json_object_new_boolean(c->bar));
+		if (c->o->live)
+			json_object_object_add(o, "live", json_object_new_boolean(true));
 	} else if (c->o->action == ACT_SCREENSHOT) {
 		json_object_object_add(o, "file", json_object_new_string(c->file));
 	} else if (c->o->action == ACT_INJECT_NMI && c->o->vcpu >= 0) {
@@ -476,6 +486,20 @@ static void print_save(struct client *c, struct json_object *r, bool suspend)
 	       suspend ? "suspend" : "checkpoint", get_bool(r, "live") ? " (live)" : "", c->name,
 	       get_str(r, "file", c->file), size, total, paused,
 	       suspend ? "; the VM has exited" : "");
+}
+
+static void print_migrate(struct client *c, struct json_object *r)
+{
+	char size[32], total[32], down[32];
+
+	fmt_bytes(size, sizeof(size), (double)get_u64(r, "bytes"));
+	fmt_ms(total, sizeof(total), get_double(r, "total_ms"));
+	fmt_ms(down, sizeof(down), get_double(r, "downtime_ms"));
+	printf("migrate%s %s \u2192 %s: %s in %llu round%s, %s, guest stopped %s; the VM runs "
+	       "there now and has exited here\n",
+	       get_bool(r, "live") ? " (live)" : "", c->name, get_str(r, "address", c->o->addr),
+	       size, (unsigned long long)get_u64(r, "rounds"), get_u64(r, "rounds") == 1 ? "" : "s",
+	       total, down);
 }
 
 static void print_status(struct json_object *r)
@@ -581,6 +605,9 @@ static void print_ok(struct client *c, struct json_object *r)
 	char t[32];
 
 	switch (c->o->action) {
+	case ACT_MIGRATE:
+		print_migrate(c, r);
+		break;
 	case ACT_CHECKPOINT:
 	case ACT_SUSPEND:
 		print_save(c, r, c->o->action == ACT_SUSPEND);
@@ -632,9 +659,9 @@ static void print_error(struct client *c, const char *msg)
 {
 	enum action a = c->o->action;
 
-	if (a == ACT_CHECKPOINT || a == ACT_SUSPEND)
+	if (a == ACT_CHECKPOINT || a == ACT_SUSPEND || a == ACT_MIGRATE)
 		fprintf(stderr, "khyvectl: %s %s \u2192 %s failed: %s\n", request_name(a), c->name,
-			c->file, msg);
+			a == ACT_MIGRATE ? c->o->addr : c->file, msg);
 	else
 		fprintf(stderr, "khyvectl: %s %s: %s\n", request_name(a), c->name, msg);
 }
@@ -837,8 +864,9 @@ static int control(const struct opts *o)
 	if (o->file && absolute_path(o->file, c.file, sizeof(c.file)))
 		return usage_error("%s: cannot make an absolute path of it", o->file);
 	/* A progress bar only for a person watching a terminal. */
-	c.bar = (o->action == ACT_CHECKPOINT || o->action == ACT_SUSPEND) && !o->quiet &&
-		isatty(STDERR_FILENO);
+	c.bar = (o->action == ACT_CHECKPOINT || o->action == ACT_SUSPEND ||
+		 o->action == ACT_MIGRATE) &&
+		!o->quiet && isatty(STDERR_FILENO);
 	ret = ctl_connect(&c);
 	if (ret)
 		return ret;
@@ -1218,7 +1246,7 @@ static int set_action(struct opts *o, enum action a, const char *file)
 		return usage_error(
 			"give only one action (--checkpoint, --suspend, --pause, "
 			"--resume, --status, --screenshot, --poweroff, --force-poweroff, "
-			"--force-reset, --destroy, --inject-nmi, --get-stats, --list)");
+			"--force-reset, --destroy, --inject-nmi, --get-stats, --migrate, --list)");
 	if (file && !*file)
 		return usage_error("--%s needs a FILE", request_name(a));
 	o->action = a;
@@ -1244,6 +1272,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "list", no_argument, NULL, 'l' },
 		{ "inject-nmi", no_argument, NULL, 'N' },
 		{ "get-stats", no_argument, NULL, 'G' },
+		{ "migrate", required_argument, NULL, 'g' },
 		{ "vcpu", required_argument, NULL, 'C' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
@@ -1304,6 +1333,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'G':
 			ret = set_action(o, ACT_GET_STATS, NULL);
 			break;
+		case 'g':
+			ret = set_action(o, ACT_MIGRATE, NULL);
+			if (!ret && !*optarg)
+				ret = usage_error("--migrate needs ADDR:PORT");
+			o->addr = optarg;
+			break;
 		case 'C': {
 			char *end;
 
@@ -1354,8 +1389,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (o->action == ACT_NONE)
 		return usage_error("nothing to do: give an action such as --status, --list, "
 				   "--checkpoint=FILE or --poweroff");
-	if (o->live && o->action != ACT_CHECKPOINT)
-		return usage_error("--live goes with --checkpoint=FILE");
+	if (o->live && o->action != ACT_CHECKPOINT && o->action != ACT_MIGRATE)
+		return usage_error("--live goes with --checkpoint=FILE or --migrate=ADDR:PORT");
 	if (o->max_rate && o->action != ACT_CHECKPOINT && o->action != ACT_SUSPEND)
 		return usage_error("--max-rate=SIZE goes with --checkpoint=FILE or --suspend=FILE");
 	if (o->max_rate && o->live)

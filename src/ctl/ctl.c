@@ -34,6 +34,7 @@
 #include "backend/png.h"
 #include "dev/pc/pm.h"
 #include "ctl/ctl_proto.h"
+#include "snap/migrate.h"
 #include "snap/snapshot.h"
 #include "vcpu.h"
 #include "version.h"
@@ -85,7 +86,7 @@ struct ctl {
 	char live_file[PATH_MAX];
 	/* A save running on this thread: what --status says meanwhile (ctl_progress). */
 	struct {
-		bool on, suspend;
+		bool on, suspend, migrate;
 		uint64_t start_ns, done, total, served_ns;
 		char file[PATH_MAX];
 	} save;
@@ -429,6 +430,67 @@ static int req_suspend(struct ctl_req *r)
 	return req_save(r, true);
 }
 
+/*
+ * Send the VM to khyve -R at "address" (snap/migrate.h).  Progress lines as a checkpoint's;
+ * the reply comes when the destination runs the guest (then this khyve ends, as after a
+ * suspend) or when it failed (then the guest runs on here).
+ */
+static int req_migrate(struct ctl_req *r)
+{
+	struct snap_save_opts opts = { .progress = ctl_progress, .progress_opaque = r };
+	struct migrate_result res;
+	struct ctl *ctl = r->vm->ctl;
+	struct json_object *v, *o;
+	const char *addr;
+	int ret;
+
+	if (!json_object_object_get_ex(r->in, "address", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return reply_error(r, -EINVAL, "migrate: \"address\" must be given as a string");
+	addr = json_object_get_string(v);
+	if ((size_t)json_object_get_string_len(v) != strlen(addr) || strlen(addr) > 256)
+		return reply_error(r, -EINVAL, "migrate: \"address\" is not an address");
+	if (json_object_object_get_ex(r->in, "progress", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return reply_error(r, -EINVAL,
+					   "migrate: \"progress\" must be true or false");
+		r->progress = json_object_get_boolean(v);
+	}
+	if (json_object_object_get_ex(r->in, "live", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return reply_error(r, -EINVAL, "migrate: \"live\" must be true or false");
+		r->live = json_object_get_boolean(v);
+	}
+	if (vm_ending(r->vm))
+		return reply_error(r, -ESHUTDOWN, "the VM is shutting down");
+	r->last_ns = mono_ns();
+	r->err[0] = '\0';
+	if (ctl) {
+		ctl->save.on = ctl->save.migrate = true;
+		ctl->save.suspend = false;
+		ctl->save.start_ns = ctl->save.served_ns = mono_ns();
+		ctl->save.done = ctl->save.total = 0;
+		snprintf(ctl->save.file, sizeof(ctl->save.file), "tcp:%s", addr);
+	}
+	ret = migrate_send(r->vm, addr, r->live, &opts, &res, r->err, sizeof(r->err));
+	if (ctl)
+		ctl->save.on = ctl->save.migrate = false;
+	if (ret)
+		return reply_error(r, ret, "migrate to %s: %s", addr,
+				   r->err[0] ? r->err : strerror(-ret));
+	o = ok_obj();
+	json_object_object_add(o, "address", json_object_new_string(addr));
+	json_object_object_add(o, "live", json_object_new_boolean(r->live));
+	add_u64(o, "rounds", res.rounds);
+	add_u64(o, "bytes", res.bytes);
+	add_u64(o, "mem_pages", res.mem_pages);
+	add_u64(o, "zero_pages", res.zero_pages);
+	add_ms(o, "total_ms", res.total_ns);
+	add_ms(o, "downtime_ms", res.downtime_ns);
+	send_obj(r, o);
+	return 0;
+}
+
 static int req_pause(struct ctl_req *r)
 {
 	struct vm *vm = r->vm;
@@ -504,8 +566,9 @@ static void add_save_state(struct json_object *o, struct vm *vm, uint64_t now)
 	if (ctl && ctl->save.on) {
 		json_object_object_add(s, "file", json_object_new_string(ctl->save.file));
 		json_object_object_add(s, "kind",
-				       json_object_new_string(ctl->save.suspend ? "suspend"
-										: "checkpoint"));
+				       json_object_new_string(ctl->save.migrate	  ? "migrate"
+							      : ctl->save.suspend ? "suspend"
+										  : "checkpoint"));
 		add_u64(s, "done", ctl->save.done);
 		add_u64(s, "total", ctl->save.total);
 		add_ms(s, "elapsed_ms", now - ctl->save.start_ns);
@@ -794,6 +857,7 @@ static const struct ctl_request {
 } ctl_requests[] = {
 	{ "checkpoint", true, true, req_checkpoint },
 	{ "suspend", true, true, req_suspend },
+	{ "migrate", false, false, req_migrate },
 	{ "pause", false, false, req_pause },
 	{ "resume", false, false, req_resume },
 	{ "status", false, false, req_status },
@@ -866,6 +930,9 @@ static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 			continue;
 		if (q->fn == req_inject_nmi && !strcmp(key, "vcpu"))
 			continue;
+		if (q->fn == req_migrate &&
+		    (!strcmp(key, "address") || !strcmp(key, "live") || !strcmp(key, "progress")))
+			continue;
 		return reply_error(r, -EINVAL, "%s: unknown field \"%s\"", q->name, key);
 	}
 	return 0;
@@ -934,12 +1001,14 @@ static int dispatch(struct ctl_req *r)
 					   "%s: a %s is being saved; try again when it is done "
 					   "(khyvectl --status shows how far it is)",
 					   q->name,
-					   r->vm->ctl->save.suspend ? "suspend" : "checkpoint");
+					   r->vm->ctl->save.migrate   ? "migration"
+					   : r->vm->ctl->save.suspend ? "suspend"
+								      : "checkpoint");
 		return ret ? ret : q->fn(r);
 	}
 	return reply_error(r, -EINVAL,
 			   "unknown request \"%.64s\" (expected checkpoint, suspend, "
-			   "pause, resume, status, screenshot, poweroff, force-poweroff, "
+			   "migrate, pause, resume, status, screenshot, poweroff, force-poweroff, "
 			   "force-reset, destroy, inject-nmi or get-stats)",
 			   name);
 }

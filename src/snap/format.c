@@ -169,13 +169,52 @@ int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size,
 	return 0;
 }
 
+int snap_writer_open_fd(struct snap_writer *w, int fd, uint64_t mem_size, char *err, size_t errlen)
+{
+	memset(w, 0, sizeof(*w));
+	snprintf(w->path, sizeof(w->path), "the snapshot in memory");
+	w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (w->fd < 0) {
+		snprintf(err, errlen, "duplicating the snapshot descriptor: %s", strerror(errno));
+		return -errno;
+	}
+	w->mem_offset = SNAP_MEM_ALIGN;
+	w->mem_size = mem_size;
+	w->pos = w->mem_offset + mem_size;
+	if (ftruncate(w->fd, (off_t)w->pos) < 0) {
+		int ret = -errno;
+
+		snprintf(err, errlen, "sizing the snapshot: %s", strerror(errno));
+		snap_writer_abort(w);
+		return ret;
+	}
+	return 0;
+}
+
+void snap_writer_open_sink(struct snap_writer *w, uint64_t mem_size,
+			   int (*sink)(void *opaque, const struct snap_section *sec,
+				       uint64_t offset, const void *buf, uint64_t len),
+			   void *opaque)
+{
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+	w->mem_offset = SNAP_MEM_ALIGN;
+	w->mem_size = mem_size;
+	w->pos = w->mem_offset + mem_size;
+	w->sink = sink;
+	w->sink_opaque = opaque;
+}
+
 int snap_writer_memory(struct snap_writer *w, uint64_t offset, const void *buf, uint64_t len)
 {
 	int ret;
 
 	if (offset > w->mem_size || len > w->mem_size - offset)
 		return -EINVAL;
-	ret = pwrite_all(w->fd, buf, len, w->mem_offset + offset);
+	if (w->sink)
+		ret = w->sink(w->sink_opaque, NULL, offset, buf, len);
+	else
+		ret = pwrite_all(w->fd, buf, len, w->mem_offset + offset);
 	if (!ret)
 		w->bytes += len;
 	return ret;
@@ -217,7 +256,8 @@ int snap_writer_section(struct snap_writer *w, uint32_t type, const char *id, ui
 		w->meta = copy;
 		w->meta_len = len;
 	}
-	ret = pwrite_all(w->fd, buf, len, w->pos);
+	ret = w->sink ? w->sink(w->sink_opaque, sec, 0, buf, len)
+		      : pwrite_all(w->fd, buf, len, w->pos);
 	if (ret)
 		return ret;
 	w->pos += len;
@@ -347,6 +387,8 @@ int snap_writer_commit(struct snap_writer *w, char *err, size_t errlen)
 		snprintf(err, errlen, "writing %s: %s", w->path, strerror(-ret));
 		goto out;
 	}
+	if (!w->tmppath[0])
+		goto out; /* snap_writer_open_fd: the caller's file, with no name to give it */
 	if (rename(w->tmppath, w->path) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "renaming the new snapshot to %s: %s", w->path,

@@ -129,10 +129,26 @@ struct snap_writer {
 	uint8_t key[SNAP_KEY_BYTES];
 	void *meta; /* a copy of the meta section, which the MAC covers */
 	uint64_t meta_len;
+	/*
+	 * A streaming writer (snap_writer_open_sink): memory and sections go to @sink instead of
+	 * the file, @sec NULL for memory at @offset in the memory area.  Migration uses it.
+	 */
+	int (*sink)(void *opaque, const struct snap_section *sec, uint64_t offset, const void *buf,
+		    uint64_t len);
+	void *sink_opaque;
 };
 
 int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size, char *err,
 		     size_t errlen);
+/*
+ * A writer with no file of its own: into @fd (duplicated; commit writes table and header but
+ * renames nothing), or, with snap_writer_open_sink, into @sink (commit is not used then).
+ */
+int snap_writer_open_fd(struct snap_writer *w, int fd, uint64_t mem_size, char *err, size_t errlen);
+void snap_writer_open_sink(struct snap_writer *w, uint64_t mem_size,
+			   int (*sink)(void *opaque, const struct snap_section *sec,
+				       uint64_t offset, const void *buf, uint64_t len),
+			   void *opaque);
 /* Write @len bytes of guest memory at @offset inside the memory area. */
 int snap_writer_memory(struct snap_writer *w, uint64_t offset, const void *buf, uint64_t len);
 int snap_writer_section(struct snap_writer *w, uint32_t type, const char *id, uint32_t version,

@@ -369,7 +369,9 @@ static int save_abs_paths(struct config *meta_cfg)
 static int save_state(struct vm *vm, struct snap_writer *w, const struct snap_clocks *clk,
 		      struct snap_disks *sd, char *err, size_t errlen)
 {
-	const char *disks = config_get_default(vm->cfg, "snapshot.disks", "sync");
+	/* A stream (migration) never copies disks: the other side opens the same images. */
+	const char *disks = w->sink ? "sync"
+				    : config_get_default(vm->cfg, "snapshot.disks", "sync");
 	struct config meta_cfg;
 	int ret;
 
@@ -391,8 +393,8 @@ static int save_state(struct vm *vm, struct snap_writer *w, const struct snap_cl
 	 * the guest wrote to its disks is all in the images.
 	 */
 	if (!ret)
-		ret = snap_disks_save(vm, w->path, !strcmp(disks, "clone"), &meta_cfg, sd, err,
-				      errlen);
+		ret = snap_disks_save(vm, w->path[0] ? w->path : "migration",
+				      !strcmp(disks, "clone"), &meta_cfg, sd, err, errlen);
 	if (!ret) {
 		ret = snap_disks_write(sd, w);
 		if (ret)
@@ -514,6 +516,52 @@ out:
 	/* A step that ran out of memory only returns -ENOMEM: say so. */
 	if (ret && errlen && !err[0])
 		snprintf(err, errlen, "checkpoint to %s: %s", path, strerror(-ret));
+	return ret;
+}
+
+/* ---- streams (migration, snap/migrate.h) ---- */
+
+int snap_save_stream(struct vm *vm, struct snap_writer *w, snap_stream_mem_fn mem, void *mem_opaque,
+		     const struct snap_save_opts *opts, struct snap_result *res, char *err,
+		     size_t errlen)
+{
+	struct snap_disks sd = { 0 };
+	struct snap_clocks clk;
+	struct snap_file map;
+	uint64_t off = 0;
+	int ret;
+
+	if (errlen)
+		err[0] = '\0';
+	ret = live_busy(vm, err, errlen);
+	if (!ret)
+		ret = pause_vm(vm, &clk, err, errlen);
+	if (ret)
+		return ret;
+	ret = save_state(vm, w, &clk, &sd, err, errlen);
+	snap_clocks_release(vm, &clk);
+	if (!ret && !mem) {
+		ret = save_memory(vm, w, opts, res, err, errlen);
+	} else if (!ret) {
+		/* The caller sends what memory is left; the map says only where the regions are. */
+		memset(&map, 0, sizeof(map));
+		map.nregions = vm->nmem;
+		for (unsigned i = 0; i < vm->nmem; i++) {
+			map.regions[i] = (struct snap_region){ vm->mem[i].gpa, vm->mem[i].size,
+							       w->mem_offset + off };
+			off += vm->mem[i].size;
+		}
+		ret = mem(mem_opaque, res, err, errlen);
+		if (!ret)
+			ret = write_memmap(w, &map, err, errlen);
+	}
+	/* Nothing was copied (a stream keeps disks as they are): nothing to remove either way. */
+	snap_disks_free(&sd);
+	if (ret) {
+		char ignore[64];
+
+		snap_resume_vm(vm, ignore, sizeof(ignore));
+	}
 	return ret;
 }
 

@@ -62,6 +62,21 @@ int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void
 void snap_save_live_abort(struct vm *vm);
 
 /*
+ * Migration (snap/migrate.c): pause the running VM and save it into @w, a streaming writer
+ * (snap_writer_open_sink), as snap_save saves into a file: the same sections in the same
+ * order, disks fsynced and recorded but never copied (the other side opens the same images).
+ * Memory: all of it through the snapshot's saver, or with @mem only what @mem writes (the
+ * pages still dirty after pre-copy); the memory map then lists the regions and no extents.
+ * On success the VM stays paused and the caller ends it or resumes it (snap_resume_vm); on
+ * failure it runs again.  Runs on the event-loop thread.
+ */
+struct snap_writer;
+typedef int (*snap_stream_mem_fn)(void *opaque, struct snap_result *res, char *err, size_t errlen);
+int snap_save_stream(struct vm *vm, struct snap_writer *w, snap_stream_mem_fn mem, void *mem_opaque,
+		     const struct snap_save_opts *opts, struct snap_result *res, char *err,
+		     size_t errlen);
+
+/*
  * Build a VM from snapshot @path: validate the whole file, merge the saved configuration with
  * @cfg (command-line options must match, except backend paths), create the machine, load
  * every state, ready to start.  Returns 1 if @dump_config printed the merged configuration.

@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * The migration stream (snap/migrate.c) without a VM: frame headers code and decode, a whole
+ * stream received through a socket becomes a snapshot that opens and verifies like a file, and
+ * what a hostile or broken source can send is refused with a message: truncated frames and
+ * streams, bad checksums, bad magic, oversized frames, memory outside the guest, frames out of
+ * order, sections twice, a wrong protocol version.  Addresses parse only when numeric.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "snap/format.h"
+#include "snap/migrate.h"
+#include "sstream.h"
+
+#define PG 4096ULL
+#define MEM (4ULL << 20)
+
+/* A stream being built: frames appended to a buffer. */
+struct stream {
+	uint8_t *buf;
+	size_t len;
+};
+
+static void put(struct stream *s, const void *p, size_t n)
+{
+	if (!n)
+		return;
+	s->buf = realloc(s->buf, s->len + n);
+	assert_non_null(s->buf);
+	memcpy(s->buf + s->len, p, n);
+	s->len += n;
+}
+
+static void frame(struct stream *s, uint32_t type, const void *payload, size_t n)
+{
+	uint8_t h[MIG_HDR];
+
+	mig_frame_encode(h, type, payload, n);
+	put(s, h, sizeof(h));
+	put(s, payload, n);
+}
+
+static void le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void hello(struct stream *s, uint32_t version, uint64_t mem)
+{
+	uint8_t p[16];
+
+	le32(p, version);
+	le32(p + 4, 0);
+	le64(p + 8, mem);
+	frame(s, MIG_HELLO, p, sizeof(p));
+}
+
+static void section(struct stream *s, uint32_t type, const char *id, const void *data, size_t n)
+{
+	uint8_t *p = calloc(1, MIG_SEC_HDR + n + 1);
+
+	assert_non_null(p);
+	le32(p, type);
+	le32(p + 4, 1);
+	strcpy((char *)p + 8, id);
+	memcpy(p + MIG_SEC_HDR, data, n);
+	frame(s, MIG_SECTION, p, MIG_SEC_HDR + n);
+	free(p);
+}
+
+static void memmap(struct stream *s)
+{
+	struct snap_file f;
+	struct sstream ss;
+
+	memset(&f, 0, sizeof(f));
+	f.nregions = 1;
+	f.regions[0] = (struct snap_region){ 0, MEM, SNAP_MEM_ALIGN };
+	ss_init_save(&ss);
+	snap_memmap_io(&ss, &f);
+	assert_int_equal(ss_error(&ss), 0);
+	section(s, SNAP_SEC_MEMMAP, "memory", ss.buf, ss.len);
+	ss_free(&ss);
+}
+
+static void mem(struct stream *s, uint64_t off, uint8_t fill, unsigned pages)
+{
+	size_t n = 8 + pages * PG;
+	uint8_t *p = malloc(n);
+
+	assert_non_null(p);
+	le64(p, off);
+	memset(p + 8, fill, n - 8);
+	frame(s, MIG_MEM, p, n);
+	free(p);
+}
+
+static void zero(struct stream *s, uint64_t off, uint64_t len)
+{
+	uint8_t p[16];
+
+	le64(p, off);
+	le64(p + 8, len);
+	frame(s, MIG_ZERO, p, sizeof(p));
+}
+
+/* The usual stream up to (not including) END: hello, meta, memmap, three pages in two runs. */
+static void body(struct stream *s)
+{
+	hello(s, MIG_VERSION, MEM);
+	section(s, SNAP_SEC_META, "meta", "{}", 2);
+	memmap(s);
+	mem(s, 0, 0xab, 2);
+	mem(s, (2ULL << 20) + PG, 0xcd, 1);
+}
+
+struct rx {
+	int fd, ret;
+	struct mig_in m;
+	char err[512];
+};
+
+/* Receive @s through a socket (closed after it) into a fresh memfd. */
+static void receive(struct rx *r, const struct stream *s)
+{
+	int sv[2];
+	size_t off = 0;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	r->fd = memfd_create("mig", MFD_CLOEXEC);
+	assert_true(r->fd >= 0);
+	mig_in_init(&r->m, r->fd);
+	r->err[0] = '\0';
+	/* A socketpair holds far less than 8 MiB: one writer process would block; fork one. */
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (!pid) {
+		close(sv[0]);
+		while (off < s->len) {
+			ssize_t n = write(sv[1], s->buf + off, s->len - off);
+
+			if (n <= 0)
+				_exit(1);
+			off += (size_t)n;
+		}
+		_exit(0);
+	}
+	close(sv[1]);
+	r->ret = mig_recv(sv[0], &r->m, r->err, sizeof(r->err));
+	close(sv[0]);
+	waitpid(pid, NULL, 0);
+}
+
+static void rx_free(struct rx *r)
+{
+	mig_in_free(&r->m);
+	close(r->fd);
+}
+
+static void refused(const struct stream *s, int want, const char *msg)
+{
+	struct rx r;
+
+	receive(&r, s);
+	if (r.ret != want || !strstr(r.err, msg))
+		fail_msg("got %d '%s', wanted %d '%s'", r.ret, r.err, want, msg);
+	rx_free(&r);
+}
+
+static void test_frame_header(void **state)
+{
+	uint8_t h[MIG_HDR], payload[3] = { 1, 2, 3 };
+	struct mig_frame f;
+	char err[256];
+
+	mig_frame_encode(h, MIG_MEM, payload, sizeof(payload));
+	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), 0);
+	assert_int_equal(f.type, MIG_MEM);
+	assert_int_equal(f.length, 3);
+	assert_int_equal(f.checksum, snap_checksum(payload, 3));
+	h[0] ^= 1;
+	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "bad frame magic"));
+	h[0] ^= 1;
+	le32(h + 4, 0);
+	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), -EPROTO);
+	le32(h + 4, MIG_TYPE_LAST + 1);
+	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "unknown frame type"));
+	/* Lengths are bounded per type before any payload is read. */
+	le32(h + 4, MIG_MEM);
+	le64(h + 8, 8 + SNAP_EXTENT_MAX + 1);
+	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "MEM frame of"));
+	le32(h + 4, MIG_END);
+	le64(h + 8, 1);
+	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), -EPROTO);
+	le64(h + 8, UINT64_MAX);
+	le32(h + 4, MIG_SECTION);
+	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), -EPROTO);
+}
+
+/* A whole stream is a snapshot: it opens, every extent verifies, the data is where sent. */
+static void test_stream_is_a_snapshot(void **state)
+{
+	struct stream s = { 0 };
+	struct snap_file f;
+	char path[64], err[512];
+	struct rx r;
+	uint8_t b[PG];
+
+	body(&s);
+	/* Sent twice (a pre-copy round): the last copy counts.  Then a page cleared again. */
+	mem(&s, 0, 0xee, 1);
+	mem(&s, 3ULL << 20, 0x11, 1);
+	zero(&s, 3ULL << 20, PG);
+	frame(&s, MIG_END, NULL, 0);
+	receive(&r, &s);
+	assert_int_equal(r.ret, 0);
+	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", r.fd);
+	if (snap_file_open(&f, path, true, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(f.meta_json, "{}");
+	assert_int_equal(f.nregions, 1);
+	assert_int_equal(f.nextents, 2); /* one per 2 MiB chunk with data */
+	assert_int_equal(f.extents[0].file_offset, SNAP_MEM_ALIGN);
+	assert_int_equal(f.extents[0].length, 2 * PG);
+	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN), PG);
+	assert_int_equal(b[0], 0xee);
+	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN + PG), PG);
+	assert_int_equal(b[100], 0xab);
+	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN + (2ULL << 20) + PG), PG);
+	assert_int_equal(b[7], 0xcd);
+	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN + (3ULL << 20)), PG);
+	assert_int_equal(b[0], 0);
+	snap_file_close(&f);
+	rx_free(&r);
+	free(s.buf);
+}
+
+/* Cut anywhere, a stream is an error that says where; never a snapshot. */
+static void test_truncated(void **state)
+{
+	struct stream s = { 0 };
+	size_t cuts[] = { 0, 10, MIG_HDR, MIG_HDR + 8, 0 /* mid-MEM */, 0 /* before END */ };
+
+	body(&s);
+	frame(&s, MIG_END, NULL, 0);
+	cuts[4] = s.len - MIG_HDR - 1000;
+	cuts[5] = s.len - MIG_HDR;
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		struct stream t = { .buf = s.buf, .len = cuts[i] };
+		struct rx r;
+
+		receive(&r, &t);
+		assert_int_not_equal(r.ret, 0);
+		assert_true(strstr(r.err, "closed") != NULL);
+		rx_free(&r);
+	}
+	free(s.buf);
+}
+
+static void test_bad_checksum(void **state)
+{
+	struct stream s = { 0 };
+
+	body(&s);
+	frame(&s, MIG_END, NULL, 0);
+	/* A bit flipped in the last MEM frame's page data. */
+	s.buf[s.len - MIG_HDR - 10] ^= 0x40;
+	refused(&s, -EBADMSG, "MEM frame: checksum mismatch");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	body(&s);
+	s.buf[MIG_HDR + 10] ^= 1; /* in HELLO's payload */
+	refused(&s, -EBADMSG, "HELLO frame: checksum mismatch");
+	free(s.buf);
+}
+
+static void test_hostile_frames(void **state)
+{
+	struct stream s = { 0 };
+	uint8_t big[16];
+
+	/* Before HELLO, a wrong version, a memory size that is not whole pages or too big. */
+	mem(&s, 0, 1, 1);
+	refused(&s, -EPROTO, "MEM frame before HELLO");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	hello(&s, MIG_VERSION + 1, MEM);
+	refused(&s, -EPROTO, "protocol version 2");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	hello(&s, MIG_VERSION, MEM + 1);
+	refused(&s, -EINVAL, "memory size");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	hello(&s, MIG_VERSION, MIG_MAX_MEM + PG);
+	refused(&s, -EINVAL, "memory size");
+	free(s.buf);
+	/* Memory outside the guest, or not page-aligned. */
+	s = (struct stream){ 0 };
+	body(&s);
+	mem(&s, MEM - PG, 1, 2);
+	refused(&s, -EINVAL, "outside guest memory");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	body(&s);
+	mem(&s, 100, 1, 1);
+	refused(&s, -EINVAL, "outside guest memory");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	body(&s);
+	le64(big, UINT64_MAX - PG + 1);
+	le64(big + 8, 2 * PG);
+	frame(&s, MIG_ZERO, big, sizeof(big));
+	refused(&s, -EINVAL, "outside guest memory");
+	free(s.buf);
+	/* A section twice, one of an unknown type, a malformed id; END before the memory map. */
+	s = (struct stream){ 0 };
+	body(&s);
+	section(&s, SNAP_SEC_META, "meta", "{}", 2);
+	refused(&s, -EINVAL, "sent twice");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	body(&s);
+	section(&s, SNAP_SEC_LAST + 1, "x", "", 0);
+	refused(&s, -EINVAL, "malformed id");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	body(&s);
+	section(&s, SNAP_SEC_DEV, "a b", "", 0);
+	refused(&s, -EINVAL, "malformed id");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	hello(&s, MIG_VERSION, MEM);
+	section(&s, SNAP_SEC_META, "meta", "{}", 2);
+	frame(&s, MIG_END, NULL, 0);
+	refused(&s, -EPROTO, "END before the memory map");
+	free(s.buf);
+	/* Frames only the destination sends, and anything after END. */
+	s = (struct stream){ 0 };
+	body(&s);
+	frame(&s, MIG_READY, NULL, 0);
+	refused(&s, -EPROTO, "unexpected READY frame");
+	free(s.buf);
+}
+
+static void test_addresses(void **state)
+{
+	static const char *const good[] = { "127.0.0.1:7000", "[::1]:0", "10.1.2.3:65535" };
+	static const char *const bad[] = { "127.0.0.1",	    "host:7000", "127.0.0.1:", ":7000",
+					   "1.2.3.4:65536", "[::1:7",	 "1.2.3.4:7x" };
+	struct sockaddr_storage ss;
+	unsigned len;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_int_equal(migrate_parse_addr(good[i], &ss, &len, err, sizeof(err)), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(migrate_parse_addr(bad[i], &ss, &len, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "expected IPv4:PORT"));
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_frame_header),   cmocka_unit_test(test_stream_is_a_snapshot),
+		cmocka_unit_test(test_truncated),      cmocka_unit_test(test_bad_checksum),
+		cmocka_unit_test(test_hostile_frames), cmocka_unit_test(test_addresses),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
