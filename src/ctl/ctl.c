@@ -301,8 +301,17 @@ static struct json_object *save_reply(const struct snap_result *res, const char 
 	add_u64(o, "mem_pages", res->mem_pages);
 	add_u64(o, "zero_pages", res->zero_pages);
 	json_object_object_add(o, "live", json_object_new_boolean(live));
-	if (live)
+	if (live) {
 		add_u64(o, "fault_pages", res->fault_pages);
+		add_u64(o, "pause_stop_us", res->pause_stop_ns / 1000);
+		add_u64(o, "pause_state_us", res->pause_state_ns / 1000);
+		add_u64(o, "pause_arm_us", res->pause_arm_ns / 1000);
+		add_u64(o, "arm_pages", res->arm_pages);
+		add_ms(o, "prearm_ms", res->prearm_ns);
+		add_u64(o, "prearm_rounds", res->prearm_rounds);
+		add_u64(o, "prearm_pages", res->prearm_pages);
+		add_u64(o, "prearm_faults", res->prearm_faults);
+	}
 	json_object_object_add(o, "file", json_object_new_string(file));
 	return o;
 }

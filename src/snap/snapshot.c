@@ -656,24 +656,34 @@ void snap_save_live_abort(struct vm *vm)
 }
 
 /*
- * The pause: vCPUs, clocks, devices as for any checkpoint; everything but memory saved; RAM
- * write-protected (snap_live_arm); the guest runs again.  Then the writer thread.
+ * RAM write-protected while the guest still runs (snap_live_prearm); the pause: vCPUs, clocks,
+ * devices as for any checkpoint; everything but memory saved; the protection completed for
+ * pages written since (snap_live_arm); the guest runs again.  Then the writer thread.
  */
 static int live_pause(struct vm *vm, struct live_save *ls, char *err, size_t errlen)
 {
 	struct snap_clocks clk;
-	uint64_t tp = now_ns(CLOCK_MONOTONIC);
+	uint64_t tp, ts, ta;
 	int ret;
 
+	ret = snap_live_prearm(vm, &ls->w, &ls->l, err, errlen);
+	if (ret)
+		return ret;
+	tp = now_ns(CLOCK_MONOTONIC);
 	ret = pause_vm(vm, &clk, err, errlen);
 	if (ret)
 		return ret;
+	ts = now_ns(CLOCK_MONOTONIC);
 	ret = save_state(vm, &ls->w, &clk, &ls->sd, err, errlen);
+	ta = now_ns(CLOCK_MONOTONIC);
 	if (!ret)
-		ret = snap_live_arm(vm, &ls->w, &ls->l, err, errlen);
+		ret = snap_live_arm(ls->l, err, errlen);
 	snap_clocks_release(vm, &clk);
 	snap_resume_vm(vm, err, errlen);
 	ls->res.paused_ns = now_ns(CLOCK_MONOTONIC) - tp;
+	ls->res.pause_stop_ns = ts - tp;
+	ls->res.pause_state_ns = ta - ts;
+	ls->res.pause_arm_ns = now_ns(CLOCK_MONOTONIC) - ta;
 	return ret;
 }
 

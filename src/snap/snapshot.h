@@ -34,6 +34,13 @@ struct snap_result {
 	uint64_t mem_pages;   /* guest pages stored */
 	uint64_t zero_pages;  /* touched pages that were all zero, stored as holes */
 	uint64_t fault_pages; /* live: pages saved first because the guest was writing them */
+	/* Live: where the pause went (stop vCPUs and devices, save their state, finish arming). */
+	uint64_t pause_stop_ns, pause_state_ns, pause_arm_ns;
+	uint64_t arm_pages;	/* live: pages written since the pre-arm, protected in the pause */
+	uint64_t prearm_ns;	/* live: protecting RAM before the pause, while the guest ran */
+	uint64_t prearm_rounds; /* live: protection rounds before the pause (1-3) */
+	uint64_t prearm_pages;	/* live: pages re-protected by the rounds after the first */
+	uint64_t prearm_faults; /* live: guest writes let go before the pause */
 };
 
 /*

@@ -76,6 +76,42 @@ def live_checkpoint_hot_4cpus(wd):
 
 
 @test
+def live_checkpoint_armed_before_pause(wd):
+    """RAM is write-protected before the pause while 4 vCPUs rewrite 128 MiB, so pages are
+    written between arming and the pause; three live checkpoints back to back all restore with
+    the memory check passing (each file holds the pause instant, those pages included)."""
+    vm = VM(wd, cpus=4, mem="1G", cmdline="mode=counter mem=128M rate=50")
+    vm.wait_seq(5, timeout=120)
+    end = time.time() + 180
+    while vm.ctl("--checkpoint=" + wd("warm.snap"))[1]["bytes"] < 128 << 20:
+        check(time.time() < end, "the guest never filled its 128 MiB")
+        time.sleep(1)
+    os.unlink(wd("warm.snap"))
+    snaps, prearm_faults = [], 0
+    for i in range(3):
+        snap = wd("armed%d.snap" % i)
+        before = vm.seqs()[-1]
+        rc, reply = live(vm, snap)
+        print("  live checkpoint %d: %r" % (i, reply))
+        check(reply.get("live") is True and reply["bytes"] >= 128 << 20, "reply %r" % reply)
+        check(1 <= reply["prearm_rounds"] <= 3, "reply %r" % reply)
+        parts = reply["pause_stop_us"] + reply["pause_state_us"] + reply["pause_arm_us"]
+        check(parts <= reply["paused_ms"] * 1000 + 1, "pause parts %d us > pause: %r"
+              % (parts, reply))
+        prearm_faults += reply["prearm_faults"]
+        snaps.append((snap, before))
+    # The guest wrote protected pages before the pause: the case the pause must re-protect.
+    check(prearm_faults > 0, "no guest write between arming and the pause in 3 checkpoints")
+    n = len(vm.seqs())
+    vm.wait_seq(n + 5)
+    assert_consecutive(vm.seqs(), "original after the live checkpoints")
+    after = vm.seqs()
+    vm.kill()
+    for i, (snap, before) in enumerate(snaps):
+        restore_check(wd, vm, snap, "a%d" % i, before, after)
+
+
+@test
 def live_checkpoint_refusals(wd):
     """Where a live checkpoint cannot be made, the reply says why and the guest runs on."""
     vm = VM(wd, cpus=2, cmdline="mode=counter mem=32M rate=50")

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * Live checkpoints' memory (snap/live.c) on plain memory laid out as guest RAM, without KVM:
+ * RAM is protected before the "pause" (snap_live_prearm), written meanwhile (pages protected
+ * then, and pages touched for the first time), the pause re-protects what was written
+ * (snap_live_arm), RAM is written again while the writer saves it, and the file holds
+ * exactly the bytes of the pause instant.  A checkpoint that fails before the writer starts
+ * leaves every page writable.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "snap/format.h"
+#include "snap/live.h"
+#include "vm.h"
+
+#define PG 4096ULL
+#define R0 (4 * 1024 * 1024ULL) /* region 0: 1024 pages */
+#define R1 (2 * 1024 * 1024ULL) /* region 1: 512 pages, numbered from 1024 */
+#define NPAGES ((R0 + R1) / PG)
+
+static struct vm vm;
+static uint8_t *expect; /* RAM at the pause */
+static char path[64];
+
+static int make_ram(void)
+{
+	memset(&vm, 0, sizeof(vm));
+	for (unsigned i = 0; i < 2; i++) {
+		uint64_t size = i ? R1 : R0;
+		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			       0);
+
+		if (p == MAP_FAILED)
+			return -errno;
+		vm.mem[i] = (struct mem_region){ i ? 0x100000000ULL : 0, size, p, i };
+	}
+	vm.nmem = 2;
+	return 0;
+}
+
+static void free_ram(void)
+{
+	for (unsigned i = 0; i < vm.nmem; i++)
+		munmap(vm.mem[i].hva, vm.mem[i].size);
+}
+
+static uint8_t *page(uint64_t pg)
+{
+	return pg < R0 / PG ? (uint8_t *)vm.mem[0].hva + pg * PG
+			    : (uint8_t *)vm.mem[1].hva + (pg - R0 / PG) * PG;
+}
+
+/* Generation @gen of page @pg: different in every page and every generation. */
+static void fill(uint64_t pg, unsigned gen)
+{
+	uint64_t *p = (uint64_t *)page(pg);
+
+	for (unsigned i = 0; i < PG / 8; i++)
+		p[i] = pg * 0x9e3779b97f4a7c15ULL ^ (uint64_t)gen << 56 ^ i;
+}
+
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
+static bool done;
+
+static void live_done(void *opaque)
+{
+	pthread_mutex_lock(&done_lock);
+	done = true;
+	pthread_cond_broadcast(&done_cond);
+	pthread_mutex_unlock(&done_lock);
+}
+
+/* A live checkpoint can start here: the writer opened, RAM protected.  Skips without uffd. */
+static void start(struct snap_writer *w, struct snap_live **l)
+{
+	char err[256];
+	int ret;
+
+	snprintf(path, sizeof(path), "/tmp/khyve-test-live.%d", (int)getpid());
+	assert_int_equal(snap_writer_open(w, path, R0 + R1, err, sizeof(err)), 0);
+	ret = snap_live_prearm(&vm, w, l, err, sizeof(err));
+	if (ret == -EPERM || ret == -ENOSYS || ret == -EOPNOTSUPP || ret == -EINVAL) {
+		/* No userfaultfd write protection for this process: nothing to test. */
+		print_message("no live checkpoint here: %s\n", err);
+		snap_writer_abort(w);
+		free_ram();
+		skip();
+	}
+	assert_int_equal(ret, 0);
+}
+
+/* The file's page @pg is expect's, or a hole (zero) where expect's is zero; extents agree. */
+static void check_file(struct snap_writer *w, const struct snap_file *map)
+{
+	static uint8_t buf[PG];
+	unsigned e = 0;
+
+	for (uint64_t pg = 0; pg < NPAGES; pg++) {
+		const uint8_t *want = expect + pg * PG;
+		uint64_t off = w->mem_offset + pg * PG;
+		bool zero = true, in_extent;
+
+		for (unsigned i = 0; i < PG && zero; i++)
+			zero = !want[i];
+		while (e < map->nextents &&
+		       map->extents[e].file_offset + map->extents[e].length <= off)
+			e++;
+		in_extent = e < map->nextents && map->extents[e].file_offset <= off;
+		assert_int_equal(pread(w->fd, buf, PG, (off_t)off), (ssize_t)PG);
+		if (memcmp(buf, want, PG))
+			fail_msg("page %llu: the file does not hold its bytes of the pause",
+				 (unsigned long long)pg);
+		if (in_extent == zero)
+			fail_msg("page %llu: %s", (unsigned long long)pg,
+				 zero ? "a zero page is stored" : "not in the memory map");
+	}
+}
+
+static void test_written_between_arm_and_pause(void **state)
+{
+	struct snap_file map = { 0 };
+	struct snap_result res = { 0 };
+	struct snap_writer w;
+	struct snap_live *l;
+	volatile uint8_t sink = 0;
+	char err[256];
+
+	assert_int_equal(make_ram(), 0);
+	for (uint64_t pg = 0; pg < 800; pg++)
+		fill(pg, 1);
+	for (uint64_t pg = 1024; pg < 1100; pg++)
+		fill(pg, 1);
+	start(&w, &l);
+	/* The guest runs on before the pause: protected pages written (the writer lets each go). */
+	for (uint64_t pg = 100; pg < 200; pg++)
+		fill(pg, 2);
+	fill(1050, 2);
+	/* Touched for the first time since RAM was protected: not protected at all. */
+	for (uint64_t pg = 900; pg < 910; pg++)
+		fill(pg, 2);
+	fill(NPAGES - 1, 2);
+	sink += page(950)[0]; /* read only: the zero page */
+	/* Written and then cleared again: zero at the pause. */
+	fill(300, 2);
+	memset(page(300), 0, PG);
+
+	/* The pause. */
+	expect = malloc(NPAGES * PG);
+	assert_non_null(expect);
+	for (uint64_t pg = 0; pg < NPAGES; pg++)
+		memcpy(expect + pg * PG, page(pg), PG);
+	assert_int_equal(snap_live_arm(l, err, sizeof(err)), 0);
+	done = false;
+	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
+
+	/* Running again: every page rewritten while the writer saves (the writes wait for it). */
+	for (uint64_t pg = 0; pg < NPAGES; pg++)
+		fill(pg, 3);
+	pthread_mutex_lock(&done_lock);
+	while (!done)
+		pthread_cond_wait(&done_cond, &done_lock);
+	pthread_mutex_unlock(&done_lock);
+	assert_int_equal(snap_live_result(l, &map, &res, err, sizeof(err)), 0);
+	/* 800 + 76 pages of pattern, 10 + 1 first touched; page 300 is zero. */
+	assert_int_equal(res.mem_pages, 800 + 76 + 11 - 1);
+	assert_true(res.prearm_faults >= 101);
+	/* At least the pages written or first touched since protection, before the pause. */
+	assert_true(res.arm_pages + res.prearm_pages >= 101 + 11);
+	check_file(&w, &map);
+	free(map.extents);
+	snap_live_free(l);
+	snap_writer_abort(&w);
+	free(expect);
+	free_ram();
+	(void)sink;
+}
+
+/*
+ * The checkpoint fails in the pause (before snap_live_arm, or after it but before the writer
+ * runs): every page is writable again once the live checkpoint is freed.
+ */
+static void test_fail_before_start(void **state)
+{
+	struct snap_writer w;
+	struct snap_live *l;
+	char err[256];
+
+	for (int armed = 0; armed < 2; armed++) {
+		assert_int_equal(make_ram(), 0);
+		for (uint64_t pg = 0; pg < NPAGES; pg += 2)
+			fill(pg, 1);
+		start(&w, &l);
+		fill(10, 2); /* let go by the writer before the pause */
+		if (armed)
+			assert_int_equal(snap_live_arm(l, err, sizeof(err)), 0);
+		snap_live_free(l);
+		snap_writer_abort(&w);
+		/* Nobody would let these go if anything were still protected. */
+		for (uint64_t pg = 0; pg < NPAGES; pg++)
+			fill(pg, 3);
+		assert_true(*(uint64_t *)page(77) == (77 * 0x9e3779b97f4a7c15ULL ^ 3ULL << 56));
+		free_ram();
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_written_between_arm_and_pause),
+		cmocka_unit_test(test_fail_before_start),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
