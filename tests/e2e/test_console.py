@@ -597,7 +597,7 @@ times 510-($-$$) db 0
 dw 0xaa55
 """
 
-KEY_RE = re.compile(rb"^KEY ([0-9A-F]{4})\r?$", re.M)
+BIOS_KEY_RE = re.compile(rb"^KEY ([0-9A-F]{4})\r?$", re.M)
 
 
 @test
@@ -633,11 +633,11 @@ def seabios_keys_over_vnc(wd):
             time.sleep(0.2)
         want = [code for _, code in keys]
         end = time.time() + 60
-        while len(KEY_RE.findall(vm.out)) < len(want) and time.time() < end:
+        while len(BIOS_KEY_RE.findall(vm.out)) < len(want) and time.time() < end:
             vm.pump(0.5)
         time.sleep(1)  # a key sent twice would show by now
         vm.pump(0)
-        got = [k.decode() for k in KEY_RE.findall(vm.out)]
+        got = [k.decode() for k in BIOS_KEY_RE.findall(vm.out)]
         check(got == want, "keys through the BIOS: got %r, want %r" % (got, want))
 
     typed(vm, sent[:3])
