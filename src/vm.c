@@ -505,6 +505,7 @@ void vm_destroy(struct vm *vm)
 	vm->devs_tail = &vm->devs;
 	evloop_destroy(&vm->ev);
 	dirty_vm_free(vm);
+	snap_incr_free(vm);
 	if (vm->backing) {
 		close(vm->backing->fd);
 		free(vm->backing->extents);

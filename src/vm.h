@@ -131,6 +131,7 @@ struct vm {
 	bool poweroff_pending;	     /* SIGTERM while paused: the power button at resume */
 	struct live_save *live;	     /* a live checkpoint being written (snap/snapshot.c) */
 	struct dirty_tracker *dirty; /* dirty-page tracking of RAM (snap/dirty.h), or NULL */
+	struct snap_incr *incr;	     /* what an incremental checkpoint builds on (snapshot.c) */
 	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */
 	int sigfd;		     /* signals khyve handles (main.c), or -1 */
 

@@ -27,6 +27,7 @@
 
 #include "config.h"
 #include "ctl/ctl.h"
+#include "snap/chain.h"
 #include "snap/disks.h"
 #include "snap/format.h"
 #include "snap/meta.h"
@@ -64,8 +65,10 @@ struct opts {
 	const char *addr; /* --migrate=ADDR:PORT */
 	bool json, quiet;
 	bool live; /* --live: a checkpoint with a pause of milliseconds, or pre-copy migration */
-	uint64_t max_rate; /* --max-rate=SIZE: bytes per second of a save, 0 if not given */
-	long vcpu;	   /* --vcpu=N for --inject-nmi, -1 if not given */
+	uint64_t max_rate;  /* --max-rate=SIZE: bytes per second of a save, 0 if not given */
+	bool incremental;   /* --incremental: only the pages written since the parent */
+	const char *parent; /* --parent=PREV: the parent, which must be the last checkpoint */
+	long vcpu;	    /* --vcpu=N for --inject-nmi, -1 if not given */
 };
 
 /* A client-side view of one request: where to, and whether a progress bar is on screen. */
@@ -73,6 +76,7 @@ struct client {
 	const struct opts *o;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char file[PATH_MAX];
+	char parent[PATH_MAX];
 	const char *name; /* for messages: the VM name, or the socket path */
 	int fd;
 	bool bar;
@@ -85,12 +89,16 @@ static void usage(FILE *f)
 		   "       khyvectl --list [--dir=DIR] [--json]\n"
 		   "       khyvectl snapshot info [--json] [--key=PATH] FILE\n"
 		   "       khyvectl snapshot verify [--json] FILE\n"
+		   "       khyvectl snapshot merge [--json] CHAIN_TIP OUT\n"
 		   "       khyvectl -h | --version\n"
 		   "\n"
 		   "actions:\n"
 		   "  --checkpoint=FILE  save the running VM to FILE; the VM goes on running\n"
 		   "    --live           pause the guest only to save vCPU and device state; its\n"
 		   "                     memory is written while it runs (as of the pause)\n"
+		   "    --incremental    only the pages written since the last checkpoint or\n"
+		   "                     restore, into a file that names it as its parent\n"
+		   "    --parent=PREV    the same, saying which file that is (it must be)\n"
 		   "  --suspend=FILE     save the VM to FILE, then end it\n"
 		   "    --max-rate=SIZE  (with --checkpoint or --suspend) write at most SIZE\n"
 		   "                     bytes per second (K, M, G), e.g. 100M\n"
@@ -399,6 +407,10 @@ static int send_request(struct client *c)
 		if (c->o->max_rate)
 			json_object_object_add(o, "max_rate",
 					       json_object_new_int64((int64_t)c->o->max_rate));
+		if (c->o->incremental)
+			json_object_object_add(o, "incremental", json_object_new_boolean(true));
+		if (c->o->parent)
+			json_object_object_add(o, "parent", json_object_new_string(c->parent));
 	} else if (c->o->action == ACT_MIGRATE) {
 		json_object_object_add(o, "address", json_object_new_string(c->o->addr));
 		json_object_object_add(o, "progress", json_object_new_boolean(c->bar));
@@ -482,10 +494,15 @@ static void print_save(struct client *c, struct json_object *r, bool suspend)
 	fmt_bytes(size, sizeof(size), (double)get_u64(r, "bytes"));
 	fmt_ms(total, sizeof(total), get_double(r, "total_ms"));
 	fmt_ms(paused, sizeof(paused), get_double(r, "paused_ms"));
-	printf("%s%s %s \u2192 %s: %s in %s, guest paused %s%s\n",
-	       suspend ? "suspend" : "checkpoint", get_bool(r, "live") ? " (live)" : "", c->name,
+	printf("%s%s%s %s \u2192 %s: %s in %s, guest paused %s%s\n",
+	       suspend ? "suspend" : "checkpoint", get_bool(r, "live") ? " (live)" : "",
+	       get_bool(r, "incremental") ? " (incremental)" : "", c->name,
 	       get_str(r, "file", c->file), size, total, paused,
 	       suspend ? "; the VM has exited" : "");
+	if (get_bool(r, "incremental"))
+		printf("  its parent: %s\n", get_str(r, "parent", "?"));
+	if (*get_str(r, "note", ""))
+		printf("  note: %s\n", get_str(r, "note", ""));
 }
 
 static void print_migrate(struct client *c, struct json_object *r)
@@ -863,6 +880,8 @@ static int control(const struct opts *o)
 	c.name = o->vm ? o->vm : c.path;
 	if (o->file && absolute_path(o->file, c.file, sizeof(c.file)))
 		return usage_error("%s: cannot make an absolute path of it", o->file);
+	if (o->parent && absolute_path(o->parent, c.parent, sizeof(c.parent)))
+		return usage_error("%s: cannot make an absolute path of it", o->parent);
 	/* A progress bar only for a person watching a terminal. */
 	c.bar = (o->action == ACT_CHECKPOINT || o->action == ACT_SUSPEND ||
 		 o->action == ACT_MIGRATE) &&
@@ -1088,6 +1107,48 @@ static void disks_json(struct json_object *out, const struct snap_file *f)
 	snap_disks_free(&sd);
 }
 
+/*
+ * The chain of an incremental snapshot, tip first: each link's file, depth, identity and data,
+ * and how many pages of the restored memory come from it.  NULL with @err if it does not
+ * resolve.
+ */
+static struct json_object *chain_json(const struct snap_chain *c)
+{
+	struct json_object *a = json_object_new_array();
+	char id[2 * SNAP_ID_BYTES + 1], when[64];
+	uint64_t *newest = calloc(c->nlinks, sizeof(*newest));
+
+	for (uint64_t p = 0; newest && p < c->npages; p++)
+		if (c->owner[p] != SNAP_NO_LINK)
+			newest[c->owner[p]]++;
+	for (unsigned k = 0; k < c->nlinks; k++) {
+		const struct snap_file *f = c->file[k];
+		struct json_object *o = json_object_new_object();
+		uint8_t raw[SNAP_ID_BYTES];
+		uint64_t data = 0;
+
+		for (unsigned i = 0; i < f->nextents; i++)
+			data += f->extents[i].length;
+		json_object_object_add(o, "file", json_object_new_string(c->name[k]));
+		add_u64(o, "depth", f->has_parent ? f->parent.depth : 0);
+		if (!snap_file_identity(f, raw)) {
+			snap_id_hex(raw, id);
+			json_object_object_add(o, "identity", json_object_new_string(id));
+		}
+		iso8601(when, sizeof(when), f->created_ns);
+		json_object_object_add(o, "created", json_object_new_string(when));
+		add_u64(o, "data_bytes", data);
+		add_u64(o, "extents", f->nextents);
+		if (newest)
+			add_u64(o, "newest_pages", newest[k]);
+		if (f->has_parent)
+			json_object_object_add(o, "parent", json_object_new_string(f->parent.name));
+		json_object_array_add(a, o);
+	}
+	free(newest);
+	return a;
+}
+
 /* The human summary of snapshot info: a few lines from the full document. */
 static void info_print(struct json_object *out)
 {
@@ -1121,6 +1182,20 @@ static void info_print(struct json_object *out)
 			       get_str(v, "path", "?"),
 			       get_bool(v, "copy") ? " (a copy made with the snapshot)" : "");
 		}
+	if (json_object_object_get_ex(out, "chain", &a) &&
+	    json_object_is_type(a, json_type_array) && json_object_array_length(a) > 1) {
+		printf("  incremental: a chain of %zu links, down to its full base:\n",
+		       json_object_array_length(a));
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			v = json_object_array_get_idx(a, i);
+			fmt_bytes(data, sizeof(data), (double)get_u64(v, "data_bytes"));
+			printf("    %s: %s of data, %" PRIu64 " pages newest here\n",
+			       get_str(v, "file", "?"), data, get_u64(v, "newest_pages"));
+		}
+	}
+	if (json_object_object_get_ex(out, "chain_error", NULL))
+		printf("  incremental, but its chain does not resolve: %s\n",
+		       get_str(out, "chain_error", ""));
 	if (json_object_object_get_ex(out, "authentication", &v))
 		printf("  authentication: %s%s%s\n", get_str(v, "status", "?"),
 		       *get_str(v, "detail", "") ? ": " : "", get_str(v, "detail", ""));
@@ -1162,6 +1237,17 @@ static int snapshot_info(const char *path, const char *keypath)
 	json_object_object_add(out, "sections", sections_json(&f));
 	json_object_object_add(out, "guest_memory", memory_json(&f));
 	disks_json(out, &f);
+	if (f.has_parent) {
+		struct snap_chain c;
+		char err[600];
+
+		if (snap_chain_open(&c, &f, path, false, err, sizeof(err))) {
+			json_object_object_add(out, "chain_error", json_object_new_string(err));
+		} else {
+			json_object_object_add(out, "chain", chain_json(&c));
+			snap_chain_close(&c);
+		}
+	}
 	trust_json(out, &f, keypath);
 	if (json_mode)
 		printf("%s\n",
@@ -1175,51 +1261,147 @@ static int snapshot_info(const char *path, const char *keypath)
 	return 0;
 }
 
-static int snapshot_verify(const char *path)
+/* Open @path and its chain, every link's memory checked when @verify. */
+static int chain_open(struct snap_file *f, struct snap_chain *c, const char *path, bool verify)
 {
-	struct snap_file f;
-	uint64_t data = 0;
-	int ret;
+	char err[600] = "";
+	int ret = snap_open(f, path, verify);
 
-	ret = snap_open(&f, path, true);
 	if (ret)
 		return ret;
-	for (unsigned i = 0; i < f.nsections; i++)
-		data += f.sections[i].length;
-	for (unsigned i = 0; i < f.nextents; i++)
-		data += f.extents[i].length;
+	ret = snap_chain_open(c, f, path, false, err, sizeof(err));
+	/* verify: every extent of every link, not only those a restore reads. */
+	for (unsigned k = 1; !ret && verify && k < c->nlinks; k++)
+		for (unsigned i = 0; !ret && i < c->file[k]->nextents; i++)
+			ret = snap_file_verify_extent(c->file[k], i, c->name[k], err, sizeof(err));
+	if (ret) {
+		if (c->nlinks)
+			snap_chain_close(c);
+		snap_file_close(f);
+		file_error("%s", err[0] ? err : strerror(-ret));
+		return open_error_status(ret) == EXIT_USAGE && ret != -ENOENT ? EXIT_USAGE
+									      : EXIT_REFUSED;
+	}
+	return 0;
+}
+
+static int snapshot_verify(const char *path)
+{
+	struct snap_chain c;
+	struct snap_file f;
+	uint64_t data = 0;
+	unsigned nsec = 0, next = 0;
+	int ret;
+
+	ret = chain_open(&f, &c, path, true);
+	if (ret)
+		return ret;
+	for (unsigned k = 0; k < c.nlinks; k++) {
+		const struct snap_file *l = c.file[k];
+
+		for (unsigned i = 0; i < l->nsections; i++)
+			data += l->sections[i].length;
+		for (unsigned i = 0; i < l->nextents; i++)
+			data += l->extents[i].length;
+		nsec += l->nsections;
+		next += l->nextents;
+	}
 	if (json_mode) {
 		struct json_object *o = json_object_new_object();
 
 		json_object_object_add(o, "ok", json_object_new_boolean(1));
 		json_object_object_add(o, "file", json_object_new_string(path));
-		add_u64(o, "sections", f.nsections);
-		add_u64(o, "extents", f.nextents);
+		add_u64(o, "sections", nsec);
+		add_u64(o, "extents", next);
 		add_u64(o, "data_bytes", data);
 		add_u64(o, "file_size", f.file_size);
+		add_u64(o, "links", c.nlinks);
+		if (c.nlinks > 1)
+			json_object_object_add(o, "chain", chain_json(&c));
+		printf("%s\n",
+		       json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								 JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	} else if (c.nlinks > 1) {
+		printf("%s: ok, a chain of %u links (%u sections, %u memory extents, %.1f MiB of "
+		       "data)\n",
+		       path, c.nlinks, nsec, next, (double)data / (double)(1ULL << 20));
+	} else {
+		printf("%s: ok (%u sections, %u memory extents, %.1f MiB of data)\n", path, nsec,
+		       next, (double)data / (double)(1ULL << 20));
+	}
+	snap_chain_close(&c);
+	snap_file_close(&f);
+	return 0;
+}
+
+/*
+ * snapshot merge: one full snapshot from a chain.  It carries a MAC only if the tip is
+ * authenticated for this user (then the user's khyve wrote what it says), made with the
+ * same key; otherwise it is as unauthenticated as the tip.
+ */
+static int snapshot_merge(const char *path, const char *out)
+{
+	uint8_t key[SNAP_KEY_BYTES];
+	struct snap_merge_result res;
+	struct snap_keyref ref;
+	struct snap_chain c;
+	struct snap_file f;
+	struct config cfg;
+	char err[600] = "", why[600] = "";
+	bool keyed = false;
+	int ret;
+
+	ret = chain_open(&f, &c, path, true);
+	if (ret)
+		return ret;
+	config_init(&cfg);
+	if (!snap_key_locate(&cfg, &ref, why, sizeof(why)) &&
+	    snap_authenticate(&f, &ref, why, sizeof(why)) == SNAP_AUTH_VALID &&
+	    !snap_key_load(&ref, false, key, why, sizeof(why)))
+		keyed = true;
+	config_free(&cfg);
+	ret = snap_chain_merge(&c, out, keyed ? key : NULL, &res, err, sizeof(err));
+	memset(key, 0, sizeof(key));
+	if (ret) {
+		file_error("%s", err[0] ? err : strerror(-ret));
+	} else if (json_mode) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "ok", json_object_new_boolean(1));
+		json_object_object_add(o, "file", json_object_new_string(out));
+		add_u64(o, "links", c.nlinks);
+		add_u64(o, "bytes", res.bytes);
+		add_u64(o, "mem_pages", res.mem_pages);
+		add_u64(o, "zero_pages", res.zero_pages);
+		json_object_object_add(o, "authenticated", json_object_new_boolean(keyed));
 		printf("%s\n",
 		       json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 								 JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(o);
 	} else {
-		printf("%s: ok (%u sections, %u memory extents, %.1f MiB of data)\n", path,
-		       f.nsections, f.nextents, (double)data / (double)(1ULL << 20));
+		printf("%s: %u links merged into %s (%.1f MiB of data)%s\n", path, c.nlinks, out,
+		       (double)res.bytes / (double)(1ULL << 20),
+		       keyed ? "" : "; not authenticated (the tip is not)");
 	}
+	snap_chain_close(&c);
 	snap_file_close(&f);
-	return 0;
+	return ret ? EXIT_REFUSED : 0;
 }
 
 static int snapshot_cmd(int argc, char **argv)
 {
-	const char *key = NULL, *file = NULL;
-	bool info;
+	const char *key = NULL, *file = NULL, *out = NULL;
+	bool info, merge;
 
 	if (argc < 2)
-		return usage_error("snapshot: expected 'info FILE' or 'verify FILE'");
-	if (strcmp(argv[1], "info") && strcmp(argv[1], "verify"))
-		return usage_error("snapshot: unknown command '%s' (expected info or verify)",
-				   argv[1]);
+		return usage_error("snapshot: expected 'info FILE', 'verify FILE' or 'merge "
+				   "CHAIN_TIP OUT'");
+	if (strcmp(argv[1], "info") && strcmp(argv[1], "verify") && strcmp(argv[1], "merge"))
+		return usage_error(
+			"snapshot: unknown command '%s' (expected info, verify or merge)", argv[1]);
 	info = !strcmp(argv[1], "info");
+	merge = !strcmp(argv[1], "merge");
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			continue; /* json_mode, set in main */
@@ -1229,10 +1411,19 @@ static int snapshot_cmd(int argc, char **argv)
 		}
 		if (argv[i][0] == '-' && argv[i][1])
 			return usage_error("snapshot %s: unknown option '%s'", argv[1], argv[i]);
+		if (merge && file && !out) {
+			out = argv[i];
+			continue;
+		}
 		if (file)
-			return usage_error("snapshot %s: expected exactly one FILE", argv[1]);
+			return usage_error(merge ? "snapshot merge: expected CHAIN_TIP and OUT"
+						 : "snapshot %s: expected exactly one FILE",
+					   argv[1]);
 		file = argv[i];
 	}
+	if (merge)
+		return file && out ? snapshot_merge(file, out)
+				   : usage_error("snapshot merge: expected CHAIN_TIP and OUT");
 	if (!file)
 		return usage_error("snapshot %s: expected exactly one FILE", argv[1]);
 	return info ? snapshot_info(file, key) : snapshot_verify(file);
@@ -1278,6 +1469,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "json", no_argument, NULL, 'j' },
 		{ "live", no_argument, NULL, 'L' },
 		{ "max-rate", required_argument, NULL, 'M' },
+		{ "incremental", no_argument, NULL, 'I' },
+		{ "parent", required_argument, NULL, 'A' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -1358,6 +1551,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'L':
 			o->live = true;
 			break;
+		case 'I':
+			o->incremental = true;
+			break;
+		case 'A':
+			o->parent = optarg;
+			break;
 		case 'M':
 			if (parse_size(optarg, &o->max_rate) || o->max_rate < (1 << 20) ||
 			    o->max_rate > INT64_MAX)
@@ -1395,6 +1594,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return usage_error("--max-rate=SIZE goes with --checkpoint=FILE or --suspend=FILE");
 	if (o->max_rate && o->live)
 		return usage_error("--max-rate=SIZE is not applied to a --live checkpoint");
+	if ((o->incremental || o->parent) && o->action != ACT_CHECKPOINT &&
+	    o->action != ACT_SUSPEND)
+		return usage_error("--incremental and --parent=PREV go with --checkpoint=FILE or "
+				   "--suspend=FILE");
+	if ((o->incremental || o->parent) && o->live)
+		return usage_error("--incremental and --parent=PREV do not go with --live");
 	if (o->vcpu >= 0 && o->action != ACT_INJECT_NMI)
 		return usage_error("--vcpu=N goes with --inject-nmi");
 	if (o->action == ACT_LIST)

@@ -186,8 +186,9 @@ struct ctl_req {
 	ctl_send_fn send;
 	void *opaque;
 	const char *file;
-	bool progress, live;
-	uint64_t max_rate; /* bytes per second, 0: no limit */
+	bool progress, live, incremental;
+	uint64_t max_rate;  /* bytes per second, 0: no limit */
+	const char *parent; /* an incremental checkpoint's parent, or NULL */
 	uint64_t last_ns, last_done;
 	int last_pct;
 	char err[512];
@@ -312,6 +313,11 @@ static struct json_object *save_reply(const struct snap_result *res, const char 
 		add_u64(o, "prearm_pages", res->prearm_pages);
 		add_u64(o, "prearm_faults", res->prearm_faults);
 	}
+	json_object_object_add(o, "incremental", json_object_new_boolean(res->incremental));
+	if (res->incremental)
+		json_object_object_add(o, "parent", json_object_new_string(res->parent));
+	if (res->note[0])
+		json_object_object_add(o, "note", json_object_new_string(res->note));
 	json_object_object_add(o, "file", json_object_new_string(file));
 	return o;
 }
@@ -404,6 +410,12 @@ static int req_save(struct ctl_req *r, bool suspend)
 	r->last_pct = 0;
 	r->err[0] = '\0';
 	opts.max_rate = r->max_rate;
+	opts.incremental = r->incremental;
+	opts.parent = r->parent;
+	if (r->live && (r->incremental || r->parent))
+		return reply_error(r, -EOPNOTSUPP,
+				   "checkpoint: a live checkpoint cannot be incremental yet; give "
+				   "\"live\" or \"incremental\"/\"parent\"");
 	if (r->live && !r->vm->paused) {
 		if (r->max_rate)
 			return reply_error(r, -EOPNOTSUPP,
@@ -911,6 +923,23 @@ static int parse_save_fields(struct ctl_req *r, const char *name)
 			return reply_error(r, -EINVAL, "%s: \"live\" must be true or false", name);
 		r->live = json_object_get_boolean(v);
 	}
+	if (json_object_object_get_ex(r->in, "incremental", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return reply_error(r, -EINVAL, "%s: \"incremental\" must be true or false",
+					   name);
+		r->incremental = json_object_get_boolean(v);
+	}
+	if (json_object_object_get_ex(r->in, "parent", &v)) {
+		if (!json_object_is_type(v, json_type_string))
+			return reply_error(r, -EINVAL, "%s: \"parent\" must be a string", name);
+		r->parent = json_object_get_string(v);
+		if ((size_t)json_object_get_string_len(v) != strlen(r->parent) || !*r->parent ||
+		    r->parent[0] != '/' || strlen(r->parent) >= PATH_MAX)
+			return reply_error(r, -EINVAL,
+					   "%s: \"parent\" must be an absolute path (khyve's "
+					   "working directory is not yours)",
+					   name);
+	}
 	if (json_object_object_get_ex(r->in, "max_rate", &v)) {
 		int64_t rate = json_object_get_int64(v);
 
@@ -933,7 +962,8 @@ static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 			continue;
 		if ((q->save || q->file) && !strcmp(key, "file"))
 			continue;
-		if (q->save && (!strcmp(key, "progress") || !strcmp(key, "max_rate")))
+		if (q->save && (!strcmp(key, "progress") || !strcmp(key, "max_rate") ||
+				!strcmp(key, "incremental") || !strcmp(key, "parent")))
 			continue;
 		if (q->fn == req_checkpoint && !strcmp(key, "live"))
 			continue;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "snap/trust.h"
 #include "sstream.h"
 #include "version.h"
 
@@ -41,8 +42,9 @@ uint64_t snap_checksum(const void *buf, size_t len)
 }
 
 static const char *const section_names[] = {
-	[SNAP_SEC_META] = "meta", [SNAP_SEC_VM] = "vm",		[SNAP_SEC_VCPU] = "vcpu",
-	[SNAP_SEC_DEV] = "dev",	  [SNAP_SEC_MEMMAP] = "memmap", [SNAP_SEC_DISKS] = "disks",
+	[SNAP_SEC_META] = "meta",   [SNAP_SEC_VM] = "vm",	  [SNAP_SEC_VCPU] = "vcpu",
+	[SNAP_SEC_DEV] = "dev",	    [SNAP_SEC_MEMMAP] = "memmap", [SNAP_SEC_DISKS] = "disks",
+	[SNAP_SEC_CHAIN] = "chain",
 };
 
 const char *snap_section_type_name(uint32_t type)
@@ -63,11 +65,13 @@ static void header_io(struct sstream *s, struct snap_header *h)
 	if (s->loading && !s->err && memcmp(magic, SNAP_MAGIC, 8))
 		ss_fail(s, -EINVAL, "not a khyve snapshot (bad magic)");
 	ss_u32(s, &h->format_version);
-	if (s->loading && !s->err && h->format_version != SNAP_FORMAT_VERSION)
-		ss_fail(s, -EINVAL, "format version %u is %s than this khyve supports (%u)",
+	if (s->loading && !s->err &&
+	    (h->format_version < SNAP_FORMAT_MIN_VERSION ||
+	     h->format_version > SNAP_FORMAT_VERSION))
+		ss_fail(s, -EINVAL, "format version %u is %s than this khyve supports (%u to %u)",
 			h->format_version,
 			h->format_version > SNAP_FORMAT_VERSION ? "newer" : "older",
-			SNAP_FORMAT_VERSION);
+			SNAP_FORMAT_MIN_VERSION, SNAP_FORMAT_VERSION);
 	ss_expect_u32(s, header_size, "header size");
 	ss_bytes(s, h->khyve_version, sizeof(h->khyve_version));
 	ss_u64(s, &h->created_ns);
@@ -378,7 +382,9 @@ int snap_writer_commit(struct snap_writer *w, char *err, size_t errlen)
 			goto out;
 		}
 	}
-	ret = pwrite_all(w->fd, table.buf, table.len, w->pos);
+	ret = snap_table_identity(table.buf, table.len, w->id);
+	if (!ret)
+		ret = pwrite_all(w->fd, table.buf, table.len, w->pos);
 	if (!ret)
 		ret = pwrite_all(w->fd, page, sizeof(page), 0);
 	if (!ret && fsync(w->fd) < 0)
@@ -583,7 +589,8 @@ static int check_entry(struct snap_file *f, unsigned i, const char *path, char *
 	const char *tn = snap_section_type_name(sec->type);
 	unsigned nvcpu = 0;
 
-	if (sec->type < SNAP_SEC_META || sec->type > SNAP_SEC_LAST)
+	if (sec->type < SNAP_SEC_META || sec->type > SNAP_SEC_LAST ||
+	    (sec->type == SNAP_SEC_CHAIN && f->format_version < 2))
 		return fail(err, errlen, -EINVAL, path, "section %u has unknown type %u", i,
 			    sec->type);
 	if (!section_id_ok(sec))
@@ -813,28 +820,34 @@ static int check_holes(struct snap_file *f, const char *path, char *err, size_t 
 	return ret;
 }
 
-static int verify_extents(struct snap_file *f, const char *path, char *err, size_t errlen)
+int snap_file_verify_extent(const struct snap_file *f, unsigned i, const char *path, char *err,
+			    size_t errlen)
 {
+	const struct snap_extent *e = &f->extents[i];
 	uint8_t *buf = malloc(CHUNK);
 	uint64_t sum;
-	int ret = 0;
+	int ret;
 
 	if (!buf)
 		return -ENOMEM;
-	for (unsigned i = 0; i < f->nextents && !ret; i++) {
-		const struct snap_extent *e = &f->extents[i];
-
-		ret = checksum_range(f->fd, e->file_offset, e->length, buf, &sum);
-		if (ret)
-			ret = fail(err, errlen, ret, path, "reading guest memory: %s",
-				   strerror(-ret));
-		else if (sum != e->checksum)
-			ret = fail(err, errlen, -EINVAL, path,
-				   "guest memory at offset 0x%llx: "
-				   "checksum mismatch (corrupted)",
-				   (unsigned long long)e->file_offset);
-	}
+	ret = checksum_range(f->fd, e->file_offset, e->length, buf, &sum);
+	if (ret)
+		ret = fail(err, errlen, ret, path, "reading guest memory: %s", strerror(-ret));
+	else if (sum != e->checksum)
+		ret = fail(err, errlen, -EINVAL, path,
+			   "guest memory at offset 0x%llx: "
+			   "checksum mismatch (corrupted)",
+			   (unsigned long long)e->file_offset);
 	free(buf);
+	return ret;
+}
+
+static int verify_extents(struct snap_file *f, const char *path, char *err, size_t errlen)
+{
+	int ret = 0;
+
+	for (unsigned i = 0; i < f->nextents && !ret; i++)
+		ret = snap_file_verify_extent(f, i, path, err, errlen);
 	return ret;
 }
 
@@ -888,8 +901,46 @@ static int read_meta(struct snap_file *f, const char *path, char *err, size_t er
 	return 0;
 }
 
+/* The chain section of an incremental snapshot (format 2), if it has one. */
+static int read_chain(struct snap_file *f, const char *path, char *err, size_t errlen)
+{
+	const struct snap_section *sec = snap_file_find(f, SNAP_SEC_CHAIN, "chain");
+	char msg[300];
+	void *buf;
+	int ret;
+
+	if (!sec)
+		return 0;
+	if (sec->version != 1)
+		return fail(err, errlen, -EINVAL, path,
+			    "chain section version %u is not supported (1)", sec->version);
+	ret = snap_file_read(f, sec, &buf);
+	if (ret)
+		return fail(err, errlen, ret, path, "reading the chain section: %s",
+			    strerror(-ret));
+	ret = snap_parent_decode(buf, sec->length, &f->parent, msg, sizeof(msg));
+	free(buf);
+	if (ret)
+		return fail(err, errlen, ret, path, "chain section: %s", msg);
+	f->has_parent = true;
+	return 0;
+}
+
 int snap_file_open(struct snap_file *f, const char *path, bool verify_memory, char *err,
 		   size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		memset(f, 0, sizeof(*f));
+		f->fd = -1;
+		return fail(err, errlen, -errno, path, "%s", strerror(errno));
+	}
+	return snap_file_open_fd(f, fd, path, verify_memory, err, errlen);
+}
+
+int snap_file_open_fd(struct snap_file *f, int fd, const char *path, bool verify_memory, char *err,
+		      size_t errlen)
 {
 	struct snap_header h;
 	struct stat st;
@@ -898,9 +949,7 @@ int snap_file_open(struct snap_file *f, const char *path, bool verify_memory, ch
 	memset(f, 0, sizeof(*f));
 	if (errlen)
 		err[0] = '\0';
-	f->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (f->fd < 0)
-		return fail(err, errlen, -errno, path, "%s", strerror(errno));
+	f->fd = fd;
 	if (fstat(f->fd, &st) < 0) {
 		ret = fail(err, errlen, -errno, path, "%s", strerror(errno));
 		goto out;
@@ -926,6 +975,8 @@ int snap_file_open(struct snap_file *f, const char *path, bool verify_memory, ch
 		ret = read_meta(f, path, err, errlen);
 	if (!ret)
 		ret = read_memmap(f, path, err, errlen);
+	if (!ret)
+		ret = read_chain(f, path, err, errlen);
 	if (!ret)
 		ret = check_holes(f, path, err, errlen);
 	if (!ret && verify_memory)
@@ -991,5 +1042,95 @@ int snap_file_read(const struct snap_file *f, const struct snap_section *s, void
 		return ret;
 	}
 	*buf = b;
+	return 0;
+}
+
+/* ---- chains ---- */
+
+int snap_table_identity(const void *table, uint64_t len, uint8_t id[SNAP_ID_BYTES])
+{
+	static const char ctx[] = "khyve snapshot identity v1";
+	crypto_generichash_state st;
+
+	if (sodium_init() < 0)
+		return -EIO;
+	crypto_generichash_init(&st, NULL, 0, SNAP_ID_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)ctx, sizeof(ctx));
+	if (len)
+		crypto_generichash_update(&st, table, len);
+	crypto_generichash_final(&st, id, SNAP_ID_BYTES);
+	return 0;
+}
+
+int snap_file_identity(const struct snap_file *f, uint8_t id[SNAP_ID_BYTES])
+{
+	return snap_table_identity(f->table_raw, f->table_len, id);
+}
+
+void snap_id_hex(const uint8_t id[SNAP_ID_BYTES], char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (unsigned i = 0; i < SNAP_ID_BYTES; i++) {
+		out[2 * i] = hex[id[i] >> 4];
+		out[2 * i + 1] = hex[id[i] & 15];
+	}
+	out[2 * SNAP_ID_BYTES] = '\0';
+}
+
+bool snap_parent_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (!n || n > SNAP_PARENT_NAME_MAX || !strcmp(name, ".") || !strcmp(name, ".."))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (name[i] == '/' || (unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			return false;
+	return true;
+}
+
+void snap_parent_io(struct sstream *s, struct snap_parent *p)
+{
+	uint32_t len = s->loading ? 0 : (uint32_t)strlen(p->name);
+
+	ss_u32(s, &p->depth);
+	ss_u32(s, &len);
+	ss_check_max(s, len, SNAP_PARENT_NAME_MAX, "parent name length");
+	if (!s->err) {
+		ss_bytes(s, p->name, len);
+		p->name[len] = '\0';
+		if (s->loading && !s->err && memchr(p->name, '\0', len))
+			ss_fail(s, -EINVAL, "the parent name holds a NUL byte");
+	}
+	ss_bytes(s, p->id, SNAP_ID_BYTES);
+}
+
+int snap_parent_decode(const void *buf, size_t len, struct snap_parent *p, char *err, size_t errlen)
+{
+	struct sstream s;
+	char name[4 * SNAP_PARENT_NAME_MAX + 1];
+
+	memset(p, 0, sizeof(*p));
+	ss_init_load(&s, buf, len);
+	snap_parent_io(&s, p);
+	ss_finish(&s);
+	if (ss_error(&s)) {
+		snprintf(err, errlen, "%s", s.msg);
+		return -EINVAL;
+	}
+	if (strlen(p->name) == 0 || !snap_parent_name_ok(p->name)) {
+		snap_sanitize(p->name, name, sizeof(name));
+		snprintf(err, errlen,
+			 "parent '%s' is not a plain file name (a parent must be in the "
+			 "snapshot's own directory)",
+			 name);
+		return -EINVAL;
+	}
+	if (!p->depth || p->depth >= SNAP_CHAIN_MAX) {
+		snprintf(err, errlen, "chain depth %u is out of range (1 to %u)", p->depth,
+			 SNAP_CHAIN_MAX - 1);
+		return -EINVAL;
+	}
 	return 0;
 }

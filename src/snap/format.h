@@ -21,8 +21,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct sstream;
+
 #define SNAP_MAGIC "KHYVSNAP"
-#define SNAP_FORMAT_VERSION 1
+/*
+ * 2 added the chain section (an incremental snapshot names its parent); a reader takes 1 and 2,
+ * and a version 1 file is read as it always was.
+ */
+#define SNAP_FORMAT_VERSION 2
+#define SNAP_FORMAT_MIN_VERSION 1
 #define SNAP_PAGE 4096ULL
 /* The memory area starts 2 MiB in, so a restored guest's RAM can be mapped with huge pages. */
 #define SNAP_MEM_ALIGN (2ULL << 20)
@@ -33,6 +40,9 @@
 #define SNAP_MAX_VCPUS 255
 #define SNAP_KEY_BYTES 32
 #define SNAP_MAC_BYTES 32
+#define SNAP_ID_BYTES 32	 /* a file's content identity (snap_file_identity) */
+#define SNAP_PARENT_NAME_MAX 255 /* a parent is named by a file name in the tip's directory */
+#define SNAP_CHAIN_MAX 256	 /* links in a chain, the tip and its full base included */
 /* Authentication schemes in the header. */
 #define SNAP_AUTH_SCHEME_NONE 0
 #define SNAP_AUTH_SCHEME_BLAKE2B 1 /* keyed BLAKE2b-256 (libsodium crypto_generichash) */
@@ -52,7 +62,8 @@ enum snap_section_type {
 	SNAP_SEC_DEV = 4,    /* one per device instance */
 	SNAP_SEC_MEMMAP = 5, /* RAM regions and data extents with checksums */
 	SNAP_SEC_DISKS = 6,  /* what identifies each disk's state (snap/disks.h) */
-	SNAP_SEC_LAST = SNAP_SEC_DISKS,
+	SNAP_SEC_CHAIN = 7,  /* format 2: the parent of an incremental snapshot (snap/chain.h) */
+	SNAP_SEC_LAST = SNAP_SEC_CHAIN,
 };
 
 struct snap_section {
@@ -72,6 +83,19 @@ struct snap_extent {
 	uint64_t checksum;
 };
 
+/*
+ * The chain section of an incremental snapshot: its memory area holds only the pages written
+ * since its parent was taken (each of them, zero or not, as data); every other page is the
+ * parent's.  The parent is named by a file name in the directory of this file (never a path:
+ * a file must not make khyve open arbitrary host files) and by its content identity, so a
+ * parent that was replaced or changed is refused rather than mixed in.
+ */
+struct snap_parent {
+	uint32_t depth; /* links below this file: 1 when the parent is a full snapshot */
+	char name[SNAP_PARENT_NAME_MAX + 1];
+	uint8_t id[SNAP_ID_BYTES];
+};
+
 /* An open snapshot, validated (header, table, section checksums, memmap consistency). */
 struct snap_file {
 	int fd;
@@ -87,6 +111,8 @@ struct snap_file {
 	struct snap_extent *extents;
 	uint64_t mem_offset, mem_size;
 	char *meta_json; /* NUL-terminated */
+	bool has_parent; /* an incremental snapshot: @parent says whose */
+	struct snap_parent parent;
 	/* What the MAC covers, kept to check it against a key (snap_file_check_mac). */
 	uint32_t auth_scheme;
 	uint8_t mac[SNAP_MAC_BYTES];
@@ -102,7 +128,27 @@ struct snap_file {
  */
 int snap_file_open(struct snap_file *f, const char *path, bool verify_memory, char *err,
 		   size_t errlen);
+/* The same on an open descriptor (taken over: closed on failure and by snap_file_close). */
+int snap_file_open_fd(struct snap_file *f, int fd, const char *path, bool verify_memory, char *err,
+		      size_t errlen);
 void snap_file_close(struct snap_file *f);
+/* Check memory extent @i against its checksum. */
+int snap_file_verify_extent(const struct snap_file *f, unsigned i, const char *path, char *err,
+			    size_t errlen);
+/*
+ * The file's content identity: BLAKE2b-256 over its section table, which holds the checksum of
+ * every section, the memory map's (and so every memory extent's checksum) among them.
+ */
+int snap_file_identity(const struct snap_file *f, uint8_t id[SNAP_ID_BYTES]);
+int snap_table_identity(const void *table, uint64_t len, uint8_t id[SNAP_ID_BYTES]);
+/* Lowercase hex of an identity, into @out (2 * SNAP_ID_BYTES + 1 bytes). */
+void snap_id_hex(const uint8_t id[SNAP_ID_BYTES], char *out);
+/* Is @name one a parent may have: a plain file name (no '/', not . or .., printable)? */
+bool snap_parent_name_ok(const char *name);
+/* The chain section's coding, and its decoding with every field checked (fuzzed). */
+void snap_parent_io(struct sstream *s, struct snap_parent *p);
+int snap_parent_decode(const void *buf, size_t len, struct snap_parent *p, char *err,
+		       size_t errlen);
 const char *snap_section_type_name(uint32_t type);
 /* Find a section; NULL if absent. */
 const struct snap_section *snap_file_find(const struct snap_file *f, uint32_t type, const char *id);
@@ -136,6 +182,7 @@ struct snap_writer {
 	int (*sink)(void *opaque, const struct snap_section *sec, uint64_t offset, const void *buf,
 		    uint64_t len);
 	void *sink_opaque;
+	uint8_t id[SNAP_ID_BYTES]; /* after commit: the new file's snap_file_identity */
 };
 
 int snap_writer_open(struct snap_writer *w, const char *path, uint64_t mem_size, char *err,
@@ -163,7 +210,6 @@ void snap_writer_abort(struct snap_writer *w);
 /* XXH3-64 of a buffer: the checksum used throughout the format. */
 uint64_t snap_checksum(const void *buf, size_t len);
 
-struct sstream;
 /* The memmap section's coding (regions then extents), used by the writer and the reader. */
 void snap_memmap_io(struct sstream *s, struct snap_file *f);
 #endif

@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "snap/chain.h"
+#include "snap/dirty.h"
 #include "sstream.h"
 #include "vm.h"
 
@@ -291,8 +293,130 @@ int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_back
 	return ret;
 }
 
-int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t errlen)
+/*
+ * An incremental save (snap/chain.h): every page set in @dirty, zero or not, is written, since
+ * a hole in an incremental snapshot means "the parent's page".
+ */
+int snap_memory_save_dirty(struct vm *vm, struct snap_writer *w, const uint64_t *dirty,
+			   struct snap_file *map, const struct snap_save_opts *opts,
+			   struct snap_result *res, char *err, size_t errlen)
 {
+	struct mem_saver m = { .vm = vm, .w = w, .map = map, .opts = opts, .res = res };
+	uint64_t off = 0, page = 0;
+	int ret = 0;
+
+	for (uint64_t i = 0; i < dirty_npages(vm); i++)
+		if (dirty_test(dirty, i))
+			m.left += PAGE;
+	m.t0_ns = mono_now_ns();
+	m.bytes0 = w->bytes;
+	map->nregions = vm->nmem;
+	for (unsigned idx = 0; idx < vm->nmem && !ret; idx++) {
+		const struct mem_region *r = &vm->mem[idx];
+		uint64_t npages = r->size / PAGE;
+
+		map->regions[idx] = (struct snap_region){ r->gpa, r->size, w->mem_offset + off };
+		for (uint64_t pg = 0; pg < npages && !ret; pg++, page++) {
+			const uint8_t *p = (const uint8_t *)r->hva + pg * PAGE;
+			uint64_t at = off + pg * PAGE;
+
+			if (!dirty_test(dirty, page)) {
+				ret = saver_flush(&m);
+				continue;
+			}
+			saver_consume(&m);
+			m.res->mem_pages++;
+			if (m.run_len &&
+			    (m.run_off + m.run_len != at || m.run_len >= SNAP_EXTENT_MAX)) {
+				ret = saver_flush(&m);
+				if (ret)
+					break;
+			}
+			if (!m.run_len) {
+				m.run_off = at;
+				m.run_ptr = p;
+			}
+			m.run_len += PAGE;
+			if (pg % SCAN_CHUNK == SCAN_CHUNK - 1) {
+				saver_progress(&m);
+				saver_throttle(&m);
+			}
+		}
+		if (!ret)
+			ret = saver_flush(&m);
+		off += r->size;
+	}
+	if (ret)
+		snprintf(err, errlen, "saving guest memory: %s", strerror(-ret));
+	return ret;
+}
+
+/* Replace [@hva, @hva + @len) with the file's pages at @foff, or copy them in past @budget. */
+static int map_run(void *hva, uint64_t len, int fd, uint64_t foff, unsigned *budget)
+{
+	uint8_t *p = hva;
+
+	if (*budget) {
+		(*budget)--;
+		if (mmap(hva, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
+			 fd, (off_t)foff) != MAP_FAILED)
+			return 0;
+		if (errno != ENOMEM)
+			return -errno;
+		*budget = 0;
+	}
+	/* Out of mappings (vm.max_map_count): these pages become private copies now. */
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)foff);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		foff += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Over the base's mapping, each run of pages whose newest copy a later link holds is mapped
+ * from that link, still private and lazy.  Mappings are bounded (each is a VMA of the
+ * process): past MAP_BUDGET runs, the rest are read in.
+ */
+#define MAP_BUDGET 32768
+
+static int map_links(struct vm *vm, const struct snap_chain *c, char *err, size_t errlen)
+{
+	unsigned base = c->nlinks - 1, link, budget = MAP_BUDGET;
+	uint64_t len;
+
+	for (uint64_t p = 0; (len = snap_chain_run(c, p, &link)); p += len) {
+		uint64_t off = p * PAGE, roff = off;
+		const struct snap_file *f;
+		unsigned idx = 0;
+		int ret;
+
+		if (link == base || link == SNAP_NO_LINK)
+			continue;
+		while (idx + 1 < vm->nmem && roff >= vm->mem[idx].size)
+			roff -= vm->mem[idx++].size;
+		f = c->file[link];
+		ret = map_run((uint8_t *)vm->mem[idx].hva + roff, len * PAGE, f->fd,
+			      f->mem_offset + off, &budget);
+		if (ret) {
+			snprintf(err, errlen, "mapping guest memory from %s: %s", c->name[link],
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int snap_memory_map_chain(struct vm *vm, const struct snap_chain *c, char *err, size_t errlen)
+{
+	const struct snap_file *f = c->file[c->nlinks - 1];
 	uint64_t low = vm->ram_size < LOWMEM_LIMIT ? vm->ram_size : LOWMEM_LIMIT;
 	int ret;
 
@@ -324,8 +448,19 @@ int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t 
 		vm->mem[i] = (struct mem_region){ r->gpa, r->size, hva, i };
 		vm->nmem++;
 	}
+	ret = map_links(vm, c, err, errlen);
+	if (ret)
+		return ret;
 	ret = vm_set_memslots(vm);
 	if (ret)
 		snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
 	return ret;
+}
+
+int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t errlen)
+{
+	struct snap_file *tip = (struct snap_file *)f;
+	struct snap_chain c = { .nlinks = 1, .file = &tip };
+
+	return snap_memory_map_chain(vm, &c, err, errlen);
 }

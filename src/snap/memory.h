@@ -39,7 +39,20 @@ void snap_memory_keep_pagemap(void);
 int snap_memory_pagemap_open(void);
 /* Is this 4 KiB page all zero? */
 bool snap_page_is_zero(const void *page);
+/*
+ * An incremental save: the pages set in @dirty (snap/dirty.h numbering), each written even if
+ * it is zero; fills @map's regions and extents.
+ */
+int snap_memory_save_dirty(struct vm *vm, struct snap_writer *w, const uint64_t *dirty,
+			   struct snap_file *map, const struct snap_save_opts *opts,
+			   struct snap_result *res, char *err, size_t errlen);
 /* Map the snapshot's regions into @vm (lazily) and register them with KVM. */
 int snap_memory_map(struct vm *vm, const struct snap_file *f, char *err, size_t errlen);
+/*
+ * The same for a chain (snap/chain.h): the base's regions, and over them each run of pages
+ * from the link that holds its newest copy; all private and lazy.
+ */
+struct snap_chain;
+int snap_memory_map_chain(struct vm *vm, const struct snap_chain *c, char *err, size_t errlen);
 
 #endif

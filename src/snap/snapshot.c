@@ -28,6 +28,8 @@
 #include "snap/target.h"
 
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +42,9 @@
 #include "dev/pc/rtc.h"
 #include "keys.h"
 #include "machine.h"
+#include "snap/chain.h"
 #include "snap/clocks.h"
+#include "snap/dirty.h"
 #include "snap/disks.h"
 #include "snap/format.h"
 #include "snap/live.h"
@@ -137,6 +141,207 @@ int snap_resume_vm(struct vm *vm, char *err, size_t errlen)
 	vcpus_resume(vm);
 	vm->paused = false;
 	return 0;
+}
+
+/* ---- incremental checkpoints (snap/chain.h) ---- */
+
+/*
+ * What the next incremental checkpoint builds on (vm->incr): the last checkpoint taken or the
+ * snapshot restored from, and a dirty-page client (snap/dirty.h) made at that instant, with
+ * the VM paused, so its fetch returns exactly the pages written since.  Every non-live save
+ * fetches (a full one too: it becomes the new parent); a failed save gives the pages back.
+ */
+struct snap_incr {
+	struct dirty_client *dirty; /* NULL: not tracking (see dirty_err) */
+	int dirty_err;
+	bool valid;	     /* @path is a parent for the next incremental checkpoint */
+	char path[PATH_MAX]; /* absolute */
+	uint8_t id[SNAP_ID_BYTES];
+};
+
+/* One save's part: what it writes, and the pages it fetched. */
+struct incr_plan {
+	bool incremental;
+	struct snap_parent parent;
+	uint64_t *bitmap; /* fetched while paused, or NULL */
+	size_t npages;
+};
+
+void snap_incr_free(struct vm *vm)
+{
+	if (!vm->incr)
+		return;
+	if (vm->incr->dirty)
+		dirty_client_free(vm->incr->dirty);
+	free(vm->incr);
+	vm->incr = NULL;
+}
+
+static struct snap_incr *incr_get(struct vm *vm)
+{
+	if (!vm->incr)
+		vm->incr = calloc(1, sizeof(*vm->incr));
+	return vm->incr;
+}
+
+/* Start tracking at a checkpoint or restore instant (the VM is paused, or not yet run). */
+static void incr_track(struct vm *vm, struct snap_incr *in)
+{
+	if (in->dirty)
+		return;
+	in->dirty_err = dirty_client_new(vm, &in->dirty);
+	if (in->dirty_err)
+		in->dirty = NULL;
+}
+
+/* The parent an incremental checkpoint to @path may have: checked before the guest pauses. */
+static int incr_check(struct vm *vm, const char *path, const struct snap_save_opts *opts,
+		      struct incr_plan *plan, struct snap_result *res, char *err, size_t errlen)
+{
+	struct snap_incr *in = vm->incr;
+	char want[PATH_MAX], dir[PATH_MAX], pdir[PATH_MAX], ferr[512];
+	char pbase[PATH_MAX], base[PATH_MAX];
+	struct snap_file f;
+	uint8_t id[SNAP_ID_BYTES];
+	int ret;
+
+	memset(plan, 0, sizeof(*plan));
+	if (!opts || (!opts->incremental && !opts->parent))
+		return 0;
+	if (!in || !in->valid) {
+		snprintf(err, errlen,
+			 "checkpoint: an incremental checkpoint needs a parent, and this VM has "
+			 "none: take a full checkpoint first (the parent is the last checkpoint, "
+			 "not a live one, or the snapshot the VM was restored from)");
+		return -EINVAL;
+	}
+	if (opts->parent && (!realpath(opts->parent, want) || strcmp(want, in->path))) {
+		snprintf(err, errlen,
+			 "checkpoint: parent %s is not this VM's last checkpoint or restored "
+			 "snapshot (%s): only the pages written since then are known",
+			 opts->parent, in->path);
+		return -EINVAL;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(base, sizeof(base), "%s", path);
+	snprintf(pdir, sizeof(pdir), "%s", in->path);
+	snprintf(pbase, sizeof(pbase), "%s", in->path);
+	if (!realpath(dirname(dir), want) || strcmp(want, dirname(pdir))) {
+		snprintf(err, errlen,
+			 "checkpoint: an incremental snapshot goes in the directory of its parent "
+			 "%s (a snapshot names its parent by file name only)",
+			 in->path);
+		return -EINVAL;
+	}
+	if (!strcmp(basename(base), basename(pbase))) {
+		snprintf(err, errlen,
+			 "checkpoint: %s is its own parent: an incremental checkpoint cannot "
+			 "replace the file it builds on",
+			 path);
+		return -EINVAL;
+	}
+	if (!in->dirty) {
+		snprintf(res->note, sizeof(res->note),
+			 "dirty-page tracking is not available (%s): wrote a full snapshot",
+			 strerror(-in->dirty_err));
+		return 0;
+	}
+	/* Still the file it was: replaced or rewritten since, it is no parent. */
+	ret = snap_file_open(&f, in->path, false, ferr, sizeof(ferr));
+	if (ret) {
+		snprintf(err, errlen, "checkpoint: the parent %s", ferr);
+		return ret;
+	}
+	ret = snap_file_identity(&f, id);
+	plan->parent.depth = f.has_parent ? f.parent.depth + 1 : 1;
+	snap_file_close(&f);
+	if (!ret && memcmp(id, in->id, sizeof(id))) {
+		snprintf(err, errlen,
+			 "checkpoint: the parent %s has changed since it was taken: take a full "
+			 "checkpoint",
+			 in->path);
+		return -ESTALE;
+	}
+	if (ret)
+		return ret;
+	if (plan->parent.depth >= SNAP_CHAIN_MAX) {
+		snprintf(res->note, sizeof(res->note),
+			 "the chain has %u links, the most there may be: wrote a full snapshot",
+			 SNAP_CHAIN_MAX);
+		return 0;
+	}
+	snprintf(plan->parent.name, sizeof(plan->parent.name), "%s", basename(pbase));
+	memcpy(plan->parent.id, in->id, SNAP_ID_BYTES);
+	plan->incremental = true;
+	return 0;
+}
+
+/*
+ * With the VM paused: the pages written since the last checkpoint or restore.  If tracking
+ * broke, nothing is known: the save is a full one and tracking starts again after it.
+ */
+static int incr_fetch(struct vm *vm, struct incr_plan *plan, struct snap_result *res)
+{
+	struct snap_incr *in = vm->incr;
+	int ret;
+
+	if (!in || !in->dirty)
+		return 0;
+	plan->npages = dirty_npages(vm);
+	plan->bitmap = calloc(dirty_words(plan->npages) ? dirty_words(plan->npages) : 1, 8);
+	if (!plan->bitmap)
+		return -ENOMEM;
+	ret = dirty_client_fetch(in->dirty, plan->bitmap, plan->npages);
+	if (!ret)
+		return 0;
+	free(plan->bitmap);
+	plan->bitmap = NULL;
+	dirty_client_free(in->dirty);
+	in->dirty = NULL;
+	in->dirty_err = ret;
+	if (plan->incremental)
+		snprintf(res->note, sizeof(res->note),
+			 "dirty-page tracking failed (%s): wrote a full snapshot", strerror(-ret));
+	plan->incremental = false;
+	return 0;
+}
+
+/* Still paused, after the save (@ret): the new parent, or the fetched pages given back. */
+static void incr_end(struct vm *vm, struct incr_plan *plan, int ret, const struct snap_writer *w,
+		     const char *path, bool suspend, struct snap_result *res)
+{
+	struct snap_incr *in = vm->incr;
+
+	if (ret) {
+		if (in && in->dirty && plan->bitmap)
+			dirty_client_unfetch(in->dirty, plan->bitmap, plan->npages);
+	} else if (!suspend && (in = incr_get(vm))) {
+		in->valid = realpath(path, in->path) != NULL;
+		memcpy(in->id, w->id, SNAP_ID_BYTES);
+		incr_track(vm, in);
+	}
+	if (!ret && plan->incremental) {
+		res->incremental = true;
+		snprintf(res->parent, sizeof(res->parent), "%s", plan->parent.name);
+	}
+	free(plan->bitmap);
+	plan->bitmap = NULL;
+}
+
+static int write_chain(struct snap_writer *w, struct snap_parent *p, char *err, size_t errlen)
+{
+	struct sstream s;
+	int ret;
+
+	ss_init_save(&s);
+	snap_parent_io(&s, p);
+	ret = ss_error(&s);
+	if (!ret)
+		ret = snap_writer_section(w, SNAP_SEC_CHAIN, "chain", 1, s.buf, s.len);
+	ss_free(&s);
+	if (ret)
+		snprintf(err, errlen, "saving the chain section: %s", strerror(-ret));
+	return ret;
 }
 
 /* ---- saving ---- */
@@ -270,13 +475,16 @@ static int write_memmap(struct snap_writer *w, struct snap_file *map, char *err,
 }
 
 static int save_memory(struct vm *vm, struct snap_writer *w, const struct snap_save_opts *opts,
-		       struct snap_result *res, char *err, size_t errlen)
+		       struct incr_plan *plan, struct snap_result *res, char *err, size_t errlen)
 {
 	struct snap_file map;
 	int ret;
 
 	memset(&map, 0, sizeof(map));
-	ret = snap_memory_save(vm, w, vm->backing, &map, opts, res, err, errlen);
+	if (plan && plan->incremental)
+		ret = snap_memory_save_dirty(vm, w, plan->bitmap, &map, opts, res, err, errlen);
+	else
+		ret = snap_memory_save(vm, w, vm->backing, &map, opts, res, err, errlen);
 	if (!ret)
 		ret = write_memmap(w, &map, err, errlen);
 	free(map.extents);
@@ -425,14 +633,18 @@ static int save_finish(struct vm *vm, struct snap_writer *w, struct snap_disks *
 }
 
 static int save_all(struct vm *vm, struct snap_writer *w, const struct snap_clocks *clk,
-		    const struct snap_save_opts *opts, struct snap_result *res, char *err,
-		    size_t errlen)
+		    const struct snap_save_opts *opts, struct incr_plan *plan,
+		    struct snap_result *res, char *err, size_t errlen)
 {
 	struct snap_disks sd = { 0 };
 	int ret = save_state(vm, w, clk, &sd, err, errlen);
 
 	if (!ret)
-		ret = save_memory(vm, w, opts, res, err, errlen);
+		ret = incr_fetch(vm, plan, res);
+	if (!ret && plan->incremental)
+		ret = write_chain(w, &plan->parent, err, errlen);
+	if (!ret)
+		ret = save_memory(vm, w, opts, plan, res, err, errlen);
 	return save_finish(vm, w, &sd, ret, err, errlen);
 }
 
@@ -478,14 +690,18 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 {
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC), tp;
 	bool was_paused = vm->paused;
+	struct incr_plan plan;
 	struct snap_clocks clk;
 	struct snap_writer w;
 	int ret;
 
 	memset(res, 0, sizeof(*res));
+	memset(&plan, 0, sizeof(plan));
 	if (errlen)
 		err[0] = '\0';
 	ret = live_busy(vm, err, errlen);
+	if (!ret)
+		ret = incr_check(vm, path, opts, &plan, res, err, errlen);
 	if (!ret)
 		ret = save_open(vm, path, &w, err, errlen);
 	if (ret)
@@ -498,8 +714,9 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 		goto out;
 	}
 	tp = now_ns(CLOCK_MONOTONIC);
-	ret = save_all(vm, &w, &clk, opts, res, err, errlen);
+	ret = save_all(vm, &w, &clk, opts, &plan, res, err, errlen);
 	snap_clocks_release(vm, &clk);
+	incr_end(vm, &plan, ret, &w, path, opts && opts->suspend, res);
 	if (ret)
 		snap_writer_abort(&w);
 	else
@@ -696,6 +913,9 @@ int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void
 	ret = live_busy(vm, err, errlen);
 	if (ret)
 		return ret;
+	/* Its pages are not fetched: the last checkpoint is no parent any more. */
+	if (vm->incr)
+		vm->incr->valid = false;
 	if (vm->paused) {
 		snprintf(err, errlen, "the VM is paused: checkpoint it without --live");
 		return -EALREADY;
@@ -788,7 +1008,9 @@ static void merge_key(const char *key, const char *value, void *opaque)
 }
 
 struct restore {
-	struct snap_file f;
+	struct snap_file f;	 /* the tip of the chain, or the one file */
+	struct snap_chain chain; /* its links and page index (snap/chain.h) */
+	const char *path;
 	struct config saved;
 	unsigned ncpus;
 	struct cpustate *cpus;
@@ -907,6 +1129,10 @@ static int restore_prepare(struct restore *r, struct config *cfg, const char *pa
 	ret = snap_file_open(&r->f, path, r->verify_memory, err, errlen);
 	if (ret)
 		return ret;
+	r->path = path;
+	ret = snap_chain_open(&r->chain, &r->f, path, r->verify_memory, err, errlen);
+	if (ret)
+		return ret;
 	config_init(&r->saved);
 	ret = snap_meta_config(r->f.meta_json, &r->saved, err, errlen);
 	if (!ret)
@@ -980,26 +1206,52 @@ static int restore_devices(struct vm *vm, struct restore *r, char *err, size_t e
 	return 0;
 }
 
+/*
+ * Where the restored memory has data, for the next full save (snap/memory.h): the file's
+ * extents, or for a chain the pages any link holds, in the memory area's offsets.
+ */
 static int restore_backing(struct vm *vm, struct restore *r)
 {
 	struct mem_backing *b = calloc(1, sizeof(*b));
+	int ret = 0;
 
 	if (!b)
 		return -ENOMEM;
 	b->fd = dup(r->f.fd);
-	b->nextents = r->f.nextents;
-	b->extents = calloc(r->f.nextents ? r->f.nextents : 1, sizeof(*b->extents));
-	if (b->fd < 0 || !b->extents) {
+	if (r->chain.nlinks > 1) {
+		ret = snap_chain_data_extents(&r->chain, &b->extents, &b->nextents);
+	} else {
+		b->nextents = r->f.nextents;
+		b->extents = calloc(r->f.nextents ? r->f.nextents : 1, sizeof(*b->extents));
+		if (b->extents)
+			memcpy(b->extents, r->f.extents, r->f.nextents * sizeof(*b->extents));
+	}
+	if (b->fd < 0 || ret || (!b->extents && b->nextents)) {
 		if (b->fd >= 0)
 			close(b->fd);
 		free(b->extents);
 		free(b);
 		return -ENOMEM;
 	}
-	memcpy(b->extents, r->f.extents, r->f.nextents * sizeof(*b->extents));
 	for (unsigned i = 0; i < r->f.nregions; i++)
 		b->region_file_offset[i] = r->f.regions[i].file_offset;
 	vm->backing = b;
+	return 0;
+}
+
+/*
+ * The restored file is the parent of the next incremental checkpoint, and tracking starts
+ * before anything can write guest memory: devices resume and vCPUs run only later.  A kernel
+ * that cannot track only makes those checkpoints full ones.
+ */
+static int restore_incr(struct vm *vm, struct restore *r)
+{
+	struct snap_incr *in = incr_get(vm);
+
+	if (!in)
+		return -ENOMEM;
+	in->valid = realpath(r->path, in->path) != NULL && !snap_file_identity(&r->f, in->id);
+	incr_track(vm, in);
 	return 0;
 }
 
@@ -1072,9 +1324,11 @@ static int restore_machine(struct vm *vm, struct restore *r, char *err, size_t e
 	if (!ret)
 		ret = cpustate_check(&r->cpus[0], vm->vcpus[0]->fd, err, errlen);
 	if (!ret)
-		ret = snap_memory_map(vm, &r->f, err, errlen);
+		ret = snap_memory_map_chain(vm, &r->chain, err, errlen);
 	if (!ret)
 		ret = restore_backing(vm, r);
+	if (!ret)
+		ret = restore_incr(vm, r);
 	if (ret)
 		return ret;
 	/*
@@ -1104,6 +1358,8 @@ static void restore_free(struct restore *r)
 	for (unsigned i = 0; r->cpus && i < r->ncpus; i++)
 		cpustate_free(&r->cpus[i]);
 	free(r->cpus);
+	if (r->chain.nlinks)
+		snap_chain_close(&r->chain);
 	snap_file_close(&r->f);
 }
 

@@ -25,6 +25,13 @@ struct snap_save_opts {
 	 * storage.  The guest stays paused for longer (this is not a live checkpoint).
 	 */
 	uint64_t max_rate;
+	/*
+	 * An incremental checkpoint (snap/chain.h): only the pages written since the parent was
+	 * taken.  The parent is the last checkpoint of this VM or the snapshot it was restored
+	 * from; @parent, if given, must name that file.
+	 */
+	bool incremental;
+	const char *parent;
 };
 
 struct snap_result {
@@ -41,6 +48,9 @@ struct snap_result {
 	uint64_t prearm_rounds; /* live: protection rounds before the pause (1-3) */
 	uint64_t prearm_pages;	/* live: pages re-protected by the rounds after the first */
 	uint64_t prearm_faults; /* live: guest writes let go before the pause */
+	bool incremental;	/* written as an incremental snapshot of @parent */
+	char parent[4096];
+	char note[256]; /* why an incremental request wrote a full snapshot, or "" */
 };
 
 /*
@@ -90,6 +100,9 @@ int snap_save_stream(struct vm *vm, struct snap_writer *w, snap_stream_mem_fn me
  */
 int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_config, char *err,
 		 size_t errlen);
+
+/* The VM is going away: stop the dirty-page tracking incremental checkpoints use. */
+void snap_incr_free(struct vm *vm);
 
 /* Pause and resume the guest (vCPUs and devices) for the control socket. */
 int snap_pause_vm(struct vm *vm, char *err, size_t errlen);

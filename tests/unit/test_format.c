@@ -175,16 +175,75 @@ static void test_damage_refused(void **state)
 	expect_refused(path, false, "No such file");
 }
 
+/* Set the header's format version to @version, with the header checksum made to match. */
+static void set_format_version(const char *p, uint32_t version)
+{
+	uint8_t hdr[100];
+	uint64_t sum;
+	int fd = open(p, O_RDWR);
+
+	assert_true(fd >= 0);
+	assert_true(pread(fd, hdr, sizeof(hdr), 0) == sizeof(hdr));
+	for (unsigned i = 0; i < 4; i++)
+		hdr[8 + i] = (uint8_t)(version >> (8 * i));
+	sum = snap_checksum(hdr, sizeof(hdr));
+	assert_true(pwrite(fd, hdr, sizeof(hdr), 0) == sizeof(hdr));
+	for (unsigned i = 0; i < 8; i++) {
+		uint8_t b = (uint8_t)(sum >> (8 * i));
+
+		assert_true(pwrite(fd, &b, 1, 100 + i) == 1);
+	}
+	close(fd);
+}
+
 static void test_version_refused(void **state)
 {
-	uint8_t v[4] = { 2, 0, 0, 0 };
-	int fd;
+	write_snapshot(path, "{}");
+	set_format_version(path, 3);
+	expect_refused(path, false, "format version 3 is newer than this khyve supports (1 to 2)");
+	set_format_version(path, 0);
+	expect_refused(path, false, "format version 0 is older than this khyve supports (1 to 2)");
+}
+
+/* Format 1 (before chains) still loads; a chain section in it is refused as unknown. */
+static void test_version1_loads(void **state)
+{
+	struct snap_parent par = { .depth = 1, .name = "base.snap" };
+	struct snap_writer w;
+	struct snap_file f;
+	struct sstream s;
+	char err[256];
 
 	write_snapshot(path, "{}");
-	fd = open(path, O_WRONLY);
-	assert_true(pwrite(fd, v, 4, 8) == 4);
-	close(fd);
-	expect_refused(path, false, "format version 2 is newer than this khyve supports (1)");
+	set_format_version(path, 1);
+	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+	assert_int_equal(f.format_version, 1);
+	assert_false(f.has_parent);
+	snap_file_close(&f);
+
+	assert_int_equal(snap_writer_open(&w, path, 1 << 20, err, sizeof(err)), 0);
+	ss_init_save(&s);
+	snap_parent_io(&s, &par);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_CHAIN, "chain", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
+	ss_init_save(&s);
+	{
+		struct snap_file m = { .nregions = 1,
+				       .regions = { { 0, 1 << 20, SNAP_MEM_ALIGN } } };
+
+		snap_memmap_io(&s, &m);
+	}
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+	assert_true(f.has_parent);
+	assert_string_equal(f.parent.name, "base.snap");
+	assert_int_equal(f.parent.depth, 1);
+	snap_file_close(&f);
+	set_format_version(path, 1);
+	expect_refused(path, false, "unknown type 7");
 }
 
 static void test_atomic_replace(void **state)
@@ -687,6 +746,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damage_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_version_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_version1_loads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_atomic_replace, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extents_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hole_data_refused, setup, teardown),

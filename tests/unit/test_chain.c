@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * Snapshot chains (snap/chain.c): resolving parents (missing, changed, a loop, too long, a name
+ * that is a path or a symbolic link), the page index (each page from its newest link), the
+ * data extents a restored VM's next save uses, and merge (the flat file holds the same pages).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "snap/chain.h"
+#include "snap/format.h"
+#include "sstream.h"
+
+#define MEM (1ULL << 20) /* 256 pages */
+#define NPAGES (MEM / 4096)
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/khyve-chain-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static const char *at(const char *name)
+{
+	static char p[8][256];
+	static unsigned n;
+	char *s = p[n++ % 8];
+
+	snprintf(s, 256, "%s/%s", dir, name);
+	return s;
+}
+
+/*
+ * A link at @name: pages from @first for @n pages, each filled with @fill (0 writes zero
+ * pages, as an incremental save does for a dirtied page that is zero).  With @parent, an
+ * incremental one.  Returns its identity in @id.
+ */
+static void write_link(const char *name, const struct snap_parent *parent, uint64_t first,
+		       uint64_t n, uint8_t fill, uint8_t id[SNAP_ID_BYTES])
+{
+	struct snap_file map = { .nregions = 1 };
+	struct snap_writer w;
+	struct snap_parent p;
+	struct sstream s;
+	uint8_t page[4096];
+	char err[256];
+
+	memset(page, fill, sizeof(page));
+	assert_int_equal(snap_writer_open(&w, at(name), MEM, err, sizeof(err)), 0);
+	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
+	map.extents = calloc(n ? n : 1, sizeof(*map.extents));
+	for (uint64_t i = 0; i < n; i++) {
+		assert_int_equal(snap_writer_memory(&w, (first + i) * 4096, page, 4096), 0);
+		map.extents[map.nextents++] = (struct snap_extent){
+			w.mem_offset + (first + i) * 4096, 4096, snap_checksum(page, 4096)
+		};
+	}
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
+	if (parent) {
+		p = *parent;
+		ss_init_save(&s);
+		snap_parent_io(&s, &p);
+		assert_int_equal(snap_writer_section(&w, SNAP_SEC_CHAIN, "chain", 1, s.buf, s.len),
+				 0);
+		ss_free(&s);
+	}
+	ss_init_save(&s);
+	snap_memmap_io(&s, &map);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	free(map.extents);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	memcpy(id, w.id, SNAP_ID_BYTES);
+}
+
+static struct snap_parent parent_of(const char *name, const uint8_t id[SNAP_ID_BYTES],
+				    uint32_t depth)
+{
+	struct snap_parent p = { .depth = depth };
+
+	snprintf(p.name, sizeof(p.name), "%s", name);
+	memcpy(p.id, id, SNAP_ID_BYTES);
+	return p;
+}
+
+/* base: pages 0-9 'A'; l1: pages 2-3 'B'; l2 (tip): page 3 'C' and page 5 zero. */
+static void write_three(void)
+{
+	uint8_t id[SNAP_ID_BYTES];
+	struct snap_parent p;
+
+	write_link("base.snap", NULL, 0, 10, 'A', id);
+	p = parent_of("base.snap", id, 1);
+	write_link("l1.snap", &p, 2, 2, 'B', id);
+	p = parent_of("l1.snap", id, 2);
+	write_link("l2.snap", &p, 3, 1, 'C', id);
+}
+
+static int open_chain(const char *name, struct snap_file *f, struct snap_chain *c, char *err,
+		      size_t errlen)
+{
+	int ret = snap_file_open(f, at(name), true, err, errlen);
+
+	if (ret)
+		return ret;
+	ret = snap_chain_open(c, f, at(name), true, err, errlen);
+	if (ret)
+		snap_file_close(f);
+	return ret;
+}
+
+static void expect_refused(const char *name, int want, const char *msg1, const char *msg2)
+{
+	struct snap_chain c;
+	struct snap_file f;
+	char err[600] = "";
+	int ret = open_chain(name, &f, &c, err, sizeof(err));
+
+	if (!ret) {
+		snap_chain_close(&c);
+		snap_file_close(&f);
+	}
+	assert_int_equal(ret, want);
+	if (!strstr(err, msg1) || (msg2 && !strstr(err, msg2)))
+		fail_msg("error '%s' does not say '%s' / '%s'", err, msg1, msg2 ? msg2 : "");
+}
+
+static void test_flat(void **state)
+{
+	uint8_t id[SNAP_ID_BYTES];
+	struct snap_chain c;
+	struct snap_file f;
+	unsigned link;
+	char err[600];
+
+	write_link("flat.snap", NULL, 4, 3, 'A', id);
+	assert_int_equal(open_chain("flat.snap", &f, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.nlinks, 1);
+	assert_int_equal(c.npages, NPAGES);
+	assert_int_equal(snap_chain_run(&c, 0, &link), 4);
+	assert_int_equal(link, SNAP_NO_LINK);
+	assert_int_equal(snap_chain_run(&c, 4, &link), 3);
+	assert_int_equal(link, 0);
+	assert_int_equal(snap_chain_run(&c, 7, &link), NPAGES - 7);
+	assert_int_equal(snap_chain_run(&c, NPAGES, &link), 0);
+	snap_chain_close(&c);
+	snap_file_close(&f);
+}
+
+static void test_index(void **state)
+{
+	struct snap_extent *e;
+	struct snap_chain c;
+	struct snap_file f;
+	unsigned n, link;
+	char err[600];
+	/* Newest link of each of the first 11 pages: the tip is 0, the base 2. */
+	static const uint16_t want[11] = { 2, 2, 1, 0, 2, 2, 2, 2, 2, 2, SNAP_NO_LINK };
+
+	write_three();
+	assert_int_equal(open_chain("l2.snap", &f, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.nlinks, 3);
+	for (unsigned p = 0; p < 11; p++)
+		assert_int_equal(c.owner[p], want[p]);
+	for (uint64_t p = 11; p < NPAGES; p++)
+		assert_int_equal(c.owner[p], SNAP_NO_LINK);
+	assert_int_equal(snap_chain_run(&c, 0, &link), 2);
+	assert_int_equal(link, 2);
+	assert_int_equal(snap_chain_run(&c, 3, &link), 1);
+	assert_int_equal(link, 0);
+	assert_int_equal(snap_chain_run(&c, 4, &link), 6);
+	assert_int_equal(link, 2);
+	/* The pages some link holds: 0-9, one extent. */
+	assert_int_equal(snap_chain_data_extents(&c, &e, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(e[0].file_offset, f.mem_offset);
+	assert_int_equal(e[0].length, 10 * 4096);
+	free(e);
+	snap_chain_close(&c);
+	snap_file_close(&f);
+}
+
+static void read_page(const char *name, uint64_t page, uint8_t *buf)
+{
+	int fd = open(at(name), O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, 4096, (off_t)(SNAP_MEM_ALIGN + page * 4096)), 4096);
+	close(fd);
+}
+
+static void test_merge(void **state)
+{
+	static const uint8_t want[11] = { 'A', 'A', 'B', 'C', 'A', 'A', 'A', 'A', 'A', 'A', 0 };
+	struct snap_merge_result res;
+	struct snap_chain c;
+	struct snap_file f, m;
+	uint8_t buf[4096], page[4096];
+	char err[600];
+
+	write_three();
+	assert_int_equal(open_chain("l2.snap", &f, &c, err, sizeof(err)), 0);
+	assert_int_equal(snap_chain_merge(&c, at("merged.snap"), NULL, &res, err, sizeof(err)), 0);
+	assert_int_equal(res.mem_pages, 10);
+	snap_chain_close(&c);
+	snap_file_close(&f);
+	assert_int_equal(snap_file_open(&m, at("merged.snap"), true, err, sizeof(err)), 0);
+	assert_false(m.has_parent);
+	assert_null(snap_file_find(&m, SNAP_SEC_CHAIN, "chain"));
+	assert_non_null(snap_file_find(&m, SNAP_SEC_META, "meta"));
+	snap_file_close(&m);
+	for (unsigned p = 0; p < 11; p++) {
+		read_page("merged.snap", p, buf);
+		memset(page, want[p], sizeof(page));
+		assert_memory_equal(buf, page, sizeof(page));
+	}
+}
+
+/* A dirtied page that became zero is data in its link: it hides the parent's copy. */
+static void test_zero_page_hides_parent(void **state)
+{
+	uint8_t id[SNAP_ID_BYTES], buf[4096], zero[4096] = { 0 };
+	struct snap_merge_result res;
+	struct snap_parent p;
+	struct snap_chain c;
+	struct snap_file f;
+	char err[600];
+
+	write_link("base.snap", NULL, 0, 4, 'A', id);
+	p = parent_of("base.snap", id, 1);
+	write_link("tip.snap", &p, 1, 1, 0, id);
+	assert_int_equal(open_chain("tip.snap", &f, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.owner[1], 0);
+	assert_int_equal(snap_chain_merge(&c, at("m.snap"), NULL, &res, err, sizeof(err)), 0);
+	assert_int_equal(res.mem_pages, 3);
+	assert_int_equal(res.zero_pages, 1);
+	snap_chain_close(&c);
+	snap_file_close(&f);
+	read_page("m.snap", 1, buf);
+	assert_memory_equal(buf, zero, sizeof(buf));
+}
+
+static void test_missing_parent(void **state)
+{
+	write_three();
+	assert_int_equal(unlink(at("l1.snap")), 0);
+	expect_refused("l2.snap", -ENOENT, "its parent", "l1.snap is missing");
+}
+
+static void test_changed_parent(void **state)
+{
+	uint8_t id[SNAP_ID_BYTES];
+
+	write_three();
+	/* Another file under the name of the middle link. */
+	write_link("l1.snap", NULL, 2, 2, 'B', id);
+	expect_refused("l2.snap", -ESTALE, "l1.snap has changed since it was taken", NULL);
+}
+
+static void test_loop(void **state)
+{
+	uint8_t id[SNAP_ID_BYTES] = { 0 };
+	struct snap_parent p = parent_of("self.snap", id, 1);
+
+	write_link("self.snap", &p, 0, 1, 'A', id);
+	expect_refused("self.snap", -ELOOP, "the chain loops", "self.snap");
+}
+
+static void test_depth_mismatch(void **state)
+{
+	uint8_t id[SNAP_ID_BYTES];
+	struct snap_parent p;
+
+	write_link("base.snap", NULL, 0, 1, 'A', id);
+	p = parent_of("base.snap", id, 1);
+	write_link("l1.snap", &p, 0, 1, 'B', id);
+	p = parent_of("l1.snap", id, 1); /* says its parent is a full snapshot: a lie */
+	write_link("l2.snap", &p, 0, 1, 'C', id);
+	expect_refused("l2.snap", -EINVAL, "chain depth 1 does not follow", NULL);
+}
+
+/* SNAP_CHAIN_MAX links resolve; the writer of one more would need a depth no reader takes. */
+static void test_too_long(void **state)
+{
+	uint8_t id[SNAP_ID_BYTES];
+	struct snap_parent p;
+	struct snap_chain c;
+	struct snap_file f;
+	char name[32], prev[32], err[600];
+
+	write_link("l0.snap", NULL, 0, 1, 'A', id);
+	for (unsigned i = 1; i < SNAP_CHAIN_MAX; i++) {
+		snprintf(prev, sizeof(prev), "l%u.snap", i - 1);
+		snprintf(name, sizeof(name), "l%u.snap", i);
+		p = parent_of(prev, id, i);
+		write_link(name, &p, i % NPAGES, 1, (uint8_t)i, id);
+	}
+	assert_int_equal(open_chain(name, &f, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.nlinks, SNAP_CHAIN_MAX);
+	assert_int_equal(c.owner[0], SNAP_CHAIN_MAX - 1);
+	assert_int_equal(c.owner[SNAP_CHAIN_MAX - 1], 0);
+	snap_chain_close(&c);
+	snap_file_close(&f);
+	p = parent_of(name, id, SNAP_CHAIN_MAX);
+	write_link("over.snap", &p, 0, 1, 'Z', id);
+	expect_refused("over.snap", -EINVAL, "chain depth 256 is out of range", NULL);
+}
+
+/* A parent is a file name in the tip's directory: no path, no symbolic link. */
+static void test_parent_names(void **state)
+{
+	static const char *const bad[] = { "../x.snap", "/etc/passwd", "a/b", ".", "..", "a\nb" };
+	uint8_t id[SNAP_ID_BYTES] = { 0 };
+	struct snap_parent p;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		p = parent_of(bad[i], id, 1);
+		write_link("tip.snap", &p, 0, 1, 'A', id);
+		memset(id, 0, sizeof(id));
+		expect_refused("tip.snap", -EINVAL, "is not a plain file name", NULL);
+	}
+	write_link("base.snap", NULL, 0, 1, 'A', id);
+	assert_int_equal(symlink("base.snap", at("link.snap")), 0);
+	p = parent_of("link.snap", id, 1);
+	write_link("tip.snap", &p, 0, 1, 'B', id);
+	expect_refused("tip.snap", -ELOOP, "link.snap is a symbolic link", NULL);
+	/* A directory under the name. */
+	assert_int_equal(mkdir(at("d.snap"), 0700), 0);
+	p = parent_of("d.snap", id, 1);
+	write_link("tip.snap", &p, 0, 1, 'B', id);
+	expect_refused("tip.snap", -EINVAL, "d.snap is not a regular file", NULL);
+}
+
+static void test_layout_mismatch(void **state)
+{
+	struct snap_file map = { .nregions = 1 };
+	uint8_t id[SNAP_ID_BYTES];
+	struct snap_writer w;
+	struct snap_parent p;
+	struct sstream s;
+	char err[256];
+
+	/* A base of twice the memory. */
+	assert_int_equal(snap_writer_open(&w, at("big.snap"), 2 * MEM, err, sizeof(err)), 0);
+	map.regions[0] = (struct snap_region){ 0, 2 * MEM, w.mem_offset };
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
+	ss_init_save(&s);
+	snap_memmap_io(&s, &map);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	p = parent_of("big.snap", w.id, 1);
+	write_link("tip.snap", &p, 0, 1, 'B', id);
+	expect_refused("tip.snap", -EINVAL, "has another memory layout", NULL);
+}
+
+/* A parent whose memory the index still uses is checked; a corrupt page is refused. */
+static void test_parent_memory_checked(void **state)
+{
+	int fd;
+
+	write_three();
+	fd = open(at("base.snap"), O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "X", 1, (off_t)(SNAP_MEM_ALIGN + 7 * 4096)), 1);
+	close(fd);
+	expect_refused("l2.snap", -EINVAL, "checksum mismatch", "base.snap");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_flat, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_page_hides_parent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_parent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_parent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_depth_mismatch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_long, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parent_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_layout_mismatch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parent_memory_checked, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
