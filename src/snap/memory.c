@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -21,7 +22,10 @@
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAPPED (1ULL << 62)
 #define PM_FILE (1ULL << 61)
-#define SCAN_CHUNK 4096 /* pagemap entries read at a time (16 MiB of guest memory) */
+#define PM_UFFD_WP (1ULL << 57)
+#define PM_FRAME ((1ULL << 55) - 1)
+#define SWP_TYPE_MARKER 31 /* the swap type of a pte marker (SWP_PTE_MARKER), 5 bits */
+#define SCAN_CHUNK 4096	   /* pagemap entries read at a time (16 MiB of guest memory) */
 
 struct mem_saver {
 	struct vm *vm;
@@ -165,10 +169,40 @@ static void saver_consume(struct mem_saver *m)
 	m->left = m->left >= PAGE ? m->left - PAGE : 0;
 }
 
+/*
+ * Dirty tracking (snap/dirty.h) write-protects never-touched pages with uffd-wp pte markers,
+ * which pagemap shows as swapped: such a page was never touched and holds nothing.  Where the
+ * entry shows its swap type (a root-opened pagemap) the marker's type says so; where it does
+ * not, a host without swap has no swapped pages at all, and one with swap counts it (a save
+ * then reads a zero page, never misses one).
+ */
+static bool host_has_swap(void)
+{
+	static int swap = -1;
+	struct sysinfo si;
+
+	if (swap < 0)
+		swap = sysinfo(&si) || si.totalswap > 0;
+	return swap;
+}
+
+static bool pm_marker(uint64_t flags)
+{
+	uint64_t frame = flags & PM_FRAME;
+
+	if (!(flags & PM_SWAPPED) || !(flags & PM_UFFD_WP))
+		return false;
+	if (frame)
+		return (frame & 31) == SWP_TYPE_MARKER;
+	return !host_has_swap();
+}
+
 /* Is page @pg of region @idx one a save stores (before the all-zero test)?  @flags: pagemap. */
 static bool page_touched(uint64_t flags, const struct mem_backing *b, unsigned idx, uint64_t pg,
 			 unsigned *hint)
 {
+	if (pm_marker(flags))
+		flags &= ~PM_SWAPPED;
 	if (b && b->fd >= 0)
 		/* A private copy, or data the old file holds for this page. */
 		return ((flags & PM_PRESENT) && !(flags & PM_FILE)) || (flags & PM_SWAPPED) ||

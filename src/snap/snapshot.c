@@ -799,8 +799,17 @@ struct live_save {
 	struct snap_result res;
 	uint64_t t0;
 	int evfd, ret;
+	bool dirty_lent; /* dirty tracking handed RAM to the live checkpoint (snap/dirty.h) */
 	char err[512];
 };
+
+/* The live checkpoint's userfaultfd has let go of RAM: dirty tracking takes it back. */
+static void live_dirty_back(struct live_save *ls)
+{
+	if (ls->dirty_lent)
+		dirty_resume(ls->vm);
+	ls->dirty_lent = false;
+}
 
 /* On the writer thread, every page saved (or the save failed): memory map, commit, signal. */
 static void live_written(void *opaque)
@@ -835,6 +844,7 @@ static void live_end(struct live_save *ls)
 	vm->live = NULL;
 	evloop_del_fd(&vm->ev, ls->evfd);
 	snap_live_free(ls->l);
+	live_dirty_back(ls);
 	close(ls->evfd);
 	ls->done(ls->opaque, ls->ret, &ls->res, ls->err);
 	free(ls);
@@ -883,6 +893,11 @@ static int live_pause(struct vm *vm, struct live_save *ls, char *err, size_t err
 	uint64_t tp, ts, ta;
 	int ret;
 
+	/* A range has one userfaultfd: dirty tracking lends RAM for the while (snap/dirty.h). */
+	if (dirty_tracking(vm)) {
+		ls->dirty_lent = true;
+		dirty_suspend(vm);
+	}
 	ret = snap_live_prearm(vm, &ls->w, &ls->l, err, errlen);
 	if (ret)
 		return ret;
@@ -961,6 +976,7 @@ int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void
 	if (!err[0])
 		snprintf(err, errlen, "starting the live checkpoint: %s", strerror(-ret));
 	snap_live_free(ls->l);
+	live_dirty_back(ls);
 	snap_disks_abort(&ls->sd);
 	snap_writer_abort(&ls->w);
 fail_fd:

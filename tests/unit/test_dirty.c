@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "snap/dirty.h"
+#include "snap/memory.h"
 #include "vm.h"
 
 #define PG 4096ULL
@@ -82,6 +83,30 @@ static int new_client(struct dirty_client **c)
 		return ret;
 	assert_int_equal(ret, 0);
 	return 0;
+}
+
+/*
+ * Tracking leaves uffd-wp markers on never-touched pages, which pagemap shows as swapped: a
+ * save must not count them as touched (it read every page of RAM, and the free-space check
+ * asked for all of it).
+ */
+static void test_markers_not_touched(void **state)
+{
+	struct dirty_client *c;
+	uint64_t bytes;
+
+	assert_int_equal(make_ram(-1), 0);
+	for (uint64_t pg = 0; pg < 100; pg++)
+		page(pg)[0] = 1;
+	if (new_client(&c)) {
+		free_ram();
+		skip();
+	}
+	page(1030)[0] = 1;
+	assert_int_equal(snap_memory_touched(&vm, NULL, &bytes), 0);
+	assert_int_equal(bytes, 101 * PG);
+	dirty_client_free(c);
+	free_ram();
 }
 
 static void *writer_thread(void *arg)
@@ -289,7 +314,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_writers),	       cmocka_unit_test(test_clients),
 		cmocka_unit_test(test_suspend_resume), cmocka_unit_test(test_private_file_mapping),
-		cmocka_unit_test(test_vm_gone),
+		cmocka_unit_test(test_vm_gone),	       cmocka_unit_test(test_markers_not_touched),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
