@@ -758,7 +758,7 @@ int snap_save_stream(struct vm *vm, struct snap_writer *w, snap_stream_mem_fn me
 	ret = save_state(vm, w, &clk, &sd, err, errlen);
 	snap_clocks_release(vm, &clk);
 	if (!ret && !mem) {
-		ret = save_memory(vm, w, opts, res, err, errlen);
+		ret = save_memory(vm, w, opts, NULL, res, err, errlen);
 	} else if (!ret) {
 		/* The caller sends what memory is left; the map says only where the regions are. */
 		memset(&map, 0, sizeof(map));
