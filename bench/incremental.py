@@ -3,8 +3,10 @@
 continuously, one full checkpoint, then incremental ones, each against dd writing the same
 bytes (the incremental file's own data extents, copied out beforehand) with fsync, in the same
 run.  Targets (issue 11): bytes <= 1.05x the dirtied pages; time <= 1.3x dd of those bytes.
+Then a chain of --chain links (default 100) is restored, against the same chain merged into
+one file: the time until the guest runs (khyve -o debug.timing=true), median of --reps.
 
-usage: bench/incremental.py [--reps N] [--dirty 16M] [--mem 1G]
+usage: bench/incremental.py [--reps N] [--dirty 16M] [--mem 1G] [--chain 100]
 
 Files go to a new directory under $TMPDIR (default /tmp).  Timing is reported, never judged:
 exit status 0 when every run worked (the restored chain tip went on counting with its memory
@@ -128,6 +130,11 @@ def run(own, args):
         say("  run %d: %.1f ms (paused %.1f), %d bytes, %d pages; dd of its %d data bytes "
             "%.1f ms" % (i, r["total_ms"], r["paused_ms"], r["bytes"], r["mem_pages"],
                          dd_bytes, dd_ms))
+    # A long chain: more incremental links on top, to the chain length asked for.
+    for i in range(args.reps + 1, args.chain):
+        time.sleep(0.05)
+        snap = own.path("inc%d.snap" % i)
+        ctl(sock, "--checkpoint=" + snap, "--incremental")
     own.stop(p)
     # The chain restores: the tip's guest goes on counting, its memory check passing.
     rlog, rsock = own.path("r.log"), own.path("r.sock")
@@ -137,10 +144,41 @@ def run(own, args):
     time.sleep(1.5)
     ok = b"TESTGUEST FAIL" not in read(rlog)
     own.stop(rp)
-    return rows, ok
+    merged = own.path("merged.snap")
+    subprocess.run([KHYVECTL, "snapshot", "merge", snap, merged], check=True,
+                   capture_output=True)
+    times = {"chain": [], "merged": []}
+    for i in range(args.reps):
+        for what, f in (("chain", snap), ("merged", merged)):
+            times[what].append(restore_ms(own, f, i))
+    return rows, ok, times
 
 
-def report(rows, dirty):
+RUNNING_RE = re.compile(rb"guest running ([0-9.]+) ms after start")
+
+
+def restore_ms(own, snap, i):
+    """khyve -r @snap until the guest runs, as khyve reports it (debug.timing)."""
+    log, sock, err = own.path("t.log"), own.path("t.sock"), own.path("t.err")
+    unlink(log)
+    p = own.spawn([KHYVE, "-r", snap, "-l", "com1,file:" + log, "-o", "ctl.socket=" + sock,
+                   "-o", "debug.timing=true", "incbench-t%d" % i], stderr=open(err, "wb"))
+    end = time.time() + 120
+    while time.time() < end:
+        m = RUNNING_RE.search(read(err))
+        if m:
+            break
+        if p.poll() is not None:
+            raise BenchError("restore of %s exited: %s" % (snap, read(err).decode()))
+        time.sleep(0.02)
+    else:
+        raise BenchError("restore of %s: no timing line" % snap)
+    wait_seq(log, nseq(log) + 1, p, 60, "restored " + os.path.basename(snap))
+    own.stop(p)
+    return float(m.group(1))
+
+
+def report(rows, dirty, times, links):
     b = med([r["bytes"] for r, _, _ in rows])
     pages = med([r["mem_pages"] * 4096 for r, _, _ in rows])
     t = med([r["total_ms"] for r, _, _ in rows])
@@ -154,7 +192,10 @@ def report(rows, dirty):
             "%.3fx" % (b / pages)],
            ["incremental checkpoint time / dd of its bytes", "%.1f ms / %.1f ms" % (t, dd),
             "<= 1.3x", "%.2fx" % (t / dd)],
-           ["guest pause", "%.1f ms" % pz, "-", "-"]])
+           ["guest pause", "%.1f ms" % pz, "-", "-"],
+           ["restore of a %d-link chain / of it merged" % links,
+            "%.1f ms / %.1f ms" % (med(times["chain"]), med(times["merged"])), "about 1x",
+            "%.2fx" % (med(times["chain"]) / med(times["merged"]))]])
 
 
 def main():
@@ -162,6 +203,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--dirty", default="16M")
     ap.add_argument("--mem", default="1G")
+    ap.add_argument("--chain", type=int, default=100)
     args = ap.parse_args()
     args.dirty_bytes = int(args.dirty.rstrip("M")) * MiB
     st = preflight(False)
@@ -172,8 +214,8 @@ def main():
     try:
         say("incremental checkpoints: %s guest, counter rewriting %s, %d runs, files in %s"
             % (args.mem, args.dirty, args.reps, own.dir))
-        rows, ok = run(own, args)
-        report(rows, args.dirty_bytes)
+        rows, ok, times = run(own, args)
+        report(rows, args.dirty_bytes, times, max(args.chain, args.reps + 1))
         if not ok:
             say("the restored chain tip reported a guest failure")
             return 1
