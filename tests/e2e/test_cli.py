@@ -205,7 +205,7 @@ def version_on_both_tools(wd):
         # The commit is the one the tree was built from (a build outside git says unknown).
         check(not head or m.group(2).startswith(head),
               "%s --version names commit %s, the tree is at %s" % (tool, m.group(2), head))
-        check(m.group(4) == "1", "snapshot format %s" % m.group(4))
+        check(m.group(4) == "2", "snapshot format %s" % m.group(4))
     r = khyve_run(["--frobnicate", "vm"])
     check(r.returncode == 4 and b"unknown option '--frobnicate'" in r.stderr,
           "unknown long option: %d %s" % (r.returncode, r.stderr.decode()))
