@@ -398,6 +398,8 @@ static int req_save(struct ctl_req *r, bool suspend)
 	struct snap_save_opts opts = { .suspend = suspend };
 	struct snap_result res = { 0 };
 	struct ctl *ctl = r->vm->ctl;
+	struct json_object *reply;
+	const char *fallback;
 	int ret;
 
 	if (vm_ending(r->vm))
@@ -416,7 +418,9 @@ static int req_save(struct ctl_req *r, bool suspend)
 		return reply_error(r, -EOPNOTSUPP,
 				   "checkpoint: a live checkpoint cannot be incremental yet; give "
 				   "\"live\" or \"incremental\"/\"parent\"");
-	if (r->live && !r->vm->paused) {
+	/* What cannot be checkpointed live is checkpointed stop-the-world; the reply says why. */
+	fallback = r->live ? snap_live_refusal(r->vm) : NULL;
+	if (r->live && !fallback) {
 		if (r->max_rate)
 			return reply_error(r, -EOPNOTSUPP,
 					   "checkpoint: \"max_rate\" is not applied to a live "
@@ -437,7 +441,10 @@ static int req_save(struct ctl_req *r, bool suspend)
 	if (ret)
 		return reply_error(r, ret, "%s", r->err[0] ? r->err : strerror(-ret));
 	history_add(ctl, r->file, &res, false, suspend);
-	send_obj(r, save_reply(&res, r->file, false));
+	reply = save_reply(&res, r->file, false);
+	if (fallback)
+		json_object_object_add(reply, "live_refused", json_object_new_string(fallback));
+	send_obj(r, reply);
 	return 0;
 }
 

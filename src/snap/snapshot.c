@@ -919,6 +919,20 @@ static int live_pause(struct vm *vm, struct live_save *ls, char *err, size_t err
 	return ret;
 }
 
+const char *snap_live_refusal(const struct vm *vm)
+{
+	if (vm->paused)
+		return "the VM is paused";
+	/*
+	 * Its RAM is a private mapping of the snapshot file, and this kernel's synchronous
+	 * userfaultfd write-protects anonymous, shmem and hugetlbfs memory only.
+	 */
+	if (vm->backing)
+		return "a VM restored from a snapshot cannot be checkpointed live (its memory maps "
+		       "the snapshot file, which userfaultfd cannot write-protect)";
+	return NULL;
+}
+
 int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void *opaque, char *err,
 		   size_t errlen)
 {
@@ -931,16 +945,9 @@ int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void
 	/* Its pages are not fetched: the last checkpoint is no parent any more. */
 	if (vm->incr)
 		vm->incr->valid = false;
-	if (vm->paused) {
-		snprintf(err, errlen, "the VM is paused: checkpoint it without --live");
-		return -EALREADY;
-	}
-	if (vm->backing) {
-		/* A private file mapping; userfaultfd write-protects anonymous memory only. */
-		snprintf(err, errlen,
-			 "a VM restored from a snapshot cannot be checkpointed live yet (its "
-			 "memory maps the snapshot file); checkpoint it without --live");
-		return -EOPNOTSUPP;
+	if (snap_live_refusal(vm)) {
+		snprintf(err, errlen, "%s: checkpoint it without --live", snap_live_refusal(vm));
+		return vm->paused ? -EALREADY : -EOPNOTSUPP;
 	}
 	ls = calloc(1, sizeof(*ls));
 	if (!ls)

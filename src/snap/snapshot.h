@@ -75,6 +75,11 @@ typedef void (*snap_live_done_fn)(void *opaque, int ret, const struct snap_resul
 				  const char *err);
 int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void *opaque, char *err,
 		   size_t errlen);
+/*
+ * Why @vm cannot be checkpointed live (a paused VM, one restored from a snapshot), NULL if it
+ * can: the control socket then checkpoints it stop-the-world and says why.
+ */
+const char *snap_live_refusal(const struct vm *vm);
 /* The VM is ending: stop a live checkpoint in progress (its @done gets -ECANCELED). */
 void snap_save_live_abort(struct vm *vm);
 

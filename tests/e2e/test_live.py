@@ -122,7 +122,8 @@ def live_checkpoint_refusals(wd):
     rc, reply = live(vm, wd("p.snap"), expect_ok=False)
     vm.ctl("--resume")
     # A paused guest has nothing to gain from --live: it is checkpointed as it is.
-    check(rc == 0 and reply.get("ok") and reply.get("live") is False,
+    check(rc == 0 and reply.get("ok") and reply.get("live") is False
+          and "paused" in reply.get("live_refused", ""),
           "a paused VM's --live checkpoint: %r" % reply)
     n = len(vm.seqs())
     vm.wait_seq(n + 5)
@@ -130,16 +131,21 @@ def live_checkpoint_refusals(wd):
     snap = wd("a.snap")
     live(vm, snap)
     vm.kill()
-    # A restored VM maps its memory from the file: refused by name, and it runs on.
+    # A restored VM maps its memory from the file: checkpointed stop-the-world instead, the
+    # reply says why, it runs on, and that file restores in turn.
     r = VM(wd, restore=snap, name="r0")
     r.wait_seq(3, timeout=120)
-    rc, reply = live(r, wd("b.snap"), expect_ok=False)
-    check(rc != 0 and "restored from a snapshot" in reply.get("error", ""), "reply %r" % reply)
+    before = r.seqs()[-1]
+    rc, reply = live(r, wd("b.snap"))
+    check(rc == 0 and reply.get("live") is False
+          and "restored from a snapshot" in reply.get("live_refused", ""), "reply %r" % reply)
     n = len(r.seqs())
     r.wait_seq(n + 3)
-    assert_consecutive(restored_seqs(r.out)[1], "restored guest after a refused live checkpoint")
+    assert_consecutive(restored_seqs(r.out)[1], "restored guest after a live checkpoint")
     r.check_alive()
+    after = restored_seqs(r.out)[1]
     r.kill()
+    restore_check(wd, r, wd("b.snap"), "r1", before, after)
 
 
 def mount_tmpfs(path, opts):
