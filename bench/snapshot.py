@@ -632,7 +632,7 @@ def summary(res, sizes, qemu):
         lambda s, r: verdict(ratios(r["ck_total_ms"], r["dd"]), 1.3))
     row("snapshot bytes written (reply)", lambda r: fmt_mib(r["ck_bytes"]))
     row("snapshot allocated on disk", lambda r: fmt_mib(r["ck_alloc"]))
-    row("  allocated / touched (128 MiB)",
+    row("  allocated / touched (%d MiB)" % (TOUCHED >> 20),
         lambda r: "%.4fx" % (med(r["ck_alloc"]) / TOUCHED), "<= 1.02x",
         lambda s, r: verdict([med(r["ck_alloc"]) / TOUCHED], 1.02))
     row("kvm_floor: empty VM (ms)", lambda r: fmt_ms(r["floor"]))
@@ -668,7 +668,7 @@ def summary(res, sizes, qemu):
     say("")
     say("khyve snapshot benchmark, %s, %s, %d vCPUs, %s touched; "
         "median (min) of %d runs; ratios of medians (of minima)" % (time.strftime("%Y-%m-%d"), os.uname().nodename, CPUS,
-                                     "128 MiB", res["reps"]))
+                                     "%d MiB" % (TOUCHED >> 20), res["reps"]))
     table([["figure"] + ["%s guest" % s for s in sizes] + ["target", "verdict"]] + rows)
     say_warnings()
 
@@ -682,7 +682,13 @@ def main():
     ap.add_argument("--no-qemu", action="store_true", help="skip the QEMU peer")
     ap.add_argument("--sizes", help="guest sizes, comma-separated (default 512M,4G; the live "
                     "checkpoint targets are for 1G)")
+    ap.add_argument("--touched", type=int, default=128, metavar="MIB",
+                    help="MiB the guest rewrites (default 128; 1024 to go past the page "
+                    "cache's dirty limit)")
     a = ap.parse_args()
+    global TOUCHED, CMDLINE
+    TOUCHED = a.touched << 20
+    CMDLINE = "mode=counter mem=%dM" % a.touched
     sizes = ["512M"] if a.quick else ["512M", "4G"]
     if a.sizes:
         sizes = [x for x in a.sizes.split(",") if x]
