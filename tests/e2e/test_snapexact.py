@@ -236,10 +236,11 @@ def clocks_agree_after_a_slow_checkpoint(wd):
     still record every clock as of one instant: after the restore the guest's HPET, PM timer
     and TSC agree within 5 ms (mode=clocks checks every 20 ms)."""
     mnt = wd("tmpfs")
-    mount_tmpfs(mnt, "3g")
+    mount_tmpfs(mnt, "5g")
     try:
         paused = 0
-        for size in (256 << 20, 1 << 30):
+        # Bigger disks until the copy takes over 1 s (a fast host copies 1 GiB in less).
+        for size in (256 << 20, 1 << 30, 2 << 30):
             img = os.path.join(mnt, "big.img")
             filled_image(img, size)
             snap = os.path.join(mnt, "c.snap")
