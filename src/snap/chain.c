@@ -207,8 +207,11 @@ int snap_chain_open(struct snap_chain *c, struct snap_file *tip, const char *tip
 		return chain_fail(err, errlen, -ENAMETOOLONG, "snapshot %s: path too long",
 				  tip_path);
 	ret = chain_grow(c);
-	if (ret)
+	if (ret) {
+		/* The first array may be there without the second. */
+		snap_chain_close(c);
 		return ret;
+	}
 	c->file[0] = tip;
 	c->name[0] = strdup(tip_path);
 	c->nlinks = 1;
