@@ -257,8 +257,11 @@ static int reprotect_written(struct snap_live *l, uint64_t *pages)
 	return 0;
 }
 
-/* Before the pause: every write waiting now goes on (its page is writable again).  Never blocks. */
-static int prearm_faults(struct snap_live *l)
+/*
+ * Every guest write waiting on the userfaultfd now, handed to @fn with its page address.
+ * Never blocks: returns 0 once none is left, or @fn's first error.
+ */
+static int for_each_fault(struct snap_live *l, int (*fn)(struct snap_live *l, uint64_t a))
 {
 	struct uffd_msg msg[32];
 
@@ -270,17 +273,27 @@ static int prearm_faults(struct snap_live *l)
 		if (n < 0)
 			return errno == EAGAIN ? 0 : -errno;
 		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
-			uint64_t a = msg[i].arg.pagefault.address & ~(PAGE - 1);
 			int ret;
 
 			if (msg[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
-			l->prearm_faults++;
-			ret = uffd_protect(l->uffd, (void *)(uintptr_t)a, PAGE, false);
+			ret = fn(l, msg[i].arg.pagefault.address & ~(PAGE - 1));
 			if (ret)
 				return ret;
 		}
 	}
+}
+
+static int prearm_fault(struct snap_live *l, uint64_t a)
+{
+	l->prearm_faults++;
+	return uffd_protect(l->uffd, (void *)(uintptr_t)a, PAGE, false);
+}
+
+/* Before the pause: every write waiting now goes on (its page is writable again).  Never blocks. */
+static int prearm_faults(struct snap_live *l)
+{
+	return for_each_fault(l, prearm_fault);
 }
 
 /*
@@ -380,34 +393,21 @@ static int fault_page(struct snap_live *l, struct live_region *r, uint64_t pg)
 	return ret ? ret : uffd_protect(l->uffd, (void *)p, PAGE, false);
 }
 
+static int save_fault(struct snap_live *l, uint64_t a)
+{
+	for (unsigned j = 0; j < l->nregions; j++) {
+		struct live_region *r = &l->r[j];
+
+		if (a >= (uintptr_t)r->hva && a - (uintptr_t)r->hva < r->size)
+			return fault_page(l, r, (a - (uintptr_t)r->hva) / PAGE);
+	}
+	return 0;
+}
+
 /* Every write waiting now, saved first.  Never blocks. */
 static int handle_faults(struct snap_live *l)
 {
-	struct uffd_msg msg[32];
-
-	for (;;) {
-		ssize_t n = read(l->uffd, msg, sizeof(msg));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno == EAGAIN ? 0 : -errno;
-		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
-			uint64_t a = msg[i].arg.pagefault.address & ~(PAGE - 1);
-			int ret = 0;
-
-			if (msg[i].event != UFFD_EVENT_PAGEFAULT)
-				continue;
-			for (unsigned j = 0; j < l->nregions; j++) {
-				struct live_region *r = &l->r[j];
-
-				if (a >= (uintptr_t)r->hva && a - (uintptr_t)r->hva < r->size)
-					ret = fault_page(l, r, (a - (uintptr_t)r->hva) / PAGE);
-			}
-			if (ret)
-				return ret;
-		}
-	}
+	return for_each_fault(l, save_fault);
 }
 
 static int pass_region(struct snap_live *l, struct live_region *r)
