@@ -14,6 +14,8 @@ need="$need libseccomp-dev"
 need="$need seabios grub-pc-bin grub-common xorriso mtools nasm"
 # Man page checks (tests/e2e/test_cli.py renders khyve.8).
 need="$need groff-base"
+# Coverage tables (make coverage).
+need="$need gcovr"
 # The Linux test kernel (tests/linux/build.sh, when no prebuilt image is given): its source and
 # the kernel's build tools.
 need="$need linux-source-6.1 bc flex bison libelf-dev"
