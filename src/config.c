@@ -181,18 +181,32 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return ret;
 	}
-	while (getline(&line, &cap, f) >= 0) {
-		char *s = trim(line);
+	for (;;) {
+		char *s;
 
+		errno = 0;
+		if (getline(&line, &cap, f) < 0)
+			break;
+		s = trim(line);
 		lineno++;
 		if (!*s || *s == '#')
 			continue;
 		ret = config_set_file_line(c, s);
-		if (ret) {
+		if (ret == -EINVAL)
 			snprintf(err, errlen, "%s:%u: expected key=value, got '%s'", path, lineno,
 				 s);
+		else if (ret)
+			snprintf(err, errlen, "%s:%u: %s", path, lineno, strerror(-ret));
+		if (ret)
 			break;
-		}
+	}
+	/*
+	 * getline fails alike at the end of the file, on a read error (a directory, EIO) and
+	 * when it cannot grow its buffer: only the first is the end of the configuration.
+	 */
+	if (!ret && (ferror(f) || errno == ENOMEM)) {
+		ret = errno ? -errno : -EIO;
+		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
 	}
 	free(line);
 	fclose(f);

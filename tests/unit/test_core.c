@@ -153,6 +153,10 @@ static void test_config(void **state)
 	assert_non_null(strstr(err, ":5: expected key=value"));
 	unlink(path);
 	assert_int_equal(config_load_file(&c, path, err, sizeof(err)), -ENOENT);
+	/* fopen takes a directory; reading it fails, which is no empty configuration. */
+	err[0] = '\0';
+	assert_int_equal(config_load_file(&c, "/", err, sizeof(err)), -EISDIR);
+	assert_non_null(strstr(err, "/: Is a directory"));
 	config_free(&c);
 }
 
