@@ -930,6 +930,7 @@ struct net_backend *net_backend_open(const struct net_backend_args *a, char *err
 	struct net_backend_args args = *a;
 	struct net_backend *nb;
 	char e[200] = "";
+	int ret;
 
 	if (!name)
 		return NULL;
@@ -948,7 +949,11 @@ struct net_backend *net_backend_open(const struct net_backend_args *a, char *err
 	snprintf(nb->dev, sizeof(nb->dev), "%s", a->dev ? a->dev : "network device");
 	nb->rx = a->rx;
 	nb->opaque = a->opaque;
-	if (t->open(nb, &args, e, sizeof(e))) {
+	ret = t->open(nb, &args, e, sizeof(e));
+	if (ret) {
+		/* Not every failure has its own words (out of memory): never an empty message. */
+		if (!e[0])
+			snprintf(e, sizeof(e), "%s backend: %s", t->name, strerror(-ret));
 		snprintf(err, errlen, "%s", e);
 		free(nb);
 		return NULL;
