@@ -341,6 +341,25 @@ static void test_extents_refused(void **state)
 		craft_memmap(path, &r, 1, e, 0);
 		expect_refused(path, false, "do not cover the memory area");
 	}
+	/* Each field of an extent out of shape on its own. */
+	{
+		static const struct {
+			uint64_t off, len;
+		} bad[] = {
+			{ SNAP_MEM_ALIGN - 4096, 4096 },       /* before the memory area */
+			{ SNAP_MEM_ALIGN + 512, 4096 },	       /* not on a page */
+			{ SNAP_MEM_ALIGN, 0 },		       /* empty */
+			{ SNAP_MEM_ALIGN, 6144 },	       /* not whole pages */
+			{ SNAP_MEM_ALIGN + MEM - 4096, 8192 }, /* runs past the area's end */
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			write_snapshot(path, "{}");
+			e[0] = (struct snap_extent){ bad[i].off, bad[i].len, 0 };
+			craft_memmap(path, &one_region, 1, e, 1);
+			expect_refused(path, false, "memory extent 0 is malformed");
+		}
+	}
 	/* Overlapping, unsorted. */
 	write_snapshot(path, "{}");
 	e[0] = (struct snap_extent){ area + 8192, 8192, 0 };
@@ -714,6 +733,54 @@ static void test_meta_cross_checks(void **state)
 		    "\"version\":2},{\"id\":\"rtc\",\"version\":2}]}",
 		    "devices do not match");
 	expect_meta(&f, &cfg, "[1]", "not a JSON object");
+	expect_meta(&f, &cfg, "{\"name\":", "not a JSON object");
+	/* Each field of the metadata in the wrong shape, the rest right. */
+	{
+		static const struct {
+			const char *json, *why;
+		} shape[] = {
+			{ "{\"name\":\"vm\",\"vcpus\":-2,\"memory\":262144," DEVS_OK "}",
+			  "vcpus does not match" },
+			{ "{\"name\":\"vm\",\"memory\":262144," DEVS_OK "}",
+			  "vcpus does not match" },
+			{ "{\"name\":\"vm\",\"vcpus\":2," DEVS_OK "}", "memory does not match" },
+			{ "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144}",
+			  "devices do not match" },
+			{ "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144,\"devices\":{}}",
+			  "devices do not match" },
+			{ "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144,\"devices\":[1,2]}",
+			  "devices do not match" },
+			{ "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144,\"devices\":[{"
+			  "\"version\":"
+			  "2},{\"id\":\"pci@0.3.0\",\"version\":1}]}",
+			  "devices do not match" },
+			{ "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144,\"devices\":[{\"id\":7,"
+			  "\"version\":2},{\"id\":\"pci@0.3.0\",\"version\":1}]}",
+			  "devices do not match" },
+			{ "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144,\"devices\":[{\"id\":"
+			  "\"rtc\"},{\"id\":\"pci@0.3.0\",\"version\":1}]}",
+			  "devices do not match" },
+			{ "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144,\"devices\":[{\"id\":"
+			  "\"rtc\",\"version\":\"2\"},{\"id\":\"pci@0.3.0\",\"version\":1}]}",
+			  "devices do not match" },
+			{ "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144,\"devices\":[{\"id\":"
+			  "\"hpet\",\"version\":2},{\"id\":\"pci@0.3.0\",\"version\":1}]}",
+			  "devices do not match" },
+			{ "{\"vcpus\":2,\"memory\":262144," DEVS_OK "}", "name does not match" },
+			{ "{\"name\":1,\"vcpus\":2,\"memory\":262144," DEVS_OK "}",
+			  "name does not match" },
+		};
+
+		for (size_t i = 0; i < sizeof(shape) / sizeof(shape[0]); i++)
+			expect_meta(&f, &cfg, shape[i].json, shape[i].why);
+	}
+	/* Without a configured name, any name (or none) passes. */
+	config_unset(&cfg, "name");
+	expect_meta(&f, &cfg, "{\"vcpus\":2,\"memory\":262144," DEVS_OK "}", NULL);
+	config_set(&cfg, "name", "vm");
+	config_set(&cfg, "memory.size", "lots");
+	expect_meta(&f, &cfg, "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144," DEVS_OK "}",
+		    "memory does not match memory.size");
 	config_set(&cfg, "memory.size", "512K");
 	expect_meta(&f, &cfg, "{\"name\":\"vm\",\"vcpus\":2,\"memory\":262144," DEVS_OK "}",
 		    "memory does not match memory.size");
@@ -740,6 +807,39 @@ static void test_meta_cross_checks(void **state)
 	config_free(&cfg);
 }
 
+/* The saved configuration: an object of strings, nothing else taken. */
+static void test_meta_config(void **state)
+{
+	static const struct {
+		const char *json, *why;
+	} bad[] = {
+		{ "not json", "has no configuration" },
+		{ "{\"name\":\"vm\"}", "has no configuration" },
+		{ "{\"config\":[\"cpus=2\"]}", "has no configuration" },
+		{ "{\"config\":{\"cpus\":\"2\",\"memory.size\":256}}",
+		  "configuration key memory.size is not a string" },
+	};
+	struct config cfg;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		config_init(&cfg);
+		err[0] = '\0';
+		assert_int_equal(snap_meta_config(bad[i].json, &cfg, err, sizeof(err)), -EINVAL);
+		if (!strstr(err, bad[i].why))
+			fail_msg("%s: error '%s' does not mention '%s'", bad[i].json, err,
+				 bad[i].why);
+		config_free(&cfg);
+	}
+	config_init(&cfg);
+	assert_int_equal(snap_meta_config("{\"config\":{\"cpus\":\"2\",\"name\":\"vm\"}}", &cfg,
+					  err, sizeof(err)),
+			 0);
+	assert_string_equal(config_get(&cfg, "cpus"), "2");
+	assert_string_equal(config_get(&cfg, "name"), "vm");
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -754,6 +854,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_header_bounds_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_regions_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_cross_checks, setup, teardown),
+		cmocka_unit_test(test_meta_config),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
