@@ -1190,6 +1190,183 @@ static void test_snapshot(void **state)
 	fx_stop(&f);
 }
 
+/*
+ * Offsets in the saved controller state (xhci_state_io, after the PCI function's): three u32
+ * sizes, the operational
+ * registers, interrupter 0, ports 1..8 (16 bytes each), slots 1..32, then per port a present
+ * flag with the device's version and state.
+ */
+#define S_USBCMD 12
+#define S_USBSTS 16
+#define S_DNCTRL 20
+#define S_CONFIG 24
+#define S_DCBAAP 28
+#define S_CRDEQ 36
+#define S_IR 46
+#define S_IMAN (S_IR + 0)
+#define S_ERSTSZ (S_IR + 8)
+#define S_ERSTBA (S_IR + 12)
+#define S_SEG (S_IR + 28)
+#define S_IDX (S_IR + 32)
+#define S_SEG_SIZE (S_IR + 36)
+#define S_SEG_BASE (S_IR + 40)
+#define S_NPENDING (S_IR + 49)
+#define S_SLOT_LEN (12 + 31 * 13)
+#define S_EP_LEN 13
+
+struct patch {
+	unsigned off, width; /* bytes */
+	uint64_t set, or ;   /* the field becomes set | or (set ~0: keep the saved value) */
+	const char *why;
+};
+
+static uint64_t get_le(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Load @a with one field changed: refused, with @why in the message, the device unchanged. */
+static void expect_patch_refused(struct fx *g, const uint8_t *a, size_t alen, size_t base,
+				 const struct patch *p)
+{
+	uint8_t *bad = malloc(alen);
+	struct sstream s;
+	uint64_t v;
+
+	memcpy(bad, a, alen);
+	v = p->set == UINT64_MAX ? get_le(bad + base + p->off, p->width) : p->set;
+	put_le(bad + base + p->off, v | p->or, p->width);
+	devsnap_expect_refused(&g->pd->dev, bad, alen, 1);
+	ss_init_load(&s, bad, alen);
+	assert_int_not_equal(g->pd->dev.ops->load(&g->pd->dev, &s, 1), 0);
+	if (!strstr(s.msg, p->why))
+		fail_msg("field at %zu: error '%s' does not mention '%s'", base + p->off, s.msg,
+			 p->why);
+	free(bad);
+}
+
+#define KEEP UINT64_MAX
+
+/* Every check on a loaded controller state: one field out of range at a time. */
+static void test_snapshot_checks(void **state)
+{
+	static const struct patch ops[] = {
+		{ S_USBCMD, 4, KEEP, 1U << 31, "operational registers out of range" },
+		{ S_USBSTS, 4, KEEP, 1U << 20, "operational registers out of range" },
+		{ S_CONFIG, 4, KEEP, 0x400, "operational registers out of range" },
+		{ S_DCBAAP, 8, KEEP, 0x8, "operational registers out of range" },
+		{ S_CRDEQ, 8, KEEP, 0x4, "operational registers out of range" },
+		{ S_DNCTRL, 4, 0x10000, 0, "operational registers out of range" },
+		{ S_USBSTS, 4, KEEP, 1, "run/stop and halted disagree" },
+		{ S_USBCMD, 4, 0, 0, "run/stop and halted disagree" },
+		{ S_IMAN, 4, KEEP, 4, "interrupter registers out of range" },
+		{ S_ERSTSZ, 4, 0x10000, 0, "interrupter registers out of range" },
+		{ S_ERSTBA, 8, KEEP, 0x20, "interrupter registers out of range" },
+		{ S_SEG_SIZE, 4, 8, 0, "event ring position out of range" },
+		{ S_SEG_SIZE, 4, 8192, 0, "event ring position out of range" },
+		{ S_SEG, 4, 16, 0, "event ring position out of range" },
+		{ S_IDX, 4, EV_TRBS, 0, "event ring position out of range" },
+		{ S_SEG_BASE, 8, KEEP, 0x20, "event ring position out of range" },
+		{ S_NPENDING, 4, 65, 0, "pending events" },
+	};
+	/* Relative to port 1's registers. */
+	static const struct patch ports[] = {
+		{ 0, 4, KEEP, 1U << 31, "port 1 status" },
+		{ 0, 4, 0, 0, "port 1 status" },		      /* no power */
+		{ 16, 4, (1U << 9) | 1, 0, "port 2 status" },	      /* connected, nothing there */
+		{ 16, 4, (1U << 9) | (1U << 1), 0, "port 2 status" }, /* enabled, nothing there */
+	};
+	/* Relative to slot 1 (enabled, configured, EP0 and EP1 IN running); slot 2 is free. */
+	static const struct patch slots[] = {
+		{ 1, 1, 4, 0, "slot 1 state out of range" },
+		{ 2, 1, 9, 0, "slot 1 state out of range" },
+		{ 4, 8, KEEP, 0x20, "slot 1 state out of range" },
+		{ S_SLOT_LEN + 1, 1, 1, 0, "slot 2 state out of range" },
+		{ S_SLOT_LEN + 2, 1, 1, 0, "slot 2 state out of range" },
+		{ S_SLOT_LEN + 3, 1, 1, 0, "slot 2 state out of range" },
+		{ S_SLOT_LEN + 4, 8, 0x1000, 0, "slot 2 state out of range" },
+		{ 12, 1, 5, 0, "slot 1 endpoint 1 state out of range" },
+		{ 13, 1, 8, 0, "slot 1 endpoint 1 state out of range" },
+		{ 16, 8, KEEP, 0x2, "slot 1 endpoint 1 state out of range" },
+		{ 12 + 4 * S_EP_LEN, 1, 1, 0, "slot 1 endpoint 5 state out of range" },
+		{ S_SLOT_LEN + 12, 1, 1, 0, "slot 2 endpoint 1 state out of range" },
+	};
+	struct fx f, g;
+	uint8_t *a;
+	static const uint8_t sizes[12] = { 8, 0, 0, 0, 32, 0, 0, 0, 1, 0, 0, 0 };
+	size_t alen, x0, port0, slot0, dev0;
+
+	fx_start(&f);
+	hc_start(&f);
+	enable_and_address(&f);
+	configure(&f);
+	assert_int_equal(f.pd->dev.ops->pause(&f.pd->dev), 0);
+	a = devsnap_save_copy(&f.pd->dev, &alen);
+	fx_start(&g);
+	/* The controller's state follows the PCI function's: it starts with its three sizes. */
+	for (x0 = 4 + PCI_CFG_SIZE; x0 + 12 <= alen && memcmp(a + x0, sizes, 12); x0++)
+		;
+	assert_true(x0 + 12 <= alen);
+	port0 = x0 + S_NPENDING + 4 + 16 * get_le(a + x0 + S_NPENDING, 4);
+	slot0 = port0 + 16 * 8;
+	dev0 = slot0 + 32 * S_SLOT_LEN;
+	assert_true(dev0 + 5 + 7 <= alen);
+	/* The layout is the one assumed: a running controller, slot 1 configured. */
+	assert_int_equal(get_le(a + x0 + S_USBCMD, 4) & 1, 1);
+	assert_int_not_equal(get_le(a + x0 + S_SEG_SIZE, 4), 0);
+	assert_int_equal(a[slot0], 1);
+	assert_int_equal(a[slot0 + 1], 3);
+	assert_int_equal(a[slot0 + S_SLOT_LEN], 0);
+	assert_int_equal(a[dev0], 1);
+	assert_int_equal(devsnap_load(&g.pd->dev, a, alen, 1), 0);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		expect_patch_refused(&g, a, alen, x0, &ops[i]);
+	for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
+		expect_patch_refused(&g, a, alen, port0, &ports[i]);
+	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++)
+		expect_patch_refused(&g, a, alen, slot0, &slots[i]);
+	/* An event ring position with no segment loaded. */
+	{
+		static const struct patch noseg[] = {
+			{ S_SEG_SIZE, 4, 0, 0, "position without a segment" },
+		};
+		uint8_t *b = malloc(alen);
+
+		memcpy(b, a, alen);
+		put_le(b + x0 + S_IDX, 1, 4);
+		expect_patch_refused(&g, b, alen, x0, &noseg[0]);
+		free(b);
+	}
+	/* The devices: the tablet's version, a tablet where this VM has none and the reverse. */
+	{
+		const struct patch dev[] = {
+			{ 1, 4, 0, 0, "port 1: tablet state version 0 is not supported" },
+			{ 1, 4, 99, 0, "port 1: tablet state version 99 is not supported" },
+			{ 0, 1, 0, 0, "port 1: the snapshot has no device" },
+			{ (unsigned)(alen - 7 - dev0), 1, 1, 0,
+			  "port 2: the snapshot has a device, this VM none" },
+		};
+
+		for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
+			expect_patch_refused(&g, a, alen, dev0, &dev[i]);
+	}
+	/* After all of that, the good state still loads. */
+	assert_int_equal(devsnap_load(&g.pd->dev, a, alen, 1), 0);
+	free(a);
+	fx_stop(&g);
+	fx_stop(&f);
+}
+
 static void test_options(void **state)
 {
 	struct fx f;
@@ -1226,12 +1403,19 @@ static void test_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_registers),	cmocka_unit_test(test_enumerate),
-		cmocka_unit_test(test_reports),		cmocka_unit_test(test_interrupts),
-		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
-		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_options),		cmocka_unit_test(test_wrap),
-		cmocka_unit_test(test_erstsz_changed),	cmocka_unit_test(test_msi),
+		cmocka_unit_test(test_registers),
+		cmocka_unit_test(test_enumerate),
+		cmocka_unit_test(test_reports),
+		cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_bad_commands),
+		cmocka_unit_test(test_bad_rings),
+		cmocka_unit_test(test_event_ring_full),
+		cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_snapshot_checks),
+		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_erstsz_changed),
+		cmocka_unit_test(test_msi),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
