@@ -1062,6 +1062,256 @@ static void test_bad_rings(void **state)
 	fx_stop(&f);
 }
 
+/* GET_DESCRIPTOR(device) of @len bytes, and SET_REPORT (a class OUT request) of @len. */
+#define GET_DEV(len) ((uint64_t)(len) << 48 | 0x0100 << 16 | 0x0680)
+#define SET_REPORT(len) ((uint64_t)(len) << 48 | 0x0200 << 16 | 0x0921)
+#define S_IN (3U << 16)	 /* Setup TRT: IN data stage */
+#define S_OUT (2U << 16) /* Setup TRT: OUT data stage */
+#define D_IN (1U << 16)	 /* Data TRB: DIR IN */
+
+struct td_case {
+	const char *what;
+	unsigned n;
+	struct trb t[4];
+	unsigned bad; /* the TRB the error names */
+	unsigned cc;
+};
+
+/* Put back EP0 after a halt: Reset Endpoint, then the dequeue pointer where the ring is. */
+static void ep0_recover(struct fx *f)
+{
+	assert_int_equal(cmd_cc(f, T_RESET_EP, f->slot, 1U << 16, 0), CC_SUCCESS);
+	assert_int_equal(cmd_cc(f, T_SET_DEQ, f->slot, 1U << 16,
+				EP0_RING + 16ULL * f->ep0.idx + (f->ep0.cycle ? 1 : 0)),
+			 CC_SUCCESS);
+}
+
+/*
+ * Control TDs a guest can get wrong, each on its own: the endpoint halts with the completion
+ * code on the TRB at fault (xHCI 4.10.2), nothing else is reported, and after recovery the
+ * next good transfer works.
+ */
+static void test_bad_control_tds(void **state)
+{
+	const struct td_case cases[] = {
+		{ "setup of 7 bytes",
+		  2,
+		  { { GET_DEV(18), 7, T_SETUP << 10 | IDT | S_IN },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  0,
+		  CC_TRB },
+		{ "setup TRT 1 (reserved)",
+		  2,
+		  { { GET_DEV(0), 8, T_SETUP << 10 | IDT | 1U << 16 },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  0,
+		  CC_TRB },
+		{ "IN request, OUT data stage",
+		  3,
+		  { { GET_DEV(18), 8, T_SETUP << 10 | IDT | S_OUT },
+		    { BUF, 18, T_DATA << 10 | D_IN },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  1,
+		  CC_TRB },
+		{ "IN request, data TRB without DIR",
+		  3,
+		  { { GET_DEV(18), 8, T_SETUP << 10 | IDT | S_IN },
+		    { BUF, 18, T_DATA << 10 },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  1,
+		  CC_TRB },
+		{ "TRT says data, none there",
+		  2,
+		  { { GET_DEV(18), 8, T_SETUP << 10 | IDT | S_IN },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  0,
+		  CC_TRB },
+		{ "data stage opening with a Normal TRB",
+		  3,
+		  { { GET_DEV(18), 8, T_SETUP << 10 | IDT | S_IN },
+		    { BUF, 18, T_NORMAL << 10 | D_IN },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  1,
+		  CC_TRB },
+		{ "a data TRB longer than 64 KiB (named, not the end of the stage)",
+		  4,
+		  { { GET_DEV(18), 8, T_SETUP << 10 | IDT | S_IN },
+		    { BUF, 0x10001, T_DATA << 10 | D_IN | CH },
+		    { BUF, 0, T_NORMAL << 10 },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  1,
+		  CC_TRB },
+		{ "immediate data on an IN stage",
+		  3,
+		  { { GET_DEV(8), 8, T_SETUP << 10 | IDT | S_IN },
+		    { 0, 8, T_DATA << 10 | D_IN | IDT },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  1,
+		  CC_TRB },
+		{ "immediate data of 9 bytes",
+		  3,
+		  { { SET_REPORT(9), 8, T_SETUP << 10 | IDT | S_OUT },
+		    { 0, 9, T_DATA << 10 | IDT },
+		    { 0, 0, T_STATUS << 10 | IOC | D_IN } },
+		  1,
+		  CC_TRB },
+		{ "immediate data in a chain",
+		  4,
+		  { { SET_REPORT(8), 8, T_SETUP << 10 | IDT | S_OUT },
+		    { 0, 4, T_DATA << 10 | IDT | CH },
+		    { BUF, 4, T_NORMAL << 10 },
+		    { 0, 0, T_STATUS << 10 | IOC | D_IN } },
+		  1,
+		  CC_TRB },
+		{ "a data stage of more than 64 KiB in all",
+		  4,
+		  { { GET_DEV(0xffff), 8, T_SETUP << 10 | IDT | S_IN },
+		    { BUF, 0x10000, T_DATA << 10 | D_IN | CH },
+		    { BUF, 0x10000, T_NORMAL << 10 },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  2,
+		  CC_TRB },
+		{ "a No-Op opening the data stage",
+		  3,
+		  { { GET_DEV(18), 8, T_SETUP << 10 | IDT | S_IN },
+		    { 0, 0, T_NOOP << 10 | D_IN },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  1,
+		  CC_TRB },
+		{ "a Normal TRB on its own on the control endpoint",
+		  1,
+		  { { BUF, 8, T_NORMAL << 10 | IOC } },
+		  0,
+		  CC_TRB },
+		{ "a chained No-Op on its own",
+		  2,
+		  { { 0, 0, T_NOOP << 10 | CH }, { 0, 0, T_STATUS << 10 | IOC } },
+		  0,
+		  CC_TRB },
+		{ "the guest's own SET_ADDRESS",
+		  2,
+		  { { 0x0500 | (5ULL << 16), 8, T_SETUP << 10 | IDT },
+		    { 0, 0, T_STATUS << 10 | IOC | D_IN } },
+		  1,
+		  CC_STALL },
+		{ "a request the tablet stalls",
+		  3,
+		  { { GET_DEV(18) | 0x0400ULL << 16, 8, T_SETUP << 10 | IDT | S_IN },
+		    { BUF, 18, T_DATA << 10 | D_IN },
+		    { 0, 0, T_STATUS << 10 | IOC } },
+		  1,
+		  CC_STALL },
+	};
+	struct fx f;
+	struct trb ev;
+	uint32_t len;
+
+	fx_start(&f);
+	hc_start(&f);
+	enable_and_address(&f);
+	no_event(&f);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct td_case *c = &cases[i];
+		uint64_t at[4];
+
+		for (unsigned j = 0; j < c->n; j++)
+			at[j] = ring_put(&f, &f.ep0, c->t[j]);
+		wr(&f, DB(f.slot), 1);
+		if (!event(&f, &ev))
+			fail_msg("%s: no event", c->what);
+		if (type_of(&ev) != E_TRANSFER || cc_of(&ev) != c->cc || ev.param != at[c->bad])
+			fail_msg("%s: event type %u cc %u at %#llx, want cc %u at TRB %u", c->what,
+				 type_of(&ev), cc_of(&ev), (unsigned long long)ev.param, c->cc,
+				 c->bad);
+		if (event(&f, &ev))
+			fail_msg("%s: a second event (cc %u)", c->what, cc_of(&ev));
+		assert_int_equal(ctx_get(&f, OCTX, 1, 0) & 7, 2); /* halted */
+		/* the guest skips the rest of the TD: the ring goes on after it */
+		ep0_recover(&f);
+		assert_int_equal(control(&f, 0x80, 6, 0x100, 0, 18, &len), CC_SUCCESS);
+		assert_int_equal(len, 18);
+	}
+	fx_stop(&f);
+}
+
+/*
+ * Good control TDs in less common shapes: a standalone No-Op TD, Event Data TRBs in the data
+ * stage (their event carries the Event Data and the byte count so far), immediate OUT data.
+ */
+static void test_control_td_shapes(void **state)
+{
+	struct fx f;
+	struct trb ev;
+	uint64_t st;
+
+	fx_start(&f);
+	hc_start(&f);
+	enable_and_address(&f);
+	no_event(&f);
+	/* A No-Op TD: success on it when it asks, nothing when it does not. */
+	st = ring_put(&f, &f.ep0, (struct trb){ .control = T_NOOP << 10 | IOC });
+	wr(&f, DB(f.slot), 1);
+	ev = next_event(&f);
+	assert_int_equal(cc_of(&ev), CC_SUCCESS);
+	assert_int_equal(ev.param, st);
+	ring_put(&f, &f.ep0, (struct trb){ .control = T_NOOP << 10 });
+	wr(&f, DB(f.slot), 1);
+	no_event(&f);
+	/* Data, Event Data (IOC), Status: the Event Data event says 18 bytes, ED set. */
+	ring_put(&f, &f.ep0,
+		 (struct trb){ .param = GET_DEV(18),
+			       .status = 8,
+			       .control = T_SETUP << 10 | IDT | S_IN });
+	ring_put(&f, &f.ep0,
+		 (struct trb){ .param = BUF, .status = 18, .control = T_DATA << 10 | D_IN | CH });
+	ring_put(&f, &f.ep0,
+		 (struct trb){ .param = 0x1234567800ULL, .control = 7U << 10 | IOC | CH });
+	st = ring_put(&f, &f.ep0, (struct trb){ .control = T_STATUS << 10 | IOC });
+	wr(&f, DB(f.slot), 1);
+	ev = next_event(&f);
+	assert_int_equal(cc_of(&ev), CC_SUCCESS);
+	assert_int_equal(ev.param, 0x1234567800ULL);
+	assert_true(ev.control & (1U << 2)); /* ED */
+	assert_int_equal(ev.status & 0xffffff, 18);
+	ev = next_event(&f);
+	assert_int_equal(ev.param, st);
+	assert_int_equal(((uint8_t *)gpa(&f, BUF, 18))[1], 1); /* a device descriptor */
+	/* The same asking for 64 bytes: short; the Event Data reports the 18 that came. */
+	ring_put(&f, &f.ep0,
+		 (struct trb){ .param = GET_DEV(64),
+			       .status = 8,
+			       .control = T_SETUP << 10 | IDT | S_IN });
+	ring_put(&f, &f.ep0,
+		 (struct trb){ .param = BUF, .status = 64, .control = T_DATA << 10 | D_IN | CH });
+	ring_put(&f, &f.ep0, (struct trb){ .param = 0xed, .control = 7U << 10 | IOC | CH });
+	ring_put(&f, &f.ep0, (struct trb){ .control = T_STATUS << 10 | IOC });
+	wr(&f, DB(f.slot), 1);
+	ev = next_event(&f);
+	assert_int_equal(cc_of(&ev), CC_SHORT);
+	assert_int_equal(ev.param, 0xed);
+	assert_int_equal(ev.status & 0xffffff, 18);
+	ev = next_event(&f);
+	assert_int_equal(cc_of(&ev), CC_SUCCESS);
+	/* A short data stage that asks only at its Normal TRB's end: reported there. */
+	ring_put(&f, &f.ep0,
+		 (struct trb){ .param = GET_DEV(64),
+			       .status = 8,
+			       .control = T_SETUP << 10 | IDT | S_IN });
+	ring_put(&f, &f.ep0,
+		 (struct trb){ .param = BUF, .status = 32, .control = T_DATA << 10 | D_IN | CH });
+	st = ring_put(&f, &f.ep0,
+		      (struct trb){
+			      .param = BUF + 32, .status = 32, .control = T_NORMAL << 10 | IOC });
+	ring_put(&f, &f.ep0, (struct trb){ .control = T_STATUS << 10 });
+	wr(&f, DB(f.slot), 1);
+	ev = next_event(&f);
+	assert_int_equal(cc_of(&ev), CC_SHORT);
+	assert_int_equal(ev.param, st);
+	assert_int_equal(ev.status & 0xffffff, 64 - 18);
+	no_event(&f);
+	fx_stop(&f);
+}
+
 /* The event ring fills: events wait and come once the guest consumes, none lost or doubled. */
 /*
  * ERSTSZ changed under a running ring (0, or below the segment written): no fault, events
@@ -1412,6 +1662,8 @@ int main(void)
 		cmocka_unit_test(test_event_ring_full),
 		cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_snapshot_checks),
+		cmocka_unit_test(test_bad_control_tds),
+		cmocka_unit_test(test_control_td_shapes),
 		cmocka_unit_test(test_options),
 		cmocka_unit_test(test_wrap),
 		cmocka_unit_test(test_erstsz_changed),
