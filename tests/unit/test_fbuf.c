@@ -401,6 +401,124 @@ static void test_text_mode(void **state)
 	assert_int_equal(px(f, 3, 5), 0);
 }
 
+#define RD(f, port, size) ((uint32_t)rd(&(f)->vm, &(f)->vm.pio, port, size))
+
+/*
+ * The VGA registers as a driver probes them: each index/data pair reads back what was
+ * written (masked to the bits the register has), out-of-range indexes read as 0xff and
+ * write nothing, the attribute flip-flop and DAC auto-increment behave as on hardware, and
+ * the CRTC answers only at the address the misc register selects.
+ */
+static void test_vga_registers(void **state)
+{
+	struct fx *f = *state;
+
+	/* Sequencer: index masked to 3 bits, data to the register's bits. */
+	OUTB(f, 0x3c4, 0x0c);
+	assert_int_equal(INB(f, 0x3c4), 4);
+	OUTB(f, 0x3c5, 0xff);
+	assert_int_equal(INB(f, 0x3c5), 0x0e);
+	OUTB(f, 0x3c4, 7);
+	OUTB(f, 0x3c5, 0xa5);
+	assert_int_equal(INB(f, 0x3c5), 0xa5);
+	/* Graphics controller: 9 registers; index 9..15 reads 0xff and keeps nothing. */
+	OUTB(f, 0x3ce, 3);
+	OUTB(f, 0x3cf, 0xff);
+	assert_int_equal(INB(f, 0x3ce), 3);
+	assert_int_equal(INB(f, 0x3cf), 0x1f);
+	OUTB(f, 0x3ce, 0x1b);
+	assert_int_equal(INB(f, 0x3ce), 0x0b);
+	OUTB(f, 0x3cf, 0x12);
+	assert_int_equal(INB(f, 0x3cf), 0xff);
+	/* CRTC at 3Dx (colour): 0x19 registers; the rest read 0xff. */
+	OUTB(f, 0x3d4, 0x11);
+	OUTB(f, 0x3d5, 0x00);
+	OUTB(f, 0x3d4, 0x0a);
+	OUTB(f, 0x3d5, 0x2d);
+	assert_int_equal(INB(f, 0x3d4), 0x0a);
+	assert_int_equal(INB(f, 0x3d5), 0x2d);
+	OUTB(f, 0x3d4, 0x40);
+	OUTB(f, 0x3d5, 0x77);
+	assert_int_equal(INB(f, 0x3d5), 0xff);
+	/* CR11 bit 7 protects CR0-7, except CR7's line compare bit 4. */
+	OUTB(f, 0x3d4, 0x02);
+	OUTB(f, 0x3d5, 0x50);
+	OUTB(f, 0x3d4, 0x07);
+	OUTB(f, 0x3d5, 0x00);
+	OUTB(f, 0x3d4, 0x11);
+	OUTB(f, 0x3d5, 0x80);
+	OUTB(f, 0x3d4, 0x02);
+	OUTB(f, 0x3d5, 0x33);
+	assert_int_equal(INB(f, 0x3d5), 0x50);
+	OUTB(f, 0x3d4, 0x07);
+	OUTB(f, 0x3d5, 0xff);
+	assert_int_equal(INB(f, 0x3d5), 0x10);
+	OUTB(f, 0x3d4, 0x11);
+	OUTB(f, 0x3d5, 0x00);
+	/* Misc, feature (written at 3DA, read at 3CA), input status 0, PEL mask. */
+	assert_int_equal(INB(f, 0x3cc) & 1, 1); /* colour */
+	OUTB(f, 0x3da, 0x03);
+	assert_int_equal(INB(f, 0x3ca), 0x03);
+	assert_int_equal(INB(f, 0x3c2), 0x00);
+	OUTB(f, 0x3c6, 0x7f);
+	assert_int_equal(INB(f, 0x3c6), 0x7f);
+	OUTB(f, 0x3c6, 0xff);
+	/* Input status 1 toggles (retrace) and resets the attribute flip-flop. */
+	{
+		uint8_t a = INB(f, 0x3da), b = INB(f, 0x3da);
+
+		assert_int_equal(a ^ b, 0x09);
+	}
+	/* Attribute controller: index, then data, alternating; palette entries 6 bits. */
+	OUTB(f, 0x3c0, 0x05);
+	OUTB(f, 0x3c0, 0xff);
+	assert_int_equal(INB(f, 0x3c0), 0x05);
+	assert_int_equal(INB(f, 0x3c1), 0x3f);
+	OUTB(f, 0x3c0, 0x13); /* flip-flop back at index: this is an index */
+	OUTB(f, 0x3c0, 0x08);
+	assert_int_equal(INB(f, 0x3c1), 0x08);
+	(void)INB(f, 0x3da);  /* the flip-flop back at index */
+	OUTB(f, 0x3c0, 0x1f); /* past the 0x15 registers: reads 0, writes nothing */
+	OUTB(f, 0x3c0, 0x55);
+	assert_int_equal(INB(f, 0x3c1), 0);
+	(void)INB(f, 0x3da);  /* the flip-flop back at index */
+	OUTB(f, 0x3c0, 0x20); /* palette access back on: the picture shows again */
+	/* DAC: write index, three 6-bit components each, auto-increment; read the same. */
+	OUTB(f, 0x3c8, 0x10);
+	assert_int_equal(INB(f, 0x3c8), 0x10);
+	assert_int_equal(INB(f, 0x3c7), 0); /* write mode */
+	OUTB(f, 0x3c9, 0xff);
+	OUTB(f, 0x3c9, 0x01);
+	OUTB(f, 0x3c9, 0x22);
+	OUTB(f, 0x3c9, 0x33); /* entry 0x11's red */
+	OUTB(f, 0x3c7, 0x10);
+	assert_int_equal(INB(f, 0x3c7), 3); /* read mode */
+	assert_int_equal(INB(f, 0x3c9), 0x3f);
+	assert_int_equal(INB(f, 0x3c9), 0x01);
+	assert_int_equal(INB(f, 0x3c9), 0x22);
+	assert_int_equal(INB(f, 0x3c9), 0x33);
+	/* Port 3C3 and others in the range answer 0xff. */
+	assert_int_equal(INB(f, 0x3cd), 0xff);
+	/* A 16-bit access is two byte accesses; a 32-bit read's upper half is all ones. */
+	wr(&f->vm, &f->vm.pio, 0x3d4, 2, 0x550c);
+	assert_int_equal(RD(f, 0x3d4, 2), 0x550c);
+	assert_int_equal(RD(f, 0x3d4, 4), 0xffff550c);
+	/* Monochrome (misc bit 0 clear): the CRTC moves to 3Bx, 3Dx reads 0xff, ignores. */
+	OUTB(f, 0x3c2, INB(f, 0x3cc) & ~1);
+	assert_int_equal(INB(f, 0x3d4), 0xff);
+	OUTB(f, 0x3d4, 0x0e);
+	assert_int_equal(INB(f, 0x3b4), 0x0c);
+	OUTB(f, 0x3b4, 0x0f);
+	OUTB(f, 0x3b5, 0x42);
+	assert_int_equal(INB(f, 0x3b5), 0x42);
+	assert_int_equal(INB(f, 0x3ba) ^ INB(f, 0x3ba), 0x09);
+	OUTB(f, 0x3c2, INB(f, 0x3cc) | 1);
+	assert_int_equal(INB(f, 0x3b4), 0xff);
+	OUTB(f, 0x3b5, 0x99); /* ignored in colour mode */
+	assert_int_equal(INB(f, 0x3d4), 0x0f);
+	assert_int_equal(INB(f, 0x3d5), 0x42);
+}
+
 /* Mode 12h-like: 640x480, 16 colours, planar. */
 static void planar_mode(struct fx *f)
 {
@@ -575,6 +693,160 @@ static void test_snapshot_refused(void **state)
 	devsnap_expect_refused(&f->pd->dev, a, alen, 2);
 	free(c);
 	free(a);
+}
+
+/* Every check on loaded VGA and VBE registers, one field out of range at a time. */
+static void test_vga_regs_check(void **state)
+{
+	struct vga v;
+	struct vga_regs good, r;
+	struct sstream s;
+	uint8_t *vram = calloc(1, 16 * MiB);
+
+	assert_int_equal(vga_init(&v, vram, 16 * MiB, 1920, 1200), 0);
+	vga_reset(&v);
+	vga_vbe_write(&v, VBE_INDEX_XRES, 800);
+	vga_vbe_write(&v, VBE_INDEX_YRES, 600);
+	vga_vbe_write(&v, VBE_INDEX_BPP, 32);
+	vga_vbe_write(&v, VBE_INDEX_ENABLE, VBE_ENABLED | VBE_LFB_ENABLED);
+	assert_true(vga_vbe_enabled(&v));
+	/* The virtual screen is as tall as video memory holds: 16 MiB / 3200 bytes a line. */
+	assert_int_equal(v.r.vbe[VBE_INDEX_VIRT_HEIGHT], 5242);
+	good = v.r;
+	ss_init_load(&s, NULL, 0);
+	vga_regs_check(&s, &v, &good);
+	assert_int_equal(ss_error(&s), 0);
+	{
+		static const struct {
+			const char *why;
+			unsigned what;
+		} cases[] = {
+			{ "VGA sequencer index", 0 },
+			{ "VGA sequencer register bits", 1 },
+			{ "VGA graphics controller index", 2 },
+			{ "VGA graphics register bits", 3 },
+			{ "VGA attribute index", 4 },
+			{ "VGA attribute palette entry", 5 },
+			{ "VGA DAC component", 6 },
+			{ "VGA DAC state 1", 7 },
+			{ "VGA DAC entry (6 bits)", 8 },
+			{ "VBE id 0xb0c6", 9 },
+			{ "VBE id 0x1234", 10 },
+			{ "VBE depth 12", 11 },
+			{ "VBE mode 0x600", 12 },
+			{ "VBE mode 1928x600", 13 },
+			{ "VBE mode 804x600", 14 },
+			{ "VBE mode 800x0", 15 },
+			{ "VBE mode 800x1208", 16 },
+			{ "VBE bank 256", 17 },
+			{ "VBE enable bits", 18 },
+			{ "VBE virtual screen 792x5242+0+0", 19 },
+			{ "VBE virtual screen 800x590+0+0", 20 },
+			{ "VBE virtual screen 8000x5242+0+0", 21 },
+			{ "VBE virtual screen 800x5242+8+0", 22 },
+			{ "VBE virtual screen 800x5242+0+4643", 23 },
+		};
+
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			uint16_t *e = r.vbe;
+
+			r = good;
+			switch (cases[i].what) {
+			case 0:
+				r.sr_idx = 8;
+				break;
+			case 1:
+				r.sr[0] = 0x04;
+				break;
+			case 2:
+				r.gr_idx = 16;
+				break;
+			case 3:
+				r.gr[5] = 0x04;
+				break;
+			case 4:
+				r.ar_idx = 0x40;
+				break;
+			case 5:
+				r.ar[3] = 0x40;
+				break;
+			case 6:
+				r.dac_sub = 3;
+				break;
+			case 7:
+				r.dac_state = 1;
+				break;
+			case 8:
+				r.dac[200][2] = 0x40;
+				break;
+			case 9:
+				e[VBE_INDEX_ID] = VBE_ID5 + 1;
+				break;
+			case 10:
+				e[VBE_INDEX_ID] = 0x1234;
+				break;
+			case 11:
+				e[VBE_INDEX_BPP] = 12;
+				break;
+			case 12:
+				e[VBE_INDEX_XRES] = 0;
+				break;
+			case 13:
+				e[VBE_INDEX_XRES] = 1928;
+				break;
+			case 14:
+				e[VBE_INDEX_XRES] = 804;
+				break;
+			case 15:
+				e[VBE_INDEX_YRES] = 0;
+				break;
+			case 16:
+				e[VBE_INDEX_YRES] = 1208;
+				break;
+			case 17:
+				e[VBE_INDEX_BANK] = 256;
+				break;
+			case 18:
+				e[VBE_INDEX_ENABLE] |= 0x04;
+				break;
+			case 19:
+				e[VBE_INDEX_VIRT_WIDTH] = 792;
+				break;
+			case 20:
+				e[VBE_INDEX_VIRT_HEIGHT] = 590;
+				break;
+			case 21:
+				e[VBE_INDEX_VIRT_WIDTH] = 8000;
+				break;
+			case 22:
+				e[VBE_INDEX_X_OFFSET] = 8;
+				break;
+			case 23:
+				e[VBE_INDEX_Y_OFFSET] = 5242 - 600 + 1;
+				break;
+			}
+			ss_init_load(&s, NULL, 0);
+			vga_regs_check(&s, &v, &r);
+			if (!ss_error(&s) || !strstr(s.msg, cases[i].why))
+				fail_msg("case %zu: '%s' does not mention '%s'", i, s.msg,
+					 cases[i].why);
+		}
+	}
+	/* With the 8-bit DAC on, full bytes are entries; a disabled VBE's screen is not checked. */
+	r = good;
+	r.vbe[VBE_INDEX_ENABLE] |= VBE_8BIT_DAC;
+	r.dac[200][2] = 0xff;
+	ss_init_load(&s, NULL, 0);
+	vga_regs_check(&s, &v, &r);
+	assert_int_equal(ss_error(&s), 0);
+	r = good;
+	r.vbe[VBE_INDEX_ENABLE] = 0;
+	r.vbe[VBE_INDEX_VIRT_WIDTH] = 8;
+	ss_init_load(&s, NULL, 0);
+	vga_regs_check(&s, &v, &r);
+	assert_int_equal(ss_error(&s), 0);
+	vga_free(&v);
+	free(vram);
 }
 
 /* ---- options ---- */
@@ -761,10 +1033,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vbe_picture_and_damage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vbe_depths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_text_mode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vga_registers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_planar_write_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain4_256_colours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_refused, setup, teardown),
+		cmocka_unit_test(test_vga_regs_check),
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test_setup_teardown(test_font_psf, setup, teardown),
 	};
