@@ -1062,6 +1062,108 @@ static void test_bad_rings(void **state)
 	fx_stop(&f);
 }
 
+#define PS_PED (1U << 1)
+#define PS_PR (1U << 4)
+#define PS_PLS(p) ((p) >> 5 & 0xf)
+#define PS_PP (1U << 9)
+#define PS_LWS (1U << 16)
+#define PS_CSC (1U << 17)
+#define PS_PEC (1U << 18)
+#define PS_WRC (1U << 19)
+#define PS_PRC (1U << 21)
+#define PS_PLC (1U << 22)
+#define PS_WPR (1U << 31)
+#define PORTPMSC(n) (PORTSC(n) + 4)
+#define PORTLI(n) (PORTSC(n) + 8)
+#define PORTHLPMC(n) (PORTSC(n) + 12)
+
+/* How many events are waiting; each must be a port status change for port @n. */
+static unsigned port_events(struct fx *f, unsigned n)
+{
+	struct trb ev;
+	unsigned k = 0;
+
+	while (event(f, &ev)) {
+		assert_int_equal(type_of(&ev), E_PORT);
+		assert_int_equal(ev.param >> 24, n);
+		k++;
+	}
+	return k;
+}
+
+/*
+ * The port registers as a driver works them (xHCI 4.19, 5.4.8-11): change bits clear when
+ * written 1, a USB 2 port is disabled by writing PED, a USB 3 port takes a warm reset and
+ * ignores PED, the link goes to U3 and back with a link state change, the power management
+ * registers keep what is written and PORTLI is read-only.
+ */
+static void test_ports(void **state)
+{
+	struct fx f;
+	uint32_t sc;
+
+	fx_start(&f);
+	hc_start(&f);
+	no_event(&f);
+	port_reset(&f, 1);
+	assert_int_equal(port_events(&f, 1), 1);
+	/* Suspend (U3) and resume (U0): only the resume is a link state change. */
+	wr(&f, PORTSC(1), PS_PP | PS_LWS | 3U << 5);
+	assert_int_equal(PS_PLS(rd(&f, PORTSC(1))), 3);
+	assert_int_equal(port_events(&f, 0), 0);
+	wr(&f, PORTSC(1), PS_PP | 3U << 5); /* without LWS the link state is not written */
+	wr(&f, PORTSC(1), PS_PP | 0U << 5);
+	assert_int_equal(PS_PLS(rd(&f, PORTSC(1))), 3);
+	wr(&f, PORTSC(1), PS_PP | PS_LWS | 15U << 5); /* Resume */
+	sc = rd(&f, PORTSC(1));
+	assert_int_equal(PS_PLS(sc), 0);
+	assert_true(sc & PS_PLC);
+	assert_int_equal(port_events(&f, 1), 1);
+	/* U0 from U0 is no change; the change bit clears when written 1, not 0. */
+	wr(&f, PORTSC(1), PS_PP | PS_LWS);
+	assert_true(rd(&f, PORTSC(1)) & PS_PLC);
+	wr(&f, PORTSC(1), PS_PP | PS_PLC);
+	assert_false(rd(&f, PORTSC(1)) & PS_PLC);
+	assert_int_equal(port_events(&f, 0), 0);
+	/* Wake and indicator bits are kept; PMSC and HLPMC read back; PORTLI ignores writes. */
+	wr(&f, PORTSC(1), PS_PP | 7U << 25 | 2U << 14);
+	sc = rd(&f, PORTSC(1));
+	assert_int_equal(sc >> 25 & 7, 7);
+	assert_int_equal(sc >> 14 & 3, 2);
+	wr(&f, PORTPMSC(1), 0x1234);
+	wr(&f, PORTHLPMC(1), 0x5678);
+	wr(&f, PORTLI(1), 0x9abc);
+	assert_int_equal(rd(&f, PORTPMSC(1)), 0x1234);
+	assert_int_equal(rd(&f, PORTHLPMC(1)), 0x5678);
+	assert_int_equal(rd(&f, PORTLI(1)), 0);
+	/* Writing PED disables a USB 2 port: link Disabled, the device stays connected. */
+	wr(&f, PORTSC(1), PS_PP | PS_PED);
+	sc = rd(&f, PORTSC(1));
+	assert_int_equal(sc & 3, 1);
+	assert_int_equal(PS_PLS(sc), 4);
+	/* A disabled port's link cannot be suspended. */
+	wr(&f, PORTSC(1), PS_PP | PS_LWS | 3U << 5);
+	assert_int_equal(PS_PLS(rd(&f, PORTSC(1))), 4);
+	assert_int_equal(port_events(&f, 0), 0);
+	/* A USB 3 port (5, empty): warm reset sets WRC and PRC and posts one event. */
+	wr(&f, PORTSC(5), PS_PP | PS_WPR);
+	sc = rd(&f, PORTSC(5));
+	assert_true(sc & PS_WRC);
+	assert_true(sc & PS_PRC);
+	assert_int_equal(sc & 3, 0); /* nothing there to enable */
+	assert_int_equal(port_events(&f, 5), 1);
+	/* A second reset with the change bits still set is no new change: no event. */
+	wr(&f, PORTSC(5), PS_PP | PS_PR);
+	assert_int_equal(port_events(&f, 0), 0);
+	wr(&f, PORTSC(5), PS_PP | PS_WRC | PS_PRC);
+	assert_int_equal(rd(&f, PORTSC(5)) & (PS_WRC | PS_PRC), 0);
+	/* WPR on a USB 2 port is no warm reset. */
+	wr(&f, PORTSC(2), PS_PP | PS_WPR);
+	assert_int_equal(rd(&f, PORTSC(2)) & (PS_WRC | PS_PRC), 0);
+	assert_int_equal(port_events(&f, 0), 0);
+	fx_stop(&f);
+}
+
 /* GET_DESCRIPTOR(device) of @len bytes, and SET_REPORT (a class OUT request) of @len. */
 #define GET_DEV(len) ((uint64_t)(len) << 48 | 0x0100 << 16 | 0x0680)
 #define SET_REPORT(len) ((uint64_t)(len) << 48 | 0x0200 << 16 | 0x0921)
@@ -1653,21 +1755,14 @@ static void test_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_registers),
-		cmocka_unit_test(test_enumerate),
-		cmocka_unit_test(test_reports),
-		cmocka_unit_test(test_interrupts),
-		cmocka_unit_test(test_bad_commands),
-		cmocka_unit_test(test_bad_rings),
-		cmocka_unit_test(test_event_ring_full),
-		cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_snapshot_checks),
-		cmocka_unit_test(test_bad_control_tds),
-		cmocka_unit_test(test_control_td_shapes),
-		cmocka_unit_test(test_options),
-		cmocka_unit_test(test_wrap),
-		cmocka_unit_test(test_erstsz_changed),
-		cmocka_unit_test(test_msi),
+		cmocka_unit_test(test_registers),	cmocka_unit_test(test_enumerate),
+		cmocka_unit_test(test_reports),		cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
+		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_snapshot_checks), cmocka_unit_test(test_ports),
+		cmocka_unit_test(test_bad_control_tds), cmocka_unit_test(test_control_td_shapes),
+		cmocka_unit_test(test_options),		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_erstsz_changed),	cmocka_unit_test(test_msi),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
