@@ -8,10 +8,15 @@
 #include "devsnap.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dev/pc/uart.h"
@@ -540,6 +545,248 @@ static void test_file_backend_no_symlink(void **state)
 	rmdir(dir);
 }
 
+/* ---- the unix socket backend, with the event loop running ---- */
+
+static int unix_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Read @n bytes from @fd (a bound of 10 s against a hang, not a timing check). */
+static void read_n(int fd, uint8_t *buf, size_t n)
+{
+	uint64_t end = now_ms() + 10000;
+	size_t got = 0;
+
+	while (got < n) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		assert_true(now_ms() < end);
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		r = read(fd, buf + got, n - got);
+		assert_true(r > 0);
+		got += (size_t)r;
+	}
+}
+
+/* The guest reads @n bytes from RBR as they come (bounded by 10 s likewise). */
+static void guest_read_n(struct fixture *f, uint8_t *buf, size_t n)
+{
+	uint64_t end = now_ms() + 10000;
+
+	for (size_t got = 0; got < n;) {
+		assert_true(now_ms() < end);
+		if (in8(f, LSR) & 0x01)
+			buf[got++] = in8(f, THR);
+		else
+			usleep(1000);
+	}
+}
+
+/* The guest's output reaches the client; the client's input reaches the guest, none lost. */
+static void test_unix_backend(void **state)
+{
+	char dir[] = "/tmp/khyve-uartu-XXXXXX", path[128], backend[160], err[256];
+	uint8_t in[100], got[100], out[64];
+	struct fixture f;
+	int c;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/com1", dir);
+	snprintf(backend, sizeof(backend), "unix:%s", path);
+	memset(&f, 0, sizeof(f));
+	vm_init_bare(&f.vm, false);
+	f.vm.set_irq = record_irq;
+	irq_owner[nowners++] = &f;
+	assert_int_equal(evloop_start(&f.vm.ev), 0);
+	f.d = uart_create(&f.vm, 0, backend, err, sizeof(err));
+	if (!f.d)
+		fail_msg("uart_create: %s", err);
+	out8(&f, FCR, 0x01); /* FIFOs on: 16 bytes of room for input */
+	c = unix_connect(path);
+	/* Input larger than the FIFO: the UART stops reading while it is full, loses nothing. */
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (uint8_t)(i * 7 + 1);
+	assert_int_equal(write(c, in, sizeof(in)), sizeof(in));
+	guest_read_n(&f, got, sizeof(got));
+	assert_memory_equal(in, got, sizeof(in));
+	assert_int_equal(in8(&f, LSR) & 0x02, 0); /* no overrun */
+	/* Output: what the guest sends, in order (the client is connected: nothing dropped). */
+	for (size_t i = 0; i < sizeof(out); i++)
+		out8(&f, THR, (uint8_t)('A' + i % 26));
+	read_n(c, got, sizeof(out));
+	for (size_t i = 0; i < sizeof(out); i++)
+		assert_int_equal(got[i], 'A' + i % 26);
+	/* The client leaves; the next one gets what is sent after it came, from its first byte. */
+	close(c);
+	{
+		uint64_t end = now_ms() + 10000;
+
+		/* Until the UART has seen the hang-up, a new client waits in the backlog. */
+		c = unix_connect(path);
+		for (;;) {
+			uint8_t b;
+			struct pollfd p = { .fd = c, .events = POLLIN };
+
+			assert_true(now_ms() < end);
+			out8(&f, THR, 'z');
+			if (poll(&p, 1, 20) > 0 && read(c, &b, 1) == 1) {
+				assert_int_equal(b, 'z');
+				break;
+			}
+		}
+	}
+	/* The second client's input reaches the guest too. */
+	while (in8(&f, LSR) & 0x01)
+		(void)in8(&f, THR);
+	assert_int_equal(write(c, "ok", 2), 2);
+	guest_read_n(&f, got, 2);
+	assert_memory_equal(got, "ok", 2);
+	/* Loopback: input waits in the socket, not in the FIFO, until loopback ends. */
+	out8(&f, MCR, 0x10);
+	assert_int_equal(write(c, "L", 1), 1);
+	usleep(50000);
+	assert_int_equal(in8(&f, LSR) & 0x01, 0);
+	out8(&f, MCR, 0x00);
+	guest_read_n(&f, got, 1);
+	assert_int_equal(got[0], 'L');
+	close(c);
+	evloop_stop(&f.vm.ev);
+	fixture_fini(&f);
+	/* The socket file goes with the device. */
+	assert_int_equal(access(path, F_OK), -1);
+	rmdir(dir);
+}
+
+/*
+ * A client that stops reading: the socket and the 64 KiB buffer fill, later output is
+ * dropped, the guest never blocks; what arrives is the first bytes, in order.
+ */
+static void test_unix_backend_full(void **state)
+{
+	char dir[] = "/tmp/khyve-uartu-XXXXXX", path[128], backend[160], err[256];
+	const size_t total = 4 << 20;
+	struct fixture f;
+	uint8_t *buf = malloc(total);
+	size_t got = 0;
+	int c;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/com1", dir);
+	snprintf(backend, sizeof(backend), "unix:%s", path);
+	memset(&f, 0, sizeof(f));
+	vm_init_bare(&f.vm, false);
+	f.vm.set_irq = record_irq;
+	irq_owner[nowners++] = &f;
+	assert_int_equal(evloop_start(&f.vm.ev), 0);
+	f.d = uart_create(&f.vm, 0, backend, err, sizeof(err));
+	assert_non_null(f.d);
+	c = unix_connect(path);
+	/* The first byte waits for the accept: it is sent once the client is known. */
+	{
+		uint64_t end = now_ms() + 10000;
+		uint8_t b;
+
+		for (;;) {
+			struct pollfd p = { .fd = c, .events = POLLIN };
+
+			assert_true(now_ms() < end);
+			out8(&f, THR, 0);
+			if (poll(&p, 1, 20) > 0) {
+				while (read(c, &b, 1) == 1 && poll(&p, 1, 50) > 0)
+					;
+				break;
+			}
+		}
+	}
+	for (size_t i = 0; i < total; i++)
+		out8(&f, THR, (uint8_t)(i % 251));
+	/* The guest went on: the THR is empty again at once. */
+	assert_true(in8(&f, LSR) & 0x20);
+	/* Nobody reads: what is buffered cannot be flushed. */
+	assert_int_equal(uart_flush(f.d, 50), -EAGAIN);
+	for (;;) {
+		struct pollfd p = { .fd = c, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&p, 1, 500) <= 0)
+			break;
+		r = read(c, buf + got, total - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	/* More than the buffer alone, less than everything; a prefix, byte for byte. */
+	assert_true(got > 65536);
+	assert_true(got < total);
+	assert_int_equal(uart_flush(f.d, 50), 0);
+	for (size_t i = 0; i < got; i++)
+		if (buf[i] != (uint8_t)(i % 251))
+			fail_msg("byte %zu is %u, want %zu", i, buf[i], i % 251);
+	close(c);
+	evloop_stop(&f.vm.ev);
+	fixture_fini(&f);
+	free(buf);
+	rmdir(dir);
+}
+
+/* Socket paths: a stale socket is replaced, a live one, a non-socket or a long path refused. */
+static void test_unix_backend_paths(void **state)
+{
+	struct fixture *f = *state;
+	char dir[] = "/tmp/khyve-uartu-XXXXXX", path[128], backend[300], err[512];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int s;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sock", dir);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	/* Live: someone listens there. */
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(s, 1), 0);
+	snprintf(backend, sizeof(backend), "unix:%s", path);
+	assert_null(uart_create(&f->vm, 1, backend, err, sizeof(err)));
+	assert_non_null(strstr(err, "in use by a running program"));
+	/* Stale: the listener died and left the file. */
+	close(s);
+	assert_non_null(uart_create(&f->vm, 1, backend, err, sizeof(err)));
+	unlink(path);
+	/* A regular file is not removed: binding fails and says so. */
+	close(open(path, O_CREAT | O_WRONLY, 0600));
+	assert_null(uart_create(&f->vm, 2, backend, err, sizeof(err)));
+	assert_non_null(strstr(err, "com3: cannot listen on"));
+	assert_int_equal(access(path, F_OK), 0);
+	unlink(path);
+	/* Empty, and longer than sun_path holds. */
+	assert_null(uart_create(&f->vm, 2, "unix:", err, sizeof(err)));
+	if (!strstr(err, "is empty or longer than"))
+		fail_msg("unix: refused with '%s'", err);
+	memset(backend, 'a', sizeof(backend) - 1);
+	backend[sizeof(backend) - 1] = '\0';
+	memcpy(backend, "unix:/", 6);
+	assert_null(uart_create(&f->vm, 2, backend, err, sizeof(err)));
+	if (!strstr(err, "is empty or longer than"))
+		fail_msg("long path refused with %s", err);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -557,6 +804,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shared_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_odd_accesses, setup, teardown),
 		cmocka_unit_test(test_file_backend),
+		cmocka_unit_test(test_unix_backend),
+		cmocka_unit_test(test_unix_backend_full),
+		cmocka_unit_test_setup_teardown(test_unix_backend_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_backend_no_symlink, setup, teardown),
 	};
 
