@@ -371,6 +371,47 @@ static void test_bar_sizing_and_move(void **state)
 	assert_int_equal(t->ios, 1);
 }
 
+/*
+ * Addresses a guest can program that must not decode: an I/O BAR reaching past 64 KiB, a BAR
+ * at 0 (unassigned), a 64-bit BAR in the last megabyte of the address space.
+ */
+static void test_bar_edges(void **state)
+{
+	struct fixture *f = *state;
+
+	cfg_out(&f->vm, 3, 4, 2, PCIM_CMD_IO | PCIM_CMD_MEM);
+	/* BAR1: 32 bytes of I/O; the last 32 bytes below 64 KiB decode, 64 KiB does not. */
+	cfg_out(&f->vm, 3, 0x14, 4, 0xFFE0);
+	assert_true(bus_access(&f->vm.pio, 0xFFE0, (uint8_t[1]){ 0 }, 1, false));
+	cfg_out(&f->vm, 3, 0x14, 4, 0x10000);
+	assert_int_equal(cfg_in(&f->vm, 3, 0x14, 4), 0x10001); /* the register holds it */
+	assert_false(bus_access(&f->vm.pio, 0xFFE0, (uint8_t[1]){ 0 }, 1, false));
+	assert_false(bus_access(&f->vm.pio, 0x10000, (uint8_t[1]){ 0 }, 1, false));
+	assert_false(bus_access(&f->vm.pio, 0x0000, (uint8_t[1]){ 0 }, 1, false));
+	cfg_out(&f->vm, 3, 0x14, 4, 0xFFE0);
+	assert_true(bus_access(&f->vm.pio, 0xFFE0, (uint8_t[1]){ 0 }, 1, false));
+	/* BAR0 at 0: the memory BAR is taken down, nothing decodes at 0. */
+	assert_true(bus_access(&f->vm.mmio, pci_bar_addr(pci_find_dev(&f->vm, 3, 0), 0),
+			       (uint8_t[4]){ 0 }, 4, false));
+	cfg_out(&f->vm, 3, 0x10, 4, 0);
+	assert_false(bus_access(&f->vm.mmio, 0, (uint8_t[4]){ 0 }, 4, false));
+	/*
+	 * BAR2 (1 MiB, 64-bit) just below the last megabyte of the address space decodes; in
+	 * the last one it cannot (a range may not end at 2^64, and no CPU reaches there): it
+	 * stays down, and comes up when moved back.
+	 */
+	cfg_out(&f->vm, 3, 0x18, 4, 0xFFE00000);
+	cfg_out(&f->vm, 3, 0x1C, 4, 0xFFFFFFFF);
+	assert_int_equal(mmio_rd(&f->vm, 0xFFFFFFFFFFE00100ULL, 4), 0xA5020100);
+	assert_int_equal(mmio_rd(&f->vm, 0xFFFFFFFFFFEFFFFCULL, 4),
+			 0xA5000000U | 2U << 16 | 0xFFFFCU);
+	cfg_out(&f->vm, 3, 0x18, 4, 0xFFF00000);
+	assert_false(bus_access(&f->vm.mmio, 0xFFFFFFFFFFE00100ULL, (uint8_t[4]){ 0 }, 4, false));
+	assert_false(bus_access(&f->vm.mmio, 0xFFFFFFFFFFF00100ULL, (uint8_t[4]){ 0 }, 4, false));
+	cfg_out(&f->vm, 3, 0x18, 4, 0xFFE00000);
+	assert_int_equal(mmio_rd(&f->vm, 0xFFFFFFFFFFE00100ULL, 4), 0xA5020100);
+}
+
 static void test_read_only_fields(void **state)
 {
 	struct fixture *f = *state;
@@ -673,6 +714,17 @@ static void test_romfile(void **state)
 	assert_int_equal(mmio_rd(&f->vm, 0xD0000000, 2), 0xAA55);
 	cfg_out(&f->vm, 5, PCIR_ROM, 4, 0xD0000000);
 	assert_false(bus_access(&f->vm.mmio, 0xD0000000, (uint8_t[4]){ 0 }, 4, false));
+	/* Enabled, but memory decoding off: not there; on again: back. */
+	cfg_out(&f->vm, 5, PCIR_ROM, 4, 0xD0000000 | PCIM_ROM_ENABLE);
+	assert_true(bus_access(&f->vm.mmio, 0xD0000000, (uint8_t[4]){ 0 }, 4, false));
+	cfg_out(&f->vm, 5, 4, 2, cfg_in(&f->vm, 5, 4, 2) & ~PCIM_CMD_MEM);
+	assert_false(bus_access(&f->vm.mmio, 0xD0000000, (uint8_t[4]){ 0 }, 4, false));
+	cfg_out(&f->vm, 5, 4, 2, cfg_in(&f->vm, 5, 4, 2) | PCIM_CMD_MEM);
+	assert_true(bus_access(&f->vm.mmio, 0xD0000000, (uint8_t[4]){ 0 }, 4, false));
+	/* Enabled at address 0 (unassigned): never decoded, there or anywhere. */
+	cfg_out(&f->vm, 5, PCIR_ROM, 4, PCIM_ROM_ENABLE);
+	assert_false(bus_access(&f->vm.mmio, 0xD0000000, (uint8_t[4]){ 0 }, 4, false));
+	assert_false(bus_access(&f->vm.mmio, 0, (uint8_t[4]){ 0 }, 4, false));
 	unlink(path);
 	rmdir(dir);
 }
@@ -1044,6 +1096,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cf9_shared_with_pm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_layout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_sizing_and_move, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bar_edges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_only_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_intx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msix, setup, teardown),
