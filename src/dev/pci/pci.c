@@ -274,10 +274,15 @@ static void pci_bars_want(struct pci_dev *pd)
 		if (!bar_is_base(b))
 			continue;
 		b->want_addr = a;
+		/*
+		 * A BAR holds only addresses aligned to its size (its low bits are read-only,
+		 * and pci_dev_check refuses others from a file), so a memory BAR cannot wrap;
+		 * one ending at 2^64 the bus refuses and it stays down.
+		 */
 		if (b->type == PCI_BAR_IO)
 			b->want_on = (cmd & PCIM_CMD_IO) && a && a + b->size <= 0x10000;
 		else
-			b->want_on = (cmd & PCIM_CMD_MEM) && a && a + b->size - 1 > a;
+			b->want_on = (cmd & PCIM_CMD_MEM) && a;
 	}
 	if (pd->rom.data) {
 		uint32_t r = cfg_rd(pd, PCIR_ROM, 4);
