@@ -16,6 +16,8 @@ need="$need seabios grub-pc-bin grub-common xorriso mtools nasm"
 need="$need groff-base"
 # Coverage tables (make coverage).
 need="$need gcovr"
+# The gdb stub's test (tests/e2e/test_gdb.py) drives Debian's gdb.
+need="$need gdb"
 # The Linux test kernel (tests/linux/build.sh, when no prebuilt image is given): its source and
 # the kernel's build tools.
 need="$need linux-source-6.1 bc flex bison libelf-dev"

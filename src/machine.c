@@ -23,6 +23,7 @@
 #include "dev/pc/pm.h"
 #include "dev/pc/rtc.h"
 #include "dev/pc/uart.h"
+#include "gdb/gdbstub.h"
 #include "vcpu.h"
 #include "vm.h"
 
@@ -206,5 +207,6 @@ int machine_start(struct vm *vm, char *err, size_t errlen)
 void machine_destroy(struct vm *vm)
 {
 	vcpus_stop(vm);
+	gdbstub_free(vm);
 	vm_destroy(vm);
 }

@@ -16,6 +16,7 @@
 #include "bhyve_opts.h"
 #include "ctl/ctl.h"
 #include "dev/pc/pm.h"
+#include "gdb/gdbstub.h"
 #include "keys.h"
 #include "machine.h"
 #include "options.h"
@@ -109,6 +110,9 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 
 	if (signals_start(vm, err, errlen) || ctl_start(vm, err, errlen))
 		return -1;
+	/* -G: its port is bound before privileges go; -G w holds the vCPUs from here. */
+	if (gdbstub_open(vm, err, errlen))
+		return -1;
 	/* -S: with whatever privilege locking memory needs, before it goes. */
 	if (bhyve_opts_wire(vm, err, errlen))
 		return -1;
@@ -121,7 +125,7 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 	/* -R: the source hands over only now, when nothing is left here that could fail. */
 	if (migrate_incoming_go(err, errlen))
 		return -1;
-	if (machine_start(vm, err, errlen))
+	if (machine_start(vm, err, errlen) || gdbstub_go(vm, err, errlen))
 		return -1;
 	/* debug.timing: how long from start until the guest runs (bench/ reads this). */
 	if (!config_get_bool(vm->cfg, "debug.timing", false, &timing) && timing)
@@ -129,6 +133,7 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 	status = vm_wait_exit(vm);
 	/* A live checkpoint still being written is given up (its client is told so). */
 	snap_save_live_abort(vm);
+	gdbstub_stop(vm);
 	ctl_stop(vm);
 	return status;
 }

@@ -11,6 +11,7 @@
 
 #include "arch/x86/topology.h"
 #include "bhyve_opts.h"
+#include "gdb/gdbstub.h"
 #include "keys.h"
 #include "version.h"
 #include "vm.h"
@@ -21,7 +22,8 @@ void options_usage(FILE *f)
 		"Usage: khyve [-ADHPSWYeuwxh] [--version] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s "
 		"SLOT,EMULATION[,CONF]]...\n"
 		"             [-l LPCDEV[,CONF]]... [-o KEY=VALUE]... [-k CONFIGFILE]\n"
-		"             [-p VCPU:HOSTCPU]... [-U UUID] [-r SNAPSHOT] VMNAME\n"
+		"             [-p VCPU:HOSTCPU]... [-U UUID] [-G [w][ADDR:]PORT] [-r SNAPSHOT] "
+		"VMNAME\n"
 		"  -A, -D, -H    ACPI tables, exit on power off, sleep on HLT: always so\n"
 		"  -P, -W, -Y    bhyve's PAUSE exits, MSI instead of MSI-X, no MP table: no-ops\n"
 		"  -S            lock guest memory in host RAM (mlock)\n"
@@ -29,6 +31,8 @@ void options_usage(FILE *f)
 		"  -x            the local APICs start in x2APIC mode\n"
 		"  -p V:H        run vCPU V on host CPU H (repeat for more host CPUs)\n"
 		"  -U UUID       the system UUID (SMBIOS, through firmware)\n"
+		"  -G [w][A:]P   gdb stub on TCP A:P (default 127.0.0.1); w: the guest waits\n"
+		"                for the debugger before its first instruction\n"
 		"  -u            RTC keeps UTC (default: local time)\n"
 		"  -w            unknown MSRs read 0 and ignore writes (default: #GP)\n"
 		"  -c N          number of vCPUs (cpus=N[,sockets=S,cores=C,threads=T])\n"
@@ -355,7 +359,7 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 	memset(opt, 0, sizeof(*opt));
 	optind = 1;
 	opterr = 0;
-	while (!ret && (c = getopt(argc, argv, ":ADHPSWYeuwxhc:m:s:l:o:k:r:R:U:p:")) != -1) {
+	while (!ret && (c = getopt(argc, argv, ":ADHPSWYeuwxhc:m:s:l:o:k:r:R:U:p:G:")) != -1) {
 		switch (c) {
 		case 'A':
 			ret = set_key(cfg, err, errlen, "acpi_tables", "true");
@@ -389,6 +393,9 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 			break;
 		case 'p':
 			ret = bhyve_opt_pin(cfg, optarg, err, errlen);
+			break;
+		case 'G':
+			ret = gdbstub_parse_opt(cfg, optarg, err, errlen);
 			break;
 		case 'u':
 			ret = set_key(cfg, err, errlen, "rtc.use_localtime", "false");

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "gdb/gdbstub.h"
 #include "vm.h"
 
 #define VCPU_KICK_SIG SIGUSR1
@@ -240,6 +241,13 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	case KVM_EXIT_X86_WRMSR:
 		r->msr.error = 0; /* and writes to it are dropped */
 		return true;
+	case KVM_EXIT_DEBUG:
+		/* Only with the debugger's KVM_SET_GUEST_DEBUG (gdb/gdbstub.c). */
+		if (gdbstub_debug_exit(v))
+			return true;
+		vcpu_dump_error(v, "debug exit with no debugger");
+		vm_request_exit(v->vm, VM_EXIT_ERROR);
+		return false;
 	case KVM_EXIT_HLT:
 		vm_request_exit(v->vm, VM_EXIT_HALT);
 		return false;
@@ -294,7 +302,7 @@ static void vcpu_park(struct vcpu *v)
 {
 	v->paused = true;
 	pthread_cond_broadcast(&v->cond);
-	while ((v->pause_req || v->work) && !v->stop) {
+	while ((v->pause_req || v->dbg_hold || v->work) && !v->stop) {
 		if (v->work) {
 			int (*fn)(struct vcpu *, void *) = v->work;
 
@@ -341,7 +349,7 @@ static void *vcpu_thread(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		pthread_mutex_lock(&v->lock);
-		if (v->pause_req && v->exit_pending) {
+		if ((v->pause_req || v->dbg_hold) && v->exit_pending) {
 			/*
 			 * Never park, and so never have the state read for a snapshot, in the
 			 * middle of an exit (vcpu_exit_needs_completion): a restored guest would
@@ -351,7 +359,7 @@ static void *vcpu_thread(void *arg)
 			 * exits again if completing needs us, and we come back here).
 			 */
 			v->run->immediate_exit = 1;
-		} else if (v->pause_req || !running) {
+		} else if (v->pause_req || v->dbg_hold || !running) {
 			vcpu_park(v);
 		}
 		if (v->stop) {
@@ -362,7 +370,7 @@ static void *vcpu_thread(void *arg)
 		if (!running) {
 			/* The guest cannot continue on this vCPU; wait for the VM to end. */
 			pthread_mutex_lock(&v->lock);
-			while (!v->stop && !v->pause_req)
+			while (!v->stop && !v->pause_req && !v->dbg_hold)
 				pthread_cond_wait(&v->cond, &v->lock);
 			pthread_mutex_unlock(&v->lock);
 			continue;
@@ -412,16 +420,9 @@ static void vcpu_kick(struct vcpu *v)
 		pthread_kill(v->thread, VCPU_KICK_SIG);
 }
 
-int vcpus_pause(struct vm *vm)
+/* Wait until every vCPU asked to stop (pause_req or dbg_hold) is parked. */
+static void vcpus_wait_parked(struct vm *vm)
 {
-	for (unsigned i = 0; i < vm->ncpus; i++) {
-		struct vcpu *v = vm->vcpus[i];
-
-		pthread_mutex_lock(&v->lock);
-		v->pause_req = true;
-		vcpu_kick(v);
-		pthread_mutex_unlock(&v->lock);
-	}
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 
@@ -441,6 +442,19 @@ int vcpus_pause(struct vm *vm)
 		}
 		pthread_mutex_unlock(&v->lock);
 	}
+}
+
+int vcpus_pause(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		pthread_mutex_lock(&v->lock);
+		v->pause_req = true;
+		vcpu_kick(v);
+		pthread_mutex_unlock(&v->lock);
+	}
+	vcpus_wait_parked(vm);
 	return 0;
 }
 
@@ -454,6 +468,36 @@ void vcpus_resume(struct vm *vm)
 		pthread_cond_broadcast(&v->cond);
 		pthread_mutex_unlock(&v->lock);
 	}
+}
+
+void vcpus_hold(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		pthread_mutex_lock(&v->lock);
+		if (!v->dbg_hold) {
+			v->dbg_hold = true;
+			vcpu_kick(v);
+		}
+		pthread_mutex_unlock(&v->lock);
+	}
+	vcpus_wait_parked(vm);
+}
+
+void vcpu_release(struct vcpu *v)
+{
+	pthread_mutex_lock(&v->lock);
+	v->dbg_hold = false;
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+}
+
+void vcpu_hold_self(struct vcpu *v)
+{
+	pthread_mutex_lock(&v->lock);
+	v->dbg_hold = true;
+	pthread_mutex_unlock(&v->lock);
 }
 
 int vcpu_run_on(struct vcpu *v, int (*fn)(struct vcpu *, void *), void *arg)

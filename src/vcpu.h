@@ -8,6 +8,12 @@
  * handed work to run on its own thread (vcpu_run_on: KVM requires vCPU ioctls from the thread
  * that runs it on some architectures, and it keeps each vCPU's state saving parallel).
  * vcpus_resume() lets them all go.
+ *
+ * The debugger (gdb/gdbstub.h) stops vCPUs with a hold of its own, vcpus_hold(), which parks
+ * them the same way under another flag: a pause and resume (a checkpoint, khyvectl --pause)
+ * of a VM stopped in the debugger leaves it stopped, and a vCPU the debugger lets go
+ * (vcpu_release) still waits while a pause is requested.  Work can be handed to a vCPU parked
+ * either way.
  */
 #ifndef KHYVE_VCPU_H
 #define KHYVE_VCPU_H
@@ -35,6 +41,7 @@ struct vcpu {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool pause_req, paused, stop;
+	bool dbg_hold;	    /* stopped by the debugger (vcpus_hold), apart from pause_req */
 	bool exit_pending;  /* the last exit is finished by the next KVM_RUN (vcpu.c) */
 	bool clock_stopped; /* tell the guest's kvmclock it was stopped (vcpu.c) */
 	/* Work handed to a parked vCPU. */
@@ -55,6 +62,11 @@ int vcpu_set_cpuid(struct vcpu *v);
 
 int vcpus_pause(struct vm *vm);
 void vcpus_resume(struct vm *vm);
+/* The debugger's hold: every vCPU parked (as vcpus_pause) until vcpu_release. */
+void vcpus_hold(struct vm *vm);
+void vcpu_release(struct vcpu *v);
+/* On @v's own thread (a debug exit): @v parks once it returns to its loop. */
+void vcpu_hold_self(struct vcpu *v);
 /* Run @fn on parked vCPU @v's thread and return its result. */
 int vcpu_run_on(struct vcpu *v, int (*fn)(struct vcpu *, void *), void *arg);
 /* KVM's name of exit reason @reason ("io", "mmio", ...), or NULL for one it has no name for. */

@@ -87,6 +87,7 @@ struct mem_backing;
 struct bootrom;
 struct dirty_tracker;
 struct snap_incr;
+struct gdbstub;
 
 struct vm {
 	int kvm_fd, vm_fd;
@@ -134,6 +135,7 @@ struct vm {
 	struct snap_incr *incr;	     /* what an incremental checkpoint builds on (snapshot.c) */
 	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */
 	int sigfd;		     /* signals khyve handles (main.c), or -1 */
+	struct gdbstub *gdb;	     /* -G: the debugger's stub (gdb/gdbstub.h), or NULL */
 
 	/* Set once by whoever ends the VM (power off, reset, triple fault, suspend, error). */
 	atomic_int exit_status; /* -1 while running */

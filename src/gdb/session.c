@@ -539,7 +539,9 @@ static void cmd_breakpoint(struct gdb_session *s, bool insert, struct cursor *c)
 		return reply(s, "%s", ""); /* watchpoints: gdb falls back to stepping */
 	if (kind != 1)
 		return reply_err(s, EINVAL); /* an x86 breakpoint is one byte */
-	if (type == 0 && insert)
+	if (type == 0 && insert && s->t->no_sw_bp)
+		ret = -EOPNOTSUPP; /* an error, not "": gdb would write the int3 itself */
+	else if (type == 0 && insert)
 		ret = sw_insert(s, addr);
 	else if (type == 0 && (b = sw_find(s, addr)))
 		sw_remove(s, b);

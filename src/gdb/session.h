@@ -62,6 +62,8 @@ struct gdb_resume {
 struct gdb_target {
 	unsigned ncpus;
 	void *opaque;
+	/* Z0 is refused (the host cannot stop on an int3: gdbstub.c on PVM). */
+	bool no_sw_bp;
 	int (*get_regs)(void *opaque, unsigned cpu, struct gdb_regs *r);
 	int (*set_regs)(void *opaque, unsigned cpu, const struct gdb_regs *r);
 	/* @gva in @cpu's address space: guest-physical and bytes left in its page (pagewalk.h). */

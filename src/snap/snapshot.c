@@ -40,6 +40,7 @@
 
 #include "arch/x86/cpustate.h"
 #include "dev/pc/rtc.h"
+#include "gdb/gdbstub.h"
 #include "keys.h"
 #include "machine.h"
 #include "snap/chain.h"
@@ -71,6 +72,18 @@ static int live_busy(struct vm *vm, char *err, size_t errlen)
 		return 0;
 	snprintf(err, errlen, "a live checkpoint is being written; wait for its reply");
 	return -EBUSY;
+}
+
+/* A save (file, live or stream) of the VM as it is now: live_busy, and the debugger's int3s. */
+static int save_busy(struct vm *vm, char *err, size_t errlen)
+{
+	const char *why = gdbstub_save_refusal(vm);
+
+	if (why) {
+		snprintf(err, errlen, "%s", why);
+		return -EBUSY;
+	}
+	return live_busy(vm, err, errlen);
 }
 
 static void devices_resume(struct vm *vm)
@@ -699,7 +712,7 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 	memset(&plan, 0, sizeof(plan));
 	if (errlen)
 		err[0] = '\0';
-	ret = live_busy(vm, err, errlen);
+	ret = save_busy(vm, err, errlen);
 	if (!ret)
 		ret = incr_check(vm, path, opts, &plan, res, err, errlen);
 	if (!ret)
@@ -750,7 +763,7 @@ int snap_save_stream(struct vm *vm, struct snap_writer *w, snap_stream_mem_fn me
 
 	if (errlen)
 		err[0] = '\0';
-	ret = live_busy(vm, err, errlen);
+	ret = save_busy(vm, err, errlen);
 	if (!ret)
 		ret = pause_vm(vm, &clk, err, errlen);
 	if (ret)
@@ -939,7 +952,7 @@ int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void
 	struct live_save *ls;
 	int ret;
 
-	ret = live_busy(vm, err, errlen);
+	ret = save_busy(vm, err, errlen);
 	if (ret)
 		return ret;
 	/* Its pages are not fetched: the last checkpoint is no parent any more. */

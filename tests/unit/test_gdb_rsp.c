@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "config.h"
+#include "gdb/gdbstub.h"
 #include "gdb/pagewalk.h"
 #include "gdb/rsp.h"
 #include "gdb/session.h"
@@ -606,6 +608,78 @@ static void test_session_kill(void **state)
 	assert_int_equal(ft.mem[0x40], 0x40);
 }
 
+/* A host that cannot stop on an int3 (PVM): Z0 is an error, never "", or gdb writes one. */
+static void test_session_no_sw_bp(void **state)
+{
+	struct gdb_target t = ftarget;
+
+	session_setup();
+	t.no_sw_bp = true;
+	gdb_session_init(&sess, &t);
+	cmd("Z0,400040,1");
+	assert_string_equal(ft.out, "E5f");
+	assert_int_equal(ft.mem[0x40], 0x40);
+	assert_int_equal(gdb_session_sw_bps(&sess), 0);
+	cmd("z0,400040,1");
+	assert_string_equal(ft.out, "OK");
+	cmd("Z1,400040,1");
+	assert_string_equal(ft.out, "OK");
+	assert_int_equal(cmd("c"), GDB_RUNNING);
+	assert_false(ft.last.sw_bp);
+	assert_true(ft.last.dr[0] == 0x400040);
+}
+
+static void opt_ok(const char *arg, const char *port, const char *addr, const char *wait)
+{
+	struct config cfg;
+	char err[256] = "";
+
+	config_init(&cfg);
+	assert_int_equal(gdbstub_parse_opt(&cfg, arg, err, sizeof(err)), 0);
+	assert_string_equal(config_get(&cfg, "gdb.port"), port);
+	if (addr)
+		assert_string_equal(config_get(&cfg, "gdb.address"), addr);
+	else
+		assert_null(config_get(&cfg, "gdb.address"));
+	if (wait)
+		assert_string_equal(config_get(&cfg, "gdb.wait"), wait);
+	else
+		assert_null(config_get(&cfg, "gdb.wait"));
+	config_free(&cfg);
+}
+
+static void opt_bad(const char *arg)
+{
+	struct config cfg;
+	char err[256] = "";
+
+	config_init(&cfg);
+	assert_int_equal(gdbstub_parse_opt(&cfg, arg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "-G"));
+	assert_null(config_get(&cfg, "gdb.port"));
+	config_free(&cfg);
+}
+
+/* bhyve's -G [w][bind_addr:]port into gdb.port, gdb.address, gdb.wait. */
+static void test_gdb_option(void **state)
+{
+	opt_ok("1234", "1234", NULL, NULL);
+	opt_ok("w1234", "1234", NULL, "true");
+	opt_ok("w127.0.0.1:1234", "1234", "127.0.0.1", "true");
+	opt_ok("0.0.0.0:0", "0", "0.0.0.0", NULL);
+	opt_ok("[::1]:65535", "65535", "::1", NULL);
+	opt_ok("localhost:9", "9", "localhost", NULL);
+	opt_bad("");
+	opt_bad("w");
+	opt_bad("ww1234");
+	opt_bad("gdb");
+	opt_bad("65536");
+	opt_bad("12x");
+	opt_bad(":1234");
+	opt_bad("127.0.0.1:");
+	opt_bad("-1");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -622,6 +696,8 @@ int main(void)
 		cmocka_unit_test(test_session_breakpoints),
 		cmocka_unit_test(test_session_resume),
 		cmocka_unit_test(test_session_kill),
+		cmocka_unit_test(test_session_no_sw_bp),
+		cmocka_unit_test(test_gdb_option),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
