@@ -21,6 +21,7 @@
 #include "machine.h"
 #include "options.h"
 #include "snap/migrate.h"
+#include "snap/precopy.h"
 #include "snap/snapshot.h"
 #include "sandbox.h"
 #include "user.h"
@@ -127,6 +128,8 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 		return -1;
 	if (machine_start(vm, err, errlen) || gdbstub_go(vm, err, errlen))
 		return -1;
+	/* -R: what receiving kept goes only now that the guest runs. */
+	migrate_incoming_cleanup();
 	/* debug.timing: how long from start until the guest runs (bench/ reads this). */
 	if (!config_get_bool(vm->cfg, "debug.timing", false, &timing) && timing)
 		fprintf(stderr, "khyve: guest running %.3f ms after start\n", ms_since(t0));
@@ -134,6 +137,8 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 	/* A live checkpoint still being written is given up (its client is told so). */
 	snap_save_live_abort(vm);
 	gdbstub_stop(vm);
+	/* So is a live migration still in its rounds (its client is told so). */
+	migrate_live_abort(vm);
 	ctl_stop(vm);
 	return status;
 }
@@ -149,6 +154,9 @@ static int setup(int argc, char **argv, struct config *cfg, struct vm *vm, char 
 		return ret;
 	/* A restore checks once it knows the snapshot's devices (snap_restore). */
 	if (!opt.restore && !opt.incoming && (ret = config_check_keys(cfg, NULL, err, errlen)))
+		return ret;
+	/* -R: the filter is compiled while waiting, not in the migration's downtime. */
+	if (opt.incoming && (ret = sandbox_prepare(cfg, err, errlen)))
 		return ret;
 	if (opt.incoming)
 		return migrate_incoming(vm, cfg, opt.incoming, err, errlen);

@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -347,38 +349,122 @@ static void fill_names(void)
 	}
 }
 
-int sandbox_install(const struct config *cfg, char *err, size_t errlen)
+/* The mode -o sandbox= asks for: 0 off, 1 on, 2 log; -EINVAL with @err otherwise. */
+static int sandbox_mode(const struct config *cfg, char *err, size_t errlen)
 {
 	const char *mode = config_get_default(cfg, "sandbox", "on");
-	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO | SA_RESETHAND };
-	scmp_filter_ctx ctx;
-	bool log;
-	int ret;
 
 	if (!strcmp(mode, "off") || !strcmp(mode, "false"))
 		return 0;
-	if (strcmp(mode, "on") && strcmp(mode, "true") && strcmp(mode, "log")) {
-		snprintf(err, errlen, "sandbox=%s: expected on, off or log", mode);
-		return -EINVAL;
-	}
-	log = !strcmp(mode, "log");
+	if (!strcmp(mode, "on") || !strcmp(mode, "true"))
+		return 1;
+	if (!strcmp(mode, "log"))
+		return 2;
+	snprintf(err, errlen, "sandbox=%s: expected on, off or log", mode);
+	return -EINVAL;
+}
+
+/*
+ * The filter compiled ahead (sandbox_prepare): libseccomp's BPF for one mode, loaded later
+ * with the seccomp system call as libseccomp would (no new privileges, every thread).
+ */
+static struct {
+	int mode; /* 0: none prepared */
+	struct sock_fprog prog;
+} prepared;
+
+static scmp_filter_ctx build(bool log, char *err, size_t errlen)
+{
+	scmp_filter_ctx ctx;
+	int ret;
+
 	fill_names();
 	ctx = seccomp_init(log ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
 	if (!ctx) {
 		snprintf(err, errlen, "sandbox: libseccomp cannot start a filter");
-		return -ENOMEM;
+		return NULL;
 	}
 	/* Every thread, also those already running (event loop, I/O workers). */
 	ret = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	if (!ret)
 		ret = add_rules(ctx);
-	if (!ret && !log) {
+	if (ret) {
+		snprintf(err, errlen, "sandbox: building the system-call filter: %s",
+			 strerror(-ret));
+		seccomp_release(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int sandbox_prepare(const struct config *cfg, char *err, size_t errlen)
+{
+	int mode = sandbox_mode(cfg, err, errlen), fd, ret = 0;
+	scmp_filter_ctx ctx;
+	off_t len;
+
+	if (mode <= 0)
+		return mode;
+	ctx = build(mode == 2, err, errlen);
+	if (!ctx)
+		return -EINVAL;
+	fd = memfd_create("khyve-seccomp", MFD_CLOEXEC);
+	if (fd < 0 || seccomp_export_bpf(ctx, fd) || (len = lseek(fd, 0, SEEK_CUR)) <= 0 ||
+	    len % sizeof(struct sock_filter) || len / sizeof(struct sock_filter) > 0xffff)
+		ret = -EIO;
+	if (!ret) {
+		prepared.prog.filter = malloc((size_t)len);
+		prepared.prog.len = (unsigned short)(len / sizeof(struct sock_filter));
+		if (!prepared.prog.filter || pread(fd, prepared.prog.filter, (size_t)len, 0) != len)
+			ret = -EIO;
+	}
+	if (fd >= 0)
+		close(fd);
+	seccomp_release(ctx);
+	if (ret) {
+		/* Not fatal: sandbox_install builds it then. */
+		free(prepared.prog.filter);
+		prepared.prog.filter = NULL;
+		return 0;
+	}
+	prepared.mode = mode;
+	return 0;
+}
+
+static int load_prepared(void)
+{
+	long r;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -errno;
+	r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
+		    &prepared.prog);
+	/* A positive value names a thread that could not take the filter. */
+	return r < 0 ? -errno : r ? -EAGAIN : 0;
+}
+
+int sandbox_install(const struct config *cfg, char *err, size_t errlen)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO | SA_RESETHAND };
+	int mode = sandbox_mode(cfg, err, errlen), ret;
+	scmp_filter_ctx ctx = NULL;
+
+	if (mode <= 0)
+		return mode;
+	if (prepared.mode != mode) {
+		ctx = build(mode == 2, err, errlen);
+		if (!ctx)
+			return -EINVAL;
+	}
+	ret = 0;
+	if (mode == 1) {
 		sigemptyset(&sa.sa_mask);
 		ret = sigaction(SIGSYS, &sa, NULL) ? -errno : 0;
 	}
 	if (!ret)
-		ret = seccomp_load(ctx);
-	seccomp_release(ctx);
+		ret = ctx ? seccomp_load(ctx) : load_prepared();
+	if (ctx)
+		seccomp_release(ctx);
 	if (ret)
 		snprintf(err, errlen,
 			 "sandbox: cannot install the system-call filter: %s (-o sandbox=off runs "

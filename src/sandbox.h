@@ -20,6 +20,11 @@
 struct vm;
 struct config;
 
+/*
+ * Compile the filter -o sandbox= asks for now, so that installing it later costs only the
+ * system call (khyve -R: the install comes in a migration's downtime).  Optional.
+ */
+int sandbox_prepare(const struct config *cfg, char *err, size_t errlen);
 /* Install the filter for the whole process (all threads) as -o sandbox= says. */
 int sandbox_install(const struct config *cfg, char *err, size_t errlen);
 /*

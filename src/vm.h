@@ -88,6 +88,7 @@ struct bootrom;
 struct dirty_tracker;
 struct snap_incr;
 struct gdbstub;
+struct mig_live;
 
 struct vm {
 	int kvm_fd, vm_fd;
@@ -131,6 +132,8 @@ struct vm {
 	bool paused;		     /* guest paused by a control request */
 	bool poweroff_pending;	     /* SIGTERM while paused: the power button at resume */
 	struct live_save *live;	     /* a live checkpoint being written (snap/snapshot.c) */
+	struct mig_live *migration;  /* a live migration under way (snap/precopy.c) */
+	bool migration_final;	     /* ... in its final pause, which snap_save_stream makes */
 	struct dirty_tracker *dirty; /* dirty-page tracking of RAM (snap/dirty.h), or NULL */
 	struct snap_incr *incr;	     /* what an incremental checkpoint builds on (snapshot.c) */
 	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */

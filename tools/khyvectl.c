@@ -66,6 +66,7 @@ struct opts {
 	bool json, quiet;
 	bool live; /* --live: a checkpoint with a pause of milliseconds, or pre-copy migration */
 	uint64_t max_rate;  /* --max-rate=SIZE: bytes per second of a save, 0 if not given */
+	long max_downtime;  /* --max-downtime=MS (live migration), 0 if not given */
 	bool incremental;   /* --incremental: only the pages written since the parent */
 	const char *parent; /* --parent=PREV: the parent, which must be the last checkpoint */
 	long vcpu;	    /* --vcpu=N for --inject-nmi, -1 if not given */
@@ -114,6 +115,8 @@ static void usage(FILE *f)
 		   "  --get-stats        exits per vCPU, I/O per device, the last checkpoints\n"
 		   "  --migrate=ADDR:PORT  send the VM to khyve -R ADDR:PORT; the VM ends here\n"
 		   "    --live           copy memory while the guest runs, then stop it briefly\n"
+		   "    --max-downtime=MS  (with --live) the pause to aim for: copy rounds go on\n"
+		   "                     until what is left can be sent in MS (default 20)\n"
 		   "options:\n"
 		   "  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock, or\n"
 		   "                     $XDG_RUNTIME_DIR/khyve/NAME.sock for a user who cannot\n"
@@ -416,6 +419,9 @@ static int send_request(struct client *c)
 		json_object_object_add(o, "progress", json_object_new_boolean(c->bar));
 		if (c->o->live)
 			json_object_object_add(o, "live", json_object_new_boolean(true));
+		if (c->o->max_downtime)
+			json_object_object_add(o, "max_downtime_ms",
+					       json_object_new_int64(c->o->max_downtime));
 	} else if (c->o->action == ACT_SCREENSHOT) {
 		json_object_object_add(o, "file", json_object_new_string(c->file));
 	} else if (c->o->action == ACT_INJECT_NMI && c->o->vcpu >= 0) {
@@ -503,6 +509,17 @@ static void print_save(struct client *c, struct json_object *r, bool suspend)
 		printf("  its parent: %s\n", get_str(r, "parent", "?"));
 	if (*get_str(r, "note", ""))
 		printf("  note: %s\n", get_str(r, "note", ""));
+}
+
+static void print_round(struct json_object *v)
+{
+	char sent[32], dirty[32], took[32];
+
+	fmt_bytes(sent, sizeof(sent), (double)get_u64(v, "bytes"));
+	fmt_bytes(dirty, sizeof(dirty), (double)get_u64(v, "dirty_pages") * 4096);
+	fmt_ms(took, sizeof(took), get_double(v, "ms"));
+	fprintf(stderr, "  round %llu: sent %s in %s, %s written meanwhile\n",
+		(unsigned long long)get_u64(v, "round"), sent, took, dirty);
 }
 
 static void print_migrate(struct client *c, struct json_object *r)
@@ -696,6 +713,16 @@ static int handle_reply(struct client *c, const char *line)
 		json_fail(c, "khyve sent something that is not JSON");
 		json_object_put(r);
 		return EXIT_REFUSED;
+	}
+	if (json_object_object_get_ex(r, "progress", &v) &&
+	    json_object_object_get_ex(v, "round", NULL)) {
+		/* A live migration's round: one line each (JSON as it came with --json). */
+		if (c->o->json)
+			printf("%s\n", line);
+		else if (!c->o->quiet)
+			print_round(v);
+		json_object_put(r);
+		return MORE;
 	}
 	if (json_object_object_get_ex(r, "progress", &v)) {
 		if (c->bar)
@@ -1469,6 +1496,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "json", no_argument, NULL, 'j' },
 		{ "live", no_argument, NULL, 'L' },
 		{ "max-rate", required_argument, NULL, 'M' },
+		{ "max-downtime", required_argument, NULL, 'W' },
 		{ "incremental", no_argument, NULL, 'I' },
 		{ "parent", required_argument, NULL, 'A' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -1564,6 +1592,18 @@ static int parse_args(int argc, char **argv, struct opts *o)
 						  "least 1M, such as 100M",
 						  optarg);
 			break;
+		case 'W': {
+			char *end;
+
+			errno = 0;
+			o->max_downtime = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || o->max_downtime < 1 ||
+			    o->max_downtime > 600000)
+				ret = usage_error("--max-downtime=%s: expected milliseconds from 1 "
+						  "to 600000, such as 20",
+						  optarg);
+			break;
+		}
 		case 'q':
 			o->quiet = true;
 			break;
@@ -1592,6 +1632,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return usage_error("--live goes with --checkpoint=FILE or --migrate=ADDR:PORT");
 	if (o->max_rate && o->action != ACT_CHECKPOINT && o->action != ACT_SUSPEND)
 		return usage_error("--max-rate=SIZE goes with --checkpoint=FILE or --suspend=FILE");
+	if (o->max_downtime && (o->action != ACT_MIGRATE || !o->live))
+		return usage_error("--max-downtime=MS goes with --migrate=ADDR:PORT --live");
 	if (o->max_rate && o->live)
 		return usage_error("--max-rate=SIZE is not applied to a --live checkpoint");
 	if ((o->incremental || o->parent) && o->action != ACT_CHECKPOINT &&

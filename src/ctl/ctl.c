@@ -35,6 +35,7 @@
 #include "dev/pc/pm.h"
 #include "ctl/ctl_proto.h"
 #include "snap/migrate.h"
+#include "snap/precopy.h"
 #include "snap/snapshot.h"
 #include "vcpu.h"
 #include "version.h"
@@ -83,6 +84,8 @@ struct ctl {
 	uint64_t idle_ns, line_ns, stall_ns; /* timeouts */
 	uint64_t paused_since;	    /* monotonic ns of the last pause request, 0 if unknown */
 	struct ctl_conn *live_conn; /* where a live checkpoint's reply goes, NULL if gone */
+	struct ctl_conn *mig_conn;  /* where a live migration's lines go, NULL if gone */
+	char mig_addr[260];
 	char live_file[PATH_MAX];
 	/* A save running on this thread: what --status says meanwhile (ctl_progress). */
 	struct {
@@ -458,6 +461,127 @@ static int req_suspend(struct ctl_req *r)
 	return req_save(r, true);
 }
 
+static struct json_object *migrate_reply(const struct migrate_result *res, const char *addr,
+					 bool live)
+{
+	struct json_object *o = ok_obj();
+
+	json_object_object_add(o, "address", json_object_new_string(addr));
+	json_object_object_add(o, "live", json_object_new_boolean(live));
+	add_u64(o, "rounds", res->rounds);
+	add_u64(o, "bytes", res->bytes);
+	add_u64(o, "mem_pages", res->mem_pages);
+	add_u64(o, "zero_pages", res->zero_pages);
+	add_ms(o, "total_ms", res->total_ns);
+	add_ms(o, "downtime_ms", res->downtime_ns);
+	if (live) {
+		add_u64(o, "precopy_pages", res->precopy_pages);
+		add_u64(o, "final_pages", res->final_pages);
+		add_ms(o, "pause_stop_ms", res->stop_ns);
+		add_ms(o, "pause_state_ms", res->state_ns);
+		add_ms(o, "pause_mem_ms", res->mem_ns);
+		add_ms(o, "pause_handover_ms", res->handover_ns);
+		json_object_object_add(o, "converged",
+				       json_object_new_string(res->converged ? res->converged
+									     : ""));
+	}
+	return o;
+}
+
+/* A pre-copy round ended (loop thread): one progress line to whoever asked. */
+static void migrate_round(void *opaque, unsigned round, const struct mig_round *mr,
+			  uint64_t estimate_ns)
+{
+	struct ctl *ctl = opaque;
+	struct ctl_req r = { .vm = ctl->vm, .send = conn_send, .opaque = ctl->mig_conn };
+	struct json_object *o, *p;
+
+	if (!ctl->mig_conn)
+		return;
+	o = json_object_new_object();
+	p = json_object_new_object();
+	add_u64(p, "round", round);
+	add_u64(p, "pages", mr->pages);
+	add_u64(p, "bytes", mr->bytes);
+	add_ms(p, "ms", mr->ns);
+	add_u64(p, "dirty_pages", mr->dirty);
+	if (estimate_ns != UINT64_MAX)
+		add_ms(p, "estimate_ms", estimate_ns);
+	json_object_object_add(o, "progress", p);
+	send_obj(&r, o);
+}
+
+static void migrate_done(void *opaque, int ret, const struct migrate_result *res, const char *err)
+{
+	struct ctl *ctl = opaque;
+	struct ctl_conn *c = ctl->mig_conn;
+	struct ctl_req r = { .vm = ctl->vm, .send = conn_send, .opaque = c };
+
+	ctl->mig_conn = NULL;
+	if (!c)
+		return;
+	c->waiting = false;
+	if (ret)
+		reply_error(&r, ret, "migrate to %s: %s", ctl->mig_addr,
+			    err[0] ? err : strerror(-ret));
+	else
+		send_obj(&r, migrate_reply(res, ctl->mig_addr, true));
+	conn_settle(c);
+}
+
+/* The policy fields of a live request: "max_downtime_ms", "max_rounds". */
+static int migrate_policy(struct ctl_req *r, struct mig_policy *p)
+{
+	struct json_object *v;
+
+	*p = (struct mig_policy){ .max_downtime_ns = MIG_DEFAULT_DOWNTIME_MS * 1000000ULL,
+				  .max_rounds = MIG_DEFAULT_ROUNDS,
+				  .stall_rounds = MIG_STALL_ROUNDS };
+	if (json_object_object_get_ex(r->in, "max_downtime_ms", &v)) {
+		int64_t ms = json_object_get_int64(v);
+
+		if (!json_object_is_type(v, json_type_int) || ms < 1 || ms > 600000)
+			return reply_error(r, -EINVAL,
+					   "migrate: \"max_downtime_ms\" must be an integer from 1 "
+					   "to 600000");
+		p->max_downtime_ns = (uint64_t)ms * 1000000ULL;
+	}
+	if (json_object_object_get_ex(r->in, "max_rounds", &v)) {
+		int64_t n = json_object_get_int64(v);
+
+		if (!json_object_is_type(v, json_type_int) || n < 1 || n >= MIG_MAX_ROUNDS)
+			return reply_error(
+				r, -EINVAL,
+				"migrate: \"max_rounds\" must be an integer from 1 to %u",
+				MIG_MAX_ROUNDS - 1);
+		p->max_rounds = (unsigned)n;
+	}
+	return 0;
+}
+
+/* The guest runs on while the rounds go; the lines and the reply come from migrate_round/done. */
+static int req_migrate_live(struct ctl_req *r, const char *addr)
+{
+	struct ctl *ctl = r->vm->ctl;
+	struct mig_policy p;
+	int ret;
+
+	if (!ctl || r->send != conn_send)
+		return reply_error(r, -EINVAL, "migrate: live needs a control connection");
+	ret = migrate_policy(r, &p);
+	if (ret)
+		return ret;
+	ret = migrate_live_start(r->vm, addr, &p, migrate_round, migrate_done, ctl, r->err,
+				 sizeof(r->err));
+	if (ret)
+		return reply_error(r, ret, "migrate to %s: %s", addr,
+				   r->err[0] ? r->err : strerror(-ret));
+	snprintf(ctl->mig_addr, sizeof(ctl->mig_addr), "%s", addr);
+	ctl->mig_conn = r->opaque;
+	ctl->mig_conn->waiting = true;
+	return 0;
+}
+
 /*
  * Send the VM to khyve -R at "address" (snap/migrate.h).  Progress lines as a checkpoint's;
  * the reply comes when the destination runs the guest (then this khyve ends, as after a
@@ -468,7 +592,7 @@ static int req_migrate(struct ctl_req *r)
 	struct snap_save_opts opts = { .progress = ctl_progress, .progress_opaque = r };
 	struct migrate_result res;
 	struct ctl *ctl = r->vm->ctl;
-	struct json_object *v, *o;
+	struct json_object *v;
 	const char *addr;
 	int ret;
 
@@ -493,6 +617,13 @@ static int req_migrate(struct ctl_req *r)
 		return reply_error(r, -ESHUTDOWN, "the VM is shutting down");
 	r->last_ns = mono_ns();
 	r->err[0] = '\0';
+	if (r->live)
+		return req_migrate_live(r, addr);
+	if (json_object_object_get_ex(r->in, "max_downtime_ms", NULL) ||
+	    json_object_object_get_ex(r->in, "max_rounds", NULL))
+		return reply_error(r, -EINVAL,
+				   "migrate: \"max_downtime_ms\" and \"max_rounds\" go with "
+				   "\"live\": true");
 	if (ctl) {
 		ctl->save.on = ctl->save.migrate = true;
 		ctl->save.suspend = false;
@@ -500,22 +631,13 @@ static int req_migrate(struct ctl_req *r)
 		ctl->save.done = ctl->save.total = 0;
 		snprintf(ctl->save.file, sizeof(ctl->save.file), "tcp:%s", addr);
 	}
-	ret = migrate_send(r->vm, addr, r->live, &opts, &res, r->err, sizeof(r->err));
+	ret = migrate_send(r->vm, addr, &opts, &res, r->err, sizeof(r->err));
 	if (ctl)
 		ctl->save.on = ctl->save.migrate = false;
 	if (ret)
 		return reply_error(r, ret, "migrate to %s: %s", addr,
 				   r->err[0] ? r->err : strerror(-ret));
-	o = ok_obj();
-	json_object_object_add(o, "address", json_object_new_string(addr));
-	json_object_object_add(o, "live", json_object_new_boolean(r->live));
-	add_u64(o, "rounds", res.rounds);
-	add_u64(o, "bytes", res.bytes);
-	add_u64(o, "mem_pages", res.mem_pages);
-	add_u64(o, "zero_pages", res.zero_pages);
-	add_ms(o, "total_ms", res.total_ns);
-	add_ms(o, "downtime_ms", res.downtime_ns);
-	send_obj(r, o);
+	send_obj(r, migrate_reply(&res, addr, false));
 	return 0;
 }
 
@@ -977,7 +1099,8 @@ static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 		if (q->fn == req_inject_nmi && !strcmp(key, "vcpu"))
 			continue;
 		if (q->fn == req_migrate &&
-		    (!strcmp(key, "address") || !strcmp(key, "live") || !strcmp(key, "progress")))
+		    (!strcmp(key, "address") || !strcmp(key, "live") || !strcmp(key, "progress") ||
+		     !strcmp(key, "max_downtime_ms") || !strcmp(key, "max_rounds")))
 			continue;
 		return reply_error(r, -EINVAL, "%s: unknown field \"%s\"", q->name, key);
 	}
@@ -1169,6 +1292,8 @@ static void conn_close(struct ctl_conn *c)
 	ctl->nconns--;
 	if (ctl->live_conn == c)
 		ctl->live_conn = NULL; /* the checkpoint goes on; its reply has nowhere to go */
+	if (ctl->mig_conn == c)
+		ctl->mig_conn = NULL; /* the migration goes on */
 	vtimer_cancel(&c->timer);
 	evloop_del_fd(&ctl->vm->ev, c->fd);
 	close(c->fd);

@@ -33,6 +33,12 @@ int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_back
 		     struct snap_result *res, char *err, size_t errlen);
 /* How many bytes of guest memory a save would store at most (touched pages, zero ones too). */
 int snap_memory_touched(struct vm *vm, const struct mem_backing *backing, uint64_t *bytes);
+/*
+ * The touched pages as a bitmap in snap/dirty.h numbering (bits set in @bitmap, which the
+ * caller cleared), their number in @pages.  Reads page tables only: no guest page is faulted.
+ */
+int snap_memory_touched_bitmap(struct vm *vm, const struct mem_backing *backing, uint64_t *bitmap,
+			       uint64_t *pages);
 /* Open /proc/self/pagemap now and keep it, for saves after khyve gave up root. */
 void snap_memory_keep_pagemap(void);
 /* /proc/self/pagemap (the descriptor kept before khyve gave up root, duplicated), or -1. */

@@ -74,6 +74,7 @@ static const char *const type_names[] = {
 	[MIG_HELLO] = "HELLO", [MIG_SECTION] = "SECTION", [MIG_MEM] = "MEM",
 	[MIG_ZERO] = "ZERO",   [MIG_AUTH] = "AUTH",	  [MIG_END] = "END",
 	[MIG_READY] = "READY", [MIG_REFUSE] = "REFUSE",	  [MIG_GO] = "GO",
+	[MIG_ROUND] = "ROUND",
 };
 
 /* The most a frame of @type may carry: checked before its payload is read. */
@@ -87,6 +88,7 @@ static uint64_t max_length(uint32_t type)
 	case MIG_MEM:
 		return 8 + SNAP_EXTENT_MAX;
 	case MIG_ZERO:
+	case MIG_ROUND:
 		return 16;
 	case MIG_AUTH:
 		return SNAP_MAC_BYTES;
@@ -139,6 +141,9 @@ void mig_in_init(struct mig_in *m, int fd)
 void mig_in_free(struct mig_in *m)
 {
 	snap_writer_abort(&m->w);
+	if (m->mem)
+		munmap(m->mem, m->mem_size);
+	m->mem = NULL;
 	free(m->pages);
 	free(m->chunks);
 	free(m->sums);
@@ -186,6 +191,10 @@ static int in_hello(struct mig_in *m, const uint8_t *p, uint64_t len, char *err,
 		snprintf(err, errlen,
 			 "the source speaks migration protocol version %u, this khyve %u", version,
 			 MIG_VERSION);
+		return -EPROTO;
+	}
+	if (m->flags & ~MIG_F_LIVE) {
+		snprintf(err, errlen, "HELLO flags 0x%x: not ones this khyve knows", m->flags);
 		return -EPROTO;
 	}
 	if (!m->mem_size || m->mem_size % PAGE || m->mem_size > m->max_mem) {
@@ -367,6 +376,8 @@ static int in_zero(struct mig_in *m, const uint8_t *p, uint64_t len, char *err, 
 	return 0;
 }
 
+static int in_round(struct mig_in *m, const uint8_t *p, uint64_t len, char *err, size_t errlen);
+
 int mig_in_frame(struct mig_in *m, const struct mig_frame *f, const uint8_t *payload, char *err,
 		 size_t errlen)
 {
@@ -387,6 +398,8 @@ int mig_in_frame(struct mig_in *m, const struct mig_frame *f, const uint8_t *pay
 		return in_mem(m, payload, f->length, err, errlen);
 	case MIG_ZERO:
 		return in_zero(m, payload, f->length, err, errlen);
+	case MIG_ROUND:
+		return in_round(m, payload, f->length, err, errlen);
 	case MIG_AUTH:
 		if (f->length != SNAP_MAC_BYTES)
 			break;
@@ -431,15 +444,17 @@ static int add_extent(struct snap_file *f, unsigned *cap, uint64_t off, uint64_t
 	return 0;
 }
 
-static int build_extents(struct mig_in *m, const uint8_t *mem)
+static int build_extents(struct mig_in *m, const uint8_t *mem, bool sums_only)
 {
 	uint64_t nchunks = (m->npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
 	unsigned cap = 0;
 	int ret = 0;
 
-	free(m->map.extents);
-	m->map.extents = NULL;
-	m->map.nextents = 0;
+	if (!sums_only) {
+		free(m->map.extents);
+		m->map.extents = NULL;
+		m->map.nextents = 0;
+	}
 	for (uint64_t c = 0; c < nchunks && !ret; c++) {
 		uint64_t first = c * CHUNK_PAGES, end = first + CHUNK_PAGES, lo = UINT64_MAX,
 			 hi = 0;
@@ -464,8 +479,9 @@ static int build_extents(struct mig_in *m, const uint8_t *mem)
 			m->sums[c] = snap_checksum(mem + lo * PAGE, (hi - lo) * PAGE);
 			clear_bit(m->chunks, c);
 		}
-		ret = add_extent(&m->map, &cap, m->w.mem_offset + lo * PAGE, (hi - lo) * PAGE,
-				 m->sums[c]);
+		if (!sums_only)
+			ret = add_extent(&m->map, &cap, m->w.mem_offset + lo * PAGE,
+					 (hi - lo) * PAGE, m->sums[c]);
 	}
 	return ret;
 }
@@ -484,10 +500,56 @@ static int check_chunks(struct mig_in *m, char *err, size_t errlen)
 	return 0;
 }
 
+/* The memory area of the file, read-only, for the checksums: mapped once. */
+static int map_mem(struct mig_in *m, char *err, size_t errlen)
+{
+	void *mem;
+
+	if (m->mem)
+		return 0;
+	mem = mmap(NULL, m->mem_size, PROT_READ, MAP_SHARED, m->w.fd, (off_t)m->w.mem_offset);
+	if (mem == MAP_FAILED) {
+		int ret = -errno;
+
+		snprintf(err, errlen, "mapping the received memory: %s", strerror(errno));
+		return ret;
+	}
+	m->mem = mem;
+	return 0;
+}
+
+/*
+ * A pre-copy round ended: the chunks it changed are checksummed now, while the source is still
+ * running, so that the final pause checksums only what its own frames changed.
+ */
+static int in_round(struct mig_in *m, const uint8_t *p, uint64_t len, char *err, size_t errlen)
+{
+	uint32_t round = len == 16 ? get32(p) : 0;
+	int ret;
+
+	if (len != 16 || get32(p + 4)) {
+		snprintf(err, errlen, "ROUND frame of %llu bytes", (unsigned long long)len);
+		return -EPROTO;
+	}
+	if (!(m->flags & MIG_F_LIVE) || m->w.nsections || m->have_map) {
+		snprintf(err, errlen, "a ROUND frame %s",
+			 m->flags & MIG_F_LIVE ? "after the state"
+					       : "in a migration that is not live");
+		return -EPROTO;
+	}
+	if (round != m->rounds + 1 || round > MIG_MAX_ROUNDS) {
+		snprintf(err, errlen, "ROUND %u after round %u (at most %u)", round, m->rounds,
+			 MIG_MAX_ROUNDS);
+		return -EPROTO;
+	}
+	m->rounds = round;
+	ret = map_mem(m, err, errlen);
+	return ret ? ret : build_extents(m, m->mem, true);
+}
+
 int mig_in_finish(struct mig_in *m, char *err, size_t errlen)
 {
 	struct sstream s;
-	void *mem;
 	int ret;
 
 	if (!m->ended) {
@@ -495,16 +557,11 @@ int mig_in_finish(struct mig_in *m, char *err, size_t errlen)
 		return -EPROTO;
 	}
 	ret = check_chunks(m, err, errlen);
+	if (!ret)
+		ret = map_mem(m, err, errlen);
 	if (ret)
 		return ret;
-	mem = mmap(NULL, m->mem_size, PROT_READ, MAP_SHARED, m->w.fd, (off_t)m->w.mem_offset);
-	if (mem == MAP_FAILED) {
-		ret = -errno;
-		snprintf(err, errlen, "mapping the received memory: %s", strerror(errno));
-		return ret;
-	}
-	ret = build_extents(m, mem);
-	munmap(mem, m->mem_size);
+	ret = build_extents(m, m->mem, false);
 	if (ret)
 		return ret;
 	ss_init_save(&s);
@@ -582,7 +639,7 @@ static int read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
-static int writev_full(int fd, struct iovec *iov, int n)
+int mig_writev_full(int fd, struct iovec *iov, int n)
 {
 	while (n) {
 		ssize_t w = writev(fd, iov, n);
@@ -604,22 +661,27 @@ static int writev_full(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
-/* A frame whose payload is @a then @b (either may be empty). */
-static int send_frame2(int fd, uint32_t type, const void *a, size_t alen, const void *b,
-		       size_t blen)
+void mig_frame_encode2(uint8_t out[MIG_HDR], uint32_t type, const void *a, uint64_t alen,
+		       const void *b, uint64_t blen)
 {
 	XXH3_state_t st;
-	uint8_t hdr[MIG_HDR];
-	struct iovec iov[3] = { { hdr, MIG_HDR }, { (void *)a, alen }, { (void *)b, blen } };
 
 	XXH3_64bits_reset(&st);
 	XXH3_64bits_update(&st, a, alen);
 	XXH3_64bits_update(&st, b, blen);
-	put32(hdr, MIG_MAGIC);
-	put32(hdr + 4, type);
-	put64(hdr + 8, alen + blen);
-	put64(hdr + 16, XXH3_64bits_digest(&st));
-	return writev_full(fd, iov, 3);
+	put32(out, MIG_MAGIC);
+	put32(out + 4, type);
+	put64(out + 8, alen + blen);
+	put64(out + 16, XXH3_64bits_digest(&st));
+}
+
+int mig_send_frame(int fd, uint32_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
+	uint8_t hdr[MIG_HDR];
+	struct iovec iov[3] = { { hdr, MIG_HDR }, { (void *)a, alen }, { (void *)b, blen } };
+
+	mig_frame_encode2(hdr, type, a, alen, b, blen);
+	return mig_writev_full(fd, iov, 3);
 }
 
 /* One frame: header checked, payload (malloc'd, caller frees) read and its checksum checked. */
@@ -733,13 +795,18 @@ bad:
 /* ---- the destination ---- */
 
 static int incoming_sock = -1; /* the source's connection, from the restore until GO */
+/* debug.timing: where the destination's part of the downtime goes (END to GO), in ns. */
+static struct {
+	bool on;
+	uint64_t end, finished, restored;
+} incoming_t;
 
 static void send_refuse(int sock, const char *why)
 {
 	size_t n = strlen(why);
 
 	if (sock >= 0)
-		send_frame2(sock, MIG_REFUSE, why, n < MIG_MAX_MSG ? n : MIG_MAX_MSG, NULL, 0);
+		mig_send_frame(sock, MIG_REFUSE, why, n < MIG_MAX_MSG ? n : MIG_MAX_MSG, NULL, 0);
 }
 
 static int listen_accept(const char *addr, char *err, size_t errlen)
@@ -815,10 +882,26 @@ static int incoming_restore(struct vm *vm, struct config *cfg, struct mig_in *m,
 	return snap_restore(vm, cfg, path, false, err, errlen);
 }
 
+/*
+ * The receiver, kept from the restore until the guest runs: unmapping the memory it
+ * checksummed and freeing its bitmaps take milliseconds the guest need not wait for.
+ */
+static struct mig_in incoming_m;
+static bool incoming_kept;
+
+void migrate_incoming_cleanup(void)
+{
+	if (!incoming_kept)
+		return;
+	mig_in_free(&incoming_m);
+	close(incoming_m.fd);
+	incoming_kept = false;
+}
+
 int migrate_incoming(struct vm *vm, struct config *cfg, const char *addr, char *err, size_t errlen)
 {
+	struct mig_in *mp = &incoming_m;
 	char msg[2048];
-	struct mig_in m;
 	bool authentic;
 	int sock, fd, ret;
 
@@ -833,27 +916,33 @@ int migrate_incoming(struct vm *vm, struct config *cfg, const char *addr, char *
 		close(sock);
 		return ret;
 	}
-	mig_in_init(&m, fd);
+	mig_in_init(mp, fd);
 	msg[0] = '\0';
-	ret = mig_recv(sock, &m, msg, sizeof(msg));
+	config_get_bool(cfg, "debug.timing", false, &incoming_t.on);
+	ret = mig_recv(sock, mp, msg, sizeof(msg));
+	incoming_t.end = now_ns();
 	/* Before the writer commits and lets go of the metadata the MAC covers. */
-	authentic = !ret && mig_in_authentic(&m, cfg);
+	authentic = !ret && mig_in_authentic(mp, cfg);
 	if (!ret)
-		ret = mig_in_finish(&m, msg, sizeof(msg));
+		ret = mig_in_finish(mp, msg, sizeof(msg));
+	incoming_t.finished = now_ns();
 	if (ret) {
 		snprintf(err, errlen, "incoming VM: %s", msg[0] ? msg : strerror(-ret));
 	} else {
-		ret = incoming_restore(vm, cfg, &m, authentic, err, errlen);
+		ret = incoming_restore(vm, cfg, mp, authentic, err, errlen);
+		incoming_t.restored = now_ns();
 		if (ret && !err[0])
 			snprintf(err, errlen, "incoming VM: %s", strerror(-ret));
 	}
-	mig_in_free(&m);
-	close(fd); /* the restored VM's memory keeps the file */
 	if (ret) {
+		mig_in_free(mp);
+		close(fd);
 		send_refuse(sock, err);
 		close(sock);
 		return ret;
 	}
+	/* The restored VM's memory maps the file; the rest goes once the guest runs. */
+	incoming_kept = true;
 	incoming_sock = sock;
 	return 0;
 }
@@ -861,12 +950,14 @@ int migrate_incoming(struct vm *vm, struct config *cfg, const char *addr, char *
 int migrate_incoming_go(char *err, size_t errlen)
 {
 	struct mig_frame f;
+	uint64_t t;
 	uint8_t *p;
 	int ret;
 
 	if (incoming_sock < 0)
 		return 0;
-	ret = send_frame2(incoming_sock, MIG_READY, NULL, 0, NULL, 0);
+	t = now_ns();
+	ret = mig_send_frame(incoming_sock, MIG_READY, NULL, 0, NULL, 0);
 	if (ret) {
 		snprintf(err, errlen, "incoming VM: telling the source: %s", strerror(-ret));
 		goto out;
@@ -878,6 +969,13 @@ int migrate_incoming_go(char *err, size_t errlen)
 		snprintf(err, errlen, "expected GO, got a %s frame", type_names[f.type]);
 		ret = -EPROTO;
 	}
+	if (!ret && incoming_t.on)
+		fprintf(stderr,
+			"khyve: incoming: after END: memory map %.3f ms, restore %.3f ms, then "
+			"%.3f ms until READY, %.3f ms until GO\n",
+			(double)(incoming_t.finished - incoming_t.end) / 1e6,
+			(double)(incoming_t.restored - incoming_t.finished) / 1e6,
+			(double)(t - incoming_t.restored) / 1e6, (double)(now_ns() - t) / 1e6);
 	if (ret) {
 		char why[1024];
 
@@ -902,14 +1000,6 @@ void migrate_incoming_refuse(const char *why)
 
 /* ---- the source ---- */
 
-struct mig_out {
-	struct vm *vm;
-	int sock;
-	uint64_t bytes;
-	void *disks; /* a copy of the disks section, for the MAC */
-	uint64_t disks_len;
-};
-
 static int out_sink(void *opaque, const struct snap_section *sec, uint64_t offset, const void *buf,
 		    uint64_t len)
 {
@@ -919,7 +1009,7 @@ static int out_sink(void *opaque, const struct snap_section *sec, uint64_t offse
 
 	if (!sec) {
 		put64(h, offset);
-		ret = send_frame2(o->sock, MIG_MEM, h, 8, buf, len);
+		ret = mig_send_frame(o->sock, MIG_MEM, h, 8, buf, len);
 		o->bytes += 8 + len;
 		return ret;
 	}
@@ -936,7 +1026,7 @@ static int out_sink(void *opaque, const struct snap_section *sec, uint64_t offse
 		o->disks_len = len;
 	}
 	o->bytes += sizeof(h) + len;
-	return send_frame2(o->sock, MIG_SECTION, h, sizeof(h), buf, len);
+	return mig_send_frame(o->sock, MIG_SECTION, h, sizeof(h), buf, len);
 }
 
 static int out_connect(const char *addr, char *err, size_t errlen)
@@ -992,7 +1082,7 @@ static int out_auth(struct mig_out *o, const struct snap_writer *w)
 	ret = mig_mac(key, w->meta, w->meta_len, o->disks, o->disks_len, mac);
 	sodium_memzero(key, sizeof(key));
 	if (!ret)
-		ret = send_frame2(o->sock, MIG_AUTH, mac, sizeof(mac), NULL, 0);
+		ret = mig_send_frame(o->sock, MIG_AUTH, mac, sizeof(mac), NULL, 0);
 	return ret;
 }
 
@@ -1027,7 +1117,7 @@ static int out_handover(struct mig_out *o, char *err, size_t errlen)
 	}
 	free(p);
 	if (!ret)
-		ret = send_frame2(o->sock, MIG_GO, NULL, 0, NULL, 0);
+		ret = mig_send_frame(o->sock, MIG_GO, NULL, 0, NULL, 0);
 	if (ret && !err[0])
 		snprintf(err, errlen, "handing over: %s", strerror(-ret));
 	return ret;
@@ -1055,14 +1145,124 @@ static void peer_reason(struct mig_out *o, char *err, size_t errlen)
 	free(p);
 }
 
-int migrate_send(struct vm *vm, const char *addr, bool live, const struct snap_save_opts *opts,
+int mig_out_open(struct mig_out *o, struct vm *vm, const char *addr, uint32_t flags, char *err,
+		 size_t errlen)
+{
+	uint8_t hello[16];
+	uint64_t mem = 0;
+	int ret;
+
+	memset(o, 0, sizeof(*o));
+	o->vm = vm;
+	for (unsigned i = 0; i < vm->nmem; i++)
+		mem += vm->mem[i].size;
+	o->sock = out_connect(addr, err, errlen);
+	if (o->sock < 0)
+		return o->sock;
+	put32(hello, MIG_VERSION);
+	put32(hello + 4, flags);
+	put64(hello + 8, mem);
+	ret = mig_send_frame(o->sock, MIG_HELLO, hello, sizeof(hello), NULL, 0);
+	if (ret) {
+		snprintf(err, errlen, "sending to %s: %s", addr, strerror(-ret));
+		mig_out_close(o);
+	}
+	return ret;
+}
+
+void mig_out_close(struct mig_out *o)
+{
+	free(o->disks);
+	o->disks = NULL;
+	if (o->sock >= 0)
+		close(o->sock);
+	o->sock = -1;
+}
+
+static uint64_t since(uint64_t *t)
+{
+	uint64_t now = now_ns(), d = now - *t;
+
+	*t = now;
+	return d;
+}
+
+/* A snapshot stream's memory callback that also times the state before it (res->state_ns). */
+struct final_mem {
+	snap_stream_mem_fn mem;
+	void *opaque;
+	struct migrate_result *res;
+	uint64_t t;
+};
+
+static int final_mem_fn(void *opaque, struct snap_result *sr, char *err, size_t errlen)
+{
+	struct final_mem *fm = opaque;
+	int ret;
+
+	fm->res->state_ns = since(&fm->t);
+	ret = fm->mem(fm->opaque, sr, err, errlen);
+	fm->res->mem_ns = since(&fm->t);
+	return ret;
+}
+
+int mig_out_final(struct mig_out *o, snap_stream_mem_fn mem, void *mem_opaque,
+		  const struct snap_save_opts *opts, struct migrate_result *res, char *err,
+		  size_t errlen)
+{
+	struct final_mem fm = { .mem = mem, .opaque = mem_opaque, .res = res };
+	struct snap_result sr = { 0 };
+	struct snap_writer w;
+	uint64_t mem_size = 0, tp, t;
+	int ret;
+
+	for (unsigned i = 0; i < o->vm->nmem; i++)
+		mem_size += o->vm->mem[i].size;
+	snap_writer_open_sink(&w, mem_size, out_sink, o);
+	tp = t = fm.t = now_ns();
+	ret = snap_save_stream(o->vm, &w, mem ? final_mem_fn : NULL, &fm, opts, &sr, err, errlen);
+	if (ret) {
+		snap_writer_abort(&w);
+		peer_reason(o, err, errlen);
+		return ret;
+	}
+	if (!mem)
+		res->state_ns = since(&t);
+	/* The VM is paused from here: every failure resumes it. */
+	ret = out_auth(o, &w);
+	snap_writer_abort(&w);
+	if (!ret)
+		ret = mig_send_frame(o->sock, MIG_END, NULL, 0, NULL, 0);
+	t = now_ns();
+	if (ret) {
+		snprintf(err, errlen, "sending: %s", strerror(-ret));
+		peer_reason(o, err, errlen);
+	} else {
+		ret = out_handover(o, err, errlen);
+	}
+	if (ret) {
+		char ignore[64];
+
+		snap_resume_vm(o->vm, ignore, sizeof(ignore));
+		return ret;
+	}
+	res->handover_ns = since(&t);
+	res->downtime_ns = now_ns() - tp;
+	/* The guest runs at the destination now; it never runs here again. */
+	vm_request_exit(o->vm, VM_EXIT_SUSPENDED);
+	res->stop_ns = sr.pause_stop_ns;
+	res->state_ns = res->state_ns > res->stop_ns ? res->state_ns - res->stop_ns : 0;
+	res->mem_pages += sr.mem_pages;
+
+	res->zero_pages += sr.zero_pages;
+	return 0;
+}
+
+int migrate_send(struct vm *vm, const char *addr, const struct snap_save_opts *opts,
 		 struct migrate_result *res, char *err, size_t errlen)
 {
-	struct mig_out o = { .vm = vm, .sock = -1 };
-	struct snap_result sr = { 0 };
-	uint64_t t0 = now_ns(), tp, mem = 0;
-	struct snap_writer w;
-	uint8_t hello[16];
+	struct mig_out o;
+	uint64_t t0 = now_ns();
 	int ret;
 
 	memset(res, 0, sizeof(*res));
@@ -1072,59 +1272,14 @@ int migrate_send(struct vm *vm, const char *addr, bool live, const struct snap_s
 		snprintf(err, errlen, "the VM is paused: resume it before migrating it");
 		return -EALREADY;
 	}
-	if (live) {
-		snprintf(err, errlen, "live migration is not supported yet");
-		return -EOPNOTSUPP;
-	}
-	for (unsigned i = 0; i < vm->nmem; i++)
-		mem += vm->mem[i].size;
-	o.sock = out_connect(addr, err, errlen);
-	if (o.sock < 0)
-		return o.sock;
-	put32(hello, MIG_VERSION);
-	put32(hello + 4, 0);
-	put64(hello + 8, mem);
-	ret = send_frame2(o.sock, MIG_HELLO, hello, sizeof(hello), NULL, 0);
-	if (ret) {
-		snprintf(err, errlen, "sending to %s: %s", addr, strerror(-ret));
-		goto out;
-	}
-	snap_writer_open_sink(&w, mem, out_sink, &o);
-	tp = now_ns();
-	ret = snap_save_stream(vm, &w, NULL, NULL, opts, &sr, err, errlen);
-	if (ret) {
-		snap_writer_abort(&w);
-		peer_reason(&o, err, errlen);
-		goto out;
-	}
-	/* The VM is paused from here: every failure resumes it. */
-	ret = out_auth(&o, &w);
-	snap_writer_abort(&w);
+	ret = mig_out_open(&o, vm, addr, 0, err, errlen);
+	if (ret)
+		return ret;
+	ret = mig_out_final(&o, NULL, NULL, opts, res, err, errlen);
 	if (!ret)
-		ret = send_frame2(o.sock, MIG_END, NULL, 0, NULL, 0);
-	if (ret) {
-		snprintf(err, errlen, "sending to %s: %s", addr, strerror(-ret));
-		peer_reason(&o, err, errlen);
-	} else {
-		ret = out_handover(&o, err, errlen);
-	}
-	if (ret) {
-		char ignore[64];
-
-		snap_resume_vm(vm, ignore, sizeof(ignore));
-		goto out;
-	}
-	res->downtime_ns = now_ns() - tp;
-	/* The guest runs at the destination now; it never runs here again. */
-	vm_request_exit(vm, VM_EXIT_SUSPENDED);
-	res->rounds = 1;
-	res->mem_pages = sr.mem_pages;
-	res->zero_pages = sr.zero_pages;
-out:
-	/* A failure while sending: the reason the destination gave is the better one. */
+		res->rounds = 1;
 	res->bytes = o.bytes;
 	res->total_ns = now_ns() - t0;
-	free(o.disks);
-	close(o.sock);
+	mig_out_close(&o);
 	return ret;
 }

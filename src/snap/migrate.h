@@ -27,7 +27,11 @@
  *	MEM      offset:u64 (in the memory area), then whole pages (at most SNAP_EXTENT_MAX)
  *	ZERO     offset:u64 length:u64: pages that are all zero now (sent before, then cleared)
  *	AUTH     a MAC of the metadata and disks sections with the host key (snap/trust.h)
+ *	ROUND    round:u32 zero:u32 pages:u64: a pre-copy round ended (live, before any SECTION)
  *	END, READY, GO: empty.  REFUSE: a message, at most MIG_MAX_MSG bytes.
+ * Live migration (HELLO flag MIG_F_LIVE, snap/precopy.h): MEM frames of pre-copy rounds, each
+ * round closed by ROUND, come first while the source runs; then the source pauses and sends
+ * the stream as above (its MEM frames hold the pages written since the last round).
  * The receiver takes nothing on trust: every length is bounded before anything is read or
  * allocated, every offset is checked against the memory size of HELLO, sections are those of
  * a snapshot, and the restore validates the result as it validates any file.
@@ -38,6 +42,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "snap/format.h"
 #include "snap/snapshot.h"
@@ -63,8 +68,12 @@ enum mig_type {
 	MIG_READY = 7,
 	MIG_REFUSE = 8,
 	MIG_GO = 9,
-	MIG_TYPE_LAST = MIG_GO,
+	MIG_ROUND = 10,
+	MIG_TYPE_LAST = MIG_ROUND,
 };
+
+#define MIG_F_LIVE 1U	    /* HELLO flags: pre-copy rounds come before the state */
+#define MIG_MAX_ROUNDS 1000 /* ROUND frames a destination accepts */
 
 struct mig_frame {
 	uint32_t type;
@@ -87,6 +96,8 @@ struct mig_in {
 	bool hello, ended;
 	uint32_t flags;
 	uint64_t mem_size, npages, state_bytes, frames, mem_bytes;
+	uint32_t rounds; /* ROUND frames so far */
+	uint8_t *mem;	 /* the memory area of @fd, mapped at the first ROUND, or NULL */
 	struct snap_writer w;
 	uint64_t *pages;      /* bitmap: pages received with data */
 	uint64_t *chunks;     /* bitmap: 2 MiB chunks changed since their checksum was taken */
@@ -121,6 +132,8 @@ int mig_recv(int sock, struct mig_in *m, char *err, size_t errlen);
 int migrate_incoming(struct vm *vm, struct config *cfg, const char *addr, char *err, size_t errlen);
 /* The VM is ready here: READY to the source, wait for its GO.  0 when nothing is incoming. */
 int migrate_incoming_go(char *err, size_t errlen);
+/* The guest runs: free what receiving kept (the memory it checksummed, its bitmaps). */
+void migrate_incoming_cleanup(void);
 /* Something failed between the restore and the start: the source is told and resumes. */
 void migrate_incoming_refuse(const char *why);
 
@@ -132,6 +145,10 @@ struct migrate_result {
 	uint64_t mem_pages, zero_pages;
 	uint64_t total_ns;    /* the whole request */
 	uint64_t downtime_ns; /* the guest paused until the destination was ready to run it */
+	/* Live: pages sent while the guest ran, in the final pause, and where the pause went. */
+	uint64_t precopy_pages, final_pages;
+	uint64_t stop_ns, state_ns, mem_ns, handover_ns; /* pause, state, last pages, READY+GO */
+	const char *converged; /* why the pre-copy rounds stopped (snap/precopy.h) */
 };
 
 /*
@@ -139,8 +156,39 @@ struct migrate_result {
  * the VM ends here (vm_request_exit(VM_EXIT_SUSPENDED), as after a suspend).  On any failure
  * it runs on as before and @err says what happened.  Runs on the event-loop thread.
  */
-int migrate_send(struct vm *vm, const char *addr, bool live, const struct snap_save_opts *opts,
+int migrate_send(struct vm *vm, const char *addr, const struct snap_save_opts *opts,
 		 struct migrate_result *res, char *err, size_t errlen);
+
+/* ---- shared with the live sender (snap/precopy.c) ---- */
+
+/* The source's side of a connection. */
+struct mig_out {
+	struct vm *vm;
+	int sock;
+	uint64_t bytes;
+	void *disks; /* a copy of the disks section, for the MAC */
+	uint64_t disks_len;
+};
+
+/* Connect to @addr and send HELLO with @flags; o->sock is the socket (-1 on failure). */
+int mig_out_open(struct mig_out *o, struct vm *vm, const char *addr, uint32_t flags, char *err,
+		 size_t errlen);
+void mig_out_close(struct mig_out *o);
+/* A frame whose payload is @a then @b (either may be empty). */
+int mig_send_frame(int fd, uint32_t type, const void *a, size_t alen, const void *b, size_t blen);
+/* A header for a frame whose payload is @a then @b. */
+void mig_frame_encode2(uint8_t out[MIG_HDR], uint32_t type, const void *a, uint64_t alen,
+		       const void *b, uint64_t blen);
+/* Write all of @iov (@n entries, modified). */
+int mig_writev_full(int fd, struct iovec *iov, int n);
+/*
+ * The stop-and-copy: pause the VM, send its state, then what @mem sends (NULL: all memory),
+ * END, wait for READY, GO.  0 with the guest handed over (the VM ends here); on failure it
+ * runs again and @err says why.  On the event-loop thread.
+ */
+int mig_out_final(struct mig_out *o, snap_stream_mem_fn mem, void *mem_opaque,
+		  const struct snap_save_opts *opts, struct migrate_result *res, char *err,
+		  size_t errlen);
 
 /* "HOST:PORT" into a socket address; -EINVAL with @err when it is not numeric or complete. */
 struct sockaddr_storage;

@@ -68,6 +68,10 @@ static uint64_t now_ns(clockid_t clk)
 
 static int live_busy(struct vm *vm, char *err, size_t errlen)
 {
+	if (vm->migration && !vm->migration_final) {
+		snprintf(err, errlen, "a live migration is under way; wait for its reply");
+		return -EBUSY;
+	}
 	if (!vm->live)
 		return 0;
 	snprintf(err, errlen, "a live checkpoint is being written; wait for its reply");
@@ -758,7 +762,7 @@ int snap_save_stream(struct vm *vm, struct snap_writer *w, snap_stream_mem_fn me
 	struct snap_disks sd = { 0 };
 	struct snap_clocks clk;
 	struct snap_file map;
-	uint64_t off = 0;
+	uint64_t off = 0, t0 = now_ns(CLOCK_MONOTONIC);
 	int ret;
 
 	if (errlen)
@@ -768,6 +772,7 @@ int snap_save_stream(struct vm *vm, struct snap_writer *w, snap_stream_mem_fn me
 		ret = pause_vm(vm, &clk, err, errlen);
 	if (ret)
 		return ret;
+	res->pause_stop_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	ret = save_state(vm, w, &clk, &sd, err, errlen);
 	snap_clocks_release(vm, &clk);
 	if (!ret && !mem) {
@@ -1287,7 +1292,12 @@ static int restore_incr(struct vm *vm, struct restore *r)
 	if (!in)
 		return -ENOMEM;
 	in->valid = realpath(r->path, in->path) != NULL && !snap_file_identity(&r->f, in->id);
-	incr_track(vm, in);
+	/*
+	 * No parent (a migration's memfd has no path): nothing to track for, and write-protecting
+	 * RAM would only add to the downtime.  A full checkpoint starts tracking.
+	 */
+	if (in->valid)
+		incr_track(vm, in);
 	return 0;
 }
 

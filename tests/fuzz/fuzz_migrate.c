@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
  * libFuzzer target: what a migration source sends to khyve -R (snap/migrate.c): frame headers
- * (mig_frame_decode), then each frame into the receiver (mig_in_frame), and after an END the
+ * (mig_frame_decode), then each frame into the receiver (mig_in_frame: a stop-and-copy stream or
+ * a live one, with pre-copy rounds closed by ROUND frames), and after an END the
  * snapshot it made (mig_in_finish), opened and validated as a restore opens it.
  *
  * The input is the byte stream itself, frame after frame, except that the payload checksums
@@ -94,7 +95,7 @@ void fuzz_seeds(void)
 	struct fz_seed s;
 	struct snap_file map;
 	struct sstream ss;
-	uint8_t hello[16] = { MIG_VERSION }, mem[8 + 4096], z[16] = { 0 };
+	uint8_t hello[16] = { MIG_VERSION }, mem[8 + 4096], z[16] = { 0 }, round[16];
 
 	memset(&map, 0, sizeof(map));
 	map.nregions = 2;
@@ -120,5 +121,24 @@ void fuzz_seeds(void)
 	frame(&s, MIG_AUTH, mem + 8, SNAP_MAC_BYTES);
 	frame(&s, MIG_END, NULL, 0);
 	fz_seed_write(&s, "stream");
+	/* Live: pre-copy rounds (MEM, ROUND), then the state and the last pages. */
+	hello[4] = MIG_F_LIVE;
+	memset(mem, 0, 8);
+	memset(round, 0, sizeof(round));
+	fz_seed_start(&s);
+	frame(&s, MIG_HELLO, hello, sizeof(hello));
+	frame(&s, MIG_MEM, mem, sizeof(mem));
+	round[0] = 1;
+	frame(&s, MIG_ROUND, round, sizeof(round));
+	mem[1] = 0x10; /* 4 KiB */
+	frame(&s, MIG_MEM, mem, sizeof(mem));
+	round[0] = 2;
+	frame(&s, MIG_ROUND, round, sizeof(round));
+	section(&s, SNAP_SEC_META, "meta", "{\"config\":{}}", 13);
+	section(&s, SNAP_SEC_MEMMAP, "memory", ss.buf, ss.len);
+	mem[1] = 0x20;
+	frame(&s, MIG_MEM, mem, sizeof(mem));
+	frame(&s, MIG_END, NULL, 0);
+	fz_seed_write(&s, "live");
 	ss_free(&ss);
 }

@@ -66,14 +66,28 @@ static void le32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static void hello(struct stream *s, uint32_t version, uint64_t mem)
+static void hello_flags(struct stream *s, uint32_t version, uint32_t flags, uint64_t mem)
 {
 	uint8_t p[16];
 
 	le32(p, version);
-	le32(p + 4, 0);
+	le32(p + 4, flags);
 	le64(p + 8, mem);
 	frame(s, MIG_HELLO, p, sizeof(p));
+}
+
+static void hello(struct stream *s, uint32_t version, uint64_t mem)
+{
+	hello_flags(s, version, 0, mem);
+}
+
+static void round_end(struct stream *s, uint32_t round, uint64_t pages)
+{
+	uint8_t p[16] = { 0 };
+
+	le32(p, round);
+	le64(p + 8, pages);
+	frame(s, MIG_ROUND, p, sizeof(p));
 }
 
 static void section(struct stream *s, uint32_t type, const char *id, const void *data, size_t n)
@@ -261,6 +275,97 @@ static void test_stream_is_a_snapshot(void **state)
 	free(s.buf);
 }
 
+/*
+ * A live stream: pre-copy rounds (MEM frames closed by ROUND, whose chunks the receiver
+ * checksums then), then the state and the pages written since.  A chunk changed after its
+ * ROUND is checksummed again: the snapshot verifies, and holds the last copy of each page.
+ */
+static void test_live_rounds(void **state)
+{
+	struct stream s = { 0 };
+	struct snap_file f;
+	char path[64], err[512];
+	struct rx r;
+	uint8_t b[PG];
+
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE, MEM);
+	mem(&s, 0, 0x11, 4);
+	mem(&s, 2ULL << 20, 0x22, 2);
+	round_end(&s, 1, 6);
+	mem(&s, PG, 0x33, 1);
+	round_end(&s, 2, 1);
+	section(&s, SNAP_SEC_META, "meta", "{}", 2);
+	memmap(&s);
+	mem(&s, 2 * PG, 0x44, 1); /* after the last round, in the pause */
+	frame(&s, MIG_END, NULL, 0);
+	receive(&r, &s);
+	if (r.ret)
+		fail_msg("%s", r.err);
+	assert_int_equal(r.m.rounds, 2);
+	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", r.fd);
+	if (snap_file_open(&f, path, true, err, sizeof(err)))
+		fail_msg("%s", err); /* verifies every extent's checksum */
+	assert_int_equal(f.nextents, 2);
+	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN), PG);
+	assert_int_equal(b[0], 0x11);
+	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN + PG), PG);
+	assert_int_equal(b[0], 0x33);
+	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN + 2 * PG), PG);
+	assert_int_equal(b[0], 0x44);
+	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN + (2ULL << 20) + PG), PG);
+	assert_int_equal(b[0], 0x22);
+	snap_file_close(&f);
+	rx_free(&r);
+	free(s.buf);
+}
+
+/* ROUND only in a live stream, numbered from 1 without gaps, before any state; flags known. */
+static void test_live_hostile(void **state)
+{
+	struct stream s = { 0 };
+
+	hello(&s, MIG_VERSION, MEM);
+	round_end(&s, 1, 0);
+	refused(&s, -EPROTO, "not live");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE, MEM);
+	round_end(&s, 2, 0);
+	refused(&s, -EPROTO, "ROUND 2 after round 0");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE, MEM);
+	round_end(&s, 1, 0);
+	round_end(&s, 1, 0);
+	refused(&s, -EPROTO, "ROUND 1 after round 1");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE, MEM);
+	section(&s, SNAP_SEC_META, "meta", "{}", 2);
+	round_end(&s, 1, 0);
+	refused(&s, -EPROTO, "after the state");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE | 0x80, MEM);
+	refused(&s, -EPROTO, "HELLO flags 0x81");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE, MEM);
+	{
+		uint8_t p[16] = { 1, 0, 0, 0, 9 }; /* the reserved word is not zero */
+
+		frame(&s, MIG_ROUND, p, sizeof(p));
+	}
+	refused(&s, -EPROTO, "ROUND frame of 16 bytes");
+	free(s.buf);
+	s = (struct stream){ 0 };
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE, MEM);
+	frame(&s, MIG_ROUND, "\1\0\0\0\0\0\0\0", 8);
+	refused(&s, -EPROTO, "ROUND frame of 8 bytes");
+	free(s.buf);
+}
+
 /* Cut anywhere, a stream is an error that says where; never a snapshot. */
 static void test_truncated(void **state)
 {
@@ -392,6 +497,7 @@ int main(void)
 		cmocka_unit_test(test_frame_header),   cmocka_unit_test(test_stream_is_a_snapshot),
 		cmocka_unit_test(test_truncated),      cmocka_unit_test(test_bad_checksum),
 		cmocka_unit_test(test_hostile_frames), cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_live_rounds),    cmocka_unit_test(test_live_hostile),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

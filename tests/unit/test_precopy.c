@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * The convergence rule of live migration (snap/precopy.h, mig_converge): when the pre-copy
+ * rounds stop.  The dirty set must fit the downtime budget at the bandwidth measured so far,
+ * else the rounds end at max_rounds or when the dirty set has stopped shrinking.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "snap/precopy.h"
+
+#define MS 1000000ULL
+#define PAGE_WIRE (4096 + 32) /* a page and its share of a MEM frame's header */
+
+static const struct mig_policy pol = { .max_downtime_ns = 20 * MS,
+				       .max_rounds = 10,
+				       .stall_rounds = 3 };
+
+/* A round that sent @pages at 1 GB/s (one page a 4128 ns) and left @dirty pages written. */
+static struct mig_round rnd(uint64_t pages, uint64_t dirty)
+{
+	return (struct mig_round){ pages, pages * PAGE_WIRE, pages * PAGE_WIRE, dirty };
+}
+
+static void test_fits(void **state)
+{
+	struct mig_round r[2] = { rnd(100000, 100000), rnd(100000, 4000) };
+	uint64_t est;
+
+	/* 100000 pages left at 1 GB/s: 413 ms, far over 20 ms. */
+	assert_int_equal(mig_converge(&pol, r, 1, &est), MIG_AGAIN);
+	assert_int_equal(est, 100000ULL * PAGE_WIRE);
+	/* 4000 pages: 16.5 ms, within 20. */
+	assert_int_equal(mig_converge(&pol, r, 2, &est), MIG_FITS);
+	assert_int_equal(est, 4000ULL * PAGE_WIRE);
+	/* The same with half the bandwidth is 33 ms: one more round. */
+	r[0].ns *= 2;
+	r[1].ns *= 2;
+	assert_int_equal(mig_converge(&pol, r, 2, &est), MIG_AGAIN);
+	assert_int_equal(est, 8000ULL * PAGE_WIRE);
+}
+
+static void test_nothing_dirty(void **state)
+{
+	struct mig_round r = rnd(1000, 0);
+	uint64_t est;
+
+	assert_int_equal(mig_converge(&pol, &r, 1, &est), MIG_FITS);
+	assert_int_equal(est, 0);
+	/* Nothing measured (no bytes, no time) and something dirty: no estimate, go on. */
+	r = (struct mig_round){ 0, 0, 0, 5 };
+	assert_int_equal(mig_converge(&pol, &r, 1, &est), MIG_AGAIN);
+	assert_int_equal(est, UINT64_MAX);
+}
+
+static void test_max_rounds(void **state)
+{
+	struct mig_round r[10];
+	uint64_t est;
+
+	/* Shrinking, but never enough: the 10th round is the last. */
+	for (unsigned i = 0; i < 10; i++)
+		r[i] = rnd(200000, 100000 - i * 1000);
+	assert_int_equal(mig_converge(&pol, r, 9, &est), MIG_AGAIN);
+	assert_int_equal(mig_converge(&pol, r, 10, &est), MIG_ROUNDS);
+	/* A budget the last set fits wins over the round limit. */
+	r[9].dirty = 10;
+	assert_int_equal(mig_converge(&pol, r, 10, &est), MIG_FITS);
+}
+
+static void test_stalled(void **state)
+{
+	struct mig_round r[6] = { rnd(50000, 30000), rnd(30000, 20000), rnd(20000, 21000),
+				  rnd(21000, 20500), rnd(20500, 22000), rnd(22000, 19000) };
+	uint64_t est;
+
+	assert_int_equal(mig_converge(&pol, r, 3, &est), MIG_AGAIN); /* too few to tell */
+	/* Rounds 2-4 left 20000 at best, fewer than round 1's 30000: shrinking. */
+	assert_int_equal(mig_converge(&pol, r, 4, &est), MIG_AGAIN);
+	/* Rounds 3-5 left 21000, 20500, 22000: none below the 20000 of round 2. */
+	assert_int_equal(mig_converge(&pol, r, 5, &est), MIG_STALLED);
+	/* Round 6 left 19000: shrinking again. */
+	assert_int_equal(mig_converge(&pol, r, 6, &est), MIG_AGAIN);
+}
+
+static void test_names(void **state)
+{
+	assert_string_equal(mig_verdict_name(MIG_FITS), "fits the downtime budget");
+	assert_string_equal(mig_verdict_name(MIG_STALLED), "the dirty set stopped shrinking");
+	assert_string_equal(mig_verdict_name((enum mig_verdict)99), "?");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fits),	   cmocka_unit_test(test_nothing_dirty),
+		cmocka_unit_test(test_max_rounds), cmocka_unit_test(test_stalled),
+		cmocka_unit_test(test_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
