@@ -572,6 +572,14 @@ static void print_status(struct json_object *r)
 		printf("  pending: %s (at resume)\n", get_str(r, "pending", "?"));
 	if (json_object_object_get_ex(r, "uuid", NULL))
 		printf("  uuid: %s\n", get_str(r, "uuid", "?"));
+	if (json_object_object_get_ex(r, "gdb", &sv)) {
+		const char *d = get_str(sv, "debugger", "none");
+
+		printf("  gdb stub on %s: %s\n", get_str(sv, "address", "?"),
+		       !strcmp(d, "stopped") ? "a debugger is connected, the guest is stopped in it"
+		       : !strcmp(d, "running") ? "a debugger is connected, the guest runs"
+					       : "no debugger connected");
+	}
 }
 
 static void print_stats(struct json_object *r)

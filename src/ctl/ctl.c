@@ -33,6 +33,7 @@
 #include "backend/console.h"
 #include "backend/png.h"
 #include "dev/pc/pm.h"
+#include "gdb/gdbstub.h"
 #include "ctl/ctl_proto.h"
 #include "snap/migrate.h"
 #include "snap/precopy.h"
@@ -732,6 +733,20 @@ static void add_save_state(struct json_object *o, struct vm *vm, uint64_t now)
 	json_object_object_add(o, "save", s);
 }
 
+/* -G: where the stub listens and whether a debugger holds the guest ("state" stays as it is). */
+static void add_gdb_state(struct json_object *o, struct vm *vm)
+{
+	const char *debugger = NULL, *where = gdbstub_status(vm, &debugger);
+	struct json_object *g;
+
+	if (!where)
+		return;
+	g = json_object_new_object();
+	json_object_object_add(g, "address", json_object_new_string(where));
+	json_object_object_add(g, "debugger", json_object_new_string(debugger));
+	json_object_object_add(o, "gdb", g);
+}
+
 static int req_status(struct ctl_req *r)
 {
 	struct vm *vm = r->vm;
@@ -760,6 +775,7 @@ static int req_status(struct ctl_req *r)
 	if (vm->cfg && config_get(vm->cfg, "uuid"))
 		json_object_object_add(o, "uuid",
 				       json_object_new_string(config_get(vm->cfg, "uuid")));
+	add_gdb_state(o, vm);
 	send_obj(r, o);
 	return 0;
 }

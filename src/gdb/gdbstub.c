@@ -861,3 +861,13 @@ const char *gdbstub_save_refusal(struct vm *vm)
 		 n, n == 1 ? "" : "s");
 	return msg;
 }
+
+const char *gdbstub_status(struct vm *vm, const char **debugger)
+{
+	struct gdbstub *g = vm->gdb;
+
+	if (!g)
+		return NULL;
+	*debugger = g->cfd < 0 ? "none" : g->s.state == GDB_RUNNING ? "running" : "stopped";
+	return g->where;
+}

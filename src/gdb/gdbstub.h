@@ -42,6 +42,12 @@ void gdbstub_free(struct vm *vm);
 /* A KVM_EXIT_DEBUG on @v's thread: false when there is no debugger to take it. */
 bool gdbstub_debug_exit(struct vcpu *v);
 /*
+ * For khyvectl --status: where the stub listens and what the debugger does ("none",
+ * "stopped": the guest is stopped in it, "running": it let the guest go).  NULL without -G.
+ * On the event loop.
+ */
+const char *gdbstub_status(struct vm *vm, const char **debugger);
+/*
  * Why a checkpoint (or a migration) of the VM cannot be taken now, or NULL: software
  * breakpoints are int3 bytes in guest RAM, which the file would keep.
  */

@@ -7,7 +7,7 @@ Where the host is PVM (KVM without VMX/SVM), the guest's ring 3 runs natively an
 never reach KVM, so steps and breakpoints are tried in ring-0 code (the boot path, which PVM
 emulates), which is where they work on hardware too."""
 
-import os
+import json
 import re
 import shutil
 import socket
@@ -72,10 +72,12 @@ def gdb_attach_running_guest(wd):
     before = vm.wait_seq(4, timeout=120)[-1]
     snap = wd("held.snap")
     reply = wd("ckpt.json")
+    status = wd("status.json")
     out = run_gdb(port, [
         "info registers", "x/4gx 0x100000", "info threads", "thread 2", "p/x $cr3",
         "shell %s --vm=vm0 --socket=%s --json --checkpoint=%s > %s" % (KHYVECTL, vm.sock, snap,
                                                                        reply),
+        "shell %s --vm=vm0 --socket=%s --json --status > %s" % (KHYVECTL, vm.sock, status),
         "thread 1", "detach"])
     n = len(vm.seqs())
     rip, cs, cr0, cr3 = reg(out, "rip"), reg(out, "cs"), reg(out, "cr0"), reg(out, "cr3")
@@ -92,6 +94,12 @@ def gdb_attach_running_guest(wd):
     with open(reply) as f:
         ck = f.read()
     check('"ok": true' in ck or '"ok":true' in ck, "checkpoint while stopped: " + ck)
+    with open(status) as f:
+        st = json.loads(f.read().strip().splitlines()[-1])
+    check(st.get("gdb") == {"address": "127.0.0.1:%d" % port, "debugger": "stopped"},
+          "status while stopped in the debugger: %r" % st)
+    _, st = vm.ctl("--status")
+    check(st.get("gdb", {}).get("debugger") == "none", "status after the detach: %r" % st)
     # The guest runs on after the detach, with no gap and no repeat.
     vm.wait_seq(n + 4, timeout=120)
     assert_consecutive(vm.seqs(), "after the detach")
