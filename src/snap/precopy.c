@@ -383,6 +383,17 @@ static void live_free(struct mig_live *ml)
 	free(ml);
 }
 
+/* The thread is joined: no migration any more, its dirty tracking and connection go. */
+static void release(struct mig_live *ml)
+{
+	if (ml->vm->migration == ml)
+		ml->vm->migration = NULL;
+	if (ml->dc)
+		dirty_client_free(ml->dc);
+	ml->dc = NULL;
+	mig_out_close(&ml->o);
+}
+
 /* The end, with the thread joined: the final pause when the rounds ended well, then the reply. */
 static void live_finish(struct mig_live *ml)
 {
@@ -407,8 +418,7 @@ static void live_finish(struct mig_live *ml)
 	if (ret && !err[0])
 		snprintf(err, sizeof(err), "%s", strerror(-ret));
 	/* Before the reply: the client may look at the VM as soon as it has it. */
-	if (ml->vm->migration == ml)
-		ml->vm->migration = NULL;
+	release(ml);
 	ml->done(ml->opaque, ret, res, err);
 	live_free(ml);
 }
@@ -535,7 +545,7 @@ static void abort_fn(void *opaque)
 	shutdown(ml->o.sock, SHUT_RDWR);
 	pthread_join(ml->thread, NULL);
 	ml->joined = true;
-	vm->migration = NULL;
+	release(ml);
 	ml->done(ml->opaque, -ECANCELED, &ml->res, "the VM ended before the migration did");
 	live_free(ml);
 }

@@ -295,3 +295,20 @@ def migrate_live_destination_killed(wd):
     rc, rounds, reply = migrate_live(src, port)
     live_handed_over(src, dst2, rc, rounds, reply, "live migration after a failed one")
     dst2.kill()
+
+
+@test
+def migrate_live_refused_config(wd):
+    """Live to a destination whose command line does not match: the rounds run, the refusal
+    comes at the final pause (the restore's checks), the guest resumes on the source with its
+    dirty tracking released, and the error gives the destination's reason."""
+    src = VM(wd, name="src", cmdline="mode=counter mem=16M rate=50")
+    src.wait_seq(5, timeout=120)
+    bad, port = dest(wd, "bad", ["-c", "2"])
+    rc, rounds, reply = migrate_live(src, port)
+    check(rc != 0 and not reply.get("ok"), "live migration to a mismatched khyve: %r" % reply)
+    check("cpus=2 does not match" in reply.get("error", ""), "error: %r" % reply)
+    check(len(rounds) >= 1, "no pre-copy round before the refusal: %r" % rounds)
+    check(bad.wait_exit(30) != 0, "the refusing destination exited 0")
+    still_running(src, "source after a refused live migration")
+    check(uffds(src) == 0, "the refused migration left dirty tracking on")
