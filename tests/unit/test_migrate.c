@@ -474,6 +474,211 @@ static void test_hostile_frames(void **state)
 	free(s.buf);
 }
 
+/* ---- frames fed to the receiver one at a time ---- */
+
+struct feed {
+	int fd;
+	struct mig_in m;
+	char err[512];
+};
+
+static void feed_init(struct feed *f)
+{
+	f->fd = memfd_create("mig", MFD_CLOEXEC);
+	assert_true(f->fd >= 0);
+	mig_in_init(&f->m, f->fd);
+}
+
+static void feed_free(struct feed *f)
+{
+	mig_in_free(&f->m);
+	close(f->fd);
+}
+
+static int feed(struct feed *f, uint32_t type, const void *p, size_t n)
+{
+	struct mig_frame fr = { type, n, snap_checksum(p, n) };
+
+	f->err[0] = '\0';
+	return mig_in_frame(&f->m, &fr, p, f->err, sizeof(f->err));
+}
+
+/* Feed every frame of @s (built with the helpers above), stopping at the first refusal. */
+static int feed_stream(struct feed *f, const struct stream *s)
+{
+	size_t off = 0;
+	int ret = 0;
+
+	while (!ret && off < s->len) {
+		struct mig_frame fr;
+
+		assert_int_equal(mig_frame_decode(s->buf + off, &fr, f->err, sizeof(f->err)), 0);
+		off += MIG_HDR;
+		ret = feed(f, fr.type, s->buf + off, fr.length);
+		off += fr.length;
+	}
+	return ret;
+}
+
+static void feed_hello(struct feed *f)
+{
+	struct stream s = { 0 };
+
+	hello(&s, MIG_VERSION, MEM);
+	assert_int_equal(feed_stream(f, &s), 0);
+	free(s.buf);
+}
+
+static void expect_fed(struct feed *f, int ret, int want, const char *msg)
+{
+	if (ret != want || !strstr(f->err, msg))
+		fail_msg("got %d '%s', wanted %d '%s'", ret, f->err, want, msg);
+}
+
+/* A memory map section of one region, as the source sends it. */
+static void memmap_of(struct stream *s, struct snap_region r)
+{
+	struct snap_file map;
+	struct sstream ss;
+
+	memset(&map, 0, sizeof(map));
+	map.nregions = 1;
+	map.regions[0] = r;
+	ss_init_save(&ss);
+	snap_memmap_io(&ss, &map);
+	section(s, SNAP_SEC_MEMMAP, "memory", ss.buf, ss.len);
+	ss_free(&ss);
+}
+
+/* Every frame-level refusal of the receiver, each on its own, with its message. */
+static void test_hostile_frames_each(void **state)
+{
+	static const struct snap_region bad_regions[] = {
+		{ 0, MEM, SNAP_MEM_ALIGN - PG }, /* before the memory area */
+		{ 0, 0, SNAP_MEM_ALIGN },	 /* empty */
+		{ 0, MEM - 100, SNAP_MEM_ALIGN },
+		{ 0, MEM, SNAP_MEM_ALIGN + MEM + PG }, /* starts past the end */
+		{ 0, 2 * MEM, SNAP_MEM_ALIGN },	       /* longer than memory */
+		{ 0, PG, SNAP_MEM_ALIGN + 100 },       /* not on a page */
+	};
+	uint8_t p[64] = { 0 }, sec[MIG_SEC_HDR + 4] = { 0 };
+	struct stream s = { 0 };
+	struct feed f;
+
+	/* HELLO: twice, short, memory of 0 bytes. */
+	feed_init(&f);
+	feed_hello(&f);
+	hello(&s, MIG_VERSION, MEM);
+	expect_fed(&f, feed_stream(&f, &s), -EPROTO, "a second HELLO");
+	feed_free(&f);
+	free(s.buf);
+	s = (struct stream){ 0 };
+	feed_init(&f);
+	expect_fed(&f, feed(&f, MIG_HELLO, p, 8), -EPROTO, "HELLO of 8 bytes");
+	feed_free(&f);
+	feed_init(&f);
+	hello(&s, MIG_VERSION, 0);
+	expect_fed(&f, feed_stream(&f, &s), -EINVAL, "memory size 0");
+	feed_free(&f);
+	free(s.buf);
+	/* Memory maps: garbage, each malformed region, a second map. */
+	feed_init(&f);
+	feed_hello(&f);
+	le32(p, 7); /* 7 regions */
+	memcpy(sec + 8, "memory", 7);
+	le32(sec, SNAP_SEC_MEMMAP);
+	le32(sec + 4, 1);
+	memcpy(sec + MIG_SEC_HDR, p, 4);
+	expect_fed(&f, feed(&f, MIG_SECTION, sec, sizeof(sec)), -EINVAL, "memory map: ");
+	feed_free(&f);
+	for (size_t i = 0; i < sizeof(bad_regions) / sizeof(bad_regions[0]); i++) {
+		s = (struct stream){ 0 };
+		feed_init(&f);
+		feed_hello(&f);
+		memmap_of(&s, bad_regions[i]);
+		expect_fed(&f, feed_stream(&f, &s), -EINVAL, "memory region 0 is malformed");
+		feed_free(&f);
+		free(s.buf);
+	}
+	s = (struct stream){ 0 };
+	feed_init(&f);
+	feed_hello(&f);
+	memmap(&s);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	/* A second map (it is not a section of the file: checked on its own). */
+	free(s.buf);
+	s = (struct stream){ 0 };
+	memmap_of(&s, (struct snap_region){ 0, MEM, SNAP_MEM_ALIGN });
+	expect_fed(&f, feed_stream(&f, &s), -EPROTO, "a second memory map");
+	free(s.buf);
+	/* Sections: shorter than their header, type 0, ids empty or without their NUL. */
+	expect_fed(&f, feed(&f, MIG_SECTION, sec, MIG_SEC_HDR - 1), -EPROTO,
+		   "SECTION frame of 55 bytes");
+	memset(sec, 0, sizeof(sec));
+	memcpy(sec + 8, "x", 2);
+	expect_fed(&f, feed(&f, MIG_SECTION, sec, sizeof(sec)), -EINVAL,
+		   "type 0 with a malformed id");
+	le32(sec, SNAP_SEC_DEV);
+	sec[8] = '\0';
+	expect_fed(&f, feed(&f, MIG_SECTION, sec, sizeof(sec)), -EINVAL, "malformed id");
+	memset(sec + 8, 'a', 48);
+	expect_fed(&f, feed(&f, MIG_SECTION, sec, sizeof(sec)), -EINVAL, "malformed id");
+	/* All sections together are bounded. */
+	memset(sec + 8, 0, 48);
+	memcpy(sec + 8, "big", 4);
+	f.m.state_bytes = MIG_MAX_STATE - 3;
+	expect_fed(&f, feed(&f, MIG_SECTION, sec, sizeof(sec)), -E2BIG, "bytes of state");
+	f.m.state_bytes = 0;
+	/* MEM shorter than its offset, ZERO of the wrong length or empty, AUTH of the wrong size. */
+	expect_fed(&f, feed(&f, MIG_MEM, p, 4), -EPROTO, "MEM frame of 4 bytes");
+	expect_fed(&f, feed(&f, MIG_ZERO, p, 8), -EPROTO, "ZERO frame of 8 bytes");
+	memset(p, 0, 16);
+	expect_fed(&f, feed(&f, MIG_ZERO, p, 16), -EINVAL, "outside guest memory");
+	expect_fed(&f, feed(&f, MIG_AUTH, p, 16), -EPROTO, "unexpected AUTH frame of 16 bytes");
+	/* END with a payload, END with no metadata yet, then anything after a good END. */
+	expect_fed(&f, feed(&f, MIG_END, p, 1), -EPROTO, "unexpected END frame of 1 bytes");
+	expect_fed(&f, feed(&f, MIG_END, NULL, 0), -EPROTO, "END before the metadata");
+	s = (struct stream){ 0 };
+	section(&s, SNAP_SEC_META, "meta", "{}", 2);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	free(s.buf);
+	assert_int_equal(feed(&f, MIG_END, NULL, 0), 0);
+	expect_fed(&f, feed(&f, MIG_END, NULL, 0), -EPROTO, "END frame after END");
+	feed_free(&f);
+}
+
+/* A disks section is kept as sent (the MAC covers it) and is in the snapshot. */
+static void test_disks_section(void **state)
+{
+	struct stream s = { 0 };
+	struct snap_file sf;
+	char path[64], err[512];
+	struct feed f;
+	const struct snap_section *d;
+	void *buf;
+
+	feed_init(&f);
+	body(&s);
+	section(&s, SNAP_SEC_DISKS, "disks", "DISKS!", 6);
+	section(&s, SNAP_SEC_DISKS, "disks2", "2", 1);
+	frame(&s, MIG_END, NULL, 0);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	assert_int_equal(f.m.disks_len, 1);
+	assert_memory_equal(f.m.disks, "2", 1);
+	assert_int_equal(mig_in_finish(&f.m, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", f.fd);
+	if (snap_file_open(&sf, path, true, err, sizeof(err)))
+		fail_msg("%s", err);
+	d = snap_file_find(&sf, SNAP_SEC_DISKS, "disks");
+	assert_non_null(d);
+	assert_int_equal(snap_file_read(&sf, d, &buf), 0);
+	assert_memory_equal(buf, "DISKS!", 6);
+	free(buf);
+	snap_file_close(&sf);
+	feed_free(&f);
+	free(s.buf);
+}
+
 static void test_addresses(void **state)
 {
 	static const char *const good[] = { "127.0.0.1:7000", "[::1]:0", "10.1.2.3:65535" };
@@ -494,10 +699,16 @@ static void test_addresses(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_frame_header),   cmocka_unit_test(test_stream_is_a_snapshot),
-		cmocka_unit_test(test_truncated),      cmocka_unit_test(test_bad_checksum),
-		cmocka_unit_test(test_hostile_frames), cmocka_unit_test(test_addresses),
-		cmocka_unit_test(test_live_rounds),    cmocka_unit_test(test_live_hostile),
+		cmocka_unit_test(test_frame_header),
+		cmocka_unit_test(test_stream_is_a_snapshot),
+		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_bad_checksum),
+		cmocka_unit_test(test_hostile_frames),
+		cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_live_rounds),
+		cmocka_unit_test(test_live_hostile),
+		cmocka_unit_test(test_hostile_frames_each),
+		cmocka_unit_test(test_disks_section),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
