@@ -1118,11 +1118,16 @@ static void test_snapshot(void **state)
 	DAMAGE(VST_QSIZE, 3);	  /* not a power of two */
 	DAMAGE(VST_QSIZE + 1, 1); /* 264 */
 	DAMAGE(VST_QSIZE, 0);
-	DAMAGE(VST_QMSIX, 5);		     /* no such vector */
-	DAMAGE(VST_QDESC + 3, 0x10);	     /* rings outside RAM */
-	DAMAGE(VST_QDESC, 8);		     /* misaligned */
-	DAMAGE(VST_LAST_AVAIL, 2);	     /* a request in flight */
-	DAMAGE(VST_STATUS, ST_ACK | ST_DOK); /* unreachable status */
+	DAMAGE(VST_QMSIX, 5);					      /* no such vector */
+	DAMAGE(VST_QDESC + 3, 0x10);				      /* rings outside RAM */
+	DAMAGE(VST_QDESC, 8);					      /* misaligned */
+	DAMAGE(VST_LAST_AVAIL, 2);				      /* a request in flight */
+	DAMAGE(VST_STATUS, ST_ACK | ST_DOK);			      /* unreachable status */
+	DAMAGE(VST_STATUS, ST_ACK | ST_DRV | ST_FOK | ST_DOK | 0x10); /* a reserved bit */
+	DAMAGE(VST_STATUS, ST_DRV | ST_FOK | ST_DOK); /* DRIVER without ACKNOWLEDGE */
+	DAMAGE(VST_STATUS, ST_ACK | ST_FOK | ST_DOK); /* FEATURES_OK without DRIVER */
+	DAMAGE(4, 0);  /* features accepted without VERSION_1 (bit 32) */
+	DAMAGE(18, 5); /* the configuration's MSI-X vector: no such vector */
 	DAMAGE(VST_ISR, 4);
 	DAMAGE(VST_DEVVER, 2); /* newer than virtio-rnd knows */
 	DAMAGE(VST_DEVLEN, 1); /* device block longer than the stream */
