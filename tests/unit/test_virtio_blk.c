@@ -1147,6 +1147,34 @@ static void test_snapshot(void **state)
 		assert_int_not_equal(load_dev(&g, bad, s1.len, msg, sizeof(msg)), 0);
 		if (!strstr(msg, "3 requests in flight"))
 			fail_msg("in-flight message \"%s\"", msg);
+		/*
+		 * Before the capacity: features, logical and physical sector size; after it
+		 * the ro flag.  Each differing from the device is refused with its own words.
+		 */
+		{
+			static const struct {
+				int off; /* from the capacity */
+				uint8_t val;
+				const char *why;
+			} fld[] = {
+				{ -12, 0x40, "offered features" },
+				{ -7, 0x10, "sectorsize=4096/4096, this one 512/4096" },
+				{ -3, 0x20, "sectorsize=512/8192, this one 512/4096" },
+				{ 8, 1,
+				  "the snapshot's disk was read-only, this one is read-write" },
+			};
+			size_t cap_at = at - 8 - 1 - 20;
+
+			for (size_t i = 0; i < sizeof(fld) / sizeof(fld[0]); i++) {
+				memcpy(bad, s1.buf, s1.len);
+				bad[cap_at + fld[i].off] = fld[i].val;
+				assert_int_not_equal(load_dev(&g, bad, s1.len, msg, sizeof(msg)),
+						     0);
+				if (!strstr(msg, fld[i].why))
+					fail_msg("field %d: message \"%s\" lacks \"%s\"",
+						 fld[i].off, msg, fld[i].why);
+			}
+		}
 		free(bad);
 	}
 	fx_stop(&g);
