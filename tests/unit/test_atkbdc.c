@@ -805,6 +805,147 @@ static void test_no_repeat_after_load(void **state)
 	free(a);
 }
 
+/* Every restore-time check on the PS/2 devices' state, one field out of range at a time. */
+static void test_ps2_checks(void **state)
+{
+	static const struct {
+		unsigned what;
+		int32_t v;
+		const char *why;
+	} mouse[] = {
+		{ 0, 9, "mouse reply queue" },	  { 1, 300, "mouse data queue" },
+		{ 2, 30, "mouse sample rate 30" }, { 3, 4, "mouse resolution" },
+		{ 4, 2, "mouse ID 2" },		  { 5, 0xf4, "parameter of 0xf4" },
+		{ 6, 0x20, "mouse buttons" },	  { 7, 0x20, "mouse reported buttons" },
+		{ 8, 1 << 25, "x movement" },	  { 9, -(1 << 25), "y movement" },
+		{ 10, 1 << 25, "wheel movement" }, { 11, 8, "x remainder" },
+		{ 12, -8, "y remainder" },	  { 13, 256, "mouse reply queue" },
+	},
+	  kbd[] = {
+		  { 0, 9, "keyboard reply queue" },	  { 1, 300, "keyboard data queue" },
+		  { 2, 3, "keyboard scan code set 3" }, { 3, 0xf4, "parameter of 0xf4" },
+		  { 4, 8, "keyboard LEDs" },		  { 5, 0x80, "keyboard typematic byte" },
+	  };
+	struct ps2mouse good_m, m;
+	struct ps2kbd good_k, k;
+	struct sstream s;
+
+	ps2mouse_reset(&good_m);
+	ss_init_load(&s, NULL, 0);
+	ps2mouse_check(&s, &good_m);
+	assert_int_equal(ss_error(&s), 0);
+	/* What a driver can set passes: each rate, resolution, ID and waiting command. */
+	for (unsigned i = 0; i < 4; i++) {
+		static const uint8_t ok[4][3] = {
+			{ 10, 0, 0 }, { 200, 3, 3 }, { 40, 1, 4 }, { 100, 2, 0 }
+		};
+
+		m = good_m;
+		m.rate = ok[i][0];
+		m.res = ok[i][1];
+		m.id = ok[i][2];
+		m.pending = i == 1 ? 0xf3 : i == 2 ? 0xe8 : 0;
+		ss_init_load(&s, NULL, 0);
+		ps2mouse_check(&s, &m);
+		assert_int_equal(ss_error(&s), 0);
+	}
+	for (size_t i = 0; i < sizeof(mouse) / sizeof(mouse[0]); i++) {
+		int32_t v = mouse[i].v;
+
+		m = good_m;
+		switch (mouse[i].what) {
+		case 0:
+			m.reply.count = (uint16_t)v;
+			break;
+		case 1:
+			m.data.count = (uint16_t)v;
+			break;
+		case 2:
+			m.rate = (uint8_t)v;
+			break;
+		case 3:
+			m.res = (uint8_t)v;
+			break;
+		case 4:
+			m.id = (uint8_t)v;
+			break;
+		case 5:
+			m.pending = (uint8_t)v;
+			break;
+		case 6:
+			m.buttons = (uint8_t)v;
+			break;
+		case 7:
+			m.reported = (uint8_t)v;
+			break;
+		case 8:
+			m.dx = v;
+			break;
+		case 9:
+			m.dy = v;
+			break;
+		case 10:
+			m.dz = v;
+			break;
+		case 11:
+			m.fx = v;
+			break;
+		case 12:
+			m.fy = v;
+			break;
+		case 13:
+			m.reply.head = (uint16_t)v;
+			break;
+		}
+		ss_init_load(&s, NULL, 0);
+		ps2mouse_check(&s, &m);
+		if (!ss_error(&s) || !strstr(s.msg, mouse[i].why))
+			fail_msg("mouse case %zu: '%s' lacks '%s'", i, s.msg, mouse[i].why);
+	}
+	ps2kbd_reset(&good_k);
+	ss_init_load(&s, NULL, 0);
+	ps2kbd_check(&s, &good_k);
+	assert_int_equal(ss_error(&s), 0);
+	for (size_t i = 0; i < sizeof(kbd) / sizeof(kbd[0]); i++) {
+		int32_t v = kbd[i].v;
+
+		k = good_k;
+		switch (kbd[i].what) {
+		case 0:
+			k.reply.count = (uint16_t)v;
+			break;
+		case 1:
+			k.data.count = (uint16_t)v;
+			break;
+		case 2:
+			k.scanset = (uint8_t)v;
+			break;
+		case 3:
+			k.pending = (uint8_t)v;
+			break;
+		case 4:
+			k.leds = (uint8_t)v;
+			break;
+		case 5:
+			k.typematic = (uint8_t)v;
+			break;
+		}
+		ss_init_load(&s, NULL, 0);
+		ps2kbd_check(&s, &k);
+		if (!ss_error(&s) || !strstr(s.msg, kbd[i].why))
+			fail_msg("keyboard case %zu: '%s' lacks '%s'", i, s.msg, kbd[i].why);
+	}
+	/* The keyboard's waiting commands and scan set 1 pass. */
+	for (unsigned i = 0; i < 3; i++) {
+		k = good_k;
+		k.pending = (uint8_t[]){ 0xed, 0xf0, 0xf3 }[i];
+		k.scanset = 1;
+		ss_init_load(&s, NULL, 0);
+		ps2kbd_check(&s, &k);
+		assert_int_equal(ss_error(&s), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -822,6 +963,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_client_autorepeat_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_typematic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keyboard_overrun, setup, teardown),
+		cmocka_unit_test(test_ps2_checks),
 		cmocka_unit_test_setup_teardown(test_mouse_identify_and_wheel_detection, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_mouse_stream_packets, setup, teardown),
