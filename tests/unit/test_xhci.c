@@ -929,6 +929,92 @@ static void test_bad_commands(void **state)
 	fx_stop(&f);
 }
 
+/*
+ * Commands test_bad_commands does not reach: Address Device with BSR (the default state, no
+ * address) and its state rules; ports that cannot answer (number 0, a route string, not
+ * enabled); no DCBAA or no entry in it; Configure Endpoint with DC, or adding EP0; Evaluate
+ * Context before an address; a stream ID on Set TR Dequeue; Reset Device in the default state.
+ */
+static void test_more_commands(void **state)
+{
+	struct fx f;
+	uint64_t *dcbaa;
+
+	fx_start(&f);
+	hc_start(&f);
+	dcbaa = gpa(&f, DCBAA, 33 * 8);
+	no_event(&f);
+	f.slot = command(&f, (struct trb){ .control = T_ENABLE_SLOT << 10 }).control >> 24;
+	/* The tablet's port not reset yet (not enabled): no answer. */
+	input_address(&f, 1, EP0_RING, 64);
+	dcbaa[f.slot] = OCTX;
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_TRANSACTION);
+	port_reset(&f, 1);
+	/* Port 0, and a route string (a device behind a hub, and there are none). */
+	input_address(&f, 0, EP0_RING, 64);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	input_address(&f, 1, EP0_RING, 64);
+	ctx_put(&f, ICTX, 1, 0, 1U << 27 | 1U << 20 | 0x12);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_TRANSACTION);
+	/* No entry in the DCBAA for the slot, then no DCBAA at all. */
+	input_address(&f, 1, EP0_RING, 64);
+	dcbaa[f.slot] = 0;
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	dcbaa[f.slot] = OCTX;
+	wr(&f, USBCMD, 0);
+	wr64(&f, DCBAAP, 0);
+	wr(&f, USBCMD, 5);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	wr(&f, USBCMD, 0);
+	wr64(&f, DCBAAP, DCBAA);
+	wr(&f, USBCMD, 5);
+	/* Evaluate Context before any address: a state error. */
+	assert_int_equal(cmd_cc(&f, T_EVALUATE, f.slot, 0, ICTX), CC_CONTEXT_STATE);
+	/* BSR: the default state, address 0; BSR again is a state error; then a real address. */
+	ring_init(&f, &f.ep0, EP0_RING);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 1U << 9, ICTX), CC_SUCCESS);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) >> 27, 1); /* default */
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) & 0xff, 0);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 1U << 9, ICTX), CC_CONTEXT_STATE);
+	assert_int_equal(cmd_cc(&f, T_RESET_DEV, f.slot, 0, 0), CC_CONTEXT_STATE);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_SUCCESS);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) >> 27, 2); /* addressed */
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) & 0xff, f.slot);
+	/* Configure Endpoint adding EP0 (A1) is refused; a good one configures EP1 IN. */
+	memset(gpa(&f, ICTX, 33 * 32), 0, 33 * 32);
+	ctx_put(&f, ICTX, 0, 1, 1U | 1U << 1 | 1U << 3);
+	ctx_put(&f, ICTX, 4, 1, 7U << 3 | 8U << 16);
+	ctx_put(&f, ICTX, 4, 2, (uint32_t)EP1_RING | 1);
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 0, ICTX), CC_PARAMETER);
+	ctx_put(&f, ICTX, 0, 1, 1U | 1U << 3);
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 0, ICTX), CC_SUCCESS);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) >> 27, 3); /* configured */
+	assert_int_equal(ctx_get(&f, OCTX, 3, 0) & 7, 1);   /* EP1 IN running */
+	/* Deconfigure (DC): back to addressed, EP1 disabled, EP0 kept. */
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 1U << 9, 0), CC_SUCCESS);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) >> 27, 2);
+	assert_int_equal(ctx_get(&f, OCTX, 3, 0) & 7, 0);
+	assert_int_equal(ctx_get(&f, OCTX, 1, 0) & 7, 1);
+	/* Set TR Dequeue with a stream ID: there are no streams. */
+	assert_int_equal(cmd_cc(&f, T_STOP_EP, f.slot, 1U << 16, 0), CC_SUCCESS);
+	{
+		struct trb ev = command(&f, (struct trb){ .param = EP0_RING | 1,
+							  .status = 1U << 16,
+							  .control = T_SET_DEQ << 10 | 1U << 16 |
+								     (uint32_t)f.slot << 24 });
+
+		assert_int_equal(cc_of(&ev), CC_TRB);
+	}
+	/* Evaluate Context with A0: the slot takes the exit latency, nothing else. */
+	memset(gpa(&f, ICTX, 33 * 32), 0, 33 * 32);
+	ctx_put(&f, ICTX, 0, 1, 1);
+	ctx_put(&f, ICTX, 1, 1, 0x1234 | 7U << 16);
+	assert_int_equal(cmd_cc(&f, T_EVALUATE, f.slot, 0, ICTX), CC_SUCCESS);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 1) & 0xffff, 0x1234);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 1) >> 16 & 0xff, 1); /* the root port stays */
+	fx_stop(&f);
+}
+
 /* Rings that loop, point outside RAM or never end are bounded and reported. */
 static void test_bad_rings(void **state)
 {
@@ -1755,14 +1841,23 @@ static void test_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_registers),	cmocka_unit_test(test_enumerate),
-		cmocka_unit_test(test_reports),		cmocka_unit_test(test_interrupts),
-		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
-		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_snapshot_checks), cmocka_unit_test(test_ports),
-		cmocka_unit_test(test_bad_control_tds), cmocka_unit_test(test_control_td_shapes),
-		cmocka_unit_test(test_options),		cmocka_unit_test(test_wrap),
-		cmocka_unit_test(test_erstsz_changed),	cmocka_unit_test(test_msi),
+		cmocka_unit_test(test_registers),
+		cmocka_unit_test(test_enumerate),
+		cmocka_unit_test(test_reports),
+		cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_bad_commands),
+		cmocka_unit_test(test_bad_rings),
+		cmocka_unit_test(test_event_ring_full),
+		cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_snapshot_checks),
+		cmocka_unit_test(test_more_commands),
+		cmocka_unit_test(test_ports),
+		cmocka_unit_test(test_bad_control_tds),
+		cmocka_unit_test(test_control_td_shapes),
+		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_erstsz_changed),
+		cmocka_unit_test(test_msi),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
