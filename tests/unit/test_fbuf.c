@@ -849,6 +849,189 @@ static void test_vga_regs_check(void **state)
 	free(vram);
 }
 
+/* ---- VGA memory, driven directly (vga.c's planar model) ---- */
+
+static void vout(struct vga *v, uint16_t port, uint8_t val)
+{
+	vga_ioport(v, port, &val, 1, true);
+}
+
+static void vreg(struct vga *v, uint16_t idx_port, uint8_t idx, uint8_t val)
+{
+	vout(v, idx_port, idx);
+	vout(v, (uint16_t)(idx_port + 1), val);
+}
+
+#define GR(v, i, x) vreg(v, 0x3ce, i, x)
+#define SR(v, i, x) vreg(v, 0x3c4, i, x)
+
+static uint8_t vrd(struct vga *v, uint64_t off)
+{
+	uint8_t b;
+
+	vga_mem(v, off, &b, 1, false);
+	return b;
+}
+
+static void vwr(struct vga *v, uint64_t off, uint8_t val)
+{
+	vga_mem(v, off, &val, 1, true);
+}
+
+/* The four planes of byte @a (planar: interleaved in video memory). */
+static uint32_t planes(const struct vga *v, uint32_t a)
+{
+	const uint8_t *p = &v->vram[a << 2];
+
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * The graphics controller's write modes, logical operations, rotation, set/reset, bit mask
+ * and map mask; read mode 0 and 1 (colour compare, don't care); odd/even and chain-4
+ * addressing; the four memory map windows; the VBE bank window (as the VGA reference and
+ * Bochs VBE describe them).
+ */
+static void test_vga_memory(void **state)
+{
+	uint8_t *vram = calloc(1, 16 * MiB);
+	struct vga v;
+
+	assert_int_equal(vga_init(&v, vram, 16 * MiB, 1920, 1200), 0);
+	vga_reset(&v);
+	SR(&v, 4, 0x06); /* planar */
+	SR(&v, 2, 0x0f);
+	GR(&v, 5, 0x00);
+	GR(&v, 6, 0x05); /* graphics, A0000 64 KiB */
+	GR(&v, 8, 0xff);
+	GR(&v, 1, 0x00);
+	GR(&v, 3, 0x00);
+	/* Mode 0: the byte to every plane the map mask enables. */
+	vwr(&v, 0, 0xa5);
+	assert_int_equal(planes(&v, 0), 0xa5a5a5a5);
+	SR(&v, 2, 0x05);
+	vwr(&v, 1, 0x3c);
+	assert_int_equal(planes(&v, 1), 0x003c003c);
+	SR(&v, 2, 0x0f);
+	/* Set/reset for the enabled planes. */
+	GR(&v, 1, 0x0f);
+	GR(&v, 0, 0x0a);
+	vwr(&v, 2, 0x12);
+	assert_int_equal(planes(&v, 2), 0xff00ff00);
+	GR(&v, 1, 0x00);
+	/* Rotation. */
+	GR(&v, 3, 0x01);
+	vwr(&v, 3, 0x01);
+	assert_int_equal(planes(&v, 3), 0x80808080);
+	GR(&v, 3, 0x00);
+	/* The bit mask keeps the latched bits. */
+	assert_int_equal(vrd(&v, 0), 0xa5); /* latches: 0xa5 in each plane */
+	GR(&v, 8, 0x0f);
+	vwr(&v, 0, 0x00);
+	assert_int_equal(planes(&v, 0), 0xa0a0a0a0);
+	GR(&v, 8, 0xff);
+	/* AND, OR, XOR with the latches. */
+	(void)vrd(&v, 0);
+	GR(&v, 3, 0x08);
+	vwr(&v, 4, 0xf0);
+	assert_int_equal(planes(&v, 4), 0xa0a0a0a0);
+	GR(&v, 3, 0x10);
+	vwr(&v, 4, 0x0f);
+	assert_int_equal(planes(&v, 4), 0xafafafaf);
+	GR(&v, 3, 0x18);
+	vwr(&v, 4, 0xff);
+	assert_int_equal(planes(&v, 4), 0x5f5f5f5f);
+	GR(&v, 3, 0x00);
+	/* Mode 1: the latches as they are (a copy). */
+	(void)vrd(&v, 2);
+	GR(&v, 5, 0x01);
+	vwr(&v, 5, 0x77);
+	assert_int_equal(planes(&v, 5), 0xff00ff00);
+	/* Mode 2: each plane all ones or zeros by the byte's low bits. */
+	GR(&v, 5, 0x02);
+	vwr(&v, 6, 0x05);
+	assert_int_equal(planes(&v, 6), 0x00ff00ff);
+	/* Mode 3: set/reset through a mask of the rotated byte and the bit mask. */
+	(void)vrd(&v, 4); /* latches 0x5f */
+	GR(&v, 5, 0x03);
+	GR(&v, 0, 0x03);
+	vwr(&v, 7, 0xf0);
+	assert_int_equal(planes(&v, 7), 0x0f0fffff);
+	/* Read mode 0: the plane read map select picks. */
+	GR(&v, 5, 0x00);
+	vram[(9 << 2) | 2] = 0x42;
+	GR(&v, 4, 2);
+	assert_int_equal(vrd(&v, 9), 0x42);
+	GR(&v, 4, 0);
+	assert_int_equal(vrd(&v, 9), 0x00);
+	/* Read mode 1: the bits where every cared-for plane matches the colour compare. */
+	GR(&v, 5, 0x08);
+	GR(&v, 2, 0x05); /* colour 0101: plane 0 and 2 set, 1 and 3 clear */
+	GR(&v, 7, 0x0f);
+	assert_int_equal(vrd(&v, 6), 0xff); /* planes ff 00 ff 00 */
+	assert_int_equal(vrd(&v, 2), 0x00); /* planes 00 ff 00 ff */
+	GR(&v, 7, 0x00);		    /* nothing cared for: all match */
+	assert_int_equal(vrd(&v, 2), 0xff);
+	GR(&v, 7, 0x0f);
+	GR(&v, 5, 0x00);
+	/* Odd/even: even addresses to planes 0/2, odd to 1/3, two bytes a dword. */
+	GR(&v, 5, 0x10);
+	vwr(&v, 0x20, 0x11);
+	vwr(&v, 0x21, 0x22);
+	assert_int_equal(vram[(0x10 << 2) | 0], 0x11);
+	assert_int_equal(vram[(0x10 << 2) | 1], 0x22);
+	GR(&v, 4, 2); /* the high page: planes 2 and 3 */
+	vwr(&v, 0x20, 0x33);
+	assert_int_equal(vram[(0x10 << 2) | 2], 0x33);
+	assert_int_equal(vrd(&v, 0x20), 0x33);
+	GR(&v, 4, 0);
+	assert_int_equal(vrd(&v, 0x21), 0x22);
+	SR(&v, 2, 0x0d); /* plane 1 masked: the odd byte is not written */
+	vwr(&v, 0x21, 0x99);
+	assert_int_equal(vram[(0x10 << 2) | 1], 0x22);
+	SR(&v, 2, 0x0f);
+	GR(&v, 5, 0x00);
+	/* Chain-4: byte addressing, the plane is the address's low two bits. */
+	SR(&v, 4, 0x0e);
+	vwr(&v, 0x102, 0x5a);
+	assert_int_equal(vram[0x102], 0x5a);
+	assert_int_equal(vrd(&v, 0x102), 0x5a);
+	SR(&v, 2, 0x0b); /* plane 2 masked */
+	vwr(&v, 0x106, 0x5a);
+	assert_int_equal(vram[0x106], 0);
+	SR(&v, 2, 0x0f);
+	SR(&v, 4, 0x06);
+	/* Memory map windows: B0000 32 KiB, B8000 32 KiB, A0000 128 KiB. */
+	GR(&v, 6, 0x09);
+	assert_int_equal(vrd(&v, 0x0000), 0xff); /* A0000: not mapped now */
+	vwr(&v, 0x0000, 0x00);
+	assert_int_equal(planes(&v, 0), 0xa0a0a0a0);
+	vwr(&v, 0x10001, 0x66);
+	assert_int_equal(planes(&v, 1), 0x66666666);
+	assert_int_equal(vrd(&v, 0x18000), 0xff); /* past its 32 KiB */
+	GR(&v, 6, 0x0d);
+	vwr(&v, 0x18001, 0x77);
+	assert_int_equal(planes(&v, 1), 0x77777777);
+	assert_int_equal(vrd(&v, 0x10001), 0xff);
+	GR(&v, 6, 0x01);
+	vwr(&v, 0x1ffff, 0x44); /* 128 KiB: the last byte, plane offset 0xffff */
+	assert_int_equal(planes(&v, 0xffff), 0x44444444);
+	/* VBE on: a 64 KiB bank window into the whole of video memory. */
+	vga_vbe_write(&v, VBE_INDEX_XRES, 640);
+	vga_vbe_write(&v, VBE_INDEX_YRES, 480);
+	vga_vbe_write(&v, VBE_INDEX_BPP, 8);
+	vga_vbe_write(&v, VBE_INDEX_ENABLE, VBE_ENABLED);
+	vga_vbe_write(&v, VBE_INDEX_BANK, 3);
+	vwr(&v, 0x10, 0xab);
+	assert_int_equal(vram[0x30010], 0xab);
+	assert_int_equal(vrd(&v, 0x10), 0xab);
+	assert_int_equal(vrd(&v, 0x10000), 0xff); /* past the window */
+	vwr(&v, 0x10000, 0xcd);
+	assert_int_equal(vram[0x40000], 0);
+	vga_free(&v);
+	free(vram);
+}
+
 /* ---- options ---- */
 
 static void refused(const char *opt, const char *needle)
@@ -1039,6 +1222,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_refused, setup, teardown),
 		cmocka_unit_test(test_vga_regs_check),
+		cmocka_unit_test(test_vga_memory),
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test_setup_teardown(test_font_psf, setup, teardown),
 	};
