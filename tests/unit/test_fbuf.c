@@ -1032,6 +1032,78 @@ static void test_vga_memory(void **state)
 	free(vram);
 }
 
+/*
+ * Bochs VBE registers against a small video memory (256 KiB): a mode too big for it keeps
+ * fewer lines, a virtual width that does not fit falls back to the mode's, offsets stay in
+ * the virtual screen, read-only and unknown registers ignore writes, the bank stays inside
+ * video memory, and the memory is cleared on enable unless NOCLEARMEM says not to.
+ */
+static void test_vbe_edges(void **state)
+{
+	uint8_t *vram = calloc(1, 256 * KiB);
+	uint16_t *e;
+	struct vga v;
+
+	assert_int_equal(vga_init(&v, vram, 256 * KiB, 1920, 1200), 0);
+	vga_reset(&v);
+	e = v.r.vbe;
+	assert_int_equal(vga_vbe_read(&v, VBE_NREGS), 0);
+	assert_int_equal(vga_vbe_read(&v, VBE_INDEX_VIDEO_MEMORY_64K), 4);
+	vga_vbe_write(&v, VBE_INDEX_VIDEO_MEMORY_64K, 99);
+	vga_vbe_write(&v, VBE_NREGS, 99);
+	assert_int_equal(vga_vbe_read(&v, VBE_INDEX_VIDEO_MEMORY_64K), 4);
+	/* BPP 0 means 8; YRES 0 or above the maximum is ignored. */
+	vga_vbe_write(&v, VBE_INDEX_BPP, 16);
+	vga_vbe_write(&v, VBE_INDEX_BPP, 0);
+	assert_int_equal(e[VBE_INDEX_BPP], 8);
+	vga_vbe_write(&v, VBE_INDEX_YRES, 0);
+	vga_vbe_write(&v, VBE_INDEX_YRES, 1201);
+	assert_int_equal(e[VBE_INDEX_YRES], 480);
+	/* 640x480x32 is 1.2 MB: 102 lines of 2560 bytes fit in 256 KiB, and that is all. */
+	vga_vbe_write(&v, VBE_INDEX_BPP, 32);
+	memset(vram, 0x77, 256 * KiB);
+	vga_vbe_write(&v, VBE_INDEX_ENABLE, VBE_ENABLED | VBE_NOCLEARMEM);
+	assert_int_equal(e[VBE_INDEX_YRES], 256 * KiB / 2560);
+	assert_int_equal(e[VBE_INDEX_VIRT_HEIGHT], 256 * KiB / 2560);
+	assert_int_equal(vram[1000], 0x77); /* not cleared */
+	/* A virtual width the memory cannot hold for the mode's lines: back to the mode's. */
+	vga_vbe_write(&v, VBE_INDEX_VIRT_WIDTH, 1280);
+	assert_int_equal(e[VBE_INDEX_VIRT_WIDTH], 640);
+	vga_vbe_write(&v, VBE_INDEX_VIRT_WIDTH, 320); /* narrower than the mode */
+	assert_int_equal(e[VBE_INDEX_VIRT_WIDTH], 640);
+	vga_vbe_write(&v, VBE_INDEX_X_OFFSET, 8); /* no room to pan */
+	assert_int_equal(e[VBE_INDEX_X_OFFSET], 0);
+	vga_vbe_write(&v, VBE_INDEX_VIRT_HEIGHT, 1); /* read-only */
+	assert_int_equal(e[VBE_INDEX_VIRT_HEIGHT], 256 * KiB / 2560);
+	/* The bank stays inside video memory; disabling resets it. */
+	vga_vbe_write(&v, VBE_INDEX_BANK, 3);
+	vga_vbe_write(&v, VBE_INDEX_BANK, 4);
+	assert_int_equal(e[VBE_INDEX_BANK], 3);
+	vga_vbe_write(&v, VBE_INDEX_ENABLE, 0);
+	assert_int_equal(e[VBE_INDEX_BANK], 0);
+	/* 320x200x8 fits with room: a wider virtual screen and panning are kept. */
+	vga_vbe_write(&v, VBE_INDEX_XRES, 320);
+	vga_vbe_write(&v, VBE_INDEX_YRES, 200);
+	vga_vbe_write(&v, VBE_INDEX_BPP, 8);
+	vga_vbe_write(&v, VBE_INDEX_ENABLE, VBE_ENABLED);
+	assert_int_equal(vram[1000], 0); /* cleared this time */
+	assert_int_equal(vram[320 * 200], 0x77);
+	vga_vbe_write(&v, VBE_INDEX_VIRT_WIDTH, 640);
+	assert_int_equal(e[VBE_INDEX_VIRT_WIDTH], 640);
+	assert_int_equal(e[VBE_INDEX_VIRT_HEIGHT], 256 * KiB / 640);
+	vga_vbe_write(&v, VBE_INDEX_X_OFFSET, 400);
+	assert_int_equal(e[VBE_INDEX_X_OFFSET], 320);
+	vga_vbe_write(&v, VBE_INDEX_Y_OFFSET, 100);
+	assert_int_equal(e[VBE_INDEX_Y_OFFSET], 100);
+	/* Enabling again while enabled keeps the screen (and the offsets). */
+	vram[0] = 0x55;
+	vga_vbe_write(&v, VBE_INDEX_ENABLE, VBE_ENABLED | VBE_LFB_ENABLED);
+	assert_int_equal(vram[0], 0x55);
+	assert_int_equal(e[VBE_INDEX_Y_OFFSET], 100);
+	vga_free(&v);
+	free(vram);
+}
+
 /* ---- options ---- */
 
 static void refused(const char *opt, const char *needle)
@@ -1223,6 +1295,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_refused, setup, teardown),
 		cmocka_unit_test(test_vga_regs_check),
 		cmocka_unit_test(test_vga_memory),
+		cmocka_unit_test(test_vbe_edges),
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test_setup_teardown(test_font_psf, setup, teardown),
 	};
