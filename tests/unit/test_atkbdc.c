@@ -830,6 +830,8 @@ static void test_ps2_checks(void **state)
 	struct ps2kbd good_k, k;
 	struct sstream s;
 
+	/* As the controller has them: zeroed (calloc), then reset. */
+	memset(&good_m, 0, sizeof(good_m));
 	ps2mouse_reset(&good_m);
 	ss_init_load(&s, NULL, 0);
 	ps2mouse_check(&s, &good_m);
@@ -902,6 +904,7 @@ static void test_ps2_checks(void **state)
 		if (!ss_error(&s) || !strstr(s.msg, mouse[i].why))
 			fail_msg("mouse case %zu: '%s' lacks '%s'", i, s.msg, mouse[i].why);
 	}
+	memset(&good_k, 0, sizeof(good_k));
 	ps2kbd_reset(&good_k);
 	ss_init_load(&s, NULL, 0);
 	ps2kbd_check(&s, &good_k);
