@@ -5,7 +5,7 @@ virtio-net-pci), same guest, same backend type (slirp), same run.  bench/README.
 every figure.
 
 usage: bench/net.py [--quick] [--reps N] [--seconds S] [--size B] [--window W] [--no-qemu]
-                    [--nic e1000|virtio|all] [--dir tx|rx|all]
+                    [--nic e1000|virtio|all] [--dir tx|rx|all] [--khyve-opt KEY=VALUE]...
 
   --quick       one repetition
   --reps N      repetitions of each measurement (default 3); the table shows median (min..max)
@@ -15,6 +15,8 @@ usage: bench/net.py [--quick] [--reps N] [--seconds S] [--size B] [--window W] [
   --no-qemu     skip the QEMU peer
   --nic N       e1000, virtio (virtio-net) or all (default)
   --dir D       tx (guest to host), rx (host to guest) or all (default)
+  --khyve-opt KEY=VALUE
+                an -o option for khyve's runs, e.g. mmio.coalesce=off (repeatable)
 
 Environment: KHYVE_BUILD (default build/), QEMU (default qemu-system-x86_64), QEMU_CPU
 (default host,arch-capabilities=off), CC (default cc) for the sink.
@@ -87,9 +89,12 @@ def free_udp_port():
     return port
 
 
-def vm_args(vmm, nic, log, cmd):
+def vm_args(vmm, nic, log, cmd, opts=()):
     if vmm == "khyve":
-        return khyve_args(KHYVE, GUEST, MEM, log, cmd, "off", "netbench", ["-s", KHYVE_DEV[nic]])
+        extra = ["-s", KHYVE_DEV[nic]]
+        for o in opts:
+            extra += ["-o", o]
+        return khyve_args(KHYVE, GUEST, MEM, log, cmd, "off", "netbench", extra)
     return qemu_args(QEMU_CPU, "pc", MEM, QGUEST, cmd) + [
         "-netdev", "user,id=n0", "-device", QEMU_DEV[nic] + ",netdev=n0",
         "-serial", "file:" + log, "-display", "none", "-no-reboot"]
@@ -121,7 +126,7 @@ def run_one(own, sink, vmm, nic, d, a, tag):
     s = own.spawn([sink, str(port)], stdout=subprocess.PIPE)
     time.sleep(0.1)
     with open(err, "wb") as ef:
-        p = own.spawn(vm_args(vmm, nic, log, cmd), stderr=ef)
+        p = own.spawn(vm_args(vmm, nic, log, cmd, a.khyve_opt), stderr=ef)
     try:
         end = time.monotonic() + a.seconds + 120
         while p.poll() is None and time.monotonic() < end:
@@ -216,8 +221,9 @@ def summary(res, nics, dirs, a, qemu):
         "maxima)" % (time.strftime("%Y-%m-%d"), os.uname().nodename, CPUS, MEM, a.size,
                      a.window, a.seconds, a.reps))
     table(rows)
-    say("tree %s; host load average (1 min) %.1f at the start, %.1f at the end" %
-        (res["version"], res["load0"], os.getloadavg()[0]))
+    say("tree %s; host load average (1 min) %.1f at the start, %.1f at the end%s" %
+        (res["version"], res["load0"], os.getloadavg()[0],
+         "".join("; khyve -o " + o for o in a.khyve_opt)))
     say_warnings()
 
 
@@ -253,6 +259,8 @@ def main():
     ap.add_argument("--no-qemu", action="store_true")
     ap.add_argument("--nic", choices=NICS + ("all",), default="all")
     ap.add_argument("--dir", choices=DIRS + ("all",), default="all")
+    ap.add_argument("--khyve-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="an -o option for khyve's runs (repeatable)")
     a = ap.parse_args()
     a.reps = 1 if a.quick else max(1, a.reps)
     a.seconds = max(1, a.seconds)

@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: BSD-2-Clause
-/* Port-I/O and MMIO dispatch: a sorted array searched by bisection under a read lock. */
+/*
+ * Port-I/O and MMIO dispatch: a sorted array searched by bisection under a read lock; and
+ * KVM's ring of coalesced writes, drained into the same handlers (bus.h).
+ */
 #include "bus.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 void bus_init(struct bus *b)
 {
 	memset(b, 0, sizeof(*b));
 	pthread_rwlock_init(&b->lock, NULL);
+	pthread_mutex_init(&b->clock, NULL);
+	b->ring_fd = -1;
 }
 
 void bus_destroy(struct bus *b)
@@ -22,9 +28,13 @@ void bus_destroy(struct bus *b)
 		free(st);
 	}
 	free(b->ranges);
+	free(b->zones);
 	pthread_rwlock_destroy(&b->lock);
+	pthread_mutex_destroy(&b->clock);
 	b->ranges = NULL;
-	b->n = b->cap = 0;
+	b->zones = NULL;
+	b->ring = NULL;
+	b->n = b->cap = b->nzones = b->zcap = 0;
 }
 
 /* Index of the first range whose end is above @addr. */
@@ -193,6 +203,235 @@ void bus_stats_foreach(struct bus *b, void (*fn)(const struct bus_stats *st, voi
 	for (i = 0; copy && i < n; i++)
 		fn(&copy[i], arg);
 	free(copy);
+}
+
+/* ---- coalesced writes ---- */
+
+/*
+ * Set while this thread drains: a handler that drains again (or changes zones) must not wait
+ * for the lock its own thread holds, and must not hand out the entry being handled twice.
+ */
+static __thread bool draining;
+
+static void cstat_add(uint64_t *c, uint64_t v)
+{
+	__atomic_fetch_add(c, v, __ATOMIC_RELAXED);
+}
+
+/* Does [@addr, @addr + @len) lie inside one zone?  Written so that no sum can wrap. */
+static bool zone_has(const struct bus *b, uint64_t addr, uint32_t len)
+{
+	for (unsigned i = 0; i < b->nzones; i++) {
+		const struct bus_zone *z = &b->zones[i];
+
+		if (addr >= z->base && addr - z->base < z->len && len <= z->len - (addr - z->base))
+			return true;
+	}
+	return false;
+}
+
+static bool entry_ok(const struct bus *b, const struct kvm_coalesced_mmio *e)
+{
+	/* KVM buffers single accesses of at most 8 bytes, never port I/O in an MMIO zone. */
+	if (e->pio || !e->len || e->len > 8 || (e->len & (e->len - 1)))
+		return false;
+	return zone_has(b, e->phys_addr, e->len);
+}
+
+/*
+ * With b->clock held.  The ring is written by KVM (at last) and by us (first); nothing in it
+ * is trusted: the indices are checked against the ring's size, every entry against the
+ * zones, and an entry is copied out before it is looked at.  @first moves on only once the
+ * write was handled, so a thread that sees the ring empty (bus_coalesce_drain's check) knows
+ * every buffered write has landed, not merely been taken.
+ */
+static void drain_locked(struct bus *b)
+{
+	struct kvm_coalesced_mmio_ring *r = b->ring;
+	uint32_t first, last;
+
+	if (!r)
+		return;
+	first = __atomic_load_n(&r->first, __ATOMIC_RELAXED);
+	last = __atomic_load_n(&r->last, __ATOMIC_ACQUIRE); /* entries before last are written */
+	if (first >= b->ring_max || last >= b->ring_max) {
+		static bool told;
+
+		cstat_add(&b->cstats.dropped, 1);
+		if (!told) {
+			told = true;
+			fprintf(stderr,
+				"khyve: coalesced MMIO ring indices out of range (first %u, last "
+				"%u, "
+				"size %u): buffered writes dropped\n",
+				first, last, b->ring_max);
+		}
+		/* KVM refuses to buffer with a bad last; a bad first is ours to put right. */
+		if (last < b->ring_max)
+			__atomic_store_n(&r->first, last, __ATOMIC_RELEASE);
+		return;
+	}
+	if (first == last)
+		return;
+	cstat_add(&b->cstats.drains, 1);
+	draining = true;
+	/* Only what was there when we looked: a guest writing on does not keep us here. */
+	while (first != last) {
+		struct kvm_coalesced_mmio e;
+
+		memcpy(&e, &r->coalesced_mmio[first], sizeof(e));
+		if (entry_ok(b, &e)) {
+			bus_access(b, e.phys_addr, e.data, e.len, true);
+			cstat_add(&b->cstats.writes, 1);
+		} else {
+			cstat_add(&b->cstats.dropped, 1);
+		}
+		first = (first + 1) % b->ring_max;
+		__atomic_store_n(&r->first, first, __ATOMIC_RELEASE);
+	}
+	draining = false;
+}
+
+void bus_coalesce_drain(struct bus *b)
+{
+	struct kvm_coalesced_mmio_ring *r = __atomic_load_n(&b->ring, __ATOMIC_ACQUIRE);
+
+	if (!r || draining)
+		return;
+	/* The common case, on every vCPU exit: nothing buffered, no lock. */
+	if (__atomic_load_n(&r->first, __ATOMIC_ACQUIRE) ==
+	    __atomic_load_n(&r->last, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&b->clock);
+	drain_locked(b);
+	pthread_mutex_unlock(&b->clock);
+}
+
+int bus_coalesce_attach(struct bus *b, int vm_fd, struct kvm_coalesced_mmio_ring *ring,
+			unsigned max)
+{
+	if (!ring || !max)
+		return -EINVAL;
+	pthread_mutex_lock(&b->clock);
+	b->ring_fd = vm_fd;
+	b->ring_max = max;
+	__atomic_store_n(&b->ring, ring, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&b->clock);
+	return 0;
+}
+
+void bus_coalesce_detach(struct bus *b)
+{
+	pthread_mutex_lock(&b->clock);
+	drain_locked(b);
+	__atomic_store_n(&b->ring, NULL, __ATOMIC_RELEASE);
+	b->nzones = 0;
+	__atomic_store_n(&b->cstats.zones, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&b->clock);
+}
+
+static int zone_ioctl(struct bus *b, unsigned long req, uint64_t base, uint64_t len)
+{
+	struct kvm_coalesced_mmio_zone z = { .addr = base, .size = (uint32_t)len };
+
+	if (b->ring_fd < 0)
+		return 0; /* a ring without KVM (unit tests): the zone is only recorded */
+	return ioctl(b->ring_fd, req, &z) < 0 ? -errno : 0;
+}
+
+int bus_coalesce_add(struct bus *b, uint64_t base, uint64_t len)
+{
+	bool nested = draining;
+	int ret = 0;
+
+	if (!len || len > UINT32_MAX || base + len < base)
+		return -EINVAL;
+	if (!nested)
+		pthread_mutex_lock(&b->clock);
+	if (!b->ring) {
+		ret = -ENODEV;
+		goto out;
+	}
+	if (b->nzones == b->zcap) {
+		unsigned cap = b->zcap ? b->zcap * 2 : 16;
+		struct bus_zone *z = realloc(b->zones, cap * sizeof(*z));
+
+		if (!z) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		b->zones = z;
+		b->zcap = cap;
+	}
+	ret = zone_ioctl(b, KVM_REGISTER_COALESCED_MMIO, base, len);
+	if (!ret) {
+		b->zones[b->nzones++] = (struct bus_zone){ base, len };
+		__atomic_store_n(&b->cstats.zones, b->nzones, __ATOMIC_RELAXED);
+	}
+out:
+	if (!nested)
+		pthread_mutex_unlock(&b->clock);
+	return ret;
+}
+
+void bus_coalesce_del(struct bus *b, uint64_t base, uint64_t len)
+{
+	bool nested = draining;
+	unsigned i;
+
+	if (!nested)
+		pthread_mutex_lock(&b->clock);
+	for (i = 0; i < b->nzones; i++)
+		if (b->zones[i].base == base && b->zones[i].len == len)
+			break;
+	if (i < b->nzones) {
+		zone_ioctl(b, KVM_UNREGISTER_COALESCED_MMIO, base, len);
+		b->zones[i] = b->zones[--b->nzones];
+		__atomic_store_n(&b->cstats.zones, b->nzones, __ATOMIC_RELAXED);
+	}
+	if (!nested)
+		pthread_mutex_unlock(&b->clock);
+}
+
+void bus_coalesce_get_stats(struct bus *b, struct bus_coalesce_stats *out)
+{
+	out->writes = __atomic_load_n(&b->cstats.writes, __ATOMIC_RELAXED);
+	out->drains = __atomic_load_n(&b->cstats.drains, __ATOMIC_RELAXED);
+	out->dropped = __atomic_load_n(&b->cstats.dropped, __ATOMIC_RELAXED);
+	out->zones = __atomic_load_n(&b->cstats.zones, __ATOMIC_RELAXED);
+}
+
+unsigned bus_zones_split(uint64_t len, const struct bus_zone *holes, unsigned nholes,
+			 struct bus_zone *out, unsigned max)
+{
+	uint64_t at = 0;
+	unsigned n = 0;
+
+	while (at < len) {
+		const struct bus_zone *next = NULL;
+		uint64_t end, hend = 0;
+
+		/* The lowest hole that still reaches past @at. */
+		for (unsigned i = 0; i < nholes; i++) {
+			const struct bus_zone *h = &holes[i];
+			uint64_t e = h->base + h->len < h->base ? UINT64_MAX : h->base + h->len;
+
+			if (!h->len || e <= at || (next && h->base >= next->base))
+				continue;
+			next = h;
+			hend = e;
+		}
+		end = next && next->base < len ? next->base : len;
+		if (end > at) {
+			if (n < max)
+				out[n] = (struct bus_zone){ at, end - at };
+			n++;
+		}
+		if (!next || next->base >= len)
+			break;
+		at = hend > at ? hend : at;
+	}
+	return n;
 }
 
 uint64_t io_get(const void *data, unsigned size)

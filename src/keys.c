@@ -57,6 +57,8 @@ const struct config_key config_keys[] = {
 	{ "snapshot.trust", "auto, file or none: where a restore takes host resources from" },
 	{ "snapshot.key", "the key file that authenticates this user's snapshots" },
 	{ "vmgenid", "on or off: the VM Generation ID device (ACPI), renewed at every restore" },
+	{ "mmio.coalesce",
+	  "on or off: KVM buffers writes to device registers that do not need an exit" },
 	{ "sandbox", "on, off or log: the seccomp filter" },
 	{ "user", "the user khyve becomes once the VM is built" },
 	{ "debug.timing", "true: print how long until the guest runs" },

@@ -67,6 +67,11 @@ struct vcpu *vcpu_create(struct vm *vm, unsigned id, char *err, size_t errlen)
 		vcpu_destroy(v);
 		return NULL;
 	}
+	/* The VM's coalesced MMIO ring is reached through a vCPU's mapping: the first one's. */
+	if (id == 0 && vm_coalesce_setup(vm, v->fd, err, errlen)) {
+		vcpu_destroy(v);
+		return NULL;
+	}
 	return v;
 }
 
@@ -221,6 +226,12 @@ static bool vcpu_handle_exit(struct vcpu *v)
 {
 	struct kvm_run *r = v->run;
 
+	/*
+	 * Writes KVM buffered (coalesced MMIO, bus.h), by any vCPU, land before anything this
+	 * exit does or reads: a register read, a doorbell, a port, even a halt (the tick would
+	 * get them there, later).  Without coalesced zones this is two loads.
+	 */
+	bus_coalesce_drain(&v->vm->mmio);
 	vcpu_count_exit(v, r->exit_reason);
 	switch (r->exit_reason) {
 	case KVM_EXIT_IO:

@@ -352,6 +352,63 @@ int vm_mem_hole(struct vm *vm, uint64_t gpa, uint64_t size)
 }
 
 /* Device memory slots come after every slot guest RAM and firmware may use. */
+/* ---- coalesced MMIO ---- */
+
+static void vm_coalesce_tick(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	bus_coalesce_drain(&vm->mmio);
+	vtimer_arm(&vm->ctick, vclock_ns(&vm->ev) + VM_COALESCE_TICK_NS);
+}
+
+int vm_coalesce_attach(struct vm *vm, struct kvm_coalesced_mmio_ring *ring, unsigned max)
+{
+	int ret = bus_coalesce_attach(&vm->mmio, vm->vm_fd, ring, max);
+
+	if (ret)
+		return ret;
+	vtimer_init(&vm->ctick, &vm->ev, vm_coalesce_tick, vm);
+	vtimer_arm(&vm->ctick, vclock_ns(&vm->ev) + VM_COALESCE_TICK_NS);
+	return 0;
+}
+
+int vm_coalesce_setup(struct vm *vm, int vcpu_fd, char *err, size_t errlen)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	bool on = true;
+	int off;
+	void *ring;
+
+	if (vm->cfg && config_get_bool(vm->cfg, "mmio.coalesce", true, &on)) {
+		snprintf(err, errlen, "mmio.coalesce=%s: expected on or off",
+			 config_get(vm->cfg, "mmio.coalesce"));
+		return -EINVAL;
+	}
+	/* The capability's value is the ring's page within the vCPU mapping; 0: none. */
+	off = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+	if (!on || off <= 0 || page <= 0 || (off + 1) * page > vm->run_size)
+		return 0;
+	/*
+	 * A mapping of its own, not the vCPU's: it must outlive the vCPUs, since a backend
+	 * thread may still drain while the devices are destroyed (vm_destroy).
+	 */
+	ring = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd,
+		    (off_t)off * page);
+	if (ring == MAP_FAILED) {
+		int e = errno;
+
+		snprintf(err, errlen, "mapping KVM's coalesced MMIO ring: %s", strerror(e));
+		return -e;
+	}
+	vm->cring = ring;
+	vm->cring_size = (size_t)page;
+	return vm_coalesce_attach(vm, ring,
+				  (unsigned)(((size_t)page -
+					      sizeof(struct kvm_coalesced_mmio_ring)) /
+					     sizeof(struct kvm_coalesced_mmio)));
+}
+
 #define DEVMEM_SLOT_BASE 64
 #define DEVMEM_SLOTS 32
 static pthread_mutex_t devmem_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -484,6 +541,11 @@ void vm_destroy(struct vm *vm)
 			vcpu_destroy(vm->vcpus[i]);
 	free(vm->vcpus);
 	vm->vcpus = NULL;
+	/* No vCPU buffers writes any more: hand the last ones over, then no drain does more. */
+	if (vm->mmio.ring) {
+		vtimer_cancel(&vm->ctick);
+		bus_coalesce_detach(&vm->mmio);
+	}
 	/*
 	 * Quiesce every device first (worker threads stopped, nothing in flight), then destroy
 	 * them newest first: a device may still use one created before it (a PCI function its
@@ -515,6 +577,9 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->nmem; i++)
 		munmap(vm->mem[i].hva, vm->mem[i].size);
 	vm->nmem = 0;
+	if (vm->cring)
+		munmap(vm->cring, vm->cring_size);
+	vm->cring = NULL;
 	if (vm->sigfd >= 0)
 		close(vm->sigfd);
 	if (vm->vm_fd >= 0)

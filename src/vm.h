@@ -108,6 +108,10 @@ struct vm {
 	struct cpuid_mask cpuid_unkept; /* ... and what of it KVM showed them anyway */
 
 	struct bus pio, mmio;
+	/* KVM's coalesced MMIO ring (bus.h), mapped on its own, and the timer that drains it. */
+	struct kvm_coalesced_mmio_ring *cring;
+	size_t cring_size;
+	struct vtimer ctick;
 	struct evloop ev;
 	struct dev *devs, **devs_tail;
 	struct vm_disk *disks;
@@ -178,6 +182,21 @@ int vm_devmem_dirty(struct vm *vm, int slot, uint64_t *bitmap);
 
 /* Guest-physical to host pointer for [gpa, gpa+len); NULL unless wholly inside guest RAM. */
 void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/*
+ * Coalesced MMIO (bus.h): with -o mmio.coalesce=on (default) and KVM_CAP_COALESCED_MMIO, map
+ * KVM's ring through vCPU @vcpu_fd (the first vCPU's; the ring is one per VM) and give it to
+ * the MMIO bus.  Without the capability, or with off, nothing happens and devices' zones are
+ * refused: every write exits.  0, or -errno with @err (a bad value, or the mapping failed).
+ */
+int vm_coalesce_setup(struct vm *vm, int vcpu_fd, char *err, size_t errlen);
+/*
+ * Give @ring (@max entries; unit tests pass one of their own) to the MMIO bus and start the
+ * timer that drains it every VM_COALESCE_TICK_NS, so the writes of a guest that makes no exit
+ * for a while (polling memory, or halted in the kernel) still land.
+ */
+#define VM_COALESCE_TICK_NS (10 * 1000 * 1000ULL)
+int vm_coalesce_attach(struct vm *vm, struct kvm_coalesced_mmio_ring *ring, unsigned max);
 
 void vm_add_dev(struct vm *vm, struct dev *d);
 /* Register a disk image for snapshots (the device keeps owning @disk and its fd). */

@@ -623,6 +623,12 @@ static void print_stats(struct json_object *r)
 			       get_u64(v, "reads"), get_u64(v, "writes"), get_u64(v, "bytes"));
 		}
 	}
+	if (json_object_object_get_ex(r, "coalesced", &v) &&
+	    json_object_is_type(v, json_type_object))
+		printf("coalesced MMIO: %" PRIu64 " zones, %" PRIu64 " writes buffered, %" PRIu64
+		       " drains, %" PRIu64 " dropped\n",
+		       get_u64(v, "zones"), get_u64(v, "writes"), get_u64(v, "drains"),
+		       get_u64(v, "dropped"));
 	if (json_object_object_get_ex(r, "snapshots", &a) &&
 	    json_object_is_type(a, json_type_array)) {
 		size_t n = json_object_array_length(a);

@@ -993,6 +993,23 @@ static struct json_object *stats_snapshots(struct ctl *ctl)
 	return a;
 }
 
+/* The coalesced MMIO ring (bus.h): null when the VM has none. */
+static struct json_object *stats_coalesced(struct vm *vm)
+{
+	struct bus_coalesce_stats cs;
+	struct json_object *o;
+
+	if (!vm->mmio.ring)
+		return NULL;
+	bus_coalesce_get_stats(&vm->mmio, &cs);
+	o = json_object_new_object();
+	add_u64(o, "zones", cs.zones);
+	add_u64(o, "writes", cs.writes);
+	add_u64(o, "drains", cs.drains);
+	add_u64(o, "dropped", cs.dropped);
+	return o;
+}
+
 /* bhyvectl --get-stats: exits per vCPU, accesses per device region, the last checkpoints. */
 static int req_get_stats(struct ctl_req *r)
 {
@@ -1010,6 +1027,7 @@ static int req_get_stats(struct ctl_req *r)
 	io.bus = "mmio";
 	bus_stats_foreach(&vm->mmio, stats_io_one, &io);
 	json_object_object_add(o, "io", io.a);
+	json_object_object_add(o, "coalesced", stats_coalesced(vm));
 	json_object_object_add(o, "snapshots", stats_snapshots(vm->ctl));
 	send_obj(r, o);
 	return 0;

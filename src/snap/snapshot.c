@@ -3,7 +3,8 @@
  * The snapshot orchestrator: the order in which a VM is saved and restored.
  *
  * Save (snap_save), on the event-loop thread so no device timer fires meanwhile:
- *   1. pause every vCPU (acknowledged: all are out of KVM_RUN, no exit left unfinished)
+ *   1. pause every vCPU (acknowledged: all are out of KVM_RUN, no exit left unfinished),
+ *      then hand the writes KVM buffered (coalesced MMIO, bus.h) to their devices
  *   2. read every clock in one instant: device clock (frozen there for the devices' saves),
  *      kvmclock, each vCPU's TSC, wall-clock time (snap/clocks.h)
  *   3. pause every device (in-flight work drained, output flushed); saving a device may
@@ -127,6 +128,12 @@ static int pause_vm(struct vm *vm, struct snap_clocks *clk, char *err, size_t er
 		return -EALREADY;
 	}
 	vcpus_pause(vm);
+	/*
+	 * The guest's last coalesced writes are still in KVM's ring: a device saved now would
+	 * lose them (a receive buffer given back, a filter set), and after a restore the ring
+	 * is a new, empty one.  No vCPU runs, so none comes after this.
+	 */
+	bus_coalesce_drain(&vm->mmio);
 	ret = clk ? snap_clocks_sample(vm, clk, err, errlen) : 0;
 	if (!ret) {
 		ret = devices_pause(vm, err, errlen);

@@ -19,6 +19,15 @@
  *	07				pause, save, load into the same device, save again: the
  *					same bytes, then resume
  *	08 off:u8 val:u32 w:u8		the I/O window (IOADDR / IODATA)
+ *	09 sel:u8 off:u24 len:u8 val:u64 [addr:u64]
+ *					a write into KVM's coalesced MMIO ring, as KVM would
+ *					put it there (if there is room): at BAR 0 + off, or with
+ *					sel bit 0 at addr; len and (sel bit 1) the port I/O
+ *					flag as given, malformed or not
+ *	0a sel:u8 [first:u32 last:u32]	drain the ring (sel bit 0: after setting its indices)
+ *
+ * The ring stands in for KVM's (bus.h): a page of the fuzzer's own, attached before the NIC,
+ * so BAR 0 has its coalesced zones and the backend's frames drain it first.
  *
  * What must hold: no crash, no sanitizer report, no hang, and a paused device saves, loads and
  * saves back to the same bytes.
@@ -48,6 +57,7 @@ extern const struct pci_emul pci_emul_e1000;
 #define TXB(i) (0x100000ULL + 0x800ULL * (i))
 #define RXB(i) (0x200000ULL + 0x800ULL * (i))
 #define MAX_OPS 512
+#define RING_MAX 170 /* entries in a 4 KiB page, as KVM's */
 
 static int null_open(struct net_backend *nb, const struct net_backend_args *a, char *err,
 		     size_t errlen)
@@ -142,6 +152,36 @@ static void tx_desc(struct vm *vm, uint64_t bar, struct fz *f)
 	reg_wr(vm, bar, E1000_TDT, (tdt + 1) % NDESC);
 }
 
+/* A guest's write as KVM buffers it: a ring that is full takes nothing (the write exits). */
+static void ring_put(struct kvm_coalesced_mmio_ring *r, uint64_t bar, struct fz *f)
+{
+	uint8_t sel = fz_u8(f);
+	uint64_t addr = bar + fz_uint(f, 3);
+	uint32_t len = fz_u8(f);
+	uint64_t val = fz_u64(f);
+	struct kvm_coalesced_mmio *e;
+
+	if (sel & 1)
+		addr = fz_u64(f);
+	if (r->first >= RING_MAX || r->last >= RING_MAX || (r->last + 1) % RING_MAX == r->first)
+		return;
+	e = &r->coalesced_mmio[r->last];
+	e->phys_addr = addr;
+	e->len = len;
+	e->pio = sel >> 1 & 1;
+	memcpy(e->data, &val, 8);
+	r->last = (r->last + 1) % RING_MAX;
+}
+
+static void ring_drain(struct vm *vm, struct kvm_coalesced_mmio_ring *r, struct fz *f)
+{
+	if (fz_u8(f) & 1) {
+		r->first = fz_u32(f);
+		r->last = fz_u32(f);
+	}
+	bus_coalesce_drain(&vm->mmio);
+}
+
 static void run(struct vm *vm, struct pci_dev *pd, uint64_t bar, uint16_t io, struct fz *f)
 {
 	struct e1000 *e = pd->priv;
@@ -150,7 +190,7 @@ static void run(struct vm *vm, struct pci_dev *pd, uint64_t bar, uint16_t io, st
 		uint8_t op = fz_u8(f), b[4];
 		size_t got;
 
-		switch (op % 9) {
+		switch (op % 11) {
 		case 0: {
 			uint32_t reg = fz_u16(f) & 0x1FFFC;
 
@@ -195,6 +235,12 @@ static void run(struct vm *vm, struct pci_dev *pd, uint64_t bar, uint16_t io, st
 			bus_access(&vm->pio, io + (off & 4), b, 4, w);
 			break;
 		}
+		case 9:
+			ring_put(vm->mmio.ring, bar, f);
+			break;
+		case 10:
+			ring_drain(vm, vm->mmio.ring, f);
+			break;
 		}
 	}
 }
@@ -204,6 +250,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz f = { data, size };
+	struct kvm_coalesced_mmio_ring *ring = calloc(1, 4096);
 	struct config cfg;
 	struct pci_dev *pd;
 	struct vm vm;
@@ -213,7 +260,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	net_backend_register(&null_type);
 	fz_vm_init(&vm, &cfg, RAM);
 	config_set(&cfg, "pci.0.3.0.backend", "null");
-	if (pci_setup(&vm, err, sizeof(err)))
+	if (!ring || pci_setup(&vm, err, sizeof(err)) || vm_coalesce_attach(&vm, ring, RING_MAX))
 		abort();
 	pd = pci_dev_add(&vm, 3, 0, &pci_emul_e1000, err, sizeof(err));
 	FZ_ASSERT(pd, "e1000: %s", err);
@@ -224,6 +271,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	identity(pd);
 	vm_destroy(&vm);
 	config_free(&cfg);
+	free(ring);
 	return 0;
 }
 
@@ -242,6 +290,21 @@ static void seed_frame(struct fz_seed *s)
 void fuzz_seeds(void)
 {
 	struct fz_seed s;
+
+	/* Receive buffers given back through the ring (RDT), then a frame that finds them. */
+	fz_seed_start(&s);
+	fz_put(&s, 9, 1);
+	fz_put(&s, 0, 1);
+	fz_put(&s, E1000_RDT, 3);
+	fz_put(&s, 4, 1);
+	fz_put(&s, 5, 8);
+	fz_put(&s, 4, 1);
+	fz_put(&s, 60, 2);
+	seed_frame(&s);
+	fz_put(&s, 10, 1);
+	fz_put(&s, 0, 1);
+	fz_put(&s, 7, 1);
+	fz_seed_write(&s, "coalesced-rdt");
 
 	/* A legacy packet: the frame in buffer 0, one descriptor with EOP, RS, IC. */
 	fz_seed_start(&s);

@@ -7,7 +7,8 @@
  * VLAN insertion and stripping, the receive filters, the receive checksum offload, the FCS,
  * the FIFO, loopback, statistics, reset, the I/O window, malformed rings, pause and snapshot
  * (save -> load -> save identity, timers re-armed from the time left, the announce, refused
- * streams), options, and on the real slirp backend (loopback only) a hostfwd connection
+ * streams), coalesced MMIO (which registers are buffered, the zones following BAR 0, buffered
+ * writes landing before a frame from the network and before a snapshot), options, and on the real slirp backend (loopback only) a hostfwd connection
  * reaching the receive ring as a TCP SYN.  A "wire" backend registered through the
  * net_backend interface stands in for the network elsewhere: it records what the device
  * sends and injects what it receives.
@@ -36,6 +37,7 @@
 #include "dev/net/net_csum.h"
 #include "dev/pci/pci.h"
 #include "devsnap.h"
+#include "snap/snapshot.h"
 #include "sstream.h"
 #include "vm.h"
 
@@ -2726,6 +2728,193 @@ static uint16_t free_tcp_port(void)
  * -s 3,e1000,slirp,hostfwd=tcp:PORT-:22: a connection to 127.0.0.1:PORT reaches the guest
  * through the e1000's receive ring as a TCP SYN for 10.0.2.15:22.
  */
+/* ---- coalesced MMIO (bus.h) ---- */
+
+#define CRING_MAX 170 /* entries in a 4 KiB ring, as KVM's */
+
+/* The fixture with a ring of the test's own standing in for KVM's, attached before the NIC. */
+static struct kvm_coalesced_mmio_ring *cx_init(struct fx *f)
+{
+	struct kvm_coalesced_mmio_ring *ring = calloc(1, 4096);
+	char err[256];
+
+	assert_non_null(ring);
+	net_backend_register(&wire_type);
+	wire_reset();
+	fx_create(f, (const char *const[]){ "backend=wire", "mac=52:54:00:12:34:56", NULL });
+	assert_int_equal(vm_coalesce_attach(&f->vm, ring, CRING_MAX), 0);
+	if (!fx_add(f, err, sizeof(err)))
+		fail_msg("e1000: %s", err);
+	return ring;
+}
+
+static void cx_destroy(struct fx *f, struct kvm_coalesced_mmio_ring *ring)
+{
+	fx_destroy(f);
+	free(ring);
+	wire_reset();
+}
+
+/* What KVM does with a guest's write into a zone. */
+static void cx_write(struct fx *f, struct kvm_coalesced_mmio_ring *ring, uint32_t off, uint32_t v)
+{
+	struct kvm_coalesced_mmio *e = &ring->coalesced_mmio[ring->last];
+
+	assert_int_not_equal((ring->last + 1) % CRING_MAX, ring->first);
+	e->phys_addr = f->bar + off;
+	e->len = 4;
+	e->pio = 0;
+	io_put(e->data, 4, v);
+	__atomic_store_n(&ring->last, (ring->last + 1) % CRING_MAX, __ATOMIC_RELEASE);
+}
+
+static bool cx_buffered(struct fx *f, uint64_t addr)
+{
+	for (unsigned i = 0; i < f->vm.mmio.nzones; i++) {
+		const struct bus_zone *z = &f->vm.mmio.zones[i];
+
+		if (addr >= z->base && addr + 4 <= z->base + z->len)
+			return true;
+	}
+	return false;
+}
+
+static void test_coalesced_zones(void **state)
+{
+	static const uint32_t sync[] = {
+		E1000_CTRL,  E1000_CTRL_ALIAS, E1000_MDIC, E1000_ICR,  E1000_ITR,   E1000_ICS,
+		E1000_IMS,   E1000_IMC,	       E1000_TCTL, E1000_RDTR, E1000_TDBAL, E1000_TDBAH,
+		E1000_TDLEN, E1000_TDH,	       E1000_TDT,  E1000_TIDV,
+	};
+	static const uint32_t buffered[] = {
+		E1000_STATUS, E1000_EECD, E1000_EERD, E1000_RCTL, E1000_RDBAL,
+		E1000_RDLEN,  E1000_RDH,  E1000_RDT,  E1000_RADV, E1000_TADV,
+		E1000_MTA,    E1000_RA,	  E1000_VFTA, E1000_TIPG, E1000_MMIO_SIZE - 4,
+	};
+	struct kvm_coalesced_mmio_ring *ring;
+	struct fx f;
+	uint64_t old, moved = 0xD0000000ULL;
+	uint8_t b[4];
+
+	(void)state;
+	ring = cx_init(&f);
+	assert_int_equal(f.vm.mmio.nzones, 6);
+	for (unsigned i = 0; i < sizeof(sync) / sizeof(sync[0]); i++)
+		if (cx_buffered(&f, f.bar + sync[i]))
+			fail_msg("register 0x%x is coalesced", sync[i]);
+	for (unsigned i = 0; i < sizeof(buffered) / sizeof(buffered[0]); i++)
+		if (!cx_buffered(&f, f.bar + buffered[i]))
+			fail_msg("register 0x%x is not coalesced", buffered[i]);
+	/* The I/O window is port I/O: never buffered. */
+	assert_false(cx_buffered(&f, f.io));
+	/* The guest moves BAR 0: the zones go with it. */
+	old = f.bar;
+	io_put(b, 4, 0x80000000U | SLOT << 11 | PCIR_BAR(0));
+	bus_access(&f.vm.pio, 0xCF8, b, 4, true);
+	io_put(b, 4, (uint32_t)moved);
+	bus_access(&f.vm.pio, 0xCFC, b, 4, true);
+	f.bar = pci_bar_addr(f.pd, 0);
+	assert_int_equal(f.bar, moved);
+	assert_int_equal(f.vm.mmio.nzones, 6);
+	assert_true(cx_buffered(&f, moved + E1000_RDT));
+	assert_false(cx_buffered(&f, old + E1000_RDT));
+	assert_false(cx_buffered(&f, moved + E1000_TDT));
+	/* Memory decoding off: no zone at all; on again: back. */
+	io_put(b, 4, 0x80000000U | SLOT << 11 | PCIR_COMMAND);
+	bus_access(&f.vm.pio, 0xCF8, b, 4, true);
+	io_put(b, 2, PCIM_CMD_IO);
+	bus_access(&f.vm.pio, 0xCFC, b, 2, true);
+	assert_int_equal(f.vm.mmio.nzones, 0);
+	io_put(b, 2, PCIM_CMD_IO | PCIM_CMD_MEM);
+	bus_access(&f.vm.pio, 0xCFC, b, 2, true);
+	assert_int_equal(f.vm.mmio.nzones, 6);
+	cx_destroy(&f, ring);
+}
+
+/* The backend thread's frame sees the receive buffers the guest gave back (RDT, buffered). */
+static void test_coalesced_rdt_before_frame(void **state)
+{
+	struct kvm_coalesced_mmio_ring *ring;
+	uint8_t frame[60], mac[6];
+	const uint8_t *data;
+	struct rxd r;
+	struct fx f;
+
+	(void)state;
+	ring = cx_init(&f);
+	drv_up(&f, 0);
+	my_mac(&f, mac);
+	/* The driver has used every buffer: none is the device's. */
+	w32(&f, E1000_RDT, r32(&f, E1000_RDH));
+	f.rdt = r32(&f, E1000_RDH);
+	f.rx_next = f.rdt;
+	/* It hands 4 back, with a write KVM only buffers. */
+	for (uint32_t k = 0; k < 4; k++) {
+		uint32_t i = (f.rdt + k) % NDESC;
+		uint64_t a = RXB(i);
+		uint8_t *d = gpa(&f, RX_RING + 16ULL * i, 16);
+
+		memset(d, 0, 16);
+		memcpy(d, &a, 8);
+	}
+	cx_write(&f, ring, E1000_RDT, (f.rdt + 4) % NDESC);
+	assert_int_equal(r32(&f, E1000_RDT), f.rdt); /* not there yet */
+	eth(frame, mac, peer_mac, 0x0800);
+	fill(frame + 14, sizeof(frame) - 14, 3);
+	inject(&f, frame, sizeof(frame));
+	/* Delivered into the buffer given back, not held in the FIFO for a later write. */
+	assert_true(rx_next(&f, &r, &data));
+	assert_int_equal(r.len, sizeof(frame) + 4); /* with its FCS: RCTL.SECRC is clear */
+	assert_memory_equal(data, frame, sizeof(frame));
+	assert_int_equal(f.e->fifo.n, 0);
+	assert_int_equal(ring->first, ring->last);
+	cx_destroy(&f, ring);
+}
+
+/* A write still buffered when a checkpoint pauses the VM is in the snapshot. */
+static void test_coalesced_snapshot_drain(void **state)
+{
+	struct kvm_coalesced_mmio_ring *ring;
+	struct fx f, g;
+	char err[256];
+	uint8_t *a;
+	size_t alen;
+
+	(void)state;
+	ring = cx_init(&f);
+	drv_up(&f, 0);
+	cx_write(&f, ring, E1000_RADV, 0x1234);
+	cx_write(&f, ring, E1000_MTA + 8, 0xA5A5A5A5U);
+	cx_write(&f, ring, E1000_RDT, 5);
+	assert_int_equal(f.e->s.reg[R_RADV], 0); /* buffered: the device has not seen it */
+	/* The orchestrator's pause: vCPUs (none here), the ring, then devices. */
+	assert_int_equal(snap_pause_vm(&f.vm, err, sizeof(err)), 0);
+	a = devsnap_save_copy(&f.pd->dev, &alen);
+	assert_int_equal(snap_resume_vm(&f.vm, err, sizeof(err)), 0);
+	fx_init(&g, (const char *const[]){ "backend=wire", "mac=52:54:00:aa:bb:cc", NULL });
+	assert_int_equal(devsnap_load(&g.pd->dev, a, alen, pci_emul_e1000.version), 0);
+	assert_int_equal(r32(&g, E1000_RADV), 0x1234);
+	assert_int_equal(r32(&g, E1000_MTA + 8), 0xA5A5A5A5U);
+	assert_int_equal(r32(&g, E1000_RDT), 5);
+	free(a);
+	fx_destroy(&g);
+	cx_destroy(&f, ring);
+}
+
+/* A guest that polls memory and makes no exit: its writes land by the VM's tick. */
+static void test_coalesced_tick(void **state)
+{
+	struct kvm_coalesced_mmio_ring *ring;
+	struct fx f;
+
+	(void)state;
+	ring = cx_init(&f);
+	cx_write(&f, ring, E1000_RADV, 0x77);
+	advance(&f, VM_COALESCE_TICK_NS);
+	assert_int_equal(f.e->s.reg[R_RADV], 0x77);
+	cx_destroy(&f, ring);
+}
+
 static void test_slirp_hostfwd_syn(void **state)
 {
 	static uint8_t r[2048];
@@ -2840,6 +3029,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tso_context_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_corners, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_corners, setup, teardown),
+		cmocka_unit_test(test_coalesced_zones),
+		cmocka_unit_test(test_coalesced_rdt_before_frame),
+		cmocka_unit_test(test_coalesced_snapshot_drain),
+		cmocka_unit_test(test_coalesced_tick),
 		cmocka_unit_test(test_slirp_hostfwd_syn),
 		cmocka_unit_test(test_csum_and_crc),
 	};

@@ -37,7 +37,11 @@
  * requires: 64-bit accesses are split, narrower writes are ignored.
  *
  * Threads: registers on vCPU threads (TDT writes transmit there), frames from the backend
- * on its thread, interrupt timers on the event-loop thread; one lock (e1000.h).
+ * on its thread, interrupt timers on the event-loop thread; one lock (e1000.h).  Writes to
+ * registers without an effect the guest waits for (RDT, RCTL, the filter tables...) are
+ * coalesced MMIO: KVM buffers them and they arrive, in order, at the next exit of any vCPU,
+ * before a frame from the network, at a pause, or from the VM's 10 ms tick (bus.h,
+ * e1000_sync_regs below, -o mmio.coalesce).
  *
  * Snapshots: pause sends every whole packet the driver queued and then holds frames from the
  * network in the FIFO (dropped when it is full, as a link would drop them) until resume.
@@ -694,6 +698,8 @@ static void e1000_backend_rx(void *opaque, const void *frame, size_t len)
 {
 	struct e1000 *e = opaque;
 
+	/* RDT, RCTL and the filters as the guest last wrote them: buffered writes first. */
+	bus_coalesce_drain(&e->vm->mmio);
 	pthread_mutex_lock(&e->lock);
 	/* No link, or looped back inside the PHY or MAC: the wire is not listened to. */
 	if (e1000_link_up(e) && !e1000_loopback(e))
@@ -1154,6 +1160,24 @@ static void e1000_free(struct e1000 *e)
 	free(e);
 }
 
+/*
+ * The registers whose writes must reach the device at once (holes in the coalesced zones of
+ * BAR 0, see pci_bar_coalesce): what the guest then waits for without reading the device
+ * again.  Reset and link (CTRL and its alias), a PHY access (MDIC), interrupt causes, masks
+ * and throttle (ICR, ITR, ICS, IMS, IMC), the flush-partial-descriptor bits of RDTR and TIDV
+ * (an interrupt now), and everything that starts the transmitter: TCTL and the transmit
+ * ring's TDBAL..TDT (TIDV is next to them).  QEMU keeps the same ones out of its zones, and
+ * buffers the rest, RDT above all: a guest handing receive buffers back costs no exit.
+ */
+static const struct bus_zone e1000_sync_regs[] = {
+	{ E1000_CTRL, E1000_STATUS - E1000_CTRL },
+	{ E1000_MDIC, 4 },
+	{ E1000_ICR, E1000_IMC + 4 - E1000_ICR },
+	{ E1000_TCTL, 4 },
+	{ E1000_RDTR, 4 },
+	{ E1000_TDBAL, E1000_TIDV + 4 - E1000_TDBAL },
+};
+
 static int pci_setup_caps(struct pci_dev *pd)
 {
 	int pm, ret;
@@ -1162,6 +1186,9 @@ static int pci_setup_caps(struct pci_dev *pd)
 	pci_set_cfg16(pd, PCIR_SUBVEND, E1000_VENDOR);
 	pci_set_cfg16(pd, PCIR_SUBDEV, E1000_DEV_82545EM);
 	ret = pci_bar_declare(pd, 0, PCI_BAR_MEM32, E1000_MMIO_SIZE, false);
+	if (!ret)
+		ret = pci_bar_coalesce(pd, 0, e1000_sync_regs,
+				       sizeof(e1000_sync_regs) / sizeof(e1000_sync_regs[0]));
 	if (!ret)
 		ret = pci_bar_declare(pd, 1, PCI_BAR_IO, E1000_IO_SIZE, false);
 	if (!ret)

@@ -327,6 +327,22 @@ static void pci_rom_sync(struct pci_dev *pd, bool up)
 }
 
 /*
+ * A coalescing BAR's zones at its current address (bar_lock held), put up or taken down
+ * with its bus range.  A zone KVM refuses is simply not there: its writes exit.
+ */
+static void pci_bar_zones(struct pci_bar *b, bool up)
+{
+	for (unsigned i = 0; i < b->nczones; i++) {
+		uint64_t a = b->addr + b->czones[i].base;
+
+		if (up)
+			bus_coalesce_add(&b->pd->vm->mmio, a, b->czones[i].len);
+		else
+			bus_coalesce_del(&b->pd->vm->mmio, a, b->czones[i].len);
+	}
+}
+
+/*
  * Make the buses match what every BAR wants: first take down each registration that moved or
  * was disabled, then put up each wanted one.  A BAR whose address overlaps something else
  * stays down (the guest programmed a conflict) and is retried at the next sync, so one that
@@ -345,6 +361,7 @@ static void pci_bus_sync_bars(struct pci_bus *bus)
 				if (b->ram_slot >= 0)
 					vm_devmem_unmap(pd->vm, b->ram_slot);
 				b->ram_slot = -1;
+				pci_bar_zones(b, false);
 				bus_unregister(bar_bus(b), b->addr);
 				b->on = false;
 			}
@@ -370,6 +387,7 @@ static void pci_bus_sync_bars(struct pci_bus *bus)
 				if (b->ram)
 					b->ram_slot = vm_devmem_map(pd->vm, b->addr, b->size,
 								    b->ram, b->ram_log);
+				pci_bar_zones(b, true);
 			}
 		}
 		if (pd)
@@ -431,6 +449,39 @@ int pci_bar_declare(struct pci_dev *pd, int idx, enum pci_bar_type type, uint64_
 	pthread_mutex_lock(&pd->lock);
 	cfg_wr(pd, PCIR_BAR(idx), 4, bar_flags(b));
 	pthread_mutex_unlock(&pd->lock);
+	return 0;
+}
+
+static unsigned msix_pba_words(unsigned nvec);
+
+int pci_bar_coalesce(struct pci_dev *pd, int idx, const struct bus_zone *sync, unsigned nsync)
+{
+	struct bus_zone holes[PCI_COALESCE_ZONES + 2], zones[PCI_COALESCE_ZONES];
+	struct pci_bar *b;
+	unsigned n;
+
+	if (idx < 0 || idx >= PCI_BARS || nsync > PCI_COALESCE_ZONES)
+		return -EINVAL;
+	b = &pd->bar[idx];
+	if ((b->type != PCI_BAR_MEM32 && b->type != PCI_BAR_MEM64) || b->ram || b->czones)
+		return -EINVAL;
+	memcpy(holes, sync, nsync * sizeof(*sync));
+	if (pd->msix.nvec && pd->msix.bar == idx) {
+		/* Masking a vector takes effect at once (PCI 3.0, 6.8.2.9): never buffered. */
+		holes[nsync++] = (struct bus_zone){ pd->msix.table_off, 16ULL * pd->msix.nvec };
+		holes[nsync++] = (struct bus_zone){ pd->msix.pba_off,
+						    8ULL * msix_pba_words(pd->msix.nvec) };
+	}
+	n = bus_zones_split(b->size, holes, nsync, zones, PCI_COALESCE_ZONES);
+	if (n > PCI_COALESCE_ZONES)
+		return -ENOSPC;
+	if (!n)
+		return 0;
+	b->czones = malloc(n * sizeof(*zones));
+	if (!b->czones)
+		return -ENOMEM;
+	memcpy(b->czones, zones, n * sizeof(*zones));
+	b->nczones = n;
 	return 0;
 }
 
@@ -1449,6 +1500,8 @@ static void pci_dev_free(struct pci_dev *pd)
 	free(pd->rom_owned);
 	free(pd->msix.table);
 	free(pd->msix.pba);
+	for (int i = 0; i < PCI_BARS; i++)
+		free(pd->bar[i].czones);
 	pthread_mutex_destroy(&pd->lock);
 	free(pd);
 }

@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bus.h"
 #include "dev/dev.h"
 
 struct vm;
@@ -159,6 +160,9 @@ struct pci_bar {
 	void *ram;
 	bool ram_log;
 	int ram_slot;
+	/* pci_bar_coalesce: the zones, as offsets within the BAR, registered while it decodes. */
+	struct bus_zone *czones;
+	unsigned nczones;
 };
 
 /* The expansion ROM BAR (configuration offset 0x30), read-only memory of the emulation's. */
@@ -255,6 +259,18 @@ int pci_bar_set_ram(struct pci_dev *pd, int idx, void *hva, bool log_dirty);
  * @bitmap (BAR size / 4096 bits, rounded up to 64).  -ENODEV when it is not mapped now.
  */
 int pci_bar_ram_dirty(struct pci_dev *pd, int idx, uint64_t *bitmap);
+/*
+ * Let KVM buffer the guest's writes to memory BAR @idx (declared, not RAM-backed) as
+ * coalesced MMIO (bus.h), except in the @nsync ranges @sync (offsets within the BAR): the
+ * registers whose writes have an effect the guest waits for without another exit, such as a
+ * doorbell, an interrupt mask or cause, a reset.  Reads always exit, and every exit first
+ * hands over what was buffered, so a register the guest reads back needs no hole; a backend
+ * thread that reads state such writes change calls bus_coalesce_drain first.  An MSI-X table
+ * or PBA in the BAR (pci_msix_init first) is kept out too.  The zones follow the BAR as the
+ * guest moves it; without the ring (bus.h) it changes nothing.  init only.  0 or -errno.
+ */
+#define PCI_COALESCE_ZONES 32 /* most zones one BAR may need */
+int pci_bar_coalesce(struct pci_dev *pd, int idx, const struct bus_zone *sync, unsigned nsync);
 /*
  * An expansion ROM of @len bytes at @data (which the emulation keeps, and may rewrite while
  * the VM is paused) in a ROM BAR of @size bytes (a power of two >= @len, >= 2 KiB), as a
