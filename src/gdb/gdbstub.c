@@ -58,6 +58,7 @@ struct gdbstub {
 	bool stop_valid;
 	unsigned stop_cpu;
 	enum gdb_stop_kind stop_kind;
+	unsigned stop_dr6;	     /* B0-B3 of a GDB_STOP_HW_BP stop */
 	bool *stepping;		     /* per vCPU, as the last resume set it */
 	struct kvm_guest_debug *dbg; /* per vCPU, as the last resume set it */
 };
@@ -359,7 +360,7 @@ static int cpl_fn(struct vcpu *v, void *opaque)
 }
 
 /*
- * On PVM the guest's ring 3 runs natively and its #DB and #BP go straight to the guest, not
+ * On PVM (measured) the guest's ring 3 runs natively and its #DB and #BP go straight to the guest, not
  * to KVM: a step there would hand the guest a debug exception it never asked for.  Refused,
  * so gdb says the step failed instead of the guest crashing.
  */
@@ -525,6 +526,7 @@ bool gdbstub_debug_exit(struct vcpu *v)
 		g->stop_valid = true;
 		g->stop_cpu = v->id;
 		g->stop_kind = kind;
+		g->stop_dr6 = (unsigned)(a->dr6 & DR6_B0_3);
 		if (write(g->evfd, &one, sizeof(one)) < 0) {
 			/* the count is already non-zero */
 		}
@@ -550,8 +552,8 @@ static void on_stop(void *opaque, uint32_t events)
 {
 	struct gdbstub *g = opaque;
 	enum gdb_stop_kind kind;
+	unsigned cpu, dr6;
 	bool valid;
-	unsigned cpu;
 	uint64_t n;
 
 	if (read(g->evfd, &n, sizeof(n)) < 0)
@@ -560,11 +562,15 @@ static void on_stop(void *opaque, uint32_t events)
 	valid = g->running && g->stop_valid;
 	cpu = g->stop_cpu;
 	kind = g->stop_kind;
+	dr6 = g->stop_dr6;
 	pthread_mutex_unlock(&g->lock);
 	if (!valid || g->cfd < 0)
 		return;
 	hold_all(g);
-	gdb_session_stopped(&g->s, cpu, kind);
+	if (kind == GDB_STOP_HW_BP)
+		gdb_session_stopped_hw(&g->s, cpu, dr6);
+	else
+		gdb_session_stopped(&g->s, cpu, kind);
 }
 
 /* ---- the connection ---- */
@@ -657,9 +663,10 @@ static void on_accept(void *opaque, uint32_t events)
 	gdb_session_init(&g->s, &g->t);
 	fprintf(stderr, "khyve: gdb: debugger connected; the guest is stopped\n");
 	if (g->pvm)
-		fprintf(stderr, "khyve: gdb: this host's KVM is PVM: software breakpoints are "
-				"refused, single steps and hardware breakpoints work in guest "
-				"ring 0 only (khyve(8), -G)\n");
+		fprintf(stderr,
+			"khyve: gdb: this host's KVM is PVM: software breakpoints and "
+			"watchpoints are refused, single steps and hardware breakpoints work "
+			"in guest ring 0 only (khyve(8), -G)\n");
 }
 
 /* ---- setup ---- */
@@ -772,6 +779,7 @@ int gdbstub_open(struct vm *vm, char *err, size_t errlen)
 		.ncpus = vm->ncpus,
 		.opaque = g,
 		.no_sw_bp = g->pvm,
+		.no_watch = g->pvm,
 		.get_regs = t_get_regs,
 		.set_regs = t_set_regs,
 		.translate = t_translate,

@@ -12,6 +12,12 @@
 /* DR7: global enable of breakpoint n (bits 1, 3, 5, 7); GE, and bit 10 which reads as 1. */
 #define DR7_G(n) (2ULL << (2 * (n)))
 #define DR7_FIXED 0x600ULL
+/* DR7's condition and length of breakpoint n: two bits each, from bit 16 + 4n. */
+#define DR7_RW(n, rw) ((uint64_t)(rw) << (16 + 4 * (n)))
+#define DR7_LEN(n, l) ((uint64_t)(l) << (18 + 4 * (n)))
+#define DR7_RW_EXEC 0
+#define DR7_RW_WRITE 1
+#define DR7_RW_ACCESS 3
 #define SIGINT_GDB 2
 #define SIGTRAP_GDB 5
 
@@ -220,7 +226,12 @@ static void reply_stop(struct gdb_session *s)
 	const char *why = s->stop_kind == GDB_STOP_SW_BP   ? "swbreak:;"
 			  : s->stop_kind == GDB_STOP_HW_BP ? "hwbreak:;"
 							   : "";
+	int w = s->stop_slot;
 
+	/* A watchpoint's stop names it by its address, as gdb set it. */
+	if (s->stop_kind == GDB_STOP_HW_BP && w >= 0 && s->hw_rw[w] != DR7_RW_EXEC)
+		return reply(s, "T%02xthread:%x;%swatch:%llx;", sig, s->stop_cpu + 1,
+			     s->hw_rw[w] == DR7_RW_ACCESS ? "a" : "", (unsigned long long)s->hw[w]);
 	reply(s, "T%02xthread:%x;%s", sig, s->stop_cpu + 1, why);
 }
 
@@ -499,12 +510,18 @@ static void sw_remove(struct gdb_session *s, struct gdb_sw_bp *b)
 	b->used = false;
 }
 
-static int hw_insert(struct gdb_session *s, uint64_t addr)
+static bool hw_same(const struct gdb_session *s, int i, uint64_t addr, uint8_t rw, uint8_t len)
+{
+	return s->hw_used[i] && s->hw[i] == addr && s->hw_rw[i] == rw && s->hw_len[i] == len;
+}
+
+/* A debug register: an instruction breakpoint (@rw exec, @len 1) or a watchpoint. */
+static int hw_insert(struct gdb_session *s, uint64_t addr, uint8_t rw, uint8_t len)
 {
 	int free_slot = -1;
 
 	for (int i = GDB_MAX_HW_BP - 1; i >= 0; i--) {
-		if (s->hw_used[i] && s->hw[i] == addr)
+		if (hw_same(s, i, addr, rw, len))
 			return 0;
 		if (!s->hw_used[i])
 			free_slot = i;
@@ -512,15 +529,43 @@ static int hw_insert(struct gdb_session *s, uint64_t addr)
 	if (free_slot < 0)
 		return -ENOSPC;
 	s->hw[free_slot] = addr;
+	s->hw_rw[free_slot] = rw;
+	s->hw_len[free_slot] = len;
 	s->hw_used[free_slot] = true;
 	return 0;
 }
 
-static void hw_remove(struct gdb_session *s, uint64_t addr)
+static void hw_remove(struct gdb_session *s, uint64_t addr, uint8_t rw, uint8_t len)
 {
 	for (int i = 0; i < GDB_MAX_HW_BP; i++)
-		if (s->hw_used[i] && s->hw[i] == addr)
+		if (hw_same(s, i, addr, rw, len))
 			s->hw_used[i] = false;
+}
+
+/*
+ * Z2 (write) and Z4 (access) watchpoints in the debug registers: 1, 2, 4 or 8 bytes, aligned
+ * to their length (SDM vol. 3B, 18.2.5).  x86 has no read-only watchpoint: Z3 is answered ""
+ * (not supported), never as an access watchpoint that would also stop on writes.
+ */
+static void cmd_watchpoint(struct gdb_session *s, bool insert, uint64_t type, uint64_t addr,
+			   uint64_t len)
+{
+	uint8_t rw = type == 2 ? DR7_RW_WRITE : DR7_RW_ACCESS;
+	int ret = 0;
+
+	if (type == 3 || type > 4)
+		return reply(s, "%s", "");
+	if ((len != 1 && len != 2 && len != 4 && len != 8) || addr % len)
+		return reply_err(s, EINVAL);
+	if (insert && s->t->no_watch)
+		ret = -EOPNOTSUPP;
+	else if (insert)
+		ret = hw_insert(s, addr, rw, (uint8_t)len);
+	else
+		hw_remove(s, addr, rw, (uint8_t)len);
+	if (ret)
+		return reply_err(s, ret);
+	reply(s, "OK");
 }
 
 /* Z0/z0 (software) and Z1/z1 (hardware execution) breakpoints: [Zz]type,addr,kind. */
@@ -536,7 +581,7 @@ static void cmd_breakpoint(struct gdb_session *s, bool insert, struct cursor *c)
 	if (!cur_done(c) && *c->p != ';')
 		return reply_err(s, EINVAL);
 	if (type > 1)
-		return reply(s, "%s", ""); /* watchpoints: gdb falls back to stepping */
+		return cmd_watchpoint(s, insert, type, addr, kind);
 	if (kind != 1)
 		return reply_err(s, EINVAL); /* an x86 breakpoint is one byte */
 	if (type == 0 && insert && s->t->no_sw_bp)
@@ -546,9 +591,9 @@ static void cmd_breakpoint(struct gdb_session *s, bool insert, struct cursor *c)
 	else if (type == 0 && (b = sw_find(s, addr)))
 		sw_remove(s, b);
 	else if (type == 1 && insert)
-		ret = hw_insert(s, addr);
+		ret = hw_insert(s, addr, DR7_RW_EXEC, 1);
 	else if (type == 1)
-		hw_remove(s, addr);
+		hw_remove(s, addr, DR7_RW_EXEC, 1);
 	if (ret)
 		return reply_err(s, ret);
 	reply(s, "OK");
@@ -558,12 +603,16 @@ static void cmd_breakpoint(struct gdb_session *s, bool insert, struct cursor *c)
 
 static void resume_debug(struct gdb_session *s, struct gdb_resume *r)
 {
+	/* DR7's LEN of 1, 2, 8 and 4 bytes is 00, 01, 10, 11 (hw_len is one of them). */
+	static const uint8_t lenbits[9] = { [1] = 0, [2] = 1, [4] = 3, [8] = 2 };
+
 	r->sw_bp = gdb_session_sw_bps(s) > 0;
 	r->dr7 = 0;
 	for (unsigned i = 0; i < GDB_MAX_HW_BP; i++) {
 		r->dr[i] = s->hw_used[i] ? s->hw[i] : 0;
 		if (s->hw_used[i])
-			r->dr7 |= DR7_G(i); /* RW 00 (execution) and LEN 00 (one byte) */
+			r->dr7 |= DR7_G(i) | DR7_RW(i, s->hw_rw[i]) |
+				  DR7_LEN(i, lenbits[s->hw_len[i] <= 8 ? s->hw_len[i] : 1]);
 	}
 	if (r->dr7)
 		r->dr7 |= DR7_FIXED;
@@ -771,6 +820,7 @@ void gdb_session_init(struct gdb_session *s, const struct gdb_target *t)
 	memset(s, 0, sizeof(*s));
 	s->t = t;
 	s->c_all = true;
+	s->stop_slot = -1;
 	s->state = GDB_STOPPED;
 	s->stop_kind = GDB_STOP_ATTACH;
 }
@@ -807,7 +857,7 @@ void gdb_session_detach(struct gdb_session *s)
 	s->state = GDB_DETACHED;
 }
 
-void gdb_session_stopped(struct gdb_session *s, unsigned cpu, enum gdb_stop_kind kind)
+static void stopped(struct gdb_session *s, unsigned cpu, enum gdb_stop_kind kind, int slot)
 {
 	bool was_running = s->state == GDB_RUNNING;
 
@@ -815,6 +865,7 @@ void gdb_session_stopped(struct gdb_session *s, unsigned cpu, enum gdb_stop_kind
 		cpu = 0;
 	s->stop_cpu = cpu;
 	s->stop_kind = kind;
+	s->stop_slot = slot;
 	/* gdb goes on with the thread that stopped, as it is told in the reply. */
 	s->g_cpu = cpu;
 	if (s->state == GDB_DETACHED)
@@ -822,6 +873,22 @@ void gdb_session_stopped(struct gdb_session *s, unsigned cpu, enum gdb_stop_kind
 	s->state = GDB_STOPPED;
 	if (was_running)
 		reply_stop(s);
+}
+
+void gdb_session_stopped(struct gdb_session *s, unsigned cpu, enum gdb_stop_kind kind)
+{
+	stopped(s, cpu, kind, -1);
+}
+
+void gdb_session_stopped_hw(struct gdb_session *s, unsigned cpu, unsigned dr6)
+{
+	int slot = -1;
+
+	/* The first of ours that matched (a stale bit of a slot now free says nothing). */
+	for (int i = 0; i < GDB_MAX_HW_BP && slot < 0; i++)
+		if ((dr6 & (1u << i)) && s->hw_used[i])
+			slot = i;
+	stopped(s, cpu, GDB_STOP_HW_BP, slot);
 }
 
 enum gdb_state gdb_session_packet(struct gdb_session *s, const uint8_t *pkt, size_t len)

@@ -11,7 +11,8 @@
  *
  * The session owns the breakpoints: software ones (Z0: an int3 byte written into guest RAM,
  * the original byte kept and shown in memory reads) and hardware ones (Z1: up to four
- * instruction breakpoints in the debug registers), handed to the target at each resume.
+ * instruction breakpoints in the debug registers; Z2 and Z4 watchpoints share those four),
+ * handed to the target at each resume.
  * Every packet is untrusted: lengths are bounded, hex is checked, memory is reached only
  * through the target's translate and RAM accessors, which refuse what is not guest RAM.
  */
@@ -64,6 +65,8 @@ struct gdb_target {
 	void *opaque;
 	/* Z0 is refused (the host cannot stop on an int3: gdbstub.c on PVM). */
 	bool no_sw_bp;
+	/* Z2 and Z4 are refused (the host never stops on a data breakpoint: PVM). */
+	bool no_watch;
 	int (*get_regs)(void *opaque, unsigned cpu, struct gdb_regs *r);
 	int (*set_regs)(void *opaque, unsigned cpu, const struct gdb_regs *r);
 	/* @gva in @cpu's address space: guest-physical and bytes left in its page (pagewalk.h). */
@@ -109,7 +112,10 @@ struct gdb_session {
 	enum gdb_stop_kind stop_kind;
 	struct gdb_sw_bp sw[GDB_MAX_SW_BP];
 	uint64_t hw[GDB_MAX_HW_BP];
+	uint8_t hw_rw[GDB_MAX_HW_BP];  /* DR7 condition: 0 execution, 1 write, 3 access */
+	uint8_t hw_len[GDB_MAX_HW_BP]; /* bytes: 1 (breakpoints), 1, 2, 4, 8 (watchpoints) */
 	bool hw_used[GDB_MAX_HW_BP];
+	int stop_slot; /* the debug register of a GDB_STOP_HW_BP stop, or -1 */
 	char reply[RSP_MAX_PAYLOAD + 1];
 	struct gdb_regs regs;
 };
@@ -119,6 +125,8 @@ void gdb_session_init(struct gdb_session *s, const struct gdb_target *t);
 enum gdb_state gdb_session_packet(struct gdb_session *s, const uint8_t *pkt, size_t len);
 /* Every vCPU is stopped because of @kind on @cpu: the stop reply goes out (when running). */
 void gdb_session_stopped(struct gdb_session *s, unsigned cpu, enum gdb_stop_kind kind);
+/* ... because of a debug register: @dr6's B0-B3 say which (a watchpoint is named in the reply). */
+void gdb_session_stopped_hw(struct gdb_session *s, unsigned cpu, unsigned dr6);
 /*
  * As if 'D' had come (the connection is gone): breakpoints out, every vCPU let go.  The
  * vCPUs must be stopped (the transport stops them first when they were running).

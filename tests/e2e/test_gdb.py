@@ -1,5 +1,6 @@
 """The gdb stub (-G): Debian's gdb attaches to the test guest, reads its registers and memory,
-single-steps it, stops on a hardware breakpoint, and detaches with the guest running on; a
+single-steps it, stops on a hardware breakpoint and a watchpoint (refused on PVM), and detaches
+with the guest running on; a
 checkpoint of the VM stopped in the debugger restores; the protocol's Ctrl-C and one debugger at
 a time, spoken directly.
 
@@ -8,6 +9,7 @@ never reach KVM, so steps and breakpoints are tried in ring-0 code (the boot pat
 emulates), which is where they work on hardware too."""
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -207,4 +209,29 @@ def gdb_protocol_interrupt(wd):
     n = len(vm.seqs())
     vm.wait_seq(n + 3, timeout=120)
     assert_consecutive(vm.seqs(), "after the detach")
+    check(b"TESTGUEST FAIL" not in vm.out, "the guest saw a failure:\n" + vm.tail())
+
+
+@test
+def gdb_watchpoint(wd):
+    """A write watchpoint on the word the guest's first instructions store (start_info_pa). On
+    hardware it stops right after that store; on PVM, whose emulator never checks data
+    breakpoints, the stub refuses it and gdb says so instead of waiting forever. Either way
+    the guest boots once gdb has gone."""
+    vm = VM(wd, extra=["-G", "w0"])
+    port = gdb_port(vm)
+    syms = subprocess.run(["nm", GUEST], capture_output=True).stdout.decode()
+    addr = {m.group(2): int(m.group(1), 16)
+            for m in re.finditer(r"^([0-9a-f]+) \w (\w+)$", syms, re.M)}
+    out = run_gdb(port, ["watch *(int *)0x%x" % addr["start_info_pa"], "continue", "p $pc",
+                         "delete", "detach"], timeout=120)
+    if os.path.exists("/sys/module/kvm_pvm"):
+        check("Could not insert hardware watchpoint" in out, "PVM: not refused:\n" + out)
+    else:
+        check(re.search(r"Hardware watchpoint 1: \*\(int \*\)0x%x" % addr["start_info_pa"], out)
+              and "New value" in out, "watchpoint did not stop:\n" + out)
+        p = pcs(out)
+        check(p and addr["pvh_start"] < p[-1] <= addr["pvh_start"] + 7, "stopped at %s" % p)
+    check("detached" in out, "no detach:\n" + out)
+    vm.wait_seq(3, timeout=120)
     check(b"TESTGUEST FAIL" not in vm.out, "the guest saw a failure:\n" + vm.tail())

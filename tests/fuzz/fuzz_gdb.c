@@ -121,7 +121,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		switch (rsp_feed(&p, data[i])) {
 		case RSP_PACKET:
 			FZ_ASSERT(p.len <= RSP_MAX_PAYLOAD, "packet of %zu bytes", p.len);
-			if (gdb_session_packet(&sess, p.buf, p.len) == GDB_RUNNING)
+			if (gdb_session_packet(&sess, p.buf, p.len) != GDB_RUNNING)
+				break;
+			/* The checksum's last digit picks the stop: an int3, or DR6 bits. */
+			if (data[i] & 2)
+				gdb_session_stopped_hw(&sess, data[i] & 1, data[i] >> 2);
+			else
 				gdb_session_stopped(&sess, data[i] & 1, GDB_STOP_SW_BP);
 			break;
 		case RSP_INTERRUPT:

@@ -511,7 +511,9 @@ static void test_session_breakpoints(void **state)
 	assert_int_equal(gdb_session_sw_bps(&sess), 1);
 	cmd("Z0,400041,2");
 	assert_true(ft.out[0] == 'E');
-	cmd("Z2,400041,4");
+	cmd("Z3,400040,4");
+	assert_int_equal(ft.outlen, 0);
+	cmd("Z5,400040,1");
 	assert_int_equal(ft.outlen, 0);
 	cmd("Z0,10,1");
 	assert_true(ft.out[0] == 'E');
@@ -608,6 +610,63 @@ static void test_session_kill(void **state)
 	assert_int_equal(ft.mem[0x40], 0x40);
 }
 
+/* Z2 and Z4 take debug registers with their condition and length; the stop names them. */
+static void test_session_watchpoints(void **state)
+{
+	session_setup();
+	/* Lengths 1, 2, 4, 8, aligned; no read-only watchpoints on x86. */
+	cmd("Z2,400041,4");
+	assert_string_equal(ft.out, "E16");
+	cmd("Z2,400040,3");
+	assert_string_equal(ft.out, "E16");
+	cmd("Z3,400040,4");
+	assert_int_equal(ft.outlen, 0);
+	cmd("Z1,400100,1");
+	assert_string_equal(ft.out, "OK");
+	cmd("Z2,400040,4");
+	assert_string_equal(ft.out, "OK");
+	cmd("Z4,400048,8");
+	assert_string_equal(ft.out, "OK");
+	cmd("Z2,400050,2");
+	assert_string_equal(ft.out, "OK");
+	cmd("Z2,400060,1");
+	assert_string_equal(ft.out, "E1c"); /* four debug registers in all */
+	/* A write watchpoint and an access one at one address are two. */
+	cmd("z2,400050,2");
+	cmd("Z4,400040,4");
+	assert_string_equal(ft.out, "OK");
+	assert_int_equal(cmd("c"), GDB_RUNNING);
+	assert_true(ft.last.dr[0] == 0x400100 && ft.last.dr[1] == 0x400040 &&
+		    ft.last.dr[2] == 0x400048 && ft.last.dr[3] == 0x400040);
+	/* DR7: G0-G3; RW/LEN 0: exec/1; 1: write/4 (01/11); 2: access/8 (11/10); 3: access/4. */
+	assert_true(ft.last.dr7 == (0x600 | 0xaa | (0x0ULL << 16) | (0xdULL << 20) |
+				    (0xbULL << 24) | (0xfULL << 28)));
+	/* DR6 B1: the write watchpoint, named by its address. */
+	gdb_session_stopped_hw(&sess, 1, 0x2);
+	assert_string_equal(ft.out, "T05thread:2;watch:400040;");
+	assert_int_equal(cmd("c"), GDB_RUNNING);
+	gdb_session_stopped_hw(&sess, 0, 0x4);
+	assert_string_equal(ft.out, "T05thread:1;awatch:400048;");
+	assert_int_equal(cmd("c"), GDB_RUNNING);
+	gdb_session_stopped_hw(&sess, 0, 0x1);
+	assert_string_equal(ft.out, "T05thread:1;hwbreak:;");
+	/* Removal matches the type and length: z2 of a Z4 leaves it. */
+	cmd("z2,400048,8");
+	assert_string_equal(ft.out, "OK");
+	assert_int_equal(cmd("c"), GDB_RUNNING);
+	assert_true(ft.last.dr[2] == 0x400048 && (ft.last.dr7 & 0x20));
+	gdb_session_stopped(&sess, 0, GDB_STOP_INTERRUPT);
+	cmd("z4,400048,8");
+	cmd("z4,400040,4");
+	cmd("z2,400040,4");
+	cmd("z1,400100,1");
+	assert_int_equal(cmd("c"), GDB_RUNNING);
+	assert_true(ft.last.dr7 == 0);
+	/* A bit of a free slot says nothing: a plain hardware stop. */
+	gdb_session_stopped_hw(&sess, 0, 0x8);
+	assert_string_equal(ft.out, "T05thread:1;hwbreak:;");
+}
+
 /* A host that cannot stop on an int3 (PVM): Z0 is an error, never "", or gdb writes one. */
 static void test_session_no_sw_bp(void **state)
 {
@@ -624,8 +683,15 @@ static void test_session_no_sw_bp(void **state)
 	assert_string_equal(ft.out, "OK");
 	cmd("Z1,400040,1");
 	assert_string_equal(ft.out, "OK");
+	/* Nor does it stop on a data breakpoint. */
+	t.no_watch = true;
+	cmd("Z2,400040,4");
+	assert_string_equal(ft.out, "E5f");
+	cmd("Z4,400040,4");
+	assert_string_equal(ft.out, "E5f");
 	assert_int_equal(cmd("c"), GDB_RUNNING);
 	assert_false(ft.last.sw_bp);
+	assert_true(ft.last.dr7 == (0x600 | 0x02));
 	assert_true(ft.last.dr[0] == 0x400040);
 }
 
@@ -696,6 +762,7 @@ int main(void)
 		cmocka_unit_test(test_session_breakpoints),
 		cmocka_unit_test(test_session_resume),
 		cmocka_unit_test(test_session_kill),
+		cmocka_unit_test(test_session_watchpoints),
 		cmocka_unit_test(test_session_no_sw_bp),
 		cmocka_unit_test(test_gdb_option),
 	};
