@@ -45,6 +45,7 @@ struct gdbstub {
 	char frame[RSP_MAX_FRAME]; /* the last reply, sent again on '-' */
 	size_t frame_len;
 	bool broken; /* a reply could not be sent: the connection is dropped */
+	bool killed; /* 'k': the VM is ending */
 	struct pw_cpu *pw;
 	bool *pw_valid;
 
@@ -436,7 +437,7 @@ static void t_kill(void *opaque)
 {
 	struct gdbstub *g = opaque;
 
-	fprintf(stderr, "khyve: gdb: the debugger killed the VM\n");
+	g->killed = true;
 	vm_request_exit(g->vm, VM_EXIT_ERROR);
 }
 
@@ -628,6 +629,8 @@ static void on_client(void *opaque, uint32_t events)
 		return client_close(g, "the debugger closed the connection", false);
 	for (ssize_t i = 0; i < n && g->cfd >= 0; i++) {
 		on_byte(g, buf[i]);
+		if (g->s.state == GDB_DETACHED && g->killed)
+			return client_close(g, "the debugger killed the VM (k)", true);
 		if (g->s.state == GDB_DETACHED)
 			return client_close(g, "the debugger detached", false);
 		if (g->broken)
@@ -657,6 +660,7 @@ static void on_accept(void *opaque, uint32_t events)
 	}
 	g->cfd = fd;
 	g->broken = false;
+	g->killed = false;
 	g->frame_len = 0;
 	rsp_init(&g->rp);
 	hold_all(g);

@@ -235,3 +235,17 @@ def gdb_watchpoint(wd):
     check("detached" in out, "no detach:\n" + out)
     vm.wait_seq(3, timeout=120)
     check(b"TESTGUEST FAIL" not in vm.out, "the guest saw a failure:\n" + vm.tail())
+
+
+@test
+def gdb_kill_ends_the_vm(wd):
+    """'k' (gdb's kill) ends the VM with status 4, as khyve(8) says."""
+    vm = VM(wd, extra=["-G", "0"])
+    port = gdb_port(vm)
+    vm.wait_seq(1, timeout=120)
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(frame(b"k"))
+    rc = vm.wait_exit(timeout=60)
+    s.close()
+    check(rc == 4, "khyve exited %s after k" % rc)
+    check(b"the debugger killed the VM" in vm.err, "stderr:\n" + vm.err.decode())
