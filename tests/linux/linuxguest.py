@@ -6,6 +6,7 @@ The kernel is Debian's linux-source-6.1 built by tests/linux/build.sh.  Its imag
 $KHYVE_LINUX; ../shared/guests/vmlinux-6.1-khyve-test beside the project (a prebuilt copy); the
 build/ cache of tests/linux/build.sh, built the first time it is wanted and never again."""
 
+import bisect
 import os
 import re
 import struct
@@ -201,3 +202,213 @@ BAD = [
 # them (doc/linux-guest.md).  A kernel restored after that probe has no such timer armed: there
 # it is an error.
 FIRST_BOOT_OK = [rb"hpet: Lost \d+ RTC interrupts$"]
+
+
+
+# -- judging a console ---------------------------------------------------------------------------
+# Where ring 0 is emulated (about 1.5 us an instruction, slower on a busy host) two of the
+# kernel's own boot steps run for many seconds on the init task without ever scheduling (the
+# test kernel is not preemptible), and can outlast RCU's 21 s stall timeout (or the soft-lockup
+# detector's 20 s), on a first boot as on a restored one (doc/linux-guest.md):
+# - the blake2s self-test (`blake2s_selftest`, run by the initcall `blake2s_mod_init` in a
+#   kernel without CONFIG_CRYPTO_MANAGER_DISABLE_TESTS);
+# - the end of kernel_init: free_initmem and mark_readonly free the init code and the gaps
+#   around rodata, and free_reserved_area poisons every freed byte (0xcc, `rep stosb`: 4 MiB,
+#   one emulated iteration a byte).
+# A stall report is excused only when every CPU it names was, by its own backtrace, in one of
+# these on PID 1 before the point where that step is over: the interrupted code (RIP, or the
+# first task frame under the interrupt entry) is one of the step's functions and its caller is
+# on the stack.  Any other stall, a stall's report of a timer that did not fire, a starved RCU
+# kthread on a CPU that was not stalled, and every other report is not excused.
+
+KNOWN_SPANS = [
+    # (what, the interrupted function is one of, one of these is on the stack, over once)
+    ("the blake2s self-test",
+     {"blake2s_compress_generic", "blake2s_compress", "blake2s_update", "blake2s_final",
+      "__blake2s_init", "blake2s.constprop.0", "blake2s_selftest", "blake2s_mod_init",
+      "memcpy", "__memcpy", "memset", "__memset", "memcmp"},
+     {"blake2s_selftest", "blake2s_mod_init"},
+     rb"^Freeing unused kernel image"),
+    ("kernel_init freeing and poisoning init memory",
+     {"free_reserved_area", "free_init_pages", "free_initmem", "free_kernel_image_pages",
+      "mark_rodata_ro", "memset", "__memset"},
+     {"kernel_init"},
+     rb"^Run /init as init process$"),
+]
+
+STALL_HEAD = re.compile(rb"rcu: INFO: \S+ (self-detected stall on CPU|"
+                        rb"detected stalls on CPUs/tasks:)|watchdog: BUG: soft lockup - CPU#(\d+) stuck")
+STALLED_CPU = re.compile(rb"^rcu: \t?\s*(\d+)-[.\w]{4}: \(")
+# Where one CPU's backtrace starts: the NMI handler's header, the task dump's, or (a stall the
+# CPU detected itself: show_regs of the interrupted code) its CPU line.
+TRACE_HEAD = re.compile(rb"^(?:NMI backtrace for cpu (\d+)$|Task dump for CPU (\d+):$|"
+                        rb"CPU: (\d+) PID: \d+ )")
+CPU_LINE = re.compile(rb"^CPU: (\d+) PID: (\d+) ")
+TASK_LINE = re.compile(rb"^task:\S+ .* pid:(\d+) ")
+STARVED = re.compile(rb"kthread starved for \d+ jiffies!.*->cpu=(\d+)")
+# A stack frame or RIP: a name (with CONFIG_KALLSYMS) or a bare address (without, as here).
+FRAME = re.compile(rb"^\s*(?:\? )?(0x[0-9a-f]{16}|[A-Za-z_.][\w.]*)"
+                   rb"(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[\w+\])?\s*$")
+RIP = re.compile(rb"^RIP: [0-9a-f]{4}:(0x[0-9a-f]{16}|[A-Za-z_.][\w.]*)")
+ENTRY = ("asm_", "sysvec_", "irqentry_", "common_interrupt", "__sysvec_")
+
+
+def symbolizer(image):
+    """A function: kernel text address -> name of the function holding it, from the image's
+    own symbol table (`nm`; the test kernel has no KALLSYMS, so its backtraces are addresses)."""
+    out = subprocess.run(["nm", "-n", image], capture_output=True, text=True, check=True).stdout
+    table = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in ("t", "T", "w", "W"):
+            table.append((int(parts[0], 16), parts[2]))
+    return table_symbolizer(table)
+
+
+def table_symbolizer(table):
+    """The same from (start address, name) pairs."""
+    table = sorted(table)
+    addrs = [a for a, _ in table]
+
+    def resolve(addr):
+        i = bisect.bisect_right(addrs, addr) - 1
+        return table[i][1] if i >= 0 else None
+    return resolve
+
+
+def _name(tok, resolve):
+    tok = tok.decode()
+    return resolve(int(tok, 16)) if tok.startswith("0x") else tok
+
+
+class Trace:
+    """One CPU's backtrace in a report: its CPU and PID, the interrupted code's function (RIP,
+    or the first task frame under the interrupt entry) and the task-context frames."""
+
+    def __init__(self, cpu, lines, resolve):
+        self.cpu, self.pid, self.rip, self.task = cpu, None, None, []
+        in_task = False
+        for l in lines:
+            m = CPU_LINE.match(l) or TASK_LINE.match(l)
+            if m and self.pid is None:
+                self.pid = int(m.groups()[-1])
+            m = RIP.match(l)
+            if m and self.rip is None:
+                self.rip = _name(m.group(1), resolve)
+            s = l.strip()
+            if s == b"<TASK>":
+                in_task = True
+            elif s == b"</TASK>":
+                in_task = False
+            elif in_task:
+                f = FRAME.match(l)
+                if f:
+                    self.task.append(_name(f.group(1), resolve))
+        if self.rip is None:
+            self.rip = next((n for n in self.task if n and not n.startswith(ENTRY)), None)
+
+    def span(self, lineno, over):
+        """The known span this CPU was in (KNOWN_SPANS), or None."""
+        if self.pid != 1:
+            return None
+        for what, funcs, callers, end in KNOWN_SPANS:
+            if self.rip in funcs and any(n in callers for n in self.task) and lineno < over[end]:
+                return what
+        return None
+
+    def __str__(self):
+        return "CPU %d (PID %s) in %s, task stack %s" % (
+            self.cpu, self.pid, self.rip, ", ".join(str(n) for n in self.task[:8]))
+
+
+def _trace_end(lines, i):
+    """Index past the backtrace starting at lines[i]: its </TASK> (at most 200 lines on)."""
+    for j in range(i, min(len(lines), i + 200)):
+        if lines[j].strip() == b"</TASK>":
+            return j + 1
+    return min(len(lines), i + 200)
+
+
+def stall_reports(lines, resolve):
+    """Every stall report on the console: (first line, past its last line, what excuses it or
+    None, why not)."""
+    over = {end: next((i for i, l in enumerate(lines) if re.search(end, l)), len(lines))
+            for _, _, _, end in KNOWN_SPANS}
+    out = []
+    i = 0
+    while i < len(lines):
+        m = STALL_HEAD.search(lines[i])
+        if not m:
+            i += 1
+            continue
+        start, j = i, i + 1
+        cpus, traces = set(), {}
+        if m.group(2) is not None:
+            cpus.add(int(m.group(2)))  # a soft lockup: its CPU's backtrace follows at once
+            end = _trace_end(lines, j)
+            traces[int(m.group(2))] = Trace(int(m.group(2)), lines[j:end], resolve)
+            j = end
+        else:
+            while j < len(lines) and (STALLED_CPU.match(lines[j]) or
+                                      lines[j].startswith((b"rcu: \t", b"\t("))):
+                c = STALLED_CPU.match(lines[j])
+                if c:
+                    cpus.add(int(c.group(1)))
+                j += 1
+            # RCU's own findings, then one backtrace per stalled CPU.
+            while j < len(lines) and j < start + 600 and not STALL_HEAD.search(lines[j]):
+                t = TRACE_HEAD.match(lines[j])
+                if t:
+                    cpu = int(next(g for g in t.groups() if g is not None))
+                    end = _trace_end(lines, j + 1)
+                    traces[cpu] = Trace(cpu, lines[j:end], resolve)
+                    j = end
+                    if cpus <= set(traces):
+                        break
+                    continue
+                j += 1
+        why, spans = [], set()
+        if not cpus:
+            why.append("no stalled CPU named")
+        for c in sorted(cpus):
+            t = traces.get(c)
+            span = t.span(start, over) if t else None
+            if t is None:
+                why.append("no backtrace of CPU %d" % c)
+            elif span is None:
+                why.append(str(t))
+            else:
+                spans.add(span)
+        for l in lines[start:j]:
+            if b"timer wakeup didn't happen" in l or b"Possible timer handling issue" in l:
+                why.append("a timer did not fire: " + l.decode(errors="replace").strip())
+            s = STARVED.search(l)
+            if s and int(s.group(1)) not in cpus:
+                why.append("RCU's kthread starved on CPU %s, which was not stalled"
+                           % s.group(1).decode())
+        out.append((start, j, None if why else ", ".join(sorted(spans)), "; ".join(why)))
+        i = max(j, i + 1)
+    return out
+
+
+def judge(text, resolve, ok=()):
+    """The console's reports (BAD lines) left once the excused stalls (KNOWN_SPANS) are taken
+    out, as (line, why it was not excused) pairs, and the excused ones as (line, span) pairs.
+    @text: the console, carriage returns removed; @ok: patterns of lines allowed here
+    (FIRST_BOOT_OK on a first boot)."""
+    lines = text.split(b"\n")
+    skip, excused, reasons = set(), [], {}
+    for start, end, span, why in stall_reports(lines, resolve):
+        if span:
+            skip.update(range(start, end))
+            excused.append((lines[start], span))
+        else:
+            reasons[start] = why
+    bad = []
+    for i, l in enumerate(lines):
+        if i in skip or not any(re.search(rx, l) for rx in BAD):
+            continue
+        if any(re.search(rx, l) for rx in ok):
+            continue
+        bad.append((l, reasons.get(i, "")))
+    return bad, excused
