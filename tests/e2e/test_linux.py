@@ -52,6 +52,7 @@ class Boot:
                 "-s", "6,ahci,hd:%s,model=KhyveTestDisk,ser=KHYVESDA01,cd:%s,model=KhyveTestCD"
                 % (self.sda, self.cd),
                 "-s", "7,e1000,slirp,mac=" + E1000_MAC,
+                "-s", "8,xhci,tablet",
                 "-o", "boot.kernel=" + self.kernel, "-o", "boot.initrd=" + self.initrd,
                 "-o", "boot.cmdline=" + cmdline,
                 "-o", "cpu.features=" + linuxguest.PVM_FEATURES] + list(extra)

@@ -180,11 +180,24 @@ def probes(vda_sectors, sda_sectors, e1000_mac, net_mac):
         ("e1000 name", rb"^e1000 0000:00:07\.0 eth\d: Intel\(R\) PRO/1000 Network Connection$"),
         ("keyboard", rb"^input: AT Translated Set 2 keyboard as /devices/platform/i8042/serio0/"),
         ("mouse", rb"^input: [^\n]*PS/2 [^\n]*Mouse as /devices/platform/i8042/serio1/"),
+        # xHCI (slot 8) with the tablet on USB 2 port 1, bound by usbhid and hid-generic.
+        ("xhci", rb"^xhci_hcd 0000:00:08\.0: hcc params 0x[0-9a-f]{8} hci version 0x110 quirks "
+                 rb"0x[0-9a-f]+$"),
+        ("usb tablet", rb"^usb 1-1: new full-speed USB device number \d+ using xhci_hcd$"),
+        ("tablet input", rb"^input: khyve khyve USB tablet as /devices/pci0000:00/0000:00:08\.0/"
+                         rb"usb1/1-1/1-1:1\.0/0003:1209:6B68\.\d{4}/input/input\d+$"),
+        ("tablet hid", rb"^hid-generic 0003:1209:6B68\.\d{4}: input: USB HID v1\.11 Mouse "
+                       rb"\[khyve khyve USB tablet\] on usb-0000:00:08\.0-1/input0$"),
         ("dhcp", rb"^IP-Config: Got DHCP answer from 10\.0\.2\.2, my address is 10\.0\.2\.15$"),
         ("ip-config", rb"^IP-Config: Complete:\n +device=(eth\d), hwaddr=([0-9a-f:]+), "
                       rb"ipaddr=10\.0\.2\.15, mask=255\.255\.255\.0, gw=10\.0\.2\.2$"),
         ("run init", rb"^Run /init as init process$"),
     ]
+
+
+# The probes of the xHCI and the tablet (khyve's own IDs): bench/linux.py, which boots QEMU too,
+# gives neither VMM the controller.
+XHCI_PROBES = {"xhci", "usb tablet", "tablet input", "tablet hid"}
 
 
 # Lines no boot may show: ACPI complaints, kernel bugs and warnings, and the reports by which
