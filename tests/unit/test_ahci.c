@@ -56,6 +56,7 @@ extern const struct pci_emul pci_emul_ahci, pci_emul_ahci_hd, pci_emul_ahci_cd;
 #define P_SERR 0x30
 #define P_SACT 0x34
 #define P_CI 0x38
+#define P_SNTF 0x3C
 
 #define IS_DHRS 1U
 #define IS_PSS 2U
@@ -964,6 +965,70 @@ static void test_comreset(void **state)
 	fx_stop(&f);
 }
 
+static uint32_t rd_n(struct fx *f, uint64_t off, unsigned size)
+{
+	uint8_t b[4] = { 0 };
+
+	assert_true(bus_access(&f->vm.mmio, f->abar + off, b, size, false));
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static void wr_n(struct fx *f, uint64_t off, unsigned size, uint32_t v)
+{
+	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+
+	assert_true(bus_access(&f->vm.mmio, f->abar + off, b, size, true));
+}
+
+/*
+ * Byte and word accesses to dword registers: reads give the addressed bytes; a narrow write
+ * merges into read-write registers, but write-1-to-clear and write-1-to-set registers (PxIS,
+ * PxSERR, PxCI, PxSACT, PxSNTF, IS) take only the bytes written: writing back the others
+ * would clear (or issue) what the guest never touched.
+ */
+static void test_narrow_accesses(void **state)
+{
+	struct fx f = { 0 };
+
+	fx_start(&f);
+	/* After a COMRESET: PxIS.DHRS (bit 0) and PxSERR.DIAG.X (bit 26) are set. */
+	port_start(&f, 1);
+	wr(&f, PX(1, P_SCTL), 1);
+	wr(&f, PX(1, P_SCTL), 0);
+	assert_true(rd(&f, PX(1, P_IS)) & 1);
+	assert_true(rd(&f, PX(1, P_SERR)) & (1U << 26));
+	/* Reads of parts of a register. */
+	assert_int_equal(rd_n(&f, VS + 2, 2), 0x0001);
+	assert_int_equal(rd_n(&f, VS + 1, 1), 0x03);
+	assert_int_equal(rd_n(&f, PX(1, P_SIG) + 3, 1), 0xEB);
+	assert_int_equal(rd_n(&f, PX(1, P_SIG) + 2, 2), 0xEB14);
+	/* Zeros to the other bytes of RW1C registers clear nothing. */
+	wr_n(&f, PX(1, P_SERR), 1, 0);
+	wr_n(&f, PX(1, P_SERR) + 1, 2, 0);
+	assert_true(rd(&f, PX(1, P_SERR)) & (1U << 26));
+	wr_n(&f, PX(1, P_IS) + 2, 2, 0);
+	wr_n(&f, PX(1, P_IS) + 3, 1, 0);
+	assert_true(rd(&f, PX(1, P_IS)) & 1);
+	wr_n(&f, PX(1, P_SNTF) + 1, 1, 0);
+	wr_n(&f, PX(1, P_SACT) + 1, 1, 0);
+	wr_n(&f, PX(1, P_CI) + 1, 1, 0);
+	wr_n(&f, HIS + 1, 1, 0);
+	assert_int_equal(rd(&f, PX(1, P_CI)), 0);
+	assert_int_equal(rd(&f, PX(1, P_SACT)), 0);
+	/* The bit itself, in its own byte: cleared. */
+	wr_n(&f, PX(1, P_SERR) + 3, 1, 0x04);
+	assert_false(rd(&f, PX(1, P_SERR)) & (1U << 26));
+	wr_n(&f, PX(1, P_IS), 1, 0x01);
+	assert_false(rd(&f, PX(1, P_IS)) & 1);
+	/* A read-write register: a word in the high half keeps the low half. */
+	wr(&f, PX(1, P_IE), 0x0000003F);
+	wr_n(&f, PX(1, P_IE) + 2, 2, 0x0040);
+	assert_int_equal(rd(&f, PX(1, P_IE)) & 0x7D40003F, 0x0040003F);
+	/* Beyond the ports this HBA has: reads 0 in pieces too. */
+	assert_int_equal(rd_n(&f, PX(7, P_SIG) + 1, 1), 0);
+	fx_stop(&f);
+}
+
 /* ---- the CD ---- */
 
 static uint32_t packet(struct fx *f, const uint8_t *cdb, size_t cdblen, uint32_t len)
@@ -1482,19 +1547,13 @@ static void test_pause_drains(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hba_registers),
-		cmocka_unit_test(test_interrupts),
-		cmocka_unit_test(test_identify),
-		cmocka_unit_test(test_options),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_read_write),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_ncq),
-		cmocka_unit_test(test_dsm_smart_features),
-		cmocka_unit_test(test_comreset),
-		cmocka_unit_test(test_cd),
-		cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_pause_drains),
+		cmocka_unit_test(test_hba_registers),	   cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_identify),	   cmocka_unit_test(test_options),
+		cmocka_unit_test(test_refusals),	   cmocka_unit_test(test_read_write),
+		cmocka_unit_test(test_malformed),	   cmocka_unit_test(test_ncq),
+		cmocka_unit_test(test_dsm_smart_features), cmocka_unit_test(test_comreset),
+		cmocka_unit_test(test_narrow_accesses),	   cmocka_unit_test(test_cd),
+		cmocka_unit_test(test_snapshot),	   cmocka_unit_test(test_pause_drains),
 		cmocka_unit_test(test_simple_commands),
 	};
 
