@@ -1496,6 +1496,15 @@ static void test_snapshot(void **state)
 		bad[r0 + 41] |= 0x10; /* SCTL bit 12: reserved */
 		REFUSE(bad, alen, 1);
 		memcpy(bad, a, alen);
+		bad[r0 + 16 + 1] |= 0x01; /* PxIS bit 8: not an interrupt AHCI 1.3 has */
+		REFUSE(bad, alen, 1);
+		memcpy(bad, a, alen);
+		bad[r0 + 20 + 2] |= 0x20; /* PxIE bit 21 likewise */
+		REFUSE(bad, alen, 1);
+		memcpy(bad, a, alen);
+		bad[r0 + 26] |= 0x20; /* PxCMD.ESP: this HBA has no eSATA port */
+		REFUSE(bad, alen, 1);
+		memcpy(bad, a, alen);
 		bad[r0 + 24] &= (uint8_t)~0x01; /* engine stopped ... */
 		bad[r0 + 48] = 0x01;		/* ... with a queued command active */
 		REFUSE(bad, alen, 1);
