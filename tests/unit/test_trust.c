@@ -131,6 +131,44 @@ static void test_filter_untrusted(void **state)
 	config_free(&saved);
 }
 
+/* The option suggested for each kind of host resource, as the user would type it. */
+static void test_filter_option_kinds(void **state)
+{
+	struct config saved, cmd;
+	char missing[1024];
+
+	config_init(&saved);
+	config_init(&cmd);
+	config_set(&saved, "lpc.com3.path", "stdio");
+	config_set(&saved, "lpc.com4.path", "tcp:1.2.3.4:5");
+	config_set(&saved, "lpc.bootvars", "/var/vm/vars.fd");
+	config_set(&saved, "pci.0.7.1.device", "virtio-net");
+	config_set(&saved, "pci.0.7.1.tap", "tap9");
+	config_set(&saved, "pci.0.8.0.device", "e1000");
+	config_set(&saved, "pci.0.8.0.backend", "tap3");
+	config_set(&saved, "pci.0.9.0.device", "fbuf");
+	config_set(&saved, "pci.0.9.0.unix", "/run/vnc");
+	config_set(&saved, "pci.0.10.0.device", "virtio-net");
+	config_set(&saved, "pci.0.10.0.backend", "vde:/x");
+	config_set(&saved, "pci.0.11.0.device", "ahci");
+	config_set(&saved, "pci.0.11.0.port.0.path", "/d");
+	assert_int_equal(snap_trust_filter(&saved, &cmd, false, missing, sizeof(missing)), 8);
+	/*
+	 * In the configuration's (sorted) order.  An AHCI port's disk is a key below the
+	 * function (pci.B.S.F.port.N.path): it is suggested as the -o that sets it.
+	 */
+	assert_string_equal(missing, "-s 10,virtio-net,backend=VALUE -s 7:1,virtio-net,tap=NAME "
+				     "-s 8,e1000,tap=NAME -s 9,fbuf,unix=VALUE -l com3,stdio "
+				     "-l com4,BACKEND -o lpc.bootvars=VALUE "
+				     "-o pci.0.11.0.port.0.path=VALUE");
+	/* Nothing of them is left to come from the file. */
+	assert_null(config_get(&saved, "lpc.bootvars"));
+	assert_null(config_get(&saved, "pci.0.9.0.unix"));
+	assert_string_equal(config_get(&saved, "pci.0.9.0.device"), "fbuf");
+	config_free(&saved);
+	config_free(&cmd);
+}
+
 static void test_filter_cmdline_names(void **state)
 {
 	struct config saved, cmd;
@@ -513,6 +551,7 @@ int main(void)
 		cmocka_unit_test(test_key_classes),
 		cmocka_unit_test(test_filter_untrusted),
 		cmocka_unit_test(test_filter_cmdline_names),
+		cmocka_unit_test(test_filter_option_kinds),
 		cmocka_unit_test(test_filter_trusted),
 		cmocka_unit_test(test_sanitize),
 		cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
