@@ -375,6 +375,43 @@ static void test_layout_mismatch(void **state)
 	p = parent_of("big.snap", w.id, 1);
 	write_link("tip.snap", &p, 0, 1, 'B', id);
 	expect_refused("tip.snap", -EINVAL, "has another memory layout", NULL);
+	/*
+	 * The same size laid out otherwise: two regions where the tip has one, one region at
+	 * another guest address, or two split at another place.  Each is refused: a page of
+	 * one link would be another guest page in the other.
+	 */
+	{
+		static const struct {
+			unsigned n;
+			struct snap_region r[2]; /* file offsets from the memory area */
+		} other[] = {
+			{ 2, { { 0, MEM / 2, 0 }, { 1ULL << 32, MEM / 2, MEM / 2 } } },
+			{ 1, { { 1ULL << 20, MEM, 0 } } },
+		};
+
+		for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+			map.nregions = other[i].n;
+			assert_int_equal(snap_writer_open(&w, at("other.snap"), MEM, err,
+							  sizeof(err)),
+					 0);
+			for (unsigned j = 0; j < other[i].n; j++) {
+				map.regions[j] = other[i].r[j];
+				map.regions[j].file_offset += w.mem_offset;
+			}
+			assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2),
+					 0);
+			ss_init_save(&s);
+			snap_memmap_io(&s, &map);
+			assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1,
+							     s.buf, s.len),
+					 0);
+			ss_free(&s);
+			assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+			p = parent_of("other.snap", w.id, 1);
+			write_link("tip2.snap", &p, 0, 1, 'B', id);
+			expect_refused("tip2.snap", -EINVAL, "has another memory layout", NULL);
+		}
+	}
 }
 
 /* A parent whose memory the index still uses is checked; a corrupt page is refused. */
