@@ -295,12 +295,97 @@ static void test_commit_deletes_only_unused_copies(void **state)
 	close(d.fd);
 }
 
+/*
+ * A hostile snapshot names the copy to delete: only a regular file named exactly as khyve
+ * names its copies (<snapshot>.<id>.<at least 10 hex digits>.img), the very inode recorded,
+ * is deleted.  Each near miss below is a file with the recorded inode that stays; the last,
+ * named right, goes (so the test would see a deletion).
+ */
+static void test_copy_names_checked(void **state)
+{
+	static const char *const near[] = {
+		"s.snapXpci.0.3.0.0123456789ab.img", /* no dot after the snapshot's name */
+		"s.snap.pci.0.4.0.0123456789ab.img", /* another device's */
+		"s.snap.pci.0.3.0X0123456789ab.img", /* no dot after the id */
+		"s.snap.pci.0.3.0.012345678.img",    /* nine hex digits */
+		"s.snap.pci.0.3.0.0123456789ab.img.bak",
+		"s.snap.pci.0.3.0.0123456789AB.img", /* not khyve's lower-case hex */
+		"other.snap.pci.0.3.0.0123456789ab.img",
+	};
+	struct snap_disks old = { .n = 1 }, cur;
+	struct vm_disk d;
+	struct config cfg;
+	char snap[128], err[512], p[300], target[300];
+	struct stat st;
+	struct vm vm;
+	int fd;
+
+	snprintf(snap, sizeof(snap), "%s/s.snap", dir);
+	make_image("a.img", "data", &d, "pci.0.3.0");
+	memset(&vm, 0, sizeof(vm));
+	vm.disks = &d;
+	config_init(&cfg);
+	old.rec = calloc(1, sizeof(*old.rec));
+	assert_non_null(old.rec);
+	for (size_t i = 0; i <= sizeof(near) / sizeof(near[0]); i++) {
+		bool right = i == sizeof(near) / sizeof(near[0]);
+
+		snprintf(p, sizeof(p), "%s/%s", dir,
+			 right ? "s.snap.pci.0.3.0.0123456789ab.img" : near[i]);
+		fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(fstat(fd, &st), 0);
+		close(fd);
+		old.rec[0] = (struct snap_disk_rec){ .id = "pci.0.3.0", .copy = true };
+		snprintf(old.rec[0].path, sizeof(old.rec[0].path), "%s", p);
+		old.rec[0].dev = st.st_dev;
+		old.rec[0].ino = st.st_ino;
+		assert_int_equal(snap_disks_save(&vm, snap, false, &cfg, &cur, err, sizeof(err)),
+				 0);
+		snap_disks_commit(&cur, &vm, snap, &old);
+		if (exists(p) == right)
+			fail_msg("%s: %s", p, right ? "not deleted" : "deleted");
+		unlink(p);
+	}
+	/* Named right, but a symbolic link (to a file with the recorded inode): it stays. */
+	snprintf(target, sizeof(target), "%s/victim", dir);
+	fd = open(target, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/s.snap.pci.0.3.0.0123456789ab.img", dir);
+	assert_int_equal(symlink(target, p), 0);
+	snprintf(old.rec[0].path, sizeof(old.rec[0].path), "%s", p);
+	old.rec[0].dev = st.st_dev;
+	old.rec[0].ino = st.st_ino;
+	assert_int_equal(snap_disks_save(&vm, snap, false, &cfg, &cur, err, sizeof(err)), 0);
+	snap_disks_commit(&cur, &vm, snap, &old);
+	assert_int_equal(lstat(p, &st), 0);
+	assert_true(exists(target));
+	/* A record that is not a copy is never deleted, whatever its name. */
+	unlink(p);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	close(fd);
+	old.rec[0].copy = false;
+	old.rec[0].dev = st.st_dev;
+	old.rec[0].ino = st.st_ino;
+	assert_int_equal(snap_disks_save(&vm, snap, false, &cfg, &cur, err, sizeof(err)), 0);
+	snap_disks_commit(&cur, &vm, snap, &old);
+	assert_true(exists(p));
+	snap_disks_free(&old);
+	config_free(&cfg);
+	close(d.fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_names_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_deletes_only_unused_copies, setup,
 						teardown),
 	};
