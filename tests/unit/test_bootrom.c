@@ -257,6 +257,24 @@ static void test_snapshot(void **state)
 	memcpy(bad, a, alen);
 	bad[8 + ROM_SIZE + 8] = 0x77;
 	devsnap_expect_refused(d, bad, alen, 1);
+	/* Image sizes of 0 and of 32 MiB: refused before anything is allocated for them. */
+	memcpy(bad, a, alen);
+	memset(bad, 0, 8);
+	devsnap_expect_refused(d, bad, alen, 1);
+	bad[3] = 0x02; /* 0x02000000 */
+	devsnap_expect_refused(d, bad, alen, 1);
+	/* 16 MiB of image is allowed alone, not with the variable store beside it. */
+	{
+		const size_t big = 16ULL << 20, n = 8 + big + 8 + 4 + 1;
+		uint8_t *h = calloc(1, n);
+
+		assert_non_null(h);
+		h[3] = 0x01; /* 0x01000000 */
+		memcpy(h + 8 + big, a + 8 + ROM_SIZE, 8 + 4 + 1);
+		assert_true(h[8 + big] | h[8 + big + 1] | h[8 + big + 2]); /* a store is there */
+		devsnap_expect_refused(d, h, n, 1);
+		free(h);
+	}
 	free(a);
 	free(b);
 	free(bad);
