@@ -353,6 +353,37 @@ static void test_dma_hostile(void **state)
 	bus_access(&f->vm.pio, FW_CFG_PORT_SEL, b, 1, true);
 	sel(f, FW_CFG_SIGNATURE);
 	assert_int_equal(rd(f), 'Q');
+	/* The selector reads 0 as a word. */
+	b[0] = b[1] = 0xff;
+	bus_access(&f->vm.pio, FW_CFG_PORT_SEL, b, 2, false);
+	assert_int_equal(b[0] | b[1], 0);
+	/* The DMA register reads "QEMU CFG" (big endian), whole or in parts. */
+	{
+		uint8_t sig[8];
+
+		bus_access(&f->vm.pio, FW_CFG_PORT_DMA, sig, 4, false);
+		bus_access(&f->vm.pio, FW_CFG_PORT_DMA + 4, sig + 4, 4, false);
+		assert_memory_equal(sig, "QEMU CFG", 8);
+	}
+	/* One 64-bit write of the descriptor's address runs it too (a SELECT only: no data). */
+	{
+		uint8_t a8[8] = { 0, 0, 0, 0, 0, 0, (uint8_t)(DESC >> 8), (uint8_t)DESC };
+		uint8_t *d = f->ram + DESC;
+
+		put_be32(d, FW_CFG_FILE_FIRST << 16 | FW_CFG_DMA_SELECT);
+		put_be32(d + 4, 0);
+		put_be32(d + 8, 0);
+		put_be32(d + 12, 0);
+		bus_access(&f->vm.pio, FW_CFG_PORT_DMA, a8, 8, true);
+		assert_int_equal(be32(d), 0); /* done, no error */
+		assert_int_equal(rd(f), '0'); /* "f" is selected */
+		put_be32(d, FW_CFG_DMA_READ);
+		put_be32(d + 4, 3);
+		put_be32(d + 12, BUF);
+		bus_access(&f->vm.pio, FW_CFG_PORT_DMA, a8, 8, true);
+		assert_int_equal(be32(d), 0);
+		assert_memory_equal(f->ram + BUF, "123", 3);
+	}
 }
 
 static void test_snapshot(void **state)
