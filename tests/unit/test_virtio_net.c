@@ -924,6 +924,24 @@ static void test_snapshot_refused(void **state)
 	bad[alen - 2] = 0xDC;
 	bad[alen - 1] = 0x05;
 	assert_int_not_equal(load_dev(&g, bad, alen), 0);
+	/*
+	 * A device configured with mtu= takes no snapshot of one without, takes a saved MTU
+	 * (the driver read it at probe time), but not one below IPv4's minimum of 68 (60 here).
+	 */
+	{
+		struct fx h;
+
+		fx_clone(f, &h, (const char *const[]){ "backend=loop", "mtu=1500", NULL });
+		assert_int_not_equal(load_dev(&h, a, alen), 0);
+		memcpy(bad, a, alen);
+		bad[alen - 2] = 0x40; /* 9024 */
+		bad[alen - 1] = 0x23;
+		assert_int_equal(load_dev(&h, bad, alen), 0);
+		bad[alen - 2] = 60;
+		bad[alen - 1] = 0;
+		assert_int_not_equal(load_dev(&h, bad, alen), 0);
+		fx_destroy(&h);
+	}
 	/* Nothing was committed: the original loads and saves back identically. */
 	assert_int_equal(load_dev(&g, a, alen), 0);
 	{
