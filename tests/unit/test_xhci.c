@@ -1163,6 +1163,17 @@ static void test_bad_rings(void **state)
 #define PORTLI(n) (PORTSC(n) + 8)
 #define PORTHLPMC(n) (PORTSC(n) + 12)
 
+/* No TRB of the @n at @a was written. */
+static bool all_zero_trbs(struct fx *f, uint64_t a, unsigned n)
+{
+	const uint8_t *p = gpa(f, a, 16ULL * n);
+
+	for (size_t i = 0; i < 16ULL * n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
 /* How many events are waiting; each must be a port status change for port @n. */
 static unsigned port_events(struct fx *f, unsigned n)
 {
@@ -1248,6 +1259,91 @@ static void test_ports(void **state)
 	assert_int_equal(rd(&f, PORTSC(2)) & (PS_WRC | PS_PRC), 0);
 	assert_int_equal(port_events(&f, 0), 0);
 	fx_stop(&f);
+}
+
+/*
+ * An event ring of two segments (xHCI 4.9.4): events fill segment 0, go on in segment 1, and
+ * come back to segment 0 with the cycle bit flipped.  Then ERSTs a guest gets wrong, each
+ * written before the ring is set up: a segment of 8 TRBs or of 8192, more than 16 entries,
+ * a table or a segment outside RAM: no event is written anywhere, and once the table is
+ * right again the waiting events come.
+ */
+static void test_event_ring_segments(void **state)
+{
+	const uint64_t seg[2] = { EV_RING, EV_RING + 0x400 };
+	uint64_t *erst;
+	struct fx f;
+
+	fx_start(&f);
+	hc_start(&f);
+	no_event(&f);
+	erst = gpa(&f, ERST, 32);
+	memset(gpa(&f, EV_RING, 0x800), 0, 0x800);
+	erst[0] = seg[0];
+	erst[1] = 16;
+	erst[2] = seg[1];
+	erst[3] = 16;
+	wr(&f, ERSTSZ, 2);
+	wr64(&f, ERDP, seg[0]);
+	wr64(&f, ERSTBA, ERST);
+	for (unsigned i = 0; i < 40; i++) {
+		uint64_t at = seg[(i / 16) % 2] + 16ULL * (i % 16), next;
+		uint64_t a = ring_put(&f, &f.cmd, (struct trb){ .control = T_NOOP_CMD << 10 });
+		bool cycle = (i / 32) % 2 == 0;
+		struct trb t;
+
+		wr(&f, DB(0), 0);
+		t = get_trb(&f, at);
+		if (!(t.control & 1) != !cycle || type_of(&t) != E_CMD || t.param != a)
+			fail_msg("event %u not at %#llx with cycle %d", i, (unsigned long long)at,
+				 cycle);
+		next = (i + 1) % 16 ? at + 16 : seg[((i + 1) / 16) % 2];
+		wr64(&f, ERDP, next | 8);
+	}
+	fx_stop(&f);
+	/* ERSTs that cannot be used: nothing is written; the event waits for a good one. */
+	{
+		static const struct {
+			uint64_t base, size;
+			uint32_t erstsz;
+			uint64_t erstba;
+		} bad[] = {
+			{ EV_RING, 8, 1, ERST },	     /* fewer than 16 TRBs */
+			{ EV_RING, 8192, 1, ERST },	     /* more than 4096 */
+			{ EV_RING, 16, 17, ERST },	     /* more entries than the 16 offered */
+			{ RAM_SIZE - 0x80, 16, 1, ERST },    /* the segment leaves RAM */
+			{ EV_RING, 16, 1, RAM_SIZE + 0x40 }, /* the table is not in RAM */
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			struct trb ev;
+
+			fx_start(&f);
+			hc_start(&f);
+			no_event(&f);
+			erst = gpa(&f, ERST, 16);
+			memset(gpa(&f, EV_RING, 0x800), 0, 0x800);
+			erst[0] = bad[i].base;
+			erst[1] = bad[i].size;
+			wr(&f, ERSTSZ, bad[i].erstsz);
+			wr64(&f, ERDP, EV_RING);
+			wr64(&f, ERSTBA, bad[i].erstba);
+			ring_put(&f, &f.cmd, (struct trb){ .control = T_NOOP_CMD << 10 });
+			wr(&f, DB(0), 0);
+			assert_true(all_zero_trbs(&f, EV_RING, 0x800 / 16));
+			/* Put right: the command's completion arrives. */
+			erst[0] = EV_RING;
+			erst[1] = EV_TRBS;
+			wr(&f, ERSTSZ, 1);
+			wr64(&f, ERSTBA, ERST);
+			f.ev_idx = 0;
+			f.ev_cycle = true;
+			wr64(&f, ERDP, EV_RING | 8); /* the guest moves its dequeue pointer */
+			if (!event(&f, &ev) || type_of(&ev) != E_CMD)
+				fail_msg("ERST case %zu: no event once the table was right", i);
+			fx_stop(&f);
+		}
+	}
 }
 
 /* GET_DESCRIPTOR(device) of @len bytes, and SET_REPORT (a class OUT request) of @len. */
@@ -1841,23 +1937,15 @@ static void test_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_registers),
-		cmocka_unit_test(test_enumerate),
-		cmocka_unit_test(test_reports),
-		cmocka_unit_test(test_interrupts),
-		cmocka_unit_test(test_bad_commands),
-		cmocka_unit_test(test_bad_rings),
-		cmocka_unit_test(test_event_ring_full),
-		cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_snapshot_checks),
-		cmocka_unit_test(test_more_commands),
-		cmocka_unit_test(test_ports),
-		cmocka_unit_test(test_bad_control_tds),
-		cmocka_unit_test(test_control_td_shapes),
-		cmocka_unit_test(test_options),
-		cmocka_unit_test(test_wrap),
-		cmocka_unit_test(test_erstsz_changed),
-		cmocka_unit_test(test_msi),
+		cmocka_unit_test(test_registers),	cmocka_unit_test(test_enumerate),
+		cmocka_unit_test(test_reports),		cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
+		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_snapshot_checks), cmocka_unit_test(test_event_ring_segments),
+		cmocka_unit_test(test_more_commands),	cmocka_unit_test(test_ports),
+		cmocka_unit_test(test_bad_control_tds), cmocka_unit_test(test_control_td_shapes),
+		cmocka_unit_test(test_options),		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_erstsz_changed),	cmocka_unit_test(test_msi),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
