@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dev/pc/bootrom.h"
@@ -143,6 +144,121 @@ void vm_init_bare(struct vm *vm, bool manual_clock)
 		evloop_init(&vm->ev);
 }
 
+/*
+ * A VM made ahead (vm_premake): khyve -R, during a live migration's pre-copy rounds, creates
+ * the KVM VM and registers guest RAM (a private mapping of the memfd the memory arrives in)
+ * before the state comes, so that the restore in the downtime finds them made: here
+ * KVM_SET_USER_MEMORY_REGION alone took 5 ms, and KVM_CREATE_VM and the slots 8-20 ms on a
+ * loaded host.  vm_create and vm_premade_map adopt them if the restore wants exactly that;
+ * anything else is made as always, and vm_premade_drop frees what was not adopted.
+ */
+static struct {
+	int kvm_fd, vm_fd; /* -1: none */
+	unsigned nregions;
+	struct {
+		uint64_t gpa, size;
+		off_t off;
+		void *hva; /* NULL once adopted */
+	} r[2];
+	dev_t dev;
+	ino_t ino;
+	/* The slots registered: kept after adoption, for vm_set_memslots to check. */
+	struct vm *owner;
+	unsigned nslots;
+	struct {
+		uint64_t gpa, size;
+		void *hva;
+	} slot[2];
+} premade = { .kvm_fd = -1, .vm_fd = -1 };
+
+void vm_premade_drop(void)
+{
+	for (unsigned i = 0; i < premade.nregions; i++)
+		if (premade.r[i].hva)
+			munmap(premade.r[i].hva, premade.r[i].size);
+	if (premade.vm_fd >= 0)
+		close(premade.vm_fd);
+	if (premade.kvm_fd >= 0)
+		close(premade.kvm_fd);
+	if (!premade.owner) {
+		memset(&premade, 0, sizeof(premade));
+		premade.kvm_fd = premade.vm_fd = -1;
+	} else {
+		/* The slots stay the owner's to check; nothing else is left here. */
+		memset(premade.r, 0, sizeof(premade.r));
+		premade.nregions = 0;
+		premade.kvm_fd = premade.vm_fd = -1;
+	}
+}
+
+int vm_premake(uint64_t ram_size, int fd, uint64_t mem_offset)
+{
+	uint64_t low = ram_size < LOWMEM_LIMIT ? ram_size : LOWMEM_LIMIT;
+	struct stat st;
+	int ret = 0;
+
+	premade.owner = NULL;
+	premade.nslots = 0;
+	vm_premade_drop();
+	if (fstat(fd, &st))
+		return -errno;
+	premade.dev = st.st_dev;
+	premade.ino = st.st_ino;
+	premade.kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (premade.kvm_fd >= 0)
+		premade.vm_fd = ioctl(premade.kvm_fd, KVM_CREATE_VM, 0);
+	if (premade.vm_fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	/* The layout a restore of this memory size maps (snap_memory_map_chain checks it). */
+	premade.r[0].gpa = 0;
+	premade.r[0].size = low;
+	premade.r[1].gpa = HIGHMEM_BASE;
+	premade.r[1].size = ram_size - low;
+	premade.nregions = ram_size > low ? 2 : 1;
+	for (unsigned i = 0; i < premade.nregions && !ret; i++) {
+		struct kvm_userspace_memory_region kr = { .slot = i };
+
+		premade.r[i].off = (off_t)(mem_offset + (i ? low : 0));
+		premade.r[i].hva = vm_map_aligned(premade.r[i].size, MAP_PRIVATE, fd,
+						  premade.r[i].off);
+		if (premade.r[i].hva == MAP_FAILED) {
+			premade.r[i].hva = NULL;
+			ret = -errno;
+			break;
+		}
+		kr.guest_phys_addr = premade.r[i].gpa;
+		kr.memory_size = premade.r[i].size;
+		kr.userspace_addr = (uintptr_t)premade.r[i].hva;
+		if (ioctl(premade.vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)
+			ret = -errno;
+		else
+			premade.slot[premade.nslots++] = (typeof(premade.slot[0])){
+				premade.r[i].gpa, premade.r[i].size, premade.r[i].hva
+			};
+	}
+	if (!ret)
+		return 0;
+fail:
+	vm_premade_drop();
+	return ret;
+}
+
+void *vm_premade_map(unsigned idx, uint64_t gpa, size_t size, int fd, off_t off)
+{
+	struct stat st;
+	void *hva;
+
+	if (idx >= premade.nregions || !premade.r[idx].hva || premade.r[idx].gpa != gpa ||
+	    premade.r[idx].size != size || premade.r[idx].off != off || fstat(fd, &st) ||
+	    st.st_dev != premade.dev || st.st_ino != premade.ino)
+		return NULL;
+	hva = premade.r[idx].hva;
+	premade.r[idx].hva = NULL;
+	return hva;
+}
+
 int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen)
 {
 	int ret;
@@ -166,7 +282,11 @@ int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen)
 		return -ENOTSUP;
 	}
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	/* A VM made ahead (khyve -R) is this one; its slots are checked when memory is mapped. */
+	vm->vm_fd = premade.vm_fd >= 0 ? premade.vm_fd : ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (premade.vm_fd >= 0)
+		premade.owner = vm;
+	premade.vm_fd = -1;
 	if (vm->vm_fd < 0 || vm->run_size <= 0) {
 		ret = -errno;
 		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
@@ -317,6 +437,25 @@ static int vm_set_region(struct vm *vm, const struct mem_region *r)
 int vm_set_memslots(struct vm *vm)
 {
 	int ret = 0;
+
+	/*
+	 * Slots made ahead (vm_premake) cover whole regions; where this VM has holes in a region,
+	 * KVM cannot shrink that slot in place: it goes first.  Identical slots are set again at
+	 * no cost (KVM sees nothing to change).
+	 */
+	for (unsigned i = 0; premade.owner == vm && i < premade.nslots && !ret; i++) {
+		uint64_t lo[2], hi[2];
+		bool same = i < vm->nmem && vm->mem[i].slot == i &&
+			    vm->mem[i].gpa == premade.slot[i].gpa &&
+			    vm->mem[i].size == premade.slot[i].size &&
+			    vm->mem[i].hva == premade.slot[i].hva &&
+			    !vm_region_holes(vm, &vm->mem[i], lo, hi);
+
+		if (!same)
+			ret = vm_set_slot(vm, i, premade.slot[i].gpa, 0, premade.slot[i].hva);
+	}
+	if (premade.owner == vm)
+		premade.owner = NULL;
 
 	for (unsigned i = 0; i < vm->nmem && !ret; i++)
 		ret = vm_set_region(vm, &vm->mem[i]);

@@ -158,6 +158,16 @@ void vm_destroy(struct vm *vm);
 int vm_add_memory(struct vm *vm, uint64_t ram_size);
 /* mmap(@flags, @fd, @off) of @size bytes of guest RAM at a 2 MiB-aligned address. */
 void *vm_map_aligned(size_t size, int flags, int fd, off_t off);
+/*
+ * khyve -R (snap/migrate.c): make the KVM VM and register guest RAM of @ram_size, mapped
+ * privately from @fd at @mem_offset in the layout a restore maps, while the memory arrives.
+ * The next vm_create takes that VM, and vm_premade_map hands out a region's mapping if
+ * region @idx of the restore is exactly that one (else NULL: the caller maps it).
+ */
+int vm_premake(uint64_t ram_size, int fd, uint64_t mem_offset);
+void *vm_premade_map(unsigned idx, uint64_t gpa, size_t size, int fd, off_t off);
+/* Free what was made ahead and not taken (any time; a no-op when nothing is left). */
+void vm_premade_drop(void);
 /* Hand every region to KVM (after vm_add_memory or a restore mapped them). */
 int vm_set_memslots(struct vm *vm);
 /*

@@ -509,7 +509,12 @@ int snap_memory_map_chain(struct vm *vm, const struct snap_chain *c, char *err, 
 		 * Private: the guest's writes never reach the file, so the snapshot can be
 		 * restored again.  Nothing is read until the guest touches a page.
 		 */
-		hva = vm_map_aligned(r->size, MAP_PRIVATE, f->fd, (off_t)r->file_offset);
+		/* Made ahead while a migration's memory arrived (khyve -R), or mapped now. */
+		hva = c->nlinks == 1
+			      ? vm_premade_map(i, r->gpa, r->size, f->fd, (off_t)r->file_offset)
+			      : NULL;
+		if (!hva)
+			hva = vm_map_aligned(r->size, MAP_PRIVATE, f->fd, (off_t)r->file_offset);
 		if (hva == MAP_FAILED) {
 			ret = -errno;
 			snprintf(err, errlen, "mapping guest memory from the snapshot: %s",

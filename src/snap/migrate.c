@@ -882,6 +882,19 @@ static int incoming_restore(struct vm *vm, struct config *cfg, struct mig_in *m,
 	return snap_restore(vm, cfg, path, false, err, errlen);
 }
 
+/* The first frame, which must be HELLO (mig_in_frame refuses anything else first). */
+static int recv_hello(int sock, struct mig_in *m, char *err, size_t errlen)
+{
+	struct mig_frame f;
+	uint8_t *p;
+	int ret = recv_frame(sock, &f, &p, err, errlen);
+
+	if (!ret)
+		ret = mig_in_frame(m, &f, p, err, errlen);
+	free(p);
+	return ret;
+}
+
 /*
  * The receiver, kept from the restore until the guest runs: unmapping the memory it
  * checksummed and freeing its bitmaps take milliseconds the guest need not wait for.
@@ -919,7 +932,16 @@ int migrate_incoming(struct vm *vm, struct config *cfg, const char *addr, char *
 	mig_in_init(mp, fd);
 	msg[0] = '\0';
 	config_get_bool(cfg, "debug.timing", false, &incoming_t.on);
-	ret = mig_recv(sock, mp, msg, sizeof(msg));
+	ret = recv_hello(sock, mp, msg, sizeof(msg));
+	/*
+	 * Live: the pre-copy rounds take a while, so the KVM VM and its memory slots (the
+	 * memfd's mapping) are made now, not in the downtime; the restore takes them if they
+	 * fit (vm_premake).  If they cannot be made, the restore makes its own.
+	 */
+	if (!ret && (mp->flags & MIG_F_LIVE))
+		vm_premake(mp->mem_size, fd, mp->w.mem_offset);
+	if (!ret)
+		ret = mig_recv(sock, mp, msg, sizeof(msg));
 	incoming_t.end = now_ns();
 	/* Before the writer commits and lets go of the metadata the MAC covers. */
 	authentic = !ret && mig_in_authentic(mp, cfg);
@@ -934,6 +956,8 @@ int migrate_incoming(struct vm *vm, struct config *cfg, const char *addr, char *
 		if (ret && !err[0])
 			snprintf(err, errlen, "incoming VM: %s", strerror(-ret));
 	}
+	/* What was made ahead and not taken (a refused VM, another layout). */
+	vm_premade_drop();
 	if (ret) {
 		mig_in_free(mp);
 		close(fd);
