@@ -13,6 +13,7 @@
 
 #include "dev/pci/lpc.h"
 #include "dev/pci/pci.h"
+#include "log.h"
 
 const struct config_key config_keys[] = {
 	{ "name", "the VM's name (the last argument)" },
@@ -61,6 +62,8 @@ const struct config_key config_keys[] = {
 	  "on or off: KVM buffers writes to device registers that do not need an exit" },
 	{ "sandbox", "on, off or log: the seccomp filter" },
 	{ "user", "the user khyve becomes once the VM is built" },
+	{ "log.level", "error, warning, info (default) or debug (-v): what khyve says" },
+	{ "log.file", "also write khyve's messages, time-stamped, to this file" },
 	{ "debug.timing", "true: print how long until the guest runs" },
 	{ "debug.sandbox_probe", "true: make a forbidden system call (tests the sandbox)" },
 	{ NULL, NULL },
@@ -228,7 +231,7 @@ static void check_report(struct check *c, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (!c->strict) {
-		fprintf(stderr, "khyve: warning: %s; ignored (config.strict=false)\n", msg);
+		log_warn("%s; ignored (config.strict=false)", msg);
 		return;
 	}
 	if (!c->ret)

@@ -24,6 +24,7 @@
 #include "dev/pc/rtc.h"
 #include "dev/pc/uart.h"
 #include "gdb/gdbstub.h"
+#include "log.h"
 #include "vcpu.h"
 #include "vm.h"
 
@@ -183,6 +184,12 @@ int machine_create(struct vm *vm, struct config *cfg, bool restoring, char *err,
 		ret = bhyve_opts_apply(vm, restoring, err, errlen);
 	if (ret)
 		goto fail;
+	if (log_enabled(LOG_DEBUG)) {
+		log_debug("%s: %u vCPUs, %llu MiB of RAM%s", vm->name, vm->ncpus,
+			  (unsigned long long)(mem >> 20), restoring ? ", to be restored" : "");
+		for (struct dev *d = vm->devs; d; d = d->next)
+			log_debug("device %s: %s", d->id, d->kind ? d->kind : d->ops->name);
+	}
 	return 0;
 fail:
 	vm_destroy(vm);

@@ -18,6 +18,7 @@
 #include "dev/pc/pm.h"
 #include "gdb/gdbstub.h"
 #include "keys.h"
+#include "log.h"
 #include "machine.h"
 #include "options.h"
 #include "snap/migrate.h"
@@ -29,7 +30,7 @@
 
 static int die(const char *msg)
 {
-	fprintf(stderr, "khyve: %s\n", msg);
+	log_error("%s", msg);
 	return VM_EXIT_ERROR;
 }
 
@@ -58,19 +59,19 @@ static void on_signal(void *opaque, uint32_t events)
 		return;
 	pm = vm_find_dev(vm, "pm");
 	if (si.ssi_signo == SIGTERM && !asked && pm && vm->paused) {
-		fprintf(stderr, "khyve: SIGTERM while paused: the guest is asked to power off when "
-				"it resumes (khyvectl --resume); another SIGTERM ends it now\n");
+		log_info("SIGTERM while paused: the guest is asked to power off when "
+			 "it resumes (khyvectl --resume); another SIGTERM ends it now");
 		asked = true;
 		vm->poweroff_pending = true;
 		return;
 	}
 	if (si.ssi_signo == SIGTERM && !asked && pm) {
-		fprintf(stderr, "khyve: SIGTERM: asking the guest to power off\n");
+		log_info("SIGTERM: asking the guest to power off");
 		asked = true;
 		pm_power_button(pm);
 		return;
 	}
-	fprintf(stderr, "khyve: signal %u: stopping the VM\n", si.ssi_signo);
+	log_info("signal %u: stopping the VM", si.ssi_signo);
 	vm_request_exit(vm, VM_EXIT_ERROR);
 }
 
@@ -132,7 +133,7 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 	migrate_incoming_cleanup();
 	/* debug.timing: how long from start until the guest runs (bench/ reads this). */
 	if (!config_get_bool(vm->cfg, "debug.timing", false, &timing) && timing)
-		fprintf(stderr, "khyve: guest running %.3f ms after start\n", ms_since(t0));
+		log_info("guest running %.3f ms after start", ms_since(t0));
 	status = vm_wait_exit(vm);
 	/* A live checkpoint still being written is given up (its client is told so). */
 	snap_save_live_abort(vm);
@@ -150,6 +151,11 @@ static int setup(int argc, char **argv, struct config *cfg, struct vm *vm, char 
 	int ret;
 
 	ret = options_parse(argc, argv, cfg, &opt, err, errlen);
+	if (ret)
+		return ret;
+	/* log.level and log.file: from the command line only (a snapshot never sets them). */
+	ret = log_configure(config_get(cfg, "log.level"), 0,
+			    opt.dump_config ? NULL : config_get(cfg, "log.file"), err, errlen);
 	if (ret)
 		return ret;
 	/* A restore checks once it knows the snapshot's devices (snap_restore). */

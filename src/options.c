@@ -19,7 +19,7 @@
 void options_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: khyve [-ADHPSWYeuwxh] [--version] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s "
+		"Usage: khyve [-ADHPSWYeuvwxh] [--version] [-c [cpus=]N] [-m SIZE[K|M|G]] [-s "
 		"SLOT,EMULATION[,CONF]]...\n"
 		"             [-l LPCDEV[,CONF]]... [-o KEY=VALUE]... [-k CONFIGFILE]\n"
 		"             [-p VCPU:HOSTCPU]... [-U UUID] [-G [w][ADDR:]PORT] [-r SNAPSHOT] "
@@ -35,6 +35,7 @@ void options_usage(FILE *f)
 		"                for the debugger before its first instruction\n"
 		"  -u            RTC keeps UTC (default: local time)\n"
 		"  -w            unknown MSRs read 0 and ignore writes (default: #GP)\n"
+		"  -v            say more: debug messages (-o log.level=, -o log.file=PATH)\n"
 		"  -c N          number of vCPUs (cpus=N[,sockets=S,cores=C,threads=T])\n"
 		"  -m SIZE       guest memory (megabytes when no suffix; default 256M)\n"
 		"  -s SLOT,EMU   PCI device: hostbridge, lpc, virtio-blk,PATH[,ro,...],\n"
@@ -359,7 +360,7 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 	memset(opt, 0, sizeof(*opt));
 	optind = 1;
 	opterr = 0;
-	while (!ret && (c = getopt(argc, argv, ":ADHPSWYeuwxhc:m:s:l:o:k:r:R:U:p:G:")) != -1) {
+	while (!ret && (c = getopt(argc, argv, ":ADHPSWYeuvwxhc:m:s:l:o:k:r:R:U:p:G:")) != -1) {
 		switch (c) {
 		case 'A':
 			ret = set_key(cfg, err, errlen, "acpi_tables", "true");
@@ -402,6 +403,9 @@ int options_parse(int argc, char **argv, struct config *cfg, struct options *opt
 			break;
 		case 'w':
 			ret = set_key(cfg, err, errlen, "x86.strictmsr", "false");
+			break;
+		case 'v':
+			ret = set_key(cfg, err, errlen, "log.level", "debug");
 			break;
 		case 'c':
 			ret = options_parse_cpus(cfg, optarg, err, errlen);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "gdb/gdbstub.h"
+#include "log.h"
 #include "vm.h"
 
 #define VCPU_KICK_SIG SIGUSR1
@@ -122,11 +123,11 @@ static void vcpu_dump_error(struct vcpu *v, const char *what)
 	struct kvm_sregs sregs;
 
 	if (ioctl(v->fd, KVM_GET_REGS, &regs) || ioctl(v->fd, KVM_GET_SREGS, &sregs)) {
-		fprintf(stderr, "khyve: vCPU %u: %s\n", v->id, what);
+		log_error("vCPU %u: %s", v->id, what);
 		return;
 	}
-	fprintf(stderr, "khyve: vCPU %u: %s at rip 0x%llx (cs 0x%x, cr0 0x%llx, efer 0x%llx)\n",
-		v->id, what, regs.rip, sregs.cs.selector, sregs.cr0, sregs.efer);
+	log_error("vCPU %u: %s at rip 0x%llx (cs 0x%x, cr0 0x%llx, efer 0x%llx)", v->id, what,
+		  regs.rip, sregs.cs.selector, sregs.cr0, sregs.efer);
 }
 
 static void vcpu_io(struct vcpu *v)
@@ -140,10 +141,9 @@ static void vcpu_io(struct vcpu *v)
 		if (!bus_access(&v->vm->pio, r->io.port, data + i * r->io.size, r->io.size, wr) &&
 		    v->vm->strictio) {
 			/* -e, bhyve's debugging aid: say where, then stop. */
-			fprintf(stderr,
-				"khyve: vCPU %u: %s of %u byte(s) at I/O port 0x%x, which nothing "
-				"emulates: stopping (-e)\n",
-				v->id, wr ? "write" : "read", r->io.size, r->io.port);
+			log_error("vCPU %u: %s of %u byte(s) at I/O port 0x%x, which nothing "
+				  "emulates: stopping (-e)",
+				  v->id, wr ? "write" : "read", r->io.size, r->io.port);
 			vm_request_exit(v->vm, VM_EXIT_ERROR);
 			return;
 		}
@@ -278,8 +278,7 @@ static bool vcpu_handle_exit(struct vcpu *v)
 		vm_request_exit(v->vm, VM_EXIT_ERROR);
 		return false;
 	default:
-		fprintf(stderr, "khyve: vCPU %u: unhandled exit reason %u\n", v->id,
-			r->exit_reason);
+		log_error("vCPU %u: unhandled exit reason %u", v->id, r->exit_reason);
 		vm_request_exit(v->vm, VM_EXIT_ERROR);
 		return false;
 	}

@@ -27,6 +27,8 @@
 
 #include <slirp/libslirp.h>
 
+#include "log.h"
+
 #define NET_EXTRA_TYPES 4
 #define VNET_HDR_LEN 12 /* struct virtio_net_hdr_v1, what the tap fd carries */
 
@@ -239,7 +241,7 @@ static void slirp_cb_guest_error(const char *msg, void *opaque)
 
 	/* The guest controls how often this happens: print a few, not a flood. */
 	if (s->guest_errors++ < SLIRP_MAX_GUEST_ERRORS)
-		fprintf(stderr, "khyve: %s: slirp: guest error: %s\n", s->nb->dev, msg);
+		log_warn("%s: slirp: guest error: %s", s->nb->dev, msg);
 }
 
 static void *slirp_cb_timer_new(SlirpTimerCb cb, void *cb_opaque, void *opaque)

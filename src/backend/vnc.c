@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
+
 #define VNC_DEFAULT_HOST "127.0.0.1"
 #define VNC_DEFAULT_PORT "5900"
 #define VNC_MAX_PASSWORD 8
@@ -435,7 +437,7 @@ static int vnc_wait_client(struct vnc *v, char *err, size_t errlen)
 {
 	int ret = 0;
 
-	fprintf(stderr, "khyve: fbuf: waiting for a VNC client on %s\n", v->where);
+	log_info("fbuf: waiting for a VNC client on %s", v->where);
 	pthread_mutex_lock(&v->lock);
 	while (!v->nclients) {
 		struct timespec ts;

@@ -35,9 +35,11 @@
 #include "dev/pc/pm.h"
 #include "gdb/gdbstub.h"
 #include "ctl/ctl_proto.h"
+#include "log.h"
 #include "snap/migrate.h"
 #include "snap/precopy.h"
 #include "snap/snapshot.h"
+#include "snap/trust.h"
 #include "vcpu.h"
 #include "version.h"
 #include "vm.h"
@@ -1223,6 +1225,13 @@ int ctl_handle_line(struct vm *vm, const char *line, ctl_send_fn send, void *opa
 
 	if (strlen(line) > CTL_MAX_LINE)
 		return reply_error(&r, -E2BIG, "request longer than %d bytes", CTL_MAX_LINE);
+	if (log_enabled(LOG_DEBUG)) {
+		char shown[512];
+
+		/* The client's bytes: control characters are not written to a terminal. */
+		snap_sanitize(line, shown, sizeof(shown));
+		log_debug("control request: %s", shown);
+	}
 	r.in = parse_line(&r, line, &ret);
 	if (!r.in)
 		return ret;

@@ -36,6 +36,7 @@ struct dev_ops {
 struct dev {
 	const struct dev_ops *ops;
 	char id[48];	  /* instance id, unique in a VM */
+	const char *kind; /* what it is when ops->name is a family: "virtio-blk" for "pci" */
 	struct dev *next; /* VM's device list, in creation order */
 };
 

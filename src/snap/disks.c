@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
 #include "snap/format.h"
 #include "sstream.h"
 #include "vm.h"
@@ -441,10 +442,9 @@ int snap_disk_check(const struct snap_disk_rec *saved, const char *id, int fd, c
 	struct stat st;
 
 	if (!saved) {
-		fprintf(stderr,
-			"khyve: disk %s (%s): the snapshot records nothing about it (an older "
-			"khyve wrote it), so khyve cannot check that it is the disk as it was\n",
-			id, path);
+		log_warn("disk %s (%s): the snapshot records nothing about it (an older "
+			 "khyve wrote it), so khyve cannot check that it is the disk as it was",
+			 id, path);
 		return 0;
 	}
 	if (fstat(fd, &st) < 0) {
@@ -465,10 +465,9 @@ int snap_disk_check(const struct snap_disk_rec *saved, const char *id, int fd, c
 		snprintf(what, sizeof(what), "modified %s, %s at the checkpoint", now, was);
 	}
 	if (accept) {
-		fprintf(stderr,
-			"khyve: disk %s (%s) changed since the snapshot (%s); going on as "
-			"snapshot.disk_changed=accept says\n",
-			id, path, what);
+		log_warn("disk %s (%s) changed since the snapshot (%s); going on as "
+			 "snapshot.disk_changed=accept says\n",
+			 id, path, what);
 		return 0;
 	}
 	snprintf(err, errlen,

@@ -24,6 +24,7 @@
 #include <xxhash.h>
 
 #include "config.h"
+#include "log.h"
 #include "snap/trust.h"
 #include "sstream.h"
 #include "vm.h"
@@ -841,7 +842,7 @@ static int listen_accept(const char *addr, char *err, size_t errlen)
 		inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
 		snprintf(shown, sizeof(shown), "[%s]:%u", a, ntohs(sin6->sin6_port));
 	}
-	fprintf(stderr, "khyve: waiting for an incoming VM on %s\n", shown);
+	log_info("waiting for an incoming VM on %s", shown);
 	do
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	while (fd < 0 && errno == EINTR);

@@ -43,6 +43,7 @@
 #include "dev/pc/rtc.h"
 #include "gdb/gdbstub.h"
 #include "keys.h"
+#include "log.h"
 #include "machine.h"
 #include "snap/chain.h"
 #include "snap/clocks.h"
@@ -380,9 +381,14 @@ static int save_devices(struct vm *vm, struct snap_writer *w, char *err, size_t 
 		ret = d->ops->save(d, &s);
 		if (!ret)
 			ret = ss_error(&s);
-		if (!ret)
-			ret = snap_writer_section(w, SNAP_SEC_DEV, d->id, d->ops->version, s.buf,
-						  s.len);
+		if (ret) {
+			/* The device says why (its stream's message), the id is said here once. */
+			snprintf(err, errlen, "saving device %s: %s", d->id,
+				 s.msg[0] ? s.msg : strerror(-ret));
+			ss_free(&s);
+			return ret;
+		}
+		ret = snap_writer_section(w, SNAP_SEC_DEV, d->id, d->ops->version, s.buf, s.len);
 		ss_free(&s);
 		if (ret) {
 			snprintf(err, errlen, "saving device %s: %s", d->id, strerror(-ret));
@@ -753,6 +759,9 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 	}
 	res->paused_ns = now_ns(CLOCK_MONOTONIC) - tp;
 	res->total_ns = now_ns(CLOCK_MONOTONIC) - t0;
+	log_debug("checkpoint %s: %s, %llu bytes, guest paused %.3f ms, %.3f ms in all", path,
+		  ret ? "failed" : "written", (unsigned long long)res->bytes, res->paused_ns / 1e6,
+		  res->total_ns / 1e6);
 out:
 	/* A step that ran out of memory only returns -ENOMEM: say so. */
 	if (ret && errlen && !err[0])
@@ -1348,11 +1357,10 @@ static uint64_t restore_tsc_since(struct vm *vm, struct restore *r, uint64_t *at
 		return 0;
 	since = snap_tsc_since_ns(vm->vcpus[0], saved, at);
 	if (since < -20 * 1000000LL)
-		fprintf(stderr,
-			"khyve: this host's KVM cannot set the guest's TSC, and it is %lld ms "
-			"behind "
-			"the snapshot's: the guest's TSC goes back in time\n",
-			(long long)(-since / 1000000));
+		log_warn("this host's KVM cannot set the guest's TSC, and it is %lld ms "
+			 "behind "
+			 "the snapshot's: the guest's TSC goes back in time",
+			 (long long)(-since / 1000000));
 	return since > 0 ? (uint64_t)since : 0;
 }
 
@@ -1419,6 +1427,7 @@ static void restore_free(struct restore *r)
 int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_config, char *err,
 		 size_t errlen)
 {
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
 	struct restore r;
 	int ret;
 
@@ -1430,6 +1439,8 @@ int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_
 	ret = restore_prepare(&r, cfg, path, err, errlen);
 	if (ret)
 		goto out;
+	log_debug("restore %s: file checked in %.3f ms", path,
+		  (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
 	if (dump_config) {
 		config_dump(&r.saved, stdout);
 		ret = 1;
@@ -1442,9 +1453,14 @@ int snap_restore(struct vm *vm, struct config *cfg, const char *path, bool dump_
 	ret = machine_create(vm, cfg, true, err, errlen);
 	if (ret)
 		goto out;
+	log_debug("restore %s: machine built at %.3f ms", path,
+		  (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
 	ret = restore_machine(vm, &r, err, errlen);
 	if (ret)
 		machine_destroy(vm);
+	else
+		log_debug("restore %s: memory, devices and vCPUs set at %.3f ms", path,
+			  (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
 out:
 	/* A step that ran out of memory only returns -ENOMEM: say so. */
 	if (ret < 0 && errlen && !err[0])

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run every end-to-end test (tests/e2e/test_*.py).  E2E_ONLY=substring picks some."""
+"""Run every end-to-end test (tests/e2e/test_*.py).  E2E_ONLY=substring[,substring] picks some."""
 
 import glob
 import importlib

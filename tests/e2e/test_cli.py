@@ -848,3 +848,47 @@ def console_escape_on_a_terminal(wd):
     r = khyve_run(BASE + ["-o", "console.escape=ab", "vm"])
     check(r.returncode == 4 and b"console.escape=ab" in r.stderr,
           "a bad console.escape: %d %s" % (r.returncode, r.stderr.decode()))
+
+
+@test
+def log_levels_and_file(wd):
+    """-v and -o log.level= choose what khyve says; -o log.file= keeps it, time-stamped; a
+    log file is never opened through a symbolic link."""
+    # Default: the warning of config.strict=false is said; log.level=error hides it.
+    args = ["-o", "config.strict=false", "-o", "boot.cmdlin=x"]
+    r = dump(*args)
+    check(r.returncode == 0 and b"khyve: warning: unknown configuration key 'boot.cmdlin'"
+          in r.stderr, "default level: %r" % r.stderr)
+    r = dump(*(args + ["-o", "log.level=error"]))
+    check(r.returncode == 0 and r.stderr == b"", "log.level=error still said %r" % r.stderr)
+    r = dump("-o", "log.level=loud")
+    check(r.returncode == 4 and b"log.level=loud" in r.stderr, "bad level: %r" % r.stderr)
+
+    log = wd("khyve.log")
+    vm = VM(wd, extra=["-v", "-o", "log.file=" + log])
+    vm.wait_seq(3, timeout=120)
+    vm.ctl("--checkpoint=" + wd("a.snap"))
+    end = time.time() + 30
+    while b": written" not in vm.err and time.time() < end:
+        vm.pump(0.2)
+    vm.kill()
+    err = vm.err.decode()
+    for want in ("khyve: device pci@0.0.0: hostbridge", "khyve: device uart@com1: uart",
+                 "control request: ", "checkpoint " + wd("a.snap") + ": written"):
+        check(want in err, "-v: %r not said:\n%s" % (want, err))
+    with open(log) as f:
+        lines = f.read().splitlines()
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (error|warning|info|debug) ")
+    check(lines and all(stamp.match(l) for l in lines), "log file lines: %r" % lines[:5])
+    check(any(l.endswith(" debug device pci@0.0.0: hostbridge") for l in lines),
+          "log file lacks the device lines: %r" % lines[:8])
+    check(os.stat(log).st_mode & 0o777 == 0o600, "log file mode %o" % os.stat(log).st_mode)
+
+    # A symbolic link as the log file: refused, nothing created where it points.
+    victim = wd("victim")
+    link = wd("link.log")
+    os.symlink(victim, link)
+    r = khyve_run(BASE + ["-o", "log.file=" + link, "-o", "ctl.socket=off", "vmx"])
+    check(r.returncode == 4 and b"symbolic link" in r.stderr, "symlink: %d %r"
+          % (r.returncode, r.stderr))
+    check(not os.path.exists(victim), "a file was created through the link")

@@ -3,6 +3,7 @@ open, create or delete a host path that the restore command line did not name.""
 
 import json
 import os
+import struct
 import subprocess
 
 from khyve_e2e import KHYVE, KHYVECTL, VM, check, khyve_run, restored_seqs, test
@@ -197,3 +198,52 @@ def crafted_files_refused(wd):
     r = VM(wd, restore=good, name="ok", extra=["-o", "snapshot.key=" + key])
     r.wait_seq(3, timeout=120)
     r.kill()
+
+
+@test
+def crafted_device_state_names_the_device_once(wd):
+    """A refused device section is named once, by the restore, and the device layers add only
+    what they know (issue 12: "device pci@0.3.0: pci@0.3.0 (virtio-blk): ..." before)."""
+    key = wd("snapshot.key")
+    vm = VM(wd, mem="64M", extra=["-s", "4,virtio-rnd", "-o", "snapshot.key=" + key])
+    vm.wait_seq(3, timeout=120)
+    good = wd("good.snap")
+    vm.ctl("--checkpoint=" + good)
+    vm.kill()
+
+    def pci_section_offsets(data):
+        """Offsets of BAR 0 and, for a virtio function, of its device status byte (the layout
+        of doc/snapshot-format.md: config space size, config space, INTx, MSI-X vectors,
+        table, pending bits, the emulation's version, then the virtio transport)."""
+        nvec = struct.unpack_from("<I", data, 4 + 256 + 1)[0]
+        virtio = 4 + 256 + 1 + 4 + 16 * nvec + 8 * ((nvec + 63) // 64) + 4
+        return 4 + 0x10, virtio + 8 + 4 + 4 + 2 + 2
+
+    cases = []
+    s = Snap(good)
+    sec = s.find("pci@0.0.0")
+    bar0, _ = pci_section_offsets(sec[3])
+    data = bytearray(sec[3])
+    struct.pack_into("<I", data, bar0 + 5 * 4, 0x1000)   # the host bridge has no BAR 5
+    sec[3] = bytes(data)
+    p = wd("bar.snap")
+    s.store(p)
+    cases.append((p, "pci@0.0.0", "BAR 5 holds 0x00001000"))
+    s = Snap(good)
+    sec = s.find("pci@0.4.0")
+    _, status = pci_section_offsets(sec[3])
+    data = bytearray(sec[3])
+    data[status] = 0xff
+    sec[3] = bytes(data)
+    p = wd("status.snap")
+    s.store(p)
+    cases.append((p, "pci@0.4.0", "virtio-rnd: device status 0xff is not a reachable state"))
+
+    for p, dev, needle in cases:
+        r = khyve_run(["-r", p, "-o", "snapshot.key=" + key, "-o", "ctl.socket=off",
+                       "-l", "com1,stdio", "vmx"], timeout=60)
+        err = r.stderr.decode()
+        check(r.returncode == 4 and ("device %s: %s" % (dev, needle)) in err,
+              "%s: exit %d, stderr %r (want %r)" % (os.path.basename(p), r.returncode, err,
+                                                     needle))
+        check(err.count(dev) == 1, "%s named %d times: %r" % (dev, err.count(dev), err))

@@ -31,10 +31,12 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "dev/dev.h"
 #include "evloop.h"
 #include "faultinj.h"
 #include "machine.h"
 #include "snap/snapshot.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define OLD "the previous snapshot"
@@ -202,6 +204,36 @@ static void test_save_restore(void **state)
 	assert_int_equal(dir_files(), 1);
 	if (restore(err, sizeof(err)))
 		fail_msg("restore: %s", err);
+}
+
+/* A device whose save refuses, saying why in its stream (a worker busy, say). */
+static int refusing_save(struct dev *d, struct sstream *s)
+{
+	return ss_fail(s, -EBUSY, "2 workers busy");
+}
+
+/*
+ * The device's own reason reaches the user, after the device's id said once (the reason was
+ * replaced by strerror before: "saving device refuser: Device or resource busy").
+ */
+static void test_save_device_refuses(void **state)
+{
+	static const struct dev_ops ops = { .name = "refuser",
+					    .version = 1,
+					    .save = refusing_save };
+	struct dev d = { .ops = &ops, .id = "refuser" };
+	char err[1024];
+
+	NEED_KVM();
+	d.next = vm.devs;
+	vm.devs = &d;
+	assert_int_equal(save(err, sizeof(err)), -EBUSY);
+	vm.devs = d.next;
+	assert_string_equal(err, "saving device refuser: 2 workers busy");
+	assert_false(vm.paused);
+	assert_int_equal(dir_files(), 0);
+	if (save(err, sizeof(err)))
+		fail_msg("save after the refusal: %s", err);
 }
 
 /* Every pwrite of a save failing in turn (disk full). */
@@ -668,6 +700,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_device_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_write_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_commit_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_ioctl_fails, setup, teardown),

@@ -69,11 +69,17 @@ static void test_key_classes(void **state)
 					    "pci.0.7.0.tcp",
 					    "pci.0.7.0.unix",
 					    "pci.0.7.0.password" };
-	static const char *const session[] = {
-		"snapshot.disk_changed", "snapshot.trust", "snapshot.key",
-		"snapshot.verify",	 "snapshot.time",  "config.dump",
-		"debug.timing",		 "sandbox",	   "user"
-	};
+	static const char *const session[] = { "snapshot.disk_changed",
+					       "snapshot.trust",
+					       "snapshot.key",
+					       "snapshot.verify",
+					       "snapshot.time",
+					       "config.dump",
+					       "debug.timing",
+					       "sandbox",
+					       "user",
+					       "log.level",
+					       "log.file" };
 
 	for (size_t i = 0; i < sizeof(guest) / sizeof(guest[0]); i++)
 		assert_int_equal(snap_key_class(guest[i]), SNAP_CFG_GUEST);

@@ -26,6 +26,7 @@
 #include "arch/x86/bootparam.h"
 #include "arch/x86/e820.h"
 #include "config.h"
+#include "log.h"
 #include "vm.h"
 
 #define PAGE_SIZE 4096ULL
@@ -861,21 +862,19 @@ static int boot_cpuid_cmdline(struct vm *vm, const char **cmdline, char *buf, si
 		return 0;
 	n = cpuid_mask_linux_cmdline(&vm->cpuid_unkept, extra, sizeof(extra));
 	if (n < 0) {
-		fprintf(stderr,
-			"khyve: this KVM shows the guest CPU features cpu.features takes "
-			"away, and they are too many for a Linux clearcpuid= (%d characters "
-			"at most): the guest sees them\n",
-			CPUID_LINUX_CLEARCPUID_MAX);
+		log_warn("this KVM shows the guest CPU features cpu.features takes "
+			 "away, and they are too many for a Linux clearcpuid= (%d characters "
+			 "at most): the guest sees them",
+			 CPUID_LINUX_CLEARCPUID_MAX);
 		return 0;
 	}
 	if (!n)
 		return 0;
 	if (snprintf(buf, len, "%s%s%s", *cmdline, **cmdline ? " " : "", extra) >= (int)len)
 		return 0; /* boot_cmdline reports the user's own line if that is too long */
-	fprintf(stderr,
-		"khyve: this KVM shows the guest CPU features cpu.features takes away; "
-		"added to the kernel command line: %s\n",
-		extra);
+	log_warn("this KVM shows the guest CPU features cpu.features takes away; "
+		 "added to the kernel command line: %s",
+		 extra);
 	*cmdline = buf;
 	return 0;
 }

@@ -45,6 +45,7 @@
 #include "dev/display/font.h"
 #include "dev/display/vga.h"
 #include "dev/pci/pci.h"
+#include "log.h"
 #include "sstream.h"
 #include "vm.h"
 
@@ -476,10 +477,9 @@ static void fbuf_font(struct fbuf *f)
 	if (ok)
 		vga_load_font(&f->vga, font->glyph, font->height);
 	else
-		fprintf(stderr,
-			"khyve: %s (fbuf): no console font (%s): text mode stays blank until the "
-			"guest loads a font; install console-setup-linux or give font=PATH\n",
-			f->pd->opts, err);
+		log_warn("%s (fbuf): no console font (%s): text mode stays blank until the "
+			 "guest loads a font; install console-setup-linux or give font=PATH",
+			 f->pd->opts, err);
 	free(font);
 }
 
@@ -502,11 +502,10 @@ static int fbuf_rom(struct fbuf *f, char *err, size_t errlen)
 	if (!fp) {
 		if (!want) {
 			if (config_get(f->vm->cfg, "lpc.bootrom"))
-				fprintf(stderr,
-					"khyve: %s (fbuf): no VGA BIOS (%s: %s): the firmware "
-					"will not show on the display; install seabios or give "
-					"rom=PATH\n",
-					f->pd->opts, path, strerror(errno));
+				log_warn("%s (fbuf): no VGA BIOS (%s: %s): the firmware "
+					 "will not show on the display; install seabios or give "
+					 "rom=PATH",
+					 f->pd->opts, path, strerror(errno));
 			return 0;
 		}
 		snprintf(err, errlen, "rom=%s: %s", path, strerror(errno));

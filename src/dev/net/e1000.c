@@ -62,6 +62,7 @@
 #include <string.h>
 
 #include "dev/pci/pci.h"
+#include "log.h"
 #include "sstream.h"
 #include "vm.h"
 
@@ -614,10 +615,9 @@ static void ring_report(struct e1000 *e, bool tx, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	fprintf(stderr,
-		"khyve: %s: e1000 %s ring: %s; the %s unit stops until the driver sets the ring "
-		"up again\n",
-		e->pd->dev.id, tx ? "transmit" : "receive", why, tx ? "transmit" : "receive");
+	log_warn("%s: e1000 %s ring: %s; the %s unit stops until the driver sets the ring "
+		 "up again",
+		 e->pd->dev.id, tx ? "transmit" : "receive", why, tx ? "transmit" : "receive");
 }
 
 uint8_t *e1000_ring(struct e1000 *e, bool tx, uint32_t *ndesc)

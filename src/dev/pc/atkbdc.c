@@ -451,8 +451,8 @@ static int atkbdc_load(struct dev *d, struct sstream *s, unsigned version)
 	struct atkbdc_state *st;
 
 	if (version != ATKBDC_STATE_VERSION)
-		return ss_fail(s, -EINVAL, "%s: state version %u is not supported (%u)", d->id,
-			       version, ATKBDC_STATE_VERSION);
+		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)", version,
+			       ATKBDC_STATE_VERSION);
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return ss_fail(s, -ENOMEM, "out of memory");

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "sstream.h"
 #include "vm.h"
 
@@ -233,8 +234,8 @@ void bootrom_set_pam(struct vm *vm, const uint8_t mode[PAM_SEGMENTS])
 	for (unsigned i = 0; i < PAM_SEGMENTS; i++) {
 		r->pam[i] = mode[i] & (PAM_RE | PAM_WE);
 		if (pam_sync_segment(r, i))
-			fprintf(stderr, "khyve: bootrom: cannot map BIOS segment 0x%llx: %s\n",
-				(unsigned long long)pam_seg_base(i), strerror(errno));
+			log_warn("bootrom: cannot map BIOS segment 0x%llx: %s",
+				 (unsigned long long)pam_seg_base(i), strerror(errno));
 	}
 	pthread_mutex_unlock(&r->lock);
 }

@@ -513,8 +513,8 @@ static int hpet_load(struct dev *d, struct sstream *s, unsigned version)
 
 	memset(&r, 0, sizeof(r));
 	if (version != d->ops->version)
-		return ss_fail(s, -EINVAL, "%s: state version %u is not supported (%u)", d->id,
-			       version, d->ops->version);
+		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)", version,
+			       d->ops->version);
 	hpet_regs_stream(s, &r);
 	if (!ss_error(s))
 		hpet_regs_check(s, &r);

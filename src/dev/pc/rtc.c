@@ -582,8 +582,8 @@ static int rtc_load(struct dev *d, struct sstream *s, unsigned version)
 	struct rtc_state st;
 
 	if (version != RTC_STATE_VERSION)
-		return ss_fail(s, -EINVAL, "%s: state version %u is not supported (%u)", d->id,
-			       version, RTC_STATE_VERSION);
+		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)", version,
+			       RTC_STATE_VERSION);
 	memset(&st, 0, sizeof(st));
 	rtc_state_io(s, &st);
 	rtc_state_check(s, &st);

@@ -919,8 +919,8 @@ static int uart_load(struct dev *d, struct sstream *s, unsigned version)
 	struct uart_regs st;
 
 	if (version != UART_STATE_VERSION)
-		return ss_fail(s, -EINVAL, "%s: state version %u is not supported (%u)", d->id,
-			       version, UART_STATE_VERSION);
+		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)", version,
+			       UART_STATE_VERSION);
 	memset(&st, 0, sizeof(st));
 	uart_regs_state(s, &st);
 	uart_regs_check(s, &st);

@@ -100,8 +100,8 @@ static int lpc_load(struct pci_dev *pd, struct sstream *s, unsigned version)
 		ss_u8_array(s, r, 4);
 	for (unsigned i = 0; i < 4 && !ss_error(s); i++)
 		if (r[i] & ~PCI_PIRQ_ROUTE_BITS)
-			ss_fail(s, -EINVAL, "%s: PIRQ%c route register 0x%02x has reserved bits",
-				pd->dev.id, 'A' + i, r[i]);
+			ss_fail(s, -EINVAL, "PIRQ%c route register 0x%02x has reserved bits",
+				'A' + i, r[i]);
 	if (ss_finish(s))
 		return ss_error(s);
 	for (unsigned i = 0; i < 4; i++)

@@ -1282,8 +1282,8 @@ static int pci_bus_load(struct dev *d, struct sstream *s, unsigned version)
 	uint32_t a = 0;
 
 	if (version != d->ops->version)
-		return ss_fail(s, -EINVAL, "%s: state version %u is not supported (%u)", d->id,
-			       version, d->ops->version);
+		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)", version,
+			       d->ops->version);
 	ss_u32(s, &a);
 	if (!ss_error(s) && (a & ~CF8_BITS))
 		ss_fail(s, -EINVAL, "PCI address register 0x%08x has reserved bits set", a);
@@ -1356,8 +1356,7 @@ static int pci_dev_save(struct dev *d, struct sstream *s)
 		int ret = pd->emul->save(pd, s);
 
 		if (ret && !ss_error(s))
-			ss_fail(s, ret, "%s: %s state: %s", pd->dev.id, pd->emul->name,
-				strerror(-ret));
+			ss_fail(s, ret, "%s state: %s", pd->emul->name, strerror(-ret));
 	}
 	return ss_error(s);
 }
@@ -1378,9 +1377,9 @@ static void pci_dev_check(struct pci_dev *pd, struct sstream *s, const struct pc
 			fixed &= (uint8_t)~PCIM_STATUS_INTR;
 		if ((st->cfg[o] ^ pd->cfg[o]) & fixed) {
 			ss_fail(s, -EINVAL,
-				"%s: read-only configuration byte 0x%02x is 0x%02x, this "
+				"read-only configuration byte 0x%02x is 0x%02x, this "
 				"%s has 0x%02x",
-				pd->dev.id, o, st->cfg[o], pd->emul->name, pd->cfg[o]);
+				o, st->cfg[o], pd->emul->name, pd->cfg[o]);
 			return;
 		}
 	}
@@ -1388,25 +1387,22 @@ static void pci_dev_check(struct pci_dev *pd, struct sstream *s, const struct pc
 		uint32_t v = le_get(&st->cfg[PCIR_BAR(i)], 4);
 
 		if (bar_encode(pd, i, v) != v)
-			ss_fail(s, -EINVAL, "%s: BAR %d holds 0x%08x, which this BAR cannot hold",
-				pd->dev.id, i, v);
+			ss_fail(s, -EINVAL, "BAR %d holds 0x%08x, which this BAR cannot hold", i,
+				v);
 	}
 	if (pd->msi_cap) {
 		uint16_t ctrl = (uint16_t)le_get(&st->cfg[pd->msi_cap + 2], 2);
 
 		if (((ctrl >> MSI_CTRL_MME_SHIFT) & 7) > ((ctrl >> MSI_CTRL_MMC_SHIFT) & 7))
-			ss_fail(s, -EINVAL, "%s: MSI enables more vectors than offered",
-				pd->dev.id);
+			ss_fail(s, -EINVAL, "MSI enables more vectors than offered");
 	}
 	for (unsigned v = 0; v < pd->msix.nvec; v++) {
 		if ((st->table[4 * v] & 0x3) || (st->table[4 * v + 3] & ~MSIX_VEC_MASKED))
-			ss_fail(s, -EINVAL, "%s: MSI-X entry %u has reserved bits set", pd->dev.id,
-				v);
+			ss_fail(s, -EINVAL, "MSI-X entry %u has reserved bits set", v);
 	}
 	if (pd->msix.nvec % 64 &&
 	    st->pba[msix_pba_words(pd->msix.nvec) - 1] >> (pd->msix.nvec % 64))
-		ss_fail(s, -EINVAL, "%s: MSI-X pending bits beyond vector %u", pd->dev.id,
-			pd->msix.nvec - 1);
+		ss_fail(s, -EINVAL, "MSI-X pending bits beyond vector %u", pd->msix.nvec - 1);
 }
 
 static void pci_dev_commit(struct pci_dev *pd, const struct pci_dev_state *st)
@@ -1435,8 +1431,8 @@ static int pci_dev_load(struct dev *d, struct sstream *s, unsigned version)
 	int ret;
 
 	if (version != d->ops->version)
-		return ss_fail(s, -EINVAL, "%s: state version %u is not supported (%u)", d->id,
-			       version, d->ops->version);
+		return ss_fail(s, -EINVAL, "state version %u is not supported (%u)", version,
+			       d->ops->version);
 	if (nvec) {
 		st.table = calloc(nvec, 4 * sizeof(uint32_t));
 		st.pba = calloc(msix_pba_words(nvec), sizeof(uint64_t));
@@ -1455,8 +1451,7 @@ static int pci_dev_load(struct dev *d, struct sstream *s, unsigned version)
 	}
 	ss_u32(s, &ver);
 	if (!ss_error(s) && (!ver || ver > pd->emul->version))
-		ss_fail(s, -EINVAL, "%s: %s state version %u is %s (%u)", pd->dev.id,
-			pd->emul->name, ver,
+		ss_fail(s, -EINVAL, "%s state version %u is %s (%u)", pd->emul->name, ver,
 			ver ? "newer than this khyve supports" : "not a valid state version",
 			pd->emul->version);
 	if (!ss_error(s)) {
@@ -1567,6 +1562,7 @@ static struct pci_dev *pci_dev_alloc(struct vm *vm, struct pci_bus *bus, unsigne
 	if (!pd)
 		return NULL;
 	pd->dev.ops = &pci_dev_ops;
+	pd->dev.kind = e->name;
 	snprintf(pd->dev.id, sizeof(pd->dev.id), "pci@0.%u.%u", slot, func);
 	snprintf(pd->opts, sizeof(pd->opts), "pci.0.%u.%u", slot, func);
 	pd->vm = vm;

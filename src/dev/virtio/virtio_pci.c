@@ -33,6 +33,7 @@
 
 #include "dev/pci/pci.h"
 #include "dev/virtio/virtio_pci_regs.h"
+#include "log.h"
 #include "sstream.h"
 #include "vm.h"
 
@@ -209,8 +210,7 @@ void virtio_set_needs_reset(struct virtio_dev *vd, const char *why)
 	pthread_mutex_unlock(&vd->lock);
 	if (!first)
 		return; /* one line per reset: a hostile guest cannot flood the log */
-	fprintf(stderr, "khyve: %s (%s): device needs reset: %s\n", vd->pd->dev.id, vd->ops->name,
-		why);
+	log_warn("%s (%s): device needs reset: %s", vd->pd->dev.id, vd->ops->name, why);
 	virtio_config_interrupt(vd);
 }
 
@@ -961,11 +961,10 @@ static void virtio_check_drained(struct virtio_dev *vd, struct sstream *s,
 
 		if (vq_in_flight(q))
 			ss_fail(s, err,
-				"%s (%s): queue %u has %u requests in flight (taken %u, "
+				"%s: queue %u has %u requests in flight (taken %u, "
 				"returned %u); they must be completed before a snapshot",
-				vd->pd->dev.id, vd->ops->name, i,
-				(uint16_t)(q->last_avail - q->used_idx), q->last_avail,
-				q->used_idx);
+				vd->ops->name, i, (uint16_t)(q->last_avail - q->used_idx),
+				q->last_avail, q->used_idx);
 	}
 }
 
@@ -987,8 +986,8 @@ int virtio_pci_save(struct pci_dev *pd, struct sstream *s)
 		int ret = vd->ops->save(vd, &ds);
 
 		if (ret || ss_error(&ds)) {
-			ss_fail(s, ret ? ret : ss_error(&ds), "%s (%s): %s", pd->dev.id,
-				vd->ops->name, ds.msg[0] ? ds.msg : strerror(-ret));
+			ss_fail(s, ret ? ret : ss_error(&ds), "%s: %s", vd->ops->name,
+				ds.msg[0] ? ds.msg : strerror(-ret));
 			ss_free(&ds);
 			return ss_error(s);
 		}
@@ -1005,7 +1004,7 @@ int virtio_pci_save(struct pci_dev *pd, struct sstream *s)
 static void vq_state_check(struct virtio_dev *vd, struct sstream *s, unsigned i,
 			   const struct vq_state *st)
 {
-	const char *id = vd->pd->dev.id, *why;
+	const char *id = vd->ops->name, *why;
 	const struct vq_saved *q = &st->q;
 
 	if (!q->size || q->size > vd->queue_max[i] || (q->size & (q->size - 1)))
@@ -1026,7 +1025,7 @@ static void vq_state_check(struct virtio_dev *vd, struct sstream *s, unsigned i,
 static void virtio_state_check(struct virtio_dev *vd, struct sstream *s,
 			       const struct virtio_state *st)
 {
-	const char *id = vd->pd->dev.id;
+	const char *id = vd->ops->name;
 	uint8_t x = st->status;
 
 	if ((x & ~STATUS_ALL_BITS) ||
@@ -1036,9 +1035,9 @@ static void virtio_state_check(struct virtio_dev *vd, struct sstream *s,
 		ss_fail(s, -EINVAL, "%s: device status 0x%02x is not a reachable state", id, x);
 	if (st->guest_features & ~vd->host_features)
 		ss_fail(s, -EINVAL,
-			"%s: the driver accepted features 0x%" PRIx64 " this %s does "
+			"%s: the driver accepted features 0x%" PRIx64 " the device does "
 			"not offer (0x%" PRIx64 "); was it configured differently?",
-			id, st->guest_features, vd->ops->name, vd->host_features);
+			id, st->guest_features, vd->host_features);
 	if ((x & VIRTIO_STATUS_FEATURES_OK) && !(st->guest_features & (1ULL << VIRTIO_F_VERSION_1)))
 		ss_fail(s, -EINVAL, "%s: features accepted without VERSION_1", id);
 	if (st->msix_config != vd_vector(vd, st->msix_config))
@@ -1088,16 +1087,15 @@ static int virtio_dev_block_load(struct virtio_dev *vd, struct sstream *s, uint3
 			       "supports (%u)",
 			       vd->pd->dev.id, vd->ops->name, ver, vd->ops->version);
 	if (!vd->ops->load)
-		return len ? ss_fail(s, -EINVAL, "%s: %s has no state, the snapshot has %u bytes",
-				     vd->pd->dev.id, vd->ops->name, len)
+		return len ? ss_fail(s, -EINVAL, "%s has no state, the snapshot has %u bytes",
+				     vd->ops->name, len)
 			   : 0;
 	ss_init_load(&ds, buf, len);
 	ret = vd->ops->load(vd, &ds, ver);
 	if (!ret)
 		ret = ss_finish(&ds);
 	if (ret)
-		ss_fail(s, ret, "%s (%s): %s", vd->pd->dev.id, vd->ops->name,
-			ds.msg[0] ? ds.msg : strerror(-ret));
+		ss_fail(s, ret, "%s: %s", vd->ops->name, ds.msg[0] ? ds.msg : strerror(-ret));
 	return ss_error(s);
 }
 
@@ -1118,8 +1116,7 @@ int virtio_pci_load(struct pci_dev *pd, struct sstream *s, unsigned version)
 	if (!st)
 		return ss_fail(s, -ENOMEM, "out of memory");
 	if (version != VIRTIO_PCI_STATE_VERSION)
-		ss_fail(s, -EINVAL, "%s: virtio transport state version %u is not supported",
-			pd->dev.id, version);
+		ss_fail(s, -EINVAL, "virtio transport state version %u is not supported", version);
 	virtio_state_io(s, st, vd->nqueues);
 	ss_u32(s, &ver);
 	ss_u32(s, &len);
