@@ -10,8 +10,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <linux/kvm.h>
+#include <sodium.h>
 
 #include "vcpu.h"
 #include "vm.h"
@@ -45,6 +47,33 @@ int uuid_parse(const char *s, uint8_t out[16])
 		p++;
 	}
 	return 0;
+}
+
+int bhyve_opts_default_uuid(struct config *cfg, char *err, size_t errlen)
+{
+	char host[256] = "", name[600];
+	uint8_t u[16];
+	int n, ret;
+
+	if (config_get(cfg, "uuid"))
+		return 0;
+	gethostname(host, sizeof(host) - 1);
+	/* Domain-separated, so no other use of the same hash gives the same bytes. */
+	n = snprintf(name, sizeof(name), "khyve system uuid%c%s%c%s", 0, host, 0,
+		     config_get_default(cfg, "name", "vm"));
+	if (n < 0 || (size_t)n >= sizeof(name))
+		n = (int)sizeof(name) - 1; /* a VM name that long is refused elsewhere */
+	crypto_generichash(u, sizeof(u), (const unsigned char *)name, (size_t)n, NULL, 0);
+	u[6] = (uint8_t)((u[6] & 0x0f) | 0x80); /* version 8: vendor-specific (RFC 9562) */
+	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80); /* the RFC's variant */
+	snprintf(name, sizeof(name),
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+		 u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
+		 u[15]);
+	ret = config_set(cfg, "uuid", name);
+	if (ret)
+		snprintf(err, errlen, "uuid: %s", strerror(-ret));
+	return ret;
 }
 
 static bool parse_num(const char **s, unsigned long max, unsigned long *out)

@@ -20,6 +20,12 @@ struct vm;
 
 /* "12345678-9abc-def0-1234-56789abcdef0" into its 16 bytes (as written).  0 or -EINVAL. */
 int uuid_parse(const char *s, uint8_t out[16]);
+/*
+ * Without -U, as bhyve: a UUID of this host's name and the VM's, the same at every boot of
+ * the VM here (a version 8 UUID of a BLAKE2b hash of them), set as uuid= so that status
+ * shows it and a snapshot keeps it.  0 or -errno with @err.
+ */
+int bhyve_opts_default_uuid(struct config *cfg, char *err, size_t errlen);
 /* -p VCPU:HOSTCPU: adds HOSTCPU to vcpu.VCPU.cpuset.  0 or -EINVAL with @err. */
 int bhyve_opt_pin(struct config *cfg, const char *arg, char *err, size_t errlen);
 /* The values of these keys, checked before a VM is built (with @ncpus vCPUs). */

@@ -147,7 +147,10 @@ int machine_create(struct vm *vm, struct config *cfg, bool restoring, char *err,
 	uint64_t mem;
 	int ret;
 
-	ret = vm_create(vm, cfg, err, errlen);
+	/* A restored VM keeps the UUID its snapshot recorded (or has none, if it had none). */
+	ret = restoring ? 0 : bhyve_opts_default_uuid(cfg, err, errlen);
+	if (!ret)
+		ret = vm_create(vm, cfg, err, errlen);
 	if (!ret)
 		ret = bootrom_create(vm, restoring, err, errlen);
 	if (ret)

@@ -321,10 +321,24 @@ def x2apic_uuid_strictio_seen_by_the_guest(wd):
     base = struct.unpack("<I", out[:4])[0]
     check(base & 0xfffff000 == 0xfee00000 and base & (1 << 11) and not base & (1 << 10),
           "without -x the APIC base is xAPIC mode: 0x%x" % base)
-    check(out[4:20] == bytes(16), "without -U the UUID is zero: %s" % out[4:20].hex())
+    # Without -U, as bhyve: a UUID of the host's and the VM's names, stable across boots,
+    # shown in status (a version 8 UUID of the RFC's variant).
+    uuid = out[4:20]
+    check(uuid != bytes(16) and uuid[6] >> 4 == 8 and uuid[8] >> 6 == 2,
+          "without -U: a name-based UUID, got %s" % uuid.hex())
+    rc, st = plain.ctl("--status")
+    check(st.get("uuid", "").replace("-", "") == uuid.hex(),
+          "status %r, the guest saw %s" % (st.get("uuid"), uuid.hex()))
     time.sleep(1)
     check(plain.p.poll() is None, "without -e an unemulated port is ignored: khyve exited")
     plain.kill()
+    again = probe_vm(wd, "plain")
+    check(wait_bytes(again, 20)[4:20] == uuid, "the same VM booted again has another UUID")
+    again.kill()
+    other = probe_vm(wd, "other")
+    check(wait_bytes(other, 20)[4:20] not in (uuid, bytes(16)),
+          "another VM name gives the same UUID")
+    other.kill()
 
     vm = probe_vm(wd, "probe", "-x", "-U", UUID, "-e")
     out = wait_bytes(vm, 20)
@@ -892,3 +906,22 @@ def log_levels_and_file(wd):
     check(r.returncode == 4 and b"symbolic link" in r.stderr, "symlink: %d %r"
           % (r.returncode, r.stderr))
     check(not os.path.exists(victim), "a file was created through the link")
+
+
+@test
+def default_uuid_kept_by_restore(wd):
+    """The UUID khyve chose without -U is the VM's: a restore under another name keeps it."""
+    vm = VM(wd, mem="64M")
+    vm.wait_seq(2, timeout=120)
+    _, st = vm.ctl("--status")
+    uuid = st.get("uuid", "")
+    check(re.match(r"^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+                   uuid), "status uuid %r" % uuid)
+    snap = wd("u.snap")
+    vm.ctl("--checkpoint=" + snap)
+    vm.kill()
+    r = VM(wd, restore=snap, name="renamed")
+    r.wait_seq(2, timeout=120)
+    _, st = r.ctl("--status")
+    check(st.get("uuid") == uuid, "restored: %r, saved %r" % (st.get("uuid"), uuid))
+    r.kill()
