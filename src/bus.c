@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "log.h"
+
 void bus_init(struct bus *b)
 {
 	memset(b, 0, sizeof(*b));
@@ -260,11 +262,9 @@ static void drain_locked(struct bus *b)
 		cstat_add(&b->cstats.dropped, 1);
 		if (!told) {
 			told = true;
-			fprintf(stderr,
-				"khyve: coalesced MMIO ring indices out of range (first %u, last "
-				"%u, "
-				"size %u): buffered writes dropped\n",
-				first, last, b->ring_max);
+			log_warn("coalesced MMIO ring indices out of range (first %u, last %u, "
+				 "size %u): buffered writes dropped",
+				 first, last, b->ring_max);
 		}
 		/* KVM refuses to buffer with a bad last; a bad first is ours to put right. */
 		if (last < b->ring_max)

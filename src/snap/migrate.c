@@ -995,12 +995,11 @@ int migrate_incoming_go(char *err, size_t errlen)
 		ret = -EPROTO;
 	}
 	if (!ret && incoming_t.on)
-		fprintf(stderr,
-			"khyve: incoming: after END: memory map %.3f ms, restore %.3f ms, then "
-			"%.3f ms until READY, %.3f ms until GO\n",
-			(double)(incoming_t.finished - incoming_t.end) / 1e6,
-			(double)(incoming_t.restored - incoming_t.finished) / 1e6,
-			(double)(t - incoming_t.restored) / 1e6, (double)(now_ns() - t) / 1e6);
+		log_info("incoming: after END: memory map %.3f ms, restore %.3f ms, then "
+			 "%.3f ms until READY, %.3f ms until GO",
+			 (double)(incoming_t.finished - incoming_t.end) / 1e6,
+			 (double)(incoming_t.restored - incoming_t.finished) / 1e6,
+			 (double)(t - incoming_t.restored) / 1e6, (double)(now_ns() - t) / 1e6);
 	if (ret) {
 		char why[1024];
 
