@@ -24,6 +24,7 @@
 #include "gdb/pagewalk.h"
 #include "gdb/rsp.h"
 #include "gdb/session.h"
+#include "log.h"
 #include "vcpu.h"
 #include "vm.h"
 
@@ -377,10 +378,9 @@ static int pvm_check_step(struct gdbstub *g, const struct gdb_resume *r)
 		if (ret)
 			return ret;
 		if (cpl == 3) {
-			fprintf(stderr,
-				"khyve: gdb: vCPU %u is in ring 3, where this host (PVM) "
-				"cannot single-step: refused\n",
-				i);
+			log_warn("gdb: vCPU %u is in ring 3, where this host (PVM) "
+				 "cannot single-step: refused",
+				 i);
 			return -EOPNOTSUPP;
 		}
 	}
@@ -490,8 +490,8 @@ static void reinject(struct vcpu *v, struct kvm_guest_debug *d, uint32_t flag)
 
 	once.control |= flag;
 	if (ioctl(v->fd, KVM_SET_GUEST_DEBUG, &once))
-		fprintf(stderr, "khyve: gdb: vCPU %u: cannot give the guest its exception: %s\n",
-			v->id, strerror(errno));
+		log_warn("gdb: vCPU %u: cannot give the guest its exception: %s", v->id,
+			 strerror(errno));
 }
 
 bool gdbstub_debug_exit(struct vcpu *v)
@@ -591,7 +591,7 @@ static void client_close(struct gdbstub *g, const char *why, bool ending)
 	evloop_del_fd(&g->vm->ev, g->cfd);
 	close(g->cfd);
 	g->cfd = -1;
-	fprintf(stderr, "khyve: gdb: %s%s\n", why, ending ? "" : "; the guest runs on");
+	log_info("gdb: %s%s", why, ending ? "" : "; the guest runs on");
 }
 
 static void on_byte(struct gdbstub *g, uint8_t c)
@@ -647,8 +647,8 @@ static void on_accept(void *opaque, uint32_t events)
 	if (fd < 0)
 		return;
 	if (g->cfd >= 0) {
-		fprintf(stderr, "khyve: gdb: a debugger is already connected: another one is "
-				"refused\n");
+		log_warn("gdb: a debugger is already connected: another one is "
+			 "refused");
 		close(fd);
 		return;
 	}
@@ -665,12 +665,11 @@ static void on_accept(void *opaque, uint32_t events)
 	rsp_init(&g->rp);
 	hold_all(g);
 	gdb_session_init(&g->s, &g->t);
-	fprintf(stderr, "khyve: gdb: debugger connected; the guest is stopped\n");
+	log_info("gdb: debugger connected; the guest is stopped");
 	if (g->pvm)
-		fprintf(stderr,
-			"khyve: gdb: this host's KVM is PVM: software breakpoints and "
-			"watchpoints are refused, single steps and hardware breakpoints work "
-			"in guest ring 0 only (khyve(8), -G)\n");
+		log_info("gdb: this host's KVM is PVM: software breakpoints and "
+			 "watchpoints are refused, single steps and hardware breakpoints work "
+			 "in guest ring 0 only (khyve(8), -G)");
 }
 
 /* ---- setup ---- */
@@ -814,8 +813,8 @@ int gdbstub_go(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "gdb stub: %s", strerror(-ret));
 		return ret;
 	}
-	fprintf(stderr, "khyve: gdb: listening on %s%s\n", g->where,
-		g->wait ? "; the guest waits for the debugger (-G w)" : "");
+	log_info("gdb: listening on %s%s", g->where,
+		 g->wait ? "; the guest waits for the debugger (-G w)" : "");
 	return 0;
 }
 
