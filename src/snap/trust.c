@@ -24,6 +24,7 @@ static const char *const session_keys[] = {
 	"config.*",	   "debug.*",	    "snapshot.trust",	     "snapshot.key",
 	"snapshot.verify", "snapshot.time", "snapshot.disk_changed", "sandbox",
 	"sandbox.*",	   "user",	    "mmio.coalesce",	     "log.*",
+	"gdb.*",
 };
 
 /*

@@ -247,3 +247,36 @@ def crafted_device_state_names_the_device_once(wd):
               "%s: exit %d, stderr %r (want %r)" % (os.path.basename(p), r.returncode, err,
                                                      needle))
         check(err.count(dev) == 1, "%s named %d times: %r" % (dev, err.count(dev), err))
+
+
+@test
+def gdb_stub_never_from_a_snapshot(wd):
+    """A gdb stub is a listening socket that can read and write the guest: a snapshot of a VM
+    run with -G does not open one at restore, however much the file is trusted, nor does a
+    crafted file naming gdb.port/gdb.address/gdb.wait; -G on the restore's command line does."""
+    key = wd("snapshot.key")
+    vm = VM(wd, mem="64M", extra=["-G", "0", "-o", "snapshot.key=" + key])
+    vm.wait_seq(3, timeout=120)
+    good = wd("good.snap")
+    vm.ctl("--checkpoint=" + good)
+    vm.kill()
+    crafted = wd("crafted.snap")
+    rewrite_config(good, crafted, {"gdb.port": "0", "gdb.address": "0.0.0.0",
+                                   "gdb.wait": "true"})
+    for snap in (good, crafted):
+        extra = ["-o", "snapshot.trust=file"]
+        r = VM(wd, restore=snap, name="r" + os.path.basename(snap)[0],
+               extra=["-o", "snapshot.key=" + key] + extra)
+        r.wait_seq(len(r.seqs()) + 3, timeout=120)  # it runs: nothing waits for a debugger
+        r.pump(0.5)
+        check(b"gdb:" not in r.err, "%s: a gdb stub at restore: %r"
+              % (os.path.basename(snap), r.err))
+        _, st = r.ctl("--status")
+        check("gdb" not in st, "%s: status %r" % (os.path.basename(snap), st))
+        r.kill()
+    r = VM(wd, restore=good, name="rg", extra=["-o", "snapshot.key=" + key, "-G", "0"])
+    r.wait_seq(len(r.seqs()) + 3, timeout=120)
+    _, st = r.ctl("--status")
+    check(st.get("gdb", {}).get("address", "").startswith("127.0.0.1:"),
+          "-G on the restore's command line: status %r" % st)
+    r.kill()

@@ -79,7 +79,10 @@ static void test_key_classes(void **state)
 					       "sandbox",
 					       "user",
 					       "log.level",
-					       "log.file" };
+					       "log.file",
+					       "gdb.port",
+					       "gdb.address",
+					       "gdb.wait" };
 
 	for (size_t i = 0; i < sizeof(guest) / sizeof(guest[0]); i++)
 		assert_int_equal(snap_key_class(guest[i]), SNAP_CFG_GUEST);
