@@ -565,6 +565,28 @@ static void test_registers(void **state)
 		assert_int_equal(io_get(b, 2), 0x0110);
 		assert_true(bus_access(&f.vm.mmio, f.bar + DCBAAP, b, 8, false));
 		assert_int_equal(io_get(b, 8), 0x12345640);
+		/* A byte written into CONFIG merges with the other bytes of the dword. */
+		io_put(b, 1, 0x05);
+		assert_true(bus_access(&f.vm.mmio, f.bar + CONFIG, b, 1, true));
+		assert_int_equal(rd(&f, CONFIG), 0x305);
+		io_put(b, 2, 0x0001);
+		assert_true(bus_access(&f.vm.mmio, f.bar + CONFIG + 2, b, 2, true));
+		assert_int_equal(rd(&f, CONFIG), 0x305); /* bits 16+ are not CONFIG's: dropped */
+		/* Accesses that cross a dword, or a misaligned qword: ignored, read as 0. */
+		io_put(b, 4, 0x11223344);
+		assert_true(bus_access(&f.vm.mmio, f.bar + CONFIG + 2, b, 4, true));
+		assert_int_equal(rd(&f, CONFIG), 0x305);
+		memset(b, 0xff, sizeof(b));
+		assert_true(bus_access(&f.vm.mmio, f.bar + 2, b, 4, false));
+		assert_int_equal(io_get(b, 4), 0);
+		io_put(b, 8, 0x99);
+		assert_true(bus_access(&f.vm.mmio, f.bar + DCBAAP + 4, b, 8, true));
+		assert_int_equal(rd(&f, DCBAAP), 0x12345640);
+		/* A qword write is two dword writes. */
+		io_put(b, 8, 0x0000000100000080ULL);
+		assert_true(bus_access(&f.vm.mmio, f.bar + DCBAAP, b, 8, true));
+		assert_int_equal(rd(&f, DCBAAP), 0x80);
+		assert_int_equal(rd(&f, DCBAAP + 4), 1);
 	}
 	fx_stop(&f);
 }
