@@ -12,11 +12,12 @@
  * nothing else: no IPv6 twin, no HTTP server, no port probing.
  *
  * The thread sleeps in poll() on the listening socket, the clients and a wake-up eventfd.
- * With nobody connected it never wakes up on its own.  With clients it refreshes the picture
- * at most CONSOLE_REFRESH_HZ times a second (VNC_IDLE_HZ after a second without changes): the display front end updates the surface and
- * reports damage; the damaged rectangle is copied into the server's own frame buffer, which
- * libvncserver reads while it sends updates without any lock of ours held (a slow client
- * cannot stall a screenshot or the guest).  Clients that ask for nothing cost nothing more.
+ * With nobody connected it never wakes up on its own.  When a client waits for an update it
+ * refreshes the picture, at most CONSOLE_REFRESH_HZ times a second (VNC_IDLE_HZ after a
+ * second without changes): the display front end updates the surface and reports damage;
+ * the damaged rectangle is copied into the server's own frame buffer, which libvncserver
+ * reads while it sends updates without any lock of ours held (a slow client cannot stall a
+ * screenshot or the guest).  Clients that ask for nothing cost nothing more.
  */
 #include "backend/console_int.h"
 
@@ -26,6 +27,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <rfb/rfb.h>
+#include <rfb/rfbregion.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -99,8 +101,10 @@ static enum rfbNewClientAction vnc_new_client(rfbClientPtr cl)
 	struct vnc *v = cl->screen->screenData;
 
 	cl->clientGoneHook = vnc_client_gone;
+	/* Refreshed at once, so the handshake's ServerInit gives the guest's size, not 640x480. */
 	v->full = true;
 	v->quiet = 0;
+	v->next_tick = 0;
 	pthread_mutex_lock(&v->lock);
 	v->nclients++;
 	pthread_cond_broadcast(&v->cond);
@@ -225,9 +229,30 @@ static uint64_t vnc_interval(struct vnc *v, bool changed)
 
 /* ---- the thread ---- */
 
+/* Whether a client has asked for an update it has not had yet. */
+static bool vnc_asked(struct vnc *v)
+{
+	rfbClientIteratorPtr it = rfbGetClientIterator(v->screen);
+	rfbClientPtr cl;
+	bool asked = false;
+
+	while (!asked && (cl = rfbClientIteratorNext(it)))
+		asked = cl->sock >= 0 && !sraRgnEmpty(cl->requestedRegion);
+	rfbReleaseClientIterator(it);
+	return asked;
+}
+
+/*
+ * A refresh is due at its tick once a client waits for an update (or has just connected);
+ * before anyone asks there is nothing to refresh for (the changes keep, in the dirty log and
+ * against the shown picture).  So the picture sent is taken when it is sent, not up to a
+ * tick earlier: a guest redrawing at 30 fps was otherwise sent pictures taken on 60 Hz ticks
+ * while the client was still reading the last update, two ticks (one of its frames) apart
+ * or more, and lost a frame for every row it changed twice in between.
+ */
 static int vnc_timeout_ms(struct vnc *v, uint64_t now)
 {
-	if (!v->nclients)
+	if (!v->nclients || !(v->full || vnc_asked(v)))
 		return -1;
 	if (now >= v->next_tick)
 		return 0;
@@ -269,10 +294,12 @@ static void *vnc_thread(void *opaque)
 		}
 		if (p[1].revents & POLLIN)
 			vnc_accept(v);
+		/* Client messages first (input: console callbacks; update requests). */
+		rfbCheckFds(v->screen, 0);
 		now = mono_ns();
-		if (v->nclients && now >= v->next_tick)
+		if (v->nclients && now >= v->next_tick && (v->full || vnc_asked(v)))
 			v->next_tick = now + vnc_interval(v, vnc_refresh(v));
-		/* Client messages (input: console callbacks), then updates to whoever asked. */
+		/* Then updates to whoever asked. */
 		rfbProcessEvents(v->screen, 0);
 	}
 	return NULL;
