@@ -23,6 +23,7 @@ process it starts and every file it makes is removed when it ends.
 import argparse
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -168,16 +169,17 @@ class Client(rfb.RFB):
         updates = area = screens = 0
         covered = [0] * self.height
         missing = self.height
-        self.s.settimeout(0.25)
         self.request()
         t0 = time.monotonic()
         end = t0 + seconds
         try:
             while time.monotonic() < end:
-                try:
-                    rects = self.update()
-                except socket.timeout:
+                # Wait (briefly) only for a message to begin: once it has, it is read whole.
+                # A timeout in the middle of one lost the bytes already taken off the buffer
+                # and the stream fell out of step ("unexpected encoding").
+                if not self.buf and not select.select([self.s], [], [], 0.25)[0]:
                     continue
+                rects = self.update()
                 if rects is None:
                     continue
                 updates += 1
