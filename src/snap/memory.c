@@ -229,36 +229,6 @@ int snap_memory_pagemap_open(void)
 	return open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 }
 
-int snap_memory_touched(struct vm *vm, const struct mem_backing *b, uint64_t *bytes)
-{
-	uint64_t flags[SCAN_CHUNK];
-	int pm = snap_memory_pagemap_open(), ret = 0;
-
-	*bytes = 0;
-	if (pm < 0)
-		return -errno;
-	for (unsigned idx = 0; idx < vm->nmem && !ret; idx++) {
-		const struct mem_region *r = &vm->mem[idx];
-		uint64_t npages = r->size / PAGE, vpn0 = (uintptr_t)r->hva / PAGE;
-		unsigned hint = 0;
-
-		for (uint64_t i = 0; i < npages && !ret; i += SCAN_CHUNK) {
-			uint64_t n = npages - i < SCAN_CHUNK ? npages - i : SCAN_CHUNK;
-			ssize_t got = pread(pm, flags, n * 8, (off_t)((vpn0 + i) * 8));
-
-			if (got != (ssize_t)(n * 8)) {
-				ret = got < 0 ? -errno : -EIO;
-				break;
-			}
-			for (uint64_t j = 0; j < n; j++)
-				if (page_touched(flags[j], b, idx, i + j, &hint))
-					*bytes += PAGE;
-		}
-	}
-	close(pm);
-	return ret;
-}
-
 int snap_memory_touched_bitmap(struct vm *vm, const struct mem_backing *b, uint64_t *bitmap,
 			       uint64_t *pages)
 {
@@ -286,13 +256,23 @@ int snap_memory_touched_bitmap(struct vm *vm, const struct mem_backing *b, uint6
 
 				if (!page_touched(flags[j], b, idx, i + j, &hint))
 					continue;
-				bitmap[pg / 64] |= 1ULL << (pg % 64);
+				if (bitmap)
+					bitmap[pg / 64] |= 1ULL << (pg % 64);
 				(*pages)++;
 			}
 		}
 		page0 += npages;
 	}
 	close(pm);
+	return ret;
+}
+
+int snap_memory_touched(struct vm *vm, const struct mem_backing *b, uint64_t *bytes)
+{
+	uint64_t pages = 0;
+	int ret = snap_memory_touched_bitmap(vm, b, NULL, &pages);
+
+	*bytes = ret ? 0 : pages * PAGE;
 	return ret;
 }
 

@@ -35,7 +35,8 @@ int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_back
 int snap_memory_touched(struct vm *vm, const struct mem_backing *backing, uint64_t *bytes);
 /*
  * The touched pages as a bitmap in snap/dirty.h numbering (bits set in @bitmap, which the
- * caller cleared), their number in @pages.  Reads page tables only: no guest page is faulted.
+ * caller cleared; NULL to count only), their number in @pages.  Reads page tables only: no
+ * guest page is faulted.
  */
 int snap_memory_touched_bitmap(struct vm *vm, const struct mem_backing *backing, uint64_t *bitmap,
 			       uint64_t *pages);
