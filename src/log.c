@@ -107,7 +107,7 @@ static void write_all(int fd, const char *p, size_t len)
 
 void log_msg(enum log_level l, const char *fmt, ...)
 {
-	char text[1024], line[1200];
+	char text[4096], line[4200]; /* a whole error report (callers keep 2 KiB ones) */
 	int fd = file_fd, n;
 	va_list ap;
 
