@@ -1,8 +1,10 @@
 """Incremental snapshots: chains of checkpoints, restore of every link, merge, refused parents."""
 
 import os
+import re
 import struct
 import subprocess
+import time
 
 from khyve_e2e import (KHYVECTL, VM, assert_consecutive, check, khyve_run, restored_seqs, test)
 
@@ -27,8 +29,36 @@ def restore_continues(wd, snap, name, before, after):
     return seqs
 
 
-def take_chain(wd, vm, links, prefix="c"):
-    """A full checkpoint, then @links incremental ones; [(file, seq before, seq after, reply)]."""
+PASSES_RE = re.compile(rb"^passes:((?: \d+)+)\n", re.M)
+
+
+def passes_after(vm, offset):
+    """Each vCPU's finished passes over its share, from the first passes line (cmdline passes=1)
+    that starts at or after @offset in the console."""
+    end = time.time() + 60
+    while True:
+        m = PASSES_RE.search(vm.out, offset)
+        if m:
+            return [int(x) for x in m.group(1).split()], m.end()
+        check(time.time() < end, "no passes line for 60 s:\n" + vm.tail())
+        vm.check_alive()
+        vm.pump(0.2)
+
+
+def wait_region_rewritten(vm):
+    """Wait until every vCPU has written its whole share after this moment: two more finished
+    passes than it had at the next passes line (the pass it was in may have begun before)."""
+    vm.pump(0)
+    start, off = passes_after(vm, len(vm.out))
+    while True:
+        now, off = passes_after(vm, off)
+        if all(n >= s + 2 for n, s in zip(now, start)):
+            return
+
+
+def take_chain(wd, vm, links, prefix="c", rewritten=False):
+    """A full checkpoint, then @links incremental ones; [(file, seq before, seq after, reply)].
+    @rewritten: between two links the guest rewrites its whole region (cmdline passes=1)."""
     out = []
     for i in range(links + 1):
         snap = wd("%s%d.snap" % (prefix, i))
@@ -42,6 +72,8 @@ def take_chain(wd, vm, links, prefix="c"):
         if i:
             check(reply["parent"] == os.path.basename(out[-1][0]), "parent %r" % reply)
         vm.wait_seq(len(vm.seqs()) + 1)
+        if rewritten:
+            wait_region_rewritten(vm)
         out.append((snap, before, vm.seqs()[-1], reply))
     return out
 
@@ -77,9 +109,9 @@ def chain_20(wd):
 @test
 def incremental_bytes(wd):
     """An incremental checkpoint stores about the pages the guest dirtied: its region."""
-    vm = VM(wd, mem="256M", cmdline=CMDLINE)
+    vm = VM(wd, mem="256M", cmdline=CMDLINE + " passes=1")
     vm.wait_seq(3, timeout=120)
-    chain = take_chain(wd, vm, 2)
+    chain = take_chain(wd, vm, 2, rewritten=True)
     vm.kill()
     full, inc = chain[0][3], chain[2][3]
     region_pages = REGION // 4096

@@ -379,6 +379,19 @@ static u64 seq_next(u64 deadline, u64 now, u64 period)
 	return deadline;
 }
 
+/* passes=1: how many whole passes over its share each vCPU has finished, so a test can wait
+ * until the whole region was rewritten after a moment it knows. */
+static void passes_print(void)
+{
+	char line[MAX_CPUS * 21 + 1];
+	u32 i, n = 0;
+
+	line[0] = 0;
+	for (i = 0; i < ncpus_up; i++)
+		n += fmt(line + n, sizeof(line) - n, " %lu", cpus[i].passes);
+	pr("passes:%s\n", line);
+}
+
 /* Has every vCPU written all of its share at least once (the whole region in use)? */
 static bool region_written_once(void)
 {
@@ -413,6 +426,8 @@ void counter_run(void)
 		t = rdtsc();
 		if ((s64)(t - next) >= 0) {
 			pr("seq %lu\n", ++seq);
+			if (opt.passes)
+				passes_print();
 			next = seq_next(next, t, period);
 		} else if ((s64)(next - t) > (s64)(2 * period)) {
 			next = t + period;

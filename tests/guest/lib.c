@@ -227,7 +227,7 @@ void fail_final(const char *f, ...)
 }
 
 /* ---- command line: mode=selftest|counter mem=SIZE[KMG] rate=N ---- */
-struct options opt = { MODE_SELFTEST, 16ull << 20, 4, 5000, 0 };
+struct options opt = { .mode = MODE_SELFTEST, .mem = 16ull << 20, .rate = 4, .clockslack = 5000 };
 
 static u64 parse_num(const char *s, const char **end)
 {
@@ -278,6 +278,8 @@ static void cmdline_word(const char *w)
 		opt.clockslack = parse_num(v, &end);
 	else if (word_is(w, "ticks=", &v))
 		opt.ticks = parse_num(v, &end);
+	else if (word_is(w, "passes=", &v))
+		opt.passes = parse_num(v, &end);
 	else if (word_is(w, "mem=", &v))
 		opt.mem = parse_num(v, &end);
 	else if (word_is(w, "rate=", &v))

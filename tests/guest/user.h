@@ -121,6 +121,7 @@ struct options {
 	u64 rate;
 	u64 clockslack;	/* mode=clocks: us the timers may disagree by */
 	u64 ticks;	/* mode=counter: print the timer counts every second */
+	u64 passes;	/* mode=counter: print each CPU's completed passes with each seq */
 };
 extern struct options opt;
 void cmdline_parse(const char *s);
