@@ -775,44 +775,136 @@ class Chromium:
         os.close(self.r4)
 
 
+class NoVNC:
+    """noVNC's page (vnc_lite.html through websockify) in headless Chromium, connected to the
+    VNC server at @addr, unscaled."""
+
+    def __init__(self, wd, addr, name="vm0"):
+        check(os.path.exists("/usr/share/novnc/vnc_lite.html"),
+              "novnc is missing (scripts/deps.sh)")
+        self.wd = wd
+        wport = free_port()
+        cmd = [shutil.which("websockify")] if shutil.which("websockify") else [
+            sys.executable, "-m", "websockify"]
+        self.ws = subprocess.Popen(cmd + ["--web", "/usr/share/novnc", "127.0.0.1:%d" % wport,
+                                          "%s:%d" % addr],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.browser = None
+        try:
+            self.browser = Chromium(wd)
+            self.browser.call("Page.navigate", {
+                "url": "http://127.0.0.1:%d/vnc_lite.html?host=127.0.0.1&port=%d"
+                       % (wport, wport)}, page=True)
+            end, status = time.time() + 60, ""
+            while time.time() < end:
+                status = self.browser.eval(
+                    "(document.getElementById('status')||{}).textContent") or ""
+                if "Connected" in status:
+                    break
+                time.sleep(0.5)
+            check("Connected to " + name in status, "noVNC says %r" % status)
+        except BaseException:
+            self.close()
+            raise
+
+    def canvas(self):
+        """The canvas's place on the page: [left, top, width, height]."""
+        return self.browser.eval("(function(){var r=document.querySelector('canvas')"
+                                 ".getBoundingClientRect();return [r.left,r.top,r.width,"
+                                 "r.height];})()")
+
+    def screenshot(self):
+        """The page as (width, RGB bytes)."""
+        png = self.wd("novnc.png")
+        with open(png, "wb") as f:
+            f.write(base64.b64decode(self.browser.call(
+                "Page.captureScreenshot", {"format": "png"}, page=True)["data"]))
+        ppm = subprocess.run(["convert", png, "ppm:-"], capture_output=True, timeout=60).stdout
+        hdr = ppm.split(b"\n", 3)
+        return int(hdr[1].split()[0]), hdr[3]
+
+    def picture(self, w, h):
+        """The canvas as a @w x @h picture in the RFB client's format (4 bytes a pixel, the
+        value 0xRRGGBB little-endian), read off a screenshot: unscaled, one to one."""
+        left, top, cw, ch = self.canvas()
+        check((round(cw), round(ch)) == (w, h), "the noVNC canvas is %rx%r, want %dx%d"
+              % (cw, ch, w, h))
+        pw, data = self.screenshot()
+        out = bytearray()
+        for y in range(int(top), int(top) + h):
+            for x in range(int(left), int(left) + w):
+                o = (y * pw + x) * 3
+                out += bytes((data[o + 2], data[o + 1], data[o], 0))
+        return bytes(out)
+
+    def close(self):
+        if self.browser:
+            self.browser.close()
+            self.browser = None
+        self.ws.kill()
+        self.ws.wait()
+
+
+def firmware_screen_in_novnc(wd, vm, port, want, name):
+    """The VGA text screen of @vm holds every string of @want through our RFB client, then
+    through noVNC in the browser: the page's canvas has the VNC picture's pixels (all but a
+    blinking cursor's) and the same text."""
+    c = connect(("127.0.0.1", port))
+    font = psf_cp437(FONT)
+    end = time.time() + 60
+    while True:
+        w, h, fb = c.capture()
+        text = "\n".join(screen_text(w, h, fb, font)) if (w, h) == (720, 400) else ""
+        if all(x in text for x in want):
+            break
+        check(time.time() < end, "%r not on the VNC screen (%dx%d):\n%s" % (want, w, h, text))
+        time.sleep(1)
+    page = NoVNC(wd, ("127.0.0.1", port), name)
+    try:
+        time.sleep(1)
+        pic = page.picture(w, h)
+    finally:
+        page.close()
+    c.close()
+    ptext = "\n".join(screen_text(w, h, pic, font))
+    check(all(x in ptext for x in want), "%r not on the noVNC page:\n%s" % (want, ptext))
+    differ = sum(a != b for a, b in zip(pixels(pic), pixels(fb)))
+    check(differ <= 9 * 16, "the noVNC page differs from the VNC picture in %d pixels" % differ)
+
+
+@test
+def firmware_screens_in_novnc(wd):
+    """SeaBIOS's and GRUB's screens in noVNC in a browser, as a VNC viewer shows them."""
+    from test_firmware import fw_vm, grub_iso
+
+    check(os.path.exists(FONT), "the console font is missing (scripts/deps.sh)")
+    port = free_port()
+    vm = fw_vm(wd, [(29, "fbuf", "tcp=127.0.0.1:%d" % port, "")],
+               extra=["-o", "fw.failwait=120"])
+    vm.wait_for(rb"No bootable device", 180)
+    firmware_screen_in_novnc(wd, vm, port, ["SeaBIOS (version", "No bootable device"], "vm0")
+    vm.kill()
+    iso = grub_iso(wd, "menu", GRUB_MENU_CFG % {"input": ""})
+    port = free_port()
+    vm = fw_vm(wd, [(3, "ahci-cd", iso, ""), (29, "fbuf", "tcp=127.0.0.1:%d" % port, "")],
+               name="vm1")
+    vm.wait_for(rb"KHYVE-GRUB-MENU", 300)
+    firmware_screen_in_novnc(wd, vm, port, ["GNU GRUB", "khyve second"], "vm1")
+    vm.check_alive()
+
+
 @test
 def console_novnc_in_chromium(wd):
     """The console in a real browser: noVNC through websockify, a screenshot of the page whose
     pixels show the guest's picture, and a key typed into the page reaching the guest."""
-    check(os.path.exists("/usr/share/novnc/vnc_lite.html"), "novnc is missing (scripts/deps.sh)")
     vm = console_vm(wd, fbuf="w=640,h=480")
     vm.wait_for(rb"^console: gfx 640x480,", timeout=120)
-    wport = free_port()
-    cmd = [shutil.which("websockify")] if shutil.which("websockify") else [sys.executable, "-m",
-                                                                             "websockify"]
-    ws = subprocess.Popen(cmd + ["--web", "/usr/share/novnc",
-                           "127.0.0.1:%d" % wport, "%s:%d" % vm.vnc],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    browser = None
+    page = NoVNC(wd, vm.vnc)
+    browser = page.browser
     try:
-        browser = Chromium(wd)
-        browser.call("Page.navigate", {"url": "http://127.0.0.1:%d/vnc_lite.html?host=127.0.0.1"
-                                              "&port=%d&scale=false" % (wport, wport)},
-                     page=True)
-        end, status = time.time() + 60, ""
-        while time.time() < end:
-            status = browser.eval("(document.getElementById('status')||{}).textContent") or ""
-            if "Connected" in status:
-                break
-            time.sleep(0.5)
-        check("Connected to vm0" in status, "noVNC says %r" % status)
         time.sleep(1)
-        rect = browser.eval("(function(){var r=document.querySelector('canvas')"
-                            ".getBoundingClientRect();return [r.left,r.top,r.width,r.height];})()")
-        png = wd("novnc.png")
-        with open(png, "wb") as f:
-            f.write(base64.b64decode(browser.call("Page.captureScreenshot", {"format": "png"},
-                                                  page=True)["data"]))
-        ppm = subprocess.run(["convert", png, "ppm:-"], capture_output=True, timeout=60).stdout
-        hdr = ppm.split(b"\n", 3)
-        pw = int(hdr[1].split()[0])
-        data = hdr[3]
-        left, top, cw, ch = rect
+        left, top, cw, ch = page.canvas()
+        pw, data = page.screenshot()
         check(cw > 300 and ch > 200, "the noVNC canvas is %rx%r" % (cw, ch))
         for i, colour in enumerate(BARS):
             x = int(left + (i * 80 + 40) * cw / 640)
@@ -836,7 +928,4 @@ def console_novnc_in_chromium(wd):
         vm.wait_for(rb"^key 0x10 down\n", timeout=30)
         vm.wait_for(rb"^key 0x10 up\n", timeout=30)
     finally:
-        if browser:
-            browser.close()
-        ws.kill()
-        ws.wait()
+        page.close()
