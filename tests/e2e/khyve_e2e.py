@@ -122,8 +122,7 @@ class VM:
 
     def seqs(self):
         """seq numbers of the complete console lines (a line still being written is not)."""
-        lines = self.out.split(b"\n")[:-1]
-        return [int(m.group(1)) for m in (SEQ_RE.match(l) for l in lines) if m]
+        return seq_numbers(self.out)
 
     def wait_seq(self, n, timeout=60):
         """Wait until the guest printed at least @n seq lines (any numbers)."""
@@ -197,6 +196,13 @@ def assert_consecutive(seqs, what):
 def full_lines(out):
     """Console lines, without a partial first line (restored output starts mid-line)."""
     return out.split(b"\n")
+
+
+def seq_numbers(out):
+    """seq numbers of the complete lines of console output @out (the last line, not ended yet,
+    is not).  The tail of a line a restored console starts with ("q 41") never matches; a whole
+    "seq 41" does."""
+    return [int(m.group(1)) for m in (SEQ_RE.match(l) for l in out.split(b"\n")[:-1]) if m]
 
 
 def restored_seqs(out):

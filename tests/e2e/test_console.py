@@ -651,6 +651,19 @@ def seabios_keys_over_vnc(wd):
     c.close()
     r.check_alive()
 
+def text_screen_until(c, font, cond, what, timeout):
+    """Capture @c's picture until the VGA text read off it satisfies @cond; returns (w, h,
+    picture, text).  Fails with @what and the last screen's text after @timeout seconds."""
+    end = time.time() + timeout
+    while True:
+        w, h, fb = c.capture()
+        text = "\n".join(screen_text(w, h, fb, font)) if (w, h) == (720, 400) else ""
+        if cond(text):
+            return w, h, fb, text
+        check(time.time() < end, "%s (%dx%d):\n%s" % (what, w, h, text))
+        time.sleep(0.5)
+
+
 # GRUB's menu on its serial and VGA-text terminals; @input is GRUB's keyboard: its default
 # (the BIOS's int 16h) or its own PS/2 driver (at_keyboard, which polls the i8042).
 GRUB_MENU_CFG = """serial --unit=0 --speed=115200
@@ -675,24 +688,15 @@ def grub_menu_keys(wd, grub_input, key_timeout):
     vm.wait_for(rb"KHYVE-GRUB-MENU", 300)
     c = connect(("127.0.0.1", port))
     font = psf_cp437(FONT)
-
-    def screen_until(cond, what, timeout):
-        end = time.time() + timeout
-        while True:
-            w, h, fb = c.capture()
-            text = "\n".join(screen_text(w, h, fb, font)) if (w, h) == (720, 400) else ""
-            if cond(text):
-                return text
-            check(time.time() < end, "%s (%dx%d):\n%s" % (what, w, h, text))
-            time.sleep(0.5)
-
     # The highlighted entry is drawn inverted, which the glyph match does not read: at first
     # only the second entry is legible, after Down only the first.
-    screen_until(lambda t: "GNU GRUB" in t and "khyve second" in t and "khyve first" not in t,
-                 "GRUB's menu with its first entry highlighted is not on the VNC screen", 120)
+    text_screen_until(c, font, lambda t: "GNU GRUB" in t and "khyve second" in t
+                      and "khyve first" not in t,
+                      "GRUB's menu with its first entry highlighted is not on the VNC screen", 120)
     c.tap(0xFF54)   # Down
-    screen_until(lambda t: "khyve first" in t and "khyve second" not in t,
-                 "after Down, the highlight did not move to GRUB's second entry", key_timeout)
+    text_screen_until(c, font, lambda t: "khyve first" in t and "khyve second" not in t,
+                      "after Down, the highlight did not move to GRUB's second entry",
+                      key_timeout)
     c.tap(0xFF0D)   # Return
     m = vm.wait_for(rb"KHYVE-ENTRY-(FIRST|SECOND)", key_timeout)
     check(m.group(1) == b"SECOND", "Down and Return ran GRUB's %s entry, not the second"
@@ -851,14 +855,8 @@ def firmware_screen_in_novnc(wd, vm, port, want, name):
     blinking cursor's) and the same text."""
     c = connect(("127.0.0.1", port))
     font = psf_cp437(FONT)
-    end = time.time() + 60
-    while True:
-        w, h, fb = c.capture()
-        text = "\n".join(screen_text(w, h, fb, font)) if (w, h) == (720, 400) else ""
-        if all(x in text for x in want):
-            break
-        check(time.time() < end, "%r not on the VNC screen (%dx%d):\n%s" % (want, w, h, text))
-        time.sleep(1)
+    w, h, fb, _ = text_screen_until(c, font, lambda t: all(x in t for x in want),
+                                    "%r not on the VNC screen" % want, 60)
     page = NoVNC(wd, ("127.0.0.1", port), name)
     try:
         time.sleep(1)

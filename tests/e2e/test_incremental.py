@@ -48,7 +48,7 @@ def passes_after(vm, offset):
 def wait_region_rewritten(vm):
     """Wait until every vCPU has written its whole share after this moment: two more finished
     passes than it had at the next passes line (the pass it was in may have begun before)."""
-    vm.pump(0)
+    vm.drain()
     start, off = passes_after(vm, len(vm.out))
     while True:
         now, off = passes_after(vm, off)

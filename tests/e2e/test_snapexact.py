@@ -9,7 +9,7 @@ import stat
 import subprocess
 
 from khyve_e2e import (KHYVECTL, VM, Fail, assert_consecutive, check, khyve_run, restored_seqs, test,
-                       SEQ_RE)
+                       seq_numbers)
 
 UART_FAIL = re.compile(rb"TESTGUEST FAIL: uart.*")
 
@@ -142,8 +142,7 @@ def clone_checkpoint_keeps_the_running_disk(wd):
 
 
 def joined_seqs(*outs):
-    lines = b"".join(outs).split(b"\n")[:-1]
-    return [int(m.group(1)) for m in (SEQ_RE.match(l) for l in lines) if m]
+    return seq_numbers(b"".join(outs))
 
 
 def refused_restore(args, cwd=None):

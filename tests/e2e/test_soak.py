@@ -11,17 +11,9 @@ import os
 import random
 import time
 
-from khyve_e2e import VM, Fail, SEQ_RE, check, test
+from khyve_e2e import VM, Fail, check, seq_numbers, test
 
 CYCLE_LIMIT_S = 30
-
-
-def seqs_of(out):
-    """seq numbers of the complete lines.  A restored console may start with the
-    tail of a line its original had begun ("q 40"): that never matches, but a restore paused
-    between two lines starts with a whole "seq 40", and it counts."""
-    lines = out.split(b"\n")[:-1]
-    return [int(m.group(1)) for m in (SEQ_RE.match(l) for l in lines) if m]
 
 
 class Lineage:
@@ -49,16 +41,16 @@ class Lineage:
     def check_running(self, what):
         vm = self.vm
         check(b"TESTGUEST FAIL" not in vm.out, "%s: the guest failed:\n%s" % (what, vm.tail()))
-        s = seqs_of(vm.out)
+        s = seq_numbers(vm.out)
         for a, b in zip(s, s[1:]):
             check(b == a + 1, "%s: seq %d followed by %d" % (what, a, b))
         return s
 
     def settle(self, what, n=2):
         # (VM.ctl read what the guest printed while khyvectl waited: it came before.)
-        have = len(seqs_of(self.vm.out))
+        have = len(seq_numbers(self.vm.out))
         end = time.time() + 60
-        while len(seqs_of(self.vm.out)) < have + n:
+        while len(seq_numbers(self.vm.out)) < have + n:
             check(time.time() < end, "%s: no seq line for 60 s (hang?):\n%s"
                   % (what, self.vm.tail()))
             self.vm.check_alive()
@@ -88,7 +80,7 @@ class Lineage:
         self.origin = os.path.basename(path)
         self.settle("restore of suspend %d" % i, 3)
         # The two consoles together are one unbroken sequence.
-        s = seqs_of(joined + self.vm.out)
+        s = seq_numbers(joined + self.vm.out)
         for a, b in zip(s, s[1:]):
             check(b == a + 1, "suspend+restore %d: seq %d followed by %d" % (i, a, b))
         self.vm.out = joined + self.vm.out
@@ -106,8 +98,8 @@ class Lineage:
         self.settle("restore of %s" % os.path.basename(path), 3)
         # It goes on from the line after one its original printed, no sooner than the last one
         # seen before the checkpoint.
-        s = seqs_of(self.vm.out)
-        printed = set(seqs_of(orig.out))
+        s = seq_numbers(self.vm.out)
+        printed = set(seq_numbers(orig.out))
         check(s[0] - 1 >= before and s[0] - 1 in printed,
               "restore of %s: starts at seq %d; before the checkpoint the original had "
               "printed up to %d, and %s seq %d" % (os.path.basename(path), s[0], before,
