@@ -57,6 +57,7 @@ const struct config_key config_keys[] = {
 	{ "snapshot.disk_changed", "refuse or accept a disk changed since the checkpoint" },
 	{ "snapshot.trust", "auto, file or none: where a restore takes host resources from" },
 	{ "snapshot.key", "the key file that authenticates this user's snapshots" },
+	{ "snapshot.direct", "on or off: checkpoints write guest memory past the page cache" },
 	{ "vmgenid", "on or off: the VM Generation ID device (ACPI), renewed at every restore" },
 	{ "mmio.coalesce",
 	  "on or off: KVM buffers writes to device registers that do not need an exit" },

@@ -56,6 +56,13 @@ int machine_check_config(struct config *cfg, bool restoring, char *err, size_t e
 		snprintf(err, errlen, "snapshot.disks=%s: expected sync or clone", v);
 		return -EINVAL;
 	}
+	bool direct;
+
+	if (config_get_bool(cfg, "snapshot.direct", true, &direct)) {
+		snprintf(err, errlen, "snapshot.direct=%s: expected on or off",
+			 config_get(cfg, "snapshot.direct"));
+		return -EINVAL;
+	}
 	if (!restoring && !config_get(cfg, "boot.kernel") && !config_get(cfg, "lpc.bootrom")) {
 		snprintf(err, errlen,
 			 "nothing to boot: give a kernel with -o boot.kernel=PATH "

@@ -466,6 +466,7 @@ int snap_chain_merge(const struct snap_chain *c, const char *out, const uint8_t 
 	ret = snap_writer_open(&m.w, out, tip->mem_size, err, errlen);
 	if (ret)
 		return ret;
+	snap_writer_direct(&m.w);
 	if (key)
 		snap_writer_set_key(&m.w, key);
 	m.map.nregions = tip->nregions;

@@ -33,6 +33,7 @@ struct sstream;
 #define SNAP_PAGE 4096ULL
 /* The memory area starts 2 MiB in, so a restored guest's RAM can be mapped with huge pages. */
 #define SNAP_MEM_ALIGN (2ULL << 20)
+#define SNAP_DIRECT_ALIGN 4096ULL /* what snap_writer_direct writes need */
 #define SNAP_MAX_SECTIONS 4096
 #define SNAP_MAX_SECTION_SIZE (64ULL << 20)
 #define SNAP_MAX_META (1ULL << 20)   /* the metadata is a few KiB of JSON */
@@ -164,6 +165,11 @@ int snap_file_check_mac(const struct snap_file *f, const uint8_t key[SNAP_KEY_BY
  */
 struct snap_writer {
 	int fd;
+	/*
+	 * snap_writer_direct: the same file opened again with O_DIRECT, which memory writes of
+	 * whole aligned pages go through (-1: none, everything goes through @fd).
+	 */
+	int dfd;
 	char path[4096];
 	char tmppath[4096 + 32];
 	uint64_t pos; /* where the next section goes */
@@ -206,6 +212,14 @@ void snap_writer_set_key(struct snap_writer *w, const uint8_t key[SNAP_KEY_BYTES
 int snap_writer_commit(struct snap_writer *w, char *err, size_t errlen);
 /* Remove the temporary file (after an error or instead of commit). */
 void snap_writer_abort(struct snap_writer *w);
+/*
+ * Write guest memory past the page cache (O_DIRECT) from now on, where the file system allows
+ * it: the pages go from guest memory to the disk with no copy, and a checkpoint does not fill
+ * the host's page cache with a second copy of the guest (doc/snapshots.md, "Direct I/O").
+ * Writes that are not whole aligned pages, and files that refuse O_DIRECT, go through the page
+ * cache as before.  Returns whether direct writes are on.
+ */
+bool snap_writer_direct(struct snap_writer *w);
 
 /* XXH3-64 of a buffer: the checksum used throughout the format. */
 uint64_t snap_checksum(const void *buf, size_t len);

@@ -700,8 +700,12 @@ static int save_open(struct vm *vm, const char *path, struct snap_writer *w, cha
 		     size_t errlen)
 {
 	uint64_t mem = 0;
+	bool direct = true;
 	int ret;
 
+	/* The value was checked when the VM was built (machine.c). */
+	if (vm->cfg && config_get_bool(vm->cfg, "snapshot.direct", true, &direct))
+		direct = true;
 	for (unsigned i = 0; i < vm->nmem; i++)
 		mem += vm->mem[i].size;
 	ret = snap_target_check(vm, path, err, errlen);
@@ -709,6 +713,8 @@ static int save_open(struct vm *vm, const char *path, struct snap_writer *w, cha
 		ret = snap_writer_open(w, path, mem, err, errlen);
 	if (ret)
 		return ret;
+	if (direct)
+		snap_writer_direct(w);
 	ret = save_key(vm, w, err, errlen);
 	if (ret)
 		snap_writer_abort(w);

@@ -17,6 +17,8 @@
 #include "snap/memory.h"
 #include "vm.h"
 
+/* What a snapshot holds besides guest memory: header, sections, table (a bound). */
+#define SNAP_OVERHEAD (SNAP_MEM_ALIGN + (1 << 20))
 #define MiB_ROUND(x) ((unsigned long long)(((x) + (1 << 20) - 1) >> 20))
 
 static const char *file_kind(mode_t m)
@@ -109,7 +111,7 @@ static int check_dir(struct vm *vm, const char *path, const char *abs, char *err
 	char *slash;
 	struct statvfs fs;
 	struct stat st;
-	uint64_t need, avail;
+	uint64_t need, avail, ram = 0;
 	int ret;
 
 	snprintf(dir, sizeof(dir), "%s", abs);
@@ -129,11 +131,21 @@ static int check_dir(struct vm *vm, const char *path, const char *abs, char *err
 			 path, dir, strerror(errno));
 		return ret;
 	}
-	/* Room for the memory a save stores, when the filesystem says how much it has. */
-	if (statvfs(dir, &fs) || !fs.f_blocks || snap_memory_touched(vm, vm->backing, &need))
+	/*
+	 * Room for the memory a save stores, when the filesystem says how much it has.  Counting
+	 * the touched pages walks the page table of all guest RAM (a few ms per GiB), so it is
+	 * done only when there is not room for all of it.
+	 */
+	if (statvfs(dir, &fs) || !fs.f_blocks)
 		return 0;
-	need += SNAP_MEM_ALIGN + (1 << 20); /* header, sections, table */
 	avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+	for (unsigned i = 0; i < vm->nmem; i++)
+		ram += vm->mem[i].size;
+	if (avail >= ram + SNAP_OVERHEAD)
+		return 0;
+	if (snap_memory_touched(vm, vm->backing, &need))
+		return 0;
+	need += SNAP_OVERHEAD;
 	if (avail >= need)
 		return 0;
 	snprintf(err, errlen,

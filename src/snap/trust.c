@@ -21,10 +21,20 @@
 
 /* About this run of khyve, never taken from a file however trusted. */
 static const char *const session_keys[] = {
-	"config.*",	   "debug.*",	    "snapshot.trust",	     "snapshot.key",
-	"snapshot.verify", "snapshot.time", "snapshot.disk_changed", "sandbox",
-	"sandbox.*",	   "user",	    "mmio.coalesce",	     "log.*",
+	"config.*",
+	"debug.*",
+	"snapshot.trust",
+	"snapshot.key",
+	"snapshot.verify",
+	"snapshot.time",
+	"snapshot.disk_changed",
+	"sandbox",
+	"sandbox.*",
+	"user",
+	"mmio.coalesce",
+	"log.*",
 	"gdb.*",
+	"snapshot.direct",
 };
 
 /*

@@ -11,8 +11,8 @@ from khyve_e2e import (KHYVECTL, VM, Fail, assert_consecutive, check, khyve_run,
                        test, SEQ_RE)
 
 
-def checkpoint_and_restore(wd, cpus, gens=1, mem="256M", cmdline="mode=counter"):
-    vm = VM(wd, cpus=cpus, mem=mem, cmdline=cmdline)
+def checkpoint_and_restore(wd, cpus, gens=1, mem="256M", cmdline="mode=counter", extra=()):
+    vm = VM(wd, cpus=cpus, mem=mem, cmdline=cmdline, extra=extra)
     vm.wait_seq(4, timeout=120)
     for gen in range(gens):
         snap = wd("gen%d.snap" % gen)
@@ -59,6 +59,17 @@ def checkpoint_restore_4cpus(wd):
 @test
 def three_generations(wd):
     checkpoint_and_restore(wd, 2, gens=3)
+
+
+@test
+def buffered_checkpoints(wd):
+    """snapshot.direct=off: memory through the page cache (the default writes it O_DIRECT, which
+    every other snapshot test uses); a value that is neither on nor off is refused at start."""
+    r = khyve_run(["-m", "64M", "-o", "snapshot.direct=sometimes", "-o", "boot.kernel=none",
+                   "vm"])
+    check(r.returncode != 0 and b"snapshot.direct=sometimes: expected on or off" in r.stderr,
+          "a bad snapshot.direct: %d %r" % (r.returncode, r.stderr))
+    checkpoint_and_restore(wd, 2, gens=2, extra=["-o", "snapshot.direct=off"])
 
 
 @test

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -139,6 +140,90 @@ static void check_valid(void)
 	assert_int_equal(f.nsections, 3);
 	snap_file_close(&f);
 	assert_int_equal(dir_entries(), 1);
+}
+
+/*
+ * Direct writes (snap_writer_direct): whole aligned pages go through the O_DIRECT file, the rest
+ * through the page cache; a file system that refuses a direct write (EINVAL) turns direct
+ * writes off and the same bytes go through the page cache.  Each way the file reads back.
+ */
+static int save_direct(const void *buf, uint64_t len, bool want_direct, bool *still_direct)
+{
+	struct snap_writer w;
+	char err[256];
+	int ret = snap_writer_open(&w, path, MEM, err, sizeof(err));
+
+	assert_int_equal(ret, 0);
+	assert_int_equal(snap_writer_direct(&w), want_direct);
+	ret = snap_writer_memory(&w, 4096, buf, len);
+	*still_direct = w.dfd >= 0;
+	if (!ret)
+		ret = snap_writer_commit(&w, err, sizeof(err));
+	else
+		snap_writer_abort(&w);
+	return ret;
+}
+
+static void check_memory_reads(const uint8_t *buf, uint64_t len)
+{
+	uint8_t *back = malloc(len);
+	int fd = open(path, O_RDONLY);
+
+	assert_non_null(back);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, back, len, SNAP_MEM_ALIGN + 4096), (ssize_t)len);
+	close(fd);
+	assert_memory_equal(back, buf, len);
+	free(back);
+}
+
+static void test_direct_writes(void **state)
+{
+	uint8_t *pages = aligned_alloc(4096, 4 * 4096);
+	unsigned before;
+	bool direct;
+
+	assert_non_null(pages);
+	for (unsigned i = 0; i < 4 * 4096; i++)
+		pages[i] = (uint8_t)(i * 7 + 3);
+	/* Aligned pages: one write, through the direct file (the only pwrite of memory). */
+	before = fi_calls(FI_PWRITE);
+	assert_int_equal(save_direct(pages, 2 * 4096, true, &direct), 0);
+	assert_true(direct);
+	assert_true(fi_calls(FI_PWRITE) > before);
+	check_memory_reads(pages, 2 * 4096);
+	/* Not page-aligned in memory: through the page cache, direct writes stay on. */
+	assert_int_equal(save_direct(pages + 100, 2 * 4096, true, &direct), 0);
+	assert_true(direct);
+	check_memory_reads(pages + 100, 2 * 4096);
+	/* Refused with EINVAL: direct writes end, the bytes still land. */
+	fi_fail(FI_PWRITE, 1, EINVAL);
+	assert_int_equal(save_direct(pages, 4 * 4096, true, &direct), 0);
+	assert_int_equal(fi_hits(FI_PWRITE), 1);
+	assert_false(direct);
+	check_memory_reads(pages, 4 * 4096);
+	/* Any other error is the save's error, as without direct writes. */
+	fi_reset();
+	fi_fail(FI_PWRITE, 1, ENOSPC);
+	assert_int_equal(save_direct(pages, 2 * 4096, true, &direct), -ENOSPC);
+	assert_true(direct);
+	free(pages);
+}
+
+/* The O_DIRECT file cannot be opened (a file system without it): everything is buffered. */
+static void test_direct_unavailable(void **state)
+{
+	uint8_t *pages = aligned_alloc(4096, 2 * 4096);
+	bool direct;
+
+	assert_non_null(pages);
+	memset(pages, 0x5a, 2 * 4096);
+	fi_fail(FI_OPEN, 1, EINVAL);
+	fi_fail(FI_OPENAT, 1, EINVAL);
+	assert_int_equal(save_direct(pages, 2 * 4096, false, &direct), 0);
+	assert_false(direct);
+	check_memory_reads(pages, 2 * 4096);
+	free(pages);
 }
 
 /* The disk fills up at each write of the save in turn: each save fails with ENOSPC, cleanly. */
@@ -353,6 +438,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_faults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_stat_fail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_alloc_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_direct_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_direct_unavailable, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
