@@ -149,8 +149,11 @@ int vq_init(struct virtqueue *vq, unsigned index, uint16_t max_size, const struc
 	vq->inflight = calloc(max_size ? max_size : 1, sizeof(*vq->inflight));
 	vq->taken = calloc(max_size ? max_size : 1, sizeof(*vq->taken));
 	if (!vq->inflight || !vq->taken) {
+		/* NULL again: the transport's cleanup calls vq_destroy on this queue too. */
 		free(vq->inflight);
 		free(vq->taken);
+		vq->inflight = NULL;
+		vq->taken = NULL;
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&vq->lock, NULL);
