@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
  * Devices created on a host that runs out of memory (tests/faultinj.h): with the Nth malloc
- * or calloc of a device's creation failing, for N = 1, 2, ... until creation no longer meets
- * the fault, every attempt is refused with a message, leaves the slot free for a later
+ * (calloc, realloc, strdup, open, openat, mmap, fstat, dup, eventfd) of a device's creation
+ * failing, for N = 1, 2, ... until creation no longer meets the fault, every attempt is refused with a message, leaves the slot free for a later
  * device and leaks nothing (ASan's leak check runs on this binary in asan-unit).
  */
 #include <stdarg.h>
@@ -10,7 +10,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "config.h"
 
 #include "dev/pci/pci.h"
 #include "faultinj.h"
@@ -19,7 +24,10 @@
 /* More attempts than any device makes allocations: the sweep must end before this. */
 #define SWEEP_MAX 64
 
-extern const struct pci_emul pci_emul_virtio_rnd;
+extern const struct pci_emul pci_emul_virtio_rnd, pci_emul_xhci, pci_emul_hostbridge, pci_emul_lpc,
+	pci_emul_virtio_blk, pci_emul_ahci_hd, pci_emul_fbuf;
+
+static const char *dev_opts[4]; /* pci.0.4.0.KEY=VALUE lines of the device under test */
 
 static void no_irq(struct vm *vm, unsigned gsi, int level)
 {
@@ -45,6 +53,15 @@ static bool add_with_fault(const struct pci_emul *e, enum fi_call c, unsigned nt
 	vm.set_irq = no_irq;
 	vm.send_msi = no_msi;
 	assert_int_equal(vm_add_memory(&vm, 1 << 20), 0);
+	struct config cfg;
+	char kv[300];
+
+	config_init(&cfg);
+	vm.cfg = &cfg;
+	for (unsigned i = 0; dev_opts[i]; i++) {
+		snprintf(kv, sizeof(kv), "pci.0.4.0.%s", dev_opts[i]);
+		assert_int_equal(config_set_pair(&cfg, kv), 0);
+	}
 	assert_int_equal(pci_setup(&vm, err, sizeof(err)), 0);
 	fi_reset();
 	fi_fail(c, nth, 0);
@@ -58,10 +75,11 @@ static bool add_with_fault(const struct pci_emul *e, enum fi_call c, unsigned nt
 		assert_false(pci_slot_used(&vm, 4, 0));
 	}
 	vm_destroy(&vm);
+	config_free(&cfg);
 	return hit;
 }
 
-static void sweep(const struct pci_emul *e, enum fi_call c)
+static void sweep_one(const struct pci_emul *e, enum fi_call c)
 {
 	unsigned n = 1;
 
@@ -70,16 +88,53 @@ static void sweep(const struct pci_emul *e, enum fi_call c)
 	assert_true(n < SWEEP_MAX);
 }
 
+/* Every kind of host call a creation may make, one kind at a time. */
+static void sweep(const struct pci_emul *e)
+{
+	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC, FI_REALLOC, FI_STRDUP,
+					      FI_OPEN,	 FI_OPENAT, FI_MMAP,	FI_FSTAT,
+					      FI_DUP,	 FI_EVENTFD };
+
+	for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		sweep_one(e, kinds[i]);
+}
+
+/* Devices with a disk image, a VNC socket or no options. */
+static void test_more_oom(void **state)
+{
+	char img[64], kv[96], sock[96];
+	int fd;
+
+	snprintf(img, sizeof(img), "/tmp/khyve-devfaults.%d", getpid());
+	fd = open(img, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	sweep(&pci_emul_hostbridge);
+	sweep(&pci_emul_lpc);
+	sweep(&pci_emul_xhci);
+	snprintf(kv, sizeof(kv), "path=%s", img);
+	dev_opts[0] = kv;
+	sweep(&pci_emul_virtio_blk);
+	sweep(&pci_emul_ahci_hd);
+	snprintf(sock, sizeof(sock), "unix=%s.vnc", img);
+	dev_opts[0] = sock;
+	dev_opts[1] = "font=/nonexistent";
+	sweep(&pci_emul_fbuf);
+	dev_opts[0] = dev_opts[1] = NULL;
+	unlink(img);
+}
+
 static void test_virtio_rnd_oom(void **state)
 {
-	sweep(&pci_emul_virtio_rnd, FI_MALLOC);
-	sweep(&pci_emul_virtio_rnd, FI_CALLOC);
+	sweep(&pci_emul_virtio_rnd);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_virtio_rnd_oom),
+		cmocka_unit_test(test_more_oom),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
