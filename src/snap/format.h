@@ -215,7 +215,7 @@ void snap_writer_abort(struct snap_writer *w);
 /*
  * Write guest memory past the page cache (O_DIRECT) from now on, where the file system allows
  * it: the pages go from guest memory to the disk with no copy, and a checkpoint does not fill
- * the host's page cache with a second copy of the guest (doc/snapshots.md, "Direct I/O").
+ * the host's page cache with a second copy of the guest (doc/snapshot-format.md, "Direct I/O").
  * Writes that are not whole aligned pages, and files that refuse O_DIRECT, go through the page
  * cache as before.  Returns whether direct writes are on.
  */

@@ -267,6 +267,15 @@ int snap_memory_touched_bitmap(struct vm *vm, const struct mem_backing *b, uint6
 	return ret;
 }
 
+uint64_t snap_memory_size(const struct vm *vm)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < vm->nmem; i++)
+		n += vm->mem[i].size;
+	return n;
+}
+
 int snap_memory_touched(struct vm *vm, const struct mem_backing *b, uint64_t *bytes)
 {
 	uint64_t pages = 0;

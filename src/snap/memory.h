@@ -31,6 +31,8 @@ struct mem_backing {
 int snap_memory_save(struct vm *vm, struct snap_writer *w, const struct mem_backing *backing,
 		     struct snap_file *map, const struct snap_save_opts *opts,
 		     struct snap_result *res, char *err, size_t errlen);
+/* The memory area of a snapshot of @vm: all of its RAM regions, back to back, in bytes. */
+uint64_t snap_memory_size(const struct vm *vm);
 /* How many bytes of guest memory a save would store at most (touched pages, zero ones too). */
 int snap_memory_touched(struct vm *vm, const struct mem_backing *backing, uint64_t *bytes);
 /*

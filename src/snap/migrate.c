@@ -3,6 +3,7 @@
  * Migration over TCP: the framed stream, the receiver that turns it into a snapshot in memory,
  * the destination's handshake and the source's send (the protocol is in snap/migrate.h).
  */
+#include "snap/memory.h"
 #include "snap/migrate.h"
 
 #include <arpa/inet.h>
@@ -1173,13 +1174,11 @@ int mig_out_open(struct mig_out *o, struct vm *vm, const char *addr, uint32_t fl
 		 size_t errlen)
 {
 	uint8_t hello[16];
-	uint64_t mem = 0;
+	uint64_t mem = snap_memory_size(vm);
 	int ret;
 
 	memset(o, 0, sizeof(*o));
 	o->vm = vm;
-	for (unsigned i = 0; i < vm->nmem; i++)
-		mem += vm->mem[i].size;
 	o->sock = out_connect(addr, err, errlen);
 	if (o->sock < 0)
 		return o->sock;
@@ -1237,12 +1236,10 @@ int mig_out_final(struct mig_out *o, snap_stream_mem_fn mem, void *mem_opaque,
 	struct final_mem fm = { .mem = mem, .opaque = mem_opaque, .res = res };
 	struct snap_result sr = { 0 };
 	struct snap_writer w;
-	uint64_t mem_size = 0, tp, t;
+	uint64_t tp, t;
 	int ret;
 
-	for (unsigned i = 0; i < o->vm->nmem; i++)
-		mem_size += o->vm->mem[i].size;
-	snap_writer_open_sink(&w, mem_size, out_sink, o);
+	snap_writer_open_sink(&w, snap_memory_size(o->vm), out_sink, o);
 	tp = t = fm.t = now_ns();
 	ret = snap_save_stream(o->vm, &w, mem ? final_mem_fn : NULL, &fm, opts, &sr, err, errlen);
 	if (ret) {

@@ -699,18 +699,15 @@ static int save_key(struct vm *vm, struct snap_writer *w, char *err, size_t errl
 static int save_open(struct vm *vm, const char *path, struct snap_writer *w, char *err,
 		     size_t errlen)
 {
-	uint64_t mem = 0;
 	bool direct = true;
 	int ret;
 
 	/* The value was checked when the VM was built (machine.c). */
 	if (vm->cfg && config_get_bool(vm->cfg, "snapshot.direct", true, &direct))
 		direct = true;
-	for (unsigned i = 0; i < vm->nmem; i++)
-		mem += vm->mem[i].size;
 	ret = snap_target_check(vm, path, err, errlen);
 	if (!ret)
-		ret = snap_writer_open(w, path, mem, err, errlen);
+		ret = snap_writer_open(w, path, snap_memory_size(vm), err, errlen);
 	if (ret)
 		return ret;
 	if (direct)

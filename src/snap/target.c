@@ -111,7 +111,7 @@ static int check_dir(struct vm *vm, const char *path, const char *abs, char *err
 	char *slash;
 	struct statvfs fs;
 	struct stat st;
-	uint64_t need, avail, ram = 0;
+	uint64_t need, avail;
 	int ret;
 
 	snprintf(dir, sizeof(dir), "%s", abs);
@@ -139,9 +139,7 @@ static int check_dir(struct vm *vm, const char *path, const char *abs, char *err
 	if (statvfs(dir, &fs) || !fs.f_blocks)
 		return 0;
 	avail = (uint64_t)fs.f_bavail * fs.f_frsize;
-	for (unsigned i = 0; i < vm->nmem; i++)
-		ram += vm->mem[i].size;
-	if (avail >= ram + SNAP_OVERHEAD)
+	if (avail >= snap_memory_size(vm) + SNAP_OVERHEAD)
 		return 0;
 	if (snap_memory_touched(vm, vm->backing, &need))
 		return 0;

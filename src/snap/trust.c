@@ -28,13 +28,13 @@ static const char *const session_keys[] = {
 	"snapshot.verify",
 	"snapshot.time",
 	"snapshot.disk_changed",
+	"snapshot.direct",
 	"sandbox",
 	"sandbox.*",
 	"user",
 	"mmio.coalesce",
 	"log.*",
 	"gdb.*",
-	"snapshot.direct",
 };
 
 /*
