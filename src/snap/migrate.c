@@ -285,6 +285,12 @@ static int in_section(struct mig_in *m, const uint8_t *p, uint64_t len, char *er
 		snprintf(err, errlen, "a section of type %u with a malformed id", type);
 		return -EINVAL;
 	}
+	/* What the file's reader refuses is refused here, before the source lets go. */
+	if (!version) {
+		snprintf(err, errlen, "section %s %s has version 0, which no khyve writes",
+			 snap_section_type_name(type), id);
+		return -EINVAL;
+	}
 	if (len > MIG_MAX_STATE - m->state_bytes) {
 		snprintf(err, errlen, "more than %llu bytes of state",
 			 (unsigned long long)MIG_MAX_STATE);

@@ -623,6 +623,15 @@ static void test_hostile_frames_each(void **state)
 	expect_fed(&f, feed(&f, MIG_SECTION, sec, sizeof(sec)), -EINVAL, "malformed id");
 	memset(sec + 8, 'a', 48);
 	expect_fed(&f, feed(&f, MIG_SECTION, sec, sizeof(sec)), -EINVAL, "malformed id");
+	/* Version 0, which the file's reader refuses (fuzz_migrate found the receiver wrote it). */
+	memset(sec + 8, 0, 48);
+	memcpy(sec + 8, "meta", 5);
+	le32(sec, SNAP_SEC_META);
+	le32(sec + 4, 0);
+	expect_fed(&f, feed(&f, MIG_SECTION, sec, sizeof(sec)), -EINVAL,
+		   "section meta meta has version 0");
+	le32(sec, SNAP_SEC_DEV);
+	le32(sec + 4, 1);
 	/* All sections together are bounded. */
 	memset(sec + 8, 0, 48);
 	memcpy(sec + 8, "big", 4);
