@@ -17,7 +17,14 @@
 
 #include "config.h"
 
+#include "dev/pc/atkbdc.h"
+#include "dev/pc/fw_cfg.h"
+#include "dev/pc/hpet.h"
+#include "dev/pc/pm.h"
+#include "dev/pc/rtc.h"
+#include "dev/pc/uart.h"
 #include "dev/pci/pci.h"
+#include "devsnap.h"
 #include "faultinj.h"
 #include "vm.h"
 
@@ -36,6 +43,64 @@ static void no_irq(struct vm *vm, unsigned gsi, int level)
 static int no_msi(struct vm *vm, uint64_t addr, uint32_t data)
 {
 	return 0;
+}
+
+/* ---- save and load of a created device ---- */
+
+/*
+ * Save @d with the Nth allocation failing: the save reports it (its return or the stream's
+ * sticky error).  Load its own bytes back with the Nth allocation failing: a refused load
+ * leaves the device saving what it saved before, one that met no fault succeeds.
+ */
+static void state_sweep(struct dev *d)
+{
+	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC, FI_REALLOC };
+	struct sstream s;
+	size_t len, len2;
+	uint8_t *good = devsnap_save_copy(d, &len), *again;
+
+	for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		for (unsigned n = 1;; n++) {
+			int ret;
+			bool hit;
+
+			assert_true(n < SWEEP_MAX);
+			fi_reset();
+			fi_fail(kinds[i], n, 0);
+			ss_init_save(&s);
+			ret = d->ops->save(d, &s);
+			if (!ret)
+				ret = ss_error(&s);
+			hit = fi_hits(kinds[i]) > 0;
+			fi_reset();
+			ss_free(&s);
+			if (!hit) {
+				assert_int_equal(ret, 0);
+				break;
+			}
+			assert_int_not_equal(ret, 0);
+		}
+		for (unsigned n = 1;; n++) {
+			int ret;
+			bool hit;
+
+			assert_true(n < SWEEP_MAX);
+			fi_reset();
+			fi_fail(kinds[i], n, 0);
+			ret = devsnap_load(d, good, len, d->ops->version);
+			hit = fi_hits(kinds[i]) > 0;
+			fi_reset();
+			again = devsnap_save_copy(d, &len2);
+			assert_int_equal(len2, len);
+			assert_memory_equal(again, good, len);
+			free(again);
+			if (!hit) {
+				assert_int_equal(ret, 0);
+				break;
+			}
+		}
+	}
+	free(good);
 }
 
 /*
@@ -70,6 +135,8 @@ static bool add_with_fault(const struct pci_emul *e, enum fi_call c, unsigned nt
 	fi_reset();
 	if (!hit) {
 		assert_non_null(pd);
+		if (c == FI_MALLOC)
+			state_sweep(&pd->dev);
 	} else if (!pd) {
 		assert_string_not_equal(err, "");
 		assert_false(pci_slot_used(&vm, 4, 0));
@@ -130,11 +197,101 @@ static void test_virtio_rnd_oom(void **state)
 	sweep(&pci_emul_virtio_rnd);
 }
 
+/* ---- the platform devices (not on PCI) ---- */
+
+static char uart_log[96];
+
+/* Create one platform device in @vm: 0 when created, else nonzero with @err. */
+static int make_uart(struct vm *vm, char *err, size_t errlen)
+{
+	char be[128];
+
+	snprintf(be, sizeof(be), "file:%s", uart_log);
+	return !uart_create(vm, 0, be, err, errlen);
+}
+
+static int make_rtc(struct vm *vm, char *err, size_t errlen)
+{
+	return !rtc_create(vm, err, errlen);
+}
+
+static int make_hpet(struct vm *vm, char *err, size_t errlen)
+{
+	return !hpet_create(vm, err, errlen);
+}
+
+static int make_pm(struct vm *vm, char *err, size_t errlen)
+{
+	return !pm_create(vm, err, errlen);
+}
+
+static int make_atkbdc(struct vm *vm, char *err, size_t errlen)
+{
+	return !atkbdc_create(vm, err, errlen);
+}
+
+static int make_fw_cfg(struct vm *vm, char *err, size_t errlen)
+{
+	return !fw_cfg_create(vm, err, errlen);
+}
+
+static bool plat_with_fault(int (*make)(struct vm *, char *, size_t), enum fi_call c, unsigned nth)
+{
+	struct vm vm;
+	char err[256] = "";
+	bool hit;
+	int ret;
+
+	vm_init_bare(&vm, true);
+	vm.set_irq = no_irq;
+	vm.send_msi = no_msi;
+	vm.ncpus = 1;
+	assert_int_equal(vm_add_memory(&vm, 1 << 20), 0);
+	fi_reset();
+	fi_fail(c, nth, 0);
+	ret = make(&vm, err, sizeof(err));
+	hit = fi_hits(c) > 0;
+	fi_reset();
+	if (!hit) {
+		assert_int_equal(ret, 0);
+		if (c == FI_MALLOC)
+			state_sweep(vm.devs);
+	} else if (ret) {
+		assert_string_not_equal(err, "");
+		assert_null(vm.devs); /* nothing half-registered */
+	}
+	vm_destroy(&vm);
+	return hit;
+}
+
+static void test_platform_oom(void **state)
+{
+	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC, FI_REALLOC, FI_STRDUP,
+					      FI_OPEN,	 FI_OPENAT, FI_MMAP,	FI_FSTAT,
+					      FI_DUP,	 FI_EVENTFD };
+	int (*const makers[])(struct vm *, char *, size_t) = {
+		make_uart, make_rtc, make_hpet, make_pm, make_atkbdc, make_fw_cfg,
+	};
+
+	snprintf(uart_log, sizeof(uart_log), "/tmp/khyve-devfaults-log.%d", getpid());
+	for (unsigned m = 0; m < sizeof(makers) / sizeof(makers[0]); m++) {
+		for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+			unsigned n = 1;
+
+			while (n < SWEEP_MAX && plat_with_fault(makers[m], kinds[i], n))
+				n++;
+			assert_true(n < SWEEP_MAX);
+		}
+	}
+	unlink(uart_log);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_virtio_rnd_oom),
 		cmocka_unit_test(test_more_oom),
+		cmocka_unit_test(test_platform_oom),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
