@@ -10,12 +10,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -787,6 +789,109 @@ static void test_unix_backend_paths(void **state)
 	rmdir(dir);
 }
 
+/*
+ * stdio on a terminal (a pty standing in for the user's): the terminal is put in raw input
+ * mode with output processing kept, a second stdio port is refused, the guest's output
+ * reaches the terminal, the user's keys reach the guest, and the terminal's settings come
+ * back when the port goes.
+ */
+static void test_stdio_pty(void **state)
+{
+	struct termios before, during, after;
+	struct fixture f;
+	char err[256] = "";
+	uint8_t got[3];
+	int master, slave, save_in, save_out;
+
+	assert_int_equal(openpty(&master, &slave, NULL, NULL, NULL), 0);
+	assert_int_equal(tcgetattr(slave, &before), 0);
+	assert_true(before.c_lflag & ICANON);
+	save_in = dup(STDIN_FILENO);
+	save_out = dup(STDOUT_FILENO);
+	assert_true(save_in >= 0 && save_out >= 0);
+	assert_int_equal(dup2(slave, STDIN_FILENO), STDIN_FILENO);
+	assert_int_equal(dup2(slave, STDOUT_FILENO), STDOUT_FILENO);
+
+	memset(&f, 0, sizeof(f));
+	vm_init_bare(&f.vm, false);
+	f.vm.set_irq = record_irq;
+	irq_owner[nowners++] = &f;
+	assert_int_equal(evloop_start(&f.vm.ev), 0);
+	f.d = uart_create(&f.vm, 0, "stdio", err, sizeof(err));
+	if (!f.d) {
+		dup2(save_in, STDIN_FILENO);
+		dup2(save_out, STDOUT_FILENO);
+		fail_msg("uart_create: %s", err);
+	}
+	assert_null(uart_create(&f.vm, 1, "stdio", err, sizeof(err)));
+	assert_non_null(strstr(err, "com2: stdio is already used by another serial port"));
+	assert_int_equal(tcgetattr(slave, &during), 0);
+	assert_false(during.c_lflag & (ICANON | ECHO));
+	assert_true(during.c_oflag & OPOST);
+
+	for (const char *p = "OK!"; *p; p++)
+		out8(&f, THR, (uint8_t)*p);
+	read_n(master, got, 3);
+	assert_memory_equal(got, "OK!", 3);
+	assert_int_equal(write(master, "xyz", 3), 3);
+	guest_read_n(&f, got, 3);
+	assert_memory_equal(got, "xyz", 3);
+
+	fixture_fini(&f);
+	assert_int_equal(tcgetattr(slave, &after), 0);
+	assert_true(after.c_lflag & ICANON);
+	assert_int_equal(dup2(save_in, STDIN_FILENO), STDIN_FILENO);
+	assert_int_equal(dup2(save_out, STDOUT_FILENO), STDOUT_FILENO);
+	close(save_in);
+	close(save_out);
+	close(slave);
+	close(master);
+}
+
+/*
+ * stdio on regular files (khyve <in >log): output is appended to the file; a regular file
+ * on stdin, which epoll cannot watch, is no input at all (the guest sees no data, and the
+ * port still works).
+ */
+static void test_stdio_files(void **state)
+{
+	char in_path[] = "/tmp/khyve-uart-in-XXXXXX", out_path[] = "/tmp/khyve-uart-out-XXXXXX";
+	char err[256] = "", buf[16] = "";
+	int in = mkstemp(in_path), out = mkstemp(out_path), save_in, save_out;
+	struct fixture f;
+
+	assert_true(in >= 0 && out >= 0);
+	assert_int_equal(write(in, "never", 5), 5);
+	assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+	save_in = dup(STDIN_FILENO);
+	save_out = dup(STDOUT_FILENO);
+	assert_int_equal(dup2(in, STDIN_FILENO), STDIN_FILENO);
+	assert_int_equal(dup2(out, STDOUT_FILENO), STDOUT_FILENO);
+	memset(&f, 0, sizeof(f));
+	vm_init_bare(&f.vm, false);
+	f.vm.set_irq = record_irq;
+	irq_owner[nowners++] = &f;
+	assert_int_equal(evloop_start(&f.vm.ev), 0);
+	f.d = uart_create(&f.vm, 0, "stdio", err, sizeof(err));
+	dup2(save_in, STDIN_FILENO);
+	dup2(save_out, STDOUT_FILENO);
+	if (!f.d)
+		fail_msg("uart_create: %s", err);
+	for (const char *p = "log\n"; *p; p++)
+		out8(&f, THR, (uint8_t)*p);
+	assert_int_equal(f.d->ops->pause(f.d), 0);
+	assert_int_equal(in8(&f, LSR) & 0x01, 0); /* no data from the file */
+	assert_int_equal(pread(out, buf, sizeof(buf) - 1, 0), 4);
+	assert_string_equal(buf, "log\n");
+	fixture_fini(&f);
+	close(save_in);
+	close(save_out);
+	close(in);
+	close(out);
+	unlink(in_path);
+	unlink(out_path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -808,6 +913,8 @@ int main(void)
 		cmocka_unit_test(test_unix_backend_full),
 		cmocka_unit_test_setup_teardown(test_unix_backend_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_backend_no_symlink, setup, teardown),
+		cmocka_unit_test(test_stdio_pty),
+		cmocka_unit_test(test_stdio_files),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
