@@ -284,7 +284,7 @@ static void test_bad_files(void **state)
 {
 	struct vm vm;
 	struct config cfg;
-	char err[256], path[64];
+	char err[256], path[64], vars[64];
 
 	snprintf(path, sizeof(path), "/tmp/khyve-test-badrom.%d", getpid());
 	write_file(path, 1000, 0);
@@ -298,6 +298,35 @@ static void test_bad_files(void **state)
 	assert_int_not_equal(bootrom_create(&vm, false, err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "/nonexistent/rom"));
 	assert_null(vm.bootrom);
+	/* Not a regular file; an empty one. */
+	config_set(&cfg, "lpc.bootrom", "/tmp");
+	assert_int_equal(bootrom_create(&vm, false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "lpc.bootrom /tmp: a boot ROM is a file"));
+	write_file(path, 0, 0);
+	config_set(&cfg, "lpc.bootrom", path);
+	assert_int_equal(bootrom_create(&vm, false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "(this one is 0 bytes)"));
+	/* Past 16 MiB (a sparse file). */
+	assert_int_equal(truncate(path, 16 * MiB + 4096), 0);
+	assert_int_equal(bootrom_create(&vm, false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "4 KiB to 16 MiB"));
+	/* A good ROM with a bad variable store: missing, a partial page, too big with the ROM. */
+	write_file(path, ROM_SIZE, 1);
+	snprintf(vars, sizeof(vars), "/tmp/khyve-test-badvars.%d", getpid());
+	config_set(&cfg, "lpc.bootvars", vars);
+	assert_int_equal(bootrom_create(&vm, false, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "lpc.bootvars"));
+	write_file(vars, 1000, 0);
+	assert_int_equal(bootrom_create(&vm, false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "a variable store is a file in whole 4 KiB pages"));
+	assert_int_equal(truncate(vars, 16 * MiB), 0);
+	assert_int_equal(bootrom_create(&vm, false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "at most 16 MiB with the boot ROM"));
+	config_set(&cfg, "lpc.bootvars", "/tmp");
+	assert_int_equal(bootrom_create(&vm, false, err, sizeof(err)), -EISDIR);
+	assert_null(vm.bootrom);
+	assert_null(vm.devs);
+	unlink(vars);
 	unlink(path);
 	vm_destroy(&vm);
 	config_free(&cfg);

@@ -18,6 +18,7 @@
 #include "config.h"
 
 #include "dev/pc/atkbdc.h"
+#include "dev/pc/bootrom.h"
 #include "dev/pc/fw_cfg.h"
 #include "dev/pc/hpet.h"
 #include "dev/pc/pm.h"
@@ -230,6 +231,15 @@ static int make_atkbdc(struct vm *vm, char *err, size_t errlen)
 	return !atkbdc_create(vm, err, errlen);
 }
 
+static struct config rom_cfg;
+
+/* A 64 KiB boot ROM and an 8 KiB variable store (files set up by the test). */
+static int make_bootrom(struct vm *vm, char *err, size_t errlen)
+{
+	vm->cfg = &rom_cfg;
+	return bootrom_create(vm, false, err, errlen);
+}
+
 static int make_fw_cfg(struct vm *vm, char *err, size_t errlen)
 {
 	return !fw_cfg_create(vm, err, errlen);
@@ -266,14 +276,30 @@ static bool plat_with_fault(int (*make)(struct vm *, char *, size_t), enum fi_ca
 
 static void test_platform_oom(void **state)
 {
-	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC, FI_REALLOC, FI_STRDUP,
-					      FI_OPEN,	 FI_OPENAT, FI_MMAP,	FI_FSTAT,
-					      FI_DUP,	 FI_EVENTFD };
+	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC,  FI_REALLOC, FI_STRDUP,
+					      FI_OPEN,	 FI_OPENAT,  FI_MMAP,	 FI_FSTAT,
+					      FI_DUP,	 FI_EVENTFD, FI_PREAD };
 	int (*const makers[])(struct vm *, char *, size_t) = {
-		make_uart, make_rtc, make_hpet, make_pm, make_atkbdc, make_fw_cfg,
+		make_uart, make_rtc, make_hpet, make_pm, make_atkbdc, make_fw_cfg, make_bootrom,
 	};
 
+	char rom[64], vars[64];
+	int fd;
+
 	snprintf(uart_log, sizeof(uart_log), "/tmp/khyve-devfaults-log.%d", getpid());
+	snprintf(rom, sizeof(rom), "/tmp/khyve-devfaults-rom.%d", getpid());
+	snprintf(vars, sizeof(vars), "/tmp/khyve-devfaults-vars.%d", getpid());
+	fd = open(rom, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 64 << 10), 0);
+	close(fd);
+	fd = open(vars, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 8 << 10), 0);
+	close(fd);
+	config_init(&rom_cfg);
+	config_set(&rom_cfg, "lpc.bootrom", rom);
+	config_set(&rom_cfg, "lpc.bootvars", vars);
 	for (unsigned m = 0; m < sizeof(makers) / sizeof(makers[0]); m++) {
 		for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 			unsigned n = 1;
@@ -283,7 +309,10 @@ static void test_platform_oom(void **state)
 			assert_true(n < SWEEP_MAX);
 		}
 	}
+	config_free(&rom_cfg);
 	unlink(uart_log);
+	unlink(rom);
+	unlink(vars);
 }
 
 int main(void)
