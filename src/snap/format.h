@@ -121,6 +121,9 @@ struct snap_file {
 	size_t header_len;
 	uint8_t *table_raw;
 	uint64_t table_len;
+	/* Every section's bytes as checked at open, when they fit one read (else NULL). */
+	uint8_t *sec_raw;
+	uint64_t sec_start, sec_len;
 };
 
 /*

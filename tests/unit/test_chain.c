@@ -427,6 +427,45 @@ static void test_parent_memory_checked(void **state)
 	expect_refused("l2.snap", -EINVAL, "checksum mismatch", "base.snap");
 }
 
+/*
+ * Bytes outside an incremental link's memory map never reach a guest (only the pages it lists
+ * are mapped from it, or merged), so they are not looked for there; in the full base, which is
+ * mapped whole, they are refused.
+ */
+static void test_stray_data(void **state)
+{
+	static const uint8_t want[11] = { 'A', 'A', 'B', 'C', 'A', 'A', 'A', 'A', 'A', 'A', 0 };
+	struct snap_merge_result res;
+	uint8_t buf[4096], page[4096];
+	struct snap_chain c;
+	struct snap_file f;
+	char err[600];
+	int fd;
+
+	write_three();
+	/* l1 lists pages 2 and 3 only: page 7 is a hole of its own, the base's page 7 shows. */
+	fd = open(at("l1.snap"), O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "XXXX", 4, (off_t)(SNAP_MEM_ALIGN + 7 * 4096)), 4);
+	close(fd);
+	assert_int_equal(open_chain("l2.snap", &f, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.owner[7], 2);
+	assert_int_equal(snap_chain_merge(&c, at("merged.snap"), NULL, &res, err, sizeof(err)), 0);
+	snap_chain_close(&c);
+	snap_file_close(&f);
+	for (unsigned p = 0; p < 11; p++) {
+		read_page("merged.snap", p, buf);
+		memset(page, want[p], sizeof(page));
+		assert_memory_equal(buf, page, sizeof(page));
+	}
+	/* The base lists pages 0-9: a byte at page 12 would be guest memory. */
+	fd = open(at("base.snap"), O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "X", 1, (off_t)(SNAP_MEM_ALIGN + 12 * 4096)), 1);
+	close(fd);
+	expect_refused("l2.snap", -EINVAL, "does not list", "base.snap");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -442,6 +481,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_parent_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_layout_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parent_memory_checked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stray_data, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -385,6 +385,34 @@ static void test_extents_refused(void **state)
 	}
 }
 
+/*
+ * A section is used as it was checked: bytes changed in the file after the open do not reach
+ * its reader (the sections are read once, checked and kept).
+ */
+static void test_section_read_as_checked(void **state)
+{
+	const struct snap_section *sec;
+	struct snap_file f;
+	char err[256];
+	void *buf;
+	int fd;
+
+	write_snapshot(path, "{}");
+	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+	sec = snap_file_find(&f, SNAP_SEC_DEV, "uart@com1");
+	assert_non_null(sec);
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "DEVSTATE", 8, (off_t)sec->offset), 8);
+	close(fd);
+	assert_int_equal(snap_file_read(&f, sec, &buf), 0);
+	assert_memory_equal(buf, "devstate", 8);
+	free(buf);
+	snap_file_close(&f);
+	/* Opened again, the change is found. */
+	expect_refused(path, false, "section dev uart@com1: checksum mismatch");
+}
+
 static void write_at(const char *p, uint64_t off, const void *buf, size_t len)
 {
 	int fd = open(p, O_WRONLY);
@@ -850,6 +878,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_atomic_replace, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extents_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hole_data_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_section_read_as_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sections_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_header_bounds_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_regions_refused, setup, teardown),
