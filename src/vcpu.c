@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gdb/gdbstub.h"
@@ -16,6 +17,14 @@
 #include "vm.h"
 
 #define VCPU_KICK_SIG SIGUSR1
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
 static void vcpu_kick_handler(int sig)
 {
@@ -348,6 +357,36 @@ static void vcpu_clock_stopped(struct vcpu *v)
 	ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
 }
 
+/*
+ * Auto-converge: sleep the time vcpus_throttle asked for, outside KVM_RUN (a kick brought the
+ * vCPU here).  A pause, the debugger, the VM's end or the throttle's end wake it early.  Called
+ * with v->lock, which the wait gives up.
+ */
+static void vcpu_throttle_sleep(struct vcpu *v)
+{
+	uint64_t ns = v->throttle_ns, t0 = now_ns();
+	struct timespec ts;
+
+	v->throttle_ns = 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ns / 1000000000ULL);
+	ts.tv_nsec += (long)(ns % 1000000000ULL);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	v->throttled = true;
+	while (v->throttled && !v->pause_req && !v->dbg_hold && !v->stop)
+		if (pthread_cond_timedwait(&v->cond, &v->lock, &ts) == ETIMEDOUT)
+			break;
+	v->throttled = false;
+	/* The kick's immediate_exit; a pause asking again sets it again, under this lock. */
+	if (!v->pause_req && !v->dbg_hold && !v->stop)
+		v->run->immediate_exit = 0;
+	__atomic_store_n(&v->throttle_sleeps, v->throttle_sleeps + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&v->throttled_ns, v->throttled_ns + (now_ns() - t0), __ATOMIC_RELAXED);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -371,6 +410,15 @@ static void *vcpu_thread(void *arg)
 			v->run->immediate_exit = 1;
 		} else if (v->pause_req || v->dbg_hold || !running) {
 			vcpu_park(v);
+		} else if (v->throttle_ns) {
+			vcpu_throttle_sleep(v);
+			if (v->pause_req || v->dbg_hold) {
+				pthread_mutex_unlock(&v->lock);
+				continue; /* park (or finish the exit) first */
+			}
+		} else if (v->run->immediate_exit && !v->stop) {
+			/* A throttle kick whose sleep was called off before this vCPU got to it. */
+			v->run->immediate_exit = 0;
 		}
 		if (v->stop) {
 			pthread_mutex_unlock(&v->lock);
@@ -462,6 +510,7 @@ int vcpus_pause(struct vm *vm)
 		pthread_mutex_lock(&v->lock);
 		v->pause_req = true;
 		vcpu_kick(v);
+		pthread_cond_broadcast(&v->cond); /* a vCPU asleep for auto-converge */
 		pthread_mutex_unlock(&v->lock);
 	}
 	vcpus_wait_parked(vm);
@@ -489,6 +538,7 @@ void vcpus_hold(struct vm *vm)
 		if (!v->dbg_hold) {
 			v->dbg_hold = true;
 			vcpu_kick(v);
+			pthread_cond_broadcast(&v->cond);
 		}
 		pthread_mutex_unlock(&v->lock);
 	}
@@ -526,6 +576,57 @@ int vcpu_run_on(struct vcpu *v, int (*fn)(struct vcpu *, void *), void *arg)
 	ret = v->work_ret;
 	pthread_mutex_unlock(&v->lock);
 	return ret;
+}
+
+/* The timer of vcpus_throttle: a slice has run, every vCPU sleeps now, the next slice after. */
+static void vcpus_throttle_tick(void *opaque)
+{
+	struct vm *vm = opaque;
+	unsigned pct = vm->throttle_pct;
+	uint64_t sleep = VCPU_THROTTLE_SLICE_NS * pct / (100 - pct);
+
+	if (!pct)
+		return;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (!v || !v->started)
+			continue;
+		pthread_mutex_lock(&v->lock);
+		v->throttle_ns = sleep;
+		vcpu_kick(v);
+		pthread_mutex_unlock(&v->lock);
+	}
+	vtimer_arm(&vm->throttle_timer, vclock_ns(&vm->ev) + sleep + VCPU_THROTTLE_SLICE_NS);
+}
+
+void vcpus_throttle(struct vm *vm, unsigned pct)
+{
+	bool was = vm->throttle_pct;
+
+	pct = pct > VCPU_THROTTLE_MAX ? VCPU_THROTTLE_MAX : pct;
+	vm->throttle_pct = pct;
+	if (!vm->throttle_timer.ev)
+		vtimer_init(&vm->throttle_timer, &vm->ev, vcpus_throttle_tick, vm);
+	if (pct && !was) {
+		/* A first slice at full speed, then the tick's rhythm (a new @pct from its next). */
+		vtimer_arm(&vm->throttle_timer, vclock_ns(&vm->ev) + VCPU_THROTTLE_SLICE_NS);
+		return;
+	}
+	if (pct)
+		return;
+	vtimer_cancel(&vm->throttle_timer);
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (!v)
+			continue;
+		pthread_mutex_lock(&v->lock);
+		v->throttle_ns = 0;
+		v->throttled = false;
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+	}
 }
 
 void vcpus_stop(struct vm *vm)

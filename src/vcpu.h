@@ -52,6 +52,10 @@ struct vcpu {
 	/* For khyvectl --get-stats: written by the vCPU's thread only, read with atomics. */
 	uint64_t exits[VCPU_EXIT_REASONS + 1];
 	uint64_t nmis; /* NMIs injected by vcpu_inject_nmi */
+	/* Auto-converge (vcpus_throttle): sleep this long when next out of KVM_RUN (v->lock). */
+	uint64_t throttle_ns;
+	bool throttled;				/* asleep for it now (v->lock) */
+	uint64_t throttle_sleeps, throttled_ns; /* for --get-stats, read with atomics */
 };
 
 struct vcpu *vcpu_create(struct vm *vm, unsigned id, char *err, size_t errlen);
@@ -79,6 +83,17 @@ uint64_t vcpu_exit_count(const struct vcpu *v, unsigned reason);
  * might not do for a long time.
  */
 int vcpu_inject_nmi(struct vcpu *v);
+/*
+ * Auto-converge (live migration, snap/precopy.c): from now on every vCPU spends @pct percent
+ * of its time asleep outside KVM_RUN, as QEMU's cpu-throttle does: each slice of
+ * VCPU_THROTTLE_SLICE_NS running is followed by a sleep of slice * pct / (100 - pct), started
+ * by a kick from a timer on the event loop.  The guest sees only time go by (its clocks run on
+ * as they do while the host deschedules it).  @pct is 0 to 99; 0 ends the throttle and wakes
+ * any vCPU asleep for it.  On the event-loop thread.
+ */
+#define VCPU_THROTTLE_SLICE_NS 10000000ULL
+#define VCPU_THROTTLE_MAX 99
+void vcpus_throttle(struct vm *vm, unsigned pct);
 /* Stop every vCPU thread for good (the VM is ending). */
 void vcpus_stop(struct vm *vm);
 

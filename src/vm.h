@@ -138,11 +138,14 @@ struct vm {
 	struct live_save *live;	     /* a live checkpoint being written (snap/snapshot.c) */
 	struct mig_live *migration;  /* a live migration under way (snap/precopy.c) */
 	bool migration_final;	     /* ... in its final pause, which snap_save_stream makes */
-	struct dirty_tracker *dirty; /* dirty-page tracking of RAM (snap/dirty.h), or NULL */
-	struct snap_incr *incr;	     /* what an incremental checkpoint builds on (snapshot.c) */
-	uint64_t start_ns;	     /* CLOCK_MONOTONIC when the VM started running */
-	int sigfd;		     /* signals khyve handles (main.c), or -1 */
-	struct gdbstub *gdb;	     /* -G: the debugger's stub (gdb/gdbstub.h), or NULL */
+	/* Auto-converge (vcpus_throttle): the vCPUs sleep this share of their time, in percent. */
+	unsigned throttle_pct;
+	struct vtimer throttle_timer; /* starts each slice's sleep (loop thread) */
+	struct dirty_tracker *dirty;  /* dirty-page tracking of RAM (snap/dirty.h), or NULL */
+	struct snap_incr *incr;	      /* what an incremental checkpoint builds on (snapshot.c) */
+	uint64_t start_ns;	      /* CLOCK_MONOTONIC when the VM started running */
+	int sigfd;		      /* signals khyve handles (main.c), or -1 */
+	struct gdbstub *gdb;	      /* -G: the debugger's stub (gdb/gdbstub.h), or NULL */
 
 	/* Set once by whoever ends the VM (power off, reset, triple fault, suspend, error). */
 	atomic_int exit_status; /* -1 while running */
