@@ -65,8 +65,10 @@ struct opts {
 	const char *addr; /* --migrate=ADDR:PORT */
 	bool json, quiet;
 	bool live; /* --live: a checkpoint with a pause of milliseconds, or pre-copy migration */
-	uint64_t max_rate;  /* --max-rate=SIZE: bytes per second of a save, 0 if not given */
-	long max_downtime;  /* --max-downtime=MS (live migration), 0 if not given */
+	uint64_t max_rate; /* --max-rate=SIZE: bytes per second of a save, 0 if not given */
+	long max_downtime; /* --max-downtime=MS (live migration), 0 if not given */
+	int autoconverge;  /* --auto-converge=on|off: 1, 0, or -1 if not given */
+	long throttle_initial, throttle_increment; /* --throttle-initial/-increment=PCT, or 0 */
 	bool incremental;   /* --incremental: only the pages written since the parent */
 	const char *parent; /* --parent=PREV: the parent, which must be the last checkpoint */
 	long vcpu;	    /* --vcpu=N for --inject-nmi, -1 if not given */
@@ -117,6 +119,10 @@ static void usage(FILE *f)
 		   "    --live           copy memory while the guest runs, then stop it briefly\n"
 		   "    --max-downtime=MS  (with --live) the pause to aim for: copy rounds go on\n"
 		   "                     until what is left can be sent in MS (default 20)\n"
+		   "    --auto-converge=on|off  (with --live) slow the vCPUs down while the\n"
+		   "                     rounds do not shrink what is left (default on)\n"
+		   "    --throttle-initial=PCT, --throttle-increment=PCT  the share of time the\n"
+		   "                     vCPUs sleep at first and its growth per round (20, 10)\n"
 		   "options:\n"
 		   "  --vm=NAME          the VM (its socket is " CTL_DEFAULT_DIR "/NAME.sock, or\n"
 		   "                     $XDG_RUNTIME_DIR/khyve/NAME.sock for a user who cannot\n"
@@ -422,6 +428,15 @@ static int send_request(struct client *c)
 		if (c->o->max_downtime)
 			json_object_object_add(o, "max_downtime_ms",
 					       json_object_new_int64(c->o->max_downtime));
+		if (c->o->autoconverge >= 0)
+			json_object_object_add(o, "autoconverge",
+					       json_object_new_boolean(c->o->autoconverge));
+		if (c->o->throttle_initial)
+			json_object_object_add(o, "throttle_initial",
+					       json_object_new_int64(c->o->throttle_initial));
+		if (c->o->throttle_increment)
+			json_object_object_add(o, "throttle_increment",
+					       json_object_new_int64(c->o->throttle_increment));
 	} else if (c->o->action == ACT_SCREENSHOT) {
 		json_object_object_add(o, "file", json_object_new_string(c->file));
 	} else if (c->o->action == ACT_INJECT_NMI && c->o->vcpu >= 0) {
@@ -518,8 +533,12 @@ static void print_round(struct json_object *v)
 	fmt_bytes(sent, sizeof(sent), (double)get_u64(v, "bytes"));
 	fmt_bytes(dirty, sizeof(dirty), (double)get_u64(v, "dirty_pages") * 4096);
 	fmt_ms(took, sizeof(took), get_double(v, "ms"));
-	fprintf(stderr, "  round %llu: sent %s in %s, %s written meanwhile\n",
+	fprintf(stderr, "  round %llu: sent %s in %s, %s written meanwhile",
 		(unsigned long long)get_u64(v, "round"), sent, took, dirty);
+	if (get_u64(v, "throttle_pct"))
+		fprintf(stderr, ", vCPUs throttled %llu%%",
+			(unsigned long long)get_u64(v, "throttle_pct"));
+	fputc('\n', stderr);
 }
 
 static void print_migrate(struct client *c, struct json_object *r)
@@ -534,6 +553,9 @@ static void print_migrate(struct client *c, struct json_object *r)
 	       get_bool(r, "live") ? " (live)" : "", c->name, get_str(r, "address", c->o->addr),
 	       size, (unsigned long long)get_u64(r, "rounds"), get_u64(r, "rounds") == 1 ? "" : "s",
 	       total, down);
+	if (get_u64(r, "throttle_pct"))
+		printf("  auto-converge throttled the vCPUs up to %llu%% of their time\n",
+		       (unsigned long long)get_u64(r, "throttle_pct"));
 }
 
 static void print_status(struct json_object *r)
@@ -731,10 +753,12 @@ static int handle_reply(struct client *c, const char *line)
 	if (json_object_object_get_ex(r, "progress", &v) &&
 	    json_object_object_get_ex(v, "round", NULL)) {
 		/* A live migration's round: one line each (JSON as it came with --json). */
-		if (c->o->json)
+		if (c->o->json) {
 			printf("%s\n", line);
-		else if (!c->o->quiet)
+			fflush(stdout); /* as it comes: a script may act on a round */
+		} else if (!c->o->quiet) {
 			print_round(v);
+		}
 		json_object_put(r);
 		return MORE;
 	}
@@ -1511,6 +1535,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "live", no_argument, NULL, 'L' },
 		{ "max-rate", required_argument, NULL, 'M' },
 		{ "max-downtime", required_argument, NULL, 'W' },
+		{ "auto-converge", required_argument, NULL, 'a' },
+		{ "throttle-initial", required_argument, NULL, 'T' },
+		{ "throttle-increment", required_argument, NULL, 'i' },
 		{ "incremental", no_argument, NULL, 'I' },
 		{ "parent", required_argument, NULL, 'A' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -1618,6 +1645,28 @@ static int parse_args(int argc, char **argv, struct opts *o)
 						  optarg);
 			break;
 		}
+		case 'a':
+			if (!strcmp(optarg, "on"))
+				o->autoconverge = 1;
+			else if (!strcmp(optarg, "off"))
+				o->autoconverge = 0;
+			else
+				ret = usage_error("--auto-converge=%s: expected on or off", optarg);
+			break;
+		case 'T':
+		case 'i': {
+			long *pct = ch == 'T' ? &o->throttle_initial : &o->throttle_increment;
+			char *end;
+
+			errno = 0;
+			*pct = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || *pct < 1 || *pct > 99)
+				ret = usage_error(
+					"--throttle-%s=%s: expected a percentage from 1 to "
+					"99",
+					ch == 'T' ? "initial" : "increment", optarg);
+			break;
+		}
 		case 'q':
 			o->quiet = true;
 			break;
@@ -1648,6 +1697,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return usage_error("--max-rate=SIZE goes with --checkpoint=FILE or --suspend=FILE");
 	if (o->max_downtime && (o->action != ACT_MIGRATE || !o->live))
 		return usage_error("--max-downtime=MS goes with --migrate=ADDR:PORT --live");
+	if ((o->autoconverge >= 0 || o->throttle_initial || o->throttle_increment) &&
+	    (o->action != ACT_MIGRATE || !o->live))
+		return usage_error("--auto-converge and --throttle-* go with --migrate=ADDR:PORT "
+				   "--live");
+	if (o->autoconverge == 0 && (o->throttle_initial || o->throttle_increment))
+		return usage_error("--throttle-* need --auto-converge=on");
 	if (o->max_rate && o->live)
 		return usage_error("--max-rate=SIZE is not applied to a --live checkpoint");
 	if ((o->incremental || o->parent) && o->action != ACT_CHECKPOINT &&
@@ -1671,7 +1726,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .action = ACT_NONE, .vcpu = -1 };
+	struct opts o = { .action = ACT_NONE, .vcpu = -1, .autoconverge = -1 };
 	int ret;
 
 	signal(SIGPIPE, SIG_IGN);

@@ -487,6 +487,7 @@ static struct json_object *migrate_reply(const struct migrate_result *res, const
 		json_object_object_add(o, "converged",
 				       json_object_new_string(res->converged ? res->converged
 									     : ""));
+		add_u64(o, "throttle_pct", res->throttle_pct);
 	}
 	return o;
 }
@@ -508,6 +509,7 @@ static void migrate_round(void *opaque, unsigned round, const struct mig_round *
 	add_u64(p, "bytes", mr->bytes);
 	add_ms(p, "ms", mr->ns);
 	add_u64(p, "dirty_pages", mr->dirty);
+	add_u64(p, "throttle_pct", mr->throttle);
 	if (estimate_ns != UINT64_MAX)
 		add_ms(p, "estimate_ms", estimate_ns);
 	json_object_object_add(o, "progress", p);
@@ -532,14 +534,49 @@ static void migrate_done(void *opaque, int ret, const struct migrate_result *res
 	conn_settle(c);
 }
 
-/* The policy fields of a live request: "max_downtime_ms", "max_rounds". */
+/* A percentage field of a live request, 1 to MIG_THROTTLE_MAX. */
+static int migrate_pct(struct ctl_req *r, const char *name, unsigned *pct)
+{
+	struct json_object *v;
+	int64_t n;
+
+	if (!json_object_object_get_ex(r->in, name, &v))
+		return 0;
+	n = json_object_get_int64(v);
+	if (!json_object_is_type(v, json_type_int) || n < 1 || n > MIG_THROTTLE_MAX)
+		return reply_error(r, -EINVAL, "migrate: \"%s\" must be an integer from 1 to %u",
+				   name, MIG_THROTTLE_MAX);
+	*pct = (unsigned)n;
+	return 0;
+}
+
+/*
+ * The policy fields of a live request: "max_downtime_ms", "max_rounds", "autoconverge",
+ * "throttle_initial", "throttle_increment".
+ */
 static int migrate_policy(struct ctl_req *r, struct mig_policy *p)
 {
 	struct json_object *v;
+	int ret;
 
 	*p = (struct mig_policy){ .max_downtime_ns = MIG_DEFAULT_DOWNTIME_MS * 1000000ULL,
 				  .max_rounds = MIG_DEFAULT_ROUNDS,
-				  .stall_rounds = MIG_STALL_ROUNDS };
+				  .stall_rounds = MIG_STALL_ROUNDS,
+				  .handover_ns = MIG_DEFAULT_HANDOVER_MS * 1000000ULL,
+				  .autoconverge = true,
+				  .throttle_initial = MIG_THROTTLE_INITIAL,
+				  .throttle_increment = MIG_THROTTLE_INCREMENT };
+	if (json_object_object_get_ex(r->in, "autoconverge", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return reply_error(r, -EINVAL,
+					   "migrate: \"autoconverge\" must be true or false");
+		p->autoconverge = json_object_get_boolean(v);
+	}
+	ret = migrate_pct(r, "throttle_initial", &p->throttle_initial);
+	if (!ret)
+		ret = migrate_pct(r, "throttle_increment", &p->throttle_increment);
+	if (ret)
+		return ret;
 	if (json_object_object_get_ex(r->in, "max_downtime_ms", &v)) {
 		int64_t ms = json_object_get_int64(v);
 
@@ -561,6 +598,10 @@ static int migrate_policy(struct ctl_req *r, struct mig_policy *p)
 	}
 	return 0;
 }
+
+/* The fields only a live migration takes. */
+static const char *const live_fields[] = { "max_downtime_ms", "max_rounds", "autoconverge",
+					   "throttle_initial", "throttle_increment" };
 
 /* The guest runs on while the rounds go; the lines and the reply come from migrate_round/done. */
 static int req_migrate_live(struct ctl_req *r, const char *addr)
@@ -622,11 +663,10 @@ static int req_migrate(struct ctl_req *r)
 	r->err[0] = '\0';
 	if (r->live)
 		return req_migrate_live(r, addr);
-	if (json_object_object_get_ex(r->in, "max_downtime_ms", NULL) ||
-	    json_object_object_get_ex(r->in, "max_rounds", NULL))
-		return reply_error(r, -EINVAL,
-				   "migrate: \"max_downtime_ms\" and \"max_rounds\" go with "
-				   "\"live\": true");
+	for (unsigned i = 0; i < sizeof(live_fields) / sizeof(live_fields[0]); i++)
+		if (json_object_object_get_ex(r->in, live_fields[i], NULL))
+			return reply_error(r, -EINVAL, "migrate: \"%s\" goes with \"live\": true",
+					   live_fields[i]);
 	if (ctl) {
 		ctl->save.on = ctl->save.migrate = true;
 		ctl->save.suspend = false;
@@ -939,6 +979,14 @@ static struct json_object *stats_vcpus(struct vm *vm)
 		add_u64(o, "exits_total", total);
 		json_object_object_add(o, "exits", e);
 		add_u64(o, "nmis_injected", __atomic_load_n(&v->nmis, __ATOMIC_RELAXED));
+		/* Auto-converge (live migration): sleeps so far, and whether one is due or on. */
+		add_u64(o, "throttle_sleeps",
+			__atomic_load_n(&v->throttle_sleeps, __ATOMIC_RELAXED));
+		add_ms(o, "throttled_ms", __atomic_load_n(&v->throttled_ns, __ATOMIC_RELAXED));
+		pthread_mutex_lock(&v->lock);
+		json_object_object_add(o, "throttled",
+				       json_object_new_boolean(v->throttled || v->throttle_ns));
+		pthread_mutex_unlock(&v->lock);
 		json_object_array_add(a, o);
 	}
 	return a;
@@ -1024,6 +1072,7 @@ static int req_get_stats(struct ctl_req *r)
 	add_u64(o, "uptime_ms",
 		vm->start_ns && now > vm->start_ns ? (now - vm->start_ns) / 1000000 : 0);
 	json_object_object_add(o, "vcpus", stats_vcpus(vm));
+	add_u64(o, "throttle_pct", vm->throttle_pct);
 	io.bus = "pio";
 	bus_stats_foreach(&vm->pio, stats_io_one, &io);
 	io.bus = "mmio";
@@ -1118,6 +1167,14 @@ static int parse_save_fields(struct ctl_req *r, const char *name)
 	return 0;
 }
 
+static bool migrate_live_field(const char *key)
+{
+	for (unsigned i = 0; i < sizeof(live_fields) / sizeof(live_fields[0]); i++)
+		if (!strcmp(key, live_fields[i]))
+			return true;
+	return false;
+}
+
 /* Unknown fields are refused so that a misspelt option is not silently ignored. */
 static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 {
@@ -1134,9 +1191,8 @@ static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 			continue;
 		if (q->fn == req_inject_nmi && !strcmp(key, "vcpu"))
 			continue;
-		if (q->fn == req_migrate &&
-		    (!strcmp(key, "address") || !strcmp(key, "live") || !strcmp(key, "progress") ||
-		     !strcmp(key, "max_downtime_ms") || !strcmp(key, "max_rounds")))
+		if (q->fn == req_migrate && (!strcmp(key, "address") || !strcmp(key, "live") ||
+					     !strcmp(key, "progress") || migrate_live_field(key)))
 			continue;
 		return reply_error(r, -EINVAL, "%s: unknown field \"%s\"", q->name, key);
 	}

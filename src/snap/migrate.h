@@ -149,6 +149,7 @@ struct migrate_result {
 	uint64_t precopy_pages, final_pages;
 	uint64_t stop_ns, state_ns, mem_ns, handover_ns; /* pause, state, last pages, READY+GO */
 	const char *converged; /* why the pre-copy rounds stopped (snap/precopy.h) */
+	unsigned throttle_pct; /* the highest auto-converge throttle of the rounds */
 };
 
 /*

@@ -27,6 +27,7 @@
 #include "evloop.h"
 #include "snap/dirty.h"
 #include "snap/memory.h"
+#include "vcpu.h"
 #include "vm.h"
 
 #define PAGE 4096ULL
@@ -61,6 +62,8 @@ enum mig_verdict mig_converge(const struct mig_policy *p, const struct mig_round
 			      uint64_t *estimate_ns)
 {
 	uint64_t bytes = 0, ns = 0, best = UINT64_MAX, recent = UINT64_MAX;
+	uint64_t handover = p->handover_ns < p->max_downtime_ns / 2 ? p->handover_ns
+								    : p->max_downtime_ns / 2;
 	unsigned stall = p->stall_rounds ? p->stall_rounds : MIG_STALL_ROUNDS;
 
 	*estimate_ns = UINT64_MAX;
@@ -72,15 +75,17 @@ enum mig_verdict mig_converge(const struct mig_policy *p, const struct mig_round
 	}
 	/* Nothing dirty fits any budget; nothing measured yet, no estimate. */
 	if (!r[n - 1].dirty)
-		*estimate_ns = 0;
+		*estimate_ns = handover;
 	else if (bytes && ns)
 		*estimate_ns = (uint64_t)((unsigned __int128)r[n - 1].dirty * (PAGE + FRAME_HDR) *
-					  ns / bytes);
+					  ns / bytes) +
+			       handover;
 	if (*estimate_ns <= p->max_downtime_ns)
 		return MIG_FITS;
 	if (n >= p->max_rounds)
 		return MIG_ROUNDS;
-	if (n <= stall)
+	/* Throttling harder may still help: only at the most is the dirty set what it is. */
+	if (n <= stall || (p->autoconverge && r[n - 1].throttle < MIG_THROTTLE_MAX))
 		return MIG_AGAIN;
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t *m = i < n - stall ? &best : &recent;
@@ -89,6 +94,18 @@ enum mig_verdict mig_converge(const struct mig_policy *p, const struct mig_round
 			*m = r[i].dirty;
 	}
 	return recent >= best ? MIG_STALLED : MIG_AGAIN;
+}
+
+unsigned mig_throttle(const struct mig_policy *p, const struct mig_round *r, unsigned n)
+{
+	unsigned cur = n ? r[n - 1].throttle : 0, next;
+
+	if (!p->autoconverge)
+		return 0;
+	if (n < 2 || r[n - 1].dirty * 2 <= r[n - 1].pages)
+		return cur;
+	next = cur ? cur + p->throttle_increment : p->throttle_initial;
+	return next < MIG_THROTTLE_MAX ? next : MIG_THROTTLE_MAX;
 }
 
 /* ---- the migration in progress ---- */
@@ -116,7 +133,8 @@ struct mig_live {
 	struct mig_round rounds[MIG_MAX_ROUNDS];
 	uint64_t estimates[MIG_MAX_ROUNDS];
 	unsigned nrounds, reported;
-	bool finished; /* the thread is done: @ret, @verdict, @err are set */
+	unsigned throttle; /* auto-converge: the vCPUs' throttle for the next round */
+	bool finished;	   /* the thread is done: @ret, @verdict, @err are set */
 	int ret;
 	enum mig_verdict verdict;
 	char err[768];
@@ -274,7 +292,7 @@ static void *precopy_thread(void *arg)
 	struct mig_live *ml = arg;
 	enum mig_verdict v = MIG_AGAIN;
 	uint64_t t = now_ns(), count, sent, est;
-	unsigned n = 0;
+	unsigned n = 0, throttle = 0;
 	int ret;
 
 	/* Round 1: what is touched now (pages written from here on are in the next harvest). */
@@ -290,12 +308,16 @@ static void *precopy_thread(void *arg)
 		if (ret)
 			break;
 		pthread_mutex_lock(&ml->lock);
-		ml->rounds[n] = (struct mig_round){ sent, ml->o.bytes - b0, now_ns() - t, count };
+		ml->rounds[n] = (struct mig_round){ sent, ml->o.bytes - b0, now_ns() - t, count,
+						    throttle };
 		t = now_ns();
 		n++;
 		v = mig_converge(&ml->pol, ml->rounds, n, &est);
 		ml->estimates[n - 1] = est;
 		ml->nrounds = n;
+		/* The loop thread applies it when it reads this round (live_event). */
+		if (v == MIG_AGAIN)
+			ml->throttle = throttle = mig_throttle(&ml->pol, ml->rounds, n);
 		pthread_mutex_unlock(&ml->lock);
 		ml->res.precopy_pages += sent;
 		wake(ml);
@@ -386,6 +408,7 @@ static void live_free(struct mig_live *ml)
 /* The thread is joined: no migration any more, its dirty tracking and connection go. */
 static void release(struct mig_live *ml)
 {
+	vcpus_throttle(ml->vm, 0);
 	if (ml->vm->migration == ml)
 		ml->vm->migration = NULL;
 	if (ml->dc)
@@ -404,6 +427,11 @@ static void live_finish(struct mig_live *ml)
 	snprintf(err, sizeof(err), "%s", ml->err);
 	res->rounds = ml->nrounds;
 	res->converged = mig_verdict_name(ml->verdict);
+	for (unsigned i = 0; i < ml->nrounds; i++)
+		if (ml->rounds[i].throttle > res->throttle_pct)
+			res->throttle_pct = ml->rounds[i].throttle;
+	/* The guest runs at full speed again if the pause fails (or stops there anyway). */
+	vcpus_throttle(ml->vm, 0);
 	if (!ret) {
 		err[0] = '\0';
 		ml->vm->migration_final = true;
@@ -429,7 +457,7 @@ static void live_event(void *opaque, uint32_t events)
 	struct mig_live *ml = opaque;
 	struct mig_round r[MIG_MAX_ROUNDS];
 	uint64_t est[MIG_MAX_ROUNDS], cnt;
-	unsigned from, to;
+	unsigned from, to, throttle;
 	bool finished;
 
 	if (read(ml->evfd, &cnt, sizeof(cnt)) != sizeof(cnt))
@@ -441,7 +469,10 @@ static void live_event(void *opaque, uint32_t events)
 	memcpy(est + from, ml->estimates + from, (to - from) * sizeof(est[0]));
 	ml->reported = to;
 	finished = ml->finished;
+	throttle = ml->throttle;
 	pthread_mutex_unlock(&ml->lock);
+	if (!finished && throttle != ml->vm->throttle_pct)
+		vcpus_throttle(ml->vm, throttle);
 	for (unsigned i = from; i < to; i++)
 		if (ml->progress)
 			ml->progress(ml->opaque, i + 1, &r[i], est[i]);
@@ -457,6 +488,14 @@ static int policy_check(const struct mig_policy *p, char *err, size_t errlen)
 	if (p->max_rounds < 1 || p->max_rounds > MIG_MAX_ROUNDS - 1) {
 		snprintf(err, errlen, "max_rounds %u: expected 1 to %u", p->max_rounds,
 			 MIG_MAX_ROUNDS - 1);
+		return -EINVAL;
+	}
+	if (p->autoconverge &&
+	    (p->throttle_initial < 1 || p->throttle_initial > MIG_THROTTLE_MAX ||
+	     p->throttle_increment < 1 || p->throttle_increment > MIG_THROTTLE_MAX)) {
+		snprintf(err, errlen,
+			 "throttle_initial %u, throttle_increment %u: expected 1 to %u",
+			 p->throttle_initial, p->throttle_increment, MIG_THROTTLE_MAX);
 		return -EINVAL;
 	}
 	return 0;

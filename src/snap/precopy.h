@@ -27,20 +27,38 @@ struct vm;
 #define MIG_DEFAULT_DOWNTIME_MS 20
 #define MIG_DEFAULT_ROUNDS 30
 #define MIG_STALL_ROUNDS 3
+/*
+ * The part of the pause that is not the last pages: stopping the vCPUs, their and the devices'
+ * state, and the destination creating and loading them before it says READY (measured: 4 to
+ * 10 ms here, bench/README.md).  It is known only once it happened, so the estimate counts
+ * this share of the budget for it (at most half the budget).
+ */
+#define MIG_DEFAULT_HANDOVER_MS 10
+/* Auto-converge, QEMU's defaults (cpu-throttle-initial, -increment; max-cpu-throttle 99). */
+#define MIG_THROTTLE_INITIAL 20
+#define MIG_THROTTLE_INCREMENT 10
+#define MIG_THROTTLE_MAX 99
 
-/* When the pre-copy rounds stop (the JSON request's max_downtime_ms, max_rounds). */
+/*
+ * When the pre-copy rounds stop, and how they make the guest dirty less (the JSON request's
+ * max_downtime_ms, max_rounds, autoconverge, throttle_initial, throttle_increment).
+ */
 struct mig_policy {
-	uint64_t max_downtime_ns; /* budget for sending the last dirty pages in the pause */
+	uint64_t max_downtime_ns; /* budget for the final pause */
 	unsigned max_rounds;	  /* rounds at most, the first included (1..MIG_MAX_ROUNDS) */
 	unsigned stall_rounds;	  /* stop when the dirty set has not shrunk for this many */
+	uint64_t handover_ns;	  /* the pause's part that is not pages (half the budget at most) */
+	bool autoconverge;	  /* throttle the vCPUs while the dirty set does not shrink */
+	unsigned throttle_initial, throttle_increment; /* percent of their time asleep */
 };
 
 /* What one pre-copy round did. */
 struct mig_round {
-	uint64_t pages; /* pages sent */
-	uint64_t bytes; /* bytes put on the socket */
-	uint64_t ns;	/* from its harvest to its ROUND frame */
-	uint64_t dirty; /* pages written meanwhile: what the next round, or the pause, sends */
+	uint64_t pages;	   /* pages sent */
+	uint64_t bytes;	   /* bytes put on the socket */
+	uint64_t ns;	   /* from its harvest to its ROUND frame */
+	uint64_t dirty;	   /* pages written meanwhile: what the next round, or the pause, sends */
+	unsigned throttle; /* percent of the time the vCPUs slept during it (auto-converge) */
 };
 
 enum mig_verdict {
@@ -53,12 +71,21 @@ enum mig_verdict {
 /*
  * The convergence rule, after @n rounds (@r[0..n-1]): the bandwidth is all bytes sent over
  * all the time spent sending them; the estimate (in @estimate_ns) is the last round's dirty
- * set at that bandwidth.  FITS when it is within the budget, else ROUNDS at max_rounds, else
- * STALLED when none of the last stall_rounds rounds left fewer dirty pages than the best
- * round before them, else AGAIN.
+ * set at that bandwidth plus the hand-over share (handover_ns, at most half the budget).
+ * FITS when it is within the budget, else ROUNDS at max_rounds, else STALLED when none of the
+ * last stall_rounds rounds left fewer dirty pages than the best round before them (with
+ * auto-converge: only once the last round ran at the highest throttle), else AGAIN.
  */
 enum mig_verdict mig_converge(const struct mig_policy *p, const struct mig_round *r, unsigned n,
 			      uint64_t *estimate_ns);
+/*
+ * Auto-converge: the throttle for the round after @r[n-1], which did not end the rounds.  From
+ * round 2 on (round 1 sends the whole guest once), a round that left dirty more than half the
+ * pages it sent did not bring the dirty set down: the throttle starts at throttle_initial,
+ * then grows by throttle_increment each time, up to MIG_THROTTLE_MAX.  A round that shrank it
+ * keeps the throttle.  0 without auto-converge.
+ */
+unsigned mig_throttle(const struct mig_policy *p, const struct mig_round *r, unsigned n);
 const char *mig_verdict_name(enum mig_verdict v);
 
 /* On the event-loop thread: a round ended (progress line), and the end of it all (reply). */

@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 from khyve_e2e import (KHYVE, KHYVECTL, VM, Fail, assert_consecutive, check, restored_seqs,
@@ -245,6 +246,158 @@ def migrate_live_counter(wd):
     dst.wait_seq(n + 100, timeout=120)  # 2 s: the workers verify more than one pass meanwhile
     check(b"TESTGUEST FAIL" not in dst.out, "guest check failed after migration:\n" + dst.tail())
     dst.kill()
+
+
+def stats(vm):
+    rc, st = vm.ctl("--get-stats")
+    return st
+
+
+def live_popen(vm, port, *args):
+    """khyvectl --migrate --live, its lines read as they come."""
+    return subprocess.Popen([KHYVECTL, "--socket=" + vm.sock, "--json", "--live",
+                             "--migrate=127.0.0.1:%d" % port] + list(args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def next_line(cl, what):
+    line = cl.stdout.readline()
+    if not line:
+        raise Fail("%s: khyvectl ended early: %r" % (what, cl.stderr.read()))
+    return json.loads(line)
+
+
+class SlowLink:
+    """A TCP relay on loopback that carries the source's stream to @port at @rate bytes per
+    second (the answers come back at once): a link slower than the guest dirties memory."""
+
+    def __init__(self, port, rate):
+        self.port_to, self.rate, self.socks = port, rate, []
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(1)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        try:
+            a, _ = self.ls.accept()
+            b = socket.create_connection(("127.0.0.1", self.port_to))
+        except OSError:
+            return
+        self.socks = [a, b]
+        threading.Thread(target=self.pipe, args=(b, a, 0), daemon=True).start()
+        self.pipe(a, b, self.rate)
+
+    def pipe(self, frm, to, rate):
+        t = time.monotonic()
+        try:
+            while True:
+                d = frm.recv(65536)
+                if not d:
+                    break
+                to.sendall(d)
+                if rate:
+                    t += len(d) / rate
+                    time.sleep(max(0, t - time.monotonic()))
+            to.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        for s in self.socks + [self.ls]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+SLOW = 8 << 20  # bytes per second: a 16 MiB hot set takes 2 s a round
+
+
+def live_lines(cl):
+    out, err = cl.communicate(timeout=300)
+    lines = [json.loads(l) for l in out.decode().splitlines() if l.strip()]
+    check(lines, "no reply: %r %r" % (out, err))
+    return [l["progress"] for l in lines[:-1]], lines[-1]
+
+
+@test
+def migrate_live_throttled(wd):
+    """Auto-converge: over a link slower than the guest dirties its 16 MiB, round 2 leaves
+    dirty again most of what it sent, so the vCPUs are throttled for the next rounds; they still
+    run (seq goes on, with no gap or repeat, on the destination), the memory check passes
+    there, and the reply and the progress lines show the throttle.  With --auto-converge=off
+    the same link throttles nothing."""
+    for off in (False, True):
+        what = "counter guest over a slow link" + (", no auto-converge" if off else "")
+        src = VM(wd, name="src%d" % off, cpus=2, mem="256M",
+                 cmdline="mode=counter mem=16M rate=50")
+        src.wait_for(rb"region written once", timeout=180)
+        src.wait_seq(10, timeout=120)
+        dst, port = dest(wd, "dst%d" % off)
+        link = SlowLink(port, SLOW)
+        cl = live_popen(src, link.port, *(["--auto-converge=off"] if off else []))
+        rounds, reply = live_lines(cl)
+        link.close()
+        print("  rounds: %r\n  reply: %r" % (rounds, reply))
+        check(len(rounds) >= 2 and rounds[1]["dirty_pages"] * 2 > rounds[1]["pages"],
+              "%s: round 2 did not leave more than half its pages dirty: %r" % (what, rounds))
+        top = max(r["throttle_pct"] for r in rounds)
+        check(reply.get("throttle_pct") == top, "%s: reply %r, rounds %r" % (what, reply, rounds))
+        if off:
+            check(top == 0, "%s: throttled: %r" % (what, rounds))
+        else:
+            check(top >= 20 and rounds[2]["throttle_pct"] == 20,
+                  "%s: round 3 not throttled at 20%%: %r" % (what, rounds))
+        live_handed_over(src, dst, cl.returncode, rounds, reply, what)
+        n = len(dst.seqs())
+        dst.wait_seq(n + 100, timeout=120)
+        check(b"TESTGUEST FAIL" not in dst.out, "%s: guest check failed:\n%s" % (what, dst.tail()))
+        st = stats(dst)
+        check(st["throttle_pct"] == 0 and not any(v["throttled"] for v in st["vcpus"]),
+              "%s: the destination runs throttled: %r" % (what, st))
+        dst.kill()
+
+
+@test
+def migrate_live_throttled_destination_killed(wd):
+    """The destination dies while auto-converge throttles the vCPUs (round 3 over a slow
+    link): the migration fails, the throttle is gone (get-stats: 0%, no vCPU asleep for it, no
+    sleep after), and the source counts on."""
+    src = VM(wd, name="src", cpus=2, mem="256M", cmdline="mode=counter mem=16M rate=50")
+    src.wait_for(rb"region written once", timeout=180)
+    st = stats(src)
+    check(st["throttle_pct"] == 0 and all(v["throttle_sleeps"] == 0 for v in st["vcpus"]),
+          "throttled before any migration: %r" % st)
+    dst, port = dest(wd, "dst")
+    link = SlowLink(port, SLOW)
+    cl = live_popen(src, link.port)
+    next_line(cl, "round 1")
+    r2 = next_line(cl, "round 2")["progress"]
+    check(r2["dirty_pages"] * 2 > r2["pages"], "round 2 shrank the dirty set: %r" % r2)
+    # Round 3 (16 MiB again, 2 s over the link) is under way, throttled.
+    during = stats(src)
+    check(during["throttle_pct"] == 20, "not throttled at 20%% in round 3: %r" % during)
+    n = len(src.seqs())
+    src.wait_seq(n + 25, timeout=120)  # a throttled guest still counts
+    during = stats(src)
+    check(sum(v["throttle_sleeps"] for v in during["vcpus"]) > 0, "no sleep: %r" % during)
+    check(cl.poll() is None, "the migration ended in round 3")
+    dst.p.kill()
+    link.close()
+    rounds, reply = live_lines(cl)
+    check(cl.returncode != 0 and not reply.get("ok"),
+          "live migration to a killed destination succeeded: %r" % reply)
+    after = stats(src)
+    check(after["throttle_pct"] == 0 and not any(v["throttled"] for v in after["vcpus"]),
+          "the failed migration left the vCPUs throttled: %r" % after)
+    still_running(src, "source after its destination died while throttled")
+    later = stats(src)
+    check([v["throttle_sleeps"] for v in later["vcpus"]]
+          == [v["throttle_sleeps"] for v in after["vcpus"]],
+          "throttle sleeps after the migration failed: %r then %r" % (after, later))
 
 
 @test
