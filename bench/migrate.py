@@ -4,13 +4,18 @@ loopback, against QEMU's own live migration (migrate to tcp:, then query-migrate
 test guest in the same run.  bench/README.md explains every figure.
 
 usage: python3 bench/migrate.py [--reps N] [--mem 1G] [--touched MIB] [--no-qemu]
-                                [--max-downtime MS]
+                                [--max-downtime MS] [--auto-converge on|off]
+                                [--link MIB_PER_S]
 
-  --reps N          migrations of each VMM (default 3); the table shows median and min
+  --reps N          migrations of each VMM (default 3); the table shows median (min-max)
   --mem SIZE        guest memory (default 1G)
   --touched MIB     the region the counter guest rewrites on its 2 vCPUs (default 128)
   --no-qemu         skip the QEMU peer
   --max-downtime MS khyve's downtime budget (default: khyve's own, 20 ms)
+  --auto-converge on|off  khyve's vCPU throttling while rounds do not shrink (default on;
+                    QEMU keeps its default, off)
+  --link MIB_PER_S  khyve only (implies --no-qemu): the stream goes through a loopback relay
+                    that carries this many MiB/s, a link slower than the guest writes
 
 Each repetition boots a fresh source, waits until the guest has written its whole region once
 (so pre-copy has all of it to send while the guest keeps rewriting it), starts the destination
@@ -32,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True	# leave no __pycache__ in the tree
@@ -79,6 +85,53 @@ def free_port():
     return port
 
 
+class Link:
+    """--link: a loopback relay carrying the source's stream at @rate bytes per second (the
+    answers come back at once), a link slower than the guest dirties its memory."""
+
+    def __init__(self, port, rate):
+        self.to, self.rate, self.socks = port, rate, []
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(1)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        try:
+            a, _ = self.ls.accept()
+            b = socket.create_connection(("127.0.0.1", self.to))
+        except OSError:
+            return
+        self.socks = [a, b]
+        threading.Thread(target=self.pipe, args=(b, a, 0), daemon=True).start()
+        self.pipe(a, b, self.rate)
+
+    @staticmethod
+    def pipe(frm, to, rate):
+        t = time.monotonic()
+        try:
+            while True:
+                d = frm.recv(1 << 20)
+                if not d:
+                    break
+                to.sendall(d)
+                if rate:
+                    t = max(t, time.monotonic() - 0.05) + len(d) / rate
+                    time.sleep(max(0, t - time.monotonic()))
+            to.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        for s in self.socks + [self.ls]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
 # ---- khyve ----
 
 def khyve_once(own, a, i):
@@ -89,7 +142,7 @@ def khyve_once(own, a, i):
     dst_err = own.path("k-dst%d.err" % i)
     src = own.spawn(khyve_args(KHYVE, GUEST, a.mem, src_log, sb.CMDLINE, src_sock, "ksrc%d" % i),
                     stderr=open(own.path("k-src%d.err" % i), "wb"))
-    dst = None
+    dst = link = None
     try:
         wait_text(src_log, WRITTEN, src, 300, "khyve source")
         sb.wait_seq(src_log, len(sb.seqs(src_log)) + 5, src, 60, "khyve source")
@@ -102,10 +155,15 @@ def khyve_once(own, a, i):
                 raise BenchError("khyve -R never listened: %s" % read(dst_err).decode())
             time.sleep(0.01)
         port = int(LISTEN_RE.search(read(dst_err)).group(1))
+        if a.link:
+            link = Link(port, a.link * MiB)
+            port = link.port
         args = [KHYVECTL, "--socket=" + src_sock, "--json", "--live",
                 "--migrate=127.0.0.1:%d" % port]
         if a.max_downtime:
             args.append("--max-downtime=%d" % a.max_downtime)
+        if a.auto_converge:
+            args.append("--auto-converge=" + a.auto_converge)
         r = subprocess.run(args, capture_output=True, timeout=600)
         lines = [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
         reply = lines[-1] if lines else {}
@@ -121,6 +179,8 @@ def khyve_once(own, a, i):
         reply["round_lines"] = [l["progress"] for l in lines[:-1]]
         return reply
     finally:
+        if link:
+            link.close()
         own.stop(src)
         if dst:
             own.stop(dst)
@@ -162,13 +222,15 @@ def qemu_once(own, a, i):
 # ---- report ----
 
 def fmt(xs, unit="ms"):
-    return "%.1f %s (min %.1f)" % (med(xs), unit, min(xs)) if xs else "-"
+    return "%.1f %s (%.1f-%.1f)" % (med(xs), unit, min(xs), max(xs)) if xs else "-"
 
 
 def summary(k, q, a):
     say("")
-    say("live migration over loopback, %s guest, %d vCPUs, counter rewriting %d MiB, "
-        "%d repetition%s" % (a.mem, sb.CPUS, a.touched, a.reps, "" if a.reps == 1 else "s"))
+    say("live migration over loopback%s, %s guest, %d vCPUs, counter rewriting %d MiB, "
+        "%d repetition%s%s" % (" through a %d MiB/s relay" % a.link if a.link else "", a.mem,
+                               sb.CPUS, a.touched, a.reps, "" if a.reps == 1 else "s",
+                               ", auto-converge " + a.auto_converge if a.auto_converge else ""))
     kd = [r["downtime_ms"] for r in k]
     ks = [r["downtime_ms"] - r["pause_handover_ms"] for r in k]
     kt = [r["total_ms"] for r in k]
@@ -202,6 +264,8 @@ def summary(k, q, a):
         say("  final pages: %s; rounds stopped because: %s" % (
             ", ".join(str(r["final_pages"]) for r in k),
             "; ".join(sorted(set(r.get("converged", "?") for r in k)))))
+        say("  auto-converge throttle reached: %s" % ", ".join(
+            "%d%%" % r.get("throttle_pct", 0) for r in k))
     if q:
         say("  QEMU setup-time %.1f ms, expected-downtime limit 300 ms (default)" %
             med([float(r.get("setup-time", 0)) for r in q]))
@@ -214,8 +278,13 @@ def main():
     ap.add_argument("--touched", type=int, default=128, metavar="MIB")
     ap.add_argument("--no-qemu", action="store_true")
     ap.add_argument("--max-downtime", type=int, metavar="MS")
+    ap.add_argument("--auto-converge", choices=("on", "off"),
+                    help="khyve's auto-converge (default: khyve's own, on)")
+    ap.add_argument("--link", type=int, metavar="MIB_PER_S",
+                    help="khyve only: send through a relay this slow (MiB/s)")
     a = ap.parse_args()
     a.reps = max(1, a.reps)
+    a.no_qemu = a.no_qemu or bool(a.link)
     sb.CMDLINE = "mode=counter mem=%dM rate=50" % a.touched
     bad = preflight(not a.no_qemu)
     if bad is not None:
@@ -223,6 +292,7 @@ def main():
     catch_signals()
     own = Owned("khyve-migbench-", signal.SIGINT)
     k, q, status = [], [], 0
+    load0 = " ".join("%.2f" % x for x in os.getloadavg())
     try:
         sb.QGUEST = qemu_guest(GUEST, own.path("testguest-qemu"))
         for i in range(a.reps):
@@ -244,11 +314,16 @@ def main():
                             r.get("converged"), r["final_pages"], r["pause_stop_ms"],
                             r["pause_state_ms"], r["pause_mem_ms"], r["pause_handover_ms"],
                             r.get("dst")))
+                    say("    rounds' dirty pages %s, throttle %s%%" % (
+                        [x["dirty_pages"] for x in r["round_lines"]],
+                        [x.get("throttle_pct", 0) for x in r["round_lines"]]))
                 else:
                     say("  QEMU %d: downtime %s ms, total %s ms, setup %s ms, %s syncs" % (
                         i + 1, r.get("downtime"), r.get("total-time"), r.get("setup-time"),
                         r.get("ram", {}).get("dirty-sync-count")))
         summary(k, q, a)
+        say("load average (1, 5, 15 min): %s at the start, %s at the end" % (
+            load0, " ".join("%.2f" % x for x in os.getloadavg())))
         say_warnings()
     finally:
         own.cleanup()
