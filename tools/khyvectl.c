@@ -630,9 +630,19 @@ static void print_stats(struct json_object *r)
 			if (get_u64(c, "nmis_injected"))
 				printf("; %" PRIu64 " NMI%s injected", get_u64(c, "nmis_injected"),
 				       get_u64(c, "nmis_injected") == 1 ? "" : "s");
+			if (get_u64(c, "throttle_sleeps")) {
+				char t[32];
+
+				fmt_ms(t, sizeof(t), get_double(c, "throttled_ms"));
+				printf("; slept %s for auto-converge%s", t,
+				       get_bool(c, "throttled") ? " (throttled now)" : "");
+			}
 			printf("\n");
 		}
 	}
+	if (get_u64(r, "throttle_pct"))
+		printf("auto-converge (live migration): vCPUs throttled %" PRIu64 "%%\n",
+		       get_u64(r, "throttle_pct"));
 	if (json_object_object_get_ex(r, "io", &a) && json_object_is_type(a, json_type_array)) {
 		printf("I/O:\n  %-20s %-16s %12s %12s %12s\n", "DEVICE", "REGION", "READS",
 		       "WRITES", "BYTES");

@@ -253,6 +253,12 @@ def stats(vm):
     return st
 
 
+def human_stats(vm):
+    r = subprocess.run([KHYVECTL, "--socket=" + vm.sock, "--get-stats"], capture_output=True,
+                       timeout=60)
+    return r.stdout.decode()
+
+
 def live_popen(vm, port, *args):
     """khyvectl --migrate --live, its lines read as they come."""
     return subprocess.Popen([KHYVECTL, "--socket=" + vm.sock, "--json", "--live",
@@ -384,6 +390,9 @@ def migrate_live_throttled_destination_killed(wd):
     src.wait_seq(n + 25, timeout=120)  # a throttled guest still counts
     during = stats(src)
     check(sum(v["throttle_sleeps"] for v in during["vcpus"]) > 0, "no sleep: %r" % during)
+    human = human_stats(src)
+    check("vCPUs throttled 20%" in human and "for auto-converge" in human,
+          "khyvectl --get-stats while throttled:\n" + human)
     check(cl.poll() is None, "the migration ended in round 3")
     dst.p.kill()
     link.close()
@@ -393,6 +402,9 @@ def migrate_live_throttled_destination_killed(wd):
     after = stats(src)
     check(after["throttle_pct"] == 0 and not any(v["throttled"] for v in after["vcpus"]),
           "the failed migration left the vCPUs throttled: %r" % after)
+    human = human_stats(src)
+    check("vCPUs throttled" not in human and "throttled now" not in human
+          and "for auto-converge" in human, "khyvectl --get-stats after:\n" + human)
     still_running(src, "source after its destination died while throttled")
     later = stats(src)
     check([v["throttle_sleeps"] for v in later["vcpus"]]
