@@ -610,11 +610,11 @@ static int req_migrate_live(struct ctl_req *r, const char *addr)
 	struct mig_policy p;
 	int ret;
 
-	if (!ctl || r->send != conn_send)
-		return reply_error(r, -EINVAL, "migrate: live needs a control connection");
 	ret = migrate_policy(r, &p);
 	if (ret)
 		return ret;
+	if (!ctl || r->send != conn_send)
+		return reply_error(r, -EINVAL, "migrate: live needs a control connection");
 	ret = migrate_live_start(r->vm, addr, &p, migrate_round, migrate_done, ctl, r->err,
 				 sizeof(r->err));
 	if (ret)

@@ -240,6 +240,42 @@ static void test_save_fields(void **state)
 	free_vm(vm);
 }
 
+/* migrate: the live policy's fields, checked before anything starts. */
+static void test_migrate_fields(void **state)
+{
+	struct vm *vm = bare_vm();
+	struct json_object *o;
+	int ret;
+
+#define MIG "{\"request\":\"migrate\",\"address\":\"127.0.0.1:1\","
+	expect_error(vm, MIG "\"live\":true,\"autoconverge\":\"on\"}",
+		     "\"autoconverge\" must be true or false");
+	expect_error(vm, MIG "\"live\":true,\"throttle_initial\":0}",
+		     "\"throttle_initial\" must be an integer from 1 to 99");
+	expect_error(vm, MIG "\"live\":true,\"throttle_increment\":100}",
+		     "\"throttle_increment\" must be an integer from 1 to 99");
+	expect_error(vm, MIG "\"live\":true,\"throttle_increment\":1.5}",
+		     "\"throttle_increment\" must be an integer");
+	expect_error(vm, MIG "\"live\":true,\"max_rounds\":0}", "\"max_rounds\"");
+	expect_error(vm, MIG "\"live\":true,\"auto_converge\":true}", "unknown field");
+	/* Well-formed, but only a connection can wait for the rounds' lines. */
+	expect_error(vm,
+		     MIG "\"live\":true,\"autoconverge\":false,\"throttle_initial\":50,"
+			 "\"throttle_increment\":25,\"max_downtime_ms\":30}",
+		     "needs a control connection");
+	/* Without live they are refused by name. */
+	expect_error(vm, MIG "\"autoconverge\":true}", "\"autoconverge\" goes with \"live\"");
+	expect_error(vm, MIG "\"throttle_initial\":20}", "\"throttle_initial\" goes with");
+	expect_error(vm, MIG "\"max_rounds\":3}", "\"max_rounds\" goes with");
+#undef MIG
+	/* No migration, no throttle. */
+	o = ask(vm, "{\"request\":\"get-stats\"}", &ret);
+	assert_int_equal(ret, 0);
+	assert_int_equal(num(o, "throttle_pct"), 0);
+	json_object_put(o);
+	free_vm(vm);
+}
+
 /* screenshot: an absolute file, no other field, and a display to take it from. */
 static void test_screenshot_fields(void **state)
 {
@@ -902,6 +938,7 @@ int main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_unknown),
 		cmocka_unit_test(test_nmi_stats),
+		cmocka_unit_test(test_migrate_fields),
 		cmocka_unit_test(test_screenshot_fields),
 		cmocka_unit_test(test_save_fields),
 		cmocka_unit_test(test_pause_resume),
