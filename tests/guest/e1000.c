@@ -322,21 +322,35 @@ static void e1k_kick(void)
 	wr(TDT, dev.tdt);
 }
 
-static volatile struct desc *tx_slot(void)
+/* Wait until descriptor @i, if it was ever handed to the device, is done (DD). */
+static void tx_wait(u32 i)
 {
-	volatile struct desc *d = &dev.txr[dev.tdt];
+	volatile struct desc *d = &dev.txr[i];
 	struct rtime rt;
 
-	if (dev.tx_used[dev.tdt]) {
-		rt_start(&rt);
-		while (!(READ_ONCE(d->upper) & 1)) {	/* DD */
-			if (rt_ms(&rt) > 5000)
-				fail_final("e1000: transmit descriptor %u not done in 5 s (TDH %u)",
-					   dev.tdt, rd(TDH));
-			cpu_relax();
-		}
+	if (!dev.tx_used[i] || (READ_ONCE(d->upper) & 1))
+		return;
+	e1k_kick();	/* it may be queued but not kicked yet (batch mode) */
+	rt_start(&rt);
+	while (!(READ_ONCE(d->upper) & 1)) {	/* DD */
+		if (rt_ms(&rt) > 5000)
+			fail_final("e1000: transmit descriptor %u not done in 5 s (TDH %u)", i,
+				   rd(TDH));
+		cpu_relax();
 	}
-	return d;
+}
+
+/*
+ * The next free descriptor.  One always stays free, as in Linux's e1000 driver: the
+ * device processes TDH up to TDT, so a full ring (TDT == TDH) would look empty to it.
+ * A device that transmits after the TDT write returns (khyve's transmit thread, a real
+ * chip) can still be behind when the guest has queued a whole ring.
+ */
+static volatile struct desc *tx_slot(void)
+{
+	tx_wait(dev.tdt);
+	tx_wait((dev.tdt + 1) % NDESC);
+	return &dev.txr[dev.tdt];
 }
 
 static void tx_put(u32 lower, u32 upper)
