@@ -59,6 +59,24 @@ static uint8_t *sent[WIRE_MAX];
 static size_t sent_len[WIRE_MAX];
 static unsigned nsent;
 static bool wire_full;
+/*
+ * For the transmit worker's tests: the worker sends on its own thread.  A closed gate holds
+ * every send until the test opens it (a slow network), and wire_waiting says one is held.
+ */
+static pthread_mutex_t wire_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wire_cv = PTHREAD_COND_INITIALIZER;
+static bool wire_gate, wire_timed_out;
+static unsigned wire_waiting;
+
+/* Wait on wire_cv (with wire_mu); a guard against a hang, not a timing assertion. */
+static bool wire_wait(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 30;
+	return pthread_cond_timedwait(&wire_cv, &wire_mu, &ts) == 0;
+}
 
 static int wire_open(struct net_backend *nb, const struct net_backend_args *a, char *err,
 		     size_t errlen)
@@ -68,12 +86,26 @@ static int wire_open(struct net_backend *nb, const struct net_backend_args *a, c
 
 static int wire_send(struct net_backend *nb, const void *frame, size_t len)
 {
-	if (nsent == WIRE_MAX || wire_full)
-		return -ENOBUFS;
-	sent[nsent] = malloc(len);
-	memcpy(sent[nsent], frame, len);
-	sent_len[nsent++] = len;
-	return 0;
+	int ret = 0;
+
+	pthread_mutex_lock(&wire_mu);
+	while (wire_gate && !wire_timed_out) {
+		wire_waiting++;
+		pthread_cond_broadcast(&wire_cv);
+		if (!wire_wait())
+			wire_timed_out = true;
+		wire_waiting--;
+	}
+	if (nsent == WIRE_MAX || wire_full) {
+		ret = -ENOBUFS;
+	} else {
+		sent[nsent] = malloc(len);
+		memcpy(sent[nsent], frame, len);
+		sent_len[nsent++] = len;
+	}
+	pthread_cond_broadcast(&wire_cv);
+	pthread_mutex_unlock(&wire_mu);
+	return ret;
 }
 
 static void wire_close(struct net_backend *nb)
@@ -94,6 +126,7 @@ static void wire_reset(void)
 		free(sent[i]);
 	nsent = 0;
 	wire_full = false;
+	wire_gate = wire_timed_out = false;
 }
 
 /* ---- interrupt recorders ---- */
@@ -320,6 +353,9 @@ static void fx_create(struct fx *f, const char *const *opts)
 	f->vm.send_msi = rec_msi;
 	assert_int_equal(vm_add_memory(&f->vm, RAM_SIZE), 0);
 	assert_int_equal(config_set_pair(&f->cfg, "pci.0.0.0.device=hostbridge"), 0);
+	/* Deterministic: no transmit worker unless a test asks for one (txthread=on later wins). */
+	snprintf(key, sizeof(key), "pci.0.%d.0.txthread=off", SLOT);
+	assert_int_equal(config_set_pair(&f->cfg, key), 0);
 	for (; opts && *opts; opts++) {
 		snprintf(key, sizeof(key), "pci.0.%d.0.%s", SLOT, *opts);
 		assert_int_equal(config_set_pair(&f->cfg, key), 0);
@@ -2007,6 +2043,141 @@ static void test_pause_drains_tx_holds_rx(void **state)
 	assert_int_equal(r.len, 100);
 }
 
+/* ---- the transmit worker (txthread=on) ---- */
+
+static int setup_worker(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	net_backend_register(&wire_type);
+	wire_reset();
+	fx_init(f, (const char *const[]){ "backend=wire", "mac=52:54:00:12:34:56", "txthread=on",
+					  NULL });
+	assert_true(f->e->tx_running);
+	*state = f;
+	return 0;
+}
+
+/* Packet @k: a frame whose payload carries its number. */
+static void tx_numbered(struct fx *f, unsigned k, const uint8_t mac[6])
+{
+	uint8_t frame[80] = { 0 };
+
+	eth(frame, peer_mac, mac, 0x0800);
+	frame[20] = (uint8_t)k;
+	frame[21] = (uint8_t)(k >> 8);
+	/* Its own buffer: the worker reads it after the doorbell, as a NIC would. */
+	tx_legacy(f, k % 48, frame, sizeof(frame), E1000_TXD_CMD_EOP | E1000_TXD_CMD_RS, 0);
+}
+
+static void assert_numbered(unsigned from, unsigned to)
+{
+	assert_int_equal(nsent, to);
+	for (unsigned k = from; k < to; k++) {
+		assert_int_equal(sent_len[k], 80);
+		assert_int_equal(sent[k][20] | sent[k][21] << 8, k);
+	}
+}
+
+/*
+ * Frames go out in ring order from the worker; pause drains the ring completely (TDH == TDT,
+ * every frame handed to the backend, descriptors written back, TXQE) and stops the worker;
+ * resume starts it again.
+ */
+static void test_txworker_order_and_pause(void **state)
+{
+	struct fx *f = *state;
+	struct dev *d = &f->pd->dev;
+	uint8_t mac[6];
+
+	drv_up(f, 0);
+	my_mac(f, mac);
+	for (unsigned k = 0; k < 40; k++) {
+		tx_numbered(f, k, mac);
+		if (k % 8 == 7)
+			tx_kick(f); /* several doorbells while the worker may be sending */
+	}
+	assert_int_equal(d->ops->pause(d), 0);
+	assert_false(f->e->tx_running);
+	assert_int_equal(r32(f, E1000_TDH), f->tdt);
+	assert_int_equal(r32(f, E1000_TDT), f->tdt);
+	assert_numbered(0, 40);
+	for (unsigned i = 0; i < 40; i++)
+		assert_true(txd_sta(f, i) & E1000_TXD_STAT_DD);
+	assert_true(r32(f, E1000_ICR) & E1000_ICR_TXQE);
+	assert_int_equal(r32(f, E1000_STATS + E1000_ST_GPTC), 40);
+	/* A doorbell rung while paused waits for resume, which restarts the worker. */
+	tx_numbered(f, 40, mac);
+	tx_kick(f);
+	assert_int_equal(nsent, 40);
+	assert_int_equal(d->ops->resume(d), 0);
+	assert_true(f->e->tx_running);
+	for (unsigned k = 41; k < 45; k++)
+		tx_numbered(f, k, mac);
+	tx_kick(f);
+	assert_int_equal(d->ops->pause(d), 0);
+	assert_int_equal(r32(f, E1000_TDH), f->tdt);
+	assert_numbered(0, 45);
+	assert_int_equal(d->ops->resume(d), 0);
+}
+
+/*
+ * The TDT write returns while the network holds the frames (the worker sends without the
+ * device lock, so registers stay reachable), and a reset then stops the ring: the frames
+ * walked before it go out, nothing after it is walked.
+ */
+static void test_txworker_slow_wire_and_reset(void **state)
+{
+	struct fx *f = *state;
+	struct dev *d = &f->pd->dev;
+	uint8_t mac[6];
+
+	drv_up(f, 0);
+	my_mac(f, mac);
+	pthread_mutex_lock(&wire_mu);
+	wire_gate = true;
+	pthread_mutex_unlock(&wire_mu);
+	for (unsigned k = 0; k < 3; k++)
+		tx_numbered(f, k, mac);
+	tx_kick(f); /* without a worker this would wait at the gate */
+	pthread_mutex_lock(&wire_mu);
+	while (!wire_waiting && !wire_timed_out)
+		if (!wire_wait())
+			wire_timed_out = true;
+	assert_false(wire_timed_out);
+	assert_int_equal(nsent, 0);
+	pthread_mutex_unlock(&wire_mu);
+	/* The walk is done (descriptors written back) though nothing reached the wire yet. */
+	assert_int_equal(r32(f, E1000_TDH), f->tdt);
+	assert_true(txd_sta(f, 2) & E1000_TXD_STAT_DD);
+	w32(f, E1000_CTRL, E1000_CTRL_RST);
+	assert_int_equal(r32(f, E1000_TDH), 0);
+	assert_int_equal(r32(f, E1000_TDT), 0);
+	assert_int_equal(r32(f, E1000_TCTL) & E1000_TCTL_EN, 0);
+	/* Descriptors behind a doorbell after the reset are not walked: the unit is off. */
+	memset(gpa(f, TX_RING, 16 * NDESC), 0, 16 * NDESC);
+	f->tdt = 0;
+	tx_numbered(f, 3, mac);
+	tx_kick(f);
+	pthread_mutex_lock(&wire_mu);
+	wire_gate = false;
+	pthread_cond_broadcast(&wire_cv);
+	pthread_mutex_unlock(&wire_mu);
+	assert_int_equal(d->ops->pause(d), 0);
+	assert_false(wire_timed_out);
+	assert_numbered(0, 3);
+	assert_int_equal(r32(f, E1000_TDH), 0);
+	assert_int_equal(txd_sta(f, 0) & E1000_TXD_STAT_DD, 0);
+	assert_int_equal(d->ops->resume(d), 0);
+	/* Set up again, it transmits. */
+	drv_up(f, 0);
+	tx_numbered(f, 3, mac);
+	tx_kick(f);
+	assert_int_equal(d->ops->pause(d), 0);
+	assert_numbered(0, 4);
+	assert_int_equal(d->ops->resume(d), 0);
+}
+
 /* Put the device in a busy state: traffic, filters, a context, timers pending. */
 static void make_busy(struct fx *f)
 {
@@ -3015,6 +3186,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_access_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_window_and_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pause_drains_tx_holds_rx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_txworker_order_and_pause, setup_worker,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_txworker_slow_wire_and_reset, setup_worker,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_rarp_without_address, setup,
 						teardown),

@@ -7,6 +7,7 @@
  *
  *	-s SLOT,e1000[,slirp][,hostfwd=RULE[;RULE..]][,mac=MAC]
  *	-s SLOT,e1000,tap=NAME[,mac=MAC]	(or bhyve's -s SLOT,e1000,tapN)
+ *	... ,txthread=off	transmit on the vCPU thread that writes TDT (no worker)
  *
  * The network is the backend layer every NIC shares (backend/net_backend.h): slirp by
  * default, or a tap interface.  mac= sets the address burnt into the EEPROM; without it the
@@ -36,15 +37,16 @@
  * have no pause frames), and the EEPROM says so.  Accesses must be 32 bits wide, as the SDM
  * requires: 64-bit accesses are split, narrower writes are ignored.
  *
- * Threads: registers on vCPU threads (TDT writes transmit there), frames from the backend
- * on its thread, interrupt timers on the event-loop thread; one lock (e1000.h).  Writes to
+ * Threads: registers on vCPU threads, the transmit worker (e1000_tx.c: a TDT write wakes it
+ * and returns), frames from the backend on its thread, interrupt timers on the event-loop
+ * thread; one lock (e1000.h).  Writes to
  * registers without an effect the guest waits for (RDT, RCTL, the filter tables...) are
  * coalesced MMIO: KVM buffers them and they arrive, in order, at the next exit of any vCPU,
  * before a frame from the network, at a pause, or from the VM's 10 ms tick (bus.h,
  * e1000_sync_regs below, -o mmio.coalesce).
  *
- * Snapshots: pause sends every whole packet the driver queued and then holds frames from the
- * network in the FIFO (dropped when it is full, as a link would drop them) until resume.
+ * Snapshots: pause sends every whole packet the driver queued, stops the transmit worker
+ * (resume starts it) and then holds frames from the network in the FIFO (dropped when it is full, as a link would drop them) until resume.
  * The saved state is every register, the filter and wake-up tables, the statistics, the
  * EEPROM and its Microwire state, the PHY registers, both transmit contexts, the interrupt
  * line and the timers as time remaining (re-armed on resume).  Frames still in the FIFO are
@@ -690,7 +692,7 @@ void e1000_wire_out(struct e1000 *e, const uint8_t *f, size_t len)
 	if (e1000_loopback(e))
 		e1000_rx_input(e, f, len);
 	else if (e1000_link_up(e))
-		net_backend_send(e->nb, f, len); /* a frame the backend cannot take is lost */
+		e1000_tx_backend(e, f, len); /* a frame the backend cannot take is lost */
 }
 
 /* A frame from the network, on the backend's thread. */
@@ -746,7 +748,7 @@ static void ring_written(struct e1000 *e, bool tx, bool layout)
 	if (layout)
 		e->ring_error[tx] = false;
 	if (tx)
-		e1000_tx_run(e);
+		e1000_tx_kick(e);
 	else
 		e1000_rx_flush(e);
 }
@@ -857,7 +859,7 @@ static void reg_write(struct e1000 *e, uint32_t off, uint32_t v)
 	e->s.reg[i] = v & reg_wmask[i];
 	switch (off) {
 	case E1000_TCTL:
-		e1000_tx_run(e);
+		e1000_tx_kick(e);
 		break;
 	case E1000_TDBAL:
 	case E1000_TDBAH:
@@ -1092,13 +1094,17 @@ static int e1000_load(struct pci_dev *pd, struct sstream *s, unsigned version)
 	return 0;
 }
 
-/* Send what the driver queued, then hold the network's frames in the FIFO. */
+/*
+ * Send what the driver queued and stop the transmit worker (a snapshot holds no transmit
+ * work: the saved TDH is what went out), then hold the network's frames in the FIFO.
+ */
 static int e1000_pause(struct pci_dev *pd)
 {
 	struct e1000 *e = pd->priv;
 
+	e1000_tx_stop(e);
 	pthread_mutex_lock(&e->lock);
-	e1000_tx_run(e);
+	e1000_tx_run(e); /* without a worker (or one that could not start) */
 	e->paused = true;
 	pthread_mutex_unlock(&e->lock);
 	return 0;
@@ -1137,7 +1143,8 @@ static int e1000_resume(struct pci_dev *pd)
 	}
 	e->announce = false;
 	e1000_rx_flush(e);
-	e1000_tx_run(e);
+	e1000_tx_start(e); /* on failure the device transmits on the vCPU thread */
+	e1000_tx_kick(e);
 	irq_update(e);
 	pthread_mutex_unlock(&e->lock);
 	return 0;
@@ -1152,10 +1159,14 @@ static const char *e1000_opt(void *ctx, const char *key)
 
 static void e1000_free(struct e1000 *e)
 {
+	e1000_tx_stop(e);	  /* no frame is sent after this */
 	net_backend_close(e->nb); /* joins its thread: no frame arrives after this */
 	for (unsigned t = 0; t < E1000_NTIMERS; t++)
 		vtimer_cancel(&e->timer[t]);
 	net_rxq_clear(&e->fifo);
+	net_rxq_clear(&e->txq);
+	pthread_cond_destroy(&e->tx_cv);
+	pthread_cond_destroy(&e->tx_idle_cv);
 	pthread_mutex_destroy(&e->lock);
 	free(e);
 }
@@ -1208,7 +1219,7 @@ static int pci_setup_caps(struct pci_dev *pd)
 
 static int e1000_init(struct vm *vm, struct pci_dev *pd, const char *opts, char *err, size_t errlen)
 {
-	const char *mac = pci_dev_opt(pd, "mac");
+	const char *mac = pci_dev_opt(pd, "mac"), *txthread = pci_dev_opt(pd, "txthread");
 	struct e1000 *e = calloc(1, sizeof(*e));
 	struct net_backend_args a = {
 		.dev = pd->dev.id,
@@ -1225,7 +1236,11 @@ static int e1000_init(struct vm *vm, struct pci_dev *pd, const char *opts, char 
 	e->vm = vm;
 	e->pd = pd;
 	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->tx_cv, NULL);
+	pthread_cond_init(&e->tx_idle_cv, NULL);
 	net_rxq_init(&e->fifo, E1000_FIFO_FRAMES, 48 * 1024);
+	/* Bounds what a walk queues beyond TX_BATCH_BYTES: one more TSO packet. */
+	net_rxq_init(&e->txq, 4096, 4 * 1024 * 1024);
 	for (unsigned t = 0; t < E1000_NTIMERS; t++)
 		vtimer_init(&e->timer[t], &vm->ev, timer_fns[t], e);
 	if (mac && net_mac_parse(mac, e->mac)) {
@@ -1234,6 +1249,12 @@ static int e1000_init(struct vm *vm, struct pci_dev *pd, const char *opts, char 
 		ret = -EINVAL;
 		goto fail;
 	}
+	if (txthread && strcmp(txthread, "on") && strcmp(txthread, "off")) {
+		snprintf(err, errlen, "txthread=%s: on or off", txthread);
+		ret = -EINVAL;
+		goto fail;
+	}
+	e->tx_thread_opt = !txthread || !strcmp(txthread, "on");
 	if (!mac)
 		net_mac_default(vm->name, pd->slot, pd->func, e->mac);
 	ret = pci_setup_caps(pd);
@@ -1252,6 +1273,9 @@ static int e1000_init(struct vm *vm, struct pci_dev *pd, const char *opts, char 
 		ret = -EINVAL;
 		goto fail;
 	}
+	pthread_mutex_lock(&e->lock);
+	e1000_tx_start(e); /* on failure the device transmits on the vCPU thread */
+	pthread_mutex_unlock(&e->lock);
 	return 0;
 fail:
 	pd->priv = NULL;
@@ -1266,7 +1290,7 @@ static void e1000_destroy(struct pci_dev *pd)
 	pd->priv = NULL;
 }
 
-static const char *const e1000_options[] = { "mac", NULL };
+static const char *const e1000_options[] = { "mac", "txthread", NULL };
 
 const struct pci_emul pci_emul_e1000 = {
 	.name = "e1000",

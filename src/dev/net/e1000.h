@@ -4,10 +4,14 @@
  * snapshot), e1000_tx.c (transmit ring, offloads, TSO) and e1000_rx.c (filters, receive
  * ring), and by the unit tests.  e1000.c's header comment describes the device.
  *
- * Locking: one lock, e->lock, covers everything below: register accesses (vCPU threads), the
- * transmit ring (run on the vCPU thread that writes TDT), frames from the backend (its
- * thread), the interrupt timers (the event-loop thread) and snapshots.  Nothing that holds it
- * waits for the guest or for the network: the backend takes or drops a frame at once.
+ * Locking: one lock, e->lock, covers everything below but the frames of a batch the transmit
+ * worker has taken out of txq: register accesses (vCPU threads), the transmit ring walk (on
+ * the worker, or with txthread=off on the vCPU thread that writes TDT), frames from the
+ * backend (its thread), the interrupt timers (the event-loop thread) and snapshots.  The ring
+ * walk runs whole under the lock, so no TCTL, TDBAL/TDLEN, TDH or reset write lands in the
+ * middle of it.  Nothing that holds the lock waits for the guest or for the network: the
+ * worker calls the backend only after dropping it, and the backend takes or drops a frame at
+ * once.  The worker's flags (tx_kick, tx_busy, tx_stop, tx_running) are under e->lock too.
  */
 #ifndef KHYVE_DEV_NET_E1000_H
 #define KHYVE_DEV_NET_E1000_H
@@ -186,7 +190,23 @@ struct e1000 {
 	 * bytes where a VLAN tag insertion moves the addresses to.
 	 */
 	uint8_t tx_buf[4 + E1000_TX_MAX];
-	uint8_t tx_hdr[256];		  /* the TSO header as the guest wrote it */
+	uint8_t tx_hdr[256]; /* the TSO header as the guest wrote it */
+
+	/*
+	 * The transmit worker (e1000_tx.c): TDT and TCTL writes set tx_kick and return; the
+	 * worker walks the ring under e->lock, putting the frames for the backend in txq, then
+	 * takes txq and sends it without the lock.  Without it (txthread=off, the unit tests and
+	 * the fuzzer) the writer walks and sends itself.
+	 */
+	bool tx_thread_opt; /* txthread=on (the default) */
+	bool tx_running;    /* the worker exists and takes kicks */
+	bool tx_stop;	    /* the worker is asked to exit */
+	bool tx_kick;	    /* the ring may hold packets not walked yet */
+	bool tx_busy;	    /* the worker is walking or sending a batch */
+	pthread_t tx_tid;
+	pthread_cond_t tx_cv;		  /* to the worker: a kick or stop */
+	pthread_cond_t tx_idle_cv;	  /* from the worker: !tx_kick && !tx_busy */
+	struct net_rxq txq;		  /* walked frames for the backend, in ring order */
 	uint8_t rx_buf[E1000_RX_MAX + 4]; /* a frame with its VLAN tag removed or padded */
 };
 
@@ -213,8 +233,18 @@ uint8_t *e1000_ring(struct e1000 *e, bool tx, uint32_t *ndesc);
 void e1000_wire_out(struct e1000 *e, const uint8_t *frame, size_t len);
 
 /* ---- e1000_tx.c ---- */
-/* Process every whole packet between TDH and TDT. */
+/* Process every whole packet between TDH and TDT (the worker, or the caller without one). */
 void e1000_tx_run(struct e1000 *e);
+/* TDT, TCTL or the ring changed: wake the worker, or walk the ring now without one. */
+void e1000_tx_kick(struct e1000 *e);
+/* Every whole packet before TDT walked and handed to the backend when this returns. */
+void e1000_tx_drain(struct e1000 *e);
+/* Start the worker (with e->lock): 0 or -errno, and the device then transmits synchronously. */
+int e1000_tx_start(struct e1000 *e);
+/* Drain, then stop and join the worker.  Called without e->lock. */
+void e1000_tx_stop(struct e1000 *e);
+/* A frame for the backend: queued for the worker, or sent now without one. */
+void e1000_tx_backend(struct e1000 *e, const uint8_t *frame, size_t len);
 
 /* ---- e1000_rx.c ---- */
 /* A frame from the wire or the loopback: filter, then deliver or hold it in the FIFO. */

@@ -13,15 +13,32 @@
  * context offset before a checksum or a TSO header field is written.  Descriptors are copied
  * out of guest memory before they are looked at, so a guest rewriting them meanwhile changes
  * nothing.  Under e->lock.
+ *
+ * Thread: the transmit worker (end of this file).  A TDT write only kicks it, so the vCPU is
+ * back in the guest while the frames go through the backend (slirp costs microseconds a
+ * frame): the worker walks the ring under e->lock exactly as the writer did (descriptors
+ * written back, statistics, TXDW/TXQE/TXD_LOW and the TIDV/TADV timers at the same points),
+ * collects the frames for the backend in txq, and sends them in order after dropping the
+ * lock.  A walk stops at a packet boundary once TX_BATCH_BYTES are queued, so a ring of TSO
+ * packets never holds much memory.  Pause drains (every whole packet before TDT walked and
+ * sent) and stops the worker, so a snapshot holds no transmit work and its TDH is what was
+ * processed; resume starts it again.  Frames a reset catches in a batch already taken go out,
+ * as frames in the chip's FIFO would; nothing is walked after it.  With txthread=off (unit
+ * tests, the fuzzer: deterministic) there is no worker and the kick walks and sends at once.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dev/net/e1000.h"
 #include "dev/net/net_csum.h"
+#include "dev/pci/pci.h"
+#include "log.h"
 #include "vm.h"
 
 #define TCP_FIN 0x01
 #define TCP_PSH 0x08
+#define TX_BATCH_BYTES (256 * 1024) /* a walk stops at a packet boundary past this */
 
 struct txd {
 	uint64_t addr;
@@ -427,6 +444,10 @@ void e1000_tx_run(struct e1000 *e)
 			break;
 		tx_packet(e, ring, n, head, end);
 		head = (end + 1) % n;
+		if (e->tx_running && e->txq.bytes >= TX_BATCH_BYTES) {
+			e->tx_kick = true; /* send this batch first, then walk on */
+			break;
+		}
 	}
 	e->s.reg[R_TDH] = head;
 	if (head == start)
@@ -436,4 +457,114 @@ void e1000_tx_run(struct e1000 *e)
 	lwthresh = (e->s.reg[R_TXDCTL] >> E1000_TXDCTL_LWTHRESH_SHIFT) * 8;
 	if (lwthresh && (tail + n - head) % n < lwthresh)
 		e1000_raise(e, E1000_ICR_TXD_LOW);
+}
+
+/* ---- the worker ---- */
+
+void e1000_tx_backend(struct e1000 *e, const uint8_t *frame, size_t len)
+{
+	/* A frame the queue cannot take is lost, as one the backend refuses would be. */
+	if (e->tx_running)
+		net_rxq_push(&e->txq, frame, len);
+	else
+		net_backend_send(e->nb, frame, len);
+}
+
+/* Send a batch taken out of txq, in order, without e->lock. */
+static void tx_send_batch(struct e1000 *e, struct net_frame *f)
+{
+	while (f) {
+		struct net_frame *next = f->next;
+
+		net_backend_send(e->nb, f->data, f->len);
+		free(f);
+		f = next;
+	}
+}
+
+static void *tx_worker(void *arg)
+{
+	struct e1000 *e = arg;
+
+	pthread_mutex_lock(&e->lock);
+	while (!e->tx_stop) {
+		struct net_frame *batch;
+
+		if (!e->tx_kick) {
+			pthread_cond_wait(&e->tx_cv, &e->lock);
+			continue;
+		}
+		e->tx_kick = false;
+		e->tx_busy = true;
+		e1000_tx_run(e);
+		batch = e->txq.head;
+		net_rxq_init(&e->txq, e->txq.max_frames, e->txq.max_bytes);
+		pthread_mutex_unlock(&e->lock);
+		tx_send_batch(e, batch);
+		pthread_mutex_lock(&e->lock);
+		e->tx_busy = false;
+		if (!e->tx_kick)
+			pthread_cond_broadcast(&e->tx_idle_cv);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+void e1000_tx_kick(struct e1000 *e)
+{
+	if (!e->tx_running) {
+		e1000_tx_run(e);
+		return;
+	}
+	e->tx_kick = true;
+	pthread_cond_signal(&e->tx_cv);
+}
+
+void e1000_tx_drain(struct e1000 *e)
+{
+	if (!e->tx_running) {
+		e1000_tx_run(e);
+		return;
+	}
+	/* A walk the worker is in may have stopped for its batch: it kicks itself again. */
+	e1000_tx_kick(e);
+	while (e->tx_kick || e->tx_busy)
+		pthread_cond_wait(&e->tx_idle_cv, &e->lock);
+}
+
+int e1000_tx_start(struct e1000 *e)
+{
+	char name[16];
+	int ret;
+
+	if (!e->tx_thread_opt || e->tx_running)
+		return 0;
+	e->tx_stop = false;
+	e->tx_kick = false;
+	ret = pthread_create(&e->tx_tid, NULL, tx_worker, e);
+	if (ret) {
+		log_warn("%s: cannot start the transmit thread (%s); transmitting on the vCPU "
+			 "thread",
+			 e->pd->dev.id, strerror(ret));
+		return -ret;
+	}
+	snprintf(name, sizeof(name), "e1000-tx%u", e->pd->slot);
+	pthread_setname_np(e->tx_tid, name);
+	e->tx_running = true;
+	return 0;
+}
+
+void e1000_tx_stop(struct e1000 *e)
+{
+	pthread_mutex_lock(&e->lock);
+	if (!e->tx_running) {
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
+	e1000_tx_drain(e);
+	e->tx_stop = true;
+	e->tx_running = false; /* from here the writer walks, and sends, itself */
+	pthread_cond_signal(&e->tx_cv);
+	pthread_mutex_unlock(&e->lock);
+	pthread_join(e->tx_tid, NULL);
 }
