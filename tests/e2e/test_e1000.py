@@ -1,11 +1,15 @@
 """e1000: the self-test's EEPROM, PHY and loopback checks, the numbered UDP exchange across
 checkpoint / suspend / restore cycles with 1 and 4 vCPUs, a restore onto a tap backend, a
-hostfwd rule, bad options."""
+hostfwd rule, bad options, a transmit stream through the worker thread across a checkpoint."""
 
 import os
+import re
 import shutil
 import socket
+import struct
 import subprocess
+import threading
+import time
 
 from khyve_e2e import GUEST, KHYVE, VM, Skip, assert_consecutive, check, test
 from test_virtio import Echo, cycles, no_fail, refused, virtio_vm
@@ -187,3 +191,71 @@ def e1000_coalesced_mmio(wd):
             "-o", "boot.kernel=" + GUEST]
     refused(base + ["-s", "3,e1000,slirp", "-o", "mmio.coalesce=sometimes", "vm"],
             "mmio.coalesce")
+
+
+class StreamSink(threading.Thread):
+    """The host end of the guest's mode=netbench tx stream (bench/net_sink.c's protocol):
+    counts the "KHBD" + seq datagrams, acknowledges every 16th with "KHBA" + the count, and
+    notes any sequence number that is not above the one before (a frame out of ring order)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+        self.count = 0
+        self.last = -1
+        self.disorder = []
+        self.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            if len(data) < 8 or data[:4] != b"KHBD":
+                continue
+            seq = struct.unpack(">I", data[4:8])[0]
+            if seq <= self.last and len(self.disorder) < 10:
+                self.disorder.append((self.last, seq))
+            self.last = max(self.last, seq)
+            self.count += 1
+            if self.count % 16 == 0:
+                self.sock.sendto(b"KHBA" + struct.pack(">I", self.count), addr)
+
+    def close(self):
+        self.stop = True
+        self.join(2)
+        self.sock.close()
+
+
+@test
+def e1000_tx_stream(wd):
+    """The guest streams UDP as fast as its window of 64 allows (mode=netbench netdir=tx, 2
+    vCPUs) while the device transmits on its worker thread, and a checkpoint lands in the
+    middle (pause drains the ring and stops the worker, resume starts it): the guest
+    finishes with its NETBENCH line and no failure, and the host sees the datagrams in ring
+    order.  This caught the test guest's driver filling the whole 64-descriptor ring, which
+    a device that transmits after the TDT write returns reads as empty."""
+    sink = StreamSink()
+    try:
+        vm = virtio_vm(wd, "mode=netbench nic=e1000 netdir=tx netport=%d netsize=1472 "
+                       "netwin=64 seconds=3" % sink.port, cpus=2, devices=["3,e1000,slirp"])
+        vm.wait_for(rb"^net: gateway", timeout=120)
+        time.sleep(1)
+        vm.ctl("--checkpoint=" + wd("c.snap"))
+        m = vm.wait_for(rb"^(NETBENCH [^\r\n]*|TESTGUEST FAIL[^\r\n]*)\r?\n", timeout=60)
+        no_fail(vm, "e1000 tx stream")
+        check(m.group(1).startswith(b"NETBENCH dir=tx"), vm.tail())
+        pkts = int(re.search(rb" pkts=(\d+)", m.group(1)).group(1))
+        check(pkts > 100, "the guest counted %d acknowledged datagrams:\n%s" % (pkts, vm.tail()))
+        check(sink.count >= pkts, "the sink saw %d datagrams, the guest %d acknowledged"
+              % (sink.count, pkts))
+        check(not sink.disorder, "datagrams out of ring order (previous, then): %r"
+              % sink.disorder)
+        vm.wait_exit(30)
+    finally:
+        sink.close()
