@@ -121,6 +121,44 @@ size_t dirty_npages(const struct vm *vm)
 	return n;
 }
 
+uint64_t dirty_next_run(const uint64_t *b, size_t npages, uint64_t *pg)
+{
+	uint64_t i = *pg, n = 0;
+
+	while (i < npages) {
+		uint64_t w = b[i / 64] >> (i % 64);
+
+		if (w) {
+			i += (uint64_t)__builtin_ctzll(w);
+			break;
+		}
+		i = (i / 64 + 1) * 64;
+	}
+	if (i >= npages) {
+		*pg = npages;
+		return 0;
+	}
+	*pg = i;
+	while (i + n < npages && dirty_test(b, i + n))
+		n++;
+	return n;
+}
+
+uint8_t *dirty_page_hva(const struct vm *vm, uint64_t pg, uint64_t *left)
+{
+	for (unsigned i = 0; i < vm->nmem; i++) {
+		uint64_t n = vm->mem[i].size / PAGE;
+
+		if (pg < n) {
+			*left = n - pg;
+			return (uint8_t *)vm->mem[i].hva + pg * PAGE;
+		}
+		pg -= n;
+	}
+	*left = 0;
+	return NULL;
+}
+
 static void set_range(uint64_t *b, size_t first, size_t n)
 {
 	while (n && first % 64) {
@@ -364,6 +402,33 @@ void dirty_client_free(struct dirty_client *c)
 	pthread_mutex_unlock(&lock);
 	free(c->pending);
 	free(c);
+}
+
+int dirty_harvest(struct dirty_client *c, struct vm *vm, uint64_t *bitmap, size_t npages,
+		  uint64_t *count)
+{
+	int ret = dirty_client_fetch(c, bitmap, npages);
+
+	*count = 0;
+	if (ret) {
+		memset(bitmap, 0, dirty_words(npages) * 8);
+		return snap_memory_touched_bitmap(vm, vm->backing, bitmap, count);
+	}
+	for (size_t i = 0; i < dirty_words(npages); i++)
+		*count += (uint64_t)__builtin_popcountll(bitmap[i]);
+	return 0;
+}
+
+unsigned dirty_clients(const struct vm *vm)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&lock);
+	if (vm->dirty)
+		for (const struct dirty_client *c = vm->dirty->clients; c; c = c->next)
+			n++;
+	pthread_mutex_unlock(&lock);
+	return n;
 }
 
 bool dirty_tracking(const struct vm *vm)

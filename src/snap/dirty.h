@@ -58,6 +58,17 @@ static inline bool dirty_test(const uint64_t *bitmap, size_t page)
 {
 	return bitmap[page / 64] >> (page % 64) & 1;
 }
+/* The next run of set bits from page *@pg on: its first page in *@pg, its length (0: none). */
+uint64_t dirty_next_run(const uint64_t *bitmap, size_t npages, uint64_t *pg);
+/* Where page @pg is in khyve's mapping, and in *@left the pages of its region from it on. */
+uint8_t *dirty_page_hva(const struct vm *vm, uint64_t pg, uint64_t *left);
+/*
+ * A fetch for a writer of pre-copy rounds (live migration, a restored VM's live checkpoint):
+ * if tracking broke, every touched page counts as written (always right, only larger).
+ * @count: the pages set in @bitmap.
+ */
+int dirty_harvest(struct dirty_client *c, struct vm *vm, uint64_t *bitmap, size_t npages,
+		  uint64_t *count);
 
 /*
  * A live checkpoint (snap/live.c) write-protects RAM with its own synchronous userfaultfd, and
@@ -68,8 +79,9 @@ static inline bool dirty_test(const uint64_t *bitmap, size_t page)
  */
 int dirty_suspend(struct vm *vm);
 int dirty_resume(struct vm *vm);
-/* Is anything tracking @vm? */
+/* Is anything tracking @vm?  How many clients does it have? */
 bool dirty_tracking(const struct vm *vm);
+unsigned dirty_clients(const struct vm *vm);
 /*
  * The VM is going away: tracking stops; its clients' fetches fail with -ENODEV from now on,
  * and each is still freed by its owner with dirty_client_free.

@@ -140,46 +140,6 @@ struct mig_live {
 	char err[768];
 };
 
-/* Guest address of page @pg (snap/dirty.h numbering), and how many pages follow in its region. */
-static uint8_t *page_hva(struct vm *vm, uint64_t pg, uint64_t *left)
-{
-	for (unsigned i = 0; i < vm->nmem; i++) {
-		uint64_t n = vm->mem[i].size / PAGE;
-
-		if (pg < n) {
-			*left = n - pg;
-			return (uint8_t *)vm->mem[i].hva + pg * PAGE;
-		}
-		pg -= n;
-	}
-	*left = 0;
-	return NULL;
-}
-
-/* The next run of set bits from @pg: its first page, its length (0 at the end). */
-static uint64_t next_run(const uint64_t *b, uint64_t npages, uint64_t *pg)
-{
-	uint64_t i = *pg, n = 0;
-
-	while (i < npages) {
-		uint64_t w = b[i / 64] >> (i % 64);
-
-		if (w) {
-			i += (uint64_t)__builtin_ctzll(w);
-			break;
-		}
-		i = (i / 64 + 1) * 64;
-	}
-	if (i >= npages) {
-		*pg = npages;
-		return 0;
-	}
-	*pg = i;
-	while (i + n < npages && dirty_test(b, i + n))
-		n++;
-	return n;
-}
-
 static int bounce_flush(struct mig_live *ml)
 {
 	struct iovec iov = { ml->bounce, ml->blen };
@@ -220,12 +180,12 @@ static int send_copied(struct mig_live *ml, bool skip_zero, uint64_t *sent)
 	int ret = 0;
 
 	*sent = 0;
-	while (!ret && !ml->cancel && (n = next_run(ml->bitmap, ml->npages, &pg))) {
+	while (!ret && !ml->cancel && (n = dirty_next_run(ml->bitmap, ml->npages, &pg))) {
 		uint64_t end = pg + n;
 
 		while (!ret && pg < end) {
 			uint64_t left, k = 0;
-			uint8_t *p = page_hva(ml->vm, pg, &left);
+			uint8_t *p = dirty_page_hva(ml->vm, pg, &left);
 
 			if (!p)
 				return -EINVAL;
@@ -247,22 +207,10 @@ static int send_copied(struct mig_live *ml, bool skip_zero, uint64_t *sent)
 	return ml->cancel ? -ECANCELED : ret;
 }
 
-/*
- * The pages written since the last harvest into the bitmap.  If tracking broke, every touched
- * page counts as written (always right, only larger).
- */
+/* The pages written since the last harvest into the bitmap (snap/dirty.h). */
 static int harvest(struct mig_live *ml, uint64_t *count)
 {
-	int ret = dirty_client_fetch(ml->dc, ml->bitmap, ml->npages);
-
-	*count = 0;
-	if (ret) {
-		memset(ml->bitmap, 0, dirty_words(ml->npages) * 8);
-		return snap_memory_touched_bitmap(ml->vm, ml->vm->backing, ml->bitmap, count);
-	}
-	for (size_t i = 0; i < dirty_words(ml->npages); i++)
-		*count += (uint64_t)__builtin_popcountll(ml->bitmap[i]);
-	return 0;
+	return dirty_harvest(ml->dc, ml->vm, ml->bitmap, ml->npages, count);
 }
 
 static void wake(struct mig_live *ml)
@@ -352,12 +300,12 @@ static int final_mem(void *opaque, struct snap_result *sr, char *err, size_t err
 	int ret, k = 0;
 
 	ret = harvest(ml, &count);
-	while (!ret && (n = next_run(ml->bitmap, ml->npages, &pg))) {
+	while (!ret && (n = dirty_next_run(ml->bitmap, ml->npages, &pg))) {
 		uint64_t end = pg + n;
 
 		while (!ret && pg < end) {
 			uint64_t left, len;
-			uint8_t *p = page_hva(ml->vm, pg, &left), *h = hdr[k / 2];
+			uint8_t *p = dirty_page_hva(ml->vm, pg, &left), *h = hdr[k / 2];
 
 			if (!p)
 				return -EINVAL;
