@@ -308,7 +308,20 @@ static struct json_object *save_reply(const struct snap_result *res, const char 
 	add_u64(o, "mem_pages", res->mem_pages);
 	add_u64(o, "zero_pages", res->zero_pages);
 	json_object_object_add(o, "live", json_object_new_boolean(live));
-	if (live) {
+	if (live && res->method)
+		json_object_object_add(o, "method", json_object_new_string(res->method));
+	if (live && res->rounds) {
+		/* Dirty-log pre-copy (a restored VM): rounds, then the final pause. */
+		add_u64(o, "rounds", res->rounds);
+		add_u64(o, "precopy_pages", res->precopy_pages);
+		add_u64(o, "final_pages", res->final_pages);
+		add_u64(o, "pause_stop_us", res->pause_stop_ns / 1000);
+		add_u64(o, "pause_state_us", res->pause_state_ns / 1000);
+		add_u64(o, "pause_mem_us", res->pause_mem_ns / 1000);
+		json_object_object_add(o, "converged",
+				       json_object_new_string(res->converged ? res->converged
+									     : ""));
+	} else if (live) {
 		add_u64(o, "fault_pages", res->fault_pages);
 		add_u64(o, "pause_stop_us", res->pause_stop_ns / 1000);
 		add_u64(o, "pause_state_us", res->pause_state_ns / 1000);

@@ -258,6 +258,18 @@ int snap_writer_memory(struct snap_writer *w, uint64_t offset, const void *buf, 
 	return ret;
 }
 
+int snap_writer_memory_cached(struct snap_writer *w, uint64_t offset, const void *buf, uint64_t len)
+{
+	int ret;
+
+	if (w->sink || offset > w->mem_size || len > w->mem_size - offset)
+		return -EINVAL;
+	ret = pwrite_all(w->fd, buf, len, w->mem_offset + offset);
+	if (!ret)
+		w->bytes += len;
+	return ret;
+}
+
 int snap_writer_section(struct snap_writer *w, uint32_t type, const char *id, uint32_t version,
 			const void *buf, uint64_t len)
 {

@@ -207,6 +207,13 @@ void snap_writer_open_sink(struct snap_writer *w, uint64_t mem_size,
 			   void *opaque);
 /* Write @len bytes of guest memory at @offset inside the memory area. */
 int snap_writer_memory(struct snap_writer *w, uint64_t offset, const void *buf, uint64_t len);
+/*
+ * The same through the page cache whatever snap_writer_direct says (a file writer only): a few
+ * scattered pages are copied in at memory speed, where each direct write waits for the disk
+ * (a live checkpoint's final pause); the commit's fsync writes them out.
+ */
+int snap_writer_memory_cached(struct snap_writer *w, uint64_t offset, const void *buf,
+			      uint64_t len);
 int snap_writer_section(struct snap_writer *w, uint32_t type, const char *id, uint32_t version,
 			const void *buf, uint64_t len);
 /* Authenticate the file with the host key (snap/trust.h); without it the file has no MAC. */

@@ -51,6 +51,7 @@
 #include "snap/disks.h"
 #include "snap/format.h"
 #include "snap/live.h"
+#include "snap/livecopy.h"
 #include "snap/memory.h"
 #include "snap/meta.h"
 #include "snap/trust.h"
@@ -830,7 +831,9 @@ struct live_save {
 	struct vm *vm;
 	struct snap_writer w;
 	struct snap_disks sd;
-	struct snap_live *l;
+	struct snap_live *l;	  /* write-protect (snap/live.h), or */
+	struct snap_livecopy *lc; /* dirty-log pre-copy (snap/livecopy.h) */
+	bool final_done, written; /* lc: the final pause is over; the file is done with */
 	snap_live_done_fn done;
 	void *opaque;
 	struct snap_result res;
@@ -857,7 +860,8 @@ static void live_written(void *opaque)
 	int ret;
 
 	memset(&map, 0, sizeof(map));
-	ret = snap_live_result(ls->l, &map, &ls->res, ls->err, sizeof(ls->err));
+	ret = ls->lc ? snap_livecopy_result(ls->lc, &map, &ls->res, ls->err, sizeof(ls->err))
+		     : snap_live_result(ls->l, &map, &ls->res, ls->err, sizeof(ls->err));
 	if (!ret)
 		ret = write_memmap(&ls->w, &map, ls->err, sizeof(ls->err));
 	free(map.extents);
@@ -867,6 +871,7 @@ static void live_written(void *opaque)
 	else
 		ls->res.bytes = ls->w.bytes;
 	ls->ret = ret;
+	ls->written = true;
 	ls->res.total_ns = now_ns(CLOCK_MONOTONIC) - ls->t0;
 	if (write(ls->evfd, &one, sizeof(one)) != sizeof(one)) {
 		/* An eventfd counter cannot overflow from one write: nothing to handle. */
@@ -881,10 +886,76 @@ static void live_end(struct live_save *ls)
 	vm->live = NULL;
 	evloop_del_fd(&vm->ev, ls->evfd);
 	snap_live_free(ls->l);
+	/* Joins its thread and ends its dirty-page client: the guest is not tracked for it. */
+	snap_livecopy_free(ls->lc);
+	ls->lc = NULL;
 	live_dirty_back(ls);
+	/* Ended before its file was committed or dropped (a failed or stopped pre-copy). */
+	if (!ls->written) {
+		snap_disks_abort(&ls->sd);
+		snap_writer_abort(&ls->w);
+	}
 	close(ls->evfd);
 	ls->done(ls->opaque, ls->ret, &ls->res, ls->err);
 	free(ls);
+}
+
+/*
+ * Dirty-log pre-copy (snap/livecopy.h), the final pause: vCPUs, clocks, devices as for any
+ * checkpoint; everything but memory saved; the pages still dirty written; the guest runs again.
+ */
+static int copy_pause(struct vm *vm, struct live_save *ls, char *err, size_t errlen)
+{
+	struct snap_clocks clk;
+	uint64_t tp, ts, ta;
+	int ret;
+
+	tp = now_ns(CLOCK_MONOTONIC);
+	ret = pause_vm(vm, &clk, err, errlen);
+	if (ret)
+		return ret;
+	ts = now_ns(CLOCK_MONOTONIC);
+	ret = save_state(vm, &ls->w, &clk, &ls->sd, err, errlen);
+	ta = now_ns(CLOCK_MONOTONIC);
+	if (!ret)
+		ret = snap_livecopy_final(ls->lc, &ls->res, err, errlen);
+	snap_clocks_release(vm, &clk);
+	snap_resume_vm(vm, err, errlen);
+	ls->res.paused_ns = now_ns(CLOCK_MONOTONIC) - tp;
+	ls->res.pause_stop_ns = ts - tp;
+	ls->res.pause_state_ns = ta - ts;
+	ls->res.pause_mem_ns = now_ns(CLOCK_MONOTONIC) - ta;
+	return ret;
+}
+
+/* On the loop thread: the rounds ended (the thread waits); the final pause, or the failure. */
+static void copy_rounds_done(struct live_save *ls)
+{
+	char err[sizeof(ls->err)] = "";
+	int ret;
+
+	ls->final_done = true;
+	ret = snap_livecopy_rounds_result(ls->lc, err, sizeof(err));
+	if (!ret)
+		ret = copy_pause(ls->vm, ls, err, sizeof(err));
+	if (!ret) {
+		snap_livecopy_continue(ls->lc);
+		return;
+	}
+	ls->ret = ret;
+	snprintf(ls->err, sizeof(ls->err), "%s", err[0] ? err : strerror(-ret));
+	live_end(ls);
+}
+
+/* On the pre-copy thread: its rounds ended, the loop thread takes over (live_complete). */
+static void copy_signal(void *opaque)
+{
+	struct live_save *ls = opaque;
+	uint64_t one = 1;
+
+	if (write(ls->evfd, &one, sizeof(one)) != sizeof(one)) {
+		/* An eventfd counter cannot overflow from one write: nothing to handle. */
+	}
 }
 
 static void live_complete(void *opaque, uint32_t events)
@@ -892,7 +963,11 @@ static void live_complete(void *opaque, uint32_t events)
 	struct live_save *ls = opaque;
 	uint64_t n;
 
-	if (read(ls->evfd, &n, sizeof(n)) == sizeof(n) && ls->vm->live == ls)
+	if (read(ls->evfd, &n, sizeof(n)) != sizeof(n) || ls->vm->live != ls)
+		return;
+	if (ls->lc && !ls->final_done && !ls->written)
+		copy_rounds_done(ls);
+	else
 		live_end(ls);
 }
 
@@ -903,10 +978,16 @@ static void live_abort_fn(void *opaque)
 
 	if (!ls)
 		return;
-	snap_live_cancel(ls->l);
-	snap_live_free(ls->l); /* joins: live_written has run */
-	ls->l = NULL;
-	if (ls->ret) {
+	if (ls->lc) {
+		snap_livecopy_cancel(ls->lc);
+		snap_livecopy_free(ls->lc); /* joins: live_written has run, or never will */
+		ls->lc = NULL;
+	} else {
+		snap_live_cancel(ls->l);
+		snap_live_free(ls->l); /* joins: live_written has run */
+		ls->l = NULL;
+	}
+	if (ls->ret || !ls->written) {
 		ls->ret = -ECANCELED;
 		snprintf(ls->err, sizeof(ls->err),
 			 "the VM ended before the live checkpoint was written");
@@ -960,14 +1041,47 @@ const char *snap_live_refusal(const struct vm *vm)
 {
 	if (vm->paused)
 		return "the VM is paused";
-	/*
-	 * Its RAM is a private mapping of the snapshot file, and this kernel's synchronous
-	 * userfaultfd write-protects anonymous, shmem and hugetlbfs memory only.
-	 */
-	if (vm->backing)
-		return "a VM restored from a snapshot cannot be checkpointed live (its memory maps "
-		       "the snapshot file, which userfaultfd cannot write-protect)";
 	return NULL;
+}
+
+/*
+ * A VM restored from a snapshot: its RAM is a private mapping of that file, and this kernel's
+ * synchronous userfaultfd write-protects anonymous, shmem and hugetlbfs memory only.  So its
+ * memory is pre-copied into the file with the dirty log while it runs (snap/livecopy.h), and
+ * it pauses at the end, for the last dirty pages and its state.
+ */
+static int copy_start(struct vm *vm, struct live_save *ls, char *err, size_t errlen)
+{
+	/*
+	 * The budget is for the last pages alone (no hand-over to a destination), and the
+	 * guest is never throttled for a checkpoint: at worst its pause is longer.
+	 */
+	struct mig_policy pol = { .max_downtime_ns = SNAP_LIVECOPY_DOWNTIME_MS * 1000000ULL,
+				  .max_rounds = MIG_DEFAULT_ROUNDS,
+				  .stall_rounds = MIG_STALL_ROUNDS };
+	int ret;
+
+	ls->res.method = "dirty-log";
+	ret = snap_livecopy_new(vm, &ls->w, &pol, &ls->lc, err, errlen);
+	if (!ret)
+		ret = evloop_add_fd(&vm->ev, ls->evfd, EPOLLIN, live_complete, ls);
+	if (!ret) {
+		vm->live = ls;
+		ret = snap_livecopy_start(ls->lc, copy_signal, live_written, ls);
+		if (ret) {
+			vm->live = NULL;
+			evloop_del_fd(&vm->ev, ls->evfd);
+		}
+	}
+	if (!ret)
+		return 0;
+	if (!err[0])
+		snprintf(err, errlen, "starting the live checkpoint: %s", strerror(-ret));
+	snap_livecopy_free(ls->lc);
+	snap_writer_abort(&ls->w);
+	close(ls->evfd);
+	free(ls);
+	return ret;
 }
 
 int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void *opaque, char *err,
@@ -1003,6 +1117,9 @@ int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void
 	ret = save_open(vm, path, &ls->w, err, errlen);
 	if (ret)
 		goto fail_fd;
+	if (vm->backing)
+		return copy_start(vm, ls, err, errlen);
+	ls->res.method = "write-protect";
 	ret = live_pause(vm, ls, err, errlen);
 	if (!ret)
 		ret = evloop_add_fd(&vm->ev, ls->evfd, EPOLLIN, live_complete, ls);

@@ -48,6 +48,13 @@ struct snap_result {
 	uint64_t prearm_rounds; /* live: protection rounds before the pause (1-3) */
 	uint64_t prearm_pages;	/* live: pages re-protected by the rounds after the first */
 	uint64_t prearm_faults; /* live: guest writes let go before the pause */
+	/* Live: "write-protect" (snap/live.h) or "dirty-log" (pre-copy, snap/livecopy.h). */
+	const char *method;
+	uint64_t rounds;	/* dirty-log: pre-copy rounds, the final pause's included */
+	uint64_t precopy_pages; /* dirty-log: pages written while the guest ran (again too) */
+	uint64_t final_pages;	/* dirty-log: pages written in the final pause */
+	uint64_t pause_mem_ns;	/* dirty-log: writing those */
+	const char *converged;	/* dirty-log: why the rounds stopped (snap/precopy.h) */
 	bool incremental;	/* written as an incremental snapshot of @parent */
 	char parent[4096];
 	char note[256]; /* why an incremental request wrote a full snapshot, or "" */

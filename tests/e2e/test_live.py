@@ -131,22 +131,97 @@ def live_checkpoint_refusals(wd):
     snap = wd("a.snap")
     live(vm, snap)
     vm.kill()
-    # A restored VM maps its memory from the file: checkpointed stop-the-world instead, the
-    # reply says why, it runs on, and that file restores in turn.
-    r = VM(wd, restore=snap, name="r0")
-    r.wait_seq(3, timeout=120)
-    before = r.seqs()[-1]
-    rc, reply = live(r, wd("b.snap"))
-    check(rc == 0 and reply.get("live") is False
-          and "restored from a snapshot" in reply.get("live_refused", ""), "reply %r" % reply)
-    # Well past the checkpoint: lines printed before it may still have been unread then.
-    n = len(r.seqs())
-    r.wait_seq(n + 15)
-    assert_consecutive(restored_seqs(r.out)[1], "restored guest after a live checkpoint")
-    r.check_alive()
-    after = restored_seqs(r.out)[1]
+
+
+def restored_counter(wd, name, mem, region, cpus=2):
+    """A counter guest that has written its whole region, checkpointed, restored: the VM."""
+    orig = VM(wd, name=name + "o", cpus=cpus, mem=mem,
+              cmdline="mode=counter mem=%s rate=50" % region)
+    orig.wait_for(rb"region written once", timeout=600)
+    orig.wait_seq(5, timeout=120)
+    snap = wd(name + "o.snap")
+    orig.ctl("--checkpoint=" + snap)
+    orig.kill()
+    r = VM(wd, restore=snap, name=name)
+    r.wait_seq(5, timeout=120)
+    return r
+
+
+def dirty_log_reply(reply, what):
+    check(reply.get("ok") and reply.get("live") is True and reply.get("method") == "dirty-log",
+          "%s: reply %r" % (what, reply))
+    check(reply["rounds"] >= 2 and reply.get("converged"), "%s: rounds %r" % (what, reply))
+    check(0 < reply["paused_ms"] <= reply["total_ms"], "%s: reply %r" % (what, reply))
+    parts = reply["pause_stop_us"] + reply["pause_state_us"] + reply["pause_mem_us"]
+    check(parts <= reply["paused_ms"] * 1000 + 1, "%s: pause parts %d us: %r"
+          % (what, parts, reply))
+    check(reply["precopy_pages"] >= reply["mem_pages"] - reply["final_pages"],
+          "%s: pages %r" % (what, reply))
+
+
+@test
+def live_checkpoint_restored_vm(wd):
+    """A VM restored from a snapshot (RAM a private mapping of that file, which userfaultfd
+    cannot write-protect) is checkpointed live by pre-copy with the dirty log while 2 vCPUs
+    rewrite 32 MiB: the reply says live and dirty-log, the guest never stops counting, and the
+    file restores with the memory check passing and seq going on from the final pause."""
+    r = restored_counter(wd, "r0", "256M", "32M")
+    snaps = []
+    for i in range(2):
+        snap = wd("pre%d.snap" % i)
+        before = r.seqs()[-1]
+        rc, reply = live(r, snap)
+        print("  live checkpoint of a restored VM %d: %r" % (i, reply))
+        dirty_log_reply(reply, "restored VM, checkpoint %d" % i)
+        check(reply["mem_pages"] >= (32 << 20) // 4096, "reply %r" % reply)
+        # Well past the checkpoint: lines printed before it may still have been unread then.
+        n = len(r.seqs())
+        r.wait_seq(n + 15)
+        assert_consecutive(restored_seqs(r.out)[1], "restored guest after live checkpoint %d"
+                           % i)
+        r.check_alive()
+        snaps.append((snap, before, restored_seqs(r.out)[1]))
+    out = subprocess.run([KHYVECTL, "snapshot", "verify", snaps[0][0]], capture_output=True)
+    check(out.returncode == 0, "snapshot verify: %s" % out.stderr.decode())
     r.kill()
-    restore_check(wd, r, wd("b.snap"), "r1", before, after)
+    for i, (snap, before, after) in enumerate(snaps):
+        restore_check(wd, r, snap, "p%d" % i, before, after)
+
+
+@test
+def live_checkpoint_restored_vm_disk_full(wd):
+    """The disk fills up during a dirty-log live checkpoint of a restored VM: the reply is an
+    error, no file is left, the guest runs on, and the next live checkpoint works."""
+    r = restored_counter(wd, "f0", "512M", "128M")
+    small = wd("small")
+    mount_tmpfs(small, "size=200m")
+    try:
+        snap = os.path.join(small, "vm.snap")
+        p = subprocess.Popen([KHYVECTL, "--vm=" + r.name, "--socket=" + r.sock, "--json",
+                              "--checkpoint=" + snap, "--live"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        end = time.time() + 30
+        while time.time() < end and not any(f.startswith(".vm.snap.") for f in os.listdir(small)):
+            time.sleep(0.001)
+        st = os.statvfs(small)
+        subprocess.run(["fallocate", "-l", "%d" % (st.f_bavail * st.f_frsize),
+                        os.path.join(small, "fill")], capture_output=True)
+        out, err = p.communicate(timeout=300)
+        check(p.returncode != 0 and b"No space" in out, "dirty-log live checkpoint onto a "
+              "full disk: %r %r" % (out, err))
+        check(sorted(os.listdir(small)) == ["fill"], "files left: %r" % os.listdir(small))
+        n = len(r.seqs())
+        r.wait_seq(n + 15)
+        assert_consecutive(restored_seqs(r.out)[1], "restored guest after a failed live "
+                           "checkpoint")
+        r.check_alive()
+        os.unlink(os.path.join(small, "fill"))
+        rc, reply = live(r, snap)
+        dirty_log_reply(reply, "after the full disk")
+    finally:
+        subprocess.run(["umount", "-l", small], capture_output=True)
+    r.check_alive()
+    r.kill()
 
 
 def mount_tmpfs(path, opts):

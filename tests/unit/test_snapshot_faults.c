@@ -35,6 +35,7 @@
 #include "evloop.h"
 #include "faultinj.h"
 #include "machine.h"
+#include "snap/dirty.h"
 #include "snap/snapshot.h"
 #include "sstream.h"
 #include "vm.h"
@@ -45,6 +46,8 @@ static char dir[64], path[160], kernel[160], key[160];
 static struct config cfg;
 static struct vm vm;
 static bool have_kvm;
+static struct config rcfg; /* test_live_restored's restored VM keeps it */
+static bool rcfg_used;
 
 /* Multiboot header with load addresses (a.out kludge), then hlt; jmp hlt, at 1 MiB. */
 static void write_kernel(void)
@@ -103,6 +106,9 @@ static int teardown(void **state)
 	if (have_kvm)
 		machine_destroy(&vm);
 	config_free(&cfg);
+	if (rcfg_used)
+		config_free(&rcfg);
+	rcfg_used = false;
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	return system(cmd);
 }
@@ -593,6 +599,7 @@ struct live_req {
 	pthread_cond_t cond;
 	bool started, finished;
 	int start_ret, ret;
+	struct snap_result res;
 	char err[1024];
 };
 
@@ -603,6 +610,8 @@ static void live_done(void *opaque, int ret, const struct snap_result *res, cons
 {
 	pthread_mutex_lock(&lreq.lock);
 	lreq.ret = ret;
+	if (res)
+		lreq.res = *res;
 	snprintf(lreq.err, sizeof(lreq.err), "%s", err ? err : "");
 	lreq.finished = true;
 	pthread_cond_broadcast(&lreq.cond);
@@ -695,6 +704,92 @@ static void test_live(void **state)
 		fail_msg("live checkpoint after the failures: %s", err);
 }
 
+/* The VM becomes one restored from a checkpoint of itself (its RAM maps that file), running. */
+
+static void become_restored(void)
+{
+	char err[1024];
+
+	if (save(err, sizeof(err)))
+		fail_msg("checkpoint: %s", err);
+	machine_destroy(&vm);
+	memset(&vm, 0, sizeof(vm));
+	base_config(&rcfg);
+	rcfg_used = true;
+	config_unset(&rcfg, "boot.kernel");
+	if (snap_restore(&vm, &rcfg, path, false, err, sizeof(err)) ||
+	    machine_start(&vm, err, sizeof(err)))
+		fail_msg("restoring the VM: %s", err);
+	assert_non_null(vm.backing);
+}
+
+/*
+ * A restored VM is checkpointed live by pre-copy with the dirty log (snap/livecopy.h); the file
+ * restores.  The disk fills up at each write in turn (the pre-copy thread's and the pause's):
+ * the error comes back, the file at the path is untouched, the VM runs, and its dirty-page
+ * client is gone (the tracking the restore started stays).
+ */
+static void test_live_restored(void **state)
+{
+	unsigned writes, clients;
+	char err[1024];
+
+	NEED_KVM();
+	become_restored();
+	clients = dirty_clients(&vm);
+	if (save_live(err, sizeof(err)))
+		fail_msg("live checkpoint of a restored VM: %s", err);
+	assert_string_equal(lreq.res.method, "dirty-log");
+	assert_true(lreq.res.rounds >= 2);
+	assert_true(lreq.res.mem_pages > 0);
+	assert_false(vm.paused);
+	assert_int_equal(dirty_clients(&vm), clients);
+	assert_int_equal(dir_files(), 1);
+	if (restore(err, sizeof(err)))
+		fail_msg("restore of a dirty-log live checkpoint: %s", err);
+	put_old();
+	fi_reset();
+	fi_any_thread();
+	assert_int_equal(save_live(err, sizeof(err)), 0);
+	writes = fi_calls(FI_PWRITE);
+	assert_true(writes >= 5);
+	put_old();
+	for (unsigned n = 1; n <= writes; n++) {
+		int ret;
+
+		fi_reset();
+		fi_any_thread();
+		fi_fail(FI_PWRITE, n, ENOSPC);
+		ret = save_live(err, sizeof(err));
+		if (ret != -ENOSPC || !strstr(err, strerror(ENOSPC)))
+			fail_msg("dirty-log live, write %u of %u failing: %d '%s'", n, writes, ret,
+				 err);
+		if (!old_untouched())
+			fail_msg("dirty-log live, write %u failing changed the file at the path",
+				 n);
+		assert_false(vm.paused);
+		assert_int_equal(dirty_clients(&vm), clients);
+	}
+	/* The commit's fsync; a state ioctl in the final pause. */
+	fi_reset();
+	fi_any_thread();
+	fi_fail(FI_FSYNC, 1, EIO);
+	assert_int_equal(save_live(err, sizeof(err)), -EIO);
+	assert_true(old_untouched());
+	fi_reset();
+	fi_any_thread();
+	fi_ioctl_fail(KVM_GET_REGS, 1, EIO);
+	assert_int_not_equal(save_live(err, sizeof(err)), 0);
+	assert_true(old_untouched());
+	assert_false(vm.paused);
+	assert_int_equal(dirty_clients(&vm), clients);
+	fi_reset();
+	if (save_live(err, sizeof(err)))
+		fail_msg("dirty-log live checkpoint after the failures: %s", err);
+	if (restore(err, sizeof(err)))
+		fail_msg("restore after the failures: %s", err);
+}
+
 int main(void)
 
 {
@@ -713,6 +808,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_suspend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_restored, setup, teardown),
 	};
 
 	have_kvm = access("/dev/kvm", R_OK | W_OK) == 0;
