@@ -522,6 +522,11 @@ static void print_save(struct client *c, struct json_object *r, bool suspend)
 	       suspend ? "; the VM has exited" : "");
 	if (get_bool(r, "incremental"))
 		printf("  its parent: %s\n", get_str(r, "parent", "?"));
+	if (get_bool(r, "live") && !strcmp(get_str(r, "method", ""), "dirty-log"))
+		printf("  pre-copied with the dirty log (a restored VM): %llu rounds, %llu pages "
+		       "written in the pause (%s)\n",
+		       (unsigned long long)get_u64(r, "rounds"),
+		       (unsigned long long)get_u64(r, "final_pages"), get_str(r, "converged", "?"));
 	if (*get_str(r, "note", ""))
 		printf("  note: %s\n", get_str(r, "note", ""));
 }

@@ -318,6 +318,7 @@ static struct json_object *save_reply(const struct snap_result *res, const char 
 		add_u64(o, "pause_stop_us", res->pause_stop_ns / 1000);
 		add_u64(o, "pause_state_us", res->pause_state_ns / 1000);
 		add_u64(o, "pause_mem_us", res->pause_mem_ns / 1000);
+		add_u64(o, "reread_bytes", res->reread_bytes);
 		json_object_object_add(o, "converged",
 				       json_object_new_string(res->converged ? res->converged
 									     : ""));

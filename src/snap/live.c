@@ -19,7 +19,7 @@
  * (one 4 KiB write, handled between chunks of at most CHUNK pages), and the restored VM's
  * private file mapping cannot be write-protected on this kernel (userfaultfd write-protects
  * anonymous, shmem and hugetlbfs memory only), so a VM that was itself restored is
- * checkpointed stop-the-world.
+ * checkpointed by pre-copy with the dirty log instead (snap/livecopy.c).
  *
  * Arming before the pause.  Write-protecting all of guest RAM takes milliseconds (2.9-3.8 ms
  * for 1 GiB with the guest running, here), far more than the rest of the pause.  So RAM is

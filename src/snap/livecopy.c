@@ -13,11 +13,11 @@
  *
  * Pages are written straight from guest memory, while the guest runs, with no bounce copy: a
  * page the guest changes while (or after) it is written was harvested before, so it is dirty
- * again and written again, at the latest in the final pause, when nothing runs.  Its 2 MiB
+ * again and written again, at the latest in the final pause, when nothing runs.  Its STRETCH
  * stretch of the memory area is then marked stale, and its extents and checksums are made
  * again from the file's bytes at the end; round 1's extents elsewhere keep the checksums of
- * the bytes they wrote (nobody wrote those pages since the tracking began).  Extents never
- * cross a multiple of SNAP_EXTENT_MAX, so a stale stretch replaces whole extents.
+ * the bytes they wrote (nobody wrote those pages since the tracking began).  Round 1's extents
+ * never cross a multiple of STRETCH, so a stale stretch replaces whole extents.
  */
 #include "snap/livecopy.h"
 
@@ -37,8 +37,13 @@
 #include "vm.h"
 
 #define PAGE 4096ULL
-#define STRETCH SNAP_EXTENT_MAX /* what a stale bit covers, and what an extent never crosses */
-#define WRITE_MAX (8ULL << 20)	/* one write of a dirty run at most, between cancel checks */
+/*
+ * What a stale bit covers, and what an extent never crosses: what is read back for one page
+ * written again.  Smaller means less to read back where the guest writes here and there, and
+ * more extents (one per 256 KiB of dense memory: 4096 for 1 GiB, 96 KiB of memory map).
+ */
+#define STRETCH (256ULL << 10)
+#define WRITE_MAX (8ULL << 20) /* one write of a dirty run at most, between cancel checks */
 
 /*
  * The thread's phases: ROUNDS while the guest runs; WAIT for the final pause (the caller's);
@@ -61,7 +66,7 @@ struct snap_livecopy {
 	struct extents first, map; /* round 1's extents; the memory map's */
 	uint64_t run_off, run_len; /* round 1: the run being gathered, in the memory area */
 	const uint8_t *run_ptr;
-	uint64_t precopy_pages, final_pages, zero_pages;
+	uint64_t precopy_pages, final_pages, zero_pages, reread;
 	struct mig_round rounds[MIG_MAX_ROUNDS];
 	unsigned nrounds;
 	enum mig_verdict verdict;
@@ -324,6 +329,7 @@ static int remake(struct snap_livecopy *c, uint64_t s, uint8_t *buf)
 
 		end = hi < end ? hi : end;
 		if (a < end) {
+			c->reread += end - a;
 			ret = pread_full(c->w->fd, buf, end - a, c->w->mem_offset + a);
 			if (!ret)
 				ret = snap_livecopy_extents(buf, a, end - a, c->w->mem_offset,
@@ -517,6 +523,7 @@ int snap_livecopy_result(struct snap_livecopy *c, struct snap_file *map, struct 
 	res->precopy_pages = c->precopy_pages;
 	res->final_pages = c->final_pages;
 	res->converged = mig_verdict_name(c->verdict);
+	res->reread_bytes = c->reread;
 	return 0;
 }
 

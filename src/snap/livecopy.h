@@ -17,8 +17,8 @@
  * memory map listing the data extents with their checksums.  Every page in it holds what the
  * guest had at the final pause: a page the guest wrote after its last copy began is in a later
  * harvest (at the latest the final one) and is copied again.  The extents of round 1 keep the
- * checksums computed when they were written; a 2 MiB stretch with a page copied again has its
- * extents made anew from the file's bytes at the end (the only reads), and its pages that
+ * checksums computed when they were written; a 256 KiB stretch with a page copied again has
+ * its extents made anew from the file's bytes at the end (the only reads), and its pages that
  * ended all zero become holes again.
  */
 #ifndef KHYVE_SNAP_LIVECOPY_H

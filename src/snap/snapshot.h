@@ -55,6 +55,7 @@ struct snap_result {
 	uint64_t final_pages;	/* dirty-log: pages written in the final pause */
 	uint64_t pause_mem_ns;	/* dirty-log: writing those */
 	const char *converged;	/* dirty-log: why the rounds stopped (snap/precopy.h) */
+	uint64_t reread_bytes;	/* dirty-log: read back to make the memory map's checksums */
 	bool incremental;	/* written as an incremental snapshot of @parent */
 	char parent[4096];
 	char note[256]; /* why an incremental request wrote a full snapshot, or "" */
@@ -71,20 +72,23 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
 	      struct snap_result *res, char *err, size_t errlen);
 
 /*
- * Live checkpoint to @path (snap/live.h): the VM pauses only while vCPU, device and VM state
- * are saved and its memory is write-protected, then runs while a writer thread saves memory;
- * the file holds the state of the pause instant.  Returns 0 when the writer runs; @done then
- * gets the result on the event-loop thread (paused_ns is the guest's pause).  Otherwise the VM
- * runs on untouched and @err says why (a paused VM, or one restored from a snapshot, is
- * checkpointed with snap_save).  Runs on the event-loop thread.
+ * Live checkpoint to @path: the VM pauses only while vCPU, device and VM state are saved and
+ * its memory is write-protected (snap/live.h), then runs while a writer thread saves memory;
+ * or, for a VM restored from a snapshot (its RAM maps that file, which userfaultfd cannot
+ * write-protect), memory is pre-copied into the file while it runs and it pauses at the end
+ * for the last dirty pages and its state (snap/livecopy.h).  Either way the file holds the
+ * state of the pause instant.  Returns 0 when the writer runs; @done then gets the result on
+ * the event-loop thread (paused_ns is the guest's pause, method which way).  Otherwise the VM
+ * runs on untouched and @err says why (a paused VM is checkpointed with snap_save).  Runs on
+ * the event-loop thread.
  */
 typedef void (*snap_live_done_fn)(void *opaque, int ret, const struct snap_result *res,
 				  const char *err);
 int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void *opaque, char *err,
 		   size_t errlen);
 /*
- * Why @vm cannot be checkpointed live (a paused VM, one restored from a snapshot), NULL if it
- * can: the control socket then checkpoints it stop-the-world and says why.
+ * Why @vm cannot be checkpointed live (a paused VM), NULL if it can: the control socket then
+ * checkpoints it stop-the-world and says why.
  */
 const char *snap_live_refusal(const struct vm *vm);
 /* The VM is ending: stop a live checkpoint in progress (its @done gets -ECANCELED). */

@@ -157,9 +157,10 @@ static void check_file(struct snap_writer *w, const struct snap_file *map)
 		const struct snap_extent *x = &map->extents[i];
 
 		assert_true(x->file_offset >= last && x->length && x->length <= SNAP_EXTENT_MAX);
-		/* Never across a 2 MiB mark of the memory area, nor across the regions' edge. */
-		assert_true((x->file_offset - w->mem_offset) / SNAP_EXTENT_MAX ==
-			    (x->file_offset - w->mem_offset + x->length - 1) / SNAP_EXTENT_MAX);
+		/* Never across a 256 KiB mark of the memory area (the stretches that are made
+		 * anew), nor across the regions' edge. */
+		assert_true((x->file_offset - w->mem_offset) / (256 << 10) ==
+			    (x->file_offset - w->mem_offset + x->length - 1) / (256 << 10));
 		assert_true(x->file_offset - w->mem_offset >= R0 ||
 			    x->file_offset - w->mem_offset + x->length <= R0);
 		assert_int_equal(pread(w->fd, buf, x->length, (off_t)x->file_offset),
