@@ -66,7 +66,7 @@ struct opts {
 	bool json, quiet;
 	bool live; /* --live: a checkpoint with a pause of milliseconds, or pre-copy migration */
 	uint64_t max_rate; /* --max-rate=SIZE: bytes per second of a save, 0 if not given */
-	long max_downtime; /* --max-downtime=MS (live migration), 0 if not given */
+	long max_downtime; /* --max-downtime=MS (with --live), 0 if not given */
 	int autoconverge;  /* --auto-converge=on|off: 1, 0, or -1 if not given */
 	long throttle_initial, throttle_increment; /* --throttle-initial/-increment=PCT, or 0 */
 	bool incremental;   /* --incremental: only the pages written since the parent */
@@ -99,6 +99,8 @@ static void usage(FILE *f)
 		   "  --checkpoint=FILE  save the running VM to FILE; the VM goes on running\n"
 		   "    --live           pause the guest only to save vCPU and device state; its\n"
 		   "                     memory is written while it runs (as of the pause)\n"
+		   "    --max-downtime=MS  (with --live, a restored VM: its memory is pre-copied)\n"
+		   "                     the budget for the last pages in the pause (default 2)\n"
 		   "    --incremental    only the pages written since the last checkpoint or\n"
 		   "                     restore, into a file that names it as its parent\n"
 		   "    --parent=PREV    the same, saying which file that is (it must be)\n"
@@ -420,6 +422,9 @@ static int send_request(struct client *c)
 			json_object_object_add(o, "incremental", json_object_new_boolean(true));
 		if (c->o->parent)
 			json_object_object_add(o, "parent", json_object_new_string(c->parent));
+		if (c->o->max_downtime)
+			json_object_object_add(o, "max_downtime_ms",
+					       json_object_new_int64(c->o->max_downtime));
 	} else if (c->o->action == ACT_MIGRATE) {
 		json_object_object_add(o, "address", json_object_new_string(c->o->addr));
 		json_object_object_add(o, "progress", json_object_new_boolean(c->bar));
@@ -1710,8 +1715,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return usage_error("--live goes with --checkpoint=FILE or --migrate=ADDR:PORT");
 	if (o->max_rate && o->action != ACT_CHECKPOINT && o->action != ACT_SUSPEND)
 		return usage_error("--max-rate=SIZE goes with --checkpoint=FILE or --suspend=FILE");
-	if (o->max_downtime && (o->action != ACT_MIGRATE || !o->live))
-		return usage_error("--max-downtime=MS goes with --migrate=ADDR:PORT --live");
+	if (o->max_downtime &&
+	    (!o->live || (o->action != ACT_MIGRATE && o->action != ACT_CHECKPOINT)))
+		return usage_error("--max-downtime=MS goes with --migrate=ADDR:PORT --live or "
+				   "--checkpoint=FILE --live");
 	if ((o->autoconverge >= 0 || o->throttle_initial || o->throttle_increment) &&
 	    (o->action != ACT_MIGRATE || !o->live))
 		return usage_error("--auto-converge and --throttle-* go with --migrate=ADDR:PORT "

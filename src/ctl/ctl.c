@@ -36,6 +36,7 @@
 #include "gdb/gdbstub.h"
 #include "ctl/ctl_proto.h"
 #include "log.h"
+#include "snap/livecopy.h"
 #include "snap/migrate.h"
 #include "snap/precopy.h"
 #include "snap/snapshot.h"
@@ -391,6 +392,33 @@ static void live_done(void *opaque, int ret, const struct snap_result *res, cons
 	conn_settle(c);
 }
 
+/* "max_downtime_ms" and "max_rounds" of a live request (@what names it) into @p. */
+static int policy_limits(struct ctl_req *r, const char *what, struct mig_policy *p)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(r->in, "max_downtime_ms", &v)) {
+		int64_t ms = json_object_get_int64(v);
+
+		if (!json_object_is_type(v, json_type_int) || ms < 1 || ms > 600000)
+			return reply_error(r, -EINVAL,
+					   "%s: \"max_downtime_ms\" must be an integer from 1 to "
+					   "600000",
+					   what);
+		p->max_downtime_ns = (uint64_t)ms * 1000000ULL;
+	}
+	if (json_object_object_get_ex(r->in, "max_rounds", &v)) {
+		int64_t n = json_object_get_int64(v);
+
+		if (!json_object_is_type(v, json_type_int) || n < 1 || n >= MIG_MAX_ROUNDS)
+			return reply_error(r, -EINVAL,
+					   "%s: \"max_rounds\" must be an integer from 1 to %u",
+					   what, MIG_MAX_ROUNDS - 1);
+		p->max_rounds = (unsigned)n;
+	}
+	return 0;
+}
+
 /*
  * The guest runs again when this returns; the reply comes when the file is written (no
  * progress lines: the writer thread does not talk to connections).  Only a connection can
@@ -398,12 +426,17 @@ static void live_done(void *opaque, int ret, const struct snap_result *res, cons
  */
 static int req_save_live(struct ctl_req *r)
 {
+	struct mig_policy pol = snap_livecopy_policy();
 	struct ctl *ctl = r->vm->ctl;
 	int ret;
 
+	/* Only a restored VM's pre-copy (method dirty-log) has rounds to bound. */
+	ret = policy_limits(r, "checkpoint", &pol);
+	if (ret)
+		return ret;
 	if (!ctl || r->send != conn_send)
 		return reply_error(r, -EINVAL, "checkpoint: live needs a control connection");
-	ret = snap_save_live(r->vm, r->file, live_done, ctl, r->err, sizeof(r->err));
+	ret = snap_save_live(r->vm, r->file, &pol, live_done, ctl, r->err, sizeof(r->err));
 	if (ret)
 		return reply_error(r, ret, "%s", r->err[0] ? r->err : strerror(-ret));
 	/* Only now: a refused request (one is running already) must not touch that one's. */
@@ -438,6 +471,11 @@ static int req_save(struct ctl_req *r, bool suspend)
 		return reply_error(r, -EOPNOTSUPP,
 				   "checkpoint: a live checkpoint cannot be incremental yet; give "
 				   "\"live\" or \"incremental\"/\"parent\"");
+	if (!r->live && (json_object_object_get_ex(r->in, "max_downtime_ms", NULL) ||
+			 json_object_object_get_ex(r->in, "max_rounds", NULL)))
+		return reply_error(r, -EINVAL,
+				   "checkpoint: \"max_downtime_ms\" and \"max_rounds\" go with "
+				   "\"live\": true");
 	/* What cannot be checkpointed live is checkpointed stop-the-world; the reply says why. */
 	fallback = r->live ? snap_live_refusal(r->vm) : NULL;
 	if (r->live && !fallback) {
@@ -589,28 +627,7 @@ static int migrate_policy(struct ctl_req *r, struct mig_policy *p)
 	ret = migrate_pct(r, "throttle_initial", &p->throttle_initial);
 	if (!ret)
 		ret = migrate_pct(r, "throttle_increment", &p->throttle_increment);
-	if (ret)
-		return ret;
-	if (json_object_object_get_ex(r->in, "max_downtime_ms", &v)) {
-		int64_t ms = json_object_get_int64(v);
-
-		if (!json_object_is_type(v, json_type_int) || ms < 1 || ms > 600000)
-			return reply_error(r, -EINVAL,
-					   "migrate: \"max_downtime_ms\" must be an integer from 1 "
-					   "to 600000");
-		p->max_downtime_ns = (uint64_t)ms * 1000000ULL;
-	}
-	if (json_object_object_get_ex(r->in, "max_rounds", &v)) {
-		int64_t n = json_object_get_int64(v);
-
-		if (!json_object_is_type(v, json_type_int) || n < 1 || n >= MIG_MAX_ROUNDS)
-			return reply_error(
-				r, -EINVAL,
-				"migrate: \"max_rounds\" must be an integer from 1 to %u",
-				MIG_MAX_ROUNDS - 1);
-		p->max_rounds = (unsigned)n;
-	}
-	return 0;
+	return ret ? ret : policy_limits(r, "migrate", p);
 }
 
 /* The fields only a live migration takes. */
@@ -1201,7 +1218,9 @@ static int check_fields(struct ctl_req *r, const struct ctl_request *q)
 		if (q->save && (!strcmp(key, "progress") || !strcmp(key, "max_rate") ||
 				!strcmp(key, "incremental") || !strcmp(key, "parent")))
 			continue;
-		if (q->fn == req_checkpoint && !strcmp(key, "live"))
+		if (q->fn == req_checkpoint &&
+		    (!strcmp(key, "live") || !strcmp(key, "max_downtime_ms") ||
+		     !strcmp(key, "max_rounds")))
 			continue;
 		if (q->fn == req_inject_nmi && !strcmp(key, "vcpu"))
 			continue;

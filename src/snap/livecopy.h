@@ -43,6 +43,18 @@ struct snap_livecopy;
 #define SNAP_LIVECOPY_DOWNTIME_MS 2
 
 /*
+ * The default policy: that budget for the last pages alone (no hand-over to a destination),
+ * a migration's rounds and stall rule, and no throttling: a checkpoint never slows the guest
+ * down, at worst its pause is longer.
+ */
+static inline struct mig_policy snap_livecopy_policy(void)
+{
+	return (struct mig_policy){ .max_downtime_ns = SNAP_LIVECOPY_DOWNTIME_MS * 1000000ULL,
+				    .max_rounds = MIG_DEFAULT_ROUNDS,
+				    .stall_rounds = MIG_STALL_ROUNDS };
+}
+
+/*
  * Start tracking @vm's writes (a dirty-page client) for a live checkpoint into @w; nothing is
  * written yet.  On failure nothing tracks for it and @err says why.
  */

@@ -1050,15 +1050,10 @@ const char *snap_live_refusal(const struct vm *vm)
  * memory is pre-copied into the file with the dirty log while it runs (snap/livecopy.h), and
  * it pauses at the end, for the last dirty pages and its state.
  */
-static int copy_start(struct vm *vm, struct live_save *ls, char *err, size_t errlen)
+static int copy_start(struct vm *vm, struct live_save *ls, const struct mig_policy *p, char *err,
+		      size_t errlen)
 {
-	/*
-	 * The budget is for the last pages alone (no hand-over to a destination), and the
-	 * guest is never throttled for a checkpoint: at worst its pause is longer.
-	 */
-	struct mig_policy pol = { .max_downtime_ns = SNAP_LIVECOPY_DOWNTIME_MS * 1000000ULL,
-				  .max_rounds = MIG_DEFAULT_ROUNDS,
-				  .stall_rounds = MIG_STALL_ROUNDS };
+	struct mig_policy pol = p ? *p : snap_livecopy_policy();
 	int ret;
 
 	ls->res.method = "dirty-log";
@@ -1084,8 +1079,8 @@ static int copy_start(struct vm *vm, struct live_save *ls, char *err, size_t err
 	return ret;
 }
 
-int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void *opaque, char *err,
-		   size_t errlen)
+int snap_save_live(struct vm *vm, const char *path, const struct mig_policy *pol,
+		   snap_live_done_fn done, void *opaque, char *err, size_t errlen)
 {
 	struct live_save *ls;
 	int ret;
@@ -1118,7 +1113,7 @@ int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void
 	if (ret)
 		goto fail_fd;
 	if (vm->backing)
-		return copy_start(vm, ls, err, errlen);
+		return copy_start(vm, ls, pol, err, errlen);
 	ls->res.method = "write-protect";
 	ret = live_pause(vm, ls, err, errlen);
 	if (!ret)

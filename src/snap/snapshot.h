@@ -79,13 +79,15 @@ int snap_save(struct vm *vm, const char *path, const struct snap_save_opts *opts
  * for the last dirty pages and its state (snap/livecopy.h).  Either way the file holds the
  * state of the pause instant.  Returns 0 when the writer runs; @done then gets the result on
  * the event-loop thread (paused_ns is the guest's pause, method which way).  Otherwise the VM
- * runs on untouched and @err says why (a paused VM is checkpointed with snap_save).  Runs on
- * the event-loop thread.
+ * runs on untouched and @err says why (a paused VM is checkpointed with snap_save).  @pol:
+ * when the pre-copy rounds stop (max_downtime_ns, max_rounds; NULL: snap_livecopy_policy), not
+ * used by write protection.  Runs on the event-loop thread.
  */
 typedef void (*snap_live_done_fn)(void *opaque, int ret, const struct snap_result *res,
 				  const char *err);
-int snap_save_live(struct vm *vm, const char *path, snap_live_done_fn done, void *opaque, char *err,
-		   size_t errlen);
+struct mig_policy;
+int snap_save_live(struct vm *vm, const char *path, const struct mig_policy *pol,
+		   snap_live_done_fn done, void *opaque, char *err, size_t errlen);
 /*
  * Why @vm cannot be checkpointed live (a paused VM), NULL if it can: the control socket then
  * checkpoints it stop-the-world and says why.

@@ -237,6 +237,19 @@ static void test_save_fields(void **state)
 		     "unknown field");
 	expect_error(vm, "{\"request\":\"checkpoint\",\"file\":\"/x\",\"live\":true}",
 		     "needs a control connection");
+	/* The pre-copy's bounds (a restored VM's live checkpoint): checked, and only with live. */
+#define CK "{\"request\":\"checkpoint\",\"file\":\"/x\","
+	expect_error(vm, CK "\"max_downtime_ms\":5}",
+		     "\"max_downtime_ms\" and \"max_rounds\" go with");
+	expect_error(vm, CK "\"max_rounds\":3}", "go with \"live\": true");
+	expect_error(vm, CK "\"live\":true,\"max_downtime_ms\":0}",
+		     "checkpoint: \"max_downtime_ms\" must be an integer from 1");
+	expect_error(vm, CK "\"live\":true,\"max_rounds\":1.5}",
+		     "checkpoint: \"max_rounds\" must be an integer");
+	expect_error(vm, CK "\"live\":true,\"autoconverge\":true}", "unknown field");
+	expect_error(vm, CK "\"live\":true,\"max_downtime_ms\":5,\"max_rounds\":3}",
+		     "needs a control connection");
+#undef CK
 	free_vm(vm);
 }
 

@@ -564,14 +564,14 @@ static void test_pause_resume(void **state)
 	assert_true(old_untouched());
 	fi_reset();
 	/* A live checkpoint of a paused VM is refused, and the VM stays paused. */
-	assert_int_equal(snap_save_live(&vm, path, NULL, NULL, err, sizeof(err)), -EALREADY);
+	assert_int_equal(snap_save_live(&vm, path, NULL, NULL, NULL, err, sizeof(err)), -EALREADY);
 	assert_non_null(strstr(err, "without --live"));
 	assert_true(old_untouched());
 	assert_int_equal(snap_resume_vm(&vm, err, sizeof(err)), 0);
 	assert_false(vm.paused);
 	/* No eventfd for the live checkpoint: refused before anything is paused or written. */
 	fi_fail(FI_EVENTFD, 1, EMFILE);
-	assert_int_equal(snap_save_live(&vm, path, NULL, NULL, err, sizeof(err)), -EMFILE);
+	assert_int_equal(snap_save_live(&vm, path, NULL, NULL, NULL, err, sizeof(err)), -EMFILE);
 	assert_non_null(strstr(err, "eventfd"));
 	assert_false(vm.paused);
 	assert_true(old_untouched());
@@ -621,7 +621,7 @@ static void live_done(void *opaque, int ret, const struct snap_result *res, cons
 static void live_start(void *opaque)
 {
 	char err[1024] = "";
-	int ret = snap_save_live(&vm, path, live_done, NULL, err, sizeof(err));
+	int ret = snap_save_live(&vm, path, NULL, live_done, NULL, err, sizeof(err));
 
 	pthread_mutex_lock(&lreq.lock);
 	lreq.start_ret = ret;
