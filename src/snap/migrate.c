@@ -137,7 +137,8 @@ void mig_in_init(struct mig_in *m, int fd)
 	memset(m, 0, sizeof(*m));
 	m->fd = fd;
 	m->max_mem = MIG_MAX_MEM;
-	m->w.fd = -1;
+	/* No writer yet: mig_in_free must not close descriptor 0 for it. */
+	m->w.fd = m->w.dfd = -1;
 }
 
 void mig_in_free(struct mig_in *m)

@@ -705,6 +705,29 @@ static void test_addresses(void **state)
 	}
 }
 
+/*
+ * A receiver freed before any frame came (the source hung up at once) closes nothing it does
+ * not own: it closed descriptor 0 (its writer's O_DIRECT descriptor was 0, not -1), which in
+ * a process with other VMs was another VM's event loop.
+ */
+static void test_free_before_hello(void **state)
+{
+	struct mig_in m;
+	int probe, fd = memfd_create("mig", 0);
+
+	assert_true(fd >= 0);
+	/* Descriptor 0 is open here (as stdin is), and it is not the receiver's. */
+	probe = open("/dev/null", O_RDONLY);
+	assert_true(probe >= 0);
+	assert_int_equal(dup2(probe, 0), 0);
+	close(probe);
+	mig_in_init(&m, fd);
+	mig_in_free(&m);
+	assert_true(fcntl(0, F_GETFD) >= 0);
+	assert_true(fcntl(fd, F_GETFD) >= 0);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -714,6 +737,7 @@ int main(void)
 		cmocka_unit_test(test_bad_checksum),
 		cmocka_unit_test(test_hostile_frames),
 		cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_free_before_hello),
 		cmocka_unit_test(test_live_rounds),
 		cmocka_unit_test(test_live_hostile),
 		cmocka_unit_test(test_hostile_frames_each),
