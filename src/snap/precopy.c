@@ -471,8 +471,10 @@ int migrate_live_start(struct vm *vm, const char *addr, const struct mig_policy 
 	if (ret)
 		return ret;
 	ml = calloc(1, sizeof(*ml));
-	if (!ml)
+	if (!ml) {
+		snprintf(err, errlen, "starting the migration: %s", strerror(ENOMEM));
 		return -ENOMEM;
+	}
 	ml->vm = vm;
 	ml->pol = *p;
 	ml->progress = progress;

@@ -790,8 +790,11 @@ int snap_save_stream(struct vm *vm, struct snap_writer *w, snap_stream_mem_fn me
 	ret = save_busy(vm, err, errlen);
 	if (!ret)
 		ret = pause_vm(vm, &clk, err, errlen);
-	if (ret)
+	if (ret) {
+		if (errlen && !err[0])
+			snprintf(err, errlen, "pausing the VM: %s", strerror(-ret));
 		return ret;
+	}
 	res->pause_stop_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	ret = save_state(vm, w, &clk, &sd, err, errlen);
 	snap_clocks_release(vm, &clk);
@@ -812,6 +815,9 @@ int snap_save_stream(struct vm *vm, struct snap_writer *w, snap_stream_mem_fn me
 	}
 	/* Nothing was copied (a stream keeps disks as they are): nothing to remove either way. */
 	snap_disks_free(&sd);
+	/* A step that ran out of memory only returns -ENOMEM: say so, as snap_save does. */
+	if (ret && errlen && !err[0])
+		snprintf(err, errlen, "saving the VM: %s", strerror(-ret));
 	if (ret) {
 		char ignore[64];
 
