@@ -1102,8 +1102,10 @@ int snap_save_live(struct vm *vm, const char *path, const struct mig_policy *pol
 		return vm->paused ? -EALREADY : -EOPNOTSUPP;
 	}
 	ls = calloc(1, sizeof(*ls));
-	if (!ls)
+	if (!ls) {
+		snprintf(err, errlen, "starting the live checkpoint: %s", strerror(ENOMEM));
 		return -ENOMEM;
+	}
 	ls->vm = vm;
 	ls->done = done;
 	ls->opaque = opaque;
@@ -1135,13 +1137,14 @@ int snap_save_live(struct vm *vm, const char *path, const struct mig_policy *pol
 	if (!ret)
 		return 0;
 	/* The guest runs already; it must not wait on a page, and the file goes. */
-	if (!err[0])
-		snprintf(err, errlen, "starting the live checkpoint: %s", strerror(-ret));
 	snap_live_free(ls->l);
 	live_dirty_back(ls);
 	snap_disks_abort(&ls->sd);
 	snap_writer_abort(&ls->w);
 fail_fd:
+	/* A step that ran out of memory only returns -ENOMEM: say so. */
+	if (errlen && !err[0])
+		snprintf(err, errlen, "starting the live checkpoint: %s", strerror(-ret));
 	close(ls->evfd);
 	free(ls);
 	return ret;

@@ -8,7 +8,9 @@
  * state, or at any allocation, returns the error, leaves the previous file at the path as it
  * was and no temporary file, and the VM runs on (not paused; the next save succeeds).  A
  * restore that fails at any read, the memory mapping, any ioctl setting state, or any
- * allocation is refused with a message and leaves no VM behind.
+ * allocation is refused with a message and leaves no VM behind.  A live checkpoint that fails
+ * at any allocation, its temporary file, userfaultfd's set-up or write-protection, the page
+ * table scan, a pagemap read, a write, the fsync or the rename does the same.
  *
  * Needs /dev/kvm (skipped without it, as the other KVM tests are).
  */
@@ -36,6 +38,7 @@
 #include "faultinj.h"
 #include "machine.h"
 #include "snap/dirty.h"
+#include "snap/pagemap.h"
 #include "snap/snapshot.h"
 #include "sstream.h"
 #include "vm.h"
@@ -618,10 +621,25 @@ static void live_done(void *opaque, int ret, const struct snap_result *res, cons
 	pthread_mutex_unlock(&lreq.lock);
 }
 
+/* A fault set on the loop thread itself, just before the start (NULL: none). */
+struct live_fault {
+	enum fi_call call;
+	unsigned long req; /* FI_IOCTL: the request */
+	unsigned nth;
+	int err;
+};
+static const struct live_fault *loop_fault;
+
 static void live_start(void *opaque)
 {
 	char err[1024] = "";
-	int ret = snap_save_live(&vm, path, NULL, live_done, NULL, err, sizeof(err));
+	int ret;
+
+	if (loop_fault && loop_fault->call == FI_IOCTL)
+		fi_ioctl_fail(loop_fault->req, loop_fault->nth, loop_fault->err);
+	else if (loop_fault)
+		fi_fail(loop_fault->call, loop_fault->nth, loop_fault->err);
+	ret = snap_save_live(&vm, path, NULL, live_done, NULL, err, sizeof(err));
 
 	pthread_mutex_lock(&lreq.lock);
 	lreq.start_ret = ret;
@@ -790,6 +808,101 @@ static void test_live_restored(void **state)
 		fail_msg("restore after the failures: %s", err);
 }
 
+/* The next N of a sweep: every one of the first 4, then doubling. */
+static unsigned next_nth(unsigned n)
+{
+	return n < 4 ? n + 1 : n * 2;
+}
+
+/*
+ * One live checkpoint with @f: on the loop thread (@any false) or on every thread of the VM.
+ * Either it fails with a message, the previous file untouched, the VM running; or (the call
+ * was one the checkpoint does without, or past the last of its kind) the file restores.
+ * Returns whether the fault fired.
+ */
+static bool live_fault_once(const struct live_fault *f, bool any, bool may_succeed,
+			    const char *what)
+{
+	char err[1024];
+	bool fired;
+	int ret;
+
+	fi_reset();
+	put_old();
+	if (any) {
+		fi_any_thread();
+		if (f->call == FI_IOCTL)
+			fi_ioctl_fail(f->req, f->nth, f->err);
+		else
+			fi_fail(f->call, f->nth, f->err);
+	} else {
+		loop_fault = f;
+	}
+	ret = save_live(err, sizeof(err));
+	loop_fault = NULL;
+	fired = fi_all_fired();
+	fi_reset();
+	if (vm.paused)
+		fail_msg("live, %s %u failing: the VM is left paused ('%s')", what, f->nth, err);
+	if (ret) {
+		if (!err[0])
+			fail_msg("live, %s %u failing: %d with no message", what, f->nth, ret);
+		if (!old_untouched())
+			fail_msg("live, %s %u failing: '%s', and the file at the path "
+				 "changed "
+				 "(or a temporary file is left)",
+				 what, f->nth, err);
+	} else {
+		if (fired && !may_succeed)
+			fail_msg("live, %s %u failing: the checkpoint succeeded", what, f->nth);
+		if (restore(err, sizeof(err)))
+			fail_msg("live, %s %u failed, the checkpoint succeeded, restore: %s", what,
+				 f->nth, err);
+	}
+	return fired;
+}
+
+static void live_sweep(enum fi_call c, unsigned long req, int e, bool any, bool may_succeed,
+		       const char *what)
+{
+	unsigned n, fired = 0;
+
+	for (n = 1; n < 4096; n = next_nth(n)) {
+		struct live_fault f = { c, req, n, e };
+
+		if (!live_fault_once(&f, any, may_succeed, what))
+			break;
+		fired++;
+	}
+	if (!fired)
+		fail_msg("live, %s: no such call in a live checkpoint", what);
+	print_message("live, %s: %u faults reached\n", what, fired);
+}
+
+/*
+ * The host failing a live checkpoint (snap/live.c) at each step: its allocations and temporary
+ * file on the loop thread; userfaultfd's set-up and write-protection, the page-table scan
+ * and the pagemap reads on the writer thread; each one a clear error, nothing left behind.
+ */
+static void test_live_faults(void **state)
+{
+	NEED_KVM();
+	live_sweep(FI_CALLOC, 0, ENOMEM, false, true, "calloc");
+	live_sweep(FI_MALLOC, 0, ENOMEM, false, true, "malloc");
+	live_sweep(FI_REALLOC, 0, ENOMEM, false, true, "realloc");
+	live_sweep(FI_MKOSTEMP, 0, ENOSPC, false, false, "mkostemp");
+	live_sweep(FI_IOCTL, UFFDIO_API, EINVAL, true, false, "UFFDIO_API");
+	live_sweep(FI_IOCTL, UFFDIO_WRITEPROTECT, ENOMEM, true, false, "UFFDIO_WRITEPROTECT");
+	live_sweep(FI_IOCTL, PAGEMAP_SCAN, EIO, true, false, "PAGEMAP_SCAN");
+	live_sweep(FI_PREAD, 0, EIO, true, false, "pread");
+	/* The file's fsync fails the checkpoint; the directory's, after the rename, cannot. */
+	assert_true(
+		live_fault_once(&(struct live_fault){ FI_FSYNC, 0, 1, EIO }, true, false, "fsync"));
+	assert_true(live_fault_once(&(struct live_fault){ FI_FSYNC, 0, 2, EIO }, true, true,
+				    "directory fsync"));
+	live_sweep(FI_RENAME, 0, EROFS, true, false, "rename");
+}
+
 int main(void)
 
 {
@@ -809,6 +922,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_suspend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_restored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_faults, setup, teardown),
 	};
 
 	have_kvm = access("/dev/kvm", R_OK | W_OK) == 0;
