@@ -907,10 +907,13 @@ static void live_end(struct live_save *ls)
 }
 
 /*
- * Dirty-log pre-copy (snap/livecopy.h), the final pause: vCPUs, clocks, devices as for any
- * checkpoint; everything but memory saved; the pages still dirty written; the guest runs again.
+ * The pause of a live checkpoint: vCPUs, clocks, devices as for any checkpoint; everything but
+ * memory saved; then @mem, what this kind of live checkpoint does with memory in the pause
+ * (its time in *@mem_ns); the guest runs again.
  */
-static int copy_pause(struct vm *vm, struct live_save *ls, char *err, size_t errlen)
+static int live_pause_save(struct vm *vm, struct live_save *ls,
+			   int (*mem)(struct live_save *, char *, size_t), uint64_t *mem_ns,
+			   char *err, size_t errlen)
 {
 	struct snap_clocks clk;
 	uint64_t tp, ts, ta;
@@ -924,14 +927,25 @@ static int copy_pause(struct vm *vm, struct live_save *ls, char *err, size_t err
 	ret = save_state(vm, &ls->w, &clk, &ls->sd, err, errlen);
 	ta = now_ns(CLOCK_MONOTONIC);
 	if (!ret)
-		ret = snap_livecopy_final(ls->lc, &ls->res, err, errlen);
+		ret = mem(ls, err, errlen);
 	snap_clocks_release(vm, &clk);
 	snap_resume_vm(vm, err, errlen);
 	ls->res.paused_ns = now_ns(CLOCK_MONOTONIC) - tp;
 	ls->res.pause_stop_ns = ts - tp;
 	ls->res.pause_state_ns = ta - ts;
-	ls->res.pause_mem_ns = now_ns(CLOCK_MONOTONIC) - ta;
+	*mem_ns = now_ns(CLOCK_MONOTONIC) - ta;
 	return ret;
+}
+
+/* Dirty-log pre-copy (snap/livecopy.h), in the final pause: the pages still dirty written. */
+static int copy_final(struct live_save *ls, char *err, size_t errlen)
+{
+	return snap_livecopy_final(ls->lc, &ls->res, err, errlen);
+}
+
+static int copy_pause(struct vm *vm, struct live_save *ls, char *err, size_t errlen)
+{
+	return live_pause_save(vm, ls, copy_final, &ls->res.pause_mem_ns, err, errlen);
 }
 
 /* On the loop thread: the rounds ended (the thread waits); the final pause, or the failure. */
@@ -1006,6 +1020,12 @@ void snap_save_live_abort(struct vm *vm)
 	evloop_call(&vm->ev, live_abort_fn, vm);
 }
 
+/* Write protection (snap/live.h), in the pause: completed for the pages written since. */
+static int live_arm(struct live_save *ls, char *err, size_t errlen)
+{
+	return snap_live_arm(ls->l, err, errlen);
+}
+
 /*
  * RAM write-protected while the guest still runs (snap_live_prearm); the pause: vCPUs, clocks,
  * devices as for any checkpoint; everything but memory saved; the protection completed for
@@ -1013,8 +1033,6 @@ void snap_save_live_abort(struct vm *vm)
  */
 static int live_pause(struct vm *vm, struct live_save *ls, char *err, size_t errlen)
 {
-	struct snap_clocks clk;
-	uint64_t tp, ts, ta;
 	int ret;
 
 	/* A range has one userfaultfd: dirty tracking lends RAM for the while (snap/dirty.h). */
@@ -1025,22 +1043,7 @@ static int live_pause(struct vm *vm, struct live_save *ls, char *err, size_t err
 	ret = snap_live_prearm(vm, &ls->w, &ls->l, err, errlen);
 	if (ret)
 		return ret;
-	tp = now_ns(CLOCK_MONOTONIC);
-	ret = pause_vm(vm, &clk, err, errlen);
-	if (ret)
-		return ret;
-	ts = now_ns(CLOCK_MONOTONIC);
-	ret = save_state(vm, &ls->w, &clk, &ls->sd, err, errlen);
-	ta = now_ns(CLOCK_MONOTONIC);
-	if (!ret)
-		ret = snap_live_arm(ls->l, err, errlen);
-	snap_clocks_release(vm, &clk);
-	snap_resume_vm(vm, err, errlen);
-	ls->res.paused_ns = now_ns(CLOCK_MONOTONIC) - tp;
-	ls->res.pause_stop_ns = ts - tp;
-	ls->res.pause_state_ns = ta - ts;
-	ls->res.pause_arm_ns = now_ns(CLOCK_MONOTONIC) - ta;
-	return ret;
+	return live_pause_save(vm, ls, live_arm, &ls->res.pause_arm_ns, err, errlen);
 }
 
 const char *snap_live_refusal(const struct vm *vm)

@@ -26,6 +26,7 @@
 #include "snap/dirty.h"
 #include "snap/format.h"
 #include "snap/livecopy.h"
+#include "tworam.h"
 #include "vm.h"
 
 #define PG 4096ULL
@@ -39,30 +40,17 @@ static char path[64];
 
 static int make_ram(void)
 {
-	memset(&vm, 0, sizeof(vm));
-	for (unsigned i = 0; i < 2; i++) {
-		uint64_t size = i ? R1 : R0;
-		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-			       0);
-
-		if (p == MAP_FAILED)
-			return -errno;
-		vm.mem[i] = (struct mem_region){ i ? 0x100000000ULL : 0, size, p, i };
-	}
-	vm.nmem = 2;
-	return 0;
+	return tworam_make(&vm, R0, R1);
 }
 
 static void free_ram(void)
 {
-	for (unsigned i = 0; i < vm.nmem; i++)
-		munmap(vm.mem[i].hva, vm.mem[i].size);
+	tworam_free(&vm);
 }
 
 static uint8_t *page(uint64_t pg)
 {
-	return pg < R0 / PG ? (uint8_t *)vm.mem[0].hva + pg * PG
-			    : (uint8_t *)vm.mem[1].hva + (pg - R0 / PG) * PG;
+	return tworam_page(&vm, pg);
 }
 
 /* Generation @gen of page @pg (0: all zero): different in every page and generation. */
