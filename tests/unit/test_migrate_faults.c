@@ -39,6 +39,7 @@
 #include "config.h"
 #include "evloop.h"
 #include "faultinj.h"
+#include "hltguest.h"
 #include "machine.h"
 #include "snap/migrate.h"
 #include "snap/precopy.h"
@@ -49,24 +50,6 @@ static char dir[64], kernel[160], key[160], snap[160], addr[64];
 static struct config cfg;
 static struct vm vm;
 static bool have_kvm, source_up;
-
-/* Multiboot header with load addresses (a.out kludge), then hlt; jmp hlt, at 1 MiB. */
-static void write_kernel(void)
-{
-	uint32_t h[8] = { 0x1BADB002, 0x00010000, 0, 0x100000, 0x100000, 0, 0, 0x100020 };
-	uint8_t img[64] = { 0 };
-	int fd;
-
-	h[2] = (uint32_t) - (h[0] + h[1]);
-	memcpy(img, h, sizeof(h));
-	img[32] = 0xf4; /* hlt */
-	img[33] = 0xeb; /* jmp -3 */
-	img[34] = 0xfd;
-	fd = open(kernel, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, img, sizeof(img)), (ssize_t)sizeof(img));
-	close(fd);
-}
 
 static void base_config(struct config *c)
 {
@@ -124,7 +107,7 @@ static int setup(void **state)
 	snprintf(kernel, sizeof(kernel), "%s/kernel", dir);
 	snprintf(key, sizeof(key), "%s/key", dir);
 	snprintf(snap, sizeof(snap), "%s/vm.snap", dir);
-	write_kernel();
+	assert_int_equal(hltguest_write(kernel), 0);
 	pick_addr();
 	if (have_kvm)
 		source_build();
