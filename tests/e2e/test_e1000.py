@@ -243,7 +243,7 @@ def e1000_tx_stream(wd):
     sink = StreamSink()
     try:
         vm = virtio_vm(wd, "mode=netbench nic=e1000 netdir=tx netport=%d netsize=1472 "
-                       "netwin=64 seconds=3" % sink.port, cpus=2, devices=["3,e1000,slirp"])
+                       "netwin=64 seconds=3" % sink.port, cpus=2, devices=["3,e1000,slirp,txthread=on"])
         vm.wait_for(rb"^net: gateway", timeout=120)
         time.sleep(1)
         vm.ctl("--checkpoint=" + wd("c.snap"))

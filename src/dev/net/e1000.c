@@ -7,7 +7,8 @@
  *
  *	-s SLOT,e1000[,slirp][,hostfwd=RULE[;RULE..]][,mac=MAC]
  *	-s SLOT,e1000,tap=NAME[,mac=MAC]	(or bhyve's -s SLOT,e1000,tapN)
- *	... ,txthread=off	transmit on the vCPU thread that writes TDT (no worker)
+ *	... ,txthread=on	transmit on a worker thread (default off: the vCPU thread that
+ *			writes TDT walks the ring and sends)
  *
  * The network is the backend layer every NIC shares (backend/net_backend.h): slirp by
  * default, or a tap interface.  mac= sets the address burnt into the EEPROM; without it the
@@ -1254,7 +1255,12 @@ static int e1000_init(struct vm *vm, struct pci_dev *pd, const char *opts, char 
 		ret = -EINVAL;
 		goto fail;
 	}
-	e->tx_thread_opt = !txthread || !strcmp(txthread, "on");
+	/*
+	 * Off by default: on a 2-CPU host with two busy vCPUs the worker only competes with them
+	 * (bench/README.md, "The e1000 transmit thread": 0.92-0.96x QEMU with it, 1.00-1.04x
+	 * without, quiet host); with CPUs to spare it takes the ring walk off the vCPU.
+	 */
+	e->tx_thread_opt = txthread && !strcmp(txthread, "on");
 	if (!mac)
 		net_mac_default(vm->name, pd->slot, pd->func, e->mac);
 	ret = pci_setup_caps(pd);

@@ -195,10 +195,10 @@ struct e1000 {
 	/*
 	 * The transmit worker (e1000_tx.c): TDT and TCTL writes set tx_kick and return; the
 	 * worker walks the ring under e->lock, putting the frames for the backend in txq, then
-	 * takes txq and sends it without the lock.  Without it (txthread=off, the unit tests and
-	 * the fuzzer) the writer walks and sends itself.
+	 * takes txq and sends it without the lock.  Without it (txthread=off, the default, also in
+	 * the unit tests and the fuzzer) the writer walks and sends itself.
 	 */
-	bool tx_thread_opt; /* txthread=on (the default) */
+	bool tx_thread_opt; /* txthread=on (off by default) */
 	bool tx_running;    /* the worker exists and takes kicks */
 	bool tx_stop;	    /* the worker is asked to exit */
 	bool tx_kick;	    /* the ring may hold packets not walked yet */

@@ -23,8 +23,9 @@
  * packets never holds much memory.  Pause drains (every whole packet before TDT walked and
  * sent) and stops the worker, so a snapshot holds no transmit work and its TDH is what was
  * processed; resume starts it again.  Frames a reset catches in a batch already taken go out,
- * as frames in the chip's FIFO would; nothing is walked after it.  With txthread=off (unit
- * tests, the fuzzer: deterministic) there is no worker and the kick walks and sends at once.
+ * as frames in the chip's FIFO would; nothing is walked after it.  With txthread=off (the
+ * default; unit tests and the fuzzer set it too) there is no worker and the kick walks and
+ * sends at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
