@@ -598,15 +598,29 @@ static void test_source_read_alloc_fails(void **state)
 	sweep_source(STOP_AND_COPY, FI_CALLOC, ENOMEM, false, true, "calloc");
 }
 
+/* A kind of destination call to fail, N = 1, 2, ... in turn. */
+struct dest_kind {
+	enum fi_call c;
+	int err;
+	bool may_succeed; /* an allocation the restore can do without */
+	const char *what;
+};
+
+static void sweep_dest_kinds(enum mode mode, const struct dest_kind *kinds, unsigned n)
+{
+	signal(SIGPIPE, SIG_IGN);
+	for (unsigned k = 0; k < n; k++) {
+		fi_reset();
+		if (!count_dest(mode, kinds[k].c))
+			continue; /* this build makes no such call there */
+		sweep_dest(mode, kinds[k].c, kinds[k].err, kinds[k].may_succeed, kinds[k].what);
+	}
+}
+
 /* The destination: reading the stream, writing it into the memfd, mapping it, restoring it. */
 static void test_dest_fails(void **state)
 {
-	static const struct {
-		enum fi_call c;
-		int err;
-		bool may_succeed; /* an allocation the restore can do without */
-		const char *what;
-	} kinds[] = {
+	static const struct dest_kind kinds[] = {
 		{ FI_READ, ECONNRESET, false, "read" },
 		{ FI_WRITEV, EPIPE, false, "writev" },
 		{ FI_PWRITE, ENOSPC, false, "pwrite" },
@@ -619,14 +633,7 @@ static void test_dest_fails(void **state)
 	};
 
 	NEED_KVM();
-	signal(SIGPIPE, SIG_IGN);
-	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-		fi_reset();
-		if (!count_dest(STOP_AND_COPY, kinds[k].c))
-			continue; /* this build makes no such call there */
-		sweep_dest(STOP_AND_COPY, kinds[k].c, kinds[k].err, kinds[k].may_succeed,
-			   kinds[k].what);
-	}
+	sweep_dest_kinds(STOP_AND_COPY, kinds, sizeof(kinds) / sizeof(kinds[0]));
 }
 
 /* Live: the sender thread's frames and the final pause's, each write failing in turn. */
@@ -644,12 +651,7 @@ static void test_live_source_fails(void **state)
 /* Live: the destination's reads, its mapping of the memory at the first ROUND, its writes. */
 static void test_live_dest_fails(void **state)
 {
-	static const struct {
-		enum fi_call c;
-		int err;
-		bool may_succeed;
-		const char *what;
-	} kinds[] = {
+	static const struct dest_kind kinds[] = {
 		{ FI_READ, ECONNRESET, false, "live read" },
 		/* The first may be the VM made ahead (vm_premake): the restore makes its own. */
 		{ FI_MMAP, ENOMEM, true, "live mmap" },
@@ -659,13 +661,7 @@ static void test_live_dest_fails(void **state)
 	};
 
 	NEED_KVM();
-	signal(SIGPIPE, SIG_IGN);
-	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-		fi_reset();
-		if (!count_dest(LIVE, kinds[k].c))
-			continue;
-		sweep_dest(LIVE, kinds[k].c, kinds[k].err, kinds[k].may_succeed, kinds[k].what);
-	}
+	sweep_dest_kinds(LIVE, kinds, sizeof(kinds) / sizeof(kinds[0]));
 }
 
 int main(void)
