@@ -51,7 +51,8 @@ KHYVECTL = os.path.join(BUILD, "khyvectl")
 GUEST = os.path.join(BUILD, "testguest")
 LISTEN_RE = re.compile(rb"waiting for an incoming VM on 127\.0\.0\.1:(\d+)")
 INCOMING_RE = re.compile(rb"incoming: after END: memory map ([0-9.]+) ms, restore ([0-9.]+) ms, "
-                         rb"then ([0-9.]+) ms until READY, ([0-9.]+) ms until GO")
+                         rb"then ([0-9.]+) ms until READY, ([0-9.]+) ms until GO, "
+                         rb"([0-9.]+) ms until running")
 WRITTEN = b"region written once"
 
 
@@ -240,7 +241,7 @@ def summary(k, q, a):
 
     def ratio(x, y):
         return "%.2fx" % (med(x) / med(y)) if x and y and med(y) else "-"
-    rows.append(["downtime (to GO)", fmt(kd), fmt(qd), ratio(kd, qd), "<= 20 ms, <= 0.2x"])
+    rows.append(["downtime (to RUNNING)", fmt(kd), fmt(qd), ratio(kd, qd), "<= 20 ms, <= 0.2x"])
     rows.append(["  pause to END sent", fmt(ks), fmt(qd), ratio(ks, qd), "(QEMU's definition)"])
     rows.append(["total time", fmt(kt), fmt(qt), ratio(kt, qt), "<= 1.0x"])
     rows.append(["rounds", "%g" % med([r["rounds"] for r in k]) if k else "-",
@@ -260,7 +261,7 @@ def summary(k, q, a):
         if d:
             say("  the destination after END: " + ", ".join(
                 "%s %.2f" % (n, med([x[j] for x in d])) for j, n in enumerate(
-                    ("memory map", "restore", "to READY", "READY to GO"))))
+                    ("memory map", "restore", "to READY", "READY to GO", "GO to running"))))
         say("  final pages: %s; rounds stopped because: %s" % (
             ", ".join(str(r["final_pages"]) for r in k),
             "; ".join(sorted(set(r.get("converged", "?") for r in k)))))

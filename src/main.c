@@ -129,7 +129,8 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 		return -1;
 	if (machine_start(vm, err, errlen) || gdbstub_go(vm, err, errlen))
 		return -1;
-	/* -R: what receiving kept goes only now that the guest runs. */
+	/* -R: the source lets go when told the guest runs here; what receiving kept goes. */
+	migrate_incoming_running();
 	migrate_incoming_cleanup();
 	/* debug.timing: how long from start until the guest runs (bench/ reads this). */
 	if (!config_get_bool(vm->cfg, "debug.timing", false, &timing) && timing)

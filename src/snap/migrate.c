@@ -76,7 +76,7 @@ static const char *const type_names[] = {
 	[MIG_HELLO] = "HELLO", [MIG_SECTION] = "SECTION", [MIG_MEM] = "MEM",
 	[MIG_ZERO] = "ZERO",   [MIG_AUTH] = "AUTH",	  [MIG_END] = "END",
 	[MIG_READY] = "READY", [MIG_REFUSE] = "REFUSE",	  [MIG_GO] = "GO",
-	[MIG_ROUND] = "ROUND",
+	[MIG_ROUND] = "ROUND", [MIG_RUNNING] = "RUNNING",
 };
 
 /* The most a frame of @type may carry: checked before its payload is read. */
@@ -694,33 +694,50 @@ int mig_send_frame(int fd, uint32_t type, const void *a, size_t alen, const void
 }
 
 /* One frame: header checked, payload (malloc'd, caller frees) read and its checksum checked. */
-static int recv_frame(int fd, struct mig_frame *f, uint8_t **payload, char *err, size_t errlen)
+static int recv_header(int fd, struct mig_frame *f, char *err, size_t errlen)
 {
 	uint8_t hdr[MIG_HDR];
 	int ret;
 
-	*payload = NULL;
 	ret = read_full(fd, hdr, sizeof(hdr));
 	if (ret) {
 		snprintf(err, errlen, "%s",
 			 ret == -ECONNRESET ? "the connection was closed" : strerror(-ret));
 		return ret;
 	}
-	ret = mig_frame_decode(hdr, f, err, errlen);
-	if (ret)
-		return ret;
-	*payload = malloc(f->length ? f->length : 1);
-	if (!*payload)
-		return -ENOMEM;
-	ret = read_full(fd, *payload, f->length);
+	return mig_frame_decode(hdr, f, err, errlen);
+}
+
+/* The payload of @f into @buf, checked against its checksum. */
+static int recv_payload(int fd, const struct mig_frame *f, uint8_t *buf, char *err, size_t errlen)
+{
+	int ret = read_full(fd, buf, f->length);
+
 	if (ret) {
 		snprintf(err, errlen, "%s frame cut short: %s", type_names[f->type],
 			 ret == -ECONNRESET ? "the connection was closed" : strerror(-ret));
-	} else if (XXH3_64bits(*payload, f->length) != f->checksum) {
+	} else if (XXH3_64bits(buf, f->length) != f->checksum) {
 		snprintf(err, errlen, "%s frame: checksum mismatch (corrupted)",
 			 type_names[f->type]);
 		ret = -EBADMSG;
 	}
+	return ret;
+}
+
+static int recv_frame(int fd, struct mig_frame *f, uint8_t **payload, char *err, size_t errlen)
+{
+	int ret;
+
+	*payload = NULL;
+	ret = recv_header(fd, f, err, errlen);
+	if (ret)
+		return ret;
+	*payload = malloc(f->length ? f->length : 1);
+	if (!*payload) {
+		snprintf(err, errlen, "%s frame: %s", type_names[f->type], strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	ret = recv_payload(fd, f, *payload, err, errlen);
 	if (ret) {
 		free(*payload);
 		*payload = NULL;
@@ -803,11 +820,11 @@ bad:
 
 /* ---- the destination ---- */
 
-static int incoming_sock = -1; /* the source's connection, from the restore until GO */
-/* debug.timing: where the destination's part of the downtime goes (END to GO), in ns. */
+static int incoming_sock = -1; /* the source's connection, from the restore until RUNNING */
+/* debug.timing: where the destination's part of the downtime goes (END to running), in ns. */
 static struct {
 	bool on;
-	uint64_t end, finished, restored;
+	uint64_t end, finished, restored, ready, go;
 } incoming_t;
 
 static void send_refuse(int sock, const char *why)
@@ -983,13 +1000,13 @@ int migrate_incoming(struct vm *vm, struct config *cfg, const char *addr, char *
 int migrate_incoming_go(char *err, size_t errlen)
 {
 	struct mig_frame f;
-	uint64_t t;
+	char why[1024];
 	uint8_t *p;
 	int ret;
 
 	if (incoming_sock < 0)
 		return 0;
-	t = now_ns();
+	incoming_t.ready = now_ns();
 	ret = mig_send_frame(incoming_sock, MIG_READY, NULL, 0, NULL, 0);
 	if (ret) {
 		snprintf(err, errlen, "incoming VM: telling the source: %s", strerror(-ret));
@@ -1002,23 +1019,41 @@ int migrate_incoming_go(char *err, size_t errlen)
 		snprintf(err, errlen, "expected GO, got a %s frame", type_names[f.type]);
 		ret = -EPROTO;
 	}
-	if (!ret && incoming_t.on)
-		log_info("incoming: after END: memory map %.3f ms, restore %.3f ms, then "
-			 "%.3f ms until READY, %.3f ms until GO",
-			 (double)(incoming_t.finished - incoming_t.end) / 1e6,
-			 (double)(incoming_t.restored - incoming_t.finished) / 1e6,
-			 (double)(t - incoming_t.restored) / 1e6, (double)(now_ns() - t) / 1e6);
-	if (ret) {
-		char why[1024];
-
-		/* No GO: the source may still be running; this copy must not. */
-		snprintf(why, sizeof(why), "incoming VM: the source did not hand over: %s", err);
-		snprintf(err, errlen, "%s", why);
-	}
+	incoming_t.go = now_ns();
+	if (!ret)
+		return 0; /* the connection stays for RUNNING (migrate_incoming_running) */
+	snprintf(why, sizeof(why), "incoming VM: the source did not hand over: %s", err);
+	snprintf(err, errlen, "%s", why);
 out:
+	/* No GO: this copy does not run, and REFUSE lets a source that sent one resume. */
+	send_refuse(incoming_sock, err);
 	close(incoming_sock);
 	incoming_sock = -1;
 	return ret;
+}
+
+void migrate_incoming_running(void)
+{
+	int ret;
+
+	if (incoming_sock < 0)
+		return;
+	ret = mig_send_frame(incoming_sock, MIG_RUNNING, NULL, 0, NULL, 0);
+	/* The guest runs here either way; a source that does not hear it stays paused. */
+	if (ret)
+		log_warn("incoming VM: telling the source it runs here: %s: the source stays "
+			 "paused and must not be resumed (stop it)",
+			 strerror(-ret));
+	if (incoming_t.on)
+		log_info("incoming: after END: memory map %.3f ms, restore %.3f ms, then "
+			 "%.3f ms until READY, %.3f ms until GO, %.3f ms until running",
+			 (double)(incoming_t.finished - incoming_t.end) / 1e6,
+			 (double)(incoming_t.restored - incoming_t.finished) / 1e6,
+			 (double)(incoming_t.ready - incoming_t.restored) / 1e6,
+			 (double)(incoming_t.go - incoming_t.ready) / 1e6,
+			 (double)(now_ns() - incoming_t.go) / 1e6);
+	close(incoming_sock);
+	incoming_sock = -1;
 }
 
 void migrate_incoming_refuse(const char *why)
@@ -1118,20 +1153,29 @@ static int out_auth(struct mig_out *o, const struct snap_writer *w)
 	return ret;
 }
 
-/* After END: READY (then GO), or REFUSE with the destination's reason. */
-static int out_handover(struct mig_out *o, char *err, size_t errlen)
+/*
+ * One frame from the destination: @want, or REFUSE (-ECONNREFUSED with its reason).  Read
+ * into the stack, so that no allocation can fail between GO and the answer to it.
+ */
+static int recv_answer(struct mig_out *o, uint32_t want, const char *what, char *err, size_t errlen)
 {
+	uint8_t p[MIG_MAX_MSG];
 	struct mig_frame f;
-	uint8_t *p;
 	int ret;
 
-	set_timeouts(o->sock, READY_TIMEOUT_S);
-	ret = recv_frame(o->sock, &f, &p, err, errlen);
+	ret = recv_header(o->sock, &f, err, errlen);
+	if (!ret && f.length > sizeof(p)) {
+		snprintf(err, errlen, "a %s frame of %llu bytes", type_names[f.type],
+			 (unsigned long long)f.length);
+		ret = -EPROTO;
+	}
+	if (!ret)
+		ret = recv_payload(o->sock, &f, p, err, errlen);
 	if (ret) {
 		char why[512];
 
 		snprintf(why, sizeof(why), "%s", err);
-		snprintf(err, errlen, "the destination did not answer: %s", why);
+		snprintf(err, errlen, "the destination did not %s: %s", what, why);
 		return ret;
 	}
 	if (f.type == MIG_REFUSE) {
@@ -1141,13 +1185,23 @@ static int out_handover(struct mig_out *o, char *err, size_t errlen)
 		why[f.length] = '\0';
 		snap_sanitize(why, safe, sizeof(safe));
 		snprintf(err, errlen, "the destination refused the VM: %s", safe);
-		ret = -ECONNREFUSED;
-	} else if (f.type != MIG_READY || f.length) {
+		return -ECONNREFUSED;
+	}
+	if (f.type != want || f.length) {
 		snprintf(err, errlen, "the destination answered with a %s frame",
 			 type_names[f.type]);
-		ret = -EPROTO;
+		return -EPROTO;
 	}
-	free(p);
+	return 0;
+}
+
+/* After END: READY, then GO; or REFUSE with the destination's reason. */
+static int out_handover(struct mig_out *o, char *err, size_t errlen)
+{
+	int ret;
+
+	set_timeouts(o->sock, READY_TIMEOUT_S);
+	ret = recv_answer(o, MIG_READY, "answer", err, errlen);
 	if (!ret)
 		ret = mig_send_frame(o->sock, MIG_GO, NULL, 0, NULL, 0);
 	if (ret && !err[0])
@@ -1156,25 +1210,47 @@ static int out_handover(struct mig_out *o, char *err, size_t errlen)
 }
 
 /*
- * Sending failed: a destination that refused the stream (a bad frame, a full disk) said why
- * before it closed the connection, and that is the better message.
+ * After GO: RUNNING, the guest runs at the destination.  REFUSE: it does not and never will
+ * (-ECONNREFUSED).  Anything else leaves it unknown whether the destination runs the guest,
+ * and then the source must not run it too (-EINPROGRESS, see mig_out_final).
  */
-static void peer_reason(struct mig_out *o, char *err, size_t errlen)
+static int out_confirm(struct mig_out *o, char *err, size_t errlen)
 {
-	struct mig_frame f;
-	char e[256], why[MIG_MAX_MSG + 1], safe[MIG_MAX_MSG + 1];
-	uint8_t *p;
+	int ret;
 
-	set_timeouts(o->sock, 2);
-	if (recv_frame(o->sock, &f, &p, e, sizeof(e)))
-		return;
-	if (f.type == MIG_REFUSE) {
-		memcpy(why, p, f.length);
-		why[f.length] = '\0';
-		snap_sanitize(why, safe, sizeof(safe));
-		snprintf(err, errlen, "the destination refused the VM: %s", safe);
+	set_timeouts(o->sock, IO_TIMEOUT_S);
+	ret = recv_answer(o, MIG_RUNNING, "confirm it runs the VM", err, errlen);
+	if (ret && ret != -ECONNREFUSED) {
+		char why[768];
+
+		snprintf(why, sizeof(why), "%s", err);
+		snprintf(err, errlen,
+			 "handed over, but %s; the VM stays paused here: if the destination does "
+			 "not run it, resume it here (--resume), else stop it here",
+			 why);
+		ret = -EINPROGRESS;
 	}
-	free(p);
+	return ret;
+}
+
+/*
+ * Sending failed: the guest runs again first.  Then a destination that refused the stream (a
+ * bad frame, a full disk) may have said why before it closed, and that goes in the message.
+ * This side's half of the connection is shut, so a destination still reading learns of the
+ * end at once (and answers) instead of after its timeout.
+ */
+static void resume_then_reason(struct mig_out *o, char *err, size_t errlen)
+{
+	char ignore[64], why[MIG_MAX_MSG + 64], own[512];
+
+	if (o->vm->paused)
+		snap_resume_vm(o->vm, ignore, sizeof(ignore));
+	shutdown(o->sock, SHUT_WR);
+	set_timeouts(o->sock, 2);
+	if (recv_answer(o, MIG_REFUSE, "say why", why, sizeof(why)) != -ECONNREFUSED)
+		return;
+	snprintf(own, sizeof(own), "%s", err);
+	snprintf(err, errlen, "%s; %s", own, why);
 }
 
 int mig_out_open(struct mig_out *o, struct vm *vm, const char *addr, uint32_t flags, char *err,
@@ -1251,7 +1327,7 @@ int mig_out_final(struct mig_out *o, snap_stream_mem_fn mem, void *mem_opaque,
 	ret = snap_save_stream(o->vm, &w, mem ? final_mem_fn : NULL, &fm, opts, &sr, err, errlen);
 	if (ret) {
 		snap_writer_abort(&w);
-		peer_reason(o, err, errlen);
+		resume_then_reason(o, err, errlen);
 		return ret;
 	}
 	if (!mem)
@@ -1264,10 +1340,15 @@ int mig_out_final(struct mig_out *o, snap_stream_mem_fn mem, void *mem_opaque,
 	t = now_ns();
 	if (ret) {
 		snprintf(err, errlen, "sending: %s", strerror(-ret));
-		peer_reason(o, err, errlen);
-	} else {
-		ret = out_handover(o, err, errlen);
+		resume_then_reason(o, err, errlen);
+		return ret;
 	}
+	ret = out_handover(o, err, errlen);
+	/* Until GO was sent the destination cannot run the guest: it runs here again. */
+	if (!ret)
+		ret = out_confirm(o, err, errlen);
+	if (ret == -EINPROGRESS)
+		return ret; /* GO went out and nothing came back: neither side may run it */
 	if (ret) {
 		char ignore[64];
 

@@ -13,10 +13,16 @@
  *	HELLO, SECTION..., MEM...,      -> receives into the memfd
  *	AUTH, END                       -> restores; REFUSE "why" on any failure, then exits
  *	                                <- READY
- *	GO (the source stops for good)  -> the guest runs here; the source exits 0
+ *	GO (the source never resumes    -> the guest runs here, then
+ *	    on its own from here)       <- RUNNING; the source exits 0
  *
  * Anything before GO that fails (a refusal, a dropped connection, a timeout) resumes the
- * source.  Disks are shared storage: both sides open the same images, which are fsynced and
+ * source.  After GO the destination answers RUNNING once its vCPUs run, or REFUSE when it
+ * cannot run the guest (GO unreadable, its start failed): the source then resumes.  When
+ * neither comes (the connection dropped, the destination died) the source cannot know
+ * whether the guest runs there, so it stays paused and says so; the operator resumes it or
+ * stops it (QEMU's source waits in "postmigrate" alike).  The guest is never lost, and
+ * never runs on both sides.  Disks are shared storage: both sides open the same images, which are fsynced and
  * recorded (snap/disks.h) but never copied.
  *
  * Frames: a 24-byte header, then the payload; all integers little endian.
@@ -28,7 +34,7 @@
  *	ZERO     offset:u64 length:u64: pages that are all zero now (sent before, then cleared)
  *	AUTH     a MAC of the metadata and disks sections with the host key (snap/trust.h)
  *	ROUND    round:u32 zero:u32 pages:u64: a pre-copy round ended (live, before any SECTION)
- *	END, READY, GO: empty.  REFUSE: a message, at most MIG_MAX_MSG bytes.
+ *	END, READY, GO, RUNNING: empty.  REFUSE: a message, at most MIG_MAX_MSG bytes.
  * Live migration (HELLO flag MIG_F_LIVE, snap/precopy.h): MEM frames of pre-copy rounds, each
  * round closed by ROUND, come first while the source runs; then the source pauses and sends
  * the stream as above (its MEM frames hold the pages written since the last round).
@@ -51,7 +57,7 @@ struct vm;
 struct config;
 
 #define MIG_MAGIC 0x474d484bU /* "KHMG" */
-#define MIG_VERSION 1
+#define MIG_VERSION 2	      /* 2: RUNNING after GO */
 #define MIG_HDR 24
 #define MIG_SEC_HDR (4 + 4 + 48)
 #define MIG_MAX_MSG 1024
@@ -69,7 +75,8 @@ enum mig_type {
 	MIG_REFUSE = 8,
 	MIG_GO = 9,
 	MIG_ROUND = 10,
-	MIG_TYPE_LAST = MIG_ROUND,
+	MIG_RUNNING = 11,
+	MIG_TYPE_LAST = MIG_RUNNING,
 };
 
 #define MIG_F_LIVE 1U	    /* HELLO flags: pre-copy rounds come before the state */
@@ -130,11 +137,16 @@ int mig_recv(int sock, struct mig_in *m, char *err, size_t errlen);
  * on failure the source is told why and resumes.
  */
 int migrate_incoming(struct vm *vm, struct config *cfg, const char *addr, char *err, size_t errlen);
-/* The VM is ready here: READY to the source, wait for its GO.  0 when nothing is incoming. */
+/*
+ * The VM is ready here: READY to the source, wait for its GO.  0 when nothing is incoming.
+ * On failure the source is told (REFUSE) and resumes; this copy must not run.
+ */
 int migrate_incoming_go(char *err, size_t errlen);
+/* The guest runs here (after migrate_incoming_go): RUNNING to the source, which lets go. */
+void migrate_incoming_running(void);
 /* The guest runs: free what receiving kept (the memory it checksummed, its bitmaps). */
 void migrate_incoming_cleanup(void);
-/* Something failed between the restore and the start: the source is told and resumes. */
+/* Something failed between the restore and RUNNING: the source is told and resumes. */
 void migrate_incoming_refuse(const char *why);
 
 /* ---- sending (the source) ---- */
@@ -144,10 +156,11 @@ struct migrate_result {
 	uint64_t bytes; /* payload bytes sent */
 	uint64_t mem_pages, zero_pages;
 	uint64_t total_ns;    /* the whole request */
-	uint64_t downtime_ns; /* the guest paused until the destination was ready to run it */
+	uint64_t downtime_ns; /* the guest paused until the destination said it runs it */
 	/* Live: pages sent while the guest ran, in the final pause, and where the pause went. */
 	uint64_t precopy_pages, final_pages;
-	uint64_t stop_ns, state_ns, mem_ns, handover_ns; /* pause, state, last pages, READY+GO */
+	uint64_t stop_ns, state_ns, mem_ns,
+		handover_ns;   /* pause, state, last pages, READY to RUNNING */
 	const char *converged; /* why the pre-copy rounds stopped (snap/precopy.h) */
 	unsigned throttle_pct; /* the highest auto-converge throttle of the rounds */
 };

@@ -204,6 +204,9 @@ static void *dest_main(void *arg)
 	made = !d->ret;
 	if (!d->ret)
 		d->ret = migrate_incoming_go(d->err, sizeof(d->err));
+	/* The guest would run here now (khyve starts it, then tells the source). */
+	if (!d->ret)
+		migrate_incoming_running();
 	d->fired = fi_all_fired();
 	fi_suspend(true);
 	migrate_incoming_cleanup();
@@ -400,13 +403,21 @@ static bool check_outcome(const char *what, unsigned n, int ret, const struct de
 
 	fi_reset();
 	/*
-	 * The destination's GO lost after the source sent it: the source has let go and this
-	 * copy must not run (two copies would write the same disks).  The protocol cannot tell
-	 * the source; the VM is lost, as when the destination's host dies at that instant.
+	 * GO went out and the destination took the VM, but its RUNNING never reached the source
+	 * (its write or the source's read failed): the source cannot tell whether the guest runs
+	 * there, so it must stay paused (not run, not end), and say so.  The operator then stops
+	 * it, as here.  (A GO the destination could not read is refused: the source resumes.)
 	 */
-	if (!ret && d->ret && strstr(d->err, "did not hand over")) {
-		print_message("%s %u failing: GO lost, the VM ended on both sides\n", what, n);
-		assert_int_equal(vm_wait_exit(&vm), VM_EXIT_SUSPENDED);
+	if (ret == -EINPROGRESS) {
+		if (d->ret)
+			fail_msg("%s %u failing: the source stays paused, but the destination did "
+				 "not take the VM: %d '%s'",
+				 what, n, d->ret, d->err);
+		if (!vm.paused || atomic_load(&vm.exit_status) >= 0 || !strstr(err, "stays paused"))
+			fail_msg("%s %u failing: unconfirmed hand-over: paused %d, exit status %d, "
+				 "'%s'",
+				 what, n, vm.paused, atomic_load(&vm.exit_status), err);
+		print_message("%s %u failing: RUNNING lost, the source stays paused\n", what, n);
 		source_destroy();
 		source_build();
 		return true;
@@ -541,6 +552,15 @@ static void sweep_source(enum mode mode, enum fi_call c, int e, bool any, bool m
 		ret = migrate(mode, &f, NULL, &d, err, sizeof(err));
 		fired = src_fired;
 		failed += check_outcome(what, n, ret, &d, err, fds, may_succeed || !fired);
+		/*
+		 * A frame of the stream not sent: the source shuts its side, so the destination
+		 * (still reading) answers at once, and its reason is in the message.  Not HELLO
+		 * (nothing was begun), nor GO, the last frame, after which the stream is over.
+		 */
+		if (mode == STOP_AND_COPY && c == FI_WRITEV && fired && ret && n > 1 && n < total &&
+		    !strstr(err, "; the destination refused the VM: "))
+			fail_msg("%s %u failing: no reason from the destination in '%s'", what, n,
+				 err);
 		/* Past the last call of its kind (the count included other threads' calls). */
 		if (!fired)
 			break;
