@@ -474,6 +474,11 @@ static void test_hostile_frames(void **state)
 	frame(&s, MIG_READY, NULL, 0);
 	refused(&s, -EPROTO, "unexpected READY frame");
 	free(s.buf);
+	s = (struct stream){ 0 };
+	body(&s);
+	frame(&s, MIG_RUNNING, NULL, 0);
+	refused(&s, -EPROTO, "unexpected RUNNING frame");
+	free(s.buf);
 }
 
 /* ---- frames fed to the receiver one at a time ---- */
