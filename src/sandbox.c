@@ -29,12 +29,14 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "evloop.h"
+#include "snap/live.h"
 #include "vm.h"
 
 /* Calls allowed with any arguments, by group. */
@@ -277,6 +279,13 @@ static int add_rules(scmp_filter_ctx ctx)
 	if (!ret)
 		ret = add(ctx, SCMP_SYS(mprotect), 1,
 			  (struct scmp_arg_cmp[]){ SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0) });
+	/* setpriority: the live checkpoint's writer raises its own (snap/live.c), to that one
+	 * value only. */
+	if (!ret)
+		ret = add(ctx, SCMP_SYS(setpriority), 2,
+			  (struct scmp_arg_cmp[]){ SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS),
+						   SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffffU,
+							   (uint32_t)SNAP_LIVE_WRITER_NICE) });
 	/* prctl: thread names only. */
 	for (int op = 0; op < 2 && !ret; op++)
 		ret = add(ctx, SCMP_SYS(prctl), 1,

@@ -23,6 +23,9 @@
 struct vm;
 struct snap_live;
 
+/* The writer thread's nice value while it saves (from 0, the vCPUs'). */
+#define SNAP_LIVE_WRITER_NICE (-10)
+
 /*
  * Before the pause, the VM running: register its RAM with userfaultfd and write-protect it (in
  * up to 3 rounds, each re-protecting what the guest wrote during the one before); a writer

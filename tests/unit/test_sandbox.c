@@ -27,6 +27,7 @@
 
 #include "config.h"
 #include "sandbox.h"
+#include "snap/live.h"
 
 typedef void (*probe_fn)(void);
 
@@ -151,6 +152,12 @@ static void do_tiocsti(void)
 	ioctl(0, 0x5412 /* TIOCSTI: type into a terminal */, &c);
 }
 
+/* A priority other than the live checkpoint writer's (root could take the CPUs with it). */
+static void do_nice_other(void)
+{
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), -20);
+}
+
 /* Forbidden but harmless when it does run: asks for the current personality. */
 static void do_personality(void)
 {
@@ -174,6 +181,7 @@ static void test_forbidden_killed(void **state)
 	expect_killed("socket", do_netlink, false);
 	expect_killed("mmap", do_exec_memory, false);
 	expect_killed("ioctl", do_tiocsti, false);
+	expect_killed("setpriority", do_nice_other, false);
 }
 
 static void *nothing(void *opaque)
@@ -212,6 +220,10 @@ static void do_allowed(void)
 	close(fd);
 	if (clock_gettime(CLOCK_MONOTONIC, &ts) || getrandom(buf, sizeof(buf), 0) != sizeof(buf))
 		_exit(16);
+	/* The live checkpoint's writer (snap/live.c); refused with EACCES when not root. */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SNAP_LIVE_WRITER_NICE) &&
+	    errno != EACCES && errno != EPERM)
+		_exit(17);
 	dprintf(2, "all allowed\n");
 }
 
