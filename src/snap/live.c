@@ -453,12 +453,7 @@ static void *live_thread(void *opaque)
 
 	if (prearm_serve(l) == LIVE_STOP)
 		return NULL;
-	/*
-	 * Ahead of the vCPUs, where it may (root, or RLIMIT_NICE): the CPU time the save needs is
-	 * the same either way, taken from the guest in a shorter stretch.  The sandbox allows
-	 * exactly this call.
-	 */
-	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SNAP_LIVE_WRITER_NICE);
+	snap_live_writer_priority();
 	for (unsigned i = 0; i < l->nregions && !ret; i++)
 		ret = pass_region(l, &l->r[i]);
 	/* Whatever happened, the guest must not wait on a page again. */
@@ -471,6 +466,15 @@ static void *live_thread(void *opaque)
 }
 
 /* ---- the interface ---- */
+
+void snap_live_writer_priority(void)
+{
+	/*
+	 * The CPU time the save needs is the same either way: ahead of the vCPUs, it is taken
+	 * from the guest in a shorter stretch.  The sandbox allows exactly this call.
+	 */
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SNAP_LIVE_WRITER_NICE);
+}
 
 static void live_free(struct snap_live *l)
 {

@@ -25,6 +25,11 @@ struct snap_live;
 
 /* The writer thread's nice value while it saves (from 0, the vCPUs'). */
 #define SNAP_LIVE_WRITER_NICE (-10)
+/*
+ * Called by a live checkpoint's writer thread (this one's, and snap/livecopy.c's) when it
+ * starts saving: it runs at SNAP_LIVE_WRITER_NICE where it may (root, or RLIMIT_NICE).
+ */
+void snap_live_writer_priority(void);
 
 /*
  * Before the pause, the VM running: register its RAM with userfaultfd and write-protect it (in

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "snap/dirty.h"
+#include "snap/live.h"
 #include "snap/memory.h"
 #include "vm.h"
 
@@ -378,7 +379,10 @@ static void *livecopy_thread(void *opaque)
 {
 	struct snap_livecopy *c = opaque;
 	enum lc_state s;
-	int ret = rounds(c);
+	int ret;
+
+	snap_live_writer_priority();
+	ret = rounds(c);
 
 	c->ret = ret;
 	set_err(c, ret);
