@@ -26,6 +26,7 @@
 #include "snap/snapshot.h"
 #include "sandbox.h"
 #include "user.h"
+#include "vcpu.h"
 #include "vm.h"
 
 static int die(const char *msg)
@@ -107,7 +108,7 @@ static int signals_start(struct vm *vm, char *err, size_t errlen)
 
 static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errlen)
 {
-	bool timing;
+	bool timing, incoming;
 	int status;
 
 	if (signals_start(vm, err, errlen) || ctl_start(vm, err, errlen))
@@ -127,10 +128,20 @@ static int run(struct vm *vm, const struct timespec *t0, char *err, size_t errle
 	/* -R: the source hands over only now, when nothing is left here that could fail. */
 	if (migrate_incoming_go(err, errlen))
 		return -1;
+	/*
+	 * -R: the vCPU threads are made held, so that nothing that can fail is left when the
+	 * source is told the guest runs here, and telling it is not delayed behind them.
+	 */
+	incoming = migrate_incoming_pending();
+	if (incoming)
+		vcpus_pause(vm);
 	if (machine_start(vm, err, errlen) || gdbstub_go(vm, err, errlen))
 		return -1;
-	/* -R: the source lets go when told the guest runs here; what receiving kept goes. */
-	migrate_incoming_running();
+	if (incoming) {
+		migrate_incoming_running();
+		vcpus_resume(vm);
+	}
+	/* -R: what receiving kept goes only now that the guest runs. */
 	migrate_incoming_cleanup();
 	/* debug.timing: how long from start until the guest runs (bench/ reads this). */
 	if (!config_get_bool(vm->cfg, "debug.timing", false, &timing) && timing)

@@ -1032,6 +1032,11 @@ out:
 	return ret;
 }
 
+bool migrate_incoming_pending(void)
+{
+	return incoming_sock >= 0;
+}
+
 void migrate_incoming_running(void)
 {
 	int ret;

@@ -142,7 +142,12 @@ int migrate_incoming(struct vm *vm, struct config *cfg, const char *addr, char *
  * On failure the source is told (REFUSE) and resumes; this copy must not run.
  */
 int migrate_incoming_go(char *err, size_t errlen);
-/* The guest runs here (after migrate_incoming_go): RUNNING to the source, which lets go. */
+/* After migrate_incoming_go: the source waits for migrate_incoming_running. */
+bool migrate_incoming_pending(void);
+/*
+ * The guest runs here (after migrate_incoming_go, its vCPU threads made): RUNNING to the
+ * source, which lets go.
+ */
 void migrate_incoming_running(void);
 /* The guest runs: free what receiving kept (the memory it checksummed, its bitmaps). */
 void migrate_incoming_cleanup(void);
