@@ -940,6 +940,159 @@ static void test_dsm_smart_features(void **state)
 	fx_stop(&f);
 }
 
+/* Command a task-file error must end: TFD.ERR set, PxIS.TFES raised; then recover. */
+static uint32_t want_abort(struct fx *f, unsigned p, const struct cmd *c, const char *what)
+{
+	uint32_t tfd = run(f, p, c);
+
+	if (!(tfd & 1) || !(rd(f, PX(p, P_IS)) & IS_TFES))
+		fail_msg("%s: tfd %#x, want a task-file error", what, tfd);
+	recover(f, p);
+	return tfd;
+}
+
+/*
+ * The guest-controlled fields of ATA commands that the other tests leave at their common
+ * values: CHS addressing, a zero count meaning 256/65536 sectors, the DSM, log and SMART
+ * sub-fields, every transfer mode SET FEATURES takes or refuses, and IDENTIFY reporting them.
+ */
+static void test_ata_fields(void **state)
+{
+	struct fx f = { 0 };
+	struct prd prd = { DATA, 4096 };
+	struct cmd c = { .prd = &prd, .nprd = 1 };
+	uint8_t file[512], *mem;
+	uint16_t *id;
+	uint32_t tfd;
+
+	fx_start(&f);
+	port_start(&f, 0);
+	/* CHS: cylinder 1, head 2, sector 5 is LBA (1 * 16 + 2) * 63 + 4. */
+	fis_ata(&c, 0xC8, 0, 1, 0);
+	c.fis[4] = 5;
+	c.fis[5] = 1;
+	c.fis[6] = 0;
+	c.fis[7] = 0xA0 | 2;
+	memset(gpa(&f, DATA, 512), 0, 512);
+	assert_true(ok(run(&f, 0, &c)));
+	read_file(f.hd, ((1 * 16 + 2) * 63 + 4) * 512ULL, file, 512);
+	assert_memory_equal(gpa(&f, DATA, 512), file, 512);
+	/* Sector numbers count from 1 to 63: 0 and 64 do not address anything. */
+	c.fis[4] = 0;
+	assert_int_equal(want_abort(&f, 0, &c, "CHS sector 0") >> 8 & 0xFF, 0x14); /* IDNF|ABRT */
+	c.fis[4] = 64;
+	assert_int_equal(want_abort(&f, 0, &c, "CHS sector 64") >> 8 & 0xFF, 0x14);
+	/* A zero count is 256 sectors (28-bit) or 65536 (48-bit): more than the PRDT or the disk. */
+	fis_ata(&c, 0xC8, 0, 0, 0);
+	assert_int_equal(want_abort(&f, 0, &c, "READ DMA of 256 sectors into 4 KiB") >> 8 & 0xFF,
+			 0x04);
+	fis_ata(&c, 0x25, 0, 0, 0);
+	assert_int_equal(want_abort(&f, 0, &c, "READ DMA EXT of 65536 sectors") >> 8 & 0xFF, 0x14);
+	/* VERIFY checks the range only. */
+	fis_ata(&c, 0x42, IMG_SIZE / 512 - 1, 1, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	fis_ata(&c, 0x42, IMG_SIZE / 512 - 1, 2, 0);
+	want_abort(&f, 0, &c, "VERIFY EXT past the end");
+	fis_ata(&c, 0x40, IMG_SIZE / 512, 1, 0);
+	want_abort(&f, 0, &c, "VERIFY past the end");
+	/* DSM: zero blocks, more blocks than IDENTIFY offers, more than the PRDT holds. */
+	c.write = true;
+	memset(gpa(&f, DATA, 4096), 0, 4096);
+	fis_ata(&c, 0x06, 0, 0, 1);
+	want_abort(&f, 0, &c, "DSM of 0 blocks");
+	fis_ata(&c, 0x06, 0, 9, 1);
+	want_abort(&f, 0, &c, "DSM of 9 blocks into a 4 KiB PRDT");
+	fis_ata(&c, 0x06, 0, 0xFFFF, 1);
+	want_abort(&f, 0, &c, "DSM of 65535 blocks");
+	/* ... and one whose every entry has length 0 discards nothing, successfully. */
+	((uint64_t *)gpa(&f, DATA, 8))[0] = 5; /* LBA 5, length 0 */
+	fis_ata(&c, 0x06, 0, 1, 1);
+	assert_true(ok(run(&f, 0, &c)));
+	read_file(f.hd, 5 * 512, file, 512);
+	assert_int_not_equal(file[0] | file[1] | file[2] | file[3], 0);
+	c.write = false;
+	/* READ LOG EXT: one page, page 0, of log 0 or 10h only. */
+	prd.len = 512;
+	fis_ata(&c, 0x2F, 0x00, 1, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	mem = gpa(&f, DATA, 512);
+	assert_int_equal(mem[0], 1);
+	assert_int_equal(mem[2 * 0x10], 1);
+	fis_ata(&c, 0x2F, 0x00, 2, 0);
+	want_abort(&f, 0, &c, "READ LOG EXT of 2 pages");
+	fis_ata(&c, 0x2F, 0x0100, 1, 0);
+	want_abort(&f, 0, &c, "READ LOG EXT page 1");
+	fis_ata(&c, 0x2F, 0x010000, 1, 0);
+	want_abort(&f, 0, &c, "READ LOG EXT with high LBA bits");
+	fis_ata(&c, 0x2F, 0x11, 1, 0);
+	want_abort(&f, 0, &c, "READ LOG EXT of log 11h");
+	/* SMART: thresholds (a page without the capability bytes), autosave, offline, bad sub. */
+	fis_ata(&c, 0xB0, 0xC24F00, 0, 0xD1);
+	memset(gpa(&f, DATA, 512), 0xCC, 512);
+	assert_true(ok(run(&f, 0, &c)));
+	mem = gpa(&f, DATA, 512);
+	assert_int_equal(mem[0], 0x10);
+	assert_int_equal(mem[362], 0);
+	assert_int_equal(mem[368], 0);
+	{
+		uint8_t sum = 0;
+
+		for (unsigned i = 0; i < 512; i++)
+			sum = (uint8_t)(sum + mem[i]);
+		assert_int_equal(sum, 0);
+	}
+	c.nprd = 0;
+	fis_ata(&c, 0xB0, 0xC24F00, 0, 0xD2);
+	assert_true(ok(run(&f, 0, &c)));
+	fis_ata(&c, 0xB0, 0xC24F00, 0, 0xD4);
+	assert_true(ok(run(&f, 0, &c)));
+	fis_ata(&c, 0xB0, 0xC24F00, 0, 0xD5);
+	want_abort(&f, 0, &c, "SMART subcommand D5h");
+	/* SMART READ DATA into no PRDT: the data has nowhere to go. */
+	fis_ata(&c, 0xB0, 0xC24F00, 0, 0xD0);
+	want_abort(&f, 0, &c, "SMART READ DATA without a PRDT");
+	/* SET FEATURES transfer mode: the edges of each range, taken or refused. */
+	{
+		static const uint8_t good[] = { 0x00, 0x01, 0x08, 0x0C, 0x20, 0x22, 0x40, 0x46 };
+		static const uint8_t bad[] = { 0x02, 0x07, 0x0D, 0x1F, 0x23, 0x3F, 0x47 };
+
+		for (unsigned i = 0; i < sizeof(good); i++) {
+			fis_ata(&c, 0xEF, 0, good[i], 0x03);
+			if (!ok(run(&f, 0, &c)))
+				fail_msg("transfer mode %#x refused", good[i]);
+		}
+		for (unsigned i = 0; i < sizeof(bad); i++) {
+			fis_ata(&c, 0xEF, 0, bad[i], 0x03);
+			want_abort(&f, 0, &c, "a transfer mode out of range");
+		}
+	}
+	/* The last mode taken was UDMA 6; multiword DMA 2 now, as IDENTIFY word 63 shows. */
+	fis_ata(&c, 0xEF, 0, 0x22, 0x03);
+	assert_true(ok(run(&f, 0, &c)));
+	id = identify(&f, 0, 0xEC, &tfd);
+	assert_int_equal(id[63], 0x0007 | 1U << 10);
+	assert_int_equal(id[88], 0x003F);
+	/* Write cache on again, look-ahead and power-on-default features accepted. */
+	for (unsigned i = 0; i < 6; i++) {
+		static const uint8_t feat[] = { 0x02, 0x05, 0x85, 0x55, 0xAA, 0x66 };
+
+		fis_ata(&c, 0xEF, 0, 0, feat[i]);
+		assert_true(ok(run(&f, 0, &c)));
+	}
+	id = identify(&f, 0, 0xEC, &tfd);
+	assert_true(id[85] & (1U << 5));
+	/* SET MULTIPLE: 16 is the most, 17 and 32 are refused; IDENTIFY word 59 says 16. */
+	fis_ata(&c, 0xC6, 0, 16, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	fis_ata(&c, 0xC6, 0, 17, 0);
+	want_abort(&f, 0, &c, "SET MULTIPLE 17");
+	fis_ata(&c, 0xC6, 0, 32, 0);
+	want_abort(&f, 0, &c, "SET MULTIPLE 32");
+	id = identify(&f, 0, 0xEC, &tfd);
+	assert_int_equal(id[59], 0x110);
+	fx_stop(&f);
+}
+
 /* COMRESET: the link drops, the device comes back with its signature in a D2H FIS. */
 static void test_comreset(void **state)
 {
@@ -1255,6 +1408,135 @@ static void test_cd(void **state)
 }
 
 /* The commands that only answer: each completes (or fails) as a real drive's would. */
+/*
+ * The CD's tray, lock and mode pages as a guest sees them: changeable values, pages with the
+ * tray open (no medium) and locked, a second eject or load changing nothing, the unit
+ * attention after a load reported once, and the READ CD and INQUIRY fields it refuses.
+ */
+static void test_cd_tray_pages(void **state)
+{
+	struct fx f = { 0 };
+	uint8_t cdb[12];
+	const uint8_t *d;
+
+	fx_start(&f);
+	port_start(&f, 1);
+	d = gpa(&f, DATA, 128);
+	/* MODE SENSE(10), changeable values of every page: nothing can be changed. */
+	memset(cdb, 0, 12);
+	cdb[0] = 0x5A;
+	cdb[2] = 0x40 | 0x3F;
+	cdb[8] = 128;
+	memset(gpa(&f, DATA, 128), 0xCC, 128);
+	assert_true(ok(packet(&f, cdb, 12, 128)));
+	assert_int_equal(d[0] << 8 | d[1], 8 + 12 + 8 + 22 - 2);
+	assert_int_equal(d[2], 0x01); /* a disc */
+	assert_int_equal(d[8], 0x01);
+	assert_int_equal(d[11], 0); /* read retry count */
+	assert_int_equal(d[20], 0x0D);
+	assert_int_equal(d[24] | d[25] | d[26] | d[27], 0);
+	assert_int_equal(d[28], 0x2A);
+	assert_int_equal(d[30] | d[32] | d[33] | d[34], 0);
+	/* MODE SENSE(6), current capabilities page: unlocked; then locked. */
+	memset(cdb, 0, 12);
+	cdb[0] = 0x1A;
+	cdb[2] = 0x2A;
+	cdb[4] = 64;
+	assert_true(ok(packet(&f, cdb, 12, 64)));
+	assert_int_equal(d[0], 4 + 22 - 1);
+	assert_int_equal(d[1], 0x01);
+	assert_int_equal(d[4 + 6], 0x29);
+	{
+		uint8_t lock[12] = { 0x1E, 0, 0, 0, 1 };
+
+		assert_true(ok(packet(&f, lock, 12, 0)));
+	}
+	assert_true(ok(packet(&f, cdb, 12, 64)));
+	assert_int_equal(d[4 + 6], 0x2B);
+	/* GET CONFIGURATION feature 3 says locked too; an eject is refused while locked. */
+	{
+		uint8_t gc[12] = { 0x46, 2, 0, 3, 0, 0, 0, 0, 64 };
+		uint8_t ej[12] = { 0x1B, 0, 0, 0, 2 };
+		uint8_t unlock[12] = { 0x1E };
+
+		assert_true(ok(packet(&f, gc, 12, 64)));
+		assert_int_equal(d[8] << 8 | d[9], 3);
+		assert_int_equal(d[12], 0x2D);
+		want_check(&f, ej, 0, 5, 0x53);
+		assert_true(ok(packet(&f, unlock, 12, 0)));
+		/* Eject twice: the second finds the tray already open. */
+		assert_true(ok(packet(&f, ej, 12, 0)));
+		assert_true(ok(packet(&f, ej, 12, 0)));
+	}
+	/* With the tray open: medium type 70h in both MODE SENSEs, no current profile. */
+	assert_true(ok(packet(&f, cdb, 12, 64)));
+	assert_int_equal(d[1], 0x70);
+	cdb[0] = 0x5A;
+	cdb[2] = 0x01;
+	cdb[4] = 0;
+	cdb[8] = 64;
+	assert_true(ok(packet(&f, cdb, 12, 64)));
+	assert_int_equal(d[2], 0x70);
+	{
+		uint8_t gc[12] = { 0x46, 0, 0, 0, 0, 0, 0, 0, 128 };
+		uint8_t ms[12] = { 0xBD, 0, 0, 0, 0, 0, 0, 0, 0, 8 };
+		uint8_t tur[12] = { 0 };
+		uint8_t load[12] = { 0x1B, 0, 0, 0, 3 };
+		uint8_t gesn[12] = { 0x4A, 1, 0, 0, 0x10, 0, 0, 0, 8 };
+		uint8_t k, a;
+
+		assert_true(ok(packet(&f, gc, 12, 128)));
+		assert_int_equal(d[6] << 8 | d[7], 0);
+		assert_int_equal(d[8 + 6], 0);	/* DVD profile not current */
+		assert_int_equal(d[8 + 10], 0); /* CD profile not current */
+		assert_true(ok(packet(&f, ms, 12, 8)));
+		assert_int_equal(d[1], 0x10);
+		/* NOT READY, medium not present, tray open (ASCQ 2); REQUEST SENSE says so too */
+		want_check(&f, tur, 0, 2, 0x3A);
+		assert_int_equal(d[13], 2);
+		sense(&f, &k, &a);
+		assert_int_equal(k, 2);
+		assert_int_equal(a, 0x3A);
+		/* The event is media removal. */
+		assert_true(ok(packet(&f, gesn, 12, 8)));
+		assert_int_equal(d[4], 3);
+		assert_int_equal(d[5], 0x01);
+		/* Load: UNIT ATTENTION once, medium changed; loading again changes nothing. */
+		assert_true(ok(packet(&f, load, 12, 0)));
+		want_check(&f, tur, 0, 6, 0x28);
+		assert_true(ok(packet(&f, tur, 12, 0)));
+		assert_true(ok(packet(&f, load, 12, 0)));
+		assert_true(ok(packet(&f, tur, 12, 0)));
+		assert_true(ok(packet(&f, ms, 12, 8)));
+		assert_int_equal(d[1], 0);
+		assert_true(ok(packet(&f, gesn, 12, 8)));
+		assert_int_equal(d[4], 2); /* new media */
+		assert_int_equal(d[5], 0x02);
+	}
+	/* READ CD of a sector type past 2 (mode 2 form 2 and up): invalid field. */
+	memset(cdb, 0, 12);
+	cdb[0] = 0xBE;
+	cdb[1] = 0x0C;
+	cdb[8] = 1;
+	cdb[9] = 0x10;
+	want_check(&f, cdb, 2048, 5, 0x24);
+	/* Standard INQUIRY with a page code: invalid field. */
+	memset(cdb, 0, 12);
+	cdb[0] = 0x12;
+	cdb[2] = 0x80;
+	cdb[4] = 36;
+	want_check(&f, cdb, 36, 5, 0x24);
+	/* MODE SENSE of a page the drive does not have; of saved values. */
+	memset(cdb, 0, 12);
+	cdb[0] = 0x1A;
+	cdb[2] = 0x05;
+	cdb[4] = 64;
+	want_check(&f, cdb, 64, 5, 0x24);
+	cdb[2] = 0xC0 | 0x2A;
+	want_check(&f, cdb, 64, 5, 0x39);
+	fx_stop(&f);
+}
+
 static void test_simple_commands(void **state)
 {
 	static const uint8_t ok_hd[] = { 0x10, 0x1F, 0x70, 0x91, 0xE0, 0xE1, 0xE2,
@@ -1513,6 +1795,26 @@ static void test_snapshot(void **state)
 		REFUSE(bad, alen, 1);
 		bad[r0 + 52] = 0;
 		assert_int_equal(devsnap_load(&f.pd->dev, bad, alen, 1), 0); /* stopped, idle */
+		/* Port 0's ATA state (wce smart mult xfer ...): a multiple count SET MULTIPLE refuses. */
+		assert_int_equal(a[r0 + 71], 16); /* the power-on default */
+		memcpy(bad, a, alen);
+		bad[r0 + 71] = 3;
+		REFUSE(bad, alen, 1);
+		bad[r0 + 71] = 32;
+		REFUSE(bad, alen, 1);
+		bad[r0 + 71] = 0;
+		assert_int_equal(devsnap_load(&f.pd->dev, bad, alen, 1), 0);
+		/* Port 0's logical sector size differs from this disk's. */
+		memcpy(bad, a, alen);
+		bad[p0 + 1 + 8 + 1] ^= 0x10;
+		REFUSE(bad, alen, 1);
+		/* The CD's sense key (sense asc ascq ua tray locked event): past 0Fh. */
+		memcpy(bad, a, alen);
+		bad[alen - 7] = 0x10;
+		REFUSE(bad, alen, 1);
+		bad[alen - 7] = 0x0F;
+		bad[alen - 1] = 2; /* new media: a valid event */
+		assert_int_equal(devsnap_load(&f.pd->dev, bad, alen, 1), 0);
 	}
 	free(bad);
 	free(a);
@@ -1563,7 +1865,8 @@ int main(void)
 		cmocka_unit_test(test_dsm_smart_features), cmocka_unit_test(test_comreset),
 		cmocka_unit_test(test_narrow_accesses),	   cmocka_unit_test(test_cd),
 		cmocka_unit_test(test_snapshot),	   cmocka_unit_test(test_pause_drains),
-		cmocka_unit_test(test_simple_commands),
+		cmocka_unit_test(test_simple_commands),	   cmocka_unit_test(test_ata_fields),
+		cmocka_unit_test(test_cd_tray_pages),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
