@@ -1089,6 +1089,158 @@ static void test_snapshot(void **state)
 	free(g);
 }
 
+/*
+ * Config accesses a guest may make that no driver needs: 64-bit and misaligned ECAM
+ * accesses, functions nobody emulates, the extended space, narrow accesses to 0xCF8, and
+ * 0xCFC with the enable bit off or another bus addressed.  Reads give all-ones (or zero in
+ * the extended space); writes change nothing.
+ */
+static void test_cfg_access_edges(void **state)
+{
+	struct fixture *f = *state;
+	struct pci_dev *pd = pci_find_dev(&f->vm, 3, 0);
+	uint32_t id = pci_get_cfg32(pd, 0);
+
+	/* A 64-bit ECAM read at a multiple of 8 is two dwords: IDs, then COMMAND/STATUS. */
+	assert_int_equal(mmio_rd(&f->vm, ecam(3, 0, 0), 8),
+			 (uint64_t)pci_get_cfg32(pd, 4) << 32 | id);
+	/* ... and at a dword that is not: refused, all-ones. */
+	assert_int_equal(mmio_rd(&f->vm, ecam(3, 0, 4), 8), ~0ULL);
+	/* Misaligned, absent function, extended space. */
+	assert_int_equal(mmio_rd(&f->vm, ecam(3, 0, 1), 2), 0xFFFF);
+	assert_int_equal(mmio_rd(&f->vm, ecam(3, 0, 2), 4), 0xFFFFFFFF);
+	assert_int_equal(mmio_rd(&f->vm, ecam(9, 0, 0), 4), 0xFFFFFFFF);
+	assert_int_equal(mmio_rd(&f->vm, ecam(3, 5, 0), 4), 0xFFFFFFFF);
+	assert_int_equal(mmio_rd(&f->vm, ecam(3, 0, 0x100), 4), 0);
+	assert_int_equal(mmio_rd(&f->vm, ecam(3, 0, 0xFFC), 4), 0);
+	/* Writes there go nowhere: BAR0 is unchanged by a misaligned or extended-space write. */
+	{
+		uint32_t bar0 = pci_get_cfg32(pd, 0x10), cmd = pci_get_cfg16(pd, 4);
+
+		mmio_wr(&f->vm, ecam(3, 0, 0x12), 4, 0);
+		mmio_wr(&f->vm, ecam(3, 0, 0x110), 4, 0);
+		mmio_wr(&f->vm, ecam(9, 0, 0x10), 4, 0);
+		assert_int_equal(pci_get_cfg32(pd, 0x10), bar0);
+		/* A 64-bit write: COMMAND (dword 1) and the BIST/header dword (read-only). */
+		mmio_wr(&f->vm, ecam(3, 0, 0), 8, (uint64_t)(cmd | PCIM_CMD_BUSMASTER) << 32);
+		assert_int_equal(pci_get_cfg32(pd, 0), id);
+		assert_int_equal(pci_get_cfg16(pd, 4), cmd | PCIM_CMD_BUSMASTER);
+	}
+	/* 0xCF8: only a dword reaches the address register. */
+	pio_out(&f->vm, 0xCF8, 4, cf8_addr(3, 0, 0));
+	assert_int_equal(pio_in(&f->vm, 0xCF8, 2), 0xFFFF);
+	assert_int_equal(pio_in(&f->vm, 0xCFA, 1), 0xFF);
+	pio_out(&f->vm, 0xCF8, 2, 0);
+	pio_out(&f->vm, 0xCFA, 2, 0);
+	assert_int_equal(pio_in(&f->vm, 0xCF8, 4), cf8_addr(3, 0, 0));
+	assert_int_equal(pio_in(&f->vm, 0xCFC, 4), id);
+	/* Enable bit off, or bus 1: all-ones, and writes do nothing. */
+	pio_out(&f->vm, 0xCF8, 4, cf8_addr(3, 0, 0x10) & ~0x80000000U);
+	assert_int_equal(pio_in(&f->vm, 0xCFC, 4), 0xFFFFFFFF);
+	pio_out(&f->vm, 0xCFC, 4, 0);
+	pio_out(&f->vm, 0xCF8, 4, cf8_addr(3, 0, 0x10) | 1U << 16);
+	assert_int_equal(pio_in(&f->vm, 0xCFE, 2), 0xFFFF);
+	pio_out(&f->vm, 0xCFC, 4, 0);
+	assert_int_equal(cfg_in(&f->vm, 3, 0x10, 4), pci_get_cfg32(pd, 0x10));
+	assert_int_not_equal(pci_get_cfg32(pd, 0x10), 0);
+	/* A snapshot's address register with reserved bits (bits 0-1) is refused. */
+	{
+		uint8_t b[4];
+
+		io_put(b, 4, cf8_addr(3, 0, 0) | 1);
+		assert_int_equal(load_one(&f->vm, "pci", b, 4), -EINVAL);
+		io_put(b, 4, cf8_addr(3, 0, 0) | 0x7F000000);
+		assert_int_equal(load_one(&f->vm, "pci", b, 4), -EINVAL);
+		assert_int_not_equal(load_one(&f->vm, "pci", b, 3), 0);
+		assert_int_equal(pio_in(&f->vm, 0xCF8, 4), cf8_addr(3, 0, 0x10));
+	}
+}
+
+/*
+ * The device-facing API refuses what no device should ask for, so that a device bug shows
+ * as an error at creation instead of a write past the config space or a second table.
+ */
+static void test_device_api_refusals(void **state)
+{
+	struct fixture *f = *state;
+	struct pci_dev *pd = pci_find_dev(&f->vm, 3, 0);
+	static const uint8_t rom[4096] = { 0x55, 0xAA };
+	uint8_t before[PCI_CFG_SIZE];
+
+	for (unsigned i = 0; i < PCI_CFG_SIZE; i++)
+		before[i] = pci_get_cfg8(pd, i);
+	/* Config space accessors: past the end reads 0, writes nothing. */
+	assert_int_equal(pci_get_cfg16(pd, PCI_CFG_SIZE - 1), 0);
+	assert_int_equal(pci_get_cfg32(pd, PCI_CFG_SIZE - 2), 0);
+	assert_int_equal(pci_get_cfg16(pd, PCI_CFG_SIZE - 2), before[254] | before[255] << 8);
+	pci_set_cfg32(pd, PCI_CFG_SIZE - 2, 0xFFFFFFFF);
+	pci_set_cfg16(pd, PCI_CFG_SIZE, 0xFFFF);
+	pci_set_cfg8(pd, PCI_CFG_SIZE, 0xFF);
+	pci_set_wmask(pd, PCI_CFG_SIZE - 1, 2, 0xFFFF);
+	pci_set_wmask(pd, 0x40, 3, 0xFFFFFF);
+	for (unsigned i = 0; i < PCI_CFG_SIZE; i++)
+		assert_int_equal(pci_get_cfg8(pd, i), before[i]);
+	/* BAR indices and kinds. */
+	assert_int_equal(pci_bar_addr(pd, -1), 0);
+	assert_int_equal(pci_bar_addr(pd, 6), 0);
+	assert_int_equal(pci_bar_declare(pd, 6, PCI_BAR_MEM32, 4096, false), -EINVAL);
+	assert_int_equal(pci_bar_declare(pd, 5, PCI_BAR_MEM64, 4096, false), -EINVAL);
+	assert_int_equal(pci_bar_declare(pd, 5, PCI_BAR_MEM32, 0, false), -EINVAL);
+	assert_int_equal(pci_bar_declare(pd, 5, PCI_BAR_IO, 512, false), -EINVAL);
+	assert_int_equal(pci_bar_declare(pd, -1, PCI_BAR_IO, 16, false), -EINVAL);
+	assert_int_equal(pci_bar_declare(pd, 5, (enum pci_bar_type)7, 16, false), -EINVAL);
+	assert_int_equal(pci_bar_set_ram(pd, 6, (void *)rom, false), -EINVAL);
+	assert_int_equal(pci_bar_set_ram(pd, 0, NULL, false), -EINVAL);
+	assert_int_equal(pci_bar_set_ram(pd, 1, (void *)rom, false), -EINVAL); /* I/O */
+	assert_int_equal(pci_bar_set_ram(pd, 5, (void *)rom, false), -EINVAL); /* none */
+	assert_int_equal(pci_bar_coalesce(pd, -1, NULL, 0), -EINVAL);
+	assert_int_equal(pci_bar_coalesce(pd, 0, NULL, PCI_COALESCE_ZONES + 1), -EINVAL);
+	assert_int_equal(pci_bar_coalesce(pd, 1, NULL, 0), -EINVAL); /* I/O */
+	assert_int_equal(pci_bar_ram_dirty(pd, 7, NULL), -EINVAL);
+	/* ROM images: sizes that are no ROM BAR, a size smaller than the image. */
+	assert_int_equal(pci_rom_set(pd, NULL, 1, 4096), -EINVAL);
+	assert_int_equal(pci_rom_set(pd, rom, 0, 4096), -EINVAL);
+	assert_int_equal(pci_rom_set(pd, rom, 4096, 2048), -EINVAL);
+	assert_int_equal(pci_rom_set(pd, rom, 1024, 1024), -EINVAL);
+	assert_int_equal(pci_rom_set(pd, rom, 1024, 32 << 20), -EINVAL);
+	assert_int_equal(pci_rom_set(pd, rom, 1024, 12288), -EINVAL);
+	assert_int_equal(pci_get_cfg32(pd, PCIR_ROM), 0);
+	/* MSI: 0, 3 or 64 vectors, or a second capability; MSI-X likewise. */
+	assert_int_equal(pci_msi_init(pd, 0), -EINVAL);
+	assert_int_equal(pci_msi_init(pd, 3), -EINVAL);
+	assert_int_equal(pci_msi_init(pd, 64), -EINVAL);
+	assert_int_equal(pci_msi_init(pd, 2), -EINVAL);
+	assert_int_equal(pci_msix_init(pd, 0, 5), -EINVAL);
+	assert_int_equal(pci_msix_init(pd, 4, 5), -EINVAL);
+	/* INTx pins are A-D; PIRQs A-D. */
+	assert_int_equal(pci_intx_init(pd, 0), -EINVAL);
+	assert_int_equal(pci_intx_init(pd, 5), -EINVAL);
+	assert_int_equal(pci_get_cfg8(pd, PCIR_INTPIN), 1);
+	assert_int_equal(pci_pirq_route(&f->vm, 4), PCI_PIRQ_DISABLE);
+	{
+		uint8_t r[4];
+
+		for (unsigned i = 0; i < 4; i++)
+			r[i] = pci_pirq_route(&f->vm, i);
+		pci_pirq_route_set(&f->vm, 4, 5);
+		for (unsigned i = 0; i < 4; i++)
+			assert_int_equal(pci_pirq_route(&f->vm, i), r[i]);
+	}
+	/* Slots past the bus. */
+	assert_null(pci_find_dev(&f->vm, 32, 0));
+	assert_null(pci_find_dev(&f->vm, 3, 8));
+	assert_false(pci_slot_used(&f->vm, 3, 8));
+	{
+		char err[256] = "";
+
+		assert_null(pci_dev_add(&f->vm, 32, 0, &tdev_emul, err, sizeof(err)));
+		assert_non_null(strstr(err, "slot must be 0-31"));
+		err[0] = '\0';
+		assert_null(pci_dev_add(&f->vm, 3, 0, &tdev_emul, err, sizeof(err)));
+		assert_non_null(strstr(err, "already used by tdev"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1097,6 +1249,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bar_layout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_sizing_and_move, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_edges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cfg_access_edges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_api_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_only_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_intx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msix, setup, teardown),
