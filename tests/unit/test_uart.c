@@ -257,6 +257,50 @@ static void test_rx_trigger_and_timeout(void **state)
 	assert_int_equal(in8(f, LSR) & 0x01, 0);
 }
 
+/*
+ * The character timeout is four character times of the programmed frame: 8N2 at divisor 0
+ * (taken as 1, 115200 baud) is 4 x 11 bits = 382 us, 8N1 4 x 10 bits = 347 us.
+ */
+static void test_timeout_frame_format(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t t0;
+
+	out8(f, LCR, 0x80);
+	out8(f, THR, 0x00); /* DLL 0 */
+	out8(f, IER, 0x00); /* DLM 0 */
+	out8(f, LCR, 0x07); /* 8 bits, 2 stop bits */
+	out8(f, FCR, 0x81); /* trigger level 8 */
+	out8(f, IER, 0x01);
+	t0 = vclock_ns(&f->vm.ev);
+	inject(f, "x");
+	evloop_advance(&f->vm.ev, t0 + 370000);
+	assert_int_equal(f->irq_level[4], 0);
+	evloop_advance(&f->vm.ev, t0 + 390000);
+	assert_int_equal(f->irq_level[4], 1);
+	assert_int_equal(in8(f, IIR), 0xcc);
+	assert_int_equal(in8(f, THR), 'x');
+	assert_int_equal(f->irq_level[4], 0);
+	out8(f, LCR, 0x03); /* 8N1: shorter */
+	t0 = vclock_ns(&f->vm.ev);
+	inject(f, "y");
+	evloop_advance(&f->vm.ev, t0 + 340000);
+	assert_int_equal(f->irq_level[4], 0);
+	evloop_advance(&f->vm.ev, t0 + 350000);
+	assert_int_equal(f->irq_level[4], 1);
+	/* Disabling the FIFO drops the byte and the timeout with it. */
+	out8(f, FCR, 0x00);
+	assert_int_equal(f->irq_level[4], 0);
+	assert_int_equal(in8(f, LSR) & 0x01, 0);
+	/* Loopback DTR is DSR; RI staying up is no trailing edge. */
+	out8(f, MCR, 0x11);
+	assert_int_equal(in8(f, MSR) & 0xf0, 0x20);
+	out8(f, MCR, 0x14);
+	in8(f, MSR);
+	out8(f, MCR, 0x14);
+	assert_int_equal(in8(f, MSR) & 0x04, 0);
+}
+
 static void test_overrun(void **state)
 {
 	struct fixture *f = *state;
@@ -901,6 +945,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_loopback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_thre_interrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_trigger_and_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_frame_format, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overrun, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iir_priority, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_roundtrip, setup, teardown),
