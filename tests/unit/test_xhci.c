@@ -591,6 +591,169 @@ static void test_registers(void **state)
 	fx_stop(&f);
 }
 
+/*
+ * Registers no test above reads, and the ones a driver uses out of order: the capability
+ * dwords past the list, PAGESIZE and DNCTRL, MFINDEX halted and running, IMOD, the high
+ * dwords of ERSTBA/ERDP, offsets between the register blocks, doorbells that name nothing,
+ * and Command Stop / Command Abort through CRCR while the command ring runs.
+ */
+static void test_register_corners(void **state)
+{
+	struct fx f;
+	struct trb ev;
+	uint64_t next;
+
+	fx_start(&f);
+	assert_int_equal(rd(&f, 0x08), 4U << 4); /* HCSPARAMS2: ERST Max 2^4 */
+	assert_int_equal(rd(&f, 0x0C), 0);
+	assert_int_equal(rd(&f, 0x14), 0x2000); /* DBOFF */
+	assert_int_equal(rd(&f, 0x18), 0x1000); /* RTSOFF */
+	assert_int_equal(rd(&f, 0x1C), 0);
+	assert_int_equal(rd(&f, 0x800 + 8 * 4), 0); /* past both protocol capabilities */
+	assert_int_equal(rd(&f, OP + 0x08), 1);	    /* PAGESIZE: 4 KiB */
+	wr(&f, OP + 0x14, 0xABCD1234);
+	assert_int_equal(rd(&f, OP + 0x14), 0x1234); /* DNCTRL: N0-N15 */
+	wr(&f, OP + 0x0C, 0xFFFFFFFF);		     /* reserved */
+	assert_int_equal(rd(&f, OP + 0x0C), 0);
+	assert_int_equal(rd(&f, 0x1000), 0); /* MFINDEX stops while halted */
+	wr(&f, IR0 + 0x04, 0x00FA00FA);
+	assert_int_equal(rd(&f, IR0 + 0x04), 0x00FA00FA); /* IMOD */
+	assert_int_equal(rd(&f, IR0 + 0x20), 0);	  /* interrupter 1: not there */
+	wr(&f, IR0 + 0x20, 0xFFFFFFFF);
+	assert_int_equal(rd(&f, 0x3000), 0); /* between the doorbells and the end */
+	/* A doorbell while halted runs nothing. */
+	hc_start(&f);
+	wr(&f, USBCMD, 0);
+	assert_int_equal(rd(&f, USBSTS) & 1, 1);
+	ring_put(&f, &f.cmd, (struct trb){ .control = T_NOOP_CMD << 10 });
+	wr(&f, DB(0), 0);
+	no_event(&f);
+	/* Running again: MFINDEX counts 125 us microframes; doorbell 0 with a target is no ring. */
+	wr(&f, USBCMD, 1 | 4);
+	{
+		uint64_t t0 = vclock_ns(&f.vm.ev);
+		uint32_t m0 = rd(&f, 0x1000);
+
+		evloop_advance(&f.vm.ev, t0 + 5 * 125000);
+		assert_int_equal((rd(&f, 0x1000) - m0) & 0x3fff, 5);
+	}
+	wr(&f, DB(0), 1);
+	no_event(&f);
+	wr(&f, DB(0), 0);
+	ev = next_event(&f);
+	assert_int_equal(type_of(&ev), E_CMD);
+	assert_int_equal(cc_of(&ev), CC_SUCCESS);
+	/* Doorbells of slots with target 0 or past 31: ignored. */
+	wr(&f, DB(1), 0);
+	wr(&f, DB(1), 32);
+	wr(&f, DB(32), 1);
+	no_event(&f);
+	/* ERSTBA and ERDP high dwords. */
+	assert_int_equal(rd(&f, ERSTBA + 4), 0);
+	assert_int_equal(rd(&f, ERDP + 4), 0);
+	assert_int_equal(rd(&f, ERSTBA), (uint32_t)ERST);
+	/* The ring runs (CRR): a pointer write is ignored, Command Stop stops it with an event. */
+	assert_int_equal(rd(&f, CRCR) & 8, 8);
+	next = CMD_RING + 16ULL * f.cmd.idx;
+	wr(&f, CRCR, 0x4000 | 2); /* CS */
+	assert_int_equal(rd(&f, CRCR) & 8, 0);
+	ev = next_event(&f);
+	assert_int_equal(type_of(&ev), E_CMD);
+	assert_int_equal(cc_of(&ev), 24); /* Command Ring Stopped */
+	assert_int_equal(ev.param, next);
+	/* The ring continues where it stopped when rung again. */
+	assert_int_equal(cmd_cc(&f, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	wr(&f, CRCR + 4, 0); /* the high dword with the ring running: ignored */
+	next = CMD_RING + 16ULL * f.cmd.idx;
+	wr(&f, CRCR, 4); /* CA */
+	ev = next_event(&f);
+	assert_int_equal(cc_of(&ev), 25); /* Command Aborted */
+	assert_int_equal(ev.param, next);
+	assert_int_equal(cmd_cc(&f, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	/* A write with neither bit while running changes nothing. */
+	wr(&f, CRCR, 0x4000);
+	no_event(&f);
+	assert_int_equal(rd(&f, CRCR) & 8, 8);
+	assert_int_equal(cmd_cc(&f, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	fx_stop(&f);
+}
+
+/*
+ * Command fields the other tests leave at good values: Address Device without A1 or with a
+ * bulk EP0, Configure Endpoint with LSA or a control type on an OUT index, a drop that
+ * leaves the slot addressed, Evaluate Context of the slot context, slot IDs past MaxSlotsEn
+ * and a slot type in Enable Slot.
+ */
+static void test_command_fields(void **state)
+{
+	struct fx f;
+	uint64_t *dcbaa;
+
+	fx_start(&f);
+	hc_start(&f);
+	dcbaa = gpa(&f, DCBAA, 33 * 8);
+	assert_int_equal(cmd_cc(&f, T_ENABLE_SLOT, 0, 1U << 16, 0), CC_TRB); /* slot type 1 */
+	port_reset(&f, 1);
+	f.slot = command(&f, (struct trb){ .control = T_ENABLE_SLOT << 10 }).control >> 24;
+	memset(gpa(&f, OCTX, 32 * 32), 0, 32 * 32);
+	dcbaa[f.slot] = OCTX;
+	ring_init(&f, &f.ep0, EP0_RING);
+	input_address(&f, 1, EP0_RING, 64);
+	ctx_put(&f, ICTX, 0, 1, 1); /* A0 without A1 */
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	input_address(&f, 1, EP0_RING, 64);
+	ctx_put(&f, ICTX, 2, 1, 6U << 3 | 64U << 16); /* EP0 a bulk IN endpoint */
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_PARAMETER);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) >> 27, 0); /* nothing written */
+	input_address(&f, 1, EP0_RING, 64);
+	assert_int_equal(cmd_cc(&f, T_ADDRESS, f.slot, 0, ICTX), CC_SUCCESS);
+	/* Slot IDs: past the 32 slots, and past MaxSlotsEn. */
+	assert_int_equal(cmd_cc(&f, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	assert_int_equal(cmd_cc(&f, T_STOP_EP, 33, 1U << 16, 0), CC_SLOT_NOT_ENABLED);
+	wr(&f, CONFIG, 0);
+	assert_int_equal(cmd_cc(&f, T_STOP_EP, f.slot, 1U << 16, 0), CC_SLOT_NOT_ENABLED);
+	assert_int_equal(cmd_cc(&f, T_ENABLE_SLOT, 0, 0, 0), CC_NO_SLOTS);
+	wr(&f, CONFIG, 32);
+	/* Configure Endpoint: LSA set, a control type on DCI 2 (EP1 OUT). */
+	memset(gpa(&f, ICTX, 33 * 32), 0, 33 * 32);
+	ctx_put(&f, ICTX, 0, 1, 1U << 3);
+	ctx_put(&f, ICTX, 4, 0, 1U << 15);
+	ctx_put(&f, ICTX, 4, 1, 7U << 3 | 8U << 16);
+	ctx_put(&f, ICTX, 4, 2, (uint32_t)EP1_RING | 1);
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 0, ICTX), CC_PARAMETER);
+	memset(gpa(&f, ICTX, 33 * 32), 0, 33 * 32);
+	ctx_put(&f, ICTX, 0, 1, 1U << 2);
+	ctx_put(&f, ICTX, 3, 1, 4U << 3 | 8U << 16);
+	ctx_put(&f, ICTX, 3, 2, (uint32_t)EP1_RING | 1);
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 0, ICTX), CC_PARAMETER);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) >> 27, 2); /* still addressed */
+	/* Configure the interrupt endpoint, then drop it: the slot is addressed again. */
+	configure(&f);
+	memset(gpa(&f, ICTX, 33 * 32), 0, 33 * 32);
+	ctx_put(&f, ICTX, 0, 0, 1U << 3);
+	ctx_put(&f, ICTX, 0, 1, 1U);
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 0, ICTX), CC_SUCCESS);
+	assert_int_equal(ctx_get(&f, OCTX, 0, 3) >> 27, 2);
+	assert_int_equal(ctx_get(&f, OCTX, 3, 0) & 7, 0); /* disabled */
+	assert_int_equal(cmd_cc(&f, T_STOP_EP, f.slot, 3U << 16, 0), CC_CONTEXT_STATE);
+	/* Evaluate Context of the slot: Max Exit Latency and Interrupter Target, nothing else. */
+	{
+		uint32_t dw0 = ctx_get(&f, OCTX, 0, 0), dw1 = ctx_get(&f, OCTX, 0, 1);
+
+		memset(gpa(&f, ICTX, 33 * 32), 0, 33 * 32);
+		ctx_put(&f, ICTX, 0, 1, 1U);
+		ctx_put(&f, ICTX, 1, 0, 0x1FU << 27);	   /* context entries: not taken */
+		ctx_put(&f, ICTX, 1, 1, 0x00FF1234);	   /* port 0xFF: not taken */
+		ctx_put(&f, ICTX, 1, 2, 0x3FFU << 22 | 7); /* interrupter target, TT fields */
+		assert_int_equal(cmd_cc(&f, T_EVALUATE, f.slot, 0, ICTX), CC_SUCCESS);
+		assert_int_equal(ctx_get(&f, OCTX, 0, 0), dw0);
+		assert_int_equal(ctx_get(&f, OCTX, 0, 1), (dw1 & ~0xffffU) | 0x1234);
+		assert_int_equal(ctx_get(&f, OCTX, 0, 2) >> 22, 0x3FF);
+		assert_int_equal(ctx_get(&f, OCTX, 0, 2) & 0x3fffff, 0);
+	}
+	fx_stop(&f);
+}
+
 static void test_enumerate(void **state)
 {
 	struct fx f;
@@ -1959,7 +2122,8 @@ static void test_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_registers),	cmocka_unit_test(test_enumerate),
+		cmocka_unit_test(test_registers),	cmocka_unit_test(test_register_corners),
+		cmocka_unit_test(test_command_fields),	cmocka_unit_test(test_enumerate),
 		cmocka_unit_test(test_reports),		cmocka_unit_test(test_interrupts),
 		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
 		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
