@@ -1138,6 +1138,120 @@ static void test_bad_options(void **state)
 	refused("wait=often", "wait=often");
 }
 
+/*
+ * The MMIO BAR away from the registers drivers use: EDID reads that run past its 128 bytes,
+ * writes to read-only parts, odd and out-of-range VBE offsets, a big-endian request in the
+ * QEMU extended registers, and the hole after them.  Reads there give 0; writes do nothing.
+ */
+static void test_mmio_corners(void **state)
+{
+	struct fx *f = *state;
+	uint8_t e[128];
+
+	for (unsigned i = 0; i < 128; i++)
+		e[i] = (uint8_t)MMIO_RD(f, i, 1);
+	assert_int_equal(MMIO_RD(f, 124, 8),
+			 (uint64_t)e[124] | e[125] << 8 | e[126] << 16 | (uint64_t)e[127] << 24);
+	assert_int_equal(MMIO_RD(f, 0x200, 4), 0); /* past the EDID, before the VGA ports */
+	MMIO_WR(f, 8, 4, 0xdeadbeef);
+	assert_int_equal(MMIO_RD(f, 8, 1), e[8]);
+	/* VBE: index 1 (XRES) at an odd offset, and the first index past the last register. */
+	set_mode(f, 640, 480, 32);
+	assert_int_equal(MMIO_RD(f, 0x500 + 2 * 1 + 1, 1), 0);
+	MMIO_WR(f, 0x500 + 2 * 1 + 1, 1, 0x02);
+	assert_int_equal(vbe_rd(f, 1), 640);
+	assert_int_equal(MMIO_RD(f, 0x500 + 2 * VBE_NREGS, 2), 0);
+	MMIO_WR(f, 0x500 + 2 * VBE_NREGS, 2, 0x1234);
+	assert_int_equal(vbe_rd(f, 1), 640);
+	/* Extended registers: read-only; a big-endian framebuffer request is ignored. */
+	MMIO_WR(f, 0x604, 4, 0xbebebebe);
+	MMIO_WR(f, 0x600, 4, 64);
+	assert_int_equal(MMIO_RD(f, 0x600, 4), 8);
+	assert_int_equal(MMIO_RD(f, 0x604, 4), 0x1e1e1e1e);
+	assert_int_equal(MMIO_RD(f, 0x608, 4), 0);
+	assert_int_equal(MMIO_RD(f, 0x700, 4), 0);
+	MMIO_WR(f, 0x700, 4, 0xffffffff);
+	assert_int_equal(MMIO_RD(f, 0x700, 4), 0);
+}
+
+/* A ROM image at @path: @n bytes, 55AAh, a PCI data structure for @vendor:@device. */
+static void write_rom(const char *path, size_t n, uint16_t vendor, uint16_t device, bool pcir)
+{
+	uint8_t *b = calloc(1, n);
+	FILE *fp = fopen(path, "wb");
+
+	assert_non_null(b);
+	assert_non_null(fp);
+	if (n >= 0x40) {
+		b[0] = 0x55;
+		b[1] = 0xaa;
+		b[0x18] = 0x20;
+		if (pcir)
+			memcpy(&b[0x20], "PCIR", 4);
+		b[0x24] = (uint8_t)vendor;
+		b[0x25] = (uint8_t)(vendor >> 8);
+		b[0x26] = (uint8_t)device;
+		b[0x27] = (uint8_t)(device >> 8);
+	}
+	assert_int_equal(fwrite(b, 1, n, fp), n);
+	fclose(fp);
+	free(b);
+}
+
+/* rom=: files that are no option ROM for this display are refused with a message; vga=. */
+static void test_rom_and_vga_options(void **state)
+{
+	char path[64], opt[96];
+	const char *const opts[] = { opt, "vga=on", NULL };
+	struct fx f;
+
+	snprintf(path, sizeof(path), "/tmp/khyve-fbuf-rom-%d", (int)getpid());
+	snprintf(opt, sizeof(opt), "rom=%s", path);
+	unlink(path);
+	refused(opt, "No such file");
+	write_rom(path, 100, 0x1234, 0x1111, true);
+	refused(opt, "not a PCI option ROM of at most 64 KiB");
+	write_rom(path, 64 * 1024 + 1, 0x1234, 0x1111, true);
+	refused(opt, "not a PCI option ROM");
+	write_rom(path, 512, 0x1234, 0x1111, false);
+	refused(opt, "not a PCI option ROM");
+	write_rom(path, 512, 0x8086, 0x1111, true);
+	refused(opt, "the ROM is for PCI 8086:1111, this display is 1234:1111");
+	write_rom(path, 512, 0x1234, 0x2222, true);
+	refused(opt, "the ROM is for PCI 1234:2222");
+	/* The right one: the expansion ROM BAR holds it. */
+	write_rom(path, 512, 0x1234, 0x1111, true);
+	fx_start(&f, opts);
+	{
+		uint8_t b[4];
+
+		/* Size the BAR the way firmware does, through config space. */
+		assert_true(bus_access(&f.vm.mmio,
+				       PCI_ECAM_BASE + ((uint64_t)SLOT << 15) + PCIR_ROM,
+				       (uint8_t[4]){ 0xff, 0xff, 0xff, 0xff }, 4, true));
+		assert_true(bus_access(&f.vm.mmio,
+				       PCI_ECAM_BASE + ((uint64_t)SLOT << 15) + PCIR_ROM, b, 4,
+				       false));
+		assert_int_equal(io_get(b, 4) & 0xfffff800U, ~(64U * 1024 - 1));
+	}
+	fx_stop(&f);
+	unlink(path);
+	/* vga=off: not a VGA controller; vga=io: VGA without the legacy memory window. */
+	{
+		const char *const off[] = { "vga=off", NULL }, *const io[] = { "vga=io", NULL };
+
+		fx_start(&f, off);
+		assert_int_equal(pci_get_cfg8(f.pd, PCIR_SUBCLASS), 0x80);
+		assert_false(bus_access(&f.vm.pio, 0x3cc, (uint8_t[1]){ 0 }, 1, false));
+		fx_stop(&f);
+		fx_start(&f, io);
+		assert_int_equal(pci_get_cfg8(f.pd, PCIR_SUBCLASS), 0x00);
+		assert_true(bus_access(&f.vm.pio, 0x3cc, (uint8_t[1]){ 0 }, 1, false));
+		assert_false(bus_access(&f.vm.mmio, 0xa0000, (uint8_t[1]){ 0 }, 1, false));
+		fx_stop(&f);
+	}
+}
+
 /* ---- fonts ---- */
 
 static void test_font_psf(void **state)
@@ -1283,6 +1397,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pci_identity, setup, teardown),
 		cmocka_unit_test(test_edid),
+		cmocka_unit_test_setup_teardown(test_mmio_corners, setup, teardown),
+		cmocka_unit_test(test_rom_and_vga_options),
 		cmocka_unit_test(test_dirty_log_pacing),
 		cmocka_unit_test_setup_teardown(test_vbe_registers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vbe_picture_and_damage, setup, teardown),
