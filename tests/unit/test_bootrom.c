@@ -226,6 +226,47 @@ static void test_flash(void **state)
 	assert_int_equal(rd8(f, v + 100), (uint8_t)(100 * 7));
 }
 
+/*
+ * Flash commands OVMF's driver sends less often: the identifier and CFI queries, program
+ * with the alternate code, status while a program waits for its byte, an unknown command
+ * (back to read array) and wide accesses (a command in the low byte).
+ */
+static void test_flash_more(void **state)
+{
+	struct fx *f = *state;
+	uint64_t v = vars_at();
+	uint8_t b[4];
+
+	wr8(f, v + 0x200, 0x90);
+	assert_int_equal(rd8(f, v), 0x89);
+	assert_int_equal(rd8(f, v + 1), 0xA2);
+	assert_int_equal(rd8(f, v + 2), 0);
+	wr8(f, v, 0xFF);
+	wr8(f, v + 0x55, 0x98);
+	assert_int_equal(rd8(f, v), 0x89);
+	wr8(f, v, 0x12); /* unknown: read array */
+	assert_int_equal(rd8(f, v + 0x10), (uint8_t)(0x10 * 7));
+	/* Program with 40h: status reads while the byte is awaited, then ready. */
+	wr8(f, v + 6, 0x40);
+	assert_int_equal(rd8(f, v + 6), 0x00);
+	wr8(f, v + 6, 0x3C);
+	assert_int_equal(rd8(f, v + 6), 0x80);
+	/* Erase setup reads status too. */
+	wr8(f, v + 0x300, 0x20);
+	assert_int_equal(rd8(f, v + 0x300), 0x80);
+	wr8(f, v + 0x300, 0xFF); /* not the confirmation: both error bits */
+	assert_int_equal(rd8(f, v + 0x300), 0xB0);
+	wr8(f, v, 0x50);
+	/* A word write carries the command in its low byte; a word read is two array bytes. */
+	io_put(b, 2, 0x00FF);
+	assert_true(bus_access(&f->vm.mmio, v + 6, b, 2, true));
+	assert_true(bus_access(&f->vm.mmio, v + 6, b, 2, false));
+	assert_int_equal(b[0], 0x3C);
+	assert_int_equal(b[1], (uint8_t)(7 * 7));
+	/* An access across the end of the store never reaches it: the bus refuses it. */
+	assert_false(bus_access(&f->vm.mmio, v + VARS_SIZE - 2, b, 4, false));
+}
+
 static void test_snapshot(void **state)
 {
 	struct fx *f = *state;
@@ -338,6 +379,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_identity_and_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pam_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flash_more, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 		cmocka_unit_test(test_bad_files),
 	};
