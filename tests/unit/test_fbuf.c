@@ -1106,6 +1106,64 @@ static void test_vbe_edges(void **state)
 
 /* ---- options ---- */
 
+/*
+ * VBE fields the guest sets: ids outside B0C0h-B0C5h, every depth and one that is none,
+ * YRES and BPP locked while enabled, 4 bpp lines so short the virtual height is capped at
+ * 65535, other registers read through the capability switch, and the index port read back.
+ */
+static void test_vbe_fields(void **state)
+{
+	uint8_t *vram = calloc(1, 256 * KiB);
+	static const uint16_t depths[] = { 4, 8, 15, 16, 24, 32 };
+	uint16_t *e, id;
+	struct vga v;
+	uint8_t b[2];
+
+	assert_int_equal(vga_init(&v, vram, 256 * KiB, 1920, 1200), 0);
+	vga_reset(&v);
+	e = v.r.vbe;
+	id = e[VBE_INDEX_ID];
+	vga_vbe_write(&v, VBE_INDEX_ID, VBE_ID0 - 1);
+	vga_vbe_write(&v, VBE_INDEX_ID, VBE_ID5 + 1);
+	assert_int_equal(e[VBE_INDEX_ID], id);
+	vga_vbe_write(&v, VBE_INDEX_ID, VBE_ID0);
+	assert_int_equal(e[VBE_INDEX_ID], VBE_ID0);
+	for (unsigned i = 0; i < sizeof(depths) / sizeof(depths[0]); i++) {
+		vga_vbe_write(&v, VBE_INDEX_BPP, depths[i]);
+		assert_int_equal(e[VBE_INDEX_BPP], depths[i]);
+	}
+	vga_vbe_write(&v, VBE_INDEX_BPP, 12);
+	assert_int_equal(e[VBE_INDEX_BPP], 32);
+	/* 8x8 at 4 bpp: 4 bytes a line, 65536 lines would fit, 65535 are reported. */
+	vga_vbe_write(&v, VBE_INDEX_BPP, 4);
+	vga_vbe_write(&v, VBE_INDEX_XRES, 8);
+	vga_vbe_write(&v, VBE_INDEX_YRES, 8);
+	vga_vbe_write(&v, VBE_INDEX_ENABLE, VBE_ENABLED);
+	assert_int_equal(e[VBE_INDEX_VIRT_HEIGHT], 0xffff);
+	vga_vbe_write(&v, VBE_INDEX_Y_OFFSET, 0xffff);
+	assert_int_equal(e[VBE_INDEX_Y_OFFSET], 0xffff - 8);
+	/* Enabled: the mode stays. */
+	vga_vbe_write(&v, VBE_INDEX_YRES, 16);
+	vga_vbe_write(&v, VBE_INDEX_BPP, 8);
+	assert_int_equal(e[VBE_INDEX_YRES], 8);
+	assert_int_equal(e[VBE_INDEX_BPP], 4);
+	/* With the capability switch on, registers other than the mode read as they are. */
+	vga_vbe_write(&v, VBE_INDEX_ENABLE, VBE_ENABLED | VBE_GETCAPS);
+	assert_int_equal(vga_vbe_read(&v, VBE_INDEX_BPP), 32);
+	assert_int_equal(vga_vbe_read(&v, VBE_INDEX_Y_OFFSET), 0xffff - 8);
+	assert_int_equal(vga_vbe_read(&v, VBE_INDEX_ENABLE), VBE_ENABLED | VBE_GETCAPS);
+	/* The index port reads back what was written to it. */
+	io_put(b, 2, VBE_INDEX_VIRT_HEIGHT);
+	vga_vbe_ioport(&v, VBE_IO_BASE, b, 2, true);
+	memset(b, 0, 2);
+	vga_vbe_ioport(&v, VBE_IO_BASE, b, 2, false);
+	assert_int_equal(io_get(b, 2), VBE_INDEX_VIRT_HEIGHT);
+	vga_vbe_ioport(&v, VBE_IO_BASE + 1, b, 2, false);
+	assert_int_equal(io_get(b, 2), 0xffff);
+	vga_free(&v);
+	free(vram);
+}
+
 static void refused(const char *opt, const char *needle)
 {
 	struct vm vm;
@@ -1412,6 +1470,7 @@ int main(void)
 		cmocka_unit_test(test_vga_regs_check),
 		cmocka_unit_test(test_vga_memory),
 		cmocka_unit_test(test_vbe_edges),
+		cmocka_unit_test(test_vbe_fields),
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test_setup_teardown(test_font_psf, setup, teardown),
 	};
