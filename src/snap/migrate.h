@@ -17,7 +17,7 @@
  *	    on its own from here)       <- RUNNING; the source exits 0
  *
  * Anything before GO that fails (a refusal, a dropped connection, a timeout) resumes the
- * source.  After GO the destination answers RUNNING once its vCPUs run, or REFUSE when it
+ * source.  After GO the destination answers RUNNING once its vCPU threads are made (then they run), or REFUSE when it
  * cannot run the guest (GO unreadable, its start failed): the source then resumes.  When
  * neither comes (the connection dropped, the destination died) the source cannot know
  * whether the guest runs there, so it stays paused and says so; the operator resumes it or
