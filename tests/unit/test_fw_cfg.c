@@ -3,6 +3,7 @@
  * fw_cfg: selectors, the data port, the file directory, DMA with good and hostile requests,
  * snapshot identity and refusals; the ACPI table loader script and etc/e820 of firmware.c.
  */
+#include <endian.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -430,6 +431,55 @@ static void test_snapshot(void **state)
 	free(bad);
 }
 
+/*
+ * A snapshot's selector state must match its items: the selected flag against the key, an
+ * offset with nothing selected, and a key that two items claim are each refused; no item
+ * selected at offset 0 is a state the device has after reset, and loads.
+ */
+static void test_snapshot_selector_checks(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *a, *bad;
+	size_t alen, sel_at, flag_at, off_at, second;
+	uint32_t len0;
+
+	assert_int_equal(fw_cfg_add_file(f->fc, "etc/y", "abc", 3), 0);
+	sel(f, FW_CFG_SIGNATURE);
+	rd(f);
+	a = devsnap_save_copy(f->dev, &alen);
+	bad = malloc(alen);
+	/* The tail: next_file u16, sel u16, selected u8, off u32, dma_addr u64. */
+	off_at = alen - 12;
+	flag_at = alen - 13;
+	sel_at = alen - 15;
+	assert_int_equal(a[sel_at] | a[sel_at + 1] << 8, FW_CFG_SIGNATURE);
+	assert_int_equal(a[flag_at], 1);
+	assert_int_equal(a[off_at], 1);
+	memcpy(bad, a, alen);
+	bad[flag_at] = 0; /* not selected, yet the key is an item */
+	devsnap_expect_refused(f->dev, bad, alen, 1);
+	bad[sel_at] = 0x77;
+	bad[sel_at + 1] = 0x37; /* no such item: not selected is right, the offset is not */
+	devsnap_expect_refused(f->dev, bad, alen, 1);
+	bad[off_at] = 0;
+	assert_int_equal(devsnap_load(f->dev, bad, alen, 1), 0);
+	assert_int_equal(rd(f), 0); /* nothing selected reads 0 */
+	memcpy(bad, a, alen);
+	bad[sel_at] = 0x77;
+	bad[sel_at + 1] = 0x37; /* selected, but no item has the key */
+	devsnap_expect_refused(f->dev, bad, alen, 1);
+	/* The second item claims the first one's key. */
+	memcpy(bad, a, alen);
+	memcpy(&len0, a + 4 + 2 + FW_CFG_NAME_LEN, 4);
+	second = 4 + 2 + FW_CFG_NAME_LEN + 4 + le32toh(len0);
+	assert_true(second + 2 < alen);
+	memcpy(bad + second, a + 4, 2);
+	devsnap_expect_refused(f->dev, bad, alen, 1);
+	assert_int_equal(devsnap_load(f->dev, a, alen, 1), 0);
+	free(a);
+	free(bad);
+}
+
 /* ---- firmware.c ---- */
 
 static uint64_t le(const uint8_t *p, unsigned n)
@@ -669,6 +719,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dma_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dma_write_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_selector_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acpi_loader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_e820, setup, teardown),
 		cmocka_unit_test(test_facs_from_firmware),
