@@ -639,6 +639,100 @@ static void test_mouse_remote_wrap_status(void **state)
 	EXPECT(f, 0xfe);
 }
 
+/*
+ * Every sample rate the mouse takes reads back in its status; a knock that does not match
+ * the next step (the wheel knock again, with the wheel on) changes nothing; a command byte
+ * where a parameter was expected cancels the parameter and runs; wrap mode ends on a reset.
+ */
+static void test_mouse_rates_and_knocks(void **state)
+{
+	static const uint8_t rates[] = { 10, 20, 40, 60, 80, 100, 200 };
+	struct fixture *f = *state;
+
+	for (unsigned i = 0; i < sizeof(rates); i++) {
+		set_rate(f, rates[i]);
+		aux_cmd(f, 0xe9);
+		{
+			const uint8_t want[] = { 0xfa, 0x00, 0x02, rates[i] };
+
+			expect(f, want, sizeof(want));
+		}
+	}
+	/* Wheel on, then the wheel knock again: still 3. */
+	set_rate(f, 200);
+	set_rate(f, 100);
+	set_rate(f, 80);
+	set_rate(f, 200);
+	set_rate(f, 100);
+	set_rate(f, 80);
+	aux_cmd(f, 0xf2);
+	EXPECT(f, 0xfa, 0x03);
+	set_rate(f, 200);
+	set_rate(f, 100);
+	set_rate(f, 200);
+	set_rate(f, 80);
+	aux_cmd(f, 0xf2);
+	EXPECT(f, 0xfa, 0x03); /* 100, 200, 80 is no knock */
+	/* Resolution 4 is an error; F3h then F2h: the rate is dropped, F2h answered. */
+	aux_cmd(f, 0xe8);
+	aux_cmd(f, 4);
+	EXPECT(f, 0xfa, 0xfc);
+	aux_cmd(f, 0xf3);
+	aux_cmd(f, 0xf2);
+	EXPECT(f, 0xfa, 0xfa, 0x03);
+	aux_cmd(f, 0xe9);
+	EXPECT(f, 0xfa, 0x00, 0x02, 80);
+	/* Wrap mode: echoes, until FFh resets the mouse. */
+	aux_cmd(f, 0xee);
+	aux_cmd(f, 0x33);
+	EXPECT(f, 0xfa, 0x33);
+	aux_cmd(f, 0xff);
+	EXPECT(f, 0xfa, 0xaa, 0x00);
+	aux_cmd(f, 0xf2);
+	EXPECT(f, 0xfa, 0x00);
+}
+
+/*
+ * Scan code sets past 3 are asked for again (RESEND); F6h and F5h load the defaults, scan code
+ * set 2 among them (as keyboards do: a driver that sends F6h expects set 2 afterwards).
+ */
+static void test_keyboard_set_and_defaults(void **state)
+{
+	struct fixture *f = *state;
+
+	set_cmdbyte(f, 0x07); /* no translation: the set number as it is */
+	kbd_cmd(f, 0xf0);
+	kbd_cmd(f, 0x04);
+	EXPECT(f, 0xfa, 0xfe);
+	kbd_cmd(f, 0xf0);
+	kbd_cmd(f, 0x01);
+	kbd_cmd(f, 0xf0);
+	kbd_cmd(f, 0x00);
+	EXPECT(f, 0xfa, 0xfa, 0xfa, 0xfa, 0x01);
+	for (uint8_t c = 0xf7; c <= 0xfd; c++) {
+		kbd_cmd(f, c);
+		EXPECT(f, 0xfa);
+	}
+	kbd_cmd(f, 0xf6);
+	kbd_cmd(f, 0xf0);
+	kbd_cmd(f, 0x00);
+	EXPECT(f, 0xfa, 0xfa, 0xfa, 0x02);
+	/* F5h (disable) loads the defaults too, and stops scanning until F4h. */
+	kbd_cmd(f, 0xf0);
+	kbd_cmd(f, 0x01);
+	kbd_cmd(f, 0xf5);
+	kbd_cmd(f, 0xf0);
+	kbd_cmd(f, 0x00);
+	EXPECT(f, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0x02);
+	key(f, KEY_A, true);
+	key(f, KEY_A, false);
+	EXPECT_NONE(f);
+	kbd_cmd(f, 0xf4);
+	EXPECT(f, 0xfa);
+	key(f, KEY_A, true);
+	EXPECT(f, 0x1c);
+}
+
 static void test_mouse_full_queue_merges_movement(void **state)
 {
 	struct fixture *f = *state;
@@ -953,6 +1047,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_controller_commands, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mouse_rates_and_knocks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keyboard_set_and_defaults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_through_output_port, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loopback_and_aux_flag, setup, teardown),

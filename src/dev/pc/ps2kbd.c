@@ -250,10 +250,12 @@ static void kbd_reply(struct ps2kbd *k, uint8_t b)
 	ps2_queue_push(&k->reply, b);
 }
 
+/* What F5h and F6h load as well as reset: typematic rate/delay and scan code set 2. */
 static void kbd_defaults(struct ps2kbd *k)
 {
 	k->typematic = KBD_DEFAULT_TYPEMATIC;
 	k->held = 0;
+	k->scanset = 2;
 }
 
 static void kbd_clear(struct ps2kbd *k)
