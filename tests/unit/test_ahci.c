@@ -1093,6 +1093,72 @@ static void test_ata_fields(void **state)
 	fx_stop(&f);
 }
 
+/*
+ * Port and HBA registers away from the bring-up path: the upper address dwords, the
+ * reserved port and HBA offsets, SACT/CI while the engine is stopped, SNTF write-1-to-clear,
+ * writes to read-only HBA registers, a COMRESET asked for twice and a DET of 0 with no
+ * COMRESET before it (neither resets anything), and ST written again while running.
+ */
+static void test_register_corners(void **state)
+{
+	struct fx f = { 0 };
+	uint32_t cap;
+
+	fx_start(&f);
+	wr(&f, PX(0, 0x04), 0x12345678); /* CLBU */
+	wr(&f, PX(0, 0x0C), 0x9ABCDEF0); /* FBU */
+	assert_int_equal(rd(&f, PX(0, 0x04)), 0x12345678);
+	assert_int_equal(rd(&f, PX(0, 0x0C)), 0x9ABCDEF0);
+	wr(&f, PX(0, 0x04), 0);
+	wr(&f, PX(0, 0x0C), 0);
+	wr(&f, PX(0, 0x40), 0xFFFFFFFF); /* reserved / vendor space */
+	assert_int_equal(rd(&f, PX(0, 0x40)), 0);
+	assert_int_equal(rd(&f, 0x14), 0); /* CCC_CTL: no command completion coalescing */
+	assert_int_equal(rd(&f, 0x24), 0); /* CAP2 */
+	cap = rd(&f, 0x00);
+	wr(&f, 0x00, 0);
+	wr(&f, PI, 0);
+	wr(&f, VS, 0);
+	assert_int_equal(rd(&f, 0x00), cap);
+	assert_int_equal(rd(&f, PI), 3);
+	assert_int_equal(rd(&f, VS), 0x00010300);
+	/* SACT and CI take nothing while the engine is stopped. */
+	wr(&f, PX(0, P_SACT), 1);
+	wr(&f, PX(0, P_CI), 1);
+	assert_int_equal(rd(&f, PX(0, P_SACT)), 0);
+	assert_int_equal(rd(&f, PX(0, P_CI)), 0);
+	wr(&f, PX(0, P_SNTF), ~0U);
+	assert_int_equal(rd(&f, PX(0, P_SNTF)), 0);
+	/* DET 0 with no COMRESET before: the link stays up, nothing is reset. */
+	port_start(&f, 0);
+	wr(&f, PX(0, P_IS), ~0U);
+	wr(&f, PX(0, P_SCTL), 0x300);
+	assert_int_equal(rd(&f, PX(0, P_SCTL)), 0x300);
+	assert_int_equal(rd(&f, PX(0, P_SSTS)) & 0xF, 3);
+	assert_false(rd(&f, PX(0, P_IS)) & IS_DHRS);
+	/* ST again while running: CR stays, the engine keeps its place. */
+	wr(&f, PX(0, P_CMD), rd(&f, PX(0, P_CMD)) | 1);
+	assert_true(rd(&f, PX(0, P_CMD)) & (1U << 15));
+	{
+		struct prd prd = { DATA, 512 };
+		struct cmd c = { .prd = &prd, .nprd = 1 };
+
+		fis_ata(&c, 0x25, 0, 1, 0);
+		assert_true(ok(run(&f, 0, &c)));
+	}
+	/* COMRESET asked for twice: one reset, and the second write changes nothing more. */
+	wr(&f, PX(0, P_SCTL), 0x301);
+	assert_int_equal(rd(&f, PX(0, P_SSTS)) & 0xF, 0);
+	wr(&f, PX(0, P_SCTL), 0x301);
+	assert_int_equal(rd(&f, PX(0, P_SSTS)) & 0xF, 0);
+	wr(&f, PX(0, P_IS), ~0U);
+	wr(&f, PX(0, P_SCTL), 0x300);
+	assert_int_equal(rd(&f, PX(0, P_SSTS)) & 0xF, 3);
+	assert_true(rd(&f, PX(0, P_IS)) & IS_DHRS);
+	assert_int_equal(rd(&f, PX(0, P_SIG)), 0x00000101);
+	fx_stop(&f);
+}
+
 /* COMRESET: the link drops, the device comes back with its signature in a D2H FIS. */
 static void test_comreset(void **state)
 {
@@ -1866,7 +1932,7 @@ int main(void)
 		cmocka_unit_test(test_narrow_accesses),	   cmocka_unit_test(test_cd),
 		cmocka_unit_test(test_snapshot),	   cmocka_unit_test(test_pause_drains),
 		cmocka_unit_test(test_simple_commands),	   cmocka_unit_test(test_ata_fields),
-		cmocka_unit_test(test_cd_tray_pages),
+		cmocka_unit_test(test_cd_tray_pages),	   cmocka_unit_test(test_register_corners),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
