@@ -186,6 +186,37 @@ static uint64_t vars_at(void)
 	return (4ULL << 30) - ROM_SIZE - VARS_SIZE;
 }
 
+/*
+ * The i440FX's other registers: SMRAM keeps only its writable bits (D_OPEN, D_CLS, D_LCK,
+ * G_SMRAME) over its fixed C_BASE_SEG, DRAM timing and the rest of the chipset space take
+ * writes without effect, the standard header stays pci.c's (COMMAND), and with firmware the
+ * host bridge must be at 0:0.0.
+ */
+static void test_hostbridge_registers(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(hb_read(f, 0x72, 1), 0x02);
+	hb_write(f, 0x72, 0xFF, 1);
+	assert_int_equal(hb_read(f, 0x72, 1), 0x7A);
+	hb_write(f, 0x72, 0x00, 1);
+	assert_int_equal(hb_read(f, 0x72, 1), 0x02);
+	hb_write(f, 0x50, 0xFFFFFFFF, 4);
+	assert_int_equal(hb_read(f, 0x50, 4), 0);
+	hb_write(f, 0x04, 0x0006, 2);
+	assert_int_equal(hb_read(f, 0x04, 2) & 0x6, 0x6);
+	/* A dword over 0x70-0x73: SMRAM takes its bits, its neighbours nothing. */
+	hb_write(f, 0x70, 0xFFFFFFFF, 4);
+	assert_int_equal(hb_read(f, 0x70, 4), 0x7AU << 16);
+	{
+		char err[256] = "";
+
+		assert_null(
+			pci_dev_add(&f->vm, 1, 0, pci_emul_find("hostbridge"), err, sizeof(err)));
+		assert_non_null(strstr(err, "firmware looks for the host bridge at 0:0.0"));
+	}
+}
+
 static void test_flash(void **state)
 {
 	struct fx *f = *state;
@@ -378,6 +409,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_identity_and_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pam_modes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostbridge_registers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flash_more, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
