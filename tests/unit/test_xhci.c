@@ -1707,6 +1707,55 @@ static void test_bad_control_tds(void **state)
  * Good control TDs in less common shapes: a standalone No-Op TD, Event Data TRBs in the data
  * stage (their event carries the Event Data and the byte count so far), immediate OUT data.
  */
+/*
+ * Control OUT data stages: SET_REPORT with its byte as immediate data (IDT) and from a
+ * buffer.  The tablet has no output report, so both STALL on the data's TD and the endpoint
+ * halts; a second request after recovery works.
+ */
+static void test_control_out_data(void **state)
+{
+	struct fx f;
+	struct trb ev;
+	uint32_t len;
+	uint64_t setup = 0x21 | 0x09 << 8 | 0x0200ULL << 16 | 1ULL << 48;
+
+	fx_start(&f);
+	hc_start(&f);
+	enable_and_address(&f);
+	for (unsigned idt = 0; idt < 2; idt++) {
+		ring_put(&f, &f.ep0,
+			 (struct trb){ .param = setup,
+				       .status = 8,
+				       .control = T_SETUP << 10 | IDT | 2U << 16 });
+		ring_put(&f, &f.ep0,
+			 (struct trb){ .param = idt ? 0x55 : BUF,
+				       .status = 1,
+				       .control = T_DATA << 10 | (idt ? IDT : 0) });
+		ring_put(&f, &f.ep0, (struct trb){ .control = T_STATUS << 10 | IOC | 1U << 16 });
+		*(uint8_t *)gpa(&f, BUF, 1) = 0x55;
+		wr(&f, DB(f.slot), 1);
+		ev = next_event(&f);
+		assert_int_equal(type_of(&ev), E_TRANSFER);
+		assert_int_equal(cc_of(&ev), CC_STALL);
+		assert_int_equal(ctx_get(&f, OCTX, 1, 0) & 7, 2); /* halted */
+		ep0_recover(&f);
+	}
+	/* An immediate data stage of more than 8 bytes is no TRB the spec allows. */
+	ring_put(&f, &f.ep0,
+		 (struct trb){ .param = setup | 9ULL << 48,
+			       .status = 8,
+			       .control = T_SETUP << 10 | IDT | 2U << 16 });
+	ring_put(&f, &f.ep0,
+		 (struct trb){ .param = 0x55, .status = 9, .control = T_DATA << 10 | IDT });
+	ring_put(&f, &f.ep0, (struct trb){ .control = T_STATUS << 10 | IOC | 1U << 16 });
+	wr(&f, DB(f.slot), 1);
+	ev = next_event(&f);
+	assert_int_equal(cc_of(&ev), CC_TRB);
+	ep0_recover(&f);
+	assert_int_equal(control(&f, 0x80, 0, 0, 0, 2, &len), CC_SUCCESS); /* GET_STATUS */
+	fx_stop(&f);
+}
+
 static void test_control_td_shapes(void **state)
 {
 	struct fx f;
@@ -2122,16 +2171,27 @@ static void test_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_registers),	cmocka_unit_test(test_register_corners),
-		cmocka_unit_test(test_command_fields),	cmocka_unit_test(test_enumerate),
-		cmocka_unit_test(test_reports),		cmocka_unit_test(test_interrupts),
-		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
-		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_snapshot_checks), cmocka_unit_test(test_event_ring_segments),
-		cmocka_unit_test(test_more_commands),	cmocka_unit_test(test_ports),
-		cmocka_unit_test(test_bad_control_tds), cmocka_unit_test(test_control_td_shapes),
-		cmocka_unit_test(test_options),		cmocka_unit_test(test_wrap),
-		cmocka_unit_test(test_erstsz_changed),	cmocka_unit_test(test_msi),
+		cmocka_unit_test(test_registers),
+		cmocka_unit_test(test_register_corners),
+		cmocka_unit_test(test_command_fields),
+		cmocka_unit_test(test_control_out_data),
+		cmocka_unit_test(test_enumerate),
+		cmocka_unit_test(test_reports),
+		cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_bad_commands),
+		cmocka_unit_test(test_bad_rings),
+		cmocka_unit_test(test_event_ring_full),
+		cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_snapshot_checks),
+		cmocka_unit_test(test_event_ring_segments),
+		cmocka_unit_test(test_more_commands),
+		cmocka_unit_test(test_ports),
+		cmocka_unit_test(test_bad_control_tds),
+		cmocka_unit_test(test_control_td_shapes),
+		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_erstsz_changed),
+		cmocka_unit_test(test_msi),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
