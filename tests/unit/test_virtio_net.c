@@ -757,6 +757,34 @@ static void test_ctrl_queue(void **state)
 	}
 }
 
+/*
+ * The announce ack is an error when GUEST_ANNOUNCE was not negotiated (the status bit is the
+ * device's to clear only for a driver that knows it), and a control request whose class and
+ * command do not both fit in its readable part gets no ack.
+ */
+static void test_ctrl_queue_refusals(void **state)
+{
+	struct fx *f = *state;
+	uint32_t len, id;
+
+	drv_init(f, F_ALL & ~F_ANNOUNCE);
+	assert_int_equal(ctrl_cmd(f, 3, 0, &len), 1);
+	assert_int_equal(len, 1);
+	{
+		uint64_t c = new_buf(f), a = new_buf(f);
+		struct seg s[2] = { { c, 1, false }, { a, 1, true } };
+		uint8_t *ack = gpa(f, a, 1);
+
+		*(uint8_t *)gpa(f, c, 1) = 3;
+		*ack = 0xEE;
+		gq_add(f, 2, s, 2);
+		gq_kick(f, 2);
+		assert_true(gq_get(f, 2, &id, &len));
+		assert_int_equal(len, 0);
+		assert_int_equal(*ack, 0xEE);
+	}
+}
+
 static void test_pause_holds_frames(void **state)
 {
 	struct fx *f = *state;
@@ -1214,6 +1242,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rx_dropped_before_driver_ok_and_after_reset,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctrl_queue, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ctrl_queue_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pause_holds_frames, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_roundtrip_and_announce, setup,
 						teardown),
