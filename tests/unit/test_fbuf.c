@@ -1160,6 +1160,24 @@ static void test_vbe_fields(void **state)
 	assert_int_equal(io_get(b, 2), VBE_INDEX_VIRT_HEIGHT);
 	vga_vbe_ioport(&v, VBE_IO_BASE + 1, b, 2, false);
 	assert_int_equal(io_get(b, 2), 0xffff);
+	/* An 8-bit DAC keeps the whole byte of a palette write; a 6-bit one its low 6 bits. */
+	for (unsigned eight = 0; eight < 2; eight++) {
+		static const uint8_t rgb[3] = { 0xff, 0x80, 0x41 };
+		uint8_t x = 5;
+
+		vga_vbe_write(&v, VBE_INDEX_ENABLE, eight ? VBE_ENABLED | VBE_8BIT_DAC : 0);
+		vga_ioport(&v, 0x3c8, &x, 1, true);
+		for (unsigned i = 0; i < 3; i++) {
+			x = rgb[i];
+			vga_ioport(&v, 0x3c9, &x, 1, true);
+		}
+		x = 5;
+		vga_ioport(&v, 0x3c7, &x, 1, true);
+		for (unsigned i = 0; i < 3; i++) {
+			vga_ioport(&v, 0x3c9, &x, 1, false);
+			assert_int_equal(x, eight ? rgb[i] : rgb[i] & 0x3f);
+		}
+	}
 	vga_free(&v);
 	free(vram);
 }
