@@ -54,6 +54,7 @@ const struct config_key config_keys[] = {
 	{ "snapshot.disks", "sync or clone: how checkpoints keep disks" },
 	{ "snapshot.verify", "full or fast: what a restore checks" },
 	{ "snapshot.time", "frozen or catchup: the guest's clocks after a restore" },
+	{ "snapshot.prefetch", "off, willneed, read or write: a restore's background prefetch" },
 	{ "snapshot.disk_changed", "refuse or accept a disk changed since the checkpoint" },
 	{ "snapshot.trust", "auto, file or none: where a restore takes host resources from" },
 	{ "snapshot.key", "the key file that authenticates this user's snapshots" },

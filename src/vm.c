@@ -16,6 +16,7 @@
 #include "dev/pc/bootrom.h"
 #include "snap/dirty.h"
 #include "snap/memory.h"
+#include "snap/prefetch.h"
 #include "vcpu.h"
 
 static void vm_irq_noop(struct vm *vm, unsigned gsi, int level)
@@ -705,6 +706,7 @@ void vm_destroy(struct vm *vm)
 	}
 	vm->devs_tail = &vm->devs;
 	evloop_destroy(&vm->ev);
+	snap_prefetch_vm_stop(vm); /* before RAM is unmapped */
 	dirty_vm_free(vm);
 	snap_incr_free(vm);
 	if (vm->backing) {

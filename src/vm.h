@@ -84,6 +84,7 @@ struct vm_disk {
 	struct vm_disk *next;
 };
 struct mem_backing;
+struct snap_prefetch;
 struct bootrom;
 struct dirty_tracker;
 struct snap_incr;
@@ -132,6 +133,8 @@ struct vm {
 	 * chipset cuts off the RTC's interrupt (IA-PC HPET 1.0a, 2.3.9.2.2).  Set by the HPET.
 	 */
 	atomic_bool hpet_legacy;
+	/* A restored VM's background prefetch (snap/prefetch.h), or NULL. */
+	struct snap_prefetch *prefetch;
 	struct mem_backing *backing; /* snapshot file a restored VM's RAM maps, or NULL */
 	bool paused;		     /* guest paused by a control request */
 	bool poweroff_pending;	     /* SIGTERM while paused: the power button at resume */

@@ -39,6 +39,7 @@
 #include "snap/livecopy.h"
 #include "snap/migrate.h"
 #include "snap/precopy.h"
+#include "snap/prefetch.h"
 #include "snap/snapshot.h"
 #include "snap/trust.h"
 #include "vcpu.h"
@@ -646,6 +647,8 @@ static int req_migrate_live(struct ctl_req *r, const char *addr)
 		return ret;
 	if (!ctl || r->send != conn_send)
 		return reply_error(r, -EINVAL, "migrate: live needs a control connection");
+	/* The pre-copy rounds read every page anyway: the prefetch would only compete. */
+	snap_prefetch_vm_stop(r->vm);
 	ret = migrate_live_start(r->vm, addr, &p, migrate_round, migrate_done, ctl, r->err,
 				 sizeof(r->err));
 	if (ret)

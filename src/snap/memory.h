@@ -9,7 +9,8 @@
  * anonymous copy-on-write page) or when the old file holds data for it.
  *
  * Restoring maps each region of the file MAP_PRIVATE: nothing is read until the guest touches
- * it, so restore time does not grow with memory size.
+ * it, so restore time does not grow with memory size (unless -o snapshot.prefetch= asks a
+ * thread to bring the saved pages in meanwhile: snap/prefetch.h).
  */
 #ifndef KHYVE_SNAP_MEMORY_H
 #define KHYVE_SNAP_MEMORY_H

@@ -54,6 +54,7 @@
 #include "snap/livecopy.h"
 #include "snap/memory.h"
 #include "snap/meta.h"
+#include "snap/prefetch.h"
 #include "snap/trust.h"
 #include "sstream.h"
 #include "vcpu.h"
@@ -129,6 +130,8 @@ static int pause_vm(struct vm *vm, struct snap_clocks *clk, char *err, size_t er
 		snprintf(err, errlen, "the VM is already paused");
 		return -EALREADY;
 	}
+	/* For good (snap/prefetch.h): a pause is for a checkpoint, a migration or an operator. */
+	snap_prefetch_vm_stop(vm);
 	vcpus_pause(vm);
 	/*
 	 * The guest's last coalesced writes are still in KVM's ring: a device saved now would
@@ -1097,6 +1100,8 @@ int snap_save_live(struct vm *vm, const char *path, const struct mig_policy *pol
 	ret = save_busy(vm, err, errlen);
 	if (ret)
 		return ret;
+	/* Its pre-copy rounds and the prefetch would only compete for the same pages. */
+	snap_prefetch_vm_stop(vm);
 	/* Its pages are not fetched: the last checkpoint is no parent any more. */
 	if (vm->incr)
 		vm->incr->valid = false;
@@ -1200,6 +1205,7 @@ struct restore {
 	struct cpustate *cpus;
 	struct vmstate vmst;
 	bool catchup, verify_memory;
+	enum snap_prefetch_mode prefetch;
 	bool disk_changed_ok; /* snapshot.disk_changed=accept */
 };
 
@@ -1307,6 +1313,12 @@ static int restore_prepare(struct restore *r, struct config *cfg, const char *pa
 		return -EINVAL;
 	}
 	r->disk_changed_ok = !strcmp(v, "accept");
+	v = config_get_default(cfg, "snapshot.prefetch", SNAP_PREFETCH_DEFAULT);
+	if (snap_prefetch_parse(v, &r->prefetch)) {
+		snprintf(err, errlen, "snapshot.prefetch=%s: expected off, willneed, read or write",
+			 v);
+		return -EINVAL;
+	}
 	ret = snap_trust_mode(cfg, &trust, err, errlen);
 	if (ret)
 		return ret;
@@ -1538,6 +1550,14 @@ static int restore_machine(struct vm *vm, struct restore *r, char *err, size_t e
 	vclock_thaw(&vm->ev);
 	if (!ret)
 		devices_resume(vm);
+	/*
+	 * After tracking is armed (restore_incr), so a populate keeps the write protection of a
+	 * page it maps (snap/prefetch.h); off the vCPU threads, which start after this.
+	 */
+	if (!ret && snap_prefetch_vm(vm, r->prefetch))
+		log_warn("snapshot.prefetch=%s: could not start; pages come in as the guest "
+			 "touches them",
+			 snap_prefetch_name(r->prefetch));
 	return ret;
 }
 

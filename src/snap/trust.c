@@ -27,6 +27,7 @@ static const char *const session_keys[] = {
 	"snapshot.key",
 	"snapshot.verify",
 	"snapshot.time",
+	"snapshot.prefetch",
 	"snapshot.disk_changed",
 	"snapshot.direct",
 	"sandbox",
