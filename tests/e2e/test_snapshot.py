@@ -372,3 +372,40 @@ def restore_with_wallclock_catchup(wd):
     r.kill()
     bad = khyve_run(["-r", snap, "-o", "ctl.socket=off", "-o", "snapshot.time=later", "vm2"])
     check(bad.returncode == 4 and b"snapshot.time=later" in bad.stderr, "bad snapshot.time")
+
+
+@test
+def restore_with_prefetch(wd):
+    """snapshot.prefetch=read and write: the restored guest counts on and its memory check
+    passes; checkpoints (full, then incremental on it) taken while the prefetch may still run
+    stop it and restore correctly; a bad value is refused."""
+    vm = VM(wd, cpus=2, mem="1G", cmdline="mode=counter mem=256M rate=10")
+    vm.wait_for(rb"counter: region written once", timeout=180)
+    base = wd("base.snap")
+    vm.ctl("--checkpoint=" + base)
+    vm.kill()
+    for mode in ("read", "write"):
+        r = VM(wd, restore=base, name="p" + mode,
+               extra=["-o", "snapshot.prefetch=" + mode, "-o", "log.level=debug"])
+        r.wait_seq(1, timeout=120)
+        # At once: 256 MiB take a while to prefetch, so these likely stop it half-way.
+        full, inc = wd(mode + "-full.snap"), wd(mode + "-inc.snap")
+        r.ctl("--checkpoint=" + full)
+        rc, reply = r.ctl("--checkpoint=" + inc, "--incremental")
+        check(reply.get("incremental"), "incremental checkpoint reply %r" % reply)
+        r.wait_seq(len(r.seqs()) + 3, timeout=120)
+        r.check_alive()
+        assert_consecutive(restored_seqs(r.out)[1], "restored with prefetch=" + mode)
+        r.kill()
+        check(("prefetch (%s)" % mode).encode() in r.err,
+              "no prefetch (%s) in khyve's log:\n%s" % (mode, r.err.decode(errors="replace")))
+        for snap in (full, inc):
+            c = VM(wd, restore=snap, name="c" + mode + os.path.basename(snap)[len(mode) + 1],
+                   extra=["-o", "snapshot.prefetch=" + mode])
+            c.wait_seq(4, timeout=120)
+            c.check_alive()  # the guest's memory check: every word as it left it
+            assert_consecutive(restored_seqs(c.out)[1], "restore of %s" % snap)
+            c.kill()
+    bad = khyve_run(["-r", base, "-o", "ctl.socket=off", "-o", "snapshot.prefetch=eager", "vx"])
+    check(bad.returncode == 4 and b"snapshot.prefetch=eager" in bad.stderr,
+          "bad snapshot.prefetch: %d %r" % (bad.returncode, bad.stderr))
