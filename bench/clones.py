@@ -9,7 +9,9 @@ Pss (its share of everything it maps), Anonymous (pages it copied on write: what
 plus khyve's own heap), and Pss - Anonymous, the shared part it is charged for.  Target
 (issue 11): Pss <= dirtied pages + 8 MiB.  Reports; exit 0 if every clone ran on, 1 if not.
 
-    bench/clones.py [--clones N] [--mem 16M] [--seconds 3]
+    bench/clones.py [--clones N] [--mem 16M] [--seconds 3] [--prefetch MODE]
+
+--prefetch: each clone's -o snapshot.prefetch= (default: khyve's default).
 """
 import argparse
 import os
@@ -36,6 +38,7 @@ def main():
     ap.add_argument("--clones", type=int, default=10)
     ap.add_argument("--mem", default="16M", help="the region the guest rewrites")
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--prefetch", help="snapshot.prefetch of each clone")
     a = ap.parse_args()
     wd = Workdir()
     ok = True
@@ -46,7 +49,8 @@ def main():
         rc, reply = vm.ctl("--checkpoint=" + snap)
         vm.kill()
         print("snapshot: %d bytes of guest memory" % reply["bytes"])
-        clones = [VM(wd, restore=snap, name="c%d" % i) for i in range(a.clones)]
+        extra = ["-o", "snapshot.prefetch=" + a.prefetch] if a.prefetch else []
+        clones = [VM(wd, restore=snap, name="c%d" % i, extra=extra) for i in range(a.clones)]
         for c in clones:
             c.wait_seq(2, timeout=120)
         time.sleep(a.seconds)
