@@ -2113,8 +2113,13 @@ static void test_snapshot_checks(void **state)
 		memcpy(b, a, alen);
 		put_le(b + x0 + S_IDX, 1, 4);
 		expect_patch_refused(&g, b, alen, x0, &noseg[0]);
+		memcpy(b, a, alen);
+		put_le(b + x0 + S_SEG, 1, 4); /* segment 1, index 0 */
+		expect_patch_refused(&g, b, alen, x0, &noseg[0]);
 		free(b);
 	}
+	/* A state version this controller does not know. */
+	devsnap_expect_refused(&g.pd->dev, a, alen, 2);
 	/* The devices: the tablet's version, a tablet where this VM has none and the reverse. */
 	{
 		const struct patch dev[] = {
