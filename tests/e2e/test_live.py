@@ -4,6 +4,7 @@ runs, and the file holds the state of the pause instant."""
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -201,12 +202,7 @@ def live_checkpoint_restored_vm_disk_full(wd):
         p = subprocess.Popen([KHYVECTL, "--vm=" + r.name, "--socket=" + r.sock, "--json",
                               "--checkpoint=" + snap, "--live"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-        end = time.time() + 30
-        while time.time() < end and not any(f.startswith(".vm.snap.") for f in os.listdir(small)):
-            time.sleep(0.001)
-        st = os.statvfs(small)
-        subprocess.run(["fallocate", "-l", "%d" % (st.f_bavail * st.f_frsize),
-                        os.path.join(small, "fill")], capture_output=True)
+        fill_once_begun(r, small)
         out, err = p.communicate(timeout=300)
         check(p.returncode != 0 and b"No space" in out, "dirty-log live checkpoint onto a "
               "full disk: %r %r" % (out, err))
@@ -223,6 +219,26 @@ def live_checkpoint_restored_vm_disk_full(wd):
         subprocess.run(["umount", "-l", small], capture_output=True)
     r.check_alive()
     r.kill()
+
+
+def fill_once_begun(vm, small):
+    """Once the checkpoint's temporary file is in @small, take all the room that is left.  The
+    VM is stopped (SIGSTOP) meanwhile: its writer, ahead of the vCPUs, would otherwise have
+    written the whole file before a loaded host ran this test again, and the disk would fill
+    too late (a live checkpoint's later rounds rewrite pages in place, needing no room)."""
+    end = time.time() + 30
+    while time.time() < end and not any(f.startswith(".vm.snap.") for f in os.listdir(small)):
+        time.sleep(0.001)
+    os.kill(vm.p.pid, signal.SIGSTOP)
+    try:
+        st = os.statvfs(small)
+        fd = os.open(os.path.join(small, "fill"), os.O_CREAT | os.O_WRONLY, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize)
+        finally:
+            os.close(fd)
+    finally:
+        os.kill(vm.p.pid, signal.SIGCONT)
 
 
 def mount_tmpfs(path, opts):
@@ -253,13 +269,7 @@ def live_checkpoint_disk_full(wd):
         p = subprocess.Popen([KHYVECTL, "--vm=" + vm.name, "--socket=" + vm.sock, "--json",
                               "--checkpoint=" + snap, "--live"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-        # Once the temporary file is there, take all the room that is left.
-        end = time.time() + 30
-        while time.time() < end and not any(f.startswith(".vm.snap.") for f in os.listdir(small)):
-            time.sleep(0.001)
-        st = os.statvfs(small)
-        subprocess.run(["fallocate", "-l", "%d" % (st.f_bavail * st.f_frsize),
-                        os.path.join(small, "fill")], capture_output=True)
+        fill_once_begun(vm, small)
         out, err = p.communicate(timeout=120)
         check(p.returncode != 0 and b"No space" in out, "live checkpoint onto a full disk: %r %r"
               % (out, err))
