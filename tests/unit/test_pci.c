@@ -773,6 +773,46 @@ static void test_romfile_refusals(void **state)
 	romfile_refused(rom, sizeof(rom), 0, "not a PCI option ROM");
 }
 
+/*
+ * More files that are no option ROM for the function: a directory, a file too short for the
+ * header, an image that claims length 0 without being the last, and a second image that
+ * lacks the signature or the PCIR structure (the first being another device's).
+ */
+static void test_romfile_more_refusals(void **state)
+{
+	static uint8_t rom[8192];
+
+	(void)state;
+	{
+		struct fixture g;
+		char dir[] = "/tmp/khyve-pci-XXXXXX", err[256] = "";
+
+		assert_non_null(mkdtemp(dir));
+		fx_init(&g, std_keys, false);
+		assert_null(romfile_dev(&g, dir, err, sizeof(err)));
+		assert_non_null(strstr(err, "not a file of 1 byte to 16 MiB"));
+		fx_fini(&g);
+		rmdir(dir);
+	}
+	memset(rom, 0, sizeof(rom));
+	rom[0] = 0x55;
+	rom[1] = 0xAA;
+	romfile_refused(rom, 16, 0, "not a PCI option ROM");
+	/* Another device's image of length 0 that is not marked last: the walk stops. */
+	rom_image(rom, 4096, 0x8086, 0x100e);
+	rom[0x50] = 0;
+	rom[0x55] = 0;
+	romfile_refused(rom, sizeof(rom), 0, "no image in it is for PCI 1af4:10ff (tdev)");
+	/* Another device's image, not last, then garbage; then an image without PCIR. */
+	rom_image(rom, 4096, 0x8086, 0x100e);
+	rom[0x55] = 0;
+	memset(rom + 4096, 0x11, 4096);
+	romfile_refused(rom, sizeof(rom), 0, "no image in it is for PCI 1af4:10ff (tdev)");
+	rom_image(rom + 4096, 4096, 0x1af4, 0x10ff);
+	memcpy(rom + 4096 + 0x40, "PCIX", 4);
+	romfile_refused(rom, sizeof(rom), 0, "no image in it is for PCI 1af4:10ff (tdev)");
+}
+
 /* A second image (PCI Firmware 3.0 images follow each other) may be the one for the device. */
 static void test_romfile_second_image(void **state)
 {
@@ -1259,6 +1299,7 @@ int main(void)
 		cmocka_unit_test(test_multifunction_and_options),
 		cmocka_unit_test_setup_teardown(test_romfile, setup, teardown),
 		cmocka_unit_test(test_romfile_refusals),
+		cmocka_unit_test(test_romfile_more_refusals),
 		cmocka_unit_test_setup_teardown(test_romfile_second_image, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pirq_routing, setup, teardown),
