@@ -213,7 +213,8 @@ int snap_chain_open(struct snap_chain *c, struct snap_file *tip, const char *tip
 	if (ret) {
 		/* The first array may be there without the second. */
 		snap_chain_close(c);
-		return ret;
+		return chain_fail(err, errlen, ret, "snapshot %s: its chain: %s", tip_path,
+				  strerror(-ret));
 	}
 	c->file[0] = tip;
 	c->name[0] = strdup(tip_path);
