@@ -85,10 +85,12 @@ static int open_parent(struct snap_chain *c, unsigned k, int dfd, const char *di
 		return ret;
 	c->name[k + 1] = strdup(show);
 	f = c->file[k + 1] = calloc(1, sizeof(*f));
+	if (f)
+		f->fd = -1;
+	/* Counted even when one of the two failed: snap_chain_close frees the other. */
+	c->nlinks++;
 	if (!f || !c->name[k + 1])
 		return -ENOMEM;
-	f->fd = -1;
-	c->nlinks++;
 	/* Not a path: a name in the tip's directory, never through a symbolic link. */
 	fd = openat(dfd, p->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
