@@ -868,6 +868,140 @@ static void test_meta_config(void **state)
 	config_free(&cfg);
 }
 
+/* More refusals of a hostile section table: each alone, with its message. */
+static void test_more_sections_refused(void **state)
+{
+	static const char nul_meta[] = "{\"name\":1}\0xx"; /* 13 bytes, as the meta it replaces */
+	struct craft c;
+	int d;
+
+	/* Type 0 is no type; an id that is all NUL bytes names nothing. */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	c.sec[craft_find(&c, "uart@com1")].type = 0;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "section 1 has unknown type 0");
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	memset(c.sec[craft_find(&c, "uart@com1")].id, 0, 48);
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "section 1 (dev) has a malformed instance id");
+	/* Metadata with a NUL byte inside its length (a C string would end early). */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	craft_set(&c, (unsigned)craft_find(&c, "meta"), nul_meta, sizeof(nul_meta) - 1);
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "metadata holds a NUL byte");
+	/* No metadata, no memory map: the section is there under another type. */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	c.sec[craft_find(&c, "meta")].type = SNAP_SEC_DEV;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "no metadata section");
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	c.sec[craft_find(&c, "memory")].type = SNAP_SEC_DEV;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "no memory map section");
+	/* A chain section of another version, or whose bytes are not a parent record. */
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	d = craft_find(&c, "uart@com1");
+	c.sec[d].type = SNAP_SEC_CHAIN;
+	memset(c.sec[d].id, 0, sizeof(c.sec[d].id));
+	strcpy(c.sec[d].id, "chain");
+	c.sec[d].version = 2;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "chain section version 2 is not supported (1)");
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	d = craft_find(&c, "uart@com1");
+	c.sec[d].type = SNAP_SEC_CHAIN;
+	memset(c.sec[d].id, 0, sizeof(c.sec[d].id));
+	strcpy(c.sec[d].id, "chain");
+	c.sec[d].version = 1;
+	craft_store(&c, path);
+	craft_free(&c);
+	expect_refused(path, false, "chain section: ");
+}
+
+/* More vCPU sections than a VM can have are refused before any is read. */
+static void test_too_many_vcpus(void **state)
+{
+	write_machine(path, SNAP_MAX_VCPUS, NULL, NULL, 0);
+	{
+		struct snap_file f;
+		char err[512];
+
+		assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+		snap_file_close(&f);
+	}
+	write_machine(path, SNAP_MAX_VCPUS + 1, NULL, NULL, 0);
+	expect_refused(path, false, "more than 255 vCPU sections");
+}
+
+/* A parent record: depth, name length, name, identity; each malformed field alone. */
+static void put_parent(uint8_t *b, size_t *n, uint32_t depth, uint32_t len, const char *name)
+{
+	memcpy(b, &depth, 4);
+	memcpy(b + 4, &len, 4);
+	memcpy(b + 8, name, len);
+	memset(b + 8 + len, 0x5a, SNAP_ID_BYTES);
+	*n = 8 + len + SNAP_ID_BYTES;
+}
+
+static void expect_parent(const uint8_t *b, size_t n, int want, const char *needle)
+{
+	struct snap_parent p;
+	char err[600] = "";
+	int ret = snap_parent_decode(b, n, &p, err, sizeof(err));
+
+	assert_int_equal(ret, want);
+	if (!needle)
+		return;
+	if (!strstr(err, needle))
+		fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void test_parent_record_refused(void **state)
+{
+	uint8_t b[600];
+	size_t n;
+	struct snap_parent p;
+	char err[600];
+
+	put_parent(b, &n, 3, 9, "base.snap");
+	assert_int_equal(snap_parent_decode(b, n, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.depth, 3);
+	assert_string_equal(p.name, "base.snap");
+	assert_int_equal(p.id[0], 0x5a);
+	assert_int_equal(p.id[SNAP_ID_BYTES - 1], 0x5a);
+	expect_parent(b, n - 1, -EINVAL, NULL); /* cut short */
+	b[n] = 0;
+	expect_parent(b, n + 1, -EINVAL, NULL); /* a byte too many */
+	put_parent(b, &n, 1, 9, "base\0snap");
+	expect_parent(b, n, -EINVAL, "the parent name holds a NUL byte");
+	put_parent(b, &n, 1, 0, "");
+	expect_parent(b, n, -EINVAL, "parent '' is not a plain file name");
+	put_parent(b, &n, 1, 4, "a\177b\001");
+	expect_parent(b, n, -EINVAL, "is not a plain file name");
+	memset(b + 8, 'a', 300);
+	put_parent(b, &n, 1, 256, (const char *)b + 8);
+	expect_parent(b, n, -EINVAL, "parent name length");
+	put_parent(b, &n, 0, 9, "base.snap");
+	expect_parent(b, n, -EINVAL, "chain depth 0 is out of range (1 to 255)");
+	put_parent(b, &n, SNAP_CHAIN_MAX, 9, "base.snap");
+	expect_parent(b, n, -EINVAL, "chain depth 256 is out of range");
+	put_parent(b, &n, SNAP_CHAIN_MAX - 1, 9, "base.snap");
+	expect_parent(b, n, 0, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -884,6 +1018,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_regions_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_cross_checks, setup, teardown),
 		cmocka_unit_test(test_meta_config),
+		cmocka_unit_test_setup_teardown(test_more_sections_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_vcpus, setup, teardown),
+		cmocka_unit_test(test_parent_record_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
