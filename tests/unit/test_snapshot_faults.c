@@ -39,6 +39,8 @@
 #include "hltguest.h"
 #include "machine.h"
 #include "snap/dirty.h"
+#include "snap/format.h"
+#include "snap/meta.h"
 #include "snap/pagemap.h"
 #include "snap/snapshot.h"
 #include "sstream.h"
@@ -196,6 +198,63 @@ static void test_save_restore(void **state)
 	assert_int_equal(dir_files(), 1);
 	if (restore(err, sizeof(err)))
 		fail_msg("restore: %s", err);
+}
+
+/*
+ * Host paths of the configuration other than disks are saved absolute, so that a restore
+ * started in another directory finds the same files: the kernel and initrd, the control
+ * socket, console files and sockets (file:/unix:).  Absolute paths, "off", "stdio" and keys
+ * that name no host path are saved as they are.
+ */
+static void test_save_abs_paths(void **state)
+{
+	struct snap_file f;
+	struct config mc;
+	char err[1024], want[256], cwd[4096];
+	static const char *const same[][2] = {
+		{ "ctl.socket", "off" },	  { "boot.initrd", "/abs/initrd" },
+		{ "lpc.com3.path", "stdio" },	  { "lpc.com4.path", "file:/abs/com4.log" },
+		{ "lpc.com1.pathx", "file:rel" }, { "boot.cmdline", "console=ttyS0 x" },
+	};
+
+	NEED_KVM();
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(dir), 0);
+	assert_int_equal(config_set(&cfg, "boot.kernel", "kernel"), 0);
+	assert_int_equal(config_set(&cfg, "lpc.com1.path", "file:com1.log"), 0);
+	assert_int_equal(config_set(&cfg, "lpc.com2.path", "unix:com2.sock"), 0);
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+		assert_int_equal(config_set(&cfg, same[i][0], same[i][1]), 0);
+	if (save(err, sizeof(err)))
+		fail_msg("save: %s", err);
+	assert_int_equal(chdir(cwd), 0);
+	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+	config_init(&mc);
+	if (snap_meta_config(f.meta_json, &mc, err, sizeof(err)))
+		fail_msg("meta: %s", err);
+	snap_file_close(&f);
+	snprintf(want, sizeof(want), "%s/kernel", dir);
+	assert_string_equal(config_get(&mc, "boot.kernel"), want);
+	snprintf(want, sizeof(want), "file:%s/com1.log", dir);
+	assert_string_equal(config_get(&mc, "lpc.com1.path"), want);
+	snprintf(want, sizeof(want), "unix:%s/com2.sock", dir);
+	assert_string_equal(config_get(&mc, "lpc.com2.path"), want);
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+		assert_string_equal(config_get(&mc, same[i][0]), same[i][1]);
+	config_free(&mc);
+	/* A relative control socket too. */
+	assert_int_equal(chdir(dir), 0);
+	assert_int_equal(config_set(&cfg, "ctl.socket", "vm.sock"), 0);
+	if (save(err, sizeof(err)))
+		fail_msg("save: %s", err);
+	assert_int_equal(chdir(cwd), 0);
+	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+	config_init(&mc);
+	assert_int_equal(snap_meta_config(f.meta_json, &mc, err, sizeof(err)), 0);
+	snap_file_close(&f);
+	snprintf(want, sizeof(want), "%s/vm.sock", dir);
+	assert_string_equal(config_get(&mc, "ctl.socket"), want);
+	config_free(&mc);
 }
 
 /* A device whose save refuses, saying why in its stream (a worker busy, say). */
@@ -891,6 +950,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_abs_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_device_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_write_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_commit_fails, setup, teardown),
