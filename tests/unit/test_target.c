@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -171,6 +173,33 @@ static void test_directory(void **state)
 	accepted(f, "/khyve-target-test-not-there.snap");
 }
 
+/*
+ * Guest RAM larger than the directory's free space is no refusal by itself: a save stores
+ * only the pages in use, so only those are counted against the space (here a few).
+ */
+static void test_room_for_touched_pages(void **state)
+{
+	struct fx *f = *state;
+	struct statvfs fs;
+	uint64_t size;
+	uint8_t *p;
+
+	assert_int_equal(statvfs(dir, &fs), 0);
+	if (!fs.f_blocks)
+		skip(); /* a filesystem that does not say how much it has */
+	size = ((uint64_t)fs.f_bavail * fs.f_frsize + (1ULL << 30)) & ~((1ULL << 21) - 1);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	assert_true(p != MAP_FAILED);
+	memset(p, 1, 3 * 4096);
+	memset(p + size - 4096, 2, 4096);
+	f->vm.mem[0] = (struct mem_region){ 0, size, p, 0 };
+	f->vm.nmem = 1;
+	accepted(f, at("big.snap"));
+	f->vm.nmem = 0;
+	munmap(p, size);
+}
+
 /* Paths are made absolute against the current directory, "./" dropped, and never cut. */
 static void test_abs_path(void **state)
 {
@@ -198,6 +227,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_not_a_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_used_by_the_vm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_room_for_touched_pages, setup, teardown),
 		cmocka_unit_test(test_abs_path),
 	};
 
