@@ -177,8 +177,9 @@ int snap_resume_vm(struct vm *vm, char *err, size_t errlen)
 /*
  * What the next incremental checkpoint builds on (vm->incr): the last checkpoint taken or the
  * snapshot restored from, and a dirty-page client (snap/dirty.h) made at that instant, with
- * the VM paused, so its fetch returns exactly the pages written since.  Every non-live save
- * fetches (a full one too: it becomes the new parent); a failed save gives the pages back.
+ * the VM paused, so its fetch returns exactly the pages written since.  Every save to a file
+ * fetches (a full one too: it becomes the new parent; a live one: live_incr_take); a failed
+ * save gives the pages back.
  */
 struct snap_incr {
 	struct dirty_client *dirty; /* NULL: not tracking (see dirty_err) */
@@ -241,7 +242,7 @@ static int incr_check(struct vm *vm, const char *path, const struct snap_save_op
 		snprintf(err, errlen,
 			 "checkpoint: an incremental checkpoint needs a parent, and this VM has "
 			 "none: take a full checkpoint first (the parent is the last checkpoint, "
-			 "not a live one, or the snapshot the VM was restored from)");
+			 "live or not, or the snapshot the VM was restored from)");
 		return -EINVAL;
 	}
 	if (opts->parent && (!realpath(opts->parent, want) || strcmp(want, in->path))) {
@@ -849,15 +850,102 @@ struct live_save {
 	uint64_t t0;
 	int evfd, ret;
 	bool dirty_lent; /* dirty tracking handed RAM to the live checkpoint (snap/dirty.h) */
+	/* The pages written since the last parent, taken for this one (live_incr_take). */
+	uint64_t *incr_bitmap;
+	size_t incr_npages;
+	bool incr_fresh; /* vm->incr's client was made for this checkpoint */
+	int incr_err;	 /* vm->incr's dirty_err before that */
 	char err[512];
 };
+
+/*
+ * A live checkpoint is the parent of the next incremental one once its file is written, as a
+ * non-live one is (snap/chain.h).  Its tracking instant is taken here: the pages written since
+ * the last parent are fetched, so the client records from now on; if the checkpoint fails,
+ * they are given back and the last parent stays one, with nothing lost (live_incr_end).
+ *   - Dirty-log pre-copy (a restored VM) takes it in the final pause, the instant the file
+ *     holds: its own dirty-page client runs beside this one, which then records exactly the
+ *     pages written since, the device threads' included (snap/dirty.h).
+ *   - Write protection takes it before RAM is lent to snap/live.c (live_pause), a little
+ *     before the pause: dirty_resume counts every page present as written when RAM comes
+ *     back, so the next incremental holds whatever was written since the pause (and more:
+ *     about as much as a full one, see snap/dirty.c).
+ * Not tracking yet: a client is made now, and goes again if the checkpoint fails (a parent
+ * from before it, if any, has no tracking and must not get one that started late).  Fetching
+ * is never needed for correctness (a page fetched too late only makes the next one larger):
+ * if the bitmap cannot be had, nothing is taken.
+ */
+static void live_incr_note(struct live_save *ls, int ret)
+{
+	if (!ls->res.note[0])
+		snprintf(ls->res.note, sizeof(ls->res.note),
+			 "dirty-page tracking failed (%s): the next incremental checkpoint will be "
+			 "a full one",
+			 strerror(-ret));
+}
+
+static void live_incr_take(struct live_save *ls)
+{
+	struct vm *vm = ls->vm;
+	struct snap_incr *in = incr_get(vm);
+	int ret;
+
+	if (!in)
+		return;
+	if (!in->dirty) {
+		ls->incr_err = in->dirty_err;
+		incr_track(vm, in);
+		ls->incr_fresh = in->dirty != NULL;
+		if (!in->dirty && in->dirty_err != -EOPNOTSUPP)
+			live_incr_note(ls, in->dirty_err);
+		return;
+	}
+	ls->incr_npages = dirty_npages(vm);
+	ls->incr_bitmap = calloc(dirty_words(ls->incr_npages) ? dirty_words(ls->incr_npages) : 1,
+				 8);
+	if (!ls->incr_bitmap)
+		return;
+	ret = dirty_client_fetch(in->dirty, ls->incr_bitmap, ls->incr_npages);
+	if (!ret)
+		return;
+	/* Tracking broke: nothing is known, for the last parent either (as incr_fetch). */
+	live_incr_note(ls, ret);
+	free(ls->incr_bitmap);
+	ls->incr_bitmap = NULL;
+	dirty_client_free(in->dirty);
+	in->dirty = NULL;
+	in->dirty_err = ret;
+}
 
 /* The live checkpoint's userfaultfd has let go of RAM: dirty tracking takes it back. */
 static void live_dirty_back(struct live_save *ls)
 {
-	if (ls->dirty_lent)
-		dirty_resume(ls->vm);
+	int ret = ls->dirty_lent ? dirty_resume(ls->vm) : 0;
+
+	if (ret)
+		live_incr_note(ls, ret);
 	ls->dirty_lent = false;
+}
+
+/* On the loop thread, the checkpoint over (@ok: its file is at its path): a parent or not. */
+static void live_incr_end(struct live_save *ls, bool ok)
+{
+	struct snap_incr *in = ls->vm->incr;
+
+	if (in && ok) {
+		in->valid = realpath(ls->w.path, in->path) != NULL;
+		/* What the file carries: the writer's id is its snap_file_identity after commit. */
+		memcpy(in->id, ls->w.id, SNAP_ID_BYTES);
+	} else if (in && ls->incr_fresh) {
+		dirty_client_free(in->dirty);
+		in->dirty = NULL;
+		in->dirty_err = ls->incr_err;
+	} else if (in && in->dirty && ls->incr_bitmap) {
+		dirty_client_unfetch(in->dirty, ls->incr_bitmap, ls->incr_npages);
+	}
+	ls->incr_fresh = false;
+	free(ls->incr_bitmap);
+	ls->incr_bitmap = NULL;
 }
 
 /* On the writer thread, every page saved (or the save failed): memory map, commit, signal. */
@@ -899,6 +987,7 @@ static void live_end(struct live_save *ls)
 	snap_livecopy_free(ls->lc);
 	ls->lc = NULL;
 	live_dirty_back(ls);
+	live_incr_end(ls, !ls->ret && ls->written);
 	/* Ended before its file was committed or dropped (a failed or stopped pre-copy). */
 	if (!ls->written) {
 		snap_disks_abort(&ls->sd);
@@ -943,7 +1032,11 @@ static int live_pause_save(struct vm *vm, struct live_save *ls,
 /* Dirty-log pre-copy (snap/livecopy.h), in the final pause: the pages still dirty written. */
 static int copy_final(struct live_save *ls, char *err, size_t errlen)
 {
-	return snap_livecopy_final(ls->lc, &ls->res, err, errlen);
+	int ret = snap_livecopy_final(ls->lc, &ls->res, err, errlen);
+
+	if (!ret)
+		live_incr_take(ls);
+	return ret;
 }
 
 static int copy_pause(struct vm *vm, struct live_save *ls, char *err, size_t errlen)
@@ -1038,10 +1131,14 @@ static int live_pause(struct vm *vm, struct live_save *ls, char *err, size_t err
 {
 	int ret;
 
+	/* Before RAM is lent: the fetch reads the asynchronous protection (live_incr_take). */
+	live_incr_take(ls);
 	/* A range has one userfaultfd: dirty tracking lends RAM for the while (snap/dirty.h). */
 	if (dirty_tracking(vm)) {
 		ls->dirty_lent = true;
-		dirty_suspend(vm);
+		ret = dirty_suspend(vm);
+		if (ret)
+			live_incr_note(ls, ret);
 	}
 	ret = snap_live_prearm(vm, &ls->w, &ls->l, err, errlen);
 	if (ret)
@@ -1102,9 +1199,6 @@ int snap_save_live(struct vm *vm, const char *path, const struct mig_policy *pol
 		return ret;
 	/* Its pre-copy rounds and the prefetch would only compete for the same pages. */
 	snap_prefetch_vm_stop(vm);
-	/* Its pages are not fetched: the last checkpoint is no parent any more. */
-	if (vm->incr)
-		vm->incr->valid = false;
 	if (snap_live_refusal(vm)) {
 		snprintf(err, errlen, "%s: checkpoint it without --live", snap_live_refusal(vm));
 		return vm->paused ? -EALREADY : -EOPNOTSUPP;
@@ -1147,6 +1241,7 @@ int snap_save_live(struct vm *vm, const char *path, const struct mig_policy *pol
 	/* The guest runs already; it must not wait on a page, and the file goes. */
 	snap_live_free(ls->l);
 	live_dirty_back(ls);
+	live_incr_end(ls, false);
 	snap_disks_abort(&ls->sd);
 	snap_writer_abort(&ls->w);
 fail_fd:
