@@ -124,6 +124,43 @@ def incremental_bytes(wd):
           % (inc["bytes"], full["bytes"]))
 
 
+def live_then_incremental(wd, vm, prefix, method):
+    """A live checkpoint of @vm, then an incremental one naming it as the parent:
+    (incremental file, seq before it, seq after it, its reply)."""
+    live = wd(prefix + "live.snap")
+    nxt = wd(prefix + "next.snap")
+    vm.wait_seq(len(vm.seqs()) + 1)
+    _, lr = vm.ctl("--checkpoint=" + live, "--live")
+    check(lr.get("live") is True and lr.get("method") == method, "live reply %r" % lr)
+    vm.wait_seq(len(vm.seqs()) + 2)
+    before = vm.seqs()[-1]
+    _, ir = vm.ctl("--checkpoint=" + nxt, "--parent=" + live)
+    check(ir.get("incremental") is True and ir.get("parent") == os.path.basename(live),
+          "incremental reply %r" % ir)
+    vm.wait_seq(len(vm.seqs()) + 1)
+    return nxt, before, vm.seqs()[-1], ir
+
+
+@test
+def live_parent(wd):
+    """A live checkpoint is the parent of the next incremental one, for a booted VM (write
+    protection) and a restored one (dirty-log pre-copy); each chain restores and continues."""
+    vm = VM(wd, mem="64M", cmdline=CMDLINE)
+    vm.wait_seq(3, timeout=120)
+    nxt, before, after, _ = live_then_incremental(wd, vm, "b", "write-protect")
+    vm.kill()
+    restore_continues(wd, nxt, "rb", before, after)
+    r = VM(wd, restore=nxt, name="rl")
+    r.wait_seq(3, timeout=120)
+    nxt2, before, after, ir = live_then_incremental(wd, r, "r", "dirty-log")
+    r.kill()
+    # Exactly the pages written since the live checkpoint's final pause: the guest's region
+    # and little more, far less than the guest's memory.
+    check(ir["mem_pages"] <= REGION // 4096 + 256, "incremental after a dirty-log live "
+          "checkpoint stored %d pages" % ir["mem_pages"])
+    restore_continues(wd, nxt2, "rr", before, after)
+
+
 def mem_area(path):
     with open(path, "rb") as f:
         hdr = f.read(100)
