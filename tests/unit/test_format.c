@@ -868,12 +868,28 @@ static void test_meta_config(void **state)
 	config_free(&cfg);
 }
 
+/* At @path, a snapshot whose COM1 section is turned into a chain section of @version. */
+static void uart_as_chain(uint32_t version)
+{
+	struct craft c;
+	int d;
+
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(&c, path);
+	d = craft_find(&c, "uart@com1");
+	c.sec[d].type = SNAP_SEC_CHAIN;
+	memset(c.sec[d].id, 0, sizeof(c.sec[d].id));
+	strcpy(c.sec[d].id, "chain");
+	c.sec[d].version = version;
+	craft_store(&c, path);
+	craft_free(&c);
+}
+
 /* More refusals of a hostile section table: each alone, with its message. */
 static void test_more_sections_refused(void **state)
 {
 	static const char nul_meta[] = "{\"name\":1}\0xx"; /* 13 bytes, as the meta it replaces */
 	struct craft c;
-	int d;
 
 	/* Type 0 is no type; an id that is all NUL bytes names nothing. */
 	write_snapshot(path, "{\"name\":\"vm\"}");
@@ -909,25 +925,9 @@ static void test_more_sections_refused(void **state)
 	craft_free(&c);
 	expect_refused(path, false, "no memory map section");
 	/* A chain section of another version, or whose bytes are not a parent record. */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
-	d = craft_find(&c, "uart@com1");
-	c.sec[d].type = SNAP_SEC_CHAIN;
-	memset(c.sec[d].id, 0, sizeof(c.sec[d].id));
-	strcpy(c.sec[d].id, "chain");
-	c.sec[d].version = 2;
-	craft_store(&c, path);
-	craft_free(&c);
+	uart_as_chain(2);
 	expect_refused(path, false, "chain section version 2 is not supported (1)");
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
-	d = craft_find(&c, "uart@com1");
-	c.sec[d].type = SNAP_SEC_CHAIN;
-	memset(c.sec[d].id, 0, sizeof(c.sec[d].id));
-	strcpy(c.sec[d].id, "chain");
-	c.sec[d].version = 1;
-	craft_store(&c, path);
-	craft_free(&c);
+	uart_as_chain(1);
 	expect_refused(path, false, "chain section: ");
 }
 
