@@ -3,11 +3,13 @@
 the same kernel, initramfs, command line and devices, and report the time from start to each
 driver's probe line and to `Run /init`, and the khyve/QEMU ratios.
 
-usage: bench/linux.py [--reps N] [--cpus N] [--no-qemu]
+usage: bench/linux.py [--reps N] [--cpus N] [--no-qemu] [--printk-time] [--keep DIR]
 
-  --reps N     boots of each VMM, taking turns (default 1; the table shows medians)
-  --cpus N     vCPUs (default 1)
-  --no-qemu    khyve only
+  --reps N       boots of each VMM, taking turns (default 1; the table shows medians)
+  --cpus N       vCPUs (default 1)
+  --no-qemu      khyve only
+  --printk-time  add printk.time=1 to the command line (the guest's own timestamps)
+  --keep DIR     write each boot's console to DIR/VMM-N.txt (to see where the time went)
 
 Both VMMs boot the PVH entry of the same vmlinux (QEMU's -kernel takes it too), with virtio-blk
 (a partitioned disk), virtio-net and e1000 on slirp, virtio-rng, AHCI with a disk and a CD, the
@@ -41,6 +43,7 @@ QEMU_CPU = os.environ.get("QEMU_CPU", "host,arch-capabilities=off," +
 VDA, SDA = 32 << 20, 24 << 20
 NET_MAC, E1000_MAC = "52:54:00:12:34:56", "52:54:00:12:34:57"
 TIMEOUT = 3000
+PRINTK_TIME = re.compile(rb"^\[ *\d+\.\d+\] ", re.M)
 # The virtio-net device is eth0 (virtio_net binds before e1000).
 CMDLINE = linuxguest.LONG_CMDLINE + " ip=:::::eth0:dhcp"
 MILESTONES = [(n, rx) for n, rx in linuxguest.probes(VDA // 512, SDA // 512, E1000_MAC, NET_MAC)
@@ -86,8 +89,9 @@ def qemu_cmd(f, cpus):
             "-netdev", "user,id=n1", "-device", "e1000,netdev=n1,mac=%s,addr=7" % E1000_MAC]
 
 
-def boot(own, args):
-    """Run one boot; returns {milestone: seconds from start} for those seen."""
+def boot(own, args, keep=None):
+    """Run one boot; returns {milestone: seconds from start} for those seen.  With @keep, the
+    console goes to that file."""
     t0 = time.monotonic()
     p = own.spawn(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out, seen = b"", {}
@@ -105,10 +109,15 @@ def boot(own, args):
             break
         out += data.replace(b"\r", b"")
         now = time.monotonic() - t0
+        # The milestones match whole lines: without printk.time's "[    1.234567] " prefix.
+        text = PRINTK_TIME.sub(b"", out)
         for name, rx in MILESTONES:
-            if name not in seen and re.search(rx, out, re.M):
+            if name not in seen and re.search(rx, text, re.M):
                 seen[name] = now
     own.stop(p)
+    if keep:
+        with open(keep, "wb") as f:
+            f.write(out)
     if "run init" not in seen:
         raise BenchError("%s did not reach Run /init; console tail:\n%s"
                          % (os.path.basename(args[0]), out[-3000:].decode(errors="replace")))
@@ -120,7 +129,14 @@ def main():
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--cpus", type=int, default=1)
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--printk-time", action="store_true")
+    ap.add_argument("--keep", metavar="DIR")
     a = ap.parse_args()
+    global CMDLINE
+    if a.printk_time:
+        CMDLINE += " printk.time=1"
+    if a.keep:
+        os.makedirs(a.keep, exist_ok=True)
     catch_signals()
     qemu = not a.no_qemu
     bad = preflight(qemu)
@@ -138,8 +154,9 @@ def main():
                 linuxguest.write_disk(f["vda"], VDA)
                 linuxguest.write_disk(f["sda"], SDA)
                 args = khyve_cmd(f, a.cpus) if vmm == "khyve" else qemu_cmd(f, a.cpus)
+                keep = os.path.join(a.keep, "%s-%d.txt" % (vmm, rep + 1)) if a.keep else None
                 try:
-                    seen = boot(own, args)
+                    seen = boot(own, args, keep)
                 except BenchError as e:
                     say("%s boot %d: %s" % (vmm, rep + 1, e))
                     status = 1
