@@ -831,7 +831,9 @@ static int check_zero(int fd, uint64_t off, uint64_t len, uint8_t *buf, bool *ze
  * in a "hole" that no checksum covers would reach the guest.  The filesystem says where data
  * lies (SEEK_DATA/SEEK_HOLE); any data outside the extents must read as zero, as a hole does
  * (a filesystem that reports no holes costs a read of those parts).  So the guest reads zero
- * wherever the memory map lists no data.
+ * wherever the memory map lists no data.  Data that starts inside an extent is skipped to the
+ * extent's end without asking where it ends: finding a hole walks the data page by page on
+ * some filesystems (tmpfs, a migration's memfd), and only data outside the extents matters.
  */
 static int check_holes(struct snap_file *f, const char *path, char *err, size_t errlen)
 {
@@ -842,49 +844,47 @@ static int check_holes(struct snap_file *f, const char *path, char *err, size_t 
 
 	while (pos < end && !ret) {
 		off_t d = lseek(f->fd, (off_t)pos, SEEK_DATA), h;
-		uint64_t hend;
+		uint64_t next, hend;
+		bool zero;
 
 		if (d < 0 && errno == ENXIO)
 			break;
-		if (d < 0 || (h = lseek(f->fd, d, SEEK_HOLE)) < 0) {
+		if (d < 0) {
 			ret = fail(err, errlen, -errno, path, "finding its data: %s",
 				   strerror(errno));
 			break;
 		}
 		if ((uint64_t)d >= end)
 			break;
-		hend = (uint64_t)h < end ? (uint64_t)h : end;
-		for (uint64_t p = (uint64_t)d; p < hend && !ret;) {
-			uint64_t next;
-			bool zero;
-
-			while (ei < f->nextents &&
-			       f->extents[ei].file_offset + f->extents[ei].length <= p)
-				ei++;
-			if (ei < f->nextents && f->extents[ei].file_offset <= p) {
-				next = f->extents[ei].file_offset + f->extents[ei].length;
-				p = next < hend ? next : hend;
-				continue;
-			}
-			next = ei < f->nextents && f->extents[ei].file_offset < hend
-				       ? f->extents[ei].file_offset
-				       : hend;
-			if (!buf && !(buf = malloc(CHUNK))) {
-				ret = -ENOMEM;
-				break;
-			}
-			ret = check_zero(f->fd, p, next - p, buf, &zero);
-			if (ret)
-				ret = fail(err, errlen, ret, path, "reading guest memory: %s",
-					   strerror(-ret));
-			else if (!zero)
-				ret = fail(
-					err, errlen, -EINVAL, path,
-					"guest memory at offset 0x%llx holds data the memory map "
-					"does not list (corrupted)",
-					(unsigned long long)p);
-			p = next;
+		while (ei < f->nextents &&
+		       f->extents[ei].file_offset + f->extents[ei].length <= (uint64_t)d)
+			ei++;
+		if (ei < f->nextents && f->extents[ei].file_offset <= (uint64_t)d) {
+			pos = f->extents[ei].file_offset + f->extents[ei].length;
+			continue;
 		}
+		/* Data no extent lists, up to the next extent or hole: it must read as zero. */
+		next = ei < f->nextents ? f->extents[ei].file_offset : end;
+		h = lseek(f->fd, d, SEEK_HOLE);
+		if (h < 0) {
+			ret = fail(err, errlen, -errno, path, "finding its data: %s",
+				   strerror(errno));
+			break;
+		}
+		hend = (uint64_t)h < next ? (uint64_t)h : next;
+		if (!buf && !(buf = malloc(CHUNK))) {
+			ret = -ENOMEM;
+			break;
+		}
+		ret = check_zero(f->fd, (uint64_t)d, hend - (uint64_t)d, buf, &zero);
+		if (ret)
+			ret = fail(err, errlen, ret, path, "reading guest memory: %s",
+				   strerror(-ret));
+		else if (!zero)
+			ret = fail(err, errlen, -EINVAL, path,
+				   "guest memory at offset 0x%llx holds data the memory map "
+				   "does not list (corrupted)",
+				   (unsigned long long)d);
 		pos = hend;
 	}
 	free(buf);
