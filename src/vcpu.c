@@ -85,9 +85,45 @@ struct vcpu *vcpu_create(struct vm *vm, unsigned id, char *err, size_t errlen)
 	return v;
 }
 
+/*
+ * What this host's KVM supports, asked once per process: KVM_GET_SUPPORTED_CPUID takes a
+ * third of a millisecond here, once per vCPU, in the downtime of a restore or an incoming
+ * migration.  The answer depends on the KVM module and the host CPU only, not on the VM.
+ */
+static struct {
+	pthread_mutex_t lock;
+	bool have;
+	unsigned n;
+	struct kvm_cpuid_entry2 e[VCPU_CPUID_MAX];
+} supported = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+int vcpu_supported_cpuid(int kvm_fd, struct kvm_cpuid2 *c, unsigned max)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&supported.lock);
+	if (!supported.have) {
+		c->nent = max;
+		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
+			ret = -errno;
+		} else if (c->nent <= VCPU_CPUID_MAX) {
+			supported.n = c->nent;
+			memcpy(supported.e, c->entries, c->nent * sizeof(c->entries[0]));
+			supported.have = true;
+		}
+	} else if (supported.n > max) {
+		ret = -E2BIG;
+	} else {
+		c->nent = supported.n;
+		memcpy(c->entries, supported.e, supported.n * sizeof(c->entries[0]));
+	}
+	pthread_mutex_unlock(&supported.lock);
+	return ret;
+}
+
 int vcpu_set_cpuid(struct vcpu *v)
 {
-	unsigned max = 256;
+	unsigned max = VCPU_CPUID_MAX;
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + max * sizeof(c->entries[0]));
 	struct cpu_topo topo = v->vm->topo;
 	int ret = 0;
@@ -97,9 +133,9 @@ int vcpu_set_cpuid(struct vcpu *v)
 		topo = (struct cpu_topo){ v->vm->ncpus, v->vm->ncpus, 1, 1 };
 	if (!c)
 		return -ENOMEM;
-	c->nent = max;
-	if (ioctl(v->vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
-		ret = -errno;
+	ret = vcpu_supported_cpuid(v->vm->kvm_fd, c, max);
+	if (ret) {
+		errno = -ret;
 		goto out;
 	}
 	for (unsigned i = 0; i < c->nent; i++) {

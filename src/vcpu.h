@@ -61,6 +61,14 @@ struct vcpu {
 struct vcpu *vcpu_create(struct vm *vm, unsigned id, char *err, size_t errlen);
 void vcpu_destroy(struct vcpu *v);
 int vcpu_start(struct vcpu *v);
+/* Room for CPUID entries: KVM's list is about 75 long on today's hosts. */
+#define VCPU_CPUID_MAX 256
+
+/*
+ * KVM_GET_SUPPORTED_CPUID into @c (room for @max entries), asked of @kvm_fd the first time
+ * and remembered for the process; 0 or -errno.
+ */
+int vcpu_supported_cpuid(int kvm_fd, struct kvm_cpuid2 *c, unsigned max);
 /* Set CPUID: KVM's supported set, APIC id @id, hypervisor bit. */
 int vcpu_set_cpuid(struct vcpu *v);
 

@@ -239,8 +239,16 @@ int vm_premake(uint64_t ram_size, int fd, uint64_t mem_offset)
 				premade.r[i].gpa, premade.r[i].size, premade.r[i].hva
 			};
 	}
-	if (!ret)
+	if (!ret) {
+		/* The vCPUs made in the downtime find KVM's CPUID list asked already. */
+		struct kvm_cpuid2 *c = calloc(1,
+					      sizeof(*c) + VCPU_CPUID_MAX * sizeof(c->entries[0]));
+
+		if (c)
+			vcpu_supported_cpuid(premade.kvm_fd, c, VCPU_CPUID_MAX);
+		free(c);
 		return 0;
+	}
 fail:
 	vm_premade_drop();
 	return ret;
