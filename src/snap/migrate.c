@@ -32,8 +32,15 @@
 
 #define PAGE SNAP_PAGE
 #define CHUNK_PAGES (SNAP_EXTENT_MAX / PAGE) /* pages per 2 MiB chunk: one extent at most */
-#define IO_TIMEOUT_S 30			     /* a peer that stops reading or writing */
-#define READY_TIMEOUT_S 120		     /* the destination restoring */
+/*
+ * The received memory is checksummed per unit of 256 KiB (an extent each), so that the pages
+ * the final pause brings are checksummed again with little around them; larger units for
+ * larger guests keep the memory map within some 32768 extents.
+ */
+#define UNIT_PAGES_MIN 64ULL
+#define UNITS_MAX 32768ULL
+#define IO_TIMEOUT_S 30	    /* a peer that stops reading or writing */
+#define READY_TIMEOUT_S 120 /* the destination restoring */
 #define CONNECT_TIMEOUT_MS 10000
 
 static uint64_t now_ns(void)
@@ -180,7 +187,7 @@ static bool test_bit(const uint64_t *b, uint64_t i)
 static int in_hello(struct mig_in *m, const uint8_t *p, uint64_t len, char *err, size_t errlen)
 {
 	uint32_t version;
-	uint64_t nchunks;
+	uint64_t nunits;
 
 	if (m->hello || len != 16) {
 		snprintf(err, errlen, m->hello ? "a second HELLO" : "HELLO of %llu bytes",
@@ -206,10 +213,13 @@ static int in_hello(struct mig_in *m, const uint8_t *p, uint64_t len, char *err,
 		return -EINVAL;
 	}
 	m->npages = m->mem_size / PAGE;
-	nchunks = (m->npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
+	m->unit_pages = UNIT_PAGES_MIN;
+	while (m->unit_pages < CHUNK_PAGES && m->npages > UNITS_MAX * m->unit_pages)
+		m->unit_pages *= 2;
+	nunits = (m->npages + m->unit_pages - 1) / m->unit_pages;
 	m->pages = calloc(words(m->npages), 8);
-	m->chunks = calloc(words(nchunks), 8);
-	m->sums = calloc(nchunks, 8);
+	m->chunks = calloc(words(nunits), 8);
+	m->sums = calloc(nunits, 8);
 	if (!m->pages || !m->chunks || !m->sums)
 		return -ENOMEM;
 	m->hello = true;
@@ -338,7 +348,7 @@ static void mark(struct mig_in *m, uint64_t off, uint64_t len, bool data)
 			set_bit(m->pages, pg);
 		else
 			clear_bit(m->pages, pg);
-		set_bit(m->chunks, pg / CHUNK_PAGES);
+		set_bit(m->chunks, pg / m->unit_pages);
 	}
 }
 
@@ -453,9 +463,14 @@ static int add_extent(struct snap_file *f, unsigned *cap, uint64_t off, uint64_t
 	return 0;
 }
 
+/*
+ * One extent per unit with data, from its first page with data to its last; a unit changed
+ * since its checksum was taken is checksummed again.  A unit is whole words of the bitmap.
+ */
 static int build_extents(struct mig_in *m, const uint8_t *mem, bool sums_only)
 {
-	uint64_t nchunks = (m->npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
+	uint64_t wpu = m->unit_pages / 64, nunits = (m->npages + m->unit_pages - 1) / m->unit_pages,
+		 nwords = words(m->npages);
 	unsigned cap = 0;
 	int ret = 0;
 
@@ -464,33 +479,26 @@ static int build_extents(struct mig_in *m, const uint8_t *mem, bool sums_only)
 		m->map.extents = NULL;
 		m->map.nextents = 0;
 	}
-	for (uint64_t c = 0; c < nchunks && !ret; c++) {
-		uint64_t first = c * CHUNK_PAGES, end = first + CHUNK_PAGES, lo = UINT64_MAX,
+	for (uint64_t u = 0; u < nunits && !ret; u++) {
+		uint64_t w0 = u * wpu, w1 = w0 + wpu < nwords ? w0 + wpu : nwords, lo = UINT64_MAX,
 			 hi = 0;
 
-		bool any = false;
-
-		if (end > m->npages)
-			end = m->npages;
-		/* A chunk is 8 words of the bitmap: most are empty or full. */
-		for (uint64_t w = first / 64; w < (end + 63) / 64 && !any; w++)
-			any = m->pages[w] != 0;
-		if (!any)
-			continue;
-		for (uint64_t pg = first; pg < end; pg++)
-			if (test_bit(m->pages, pg)) {
-				lo = lo == UINT64_MAX ? pg : lo;
-				hi = pg + 1;
-			}
+		for (uint64_t w = w0; w < w1; w++) {
+			if (!m->pages[w])
+				continue;
+			if (lo == UINT64_MAX)
+				lo = w * 64 + (uint64_t)__builtin_ctzll(m->pages[w]);
+			hi = w * 64 + 64 - (uint64_t)__builtin_clzll(m->pages[w]);
+		}
 		if (lo == UINT64_MAX)
 			continue;
-		if (test_bit(m->chunks, c)) {
-			m->sums[c] = snap_checksum(mem + lo * PAGE, (hi - lo) * PAGE);
-			clear_bit(m->chunks, c);
+		if (test_bit(m->chunks, u)) {
+			m->sums[u] = snap_checksum(mem + lo * PAGE, (hi - lo) * PAGE);
+			clear_bit(m->chunks, u);
 		}
 		if (!sums_only)
 			ret = add_extent(&m->map, &cap, m->w.mem_offset + lo * PAGE,
-					 (hi - lo) * PAGE, m->sums[c]);
+					 (hi - lo) * PAGE, m->sums[u]);
 	}
 	return ret;
 }

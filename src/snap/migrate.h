@@ -107,8 +107,9 @@ struct mig_in {
 	uint8_t *mem;	 /* the memory area of @fd, mapped at the first ROUND, or NULL */
 	struct snap_writer w;
 	uint64_t *pages;      /* bitmap: pages received with data */
-	uint64_t *chunks;     /* bitmap: 2 MiB chunks changed since their checksum was taken */
-	uint64_t *sums;	      /* per 2 MiB chunk: its extent's checksum */
+	uint64_t unit_pages;  /* pages per extent at most: 64 to 512, a power of two */
+	uint64_t *chunks;     /* bitmap: units changed since their checksum was taken */
+	uint64_t *sums;	      /* per unit: its extent's checksum */
 	struct snap_file map; /* regions, from the source's memory map section */
 	bool have_map;
 	uint8_t mac[SNAP_MAC_BYTES];

@@ -259,7 +259,7 @@ static void test_stream_is_a_snapshot(void **state)
 		fail_msg("%s", err);
 	assert_string_equal(f.meta_json, "{}");
 	assert_int_equal(f.nregions, 1);
-	assert_int_equal(f.nextents, 2); /* one per 2 MiB chunk with data */
+	assert_int_equal(f.nextents, 2); /* one per 256 KiB unit with data */
 	assert_int_equal(f.extents[0].file_offset, SNAP_MEM_ALIGN);
 	assert_int_equal(f.extents[0].length, 2 * PG);
 	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN), PG);
@@ -318,6 +318,54 @@ static void test_live_rounds(void **state)
 	snap_file_close(&f);
 	rx_free(&r);
 	free(s.buf);
+}
+
+/*
+ * Extents are 256 KiB units (64 pages): a page the pause brings makes its unit alone be
+ * checksummed again.  Guests above 8 GiB get larger units, up to 2 MiB, so that the memory map
+ * stays within some 32768 extents.
+ */
+static void test_extents_per_unit(void **state)
+{
+	struct stream s = { 0 };
+	struct snap_file f;
+	char path[64], err[512];
+	struct rx r;
+	uint8_t b[PG];
+
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE, MEM);
+	mem(&s, 0, 0x11, 100);
+	round_end(&s, 1, 100);
+	section(&s, SNAP_SEC_META, "meta", "{}", 2);
+	memmap(&s);
+	mem(&s, 70 * PG, 0x55, 1); /* in the pause: the second unit changes */
+	frame(&s, MIG_END, NULL, 0);
+	receive(&r, &s);
+	if (r.ret)
+		fail_msg("%s", r.err);
+	assert_int_equal(r.m.unit_pages, 64);
+	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", r.fd);
+	if (snap_file_open(&f, path, true, err, sizeof(err)))
+		fail_msg("%s", err); /* the changed unit's checksum was taken again */
+	assert_int_equal(f.nextents, 2);
+	assert_int_equal(f.extents[0].file_offset, SNAP_MEM_ALIGN);
+	assert_int_equal(f.extents[0].length, 64 * PG);
+	assert_int_equal(f.extents[1].file_offset, SNAP_MEM_ALIGN + 64 * PG);
+	assert_int_equal(f.extents[1].length, 36 * PG);
+	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN + 70 * PG), PG);
+	assert_int_equal(b[0], 0x55);
+	snap_file_close(&f);
+	rx_free(&r);
+	free(s.buf);
+	/* 16 GiB: 128-page units (4M pages in 32768 of them). */
+	s = (struct stream){ 0 };
+	hello(&s, MIG_VERSION, 16ULL << 30);
+	receive(&r, &s);
+	assert_int_equal(r.m.unit_pages, 128);
+	rx_free(&r);
+	free(s.buf);
+	(void)state;
 }
 
 /* ROUND only in a live stream, numbered from 1 without gaps, before any state; flags known. */
@@ -746,6 +794,7 @@ int main(void)
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_free_before_hello),
 		cmocka_unit_test(test_live_rounds),
+		cmocka_unit_test(test_extents_per_unit),
 		cmocka_unit_test(test_live_hostile),
 		cmocka_unit_test(test_hostile_frames_each),
 		cmocka_unit_test(test_disks_section),
