@@ -616,6 +616,7 @@ static int migrate_policy(struct ctl_req *r, struct mig_policy *p)
 				  .max_rounds = MIG_DEFAULT_ROUNDS,
 				  .stall_rounds = MIG_STALL_ROUNDS,
 				  .handover_ns = MIG_DEFAULT_HANDOVER_MS * 1000000ULL,
+				  .floor_ns = MIG_DEFAULT_FLOOR_US * 1000ULL,
 				  .autoconverge = true,
 				  .throttle_initial = MIG_THROTTLE_INITIAL,
 				  .throttle_increment = MIG_THROTTLE_INCREMENT };

@@ -61,7 +61,7 @@ const char *mig_verdict_name(enum mig_verdict v)
 enum mig_verdict mig_converge(const struct mig_policy *p, const struct mig_round *r, unsigned n,
 			      uint64_t *estimate_ns)
 {
-	uint64_t bytes = 0, ns = 0, best = UINT64_MAX, recent = UINT64_MAX;
+	uint64_t bytes = 0, ns = 0, best = UINT64_MAX, recent = UINT64_MAX, pages_ns = 0;
 	uint64_t handover = p->handover_ns < p->max_downtime_ns / 2 ? p->handover_ns
 								    : p->max_downtime_ns / 2;
 	unsigned stall = p->stall_rounds ? p->stall_rounds : MIG_STALL_ROUNDS;
@@ -76,12 +76,18 @@ enum mig_verdict mig_converge(const struct mig_policy *p, const struct mig_round
 	/* Nothing dirty fits any budget; nothing measured yet, no estimate. */
 	if (!r[n - 1].dirty)
 		*estimate_ns = handover;
-	else if (bytes && ns)
-		*estimate_ns = (uint64_t)((unsigned __int128)r[n - 1].dirty * (PAGE + FRAME_HDR) *
-					  ns / bytes) +
-			       handover;
-	if (*estimate_ns <= p->max_downtime_ns)
+	else if (bytes && ns) {
+		pages_ns = (uint64_t)((unsigned __int128)r[n - 1].dirty * (PAGE + FRAME_HDR) * ns /
+				      bytes);
+		*estimate_ns = pages_ns + handover;
+	}
+	if (*estimate_ns <= p->max_downtime_ns) {
+		/* Still converging fast: one more round makes the pause shorter still. */
+		if (p->floor_ns && pages_ns > p->floor_ns && n < p->max_rounds &&
+		    r[n - 1].dirty * 2 <= r[n - 1].pages)
+			return MIG_AGAIN;
 		return MIG_FITS;
+	}
 	if (n >= p->max_rounds)
 		return MIG_ROUNDS;
 	/* Throttling harder may still help: only at the most is the dirty set what it is. */

@@ -29,11 +29,17 @@ struct vm;
 #define MIG_STALL_ROUNDS 3
 /*
  * The part of the pause that is not the last pages: stopping the vCPUs, their and the devices'
- * state, and the destination creating and loading them before it says READY (measured: 4 to
- * 10 ms here, bench/README.md).  It is known only once it happened, so the estimate counts
+ * state, and the destination creating and loading them before it says READY (measured: 2.5
+ * to 10 ms here depending on the host's load, bench/README.md).  It is known only once it happened, so the estimate counts
  * this share of the budget for it (at most half the budget).
  */
 #define MIG_DEFAULT_HANDOVER_MS 10
+/*
+ * Within the budget, the rounds go on while each still halves the dirty set and the last
+ * pages would take longer than this to send: a round more costs the guest nothing and
+ * shortens its pause (a budget is a bound, not a target).
+ */
+#define MIG_DEFAULT_FLOOR_US 500
 /* Auto-converge, QEMU's defaults (cpu-throttle-initial, -increment; max-cpu-throttle 99). */
 #define MIG_THROTTLE_INITIAL 20
 #define MIG_THROTTLE_INCREMENT 10
@@ -48,6 +54,7 @@ struct mig_policy {
 	unsigned max_rounds;	  /* rounds at most, the first included (1..MIG_MAX_ROUNDS) */
 	unsigned stall_rounds;	  /* stop when the dirty set has not shrunk for this many */
 	uint64_t handover_ns;	  /* the pause's part that is not pages (half the budget at most) */
+	uint64_t floor_ns;	  /* within the budget, go on above this (0: stop once it fits) */
 	bool autoconverge;	  /* throttle the vCPUs while the dirty set does not shrink */
 	unsigned throttle_initial, throttle_increment; /* percent of their time asleep */
 };
@@ -72,7 +79,9 @@ enum mig_verdict {
  * The convergence rule, after @n rounds (@r[0..n-1]): the bandwidth is all bytes sent over
  * all the time spent sending them; the estimate (in @estimate_ns) is the last round's dirty
  * set at that bandwidth plus the hand-over share (handover_ns, at most half the budget).
- * FITS when it is within the budget, else ROUNDS at max_rounds, else STALLED when none of the
+ * FITS when it is within the budget (with floor_ns: and the last round did not halve the dirty
+ * set, that is left more than half the pages it sent dirty, or the last pages alone would take
+ * at most floor_ns, or no round is left), else ROUNDS at max_rounds, else STALLED when none of the
  * last stall_rounds rounds left fewer dirty pages than the best round before them (with
  * auto-converge: only once the last round ran at the highest throttle), else AGAIN.
  */

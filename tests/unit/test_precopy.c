@@ -46,6 +46,38 @@ static void test_fits(void **state)
 	assert_int_equal(est, 8000ULL * PAGE_WIRE);
 }
 
+/*
+ * With a floor: within the budget, one more round while the last halved the dirty set (left at
+ * most half of what it sent) and its pages would take longer than the floor to send.
+ */
+static void test_floor(void **state)
+{
+	struct mig_policy p = pol;
+	struct mig_round r[3] = { rnd(100000, 100000), rnd(100000, 4000), rnd(4000, 1000) };
+	uint64_t est;
+
+	p.floor_ns = MS / 2;
+	/* 4000 pages (16.5 ms) fit, and the round left 4000 of 100000: go on. */
+	assert_int_equal(mig_converge(&p, r, 2, &est), MIG_AGAIN);
+	assert_int_equal(est, 4000ULL * PAGE_WIRE);
+	/* 1000 of 4000 left: still halving, 4.1 ms above the floor: go on. */
+	assert_int_equal(mig_converge(&p, r, 3, &est), MIG_AGAIN);
+	/* 3000 of 4000 left: not halving any more, and it fits: pause. */
+	r[2].dirty = 3000;
+	assert_int_equal(mig_converge(&p, r, 3, &est), MIG_FITS);
+	/* 100 pages (0.41 ms) are under the floor: pause, halving or not. */
+	r[2].dirty = 100;
+	assert_int_equal(mig_converge(&p, r, 3, &est), MIG_FITS);
+	/* No round left: pause. */
+	r[2].dirty = 1000;
+	p.max_rounds = 3;
+	assert_int_equal(mig_converge(&p, r, 3, &est), MIG_FITS);
+	/* Without a floor the rounds stop as soon as the pages fit (the default for checkpoints). */
+	p = pol;
+	assert_int_equal(mig_converge(&p, r, 2, &est), MIG_FITS);
+	(void)state;
+}
+
 static void test_nothing_dirty(void **state)
 {
 	struct mig_round r = rnd(1000, 0);
@@ -206,6 +238,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fits),
+		cmocka_unit_test(test_floor),
 		cmocka_unit_test(test_nothing_dirty),
 		cmocka_unit_test(test_max_rounds),
 		cmocka_unit_test(test_stalled),
