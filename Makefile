@@ -184,12 +184,14 @@ COV_UNITS := $(UNIT_SRCS:tests/unit/%.c=$(COV_BUILD)/tests/%)
 COV_FILTER := --filter 'src/dev/' --filter 'src/snap/' --filter 'src/arch/x86/cpustate\.c'
 # Atomic counters: vCPU and device threads update them at once (plain ones can go negative,
 # which gcovr cannot parse; a line it still cannot parse is skipped with a warning).
+# The -u's link libgcov's dump/reset in, for unit tests whose unprivileged children write
+# their counts themselves (test_trust's locate_as).
 COV_GCOVR := --exclude-unreachable-branches --gcov-ignore-parse-errors
 coverage: all
 	@find $(COV_BUILD) -name '*.gcda' -delete 2>/dev/null || true
 	@$(MAKE) --no-print-directory BUILD=$(COV_BUILD) \
 		CFLAGS="-O0 -g --coverage -fprofile-update=atomic" \
-		LDFLAGS="--coverage" $(COV_BUILD)/khyve $(COV_BUILD)/khyvectl $(COV_UNITS)
+		LDFLAGS="--coverage -Wl,-u,__gcov_dump -Wl,-u,__gcov_reset" $(COV_BUILD)/khyve $(COV_BUILD)/khyvectl $(COV_UNITS)
 	@ln -sf ../$(BUILD)/testguest $(COV_BUILD)/testguest
 	-@scripts/run-unit.sh $(COV_UNITS) >$(COV_BUILD)/unit.log 2>&1; tail -1 $(COV_BUILD)/unit.log
 	-@if [ "$(COVERAGE_E2E)" = 1 ]; then KHYVE_BUILD=$(CURDIR)/$(COV_BUILD) KHYVE_COVERAGE=1 \

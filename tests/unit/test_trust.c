@@ -348,8 +348,16 @@ static uid_t user_uid(void)
 	return geteuid() ? geteuid() : 65534;
 }
 
-/* In a child running as user_uid(): where the default key goes, by XDG_STATE_HOME and HOME. */
-static int locate_as_user(const char *state_home, const char *home, const char *want)
+/* libgcov's, linked only into the coverage build (make coverage): a child that gave up root
+ * cannot write the root-owned .gcda files, and one that leaves by _exit writes nothing. */
+extern void __gcov_dump(void) __attribute__((weak));
+extern void __gcov_reset(void) __attribute__((weak));
+
+/* In a child running as @uid (when the tests run as root): snap_key_locate's result, by
+ * XDG_STATE_HOME and HOME: 0 if it returned @want_ret and the path @want (or an error naming
+ * @want), else the step that differed. */
+static int locate_as(uid_t uid, const char *state_home, const char *home, int want_ret,
+		     const char *want)
 {
 	pid_t pid = fork();
 	int st;
@@ -359,8 +367,13 @@ static int locate_as_user(const char *state_home, const char *home, const char *
 		struct snap_keyref ref;
 		struct config c;
 		char err[256];
+		int ret, code;
 
-		if (!geteuid() && setresuid(65534, 65534, 65534))
+		if (__gcov_reset)
+			__gcov_reset(); /* the parent counts what it did before the fork */
+		/* Real and effective uid @uid; the coverage build keeps root as the saved uid
+		 * to write its counts at the end, which snap_key_locate does not look at. */
+		if (!geteuid() && setresuid(uid, uid, __gcov_dump ? 0 : uid))
 			_exit(2);
 		config_init(&c);
 		if (state_home)
@@ -371,12 +384,24 @@ static int locate_as_user(const char *state_home, const char *home, const char *
 			setenv("HOME", home, 1);
 		else
 			unsetenv("HOME");
-		if (snap_key_locate(&c, &ref, err, sizeof(err)))
-			_exit(3);
-		_exit(strcmp(ref.path, want) || ref.uid != user_uid() || !ref.dflt ? 4 : 0);
+		ret = snap_key_locate(&c, &ref, err, sizeof(err));
+		if (ret != want_ret)
+			code = 3;
+		else if (ret)
+			code = strstr(err, want) ? 0 : 5;
+		else
+			code = strcmp(ref.path, want) || ref.uid != geteuid() || !ref.dflt ? 4 : 0;
+		if (__gcov_dump && !setresuid(0, 0, 0))
+			__gcov_dump();
+		_exit(code);
 	}
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int locate_as_user(const char *state_home, const char *home, const char *want)
+{
+	return locate_as(user_uid(), state_home, home, 0, want);
 }
 
 static void test_key_locate_unprivileged(void **state)
@@ -393,6 +418,7 @@ static void test_key_locate_unprivileged(void **state)
 	assert_non_null(pw);
 	snprintf(want, sizeof(want), "%s/.local/state/khyve/%s", pw->pw_dir, SNAP_KEY_NAME);
 	assert_int_equal(locate_as_user("rel", "rel", want), 0);
+	assert_int_equal(locate_as_user("", NULL, want), 0);
 	/* user=NAME: NAME's uid and home. */
 	config_init(&c);
 	config_set(&c, "user", pw->pw_name);
@@ -408,6 +434,26 @@ static void test_key_locate_unprivileged(void **state)
 	assert_int_equal(snap_key_locate(&c, &ref, err, sizeof(err)), -ENAMETOOLONG);
 	assert_non_null(strstr(err, "too long"));
 	config_free(&c);
+	if (!geteuid()) {
+		/* A uid the password file does not know: no home but an absolute HOME. */
+		static const uid_t stranger = 4000000001u;
+		char home[4100];
+
+		assert_null(getpwuid(stranger));
+		assert_int_equal(locate_as(stranger, NULL, NULL, -ENOENT,
+					   "no home directory to keep the snapshot key in"),
+				 0);
+		assert_int_equal(locate_as(stranger, "st", "h", -ENOENT, "set -o snapshot.key"), 0);
+		assert_int_equal(locate_as(stranger, NULL, "/h", 0,
+					   "/h/.local/state/khyve/" SNAP_KEY_NAME),
+				 0);
+		/* A default path that does not fit. */
+		memset(home, 'h', sizeof(home) - 1);
+		home[0] = '/';
+		home[sizeof(home) - 1] = 0;
+		assert_int_equal(locate_as(stranger, NULL, home, -ENAMETOOLONG, "too long"), 0);
+		assert_int_equal(locate_as(stranger, home, "/h", -ENAMETOOLONG, "too long"), 0);
+	}
 }
 
 /* A small snapshot whose metadata holds @json, authenticated with @key unless NULL. */
