@@ -155,11 +155,11 @@ void mig_in_free(struct mig_in *m)
 		munmap(m->mem, m->mem_size);
 	m->mem = NULL;
 	free(m->pages);
-	free(m->chunks);
+	free(m->changed);
 	free(m->sums);
 	free(m->map.extents);
 	free(m->disks);
-	m->pages = m->chunks = m->sums = NULL;
+	m->pages = m->changed = m->sums = NULL;
 	m->map.extents = NULL;
 	m->disks = NULL;
 }
@@ -218,9 +218,9 @@ static int in_hello(struct mig_in *m, const uint8_t *p, uint64_t len, char *err,
 		m->unit_pages *= 2;
 	nunits = (m->npages + m->unit_pages - 1) / m->unit_pages;
 	m->pages = calloc(words(m->npages), 8);
-	m->chunks = calloc(words(nunits), 8);
+	m->changed = calloc(words(nunits), 8);
 	m->sums = calloc(nunits, 8);
-	if (!m->pages || !m->chunks || !m->sums)
+	if (!m->pages || !m->changed || !m->sums)
 		return -ENOMEM;
 	m->hello = true;
 	return snap_writer_open_fd(&m->w, m->fd, m->mem_size, err, errlen);
@@ -348,7 +348,7 @@ static void mark(struct mig_in *m, uint64_t off, uint64_t len, bool data)
 			set_bit(m->pages, pg);
 		else
 			clear_bit(m->pages, pg);
-		set_bit(m->chunks, pg / m->unit_pages);
+		set_bit(m->changed, pg / m->unit_pages);
 	}
 }
 
@@ -444,9 +444,10 @@ int mig_in_frame(struct mig_in *m, const struct mig_frame *f, const uint8_t *pay
 }
 
 /*
- * Extents: one per 2 MiB chunk that holds data, from its first page with data to its last
- * (the pages between read as zero: holes).  A chunk's checksum is taken again only if a frame
- * changed it since, so a pre-copied VM's final stop costs the chunks of its last round.
+ * Extents: one per unit that holds data (UNIT_PAGES_MIN pages, more for large guests), from
+ * its first page with data to its last (the pages between read as zero: holes).  A unit's
+ * checksum is taken again only if a frame changed it since, so a pre-copied VM's final stop
+ * costs the units its last pages touched.
  */
 static int add_extent(struct snap_file *f, unsigned *cap, uint64_t off, uint64_t len, uint64_t sum)
 {
@@ -463,10 +464,7 @@ static int add_extent(struct snap_file *f, unsigned *cap, uint64_t off, uint64_t
 	return 0;
 }
 
-/*
- * One extent per unit with data, from its first page with data to its last; a unit changed
- * since its checksum was taken is checksummed again.  A unit is whole words of the bitmap.
- */
+/* A unit is whole words of the bitmap: its first and last pages with data come from ctz/clz. */
 static int build_extents(struct mig_in *m, const uint8_t *mem, bool sums_only)
 {
 	uint64_t wpu = m->unit_pages / 64, nunits = (m->npages + m->unit_pages - 1) / m->unit_pages,
@@ -492,9 +490,9 @@ static int build_extents(struct mig_in *m, const uint8_t *mem, bool sums_only)
 		}
 		if (lo == UINT64_MAX)
 			continue;
-		if (test_bit(m->chunks, u)) {
+		if (test_bit(m->changed, u)) {
 			m->sums[u] = snap_checksum(mem + lo * PAGE, (hi - lo) * PAGE);
-			clear_bit(m->chunks, u);
+			clear_bit(m->changed, u);
 		}
 		if (!sums_only)
 			ret = add_extent(&m->map, &cap, m->w.mem_offset + lo * PAGE,
@@ -536,7 +534,7 @@ static int map_mem(struct mig_in *m, char *err, size_t errlen)
 }
 
 /*
- * A pre-copy round ended: the chunks it changed are checksummed now, while the source is still
+ * A pre-copy round ended: the units it changed are checksummed now, while the source is still
  * running, so that the final pause checksums only what its own frames changed.
  */
 static int in_round(struct mig_in *m, const uint8_t *p, uint64_t len, char *err, size_t errlen)

@@ -108,7 +108,7 @@ struct mig_in {
 	struct snap_writer w;
 	uint64_t *pages;      /* bitmap: pages received with data */
 	uint64_t unit_pages;  /* pages per extent at most: 64 to 512, a power of two */
-	uint64_t *chunks;     /* bitmap: units changed since their checksum was taken */
+	uint64_t *changed;    /* bitmap: units changed since their checksum was taken */
 	uint64_t *sums;	      /* per unit: its extent's checksum */
 	struct snap_file map; /* regions, from the source's memory map section */
 	bool have_map;

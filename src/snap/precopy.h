@@ -30,8 +30,8 @@ struct vm;
 /*
  * The part of the pause that is not the last pages: stopping the vCPUs, their and the devices'
  * state, and the destination creating and loading them before it says READY (measured: 2.5
- * to 10 ms here depending on the host's load, bench/README.md).  It is known only once it happened, so the estimate counts
- * this share of the budget for it (at most half the budget).
+ * to 10 ms here depending on the host's load, bench/README.md).  It is known only once it
+ * happened, so the estimate counts this share of the budget for it (at most half the budget).
  */
 #define MIG_DEFAULT_HANDOVER_MS 10
 /*
