@@ -237,11 +237,27 @@ static void test_frame_header(void **state)
 }
 
 /* A whole stream is a snapshot: it opens, every extent verifies, the data is where sent. */
+/*
+ * Receive @s, which must be whole, finish the snapshot and open it with every extent's
+ * checksum verified into @f (the caller closes it, then rx_free).
+ */
+static void receive_snapshot(struct rx *r, const struct stream *s, struct snap_file *f)
+{
+	char path[64], err[512];
+
+	receive(r, s);
+	if (r->ret)
+		fail_msg("%s", r->err);
+	assert_int_equal(mig_in_finish(&r->m, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", r->fd);
+	if (snap_file_open(f, path, true, err, sizeof(err)))
+		fail_msg("%s", err);
+}
+
 static void test_stream_is_a_snapshot(void **state)
 {
 	struct stream s = { 0 };
 	struct snap_file f;
-	char path[64], err[512];
 	struct rx r;
 	uint8_t b[PG];
 
@@ -251,12 +267,7 @@ static void test_stream_is_a_snapshot(void **state)
 	mem(&s, 3ULL << 20, 0x11, 1);
 	zero(&s, 3ULL << 20, PG);
 	frame(&s, MIG_END, NULL, 0);
-	receive(&r, &s);
-	assert_int_equal(r.ret, 0);
-	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), 0);
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", r.fd);
-	if (snap_file_open(&f, path, true, err, sizeof(err)))
-		fail_msg("%s", err);
+	receive_snapshot(&r, &s, &f);
 	assert_string_equal(f.meta_json, "{}");
 	assert_int_equal(f.nregions, 1);
 	assert_int_equal(f.nextents, 2); /* one per 256 KiB unit with data */
@@ -276,15 +287,14 @@ static void test_stream_is_a_snapshot(void **state)
 }
 
 /*
- * A live stream: pre-copy rounds (MEM frames closed by ROUND, whose chunks the receiver
- * checksums then), then the state and the pages written since.  A chunk changed after its
+ * A live stream: pre-copy rounds (MEM frames closed by ROUND, whose units the receiver
+ * checksums then), then the state and the pages written since.  A unit changed after its
  * ROUND is checksummed again: the snapshot verifies, and holds the last copy of each page.
  */
 static void test_live_rounds(void **state)
 {
 	struct stream s = { 0 };
 	struct snap_file f;
-	char path[64], err[512];
 	struct rx r;
 	uint8_t b[PG];
 
@@ -298,14 +308,8 @@ static void test_live_rounds(void **state)
 	memmap(&s);
 	mem(&s, 2 * PG, 0x44, 1); /* after the last round, in the pause */
 	frame(&s, MIG_END, NULL, 0);
-	receive(&r, &s);
-	if (r.ret)
-		fail_msg("%s", r.err);
+	receive_snapshot(&r, &s, &f); /* verifies every extent's checksum */
 	assert_int_equal(r.m.rounds, 2);
-	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), 0);
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", r.fd);
-	if (snap_file_open(&f, path, true, err, sizeof(err)))
-		fail_msg("%s", err); /* verifies every extent's checksum */
 	assert_int_equal(f.nextents, 2);
 	assert_int_equal(pread(f.fd, b, PG, SNAP_MEM_ALIGN), PG);
 	assert_int_equal(b[0], 0x11);
@@ -329,7 +333,6 @@ static void test_extents_per_unit(void **state)
 {
 	struct stream s = { 0 };
 	struct snap_file f;
-	char path[64], err[512];
 	struct rx r;
 	uint8_t b[PG];
 
@@ -340,14 +343,8 @@ static void test_extents_per_unit(void **state)
 	memmap(&s);
 	mem(&s, 70 * PG, 0x55, 1); /* in the pause: the second unit changes */
 	frame(&s, MIG_END, NULL, 0);
-	receive(&r, &s);
-	if (r.ret)
-		fail_msg("%s", r.err);
+	receive_snapshot(&r, &s, &f); /* the changed unit's checksum was taken again */
 	assert_int_equal(r.m.unit_pages, 64);
-	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), 0);
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", r.fd);
-	if (snap_file_open(&f, path, true, err, sizeof(err)))
-		fail_msg("%s", err); /* the changed unit's checksum was taken again */
 	assert_int_equal(f.nextents, 2);
 	assert_int_equal(f.extents[0].file_offset, SNAP_MEM_ALIGN);
 	assert_int_equal(f.extents[0].length, 64 * PG);
