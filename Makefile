@@ -53,7 +53,7 @@ $(BUILD)/khyvectl: $(CTL_OBJS) $(BUILD)/libkhyve.a
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkhyve.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(BUILD)/libkhyve.a \
-		$(LDLIBS) $(shell pkg-config --libs cmocka)
+		$(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 # Fault-injection tests (tests/faultinj.h): each test_*_faults binary links tests/faultinj.c and
 # has the host calls below redirected to its wrappers (the linker's --wrap); khyve and khyvectl
@@ -64,7 +64,7 @@ FI_WRAPS := read pread preadv write pwrite pwritev writev fsync fdatasync rename
 $(BUILD)/tests/%_faults: tests/unit/%_faults.c tests/faultinj.c tests/faultinj.h $(BUILD)/libkhyve.a
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -Itests $(shell pkg-config --cflags cmocka) \
-		$(foreach f,$(FI_WRAPS),-Wl,--wrap=$(f)) -o $@ $< tests/faultinj.c \
+		$(LDFLAGS) $(foreach f,$(FI_WRAPS),-Wl,--wrap=$(f)) -o $@ $< tests/faultinj.c \
 		$(BUILD)/libkhyve.a $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 include tests/guest/guest.mk
