@@ -1068,6 +1068,306 @@ static void test_parent_record_refused(void **state)
 	expect_parent(b, n, 0, NULL);
 }
 
+static int sink_fails(void *opaque, const struct snap_section *sec, uint64_t offset,
+		      const void *buf, uint64_t len)
+{
+	(*(unsigned *)opaque)++;
+	return -EPIPE;
+}
+
+/* The writer's own refusals: no name, a descriptor it cannot use, bytes out of bounds. */
+static void test_writer_refusals(void **state)
+{
+	struct snap_writer w;
+	unsigned calls = 0;
+	char err[256] = "";
+	uint8_t page[4096] = { 1 };
+	int fd;
+
+	assert_int_equal(snap_writer_open(&w, "", MEM, err, sizeof(err)), -ENAMETOOLONG);
+	assert_int_equal(snap_writer_open_fd(&w, -1, MEM, err, sizeof(err)), -EBADF);
+	assert_non_null(strstr(err, "duplicating the snapshot descriptor"));
+	fd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	assert_int_not_equal(snap_writer_open_fd(&w, fd, MEM, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "sizing the snapshot"));
+	close(fd);
+	assert_int_equal(w.fd, -1);
+
+	assert_int_equal(snap_writer_open(&w, path, MEM, err, sizeof(err)), 0);
+	/* A second call keeps the direct descriptor the first opened. */
+	assert_int_equal(snap_writer_direct(&w), snap_writer_direct(&w));
+	assert_int_equal(snap_writer_memory(&w, MEM + 4096, page, 4096), -EINVAL);
+	assert_int_equal(snap_writer_memory(&w, MEM - 4096, page, 8192), -EINVAL);
+	assert_int_equal(snap_writer_memory_cached(&w, MEM + 4096, page, 4096), -EINVAL);
+	assert_int_equal(snap_writer_memory_cached(&w, MEM - 4096, page, 8192), -EINVAL);
+	assert_int_equal(w.bytes, 0);
+	assert_int_equal(snap_writer_memory_cached(&w, MEM - 4096, page, 4096), 0);
+	assert_int_equal(w.bytes, 4096);
+	/* Too large is refused before a byte of it is read. */
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, "big", 1, page,
+					     SNAP_MAX_SECTION_SIZE + 1),
+			 -E2BIG);
+	assert_int_equal(w.nsections, 0);
+	snap_writer_abort(&w);
+	assert_int_equal(access(path, F_OK), -1);
+
+	/* A stream: memory goes nowhere but to the sink, which says when it failed. */
+	snap_writer_open_sink(&w, MEM, sink_fails, &calls);
+	assert_false(snap_writer_direct(&w));
+	assert_int_equal(snap_writer_memory_cached(&w, 0, page, 4096), -EINVAL);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, "d", 1, page, 16), -EPIPE);
+	assert_int_equal(snap_writer_memory(&w, 0, page, 4096), -EPIPE);
+	assert_int_equal(calls, 2);
+	assert_int_equal(w.nsections, 0);
+	assert_int_equal(w.bytes, 0);
+	snap_writer_abort(&w);
+}
+
+/* A file with no sections at all (a MAC over an empty table and no metadata): refused. */
+static void test_no_sections(void **state)
+{
+	uint8_t key[SNAP_KEY_BYTES] = { 7 };
+	struct snap_writer w;
+	struct snap_file f = { .auth_scheme = SNAP_AUTH_SCHEME_BLAKE2B };
+	char err[256];
+
+	assert_int_equal(snap_writer_open(&w, path, MEM, err, sizeof(err)), 0);
+	snap_writer_set_key(&w, key);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	expect_refused(path, false, "no metadata section");
+	/* A MAC needs the metadata it covers. */
+	assert_int_equal(snap_file_check_mac(&f, key), -EBADMSG);
+}
+
+/* Sections larger than one read: checked chunk by chunk, and read again when used. */
+static void test_large_section(void **state)
+{
+	const size_t len = 3 * (1u << 20) / 2;
+	uint8_t *big = malloc(len);
+	const struct snap_section *sec;
+	struct snap_writer w;
+	struct snap_file map = { .nregions = 1 };
+	struct snap_file f;
+	struct sstream s;
+	char err[256];
+	void *buf;
+
+	for (size_t i = 0; i < len; i++)
+		big[i] = (uint8_t)(i * 7);
+	assert_int_equal(snap_writer_open(&w, path, MEM, err, sizeof(err)), 0);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, "big", 1, big, len), 0);
+	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
+	ss_init_save(&s);
+	snap_memmap_io(&s, &map);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+
+	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+	assert_null(f.sec_raw);
+	sec = snap_file_find(&f, SNAP_SEC_DEV, "big");
+	assert_non_null(sec);
+	assert_int_equal(snap_file_read(&f, sec, &buf), 0);
+	assert_memory_equal(buf, big, len);
+	free(buf);
+	/* The file cut short since: the read says so. */
+	assert_int_equal(truncate(path, (off_t)sec->offset + 4096), 0);
+	buf = NULL;
+	assert_int_equal(snap_file_read(&f, sec, &buf), -EIO);
+	assert_null(buf);
+	snap_file_close(&f);
+
+	/* A byte changed past the first chunk of it. */
+	assert_int_equal(snap_writer_open(&w, path, MEM, err, sizeof(err)), 0);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, "big", 1, big, len), 0);
+	ss_init_save(&s);
+	snap_memmap_io(&s, &map);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
+	{
+		uint64_t off = snap_file_find(&f, SNAP_SEC_DEV, "big")->offset;
+
+		snap_file_close(&f);
+		flip(path, (off_t)(off + len - 10));
+	}
+	expect_refused(path, false, "section dev big: checksum mismatch");
+	free(big);
+}
+
+/* Opened by mistake: not a file, a file shorter than where its memory area would start. */
+static void test_not_a_snapshot(void **state)
+{
+	struct snap_file f;
+	char err[256] = "unchanged";
+	int fd;
+
+	expect_refused(dir, false, "not a regular file");
+	write_snapshot(path, "{}");
+	assert_int_equal(truncate(path, 8192), 0);
+	expect_refused(path, false, "memory area out of bounds");
+	/* With no room for a message, none is written. */
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(snap_file_open_fd(&f, fd, path, false, err, 0), -EINVAL);
+	assert_string_equal(err, "unchanged");
+	assert_int_equal(f.fd, -1);
+}
+
+/* Memory verification stops at the first extent that does not match. */
+static void test_first_extent_damaged(void **state)
+{
+	write_snapshot(path, "{}");
+	flip(path, (off_t)SNAP_MEM_ALIGN + 2 * 4096 + 7);
+	expect_refused(path, true, "guest memory at offset 0x202000: checksum mismatch");
+}
+
+static void test_parent_names(void **state)
+{
+	char longname[SNAP_PARENT_NAME_MAX + 2];
+
+	assert_true(snap_parent_name_ok("base.snap"));
+	assert_true(snap_parent_name_ok("..base"));
+	assert_false(snap_parent_name_ok(""));
+	assert_false(snap_parent_name_ok("."));
+	assert_false(snap_parent_name_ok(".."));
+	assert_false(snap_parent_name_ok("dir/base.snap"));
+	assert_false(snap_parent_name_ok("a\nb"));
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_false(snap_parent_name_ok(longname));
+	longname[SNAP_PARENT_NAME_MAX] = '\0';
+	assert_true(snap_parent_name_ok(longname));
+}
+
+static int sink_ok(void *opaque, const struct snap_section *sec, uint64_t offset, const void *buf,
+		   uint64_t len)
+{
+	return 0;
+}
+
+/* Bounds a writer keeps: a path that fits, at most SNAP_MAX_SECTIONS sections. */
+static void test_writer_bounds(void **state)
+{
+	char longpath[sizeof(((struct snap_writer *)0)->path) + 8], err[sizeof(longpath) + 64];
+	struct snap_writer w;
+
+	memset(longpath, 'a', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[sizeof(longpath) - 1] = '\0';
+	assert_int_equal(snap_writer_open(&w, longpath, MEM, err, sizeof(err)), -ENAMETOOLONG);
+	assert_non_null(strstr(err, "path too long"));
+	snap_writer_open_sink(&w, MEM, sink_ok, NULL);
+	for (unsigned i = 0; i < SNAP_MAX_SECTIONS; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "d%u", i);
+		assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, id, 1, "x", 1), 0);
+	}
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, "one-more", 1, "x", 1), -E2BIG);
+	assert_int_equal(w.nsections, SNAP_MAX_SECTIONS);
+	snap_writer_abort(&w);
+}
+
+/* Metadata is bounded more tightly than other sections (it is parsed whole as JSON). */
+static void test_meta_too_large(void **state)
+{
+	char *meta = malloc(SNAP_MAX_META + 2);
+
+	memset(meta, ' ', SNAP_MAX_META + 1);
+	meta[0] = '{';
+	meta[SNAP_MAX_META] = '}';
+	meta[SNAP_MAX_META + 1] = '\0';
+	write_snapshot(path, meta);
+	expect_refused(path, false, "section meta meta is too large (1048577 bytes)");
+	meta[SNAP_MAX_META - 1] = '}';
+	meta[SNAP_MAX_META] = '\0';
+	write_snapshot(path, meta);
+	{
+		struct snap_file f;
+		char err[256];
+
+		assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+		snap_file_close(&f);
+	}
+	free(meta);
+}
+
+/* An extent count the section's bytes cannot hold is refused before anything is allocated. */
+static void test_extent_count_refused(void **state)
+{
+	struct sstream s;
+	struct craft c;
+	struct snap_region r = one_region;
+	uint32_t one = 1, many = 1000000;
+
+	write_snapshot(path, "{}");
+	ss_init_save(&s);
+	ss_u32(&s, &one);
+	ss_u64(&s, &r.gpa);
+	ss_u64(&s, &r.size);
+	ss_u64(&s, &r.file_offset);
+	ss_u32(&s, &many);
+	craft_load(&c, path);
+	craft_set(&c, (unsigned)craft_find(&c, "memory"), s.buf, s.len);
+	craft_relayout(&c);
+	craft_store(&c, path);
+	craft_free(&c);
+	ss_free(&s);
+	expect_refused(path, false, "memory extent count 1000000 exceeds the section");
+}
+
+/* Extents in the second of two regions, and a file with no memory at all: both fine. */
+static void test_regions_used(void **state)
+{
+	const uint64_t area = SNAP_MEM_ALIGN;
+	struct snap_region two[2] = { { 0, MEM / 2, area },
+				      { 1ULL << 32, MEM / 2, area + MEM / 2 } };
+	struct snap_extent e[2];
+	uint8_t page[8192];
+	struct snap_file f;
+	struct snap_writer w;
+	struct sstream s;
+	char err[256];
+
+	memset(page, 0xab, sizeof(page));
+	e[0] = (struct snap_extent){ area + 2 * 4096, 8192, snap_checksum(page, 8192) };
+	e[1] = (struct snap_extent){ area + 40 * 4096, 4096, snap_checksum(page, 4096) };
+	write_snapshot(path, "{}");
+	craft_memmap(path, two, 2, e, 2);
+	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+	assert_int_equal(f.nregions, 2);
+	assert_int_equal(f.regions[1].gpa, 1ULL << 32);
+	snap_file_close(&f);
+
+	memset(&f, 0, sizeof(f));
+	assert_int_equal(snap_writer_open(&w, path, 0, err, sizeof(err)), 0);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
+	ss_init_save(&s);
+	snap_memmap_io(&s, &f);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+	assert_int_equal(f.mem_size, 0);
+	assert_int_equal(f.nregions, 0);
+	snap_file_close(&f);
+}
+
+/* A parent record cut inside its name. */
+static void test_parent_name_cut(void **state)
+{
+	uint8_t b[600];
+	size_t n;
+
+	put_parent(b, &n, 1, 9, "base.snap");
+	expect_parent(b, 8 + 4, -EINVAL, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1088,6 +1388,17 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_more_sections_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_vcpus, setup, teardown),
 		cmocka_unit_test(test_parent_record_refused),
+		cmocka_unit_test_setup_teardown(test_writer_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_sections, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_large_section, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_a_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_first_extent_damaged, setup, teardown),
+		cmocka_unit_test(test_parent_names),
+		cmocka_unit_test(test_writer_bounds),
+		cmocka_unit_test_setup_teardown(test_meta_too_large, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_extent_count_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_regions_used, setup, teardown),
+		cmocka_unit_test(test_parent_name_cut),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
