@@ -6,9 +6,13 @@
  * streams, bad checksums, bad magic, oversized frames, memory outside the guest, frames out of
  * order, sections twice, a wrong protocol version.  Addresses parse only when numeric.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,10 +25,14 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
+#include "config.h"
 #include "snap/format.h"
 #include "snap/migrate.h"
+#include "snap/trust.h"
 #include "sstream.h"
+#include "vm.h"
 
 #define PG 4096ULL
 #define MEM (4ULL << 20)
@@ -780,6 +788,534 @@ static void test_free_before_hello(void **state)
 	close(fd);
 }
 
+/* ---- AUTH: the MAC of the metadata and the disks with this user's host key ---- */
+
+/* The MAC a source holding @key sends, computed here from the protocol's definition. */
+static void mac_of(const uint8_t key[SNAP_KEY_BYTES], const void *meta, uint64_t mlen,
+		   const void *disks, uint64_t dlen, uint8_t out[SNAP_MAC_BYTES])
+{
+	static const char ctx[] = "khyve migration MAC v1";
+	crypto_generichash_state st;
+	uint8_t le[8];
+
+	assert_true(sodium_init() >= 0);
+	crypto_generichash_init(&st, key, SNAP_KEY_BYTES, SNAP_MAC_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)ctx, sizeof(ctx));
+	le64(le, mlen);
+	crypto_generichash_update(&st, le, 8);
+	crypto_generichash_update(&st, meta, mlen);
+	le64(le, dlen);
+	crypto_generichash_update(&st, le, 8);
+	crypto_generichash_update(&st, disks, dlen);
+	crypto_generichash_final(&st, out, SNAP_MAC_BYTES);
+}
+
+static char tmpdir[64];
+
+static void make_tmpdir(void)
+{
+	strcpy(tmpdir, "/tmp/khyve-migt-XXXXXX");
+	assert_non_null(mkdtemp(tmpdir));
+}
+
+static void rm_tmpdir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* A configuration whose host key is @name in the temporary directory; made when @create. */
+static void key_config(struct config *c, const char *name, bool create, uint8_t key[32])
+{
+	struct snap_keyref ref;
+	char path[160], err[512];
+
+	config_init(c);
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	assert_int_equal(config_set(c, "snapshot.key", path), 0);
+	if (!create)
+		return;
+	assert_int_equal(snap_key_locate(c, &ref, err, sizeof(err)), 0);
+	if (snap_key_load(&ref, true, key, err, sizeof(err)))
+		fail_msg("%s", err);
+}
+
+/*
+ * The receiver trusts a stream whose AUTH is the MAC of its metadata and disks sections with
+ * this user's key; not one with another MAC, none at all, or when this user has no key.
+ */
+static void test_authentic(void **state)
+{
+	uint8_t key[32], mac[SNAP_MAC_BYTES];
+	struct stream s = { 0 };
+	struct config c, nokey;
+	struct feed f;
+
+	make_tmpdir();
+	key_config(&c, "key", true, key);
+	key_config(&nokey, "none", false, NULL);
+	body(&s);
+	section(&s, SNAP_SEC_DISKS, "disks", "DISKS", 5);
+	mac_of(key, "{}", 2, "DISKS", 5, mac);
+	frame(&s, MIG_AUTH, mac, sizeof(mac));
+	frame(&s, MIG_END, NULL, 0);
+	feed_init(&f);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	assert_true(f.m.have_mac);
+	assert_true(mig_in_authentic(&f.m, &c));
+	assert_false(mig_in_authentic(&f.m, &nokey));
+	/* One bit of the MAC changed: another key's, or forged. */
+	f.m.mac[7] ^= 0x10;
+	assert_false(mig_in_authentic(&f.m, &c));
+	f.m.mac[7] ^= 0x10;
+	/* The disks section changed after the MAC was made: not what the source sent. */
+	((uint8_t *)f.m.disks)[0] ^= 1;
+	assert_false(mig_in_authentic(&f.m, &c));
+	feed_free(&f);
+	free(s.buf);
+	/* No AUTH frame: never authentic. */
+	s = (struct stream){ 0 };
+	body(&s);
+	frame(&s, MIG_END, NULL, 0);
+	feed_init(&f);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	assert_false(mig_in_authentic(&f.m, &c));
+	feed_free(&f);
+	free(s.buf);
+	config_free(&c);
+	config_free(&nokey);
+	rm_tmpdir();
+}
+
+/* ---- the destination (migrate_incoming, khyve -R) against a source played here ---- */
+
+static char addr[64];
+
+/* A free TCP port on the loopback (the destination binds it with SO_REUSEADDR). */
+static void pick_addr(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	close(fd);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sin.sin_port));
+}
+
+static unsigned open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+struct incoming {
+	pthread_t thread;
+	struct vm vm;
+	struct config cfg;
+	int ret;
+	char err[1024];
+};
+
+static void *incoming_main(void *arg)
+{
+	struct incoming *in = arg;
+
+	in->ret = migrate_incoming(&in->vm, &in->cfg, addr, in->err, sizeof(in->err));
+	return NULL;
+}
+
+/* Connect to @addr, trying again while nothing listens there yet. */
+static int connect_addr(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+
+	sin.sin_port = htons((uint16_t)atoi(strchr(addr, ':') + 1));
+	for (unsigned i = 0; i < 2000; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		assert_true(fd >= 0);
+		if (!connect(fd, (struct sockaddr *)&sin, sizeof(sin)))
+			return fd;
+		close(fd);
+		usleep(2000);
+	}
+	fail_msg("nothing listens on %s", addr);
+	return -1;
+}
+
+static void write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		assert_true(w > 0);
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static bool read_all(int fd, uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t r = read(fd, p, n);
+
+		if (r <= 0)
+			return false;
+		p += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+/* The destination's answer: a frame of @type, its payload (a message) in @text. */
+static void answer(int fd, uint32_t type, char *text, size_t len)
+{
+	uint8_t h[MIG_HDR], p[MIG_MAX_MSG];
+	struct mig_frame f;
+	char err[256];
+
+	assert_true(read_all(fd, h, sizeof(h)));
+	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), 0);
+	assert_int_equal(f.type, type);
+	assert_true(f.length < len && f.length <= sizeof(p));
+	assert_true(read_all(fd, p, f.length));
+	assert_int_equal(snap_checksum(p, f.length), f.checksum);
+	memcpy(text, p, f.length);
+	text[f.length] = '\0';
+}
+
+/*
+ * The source sends @s whole, then ends its side; the destination must refuse it with @ret and
+ * a message holding @msg, tell the source the same in REFUSE, and keep no descriptor.
+ */
+static void incoming_refuses(struct config *cfg, const struct stream *s, int ret, const char *msg)
+{
+	struct incoming in;
+	char why[MIG_MAX_MSG + 1];
+	unsigned fds = open_fds();
+	int fd;
+
+	memset(&in, 0, sizeof(in));
+	if (cfg)
+		in.cfg = *cfg;
+	else
+		config_init(&in.cfg);
+	pick_addr();
+	assert_int_equal(pthread_create(&in.thread, NULL, incoming_main, &in), 0);
+	fd = connect_addr();
+	write_all(fd, s->buf, s->len);
+	shutdown(fd, SHUT_WR);
+	answer(fd, MIG_REFUSE, why, sizeof(why));
+	close(fd);
+	assert_int_equal(pthread_join(in.thread, NULL), 0);
+	if (in.ret != ret || !strstr(in.err, msg))
+		fail_msg("got %d '%s', wanted %d '%s'", in.ret, in.err, ret, msg);
+	/* The source hears the destination's own message. */
+	assert_string_equal(why, in.err);
+	assert_false(migrate_incoming_pending());
+	assert_int_equal(open_fds(), fds);
+	if (cfg)
+		*cfg = in.cfg;
+	else
+		config_free(&in.cfg);
+}
+
+/* What a broken or hostile source sends is refused, and the source is told why. */
+static void test_incoming_refuses(void **state)
+{
+	struct stream s = { 0 };
+
+	signal(SIGPIPE, SIG_IGN);
+	/* Not a migration stream at all. */
+	put(&s, "GET / HTTP/1.0\r\n\r\n......", 24);
+	incoming_refuses(NULL, &s, -EPROTO, "incoming VM: not a khyve migration stream");
+	free(s.buf);
+	/* A source of another protocol version. */
+	s = (struct stream){ 0 };
+	hello(&s, MIG_VERSION + 1, MEM);
+	incoming_refuses(NULL, &s, -EPROTO, "protocol version");
+	free(s.buf);
+	/* A first frame that is not HELLO. */
+	s = (struct stream){ 0 };
+	frame(&s, MIG_END, NULL, 0);
+	incoming_refuses(NULL, &s, -EPROTO, "END frame before HELLO");
+	free(s.buf);
+	/* A stream that stops before END (a source that died): its memory is dropped. */
+	s = (struct stream){ 0 };
+	body(&s);
+	incoming_refuses(NULL, &s, -ECONNRESET, "the connection was closed");
+	free(s.buf);
+	/* Live: pre-copy rounds, then the connection ends (the VM made ahead is dropped). */
+	s = (struct stream){ 0 };
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE, MEM);
+	mem(&s, 0, 0x11, 4);
+	round_end(&s, 1, 4);
+	incoming_refuses(NULL, &s, -ECONNRESET, "the connection was closed");
+	free(s.buf);
+	/* A frame whose checksum does not match: corrupted on the way. */
+	s = (struct stream){ 0 };
+	body(&s);
+	s.buf[s.len - 10] ^= 4;
+	incoming_refuses(NULL, &s, -EBADMSG, "MEM frame: checksum mismatch");
+	free(s.buf);
+}
+
+/*
+ * A whole stream is restored as a file is: with the trust mode of this side's configuration
+ * (one it does not know is refused before anything is restored), the fast verification (every
+ * frame was checksummed), and host resources from the stream only if the source proved with
+ * AUTH that it is this user's khyve.  This one's metadata is no VM's: the restore refuses it,
+ * and the source is told.
+ */
+static void test_incoming_restore(void **state)
+{
+	uint8_t key[32], mac[SNAP_MAC_BYTES];
+	struct stream s = { 0 };
+	struct config c;
+
+	signal(SIGPIPE, SIG_IGN);
+	make_tmpdir();
+	body(&s);
+	frame(&s, MIG_END, NULL, 0);
+	config_init(&c);
+	assert_int_equal(config_set(&c, "snapshot.trust", "maybe"), 0);
+	incoming_refuses(&c, &s, -EINVAL, "snapshot.trust=maybe: expected auto, file or none");
+	assert_null(config_get(&c, "snapshot.verify"));
+	config_free(&c);
+	/* Not authenticated (no AUTH): trust stays "auto"; verification is the fast one. */
+	key_config(&c, "key", true, key);
+	incoming_refuses(&c, &s, -EINVAL, "metadata has no configuration");
+	assert_null(config_get(&c, "snapshot.trust"));
+	assert_string_equal(config_get(&c, "snapshot.verify"), "fast");
+	config_free(&c);
+	/* One asked for is kept. */
+	key_config(&c, "key", false, NULL);
+	assert_int_equal(config_set(&c, "snapshot.verify", "full"), 0);
+	incoming_refuses(&c, &s, -EINVAL, "metadata has no configuration");
+	assert_string_equal(config_get(&c, "snapshot.verify"), "full");
+	config_free(&c);
+	free(s.buf);
+	/* Authenticated: the stream is trusted as an authenticated file is. */
+	s = (struct stream){ 0 };
+	body(&s);
+	mac_of(key, "{}", 2, NULL, 0, mac);
+	frame(&s, MIG_AUTH, mac, sizeof(mac));
+	frame(&s, MIG_END, NULL, 0);
+	key_config(&c, "key", false, NULL);
+	incoming_refuses(&c, &s, -EINVAL, "metadata has no configuration");
+	assert_string_equal(config_get(&c, "snapshot.trust"), "file");
+	config_free(&c);
+	free(s.buf);
+	rm_tmpdir();
+}
+
+/* An address it cannot listen on: refused with the address and the reason. */
+static void test_incoming_bad_address(void **state)
+{
+	struct config c;
+	struct vm v;
+	char err[512];
+	unsigned fds = open_fds();
+
+	config_init(&c);
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(migrate_incoming(&v, &c, "localhost:7000", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "expected IPv4:PORT or [IPv6]:PORT"));
+	/* Not an address of this host (TEST-NET-1). */
+	assert_int_equal(migrate_incoming(&v, &c, "192.0.2.1:7000", err, sizeof(err)),
+			 -EADDRNOTAVAIL);
+	assert_non_null(strstr(err, "-R 192.0.2.1:7000: "));
+	assert_int_equal(open_fds(), fds);
+	/* Nothing incoming: the rest of the hand-over has nothing to do. */
+	assert_false(migrate_incoming_pending());
+	assert_int_equal(migrate_incoming_go(err, sizeof(err)), 0);
+	migrate_incoming_running();
+	migrate_incoming_refuse("no");
+	migrate_incoming_cleanup();
+	assert_int_equal(open_fds(), fds);
+	config_free(&c);
+}
+
+/* ---- the source (migrate_send) of a VM without KVM, against a destination played here ---- */
+
+#define R0 (4ULL << 20)
+#define R1 (2ULL << 20)
+
+/* Guest RAM of two regions, part of it written, in a VM with no KVM behind it. */
+static void bare_vm(struct vm *v, struct config *c)
+{
+	vm_init_bare(v, false);
+	config_init(c);
+	v->cfg = c;
+	for (unsigned i = 0; i < 2; i++) {
+		uint64_t size = i ? R1 : R0;
+		uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				  -1, 0);
+
+		assert_true(p != MAP_FAILED);
+		memset(p, 0x5a, size / 2);
+		v->mem[i] = (struct mem_region){ i ? 0x100000000ULL : 0, size, p, i };
+		v->nmem = i + 1;
+	}
+}
+
+static void bare_vm_free(struct vm *v, struct config *c)
+{
+	vm_destroy(v);
+	config_free(c);
+}
+
+/* What the destination played here saw, and what it answers once the source's side ends. */
+struct peer {
+	int lfd;
+	pthread_t thread;
+	const char *refuse; /* REFUSE with this, or NULL: close without a word */
+	uint32_t version, flags;
+	uint64_t mem_size, trailing; /* HELLO's fields; bytes after HELLO */
+};
+
+static void *peer_main(void *arg)
+{
+	struct peer *p = arg;
+	uint8_t h[MIG_HDR], hello_p[16], buf[4096];
+	struct mig_frame f;
+	char err[256];
+	ssize_t n;
+	int fd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_true(read_all(fd, h, sizeof(h)));
+	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), 0);
+	assert_int_equal(f.type, MIG_HELLO);
+	assert_int_equal(f.length, 16);
+	assert_true(read_all(fd, hello_p, sizeof(hello_p)));
+	assert_int_equal(snap_checksum(hello_p, 16), f.checksum);
+	p->version = (uint32_t)hello_p[0] | (uint32_t)hello_p[1] << 8;
+	p->flags = hello_p[4];
+	for (unsigned i = 0; i < 8; i++)
+		p->mem_size |= (uint64_t)hello_p[8 + i] << (8 * i);
+	/* Until the source ends its side (it shuts it when it gives up). */
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		p->trailing += (uint64_t)n;
+	if (p->refuse)
+		assert_int_equal(mig_send_frame(fd, MIG_REFUSE, p->refuse, strlen(p->refuse), NULL,
+						0),
+				 0);
+	close(fd);
+	return NULL;
+}
+
+static void peer_start(struct peer *p, const char *refuse)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t len = sizeof(sin);
+
+	memset(p, 0, sizeof(*p));
+	p->refuse = refuse;
+	p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(p->lfd >= 0);
+	assert_int_equal(bind(p->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(p->lfd, 1), 0);
+	assert_int_equal(getsockname(p->lfd, (struct sockaddr *)&sin, &len), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sin.sin_port));
+	assert_int_equal(pthread_create(&p->thread, NULL, peer_main, p), 0);
+}
+
+static void peer_join(struct peer *p)
+{
+	assert_int_equal(pthread_join(p->thread, NULL), 0);
+	close(p->lfd);
+}
+
+/*
+ * The source cannot pause its VM (here: no KVM clock to read).  It says so, runs on, and adds
+ * what the destination answered to the source's own end of the stream: its refusal, made
+ * safe to print, or nothing when it hung up without a word.
+ */
+static void test_source_pause_fails(void **state)
+{
+	struct migrate_result res;
+	struct config c;
+	struct peer p;
+	struct vm v;
+	char err[1024];
+	unsigned fds;
+	int ret;
+
+	signal(SIGPIPE, SIG_IGN);
+	bare_vm(&v, &c);
+	fds = open_fds();
+	peer_start(&p, "no room for it here\n\033[2J");
+	ret = migrate_send(&v, addr, NULL, &res, err, sizeof(err));
+	peer_join(&p);
+	assert_int_equal(ret, -EBADF);
+	if (!strstr(err, "reading the KVM clock: ") ||
+	    !strstr(err, "; the destination refused the VM: no room for it here"))
+		fail_msg("'%s'", err);
+	for (const char *q = err; *q; q++)
+		if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e)
+			fail_msg("a control character in '%s'", err);
+	/* HELLO said who is coming, and nothing followed. */
+	assert_int_equal(p.version, MIG_VERSION);
+	assert_int_equal(p.flags, 0);
+	assert_int_equal(p.mem_size, R0 + R1);
+	assert_int_equal(p.trailing, 0);
+	assert_false(v.paused);
+	assert_int_equal(res.rounds, 0);
+	assert_int_equal(open_fds(), fds);
+	/* A destination that hangs up without a word: the source's reason alone. */
+	peer_start(&p, NULL);
+	ret = migrate_send(&v, addr, NULL, &res, err, sizeof(err));
+	peer_join(&p);
+	assert_int_equal(ret, -EBADF);
+	assert_non_null(strstr(err, "reading the KVM clock: "));
+	assert_null(strstr(err, "destination"));
+	assert_false(v.paused);
+	assert_int_equal(open_fds(), fds);
+	bare_vm_free(&v, &c);
+}
+
+/* Refused before anything is sent: a paused VM, an address that is not one, nobody there. */
+static void test_source_refused(void **state)
+{
+	struct migrate_result res;
+	struct config c;
+	struct vm v;
+	char err[1024], want[256];
+	unsigned fds;
+
+	bare_vm(&v, &c);
+	fds = open_fds();
+	v.paused = true;
+	assert_int_equal(migrate_send(&v, "127.0.0.1:1", NULL, &res, err, sizeof(err)), -EALREADY);
+	assert_string_equal(err, "the VM is paused: resume it before migrating it");
+	v.paused = false;
+	assert_int_equal(migrate_send(&v, "127.0.0.1", NULL, &res, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "expected IPv4:PORT"));
+	/* A port nobody listens on (one just freed). */
+	pick_addr();
+	assert_int_equal(migrate_send(&v, addr, NULL, &res, err, sizeof(err)), -ECONNREFUSED);
+	snprintf(want, sizeof(want), "connecting to %s: %s (is khyve -R %s waiting there?)", addr,
+		 strerror(ECONNREFUSED), addr);
+	assert_string_equal(err, want);
+	assert_false(v.paused);
+	assert_int_equal(open_fds(), fds);
+	bare_vm_free(&v, &c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -795,6 +1331,12 @@ int main(void)
 		cmocka_unit_test(test_live_hostile),
 		cmocka_unit_test(test_hostile_frames_each),
 		cmocka_unit_test(test_disks_section),
+		cmocka_unit_test(test_authentic),
+		cmocka_unit_test(test_incoming_refuses),
+		cmocka_unit_test(test_incoming_restore),
+		cmocka_unit_test(test_incoming_bad_address),
+		cmocka_unit_test(test_source_pause_fails),
+		cmocka_unit_test(test_source_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,14 +5,24 @@
  * the bandwidth measured so far, else the rounds end at max_rounds or when the dirty set has
  * stopped shrinking (with auto-converge: only once the throttle is at its most).  And the
  * throttle auto-converge asks for (mig_throttle): when it starts, how it grows, its cap.
+ *
+ * Then the rounds themselves, on a VM without KVM (barelive.h): what they send is the guest's
+ * memory page for page, what they refuse to start is refused with a message and leaves
+ * nothing behind, an abort stops them, and a final pause that fails leaves the source running
+ * with no tracking, no thread and no descriptor of the migration left.
  */
+#include <dirent.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
+#include "barelive.h"
+#include "snap/dirty.h"
 #include "snap/precopy.h"
 
 #define MS 1000000ULL
@@ -234,6 +244,293 @@ static void test_names(void **state)
 	assert_string_equal(mig_verdict_name((enum mig_verdict)99), "?");
 }
 
+/* ---- the rounds, on a VM without KVM ---- */
+
+#define R0 (12ULL << 20) /* 3072 pages */
+#define R1 (4ULL << 20)	 /* 1024 pages, numbered from 3072 */
+#define NPAGES ((R0 + R1) / BL_PAGE)
+
+static unsigned open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Generation 1 of page @pg: different in every page. */
+static void fill(struct bl_vm *b, uint64_t pg)
+{
+	uint64_t *p = (uint64_t *)bl_page(b, pg);
+
+	for (unsigned i = 0; i < BL_PAGE / 8; i++)
+		p[i] = pg * 0x9e3779b97f4a7c15ULL ^ i;
+}
+
+/*
+ * Pages 0-599 written (one run longer than a MEM frame holds), then up to 2999 with every 7th
+ * written and cleared again (touched, all zero: not sent), the rest of region 0 never
+ * touched; region 1's first 100 pages written.  More than one bounce buffer's worth.
+ * Returns the pages with data.
+ */
+static uint64_t guest_memory(struct bl_vm *b, uint64_t *zero)
+{
+	uint64_t data = 0;
+
+	*zero = 0;
+	for (uint64_t pg = 0; pg < 3000; pg++) {
+		fill(b, pg);
+		if (pg >= 600 && pg % 7 == 0) {
+			memset(bl_page(b, pg), 0, BL_PAGE);
+			(*zero)++;
+		} else {
+			data++;
+		}
+	}
+	for (uint64_t pg = 3072; pg < 3172; pg++, data++)
+		fill(b, pg);
+	return data;
+}
+
+/* The destination holds every page with data as the guest has it, and nothing else. */
+static void check_received(struct bl_vm *b, struct bl_dest *d)
+{
+	static uint8_t buf[BL_PAGE], zero[BL_PAGE];
+
+	for (uint64_t pg = 0; pg < NPAGES; pg++) {
+		bool data = memcmp(bl_page(b, pg), zero, BL_PAGE) != 0;
+
+		if (bl_dest_page(d, pg, buf) != data)
+			fail_msg("page %llu: %s", (unsigned long long)pg,
+				 data ? "not received" : "received, but all zero");
+		if (data && memcmp(buf, bl_page(b, pg), BL_PAGE))
+			fail_msg("page %llu: received other bytes", (unsigned long long)pg);
+	}
+}
+
+/* The migration is over here: the VM runs, nothing of the migration is left. */
+static void check_source_runs(struct bl_vm *b, unsigned fds)
+{
+	assert_false(b->vm.paused);
+	assert_null(b->vm.migration);
+	assert_int_equal(dirty_clients(&b->vm), 0);
+	assert_int_equal(b->vm.throttle_pct, 0);
+	assert_int_equal(open_fds(), fds);
+}
+
+/* A TCP port of the loopback that nothing listens on (one just freed). */
+static void free_addr(char *addr, size_t len)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t slen = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
+	close(fd);
+	snprintf(addr, len, "127.0.0.1:%u", ntohs(sin.sin_port));
+}
+
+static const struct mig_policy live_pol = { .max_downtime_ns = 20 * MS, .max_rounds = 5 };
+
+/*
+ * An idle guest: round 1 sends every page with data (not the touched zero ones, not the
+ * untouched ones), nothing is written meanwhile, so its dirty set fits the budget at once.
+ * Then the final pause fails (no KVM clock here): the source says so with the destination's
+ * refusal, and runs on.
+ */
+static void test_rounds_then_pause_fails(void **state)
+{
+	struct bl_live l = { 0 };
+	struct bl_dest d;
+	struct bl_vm b;
+	uint64_t data, zero;
+	unsigned fds;
+
+	signal(SIGPIPE, SIG_IGN);
+	bl_vm_make(&b, R0, R1);
+	data = guest_memory(&b, &zero);
+	fds = open_fds();
+	bl_dest_start(&d, false, "the stream ended before END");
+	assert_int_equal(bl_live_start(&l, &b, d.addr, &live_pol), 0);
+	bl_live_wait(&l);
+	bl_dest_join(&d);
+	assert_int_equal(l.ret, -EBADF);
+	if (!strstr(l.err, "reading the KVM clock: ") ||
+	    !strstr(l.err, "; the destination refused the VM: the stream ended before END"))
+		fail_msg("'%s'", l.err);
+	assert_int_equal(l.res.rounds, 1);
+	assert_string_equal(l.res.converged, "fits the downtime budget");
+	assert_int_equal(l.res.precopy_pages, data);
+	assert_int_equal(l.res.zero_pages, zero);
+	assert_int_equal(l.res.final_pages, 0);
+	assert_int_equal(l.res.throttle_pct, 0);
+	assert_true(l.res.bytes > data * BL_PAGE);
+	assert_int_equal(l.progress, 1);
+	assert_true(l.progress_ok);
+	/* The destination: a live stream, its one round closed, every page as it is here. */
+	assert_int_equal(d.m.flags, MIG_F_LIVE);
+	assert_int_equal(d.m.mem_size, R0 + R1);
+	assert_int_equal(d.m.rounds, 1);
+	assert_true(d.mem > 2); /* split at the frame size, the zero pages, the regions */
+	assert_int_equal(d.ret, -ECONNRESET);
+	check_received(&b, &d);
+	bl_dest_free(&d);
+	check_source_runs(&b, fds);
+	bl_live_free(&l);
+	bl_vm_free(&b);
+}
+
+static void set_live(struct bl_live *l)
+{
+	l->b->vm.live = (struct live_save *)l;
+}
+
+static void set_paused(struct bl_live *l)
+{
+	l->b->vm.paused = true;
+}
+
+/* Refused before anything starts: the message says why, nothing is left behind. */
+static void test_start_refused(void **state)
+{
+	static const struct {
+		struct mig_policy pol;
+		const char *msg;
+	} bad[] = {
+		{ { .max_downtime_ns = MS, .max_rounds = 0 }, "max_rounds 0: expected 1 to 999" },
+		{ { .max_downtime_ns = MS, .max_rounds = MIG_MAX_ROUNDS },
+		  "max_rounds 1000: expected 1 to 999" },
+		{ { .max_downtime_ns = MS,
+		    .max_rounds = 5,
+		    .autoconverge = true,
+		    .throttle_initial = 0,
+		    .throttle_increment = 10 },
+		  "throttle_initial 0, throttle_increment 10: expected 1 to 99" },
+		{ { .max_downtime_ns = MS,
+		    .max_rounds = 5,
+		    .autoconverge = true,
+		    .throttle_initial = 100,
+		    .throttle_increment = 10 },
+		  "throttle_initial 100, throttle_increment 10: expected 1 to 99" },
+		{ { .max_downtime_ns = MS,
+		    .max_rounds = 5,
+		    .autoconverge = true,
+		    .throttle_initial = 20,
+		    .throttle_increment = 0 },
+		  "throttle_initial 20, throttle_increment 0: expected 1 to 99" },
+		{ { .max_downtime_ns = MS,
+		    .max_rounds = 5,
+		    .autoconverge = true,
+		    .throttle_initial = 20,
+		    .throttle_increment = 100 },
+		  "throttle_initial 20, throttle_increment 100: expected 1 to 99" },
+	};
+	struct bl_vm b;
+	char want[256], addr[64];
+	unsigned fds;
+
+	bl_vm_make(&b, R0, R1);
+	fds = open_fds();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct bl_live l = { 0 };
+
+		assert_int_equal(bl_live_start(&l, &b, "127.0.0.1:1", &bad[i].pol), -EINVAL);
+		assert_string_equal(l.start_err, bad[i].msg);
+		bl_live_free(&l);
+	}
+	{
+		struct bl_live l = { .on_loop = set_paused };
+
+		assert_int_equal(bl_live_start(&l, &b, "127.0.0.1:1", &live_pol), -EALREADY);
+		assert_string_equal(l.start_err, "the VM is paused: resume it before migrating it");
+		b.vm.paused = false;
+		bl_live_free(&l);
+	}
+	{
+		struct bl_live l = { .on_loop = set_live };
+
+		assert_int_equal(bl_live_start(&l, &b, "127.0.0.1:1", &live_pol), -EBUSY);
+		assert_string_equal(l.start_err,
+				    "a live checkpoint is under way; wait for its reply");
+		b.vm.live = NULL;
+		bl_live_free(&l);
+	}
+	{
+		/* Nobody listens there (a port just freed): the tracking never started. */
+		struct bl_live l = { 0 };
+
+		free_addr(addr, sizeof(addr));
+		assert_int_equal(bl_live_start(&l, &b, addr, &live_pol), -ECONNREFUSED);
+		snprintf(want, sizeof(want), "connecting to %s: %s (is khyve -R %s waiting there?)",
+			 addr, strerror(ECONNREFUSED), addr);
+		assert_string_equal(l.start_err, want);
+		bl_live_free(&l);
+	}
+	check_source_runs(&b, fds);
+	assert_false(dirty_tracking(&b.vm));
+	bl_vm_free(&b);
+}
+
+/* A second start while one runs is refused (the one running goes on). */
+static void start_again(struct bl_live *l)
+{
+	char err[256];
+
+	assert_non_null(l->b->vm.migration);
+	assert_int_equal(migrate_live_start(&l->b->vm, l->addr, &l->pol, NULL, NULL, NULL, err,
+					    sizeof(err)),
+			 -EBUSY);
+	assert_string_equal(err, "a live migration is under way; wait for its reply");
+}
+
+static void call_start_again(void *opaque)
+{
+	start_again(opaque);
+}
+
+/*
+ * The VM ends while the rounds run (here: the destination stopped reading, the sender waits
+ * on its writes): the abort stops the sender at once, the reply says why, and nothing of the
+ * migration is left.  An abort with no migration does nothing.
+ */
+static void test_abort(void **state)
+{
+	struct bl_live l = { 0 };
+	struct bl_dest d;
+	struct bl_vm b;
+	unsigned fds;
+
+	signal(SIGPIPE, SIG_IGN);
+	/* More than the socket's buffers hold (at most 4 MiB here), all of it data. */
+	bl_vm_make(&b, 24ULL << 20, R1);
+	for (uint64_t pg = 0; pg < (24ULL << 20) / BL_PAGE; pg++)
+		fill(&b, pg);
+	fds = open_fds();
+	migrate_live_abort(&b.vm);
+	bl_dest_start(&d, true, NULL);
+	assert_int_equal(bl_live_start(&l, &b, d.addr, &live_pol), 0);
+	bl_dest_wait_hello(&d);
+	evloop_call(&b.vm.ev, call_start_again, &l);
+	migrate_live_abort(&b.vm);
+	bl_live_wait(&l);
+	assert_int_equal(l.ret, -ECANCELED);
+	assert_string_equal(l.err, "the VM ended before the migration did");
+	assert_int_equal(l.progress, 0);
+	bl_dest_join(&d);
+	bl_dest_free(&d);
+	check_source_runs(&b, fds);
+	bl_live_free(&l);
+	bl_vm_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +544,9 @@ int main(void)
 		cmocka_unit_test(test_throttle_grows_caps),
 		cmocka_unit_test(test_throttle_stall),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_rounds_then_pause_fails),
+		cmocka_unit_test(test_start_refused),
+		cmocka_unit_test(test_abort),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
