@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "snap/disks.h"
+#include "snap/format.h"
 #include "sstream.h"
 #include "vm.h"
 
@@ -379,6 +380,300 @@ static void test_copy_names_checked(void **state)
 	close(d.fd);
 }
 
+/* A snapshot at @p with the disks section @sd (or @raw bytes at @version instead). */
+static void write_snap(const char *p, const struct snap_disks *sd, const void *raw, size_t rawlen,
+		       uint32_t version)
+{
+	struct snap_file map = { .nregions = 1 };
+	struct snap_writer w;
+	struct sstream s;
+	char err[256];
+
+	assert_int_equal(snap_writer_open(&w, p, 4096, err, sizeof(err)), 0);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
+	if (sd)
+		assert_int_equal(snap_disks_write(sd, &w), 0);
+	else if (raw)
+		assert_int_equal(snap_writer_section(&w, SNAP_SEC_DISKS, "disks", version, raw,
+						     rawlen),
+				 0);
+	map.regions[0] = (struct snap_region){ 0, 4096, w.mem_offset };
+	ss_init_save(&s);
+	snap_memmap_io(&s, &map);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+}
+
+static void open_snap(const char *p, struct snap_file *f)
+{
+	char err[256];
+
+	if (snap_file_open(f, p, true, err, sizeof(err)))
+		fail_msg("%s", err);
+}
+
+/* The disks section in a file: read back as written; absent, of another version, damaged. */
+static void test_section_in_file(void **state)
+{
+	struct snap_disks sd = two_records(), back;
+	struct snap_file f;
+	char snap[128], err[256] = "";
+	uint32_t n = 1;
+
+	snprintf(snap, sizeof(snap), "%s/s.snap", dir);
+	write_snap(snap, &sd, NULL, 0, 0);
+	open_snap(snap, &f);
+	assert_int_equal(snap_disks_read(&f, &back, err, sizeof(err)), 0);
+	assert_int_equal(back.n, 2);
+	assert_memory_equal(back.rec, sd.rec, 2 * sizeof(*sd.rec));
+	assert_ptr_equal(snap_disks_find(&back, "pci.0.4.0"), &back.rec[1]);
+	assert_null(snap_disks_find(&back, "pci.0.5.0"));
+	snap_disks_free(&back);
+	snap_file_close(&f);
+
+	write_snap(snap, NULL, NULL, 0, 0);
+	open_snap(snap, &f);
+	assert_int_equal(snap_disks_read(&f, &back, err, sizeof(err)), -ENOENT);
+	assert_int_equal(back.n, 0);
+	snap_file_close(&f);
+
+	write_snap(snap, NULL, &n, 4, SNAP_DISKS_VERSION + 1);
+	open_snap(snap, &f);
+	assert_int_equal(snap_disks_read(&f, &back, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "disks section version 2 is not supported (1)");
+	snap_file_close(&f);
+
+	/* One disk announced, none there. */
+	write_snap(snap, NULL, &n, 4, SNAP_DISKS_VERSION);
+	open_snap(snap, &f);
+	assert_int_equal(snap_disks_read(&f, &back, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "disks section: "));
+	assert_null(back.rec);
+	snap_file_close(&f);
+	snap_disks_free(&sd);
+}
+
+/* A restore checks each disk of the VM against the file's record of it. */
+static void test_verify(void **state)
+{
+	struct snap_disks sd;
+	struct snap_file f;
+	struct config cfg;
+	struct vm_disk d;
+	struct vm vm;
+	char snap[128], err[1024] = "";
+	uint32_t n = 1;
+
+	snprintf(snap, sizeof(snap), "%s/s.snap", dir);
+	make_image("a.img", "hello", &d, "pci.0.3.0");
+	memset(&vm, 0, sizeof(vm));
+	config_init(&cfg);
+	vm.disks = &d;
+	assert_int_equal(snap_disks_save(&vm, snap, false, &cfg, &sd, err, sizeof(err)), 0);
+	write_snap(snap, &sd, NULL, 0, 0);
+	snap_disks_free(&sd);
+	open_snap(snap, &f);
+	assert_int_equal(snap_disks_verify(&vm, &f, false, err, sizeof(err)), 0);
+	assert_int_equal(pwrite(d.fd, "J", 1, 0), 1);
+	assert_int_equal(snap_disks_verify(&vm, &f, false, err, sizeof(err)), -ESTALE);
+	assert_non_null(strstr(err, "disk pci.0.3.0 ("));
+	assert_int_equal(snap_disks_verify(&vm, &f, true, err, sizeof(err)), 0);
+	/* A VM with no disks has nothing to check. */
+	vm.disks = NULL;
+	assert_int_equal(snap_disks_verify(&vm, &f, false, err, sizeof(err)), 0);
+	vm.disks = &d;
+	snap_file_close(&f);
+
+	/* A file that records no disks (an older khyve's): not refused. */
+	write_snap(snap, NULL, NULL, 0, 0);
+	open_snap(snap, &f);
+	assert_int_equal(snap_disks_verify(&vm, &f, false, err, sizeof(err)), 0);
+	snap_file_close(&f);
+	/* A damaged record is: the restore cannot know the disk is the one saved. */
+	write_snap(snap, NULL, &n, 4, SNAP_DISKS_VERSION);
+	open_snap(snap, &f);
+	assert_int_equal(snap_disks_verify(&vm, &f, true, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "disks section: "));
+	snap_file_close(&f);
+	config_free(&cfg);
+	close(d.fd);
+}
+
+/* What a check says about a record it cannot compare or print in the usual way. */
+static void test_check_messages(void **state)
+{
+	struct snap_disk_rec rec = { .id = "pci.0.3.0", .size = 5, .copy = true };
+	struct vm_disk d;
+	char err[1024] = "";
+
+	make_image("a.img", "hello", &d, "pci.0.3.0");
+	assert_int_equal(snap_disk_check(&rec, d.id, -1, d.path, false, err, sizeof(err)), -EBADF);
+	assert_non_null(strstr(err, "Bad file descriptor"));
+	/* Same size, a time gmtime cannot show: the seconds as they are. */
+	rec.mtime_sec = 1ULL << 62;
+	assert_int_equal(snap_disk_check(&rec, d.id, d.fd, d.path, false, err, sizeof(err)),
+			 -ESTALE);
+	assert_non_null(strstr(err, "4611686018427387904.000000000Z at the checkpoint"));
+	assert_non_null(strstr(err, "has run on its copy"));
+	close(d.fd);
+}
+
+/* The limits of a save's records: how many disks, how long the names get. */
+static void test_save_limits(void **state)
+{
+	struct vm_disk *many = calloc(SNAP_DISKS_MAX + 1, sizeof(*many));
+	char longp[4100], err[8192] = "";
+	struct snap_disks sd;
+	struct config cfg;
+	struct vm_disk d;
+	struct vm vm;
+
+	memset(&vm, 0, sizeof(vm));
+	config_init(&cfg);
+	for (unsigned i = 0; i <= SNAP_DISKS_MAX; i++)
+		many[i].next = i < SNAP_DISKS_MAX ? &many[i + 1] : NULL;
+	vm.disks = many;
+	assert_int_equal(snap_disks_save(&vm, "/s.snap", false, &cfg, &sd, err, sizeof(err)),
+			 -E2BIG);
+	assert_string_equal(err, "257 disks: a snapshot records at most 256");
+	free(many);
+
+	make_image("a.img", "hello", &d, "pci.0.3.0");
+	vm.disks = &d;
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[0] = '/';
+	longp[sizeof(longp) - 1] = '\0';
+	assert_int_equal(snap_disks_save(&vm, longp, false, &cfg, &sd, err, sizeof(err)),
+			 -ENAMETOOLONG);
+	assert_non_null(strstr(err, "snapshot path /aaa"));
+	/* A snapshot path that fits, with no room left for a copy's name beside it. */
+	longp[4090] = '\0';
+	assert_int_equal(snap_disks_save(&vm, longp, true, &cfg, &sd, err, sizeof(err)),
+			 -ENAMETOOLONG);
+	assert_non_null(strstr(err, "copying it to"));
+	assert_null(config_get(&cfg, "pci.0.3.0.path"));
+	/* An image path that cannot be made absolute. */
+	memset(d.path, 'b', 4090);
+	d.path[4090] = '\0';
+	assert_int_equal(snap_disks_save(&vm, "/s.snap", false, &cfg, &sd, err, sizeof(err)),
+			 -ENAMETOOLONG);
+	assert_non_null(strstr(err, "disk pci.0.3.0 (bbb"));
+	assert_int_equal(sd.n, 0);
+	config_free(&cfg);
+	close(d.fd);
+}
+
+/* Relative paths: "./" dropped, a name starting with a dot kept, a removed cwd refused. */
+static void test_abs_path_relative(void **state)
+{
+	char cwd[4096], out[4200], want[4200], sub[128];
+
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(dir), 0);
+	assert_int_equal(snap_abs_path(".hidden", out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "%s/.hidden", dir);
+	assert_string_equal(out, want);
+	snprintf(sub, sizeof(sub), "%s/gone", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(chdir(sub), 0);
+	assert_int_equal(rmdir(sub), 0);
+	assert_int_equal(snap_abs_path("x.snap", out, sizeof(out)), -ENOENT);
+	assert_int_equal(chdir(cwd), 0);
+}
+
+/* With a snapshot path that cannot be made absolute, no copy is deleted. */
+static void test_commit_long_path(void **state)
+{
+	struct snap_disks old = { .n = 1 }, cur = { 0 };
+	char longp[4100], p[200];
+	struct stat st;
+	struct vm vm;
+	int fd;
+
+	memset(&vm, 0, sizeof(vm));
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[0] = '/';
+	longp[sizeof(longp) - 1] = '\0';
+	snprintf(p, sizeof(p), "%s/copy.img", dir);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	close(fd);
+	old.rec = calloc(1, sizeof(*old.rec));
+	old.rec[0] = (struct snap_disk_rec){
+		.id = "pci.0.3.0", .copy = true, .dev = st.st_dev, .ino = st.st_ino
+	};
+	snprintf(old.rec[0].path, sizeof(old.rec[0].path), "%s", p);
+	snap_disks_commit(&cur, &vm, longp, &old);
+	assert_true(exists(p));
+	snap_disks_free(&old);
+}
+
+/*
+ * A read-only image keeps its time stamp (khyve cannot set it, and need not: the guest
+ * cannot write it), and a failed save of images it did not copy deletes none of them.
+ */
+static void test_sync_read_only(void **state)
+{
+	struct snap_disks sd;
+	struct config cfg;
+	struct vm_disk d;
+	struct stat before, after;
+	struct vm vm;
+	char snap[128], err[512] = "";
+
+	snprintf(snap, sizeof(snap), "%s/s.snap", dir);
+	make_image("a.img", "hello", &d, "pci.0.3.0");
+	close(d.fd);
+	d.fd = open(d.path, O_RDONLY | O_CLOEXEC);
+	assert_true(d.fd >= 0);
+	assert_int_equal(fstat(d.fd, &before), 0);
+	memset(&vm, 0, sizeof(vm));
+	vm.disks = &d;
+	config_init(&cfg);
+	assert_int_equal(snap_disks_save(&vm, snap, false, &cfg, &sd, err, sizeof(err)), 0);
+	assert_int_equal(fstat(d.fd, &after), 0);
+	assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+	assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+	assert_int_equal(sd.rec[0].mtime_nsec, (uint32_t)before.st_mtim.tv_nsec);
+	snap_disks_abort(&sd);
+	assert_true(exists(d.path));
+	config_free(&cfg);
+	close(d.fd);
+}
+
+/* A sparse image is copied sparse, its trailing hole too; '/' in an id becomes '_'. */
+static void test_clone_sparse(void **state)
+{
+	struct snap_disks sd;
+	struct config cfg;
+	struct vm_disk d;
+	struct stat st;
+	struct vm vm;
+	char snap[128], err[512] = "", buf[6] = "";
+	int fd;
+
+	snprintf(snap, sizeof(snap), "%s/s.snap", dir);
+	make_image("a.img", "hello", &d, "usb/0");
+	assert_int_equal(ftruncate(d.fd, 64 << 20), 0);
+	memset(&vm, 0, sizeof(vm));
+	vm.disks = &d;
+	config_init(&cfg);
+	assert_int_equal(snap_disks_save(&vm, snap, true, &cfg, &sd, err, sizeof(err)), 0);
+	assert_non_null(strstr(sd.rec[0].path, "/s.snap.usb_0."));
+	assert_int_equal(stat(sd.rec[0].path, &st), 0);
+	assert_int_equal(st.st_size, 64 << 20);
+	assert_true((uint64_t)st.st_blocks * 512 < (1 << 20));
+	fd = open(sd.rec[0].path, O_RDONLY);
+	assert_int_equal(read(fd, buf, 5), 5);
+	close(fd);
+	assert_string_equal(buf, "hello");
+	snap_disks_abort(&sd);
+	config_free(&cfg);
+	close(d.fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -386,6 +681,14 @@ int main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_names_checked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_section_in_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_messages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_read_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clone_sparse, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abs_path_relative, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_long_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_deletes_only_unused_copies, setup,
 						teardown),
 	};
