@@ -466,7 +466,7 @@ int snap_disk_check(const struct snap_disk_rec *saved, const char *id, int fd, c
 	}
 	if (accept) {
 		log_warn("disk %s (%s) changed since the snapshot (%s); going on as "
-			 "snapshot.disk_changed=accept says\n",
+			 "snapshot.disk_changed=accept says",
 			 id, path, what);
 		return 0;
 	}

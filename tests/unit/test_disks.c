@@ -674,6 +674,32 @@ static void test_clone_sparse(void **state)
 	close(d.fd);
 }
 
+/* The warning of a changed disk a restore accepts is one line, as every log line is. */
+static void test_accept_warning_one_line(void **state)
+{
+	struct snap_disk_rec rec = { .id = "pci.0.3.0", .size = 5 };
+	struct vm_disk d;
+	char log[200], out[2048] = "", err[256] = "";
+	int fd, saved;
+	ssize_t n;
+
+	make_image("a.img", "hello", &d, "pci.0.3.0");
+	snprintf(log, sizeof(log), "%s/log", dir);
+	fd = open(log, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	saved = dup(STDERR_FILENO);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	assert_int_equal(snap_disk_check(&rec, d.id, d.fd, d.path, true, err, sizeof(err)), 0);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	n = pread(fd, out, sizeof(out) - 1, 0);
+	close(fd);
+	assert_true(n > 0);
+	assert_non_null(strstr(out, "going on as snapshot.disk_changed=accept says\n"));
+	assert_ptr_equal(strchr(out, '\n'), out + n - 1);
+	close(d.fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -689,6 +715,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_clone_sparse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abs_path_relative, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_long_path, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept_warning_one_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_deletes_only_unused_copies, setup,
 						teardown),
 	};
