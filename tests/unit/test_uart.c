@@ -487,6 +487,19 @@ static void test_bad_backend(void **state)
 	assert_non_null(strstr(err, "stdio, off, unix:PATH or file:PATH"));
 	assert_null(uart_create(&f->vm, 4, "off", err, sizeof(err)));
 	assert_non_null(strstr(err, "com5"));
+	/* The same grammar checked without opening anything (a command line, before KVM). */
+	err[0] = '\0';
+	assert_int_equal(uart_check_backend(2, "tcp:1234", err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "com3: unknown backend 'tcp:1234' (use stdio, off, unix:PATH or "
+				 "file:PATH)");
+	assert_int_equal(uart_check_backend(0, "file:", err, sizeof(err)), -EINVAL);
+	err[0] = '\0';
+	assert_int_equal(uart_check_backend(0, NULL, err, sizeof(err)), 0);
+	assert_int_equal(uart_check_backend(0, "off", err, sizeof(err)), 0);
+	assert_int_equal(uart_check_backend(0, "stdio", err, sizeof(err)), 0);
+	assert_int_equal(uart_check_backend(0, "unix:/nonexistent-khyve/s", err, sizeof(err)), 0);
+	assert_int_equal(uart_check_backend(0, "file:/nonexistent-khyve/x", err, sizeof(err)), 0);
+	assert_string_equal(err, "");
 	assert_null(uart_create(&f->vm, 1, "file:/nonexistent-khyve/x", err, sizeof(err)));
 	assert_string_equal(err, "com2: cannot open log file /nonexistent-khyve/x: "
 				 "No such file or directory");

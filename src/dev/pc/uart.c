@@ -1140,6 +1140,17 @@ static int uart_open_unix(struct uart *u, const char *name, const char *path, ch
 	return 0;
 }
 
+int uart_check_backend(unsigned index, const char *backend, char *err, size_t errlen)
+{
+	if (!backend || !strcmp(backend, "off") || !strcmp(backend, "stdio") ||
+	    !strncmp(backend, "unix:", 5) || (!strncmp(backend, "file:", 5) && backend[5]))
+		return 0;
+	snprintf(err, errlen,
+		 "com%u: unknown backend '%s' (use stdio, off, unix:PATH or file:PATH)", index + 1,
+		 backend);
+	return -EINVAL;
+}
+
 static int uart_open_backend(struct uart *u, const char *backend, char *err, size_t errlen)
 {
 	char name[8];
@@ -1157,9 +1168,7 @@ static int uart_open_backend(struct uart *u, const char *backend, char *err, siz
 		u->kind = UART_FILE;
 		return uart_open_file(u, name, backend + 5, err, errlen);
 	}
-	snprintf(err, errlen, "%s: unknown backend '%s' (use stdio, off, unix:PATH or file:PATH)",
-		 name, backend);
-	return -EINVAL;
+	return uart_check_backend(u->index, backend, err, errlen);
 }
 
 static void uart_close_backend(struct uart *u)

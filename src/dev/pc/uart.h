@@ -38,6 +38,13 @@ struct dev *uart_create(struct vm *vm, unsigned index, const char *backend, char
 			size_t errlen);
 
 /*
+ * Whether @backend names a backend uart_create knows (it is not opened): 0, or -EINVAL with a
+ * message in @err naming COM(@index + 1).  A command line is checked with it before KVM is
+ * touched.
+ */
+int uart_check_backend(unsigned index, const char *backend, char *err, size_t errlen);
+
+/*
  * Puts @len bytes on the receive line as if a peer had sent them, whatever the backend.  Bytes
  * that find the RX FIFO full set the overrun bit and are lost, as on the wire.  Returns the
  * number of bytes that went into the FIFO.
