@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <linux/kvm.h>
@@ -201,11 +202,115 @@ static void test_map_layout_refused(void **state)
 	}
 }
 
+/* Save @vm to @p, with @backing, and the file opened in @f; the map in @map. */
+static void save_to(struct vm *vm, const char *p, const struct mem_backing *backing,
+		    struct snap_file *map, struct snap_result *res)
+{
+	const struct snap_save_opts opts = { 0 }; /* no progress to report */
+	struct snap_writer w;
+	struct sstream s;
+	char err[256];
+
+	assert_int_equal(snap_writer_open(&w, p, snap_memory_size(vm), err, sizeof(err)), 0);
+	memset(map, 0, sizeof(*map));
+	memset(res, 0, sizeof(*res));
+	if (snap_memory_save(vm, &w, backing, map, &opts, res, err, sizeof(err)))
+		fail_msg("save: %s", err);
+	ss_init_save(&s);
+	snap_memmap_io(&s, map);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+}
+
+/*
+ * RAM that maps a snapshot file privately, as a restored VM's does (here mapped by hand, no
+ * KVM needed): a page counts as touched when the file holds data for it or the guest wrote it
+ * since (a private copy); the rest of the file is holes.  Saving it again stores exactly those.
+ * The pagemap descriptor kept at start-up (before khyve gives up root) is the one read.
+ */
+static void test_save_over_backing(void **state)
+{
+	struct vm vm, r;
+	struct snap_file map, map2, f;
+	struct snap_result res, res2;
+	struct mem_backing b = { 0 };
+	uint64_t bytes = 0;
+	char path2[160], err[256];
+	void *hva;
+
+	snap_memory_keep_pagemap();
+	vm_init_bare(&vm, true);
+	assert_int_equal(vm_add_memory(&vm, RAM), 0);
+	fill(&vm, 3, 2, 0x5a);
+	fill(&vm, 700, 1, 0x77);
+	save_to(&vm, path, NULL, &map, &res);
+	assert_int_equal(map.nextents, 2);
+	free(map.extents);
+	vm_destroy(&vm);
+	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
+
+	vm_init_bare(&r, true);
+	hva = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE, f.fd, (off_t)f.mem_offset);
+	assert_true(hva != MAP_FAILED);
+	r.mem[0] = (struct mem_region){ 0, RAM, hva, 0 };
+	r.nmem = 1;
+	r.ram_size = RAM;
+	assert_int_equal(((uint8_t *)hva)[700 * PG], 0x77); /* read: present, still the file's */
+	fill(&r, 5, 1, 0x11);				    /* next to the file's 3-4 */
+	fill(&r, 700, 1, 0x78);				    /* rewritten */
+	b.fd = f.fd;
+	b.nextents = f.nextents;
+	b.extents = f.extents;
+	b.region_file_offset[0] = f.regions[0].file_offset;
+	assert_int_equal(snap_memory_touched(&r, &b, &bytes), 0);
+	assert_int_equal(bytes, 4 * PG);
+	/* Without the backing, only the private copies count. */
+	assert_int_equal(snap_memory_touched(&r, NULL, &bytes), 0);
+	assert_true(bytes >= 2 * PG);
+
+	snprintf(path2, sizeof(path2), "%s/again.snap", dir);
+	save_to(&r, path2, &b, &map2, &res2);
+	assert_int_equal(res2.mem_pages, 4);
+	assert_int_equal(map2.nextents, 2);
+	assert_int_equal(map2.extents[0].file_offset, SNAP_MEM_ALIGN + 3 * PG);
+	assert_int_equal(map2.extents[0].length, 3 * PG);
+	assert_int_equal(map2.extents[1].file_offset, SNAP_MEM_ALIGN + 700 * PG);
+	assert_int_not_equal(map2.extents[1].checksum, f.extents[1].checksum);
+	free(map2.extents);
+	vm_destroy(&r); /* unmaps the RAM */
+	snap_file_close(&f);
+	assert_int_equal(snap_file_open(&f, path2, true, err, sizeof(err)), 0);
+	snap_file_close(&f);
+}
+
+/* More extents than the map first has room for (1024): it grows. */
+static void test_many_extents(void **state)
+{
+	struct snap_file map;
+	struct snap_result res;
+	struct vm vm;
+
+	vm_init_bare(&vm, true);
+	assert_int_equal(vm_add_memory(&vm, 2 * RAM), 0);
+	for (uint64_t p = 0; p < 2 * 1100; p += 2)
+		fill(&vm, p, 1, (uint8_t)(p | 1));
+	save_to(&vm, path, NULL, &map, &res);
+	assert_int_equal(map.nextents, 1100);
+	assert_int_equal(res.mem_pages, 1100);
+	assert_int_equal(map.extents[1099].file_offset, SNAP_MEM_ALIGN + 2198 * PG);
+	free(map.extents);
+	vm_destroy(&vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_save_stores_touched_pages, setup, teardown),
 		cmocka_unit_test(test_map_layout_refused),
+		cmocka_unit_test_setup_teardown(test_save_over_backing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_extents, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
