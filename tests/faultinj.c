@@ -40,6 +40,7 @@ static bool fi_any;
 static atomic_uint fi_ncalls[FI_NCALLS], fi_nhits[FI_NCALLS];
 static atomic_bool fi_armed; /* any rule set: the fast path skips the lock */
 static _Thread_local bool fi_suspended;
+static _Atomic(fi_ioctl_fn) fi_fake; /* stands in for the kernel's ioctl when set */
 
 struct fi_act {
 	enum fi_mode mode;
@@ -112,6 +113,11 @@ void fi_ioctl_fail(unsigned long req, unsigned nth, int err)
 void fi_ioctl_fail_from(unsigned long req, unsigned nth, int err)
 {
 	fi_add(FI_IOCTL, req, nth, FI_MODE_FAIL, err, true);
+}
+
+void fi_ioctl_fake(fi_ioctl_fn fn)
+{
+	atomic_store(&fi_fake, fn);
 }
 
 void fi_suspend(bool on)
@@ -372,6 +378,7 @@ REAL(int, ioctl, int fd, unsigned long req, ...)
 int __wrap_ioctl(int fd, unsigned long req, ...)
 {
 	struct fi_act a;
+	fi_ioctl_fn fake;
 	va_list ap;
 	void *arg;
 
@@ -382,6 +389,9 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 		errno = a.err;
 		return -1;
 	}
+	fake = atomic_load(&fi_fake);
+	if (fake)
+		return fake(fd, req, arg);
 	return __real_ioctl(fd, req, arg);
 }
 

@@ -64,6 +64,12 @@ void fi_eintr(enum fi_call c, unsigned nth);
 /* The @nth ioctl with request @req fails with @err, once; fi_ioctl_fail_from: and after. */
 void fi_ioctl_fail(unsigned long req, unsigned nth, int err);
 void fi_ioctl_fail_from(unsigned long req, unsigned nth, int err);
+/*
+ * Every ioctl a rule does not fail goes to @fn instead of the kernel (NULL: the kernel again),
+ * from any thread, whatever fi_reset: a test plays KVM on a host without /dev/kvm.
+ */
+typedef int (*fi_ioctl_fn)(int fd, unsigned long req, void *arg);
+void fi_ioctl_fake(fi_ioctl_fn fn);
 /* While suspended, this thread's calls go straight through, counted by no rule (test set-up). */
 void fi_suspend(bool on);
 /* Rules set after this count calls from every thread (until fi_reset). */
