@@ -4,7 +4,7 @@
  * (fi_ioctl_fake, tests/faultinj.h), so that it runs on any host, /dev/kvm or not:
  *  - cpustate_get reads every register set, the MSRs that really read back (IA32_TSC first,
  *    TSC_DEADLINE last), the XSAVE area at the size KVM_CAP_XSAVE2 gives, the vCPU's CPUID;
- *  - cpustate_set writes them back in KVM's order;
+ *  - cpustate_set writes them back in KVM's order and says which MSR KVM refused;
  *  - cpustate_check refuses a CPUID feature word the host lacks, and only those;
  *  - vmstate_get/vmstate_set: the three irqchips, the PIT, the clock, in order;
  *  - each ioctl and each allocation failing in turn is reported, nothing leaks.
@@ -521,6 +521,31 @@ static void test_set_fails(void **state)
 	cpustate_free(&cs);
 }
 
+/*
+ * KVM_SET_MSRS stops at an MSR it refuses: the set fails with -EINVAL and names that MSR,
+ * whatever its index (IA32_TSC is 0x10, TSC_DEADLINE 0x6e0: small numbers, not errnos).
+ */
+static void test_set_msr_refused(void **state)
+{
+	struct fx *f = *state;
+	static const uint32_t refuse[] = { MSR_TSC, MSR_SYSENTER_CS, MSR_EFER, MSR_TSC_DEADLINE };
+	struct cpustate cs;
+
+	assert_int_equal(cpustate_get(&f->v, &cs), 0);
+	for (size_t i = 0; i < sizeof(refuse) / sizeof(refuse[0]); i++) {
+		char err[256] = "", want[64];
+
+		kvm.refuse_msr = refuse[i];
+		kvm.nlog = 0;
+		assert_int_equal(cpustate_set(&f->v, &cs, err, sizeof(err)), -EINVAL);
+		snprintf(want, sizeof(want), "vCPU 3: KVM refused MSR 0x%x", refuse[i]);
+		assert_string_equal(err, want);
+		/* Nothing after the MSRs was written. */
+		assert_false(logged(KVM_SET_VCPU_EVENTS));
+	}
+	cpustate_free(&cs);
+}
+
 /* The saved CPUID as this host's, then one word changed in @e. */
 static void guest_cpuid(struct cpustate *cs)
 {
@@ -655,6 +680,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_get_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_msr_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vmstate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vmstate_fails, setup, teardown),

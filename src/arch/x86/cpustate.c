@@ -461,7 +461,8 @@ static int cpustate_set_cpuid(struct vcpu *v, const struct cpustate *cs)
 	return ret;
 }
 
-static int cpustate_set_msrs(struct vcpu *v, const struct cpustate *cs)
+/* 0, -errno, or 1 when KVM refused the MSR *@refused (the index, not an errno: 0x10 is one). */
+static int cpustate_set_msrs(struct vcpu *v, const struct cpustate *cs, uint32_t *refused)
 {
 	struct kvm_msrs *m = calloc(1, sizeof(*m) + cs->nmsrs * sizeof(m->entries[0]));
 	int ret;
@@ -473,8 +474,8 @@ static int cpustate_set_msrs(struct vcpu *v, const struct cpustate *cs)
 	ret = ioctl(v->fd, KVM_SET_MSRS, m);
 	/* KVM_SET_MSRS stops at the first MSR it refuses: the count tells which. */
 	if (ret >= 0 && ret < (int)cs->nmsrs) {
-		errno = EINVAL;
-		ret = -(int)(cs->msrs[ret].index) - 1;
+		*refused = cs->msrs[ret].index;
+		ret = 1;
 	} else {
 		ret = ret < 0 ? -errno : 0;
 	}
@@ -496,6 +497,7 @@ static int cpustate_set_msrs(struct vcpu *v, const struct cpustate *cs)
 int cpustate_set(struct vcpu *v, const struct cpustate *cs, char *err, size_t errlen)
 {
 	int fd = v->fd, ret;
+	uint32_t refused = 0;
 	const char *what;
 
 	what = "CPUID";
@@ -520,9 +522,9 @@ int cpustate_set(struct vcpu *v, const struct cpustate *cs, char *err, size_t er
 	if (ioctl(fd, KVM_SET_LAPIC, &cs->lapic) < 0)
 		goto fail_errno;
 	what = "MSRS";
-	ret = cpustate_set_msrs(v, cs);
-	if (ret < -4096) {
-		snprintf(err, errlen, "vCPU %u: KVM refused MSR 0x%x", v->id, -(ret + 1));
+	ret = cpustate_set_msrs(v, cs, &refused);
+	if (ret == 1) {
+		snprintf(err, errlen, "vCPU %u: KVM refused MSR 0x%x", v->id, refused);
 		return -EINVAL;
 	}
 	if (ret)
