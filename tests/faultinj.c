@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -437,4 +438,10 @@ REAL(int, eventfd, unsigned init, int flags)
 int __wrap_eventfd(unsigned init, int flags)
 {
 	return fi_io(FI_EVENTFD, NULL) ? -1 : __real_eventfd(init, flags);
+}
+
+REAL(ssize_t, getrandom, void *buf, size_t n, unsigned flags)
+ssize_t __wrap_getrandom(void *buf, size_t n, unsigned flags)
+{
+	return fi_io(FI_GETRANDOM, &n) ? -1 : __real_getrandom(buf, n, flags);
 }

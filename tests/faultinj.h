@@ -50,6 +50,7 @@ enum fi_call {
 	FI_LSEEK,
 	FI_FCHMOD,
 	FI_EVENTFD,
+	FI_GETRANDOM,
 	FI_NCALLS
 };
 
@@ -57,7 +58,7 @@ enum fi_call {
 void fi_fail(enum fi_call c, unsigned nth, int err);
 /* The @nth call and every one after it fail with @err. */
 void fi_fail_from(enum fi_call c, unsigned nth, int err);
-/* The @nth call transfers half its length (reads and writes only), once. */
+/* The @nth call transfers half its length (reads, writes and getrandom only), once. */
 void fi_short(enum fi_call c, unsigned nth);
 /* The @nth call fails with EINTR, once (the caller is expected to retry). */
 void fi_eintr(enum fi_call c, unsigned nth);

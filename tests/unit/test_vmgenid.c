@@ -158,12 +158,64 @@ static void test_load_refused(void **state)
 	fx_free(f);
 }
 
+/*
+ * With -l bootrom the firmware places the ACPI tables: vmgenid is off by default there and
+ * vmgenid=on is refused, saying why.
+ */
+static void test_bootrom(void **state)
+{
+	static const struct {
+		const char *opt;
+		int ret;
+		const char *recorded;
+	} cases[] = { { NULL, 0, "off" }, { "off", 0, "off" }, { "on", -EINVAL, NULL } };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vm vm;
+		struct config cfg;
+		char err[256] = "";
+
+		vm_init_bare(&vm, true);
+		config_init(&cfg);
+		if (cases[i].opt)
+			assert_int_equal(config_set(&cfg, "vmgenid", cases[i].opt), 0);
+		vm.cfg = &cfg;
+		vm.bootrom = (struct bootrom *)&cfg; /* only tested for NULL by vmgenid */
+		assert_int_equal(vmgenid_create(&vm, false, err, sizeof(err)), cases[i].ret);
+		assert_null(vm_find_dev(&vm, "vmgenid"));
+		if (cases[i].recorded) {
+			assert_string_equal(config_get(&cfg, "vmgenid"), cases[i].recorded);
+			assert_string_equal(err, "");
+		} else {
+			assert_non_null(strstr(err, "not -l bootrom"));
+		}
+		vm.bootrom = NULL;
+		vm_destroy(&vm);
+		config_free(&cfg);
+	}
+}
+
+/* An address the tables give that is not 16 bytes of RAM: -EFAULT, nothing written. */
+static void test_addr_outside_ram(void **state)
+{
+	struct fixture *f = fx_new("on", false, 0);
+	uint8_t a[VMGENID_SIZE], b[VMGENID_SIZE];
+
+	assert_int_equal(vmgenid_set_addr(f->d, ID_GPA), 0);
+	id_at(f, a);
+	assert_int_equal(vmgenid_set_addr(f->d, (16 << 20) - 8), -EFAULT);
+	assert_int_equal(vmgenid_set_addr(f->d, 16 << 20), -EFAULT);
+	id_at(f, b);
+	assert_memory_equal(a, b, VMGENID_SIZE);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_option),
-		cmocka_unit_test(test_restore_changes_id),
-		cmocka_unit_test(test_load_refused),
+		cmocka_unit_test(test_option),		 cmocka_unit_test(test_restore_changes_id),
+		cmocka_unit_test(test_load_refused),	 cmocka_unit_test(test_bootrom),
+		cmocka_unit_test(test_addr_outside_ram),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
