@@ -10,8 +10,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@
 #include "dev/pc/pm.h"
 #include "dev/pc/rtc.h"
 #include "dev/pc/uart.h"
+#include "dev/pc/vmgenid.h"
 #include "dev/pci/pci.h"
 #include "devsnap.h"
 #include "faultinj.h"
@@ -315,12 +318,82 @@ static void test_platform_oom(void **state)
 	unlink(vars);
 }
 
+/* ---- the host's entropy failing (getrandom) ---- */
+
+static unsigned vmgenid_edges;
+
+static void count_irq(struct vm *vm, unsigned gsi, int level)
+{
+	if (gsi == VMGENID_IRQ && level)
+		vmgenid_edges++;
+}
+
+#define VMGENID_GPA 0xE0040ULL
+
+/*
+ * No new identifier when getrandom fails or comes back short: the error is returned (-EIO for
+ * a short one, whatever errno held before), the guest's copy stays as it was, and a restore
+ * that could not renew it does not notify the guest.
+ */
+static void test_vmgenid_getrandom_fails(void **state)
+{
+	static const uint8_t zero[VMGENID_SIZE];
+	uint8_t a[VMGENID_SIZE], *id, *saved;
+	struct config cfg;
+	char err[256] = "";
+	struct vm vm;
+	struct dev *d;
+	size_t len;
+
+	vm_init_bare(&vm, true);
+	config_init(&cfg);
+	vm.cfg = &cfg;
+	vm.set_irq = count_irq;
+	assert_int_equal(vm_add_memory(&vm, 1 << 20), 0);
+	assert_int_equal(vmgenid_create(&vm, false, err, sizeof(err)), 0);
+	d = vm_find_dev(&vm, "vmgenid");
+	assert_non_null(d);
+	id = vm_gpa(&vm, VMGENID_GPA, VMGENID_SIZE);
+	fi_reset();
+	fi_fail(FI_GETRANDOM, 1, EAGAIN);
+	assert_int_equal(vmgenid_set_addr(d, VMGENID_GPA), -EAGAIN);
+	assert_true(fi_all_fired());
+	assert_memory_equal(id, zero, VMGENID_SIZE);
+	fi_reset();
+	fi_short(FI_GETRANDOM, 1);
+	errno = EBADF;
+	assert_int_equal(vmgenid_set_addr(d, VMGENID_GPA), -EIO);
+	assert_true(fi_all_fired());
+	assert_memory_equal(id, zero, VMGENID_SIZE);
+	fi_reset();
+	assert_int_equal(vmgenid_set_addr(d, VMGENID_GPA), 0);
+	assert_memory_not_equal(id, zero, VMGENID_SIZE);
+	memcpy(a, id, VMGENID_SIZE);
+	saved = devsnap_save_copy(d, &len);
+	/* A restore: no identifier, no notification. */
+	fi_fail(FI_GETRANDOM, 1, EIO);
+	assert_int_equal(devsnap_load(d, saved, len, 1), -EIO);
+	assert_true(fi_all_fired());
+	assert_memory_equal(id, a, VMGENID_SIZE);
+	assert_int_equal(d->ops->resume(d), 0);
+	assert_int_equal(vmgenid_edges, 0);
+	fi_reset();
+	assert_int_equal(devsnap_load(d, saved, len, 1), 0);
+	assert_memory_not_equal(id, a, VMGENID_SIZE);
+	assert_int_equal(d->ops->resume(d), 0);
+	assert_int_equal(vmgenid_edges, 1);
+	free(saved);
+	vm_destroy(&vm);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_virtio_rnd_oom),
 		cmocka_unit_test(test_more_oom),
 		cmocka_unit_test(test_platform_oom),
+		cmocka_unit_test(test_vmgenid_getrandom_fails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

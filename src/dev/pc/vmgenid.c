@@ -55,11 +55,16 @@ static int vmgenid_renew(struct vmgenid *g)
 {
 	uint8_t *p = vm_gpa(g->vm, g->gpa, VMGENID_SIZE);
 	uint8_t id[VMGENID_SIZE];
+	ssize_t n;
 
 	if (!p)
 		return -EFAULT;
-	if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id))
-		return -errno ? -errno : -EIO;
+	n = getrandom(id, sizeof(id), 0);
+	if (n < 0)
+		return -errno;
+	/* A short read sets no errno: whatever it holds is some earlier call's. */
+	if (n != (ssize_t)sizeof(id))
+		return -EIO;
 	memcpy(p, id, sizeof(id));
 	return 0;
 }
