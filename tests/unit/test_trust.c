@@ -600,6 +600,96 @@ static void test_authenticate(void **state)
 	snap_file_close(&f);
 }
 
+static void test_auth_names(void **state)
+{
+	assert_string_equal(snap_auth_name(SNAP_AUTH_VALID), "valid");
+	assert_string_equal(snap_auth_name(SNAP_AUTH_INVALID), "invalid");
+	assert_string_equal(snap_auth_name(SNAP_AUTH_NOKEY), "no key");
+	assert_string_equal(snap_auth_name(SNAP_AUTH_NONE), "none");
+}
+
+/*
+ * The options a refusal suggests never carry the file's text: an emulation name that is not a
+ * plain short word becomes EMULATION; a console's stdio/off is said as it is; an LPC option
+ * other than the path is the -o that sets it.  With no room for the list, only the count.
+ */
+static void test_filter_suggestions(void **state)
+{
+	struct config saved, cmd;
+	char missing[1024];
+
+	config_init(&saved);
+	config_init(&cmd);
+	config_set(&saved, "pci.0.3.0.path", "/a"); /* no device key */
+	config_set(&saved, "pci.0.4.0.device", "");
+	config_set(&saved, "pci.0.4.0.path", "/b");
+	config_set(&saved, "pci.0.5.0.device", "virtio-blk-but-with-a-very-long-name");
+	config_set(&saved, "pci.0.5.0.path", "/c");
+	config_set(&saved, "lpc.com1.path", "off");
+	config_set(&saved, "lpc.com2.socket", "/run/s");
+	assert_int_equal(snap_trust_filter(&saved, &cmd, false, missing, sizeof(missing)), 5);
+	assert_string_equal(missing, "-s 3,EMULATION,PATH -s 4,EMULATION,PATH "
+				     "-s 5,EMULATION,PATH -l com1,off -o lpc.com2.socket=VALUE");
+	config_free(&saved);
+	config_init(&saved);
+	config_set(&saved, "pci.0.3.0.path", "/a");
+	assert_int_equal(snap_trust_filter(&saved, &cmd, false, NULL, 0), 1);
+	assert_null(config_get(&saved, "pci.0.3.0.path"));
+	config_free(&saved);
+	config_free(&cmd);
+	/* Nothing written where there is no room. */
+	snap_sanitize("abc", missing, 0);
+}
+
+/* An empty snapshot.key is the default place; one too long for a path is refused. */
+static void test_key_locate_bounds(void **state)
+{
+	struct snap_keyref ref;
+	struct config c;
+	char err[256], longp[5000];
+
+	config_init(&c);
+	config_set(&c, "snapshot.key", "");
+	assert_int_equal(snap_key_locate(&c, &ref, err, sizeof(err)), 0);
+	assert_true(ref.dflt);
+	assert_true(ref.path[0] == '/');
+	memset(longp, 'k', sizeof(longp) - 1);
+	longp[0] = '/';
+	longp[sizeof(longp) - 1] = '\0';
+	config_set(&c, "snapshot.key", longp);
+	assert_int_equal(snap_key_locate(&c, &ref, err, sizeof(err)), -ENAMETOOLONG);
+	assert_string_equal(err, "snapshot key path is too long");
+	config_free(&c);
+}
+
+/* A key that is not a regular file; a key of another user, which khyve cannot create. */
+static void test_key_kinds(void **state)
+{
+	struct snap_keyref ref;
+	uint8_t k[SNAP_KEY_BYTES];
+	char p[256], err[512] = "";
+
+	snprintf(p, sizeof(p), "%s/key.d", dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	keyref(&ref, "key.d");
+	expect_key_error(&ref, -EINVAL, "is not a regular file");
+	snprintf(p, sizeof(p), "%s/key.fifo", dir);
+	assert_int_equal(mkfifo(p, 0600), 0);
+	keyref(&ref, "key.fifo");
+	expect_key_error(&ref, -EINVAL, "is not a regular file");
+	keyref(&ref, "theirs");
+	ref.uid = geteuid() + 4242;
+	assert_int_equal(snap_key_load(&ref, true, k, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "cannot create uid"));
+	snprintf(p, sizeof(p), "%s/theirs", dir);
+	assert_int_equal(access(p, F_OK), -1);
+	/* Made, with no room for a message: none written. */
+	keyref(&ref, "mine");
+	strcpy(err, "unchanged");
+	assert_int_equal(snap_key_load(&ref, true, k, err, 0), 0);
+	assert_string_equal(err, "unchanged");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -609,6 +699,10 @@ int main(void)
 		cmocka_unit_test(test_filter_option_kinds),
 		cmocka_unit_test(test_filter_trusted),
 		cmocka_unit_test(test_sanitize),
+		cmocka_unit_test(test_auth_names),
+		cmocka_unit_test(test_filter_suggestions),
+		cmocka_unit_test(test_key_locate_bounds),
+		cmocka_unit_test_setup_teardown(test_key_kinds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
 		cmocka_unit_test(test_key_locate),
 		cmocka_unit_test(test_key_locate_unprivileged),
