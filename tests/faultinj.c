@@ -15,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -444,4 +446,52 @@ REAL(ssize_t, getrandom, void *buf, size_t n, unsigned flags)
 ssize_t __wrap_getrandom(void *buf, size_t n, unsigned flags)
 {
 	return fi_io(FI_GETRANDOM, &n) ? -1 : __real_getrandom(buf, n, flags);
+}
+
+/* Sockets (snap/migrate.c): connecting, listening, accepting; the migration's memfd. */
+REAL(int, socket, int domain, int type, int proto)
+int __wrap_socket(int domain, int type, int proto)
+{
+	return fi_io(FI_SOCKET, NULL) ? -1 : __real_socket(domain, type, proto);
+}
+
+REAL(int, connect, int fd, const struct sockaddr *sa, socklen_t len)
+int __wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	return fi_io(FI_CONNECT, NULL) ? -1 : __real_connect(fd, sa, len);
+}
+
+/* A short poll finds nothing ready at once, as one that timed out. */
+REAL(int, poll, struct pollfd *fds, nfds_t n, int timeout)
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	size_t len = 2;
+
+	if (fi_io(FI_POLL, &len))
+		return -1;
+	return len == 1 ? 0 : __real_poll(fds, n, timeout);
+}
+
+REAL(int, getsockopt, int fd, int level, int name, void *val, socklen_t *len)
+int __wrap_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	return fi_io(FI_GETSOCKOPT, NULL) ? -1 : __real_getsockopt(fd, level, name, val, len);
+}
+
+REAL(int, listen, int fd, int backlog)
+int __wrap_listen(int fd, int backlog)
+{
+	return fi_io(FI_LISTEN, NULL) ? -1 : __real_listen(fd, backlog);
+}
+
+REAL(int, accept4, int fd, struct sockaddr *sa, socklen_t *len, int flags)
+int __wrap_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	return fi_io(FI_ACCEPT4, NULL) ? -1 : __real_accept4(fd, sa, len, flags);
+}
+
+REAL(int, memfd_create, const char *name, unsigned flags)
+int __wrap_memfd_create(const char *name, unsigned flags)
+{
+	return fi_io(FI_MEMFD_CREATE, NULL) ? -1 : __real_memfd_create(name, flags);
 }

@@ -9,6 +9,7 @@
  *	fi_short(FI_PWRITE, 1);         the next pwrite transfers half (at least one byte)
  *	fi_eintr(FI_READ, 1);           the next read fails with EINTR, once
  *	fi_ioctl_fail(KVM_SET_MSRS, 1, EINVAL);  the next ioctl of that request fails
+ *	fi_short(FI_POLL, 1);           the next poll finds nothing ready (as if it timed out)
  *
  * A rule counts only the calls made by the thread that set it unless fi_any_thread() was
  * called first (a vCPU's ioctls run on its own thread).  fi_reset() drops every rule and
@@ -51,6 +52,13 @@ enum fi_call {
 	FI_FCHMOD,
 	FI_EVENTFD,
 	FI_GETRANDOM,
+	FI_SOCKET,
+	FI_CONNECT,
+	FI_POLL,
+	FI_GETSOCKOPT,
+	FI_LISTEN,
+	FI_ACCEPT4,
+	FI_MEMFD_CREATE,
 	FI_NCALLS
 };
 
@@ -58,7 +66,7 @@ enum fi_call {
 void fi_fail(enum fi_call c, unsigned nth, int err);
 /* The @nth call and every one after it fail with @err. */
 void fi_fail_from(enum fi_call c, unsigned nth, int err);
-/* The @nth call transfers half its length (reads, writes and getrandom only), once. */
+/* The @nth call transfers half its length (reads, writes, getrandom; poll: none ready), once. */
 void fi_short(enum fi_call c, unsigned nth);
 /* The @nth call fails with EINTR, once (the caller is expected to retry). */
 void fi_eintr(enum fi_call c, unsigned nth);

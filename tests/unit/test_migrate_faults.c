@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,6 +45,7 @@
 #include "snap/migrate.h"
 #include "snap/precopy.h"
 #include "snap/snapshot.h"
+#include "sstream.h"
 #include "vm.h"
 
 static char dir[64], kernel[160], key[160], snap[160], addr[64];
@@ -684,6 +686,495 @@ static void test_live_dest_fails(void **state)
 	sweep_dest_kinds(LIVE, kinds, sizeof(kinds) / sizeof(kinds[0]));
 }
 
+/* ---- without KVM: the receiver, the connections and the socket I/O, with host failures ---- */
+
+#define PG 4096ULL
+#define RX_MEM (4ULL << 20)
+
+static void le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static int setup_nokvm(void **state)
+{
+	fi_reset();
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static int teardown_nokvm(void **state)
+{
+	fi_reset();
+	return 0;
+}
+
+/* A receiver fed frame by frame (no socket), writing into a memfd. */
+struct rx {
+	int fd;
+	struct mig_in m;
+	char err[512];
+};
+
+static void rx_init(struct rx *r)
+{
+	r->fd = memfd_create("migf", MFD_CLOEXEC);
+	assert_true(r->fd >= 0);
+	mig_in_init(&r->m, r->fd);
+}
+
+static void rx_free(struct rx *r)
+{
+	mig_in_free(&r->m);
+	close(r->fd);
+}
+
+static int rx_feed(struct rx *r, uint32_t type, const void *p, size_t n)
+{
+	struct mig_frame f = { type, n, snap_checksum(p, n) };
+
+	r->err[0] = '\0';
+	return mig_in_frame(&r->m, &f, p, r->err, sizeof(r->err));
+}
+
+static int rx_hello(struct rx *r, uint32_t flags)
+{
+	uint8_t p[16];
+
+	le32(p, MIG_VERSION);
+	le32(p + 4, flags);
+	le64(p + 8, RX_MEM);
+	return rx_feed(r, MIG_HELLO, p, sizeof(p));
+}
+
+static int rx_section(struct rx *r, uint32_t type, const char *id, const void *data, size_t n)
+{
+	uint8_t *p = calloc(1, MIG_SEC_HDR + n + 1);
+	int ret;
+
+	assert_non_null(p);
+	le32(p, type);
+	le32(p + 4, 1);
+	strcpy((char *)p + 8, id);
+	memcpy(p + MIG_SEC_HDR, data, n);
+	ret = rx_feed(r, MIG_SECTION, p, MIG_SEC_HDR + n);
+	free(p);
+	return ret;
+}
+
+static int rx_memmap(struct rx *r)
+{
+	struct snap_file f;
+	struct sstream ss;
+	int ret;
+
+	memset(&f, 0, sizeof(f));
+	f.nregions = 1;
+	f.regions[0] = (struct snap_region){ 0, RX_MEM, SNAP_MEM_ALIGN };
+	ss_init_save(&ss);
+	snap_memmap_io(&ss, &f);
+	assert_int_equal(ss_error(&ss), 0);
+	ret = rx_section(r, SNAP_SEC_MEMMAP, "memory", ss.buf, ss.len);
+	ss_free(&ss);
+	return ret;
+}
+
+static int rx_mem(struct rx *r, uint64_t off, unsigned pages)
+{
+	size_t n = 8 + pages * PG;
+	uint8_t *p = malloc(n);
+	int ret;
+
+	assert_non_null(p);
+	le64(p, off);
+	memset(p + 8, 0x3c, n - 8);
+	ret = rx_feed(r, MIG_MEM, p, n);
+	free(p);
+	return ret;
+}
+
+static int rx_round(struct rx *r, uint32_t round)
+{
+	uint8_t p[16] = { 0 };
+
+	le32(p, round);
+	return rx_feed(r, MIG_ROUND, p, sizeof(p));
+}
+
+/* HELLO, the metadata, the memory map, pages in two units, END: ready to finish. */
+static void rx_whole(struct rx *r)
+{
+	assert_int_equal(rx_hello(r, 0), 0);
+	assert_int_equal(rx_section(r, SNAP_SEC_META, "meta", "{}", 2), 0);
+	assert_int_equal(rx_memmap(r), 0);
+	assert_int_equal(rx_mem(r, 0, 2), 0);
+	assert_int_equal(rx_mem(r, 1ULL << 20, 1), 0);
+	assert_int_equal(rx_feed(r, MIG_END, NULL, 0), 0);
+}
+
+static void expect_rx(struct rx *r, int ret, int want, const char *msg)
+{
+	if (ret != want || !strstr(r->err, msg))
+		fail_msg("got %d '%s', wanted %d '%s'", ret, r->err, want, msg);
+	assert_true(fi_all_fired());
+	fi_reset();
+}
+
+/*
+ * The receiver's own failures: each allocation HELLO makes, the descriptor and the size of the
+ * snapshot in memory, a section's and the memory's writes, a hole punched for a ZERO frame,
+ * the mapping a ROUND checksums through, the disks section's copy.  Each is refused with its
+ * errno (and a message where there is one to give), and the receiver is freed whole (ASan).
+ */
+static void test_receiver_fails(void **state)
+{
+	uint8_t z[16];
+	struct rx r;
+
+	for (unsigned n = 1; n <= 3; n++) {
+		rx_init(&r);
+		fi_fail(FI_CALLOC, n, ENOMEM);
+		expect_rx(&r, rx_hello(&r, 0), -ENOMEM, "");
+		rx_free(&r);
+	}
+	rx_init(&r);
+	fi_fail(FI_FTRUNCATE, 1, ENOSPC);
+	expect_rx(&r, rx_hello(&r, 0), -ENOSPC, "sizing the snapshot: No space left on device");
+	rx_free(&r);
+
+	rx_init(&r);
+	assert_int_equal(rx_hello(&r, 0), 0);
+	fi_fail(FI_PWRITE, 1, ENOSPC);
+	expect_rx(&r, rx_section(&r, SNAP_SEC_DEV, "uart@lpc.com1", "state", 5), -ENOSPC,
+		  "writing section uart@lpc.com1: No space left on device");
+	fi_fail(FI_MALLOC, 1, ENOMEM);
+	expect_rx(&r, rx_section(&r, SNAP_SEC_DISKS, "disks", "D", 1), -ENOMEM, "");
+	assert_null(r.m.disks);
+	fi_fail(FI_PWRITE, 1, EIO);
+	expect_rx(&r, rx_mem(&r, 0, 1), -EIO, "writing guest memory: Input/output error");
+	le64(z, 0);
+	le64(z + 8, PG);
+	fi_fail(FI_FALLOCATE, 1, EOPNOTSUPP);
+	expect_rx(&r, rx_feed(&r, MIG_ZERO, z, sizeof(z)), -EOPNOTSUPP,
+		  "clearing guest memory: Operation not supported");
+	/* What failed left no mark: the page written before the failures is all there is. */
+	assert_int_equal(rx_mem(&r, PG, 1), 0);
+	assert_int_equal(r.m.mem_bytes, PG);
+	rx_free(&r);
+
+	/* Live: the first ROUND maps the memory to checksum it. */
+	rx_init(&r);
+	assert_int_equal(rx_hello(&r, MIG_F_LIVE), 0);
+	assert_int_equal(rx_mem(&r, 0, 4), 0);
+	fi_fail(FI_MMAP, 1, ENOMEM);
+	expect_rx(&r, rx_round(&r, 1), -ENOMEM,
+		  "mapping the received memory: Cannot allocate memory");
+	assert_null(r.m.mem);
+	rx_free(&r);
+}
+
+/*
+ * Finishing: the mapping, the memory map's extents, its section, the commit.  Each failure is
+ * refused and nothing half-made is taken for a snapshot: the receiver frees whole; the next
+ * stream, fault-free, finishes.
+ */
+static void test_finish_fails(void **state)
+{
+	char err[512];
+	struct rx r;
+
+	rx_init(&r);
+	rx_whole(&r);
+	fi_fail(FI_MMAP, 1, ENOMEM);
+	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), -ENOMEM);
+	assert_non_null(strstr(err, "mapping the received memory: Cannot allocate memory"));
+	assert_true(fi_all_fired());
+	fi_reset();
+	rx_free(&r);
+
+	rx_init(&r);
+	rx_whole(&r);
+	fi_fail(FI_REALLOC, 1, ENOMEM);
+	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), -ENOMEM);
+	assert_true(fi_all_fired());
+	fi_reset();
+	rx_free(&r);
+
+	rx_init(&r);
+	rx_whole(&r);
+	fi_fail(FI_PWRITE, 1, ENOSPC);
+	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), -ENOSPC);
+	assert_non_null(strstr(err, "writing the memory map: No space left on device"));
+	assert_true(fi_all_fired());
+	fi_reset();
+	rx_free(&r);
+
+	rx_init(&r);
+	rx_whole(&r);
+	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), 0);
+	rx_free(&r);
+}
+
+/* The socket I/O: interrupted calls are retried, short writes finished, a timeout said so. */
+static void test_socket_io(void **state)
+{
+	uint8_t payload[2 * PG];
+	struct mig_in m;
+	char err[512];
+	int sv[2], mfd;
+
+	for (unsigned i = 0; i < sizeof(payload); i++)
+		payload[i] = (uint8_t)(i * 7);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	/* A write cut short (the header alone went), then one interrupted: the frame goes whole. */
+	fi_short(FI_WRITEV, 1);
+	assert_int_equal(mig_send_frame(sv[0], MIG_REFUSE, payload, 1000, payload + 1000, 24), 0);
+	assert_true(fi_all_fired());
+	fi_reset();
+	fi_eintr(FI_WRITEV, 1);
+	assert_int_equal(mig_send_frame(sv[0], MIG_REFUSE, "x", 1, NULL, 0), 0);
+	assert_true(fi_all_fired());
+	fi_reset();
+	/* The receiver reads it through interrupted reads: the frame, checksum and all. */
+	mfd = memfd_create("migf", MFD_CLOEXEC);
+	assert_true(mfd >= 0);
+	mig_in_init(&m, mfd);
+	fi_eintr(FI_READ, 2); /* the payload's */
+	assert_int_equal(mig_recv(sv[1], &m, err, sizeof(err)), -EPROTO);
+	assert_true(fi_all_fired());
+	fi_reset();
+	/* (A REFUSE is no frame for a destination, but it arrived whole to say so.) */
+	assert_non_null(strstr(err, "REFUSE frame before HELLO"));
+	/* The second, read straight. */
+	assert_int_equal(mig_recv(sv[1], &m, err, sizeof(err)), -EPROTO);
+	/* Nothing comes within the socket's timeout: said as a timeout. */
+	fi_fail(FI_READ, 1, EAGAIN);
+	assert_int_equal(mig_recv(sv[1], &m, err, sizeof(err)), -ETIMEDOUT);
+	assert_string_equal(err, strerror(ETIMEDOUT));
+	fi_reset();
+	fi_fail(FI_WRITEV, 1, EAGAIN);
+	assert_int_equal(mig_send_frame(sv[0], MIG_END, NULL, 0, NULL, 0), -ETIMEDOUT);
+	fi_reset();
+	/* A frame's payload that cannot be allocated, or read whole. */
+	assert_int_equal(mig_send_frame(sv[0], MIG_MEM, payload, 8, payload, PG), 0);
+	fi_fail(FI_MALLOC, 1, ENOMEM);
+	assert_int_equal(mig_recv(sv[1], &m, err, sizeof(err)), -ENOMEM);
+	assert_string_equal(err, "MEM frame: Cannot allocate memory");
+	fi_reset();
+	mig_in_free(&m);
+	close(mfd);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* A VM without KVM, whose RAM HELLO announces (it is never paused: it has no KVM clock). */
+static void nokvm_vm(struct vm *v, struct config *c)
+{
+	vm_init_bare(v, false);
+	config_init(c);
+	v->cfg = c;
+	v->mem[0].size = 2ULL << 20;
+	v->mem[0].hva = mmap(NULL, v->mem[0].size, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(v->mem[0].hva != MAP_FAILED);
+	v->nmem = 1;
+}
+
+/* Listening on a free port of the loopback, never accepting (the backlog completes it). */
+static int listener(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sin.sin_port));
+	return fd;
+}
+
+/*
+ * The source's connection: the socket, the connect, the wait for it (failed, or timed out),
+ * its result.  Each failure is said with the address and what to check; nothing is left
+ * open, and the VM runs on.
+ */
+static void test_connect_fails(void **state)
+{
+	static const struct {
+		enum fi_call c;
+		int err;
+		bool shrt;
+	} kinds[] = {
+		{ FI_SOCKET, EMFILE, false },
+		{ FI_CONNECT, ENETUNREACH, false },
+		{ FI_POLL, ENOMEM, false },
+		{ FI_POLL, ETIMEDOUT, true },
+		{ FI_GETSOCKOPT, ENOPROTOOPT, false },
+	};
+	struct migrate_result res;
+	struct config c;
+	struct vm v;
+	char err[1024], want[512];
+	unsigned fds;
+	int lfd;
+
+	nokvm_vm(&v, &c);
+	lfd = listener();
+	fds = open_fds();
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		if (kinds[k].shrt)
+			fi_short(kinds[k].c, 1);
+		else
+			fi_fail(kinds[k].c, 1, kinds[k].err);
+		assert_int_equal(migrate_send(&v, addr, NULL, &res, err, sizeof(err)),
+				 -kinds[k].err);
+		assert_true(fi_all_fired());
+		fi_reset();
+		snprintf(want, sizeof(want), "connecting to %s: %s (is khyve -R %s waiting there?)",
+			 addr, strerror(kinds[k].err), addr);
+		assert_string_equal(err, want);
+		assert_false(v.paused);
+		assert_int_equal(open_fds(), fds);
+	}
+	close(lfd);
+	vm_destroy(&v);
+	config_free(&c);
+}
+
+/* khyve -R on a thread of its own, with @fault set there first. */
+struct incoming {
+	pthread_t thread;
+	const struct fault *fault;
+	bool eintr;
+	struct vm v;
+	struct config c;
+	int ret;
+	char err[1024];
+};
+
+static void *incoming_main(void *arg)
+{
+	struct incoming *in = arg;
+
+	if (in->eintr)
+		fi_eintr(in->fault->call, in->fault->nth);
+	else if (in->fault)
+		fi_fail(in->fault->call, in->fault->nth, in->fault->err);
+	in->ret = migrate_incoming(&in->v, &in->c, addr, in->err, sizeof(in->err));
+	return NULL;
+}
+
+static void incoming_start(struct incoming *in, const struct fault *f, bool eintr)
+{
+	memset(in, 0, sizeof(*in));
+	in->fault = f;
+	in->eintr = eintr;
+	config_init(&in->c);
+	assert_int_equal(pthread_create(&in->thread, NULL, incoming_main, in), 0);
+}
+
+static void incoming_join(struct incoming *in)
+{
+	assert_int_equal(pthread_join(in->thread, NULL), 0);
+	config_free(&in->c);
+}
+
+/* A source that connects (as soon as the destination listens) and sends @n bytes of @p. */
+static int source_connect(const void *p, size_t n)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+
+	sin.sin_port = htons((uint16_t)atoi(strchr(addr, ':') + 1));
+	for (unsigned i = 0; i < CONNECT_TRIES; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		assert_true(fd >= 0);
+		if (!connect(fd, (struct sockaddr *)&sin, sizeof(sin))) {
+			assert_int_equal(write(fd, p, n), (ssize_t)n);
+			shutdown(fd, SHUT_WR);
+			return fd;
+		}
+		close(fd);
+		usleep(2000);
+	}
+	fail_msg("nothing listens on %s", addr);
+	return -1;
+}
+
+/* The destination's REFUSE, its text in @why. */
+static void read_refuse(int fd, char *why, size_t len)
+{
+	uint8_t h[MIG_HDR];
+	struct mig_frame f;
+	char err[256];
+
+	assert_int_equal(read(fd, h, sizeof(h)), (ssize_t)sizeof(h));
+	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), 0);
+	assert_int_equal(f.type, MIG_REFUSE);
+	assert_true(f.length < len);
+	assert_int_equal(read(fd, why, f.length), (ssize_t)f.length);
+	why[f.length] = '\0';
+}
+
+/*
+ * The destination's listening socket, its listen, its accept (an interrupted one is tried
+ * again), the memfd the stream goes into: each failure is said with the address (the memfd's
+ * to the source too, in REFUSE), and nothing is left open.
+ */
+static void test_listen_fails(void **state)
+{
+	static const struct fault listen_faults[] = {
+		{ FI_SOCKET, 1, EMFILE, false },
+		{ FI_LISTEN, 1, EADDRINUSE, false },
+		{ FI_ACCEPT4, 1, ECONNABORTED, false },
+	};
+	static const struct fault memfd = { FI_MEMFD_CREATE, 1, EMFILE, false },
+				  accept_intr = { FI_ACCEPT4, 1, EINTR, false };
+	struct incoming in;
+	char want[256], why[MIG_MAX_MSG + 1];
+	unsigned fds = open_fds();
+	int fd;
+
+	pick_addr();
+	for (size_t k = 0; k < sizeof(listen_faults) / sizeof(listen_faults[0]); k++) {
+		incoming_start(&in, &listen_faults[k], false);
+		incoming_join(&in);
+		snprintf(want, sizeof(want), "-R %s: %s", addr, strerror(listen_faults[k].err));
+		assert_int_equal(in.ret, -listen_faults[k].err);
+		assert_string_equal(in.err, want);
+		assert_int_equal(open_fds(), fds);
+	}
+	/* No memfd for the stream: the source hears why. */
+	incoming_start(&in, &memfd, false);
+	fd = source_connect("", 0);
+	read_refuse(fd, why, sizeof(why));
+	close(fd);
+	incoming_join(&in);
+	assert_int_equal(in.ret, -EMFILE);
+	snprintf(want, sizeof(want), "memfd_create: %s", strerror(EMFILE));
+	assert_string_equal(in.err, want);
+	assert_string_equal(why, want);
+	assert_int_equal(open_fds(), fds);
+	/* An accept interrupted by a signal waits on: the connection comes, its stream is read. */
+	incoming_start(&in, &accept_intr, true);
+	fd = source_connect("not a migration stream!", 24);
+	read_refuse(fd, why, sizeof(why));
+	close(fd);
+	incoming_join(&in);
+	assert_int_equal(in.ret, -EPROTO);
+	assert_string_equal(why, "incoming VM: not a khyve migration stream (bad frame magic)");
+	assert_int_equal(open_fds(), fds);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -693,6 +1184,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dest_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_source_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_dest_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_receiver_fails, setup_nokvm, teardown_nokvm),
+		cmocka_unit_test_setup_teardown(test_finish_fails, setup_nokvm, teardown_nokvm),
+		cmocka_unit_test_setup_teardown(test_socket_io, setup_nokvm, teardown_nokvm),
+		cmocka_unit_test_setup_teardown(test_connect_fails, setup_nokvm, teardown_nokvm),
+		cmocka_unit_test_setup_teardown(test_listen_fails, setup_nokvm, teardown_nokvm),
 	};
 
 	have_kvm = access("/dev/kvm", R_OK | W_OK) == 0;
