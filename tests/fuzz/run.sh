@@ -5,7 +5,7 @@
 # the regression corpus tests/fuzz/corpus/NAME one input at a time, then fuzz for SECONDS
 # from a fresh working corpus (BUILD_DIR/corpus/NAME, new inputs go there) plus the
 # regression corpus and the seeds.  One line per target: execs/s, edges, corpus size,
-# crashes; a crashing, leaking, hanging or out-of-memory input is saved under
+# crashes (and slow inputs); a crashing, leaking, hanging or out-of-memory input is saved under
 # BUILD_DIR/crashes/NAME/ and makes the script exit 1 after every target ran.
 set -u
 secs=$1
@@ -46,9 +46,13 @@ for bin in "$@"; do
 	cov=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
 	ft=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
 	corp=$(find "$work" "$seeds" $([ -d "$reg" ] && echo "$reg") -type f | wc -l)
-	ncrash=$(ls "$crashes" | wc -l)
+	# libFuzzer's slow-unit-* files are inputs that took over 10 s (on a loaded machine, a
+	# large but legal one can): reported, not failed; a hang is a timeout-* (-timeout).
+	nslow=$(ls "$crashes" | grep -c '^slow-unit-')
+	ncrash=$(ls "$crashes" | grep -vc '^slow-unit-')
 	[ "$rc" -ne 0 ] && [ "$ncrash" -eq 0 ] && ncrash=1
 	line="fuzz $name: ${eps:-?} execs/s, ${cov:-?} edges (${ft:-?} features), $corp inputs in corpus, $ncrash crashes"
+	[ "$nslow" -ne 0 ] && line="$line, $nslow slow inputs (over 10 s) in $crashes"
 	echo "$line"
 	if [ "$ncrash" -ne 0 ]; then
 		fail=1
