@@ -33,7 +33,9 @@
 #include "sstream.h"
 #include "vm.h"
 
-#define MEMSZ (16ULL << 20)
+#include "statesnap.h"
+
+#define MEMSZ STATESNAP_MEM
 
 static char dir[64], path[160], key[160], otherkey[160];
 
@@ -67,77 +69,10 @@ static int teardown(void **state)
 
 /* ---- writing snapshot files ---- */
 
-struct spec {
-	const char *config;   /* extra "key":"value" pairs of the saved configuration */
-	const char *meta;     /* the whole metadata instead */
-	bool keyed;	      /* a MAC with the key at @key */
-	bool no_vm;	      /* no VM section */
-	unsigned cpu_version; /* of cpu0 (0: CPUSTATE_VERSION) */
-	bool short_vm;	      /* a VM section cut short */
-	bool chain;	      /* a chain section naming a parent that is not there */
-};
-
-static void section(struct snap_writer *w, uint32_t type, const char *id, uint32_t version,
-		    const void *buf, size_t len)
-{
-	assert_int_equal(snap_writer_section(w, type, id, version, buf, len), 0);
-}
-
+/* A snapshot at the test's path (statesnap.h). */
 static void write_snap(const struct spec *sp)
 {
-	struct snap_file map = { .nregions = 1 };
-	struct cpustate cs = { .xsave_size = sizeof(struct kvm_xsave) };
-	struct vmstate vs = { 0 };
-	struct snap_writer w;
-	struct sstream s;
-	char meta[2048], err[512];
-
-	assert_int_equal(snap_writer_open(&w, path, MEMSZ, err, sizeof(err)), 0);
-	if (sp->keyed) {
-		struct snap_keyref ref = { .uid = geteuid() };
-		uint8_t k[SNAP_KEY_BYTES];
-
-		snprintf(ref.path, sizeof(ref.path), "%s", key);
-		assert_int_equal(snap_key_load(&ref, true, k, err, sizeof(err)), 0);
-		snap_writer_set_key(&w, k);
-	}
-	cs.xsave = calloc(1, cs.xsave_size);
-	ss_init_save(&s);
-	cpustate_io(&s, &cs);
-	section(&w, SNAP_SEC_VCPU, "cpu0", sp->cpu_version ? sp->cpu_version : CPUSTATE_VERSION,
-		s.buf, s.len);
-	ss_free(&s);
-	free(cs.xsave);
-	if (!sp->no_vm) {
-		ss_init_save(&s);
-		vmstate_io(&s, &vs);
-		section(&w, SNAP_SEC_VM, "vm", VMSTATE_VERSION, s.buf,
-			sp->short_vm ? s.len / 2 : s.len);
-		ss_free(&s);
-	}
-	if (sp->meta)
-		snprintf(meta, sizeof(meta), "%s", sp->meta);
-	else
-		snprintf(meta, sizeof(meta),
-			 "{\"vcpus\":1,\"memory\":%llu,\"devices\":[],\"config\":{\"cpus\":\"1\","
-			 "\"memory.size\":\"16M\"%s%s}}",
-			 MEMSZ, sp->config ? "," : "", sp->config ? sp->config : "");
-	section(&w, SNAP_SEC_META, "meta", 1, meta, strlen(meta));
-	if (sp->chain) {
-		struct snap_parent p = { .depth = 1 };
-
-		snprintf(p.name, sizeof(p.name), "gone.snap");
-		ss_init_save(&s);
-		snap_parent_io(&s, &p);
-		section(&w, SNAP_SEC_CHAIN, "chain", 1, s.buf, s.len);
-		ss_free(&s);
-	}
-	map.regions[0] = (struct snap_region){ 0, MEMSZ, w.mem_offset };
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
-	section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	write_snap_at(path, sp);
 }
 
 /* ---- restoring (never past the checks: dump_config, or a host without KVM) ---- */
@@ -317,7 +252,7 @@ static void test_restore_trust(void **state)
 	accepted(&c, 1, "pci.0.3.0.path=/khyve-test-no-such-disk\n");
 
 	/* Authenticated with the key it was written with, and with no other. */
-	write_snap(&(struct spec){ .config = disk, .keyed = true });
+	write_snap(&(struct spec){ .config = disk, .key = key });
 	cmdline(&c, 0);
 	accepted(&c, 1, "pci.0.3.0.path=/khyve-test-no-such-disk\n");
 	cmdline(&c, 0);
@@ -340,7 +275,7 @@ static void test_restore_saved_config_checked(void **state)
 {
 	struct config c;
 
-	write_snap(&(struct spec){ .config = "\"snapshot.disks\":\"mirror\"", .keyed = true });
+	write_snap(&(struct spec){ .config = "\"snapshot.disks\":\"mirror\"", .key = key });
 	cmdline(&c, 0);
 	refused(&c, -EINVAL, "snapshot.disks=mirror: expected sync or clone");
 	/* Untrusted, the policy is dropped (the default applies): no refusal. */

@@ -49,6 +49,8 @@
 #include "sstream.h"
 #include "vm.h"
 
+#include "statesnap.h"
+
 #define OLD "the previous snapshot"
 
 static char dir[64], path[160], kernel[160], key[160];
@@ -1167,6 +1169,85 @@ static void test_live_fails_parent_stays_restored(void **state)
 	live_fails_parent_stays();
 }
 
+/* ---- the checks of a restore, which need no KVM ---- */
+
+/*
+ * A chain of two authenticated files (tip at @path, its full parent beside it), naming a disk:
+ * every part of a restore's checks has work to do (the chain, the MAC, the trust filter).
+ */
+static void write_chain_files(void)
+{
+	static const char disk[] = "\"pci.0.3.0.device\":\"virtio-blk\","
+				   "\"pci.0.3.0.path\":\"/khyve-test-no-such-disk\"";
+	struct snap_parent p = { .depth = 1, .name = "base.snap" };
+	char base[200];
+
+	fi_suspend(true);
+	snprintf(base, sizeof(base), "%s/base.snap", dir);
+	write_snap_at(base, &(struct spec){ .config = disk, .key = key, .id = p.id });
+	write_snap_at(path, &(struct spec){ .config = disk, .key = key, .parent = &p });
+	fi_suspend(false);
+}
+
+/* snap_restore with dump_config (its output dropped): 1 when every check passed. */
+static int restore_checks(char *err, size_t errlen)
+{
+	struct config c;
+	struct vm v;
+	int ret, null, saved;
+
+	fi_suspend(true);
+	config_init(&c);
+	assert_int_equal(config_set(&c, "snapshot.key", key), 0);
+	fflush(stdout);
+	saved = dup(STDOUT_FILENO);
+	null = open("/dev/null", O_WRONLY);
+	assert_true(saved >= 0 && null >= 0);
+	dup2(null, STDOUT_FILENO);
+	close(null);
+	fi_suspend(false);
+	memset(&v, 0, sizeof(v));
+	err[0] = '\0';
+	ret = snap_restore(&v, &c, path, true, err, errlen);
+	fi_suspend(true);
+	fflush(stdout);
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	config_free(&c);
+	fi_suspend(false);
+	return ret;
+}
+
+/*
+ * Every allocation of a restore's checks failing in turn: refused with a message (never a
+ * bare error, never a crash or a leak under ASan), or passed where the allocation was optional.
+ */
+static void test_restore_checks_alloc_sweep(void **state)
+{
+	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC, FI_REALLOC, FI_STRDUP };
+	char err[2048];
+
+	write_chain_files();
+	assert_int_equal(restore_checks(err, sizeof(err)), 1);
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned total;
+
+		fi_reset();
+		assert_int_equal(restore_checks(err, sizeof(err)), 1);
+		total = fi_calls(kinds[k]);
+		assert_true(total > 0);
+		for (unsigned n = 1; n <= total; n++) {
+			int ret;
+
+			fi_reset();
+			fi_fail(kinds[k], n, ENOMEM);
+			ret = restore_checks(err, sizeof(err));
+			if (ret != 1 && (ret >= 0 || !err[0]))
+				fail_msg("allocation %u/%u failing: %d with no message", k, n, ret);
+		}
+	}
+}
+
 int main(void)
 
 {
@@ -1189,6 +1270,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_live_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_faults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_parent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_checks_alloc_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_parent_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_fails_parent_stays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_fails_parent_stays_restored, setup,
