@@ -104,7 +104,13 @@ static int open_parent(struct snap_chain *c, unsigned k, int dfd, const char *di
 		return chain_fail(err, errlen, ret, "snapshot %s: its parent %s is missing: %s",
 				  c->name[k], show, strerror(errno));
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		close(fd);
+		return chain_fail(err, errlen, ret, "snapshot %s: its parent %s: %s", c->name[k],
+				  show, strerror(-ret));
+	}
+	if (!S_ISREG(st.st_mode)) {
 		close(fd);
 		return chain_fail(err, errlen, -EINVAL,
 				  "snapshot %s: its parent %s is not a regular file", c->name[k],

@@ -1248,6 +1248,33 @@ static void test_restore_checks_alloc_sweep(void **state)
 	}
 }
 
+/* Each read of the files failing: refused, saying what could not be read. */
+static void test_restore_checks_read_fails(void **state)
+{
+	static const enum fi_call kinds[] = { FI_PREAD, FI_OPEN, FI_OPENAT, FI_FSTAT };
+	char err[2048];
+
+	write_chain_files();
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned total;
+
+		fi_reset();
+		assert_int_equal(restore_checks(err, sizeof(err)), 1);
+		total = fi_calls(kinds[k]);
+		for (unsigned n = 1; n <= total; n++) {
+			int ret;
+
+			fi_reset();
+			fi_fail(kinds[k], n, EIO);
+			ret = restore_checks(err, sizeof(err));
+			if (!fi_all_fired())
+				continue;
+			if (ret != -EIO || !strstr(err, strerror(EIO)))
+				fail_msg("call %u/%u failing: %d '%s'", k, n, ret, err);
+		}
+	}
+}
+
 int main(void)
 
 {
@@ -1271,6 +1298,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_live_faults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_checks_alloc_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_checks_read_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_parent_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_fails_parent_stays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_fails_parent_stays_restored, setup,
