@@ -639,6 +639,58 @@ static void test_read_write(void **state)
 	fx_stop(&f);
 }
 
+/*
+ * A PRDT longer than one backend call takes (BLK_MAX_IOV buffers) whose first 1024 entries do
+ * not end on a sector: the transfer is split at a sector boundary inside the PRDT, and every
+ * byte still lands where its entry says.  Entry lengths [512 x 1023, 2, 510]: the cut drops
+ * the 2-byte entry from the first call; [4, 512 x 1023, 508]: it shortens entry 1023 and the
+ * next call starts inside it.
+ */
+static void test_prdt_split(void **state)
+{
+	enum { N = 1025, LEN = 1024 * 512 };
+	static struct prd prd[N];
+	struct cmd c = { .prd = prd, .nprd = N };
+	static uint8_t file[LEN];
+	uint8_t *mem;
+	struct fx f = { 0 };
+	uint64_t at = 0;
+
+	fx_start(&f);
+	port_start(&f, 0);
+	/* A read of 1024 sectors at LBA 0; the 2-byte entry far from the others. */
+	for (unsigned i = 0; i < 1023; i++)
+		prd[i] = (struct prd){ DATA + 512 * i, 512 };
+	prd[1023] = (struct prd){ DATA + 0x100000, 2 };
+	prd[1024] = (struct prd){ DATA + 1023 * 512, 510 };
+	memset(gpa(&f, DATA, 0x100002), 0, 0x100002);
+	fis_ata(&c, 0x25, 0, 1024, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	assert_int_equal(get32(&f, CLB(0) + 4), LEN);
+	read_file(f.hd, 0, file, LEN);
+	assert_memory_equal(gpa(&f, DATA, 1023 * 512), file, 1023 * 512);
+	assert_memory_equal(gpa(&f, DATA + 0x100000, 2), file + 1023 * 512, 2);
+	assert_memory_equal(gpa(&f, DATA + 1023 * 512, 510), file + 1023 * 512 + 2, 510);
+	/* A write of 1024 sectors at LBA 1024 from [4, 512 x 1023, 508], buffers in order. */
+	mem = gpa(&f, DATA, LEN);
+	for (unsigned i = 0; i < LEN; i++)
+		mem[i] = (uint8_t)(i * 13 + i / 512);
+	for (unsigned i = 0; i < N; i++) {
+		uint32_t len = i == 0 ? 4 : i == N - 1 ? 508 : 512;
+
+		prd[i] = (struct prd){ DATA + at, len };
+		at += len;
+	}
+	assert_int_equal(at, LEN);
+	c.write = true;
+	fis_ata(&c, 0x35, 1024, 1024, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	assert_int_equal(get32(&f, CLB(0) + 4), LEN);
+	read_file(f.hd, 1024 * 512, file, LEN);
+	assert_memory_equal(file, mem, LEN);
+	fx_stop(&f);
+}
+
 /* Every malformed command fails that command with a task-file error; the port recovers. */
 static void test_malformed(void **state)
 {
@@ -1924,15 +1976,25 @@ static void test_pause_drains(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hba_registers),	   cmocka_unit_test(test_interrupts),
-		cmocka_unit_test(test_identify),	   cmocka_unit_test(test_options),
-		cmocka_unit_test(test_refusals),	   cmocka_unit_test(test_read_write),
-		cmocka_unit_test(test_malformed),	   cmocka_unit_test(test_ncq),
-		cmocka_unit_test(test_dsm_smart_features), cmocka_unit_test(test_comreset),
-		cmocka_unit_test(test_narrow_accesses),	   cmocka_unit_test(test_cd),
-		cmocka_unit_test(test_snapshot),	   cmocka_unit_test(test_pause_drains),
-		cmocka_unit_test(test_simple_commands),	   cmocka_unit_test(test_ata_fields),
-		cmocka_unit_test(test_cd_tray_pages),	   cmocka_unit_test(test_register_corners),
+		cmocka_unit_test(test_hba_registers),
+		cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_identify),
+		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_read_write),
+		cmocka_unit_test(test_prdt_split),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_ncq),
+		cmocka_unit_test(test_dsm_smart_features),
+		cmocka_unit_test(test_comreset),
+		cmocka_unit_test(test_narrow_accesses),
+		cmocka_unit_test(test_cd),
+		cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_pause_drains),
+		cmocka_unit_test(test_simple_commands),
+		cmocka_unit_test(test_ata_fields),
+		cmocka_unit_test(test_cd_tray_pages),
+		cmocka_unit_test(test_register_corners),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
