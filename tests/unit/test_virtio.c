@@ -577,10 +577,23 @@ static void test_pci_cfg_cap(void **state)
 	cfg_wr(f, c + 8, 4, CC_QSIZE);
 	cfg_wr(f, c + 16, 4, 4);
 	assert_int_equal(rd(f, CC_QSIZE, 2), 256);
+	/* A length of 3, or an offset past the BAR: nothing reaches the device. */
+	cfg_wr(f, c + 8, 4, CC_STATUS);
+	cfg_wr(f, c + 12, 4, 3);
+	cfg_wr(f, c + 16, 4, ST_ACK | ST_DRV);
+	assert_int_equal(status(f), ST_ACK);
+	cfg_wr(f, c + 12, 4, 1);
+	cfg_wr(f, c + 8, 4, 0x4000);
+	cfg_wr(f, c + 16, 4, 0);
+	assert_int_equal(status(f), ST_ACK);
+	assert_int_equal(cfg_rd(f, c + 16, 1), 0);
 	cfg_wr(f, c + 4, 1, 1); /* other BARs are not reachable */
 	cfg_wr(f, c + 12, 4, 4);
 	cfg_wr(f, c + 8, 4, 0);
-	(void)cfg_rd(f, c + 16, 4);
+	assert_int_equal(cfg_rd(f, c + 16, 4), 0);
+	assert_int_equal(status(f), ST_ACK);
+	/* Configuration space past the capability's data is ordinary (unused: 0). */
+	assert_int_equal(cfg_rd(f, 0xFC, 4), 0);
 }
 
 /* Accesses the transport does not define read as zero and change nothing. */
@@ -616,7 +629,70 @@ static void test_bar_odd_accesses(void **state)
 	assert_int_equal(rd(f, DEVCFG, 4), 0);
 	/* The unused rest of BAR 4, and another BAR's numbers through the same handler. */
 	assert_int_equal(rd(f, 0x3ffc, 4), 0);
+	{
+		uint8_t b[4] = { 0xAA, 0xAA, 0xAA, 0xAA };
+
+		virtio_pci_bar_io(f->pd, 1, CC_STATUS, b, 1, false);
+		assert_int_equal(b[0], 0);
+		b[0] = 0;
+		virtio_pci_bar_io(f->pd, 1, CC_STATUS, b, 1, true);
+		virtio_pci_bar_io(f->pd, 4, 0x4000, b, 4, true);
+		virtio_pci_bar_io(f->pd, 4, CC_STATUS, b, 3, true);
+	}
 	assert_int_equal(status(f), ST_ACK);
+}
+
+/*
+ * Status and queue corners: FEATURES_OK is not kept without DRIVER; 0 to queue_enable is
+ * ignored; a queue left off at DRIVER_OK is not served, and once enabled after it is served
+ * at once; ISR writes change nothing; an unaligned ring-address byte reads 0.
+ */
+static void test_status_queue_corners(void **state)
+{
+	struct fx *f = *state;
+
+	memset(f->ram + DESC, 0, 0x4000);
+	wr(f, CC_STATUS, 1, ST_ACK);
+	set_features(f, FEAT_V1);
+	wr(f, CC_STATUS, 1, ST_ACK | ST_FOK);
+	assert_int_equal(status(f), ST_ACK);
+	wr(f, CC_STATUS, 1, ST_ACK | ST_DRV);
+	wr(f, CC_STATUS, 1, ST_ACK | ST_DRV | ST_FOK);
+	assert_int_equal(status(f), ST_ACK | ST_DRV | ST_FOK);
+	queue_setup(f, DESC, AVAIL, USED);
+	wr(f, CC_QENABLE, 2, 0);
+	assert_int_equal(rd(f, CC_QENABLE, 2), 0);
+	wr(f, CC_QENABLE, 2, 2);
+	assert_int_equal(rd(f, CC_QENABLE, 2), 0);
+	assert_int_equal(rd(f, CC_QDESC + 1, 1), 0);
+	wr(f, CC_QDESC + 1, 1, 0xFF);
+	assert_int_equal(rd(f, CC_QDESC, 4), DESC);
+	/* A pause and resume before DRIVER_OK serve nothing. */
+	assert_int_equal(f->pd->dev.ops->pause(&f->pd->dev), 0);
+	assert_int_equal(f->pd->dev.ops->resume(&f->pd->dev), 0);
+	assert_int_equal(used_idx(f), 0);
+	assert_int_equal(status(f), ST_ACK | ST_DRV | ST_FOK);
+	/* DRIVER_OK with queue 0 still off: a buffer and a kick are not served. */
+	wr(f, CC_STATUS, 1, ST_ACK | ST_DRV | ST_FOK | ST_DOK);
+	assert_int_equal(status(f), ST_ACK | ST_DRV | ST_FOK | ST_DOK);
+	req_simple(f, 0, 0, 32);
+	kick(f);
+	assert_int_equal(used_idx(f), 0);
+	assert_int_equal(irq_level[INTX_GSI], 0);
+	/* Enabled now: live at once, the next kick serves it. */
+	wr(f, CC_QENABLE, 2, 1);
+	assert_int_equal(rd(f, CC_QENABLE, 2), 1);
+	kick(f);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(used_len(f, 0), 32);
+	assert_false(all_zero(f->ram + BUF, 32));
+	assert_int_equal(irq_level[INTX_GSI], 1);
+	/* Writing the ISR neither clears it nor lowers the line; reading does. */
+	wr(f, ISR, 1, 0);
+	assert_int_equal(irq_level[INTX_GSI], 1);
+	assert_int_equal(rd(f, ISR, 1), 1);
+	assert_int_equal(irq_level[INTX_GSI], 0);
+	assert_int_equal(status(f) & ST_NR, 0);
 }
 
 /* ---- requests ---- */
@@ -1320,6 +1396,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_common_cfg, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_common_cfg_selectors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pci_cfg_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_queue_corners, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rnd_fills, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_before_driver_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_indirect, setup, teardown),
