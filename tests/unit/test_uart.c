@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "dev/pc/uart.h"
 #include "sstream.h"
 #include "vm.h"
@@ -593,6 +594,16 @@ static void test_file_backend_no_symlink(void **state)
 	snprintf(backend, sizeof(backend), "file:%s", fifo);
 	assert_null(uart_create(&f->vm, 1, backend, err, sizeof(err)));
 	assert_non_null(strstr(err, "not a regular file"));
+	/* With a reader the open succeeds, and the FIFO is still refused. */
+	{
+		int r = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+		assert_true(r >= 0);
+		err[0] = '\0';
+		assert_null(uart_create(&f->vm, 1, backend, err, sizeof(err)));
+		assert_non_null(strstr(err, "is not a regular file or a device"));
+		close(r);
+	}
 	/* New logs are private. */
 	snprintf(backend, sizeof(backend), "file:%s", target);
 	assert_non_null(uart_create(&f->vm, 1, backend, err, sizeof(err)));
@@ -905,6 +916,145 @@ static void test_stdio_pty(void **state)
 	close(master);
 }
 
+/* Read from @fd until what was read holds @needle (bounded by 10 s against a hang). */
+static void read_until(int fd, const char *needle)
+{
+	uint64_t end = now_ms() + 10000;
+	char buf[2048];
+	size_t got = 0;
+
+	while (got < sizeof(buf) - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		assert_true(now_ms() < end);
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		r = read(fd, buf + got, sizeof(buf) - 1 - got);
+		assert_true(r > 0);
+		got += (size_t)r;
+		buf[got] = '\0';
+		if (strstr(buf, needle))
+			return;
+	}
+	fail_msg("'%s' never came; got '%s'", needle, buf);
+}
+
+/*
+ * The console escape on a terminal: ~? at the start prints the help on the terminal (stderr)
+ * and sends the guest nothing; ~~ after a newline sends one ~; ~. stops the VM with exit
+ * status 4 and says so on the terminal.
+ */
+static void test_stdio_escape(void **state)
+{
+	int master, slave, save_in, save_out, save_err;
+	char err[256] = "";
+	struct fixture f;
+	uint8_t got[4];
+	uint64_t end;
+
+	assert_int_equal(openpty(&master, &slave, NULL, NULL, NULL), 0);
+	save_in = dup(STDIN_FILENO);
+	save_out = dup(STDOUT_FILENO);
+	save_err = dup(STDERR_FILENO);
+	assert_true(save_in >= 0 && save_out >= 0 && save_err >= 0);
+	assert_int_equal(dup2(slave, STDIN_FILENO), STDIN_FILENO);
+	assert_int_equal(dup2(slave, STDOUT_FILENO), STDOUT_FILENO);
+	assert_int_equal(dup2(slave, STDERR_FILENO), STDERR_FILENO);
+	memset(&f, 0, sizeof(f));
+	vm_init_bare(&f.vm, false);
+	f.vm.set_irq = record_irq;
+	irq_owner[nowners++] = &f;
+	assert_int_equal(evloop_start(&f.vm.ev), 0);
+	f.d = uart_create(&f.vm, 0, "stdio", err, sizeof(err));
+	if (!f.d) {
+		dup2(save_in, STDIN_FILENO);
+		dup2(save_out, STDOUT_FILENO);
+		dup2(save_err, STDERR_FILENO);
+		fail_msg("uart_create: %s", err);
+	}
+	out8(&f, FCR, 0x01);
+	assert_int_equal(write(master, "~?", 2), 2);
+	read_until(master, "~.");
+	assert_int_equal(write(master, "x\r~~", 4), 4);
+	guest_read_n(&f, got, 3);
+	assert_memory_equal(got, "x\r~", 3);
+	assert_int_equal(in8(&f, LSR) & 0x01, 0);
+	assert_int_equal(atomic_load(&f.vm.exit_status), -1);
+	assert_int_equal(write(master, "\r~.", 3), 3);
+	read_until(master, "stopping the VM (exit status 4)");
+	for (end = now_ms() + 10000; atomic_load(&f.vm.exit_status) == -1;) {
+		assert_true(now_ms() < end);
+		usleep(1000);
+	}
+	assert_int_equal(atomic_load(&f.vm.exit_status), VM_EXIT_ERROR);
+	guest_read_n(&f, got, 1);
+	assert_int_equal(got[0], '\r');
+	fixture_fini(&f);
+	assert_int_equal(dup2(save_in, STDIN_FILENO), STDIN_FILENO);
+	assert_int_equal(dup2(save_out, STDOUT_FILENO), STDOUT_FILENO);
+	assert_int_equal(dup2(save_err, STDERR_FILENO), STDERR_FILENO);
+	close(save_in);
+	close(save_out);
+	close(save_err);
+	close(slave);
+	close(master);
+}
+
+/*
+ * stdio on sockets (a service manager's): /proc cannot reopen them, so duplicates are used,
+ * output is sent without blocking and input comes through; no escape off a terminal.  An
+ * invalid console.escape is refused.
+ */
+static void test_stdio_sockets(void **state)
+{
+	int in[2], out[2], save_in, save_out;
+	struct config cfg;
+	char err[256] = "";
+	struct fixture f;
+	uint8_t got[4];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out), 0);
+	save_in = dup(STDIN_FILENO);
+	save_out = dup(STDOUT_FILENO);
+	assert_int_equal(dup2(in[0], STDIN_FILENO), STDIN_FILENO);
+	assert_int_equal(dup2(out[0], STDOUT_FILENO), STDOUT_FILENO);
+	memset(&f, 0, sizeof(f));
+	vm_init_bare(&f.vm, false);
+	f.vm.set_irq = record_irq;
+	irq_owner[nowners++] = &f;
+	config_init(&cfg);
+	assert_int_equal(config_set(&cfg, "console.escape", "ab"), 0);
+	f.vm.cfg = &cfg;
+	assert_null(uart_create(&f.vm, 0, "stdio", err, sizeof(err)));
+	assert_string_not_equal(err, "");
+	assert_int_equal(config_set(&cfg, "console.escape", "~"), 0);
+	assert_int_equal(evloop_start(&f.vm.ev), 0);
+	f.d = uart_create(&f.vm, 0, "stdio", err, sizeof(err));
+	dup2(save_in, STDIN_FILENO);
+	dup2(save_out, STDOUT_FILENO);
+	if (!f.d)
+		fail_msg("uart_create: %s", err);
+	for (const char *p = "OK!"; *p; p++)
+		out8(&f, THR, (uint8_t)*p);
+	read_n(out[1], got, 3);
+	assert_memory_equal(got, "OK!", 3);
+	/* Not a terminal: ~. is two bytes for the guest. */
+	assert_int_equal(write(in[1], "~.z", 3), 3);
+	guest_read_n(&f, got, 3);
+	assert_memory_equal(got, "~.z", 3);
+	assert_int_equal(atomic_load(&f.vm.exit_status), -1);
+	fixture_fini(&f);
+	config_free(&cfg);
+	close(save_in);
+	close(save_out);
+	for (int i = 0; i < 2; i++) {
+		close(in[i]);
+		close(out[i]);
+	}
+}
+
 /*
  * stdio on regular files (khyve <in >log): output is appended to the file; a regular file
  * on stdin, which epoll cannot watch, is no input at all (the guest sees no data, and the
@@ -972,6 +1122,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unix_backend_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_backend_no_symlink, setup, teardown),
 		cmocka_unit_test(test_stdio_pty),
+		cmocka_unit_test(test_stdio_escape),
+		cmocka_unit_test(test_stdio_sockets),
 		cmocka_unit_test(test_stdio_files),
 	};
 
