@@ -200,6 +200,58 @@ static void test_room_for_touched_pages(void **state)
 	munmap(p, size);
 }
 
+/* A block device is refused by kind, like every other non-regular file. */
+static void test_block_device(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+
+	if (stat("/dev/loop0", &st) || !S_ISBLK(st.st_mode))
+		skip(); /* no block device to point at */
+	refused(f, "/dev/loop0", -EINVAL, "a block device");
+}
+
+/*
+ * What the VM uses, when parts of it are missing: a disk whose descriptor is gone, a console
+ * that is no file or whose log file is gone, no control socket configured (the default path).
+ */
+static void test_used_partly_missing(void **state)
+{
+	struct fx *f = *state;
+	struct vm_disk gone = { .fd = -1, .id = "pci@0.4.0" };
+	char kv[200];
+
+	gone.next = f->vm.disks;
+	f->vm.disks = &gone;
+	config_set(&f->cfg, "lpc.com1.path", "stdio");
+	snprintf(kv, sizeof(kv), "file:%s", at("gone.log"));
+	config_set(&f->cfg, "lpc.com3.path", kv);
+	config_unset(&f->cfg, "ctl.socket");
+	touch(at("old.snap"));
+	accepted(f, at("old.snap"));
+	refused(f, at("disk.img"), -EBUSY, "the disk image of pci@0.3.0");
+	refused(f, at("com2.log"), -EBUSY, "the COM2 log file");
+	/* A VM with no configuration at all. */
+	f->vm.cfg = NULL;
+	accepted(f, at("old.snap"));
+	refused(f, at("disk.img"), -EBUSY, "the disk image of pci@0.3.0");
+	f->vm.cfg = &f->cfg;
+	f->vm.disks = gone.next;
+}
+
+/* A path that cannot be made absolute; a filesystem that says nothing of its free space. */
+static void test_path_limits(void **state)
+{
+	struct fx *f = *state;
+	char longp[5000];
+
+	memset(longp, 'p', sizeof(longp) - 1);
+	longp[0] = '/';
+	longp[sizeof(longp) - 1] = '\0';
+	refused(f, longp, -ENAMETOOLONG, "checkpoint target /ppp");
+	accepted(f, "/proc/khyve-target-test.snap");
+}
+
 /* Paths are made absolute against the current directory, "./" dropped, and never cut. */
 static void test_abs_path(void **state)
 {
@@ -229,6 +281,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_for_touched_pages, setup, teardown),
 		cmocka_unit_test(test_abs_path),
+		cmocka_unit_test_setup_teardown(test_block_device, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_used_partly_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_path_limits, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
