@@ -3,6 +3,7 @@
  * Snapshot clocks: the device clock held at one instant while a VM is saved or restored, and
  * a TSC read after the instant taken back to it.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,8 @@
 
 #include "evloop.h"
 #include "snap/clocks.h"
+#include "vcpu.h"
+#include "vm.h"
 
 /* Frozen, the clock reads the same however long the save takes; thawed, it ran on. */
 static void test_freeze_thaw(void **state)
@@ -82,13 +85,45 @@ static void test_tsc_at(void **state)
 			 UINT64_MAX - 3600ULL * 5000000000ULL);
 }
 
+/* A vCPU whose TSC cannot be read (here: no KVM vCPU behind it) has not moved. */
+static void test_tsc_unreadable(void **state)
+{
+	struct vcpu v = { .fd = -1 };
+	struct timespec ts;
+	uint64_t at = 0, before;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	before = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	assert_int_equal(snap_tsc_since_ns(&v, 12345, &at), 0);
+	/* The host time of the reading is still given: the time of the call. */
+	assert_true(at >= before);
+}
+
+/*
+ * The VM's clock cannot be read (no KVM VM): the sample fails with the reason, and the device
+ * clock, frozen for the instant, runs again.
+ */
+static void test_sample_fails_thaws(void **state)
+{
+	struct snap_clocks c;
+	struct vm vm;
+	char err[128] = "";
+
+	vm_init_bare(&vm, true);
+	assert_int_equal(snap_clocks_sample(&vm, &c, err, sizeof(err)), -EBADF);
+	assert_string_equal(err, "reading the KVM clock: Bad file descriptor");
+	assert_null(c.tsc);
+	evloop_advance(&vm.ev, 2000000000ULL);
+	assert_int_equal(vclock_ns(&vm.ev), 2000000000ULL);
+	vm_destroy(&vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_freeze_thaw),
-		cmocka_unit_test(test_set_while_frozen),
-		cmocka_unit_test(test_manual),
-		cmocka_unit_test(test_tsc_at),
+		cmocka_unit_test(test_freeze_thaw),    cmocka_unit_test(test_set_while_frozen),
+		cmocka_unit_test(test_manual),	       cmocka_unit_test(test_tsc_at),
+		cmocka_unit_test(test_tsc_unreadable), cmocka_unit_test(test_sample_fails_thaws),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
