@@ -36,8 +36,24 @@ static inline const char *at(const char *name)
  * pages, as an incremental save does for a dirtied page that is zero).  With @parent, an
  * incremental one.  Returns its identity in @id.
  */
+static inline void write_link_fills(const char *name, const struct snap_parent *parent,
+				    uint64_t first, uint64_t n, const uint8_t *fills,
+				    uint8_t id[SNAP_ID_BYTES]);
+
 static inline void write_link(const char *name, const struct snap_parent *parent, uint64_t first,
 			      uint64_t n, uint8_t fill, uint8_t id[SNAP_ID_BYTES])
+{
+	uint8_t *fills = malloc(n ? n : 1);
+
+	memset(fills, fill, n);
+	write_link_fills(name, parent, first, n, fills, id);
+	free(fills);
+}
+
+/* As write_link, page first + i filled with fills[i]. */
+static inline void write_link_fills(const char *name, const struct snap_parent *parent,
+				    uint64_t first, uint64_t n, const uint8_t *fills,
+				    uint8_t id[SNAP_ID_BYTES])
 {
 	struct snap_file map = { .nregions = 1 };
 	struct snap_writer w;
@@ -46,11 +62,11 @@ static inline void write_link(const char *name, const struct snap_parent *parent
 	uint8_t page[4096];
 	char err[256];
 
-	memset(page, fill, sizeof(page));
 	assert_int_equal(snap_writer_open(&w, at(name), MEM, err, sizeof(err)), 0);
 	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
 	map.extents = calloc(n ? n : 1, sizeof(*map.extents));
 	for (uint64_t i = 0; i < n; i++) {
+		memset(page, fills[i], sizeof(page));
 		assert_int_equal(snap_writer_memory(&w, (first + i) * 4096, page, 4096), 0);
 		map.extents[map.nextents++] = (struct snap_extent){
 			w.mem_offset + (first + i) * 4096, 4096, snap_checksum(page, 4096)

@@ -386,6 +386,57 @@ static void test_stray_data(void **state)
 	expect_refused("l2.snap", -EINVAL, "does not list", "base.snap");
 }
 
+/* An incremental link on top of a full one says depth 1, and nothing else. */
+static void test_depth_after_full(void **state)
+{
+	uint8_t id[SNAP_ID_BYTES];
+	struct snap_parent p;
+
+	write_link("base.snap", NULL, 0, 1, 'A', id);
+	p = parent_of("base.snap", id, 2);
+	write_link("l1.snap", &p, 0, 1, 'B', id);
+	expect_refused("l1.snap", -EINVAL, "chain depth 2 does not follow its parent", "(0)");
+}
+
+/*
+ * A merge stores the non-zero pages of a link's run in extents split at its zero pages (a zero
+ * page in an incremental link is data: the merged file has a hole there, which reads zero).
+ */
+static void test_merge_zero_inside_run(void **state)
+{
+	static const uint8_t fills[3] = { 'D', 0, 'E' };
+	struct snap_merge_result res;
+	uint8_t id[SNAP_ID_BYTES], buf[4096], page[4096];
+	struct snap_parent p;
+	struct snap_chain c;
+	struct snap_file f, m;
+	char err[600];
+
+	write_link("base.snap", NULL, 0, 10, 'A', id);
+	p = parent_of("base.snap", id, 1);
+	write_link_fills("l1.snap", &p, 6, 3, fills, id);
+	assert_int_equal(open_chain("l1.snap", &f, &c, err, sizeof(err)), 0);
+	assert_int_equal(snap_chain_merge(&c, at("merged.snap"), NULL, &res, err, sizeof(err)), 0);
+	assert_int_equal(res.mem_pages, 9);
+	assert_int_equal(res.zero_pages, 1);
+	snap_chain_close(&c);
+	snap_file_close(&f);
+	assert_int_equal(snap_file_open(&m, at("merged.snap"), true, err, sizeof(err)), 0);
+	/* Per run: 0-5 'A' (base); 6 'D', a hole at 7, 8 'E' (l1); 9 'A' (base). */
+	assert_int_equal(m.nextents, 4);
+	assert_int_equal(m.extents[0].length, 6 * 4096);
+	assert_int_equal(m.extents[1].file_offset, m.mem_offset + 6 * 4096);
+	assert_int_equal(m.extents[1].length, 4096);
+	assert_int_equal(m.extents[2].file_offset, m.mem_offset + 8 * 4096);
+	assert_int_equal(m.extents[2].length, 4096);
+	snap_file_close(&m);
+	for (unsigned i = 6; i < 9; i++) {
+		read_page("merged.snap", i, buf);
+		memset(page, fills[i - 6], sizeof(page));
+		assert_memory_equal(buf, page, sizeof(page));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -397,6 +448,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_changed_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_depth_mismatch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_depth_after_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_merge_zero_inside_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parent_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_layout_mismatch, setup, teardown),
