@@ -61,7 +61,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkhyve.a
 FI_WRAPS := read pread preadv write pwrite pwritev writev fsync fdatasync rename renameat2 open \
 	openat mkostemp ftruncate fallocate mmap malloc calloc realloc strdup ioctl fstat dup \
 	linkat copy_file_range lseek fchmod eventfd getrandom socket connect poll getsockopt \
-	listen accept4 memfd_create
+	listen accept4 memfd_create madvise
 $(BUILD)/tests/%_faults: tests/unit/%_faults.c tests/faultinj.c tests/faultinj.h $(BUILD)/libkhyve.a
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -Itests $(shell pkg-config --cflags cmocka) \

@@ -495,3 +495,10 @@ int __wrap_memfd_create(const char *name, unsigned flags)
 {
 	return fi_io(FI_MEMFD_CREATE, NULL) ? -1 : __real_memfd_create(name, flags);
 }
+
+/* Memory advice (snap/prefetch.c's populates). */
+REAL(int, madvise, void *addr, size_t len, int advice)
+int __wrap_madvise(void *addr, size_t len, int advice)
+{
+	return fi_io(FI_MADVISE, NULL) ? -1 : __real_madvise(addr, len, advice);
+}

@@ -59,6 +59,7 @@ enum fi_call {
 	FI_LISTEN,
 	FI_ACCEPT4,
 	FI_MEMFD_CREATE,
+	FI_MADVISE,
 	FI_NCALLS
 };
 

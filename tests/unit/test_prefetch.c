@@ -313,6 +313,56 @@ static void test_parse(void **state)
 	assert_int_equal(snap_prefetch_parse(SNAP_PREFETCH_DEFAULT, &m), 0);
 }
 
+/*
+ * A range that is not mapped any more (the populate fails: ENOMEM) ends the prefetch there:
+ * the ranges before it were done, none after it is tried, and it is finished (a stop then
+ * only joins it).
+ */
+static void test_range_gone(void **state)
+{
+	struct snap_prefetch_range r[3];
+	struct snap_prefetch *p;
+	uint8_t *a = mmap(NULL, 6 * SNAP_PREFETCH_CHUNK, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(a != MAP_FAILED);
+	/* 3 chunks, a hole of 2 (unmapped), 1 chunk. */
+	assert_int_equal(munmap(a + 3 * SNAP_PREFETCH_CHUNK, 2 * SNAP_PREFETCH_CHUNK), 0);
+	r[0] = (struct snap_prefetch_range){ a, 3 * SNAP_PREFETCH_CHUNK };
+	r[1] = (struct snap_prefetch_range){ a + 3 * SNAP_PREFETCH_CHUNK, 2 * SNAP_PREFETCH_CHUNK };
+	r[2] = (struct snap_prefetch_range){ a + 5 * SNAP_PREFETCH_CHUNK, SNAP_PREFETCH_CHUNK };
+	for (enum snap_prefetch_mode m = SNAP_PREFETCH_WILLNEED; m <= SNAP_PREFETCH_WRITE; m++) {
+		assert_int_equal(snap_prefetch_start(m, r, 3, &p), 0);
+		assert_non_null(p);
+		snap_prefetch_wait(p);
+		assert_true(snap_prefetch_finished(p));
+		assert_int_equal(snap_prefetch_bytes(p), 3 * SNAP_PREFETCH_CHUNK);
+		snap_prefetch_stop(p);
+	}
+	munmap(a, 3 * SNAP_PREFETCH_CHUNK);
+	munmap(a + 5 * SNAP_PREFETCH_CHUNK, SNAP_PREFETCH_CHUNK);
+}
+
+/* A mode that is none, no ranges; and a prefetch that never started (NULL) for each call. */
+static void test_no_prefetch(void **state)
+{
+	struct snap_prefetch_range r = { (uint8_t *)&r, PG };
+	struct snap_prefetch *p = (struct snap_prefetch *)&r;
+
+	assert_string_equal(snap_prefetch_name((enum snap_prefetch_mode)4), "?");
+	assert_int_equal(snap_prefetch_start((enum snap_prefetch_mode)4, &r, 1, &p), -EINVAL);
+	assert_null(p);
+	p = (struct snap_prefetch *)&r;
+	assert_int_equal(snap_prefetch_start(SNAP_PREFETCH_READ, &r, 0, &p), 0);
+	assert_null(p);
+	assert_int_equal(snap_prefetch_start(SNAP_PREFETCH_OFF, &r, 1, &p), 0);
+	assert_null(p);
+	snap_prefetch_wait(NULL);
+	assert_int_equal(snap_prefetch_bytes(NULL), 0);
+	assert_true(snap_prefetch_finished(NULL));
+	snap_prefetch_stop(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +375,8 @@ int main(void)
 		cmocka_unit_test(test_stop),
 		cmocka_unit_test(test_nothing_to_do),
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_range_gone),
+		cmocka_unit_test(test_no_prefetch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
