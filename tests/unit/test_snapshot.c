@@ -591,6 +591,85 @@ static void test_live_refused(void **state)
 	assert_false(f->vm.paused);
 }
 
+static const struct dev_ops bare_ops = { .name = "bare", .version = 1 };
+
+/*
+ * A device with no pause or resume of its own needs none; a migration in its final pause is
+ * the one that pauses (snap_save_stream), so it is no reason to refuse.
+ */
+static void test_pause_bare_device(void **state)
+{
+	struct fx *f = *state;
+	struct dev bare = { .ops = &bare_ops, .id = "bare" };
+	char err[256] = "";
+
+	f->b.d.next = &bare;
+	f->vm.migration = (struct mig_live *)1;
+	f->vm.migration_final = true;
+	assert_int_equal(snap_pause_vm(&f->vm, err, sizeof(err)), 0);
+	assert_int_equal(f->b.paused, 1);
+	assert_int_equal(snap_resume_vm(&f->vm, err, sizeof(err)), 0);
+	assert_int_equal(f->b.resumed, 1);
+	/* The first device fails to pause; the bare one after it is never reached. */
+	f->a.pause_ret = -EAGAIN;
+	assert_int_equal(snap_pause_vm(&f->vm, err, sizeof(err)), -EAGAIN);
+	assert_int_equal(f->b.paused, 1);
+	f->a.pause_ret = 0;
+	/* A bare device first: those after it still pause, and resume when one fails. */
+	f->b.d.next = NULL;
+	bare.next = &f->a.d;
+	f->vm.devs = &bare;
+	f->b.pause_ret = -EIO;
+	assert_int_equal(snap_pause_vm(&f->vm, err, sizeof(err)), -EIO);
+	assert_int_equal(f->a.resumed, 2); /* once after the first pause, once now */
+	assert_false(f->vm.paused);
+}
+
+/*
+ * snapshot.direct (on, off, or a value the VM's build refused) changes how memory is written,
+ * never whether a save starts; with no room for a message, none is written.
+ */
+static void test_save_options(void **state)
+{
+	struct fx *f = *state;
+	struct snap_result res;
+	char err[64];
+
+	put_old();
+	config_set(&f->cfg, "snapshot.direct", "off");
+	save_refused(f, NULL, -EBADF, "reading the KVM clock");
+	config_set(&f->cfg, "snapshot.direct", "sideways");
+	save_refused(f, NULL, -EBADF, "reading the KVM clock");
+	old_untouched();
+	strcpy(err, "unchanged");
+	assert_int_equal(snap_save(&f->vm, path, NULL, &res, err, 0), -EBADF);
+	assert_string_equal(err, "unchanged");
+	old_untouched();
+	{
+		struct snap_writer w;
+
+		snap_writer_open_sink(&w, MEMSZ, no_sink, NULL);
+		assert_int_equal(snap_save_stream(&f->vm, &w, NULL, NULL, NULL, &res, err, 0),
+				 -EBADF);
+		assert_string_equal(err, "unchanged");
+	}
+	assert_false(f->vm.paused);
+}
+
+/* A restore with no room for a message still refuses, and writes none. */
+static void test_restore_no_message_room(void **state)
+{
+	char err[64] = "unchanged";
+	struct config c;
+	struct vm vm;
+
+	cmdline(&c, 1, "snapshot.verify=quick");
+	memset(&vm, 0, sizeof(vm));
+	assert_int_equal(snap_restore(&vm, &c, path, false, err, 0), -EINVAL);
+	assert_string_equal(err, "unchanged");
+	config_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -609,6 +688,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_save_clocks_fail, vm_setup, vm_teardown),
 		cmocka_unit_test_setup_teardown(test_stream_clocks_fail, vm_setup, vm_teardown),
 		cmocka_unit_test_setup_teardown(test_live_refused, vm_setup, vm_teardown),
+		cmocka_unit_test_setup_teardown(test_pause_bare_device, vm_setup, vm_teardown),
+		cmocka_unit_test_setup_teardown(test_save_options, vm_setup, vm_teardown),
+		cmocka_unit_test_setup_teardown(test_restore_no_message_room, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

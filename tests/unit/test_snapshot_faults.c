@@ -1275,6 +1275,82 @@ static void test_restore_checks_read_fails(void **state)
 	}
 }
 
+/* A VM with no KVM behind it: saves fail at the clocks, after everything before them. */
+static void bare_vm(struct vm *v, struct config *c)
+{
+	vm_init_bare(v, true);
+	config_init(c);
+	assert_int_equal(config_set(c, "snapshot.key", key), 0);
+	assert_int_equal(config_set(c, "ctl.socket", "off"), 0);
+	v->cfg = c;
+	v->name = "bare";
+}
+
+static void bare_vm_free(struct vm *v, struct config *c)
+{
+	v->cfg = NULL;
+	vm_destroy(v);
+	config_free(c);
+}
+
+static void live_never_done(void *opaque, int ret, const struct snap_result *res, const char *err)
+{
+	fail_msg("a live checkpoint that never started reported %d (%s)", ret, err);
+}
+
+/*
+ * Every allocation and the eventfd of a live checkpoint's start failing in turn, and every
+ * allocation of a save up to the pause: refused with a message, nothing left behind (no
+ * temporary file, the previous one untouched, no live checkpoint), the VM not paused.
+ */
+static void test_start_fails_without_kvm(void **state)
+{
+	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC, FI_REALLOC, FI_STRDUP,
+					      FI_EVENTFD };
+	struct snap_result res;
+	struct config c;
+	struct vm v;
+	char err[1024];
+
+	bare_vm(&v, &c);
+	put_old();
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned live, saves;
+
+		fi_reset();
+		err[0] = '\0';
+		assert_int_equal(snap_save_live(&v, path, NULL, live_never_done, NULL, err,
+						sizeof(err)),
+				 -EBADF);
+		live = fi_calls(kinds[k]);
+		fi_reset();
+		assert_int_equal(snap_save(&v, path, NULL, &res, err, sizeof(err)), -EBADF);
+		saves = fi_calls(kinds[k]);
+		for (unsigned n = 1; n <= live + saves; n++) {
+			int ret;
+
+			fi_reset();
+			fi_fail(kinds[k], n <= live ? n : n - live,
+				kinds[k] == FI_EVENTFD ? EMFILE : ENOMEM);
+			err[0] = '\0';
+			ret = n <= live ? snap_save_live(&v, path, NULL, live_never_done, NULL, err,
+							 sizeof(err))
+					: snap_save(&v, path, NULL, &res, err, sizeof(err));
+			if (!ret || !err[0])
+				fail_msg("call %u/%u failing: %d, no message", k, n, ret);
+			if (!old_untouched() || v.live || v.paused)
+				fail_msg("call %u/%u failing left something behind", k, n);
+		}
+	}
+	fi_reset();
+	fi_fail(FI_EVENTFD, 1, EMFILE);
+	assert_int_equal(snap_save_live(&v, path, NULL, live_never_done, NULL, err, sizeof(err)),
+			 -EMFILE);
+	assert_non_null(strstr(err, "eventfd: "));
+	fi_reset();
+	bare_vm_free(&v, &c);
+}
+
 int main(void)
 
 {
@@ -1299,6 +1375,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_live_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_checks_alloc_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_checks_read_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_fails_without_kvm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_parent_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_fails_parent_stays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_fails_parent_stays_restored, setup,
