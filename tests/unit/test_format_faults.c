@@ -426,6 +426,135 @@ static void test_open_alloc_sweep(void **state)
 	}
 }
 
+/*
+ * A file of the rarer shapes: a section larger than one read (checked chunk by chunk, read
+ * again when used), and zeros written into the memory area where no extent lists data (found
+ * by SEEK_DATA, then read to check they are zero).
+ */
+static void save_odd(void)
+{
+	const size_t big = 3 * (1u << 20) / 2;
+	struct snap_file map = { .nregions = 1 };
+	uint8_t page[4096], zero[4096] = { 0 };
+	struct snap_writer w;
+	struct sstream s;
+	uint8_t *dev = calloc(1, big);
+	char err[256];
+
+	fi_suspend(true);
+	memset(page, 0xab, sizeof(page));
+	memset(dev, 0x5c, big);
+	assert_int_equal(snap_writer_open(&w, path, MEM, err, sizeof(err)), 0);
+	assert_int_equal(snap_writer_memory(&w, 2 * 4096, page, 4096), 0);
+	assert_int_equal(snap_writer_memory_cached(&w, 10 * 4096, zero, 4096), 0);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, "big", 1, dev, big), 0);
+	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
+	map.nextents = 1;
+	map.extents = calloc(1, sizeof(*map.extents));
+	map.extents[0] = (struct snap_extent){ w.mem_offset + 2 * 4096, 4096,
+					       snap_checksum(page, 4096) };
+	ss_init_save(&s);
+	snap_memmap_io(&s, &map);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
+	ss_free(&s);
+	free(map.extents);
+	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	free(dev);
+	fi_suspend(false);
+}
+
+/* Open, verify and read the big section: 0, or the error. */
+static int open_odd(char *err, size_t errlen)
+{
+	const struct snap_section *sec;
+	struct snap_file f;
+	void *buf = NULL;
+	int ret;
+
+	err[0] = '\0';
+	ret = snap_file_open(&f, path, true, err, errlen);
+	if (ret)
+		return ret;
+	sec = snap_file_find(&f, SNAP_SEC_DEV, "big");
+	assert_non_null(sec);
+	ret = snap_file_read(&f, sec, &buf);
+	if (!ret)
+		assert_int_equal(((uint8_t *)buf)[sec->length - 1], 0x5c);
+	else
+		snprintf(err, errlen, "%s", strerror(-ret));
+	free(buf);
+	snap_file_close(&f);
+	return ret;
+}
+
+/* Each read, seek and allocation of the odd file's open and use failing in turn. */
+static void test_odd_file_faults(void **state)
+{
+	static const struct {
+		enum fi_call c;
+		int err;
+	} kinds[] = { { FI_PREAD, EIO },
+		      { FI_LSEEK, EIO },
+		      { FI_MALLOC, ENOMEM },
+		      { FI_CALLOC, ENOMEM },
+		      { FI_REALLOC, ENOMEM } };
+	char err[512];
+
+	save_odd();
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned total;
+
+		fi_reset();
+		if (open_odd(err, sizeof(err)))
+			fail_msg("open: %s", err);
+		total = fi_calls(kinds[k].c);
+		assert_true(total > 0);
+		for (unsigned n = 1; n <= total; n++) {
+			int ret;
+
+			fi_reset();
+			fi_fail(kinds[k].c, n, kinds[k].err);
+			ret = open_odd(err, sizeof(err));
+			assert_true(fi_all_fired());
+			/* An allocation failing may be said as "out of memory". */
+			if (ret != -kinds[k].err || !err[0] ||
+			    (kinds[k].err != ENOMEM && !strstr(err, strerror(kinds[k].err))))
+				fail_msg("call %u of kind %u failing: %d '%s'", n, k, ret, err);
+		}
+	}
+	/* Interrupted and short reads are taken up again. */
+	fi_reset();
+	assert_int_equal(open_odd(err, sizeof(err)), 0);
+	for (unsigned n = 1, total = fi_calls(FI_PREAD); n <= total; n++) {
+		fi_reset();
+		fi_eintr(FI_PREAD, n);
+		assert_int_equal(open_odd(err, sizeof(err)), 0);
+		fi_reset();
+		fi_short(FI_PREAD, n);
+		assert_int_equal(open_odd(err, sizeof(err)), 0);
+	}
+}
+
+/* A write of cached memory failing is the caller's error; nothing is counted. */
+static void test_cached_write_fails(void **state)
+{
+	struct snap_writer w;
+	uint8_t page[4096] = { 1 };
+	char err[256];
+
+	assert_int_equal(snap_writer_open(&w, path, MEM, err, sizeof(err)), 0);
+	fi_fail(FI_PWRITE, 1, ENOSPC);
+	assert_int_equal(snap_writer_memory_cached(&w, 0, page, 4096), -ENOSPC);
+	assert_int_equal(w.bytes, 0);
+	fi_reset();
+	fi_fail(FI_MALLOC, 1, ENOMEM);
+	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), -ENOMEM);
+	assert_int_equal(w.nsections, 0);
+	fi_reset();
+	snap_writer_abort(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -438,6 +567,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_faults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_stat_fail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_alloc_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_odd_file_faults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cached_write_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_direct_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_direct_unavailable, setup, teardown),
 	};
