@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -537,6 +538,88 @@ static void test_map_chain(void **state)
 	chain_free(&cf);
 }
 
+/*
+ * Two regions of 8 MiB, mapped by hand (the save does not care where guest RAM came from);
+ * the first holds a run longer than one extent, the second one page.
+ */
+static void vm_two_regions(struct vm *vm)
+{
+	const uint64_t size = 4 * SNAP_EXTENT_MAX;
+
+	vm_init_bare(vm, true);
+	for (unsigned i = 0; i < 2; i++) {
+		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			       0);
+
+		assert_true(p != MAP_FAILED);
+		vm->mem[i] = (struct mem_region){ i ? 1ULL << 32 : 0, size, p, i };
+	}
+	vm->nmem = 2;
+	vm->ram_size = 2 * size;
+	memset(vm->mem[0].hva, 0x21, SNAP_EXTENT_MAX + 2 * PG);
+	memset(vm->mem[1].hva, 0x22, PG);
+}
+
+/*
+ * A write failing where a run is cut at the extent limit (full and incremental saves): the
+ * save stops there, in the first region, with the writer's error; the second region is not
+ * looked at.
+ */
+static void test_long_run_write_fails(void **state)
+{
+	const uint64_t run = SNAP_EXTENT_MAX / PG + 2;
+	struct snap_result res = { 0 };
+	struct snap_file map = { 0 };
+	struct snap_writer w;
+	struct sink s = { .fail_at = 1 };
+	struct vm vm;
+	uint64_t *dirty;
+	char err[256];
+
+	vm_two_regions(&vm);
+	snap_writer_open_sink(&w, vm.ram_size, sink_fn, &s);
+	assert_int_equal(snap_memory_save(&vm, &w, NULL, &map, NULL, &res, err, sizeof(err)),
+			 -ENOSPC);
+	assert_string_equal(err, "saving guest memory: No space left on device");
+	assert_int_equal(s.n, 1);
+	assert_int_equal(res.mem_pages, SNAP_EXTENT_MAX / PG + 1); /* the page that cut it */
+	assert_int_equal(map.nextents, 0);
+	free(map.extents);
+
+	dirty = calloc(dirty_words(dirty_npages(&vm)), 8);
+	assert_non_null(dirty);
+	for (uint64_t pg = 0; pg < run; pg++)
+		dirty[pg / 64] |= 1ULL << (pg % 64);
+	dirty[(vm.mem[0].size / PG) / 64] |= 1; /* the second region's first page */
+	memset(&s, 0, sizeof(s));
+	s.fail_at = 1;
+	memset(&map, 0, sizeof(map));
+	memset(&res, 0, sizeof(res));
+	snap_writer_open_sink(&w, vm.ram_size, sink_fn, &s);
+	assert_int_equal(snap_memory_save_dirty(&vm, &w, dirty, &map, NULL, &res, err, sizeof(err)),
+			 -ENOSPC);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(map.nextents, 0);
+	free(map.extents);
+	free(dirty);
+	vm_destroy(&vm);
+}
+
+/* The touched count with the pagemap read coming back short: an error, no count. */
+static void test_touched_short_read(void **state)
+{
+	uint64_t bytes = 1;
+	struct vm vm;
+
+	vm_with_pages(&vm);
+	fi_short(FI_PREAD, 1);
+	assert_int_equal(snap_memory_touched(&vm, NULL, &bytes), -EIO);
+	assert_true(fi_all_fired());
+	assert_int_equal(bytes, 0);
+	fi_reset();
+	vm_destroy(&vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -544,6 +627,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_save_throttled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_dirty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_chain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_run_write_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_touched_short_read, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
