@@ -700,11 +700,38 @@ static void test_accept_warning_one_line(void **state)
 	close(d.fd);
 }
 
+/* A VM with no disks: an empty record, which reads back as one. */
+static void test_no_disks(void **state)
+{
+	struct snap_disks sd, back;
+	struct config cfg;
+	struct sstream s;
+	struct vm vm;
+	char err[256] = "";
+
+	memset(&vm, 0, sizeof(vm));
+	config_init(&cfg);
+	assert_int_equal(snap_disks_save(&vm, "/s.snap", true, &cfg, &sd, err, sizeof(err)), 0);
+	assert_int_equal(sd.n, 0);
+	assert_int_equal(cfg.n, 0);
+	ss_init_save(&s);
+	assert_int_equal(snap_disks_encode(&sd, &s), 0);
+	assert_int_equal(s.len, 4);
+	assert_int_equal(snap_disks_decode(s.buf, s.len, &back, err, sizeof(err)), 0);
+	assert_int_equal(back.n, 0);
+	assert_null(snap_disks_find(&back, "pci.0.3.0"));
+	snap_disks_free(&back);
+	ss_free(&s);
+	snap_disks_free(&sd);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_no_disks),
 		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_names_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_section_in_file, setup, teardown),

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "faultinj.h"
 #include "snap/disks.h"
+#include "sstream.h"
 #include "vm.h"
 
 #define IMG_SIZE (256 * 1024)
@@ -144,6 +145,7 @@ static void test_clone_fails_leaves_no_copy(void **state)
 		{ FI_COPY_FILE_RANGE, 6, EIO },
 		{ FI_FTRUNCATE, 2, EFBIG },
 		{ FI_LSEEK, 1, EIO },
+		{ FI_LSEEK, 2, EIO }, /* where the first data extent ends */
 		/* image 1, its copy, image 2, its copy */
 		{ FI_FSYNC, 4, EIO },
 		{ FI_FSYNC, 3, EIO },
@@ -204,6 +206,46 @@ static void test_alloc_fails(void **state)
 	assert_int_equal(sd.n, 0);
 }
 
+/*
+ * The copy is made but its path cannot be put in the saved configuration: an error, and the
+ * copy goes (nothing would refer to it).
+ */
+static void test_record_path_fails(void **state)
+{
+	struct snap_disks sd;
+	char err[512] = "";
+
+	fi_ioctl_fail_from(FICLONE, 1, EOPNOTSUPP);
+	fi_fail(FI_STRDUP, 1, ENOMEM);
+	assert_int_equal(snap_disks_save(&vm, snap, true, &cfg, &sd, err, sizeof(err)), -ENOMEM);
+	assert_true(fi_all_fired());
+	assert_int_equal(dir_entries(), 2);
+	assert_int_equal(sd.n, 0);
+}
+
+/* A disks section read back with no memory for its records: an error that says so. */
+static void test_decode_alloc_fails(void **state)
+{
+	struct snap_disks sd, back;
+	struct sstream s;
+	char err[512] = "";
+
+	assert_int_equal(snap_disks_save(&vm, snap, false, &cfg, &sd, err, sizeof(err)), 0);
+	ss_init_save(&s);
+	assert_int_equal(snap_disks_encode(&sd, &s), 0);
+	fi_fail(FI_CALLOC, 1, ENOMEM);
+	assert_int_equal(snap_disks_decode(s.buf, s.len, &back, err, sizeof(err)), -ENOMEM);
+	assert_true(fi_all_fired());
+	assert_string_equal(err, "disks section: out of memory");
+	assert_null(back.rec);
+	fi_reset();
+	assert_int_equal(snap_disks_decode(s.buf, s.len, &back, err, sizeof(err)), 0);
+	assert_int_equal(back.n, 2);
+	snap_disks_free(&back);
+	ss_free(&s);
+	snap_disks_free(&sd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +253,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_clone_fails_leaves_no_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clone_short_copies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_path_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decode_alloc_fails, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
