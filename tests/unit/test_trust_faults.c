@@ -209,6 +209,61 @@ static void test_read_fails(void **state)
 	close(fd);
 }
 
+/*
+ * The filter's own bookkeeping (the keys to drop) running out of memory at each allocation:
+ * an error, and the configuration left whole (the restore stops; nothing half-filtered goes
+ * on).  Past the last allocation, the count of options to add.
+ */
+static void test_filter_alloc_sweep(void **state)
+{
+	static const enum fi_call kinds[] = { FI_STRDUP, FI_MALLOC, FI_REALLOC };
+	static const char *const kv[][2] = {
+		{ "cpus", "2" },
+		{ "sandbox", "off" },
+		{ "snapshot.trust", "file" },
+		{ "ctl.socket", "/x.sock" },
+		{ "pci.0.3.0.device", "virtio-blk" },
+		{ "pci.0.3.0.path", "/dev/sda" },
+		{ "lpc.com1.path", "stdio" },
+		{ "name", "vm0" },
+	};
+	const unsigned nkv = sizeof(kv) / sizeof(kv[0]);
+	struct config saved, cmd;
+	char missing[256];
+
+	config_init(&cmd);
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned total = 0;
+
+		for (unsigned n = 0;; n++) {
+			int ret;
+
+			config_init(&saved);
+			for (unsigned i = 0; i < nkv; i++)
+				assert_int_equal(config_set(&saved, kv[i][0], kv[i][1]), 0);
+			fi_reset();
+			if (n)
+				fi_fail(kinds[k], n, ENOMEM);
+			ret = snap_trust_filter(&saved, &cmd, false, missing, sizeof(missing));
+			if (!n) {
+				total = fi_calls(kinds[k]);
+				assert_int_equal(ret, 3);
+			} else if (ret < 0) {
+				assert_int_equal(ret, -ENOMEM);
+				assert_int_equal(saved.n, nkv);
+			} else {
+				assert_int_equal(ret, 3);
+				assert_int_equal(saved.n, 2); /* cpus, pci.0.3.0.device */
+			}
+			config_free(&saved);
+			if (n && n >= total)
+				break;
+		}
+	}
+	fi_reset();
+	config_free(&cmd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -216,6 +271,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_short_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_without_links, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_fails, setup, teardown),
+		cmocka_unit_test(test_filter_alloc_sweep),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
