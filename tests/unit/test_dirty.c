@@ -309,12 +309,82 @@ static void test_vm_gone(void **state)
 	dirty_client_free(c);
 }
 
+/* Runs and addresses at the edges: a run up to the last page, a page past the end. */
+static void test_runs_and_pages(void **state)
+{
+	uint64_t b[2] = { 0, 0 }, pg = 0, left = 7;
+
+	memset(&vm, 0, sizeof(vm));
+	vm.mem[0] = (struct mem_region){ 0, 64 * PG, (void *)0x10000000, 0 };
+	vm.mem[1] = (struct mem_region){ 0x100000000ULL, 36 * PG, (void *)0x20000000, 1 };
+	vm.nmem = 2;
+	assert_int_equal(dirty_npages(&vm), 100);
+	/* Pages 60-66 (across a word), then 97-99, the last. */
+	for (unsigned i = 60; i < 67; i++)
+		b[i / 64] |= 1ULL << (i % 64);
+	for (unsigned i = 97; i < 100; i++)
+		b[i / 64] |= 1ULL << (i % 64);
+	assert_int_equal(dirty_next_run(b, 100, &pg), 7);
+	assert_int_equal(pg, 60);
+	pg = 67;
+	assert_int_equal(dirty_next_run(b, 100, &pg), 3);
+	assert_int_equal(pg, 97);
+	pg = 100;
+	assert_int_equal(dirty_next_run(b, 100, &pg), 0);
+	assert_int_equal(pg, 100);
+	/* Page 64 is region 1's first; 100 is past the end. */
+	assert_ptr_equal(dirty_page_hva(&vm, 64, &left), (void *)0x20000000);
+	assert_int_equal(left, 36);
+	assert_ptr_equal(dirty_page_hva(&vm, 63, &left), (uint8_t *)0x10000000 + 63 * PG);
+	assert_int_equal(left, 1);
+	assert_null(dirty_page_hva(&vm, 100, &left));
+	assert_int_equal(left, 0);
+	memset(&vm, 0, sizeof(vm));
+}
+
+/* Pages given back in a bitmap of another size are not taken; freeing no client is nothing. */
+static void test_unfetch_other_size(void **state)
+{
+	struct dirty_client *c;
+
+	assert_int_equal(make_ram(-1), 0);
+	if (new_client(&c)) {
+		free_ram();
+		skip();
+	}
+	memset(bm, 0xff, sizeof(bm));
+	dirty_client_unfetch(c, bm, NPAGES - 1);
+	assert_int_equal(dirty_client_fetch(c, bm, NPAGES), 0);
+	assert_int_equal(count(bm), 0);
+	dirty_client_free(c);
+	dirty_client_free(NULL);
+	free_ram();
+}
+
+/* A VM with no RAM: a client tracks nothing, and fetches an empty bitmap. */
+static void test_no_ram(void **state)
+{
+	struct dirty_client *c;
+	uint64_t none = 0x5a;
+
+	memset(&vm, 0, sizeof(vm));
+	if (new_client(&c))
+		skip();
+	assert_int_equal(dirty_npages(&vm), 0);
+	assert_int_equal(dirty_client_fetch(c, &none, 0), 0);
+	assert_int_equal(dirty_clients(&vm), 1);
+	dirty_client_free(c);
+	assert_false(dirty_tracking(&vm));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_writers),	       cmocka_unit_test(test_clients),
 		cmocka_unit_test(test_suspend_resume), cmocka_unit_test(test_private_file_mapping),
 		cmocka_unit_test(test_vm_gone),	       cmocka_unit_test(test_markers_not_touched),
+		cmocka_unit_test(test_runs_and_pages), cmocka_unit_test(test_unfetch_other_size),
+		cmocka_unit_test(test_no_ram),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,7 @@
  * (-EOPNOTSUPP where the kernel cannot track) and leaves no tracker behind, so the next client
  * tracks; interrupted ioctls are retried; a scan failing under a second client breaks the
  * tracker for every client (-EIO), and a later client is refused, never given a partial view.
+ * The hand-over to a live checkpoint and back failing breaks it for good (-EIO) too.
  * Skipped where this kernel cannot track at all (as test_dirty is).
  */
 #include <errno.h>
@@ -236,6 +237,56 @@ static void test_kept_uffd(void **state)
 	expect_tracks(1024 + 100);
 }
 
+/*
+ * The hand-over to a live checkpoint and back, failing: a scan that fails as RAM is handed
+ * over, or when it is taken back (before or after it is protected again), or the protection
+ * itself.  Each says so, and the tracker is broken for good (-EIO): its clients' fetches fail
+ * (a harvest falls back to every touched page), never a partial view; a hand-over of a
+ * broken tracker does nothing.  The next tracker, once these clients are gone, tracks.
+ */
+static void test_handover_fails(void **state)
+{
+	static const struct {
+		bool suspend; /* fails as RAM is handed over, else when taken back */
+		unsigned long req;
+		unsigned nth;
+		int err;
+	} kinds[] = {
+		{ true, PAGEMAP_SCAN, 1, EFAULT },
+		{ false, PAGEMAP_SCAN, 1, EFAULT },    /* counting what is there */
+		{ false, UFFDIO_REGISTER, 1, ENOMEM }, /* protecting it again */
+		{ false, PAGEMAP_SCAN, 3, EFAULT },    /* counting what is present after */
+	};
+	struct dirty_client *c;
+	uint64_t count = 0;
+
+	(void)state;
+	need_tracking();
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		int ret;
+
+		assert_int_equal(dirty_client_new(&vm, &c), 0);
+		*page(4) = 1;
+		if (!kinds[k].suspend)
+			assert_int_equal(dirty_suspend(&vm), 0);
+		/* Counted per region: the second region's scans come after the first's. */
+		fi_ioctl_fail(kinds[k].req, kinds[k].nth, kinds[k].err);
+		ret = kinds[k].suspend ? dirty_suspend(&vm) : dirty_resume(&vm);
+		assert_int_equal(ret, -kinds[k].err);
+		assert_true(fi_all_fired());
+		fi_reset();
+		if (kinds[k].suspend)
+			assert_int_equal(dirty_resume(&vm), 0); /* broken: nothing to take back */
+		assert_int_equal(dirty_client_fetch(c, bm, NPAGES), -EIO);
+		assert_int_equal(dirty_suspend(&vm), 0);
+		assert_int_equal(dirty_harvest(c, &vm, bm, NPAGES, &count), 0);
+		assert_true(bit(4));
+		dirty_client_free(c);
+		assert_null(vm.dirty);
+	}
+	expect_tracks(1024 + 9);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -244,6 +295,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_broken_tracker, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kept_uffd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handover_fails, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,11 +5,12 @@
  * then, and pages touched for the first time), the pause re-protects what was written
  * (snap_live_arm), RAM is written again while the writer saves it, and the file holds
  * exactly the bytes of the pause instant.  A checkpoint that fails before the writer starts
- * leaves every page writable.
+ * leaves every page writable.  Writes that wait for the writer have their pages saved first.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -205,11 +207,110 @@ static void test_fail_before_start(void **state)
 	}
 }
 
+/* ---- guest writes that wait for the writer ---- */
+
+struct gwrite {
+	pthread_t thread;
+	uint64_t pg;
+	atomic_int tid;
+};
+
+static void *gwrite_main(void *arg)
+{
+	struct gwrite *g = arg;
+
+	atomic_store(&g->tid, (int)syscall(SYS_gettid));
+	fill(g->pg, 5);
+	return NULL;
+}
+
+/* Is thread @tid waiting in the kernel for userfaultfd to let its write go? */
+static bool waits_on_uffd(int tid)
+{
+	char p[64], wchan[64] = "";
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/self/task/%d/wchan", tid);
+	f = fopen(p, "r");
+	if (!f)
+		return false;
+	if (!fgets(wchan, sizeof(wchan), f))
+		wchan[0] = '\0';
+	fclose(f);
+	return !strcmp(wchan, "handle_userfault");
+}
+
+static void gwrite_start(struct gwrite *g, uint64_t pg)
+{
+	g->pg = pg;
+	atomic_store(&g->tid, 0);
+	assert_int_equal(pthread_create(&g->thread, NULL, gwrite_main, g), 0);
+	while (!atomic_load(&g->tid))
+		usleep(1000);
+	/* Its write to a page protected in the pause waits, as a vCPU's would. */
+	for (unsigned i = 0; !waits_on_uffd(atomic_load(&g->tid)); i++) {
+		if (i == 10000)
+			fail_msg("the write to page %llu does not wait", (unsigned long long)pg);
+		usleep(1000);
+	}
+}
+
+/*
+ * Writes that came after the pause and before the writer began wait for it: it saves those
+ * pages first (a page of data and one all zero, which stays a hole), as they were at the
+ * pause, then lets the writes go on; its pass skips them.  The file is the pause instant.
+ */
+static void test_writes_wait_for_the_writer(void **state)
+{
+	struct snap_file map = { 0 };
+	struct snap_result res = { 0 };
+	struct gwrite a, b;
+	struct snap_writer w;
+	struct snap_live *l;
+	char err[256];
+
+	assert_int_equal(make_ram(), 0);
+	for (uint64_t pg = 0; pg < 100; pg++)
+		fill(pg, 1);
+	fill(1200, 1);
+	memset(page(1200), 0, PG); /* touched, all zero at the pause */
+	start(&w, &l);
+	assert_int_equal(snap_live_arm(l, err, sizeof(err)), 0);
+	expect = malloc(NPAGES * PG);
+	assert_non_null(expect);
+	for (uint64_t pg = 0; pg < NPAGES; pg++)
+		memcpy(expect + pg * PG, page(pg), PG);
+	gwrite_start(&a, 50);
+	gwrite_start(&b, 1200);
+	done = false;
+	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
+	pthread_mutex_lock(&done_lock);
+	while (!done)
+		pthread_cond_wait(&done_cond, &done_lock);
+	pthread_mutex_unlock(&done_lock);
+	pthread_join(a.thread, NULL);
+	pthread_join(b.thread, NULL);
+	assert_int_equal(snap_live_result(l, &map, &res, err, sizeof(err)), 0);
+	assert_int_equal(res.fault_pages, 2);
+	assert_int_equal(res.mem_pages, 100);
+	assert_int_equal(res.zero_pages, 1);
+	check_file(&w, &map);
+	/* The writes went on after their pages were saved. */
+	assert_true(*(uint64_t *)page(50) == (50 * 0x9e3779b97f4a7c15ULL ^ 5ULL << 56));
+	assert_true(*(uint64_t *)page(1200) == (1200 * 0x9e3779b97f4a7c15ULL ^ 5ULL << 56));
+	free(map.extents);
+	snap_live_free(l);
+	snap_writer_abort(&w);
+	free(expect);
+	free_ram();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_written_between_arm_and_pause),
 		cmocka_unit_test(test_fail_before_start),
+		cmocka_unit_test(test_writes_wait_for_the_writer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

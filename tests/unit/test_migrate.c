@@ -751,8 +751,18 @@ static void test_disks_section(void **state)
 static void test_addresses(void **state)
 {
 	static const char *const good[] = { "127.0.0.1:7000", "[::1]:0", "10.1.2.3:65535" };
-	static const char *const bad[] = { "127.0.0.1",	    "host:7000", "127.0.0.1:", ":7000",
-					   "1.2.3.4:65536", "[::1:7",	 "1.2.3.4:7x" };
+	static const char *const bad[] = {
+		"127.0.0.1",
+		"host:7000",
+		"127.0.0.1:",
+		":7000",
+		"1.2.3.4:65536",
+		"[::1:7",
+		"1.2.3.4:7x",
+		"[]:7000",
+		"1.2.3.4:99999999999999999999999",
+		"1111111111111111111111111111111111111111111111111111111111111111111111:7000",
+	};
 	struct sockaddr_storage ss;
 	unsigned len;
 	char err[256];
@@ -882,6 +892,16 @@ static void test_authentic(void **state)
 	feed_init(&f);
 	assert_int_equal(feed_stream(&f, &s), 0);
 	assert_false(mig_in_authentic(&f.m, &c));
+	feed_free(&f);
+	free(s.buf);
+	/* A stream without metadata yet: the MAC covers it as empty. */
+	s = (struct stream){ 0 };
+	hello(&s, MIG_VERSION, MEM);
+	mac_of(key, NULL, 0, NULL, 0, mac);
+	frame(&s, MIG_AUTH, mac, sizeof(mac));
+	feed_init(&f);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	assert_true(mig_in_authentic(&f.m, &c));
 	feed_free(&f);
 	free(s.buf);
 	config_free(&c);
@@ -1316,6 +1336,169 @@ static void test_source_refused(void **state)
 	bare_vm_free(&v, &c);
 }
 
+/* A memory map of @n regions of @size bytes each, back to back from the memory area's start. */
+static void memmap_n(struct stream *s, unsigned n, uint64_t size)
+{
+	struct snap_file map;
+	struct sstream ss;
+
+	memset(&map, 0, sizeof(map));
+	map.nregions = n;
+	for (unsigned i = 0; i < n; i++)
+		map.regions[i] = (struct snap_region){ i * 0x100000000ULL, size,
+						       SNAP_MEM_ALIGN + i * size };
+	ss_init_save(&ss);
+	snap_memmap_io(&ss, &map);
+	assert_int_equal(ss_error(&ss), 0);
+	section(s, SNAP_SEC_MEMMAP, "memory", ss.buf, ss.len);
+	ss_free(&ss);
+}
+
+/*
+ * The receiver at its edges: the largest guest (2 MiB units), a unit of two bitmap words
+ * whose extent runs from its first page with data to its last, more extents than the list's
+ * first allocation, a region that would split a 2 MiB chunk, ids with a character past '~',
+ * an empty disks section, ROUND frames after the memory map or past the most rounds there
+ * may be, and a finish before END.
+ */
+static void test_receiver_edges(void **state)
+{
+	struct stream s = { 0 };
+	char err[512];
+	struct feed f;
+	uint8_t sec[MIG_SEC_HDR] = { 0 };
+
+	/* 1 TiB (MIG_MAX_MEM): units of 512 pages, 2 MiB, the most. */
+	feed_init(&f);
+	hello(&s, MIG_VERSION, MIG_MAX_MEM);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	assert_int_equal(f.m.unit_pages, 512);
+	feed_free(&f);
+	free(s.buf);
+	/* 16 GiB: 128-page units; pages 0 and 100 of the first make one extent of 101 pages. */
+	s = (struct stream){ 0 };
+	feed_init(&f);
+	hello(&s, MIG_VERSION, 16ULL << 30);
+	section(&s, SNAP_SEC_META, "meta", "{}", 2);
+	memmap_n(&s, 1, 16ULL << 30);
+	mem(&s, 0, 1, 1);
+	mem(&s, 100 * PG, 2, 1);
+	frame(&s, MIG_END, NULL, 0);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	assert_int_equal(mig_in_finish(&f.m, err, sizeof(err)), 0);
+	assert_int_equal(f.m.map.nextents, 1);
+	assert_int_equal(f.m.map.extents[0].length, 101 * PG);
+	feed_free(&f);
+	free(s.buf);
+	/* 128 MiB, a page in each of 300 units: 300 extents. */
+	s = (struct stream){ 0 };
+	feed_init(&f);
+	hello(&s, MIG_VERSION, 128ULL << 20);
+	section(&s, SNAP_SEC_META, "meta", "{}", 2);
+	memmap_n(&s, 1, 128ULL << 20);
+	for (unsigned u = 0; u < 300; u++)
+		mem(&s, u * 64 * PG + (u % 64) * PG, (uint8_t)u, 1);
+	frame(&s, MIG_END, NULL, 0);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	assert_int_equal(mig_in_finish(&f.m, err, sizeof(err)), 0);
+	assert_int_equal(f.m.map.nextents, 300);
+	assert_int_equal(f.m.map.extents[299].file_offset,
+			 SNAP_MEM_ALIGN + (299 * 64 + 299 % 64) * PG);
+	feed_free(&f);
+	free(s.buf);
+	/* Two regions of 1 MiB: the second starts inside the first 2 MiB chunk. */
+	s = (struct stream){ 0 };
+	feed_init(&f);
+	hello(&s, MIG_VERSION, MEM);
+	section(&s, SNAP_SEC_META, "meta", "{}", 2);
+	memmap_n(&s, 2, 1ULL << 20);
+	frame(&s, MIG_END, NULL, 0);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	assert_int_equal(mig_in_finish(&f.m, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "memory region 1 is not 2 MiB aligned");
+	feed_free(&f);
+	free(s.buf);
+	/* An id with DEL in it; an empty disks section (kept: the MAC covers it). */
+	feed_init(&f);
+	feed_hello(&f);
+	le32(sec, SNAP_SEC_DEV);
+	le32(sec + 4, 1);
+	memcpy(sec + 8, "uart\x7f", 6);
+	expect_fed(&f, feed(&f, MIG_SECTION, sec, sizeof(sec)), -EINVAL, "malformed id");
+	s = (struct stream){ 0 };
+	section(&s, SNAP_SEC_DISKS, "disks", "", 0);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	assert_non_null(f.m.disks);
+	assert_int_equal(f.m.disks_len, 0);
+	free(s.buf);
+	/* Not ended: no snapshot to finish. */
+	assert_int_equal(mig_in_finish(&f.m, err, sizeof(err)), -EPROTO);
+	assert_string_equal(err, "the stream ended before END");
+	feed_free(&f);
+	/* Live: a ROUND after the memory map; one past the most rounds. */
+	s = (struct stream){ 0 };
+	feed_init(&f);
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE, MEM);
+	memmap(&s);
+	round_end(&s, 1, 0);
+	expect_fed(&f, feed_stream(&f, &s), -EPROTO, "a ROUND frame after the state");
+	feed_free(&f);
+	free(s.buf);
+	s = (struct stream){ 0 };
+	feed_init(&f);
+	hello_flags(&s, MIG_VERSION, MIG_F_LIVE, MEM);
+	assert_int_equal(feed_stream(&f, &s), 0);
+	free(s.buf);
+	f.m.rounds = MIG_MAX_ROUNDS;
+	s = (struct stream){ 0 };
+	round_end(&s, MIG_MAX_ROUNDS + 1, 0);
+	expect_fed(&f, feed_stream(&f, &s), -EPROTO, "ROUND 1001 after round 1000 (at most 1000)");
+	feed_free(&f);
+	free(s.buf);
+}
+
+/* khyve -R on an IPv6 address: the source connects there, and is refused there as on IPv4. */
+static void test_incoming_ipv6(void **state)
+{
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	socklen_t len = sizeof(sin6);
+	char why[MIG_MAX_MSG + 1];
+	struct incoming in;
+	unsigned fds = open_fds();
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	if (bind(fd, (struct sockaddr *)&sin6, sizeof(sin6))) {
+		close(fd);
+		skip(); /* no IPv6 loopback here */
+	}
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin6, &len), 0);
+	close(fd);
+	snprintf(addr, sizeof(addr), "[::1]:%u", ntohs(sin6.sin6_port));
+	memset(&in, 0, sizeof(in));
+	config_init(&in.cfg);
+	assert_int_equal(pthread_create(&in.thread, NULL, incoming_main, &in), 0);
+	for (unsigned i = 0;; i++) {
+		fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(fd >= 0);
+		if (!connect(fd, (struct sockaddr *)&sin6, sizeof(sin6)))
+			break;
+		close(fd);
+		if (i == 2000)
+			fail_msg("nothing listens on %s", addr);
+		usleep(2000);
+	}
+	write_all(fd, (const uint8_t *)"not a migration stream!", 24);
+	shutdown(fd, SHUT_WR);
+	answer(fd, MIG_REFUSE, why, sizeof(why));
+	close(fd);
+	assert_int_equal(pthread_join(in.thread, NULL), 0);
+	assert_int_equal(in.ret, -EPROTO);
+	assert_string_equal(why, "incoming VM: not a khyve migration stream (bad frame magic)");
+	config_free(&in.cfg);
+	assert_int_equal(open_fds(), fds);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1337,6 +1520,8 @@ int main(void)
 		cmocka_unit_test(test_incoming_bad_address),
 		cmocka_unit_test(test_source_pause_fails),
 		cmocka_unit_test(test_source_refused),
+		cmocka_unit_test(test_receiver_edges),
+		cmocka_unit_test(test_incoming_ipv6),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

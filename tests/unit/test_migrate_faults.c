@@ -968,6 +968,19 @@ static void test_socket_io(void **state)
 	assert_int_equal(mig_recv(sv[1], &m, err, sizeof(err)), -ENOMEM);
 	assert_string_equal(err, "MEM frame: Cannot allocate memory");
 	fi_reset();
+	/* A read that fails: the header's, then a payload's (on a new connection). */
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	fi_fail(FI_READ, 1, EIO);
+	assert_int_equal(mig_recv(sv[1], &m, err, sizeof(err)), -EIO);
+	assert_string_equal(err, strerror(EIO));
+	fi_reset();
+	assert_int_equal(mig_send_frame(sv[0], MIG_HELLO, payload, 16, NULL, 0), 0);
+	fi_fail(FI_READ, 2, EIO);
+	assert_int_equal(mig_recv(sv[1], &m, err, sizeof(err)), -EIO);
+	assert_string_equal(err, "HELLO frame cut short: Input/output error");
+	fi_reset();
 	mig_in_free(&m);
 	close(mfd);
 	close(sv[0]);
@@ -1139,11 +1152,18 @@ static void test_listen_fails(void **state)
 	};
 	static const struct fault memfd = { FI_MEMFD_CREATE, 1, EMFILE, false },
 				  accept_intr = { FI_ACCEPT4, 1, EINTR, false };
+	static const struct fault hello_calloc = { FI_CALLOC, 1, ENOMEM, false };
+	uint8_t hello[MIG_HDR + 16], p[16];
 	struct incoming in;
 	char want[256], why[MIG_MAX_MSG + 1];
 	unsigned fds = open_fds();
 	int fd;
 
+	le32(p, MIG_VERSION);
+	le32(p + 4, 0);
+	le64(p + 8, RX_MEM);
+	mig_frame_encode(hello, MIG_HELLO, p, sizeof(p));
+	memcpy(hello + MIG_HDR, p, sizeof(p));
 	pick_addr();
 	for (size_t k = 0; k < sizeof(listen_faults) / sizeof(listen_faults[0]); k++) {
 		incoming_start(&in, &listen_faults[k], false);
@@ -1161,6 +1181,17 @@ static void test_listen_fails(void **state)
 	incoming_join(&in);
 	assert_int_equal(in.ret, -EMFILE);
 	snprintf(want, sizeof(want), "memfd_create: %s", strerror(EMFILE));
+	assert_string_equal(in.err, want);
+	assert_string_equal(why, want);
+	assert_int_equal(open_fds(), fds);
+	/* HELLO's bitmaps cannot be allocated: the source hears that, in words. */
+	incoming_start(&in, &hello_calloc, false);
+	fd = source_connect(hello, sizeof(hello));
+	read_refuse(fd, why, sizeof(why));
+	close(fd);
+	incoming_join(&in);
+	assert_int_equal(in.ret, -ENOMEM);
+	snprintf(want, sizeof(want), "incoming VM: %s", strerror(ENOMEM));
 	assert_string_equal(in.err, want);
 	assert_string_equal(why, want);
 	assert_int_equal(open_fds(), fds);
