@@ -401,6 +401,89 @@ static void test_text_mode(void **state)
 	assert_int_equal(px(f, 3, 5), 0);
 }
 
+/* Attribute controller register @idx := @v (the flip-flop reset first; the display kept on). */
+static void planar_mode(struct fx *f);
+
+static void ar_wr(struct fx *f, uint8_t idx, uint8_t v)
+{
+	(void)INB(f, 0x3da);
+	OUTB(f, 0x3c0, idx | 0x20);
+	OUTB(f, 0x3c0, v);
+}
+
+static void dac_wr(struct fx *f, uint8_t i, uint8_t r, uint8_t g, uint8_t b)
+{
+	OUTB(f, 0x3c8, i);
+	OUTB(f, 0x3c9, r);
+	OUTB(f, 0x3c9, g);
+	OUTB(f, 0x3c9, b);
+}
+
+/*
+ * Rendering corners: blink on (mode 3) shows the background without its bit 3, off gives
+ * it as a colour; AR10 bit 7 takes colour bits 4-5 from AR14; AR10 bit 2 off stops the 9th
+ * dot repeating line-drawing characters; the palette address source bit clear blanks the
+ * screen; CR9 bit 7 double-scans graphics; 15-bit VBE pixels; the 8-bit DAC.
+ */
+static void test_render_corners(void **state)
+{
+	struct fx *f = *state;
+
+	OUTB(f, 0x3d4, 0x0e);
+	OUTB(f, 0x3d5, 0x07);
+	text_put(f, 0, 'A', 0xc1);
+	text_put(f, 2, 0xc4, 0x07);
+	snap(f);
+	check_glyph(f, 0, 0, glyph_a, 0x0000aa, 0xaa0000);
+	assert_int_equal(px(f, 2 * 9 + 8, 8), 0xaaaaaa);
+	/* Blink and line graphics off, colour select on: DAC 0x10 + (attribute & 15). */
+	dac_wr(f, 0x11, 0x3f, 0x3f, 0x00);
+	dac_wr(f, 0x1c, 0x00, 0x3f, 0x3f);
+	dac_wr(f, 0x17, 0x3f, 0x00, 0x3f);
+	dac_wr(f, 0x10, 0x00, 0x00, 0x10);
+	ar_wr(f, 0x10, 0x80);
+	ar_wr(f, 0x14, 0x01);
+	snap(f);
+	check_glyph(f, 0, 0, glyph_a, 0xffff00, 0x00ffff);
+	assert_int_equal(px(f, 2 * 9 + 7, 8), 0xff00ff);
+	assert_int_equal(px(f, 2 * 9 + 8, 8), 0x000041);
+	assert_int_equal(px(f, 2 * 9 + 8, 0), 0x000041);
+	/* The palette address source bit clear: the attribute controller drives nothing. */
+	(void)INB(f, 0x3da);
+	OUTB(f, 0x3c0, 0x00);
+	snap(f);
+	for (unsigned x = 0; x < 9; x++)
+		assert_int_equal(px(f, x, 6), 0);
+	(void)INB(f, 0x3da);
+	OUTB(f, 0x3c0, 0x20);
+	snap(f);
+	assert_int_equal(px(f, 0, 0), 0x00ffff);
+	/* Graphics, each line shown twice: half the lines. */
+	planar_mode(f);
+	OUTB(f, 0x3d4, 0x09);
+	OUTB(f, 0x3d5, 0x80);
+	snap(f);
+	assert_int_equal(f->w, 640);
+	assert_int_equal(f->h, 240);
+	/* 15 bits a pixel, 5:5:5. */
+	set_mode(f, 320, 200, 15);
+	wr(&f->vm, &f->vm.mmio, f->fb + 2 * 4, 2, 0x7c00);
+	wr(&f->vm, &f->vm.mmio, f->fb + 2 * 5, 2, 0x03e0);
+	wr(&f->vm, &f->vm.mmio, f->fb + 2 * 6, 2, 0x0010);
+	snap(f);
+	assert_int_equal(px(f, 4, 0), 0xff0000);
+	assert_int_equal(px(f, 5, 0), 0x00ff00);
+	assert_int_equal(px(f, 6, 0), 0x000084);
+	/* The 8-bit DAC: entries are taken and shown as written. */
+	set_mode(f, 320, 200, 8);
+	vbe_wr(f, 4, 0);
+	vbe_wr(f, 4, VBE_ENABLE_ON | 0x20);
+	dac_wr(f, 9, 0x80, 0x41, 0xfe);
+	wr(&f->vm, &f->vm.mmio, f->fb + 3, 1, 9);
+	snap(f);
+	assert_int_equal(px(f, 3, 0), 0x8041fe);
+}
+
 #define RD(f, port, size) ((uint32_t)rd(&(f)->vm, &(f)->vm.pio, port, size))
 
 /*
@@ -1472,6 +1555,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pci_identity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_render_corners, setup, teardown),
 		cmocka_unit_test(test_edid),
 		cmocka_unit_test_setup_teardown(test_mmio_corners, setup, teardown),
 		cmocka_unit_test(test_rom_and_vga_options),
