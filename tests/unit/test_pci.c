@@ -288,6 +288,13 @@ static void test_cf9_shared_with_pm(void **state)
 	assert_int_equal(atomic_load(&f->vm.exit_status), -1);
 	pio_out(&f->vm, 0xCF8, 4, cf8_addr(0, 0, 0));
 	assert_int_equal(pio_in(&f->vm, 0xCF8, 4), 0x80000000);
+	/* Other widths in the dword are neither register: all ones, writes dropped. */
+	assert_int_equal(pio_in(&f->vm, 0xCF9, 2), 0xFFFF);
+	assert_int_equal(pio_in(&f->vm, 0xCF8, 2), 0xFFFF);
+	pio_out(&f->vm, 0xCF8, 2, 0);
+	pio_out(&f->vm, 0xCF9, 2, 0x0606);
+	assert_int_equal(atomic_load(&f->vm.exit_status), -1);
+	assert_int_equal(pio_in(&f->vm, 0xCF8, 4), 0x80000000);
 	pio_out(&f->vm, 0xCF9, 1, 0x6);
 	assert_int_equal(atomic_load(&f->vm.exit_status), VM_EXIT_REBOOT);
 	assert_int_equal(pio_in(&f->vm, 0xCF8, 4), 0x80000000);
@@ -705,6 +712,15 @@ static void test_romfile(void **state)
 			 0xAA55 | (uint32_t)rom[2] << 16 | (uint32_t)rom[3] << 24);
 	assert_int_equal(mmio_rd(&f->vm, 0xD0000000 + 2999, 1), rom[2999]);
 	assert_int_equal(mmio_rd(&f->vm, 0xD0000000 + 3000, 4), 0); /* beyond the file */
+	/* Moved while enabled: gone from the old address, decoded at the new one; a write to
+	 * another register (the latency timer) leaves it where it is. */
+	cfg_out(&f->vm, 5, PCIR_ROM, 4, 0xD0010000 | PCIM_ROM_ENABLE);
+	assert_false(bus_access(&f->vm.mmio, 0xD0000000, (uint8_t[4]){ 0 }, 4, false));
+	assert_int_equal(mmio_rd(&f->vm, 0xD0010000, 2), 0xAA55);
+	cfg_out(&f->vm, 5, 0x0d, 1, 0x40);
+	assert_int_equal(mmio_rd(&f->vm, 0xD0010000, 2), 0xAA55);
+	cfg_out(&f->vm, 5, PCIR_ROM, 4, 0xD0000000 | PCIM_ROM_ENABLE);
+	assert_false(bus_access(&f->vm.mmio, 0xD0010000, (uint8_t[4]){ 0 }, 4, false));
 	/* Writes to a ROM go nowhere. */
 	mmio_wr(&f->vm, 0xD0000010, 4, 0x12345678);
 	assert_int_equal(mmio_rd(&f->vm, 0xD0000010, 1), rom[0x10]);
