@@ -209,6 +209,46 @@ static void test_dma_read_skip_select(void **state)
 	assert_memory_equal(buf + 20, "QEMU", 4);
 }
 
+/*
+ * A key nothing answers to: DMA reads give zeros, writes fail, the data port reads 0.  The
+ * ports between the data port and the DMA address read 0; a DMA address write of a width or
+ * at an offset the interface does not have starts nothing.
+ */
+static void test_dma_unknown_key_and_odd_ports(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *buf = f->ram + BUF, b[4] = { 0xAA, 0xAA, 0xAA, 0xAA }, hi[4] = { 0 };
+
+	memset(buf, 0xEE, 16);
+	assert_int_equal(dma(f, DESC, 0x3ABC << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_READ, 8, BUF),
+			 0);
+	assert_memory_equal(buf, "\0\0\0\0\0\0\0\0", 8);
+	assert_int_equal(buf[8], 0xEE);
+	assert_int_equal(dma(f, DESC, FW_CFG_DMA_WRITE, 4, BUF), FW_CFG_DMA_ERROR);
+	assert_int_equal(rd(f), 0);
+	assert_true(bus_access(&f->vm.pio, FW_CFG_PORT_DATA + 1, b, 2, false));
+	assert_int_equal(b[0] | b[1], 0);
+	/* 0x512: not a port of the interface. */
+	memset(b, 0xAA, sizeof(b));
+	bus_access(&f->vm.pio, FW_CFG_PORT_SEL + 2, b, 1, false);
+	assert_int_equal(b[0], 0);
+	/* A descriptor is there, but a 4-byte write at 0x516 or a 2-byte one at 0x518 is not
+	 * the address's low half: it does not run. */
+	put_be32(f->ram + DESC, FW_CFG_SIGNATURE << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_READ);
+	put_be32(f->ram + DESC + 4, 4);
+	put_be32(f->ram + DESC + 8, 0);
+	put_be32(f->ram + DESC + 12, BUF);
+	bus_access(&f->vm.pio, FW_CFG_PORT_DMA, hi, 4, true);
+	put_be32(b, DESC);
+	bus_access(&f->vm.pio, FW_CFG_PORT_DMA + 2, b, 4, true);
+	bus_access(&f->vm.pio, FW_CFG_PORT_DMA + 4, b + 2, 2, true);
+	assert_int_equal(be32(f->ram + DESC) >> 16, FW_CFG_SIGNATURE);
+	assert_int_equal(buf[0], 0);
+	bus_access(&f->vm.pio, FW_CFG_PORT_DMA + 4, b, 4, true);
+	assert_int_equal(be32(f->ram + DESC), 0);
+	assert_memory_equal(buf, "QEMU", 4);
+}
+
 static uint8_t seen[16];
 static uint32_t seen_len;
 static unsigned seen_calls;
@@ -715,6 +755,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_signature_and_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_directory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dma_read_skip_select, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dma_unknown_key_and_odd_ports, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_dma_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dma_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dma_write_snapshot, setup, teardown),
