@@ -151,6 +151,49 @@ static void test_caps(void **state)
 	assert_int_equal(b, 0xff);
 }
 
+/*
+ * Registers a guest probes that hold nothing: the FSB route registers, reserved offsets and
+ * the space past timer 2 read 0 and keep no write; misaligned 32- and 64-bit accesses read
+ * all ones and write nothing; a configuration write that leaves the HPET halted starts
+ * nothing (the counter stays put), one that keeps it running does not restart it.
+ */
+static void test_register_corners(void **state)
+{
+	struct fixture *f = *state;
+	static const uint64_t zero_regs[] = { 0x110, 0x130, 0x150, 0x030, 0x0E8, 0x160, 0x3F8 };
+	uint8_t b[8];
+
+	for (size_t i = 0; i < sizeof(zero_regs) / sizeof(zero_regs[0]); i++) {
+		wr64(&f->vm, zero_regs[i], 0x123456789ULL);
+		assert_int_equal(rd64(&f->vm, zero_regs[i]), 0);
+	}
+	/* Timer 0's configuration and comparator are untouched by its FSB register's write. */
+	assert_int_equal(rd64(&f->vm, TCONF(0)), 0x00F0000000000030ULL);
+	assert_int_equal(rd64(&f->vm, TCMP(0)), UINT64_MAX);
+	memset(b, 0, sizeof(b));
+	assert_true(bus_access(&f->vm.mmio, HPET_BASE + TCMP(1) + 2, b, 4, false));
+	assert_int_equal(io_get(b, 4), 0xFFFFFFFF);
+	assert_true(bus_access(&f->vm.mmio, HPET_BASE + TCMP(1) + 4, b, 8, false));
+	assert_int_equal(io_get(b, 8), UINT64_MAX);
+	io_put(b, 8, 0);
+	assert_true(bus_access(&f->vm.mmio, HPET_BASE + TCMP(1) + 4, b, 8, true));
+	assert_true(bus_access(&f->vm.mmio, HPET_BASE + TCMP(1) + 2, b, 4, true));
+	assert_int_equal(rd64(&f->vm, TCMP(1)), UINT64_MAX);
+	/* Halted to halted: legacy routing is taken, the counter does not move. */
+	wr64(&f->vm, GEN_CONF, LEG_RT);
+	assert_int_equal(rd64(&f->vm, GEN_CONF), LEG_RT);
+	at(f, 1000000);
+	assert_int_equal(rd64(&f->vm, MAIN_CNT), 0);
+	/* Running to running: the counter goes on from where it was. */
+	wr64(&f->vm, GEN_CONF, ENABLE);
+	at(f, 2000000);
+	assert_int_equal(rd64(&f->vm, MAIN_CNT), 100000);
+	wr64(&f->vm, GEN_CONF, ENABLE | LEG_RT);
+	at(f, 3000000);
+	assert_int_equal(rd64(&f->vm, MAIN_CNT), 200000);
+	assert_int_equal(rd64(&f->vm, GEN_CONF), ENABLE | LEG_RT);
+}
+
 static void test_counter(void **state)
 {
 	struct fixture *f = *state;
@@ -600,6 +643,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_register_corners, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oneshot_edge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_periodic_edge, setup, teardown),
