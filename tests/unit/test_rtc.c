@@ -550,6 +550,25 @@ static void test_advance_wallclock(void **state)
 	assert_int_equal(cmos_rd(f, R_SEC), 0x00);
 	advance(f, MS);
 	assert_int_equal(cmos_rd(f, R_SEC), 0x01);
+	/* The divider in reset: the registers are the time, and they move. */
+	cmos_wr(f, R_A, 0x70);
+	rtc_advance_wallclock(f->d, 61);
+	expect_time(f, 0x20, 0x25, 0x03, 0x01, 0x00, 0x01, 0x02);
+	/* SET held: the guest is writing the time, which stays as it writes it. */
+	cmos_wr(f, R_B, 0x82);
+	rtc_advance_wallclock(f->d, 3600);
+	expect_time(f, 0x20, 0x25, 0x03, 0x01, 0x00, 0x01, 0x02);
+}
+
+/* A month outside 1-12 set by the guest counts as January or December. */
+static void test_month_out_of_range(void **state)
+{
+	struct fixture *f = *state;
+
+	set_time(f, 0x02, 0x20, 0x24, 0x00, 0x10, 0x12, 0x00, 0x00);
+	expect_time(f, 0x20, 0x24, 0x01, 0x10, 0x12, 0x00, 0x00);
+	set_time(f, 0x02, 0x20, 0x24, 0x13, 0x10, 0x12, 0x00, 0x00);
+	expect_time(f, 0x20, 0x24, 0x12, 0x10, 0x12, 0x00, 0x00);
 }
 
 /* HPET general configuration: ENABLE_CNF and LEG_RT_CNF. */
@@ -607,6 +626,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_advance_wallclock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_month_out_of_range, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
