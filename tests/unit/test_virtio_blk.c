@@ -539,6 +539,9 @@ static void test_config(void **state)
 	assert_int_equal(devcfg_rd(f, 48, 4), 1U << 22);
 	assert_int_equal(devcfg_rd(f, 52, 4), 32);
 	assert_int_equal(devcfg_rd(f, 56, 1), 1);
+	/* An access running past the 60 bytes, or after them, reads 0. */
+	assert_int_equal(devcfg_rd(f, 58, 4), 0);
+	assert_int_equal(devcfg_rd(f, 60, 4), 0);
 	/* The image is registered for snapshots under its absolute path. */
 	assert_non_null(f->vm.disks);
 	assert_string_equal(f->vm.disks->cfg_key, "pci.0.3.0.path");
@@ -924,6 +927,29 @@ static void test_malformed(void **state)
 		  3, false);
 	assert_int_equal(status_of(f, 0), S_IOERR);
 	assert_int_equal(d[0], 0x33);
+	/* GET_ID with readable bytes after the header; DISCARD with a writable byte before the
+	 * status: IOERR, the id buffer and the image untouched. */
+	put_hdr(f, 0, T_GET_ID, 0);
+	run_chain(f,
+		  (struct seg[]){ { hdr_gpa(0), 16, false },
+				  { DATA_GPA, 20, false },
+				  { DATA_GPA + 512, 20, true },
+				  { hdr_gpa(0) + 16, 1, true } },
+		  4, false);
+	assert_int_equal(status_of(f, 0), S_IOERR);
+	assert_int_equal(d[512], 0x33);
+	memset(d, 0, 16);
+	memcpy(d + 8, (uint32_t[]){ 8 }, 4);
+	put_hdr(f, 0, T_DISCARD, 0);
+	run_chain(f,
+		  (struct seg[]){ { hdr_gpa(0), 16, false },
+				  { DATA_GPA, 16, false },
+				  { DATA_GPA + 1024, 4, true },
+				  { hdr_gpa(0) + 16, 1, true } },
+		  4, false);
+	assert_int_equal(status_of(f, 0), S_IOERR);
+	assert_true(file_all(t->img, 0, 4096, 0x5A));
+	memset(d, 0x33, 4096);
 	/* Data that is not whole sectors. */
 	assert_int_equal(req(f, T_OUT, 0, DATA_GPA, 100, NULL), S_IOERR);
 	assert_int_equal(req(f, T_IN, 0, DATA_GPA, 1000, NULL), S_IOERR);
