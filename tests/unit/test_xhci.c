@@ -621,10 +621,37 @@ static void test_register_corners(void **state)
 	assert_int_equal(rd(&f, IR0 + 0x20), 0);	  /* interrupter 1: not there */
 	wr(&f, IR0 + 0x20, 0xFFFFFFFF);
 	assert_int_equal(rd(&f, 0x3000), 0); /* between the doorbells and the end */
+	/* PAGESIZE is read-only; so are PORTLI and a USB 3 port's PED (no device on port 5). */
+	wr(&f, OP + 0x08, 0x10);
+	assert_int_equal(rd(&f, OP + 0x08), 1);
+	wr(&f, PORTSC(1) + 8, 0x12345678);
+	assert_int_equal(rd(&f, PORTSC(1) + 8), 0);
+	{
+		uint32_t sc5 = rd(&f, PORTSC(5));
+
+		wr(&f, PORTSC(5), sc5 | 2);
+		assert_int_equal(rd(&f, PORTSC(5)), sc5);
+	}
+	/* Interrupter 0's ERSTSZ and ERDP read back; a reserved offset reads 0. */
+	wr(&f, ERSTSZ, 0xFFFF0003);
+	assert_int_equal(rd(&f, ERSTSZ), 3);
+	wr(&f, ERSTSZ, 0);
+	assert_int_equal(rd(&f, IR0 + 0x0C), 0);
 	/* A doorbell while halted runs nothing. */
 	hc_start(&f);
+	assert_int_equal(rd(&f, ERDP) & ~0xFU, (uint32_t)EV_RING);
+	/* R/S written again while running: still running, nothing reported again. */
+	wr(&f, USBCMD, rd(&f, USBCMD));
+	assert_int_equal(rd(&f, USBSTS) & 1, 0);
+	no_event(&f);
 	wr(&f, USBCMD, 0);
 	assert_int_equal(rd(&f, USBSTS) & 1, 1);
+	/* Halted, written halted again: no change; USBSTS's write-1-to-clear bits clear, HCH
+	 * is read-only. */
+	wr(&f, USBCMD, 0);
+	assert_int_equal(rd(&f, USBSTS) & 1, 1);
+	wr(&f, USBSTS, 0xFFFFFFFF);
+	assert_int_equal(rd(&f, USBSTS) & 0x41D, 1);
 	ring_put(&f, &f.cmd, (struct trb){ .control = T_NOOP_CMD << 10 });
 	wr(&f, DB(0), 0);
 	no_event(&f);
