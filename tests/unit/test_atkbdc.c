@@ -210,8 +210,28 @@ static void test_controller_commands(void **state)
 	out8(f, CMD, 0xdf);
 	out8(f, CMD, 0xc0);
 	EXPECT(f, 0x80);
-	/* An unknown command does nothing. */
+	/* With a keyboard byte waiting in the output buffer, D0 shows it full (bit 4).
+	 * (Translation off, so the byte comes back as written.) */
+	set_cmdbyte(f, 0x05);
+	out8(f, CMD, 0xd2);
+	out8(f, DATA, 0x42);
+	assert_int_equal(in8(f, CMD) & 0x21, 0x01);
+	out8(f, CMD, 0xd0);
+	EXPECT(f, 0x42, 0x13);
+	/* A mouse byte: bit 5. */
+	out8(f, CMD, 0xd3);
+	out8(f, DATA, 0x24);
+	assert_int_equal(in8(f, CMD) & 0x21, 0x21);
+	out8(f, CMD, 0xd0);
+	EXPECT(f, 0x24, 0x23);
+	set_cmdbyte(f, 0x45);
+	/* Test inputs (E0): both low. */
+	out8(f, CMD, 0xe0);
+	EXPECT(f, 0x00);
+	/* An unknown command does nothing, below the RAM reads too. */
 	out8(f, CMD, 0xc8);
+	EXPECT_NONE(f);
+	out8(f, CMD, 0x10);
 	EXPECT_NONE(f);
 	assert_int_equal(atomic_load(&f->vm.exit_status), -1);
 }
