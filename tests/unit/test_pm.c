@@ -242,6 +242,7 @@ static uint32_t *gl_setup(struct fixture *f)
 	/* Not aligned, outside RAM, or none at all: refused. */
 	assert_int_equal(pm_set_facs(f->d, FACS_GPA + 8), -EINVAL);
 	assert_int_equal(pm_set_facs(f->d, RAM_SIZE - 32), -EINVAL);
+	assert_int_equal(pm_set_facs(f->d, RAM_SIZE), -EINVAL);
 	assert_int_equal(pm_set_facs(f->d, 0), -EINVAL);
 	assert_int_equal(pm_global_lock_acquire(f->d), -ENODEV);
 	assert_int_equal(pm_set_facs(f->d, FACS_GPA), 0);
