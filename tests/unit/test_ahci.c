@@ -482,6 +482,53 @@ static void test_identify(void **state)
 	fx_stop(&f);
 }
 
+/*
+ * A disk past 28-bit LBA (a sparse 200 GiB image): IDENTIFY caps the CHS cylinders at 16383
+ * and the 28-bit capacity at 0x0FFFFFFF and gives the whole count in words 100-103; READ
+ * NATIVE MAX answers 0x0FFFFFFF, READ NATIVE MAX EXT the last LBA.
+ */
+static void test_big_disk(void **state)
+{
+	const uint64_t sectors = 200ULL << 21;
+	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	struct cmd c = { 0 };
+	struct fx f = { 0 };
+	char kv[300], err[256];
+	const uint8_t *rfis;
+	uint16_t *id;
+	uint32_t tfd;
+	int fd;
+
+	snprintf(f.hd, sizeof(f.hd), "%s/khyve-test-ahci-XXXXXX", dir);
+	fd = mkstemp(f.hd);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)(sectors * 512)), 0);
+	close(fd);
+	snprintf(kv, sizeof(kv), "path=%s", f.hd);
+	fx_start_with(&f, &pci_emul_ahci_hd, (const char *[]){ kv, NULL }, err, sizeof(err));
+	if (!f.pd)
+		fail_msg("ahci-hd: %s", err);
+	port_start(&f, 0);
+	id = identify(&f, 0, 0xEC, &tfd);
+	assert_true(ok(tfd));
+	assert_int_equal(id[1], 16383);
+	assert_int_equal(id[60] | (uint32_t)id[61] << 16, 0x0FFFFFFF);
+	assert_int_equal(id[100] | (uint64_t)id[101] << 16 | (uint64_t)id[102] << 32 |
+				 (uint64_t)id[103] << 48,
+			 sectors);
+	rfis = gpa(&f, FB(0) + 0x40, 20);
+	fis_ata(&c, 0xF8, 0, 0, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	assert_int_equal(rfis[4] | rfis[5] << 8 | rfis[6] << 16 | (uint32_t)(rfis[7] & 0xF) << 24,
+			 0x0FFFFFFF);
+	fis_ata(&c, 0x27, 0, 0, 0);
+	assert_true(ok(run(&f, 0, &c)));
+	assert_int_equal(rfis[4] | rfis[5] << 8 | rfis[6] << 16 | (uint64_t)rfis[8] << 24 |
+				 (uint64_t)rfis[9] << 32 | (uint64_t)rfis[10] << 40,
+			 sectors - 1);
+	fx_stop(&f);
+}
+
 static void test_options(void **state)
 {
 	struct fx f = { 0 };
@@ -1976,25 +2023,16 @@ static void test_pause_drains(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hba_registers),
-		cmocka_unit_test(test_interrupts),
-		cmocka_unit_test(test_identify),
-		cmocka_unit_test(test_options),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_read_write),
-		cmocka_unit_test(test_prdt_split),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_ncq),
-		cmocka_unit_test(test_dsm_smart_features),
-		cmocka_unit_test(test_comreset),
-		cmocka_unit_test(test_narrow_accesses),
-		cmocka_unit_test(test_cd),
-		cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_pause_drains),
-		cmocka_unit_test(test_simple_commands),
-		cmocka_unit_test(test_ata_fields),
-		cmocka_unit_test(test_cd_tray_pages),
-		cmocka_unit_test(test_register_corners),
+		cmocka_unit_test(test_hba_registers),	   cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_identify),	   cmocka_unit_test(test_options),
+		cmocka_unit_test(test_refusals),	   cmocka_unit_test(test_read_write),
+		cmocka_unit_test(test_prdt_split),	   cmocka_unit_test(test_big_disk),
+		cmocka_unit_test(test_malformed),	   cmocka_unit_test(test_ncq),
+		cmocka_unit_test(test_dsm_smart_features), cmocka_unit_test(test_comreset),
+		cmocka_unit_test(test_narrow_accesses),	   cmocka_unit_test(test_cd),
+		cmocka_unit_test(test_snapshot),	   cmocka_unit_test(test_pause_drains),
+		cmocka_unit_test(test_simple_commands),	   cmocka_unit_test(test_ata_fields),
+		cmocka_unit_test(test_cd_tray_pages),	   cmocka_unit_test(test_register_corners),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
