@@ -80,10 +80,7 @@ int machine_check_config(struct config *cfg, bool restoring, char *err, size_t e
 		snprintf(key, sizeof(key), "lpc.com%u.path", i + 1);
 		ret = uart_check_backend(i, config_get(cfg, key), err, errlen);
 	}
-	if (!ret)
-		ret = firmware_check_config(cfg, restoring, err, errlen);
-	/* A restore's kernel is the snapshot's RAM: boot.kernel is not read then. */
-	return ret || restoring ? ret : boot_check_kernel(cfg, err, errlen);
+	return ret ? ret : firmware_check_config(cfg, restoring, err, errlen);
 }
 
 static int machine_add_uarts(struct vm *vm, char *err, size_t errlen)

@@ -67,16 +67,21 @@ def bad_command_lines(wd):
     refused(["-l", "com9,stdio", "-o", k, "vm"], "com9")
     refused(["-l", "com1,bogus", "-o", k, "vm"], "bogus")
     refused(base("vm"), "boot.kernel")
-    refused(base("-o", "boot.kernel=" + wd("missing"), "vm"), wd("missing"))
-    junk = wd("junk")
-    with open(junk, "wb") as f:
-        f.write(b"this is not a kernel" * 100)
-    refused(base("-o", "boot.kernel=" + junk, "vm"), "junk")
     refused(base("-k", wd("nofile"), "vm"), "nofile")
     refused(["-r", wd("nosnap"), "vm"], "nosnap")
 
 
 bad_command_lines.needs_kvm = False
+
+
+@test
+def bad_kernels(wd):
+    # Read once the VM is made (after the devices' options): KVM is needed to get there.
+    refused(base("-o", "boot.kernel=" + wd("missing"), "vm"), wd("missing"))
+    junk = wd("junk")
+    with open(junk, "wb") as f:
+        f.write(b"this is not a kernel" * 100)
+    refused(base("-o", "boot.kernel=" + junk, "vm"), "junk")
 
 
 @test

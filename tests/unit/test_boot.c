@@ -817,69 +817,6 @@ static void test_multiboot_refusals(void **state)
 	fx_free(f);
 }
 
-/*
- * boot_check_kernel: the command line's kernel and initrd checked before any VM exists (no RAM,
- * no KVM): each protocol's image passes, and a bad file is refused with boot_load's message.
- */
-static void fx_checked(struct fixture *f, int ret, const char *what)
-{
-	char err[512] = "";
-
-	assert_int_equal(boot_check_kernel(&f->cfg, err, sizeof(err)), ret);
-	if (what && !strstr(err, what))
-		fail_msg("boot_check_kernel: '%s' lacks '%s'", err, what);
-	if (!what)
-		assert_string_equal(err, "");
-}
-
-static void test_check_kernel(void **state)
-{
-	struct fixture *f = fx_new(RAM_SIZE);
-	uint8_t junk[9000], *img, *d;
-	size_t len;
-	char msg[300];
-
-	/* Nothing to check. */
-	fx_checked(f, 0, NULL);
-	/* The three protocols. */
-	fx_bzimage(f, &bz_default);
-	fx_checked(f, 0, NULL);
-	fx_pvh(f, PVH_LOAD, 8, true);
-	fx_checked(f, 0, NULL);
-	img = make_mb_aout(0x00010003, &len);
-	fx_kernel(f, img, len);
-	free(img);
-	fx_checked(f, 0, NULL);
-	/* Refused as boot_load refuses them. */
-	fill(junk, sizeof(junk), 1);
-	fx_kernel(f, junk, sizeof(junk));
-	snprintf(msg, sizeof(msg),
-		 "boot.kernel %s: not a Linux bzImage, PVH ELF or multiboot kernel", f->kernel);
-	fx_checked(f, -ENOEXEC, msg);
-	fx_kernel(f, junk, 0);
-	fx_checked(f, -ENOEXEC, "empty");
-	fx_pvh(f, PVH_LOAD, 8, false); /* an ELF without the PVH note, no multiboot header */
-	fx_checked(f, -ENOEXEC, "not a Linux bzImage");
-	assert_int_equal(config_set(&f->cfg, "boot.kernel", "/nonexistent/vmlinuz"), 0);
-	fx_checked(f, -ENOENT, "boot.kernel /nonexistent/vmlinuz: ");
-	/* The initrd: readable and not empty (whether it fits is boot_load's, with the RAM). */
-	fx_bzimage(f, &bz_default);
-	d = fx_initrd(f, 100);
-	fx_checked(f, 0, NULL);
-	free(d);
-	write_file(f->initrd, "", 0);
-	snprintf(msg, sizeof(msg), "boot.initrd %s: empty file", f->initrd);
-	fx_checked(f, -EINVAL, msg);
-	assert_int_equal(config_set(&f->cfg, "boot.initrd", "/nonexistent/initrd"), 0);
-	fx_checked(f, -ENOENT, "boot.initrd /nonexistent/initrd: ");
-	assert_int_equal(config_set(&f->cfg, "boot.initrd", f->dir), 0);
-	fx_checked(f, -EINVAL, "not a regular file");
-	/* Nothing was loaded: the RAM is as fx_new left it. */
-	for (size_t i = 0; i < RAM_SIZE; i += 4096)
-		assert_int_equal(f->ram[i], 0);
-	fx_free(f);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -897,7 +834,6 @@ int main(void)
 		cmocka_unit_test(test_multiboot_aout),
 		cmocka_unit_test(test_multiboot_elf),
 		cmocka_unit_test(test_multiboot_refusals),
-		cmocka_unit_test(test_check_kernel),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -208,12 +208,13 @@ static int boot_initrd_place(struct boot_ctx *c, int fd, uint64_t size, uint64_t
 	return 0;
 }
 
-/* boot.initrd opened (the messages then name it): its fd and size, or -errno with a message. */
-static int boot_initrd_open(struct boot_ctx *c, uint64_t *size)
+static int boot_initrd(struct boot_ctx *c, uint64_t limit)
 {
 	struct stat st;
-	int fd, ret = 0;
+	int fd, ret;
 
+	if (!c->initrd)
+		return 0;
 	c->key = "boot.initrd";
 	c->file = c->initrd;
 	fd = open(c->initrd, O_RDONLY | O_CLOEXEC);
@@ -225,25 +226,8 @@ static int boot_initrd_open(struct boot_ctx *c, uint64_t *size)
 		ret = boot_err(c, -EINVAL, "not a regular file");
 	else if (st.st_size == 0)
 		ret = boot_err(c, -EINVAL, "empty file");
-	if (ret) {
-		close(fd);
-		return ret;
-	}
-	*size = (uint64_t)st.st_size;
-	return fd;
-}
-
-static int boot_initrd(struct boot_ctx *c, uint64_t limit)
-{
-	uint64_t size;
-	int fd, ret;
-
-	if (!c->initrd)
-		return 0;
-	fd = boot_initrd_open(c, &size);
-	if (fd < 0)
-		return fd;
-	ret = boot_initrd_place(c, fd, size, limit);
+	else
+		ret = boot_initrd_place(c, fd, (uint64_t)st.st_size, limit);
 	close(fd);
 	if (!ret) {
 		c->key = "boot.kernel";
@@ -815,57 +799,25 @@ static int mb_load(struct boot_ctx *c, struct boot_entry *e, size_t off, const s
 
 /* ---- entry points ---- */
 
-/* Which protocol the image boots by (its headers read, nothing loaded). */
-enum boot_kind { BOOT_LINUX, BOOT_PVH, BOOT_MULTIBOOT };
-
-struct boot_image {
-	enum boot_kind kind;
-	struct elf_image elf; /* BOOT_PVH */
-	uint64_t entry;	      /* BOOT_PVH */
-	struct mb_header mb;  /* BOOT_MULTIBOOT */
-	size_t mb_off;
-};
-
-static int boot_detect(struct boot_ctx *c, struct boot_image *k)
+static int boot_detect_and_load(struct boot_ctx *c, struct boot_entry *e)
 {
+	struct elf_image elf;
+	struct mb_header mb;
+	uint64_t entry;
 	long off;
 	int ret;
 
-	if (c->size >= 0x206 && img_le32(c, 0x202) == SETUP_HDR_MAGIC) {
-		k->kind = BOOT_LINUX;
-		return 0;
-	}
-	ret = elf_open(c, &k->elf);
+	if (c->size >= 0x206 && img_le32(c, 0x202) == SETUP_HDR_MAGIC)
+		return linux_load(c, e);
+	ret = elf_open(c, &elf);
 	if (ret < 0)
 		return ret;
-	if (ret > 0 && pvh_find_entry(c, &k->elf, &k->entry)) {
-		k->kind = BOOT_PVH;
-		return 0;
-	}
-	off = mb_find(c, &k->mb);
-	if (off >= 0) {
-		k->kind = BOOT_MULTIBOOT;
-		k->mb_off = (size_t)off;
-		return 0;
-	}
+	if (ret > 0 && pvh_find_entry(c, &elf, &entry))
+		return pvh_load(c, &elf, entry, e);
+	off = mb_find(c, &mb);
+	if (off >= 0)
+		return mb_load(c, e, (size_t)off, &mb);
 	return boot_err(c, -ENOEXEC, "not a Linux bzImage, PVH ELF or multiboot kernel");
-}
-
-static int boot_detect_and_load(struct boot_ctx *c, struct boot_entry *e)
-{
-	struct boot_image k;
-	int ret = boot_detect(c, &k);
-
-	if (ret)
-		return ret;
-	switch (k.kind) {
-	case BOOT_LINUX:
-		return linux_load(c, e);
-	case BOOT_PVH:
-		return pvh_load(c, &k.elf, k.entry, e);
-	default:
-		return mb_load(c, e, k.mb_off, &k.mb);
-	}
 }
 
 static int boot_map_kernel(struct boot_ctx *c)
@@ -925,32 +877,6 @@ static int boot_cpuid_cmdline(struct vm *vm, const char **cmdline, char *buf, si
 		 extra);
 	*cmdline = buf;
 	return 0;
-}
-
-int boot_check_kernel(const struct config *cfg, char *err, size_t errlen)
-{
-	struct boot_ctx c = { .err = err, .errlen = errlen, .key = "boot.kernel" };
-	struct boot_image k;
-	int ret;
-
-	c.path = c.file = config_get(cfg, "boot.kernel");
-	if (!c.path)
-		return 0;
-	ret = boot_map_kernel(&c);
-	if (ret)
-		return ret;
-	ret = boot_detect(&c, &k);
-	munmap((void *)c.img, c.size);
-	c.initrd = config_get(cfg, "boot.initrd");
-	if (!ret && c.initrd) {
-		uint64_t size;
-		int fd = boot_initrd_open(&c, &size);
-
-		if (fd < 0)
-			return fd;
-		close(fd);
-	}
-	return ret;
 }
 
 int boot_load(struct vm *vm, struct boot_entry *entry, char *err, size_t errlen)

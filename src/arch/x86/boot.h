@@ -17,7 +17,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct config;
 struct vm;
 
 /* Boot data in low RAM (doc/platform.md). */
@@ -49,11 +48,6 @@ struct boot_entry {	/* how the BSP starts */
  * Returns 0, or -errno with a message in @err naming the file and what is wrong with it.
  */
 int boot_load(struct vm *vm, struct boot_entry *entry, char *err, size_t errlen);
-/*
- * Whether boot.kernel (if set) is a file boot_load knows how to boot, and boot.initrd (if set)
- * a file it can read, before any VM is made: 0, or -errno with boot_load's message.
- */
-int boot_check_kernel(const struct config *cfg, char *err, size_t errlen);
 /* Edits the reset state KVM gave the BSP: segments, GDT, TR, CR0/CR3/CR4, EFER. */
 void boot_setup_sregs(const struct boot_entry *e, struct kvm_sregs *sregs);
 /* Edits the reset registers: RIP, RSP, the protocol registers, RFLAGS (interrupts off). */
