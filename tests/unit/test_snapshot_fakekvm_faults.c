@@ -1,0 +1,648 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * The save side of the snapshot orchestrator (snap/snapshot.c) against a KVM this test plays
+ * itself (fi_ioctl_fake, tests/faultinj.h), so that it runs on any host, /dev/kvm or not: a VM
+ * with guest RAM, a device and a disk but no vCPU, whose VM-wide state (irqchips, PIT, clock)
+ * the fake hands out.
+ *  - a checkpoint writes a file that verifies: the device's section, the VM state, the disks,
+ *    the metadata with host paths made absolute, the pages written; the VM runs on;
+ *  - a second one replaces it (and, with snapshot.disks=clone, drops the disk copy of the
+ *    first); an incremental one holds only the pages written since, names its parent, and is
+ *    refused where it could not be one; a suspending one ends the VM;
+ *  - a stream (migration) sends the same state to its sink;
+ *  - each failure (KVM's state, a device's save, a write, an allocation) fails the save with
+ *    a message, leaves the previous file as it was, and the VM running.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "dev/dev.h"
+#include "faultinj.h"
+#include "snap/chain.h"
+#include "snap/disks.h"
+#include "snap/format.h"
+#include "snap/meta.h"
+#include "snap/snapshot.h"
+#include "sstream.h"
+#include "vm.h"
+
+#include "statesnap.h"
+
+#define VM_FD 1002 /* a descriptor nothing else in the process has: the fake answers for it */
+#define RAM (16ULL << 20)
+#define PG 4096ULL
+#define OLD "the previous snapshot"
+
+static char dir[64], path[160], key[160];
+
+/* ---- the fake KVM: VM-wide state only ---- */
+
+static unsigned kvm_calls;
+
+static int fake_ioctl(int fd, unsigned long req, void *arg)
+{
+	if (fd != VM_FD)
+		return (int)syscall(SYS_ioctl, fd, req, arg);
+	kvm_calls++;
+	switch (req) {
+	case KVM_GET_CLOCK: {
+		struct kvm_clock_data *c = arg;
+
+		memset(c, 0, sizeof(*c));
+		c->clock = 123456789;
+		return 0;
+	}
+	case KVM_GET_IRQCHIP: {
+		struct kvm_irqchip *chip = arg;
+		uint32_t id = chip->chip_id;
+
+		memset(chip, 0, sizeof(*chip));
+		chip->chip_id = id;
+		return 0;
+	}
+	case KVM_GET_PIT2:
+		memset(arg, 0, sizeof(struct kvm_pit_state2));
+		return 0;
+	default:
+		errno = ENOTTY;
+		return -1;
+	}
+}
+
+/* ---- a device ---- */
+
+struct fakedev {
+	struct dev d;
+	int save_ret;
+	unsigned paused, resumed, saves;
+};
+
+static int fd_pause(struct dev *d)
+{
+	container_of(d, struct fakedev, d)->paused++;
+	return 0;
+}
+
+static int fd_resume(struct dev *d)
+{
+	container_of(d, struct fakedev, d)->resumed++;
+	return 0;
+}
+
+static int fd_save(struct dev *d, struct sstream *s)
+{
+	struct fakedev *f = container_of(d, struct fakedev, d);
+	uint32_t v = 0xfeed0000 + f->saves++;
+
+	ss_u32(s, &v);
+	if (f->save_ret == -EPROTO)
+		ss_fail(s, -EPROTO, "queue 3 is in a state no save can hold");
+	return f->save_ret == -EPROTO ? 0 : f->save_ret;
+}
+
+static const struct dev_ops fake_ops = {
+	.name = "fake",
+	.version = 2,
+	.pause = fd_pause,
+	.resume = fd_resume,
+	.save = fd_save,
+};
+
+/* ---- the VM ---- */
+
+static struct vm vm;
+static struct config cfg;
+static struct fakedev dev;
+static struct vm_disk disk;
+
+static const char *at(const char *name)
+{
+	static char p[4][160];
+	static unsigned n;
+	char *s = p[n++ % 4];
+
+	snprintf(s, sizeof(p[0]), "%s/%s", dir, name);
+	return s;
+}
+
+static void fill(uint64_t page, unsigned n, uint8_t v)
+{
+	memset(vm_gpa(&vm, page * PG, n * PG), v, n * PG);
+}
+
+static int setup(void **state)
+{
+	char cwd[4096];
+	int fd;
+
+	fi_reset();
+	strcpy(dir, "/tmp/khyve-snapk-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vm.snap", dir);
+	snprintf(key, sizeof(key), "%s/key", dir);
+	vm_init_bare(&vm, true);
+	vm.vm_fd = VM_FD;
+	vm.name = "fk";
+	config_init(&cfg);
+	config_set(&cfg, "cpus", "1");
+	config_set(&cfg, "memory.size", "16M");
+	config_set(&cfg, "snapshot.key", key);
+	config_set(&cfg, "ctl.socket", "off");
+	config_set(&cfg, "lpc.com1.path", "file:com1.log"); /* relative: made absolute */
+	config_set(&cfg, "lpc.com2.path", "stdio");
+	config_set(&cfg, "boot.kernel", "kernel.bin");
+	config_set(&cfg, "pci.0.3.0.device", "virtio-blk");
+	vm.cfg = &cfg;
+	assert_int_equal(vm_add_memory(&vm, RAM), 0);
+	vm.ram_size = RAM;
+	dev = (struct fakedev){ .d = { .ops = &fake_ops, .id = "fake@pci.0.5.0" } };
+	vm.devs = &dev.d;
+	memset(&disk, 0, sizeof(disk));
+	snprintf(disk.path, sizeof(disk.path), "%s/disk.img", dir);
+	fd = open(disk.path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "disk", 4), 4);
+	disk.fd = fd;
+	snprintf(disk.id, sizeof(disk.id), "pci.0.3.0");
+	snprintf(disk.cfg_key, sizeof(disk.cfg_key), "pci.0.3.0.path");
+	config_set(&cfg, "pci.0.3.0.path", disk.path);
+	vm.disks = &disk;
+	fill(3, 2, 0x5a);
+	fill(700, 1, 0x77);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(dir), 0);
+	fi_ioctl_fake(fake_ioctl);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	fi_reset();
+	fi_ioctl_fake(NULL);
+	assert_int_equal(chdir("/"), 0);
+	vm.devs = NULL;
+	vm.disks = NULL;
+	vm.cfg = NULL;
+	vm.vm_fd = -1;
+	vm_destroy(&vm);
+	close(disk.fd);
+	config_free(&cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+/* Entries in the directory other than the key, the disk and the files named in @keep. */
+static unsigned others(const char *keep)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "key") &&
+		    strcmp(e->d_name, "disk.img") && (!keep || !strstr(keep, e->d_name)))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void put_old(void)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, OLD, strlen(OLD)), (ssize_t)strlen(OLD));
+	close(fd);
+}
+
+static bool old_untouched(void)
+{
+	char buf[64] = "";
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n == (ssize_t)strlen(OLD) && !strcmp(buf, OLD) && others("vm.snap") == 0;
+}
+
+static int save_to(const char *p, const struct snap_save_opts *o, struct snap_result *res,
+		   char *err, size_t errlen)
+{
+	err[0] = '\0';
+	return snap_save(&vm, p, o, res, err, errlen);
+}
+
+static void open_ok(const char *p, struct snap_file *f)
+{
+	char err[512];
+
+	if (snap_file_open(f, p, true, err, sizeof(err)))
+		fail_msg("%s", err);
+}
+
+/* ---- tests ---- */
+
+static void test_checkpoint(void **state)
+{
+	const struct snap_section *sec;
+	struct snap_disks sd;
+	struct snap_result res;
+	struct snap_file f;
+	struct config saved;
+	char err[1024], want[300];
+	void *buf;
+
+	if (save_to(path, NULL, &res, err, sizeof(err)))
+		fail_msg("save: %s", err);
+	assert_true(res.bytes > 3 * PG);
+	assert_false(res.incremental);
+	assert_false(vm.paused);
+	assert_int_equal(dev.paused, 1);
+	assert_int_equal(dev.resumed, 1);
+	assert_true(kvm_calls >= 5);
+	assert_int_equal(others("vm.snap"), 0);
+
+	open_ok(path, &f);
+	assert_false(f.has_parent);
+	assert_int_equal(f.nextents, 2);
+	assert_int_equal(f.mem_size, RAM);
+	assert_null(snap_file_find(&f, SNAP_SEC_VCPU, "cpu0"));
+	assert_non_null(snap_file_find(&f, SNAP_SEC_VM, "vm"));
+	sec = snap_file_find(&f, SNAP_SEC_DEV, "fake@pci.0.5.0");
+	assert_non_null(sec);
+	assert_int_equal(sec->version, 2);
+	assert_int_equal(snap_file_read(&f, sec, &buf), 0);
+	assert_int_equal(*(uint32_t *)buf, 0xfeed0000);
+	free(buf);
+	assert_int_equal(snap_disks_read(&f, &sd, err, sizeof(err)), 0);
+	assert_int_equal(sd.n, 1);
+	assert_string_equal(sd.rec[0].path, disk.path);
+	assert_false(sd.rec[0].copy);
+	snap_disks_free(&sd);
+	/* Host paths of the saved configuration are absolute; others stay as they were. */
+	config_init(&saved);
+	assert_int_equal(snap_meta_config(f.meta_json, &saved, err, sizeof(err)), 0);
+	snprintf(want, sizeof(want), "file:%s/com1.log", dir);
+	assert_string_equal(config_get(&saved, "lpc.com1.path"), want);
+	assert_string_equal(config_get(&saved, "lpc.com2.path"), "stdio");
+	snprintf(want, sizeof(want), "%s/kernel.bin", dir);
+	assert_string_equal(config_get(&saved, "boot.kernel"), want);
+	assert_string_equal(config_get(&saved, "ctl.socket"), "off");
+	config_free(&saved);
+	/* The VM's own configuration is left as it was. */
+	assert_string_equal(config_get(&cfg, "boot.kernel"), "kernel.bin");
+	snap_file_close(&f);
+	/* Authenticated with this host's key. */
+	{
+		struct snap_keyref ref;
+
+		assert_int_equal(snap_key_locate(&cfg, &ref, err, sizeof(err)), 0);
+		open_ok(path, &f);
+		assert_int_equal(snap_authenticate(&f, &ref, err, sizeof(err)), SNAP_AUTH_VALID);
+		snap_file_close(&f);
+	}
+}
+
+/*
+ * A checkpoint over the last one replaces it; with snapshot.disks=clone each keeps a copy of
+ * the disk, and the one replaced takes its copy with it.
+ */
+static void test_replace_and_clone(void **state)
+{
+	struct snap_result res;
+	struct snap_disks sd;
+	struct snap_file f;
+	char err[1024], first[4096];
+
+	config_set(&cfg, "snapshot.disks", "clone");
+	config_set(&cfg, "snapshot.direct", "off");
+	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+	open_ok(path, &f);
+	assert_int_equal(snap_disks_read(&f, &sd, err, sizeof(err)), 0);
+	assert_true(sd.rec[0].copy);
+	snprintf(first, sizeof(first), "%s", sd.rec[0].path);
+	snap_disks_free(&sd);
+	snap_file_close(&f);
+	assert_int_equal(access(first, F_OK), 0);
+	assert_int_equal(others("vm.snap"), 1); /* the copy */
+
+	fill(5, 1, 0x11);
+	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+	assert_int_equal(access(first, F_OK), -1);
+	assert_int_equal(others("vm.snap"), 1); /* the new copy only */
+	open_ok(path, &f);
+	assert_int_equal(f.nextents, 2); /* 3-5, 700 */
+	assert_int_equal(f.extents[0].length, 3 * PG);
+	snap_file_close(&f);
+}
+
+/* An incremental checkpoint holds the pages written since its parent, and names it. */
+static void test_incremental(void **state)
+{
+	struct snap_save_opts o = { .incremental = true };
+	struct snap_result res;
+	struct snap_chain c;
+	struct snap_file f;
+	char err[1024];
+
+	/* No parent yet. */
+	assert_int_equal(save_to(at("i1.snap"), &o, &res, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "take a full checkpoint first"));
+	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+	fill(9, 1, 0x99);
+	fill(700, 1, 0x78);
+	if (save_to(at("i1.snap"), &o, &res, err, sizeof(err)))
+		fail_msg("incremental: %s", err);
+	assert_true(res.incremental);
+	assert_string_equal(res.parent, "vm.snap");
+	open_ok(at("i1.snap"), &f);
+	assert_true(f.has_parent);
+	assert_string_equal(f.parent.name, "vm.snap");
+	assert_int_equal(f.parent.depth, 1);
+	/* Pages 9 and 700: a page written with 0x78 where 0x77 was counts, a page not is not. */
+	assert_int_equal(f.nextents, 2);
+	assert_int_equal(f.extents[0].file_offset, f.mem_offset + 9 * PG);
+	assert_int_equal(f.extents[1].file_offset, f.mem_offset + 700 * PG);
+	assert_int_equal(snap_chain_open(&c, &f, at("i1.snap"), true, err, sizeof(err)), 0);
+	assert_int_equal(c.nlinks, 2);
+	snap_chain_close(&c);
+	snap_file_close(&f);
+
+	/* The next builds on i1, naming it by --parent. */
+	o.parent = at("i1.snap");
+	fill(10, 1, 0xaa);
+	if (save_to(at("i2.snap"), &o, &res, err, sizeof(err)))
+		fail_msg("incremental on i1: %s", err);
+	open_ok(at("i2.snap"), &f);
+	assert_int_equal(f.parent.depth, 2);
+	assert_string_equal(f.parent.name, "i1.snap");
+	snap_file_close(&f);
+
+	/* Not the last checkpoint; another directory; the parent itself. */
+	o.parent = path;
+	assert_int_equal(save_to(at("i3.snap"), &o, &res, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "is not this VM's last checkpoint"));
+	o.parent = NULL;
+	assert_int_equal(save_to("/tmp/khyve-snapk-elsewhere.snap", &o, &res, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "goes in the directory of its parent"));
+	assert_int_equal(save_to(at("i2.snap"), &o, &res, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "is its own parent"));
+	/* The parent replaced since by another file: it is not the pages' parent any more. */
+	write_snap_at(at("i2.snap"), &(struct spec){ 0 });
+	assert_int_equal(save_to(at("i3.snap"), &o, &res, err, sizeof(err)), -ESTALE);
+	assert_non_null(strstr(err, "has changed since it was taken"));
+	/* Or gone. */
+	assert_int_equal(unlink(at("i2.snap")), 0);
+	assert_int_equal(save_to(at("i3.snap"), &o, &res, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "checkpoint: the parent"));
+	assert_int_equal(access(at("i3.snap"), F_OK), -1);
+	/* A full checkpoint is a parent again. */
+	assert_int_equal(save_to(at("full.snap"), NULL, &res, err, sizeof(err)), 0);
+	assert_int_equal(save_to(at("i3.snap"), &o, &res, err, sizeof(err)), 0);
+	assert_true(res.incremental);
+	assert_string_equal(res.parent, "full.snap");
+}
+
+/* A suspending checkpoint ends the VM; it is no parent (the VM does not run on from it). */
+static void test_suspend(void **state)
+{
+	struct snap_save_opts o = { .suspend = true };
+	struct snap_result res;
+	char err[1024];
+
+	assert_int_equal(save_to(path, &o, &res, err, sizeof(err)), 0);
+	assert_int_equal(vm_wait_exit(&vm), VM_EXIT_SUSPENDED);
+	assert_int_equal(dev.resumed, 0);
+	o = (struct snap_save_opts){ .incremental = true };
+	assert_int_equal(save_to(at("i.snap"), &o, &res, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "needs a parent"));
+}
+
+struct sink {
+	unsigned sections, mem_writes;
+	uint64_t mem_bytes;
+	int fail_section; /* fail the section of this type (0: none) */
+};
+
+static int sink_fn(void *opaque, const struct snap_section *sec, uint64_t offset, const void *buf,
+		   uint64_t len)
+{
+	struct sink *s = opaque;
+
+	if (!sec) {
+		s->mem_writes++;
+		s->mem_bytes += len;
+		return 0;
+	}
+	if (s->fail_section && sec->type == (uint32_t)s->fail_section)
+		return -EPIPE;
+	s->sections++;
+	return 0;
+}
+
+static int stream_mem(void *opaque, struct snap_result *res, char *err, size_t errlen)
+{
+	int *ret = opaque;
+
+	if (*ret)
+		snprintf(err, errlen, "the other side went away");
+	return *ret;
+}
+
+/* A stream sends the state (and memory, unless the caller sends it); the VM stays paused. */
+static void test_stream(void **state)
+{
+	struct snap_result res = { 0 };
+	struct snap_writer w;
+	struct sink s = { 0 };
+	char err[512] = "";
+	int mem_ret = 0;
+
+	snap_writer_open_sink(&w, RAM, sink_fn, &s);
+	assert_int_equal(snap_save_stream(&vm, &w, NULL, NULL, NULL, &res, err, sizeof(err)), 0);
+	assert_true(vm.paused);
+	assert_int_equal(s.mem_bytes, 3 * PG);
+	assert_int_equal(s.sections, 5); /* dev, vm, disks, meta, memmap */
+	assert_int_equal(snap_resume_vm(&vm, err, sizeof(err)), 0);
+	snap_writer_abort(&w);
+
+	/* The caller's memory: only the map of the regions follows it. */
+	memset(&s, 0, sizeof(s));
+	snap_writer_open_sink(&w, RAM, sink_fn, &s);
+	assert_int_equal(snap_save_stream(&vm, &w, stream_mem, &mem_ret, NULL, &res, err,
+					  sizeof(err)),
+			 0);
+	assert_int_equal(s.mem_writes, 0);
+	assert_int_equal(s.sections, 5);
+	assert_int_equal(snap_resume_vm(&vm, err, sizeof(err)), 0);
+	snap_writer_abort(&w);
+
+	/* It fails: the VM runs again. */
+	mem_ret = -ECONNRESET;
+	snap_writer_open_sink(&w, RAM, sink_fn, &s);
+	assert_int_equal(snap_save_stream(&vm, &w, stream_mem, &mem_ret, NULL, &res, err,
+					  sizeof(err)),
+			 -ECONNRESET);
+	assert_string_equal(err, "the other side went away");
+	assert_false(vm.paused);
+	snap_writer_abort(&w);
+	/* A section the sink cannot take. */
+	memset(&s, 0, sizeof(s));
+	s.fail_section = SNAP_SEC_META;
+	snap_writer_open_sink(&w, RAM, sink_fn, &s);
+	assert_int_equal(snap_save_stream(&vm, &w, NULL, NULL, NULL, &res, err, sizeof(err)),
+			 -EPIPE);
+	assert_non_null(strstr(err, "saving metadata"));
+	assert_false(vm.paused);
+	snap_writer_abort(&w);
+}
+
+/* What fails and how: each refuses the save, the old file stays, the VM runs on. */
+static void expect_save_fails(int want, const char *needle)
+{
+	struct snap_result res;
+	char err[1024];
+	int ret = save_to(path, NULL, &res, err, sizeof(err));
+
+	fi_reset();
+	fi_ioctl_fake(fake_ioctl);
+	if (ret != want)
+		fail_msg("save: %d (%s), want %d", ret, err, want);
+	if (needle && !strstr(err, needle))
+		fail_msg("\"%s\" does not say \"%s\"", err, needle);
+	if (!old_untouched())
+		fail_msg("the failed save (%s) changed the file at the path", err);
+	assert_false(vm.paused);
+	assert_int_equal(dev.paused, dev.resumed);
+}
+
+static void test_failures(void **state)
+{
+	static const unsigned long reqs[] = { KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK };
+
+	put_old();
+	for (unsigned i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		fi_ioctl_fail(reqs[i], 1, EIO);
+		expect_save_fails(-EIO, strerror(EIO));
+	}
+	fi_ioctl_fail(KVM_GET_IRQCHIP, 2, EINVAL);
+	expect_save_fails(-EINVAL, "reading VM state from KVM");
+	dev.save_ret = -ENODEV;
+	expect_save_fails(-ENODEV, "saving device fake@pci.0.5.0: No such device");
+	dev.save_ret = -EPROTO;
+	expect_save_fails(-EPROTO, "saving device fake@pci.0.5.0: queue 3 is in a state");
+	dev.save_ret = 0;
+	/* The disk cannot be synced; the host paths cannot be made absolute. */
+	fi_fail(FI_FSYNC, 1, EIO);
+	expect_save_fails(-EIO, "disk pci.0.3.0");
+	{
+		char longp[4200];
+
+		memset(longp, 'k', sizeof(longp) - 1);
+		longp[sizeof(longp) - 1] = '\0';
+		memcpy(longp, "file:", 5);
+		config_set(&cfg, "lpc.com3.path", longp);
+		expect_save_fails(-ENAMETOOLONG, "making host paths absolute");
+		config_unset(&cfg, "lpc.com3.path");
+	}
+}
+
+/* Every write of a checkpoint failing in turn (the disk full). */
+static void test_write_sweep(void **state)
+{
+	struct snap_result res;
+	char err[1024];
+	unsigned writes;
+
+	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+	put_old();
+	fi_reset();
+	fi_ioctl_fake(fake_ioctl);
+	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+	writes = fi_calls(FI_PWRITE);
+	assert_true(writes >= 5);
+	put_old();
+	for (unsigned n = 1; n <= writes; n++) {
+		fi_fail(FI_PWRITE, n, ENOSPC);
+		expect_save_fails(-ENOSPC, strerror(ENOSPC));
+	}
+	fi_fail(FI_RENAME, 1, EROFS);
+	expect_save_fails(-EROFS, "renaming");
+}
+
+/* Every allocation of a checkpoint failing in turn: it fails with a message, or succeeds. */
+static void test_alloc_sweep(void **state)
+{
+	static const enum fi_call kinds[] = { FI_MALLOC, FI_CALLOC, FI_REALLOC, FI_STRDUP };
+	struct snap_result res;
+	char err[1024];
+
+	for (unsigned k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned total;
+
+		fi_reset();
+		fi_ioctl_fake(fake_ioctl);
+		assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+		total = fi_calls(kinds[k]);
+		for (unsigned n = 1; n <= total; n++) {
+			int ret;
+
+			put_old();
+			fi_reset();
+			fi_ioctl_fake(fake_ioctl);
+			fi_fail(kinds[k], n, ENOMEM);
+			ret = save_to(path, NULL, &res, err, sizeof(err));
+			fi_reset();
+			fi_ioctl_fake(fake_ioctl);
+			if (ret && (!err[0] || !old_untouched()))
+				fail_msg("allocation %u/%u failing: %d '%s', no message or file "
+					 "changed",
+					 k, n, ret, err);
+			if (!ret) {
+				struct snap_file f;
+
+				open_ok(path, &f);
+				snap_file_close(&f);
+			}
+			assert_false(vm.paused);
+		}
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_checkpoint, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replace_and_clone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_suspend, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failures, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alloc_sweep, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
