@@ -291,10 +291,42 @@ static void test_path_too_long(void **state)
 	free(p);
 }
 
+/*
+ * Where a chain's memory has data (the next full save's backing): runs of different links
+ * that touch are one extent; with no memory for the list, an error and no list.
+ */
+static void test_data_extents(void **state)
+{
+	struct snap_extent *e = NULL;
+	struct snap_chain c;
+	struct snap_file f;
+	unsigned n = 99;
+	char err[600];
+
+	(void)state;
+	write_three();
+	assert_int_equal(snap_file_open(&f, at("l2.snap"), true, err, sizeof(err)), 0);
+	assert_int_equal(snap_chain_open(&c, &f, at("l2.snap"), true, err, sizeof(err)), 0);
+	fi_fail(FI_REALLOC, 1, ENOMEM);
+	assert_int_equal(snap_chain_data_extents(&c, &e, &n), -ENOMEM);
+	assert_true(fi_all_fired());
+	fi_reset();
+	assert_null(e);
+	assert_int_equal(snap_chain_data_extents(&c, &e, &n), 0);
+	/* base 0-1, l1 2, l2 3, base 4-9: one extent of ten pages. */
+	assert_int_equal(n, 1);
+	assert_int_equal(e[0].file_offset, f.mem_offset);
+	assert_int_equal(e[0].length, 10 * 4096);
+	free(e);
+	snap_chain_close(&c);
+	snap_file_close(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_first_allocation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_data_extents, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fail_each_call, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_short_and_eintr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_under_merge, setup, teardown),

@@ -252,6 +252,23 @@ static void test_path_limits(void **state)
 	accepted(f, "/proc/khyve-target-test.snap");
 }
 
+/*
+ * A control socket path that cannot be (an empty ctl.socket, a VM with no name and none
+ * configured) names no file: nothing is refused as the socket.
+ */
+static void test_no_socket_path(void **state)
+{
+	struct fx *f = *state;
+
+	touch(at("tvm.sock"));
+	config_set(&f->cfg, "ctl.socket", "");
+	accepted(f, at("tvm.sock"));
+	config_unset(&f->cfg, "ctl.socket");
+	f->vm.name = NULL;
+	accepted(f, at("tvm.sock"));
+	f->vm.name = "tvm";
+}
+
 /* Paths are made absolute against the current directory, "./" dropped, and never cut. */
 static void test_abs_path(void **state)
 {
@@ -284,6 +301,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_block_device, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_used_partly_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_path_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_socket_path, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
