@@ -227,6 +227,7 @@ struct bl_live {
 	struct mig_policy pol;
 	const char *addr;
 	void (*on_loop)(struct bl_live *); /* runs on the loop thread before the start */
+	bool no_progress;		   /* start it without a progress callback */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool started, finished;
@@ -270,7 +271,8 @@ static inline void bl_live_start_fn(void *opaque)
 
 	if (l->on_loop)
 		l->on_loop(l);
-	ret = migrate_live_start(&l->b->vm, l->addr, &l->pol, bl_live_progress, bl_live_done, l,
+	ret = migrate_live_start(&l->b->vm, l->addr, &l->pol,
+				 l->no_progress ? NULL : bl_live_progress, bl_live_done, l,
 				 l->start_err, sizeof(l->start_err));
 	pthread_mutex_lock(&l->lock);
 	l->start_ret = ret;

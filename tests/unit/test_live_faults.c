@@ -34,7 +34,7 @@
 #include "vm.h"
 
 #define PG 4096ULL
-#define R0 (4 * 1024 * 1024ULL)
+#define R0 (8 * 1024 * 1024ULL) /* every other page written: more runs than 1024 */
 #define R1 (2 * 1024 * 1024ULL)
 #define NPAGES ((R0 + R1) / PG)
 
@@ -153,6 +153,7 @@ static void test_prearm_interrupted(void **state)
 
 	need_live();
 	fi_ioctl_fail(UFFDIO_WRITEPROTECT, 1, EINTR);
+	fi_ioctl_fail(UFFDIO_WRITEPROTECT, 2, EAGAIN);
 	fi_ioctl_fail(PAGEMAP_SCAN, 1, EAGAIN);
 	assert_int_equal(snap_live_prearm(&vm, &w, &l, err, sizeof(err)), 0);
 	assert_true(fi_all_fired());
@@ -179,6 +180,53 @@ static void test_arm_fails(void **state)
 	assert_string_equal(err, "write-protecting guest memory: Bad address");
 	assert_true(fi_all_fired());
 	fi_reset();
+	snap_live_free(l);
+	check_writable();
+	/* The scan finds the page written, but it cannot be protected again. */
+	assert_int_equal(snap_live_prearm(&vm, &w, &l, err, sizeof(err)), 0);
+	fill(10, 3);
+	fi_ioctl_fail(UFFDIO_WRITEPROTECT, 1, ENOSPC);
+	assert_int_equal(snap_live_arm(l, err, sizeof(err)), -ENOSPC);
+	assert_string_equal(err, "write-protecting guest memory: No space left on device");
+	assert_true(fi_all_fired());
+	fi_reset();
+	snap_live_free(l);
+	check_writable();
+}
+
+/* Wait (without a deadline to meet) until the rules set have fired on the writer's thread. */
+static void wait_fired(void)
+{
+	for (unsigned i = 0; !fi_all_fired(); i++) {
+		if (i == 10000)
+			fail_msg("the writer never read its userfaultfd");
+		usleep(1000);
+	}
+}
+
+/*
+ * Before the pause, the writer cannot read its userfaultfd: it makes all of RAM writable and
+ * the pause reports it.  An interrupted read is read again.
+ */
+static void test_prearm_read_fails(void **state)
+{
+	struct snap_live *l;
+	char err[256];
+
+	need_live();
+	assert_int_equal(snap_live_prearm(&vm, &w, &l, err, sizeof(err)), 0);
+	fi_any_thread();
+	fi_eintr(FI_READ, 1);
+	wait_fired();
+	fi_reset();
+	fill(30, 2);
+	fi_any_thread();
+	fi_fail(FI_READ, 1, EIO);
+	wait_fired();
+	fi_reset();
+	fill(31, 2);
+	assert_int_equal(snap_live_arm(l, err, sizeof(err)), -EIO);
+	assert_string_equal(err, "write-protecting guest memory: Input/output error");
 	snap_live_free(l);
 	check_writable();
 }
@@ -331,6 +379,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_prearm_interrupted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_arm_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prearm_fault_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prearm_read_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kept_uffd, setup, teardown),
 	};

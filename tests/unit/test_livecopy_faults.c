@@ -35,8 +35,8 @@
 #include "vm.h"
 
 #define PG 4096ULL
-#define R0 (3 * 1024 * 1024ULL) /* 768 pages */
-#define R1 (1 * 1024 * 1024ULL) /* 256 pages, numbered from 768 */
+#define R0 (8 * 1024 * 1024ULL) /* 2048 pages: every other one written, more runs than 1024 */
+#define R1 (1 * 1024 * 1024ULL) /* 256 pages, numbered from 2048 */
 #define NPAGES ((R0 + R1) / PG)
 
 static struct vm vm;
@@ -214,6 +214,8 @@ static void test_rounds_fail(void **state)
 		assert_string_equal(err, kinds[k].msg);
 		assert_true(fi_all_fired());
 		fi_reset();
+		/* Told to go on to the memory map all the same: it does not (nothing to map). */
+		snap_livecopy_continue(c);
 		snap_livecopy_free(c);
 		assert_false(written);
 		assert_false(dirty_tracking(&vm));
@@ -361,6 +363,47 @@ static void test_finish_fails(void **state)
 	assert_false(dirty_tracking(&vm));
 }
 
+/* Freed while its rounds run (the VM ends): they stop, and nothing is left tracking. */
+static void test_freed_in_rounds(void **state)
+{
+	struct mig_policy p = { .max_downtime_ns = 1,
+				.max_rounds = MIG_MAX_ROUNDS - 1,
+				.stall_rounds = MIG_MAX_ROUNDS };
+	struct snap_livecopy *c;
+	char err[256];
+
+	need_tracking();
+	break_tracking(); /* every round rewrites every page: they would go on for long */
+	assert_int_equal(snap_livecopy_new(&vm, &w, &p, &c, err, sizeof(err)), 0);
+	rounds_ended = written = false;
+	assert_int_equal(snap_livecopy_start(c, on_rounds, on_written, NULL), 0);
+	snap_livecopy_free(c);
+	fi_reset();
+	assert_true(rounds_ended);
+	assert_false(written);
+	assert_false(dirty_tracking(&vm));
+}
+
+/* The final pause's harvest, tracking broken, cannot read the page tables either. */
+static void test_final_harvest_fails(void **state)
+{
+	struct snap_result res = { 0 };
+	struct snap_livecopy *c;
+	char err[256];
+
+	need_tracking();
+	break_tracking();
+	assert_int_equal(rounds(&c, &pol, false, err, sizeof(err)), 0);
+	fi_reset();
+	fi_fail(FI_PREAD, 1, EIO);
+	assert_int_equal(snap_livecopy_final(c, &res, err, sizeof(err)), -EIO);
+	assert_string_equal(err, "saving the last dirty pages: Input/output error");
+	assert_true(fi_all_fired());
+	fi_reset();
+	snap_livecopy_free(c);
+	assert_false(dirty_tracking(&vm));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -369,6 +412,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_later_round_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_final_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_finish_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_freed_in_rounds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_final_harvest_fails, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -237,6 +237,25 @@ static void test_throttle_stall(void **state)
 	assert_int_equal(mig_converge(&p, r, 8, &est), MIG_ROUNDS);
 }
 
+/* Before any round, and after rounds that measured nothing: no estimate, one more round. */
+static void test_nothing_measured(void **state)
+{
+	struct mig_round r[1] = { { .pages = 0, .bytes = 0, .ns = 0, .dirty = 10 } };
+	struct mig_policy auto_conv = pol;
+	uint64_t est = 0;
+
+	assert_int_equal(mig_converge(&pol, r, 0, &est), MIG_AGAIN);
+	assert_int_equal(est, UINT64_MAX);
+	assert_int_equal(mig_converge(&pol, r, 1, &est), MIG_AGAIN);
+	assert_int_equal(est, UINT64_MAX);
+	/* Auto-converge has no throttle before a round. */
+	auto_conv.autoconverge = true;
+	auto_conv.throttle_initial = 20;
+	auto_conv.throttle_increment = 10;
+	assert_int_equal(mig_throttle(&auto_conv, r, 0), 0);
+	(void)state;
+}
+
 static void test_names(void **state)
 {
 	assert_string_equal(mig_verdict_name(MIG_FITS), "fits the downtime budget");
@@ -275,8 +294,8 @@ static void fill(struct bl_vm *b, uint64_t pg)
 
 /*
  * Pages 0-599 written (one run longer than a MEM frame holds), then up to 2999 with every 7th
- * written and cleared again (touched, all zero: not sent), the rest of region 0 never
- * touched; region 1's first 100 pages written.  More than one bounce buffer's worth.
+ * written and cleared again (touched, all zero: not sent), then untouched up to the last 12
+ * pages of region 0, written as are region 1's first 100.  More than one bounce buffer's worth.
  * Returns the pages with data.
  */
 static uint64_t guest_memory(struct bl_vm *b, uint64_t *zero)
@@ -293,7 +312,8 @@ static uint64_t guest_memory(struct bl_vm *b, uint64_t *zero)
 			data++;
 		}
 	}
-	for (uint64_t pg = 3072; pg < 3172; pg++, data++)
+	/* The end of region 0 and the start of region 1: one run of pages, two frames. */
+	for (uint64_t pg = 3060; pg < 3172; pg++, data++)
 		fill(b, pg);
 	return data;
 }
@@ -531,6 +551,36 @@ static void test_abort(void **state)
 	bl_vm_free(&b);
 }
 
+/*
+ * A guest that never touched its RAM: round 1 sends nothing (no page, no empty write), and its
+ * ROUND says so; no progress callback is needed.
+ */
+static void test_untouched_guest(void **state)
+{
+	struct bl_live l = { .no_progress = true };
+	struct bl_dest d;
+	struct bl_vm b;
+	unsigned fds;
+
+	signal(SIGPIPE, SIG_IGN);
+	bl_vm_make(&b, R0, R1);
+	fds = open_fds();
+	bl_dest_start(&d, false, "nothing");
+	assert_int_equal(bl_live_start(&l, &b, d.addr, &live_pol), 0);
+	bl_live_wait(&l);
+	bl_dest_join(&d);
+	assert_int_equal(l.ret, -EBADF);
+	assert_int_equal(l.res.rounds, 1);
+	assert_int_equal(l.res.precopy_pages, 0);
+	assert_int_equal(l.progress, 0);
+	assert_int_equal(d.m.rounds, 1);
+	assert_int_equal(d.mem, 0);
+	bl_dest_free(&d);
+	check_source_runs(&b, fds);
+	bl_live_free(&l);
+	bl_vm_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -543,10 +593,12 @@ int main(void)
 		cmocka_unit_test(test_throttle_starts),
 		cmocka_unit_test(test_throttle_grows_caps),
 		cmocka_unit_test(test_throttle_stall),
+		cmocka_unit_test(test_nothing_measured),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_rounds_then_pause_fails),
 		cmocka_unit_test(test_start_refused),
 		cmocka_unit_test(test_abort),
+		cmocka_unit_test(test_untouched_guest),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
