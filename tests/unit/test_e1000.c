@@ -1622,6 +1622,42 @@ static void test_rx_checksum_offload(void **state)
 	rx_csum_case(f, frame, len, 0, 0);
 	eth(frame, mac, peer_mac, 0x0806);
 	rx_csum_case(f, frame, 60, 0, 0);
+	/* IPv4 carrying neither TCP nor UDP (ICMP), or a TCP header cut short: IP only. */
+	len = ipv4_pkt(frame, mac, peer_mac, true, 300, 16);
+	frame[23] = 1;
+	wbe16(frame + 24, 0);
+	wbe16(frame + 24, (uint16_t)~ref_sum(frame + 14, 20, 0));
+	rx_csum_case(f, frame, len, E1000_RXD_STAT_IPCS, 0);
+	len = ipv4_pkt(frame, mac, peer_mac, true, 0, 16);
+	wbe16(frame + 16, 30);
+	wbe16(frame + 24, 0);
+	wbe16(frame + 24, (uint16_t)~ref_sum(frame + 14, 20, 0));
+	rx_csum_case(f, frame, len, E1000_RXD_STAT_IPCS, 0);
+	/* A total length below the header's: no indication. */
+	wbe16(frame + 16, 10);
+	rx_csum_case(f, frame, len, 0, 0);
+	/* TCP/UDP offload alone: TCPCS without IPCS. */
+	w32(f, E1000_RXCSUM, E1000_RXCSUM_TUOFL);
+	len = ipv4_pkt(frame, mac, peer_mac, true, 200, 17);
+	rx_csum_case(f, frame, len, E1000_RXD_STAT_TCPCS, 0);
+	/* IP offload alone: IPv6 (which has no header checksum) gets nothing. */
+	w32(f, E1000_RXCSUM, E1000_RXCSUM_IPOFL);
+	len = ipv6_tcp_pkt(frame, mac, peer_mac, 100);
+	rx_csum_case(f, frame, len, 0, 0);
+	w32(f, E1000_RXCSUM, E1000_RXCSUM_IPOFL | E1000_RXCSUM_TUOFL);
+	/* IPv6 with a payload length beyond the frame: nothing. */
+	wbe16(frame + 18, 2000);
+	rx_csum_case(f, frame, len, 0, 0);
+	/* IPv6 UDP with a checksum: verified. */
+	len = ipv6_tcp_pkt(frame, mac, peer_mac, 100);
+	frame[20] = 17;
+	wbe16(frame + 54 + 4, 120);
+	wbe16(frame + 54 + 6, 0);
+	wbe16(frame + 54 + 6,
+	      (uint16_t)~ref_sum(frame + 54, 120, ref_sum(frame + 22, 32, 0) + 17 + 120U));
+	rx_csum_case(f, frame, len, E1000_RXD_STAT_TCPCS, 0);
+	frame[100] ^= 2;
+	rx_csum_case(f, frame, len, E1000_RXD_STAT_TCPCS, E1000_RXD_ERR_TCPE);
 	/* Offload off: IXSM says "ignore". */
 	w32(f, E1000_RXCSUM, 0);
 	len = ipv4_pkt(frame, mac, peer_mac, true, 300, 15);
