@@ -1079,6 +1079,34 @@ static uint32_t tx_data(struct fx *f, unsigned b, const void *p, size_t len, uin
 		      popts | (uint32_t)vlan << 16);
 }
 
+/*
+ * A context descriptor between a packet's data descriptors: it is taken (DD) and transfers
+ * nothing; the packet goes out once, whole, with every byte of both data descriptors.
+ */
+static void test_tx_context_inside_packet(void **state)
+{
+	struct fx *f = *state;
+	uint8_t frame[1600], mac[6];
+	uint32_t d0, c, d1;
+	size_t len;
+
+	drv_up(f, 0);
+	my_mac(f, mac);
+	len = ipv4_pkt(frame, peer_mac, mac, true, 700, 21);
+	d0 = tx_data(f, 0, frame, 60, E1000_TXD_CMD_RS, 0, 0);
+	c = tx_ctx(f, 14, 24, 33, 34, 50, 0,
+		   E1000_TXC_TUCMD_IP | E1000_TXC_TUCMD_TCP | E1000_TXD_CMD_RS, 0, 0, 0);
+	d1 = tx_data(f, 1, frame + 60, len - 60, E1000_TXD_CMD_EOP | E1000_TXD_CMD_RS, 0, 0);
+	tx_kick(f);
+	assert_int_equal(nsent, 1);
+	assert_int_equal(sent_len[0], len);
+	assert_memory_equal(sent[0], frame, len);
+	assert_true(txd_sta(f, d0) & E1000_TXD_STAT_DD);
+	assert_true(txd_sta(f, c) & E1000_TXD_STAT_DD);
+	assert_true(txd_sta(f, d1) & E1000_TXD_STAT_DD);
+	assert_int_equal(r32(f, E1000_TDH), f->tdt);
+}
+
 static void test_tx_context_checksums(void **state)
 {
 	struct fx *f = *state;
@@ -3204,6 +3232,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tx_jumbo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_legacy_checksum, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_context_checksums, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tx_context_inside_packet, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tso, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tso_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_vlan_insert, setup, teardown),
