@@ -244,6 +244,39 @@ static void test_queue_bound(void **state)
 	fx_stop(&f);
 }
 
+/*
+ * Wheel clicks: one report each until the queue is full, then they add up in the last one,
+ * which holds at most +127 (up) or -127 (down).
+ */
+static void test_wheel_saturates(void **state)
+{
+	uint8_t b[8], prev[8] = { 0 };
+	struct fx f;
+
+	fx_start(&f);
+	configure(&f, 1);
+	for (int dir = 0; dir < 2; dir++) {
+		unsigned n = 0;
+		int got;
+
+		for (unsigned i = 0; i < 200; i++) {
+			console_pointer_event(f.con, 5, 5, dir ? 0x10 : 0x08);
+			console_pointer_event(f.con, 5, 5, 0);
+		}
+		while ((got = f.d->ops->data_in(f.d, 1, b, sizeof(b))) > 0) {
+			assert_int_equal(got, 6);
+			memcpy(prev + 4, prev, 4);
+			prev[0] = b[5];
+			n++;
+		}
+		assert_int_equal(got, USB_NAK);
+		assert_true(n >= 60 && n <= 65);
+		assert_int_equal((int8_t)prev[0], dir ? -127 : 127);
+		assert_int_equal((int8_t)prev[4], dir ? -1 : 1);
+	}
+	fx_stop(&f);
+}
+
 /* A saved tablet state, field by field as usb_hid.c's state_io writes it. */
 struct saved {
 	uint8_t config, idle, protocol;
@@ -421,7 +454,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_requests),       cmocka_unit_test(test_request_state),
 		cmocka_unit_test(test_queue_bound),    cmocka_unit_test(test_load_checks),
-		cmocka_unit_test(test_unknown_device),
+		cmocka_unit_test(test_unknown_device), cmocka_unit_test(test_wheel_saturates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
