@@ -858,6 +858,50 @@ static void test_enumerate(void **state)
 	fx_stop(&f);
 }
 
+/*
+ * An interrupt-IN TD of several TRBs: a full TRB without IOC reports nothing, a zero-length
+ * one and an Event Data TRB without IOC move nothing, the TRB the data ends in (no ISP, no
+ * IOC) is not reported itself, nor is the one after it: the TD ends with one Short Packet
+ * event at its last (IOC) TRB, the residue being all the TD had left; the report's 6 bytes
+ * land in the first and the short TRB's buffers, nothing in the others.
+ */
+static void test_td_shapes_in(void **state)
+{
+	static const uint8_t want0[4] = { 1, 0xFF, 0x7F, 0xFF }, want1[4] = { 0x7F, 0, 0xEE, 0xEE };
+	struct console *c;
+	struct trb ev;
+	struct fx f;
+	uint64_t last;
+
+	fx_start(&f);
+	c = con_with_display(&f);
+	hc_start(&f);
+	enable_and_address(&f);
+	configure(&f);
+	no_event(&f);
+	initial_report(&f, 0, 0);
+	memset(gpa(&f, BUF + 0x3000, 0x40), 0xEE, 0x40);
+	ring_put(&f, &f.ep1, (struct trb){ BUF + 0x3000, 4, T_NORMAL << 10 | CH });
+	ring_put(&f, &f.ep1, (struct trb){ 0, 0, T_NORMAL << 10 | CH });
+	ring_put(&f, &f.ep1, (struct trb){ 0x1234, 0, 7U << 10 | CH });
+	ring_put(&f, &f.ep1, (struct trb){ BUF + 0x3010, 4, T_NORMAL << 10 | CH });
+	ring_put(&f, &f.ep1, (struct trb){ BUF + 0x3020, 4, T_NORMAL << 10 | CH });
+	last = ring_put(&f, &f.ep1, (struct trb){ BUF + 0x3030, 4, T_NORMAL << 10 | IOC });
+	console_pointer_event(c, 1023, 767, 1);
+	wr(&f, DB(f.slot), 3);
+	ev = next_event(&f);
+	assert_int_equal(type_of(&ev), E_TRANSFER);
+	assert_int_equal(cc_of(&ev), CC_SHORT);
+	assert_int_equal(ev.param, last);
+	assert_int_equal(ev.status & 0xffffff, 16 - 6);
+	no_event(&f);
+	assert_memory_equal(gpa(&f, BUF + 0x3000, 4), want0, 4);
+	assert_memory_equal(gpa(&f, BUF + 0x3010, 4), want1, 4);
+	assert_memory_equal(gpa(&f, BUF + 0x3020, 4), "\xEE\xEE\xEE\xEE", 4);
+	assert_memory_equal(gpa(&f, BUF + 0x3030, 4), "\xEE\xEE\xEE\xEE", 4);
+	fx_stop(&f);
+}
+
 static void test_reports(void **state)
 {
 	struct fx f;
@@ -2203,27 +2247,17 @@ static void test_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_registers),
-		cmocka_unit_test(test_register_corners),
-		cmocka_unit_test(test_command_fields),
-		cmocka_unit_test(test_control_out_data),
-		cmocka_unit_test(test_enumerate),
-		cmocka_unit_test(test_reports),
-		cmocka_unit_test(test_interrupts),
-		cmocka_unit_test(test_bad_commands),
-		cmocka_unit_test(test_bad_rings),
-		cmocka_unit_test(test_event_ring_full),
-		cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_snapshot_checks),
-		cmocka_unit_test(test_event_ring_segments),
-		cmocka_unit_test(test_more_commands),
-		cmocka_unit_test(test_ports),
-		cmocka_unit_test(test_bad_control_tds),
-		cmocka_unit_test(test_control_td_shapes),
-		cmocka_unit_test(test_options),
-		cmocka_unit_test(test_wrap),
-		cmocka_unit_test(test_erstsz_changed),
-		cmocka_unit_test(test_msi),
+		cmocka_unit_test(test_registers),	cmocka_unit_test(test_register_corners),
+		cmocka_unit_test(test_command_fields),	cmocka_unit_test(test_control_out_data),
+		cmocka_unit_test(test_enumerate),	cmocka_unit_test(test_reports),
+		cmocka_unit_test(test_td_shapes_in),	cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
+		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_snapshot_checks), cmocka_unit_test(test_event_ring_segments),
+		cmocka_unit_test(test_more_commands),	cmocka_unit_test(test_ports),
+		cmocka_unit_test(test_bad_control_tds), cmocka_unit_test(test_control_td_shapes),
+		cmocka_unit_test(test_options),		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_erstsz_changed),	cmocka_unit_test(test_msi),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
