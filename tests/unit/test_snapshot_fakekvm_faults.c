@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,6 +33,7 @@
 
 #include "config.h"
 #include "dev/dev.h"
+#include "evloop.h"
 #include "faultinj.h"
 #include "snap/chain.h"
 #include "snap/disks.h"
@@ -145,6 +147,8 @@ static void fill(uint64_t page, unsigned n, uint8_t v)
 	memset(vm_gpa(&vm, page * PG, n * PG), v, n * PG);
 }
 
+static bool live_loop; /* the VM's event loop runs on its thread (live checkpoints) */
+
 static int setup(void **state)
 {
 	char cwd[4096];
@@ -155,7 +159,7 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/vm.snap", dir);
 	snprintf(key, sizeof(key), "%s/key", dir);
-	vm_init_bare(&vm, true);
+	vm_init_bare(&vm, !live_loop);
 	vm.vm_fd = VM_FD;
 	vm.name = "fk";
 	config_init(&cfg);
@@ -187,7 +191,15 @@ static int setup(void **state)
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
 	assert_int_equal(chdir(dir), 0);
 	fi_ioctl_fake(fake_ioctl);
+	if (live_loop)
+		assert_int_equal(evloop_start(&vm.ev), 0);
 	return 0;
+}
+
+static int setup_live(void **state)
+{
+	live_loop = true;
+	return setup(state);
 }
 
 static int teardown(void **state)
@@ -202,6 +214,7 @@ static int teardown(void **state)
 	vm.cfg = NULL;
 	vm.vm_fd = -1;
 	vm_destroy(&vm);
+	live_loop = false;
 	close(disk.fd);
 	config_free(&cfg);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -631,6 +644,131 @@ static void test_alloc_sweep(void **state)
 	}
 }
 
+/* ---- live checkpoints: started and ended on the VM's event loop thread ---- */
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int ret;
+	char err[512];
+	struct snap_result res;
+} lw = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void live_done(void *opaque, int ret, const struct snap_result *res, const char *err)
+{
+	pthread_mutex_lock(&lw.lock);
+	lw.done = true;
+	lw.ret = ret;
+	lw.res = *res;
+	snprintf(lw.err, sizeof(lw.err), "%s", err ? err : "");
+	pthread_cond_broadcast(&lw.cond);
+	pthread_mutex_unlock(&lw.lock);
+}
+
+struct live_start {
+	const char *path;
+	int ret;
+	char err[512];
+};
+
+static void start_live(void *opaque)
+{
+	struct live_start *ls = opaque;
+
+	ls->ret = snap_save_live(&vm, ls->path, NULL, live_done, NULL, ls->err, sizeof(ls->err));
+}
+
+/* A live checkpoint to @p: its start's result, then (started) the one reported at its end. */
+static int live_to(const char *p, char *err, size_t errlen)
+{
+	struct live_start ls = { .path = p };
+
+	lw.done = false;
+	evloop_call(&vm.ev, start_live, &ls);
+	if (ls.ret) {
+		snprintf(err, errlen, "%s", ls.err);
+		return ls.ret;
+	}
+	pthread_mutex_lock(&lw.lock);
+	while (!lw.done)
+		pthread_cond_wait(&lw.cond, &lw.lock);
+	pthread_mutex_unlock(&lw.lock);
+	snprintf(err, errlen, "%s", lw.err);
+	return lw.ret;
+}
+
+/*
+ * A live checkpoint writes the same file as a paused one, with the guest running meanwhile;
+ * it is the parent of the next incremental checkpoint, as one that fails is not.
+ */
+static void test_live(void **state)
+{
+	struct snap_save_opts o = { .incremental = true };
+	struct snap_result res;
+	struct snap_file f;
+	char err[1024];
+
+	put_old();
+	if (live_to(path, err, sizeof(err)))
+		fail_msg("live: %s", err);
+	assert_string_equal(lw.res.method, "write-protect");
+	assert_true(lw.res.bytes > 3 * PG);
+	assert_null(vm.live);
+	assert_false(vm.paused);
+	assert_int_equal(dev.paused, 1);
+	assert_int_equal(dev.resumed, 1);
+	open_ok(path, &f);
+	assert_int_equal(f.nextents, 2);
+	assert_non_null(snap_file_find(&f, SNAP_SEC_DEV, "fake@pci.0.5.0"));
+	snap_file_close(&f);
+
+	fill(12, 1, 0x12);
+	if (save_to(at("i1.snap"), &o, &res, err, sizeof(err)))
+		fail_msg("incremental on the live one: %s", err);
+	assert_string_equal(res.parent, "vm.snap");
+	open_ok(at("i1.snap"), &f);
+	assert_true(f.has_parent);
+	snap_file_close(&f);
+
+	/* A live checkpoint with tracking on (the incremental one started it), failing late. */
+	fi_any_thread();
+	fi_fail(FI_RENAME, 1, EROFS);
+	assert_int_equal(live_to(at("l2.snap"), err, sizeof(err)), -EROFS);
+	assert_non_null(strstr(err, "renaming"));
+	fi_reset();
+	fi_ioctl_fake(fake_ioctl);
+	assert_int_equal(access(at("l2.snap"), F_OK), -1);
+	assert_false(vm.paused);
+	/* The last parent is still i1. */
+	fill(13, 1, 0x13);
+	assert_int_equal(save_to(at("i2.snap"), &o, &res, err, sizeof(err)), 0);
+	assert_string_equal(res.parent, "i1.snap");
+	/* And a live one to it succeeds with tracking on. */
+	assert_int_equal(live_to(at("l3.snap"), err, sizeof(err)), 0);
+	fill(14, 1, 0x14);
+	assert_int_equal(save_to(at("i3.snap"), &o, &res, err, sizeof(err)), 0);
+	assert_string_equal(res.parent, "l3.snap");
+}
+
+/* Failing in its pause (KVM's state cannot be read): refused at once, the file goes. */
+static void test_live_pause_fails(void **state)
+{
+	char err[1024];
+
+	put_old();
+	fi_any_thread(); /* the loop thread starts it */
+	fi_ioctl_fail(KVM_GET_PIT2, 1, EIO);
+	assert_int_equal(live_to(path, err, sizeof(err)), -EIO);
+	assert_non_null(strstr(err, "reading VM state from KVM"));
+	fi_reset();
+	fi_ioctl_fake(fake_ioctl);
+	assert_true(old_untouched());
+	assert_null(vm.live);
+	assert_false(vm.paused);
+	assert_int_equal(dev.paused, dev.resumed);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -642,6 +780,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live, setup_live, teardown),
+		cmocka_unit_test_setup_teardown(test_live_pause_fails, setup_live, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
