@@ -387,6 +387,84 @@ static void test_vmgenid_getrandom_fails(void **state)
 	config_free(&cfg);
 }
 
+/* ---- the host failing the boot ROM's variable store (pwrite) ---- */
+
+static uint8_t vars_rd(struct vm *vm, uint64_t gpa)
+{
+	uint8_t b = 0x5A;
+
+	bus_access(&vm->mmio, gpa, &b, 1, false);
+	return b;
+}
+
+static void vars_wr(struct vm *vm, uint64_t gpa, uint8_t v)
+{
+	bus_access(&vm->mmio, gpa, &v, 1, true);
+}
+
+/*
+ * A program or block erase the host cannot write to the file: the status register shows
+ * ready with the program (0x10) or erase (0x20) error, and the guest reads the old bytes
+ * back; once the host writes again, so does the flash.
+ */
+static void test_bootrom_flash_host_fails(void **state)
+{
+	const uint64_t v = (4ULL << 30) - (64 << 10) - (8 << 10);
+	char rom[64], vars[64], err[256];
+	static uint8_t ram[1 << 20];
+	struct config cfg;
+	struct vm vm;
+	int fd;
+
+	snprintf(rom, sizeof(rom), "/tmp/khyve-devfaults-rom2.%d", getpid());
+	snprintf(vars, sizeof(vars), "/tmp/khyve-devfaults-vars2.%d", getpid());
+	fd = open(rom, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	assert_int_equal(ftruncate(fd, 64 << 10), 0);
+	close(fd);
+	fd = open(vars, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	assert_int_equal(ftruncate(fd, 8 << 10), 0);
+	close(fd);
+	vm_init_bare(&vm, true);
+	config_init(&cfg);
+	config_set(&cfg, "lpc.bootrom", rom);
+	config_set(&cfg, "lpc.bootvars", vars);
+	config_set(&cfg, "pci.0.0.0.device", "hostbridge");
+	vm.cfg = &cfg;
+	vm.mem[0] = (struct mem_region){ .gpa = 0, .size = sizeof(ram), .hva = ram };
+	vm.nmem = 1;
+	vm.ram_size = sizeof(ram);
+	assert_int_equal(bootrom_create(&vm, false, err, sizeof(err)), 0);
+	assert_int_equal(bootrom_map(&vm), 0);
+	assert_int_equal(pci_setup(&vm, err, sizeof(err)), 0);
+	assert_int_equal(vars_rd(&vm, v + 5), 0);
+	fi_reset();
+	fi_fail(FI_PWRITE, 1, EIO);
+	vars_wr(&vm, v + 5, 0x40);
+	vars_wr(&vm, v + 5, 0xA5);
+	assert_true(fi_all_fired());
+	assert_int_equal(vars_rd(&vm, v + 5), 0x90);
+	vars_wr(&vm, v, 0xFF);
+	assert_int_equal(vars_rd(&vm, v + 5), 0);
+	fi_reset();
+	fi_fail(FI_PWRITE, 1, ENOSPC);
+	vars_wr(&vm, v + 4096, 0x20);
+	vars_wr(&vm, v + 4096, 0xD0);
+	assert_true(fi_all_fired());
+	assert_int_equal(vars_rd(&vm, v + 4096), 0xB0);
+	vars_wr(&vm, v, 0x50);
+	assert_int_equal(vars_rd(&vm, v + 4096), 0);
+	fi_reset();
+	vars_wr(&vm, v + 5, 0x40);
+	vars_wr(&vm, v + 5, 0xA5);
+	assert_int_equal(vars_rd(&vm, v + 5), 0x80);
+	vars_wr(&vm, v, 0xFF);
+	assert_int_equal(vars_rd(&vm, v + 5), 0xA5);
+	vm_destroy(&vm);
+	config_free(&cfg);
+	unlink(rom);
+	unlink(vars);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -394,6 +472,7 @@ int main(void)
 		cmocka_unit_test(test_more_oom),
 		cmocka_unit_test(test_platform_oom),
 		cmocka_unit_test(test_vmgenid_getrandom_fails),
+		cmocka_unit_test(test_bootrom_flash_host_fails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
