@@ -126,6 +126,54 @@ static void test_pop_push_notify(void **state)
 	vq_destroy(&vq);
 }
 
+/*
+ * Notification suppression: without EVENT_IDX, used->flags NO_NOTIFY off and on; with it,
+ * enabling writes avail_event = the driver's avail index; a queue not live is left alone.
+ * vq_unpop of nothing, or of more than was taken, changes nothing.
+ */
+static void test_notify_modes(void **state)
+{
+	static struct virtio_chain c;
+	struct virtqueue vq;
+
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	queue_up(&vq);
+	vq_set_notify(&vq, false);
+	assert_int_equal(get16(USED), 1);
+	vq_set_notify(&vq, true);
+	assert_int_equal(get16(USED), 0);
+	offer(1);
+	assert_int_equal(vq_pop(&vq, &c), 1);
+	vq_unpop(&vq, 0);
+	vq_unpop(&vq, 2);
+	offer(2);
+	assert_int_equal(vq_pop(&vq, &c), 1);
+	assert_int_equal(c.head, 2);
+	vq_destroy(&vq);
+	/* EVENT_IDX: the avail_event field after the used ring. */
+	assert_int_equal(vq_init(&vq, 0, 8, &host), 0);
+	memset(ram, 0, sizeof(ram));
+	avail = 0;
+	vq.size = QSZ;
+	vq.desc_gpa = DESC;
+	vq.avail_gpa = AVAIL;
+	vq.used_gpa = USED;
+	/* Not live yet: nothing is written. */
+	put16(USED, 0x55);
+	vq_set_notify(&vq, false);
+	assert_int_equal(get16(USED), 0x55);
+	put16(USED, 0);
+	assert_null(vq_enable(&vq));
+	vq_start(&vq, VQ_F_EVENT_IDX);
+	offer(1);
+	offer(2);
+	offer(3);
+	vq_set_notify(&vq, true);
+	assert_int_equal(get16(USED + 4 + 8 * QSZ), 3);
+	assert_int_equal(get16(USED), 0);
+	vq_destroy(&vq);
+}
+
 static void test_generations(void **state)
 {
 	struct virtqueue vq;
@@ -362,6 +410,7 @@ int main(void)
 		cmocka_unit_test(test_pop_push_notify), cmocka_unit_test(test_generations),
 		cmocka_unit_test(test_broken),		cmocka_unit_test(test_walk_iov_bound),
 		cmocka_unit_test(test_walk_loops),	cmocka_unit_test(test_walk_refused),
+		cmocka_unit_test(test_notify_modes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
