@@ -1668,8 +1668,25 @@ static void test_cd_tray_pages(void **state)
 		assert_int_equal(d[5], 0x01);
 		/* Load: UNIT ATTENTION once, medium changed; loading again changes nothing. */
 		assert_true(ok(packet(&f, load, 12, 0)));
+		/* INQUIRY does not report it (nor clear it); an allocation of 8 gets 8 bytes. */
+		{
+			uint8_t inq[12] = { 0x12, 0, 0, 0, 8 };
+
+			memset(gpa(&f, DATA, 64), 0xCC, 64);
+			assert_true(ok(packet(&f, inq, 12, 64)));
+			assert_int_equal(get32(&f, CLB(1) + 4), 8);
+			assert_int_equal(d[0], 0x05);
+			assert_int_equal(d[8], 0xCC);
+		}
 		want_check(&f, tur, 0, 6, 0x28);
 		assert_true(ok(packet(&f, tur, 12, 0)));
+		/* START without LoEj: the tray stays closed, the medium ready. */
+		{
+			uint8_t spin[12] = { 0x1B, 0, 0, 0, 1 };
+
+			assert_true(ok(packet(&f, spin, 12, 0)));
+			assert_true(ok(packet(&f, tur, 12, 0)));
+		}
 		assert_true(ok(packet(&f, load, 12, 0)));
 		assert_true(ok(packet(&f, tur, 12, 0)));
 		assert_true(ok(packet(&f, ms, 12, 8)));
