@@ -485,6 +485,33 @@ static void test_typematic(void **state)
 	EXPECT(f, 0xb0, 0xe1, 0x1d, 0x45, 0xe1, 0x9d, 0xc5);
 	evloop_advance(&f->vm.ev, t0 + 2000 * MS);
 	EXPECT_NONE(f);
+	/* Due many periods ago (the VM was paused): one repeat, then the rate from now on. */
+	key(f, KEY_PAUSE, false);
+	kbd_cmd(f, 0xf3);
+	kbd_cmd(f, 0x20); /* 500 ms, 30 per second */
+	EXPECT(f, 0xfa, 0xfa);
+	t0 = vclock_ns(&f->vm.ev);
+	key(f, KEY_A, true);
+	EXPECT(f, 0x1e);
+	assert_int_equal(f->d->ops->pause(f->d), 0);
+	evloop_advance(&f->vm.ev, t0 + 5000 * MS);
+	assert_int_equal(f->d->ops->resume(f->d), 0);
+	EXPECT_NONE(f);
+	evloop_advance(&f->vm.ev, t0 + 5000 * MS);
+	EXPECT(f, 0x1e);
+	evloop_advance(&f->vm.ev, t0 + 5033 * MS);
+	EXPECT_NONE(f);
+	evloop_advance(&f->vm.ev, t0 + 5034 * MS);
+	EXPECT(f, 0x1e);
+	/* Scanning disabled while the key is held: no more repeats, none when it is back. */
+	kbd_cmd(f, 0xf5);
+	EXPECT(f, 0xfa);
+	evloop_advance(&f->vm.ev, t0 + 6000 * MS);
+	EXPECT_NONE(f);
+	kbd_cmd(f, 0xf4);
+	EXPECT(f, 0xfa);
+	evloop_advance(&f->vm.ev, t0 + 7000 * MS);
+	EXPECT_NONE(f);
 }
 
 static void test_keyboard_overrun(void **state)
