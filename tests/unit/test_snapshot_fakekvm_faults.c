@@ -2,8 +2,8 @@
 /*
  * The save side of the snapshot orchestrator (snap/snapshot.c) against a KVM this test plays
  * itself (fi_ioctl_fake, tests/faultinj.h), so that it runs on any host, /dev/kvm or not: a VM
- * with guest RAM, a device and a disk but no vCPU, whose VM-wide state (irqchips, PIT, clock)
- * the fake hands out.
+ * with guest RAM, a device, a disk and one vCPU (its thread not started), whose state (the
+ * vCPU's registers and TSC, irqchips, PIT, clock) the fake hands out.
  *  - a checkpoint writes a file that verifies: the device's section, the VM state, the disks,
  *    the metadata with host paths made absolute, the pages written; the VM runs on;
  *  - a second one replaces it (and, with snapshot.disks=clone, drops the disk copy of the
@@ -31,6 +31,7 @@
 
 #include <cmocka.h>
 
+#include "arch/x86/cpustate.h"
 #include "config.h"
 #include "dev/dev.h"
 #include "evloop.h"
@@ -41,11 +42,17 @@
 #include "snap/meta.h"
 #include "snap/snapshot.h"
 #include "sstream.h"
+#include "vcpu.h"
 #include "vm.h"
 
 #include "statesnap.h"
 
-#define VM_FD 1002 /* a descriptor nothing else in the process has: the fake answers for it */
+/* Descriptors nothing else in the process has: the fake answers for them. */
+#define KVM_FD 1001
+#define VM_FD 1002
+#define VCPU_FD 1003
+#define MSR_TSC 0x10
+#define TSC_KHZ 2000000
 #define RAM (16ULL << 20)
 #define PG 4096ULL
 #define OLD "the previous snapshot"
@@ -56,8 +63,65 @@ static char dir[64], path[160], key[160];
 
 static unsigned kvm_calls;
 
+static uint64_t fake_tsc = 1000000000;
+
+/* /dev/kvm: one MSR (IA32_TSC), no XSAVE2. */
+static int fake_kvm(unsigned long req, void *arg)
+{
+	struct kvm_msr_list *l = arg;
+
+	switch (req) {
+	case KVM_GET_MSR_INDEX_LIST:
+		l->nmsrs = 1;
+		l->indices[0] = MSR_TSC;
+		return 0;
+	case KVM_CHECK_EXTENSION:
+		return 0;
+	default:
+		errno = ENOTTY;
+		return -1;
+	}
+}
+
+/* The vCPU: every register set zero, its TSC running 1000 ticks per read. */
+static int fake_vcpu(unsigned long req, void *arg)
+{
+	switch (req) {
+	case KVM_GET_MP_STATE:
+	case KVM_GET_REGS:
+	case KVM_GET_SREGS:
+	case KVM_GET_XCRS:
+	case KVM_GET_LAPIC:
+	case KVM_GET_VCPU_EVENTS:
+	case KVM_GET_DEBUGREGS:
+	case KVM_GET_XSAVE:
+		memset(arg, 0, _IOC_SIZE(req));
+		return 0;
+	case KVM_GET_MSRS: {
+		struct kvm_msrs *m = arg;
+
+		for (uint32_t i = 0; i < m->nmsrs; i++)
+			m->entries[i].data = m->entries[i].index == MSR_TSC ? (fake_tsc += 1000)
+									    : 0;
+		return (int)m->nmsrs;
+	}
+	case KVM_GET_CPUID2:
+		((struct kvm_cpuid2 *)arg)->nent = 0;
+		return 0;
+	case KVM_GET_TSC_KHZ:
+		return TSC_KHZ;
+	default:
+		errno = ENOTTY;
+		return -1;
+	}
+}
+
 static int fake_ioctl(int fd, unsigned long req, void *arg)
 {
+	if (fd == KVM_FD)
+		return fake_kvm(req, arg);
+	if (fd == VCPU_FD)
+		return fake_vcpu(req, arg);
 	if (fd != VM_FD)
 		return (int)syscall(SYS_ioctl, fd, req, arg);
 	kvm_calls++;
@@ -128,6 +192,8 @@ static const struct dev_ops fake_ops = {
 /* ---- the VM ---- */
 
 static struct vm vm;
+static struct vcpu vcpu0;
+static struct vcpu *vcpus[1] = { &vcpu0 };
 static struct config cfg;
 static struct fakedev dev;
 static struct vm_disk disk;
@@ -160,7 +226,17 @@ static int setup(void **state)
 	snprintf(path, sizeof(path), "%s/vm.snap", dir);
 	snprintf(key, sizeof(key), "%s/key", dir);
 	vm_init_bare(&vm, !live_loop);
+	vm.kvm_fd = KVM_FD;
 	vm.vm_fd = VM_FD;
+	/* One vCPU, its thread not started: work for it runs on the caller's. */
+	memset(&vcpu0, 0, sizeof(vcpu0));
+	vcpu0.vm = &vm;
+	vcpu0.fd = VCPU_FD;
+	vcpu0.run = calloc(1, sizeof(*vcpu0.run));
+	pthread_mutex_init(&vcpu0.lock, NULL);
+	pthread_cond_init(&vcpu0.cond, NULL);
+	vm.vcpus = vcpus;
+	vm.ncpus = 1;
 	vm.name = "fk";
 	config_init(&cfg);
 	config_set(&cfg, "cpus", "1");
@@ -212,8 +288,11 @@ static int teardown(void **state)
 	vm.devs = NULL;
 	vm.disks = NULL;
 	vm.cfg = NULL;
-	vm.vm_fd = -1;
+	vm.kvm_fd = vm.vm_fd = -1;
+	vm.vcpus = NULL;
+	vm.ncpus = 0;
 	vm_destroy(&vm);
+	free(vcpu0.run);
 	live_loop = false;
 	close(disk.fd);
 	config_free(&cfg);
@@ -284,6 +363,7 @@ static void test_checkpoint(void **state)
 	struct snap_file f;
 	struct config saved;
 	char err[1024], want[300];
+	uint64_t tsc0 = fake_tsc;
 	void *buf;
 
 	if (save_to(path, NULL, &res, err, sizeof(err)))
@@ -300,7 +380,25 @@ static void test_checkpoint(void **state)
 	assert_false(f.has_parent);
 	assert_int_equal(f.nextents, 2);
 	assert_int_equal(f.mem_size, RAM);
-	assert_null(snap_file_find(&f, SNAP_SEC_VCPU, "cpu0"));
+	/* The vCPU's TSC as of the instant the clocks were read, not of its own save. */
+	sec = snap_file_find(&f, SNAP_SEC_VCPU, "cpu0");
+	assert_non_null(sec);
+	{
+		struct cpustate cs = { 0 };
+		struct sstream st;
+		uint64_t tsc;
+
+		assert_int_equal(snap_file_read(&f, sec, &buf), 0);
+		ss_init_load(&st, buf, sec->length);
+		cpustate_load(&st, &cs, sec->version);
+		assert_int_equal(ss_finish(&st), 0);
+		assert_int_equal(cpustate_tsc(&cs, &tsc), 0);
+		/* At most the clocks' read (the first), though the save read it again later. */
+		assert_true(tsc <= tsc0 + 1000);
+		assert_true(fake_tsc > tsc0 + 1000);
+		cpustate_free(&cs);
+		free(buf);
+	}
 	assert_non_null(snap_file_find(&f, SNAP_SEC_VM, "vm"));
 	sec = snap_file_find(&f, SNAP_SEC_DEV, "fake@pci.0.5.0");
 	assert_non_null(sec);
@@ -497,7 +595,7 @@ static void test_stream(void **state)
 	assert_int_equal(snap_save_stream(&vm, &w, NULL, NULL, NULL, &res, err, sizeof(err)), 0);
 	assert_true(vm.paused);
 	assert_int_equal(s.mem_bytes, 3 * PG);
-	assert_int_equal(s.sections, 5); /* dev, vm, disks, meta, memmap */
+	assert_int_equal(s.sections, 6); /* dev, cpu0, vm, disks, meta, memmap */
 	assert_int_equal(snap_resume_vm(&vm, err, sizeof(err)), 0);
 	snap_writer_abort(&w);
 
@@ -508,7 +606,7 @@ static void test_stream(void **state)
 					  sizeof(err)),
 			 0);
 	assert_int_equal(s.mem_writes, 0);
-	assert_int_equal(s.sections, 5);
+	assert_int_equal(s.sections, 6);
 	assert_int_equal(snap_resume_vm(&vm, err, sizeof(err)), 0);
 	snap_writer_abort(&w);
 
@@ -562,6 +660,11 @@ static void test_failures(void **state)
 	}
 	fi_ioctl_fail(KVM_GET_IRQCHIP, 2, EINVAL);
 	expect_save_fails(-EINVAL, "reading VM state from KVM");
+	/* The vCPU: its TSC at the instant, then its registers. */
+	fi_ioctl_fail(KVM_GET_MSRS, 1, EIO);
+	expect_save_fails(-EIO, "reading the TSC of vCPU 0");
+	fi_ioctl_fail(KVM_GET_SREGS, 1, EFAULT);
+	expect_save_fails(-EFAULT, "saving vCPU 0: Bad address");
 	dev.save_ret = -ENODEV;
 	expect_save_fails(-ENODEV, "saving device fake@pci.0.5.0: No such device");
 	dev.save_ret = -EPROTO;
