@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -39,6 +40,7 @@
 #include "snap/chain.h"
 #include "snap/disks.h"
 #include "snap/format.h"
+#include "snap/memory.h"
 #include "snap/meta.h"
 #include "snap/snapshot.h"
 #include "sstream.h"
@@ -872,6 +874,54 @@ static void test_live_pause_fails(void **state)
 	assert_int_equal(dev.paused, dev.resumed);
 }
 
+/*
+ * A restored VM (its RAM a private mapping of its snapshot, here one written for the purpose)
+ * is checkpointed live by dirty-log pre-copy: its rounds copy memory into the new file while
+ * it runs, the last pause the pages still dirty and the state.
+ */
+static void test_live_restored(void **state)
+{
+	struct mem_backing *b = calloc(1, sizeof(*b));
+	struct snap_file f;
+	char err[1024];
+	void *hva;
+
+	write_snap_at(at("base.snap"), &(struct spec){ 0 });
+	open_ok(at("base.snap"), &f);
+	hva = mmap(vm.mem[0].hva, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, f.fd,
+		   (off_t)f.mem_offset);
+	assert_ptr_equal(hva, vm.mem[0].hva);
+	b->fd = dup(f.fd);
+	b->region_file_offset[0] = f.regions[0].file_offset;
+	snap_file_close(&f);
+	vm.backing = b;
+	fill(3, 2, 0x5a);
+	fill(700, 1, 0x77);
+
+	put_old();
+	if (live_to(path, err, sizeof(err)))
+		fail_msg("live of a restored VM: %s", err);
+	assert_string_equal(lw.res.method, "dirty-log");
+	assert_null(vm.live);
+	assert_false(vm.paused);
+	assert_int_equal(dev.paused, 1);
+	assert_int_equal(dev.resumed, 1);
+	open_ok(path, &f);
+	assert_int_equal(f.nextents, 2);
+	assert_int_equal(f.extents[0].file_offset, f.mem_offset + 3 * PG);
+	assert_int_equal(f.extents[0].length, 2 * PG);
+	snap_file_close(&f);
+	/* It is the parent of the next incremental checkpoint. */
+	{
+		struct snap_save_opts o = { .incremental = true };
+		struct snap_result res;
+
+		fill(20, 1, 0x20);
+		assert_int_equal(save_to(at("i1.snap"), &o, &res, err, sizeof(err)), 0);
+		assert_string_equal(res.parent, "vm.snap");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -885,6 +935,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_alloc_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live, setup_live, teardown),
 		cmocka_unit_test_setup_teardown(test_live_pause_fails, setup_live, teardown),
+		cmocka_unit_test_setup_teardown(test_live_restored, setup_live, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
