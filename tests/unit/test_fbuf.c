@@ -1331,6 +1331,21 @@ static void test_mmio_corners(void **state)
 	assert_int_equal(MMIO_RD(f, 0x700, 4), 0);
 	MMIO_WR(f, 0x700, 4, 0xffffffff);
 	assert_int_equal(MMIO_RD(f, 0x700, 4), 0);
+	/* The VGA ports 3C0-3DF at 0x400 (bochs-display's window): the same registers. */
+	MMIO_WR(f, 0x400 + 4, 1, 7);
+	MMIO_WR(f, 0x400 + 5, 1, 0x5a);
+	OUTB(f, 0x3c4, 7);
+	assert_int_equal(INB(f, 0x3c5), 0x5a);
+	OUTB(f, 0x3c5, 0xa6);
+	assert_int_equal(MMIO_RD(f, 0x400 + 5, 1), 0xa6);
+	/* Between that window and the VBE registers: nothing. */
+	assert_int_equal(MMIO_RD(f, 0x440, 4), 0);
+	MMIO_WR(f, 0x440, 4, 0xffffffff);
+	assert_int_equal(MMIO_RD(f, 0x440, 4), 0);
+	/* VRAM through BAR 0 reads back what was written. */
+	wr(&f->vm, &f->vm.mmio, f->fb + 0x1234, 4, 0xcafef00d);
+	assert_int_equal(rd(&f->vm, &f->vm.mmio, f->fb + 0x1234, 4), 0xcafef00d);
+	assert_int_equal(rd(&f->vm, &f->vm.mmio, f->fb + 0x1236, 2), 0xcafe);
 }
 
 /* A ROM image at @path: @n bytes, 55AAh, a PCI data structure for @vendor:@device. */
