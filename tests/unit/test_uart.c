@@ -244,14 +244,22 @@ static void test_rx_trigger_and_timeout(void **state)
 	evloop_advance(&f->vm.ev, t0 + 50000000);
 	assert_int_equal(f->irq_level[4], 1);
 	assert_int_equal(in8(f, IIR), 0xcc);
+	/* A new character does not clear a pending timeout (only a read does). */
+	inject(f, "9");
+	assert_int_equal(in8(f, IIR), 0xcc);
+	assert_int_equal(f->irq_level[4], 1);
 	/* A read clears the timeout; the rest is drained in order. */
 	assert_int_equal(in8(f, THR), '3');
 	assert_int_equal(f->irq_level[4], 0);
-	for (char c = '4'; c <= '8'; c++)
+	for (char c = '4'; c <= '9'; c++)
 		assert_int_equal(in8(f, THR), c);
 	assert_int_equal(in8(f, LSR) & 0x01, 0);
 	evloop_advance(&f->vm.ev, t0 + 200000000);
 	assert_int_equal(in8(f, IIR), 0xc1);
+	/* Injecting nothing changes nothing; with no backend there is nothing to flush. */
+	assert_int_equal(uart_rx_inject(f->d, (const uint8_t *)"", 0), 0);
+	assert_int_equal(in8(f, LSR) & 0x01, 0);
+	assert_int_equal(uart_flush(f->d, 10), 0);
 	/* FIFO reset empties the receiver. */
 	inject(f, "abc");
 	out8(f, FCR, 0x83);
