@@ -484,6 +484,46 @@ static void test_render_corners(void **state)
 	assert_int_equal(px(f, 3, 0), 0x8041fe);
 }
 
+/*
+ * Damage in text and planar modes: a write that changes no cell (the same character again)
+ * or no line sends nothing; a changed cell damages exactly its 9x16 box, a changed byte of
+ * a planar line exactly its 8 pixels.
+ */
+static void test_text_and_planar_damage(void **state)
+{
+	struct fx *f = *state;
+	unsigned r[4];
+
+	OUTB(f, 0x3d4, 0x0e);
+	OUTB(f, 0x3d5, 0x07);
+	text_put(f, 5, 'A', 0x1f);
+	assert_true(refresh_damage(f, r));
+	assert_false(refresh_damage(f, r));
+	text_put(f, 5, 'A', 0x1f);
+	assert_false(refresh_damage(f, r));
+	text_put(f, 81, 'B', 0x4e);
+	assert_true(refresh_damage(f, r));
+	assert_int_equal(r[0], 9);
+	assert_int_equal(r[1], 16);
+	assert_int_equal(r[2], 18);
+	assert_int_equal(r[3], 32);
+	planar_mode(f);
+	assert_true(refresh_damage(f, r));
+	assert_false(refresh_damage(f, r));
+	wr(&f->vm, &f->vm.mmio, 0xa0000 + 10 * 80 + 2, 1, 0xff);
+	assert_true(refresh_damage(f, r));
+	assert_int_equal(r[0], 16);
+	assert_int_equal(r[1], 10);
+	assert_int_equal(r[2], 24);
+	assert_int_equal(r[3], 11);
+	snap(f);
+	assert_int_equal(px(f, 16, 10), 0xffffff);
+	assert_int_equal(px(f, 15, 10), 0);
+	/* The same byte again: nothing. */
+	wr(&f->vm, &f->vm.mmio, 0xa0000 + 10 * 80 + 2, 1, 0xff);
+	assert_false(refresh_damage(f, r));
+}
+
 #define RD(f, port, size) ((uint32_t)rd(&(f)->vm, &(f)->vm.pio, port, size))
 
 /*
@@ -1571,6 +1611,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pci_identity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_render_corners, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_and_planar_damage, setup, teardown),
 		cmocka_unit_test(test_edid),
 		cmocka_unit_test_setup_teardown(test_mmio_corners, setup, teardown),
 		cmocka_unit_test(test_rom_and_vga_options),
