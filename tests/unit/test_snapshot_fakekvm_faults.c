@@ -156,13 +156,17 @@ static int fake_ioctl(int fd, unsigned long req, void *arg)
 
 struct fakedev {
 	struct dev d;
-	int save_ret;
+	int save_ret, pause_ret;
 	unsigned paused, resumed, saves;
 };
 
 static int fd_pause(struct dev *d)
 {
-	container_of(d, struct fakedev, d)->paused++;
+	struct fakedev *f = container_of(d, struct fakedev, d);
+
+	if (f->pause_ret)
+		return f->pause_ret;
+	f->paused++;
 	return 0;
 }
 
@@ -248,6 +252,9 @@ static int setup(void **state)
 	config_set(&cfg, "lpc.com1.path", "file:com1.log"); /* relative: made absolute */
 	config_set(&cfg, "lpc.com2.path", "stdio");
 	config_set(&cfg, "boot.kernel", "kernel.bin");
+	config_set(&cfg, "boot.initrd", "./initrd.img");
+	config_set(&cfg, "lpc.com3.path", "unix:console.sock");
+	config_set(&cfg, "lpc.com4.path", "file:");
 	config_set(&cfg, "pci.0.3.0.device", "virtio-blk");
 	vm.cfg = &cfg;
 	assert_int_equal(vm_add_memory(&vm, RAM), 0);
@@ -421,6 +428,11 @@ static void test_checkpoint(void **state)
 	assert_string_equal(config_get(&saved, "lpc.com2.path"), "stdio");
 	snprintf(want, sizeof(want), "%s/kernel.bin", dir);
 	assert_string_equal(config_get(&saved, "boot.kernel"), want);
+	snprintf(want, sizeof(want), "%s/initrd.img", dir);
+	assert_string_equal(config_get(&saved, "boot.initrd"), want);
+	snprintf(want, sizeof(want), "unix:%s/console.sock", dir);
+	assert_string_equal(config_get(&saved, "lpc.com3.path"), want);
+	assert_string_equal(config_get(&saved, "lpc.com4.path"), "file:");
 	assert_string_equal(config_get(&saved, "ctl.socket"), "off");
 	config_free(&saved);
 	/* The VM's own configuration is left as it was. */
@@ -672,6 +684,16 @@ static void test_failures(void **state)
 	dev.save_ret = -EPROTO;
 	expect_save_fails(-EPROTO, "saving device fake@pci.0.5.0: queue 3 is in a state");
 	dev.save_ret = 0;
+	/* The device cannot pause: the clocks read for the instant are let go (running again). */
+	dev.pause_ret = -EBUSY;
+	expect_save_fails(-EBUSY, "pausing device fake@pci.0.5.0");
+	dev.pause_ret = 0;
+	{
+		uint64_t t = vclock_ns(&vm.ev);
+
+		evloop_advance(&vm.ev, 7000000000ULL);
+		assert_true(vclock_ns(&vm.ev) > t);
+	}
 	/* The disk cannot be synced; the host paths cannot be made absolute. */
 	fi_fail(FI_FSYNC, 1, EIO);
 	expect_save_fails(-EIO, "disk pci.0.3.0");
@@ -747,6 +769,102 @@ static void test_alloc_sweep(void **state)
 			assert_false(vm.paused);
 		}
 	}
+}
+
+/* A VM paused by a request is checkpointed as it is, and stays paused. */
+static void test_paused_checkpoint(void **state)
+{
+	struct snap_result res;
+	struct snap_file f;
+	char err[1024];
+
+	assert_int_equal(snap_pause_vm(&vm, err, sizeof(err)), 0);
+	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+	assert_true(vm.paused);
+	assert_int_equal(dev.paused, 1);
+	assert_int_equal(dev.resumed, 0);
+	open_ok(path, &f);
+	snap_file_close(&f);
+	assert_int_equal(snap_resume_vm(&vm, err, sizeof(err)), 0);
+}
+
+/*
+ * The file a clone checkpoint replaces names disk copies to delete only if this host's khyve
+ * wrote it: one with no MAC, or one with no disks section, deletes nothing.
+ */
+static void test_replace_unauthenticated(void **state)
+{
+	struct snap_result res;
+	char err[1024];
+	int fd;
+
+	config_set(&cfg, "snapshot.disks", "clone");
+	fd = open(at("vm.snap.pci.0.3.0.0123456789ab.img"), O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	write_snap_at(path, &(struct spec){ 0 });
+	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+	write_snap_at(path, &(struct spec){ .key = key });
+	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+	assert_int_equal(access(at("vm.snap.pci.0.3.0.0123456789ab.img"), F_OK), 0);
+}
+
+/*
+ * More refusals of an incremental checkpoint: a --parent that does not exist, a directory
+ * that does not; and one that fails after taking the written pages gives them back, so the
+ * next one still holds them.
+ */
+static void test_incremental_more(void **state)
+{
+	struct snap_save_opts o = { .incremental = true };
+	struct snap_result res;
+	struct snap_file f;
+	char err[1024];
+
+	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+	o.parent = at("no-such.snap");
+	assert_int_equal(save_to(at("i1.snap"), &o, &res, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "is not this VM's last checkpoint"));
+	o.parent = NULL;
+	assert_int_equal(save_to("/khyve-test-no-such-dir/i1.snap", &o, &res, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "goes in the directory of its parent"));
+
+	fill(30, 1, 0x30);
+	fi_fail(FI_RENAME, 1, EROFS);
+	assert_int_equal(save_to(at("i1.snap"), &o, &res, err, sizeof(err)), -EROFS);
+	fi_reset();
+	fi_ioctl_fake(fake_ioctl);
+	fill(31, 1, 0x31);
+	assert_int_equal(save_to(at("i1.snap"), &o, &res, err, sizeof(err)), 0);
+	open_ok(at("i1.snap"), &f);
+	assert_int_equal(f.nextents, 1);
+	assert_int_equal(f.extents[0].file_offset, f.mem_offset + 30 * PG);
+	assert_int_equal(f.extents[0].length, 2 * PG);
+	snap_file_close(&f);
+	/* Its chain section cannot be written: refused, and the pages are given back again. */
+	fill(32, 1, 0x32);
+	{
+		unsigned writes;
+
+		fi_reset();
+		fi_ioctl_fake(fake_ioctl);
+		assert_int_equal(save_to(at("i2.snap"), &o, &res, err, sizeof(err)), 0);
+		writes = fi_calls(FI_PWRITE);
+		fill(33, 1, 0x33);
+		for (unsigned n = 1; n <= writes; n++) {
+			fi_fail(FI_PWRITE, n, EIO);
+			assert_int_equal(save_to(at("i3.snap"), &o, &res, err, sizeof(err)), -EIO);
+			fi_reset();
+			fi_ioctl_fake(fake_ioctl);
+		}
+	}
+	assert_int_equal(save_to(at("i3.snap"), &o, &res, err, sizeof(err)), 0);
+	assert_string_equal(res.parent, "i2.snap");
+	open_ok(at("i3.snap"), &f);
+	assert_int_equal(f.nextents, 1);
+	assert_int_equal(f.extents[0].file_offset, f.mem_offset + 33 * PG);
+	snap_file_close(&f);
 }
 
 /* ---- live checkpoints: started and ended on the VM's event loop thread ---- */
@@ -872,6 +990,16 @@ static void test_live_pause_fails(void **state)
 	assert_null(vm.live);
 	assert_false(vm.paused);
 	assert_int_equal(dev.paused, dev.resumed);
+	/* It is no parent; with no live checkpoint, an abort does nothing. */
+	{
+		struct snap_save_opts o = { .incremental = true };
+		struct snap_result res;
+
+		assert_int_equal(save_to(at("i.snap"), &o, &res, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "needs a parent"));
+	}
+	snap_save_live_abort(&vm);
+	assert_null(vm.live);
 }
 
 /*
@@ -929,6 +1057,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replace_and_clone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_suspend, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_paused_checkpoint, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replace_unauthenticated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_incremental_more, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_sweep, setup, teardown),
