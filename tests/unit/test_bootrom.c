@@ -404,6 +404,204 @@ static void test_bad_files(void **state)
 	config_free(&cfg);
 }
 
+/* A bare VM with @ram bytes of RAM (0: none) and lpc.bootrom/lpc.bootvars as given. */
+struct bare {
+	struct vm vm;
+	struct config cfg;
+	uint8_t *ram;
+};
+
+static void bare_init(struct bare *b, uint64_t ram, const char *rom, const char *vars)
+{
+	memset(b, 0, sizeof(*b));
+	vm_init_bare(&b->vm, true);
+	config_init(&b->cfg);
+	b->vm.cfg = &b->cfg;
+	if (rom)
+		config_set(&b->cfg, "lpc.bootrom", rom);
+	if (vars)
+		config_set(&b->cfg, "lpc.bootvars", vars);
+	if (ram) {
+		b->ram = calloc(1, ram);
+		assert_non_null(b->ram);
+		b->vm.mem[0] = (struct mem_region){ .gpa = 0, .size = ram, .hva = b->ram };
+		b->vm.nmem = 1;
+		b->vm.ram_size = ram;
+	}
+}
+
+static void bare_free(struct bare *b)
+{
+	vm_destroy(&b->vm);
+	config_free(&b->cfg);
+	free(b->ram);
+}
+
+static uint8_t bare_rd8(struct bare *b, uint64_t gpa)
+{
+	uint8_t v = 0x5A;
+
+	bus_access(&b->vm.mmio, gpa, &v, 1, false);
+	return v;
+}
+
+static void bare_wr8(struct bare *b, uint64_t gpa, uint8_t v)
+{
+	bus_access(&b->vm.mmio, gpa, &v, 1, true);
+}
+
+static void nop_io(void *opaque, uint64_t off, void *data, unsigned size, bool is_write)
+{
+}
+
+/* No lpc.bootrom: nothing is made, and the entry points do nothing (DMA goes to RAM). */
+static void test_no_bootrom(void **state)
+{
+	static const uint8_t data[4] = { 1, 2, 3, 4 };
+	uint8_t mode[PAM_SEGMENTS] = { 0 };
+	struct bare b;
+	char err[256] = "";
+
+	bare_init(&b, 2 * MiB, NULL, NULL);
+	assert_int_equal(bootrom_create(&b.vm, false, err, sizeof(err)), 0);
+	assert_null(b.vm.bootrom);
+	assert_null(b.vm.devs);
+	assert_int_equal(bootrom_area_size(&b.vm), 0);
+	assert_int_equal(bootrom_map(&b.vm), 0);
+	bootrom_set_pam(&b.vm, mode);
+	assert_true(bootrom_dma_write(&b.vm, 0xF0000, data, sizeof(data)));
+	assert_memory_equal(b.ram + 0xF0000, data, sizeof(data));
+	assert_false(bootrom_dma_write(&b.vm, 2 * MiB - 2, data, sizeof(data)));
+	assert_string_equal(err, "");
+	bare_free(&b);
+}
+
+/*
+ * A ROM larger than the 128 KiB alias: its last 128 KiB show at 0xE0000-0xFFFFF, nothing
+ * below; without lpc.bootvars there is no flash below the image.
+ */
+static void test_large_rom(void **state)
+{
+	const uint64_t size = 256 * KiB;
+	uint8_t mode[PAM_SEGMENTS] = { 0 };
+	struct bare b;
+	char err[256], rom[64];
+
+	snprintf(rom, sizeof(rom), "/tmp/khyve-test-bigrom.%d", getpid());
+	write_file(rom, size, 1);
+	bare_init(&b, 2 * MiB, rom, NULL);
+	assert_int_equal(bootrom_create(&b.vm, false, err, sizeof(err)), 0);
+	assert_int_equal(bootrom_map(&b.vm), 0);
+	assert_int_equal(bootrom_area_size(&b.vm), size);
+	assert_int_equal(bare_rd8(&b, 0xE0000), rom_byte(size - 128 * KiB));
+	assert_int_equal(bare_rd8(&b, 0xFFFFF), rom_byte(size - 1));
+	assert_int_equal(bare_rd8(&b, 0xDFFFF), 0xFF);
+	/* The image itself at the top of 4 GiB is KVM's slot; below it nothing is decoded. */
+	assert_false(bus_access(&b.vm.mmio, (4ULL << 30) - size - 4096, &mode[0], 1, false));
+	mode[0] = 0;
+	/* The E segments made RAM: the alias goes, RAM answers. */
+	for (unsigned i = 8; i < 12; i++)
+		mode[i] = PAM_RE | PAM_WE;
+	bootrom_set_pam(&b.vm, mode);
+	b.ram[0xE0000] = 0x42;
+	assert_int_equal(bare_rd8(&b, 0xE0000), 0x42);
+	assert_int_equal(bare_rd8(&b, 0xF0000), rom_byte(size - 64 * KiB));
+	bare_free(&b);
+	unlink(rom);
+}
+
+/* RAM ends below the BIOS area: enabled segments have no RAM to read or write. */
+static void test_ram_below_bios_area(void **state)
+{
+	static const uint8_t data[2] = { 7, 8 };
+	uint8_t mode[PAM_SEGMENTS];
+	struct bare b;
+	char err[256], rom[64];
+
+	snprintf(rom, sizeof(rom), "/tmp/khyve-test-smallram.%d", getpid());
+	write_file(rom, ROM_SIZE, 1);
+	bare_init(&b, 512 * KiB, rom, NULL);
+	assert_int_equal(bootrom_create(&b.vm, false, err, sizeof(err)), 0);
+	assert_int_equal(bootrom_map(&b.vm), 0);
+	memset(mode, PAM_RE | PAM_WE, sizeof(mode));
+	bootrom_set_pam(&b.vm, mode);
+	bare_wr8(&b, 0xC0000, 0x33);
+	assert_int_equal(bare_rd8(&b, 0xC0000), 0xFF);
+	assert_int_equal(bare_rd8(&b, 0xF0000), rom_byte(0));
+	assert_false(bootrom_dma_write(&b.vm, 0xC0000, data, sizeof(data)));
+	/* Below the area, in RAM: written as asked. */
+	assert_true(bootrom_dma_write(&b.vm, 0x1000, data, sizeof(data)));
+	assert_memory_equal(b.ram + 0x1000, data, sizeof(data));
+	bare_free(&b);
+	unlink(rom);
+}
+
+/*
+ * A restore's device reads no image (the file may be gone): the BIOS area shows nothing until
+ * the snapshot's image loads, the flash is decoded below it from then on, and a later load of
+ * another image replaces it.
+ */
+static void test_restore_takes_the_image(void **state)
+{
+	struct fx *f = *state;
+	struct dev *src = vm_find_dev(&f->vm, "bootrom"), *d;
+	uint8_t *a, v;
+	size_t alen;
+	struct bare b;
+	char err[256];
+
+	a = devsnap_save_copy(src, &alen);
+	bare_init(&b, RAM, "/nonexistent/rom", f->vars);
+	assert_int_equal(bootrom_create(&b.vm, true, err, sizeof(err)), 0);
+	assert_int_equal(bootrom_map(&b.vm), 0);
+	d = vm_find_dev(&b.vm, "bootrom");
+	assert_non_null(d);
+	assert_int_equal(bare_rd8(&b, 0xF0000), 0xFF);
+	assert_false(bus_access(&b.vm.mmio, vars_at(), &v, 1, false)); /* not yet decoded */
+	assert_int_equal(devsnap_load(d, a, alen, 1), 0);
+	assert_int_equal(bare_rd8(&b, 0xF0000), rom_byte(0));
+	assert_int_equal(bare_rd8(&b, 0xFFFF0), rom_byte(ROM_SIZE - 16));
+	/* The flash, below the loaded image, answers its identifier query. */
+	bare_wr8(&b, vars_at(), 0x90);
+	assert_int_equal(bare_rd8(&b, vars_at()), 0x89);
+	bare_wr8(&b, vars_at(), 0xFF);
+	assert_int_equal(bare_rd8(&b, vars_at() + 1), 7); /* the store's second byte, again */
+	/* Loaded again over an image: the same bytes back. */
+	assert_int_equal(devsnap_load(d, a, alen, 1), 0);
+	assert_int_equal(bare_rd8(&b, 0xF0000), rom_byte(0));
+	free(a);
+	bare_free(&b);
+}
+
+/* The BIOS area or the flash's range already taken: refused, nothing left behind. */
+static void test_ranges_taken(void **state)
+{
+	struct bare b;
+	char err[256], rom[64], vars[64];
+
+	snprintf(rom, sizeof(rom), "/tmp/khyve-test-takenrom.%d", getpid());
+	snprintf(vars, sizeof(vars), "/tmp/khyve-test-takenvars.%d", getpid());
+	write_file(rom, ROM_SIZE, 1);
+	write_file(vars, VARS_SIZE, 0);
+	bare_init(&b, RAM, rom, vars);
+	assert_int_equal(bus_register(&b.vm.mmio, 0xD0000, 16, nop_io, NULL), 0);
+	assert_int_equal(bootrom_create(&b.vm, false, err, sizeof(err)), -EEXIST);
+	assert_non_null(strstr(err, "bootrom: its address range is taken"));
+	assert_null(b.vm.bootrom);
+	assert_int_equal(bus_unregister(&b.vm.mmio, 0xD0000), 0);
+	/* The flash's range: the BIOS area is given back, so a second try can take it. */
+	assert_int_equal(bus_register(&b.vm.mmio, vars_at() + 4096, 16, nop_io, NULL), 0);
+	assert_int_equal(bootrom_create(&b.vm, false, err, sizeof(err)), -EEXIST);
+	assert_non_null(strstr(err, "its address range is taken"));
+	assert_null(b.vm.devs);
+	assert_int_equal(bus_unregister(&b.vm.mmio, vars_at() + 4096), 0);
+	assert_int_equal(bootrom_create(&b.vm, false, err, sizeof(err)), 0);
+	assert_non_null(b.vm.bootrom);
+	bare_free(&b);
+	unlink(rom);
+	unlink(vars);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -414,6 +612,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flash_more, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_no_bootrom),
+		cmocka_unit_test(test_large_rom),
+		cmocka_unit_test(test_ram_below_bios_area),
+		cmocka_unit_test_setup_teardown(test_restore_takes_the_image, setup, teardown),
+		cmocka_unit_test(test_ranges_taken),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
