@@ -40,6 +40,7 @@
 #include "snap/chain.h"
 #include "snap/disks.h"
 #include "snap/format.h"
+#include "snap/livecopy.h"
 #include "snap/memory.h"
 #include "snap/meta.h"
 #include "snap/snapshot.h"
@@ -344,7 +345,7 @@ static bool old_untouched(void)
 		return false;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
-	return n == (ssize_t)strlen(OLD) && !strcmp(buf, OLD) && others("vm.snap") == 0;
+	return n == (ssize_t)strlen(OLD) && !strcmp(buf, OLD) && others("vm.snap base.snap") == 0;
 }
 
 static int save_to(const char *p, const struct snap_save_opts *o, struct snap_result *res,
@@ -1007,11 +1008,11 @@ static void test_live_pause_fails(void **state)
  * is checkpointed live by dirty-log pre-copy: its rounds copy memory into the new file while
  * it runs, the last pause the pages still dirty and the state.
  */
-static void test_live_restored(void **state)
+/* Make the VM's RAM a private mapping of a fresh snapshot file, as a restored VM's is. */
+static void make_restored(void)
 {
 	struct mem_backing *b = calloc(1, sizeof(*b));
 	struct snap_file f;
-	char err[1024];
 	void *hva;
 
 	write_snap_at(at("base.snap"), &(struct spec){ 0 });
@@ -1025,7 +1026,14 @@ static void test_live_restored(void **state)
 	vm.backing = b;
 	fill(3, 2, 0x5a);
 	fill(700, 1, 0x77);
+}
 
+static void test_live_restored(void **state)
+{
+	struct snap_file f;
+	char err[1024];
+
+	make_restored();
 	put_old();
 	if (live_to(path, err, sizeof(err)))
 		fail_msg("live of a restored VM: %s", err);
@@ -1050,6 +1058,94 @@ static void test_live_restored(void **state)
 	}
 }
 
+/*
+ * Dirty-log pre-copy failing: in its rounds (a write of the file) or in its last pause (KVM's
+ * state): the error reaches the requester, the previous file stays, the VM runs on.
+ */
+static void test_live_restored_fails(void **state)
+{
+	char err[1024];
+
+	make_restored();
+	put_old();
+	fi_any_thread();
+	fi_fail(FI_PWRITE, 1, ENOSPC);
+	assert_int_equal(live_to(path, err, sizeof(err)), -ENOSPC);
+	assert_true(err[0]);
+	fi_reset();
+	fi_ioctl_fake(fake_ioctl);
+	assert_true(old_untouched());
+	assert_false(vm.paused);
+
+	fi_any_thread();
+	fi_ioctl_fail(KVM_GET_PIT2, 1, EIO);
+	assert_int_equal(live_to(path, err, sizeof(err)), -EIO);
+	assert_non_null(strstr(err, "reading VM state from KVM"));
+	fi_reset();
+	fi_ioctl_fake(fake_ioctl);
+	assert_true(old_untouched());
+	assert_null(vm.live);
+	assert_false(vm.paused);
+	assert_int_equal(dev.paused, dev.resumed);
+	/* With a policy of the caller's, it succeeds. */
+	{
+		struct live_start ls = { .path = path };
+		struct mig_policy pol = snap_livecopy_policy();
+
+		lw.done = false;
+		ls.ret = snap_save_live(&vm, path, &pol, live_done, NULL, ls.err, sizeof(ls.err));
+		assert_int_equal(ls.ret, 0);
+		pthread_mutex_lock(&lw.lock);
+		while (!lw.done)
+			pthread_cond_wait(&lw.cond, &lw.lock);
+		pthread_mutex_unlock(&lw.lock);
+		assert_int_equal(lw.ret, 0);
+	}
+}
+
+/*
+ * The VM ends while a live checkpoint is written (snap_save_live_abort): the requester hears
+ * once, either that it was written or that it was not (-ECANCELED); nothing is left running.
+ */
+static void live_abort(bool restored)
+{
+	struct live_start ls = { .path = path };
+	struct snap_file f;
+
+	/* Before anything tracks the RAM: remapping it under a tracker would break that. */
+	if (restored)
+		make_restored();
+	put_old();
+	lw.done = false;
+	evloop_call(&vm.ev, start_live, &ls);
+	assert_int_equal(ls.ret, 0);
+	snap_save_live_abort(&vm);
+	pthread_mutex_lock(&lw.lock);
+	while (!lw.done)
+		pthread_cond_wait(&lw.cond, &lw.lock);
+	pthread_mutex_unlock(&lw.lock);
+	assert_null(vm.live);
+	assert_false(vm.paused);
+	if (lw.ret) {
+		assert_int_equal(lw.ret, -ECANCELED);
+		assert_non_null(strstr(lw.err, "the VM ended before"));
+		assert_true(old_untouched());
+	} else {
+		open_ok(path, &f);
+		snap_file_close(&f);
+	}
+}
+
+static void test_live_abort(void **state)
+{
+	live_abort(false);
+}
+
+static void test_live_abort_restored(void **state)
+{
+	live_abort(true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1067,6 +1163,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_live, setup_live, teardown),
 		cmocka_unit_test_setup_teardown(test_live_pause_fails, setup_live, teardown),
 		cmocka_unit_test_setup_teardown(test_live_restored, setup_live, teardown),
+		cmocka_unit_test_setup_teardown(test_live_restored_fails, setup_live, teardown),
+		cmocka_unit_test_setup_teardown(test_live_abort, setup_live, teardown),
+		cmocka_unit_test_setup_teardown(test_live_abort_restored, setup_live, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
