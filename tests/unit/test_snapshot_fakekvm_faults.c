@@ -868,6 +868,40 @@ static void test_incremental_more(void **state)
 	snap_file_close(&f);
 }
 
+/*
+ * A chain has at most SNAP_CHAIN_MAX links: an incremental checkpoint that would make it
+ * longer is written as a full one, and says so; the next builds on that one.
+ */
+static void test_chain_limit(void **state)
+{
+	struct snap_save_opts o = { .incremental = true };
+	struct snap_result res;
+	struct snap_file f;
+	char err[1024], name[32];
+
+	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
+	for (unsigned i = 1; i < SNAP_CHAIN_MAX; i++) {
+		snprintf(name, sizeof(name), "i%u.snap", i);
+		fill(40 + i % 8, 1, (uint8_t)i);
+		if (save_to(at(name), &o, &res, err, sizeof(err)) || !res.incremental)
+			fail_msg("link %u: %s", i, err);
+	}
+	open_ok(at("i255.snap"), &f);
+	assert_int_equal(f.parent.depth, SNAP_CHAIN_MAX - 1);
+	snap_file_close(&f);
+	fill(50, 1, 0x50);
+	assert_int_equal(save_to(at("full.snap"), &o, &res, err, sizeof(err)), 0);
+	assert_false(res.incremental);
+	assert_non_null(strstr(res.note, "the chain has 256 links, the most there may be"));
+	open_ok(at("full.snap"), &f);
+	assert_false(f.has_parent);
+	snap_file_close(&f);
+	fill(51, 1, 0x51);
+	assert_int_equal(save_to(at("next.snap"), &o, &res, err, sizeof(err)), 0);
+	assert_true(res.incremental);
+	assert_string_equal(res.parent, "full.snap");
+}
+
 /* ---- live checkpoints: started and ended on the VM's event loop thread ---- */
 
 static struct {
@@ -1156,6 +1190,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_paused_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replace_unauthenticated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incremental_more, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_sweep, setup, teardown),
