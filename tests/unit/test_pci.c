@@ -559,6 +559,8 @@ static void test_msix(void **state)
 	/* Out-of-range vector, and other BAR offsets go to the device. */
 	assert_int_equal(pci_msix_notify(pd, 4), -EINVAL);
 	assert_int_equal(mmio_rd(&f->vm, tab + 0x800, 4), 0xA5040800);
+	/* Just past the PBA (one word for 4 vectors) is the device's again. */
+	assert_int_equal(mmio_rd(&f->vm, pba + 8, 4), 0xA5041008);
 	/* MSI-X has priority over INTx in pci_interrupt. */
 	assert_int_equal(irq_level[19], 0);
 }
