@@ -969,6 +969,24 @@ static void test_reports(void **state)
 	fx_stop(&f);
 }
 
+/* The command ring wraps through its Link TRB (toggle cycle) and goes on completing. */
+static void test_command_ring_wrap(void **state)
+{
+	struct fx f;
+
+	fx_start(&f);
+	hc_start(&f);
+	for (unsigned i = 0; i < 2 * RING_TRBS + 5; i++)
+		if (cmd_cc(&f, T_NOOP_CMD, 0, 0, 0) != CC_SUCCESS)
+			fail_msg("command %u did not complete", i);
+	/* An unaligned input context for Configure Endpoint or Evaluate Context: TRB error. */
+	enable_and_address(&f);
+	assert_int_equal(cmd_cc(&f, T_CONFIGURE, f.slot, 0, ICTX + 8), CC_TRB);
+	assert_int_equal(cmd_cc(&f, T_EVALUATE, f.slot, 0, ICTX + 8), CC_TRB);
+	assert_int_equal(cmd_cc(&f, T_NOOP_CMD, 0, 0, 0), CC_SUCCESS);
+	fx_stop(&f);
+}
+
 static void test_wrap(void **state)
 {
 	struct fx f;
@@ -2247,17 +2265,29 @@ static void test_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_registers),	cmocka_unit_test(test_register_corners),
-		cmocka_unit_test(test_command_fields),	cmocka_unit_test(test_control_out_data),
-		cmocka_unit_test(test_enumerate),	cmocka_unit_test(test_reports),
-		cmocka_unit_test(test_td_shapes_in),	cmocka_unit_test(test_interrupts),
-		cmocka_unit_test(test_bad_commands),	cmocka_unit_test(test_bad_rings),
-		cmocka_unit_test(test_event_ring_full), cmocka_unit_test(test_snapshot),
-		cmocka_unit_test(test_snapshot_checks), cmocka_unit_test(test_event_ring_segments),
-		cmocka_unit_test(test_more_commands),	cmocka_unit_test(test_ports),
-		cmocka_unit_test(test_bad_control_tds), cmocka_unit_test(test_control_td_shapes),
-		cmocka_unit_test(test_options),		cmocka_unit_test(test_wrap),
-		cmocka_unit_test(test_erstsz_changed),	cmocka_unit_test(test_msi),
+		cmocka_unit_test(test_registers),
+		cmocka_unit_test(test_register_corners),
+		cmocka_unit_test(test_command_fields),
+		cmocka_unit_test(test_control_out_data),
+		cmocka_unit_test(test_enumerate),
+		cmocka_unit_test(test_reports),
+		cmocka_unit_test(test_td_shapes_in),
+		cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_bad_commands),
+		cmocka_unit_test(test_bad_rings),
+		cmocka_unit_test(test_event_ring_full),
+		cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_snapshot_checks),
+		cmocka_unit_test(test_event_ring_segments),
+		cmocka_unit_test(test_more_commands),
+		cmocka_unit_test(test_ports),
+		cmocka_unit_test(test_bad_control_tds),
+		cmocka_unit_test(test_control_td_shapes),
+		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_command_ring_wrap),
+		cmocka_unit_test(test_erstsz_changed),
+		cmocka_unit_test(test_msi),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
