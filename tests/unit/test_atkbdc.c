@@ -637,6 +637,22 @@ static void test_mouse_resolution_and_scaling(void **state)
 	EXPECT(f, 0x08, 3, 0, 0x08, 20, 0);
 	aux_cmd(f, 0xe9);
 	EXPECT(f, 0xfa, 0x30, 0x03, 100);
+	/* Leftwards under 2:1: -3 stays -3, -10 becomes -20 (X sign bit set). */
+	console_pointer_event(f->con, 14, 0, 0);
+	EXPECT(f, 0x18, 0xfd, 0);
+	console_pointer_event(f->con, 4, 0, 0);
+	EXPECT(f, 0x18, 0xec, 0);
+	/* Wrap mode: movement is not reported, bytes come back; EC leaves it. */
+	aux_cmd(f, 0xee);
+	EXPECT(f, 0xfa);
+	console_pointer_event(f->con, 40, 0, 0);
+	EXPECT_NONE(f);
+	aux_cmd(f, 0x42);
+	EXPECT(f, 0x42);
+	aux_cmd(f, 0xec);
+	EXPECT(f, 0xfa);
+	console_pointer_event(f->con, 41, 0, 0);
+	EXPECT(f, 0x08, 1, 0);
 }
 
 static void test_mouse_wheel_packets(void **state)
