@@ -30,6 +30,9 @@
 
 #define BL_PAGE 4096ULL
 
+/* tests/faultinj.h's, in the binaries that have it (the *_faults tests); else NULL. */
+void fi_suspend(bool on) __attribute__((weak));
+
 struct bl_vm {
 	struct vm vm;
 	struct config cfg;
@@ -70,6 +73,17 @@ static inline uint8_t *bl_page(struct bl_vm *b, uint64_t pg)
 
 /* ---- the destination ---- */
 
+/* What the destination answers once it has the whole stream (END). */
+enum bl_answer {
+	BL_RUN,		 /* READY, then GO is read, RUNNING: it runs the guest */
+	BL_REFUSE_READY, /* REFUSE instead of READY */
+	BL_REFUSE_GO,	 /* READY, GO read, then REFUSE: it cannot run the guest */
+	BL_CLOSE_GO,	 /* READY, GO read, then it hangs up without a word */
+	BL_WRONG,	 /* RUNNING instead of READY */
+	BL_BIG,		 /* a frame header announcing more than an answer may hold */
+	BL_CLOSE_END,	 /* it hangs up at once */
+};
+
 struct bl_dest {
 	int lfd, fd;
 	pthread_t thread;
@@ -81,6 +95,11 @@ struct bl_dest {
 	int ret;	      /* the receiver's verdict on the stream */
 	char err[512];	      /* ... in words */
 	uint64_t frames, mem; /* frames received, MEM frames among them */
+	enum bl_answer answer;
+	const struct config *auth_cfg; /* with it: is AUTH one this user's key made? */
+	bool authentic;
+	int finish_ret; /* mig_in_finish's, after END */
+	bool got_go;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool hello, released;
@@ -126,11 +145,53 @@ static inline int bl_dest_frame(struct bl_dest *d)
 	return d->ret ? -1 : 1;
 }
 
+/* The hand-over after END, as d->answer says. */
+static inline void bl_dest_answer(struct bl_dest *d)
+{
+	uint8_t h[MIG_HDR];
+	struct mig_frame f;
+	char err[256];
+
+	/* Before the finish lets go of the metadata the MAC covers. */
+	if (d->auth_cfg)
+		d->authentic = mig_in_authentic(&d->m, d->auth_cfg);
+	d->finish_ret = mig_in_finish(&d->m, d->err, sizeof(d->err));
+	switch (d->answer) {
+	case BL_REFUSE_READY:
+		mig_send_frame(d->fd, MIG_REFUSE, "no room", 7, NULL, 0);
+		return;
+	case BL_WRONG:
+		mig_send_frame(d->fd, MIG_RUNNING, NULL, 0, NULL, 0);
+		return;
+	case BL_BIG:
+		mig_frame_encode(h, MIG_MEM, "", 0);
+		h[8] = 0x88; /* 5000 bytes */
+		h[9] = 0x13;
+		assert_int_equal(write(d->fd, h, sizeof(h)), (ssize_t)sizeof(h));
+		return;
+	case BL_CLOSE_END:
+		return;
+	default:
+		break;
+	}
+	mig_send_frame(d->fd, MIG_READY, NULL, 0, NULL, 0);
+	if (!bl_read_all(d->fd, h, sizeof(h)) || mig_frame_decode(h, &f, err, sizeof(err)))
+		return;
+	d->got_go = f.type == MIG_GO && !f.length;
+	if (d->answer == BL_RUN)
+		mig_send_frame(d->fd, MIG_RUNNING, NULL, 0, NULL, 0);
+	else if (d->answer == BL_REFUSE_GO)
+		mig_send_frame(d->fd, MIG_REFUSE, "cannot run it", 13, NULL, 0);
+}
+
 static inline void *bl_dest_main(void *arg)
 {
 	struct bl_dest *d = arg;
 	int r;
 
+	/* The destination played here is not under test: no fault is injected into it. */
+	if (fi_suspend)
+		fi_suspend(true);
 	d->fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC);
 	assert_true(d->fd >= 0);
 	r = bl_dest_frame(d);
@@ -140,8 +201,13 @@ static inline void *bl_dest_main(void *arg)
 	while (d->stall && !d->released)
 		pthread_cond_wait(&d->cond, &d->lock);
 	pthread_mutex_unlock(&d->lock);
-	while (r == 1)
+	while (r == 1 && !d->m.ended)
 		r = bl_dest_frame(d);
+	if (d->m.ended) {
+		bl_dest_answer(d);
+		close(d->fd);
+		return NULL;
+	}
 	if (!r && !d->ret) {
 		snprintf(d->err, sizeof(d->err), "the stream ended before END");
 		d->ret = -ECONNRESET;
