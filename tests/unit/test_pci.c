@@ -931,6 +931,12 @@ static void test_pirq_routing(void **state)
 		cfg_out(&f->vm, 31, 0x60 + i, 1, i < 2 ? 10 : 11);
 	assert_int_equal(cfg_in(&f->vm, 31, 0x60, 4), 0x0B0B0A0A);
 	assert_int_equal(cfg_in(&f->vm, 31, 0x62, 2), 0x0B0B);
+	/* The registers around them are the bridge's ordinary (unimplemented) space. */
+	cfg_out(&f->vm, 31, 0x64, 4, 0x12345678);
+	cfg_out(&f->vm, 31, 0x5c, 4, 0x12345678);
+	assert_int_equal(cfg_in(&f->vm, 31, 0x64, 4), 0);
+	assert_int_equal(cfg_in(&f->vm, 31, 0x5c, 4), 0);
+	assert_int_equal(cfg_in(&f->vm, 31, 0x60, 4), 0x0B0B0A0A);
 	/* Slot 3 INTA is PIRQC, slot 4 INTA PIRQD: both on IRQ 11, OR-ed. */
 	pci_irq_assert(a);
 	assert_int_equal(irq_level[18], 1);
