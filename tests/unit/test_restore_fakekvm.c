@@ -394,6 +394,51 @@ static void test_restore_chain(void **state)
 	restored_free(&r, &c);
 }
 
+/*
+ * A VM with a disk: a restore checks it is the disk as it was at the checkpoint, refusing one
+ * written since unless snapshot.disk_changed=accept says to go on.
+ */
+static void test_disk_changed(void **state)
+{
+	struct config c;
+	struct vm r;
+	char img[200], err[2048];
+	int fd;
+
+	machine_destroy(&vm);
+	config_free(&cfg);
+	snprintf(img, sizeof(img), "%s/disk.img", dir);
+	fd = open(img, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	base_config(&cfg);
+	assert_int_equal(config_set(&cfg, "pci.0.3.0.device", "virtio-blk"), 0);
+	assert_int_equal(config_set(&cfg, "pci.0.3.0.path", img), 0);
+	memset(&vm, 0, sizeof(vm));
+	if (machine_check_config(&cfg, false, err, sizeof(err)) ||
+	    machine_create(&vm, &cfg, false, err, sizeof(err)))
+		fail_msg("building the VM with a disk: %s", err);
+	save_ok();
+	cmdline(&c);
+	if (restore(&r, &c, err, sizeof(err)))
+		fail_msg("restore with the disk as it was: %s", err);
+	restored_free(&r, &c);
+
+	fd = open(img, O_WRONLY);
+	assert_int_equal(pwrite(fd, "x", 1, 512), 1);
+	close(fd);
+	cmdline(&c);
+	assert_int_equal(restore(&r, &c, err, sizeof(err)), -ESTALE);
+	assert_non_null(strstr(err, "disk pci@0.3.0 ("));
+	assert_non_null(strstr(err, "changed since the snapshot was taken"));
+	cmdline(&c);
+	assert_int_equal(config_set(&c, "snapshot.disk_changed", "accept"), 0);
+	if (restore(&r, &c, err, sizeof(err)))
+		fail_msg("restore accepting the changed disk: %s", err);
+	restored_free(&r, &c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -402,6 +447,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_kvm_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_state_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_chain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_changed, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
