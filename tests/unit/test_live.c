@@ -257,14 +257,15 @@ static void gwrite_start(struct gwrite *g, uint64_t pg)
 
 /*
  * Writes that came after the pause and before the writer began wait for it: it saves those
- * pages first (a page of data and one all zero, which stays a hole), as they were at the
- * pause, then lets the writes go on; its pass skips them.  The file is the pause instant.
+ * pages first (pages of data, once each however many writes wait on one, and one all zero,
+ * which stays a hole), as they were at the pause, then lets the writes go on; its pass skips
+ * them.  The file is the pause instant.
  */
 static void test_writes_wait_for_the_writer(void **state)
 {
 	struct snap_file map = { 0 };
 	struct snap_result res = { 0 };
-	struct gwrite a, b;
+	struct gwrite a, b, c, e;
 	struct snap_writer w;
 	struct snap_live *l;
 	char err[256];
@@ -282,6 +283,8 @@ static void test_writes_wait_for_the_writer(void **state)
 		memcpy(expect + pg * PG, page(pg), PG);
 	gwrite_start(&a, 50);
 	gwrite_start(&b, 1200);
+	gwrite_start(&c, 50); /* a second write to the same page: saved once */
+	gwrite_start(&e, 20); /* after the others, lower: the faults' extents are sorted */
 	done = false;
 	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
 	pthread_mutex_lock(&done_lock);
@@ -290,12 +293,15 @@ static void test_writes_wait_for_the_writer(void **state)
 	pthread_mutex_unlock(&done_lock);
 	pthread_join(a.thread, NULL);
 	pthread_join(b.thread, NULL);
+	pthread_join(c.thread, NULL);
+	pthread_join(e.thread, NULL);
 	assert_int_equal(snap_live_result(l, &map, &res, err, sizeof(err)), 0);
-	assert_int_equal(res.fault_pages, 2);
+	assert_int_equal(res.fault_pages, 3);
 	assert_int_equal(res.mem_pages, 100);
 	assert_int_equal(res.zero_pages, 1);
 	check_file(&w, &map);
 	/* The writes went on after their pages were saved. */
+	assert_true(*(uint64_t *)page(20) == (20 * 0x9e3779b97f4a7c15ULL ^ 5ULL << 56));
 	assert_true(*(uint64_t *)page(50) == (50 * 0x9e3779b97f4a7c15ULL ^ 5ULL << 56));
 	assert_true(*(uint64_t *)page(1200) == (1200 * 0x9e3779b97f4a7c15ULL ^ 5ULL << 56));
 	free(map.extents);
@@ -305,12 +311,41 @@ static void test_writes_wait_for_the_writer(void **state)
 	free_ram();
 }
 
+/* A guest that never touched its RAM: nothing to save, an empty memory map. */
+static void test_untouched(void **state)
+{
+	struct snap_file map = { 0 };
+	struct snap_result res = { 0 };
+	struct snap_writer w;
+	struct snap_live *l;
+	char err[256];
+
+	assert_int_equal(make_ram(), 0);
+	start(&w, &l);
+	assert_int_equal(snap_live_arm(l, err, sizeof(err)), 0);
+	done = false;
+	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
+	pthread_mutex_lock(&done_lock);
+	while (!done)
+		pthread_cond_wait(&done_cond, &done_lock);
+	pthread_mutex_unlock(&done_lock);
+	assert_int_equal(snap_live_result(l, &map, &res, err, sizeof(err)), 0);
+	assert_int_equal(map.nextents, 0);
+	assert_int_equal(map.nregions, 2);
+	assert_int_equal(res.mem_pages, 0);
+	free(map.extents);
+	snap_live_free(l);
+	snap_writer_abort(&w);
+	free_ram();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_written_between_arm_and_pause),
 		cmocka_unit_test(test_fail_before_start),
 		cmocka_unit_test(test_writes_wait_for_the_writer),
+		cmocka_unit_test(test_untouched),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

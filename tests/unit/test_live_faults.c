@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -372,6 +374,86 @@ static void test_kept_uffd(void **state)
 	}
 }
 
+/* ---- a guest write that waits for the writer ---- */
+
+struct gwrite {
+	pthread_t thread;
+	uint64_t pg;
+	atomic_int tid;
+};
+
+static void *gwrite_main(void *arg)
+{
+	struct gwrite *g = arg;
+
+	atomic_store(&g->tid, (int)syscall(SYS_gettid));
+	fill(g->pg, 5);
+	return NULL;
+}
+
+/* Is thread @tid waiting in the kernel for userfaultfd to let its write go? */
+static bool waits_on_uffd(int tid)
+{
+	char p[64], wchan[64] = "";
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/self/task/%d/wchan", tid);
+	f = fopen(p, "r");
+	if (!f)
+		return false;
+	if (!fgets(wchan, sizeof(wchan), f))
+		wchan[0] = '\0';
+	fclose(f);
+	return !strcmp(wchan, "handle_userfault");
+}
+
+static void gwrite_start(struct gwrite *g, uint64_t pg)
+{
+	g->pg = pg;
+	atomic_store(&g->tid, 0);
+	assert_int_equal(pthread_create(&g->thread, NULL, gwrite_main, g), 0);
+	while (!atomic_load(&g->tid))
+		usleep(1000);
+	for (unsigned i = 0; !waits_on_uffd(atomic_load(&g->tid)); i++) {
+		if (i == 10000)
+			fail_msg("the write to page %llu does not wait", (unsigned long long)pg);
+		usleep(1000);
+	}
+}
+
+/*
+ * A write waits for the writer, which cannot save its page (the file is full): the checkpoint
+ * fails with that, and the write goes on (every page writable again).
+ */
+static void test_fault_save_fails(void **state)
+{
+	struct snap_result res = { 0 };
+	struct snap_file map = { 0 };
+	struct snap_live *l;
+	struct gwrite g;
+	char err[256];
+
+	need_live();
+	assert_int_equal(snap_live_prearm(&vm, &w, &l, err, sizeof(err)), 0);
+	assert_int_equal(snap_live_arm(l, err, sizeof(err)), 0);
+	gwrite_start(&g, 40);
+	fi_any_thread();
+	fi_fail(FI_PWRITE, 1, ENOSPC); /* the writer saves the waiting page first */
+	done = false;
+	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
+	pthread_mutex_lock(&done_lock);
+	while (!done)
+		pthread_cond_wait(&done_cond, &done_lock);
+	pthread_mutex_unlock(&done_lock);
+	pthread_join(g.thread, NULL);
+	assert_true(fi_all_fired());
+	fi_reset();
+	assert_int_equal(snap_live_result(l, &map, &res, err, sizeof(err)), -ENOSPC);
+	assert_string_equal(err, "saving guest memory: No space left on device");
+	snap_live_free(l);
+	check_writable();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -381,6 +463,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_prearm_fault_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prearm_read_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_save_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kept_uffd, setup, teardown),
 	};
 

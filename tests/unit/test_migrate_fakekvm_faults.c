@@ -269,9 +269,13 @@ static void test_write_sweep(void **state)
 /* ---- live: the final pause, to the end ---- */
 
 /* After each round the guest writes every other page of 600: the final pause sends them. */
+static bool idle_guest;
+
 static void write_after_round(void *opaque, unsigned round, const struct mig_round *r,
 			      uint64_t estimate_ns)
 {
+	if (idle_guest)
+		return;
 	for (uint64_t pg = 1; pg < 1200; pg += 2)
 		memset(bl_page(&b, pg), (int)(round + pg) % 250 + 1, BL_PAGE);
 }
@@ -348,6 +352,36 @@ static void test_live_handed_over(void **state)
 	assert_int_equal(open_fds(), fds);
 }
 
+/* An idle guest: one round, nothing dirty in the final pause, handed over all the same. */
+static void test_live_idle_handed_over(void **state)
+{
+	struct live l = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	struct bl_dest d;
+
+	idle_guest = true;
+	bl_dest_start(&d, false, NULL);
+	d.answer = BL_RUN;
+	l.addr = d.addr;
+	evloop_call(&b.vm.ev, live_start, &l);
+	pthread_mutex_lock(&l.lock);
+	while (!l.done)
+		pthread_cond_wait(&l.cond, &l.lock);
+	pthread_mutex_unlock(&l.lock);
+	bl_dest_join(&d);
+	idle_guest = false;
+	if (l.ret)
+		fail_msg("%d '%s'", l.ret, l.err);
+	assert_int_equal(l.res.rounds, 2); /* the pre-copy round and the final pause */
+	assert_int_equal(l.res.final_pages, 0);
+	assert_int_equal(l.res.precopy_pages, data_pages);
+	check_received(&d);
+	assert_int_equal(atomic_load(&b.vm.exit_status), VM_EXIT_SUSPENDED);
+	bl_dest_free(&d);
+	for (unsigned i = 0; b.vm.migration && i < 10000; i++)
+		usleep(1000);
+	assert_null(b.vm.migration);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -356,6 +390,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unconfirmed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_handed_over, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_idle_handed_over, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

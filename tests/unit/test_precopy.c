@@ -248,6 +248,10 @@ static void test_nothing_measured(void **state)
 	assert_int_equal(est, UINT64_MAX);
 	assert_int_equal(mig_converge(&pol, r, 1, &est), MIG_AGAIN);
 	assert_int_equal(est, UINT64_MAX);
+	/* Bytes sent in no measurable time: no bandwidth, no estimate either. */
+	r[0].bytes = 4096;
+	assert_int_equal(mig_converge(&pol, r, 1, &est), MIG_AGAIN);
+	assert_int_equal(est, UINT64_MAX);
 	/* Auto-converge has no throttle before a round. */
 	auto_conv.autoconverge = true;
 	auto_conv.throttle_initial = 20;

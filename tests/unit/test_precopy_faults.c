@@ -287,6 +287,28 @@ static void test_broken_tracking(void **state)
 	check_source_runs(fds);
 }
 
+/*
+ * A round of more than the bounce buffer holds (8 MiB) writes as it goes: the first of those
+ * writes failing ends the rounds at once.
+ */
+static void test_bounce_flush_fails(void **state)
+{
+	struct bl_live l = { 0 };
+	unsigned fds = open_fds();
+	struct bl_dest d;
+
+	for (uint64_t pg = 0; pg < NPAGES; pg++)
+		memset(bl_page(&b, pg), (int)(pg % 250) + 1, BL_PAGE);
+	run_thread_fault(&l, &d, FI_WRITEV, 2, ECONNRESET, false);
+	assert_int_equal(l.ret, -ECONNRESET);
+	assert_string_equal(l.err, "the connection to the destination was closed");
+	assert_int_equal(l.res.rounds, 0);
+	assert_int_equal(d.mem, 0);
+	bl_dest_free(&d);
+	bl_live_free(&l);
+	check_source_runs(fds);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +316,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sender_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sender_eintr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_broken_tracking, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bounce_flush_fails, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
