@@ -6,7 +6,6 @@
  * streams, bad checksums, bad magic, oversized frames, memory outside the guest, frames out of
  * order, sections twice, a wrong protocol version.  Addresses parse only when numeric.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -28,6 +27,7 @@
 #include <sodium.h>
 
 #include "config.h"
+#include "openfds.h"
 #include "snap/format.h"
 #include "snap/migrate.h"
 #include "snap/trust.h"
@@ -925,20 +925,6 @@ static void pick_addr(void)
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
 	close(fd);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sin.sin_port));
-}
-
-static unsigned open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
 }
 
 struct incoming {

@@ -12,7 +12,6 @@
  *    guest runs there, so the source stays paused and says so;
  *  - each write of the source failing in turn: the source resumes, or (after GO) stays paused.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <linux/kvm.h>
 #include <setjmp.h>
@@ -28,6 +27,7 @@
 
 #include "barelive.h"
 #include "faultinj.h"
+#include "openfds.h"
 #include "snap/dirty.h"
 #include "snap/migrate.h"
 #include "snap/precopy.h"
@@ -63,20 +63,6 @@ static int fake_ioctl(int fd, unsigned long req, void *arg)
 		errno = ENOTTY;
 		return -1;
 	}
-}
-
-static unsigned open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
 }
 
 static struct bl_vm b;

@@ -42,6 +42,7 @@
 #include "faultinj.h"
 #include "hltguest.h"
 #include "machine.h"
+#include "openfds.h"
 #include "snap/migrate.h"
 #include "snap/precopy.h"
 #include "snap/snapshot.h"
@@ -132,21 +133,6 @@ static int teardown(void **state)
 		if (!have_kvm)  \
 			skip(); \
 	} while (0)
-
-/* Open descriptors of this process. */
-static unsigned open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
 
 /* What the descriptors are, for a message. */
 static void show_fds(void)

@@ -11,7 +11,6 @@
  * nothing behind, an abort stops them, and a final pause that fails leaves the source running
  * with no tracking, no thread and no descriptor of the migration left.
  */
-#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,6 +21,7 @@
 #include <cmocka.h>
 
 #include "barelive.h"
+#include "openfds.h"
 #include "snap/dirty.h"
 #include "snap/precopy.h"
 
@@ -272,20 +272,6 @@ static void test_names(void **state)
 #define R0 (12ULL << 20) /* 3072 pages */
 #define R1 (4ULL << 20)	 /* 1024 pages, numbered from 3072 */
 #define NPAGES ((R0 + R1) / BL_PAGE)
-
-static unsigned open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
 
 /* Generation 1 of page @pg: different in every page. */
 static void fill(struct bl_vm *b, uint64_t pg)

@@ -9,7 +9,6 @@
  * as written each round: the rounds go on to the most there may be, auto-converge throttling
  * harder each time, and the destination still holds every page.
  */
-#include <dirent.h>
 #include <linux/userfaultfd.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -22,6 +21,7 @@
 
 #include "barelive.h"
 #include "faultinj.h"
+#include "openfds.h"
 #include "snap/dirty.h"
 #include "snap/pagemap.h"
 #include "snap/precopy.h"
@@ -30,20 +30,6 @@
 #define R1 (2ULL << 20)
 #define NPAGES ((R0 + R1) / BL_PAGE)
 #define MS 1000000ULL
-
-static unsigned open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
 
 static struct bl_vm b;
 static uint64_t data_pages;
