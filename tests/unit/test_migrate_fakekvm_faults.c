@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "barelive.h"
+#include "fakekvm.h"
 #include "faultinj.h"
 #include "openfds.h"
 #include "snap/dirty.h"
@@ -43,26 +44,7 @@ static int fake_ioctl(int fd, unsigned long req, void *arg)
 {
 	if (fd != VM_FD)
 		return (int)syscall(SYS_ioctl, fd, req, arg);
-	switch (req) {
-	case KVM_GET_CLOCK:
-		memset(arg, 0, sizeof(struct kvm_clock_data));
-		((struct kvm_clock_data *)arg)->clock = 987654321;
-		return 0;
-	case KVM_GET_IRQCHIP: {
-		struct kvm_irqchip *chip = arg;
-		uint32_t id = chip->chip_id;
-
-		memset(chip, 0, sizeof(*chip));
-		chip->chip_id = id;
-		return 0;
-	}
-	case KVM_GET_PIT2:
-		memset(arg, 0, sizeof(struct kvm_pit_state2));
-		return 0;
-	default:
-		errno = ENOTTY;
-		return -1;
-	}
+	return fakekvm_vm_get(req, arg, 987654321);
 }
 
 static struct bl_vm b;

@@ -48,6 +48,7 @@
 #include "vcpu.h"
 #include "vm.h"
 
+#include "fakekvm.h"
 #include "statesnap.h"
 
 /* Descriptors nothing else in the process has: the fake answers for them. */
@@ -128,29 +129,7 @@ static int fake_ioctl(int fd, unsigned long req, void *arg)
 	if (fd != VM_FD)
 		return (int)syscall(SYS_ioctl, fd, req, arg);
 	kvm_calls++;
-	switch (req) {
-	case KVM_GET_CLOCK: {
-		struct kvm_clock_data *c = arg;
-
-		memset(c, 0, sizeof(*c));
-		c->clock = 123456789;
-		return 0;
-	}
-	case KVM_GET_IRQCHIP: {
-		struct kvm_irqchip *chip = arg;
-		uint32_t id = chip->chip_id;
-
-		memset(chip, 0, sizeof(*chip));
-		chip->chip_id = id;
-		return 0;
-	}
-	case KVM_GET_PIT2:
-		memset(arg, 0, sizeof(struct kvm_pit_state2));
-		return 0;
-	default:
-		errno = ENOTTY;
-		return -1;
-	}
+	return fakekvm_vm_get(req, arg, 123456789);
 }
 
 /* ---- a device ---- */
