@@ -87,17 +87,27 @@ static uint8_t rom_byte(uint64_t off)
 	return (uint8_t)(1 + off * 7);
 }
 
-static uint8_t rd8(struct fx *f, uint64_t gpa)
+static uint8_t vm_rd8(struct vm *vm, uint64_t gpa)
 {
 	uint8_t b = 0x5A;
 
-	bus_access(&f->vm.mmio, gpa, &b, 1, false);
+	bus_access(&vm->mmio, gpa, &b, 1, false);
 	return b;
+}
+
+static void vm_wr8(struct vm *vm, uint64_t gpa, uint8_t v)
+{
+	bus_access(&vm->mmio, gpa, &v, 1, true);
+}
+
+static uint8_t rd8(struct fx *f, uint64_t gpa)
+{
+	return vm_rd8(&f->vm, gpa);
 }
 
 static void wr8(struct fx *f, uint64_t gpa, uint8_t v)
 {
-	bus_access(&f->vm.mmio, gpa, &v, 1, true);
+	vm_wr8(&f->vm, gpa, v);
 }
 
 /* Mechanism #1 configuration write to the host bridge. */
@@ -437,19 +447,6 @@ static void bare_free(struct bare *b)
 	free(b->ram);
 }
 
-static uint8_t bare_rd8(struct bare *b, uint64_t gpa)
-{
-	uint8_t v = 0x5A;
-
-	bus_access(&b->vm.mmio, gpa, &v, 1, false);
-	return v;
-}
-
-static void bare_wr8(struct bare *b, uint64_t gpa, uint8_t v)
-{
-	bus_access(&b->vm.mmio, gpa, &v, 1, true);
-}
-
 static void nop_io(void *opaque, uint64_t off, void *data, unsigned size, bool is_write)
 {
 }
@@ -493,9 +490,9 @@ static void test_large_rom(void **state)
 	assert_int_equal(bootrom_create(&b.vm, false, err, sizeof(err)), 0);
 	assert_int_equal(bootrom_map(&b.vm), 0);
 	assert_int_equal(bootrom_area_size(&b.vm), size);
-	assert_int_equal(bare_rd8(&b, 0xE0000), rom_byte(size - 128 * KiB));
-	assert_int_equal(bare_rd8(&b, 0xFFFFF), rom_byte(size - 1));
-	assert_int_equal(bare_rd8(&b, 0xDFFFF), 0xFF);
+	assert_int_equal(vm_rd8(&b.vm, 0xE0000), rom_byte(size - 128 * KiB));
+	assert_int_equal(vm_rd8(&b.vm, 0xFFFFF), rom_byte(size - 1));
+	assert_int_equal(vm_rd8(&b.vm, 0xDFFFF), 0xFF);
 	/* The image itself at the top of 4 GiB is KVM's slot; below it nothing is decoded. */
 	assert_false(bus_access(&b.vm.mmio, (4ULL << 30) - size - 4096, &mode[0], 1, false));
 	mode[0] = 0;
@@ -504,8 +501,8 @@ static void test_large_rom(void **state)
 		mode[i] = PAM_RE | PAM_WE;
 	bootrom_set_pam(&b.vm, mode);
 	b.ram[0xE0000] = 0x42;
-	assert_int_equal(bare_rd8(&b, 0xE0000), 0x42);
-	assert_int_equal(bare_rd8(&b, 0xF0000), rom_byte(size - 64 * KiB));
+	assert_int_equal(vm_rd8(&b.vm, 0xE0000), 0x42);
+	assert_int_equal(vm_rd8(&b.vm, 0xF0000), rom_byte(size - 64 * KiB));
 	bare_free(&b);
 	unlink(rom);
 }
@@ -525,9 +522,9 @@ static void test_ram_below_bios_area(void **state)
 	assert_int_equal(bootrom_map(&b.vm), 0);
 	memset(mode, PAM_RE | PAM_WE, sizeof(mode));
 	bootrom_set_pam(&b.vm, mode);
-	bare_wr8(&b, 0xC0000, 0x33);
-	assert_int_equal(bare_rd8(&b, 0xC0000), 0xFF);
-	assert_int_equal(bare_rd8(&b, 0xF0000), rom_byte(0));
+	vm_wr8(&b.vm, 0xC0000, 0x33);
+	assert_int_equal(vm_rd8(&b.vm, 0xC0000), 0xFF);
+	assert_int_equal(vm_rd8(&b.vm, 0xF0000), rom_byte(0));
 	assert_false(bootrom_dma_write(&b.vm, 0xC0000, data, sizeof(data)));
 	/* Below the area, in RAM: written as asked. */
 	assert_true(bootrom_dma_write(&b.vm, 0x1000, data, sizeof(data)));
@@ -556,19 +553,19 @@ static void test_restore_takes_the_image(void **state)
 	assert_int_equal(bootrom_map(&b.vm), 0);
 	d = vm_find_dev(&b.vm, "bootrom");
 	assert_non_null(d);
-	assert_int_equal(bare_rd8(&b, 0xF0000), 0xFF);
+	assert_int_equal(vm_rd8(&b.vm, 0xF0000), 0xFF);
 	assert_false(bus_access(&b.vm.mmio, vars_at(), &v, 1, false)); /* not yet decoded */
 	assert_int_equal(devsnap_load(d, a, alen, 1), 0);
-	assert_int_equal(bare_rd8(&b, 0xF0000), rom_byte(0));
-	assert_int_equal(bare_rd8(&b, 0xFFFF0), rom_byte(ROM_SIZE - 16));
+	assert_int_equal(vm_rd8(&b.vm, 0xF0000), rom_byte(0));
+	assert_int_equal(vm_rd8(&b.vm, 0xFFFF0), rom_byte(ROM_SIZE - 16));
 	/* The flash, below the loaded image, answers its identifier query. */
-	bare_wr8(&b, vars_at(), 0x90);
-	assert_int_equal(bare_rd8(&b, vars_at()), 0x89);
-	bare_wr8(&b, vars_at(), 0xFF);
-	assert_int_equal(bare_rd8(&b, vars_at() + 1), 7); /* the store's second byte, again */
+	vm_wr8(&b.vm, vars_at(), 0x90);
+	assert_int_equal(vm_rd8(&b.vm, vars_at()), 0x89);
+	vm_wr8(&b.vm, vars_at(), 0xFF);
+	assert_int_equal(vm_rd8(&b.vm, vars_at() + 1), 7); /* the store's second byte, again */
 	/* Loaded again over an image: the same bytes back. */
 	assert_int_equal(devsnap_load(d, a, alen, 1), 0);
-	assert_int_equal(bare_rd8(&b, 0xF0000), rom_byte(0));
+	assert_int_equal(vm_rd8(&b.vm, 0xF0000), rom_byte(0));
 	free(a);
 	bare_free(&b);
 }

@@ -277,6 +277,18 @@ static bool refresh_damage(struct fx *f, unsigned *r)
 	return d;
 }
 
+/* A refresh that finds exactly the rectangle [x0, x1) x [y0, y1) damaged. */
+static void expect_damage(struct fx *f, unsigned x0, unsigned y0, unsigned x1, unsigned y1)
+{
+	unsigned r[4];
+
+	assert_true(refresh_damage(f, r));
+	assert_int_equal(r[0], x0);
+	assert_int_equal(r[1], y0);
+	assert_int_equal(r[2], x1);
+	assert_int_equal(r[3], y1);
+}
+
 static void test_vbe_picture_and_damage(void **state)
 {
 	struct fx *f = *state;
@@ -294,11 +306,7 @@ static void test_vbe_picture_and_damage(void **state)
 	assert_false(refresh_damage(f, r));
 	/* One pixel: a damage of one pixel, though its whole page was marked. */
 	wr(&f->vm, &f->vm.mmio, f->fb + (300 * 640 + 600) * 4, 4, 0x00abcdef);
-	assert_true(refresh_damage(f, r));
-	assert_int_equal(r[0], 600);
-	assert_int_equal(r[1], 300);
-	assert_int_equal(r[2], 601);
-	assert_int_equal(r[3], 301);
+	expect_damage(f, 600, 300, 601, 301);
 	/* The same value again: the page is dirty, the picture is not. */
 	wr(&f->vm, &f->vm.mmio, f->fb + (300 * 640 + 600) * 4, 4, 0x00abcdef);
 	assert_false(refresh_damage(f, r));
@@ -502,20 +510,12 @@ static void test_text_and_planar_damage(void **state)
 	text_put(f, 5, 'A', 0x1f);
 	assert_false(refresh_damage(f, r));
 	text_put(f, 81, 'B', 0x4e);
-	assert_true(refresh_damage(f, r));
-	assert_int_equal(r[0], 9);
-	assert_int_equal(r[1], 16);
-	assert_int_equal(r[2], 18);
-	assert_int_equal(r[3], 32);
+	expect_damage(f, 9, 16, 18, 32);
 	planar_mode(f);
 	assert_true(refresh_damage(f, r));
 	assert_false(refresh_damage(f, r));
 	wr(&f->vm, &f->vm.mmio, 0xa0000 + 10 * 80 + 2, 1, 0xff);
-	assert_true(refresh_damage(f, r));
-	assert_int_equal(r[0], 16);
-	assert_int_equal(r[1], 10);
-	assert_int_equal(r[2], 24);
-	assert_int_equal(r[3], 11);
+	expect_damage(f, 16, 10, 24, 11);
 	snap(f);
 	assert_int_equal(px(f, 16, 10), 0xffffff);
 	assert_int_equal(px(f, 15, 10), 0);

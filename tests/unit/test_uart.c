@@ -865,6 +865,60 @@ static void test_unix_backend_paths(void **state)
 	rmdir(dir);
 }
 
+/* The test's own stdin, stdout and stderr, saved while a stdio port uses other descriptors. */
+struct stdio_swap {
+	int saved[3];
+	unsigned n;
+};
+
+/* Descriptors 0 to @n - 1 become @fds[0 .. n - 1], the test's own saved. */
+static void stdio_swap_in(struct stdio_swap *s, const int *fds, unsigned n)
+{
+	s->n = n;
+	for (unsigned i = 0; i < n; i++) {
+		s->saved[i] = dup((int)i);
+		assert_true(s->saved[i] >= 0);
+	}
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(dup2(fds[i], (int)i), (int)i);
+}
+
+/* The test's own descriptors back (the port keeps its duplicates). */
+static void stdio_swap_back(struct stdio_swap *s)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		assert_int_equal(dup2(s->saved[i], (int)i), (int)i);
+		close(s->saved[i]);
+	}
+	s->n = 0;
+}
+
+/* A bare VM for a stdio COM1 (with @cfg, if any), its interrupts recorded. */
+static void stdio_fixture(struct fixture *f, struct config *cfg)
+{
+	memset(f, 0, sizeof(*f));
+	vm_init_bare(&f->vm, false);
+	f->vm.set_irq = record_irq;
+	irq_owner[nowners++] = f;
+	f->vm.cfg = cfg;
+}
+
+/*
+ * COM1 made on stdio with the event loop running; the test's descriptors come back at once
+ * when @swap_back (or when the port cannot be made, before the test fails).
+ */
+static void stdio_port(struct fixture *f, struct stdio_swap *s, bool swap_back)
+{
+	char err[256] = "";
+
+	assert_int_equal(evloop_start(&f->vm.ev), 0);
+	f->d = uart_create(&f->vm, 0, "stdio", err, sizeof(err));
+	if (!f->d || swap_back)
+		stdio_swap_back(s);
+	if (!f->d)
+		fail_msg("uart_create: %s", err);
+}
+
 /*
  * stdio on a terminal (a pty standing in for the user's): the terminal is put in raw input
  * mode with output processing kept, a second stdio port is refused, the guest's output
@@ -874,31 +928,18 @@ static void test_unix_backend_paths(void **state)
 static void test_stdio_pty(void **state)
 {
 	struct termios before, during, after;
+	struct stdio_swap sw;
 	struct fixture f;
 	char err[256] = "";
 	uint8_t got[3];
-	int master, slave, save_in, save_out;
+	int master, slave;
 
 	assert_int_equal(openpty(&master, &slave, NULL, NULL, NULL), 0);
 	assert_int_equal(tcgetattr(slave, &before), 0);
 	assert_true(before.c_lflag & ICANON);
-	save_in = dup(STDIN_FILENO);
-	save_out = dup(STDOUT_FILENO);
-	assert_true(save_in >= 0 && save_out >= 0);
-	assert_int_equal(dup2(slave, STDIN_FILENO), STDIN_FILENO);
-	assert_int_equal(dup2(slave, STDOUT_FILENO), STDOUT_FILENO);
-
-	memset(&f, 0, sizeof(f));
-	vm_init_bare(&f.vm, false);
-	f.vm.set_irq = record_irq;
-	irq_owner[nowners++] = &f;
-	assert_int_equal(evloop_start(&f.vm.ev), 0);
-	f.d = uart_create(&f.vm, 0, "stdio", err, sizeof(err));
-	if (!f.d) {
-		dup2(save_in, STDIN_FILENO);
-		dup2(save_out, STDOUT_FILENO);
-		fail_msg("uart_create: %s", err);
-	}
+	stdio_swap_in(&sw, (const int[]){ slave, slave }, 2);
+	stdio_fixture(&f, NULL);
+	stdio_port(&f, &sw, false);
 	assert_null(uart_create(&f.vm, 1, "stdio", err, sizeof(err)));
 	assert_non_null(strstr(err, "com2: stdio is already used by another serial port"));
 	assert_int_equal(tcgetattr(slave, &during), 0);
@@ -916,10 +957,7 @@ static void test_stdio_pty(void **state)
 	fixture_fini(&f);
 	assert_int_equal(tcgetattr(slave, &after), 0);
 	assert_true(after.c_lflag & ICANON);
-	assert_int_equal(dup2(save_in, STDIN_FILENO), STDIN_FILENO);
-	assert_int_equal(dup2(save_out, STDOUT_FILENO), STDOUT_FILENO);
-	close(save_in);
-	close(save_out);
+	stdio_swap_back(&sw);
 	close(slave);
 	close(master);
 }
@@ -955,32 +993,16 @@ static void read_until(int fd, const char *needle)
  */
 static void test_stdio_escape(void **state)
 {
-	int master, slave, save_in, save_out, save_err;
-	char err[256] = "";
+	struct stdio_swap sw;
 	struct fixture f;
+	int master, slave;
 	uint8_t got[4];
 	uint64_t end;
 
 	assert_int_equal(openpty(&master, &slave, NULL, NULL, NULL), 0);
-	save_in = dup(STDIN_FILENO);
-	save_out = dup(STDOUT_FILENO);
-	save_err = dup(STDERR_FILENO);
-	assert_true(save_in >= 0 && save_out >= 0 && save_err >= 0);
-	assert_int_equal(dup2(slave, STDIN_FILENO), STDIN_FILENO);
-	assert_int_equal(dup2(slave, STDOUT_FILENO), STDOUT_FILENO);
-	assert_int_equal(dup2(slave, STDERR_FILENO), STDERR_FILENO);
-	memset(&f, 0, sizeof(f));
-	vm_init_bare(&f.vm, false);
-	f.vm.set_irq = record_irq;
-	irq_owner[nowners++] = &f;
-	assert_int_equal(evloop_start(&f.vm.ev), 0);
-	f.d = uart_create(&f.vm, 0, "stdio", err, sizeof(err));
-	if (!f.d) {
-		dup2(save_in, STDIN_FILENO);
-		dup2(save_out, STDOUT_FILENO);
-		dup2(save_err, STDERR_FILENO);
-		fail_msg("uart_create: %s", err);
-	}
+	stdio_swap_in(&sw, (const int[]){ slave, slave, slave }, 3);
+	stdio_fixture(&f, NULL);
+	stdio_port(&f, &sw, false);
 	out8(&f, FCR, 0x01);
 	assert_int_equal(write(master, "~?", 2), 2);
 	read_until(master, "~.");
@@ -999,12 +1021,7 @@ static void test_stdio_escape(void **state)
 	guest_read_n(&f, got, 1);
 	assert_int_equal(got[0], '\r');
 	fixture_fini(&f);
-	assert_int_equal(dup2(save_in, STDIN_FILENO), STDIN_FILENO);
-	assert_int_equal(dup2(save_out, STDOUT_FILENO), STDOUT_FILENO);
-	assert_int_equal(dup2(save_err, STDERR_FILENO), STDERR_FILENO);
-	close(save_in);
-	close(save_out);
-	close(save_err);
+	stdio_swap_back(&sw);
 	close(slave);
 	close(master);
 }
@@ -1016,7 +1033,8 @@ static void test_stdio_escape(void **state)
  */
 static void test_stdio_sockets(void **state)
 {
-	int in[2], out[2], save_in, save_out;
+	int in[2], out[2];
+	struct stdio_swap sw;
 	struct config cfg;
 	char err[256] = "";
 	struct fixture f;
@@ -1024,26 +1042,14 @@ static void test_stdio_sockets(void **state)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out), 0);
-	save_in = dup(STDIN_FILENO);
-	save_out = dup(STDOUT_FILENO);
-	assert_int_equal(dup2(in[0], STDIN_FILENO), STDIN_FILENO);
-	assert_int_equal(dup2(out[0], STDOUT_FILENO), STDOUT_FILENO);
-	memset(&f, 0, sizeof(f));
-	vm_init_bare(&f.vm, false);
-	f.vm.set_irq = record_irq;
-	irq_owner[nowners++] = &f;
+	stdio_swap_in(&sw, (const int[]){ in[0], out[0] }, 2);
 	config_init(&cfg);
+	stdio_fixture(&f, &cfg);
 	assert_int_equal(config_set(&cfg, "console.escape", "ab"), 0);
-	f.vm.cfg = &cfg;
 	assert_null(uart_create(&f.vm, 0, "stdio", err, sizeof(err)));
 	assert_string_not_equal(err, "");
 	assert_int_equal(config_set(&cfg, "console.escape", "~"), 0);
-	assert_int_equal(evloop_start(&f.vm.ev), 0);
-	f.d = uart_create(&f.vm, 0, "stdio", err, sizeof(err));
-	dup2(save_in, STDIN_FILENO);
-	dup2(save_out, STDOUT_FILENO);
-	if (!f.d)
-		fail_msg("uart_create: %s", err);
+	stdio_port(&f, &sw, true);
 	for (const char *p = "OK!"; *p; p++)
 		out8(&f, THR, (uint8_t)*p);
 	read_n(out[1], got, 3);
@@ -1055,8 +1061,6 @@ static void test_stdio_sockets(void **state)
 	assert_int_equal(atomic_load(&f.vm.exit_status), -1);
 	fixture_fini(&f);
 	config_free(&cfg);
-	close(save_in);
-	close(save_out);
 	for (int i = 0; i < 2; i++) {
 		close(in[i]);
 		close(out[i]);
@@ -1071,27 +1075,17 @@ static void test_stdio_sockets(void **state)
 static void test_stdio_files(void **state)
 {
 	char in_path[] = "/tmp/khyve-uart-in-XXXXXX", out_path[] = "/tmp/khyve-uart-out-XXXXXX";
-	char err[256] = "", buf[16] = "";
-	int in = mkstemp(in_path), out = mkstemp(out_path), save_in, save_out;
+	char buf[16] = "";
+	int in = mkstemp(in_path), out = mkstemp(out_path);
+	struct stdio_swap sw;
 	struct fixture f;
 
 	assert_true(in >= 0 && out >= 0);
 	assert_int_equal(write(in, "never", 5), 5);
 	assert_int_equal(lseek(in, 0, SEEK_SET), 0);
-	save_in = dup(STDIN_FILENO);
-	save_out = dup(STDOUT_FILENO);
-	assert_int_equal(dup2(in, STDIN_FILENO), STDIN_FILENO);
-	assert_int_equal(dup2(out, STDOUT_FILENO), STDOUT_FILENO);
-	memset(&f, 0, sizeof(f));
-	vm_init_bare(&f.vm, false);
-	f.vm.set_irq = record_irq;
-	irq_owner[nowners++] = &f;
-	assert_int_equal(evloop_start(&f.vm.ev), 0);
-	f.d = uart_create(&f.vm, 0, "stdio", err, sizeof(err));
-	dup2(save_in, STDIN_FILENO);
-	dup2(save_out, STDOUT_FILENO);
-	if (!f.d)
-		fail_msg("uart_create: %s", err);
+	stdio_swap_in(&sw, (const int[]){ in, out }, 2);
+	stdio_fixture(&f, NULL);
+	stdio_port(&f, &sw, true);
 	for (const char *p = "log\n"; *p; p++)
 		out8(&f, THR, (uint8_t)*p);
 	assert_int_equal(f.d->ops->pause(f.d), 0);
@@ -1099,8 +1093,6 @@ static void test_stdio_files(void **state)
 	assert_int_equal(pread(out, buf, sizeof(buf) - 1, 0), 4);
 	assert_string_equal(buf, "log\n");
 	fixture_fini(&f);
-	close(save_in);
-	close(save_out);
 	close(in);
 	close(out);
 	unlink(in_path);

@@ -510,6 +510,24 @@ static struct console *con_with_display(struct fx *f)
 	return c;
 }
 
+/*
+ * A running controller with the tablet addressed and configured under a console with a
+ * display: no event pending, its first report (0, 0) taken.
+ */
+static struct console *tablet_ready(struct fx *f)
+{
+	struct console *c;
+
+	fx_start(f);
+	c = con_with_display(f);
+	hc_start(f);
+	enable_and_address(f);
+	configure(f);
+	no_event(f);
+	initial_report(f, 0, 0);
+	return c;
+}
+
 /* ---- tests ---- */
 
 static void test_registers(void **state)
@@ -873,13 +891,7 @@ static void test_td_shapes_in(void **state)
 	struct fx f;
 	uint64_t last;
 
-	fx_start(&f);
-	c = con_with_display(&f);
-	hc_start(&f);
-	enable_and_address(&f);
-	configure(&f);
-	no_event(&f);
-	initial_report(&f, 0, 0);
+	c = tablet_ready(&f);
 	memset(gpa(&f, BUF + 0x3000, 0x40), 0xEE, 0x40);
 	ring_put(&f, &f.ep1, (struct trb){ BUF + 0x3000, 4, T_NORMAL << 10 | CH });
 	ring_put(&f, &f.ep1, (struct trb){ 0, 0, T_NORMAL << 10 | CH });
@@ -908,13 +920,7 @@ static void test_reports(void **state)
 	struct console *c;
 	struct report r;
 
-	fx_start(&f);
-	c = con_with_display(&f);
-	hc_start(&f);
-	enable_and_address(&f);
-	configure(&f);
-	no_event(&f);
-	initial_report(&f, 0, 0);
+	c = tablet_ready(&f);
 	/* Nothing to report: the TD waits (NAK), no event. */
 	queue_in(&f, 0);
 	assert_false(report(&f, &r));
@@ -1987,13 +1993,7 @@ static void test_snapshot(void **state)
 	uint8_t *a, *b, *bad;
 	size_t alen, blen;
 
-	fx_start(&f);
-	c = con_with_display(&f);
-	hc_start(&f);
-	enable_and_address(&f);
-	configure(&f);
-	no_event(&f);
-	initial_report(&f, 0, 0);
+	c = tablet_ready(&f);
 	/* two reports wait in the tablet when the checkpoint is taken */
 	console_pointer_event(c, 10, 20, 0);
 	console_pointer_event(c, 10, 20, 1);
