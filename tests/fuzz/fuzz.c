@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dev/dev.h"
+#include "sstream.h"
 #include "vm.h"
 #include "fuzz.h"
 
@@ -159,4 +161,21 @@ void fz_vm_init(struct vm *vm, struct config *cfg, uint64_t ram)
 			abort();
 		vm->ram_size = ram;
 	}
+}
+
+void fz_dev_identity(struct dev *d, unsigned version, const char *name)
+{
+	struct sstream a, l, b;
+
+	ss_init_save(&a);
+	FZ_ASSERT(d->ops->save(d, &a) == 0, "%s: save: %s", name, a.msg);
+	ss_init_load(&l, a.buf, a.len);
+	FZ_ASSERT(d->ops->load(d, &l, version) == 0 && !ss_error(&l),
+		  "%s: its own state was refused: %s", name, l.msg);
+	ss_init_save(&b);
+	FZ_ASSERT(d->ops->save(d, &b) == 0, "%s: save again: %s", name, b.msg);
+	FZ_ASSERT(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
+		  "%s: save -> load -> save differ (%zu, %zu bytes)", name, a.len, b.len);
+	ss_free(&a);
+	ss_free(&b);
 }

@@ -73,6 +73,14 @@ struct config;
  */
 void fz_vm_init(struct vm *vm, struct config *cfg, uint64_t ram);
 
+struct dev;
+/*
+ * What a checkpoint of @d needs (the caller pauses it first where that matters): its saved
+ * state loads back into it, as version @version, and saves again to the same bytes.  @name
+ * names the device in a failure.
+ */
+void fz_dev_identity(struct dev *d, unsigned version, const char *name);
+
 /* A check the target makes: on failure print the message and abort (libFuzzer saves the input). */
 #define FZ_ASSERT(cond, ...)                                             \
 	do {                                                             \

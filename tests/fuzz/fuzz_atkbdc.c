@@ -40,21 +40,8 @@ static uint8_t io(struct vm *vm, uint16_t port, uint8_t v, bool write)
 
 static void identity(struct dev *d)
 {
-	struct sstream a, b, l;
-	int ret;
-
 	d->ops->pause(d);
-	ss_init_save(&a);
-	FZ_ASSERT(d->ops->save(d, &a) == 0, "atkbdc: save failed: %s", a.msg);
-	ss_init_load(&l, a.buf, a.len);
-	ret = d->ops->load(d, &l, d->ops->version);
-	FZ_ASSERT(ret == 0, "atkbdc: its own state was refused: %s", l.msg);
-	ss_init_save(&b);
-	FZ_ASSERT(d->ops->save(d, &b) == 0, "atkbdc: save after load failed");
-	FZ_ASSERT(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
-		  "atkbdc: save -> load -> save changed the state");
-	ss_free(&a);
-	ss_free(&b);
+	fz_dev_identity(d, d->ops->version, "atkbdc");
 	d->ops->resume(d);
 }
 

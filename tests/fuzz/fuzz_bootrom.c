@@ -133,20 +133,7 @@ static void dma(struct vm *vm, uint64_t gpa, const uint8_t *p, size_t n)
 
 static void identity(struct dev *d)
 {
-	struct sstream a, b, l;
-	int ret;
-
-	ss_init_save(&a);
-	FZ_ASSERT(d->ops->save(d, &a) == 0, "bootrom: save failed: %s", a.msg);
-	ss_init_load(&l, a.buf, a.len);
-	ret = d->ops->load(d, &l, d->ops->version);
-	FZ_ASSERT(ret == 0, "bootrom: its own state was refused: %s", l.msg);
-	ss_init_save(&b);
-	FZ_ASSERT(d->ops->save(d, &b) == 0, "bootrom: save after load failed");
-	FZ_ASSERT(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
-		  "bootrom: save -> load -> save changed the state");
-	ss_free(&a);
-	ss_free(&b);
+	fz_dev_identity(d, d->ops->version, "bootrom");
 }
 
 static unsigned size_of(uint8_t b)

@@ -43,20 +43,7 @@ static void access(struct bus *b, uint64_t a, uint64_t v, unsigned size, bool wr
 
 static void identity(struct pci_dev *pd)
 {
-	struct sstream a, b, l;
-	int ret;
-
-	ss_init_save(&a);
-	FZ_ASSERT(pd->dev.ops->save(&pd->dev, &a) == 0, "fbuf: save failed: %s", a.msg);
-	ss_init_load(&l, a.buf, a.len);
-	ret = pd->dev.ops->load(&pd->dev, &l, pd->dev.ops->version);
-	FZ_ASSERT(ret == 0, "fbuf: its own state was refused: %s", l.msg);
-	ss_init_save(&b);
-	FZ_ASSERT(pd->dev.ops->save(&pd->dev, &b) == 0, "fbuf: save after load failed");
-	FZ_ASSERT(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
-		  "fbuf: save -> load -> save changed the state");
-	ss_free(&a);
-	ss_free(&b);
+	fz_dev_identity(&pd->dev, pd->dev.ops->version, "fbuf");
 }
 
 static void draw(struct vm *vm)

@@ -56,23 +56,6 @@ struct fx {
 	struct dev *com[2], *pm;
 };
 
-static void dev_identity(struct dev *d)
-{
-	struct sstream a, l, b;
-
-	ss_init_save(&a);
-	FZ_ASSERT(d->ops->save(d, &a) == 0, "%s: save: %s", d->id, a.msg);
-	ss_init_load(&l, a.buf, a.len);
-	FZ_ASSERT(d->ops->load(d, &l, d->ops->version) == 0 && !ss_error(&l),
-		  "%s: its own state was refused: %s", d->id, l.msg);
-	ss_init_save(&b);
-	FZ_ASSERT(d->ops->save(d, &b) == 0, "%s: save again: %s", d->id, b.msg);
-	FZ_ASSERT(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
-		  "%s: save -> load -> save differ (%zu, %zu bytes)", d->id, a.len, b.len);
-	ss_free(&a);
-	ss_free(&b);
-}
-
 /* What a checkpoint does: pause everything, save everything, resume. */
 static void identity(struct fx *x)
 {
@@ -80,7 +63,7 @@ static void identity(struct fx *x)
 		if (d->ops->pause)
 			d->ops->pause(d);
 	for (struct dev *d = x->vm.devs; d; d = d->next)
-		dev_identity(d);
+		fz_dev_identity(d, d->ops->version, d->id);
 	for (struct dev *d = x->vm.devs; d; d = d->next)
 		if (d->ops->resume)
 			d->ops->resume(d);

@@ -89,23 +89,6 @@ static void access(struct bus *b, uint64_t a, uint64_t v, unsigned size, bool wr
 	bus_access(b, a, buf, size, write);
 }
 
-static void dev_identity(struct dev *d)
-{
-	struct sstream a, l, b;
-
-	ss_init_save(&a);
-	FZ_ASSERT(d->ops->save(d, &a) == 0, "%s: save: %s", d->id, a.msg);
-	ss_init_load(&l, a.buf, a.len);
-	FZ_ASSERT(d->ops->load(d, &l, d->ops->version) == 0 && !ss_error(&l),
-		  "%s: its own state was refused: %s", d->id, l.msg);
-	ss_init_save(&b);
-	FZ_ASSERT(d->ops->save(d, &b) == 0, "%s: save again: %s", d->id, b.msg);
-	FZ_ASSERT(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
-		  "%s: save -> load -> save differ (%zu, %zu bytes)", d->id, a.len, b.len);
-	ss_free(&a);
-	ss_free(&b);
-}
-
 static void run(struct vm *vm, struct pci_dev *pd, struct fz *f)
 {
 	static const unsigned slots[4] = { 0, SLOT, 31, 0 };
@@ -175,7 +158,7 @@ static void run(struct vm *vm, struct pci_dev *pd, struct fz *f)
 			break;
 		default:
 			for (struct dev *d = vm->devs; d; d = d->next)
-				dev_identity(d);
+				fz_dev_identity(d, d->ops->version, d->id);
 			break;
 		}
 	}
@@ -199,7 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FZ_ASSERT(pd, "test function: %s", err);
 	run(&vm, pd, &f);
 	for (struct dev *d = vm.devs; d; d = d->next)
-		dev_identity(d);
+		fz_dev_identity(d, d->ops->version, d->id);
 	vm_destroy(&vm);
 	config_free(&cfg);
 	return 0;

@@ -303,20 +303,8 @@ static void guest_access(struct fx *x, const struct kind_desc *kd, const uint8_t
 
 static void dev_identity(struct dev *d, const char *name)
 {
-	struct sstream a, l, b;
-
 	dev_pause(d);
-	ss_init_save(&a);
-	FZ_ASSERT(d->ops->save(d, &a) == 0, "%s: save: %s", name, a.msg);
-	ss_init_load(&l, a.buf, a.len);
-	FZ_ASSERT(d->ops->load(d, &l, d->ops->version) == 0 && !ss_error(&l),
-		  "%s: its own state was refused: %s", name, l.msg);
-	ss_init_save(&b);
-	FZ_ASSERT(d->ops->save(d, &b) == 0, "%s: save again: %s", name, b.msg);
-	FZ_ASSERT(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
-		  "%s: save -> load -> save differ (%zu, %zu bytes)", name, a.len, b.len);
-	ss_free(&a);
-	ss_free(&b);
+	fz_dev_identity(d, d->ops->version, name);
 }
 
 static void load_dev(enum kind k, unsigned ver, const uint8_t *ops, unsigned nops,

@@ -273,20 +273,9 @@ static void settle(struct fx *x)
 static void identity(struct fx *x)
 {
 	struct dev *d = &x->pd->dev;
-	struct sstream a, l, b;
 
 	d->ops->pause(d);
-	ss_init_save(&a);
-	FZ_ASSERT(d->ops->save(d, &a) == 0, "%s: save: %s", names[x->kind], a.msg);
-	ss_init_load(&l, a.buf, a.len);
-	FZ_ASSERT(d->ops->load(d, &l, d->ops->version) == 0 && !ss_error(&l),
-		  "%s: its own state was refused: %s", names[x->kind], l.msg);
-	ss_init_save(&b);
-	FZ_ASSERT(d->ops->save(d, &b) == 0, "%s: save again: %s", names[x->kind], b.msg);
-	FZ_ASSERT(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
-		  "%s: save -> load -> save differ (%zu, %zu bytes)", names[x->kind], a.len, b.len);
-	ss_free(&a);
-	ss_free(&b);
+	fz_dev_identity(d, d->ops->version, names[x->kind]);
 	d->ops->resume(d);
 }
 

@@ -133,19 +133,8 @@ static void bring_up(struct vm *vm, uint64_t bar)
 
 static void identity(struct pci_dev *pd)
 {
-	struct sstream a, l, b;
-
 	pd->dev.ops->pause(&pd->dev);
-	ss_init_save(&a);
-	FZ_ASSERT(pd->dev.ops->save(&pd->dev, &a) == 0, "save: %s", a.msg);
-	ss_init_load(&l, a.buf, a.len);
-	FZ_ASSERT(pd->dev.ops->load(&pd->dev, &l, pci_emul_xhci.version) == 0, "load: %s", l.msg);
-	ss_init_save(&b);
-	FZ_ASSERT(pd->dev.ops->save(&pd->dev, &b) == 0, "save again: %s", b.msg);
-	FZ_ASSERT(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
-		  "save/load/save differ (%zu, %zu)", a.len, b.len);
-	ss_free(&a);
-	ss_free(&b);
+	fz_dev_identity(&pd->dev, pci_emul_xhci.version, "xhci");
 	pd->dev.ops->resume(&pd->dev);
 }
 
