@@ -24,9 +24,9 @@
 #include "faultinj.h"
 #include "snap/format.h"
 #include "sstream.h"
+#include "testfiles.h"
 
 #define MEM (64 * 4096ULL)
-#define OLD "the previous snapshot"
 
 static char dir[64], path[128];
 
@@ -51,37 +51,18 @@ static int teardown(void **state)
 /* Files in the directory: the target and anything else (a temporary file left behind). */
 static unsigned dir_entries(void)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			n++;
-	closedir(d);
-	return n;
+	return testfile_count(dir, NULL, NULL);
 }
 
 static void put_old(void)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, OLD, strlen(OLD)), (ssize_t)strlen(OLD));
-	close(fd);
+	testfile_put_old(path);
 }
 
 /* The previous file is still at the path, byte for byte, and nothing else is in the directory. */
 static void check_old_untouched(void)
 {
-	char buf[64] = "";
-	int fd = open(path, O_RDONLY);
-
-	assert_true(fd >= 0);
-	assert_int_equal(read(fd, buf, sizeof(buf)), (ssize_t)strlen(OLD));
-	close(fd);
-	assert_string_equal(buf, OLD);
+	testfile_check_old(path);
 	assert_int_equal(dir_entries(), 1);
 }
 

@@ -34,6 +34,7 @@
 #include "vm.h"
 
 #include "statesnap.h"
+#include "testfiles.h"
 
 #define MEMSZ STATESNAP_MEM
 
@@ -41,12 +42,7 @@ static char dir[64], path[160], key[160], otherkey[160];
 
 static const char *at(const char *name)
 {
-	static char p[4][160];
-	static unsigned n;
-	char *s = p[n++ % 4];
-
-	snprintf(s, sizeof(p[0]), "%s/%s", dir, name);
-	return s;
+	return testfile_at(dir, name);
 }
 
 static int setup(void **state)
@@ -380,16 +376,7 @@ static int vm_teardown(void **state)
 /* Entries in the test directory other than the key. */
 static unsigned dir_files(void)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "key"))
-			n++;
-	closedir(d);
-	return n;
+	return testfile_count(dir, (const char *const[]){ "key", NULL }, NULL);
 }
 
 static void test_pause_resume(void **state)
@@ -487,27 +474,15 @@ static void test_save_refused_before_pause(void **state)
 	assert_false(f->vm.paused);
 }
 
-#define OLD "the previous snapshot"
-
 static void put_old(void)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, OLD, strlen(OLD)), (ssize_t)strlen(OLD));
-	close(fd);
+	testfile_put_old(path);
 }
 
 /* The file at the path is the one put there, and nothing else is in the directory. */
 static void old_untouched(void)
 {
-	char buf[64] = "";
-	int fd = open(path, O_RDONLY);
-
-	assert_true(fd >= 0);
-	assert_int_equal(read(fd, buf, sizeof(buf) - 1), (ssize_t)strlen(OLD));
-	close(fd);
-	assert_string_equal(buf, OLD);
+	testfile_check_old(path);
 	assert_int_equal(dir_files(), 1);
 }
 

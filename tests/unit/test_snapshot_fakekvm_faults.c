@@ -50,6 +50,7 @@
 
 #include "fakekvm.h"
 #include "statesnap.h"
+#include "testfiles.h"
 
 /* Descriptors nothing else in the process has: the fake answers for them. */
 #define KVM_FD 1001
@@ -59,7 +60,6 @@
 #define TSC_KHZ 2000000
 #define RAM (16ULL << 20)
 #define PG 4096ULL
-#define OLD "the previous snapshot"
 
 static char dir[64], path[160], key[160];
 
@@ -186,12 +186,7 @@ static struct vm_disk disk;
 
 static const char *at(const char *name)
 {
-	static char p[4][160];
-	static unsigned n;
-	char *s = p[n++ % 4];
-
-	snprintf(s, sizeof(p[0]), "%s/%s", dir, name);
-	return s;
+	return testfile_at(dir, name);
 }
 
 static void fill(uint64_t page, unsigned n, uint8_t v)
@@ -292,39 +287,17 @@ static int teardown(void **state)
 /* Entries in the directory other than the key, the disk and the files named in @keep. */
 static unsigned others(const char *keep)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "key") &&
-		    strcmp(e->d_name, "disk.img") && (!keep || !strstr(keep, e->d_name)))
-			n++;
-	closedir(d);
-	return n;
+	return testfile_count(dir, (const char *const[]){ "key", "disk.img", NULL }, keep);
 }
 
 static void put_old(void)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, OLD, strlen(OLD)), (ssize_t)strlen(OLD));
-	close(fd);
+	testfile_put_old(path);
 }
 
 static bool old_untouched(void)
 {
-	char buf[64] = "";
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	return n == (ssize_t)strlen(OLD) && !strcmp(buf, OLD) && others("vm.snap base.snap") == 0;
+	return testfile_is_old(path) && others("vm.snap base.snap") == 0;
 }
 
 static int save_to(const char *p, const struct snap_save_opts *o, struct snap_result *res,

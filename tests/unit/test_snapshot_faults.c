@@ -50,8 +50,7 @@
 #include "vm.h"
 
 #include "statesnap.h"
-
-#define OLD "the previous snapshot"
+#include "testfiles.h"
 
 static char dir[64], path[160], kernel[160], key[160];
 static struct config cfg;
@@ -109,39 +108,17 @@ static int teardown(void **state)
 /* Entries in the directory other than the kernel and the key. */
 static unsigned dir_files(void)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-		    strcmp(e->d_name, "kernel") && strcmp(e->d_name, "key"))
-			n++;
-	closedir(d);
-	return n;
+	return testfile_count(dir, (const char *const[]){ "kernel", "key", NULL }, NULL);
 }
 
 static void put_old(void)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, OLD, strlen(OLD)), (ssize_t)strlen(OLD));
-	close(fd);
+	testfile_put_old(path);
 }
 
 static bool old_untouched(void)
 {
-	char buf[64] = "";
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	return n == (ssize_t)strlen(OLD) && !strcmp(buf, OLD) && dir_files() == 1;
+	return testfile_is_old(path) && dir_files() == 1;
 }
 
 static int save(char *err, size_t errlen)

@@ -25,18 +25,14 @@
 #include "config.h"
 #include "snap/disks.h"
 #include "snap/target.h"
+#include "testfiles.h"
 #include "vm.h"
 
 static char dir[64];
 
 static const char *at(const char *name)
 {
-	static char p[4][160];
-	static unsigned n;
-	char *s = p[n++ % 4];
-
-	snprintf(s, sizeof(p[0]), "%s/%s", dir, name);
-	return s;
+	return testfile_at(dir, name);
 }
 
 static void touch(const char *p)
