@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "livesync.h"
 #include "snap/format.h"
 #include "snap/live.h"
 #include "tworam.h"
@@ -56,23 +57,10 @@ static uint8_t *page(uint64_t pg)
 /* Generation @gen of page @pg: different in every page and every generation. */
 static void fill(uint64_t pg, unsigned gen)
 {
-	uint64_t *p = (uint64_t *)page(pg);
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		p[i] = pg * 0x9e3779b97f4a7c15ULL ^ (uint64_t)gen << 56 ^ i;
+	tworam_fill(&vm, pg, (uint64_t)gen << 56);
 }
 
-static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
-static bool done;
-
-static void live_done(void *opaque)
-{
-	pthread_mutex_lock(&done_lock);
-	done = true;
-	pthread_cond_broadcast(&done_cond);
-	pthread_mutex_unlock(&done_lock);
-}
+static struct ls_flag done = LS_FLAG_INIT; /* the writer's end */
 
 /* A live checkpoint can start here: the writer opened, RAM protected.  Skips without uffd. */
 static void start(struct snap_writer *w, struct snap_live **l)
@@ -154,16 +142,13 @@ static void test_written_between_arm_and_pause(void **state)
 	for (uint64_t pg = 0; pg < NPAGES; pg++)
 		memcpy(expect + pg * PG, page(pg), PG);
 	assert_int_equal(snap_live_arm(l, err, sizeof(err)), 0);
-	done = false;
-	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
+	done.up = false;
+	assert_int_equal(snap_live_start(l, ls_raise, &done), 0);
 
 	/* Running again: every page rewritten while the writer saves (the writes wait for it). */
 	for (uint64_t pg = 0; pg < NPAGES; pg++)
 		fill(pg, 3);
-	pthread_mutex_lock(&done_lock);
-	while (!done)
-		pthread_cond_wait(&done_cond, &done_lock);
-	pthread_mutex_unlock(&done_lock);
+	ls_wait(&done);
 	assert_int_equal(snap_live_result(l, &map, &res, err, sizeof(err)), 0);
 	/* 800 + 76 pages of pattern, 10 + 1 first touched; page 300 is zero. */
 	assert_int_equal(res.mem_pages, 800 + 76 + 11 - 1);
@@ -209,52 +194,6 @@ static void test_fail_before_start(void **state)
 
 /* ---- guest writes that wait for the writer ---- */
 
-struct gwrite {
-	pthread_t thread;
-	uint64_t pg;
-	atomic_int tid;
-};
-
-static void *gwrite_main(void *arg)
-{
-	struct gwrite *g = arg;
-
-	atomic_store(&g->tid, (int)syscall(SYS_gettid));
-	fill(g->pg, 5);
-	return NULL;
-}
-
-/* Is thread @tid waiting in the kernel for userfaultfd to let its write go? */
-static bool waits_on_uffd(int tid)
-{
-	char p[64], wchan[64] = "";
-	FILE *f;
-
-	snprintf(p, sizeof(p), "/proc/self/task/%d/wchan", tid);
-	f = fopen(p, "r");
-	if (!f)
-		return false;
-	if (!fgets(wchan, sizeof(wchan), f))
-		wchan[0] = '\0';
-	fclose(f);
-	return !strcmp(wchan, "handle_userfault");
-}
-
-static void gwrite_start(struct gwrite *g, uint64_t pg)
-{
-	g->pg = pg;
-	atomic_store(&g->tid, 0);
-	assert_int_equal(pthread_create(&g->thread, NULL, gwrite_main, g), 0);
-	while (!atomic_load(&g->tid))
-		usleep(1000);
-	/* Its write to a page protected in the pause waits, as a vCPU's would. */
-	for (unsigned i = 0; !waits_on_uffd(atomic_load(&g->tid)); i++) {
-		if (i == 10000)
-			fail_msg("the write to page %llu does not wait", (unsigned long long)pg);
-		usleep(1000);
-	}
-}
-
 /*
  * Writes that came after the pause and before the writer began wait for it: it saves those
  * pages first (pages of data, once each however many writes wait on one, and one all zero,
@@ -281,16 +220,13 @@ static void test_writes_wait_for_the_writer(void **state)
 	assert_non_null(expect);
 	for (uint64_t pg = 0; pg < NPAGES; pg++)
 		memcpy(expect + pg * PG, page(pg), PG);
-	gwrite_start(&a, 50);
-	gwrite_start(&b, 1200);
-	gwrite_start(&c, 50); /* a second write to the same page: saved once */
-	gwrite_start(&e, 20); /* after the others, lower: the faults' extents are sorted */
-	done = false;
-	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
-	pthread_mutex_lock(&done_lock);
-	while (!done)
-		pthread_cond_wait(&done_cond, &done_lock);
-	pthread_mutex_unlock(&done_lock);
+	gwrite_start(&a, fill, 50, 5);
+	gwrite_start(&b, fill, 1200, 5);
+	gwrite_start(&c, fill, 50, 5); /* a second write to the same page: saved once */
+	gwrite_start(&e, fill, 20, 5); /* after the others, lower: the faults' extents are sorted */
+	done.up = false;
+	assert_int_equal(snap_live_start(l, ls_raise, &done), 0);
+	ls_wait(&done);
 	pthread_join(a.thread, NULL);
 	pthread_join(b.thread, NULL);
 	pthread_join(c.thread, NULL);
@@ -323,12 +259,9 @@ static void test_untouched(void **state)
 	assert_int_equal(make_ram(), 0);
 	start(&w, &l);
 	assert_int_equal(snap_live_arm(l, err, sizeof(err)), 0);
-	done = false;
-	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
-	pthread_mutex_lock(&done_lock);
-	while (!done)
-		pthread_cond_wait(&done_cond, &done_lock);
-	pthread_mutex_unlock(&done_lock);
+	done.up = false;
+	assert_int_equal(snap_live_start(l, ls_raise, &done), 0);
+	ls_wait(&done);
 	assert_int_equal(snap_live_result(l, &map, &res, err, sizeof(err)), 0);
 	assert_int_equal(map.nextents, 0);
 	assert_int_equal(map.nregions, 2);

@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "faultinj.h"
+#include "livesync.h"
 #include "snap/format.h"
 #include "snap/live.h"
 #include "snap/pagemap.h"
@@ -44,31 +45,17 @@ static struct vm vm;
 static char path[64];
 static struct snap_writer w;
 
-static uint8_t *page(uint64_t pg)
-{
-	return tworam_page(&vm, pg);
-}
-
 static void fill(uint64_t pg, unsigned gen)
 {
-	uint64_t *p = (uint64_t *)page(pg);
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		p[i] = pg * 0x9e3779b97f4a7c15ULL ^ (uint64_t)gen << 56 ^ i;
+	tworam_fill(&vm, pg, (uint64_t)gen << 56);
 }
 
 static bool have_live;
 
 static int setup(void **state)
 {
-	char err[256];
-
 	fi_reset();
-	assert_int_equal(tworam_make(&vm, R0, R1), 0);
-	for (uint64_t pg = 0; pg < NPAGES; pg += 2)
-		fill(pg, 1);
-	snprintf(path, sizeof(path), "/tmp/khyve-test-livef.%d", (int)getpid());
-	assert_int_equal(snap_writer_open(&w, path, R0 + R1, err, sizeof(err)), 0);
+	tworam_setup_writer(&vm, R0, R1, fill, &w, path, sizeof(path), "/tmp/khyve-test-livef");
 	return 0;
 }
 
@@ -103,7 +90,7 @@ static void check_writable(void)
 {
 	for (uint64_t pg = 0; pg < NPAGES; pg++)
 		fill(pg, 9);
-	assert_true(*(uint64_t *)page(NPAGES - 1) ==
+	assert_true(*(uint64_t *)tworam_page(&vm, NPAGES - 1) ==
 		    ((NPAGES - 1) * 0x9e3779b97f4a7c15ULL ^ 9ULL << 56));
 }
 
@@ -257,17 +244,7 @@ static void test_prearm_fault_fails(void **state)
 	check_writable();
 }
 
-static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
-static bool done;
-
-static void live_done(void *opaque)
-{
-	pthread_mutex_lock(&done_lock);
-	done = true;
-	pthread_cond_broadcast(&done_cond);
-	pthread_mutex_unlock(&done_lock);
-}
+static struct ls_flag done = LS_FLAG_INIT; /* the writer's end */
 
 /* A checkpoint from prearm to the writer's end; snap_live_result's return (message in @err). */
 static int checkpoint(struct snap_live **lp, struct snap_file *map, struct snap_result *res,
@@ -279,12 +256,9 @@ static int checkpoint(struct snap_live **lp, struct snap_file *map, struct snap_
 	assert_int_equal(snap_live_arm(l, err, errlen), 0);
 	if (cancel)
 		snap_live_cancel(l);
-	done = false;
-	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
-	pthread_mutex_lock(&done_lock);
-	while (!done)
-		pthread_cond_wait(&done_cond, &done_lock);
-	pthread_mutex_unlock(&done_lock);
+	done.up = false;
+	assert_int_equal(snap_live_start(l, ls_raise, &done), 0);
+	ls_wait(&done);
 	*lp = l;
 	memset(map, 0, sizeof(*map));
 	return snap_live_result(l, map, res, err, errlen);
@@ -338,12 +312,9 @@ static void test_writer_fails(void **state)
 	fi_suspend(true);
 	assert_int_equal(snap_live_prearm(&vm, &w, &l, err, sizeof(err)), 0);
 	assert_int_equal(snap_live_arm(l, err, sizeof(err)), 0);
-	done = false;
-	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
-	pthread_mutex_lock(&done_lock);
-	while (!done)
-		pthread_cond_wait(&done_cond, &done_lock);
-	pthread_mutex_unlock(&done_lock);
+	done.up = false;
+	assert_int_equal(snap_live_start(l, ls_raise, &done), 0);
+	ls_wait(&done);
 	fi_suspend(false);
 	memset(&map, 0, sizeof(map));
 	assert_int_equal(snap_live_result(l, &map, &res, err, sizeof(err)), -ENOMEM);
@@ -376,51 +347,6 @@ static void test_kept_uffd(void **state)
 
 /* ---- a guest write that waits for the writer ---- */
 
-struct gwrite {
-	pthread_t thread;
-	uint64_t pg;
-	atomic_int tid;
-};
-
-static void *gwrite_main(void *arg)
-{
-	struct gwrite *g = arg;
-
-	atomic_store(&g->tid, (int)syscall(SYS_gettid));
-	fill(g->pg, 5);
-	return NULL;
-}
-
-/* Is thread @tid waiting in the kernel for userfaultfd to let its write go? */
-static bool waits_on_uffd(int tid)
-{
-	char p[64], wchan[64] = "";
-	FILE *f;
-
-	snprintf(p, sizeof(p), "/proc/self/task/%d/wchan", tid);
-	f = fopen(p, "r");
-	if (!f)
-		return false;
-	if (!fgets(wchan, sizeof(wchan), f))
-		wchan[0] = '\0';
-	fclose(f);
-	return !strcmp(wchan, "handle_userfault");
-}
-
-static void gwrite_start(struct gwrite *g, uint64_t pg)
-{
-	g->pg = pg;
-	atomic_store(&g->tid, 0);
-	assert_int_equal(pthread_create(&g->thread, NULL, gwrite_main, g), 0);
-	while (!atomic_load(&g->tid))
-		usleep(1000);
-	for (unsigned i = 0; !waits_on_uffd(atomic_load(&g->tid)); i++) {
-		if (i == 10000)
-			fail_msg("the write to page %llu does not wait", (unsigned long long)pg);
-		usleep(1000);
-	}
-}
-
 /*
  * A write waits for the writer, which cannot save its page (the file is full): the checkpoint
  * fails with that, and the write goes on (every page writable again).
@@ -436,15 +362,12 @@ static void test_fault_save_fails(void **state)
 	need_live();
 	assert_int_equal(snap_live_prearm(&vm, &w, &l, err, sizeof(err)), 0);
 	assert_int_equal(snap_live_arm(l, err, sizeof(err)), 0);
-	gwrite_start(&g, 40);
+	gwrite_start(&g, fill, 40, 5);
 	fi_any_thread();
 	fi_fail(FI_PWRITE, 1, ENOSPC); /* the writer saves the waiting page first */
-	done = false;
-	assert_int_equal(snap_live_start(l, live_done, NULL), 0);
-	pthread_mutex_lock(&done_lock);
-	while (!done)
-		pthread_cond_wait(&done_cond, &done_lock);
-	pthread_mutex_unlock(&done_lock);
+	done.up = false;
+	assert_int_equal(snap_live_start(l, ls_raise, &done), 0);
+	ls_wait(&done);
 	pthread_join(g.thread, NULL);
 	assert_true(fi_all_fired());
 	fi_reset();

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "livesync.h"
 #include "snap/dirty.h"
 #include "snap/format.h"
 #include "snap/livecopy.h"
@@ -56,10 +57,10 @@ static uint8_t *page(uint64_t pg)
 /* Generation @gen of page @pg (0: all zero): different in every page and generation. */
 static void fill(uint64_t pg, unsigned gen)
 {
-	uint64_t *p = (uint64_t *)page(pg);
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		p[i] = gen ? pg * 0x9e3779b97f4a7c15ULL ^ (uint64_t)gen << 48 ^ i : 0;
+	if (gen)
+		tworam_fill(&vm, pg, (uint64_t)gen << 48);
+	else
+		memset(page(pg), 0, PG);
 }
 
 /* ---- the "guest": rewrites its hot pages until told to stop ---- */
@@ -106,32 +107,16 @@ static void guest_stop(void)
 
 /* ---- the thread's callbacks ---- */
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
-static bool rounds_ended, written;
+static struct ls_flag rounds_ended = LS_FLAG_INIT, written = LS_FLAG_INIT;
 
 static void on_rounds(void *opaque)
 {
-	pthread_mutex_lock(&lock);
-	rounds_ended = true;
-	pthread_cond_broadcast(&cond);
-	pthread_mutex_unlock(&lock);
+	ls_raise(&rounds_ended);
 }
 
 static void on_written(void *opaque)
 {
-	pthread_mutex_lock(&lock);
-	written = true;
-	pthread_cond_broadcast(&cond);
-	pthread_mutex_unlock(&lock);
-}
-
-static void wait_for(bool *flag)
-{
-	pthread_mutex_lock(&lock);
-	while (!*flag)
-		pthread_cond_wait(&cond, &lock);
-	pthread_mutex_unlock(&lock);
+	ls_raise(&written);
 }
 
 /* The file's page @pg is expect's; the extents list exactly the pages not all zero. */
@@ -215,7 +200,7 @@ static void test_rounds_then_pause(void **state)
 	while (atomic_load(&passes) < seen + 1)
 		usleep(1000);
 	assert_int_equal(snap_livecopy_start(c, on_rounds, on_written, NULL), 0);
-	wait_for(&rounds_ended);
+	ls_wait(&rounds_ended);
 	/* The pause: the guest stops, the last dirty pages go, RAM as it is now is the state. */
 	guest_stop();
 	assert_int_equal(snap_livecopy_rounds_result(c, err, sizeof(err)), 0);
@@ -228,7 +213,7 @@ static void test_rounds_then_pause(void **state)
 	seen = atomic_load(&passes);
 	guest_start();
 	snap_livecopy_continue(c);
-	wait_for(&written);
+	ls_wait(&written);
 	while (atomic_load(&passes) < seen + 2)
 		usleep(1000);
 	guest_stop();
@@ -282,12 +267,12 @@ static void test_freed_before_pause(void **state)
 		free_ram();
 		skip();
 	}
-	rounds_ended = written = false;
+	rounds_ended.up = written.up = false;
 	assert_int_equal(snap_livecopy_start(c, on_rounds, on_written, NULL), 0);
-	wait_for(&rounds_ended);
+	ls_wait(&rounds_ended);
 	assert_int_equal(snap_livecopy_rounds_result(c, err, sizeof(err)), 0);
 	snap_livecopy_free(c);
-	assert_false(written);
+	assert_false(written.up);
 	assert_false(dirty_tracking(&vm));
 	snap_writer_abort(&w);
 	free_ram();

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "faultinj.h"
+#include "livesync.h"
 #include "snap/dirty.h"
 #include "snap/format.h"
 #include "snap/livecopy.h"
@@ -50,22 +51,13 @@ static uint8_t *page(uint64_t pg)
 
 static void fill(uint64_t pg, unsigned gen)
 {
-	uint64_t *p = (uint64_t *)page(pg);
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		p[i] = pg * 0x9e3779b97f4a7c15ULL ^ (uint64_t)gen << 48 ^ i;
+	tworam_fill(&vm, pg, (uint64_t)gen << 48);
 }
 
 static int setup(void **state)
 {
-	char err[256];
-
 	fi_reset();
-	assert_int_equal(tworam_make(&vm, R0, R1), 0);
-	for (uint64_t pg = 0; pg < NPAGES; pg += 2)
-		fill(pg, 1);
-	snprintf(path, sizeof(path), "/tmp/khyve-test-lcf.%d", (int)getpid());
-	assert_int_equal(snap_writer_open(&w, path, R0 + R1, err, sizeof(err)), 0);
+	tworam_setup_writer(&vm, R0, R1, fill, &w, path, sizeof(path), "/tmp/khyve-test-lcf");
 	return 0;
 }
 
@@ -94,32 +86,16 @@ static void need_tracking(void)
 
 /* ---- the thread's callbacks ---- */
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
-static bool rounds_ended, written;
+static struct ls_flag rounds_ended = LS_FLAG_INIT, written = LS_FLAG_INIT;
 
 static void on_rounds(void *opaque)
 {
-	pthread_mutex_lock(&lock);
-	rounds_ended = true;
-	pthread_cond_broadcast(&cond);
-	pthread_mutex_unlock(&lock);
+	ls_raise(&rounds_ended);
 }
 
 static void on_written(void *opaque)
 {
-	pthread_mutex_lock(&lock);
-	written = true;
-	pthread_cond_broadcast(&cond);
-	pthread_mutex_unlock(&lock);
-}
-
-static void wait_for(bool *flag)
-{
-	pthread_mutex_lock(&lock);
-	while (!*flag)
-		pthread_cond_wait(&cond, &lock);
-	pthread_mutex_unlock(&lock);
+	ls_raise(&written);
 }
 
 /* New and started; returns when its rounds ended (their result, message in @err). */
@@ -129,9 +105,9 @@ static int rounds(struct snap_livecopy **cp, const struct mig_policy *p, bool ca
 	assert_int_equal(snap_livecopy_new(&vm, &w, p, cp, err, errlen), 0);
 	if (cancel)
 		snap_livecopy_cancel(*cp);
-	rounds_ended = written = false;
+	rounds_ended.up = written.up = false;
 	assert_int_equal(snap_livecopy_start(*cp, on_rounds, on_written, NULL), 0);
-	wait_for(&rounds_ended);
+	ls_wait(&rounds_ended);
 	return snap_livecopy_rounds_result(*cp, err, errlen);
 }
 
@@ -217,7 +193,7 @@ static void test_rounds_fail(void **state)
 		/* Told to go on to the memory map all the same: it does not (nothing to map). */
 		snap_livecopy_continue(c);
 		snap_livecopy_free(c);
-		assert_false(written);
+		assert_false(written.up);
 		assert_false(dirty_tracking(&vm));
 	}
 	assert_int_equal(rounds(&c, &pol, true, err, sizeof(err)), -ECANCELED);
@@ -260,7 +236,7 @@ static void test_later_round_fails(void **state)
 	fi_reset();
 	assert_int_equal(snap_livecopy_final(c, &res, err, sizeof(err)), 0);
 	snap_livecopy_continue(c);
-	wait_for(&written);
+	ls_wait(&written);
 	assert_int_equal(snap_livecopy_result(c, &map, &res, err, sizeof(err)), 0);
 	assert_int_equal(res.rounds, 4);
 	assert_string_equal(res.converged, "the most rounds");
@@ -288,7 +264,7 @@ static void test_final_fails(void **state)
 	assert_true(fi_all_fired());
 	fi_reset();
 	snap_livecopy_free(c);
-	assert_false(written);
+	assert_false(written.up);
 	assert_false(dirty_tracking(&vm));
 }
 
@@ -321,7 +297,7 @@ static int finish_with(enum fi_call c, int err_in, bool shrt, bool eintr, bool c
 	if (cancel)
 		snap_livecopy_cancel(lc);
 	snap_livecopy_continue(lc);
-	wait_for(&written);
+	ls_wait(&written);
 	memset(map, 0, sizeof(*map));
 	ret = snap_livecopy_result(lc, map, &res, err, errlen);
 	assert_true(fi_all_fired());
@@ -375,12 +351,12 @@ static void test_freed_in_rounds(void **state)
 	need_tracking();
 	break_tracking(); /* every round rewrites every page: they would go on for long */
 	assert_int_equal(snap_livecopy_new(&vm, &w, &p, &c, err, sizeof(err)), 0);
-	rounds_ended = written = false;
+	rounds_ended.up = written.up = false;
 	assert_int_equal(snap_livecopy_start(c, on_rounds, on_written, NULL), 0);
 	snap_livecopy_free(c);
 	fi_reset();
-	assert_true(rounds_ended);
-	assert_false(written);
+	assert_true(rounds_ended.up);
+	assert_false(written.up);
 	assert_false(dirty_tracking(&vm));
 }
 
