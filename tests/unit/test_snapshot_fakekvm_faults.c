@@ -876,6 +876,15 @@ static void live_done(void *opaque, int ret, const struct snap_result *res, cons
 	pthread_mutex_unlock(&lw.lock);
 }
 
+/* Wait for the live checkpoint started to report its end (live_done). */
+static void live_wait(void)
+{
+	pthread_mutex_lock(&lw.lock);
+	while (!lw.done)
+		pthread_cond_wait(&lw.cond, &lw.lock);
+	pthread_mutex_unlock(&lw.lock);
+}
+
 struct live_start {
 	const char *path;
 	int ret;
@@ -900,10 +909,7 @@ static int live_to(const char *p, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", ls.err);
 		return ls.ret;
 	}
-	pthread_mutex_lock(&lw.lock);
-	while (!lw.done)
-		pthread_cond_wait(&lw.cond, &lw.lock);
-	pthread_mutex_unlock(&lw.lock);
+	live_wait();
 	snprintf(err, errlen, "%s", lw.err);
 	return lw.ret;
 }
@@ -961,15 +967,15 @@ static void test_live(void **state)
 	assert_string_equal(res.parent, "l3.snap");
 }
 
-/* Failing in its pause (KVM's state cannot be read): refused at once, the file goes. */
-static void test_live_pause_fails(void **state)
+/*
+ * A live checkpoint to the path whose last pause cannot read KVM's state: refused, the previous
+ * file as it was, no live checkpoint left, the VM running and its device resumed.
+ */
+static void live_pause_fails(char *err, size_t errlen)
 {
-	char err[1024];
-
-	put_old();
 	fi_any_thread(); /* the loop thread starts it */
 	fi_ioctl_fail(KVM_GET_PIT2, 1, EIO);
-	assert_int_equal(live_to(path, err, sizeof(err)), -EIO);
+	assert_int_equal(live_to(path, err, errlen), -EIO);
 	assert_non_null(strstr(err, "reading VM state from KVM"));
 	fi_reset();
 	fi_ioctl_fake(fake_ioctl);
@@ -977,6 +983,15 @@ static void test_live_pause_fails(void **state)
 	assert_null(vm.live);
 	assert_false(vm.paused);
 	assert_int_equal(dev.paused, dev.resumed);
+}
+
+/* Failing in its pause (KVM's state cannot be read): refused at once, the file goes. */
+static void test_live_pause_fails(void **state)
+{
+	char err[1024];
+
+	put_old();
+	live_pause_fails(err, sizeof(err));
 	/* It is no parent; with no live checkpoint, an abort does nothing. */
 	{
 		struct snap_save_opts o = { .incremental = true };
@@ -1063,16 +1078,7 @@ static void test_live_restored_fails(void **state)
 	assert_true(old_untouched());
 	assert_false(vm.paused);
 
-	fi_any_thread();
-	fi_ioctl_fail(KVM_GET_PIT2, 1, EIO);
-	assert_int_equal(live_to(path, err, sizeof(err)), -EIO);
-	assert_non_null(strstr(err, "reading VM state from KVM"));
-	fi_reset();
-	fi_ioctl_fake(fake_ioctl);
-	assert_true(old_untouched());
-	assert_null(vm.live);
-	assert_false(vm.paused);
-	assert_int_equal(dev.paused, dev.resumed);
+	live_pause_fails(err, sizeof(err));
 	/* With a policy of the caller's, it succeeds. */
 	{
 		struct live_start ls = { .path = path };
@@ -1081,10 +1087,7 @@ static void test_live_restored_fails(void **state)
 		lw.done = false;
 		ls.ret = snap_save_live(&vm, path, &pol, live_done, NULL, ls.err, sizeof(ls.err));
 		assert_int_equal(ls.ret, 0);
-		pthread_mutex_lock(&lw.lock);
-		while (!lw.done)
-			pthread_cond_wait(&lw.cond, &lw.lock);
-		pthread_mutex_unlock(&lw.lock);
+		live_wait();
 		assert_int_equal(lw.ret, 0);
 	}
 }
@@ -1106,10 +1109,7 @@ static void live_abort(bool restored)
 	evloop_call(&vm.ev, start_live, &ls);
 	assert_int_equal(ls.ret, 0);
 	snap_save_live_abort(&vm);
-	pthread_mutex_lock(&lw.lock);
-	while (!lw.done)
-		pthread_cond_wait(&lw.cond, &lw.lock);
-	pthread_mutex_unlock(&lw.lock);
+	live_wait();
 	assert_null(vm.live);
 	assert_false(vm.paused);
 	if (lw.ret) {
