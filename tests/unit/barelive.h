@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "evloop.h"
+#include "loopsock.h"
 #include "snap/format.h"
 #include "snap/migrate.h"
 #include "snap/precopy.h"
@@ -105,35 +106,20 @@ struct bl_dest {
 	bool hello, released;
 };
 
-static inline bool bl_read_all(int fd, void *buf, size_t n)
-{
-	uint8_t *p = buf;
-
-	while (n) {
-		ssize_t r = read(fd, p, n);
-
-		if (r <= 0)
-			return false;
-		p += r;
-		n -= (size_t)r;
-	}
-	return true;
-}
-
 /* One frame into the receiver: 1, or 0 at the stream's end, or a refusal (in d->ret). */
 static inline int bl_dest_frame(struct bl_dest *d)
 {
 	uint8_t h[MIG_HDR], *p;
 	struct mig_frame f;
 
-	if (!bl_read_all(d->fd, h, sizeof(h)))
+	if (!lo_read_all(d->fd, h, sizeof(h)))
 		return 0;
 	d->ret = mig_frame_decode(h, &f, d->err, sizeof(d->err));
 	if (d->ret)
 		return -1;
 	p = malloc(f.length ? f.length : 1);
 	assert_non_null(p);
-	if (!bl_read_all(d->fd, p, f.length)) {
+	if (!lo_read_all(d->fd, p, f.length)) {
 		free(p);
 		return 0;
 	}
@@ -175,7 +161,7 @@ static inline void bl_dest_answer(struct bl_dest *d)
 		break;
 	}
 	mig_send_frame(d->fd, MIG_READY, NULL, 0, NULL, 0);
-	if (!bl_read_all(d->fd, h, sizeof(h)) || mig_frame_decode(h, &f, err, sizeof(err)))
+	if (!lo_read_all(d->fd, h, sizeof(h)) || mig_frame_decode(h, &f, err, sizeof(err)))
 		return;
 	d->got_go = f.type == MIG_GO && !f.length;
 	if (d->answer == BL_RUN)

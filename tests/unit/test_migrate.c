@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "config.h"
+#include "loopsock.h"
 #include "openfds.h"
 #include "snap/format.h"
 #include "snap/migrate.h"
@@ -913,20 +914,6 @@ static void test_authentic(void **state)
 
 static char addr[64];
 
-/* A free TCP port on the loopback (the destination binds it with SO_REUSEADDR). */
-static void pick_addr(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	close(fd);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sin.sin_port));
-}
-
 struct incoming {
 	pthread_t thread;
 	struct vm vm;
@@ -973,19 +960,6 @@ static void write_all(int fd, const uint8_t *p, size_t n)
 	}
 }
 
-static bool read_all(int fd, uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t r = read(fd, p, n);
-
-		if (r <= 0)
-			return false;
-		p += r;
-		n -= (size_t)r;
-	}
-	return true;
-}
-
 /* The destination's answer: a frame of @type, its payload (a message) in @text. */
 static void answer(int fd, uint32_t type, char *text, size_t len)
 {
@@ -993,11 +967,11 @@ static void answer(int fd, uint32_t type, char *text, size_t len)
 	struct mig_frame f;
 	char err[256];
 
-	assert_true(read_all(fd, h, sizeof(h)));
+	assert_true(lo_read_all(fd, h, sizeof(h)));
 	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), 0);
 	assert_int_equal(f.type, type);
 	assert_true(f.length < len && f.length <= sizeof(p));
-	assert_true(read_all(fd, p, f.length));
+	assert_true(lo_read_all(fd, p, f.length));
 	assert_int_equal(snap_checksum(p, f.length), f.checksum);
 	memcpy(text, p, f.length);
 	text[f.length] = '\0';
@@ -1019,7 +993,7 @@ static void incoming_refuses(struct config *cfg, const struct stream *s, int ret
 		in.cfg = *cfg;
 	else
 		config_init(&in.cfg);
-	pick_addr();
+	lo_free_addr(addr, sizeof(addr));
 	assert_int_equal(pthread_create(&in.thread, NULL, incoming_main, &in), 0);
 	fd = connect_addr();
 	write_all(fd, s->buf, s->len);
@@ -1203,11 +1177,11 @@ static void *peer_main(void *arg)
 	int fd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
 
 	assert_true(fd >= 0);
-	assert_true(read_all(fd, h, sizeof(h)));
+	assert_true(lo_read_all(fd, h, sizeof(h)));
 	assert_int_equal(mig_frame_decode(h, &f, err, sizeof(err)), 0);
 	assert_int_equal(f.type, MIG_HELLO);
 	assert_int_equal(f.length, 16);
-	assert_true(read_all(fd, hello_p, sizeof(hello_p)));
+	assert_true(lo_read_all(fd, hello_p, sizeof(hello_p)));
 	assert_int_equal(snap_checksum(hello_p, 16), f.checksum);
 	p->version = (uint32_t)hello_p[0] | (uint32_t)hello_p[1] << 8;
 	p->flags = hello_p[4];
@@ -1312,7 +1286,7 @@ static void test_source_refused(void **state)
 	assert_int_equal(migrate_send(&v, "127.0.0.1", NULL, &res, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "expected IPv4:PORT"));
 	/* A port nobody listens on (one just freed). */
-	pick_addr();
+	lo_free_addr(addr, sizeof(addr));
 	assert_int_equal(migrate_send(&v, addr, NULL, &res, err, sizeof(err)), -ECONNREFUSED);
 	snprintf(want, sizeof(want), "connecting to %s: %s (is khyve -R %s waiting there?)", addr,
 		 strerror(ECONNREFUSED), addr);
@@ -1340,6 +1314,16 @@ static void memmap_n(struct stream *s, unsigned n, uint64_t size)
 	ss_free(&ss);
 }
 
+/* A new stream @s for @f: HELLO for @size bytes, META, and a MEMMAP of one region of it. */
+static void one_region(struct stream *s, struct feed *f, uint64_t size)
+{
+	*s = (struct stream){ 0 };
+	feed_init(f);
+	hello(s, MIG_VERSION, size);
+	section(s, SNAP_SEC_META, "meta", "{}", 2);
+	memmap_n(s, 1, size);
+}
+
 /*
  * The receiver at its edges: the largest guest (2 MiB units), a unit of two bitmap words
  * whose extent runs from its first page with data to its last, more extents than the list's
@@ -1362,11 +1346,7 @@ static void test_receiver_edges(void **state)
 	feed_free(&f);
 	free(s.buf);
 	/* 16 GiB: 128-page units; pages 0 and 100 of the first make one extent of 101 pages. */
-	s = (struct stream){ 0 };
-	feed_init(&f);
-	hello(&s, MIG_VERSION, 16ULL << 30);
-	section(&s, SNAP_SEC_META, "meta", "{}", 2);
-	memmap_n(&s, 1, 16ULL << 30);
+	one_region(&s, &f, 16ULL << 30);
 	mem(&s, 0, 1, 1);
 	mem(&s, 100 * PG, 2, 1);
 	frame(&s, MIG_END, NULL, 0);
@@ -1377,11 +1357,7 @@ static void test_receiver_edges(void **state)
 	feed_free(&f);
 	free(s.buf);
 	/* 128 MiB, a page in each of 300 units: 300 extents. */
-	s = (struct stream){ 0 };
-	feed_init(&f);
-	hello(&s, MIG_VERSION, 128ULL << 20);
-	section(&s, SNAP_SEC_META, "meta", "{}", 2);
-	memmap_n(&s, 1, 128ULL << 20);
+	one_region(&s, &f, 128ULL << 20);
 	for (unsigned u = 0; u < 300; u++)
 		mem(&s, u * 64 * PG + (u % 64) * PG, (uint8_t)u, 1);
 	frame(&s, MIG_END, NULL, 0);

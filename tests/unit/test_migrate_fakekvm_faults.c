@@ -282,6 +282,20 @@ static void live_start(void *opaque)
 		fail_msg("%s", err);
 }
 
+/* A live migration to a destination that runs the guest after it, started and ended. */
+static void handed_over(struct live *l, struct bl_dest *d)
+{
+	bl_dest_start(d, false, NULL);
+	d->answer = BL_RUN;
+	l->addr = d->addr;
+	evloop_call(&b.vm.ev, live_start, l);
+	pthread_mutex_lock(&l->lock);
+	while (!l->done)
+		pthread_cond_wait(&l->cond, &l->lock);
+	pthread_mutex_unlock(&l->lock);
+	bl_dest_join(d);
+}
+
 /*
  * Live, handed over: the rounds, then the final pause sends the pages written since the last
  * one (hundreds of runs: more than one write of iovecs) straight from guest memory; the
@@ -293,15 +307,7 @@ static void test_live_handed_over(void **state)
 	struct bl_dest d;
 	unsigned fds = open_fds();
 
-	bl_dest_start(&d, false, NULL);
-	d.answer = BL_RUN;
-	l.addr = d.addr;
-	evloop_call(&b.vm.ev, live_start, &l);
-	pthread_mutex_lock(&l.lock);
-	while (!l.done)
-		pthread_cond_wait(&l.cond, &l.lock);
-	pthread_mutex_unlock(&l.lock);
-	bl_dest_join(&d);
+	handed_over(&l, &d);
 	if (l.ret)
 		fail_msg("%d '%s'", l.ret, l.err);
 	assert_int_equal(d.finish_ret, 0);
@@ -327,15 +333,7 @@ static void test_live_idle_handed_over(void **state)
 	struct bl_dest d;
 
 	idle_guest = true;
-	bl_dest_start(&d, false, NULL);
-	d.answer = BL_RUN;
-	l.addr = d.addr;
-	evloop_call(&b.vm.ev, live_start, &l);
-	pthread_mutex_lock(&l.lock);
-	while (!l.done)
-		pthread_cond_wait(&l.cond, &l.lock);
-	pthread_mutex_unlock(&l.lock);
-	bl_dest_join(&d);
+	handed_over(&l, &d);
 	idle_guest = false;
 	if (l.ret)
 		fail_msg("%d '%s'", l.ret, l.err);

@@ -41,6 +41,7 @@
 #include "evloop.h"
 #include "faultinj.h"
 #include "hltguest.h"
+#include "loopsock.h"
 #include "machine.h"
 #include "openfds.h"
 #include "snap/migrate.h"
@@ -61,20 +62,6 @@ static void base_config(struct config *c)
 	assert_int_equal(config_set(c, "memory.size", "16M"), 0);
 	assert_int_equal(config_set(c, "boot.kernel", kernel), 0);
 	assert_int_equal(config_set(c, "snapshot.key", key), 0);
-}
-
-/* A free TCP port on the loopback (the destination binds it with SO_REUSEADDR). */
-static void pick_addr(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	close(fd);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sin.sin_port));
 }
 
 static void source_build(void)
@@ -111,7 +98,7 @@ static int setup(void **state)
 	snprintf(key, sizeof(key), "%s/key", dir);
 	snprintf(snap, sizeof(snap), "%s/vm.snap", dir);
 	assert_int_equal(hltguest_write(kernel), 0);
-	pick_addr();
+	lo_free_addr(addr, sizeof(addr));
 	if (have_kvm)
 		source_build();
 	return 0;
@@ -1150,7 +1137,7 @@ static void test_listen_fails(void **state)
 	le64(p + 8, RX_MEM);
 	mig_frame_encode(hello, MIG_HELLO, p, sizeof(p));
 	memcpy(hello + MIG_HDR, p, sizeof(p));
-	pick_addr();
+	lo_free_addr(addr, sizeof(addr));
 	for (size_t k = 0; k < sizeof(listen_faults) / sizeof(listen_faults[0]); k++) {
 		incoming_start(&in, &listen_faults[k], false);
 		incoming_join(&in);

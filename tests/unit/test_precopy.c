@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "barelive.h"
+#include "loopsock.h"
 #include "openfds.h"
 #include "snap/dirty.h"
 #include "snap/precopy.h"
@@ -334,20 +335,6 @@ static void check_source_runs(struct bl_vm *b, unsigned fds)
 	assert_int_equal(open_fds(), fds);
 }
 
-/* A TCP port of the loopback that nothing listens on (one just freed). */
-static void free_addr(char *addr, size_t len)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
-	socklen_t slen = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
-	close(fd);
-	snprintf(addr, len, "127.0.0.1:%u", ntohs(sin.sin_port));
-}
-
 static const struct mig_policy live_pol = { .max_downtime_ns = 20 * MS, .max_rounds = 5 };
 
 /*
@@ -477,7 +464,7 @@ static void test_start_refused(void **state)
 		/* Nobody listens there (a port just freed): the tracking never started. */
 		struct bl_live l = { 0 };
 
-		free_addr(addr, sizeof(addr));
+		lo_free_addr(addr, sizeof(addr));
 		assert_int_equal(bl_live_start(&l, &b, addr, &live_pol), -ECONNREFUSED);
 		snprintf(want, sizeof(want), "connecting to %s: %s (is khyve -R %s waiting there?)",
 			 addr, strerror(ECONNREFUSED), addr);
