@@ -85,6 +85,15 @@ static int new_client(struct dirty_client **c)
 	return 0;
 }
 
+/* A client of the RAM made here; else (no userfaultfd write-protection) the RAM goes, skip. */
+static void client_or_skip(struct dirty_client **c)
+{
+	if (new_client(c)) {
+		free_ram();
+		skip();
+	}
+}
+
 /*
  * Tracking leaves uffd-wp markers on never-touched pages, which pagemap shows as swapped: a
  * save must not count them as touched (it read every page of RAM, and the free-space check
@@ -98,10 +107,7 @@ static void test_markers_not_touched(void **state)
 	assert_int_equal(make_ram(-1), 0);
 	for (uint64_t pg = 0; pg < 100; pg++)
 		page(pg)[0] = 1;
-	if (new_client(&c)) {
-		free_ram();
-		skip();
-	}
+	client_or_skip(&c);
 	page(1030)[0] = 1;
 	assert_int_equal(snap_memory_touched(&vm, NULL, &bytes), 0);
 	assert_int_equal(bytes, 101 * PG);
@@ -127,10 +133,7 @@ static void test_writers(void **state)
 	/* Touched before tracking starts: not reported. */
 	for (uint64_t pg = 0; pg < 100; pg++)
 		page(pg)[0] = 1;
-	if (new_client(&c)) {
-		free_ram();
-		skip();
-	}
+	client_or_skip(&c);
 	assert_int_equal(dirty_npages(&vm), NPAGES);
 	assert_int_equal(dirty_client_fetch(c, bm, NPAGES), 0);
 	assert_int_equal(count(bm), 0);
@@ -232,10 +235,7 @@ static void test_suspend_resume(void **state)
 	assert_int_equal(make_ram(-1), 0);
 	for (uint64_t pg = 0; pg < 8; pg++)
 		page(pg)[0] = 1;
-	if (new_client(&c)) {
-		free_ram();
-		skip();
-	}
+	client_or_skip(&c);
 	page(3)[0] = 2; /* written before the hand-over */
 	assert_int_equal(dirty_suspend(&vm), 0);
 	page(900)[0] = 3; /* written while a live checkpoint owns RAM */
@@ -300,10 +300,7 @@ static void test_vm_gone(void **state)
 	struct dirty_client *c;
 
 	assert_int_equal(make_ram(-1), 0);
-	if (new_client(&c)) {
-		free_ram();
-		skip();
-	}
+	client_or_skip(&c);
 	free_ram();
 	assert_int_equal(dirty_client_fetch(c, bm, NPAGES), -ENODEV);
 	dirty_client_free(c);
@@ -348,10 +345,7 @@ static void test_unfetch_other_size(void **state)
 	struct dirty_client *c;
 
 	assert_int_equal(make_ram(-1), 0);
-	if (new_client(&c)) {
-		free_ram();
-		skip();
-	}
+	client_or_skip(&c);
 	memset(bm, 0xff, sizeof(bm));
 	dirty_client_unfetch(c, bm, NPAGES - 1);
 	assert_int_equal(dirty_client_fetch(c, bm, NPAGES), 0);

@@ -854,6 +854,26 @@ static void test_receiver_fails(void **state)
 }
 
 /*
+ * A whole stream received, then mig_in_finish with call @c failing with @e: it fails with -@e
+ * and (@msg not NULL) a message holding @msg.
+ */
+static void finish_fails(enum fi_call c, int e, const char *msg)
+{
+	char err[512];
+	struct rx r;
+
+	rx_init(&r);
+	rx_whole(&r);
+	fi_fail(c, 1, e);
+	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), -e);
+	if (msg)
+		assert_non_null(strstr(err, msg));
+	assert_true(fi_all_fired());
+	fi_reset();
+	rx_free(&r);
+}
+
+/*
  * Finishing: the mapping, the memory map's extents, its section, the commit.  Each failure is
  * refused and nothing half-made is taken for a snapshot: the receiver frees whole; the next
  * stream, fault-free, finishes.
@@ -863,32 +883,9 @@ static void test_finish_fails(void **state)
 	char err[512];
 	struct rx r;
 
-	rx_init(&r);
-	rx_whole(&r);
-	fi_fail(FI_MMAP, 1, ENOMEM);
-	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), -ENOMEM);
-	assert_non_null(strstr(err, "mapping the received memory: Cannot allocate memory"));
-	assert_true(fi_all_fired());
-	fi_reset();
-	rx_free(&r);
-
-	rx_init(&r);
-	rx_whole(&r);
-	fi_fail(FI_REALLOC, 1, ENOMEM);
-	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), -ENOMEM);
-	assert_true(fi_all_fired());
-	fi_reset();
-	rx_free(&r);
-
-	rx_init(&r);
-	rx_whole(&r);
-	fi_fail(FI_PWRITE, 1, ENOSPC);
-	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), -ENOSPC);
-	assert_non_null(strstr(err, "writing the memory map: No space left on device"));
-	assert_true(fi_all_fired());
-	fi_reset();
-	rx_free(&r);
-
+	finish_fails(FI_MMAP, ENOMEM, "mapping the received memory: Cannot allocate memory");
+	finish_fails(FI_REALLOC, ENOMEM, NULL);
+	finish_fails(FI_PWRITE, ENOSPC, "writing the memory map: No space left on device");
 	rx_init(&r);
 	rx_whole(&r);
 	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), 0);
