@@ -16,6 +16,8 @@
 #include "snap/format.h"
 #include "sstream.h"
 
+#include "snapwrite.h"
+
 #define MEM (1ULL << 20) /* 256 pages */
 #define NPAGES (MEM / 4096)
 
@@ -81,12 +83,8 @@ static inline void write_link_fills(const char *name, const struct snap_parent *
 				 0);
 		ss_free(&s);
 	}
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
+	snapwrite_memmap_commit(&w, &map);
 	free(map.extents);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
 	memcpy(id, w.id, SNAP_ID_BYTES);
 }
 

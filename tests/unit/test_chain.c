@@ -23,6 +23,8 @@
 #include "snap/format.h"
 #include "sstream.h"
 
+#include "snapwrite.h"
+
 static int setup(void **state)
 {
 	snprintf(dir, sizeof(dir), "/tmp/khyve-chain-XXXXXX");
@@ -280,18 +282,13 @@ static void test_layout_mismatch(void **state)
 	uint8_t id[SNAP_ID_BYTES];
 	struct snap_writer w;
 	struct snap_parent p;
-	struct sstream s;
 	char err[256];
 
 	/* A base of twice the memory. */
 	assert_int_equal(snap_writer_open(&w, at("big.snap"), 2 * MEM, err, sizeof(err)), 0);
 	map.regions[0] = (struct snap_region){ 0, 2 * MEM, w.mem_offset };
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	snapwrite_memmap_commit(&w, &map);
 	p = parent_of("big.snap", w.id, 1);
 	write_link("tip.snap", &p, 0, 1, 'B', id);
 	expect_refused("tip.snap", -EINVAL, "has another memory layout", NULL);
@@ -320,13 +317,7 @@ static void test_layout_mismatch(void **state)
 			}
 			assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2),
 					 0);
-			ss_init_save(&s);
-			snap_memmap_io(&s, &map);
-			assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1,
-							     s.buf, s.len),
-					 0);
-			ss_free(&s);
-			assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+			snapwrite_memmap_commit(&w, &map);
 			p = parent_of("other.snap", w.id, 1);
 			write_link("tip2.snap", &p, 0, 1, 'B', id);
 			expect_refused("tip2.snap", -EINVAL, "has another memory layout", NULL);

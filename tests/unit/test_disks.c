@@ -23,6 +23,8 @@
 #include "sstream.h"
 #include "vm.h"
 
+#include "snapwrite.h"
+
 static char dir[64];
 
 static int setup(void **state)
@@ -386,7 +388,6 @@ static void write_snap(const char *p, const struct snap_disks *sd, const void *r
 {
 	struct snap_file map = { .nregions = 1 };
 	struct snap_writer w;
-	struct sstream s;
 	char err[256];
 
 	assert_int_equal(snap_writer_open(&w, p, 4096, err, sizeof(err)), 0);
@@ -398,11 +399,7 @@ static void write_snap(const char *p, const struct snap_disks *sd, const void *r
 						     rawlen),
 				 0);
 	map.regions[0] = (struct snap_region){ 0, 4096, w.mem_offset };
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	snapwrite_memmap_commit(&w, &map);
 }
 
 static void open_snap(const char *p, struct snap_file *f)

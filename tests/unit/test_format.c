@@ -19,6 +19,7 @@
 #include "snap/meta.h"
 #include "config.h"
 #include "snapcraft.h"
+#include "snapwrite.h"
 #include "sstream.h"
 
 #define MEM (64 * 4096ULL)
@@ -46,7 +47,6 @@ static void write_snapshot_mem(const char *p, const char *meta, uint64_t mem)
 {
 	struct snap_writer w;
 	struct snap_file map;
-	struct sstream s;
 	uint8_t page[2 * 4096];
 	char err[256];
 
@@ -66,12 +66,8 @@ static void write_snapshot_mem(const char *p, const char *meta, uint64_t mem)
 					       snap_checksum(page, 8192) };
 	map.extents[1] = (struct snap_extent){ w.mem_offset + 40 * 4096, 4096,
 					       snap_checksum(page, 4096) };
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
+	snapwrite_memmap_commit(&w, &map);
 	free(map.extents);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
 }
 
 static void write_snapshot(const char *p, const char *meta)
@@ -127,6 +123,21 @@ static void expect_refused(const char *p, bool verify_memory, const char *needle
 	if (!strstr(err, needle))
 		fail_msg("error '%s' does not mention '%s'", err, needle);
 	assert_int_equal(f.fd, -1);
+}
+
+/* A fresh snapshot at the path, loaded into @c for a test to change. */
+static void craft_fresh(struct craft *c)
+{
+	write_snapshot(path, "{\"name\":\"vm\"}");
+	craft_load(c, path);
+}
+
+/* Store @c, changed, back at the path: the file is refused, the error naming @needle. */
+static void craft_refused(struct craft *c, const char *needle)
+{
+	craft_store(c, path);
+	craft_free(c);
+	expect_refused(path, false, needle);
 }
 
 static void test_damage_refused(void **state)
@@ -228,16 +239,12 @@ static void test_version1_loads(void **state)
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_CHAIN, "chain", 1, s.buf, s.len), 0);
 	ss_free(&s);
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
-	ss_init_save(&s);
 	{
 		struct snap_file m = { .nregions = 1,
 				       .regions = { { 0, 1 << 20, SNAP_MEM_ALIGN } } };
 
-		snap_memmap_io(&s, &m);
+		snapwrite_memmap_commit(&w, &m);
 	}
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
 	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
 	assert_true(f.has_parent);
 	assert_string_equal(f.parent.name, "base.snap");
@@ -627,19 +634,15 @@ static void test_sections_refused(void **state)
 	int m, d;
 
 	/* Out of order: two sections swap places but the table keeps its order. */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	m = craft_find(&c, "meta");
 	d = craft_find(&c, "uart@com1");
 	t = c.sec[m].offset;
 	c.sec[d].offset = t;
 	c.sec[m].offset = t + c.sec[d].length;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "is out of place");
+	craft_refused(&c, "is out of place");
 	/* Overlapping: one section's bytes read as part of another, both checksums right. */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	m = craft_find(&c, "meta");
 	d = craft_find(&c, "uart@com1");
 	{
@@ -650,12 +653,9 @@ static void test_sections_refused(void **state)
 		craft_set(&c, (unsigned)m, buf, c.sec[m].length);
 	}
 	c.sec[d].offset -= 4;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "is out of place");
+	craft_refused(&c, "is out of place");
 	/* The last section running into the table: its offset right, its length too long. */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	{
 		unsigned l = c.nsec - 1;
 		uint8_t *longer = calloc(1, c.sec[l].length + 16);
@@ -664,70 +664,41 @@ static void test_sections_refused(void **state)
 		craft_set(&c, l, longer, c.sec[l].length + 16);
 		free(longer);
 	}
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "is out of place");
+	craft_refused(&c, "is out of place");
 	/* A gap between the last section and the table. */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	c.toff += 16;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "16 bytes between the last section and the table");
+	craft_refused(&c, "16 bytes between the last section and the table");
 	/* Bytes appended after the table. */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	c.ntail = 5;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "5 bytes after the section table");
+	craft_refused(&c, "5 bytes after the section table");
 	/* Version 0, unknown types, ids that are not NUL-padded names, duplicates. */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	c.sec[craft_find(&c, "uart@com1")].version = 0;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "section dev uart@com1 has version 0");
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_refused(&c, "section dev uart@com1 has version 0");
+	craft_fresh(&c);
 	c.sec[craft_find(&c, "uart@com1")].type = 9;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "unknown type 9");
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_refused(&c, "unknown type 9");
+	craft_fresh(&c);
 	c.sec[craft_find(&c, "uart@com1")].id[40] = 'x';
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "malformed instance id");
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_refused(&c, "malformed instance id");
+	craft_fresh(&c);
 	memset(c.sec[craft_find(&c, "uart@com1")].id, 'a', 48);
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "malformed instance id");
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_refused(&c, "malformed instance id");
+	craft_fresh(&c);
 	d = craft_find(&c, "uart@com1");
 	c.sec[d].type = SNAP_SEC_META;
 	memset(c.sec[d].id, 0, sizeof(c.sec[d].id));
 	strcpy(c.sec[d].id, "meta");
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "section meta meta appears twice");
+	craft_refused(&c, "section meta meta appears twice");
 	/* Metadata and memory map versions are 1; the metadata is small. */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	c.sec[craft_find(&c, "memory")].version = 2;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "memory map version 2");
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_refused(&c, "memory map version 2");
+	craft_fresh(&c);
 	c.sec[craft_find(&c, "meta")].version = 3;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "metadata version 3");
+	craft_refused(&c, "metadata version 3");
 	{
 		size_t n = SNAP_MAX_META + 1;
 		char *big = malloc(n + 1);
@@ -749,7 +720,6 @@ static void write_machine(const char *p, unsigned ncpus, const char *const *devs
 {
 	struct snap_writer w;
 	struct snap_file map;
-	struct sstream s;
 	char err[256], id[16];
 
 	assert_int_equal(snap_writer_open(&w, p, MEM, err, sizeof(err)), 0);
@@ -764,11 +734,7 @@ static void write_machine(const char *p, unsigned ncpus, const char *const *devs
 	memset(&map, 0, sizeof(map));
 	map.nregions = 1;
 	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	snapwrite_memmap_commit(&w, &map);
 }
 
 static void expect_meta(const struct snap_file *f, const struct config *cfg, const char *json,
@@ -940,8 +906,7 @@ static void uart_as_chain(uint32_t version)
 	struct craft c;
 	int d;
 
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	d = craft_find(&c, "uart@com1");
 	c.sec[d].type = SNAP_SEC_CHAIN;
 	memset(c.sec[d].id, 0, sizeof(c.sec[d].id));
@@ -958,38 +923,23 @@ static void test_more_sections_refused(void **state)
 	struct craft c;
 
 	/* Type 0 is no type; an id that is all NUL bytes names nothing. */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	c.sec[craft_find(&c, "uart@com1")].type = 0;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "section 1 has unknown type 0");
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_refused(&c, "section 1 has unknown type 0");
+	craft_fresh(&c);
 	memset(c.sec[craft_find(&c, "uart@com1")].id, 0, 48);
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "section 1 (dev) has a malformed instance id");
+	craft_refused(&c, "section 1 (dev) has a malformed instance id");
 	/* Metadata with a NUL byte inside its length (a C string would end early). */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	craft_set(&c, (unsigned)craft_find(&c, "meta"), nul_meta, sizeof(nul_meta) - 1);
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "metadata holds a NUL byte");
+	craft_refused(&c, "metadata holds a NUL byte");
 	/* No metadata, no memory map: the section is there under another type. */
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_fresh(&c);
 	c.sec[craft_find(&c, "meta")].type = SNAP_SEC_DEV;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "no metadata section");
-	write_snapshot(path, "{\"name\":\"vm\"}");
-	craft_load(&c, path);
+	craft_refused(&c, "no metadata section");
+	craft_fresh(&c);
 	c.sec[craft_find(&c, "memory")].type = SNAP_SEC_DEV;
-	craft_store(&c, path);
-	craft_free(&c);
-	expect_refused(path, false, "no memory map section");
+	craft_refused(&c, "no memory map section");
 	/* A chain section of another version, or whose bytes are not a parent record. */
 	uart_as_chain(2);
 	expect_refused(path, false, "chain section version 2 is not supported (1)");
@@ -1149,7 +1099,6 @@ static void test_large_section(void **state)
 	struct snap_writer w;
 	struct snap_file map = { .nregions = 1 };
 	struct snap_file f;
-	struct sstream s;
 	char err[256];
 	void *buf;
 
@@ -1159,11 +1108,7 @@ static void test_large_section(void **state)
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, "big", 1, big, len), 0);
 	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	snapwrite_memmap_commit(&w, &map);
 
 	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
 	assert_null(f.sec_raw);
@@ -1183,11 +1128,7 @@ static void test_large_section(void **state)
 	assert_int_equal(snap_writer_open(&w, path, MEM, err, sizeof(err)), 0);
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_DEV, "big", 1, big, len), 0);
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	snapwrite_memmap_commit(&w, &map);
 	assert_int_equal(snap_file_open(&f, path, false, err, sizeof(err)), 0);
 	{
 		uint64_t off = snap_file_find(&f, SNAP_SEC_DEV, "big")->offset;
@@ -1331,7 +1272,6 @@ static void test_regions_used(void **state)
 	uint8_t page[8192];
 	struct snap_file f;
 	struct snap_writer w;
-	struct sstream s;
 	char err[256];
 
 	memset(page, 0xab, sizeof(page));
@@ -1347,11 +1287,7 @@ static void test_regions_used(void **state)
 	memset(&f, 0, sizeof(f));
 	assert_int_equal(snap_writer_open(&w, path, 0, err, sizeof(err)), 0);
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
-	ss_init_save(&s);
-	snap_memmap_io(&s, &f);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	snapwrite_memmap_commit(&w, &f);
 	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
 	assert_int_equal(f.mem_size, 0);
 	assert_int_equal(f.nregions, 0);

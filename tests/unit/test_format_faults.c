@@ -23,6 +23,7 @@
 
 #include "faultinj.h"
 #include "snap/format.h"
+#include "snapwrite.h"
 #include "sstream.h"
 #include "testfiles.h"
 
@@ -418,7 +419,6 @@ static void save_odd(void)
 	struct snap_file map = { .nregions = 1 };
 	uint8_t page[4096], zero[4096] = { 0 };
 	struct snap_writer w;
-	struct sstream s;
 	uint8_t *dev = calloc(1, big);
 	char err[256];
 
@@ -435,12 +435,8 @@ static void save_odd(void)
 	map.extents = calloc(1, sizeof(*map.extents));
 	map.extents[0] = (struct snap_extent){ w.mem_offset + 2 * 4096, 4096,
 					       snap_checksum(page, 4096) };
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
+	snapwrite_memmap_commit(&w, &map);
 	free(map.extents);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
 	free(dev);
 	fi_suspend(false);
 }

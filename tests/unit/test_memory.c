@@ -26,6 +26,8 @@
 #include "sstream.h"
 #include "vm.h"
 
+#include "snapwrite.h"
+
 #define PG 4096ULL
 #define RAM (8 * 1024 * 1024ULL)
 
@@ -62,7 +64,6 @@ static void test_save_stores_touched_pages(void **state)
 	struct snap_writer w;
 	struct snap_file map, f;
 	struct snap_result res = { 0 };
-	struct sstream s;
 	uint64_t bytes = 0;
 	uint8_t page[PG];
 	char err[256];
@@ -95,12 +96,8 @@ static void test_save_stores_touched_pages(void **state)
 	assert_int_equal(map.extents[2].length, SNAP_EXTENT_MAX);
 	assert_int_equal(map.extents[3].file_offset, w.mem_offset + 1024 * PG + SNAP_EXTENT_MAX);
 	assert_int_equal(map.extents[3].length, 520 * PG - SNAP_EXTENT_MAX);
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	snapwrite_memmap_commit(&w, &map);
 
 	/* The file verifies (every extent's checksum, nothing outside them), and holds the data. */
 	assert_int_equal(snap_file_open(&f, path, true, err, sizeof(err)), 0);
@@ -208,7 +205,6 @@ static void save_to(struct vm *vm, const char *p, const struct mem_backing *back
 {
 	const struct snap_save_opts opts = { 0 }; /* no progress to report */
 	struct snap_writer w;
-	struct sstream s;
 	char err[256];
 
 	assert_int_equal(snap_writer_open(&w, p, snap_memory_size(vm), err, sizeof(err)), 0);
@@ -216,12 +212,8 @@ static void save_to(struct vm *vm, const char *p, const struct mem_backing *back
 	memset(res, 0, sizeof(*res));
 	if (snap_memory_save(vm, &w, backing, map, &opts, res, err, sizeof(err)))
 		fail_msg("save: %s", err);
-	ss_init_save(&s);
-	snap_memmap_io(&s, map);
 	assert_int_equal(snap_writer_section(&w, SNAP_SEC_META, "meta", 1, "{}", 2), 0);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	snapwrite_memmap_commit(&w, map);
 }
 
 /*

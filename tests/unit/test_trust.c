@@ -23,6 +23,7 @@
 #include "snap/format.h"
 #include "snap/trust.h"
 #include "snapcraft.h"
+#include "snapwrite.h"
 #include "sstream.h"
 
 #define MEM (16 * 4096ULL)
@@ -461,7 +462,6 @@ static void write_snap(const char *p, const char *json, const uint8_t *key)
 {
 	struct snap_writer w;
 	struct snap_file map;
-	struct sstream s;
 	char err[256];
 
 	assert_int_equal(snap_writer_open(&w, p, MEM, err, sizeof(err)), 0);
@@ -471,11 +471,7 @@ static void write_snap(const char *p, const char *json, const uint8_t *key)
 	memset(&map, 0, sizeof(map));
 	map.nregions = 1;
 	map.regions[0] = (struct snap_region){ 0, MEM, w.mem_offset };
-	ss_init_save(&s);
-	snap_memmap_io(&s, &map);
-	assert_int_equal(snap_writer_section(&w, SNAP_SEC_MEMMAP, "memory", 1, s.buf, s.len), 0);
-	ss_free(&s);
-	assert_int_equal(snap_writer_commit(&w, err, sizeof(err)), 0);
+	snapwrite_memmap_commit(&w, &map);
 }
 
 static int mac_of(const char *p, const uint8_t *key)
