@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "loopsock.h"
+#include "migfeed.h"
 #include "openfds.h"
 #include "snap/format.h"
 #include "snap/migrate.h"
@@ -61,18 +62,6 @@ static void frame(struct stream *s, uint32_t type, const void *payload, size_t n
 	mig_frame_encode(h, type, payload, n);
 	put(s, h, sizeof(h));
 	put(s, payload, n);
-}
-
-static void le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
 }
 
 static void hello_flags(struct stream *s, uint32_t version, uint32_t flags, uint64_t mem)
@@ -536,33 +525,6 @@ static void test_hostile_frames(void **state)
 }
 
 /* ---- frames fed to the receiver one at a time ---- */
-
-struct feed {
-	int fd;
-	struct mig_in m;
-	char err[512];
-};
-
-static void feed_init(struct feed *f)
-{
-	f->fd = memfd_create("mig", MFD_CLOEXEC);
-	assert_true(f->fd >= 0);
-	mig_in_init(&f->m, f->fd);
-}
-
-static void feed_free(struct feed *f)
-{
-	mig_in_free(&f->m);
-	close(f->fd);
-}
-
-static int feed(struct feed *f, uint32_t type, const void *p, size_t n)
-{
-	struct mig_frame fr = { type, n, snap_checksum(p, n) };
-
-	f->err[0] = '\0';
-	return mig_in_frame(&f->m, &fr, p, f->err, sizeof(f->err));
-}
 
 /* Feed every frame of @s (built with the helpers above), stopping at the first refusal. */
 static int feed_stream(struct feed *f, const struct stream *s)

@@ -43,6 +43,7 @@
 #include "hltguest.h"
 #include "loopsock.h"
 #include "machine.h"
+#include "migfeed.h"
 #include "openfds.h"
 #include "snap/migrate.h"
 #include "snap/precopy.h"
@@ -664,18 +665,6 @@ static void test_live_dest_fails(void **state)
 #define PG 4096ULL
 #define RX_MEM (4ULL << 20)
 
-static void le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static int setup_nokvm(void **state)
 {
 	fi_reset();
@@ -689,45 +678,17 @@ static int teardown_nokvm(void **state)
 	return 0;
 }
 
-/* A receiver fed frame by frame (no socket), writing into a memfd. */
-struct rx {
-	int fd;
-	struct mig_in m;
-	char err[512];
-};
-
-static void rx_init(struct rx *r)
-{
-	r->fd = memfd_create("migf", MFD_CLOEXEC);
-	assert_true(r->fd >= 0);
-	mig_in_init(&r->m, r->fd);
-}
-
-static void rx_free(struct rx *r)
-{
-	mig_in_free(&r->m);
-	close(r->fd);
-}
-
-static int rx_feed(struct rx *r, uint32_t type, const void *p, size_t n)
-{
-	struct mig_frame f = { type, n, snap_checksum(p, n) };
-
-	r->err[0] = '\0';
-	return mig_in_frame(&r->m, &f, p, r->err, sizeof(r->err));
-}
-
-static int rx_hello(struct rx *r, uint32_t flags)
+static int rx_hello(struct feed *r, uint32_t flags)
 {
 	uint8_t p[16];
 
 	le32(p, MIG_VERSION);
 	le32(p + 4, flags);
 	le64(p + 8, RX_MEM);
-	return rx_feed(r, MIG_HELLO, p, sizeof(p));
+	return feed(r, MIG_HELLO, p, sizeof(p));
 }
 
-static int rx_section(struct rx *r, uint32_t type, const char *id, const void *data, size_t n)
+static int rx_section(struct feed *r, uint32_t type, const char *id, const void *data, size_t n)
 {
 	uint8_t *p = calloc(1, MIG_SEC_HDR + n + 1);
 	int ret;
@@ -737,12 +698,12 @@ static int rx_section(struct rx *r, uint32_t type, const char *id, const void *d
 	le32(p + 4, 1);
 	strcpy((char *)p + 8, id);
 	memcpy(p + MIG_SEC_HDR, data, n);
-	ret = rx_feed(r, MIG_SECTION, p, MIG_SEC_HDR + n);
+	ret = feed(r, MIG_SECTION, p, MIG_SEC_HDR + n);
 	free(p);
 	return ret;
 }
 
-static int rx_memmap(struct rx *r)
+static int rx_memmap(struct feed *r)
 {
 	struct snap_file f;
 	struct sstream ss;
@@ -759,7 +720,7 @@ static int rx_memmap(struct rx *r)
 	return ret;
 }
 
-static int rx_mem(struct rx *r, uint64_t off, unsigned pages)
+static int rx_mem(struct feed *r, uint64_t off, unsigned pages)
 {
 	size_t n = 8 + pages * PG;
 	uint8_t *p = malloc(n);
@@ -768,31 +729,31 @@ static int rx_mem(struct rx *r, uint64_t off, unsigned pages)
 	assert_non_null(p);
 	le64(p, off);
 	memset(p + 8, 0x3c, n - 8);
-	ret = rx_feed(r, MIG_MEM, p, n);
+	ret = feed(r, MIG_MEM, p, n);
 	free(p);
 	return ret;
 }
 
-static int rx_round(struct rx *r, uint32_t round)
+static int rx_round(struct feed *r, uint32_t round)
 {
 	uint8_t p[16] = { 0 };
 
 	le32(p, round);
-	return rx_feed(r, MIG_ROUND, p, sizeof(p));
+	return feed(r, MIG_ROUND, p, sizeof(p));
 }
 
 /* HELLO, the metadata, the memory map, pages in two units, END: ready to finish. */
-static void rx_whole(struct rx *r)
+static void rx_whole(struct feed *r)
 {
 	assert_int_equal(rx_hello(r, 0), 0);
 	assert_int_equal(rx_section(r, SNAP_SEC_META, "meta", "{}", 2), 0);
 	assert_int_equal(rx_memmap(r), 0);
 	assert_int_equal(rx_mem(r, 0, 2), 0);
 	assert_int_equal(rx_mem(r, 1ULL << 20, 1), 0);
-	assert_int_equal(rx_feed(r, MIG_END, NULL, 0), 0);
+	assert_int_equal(feed(r, MIG_END, NULL, 0), 0);
 }
 
-static void expect_rx(struct rx *r, int ret, int want, const char *msg)
+static void expect_rx(struct feed *r, int ret, int want, const char *msg)
 {
 	if (ret != want || !strstr(r->err, msg))
 		fail_msg("got %d '%s', wanted %d '%s'", ret, r->err, want, msg);
@@ -809,20 +770,20 @@ static void expect_rx(struct rx *r, int ret, int want, const char *msg)
 static void test_receiver_fails(void **state)
 {
 	uint8_t z[16];
-	struct rx r;
+	struct feed r;
 
 	for (unsigned n = 1; n <= 3; n++) {
-		rx_init(&r);
+		feed_init(&r);
 		fi_fail(FI_CALLOC, n, ENOMEM);
 		expect_rx(&r, rx_hello(&r, 0), -ENOMEM, "");
-		rx_free(&r);
+		feed_free(&r);
 	}
-	rx_init(&r);
+	feed_init(&r);
 	fi_fail(FI_FTRUNCATE, 1, ENOSPC);
 	expect_rx(&r, rx_hello(&r, 0), -ENOSPC, "sizing the snapshot: No space left on device");
-	rx_free(&r);
+	feed_free(&r);
 
-	rx_init(&r);
+	feed_init(&r);
 	assert_int_equal(rx_hello(&r, 0), 0);
 	fi_fail(FI_PWRITE, 1, ENOSPC);
 	expect_rx(&r, rx_section(&r, SNAP_SEC_DEV, "uart@lpc.com1", "state", 5), -ENOSPC,
@@ -835,22 +796,22 @@ static void test_receiver_fails(void **state)
 	le64(z, 0);
 	le64(z + 8, PG);
 	fi_fail(FI_FALLOCATE, 1, EOPNOTSUPP);
-	expect_rx(&r, rx_feed(&r, MIG_ZERO, z, sizeof(z)), -EOPNOTSUPP,
+	expect_rx(&r, feed(&r, MIG_ZERO, z, sizeof(z)), -EOPNOTSUPP,
 		  "clearing guest memory: Operation not supported");
 	/* What failed left no mark: the page written before the failures is all there is. */
 	assert_int_equal(rx_mem(&r, PG, 1), 0);
 	assert_int_equal(r.m.mem_bytes, PG);
-	rx_free(&r);
+	feed_free(&r);
 
 	/* Live: the first ROUND maps the memory to checksum it. */
-	rx_init(&r);
+	feed_init(&r);
 	assert_int_equal(rx_hello(&r, MIG_F_LIVE), 0);
 	assert_int_equal(rx_mem(&r, 0, 4), 0);
 	fi_fail(FI_MMAP, 1, ENOMEM);
 	expect_rx(&r, rx_round(&r, 1), -ENOMEM,
 		  "mapping the received memory: Cannot allocate memory");
 	assert_null(r.m.mem);
-	rx_free(&r);
+	feed_free(&r);
 }
 
 /*
@@ -860,9 +821,9 @@ static void test_receiver_fails(void **state)
 static void finish_fails(enum fi_call c, int e, const char *msg)
 {
 	char err[512];
-	struct rx r;
+	struct feed r;
 
-	rx_init(&r);
+	feed_init(&r);
 	rx_whole(&r);
 	fi_fail(c, 1, e);
 	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), -e);
@@ -870,7 +831,7 @@ static void finish_fails(enum fi_call c, int e, const char *msg)
 		assert_non_null(strstr(err, msg));
 	assert_true(fi_all_fired());
 	fi_reset();
-	rx_free(&r);
+	feed_free(&r);
 }
 
 /*
@@ -881,15 +842,15 @@ static void finish_fails(enum fi_call c, int e, const char *msg)
 static void test_finish_fails(void **state)
 {
 	char err[512];
-	struct rx r;
+	struct feed r;
 
 	finish_fails(FI_MMAP, ENOMEM, "mapping the received memory: Cannot allocate memory");
 	finish_fails(FI_REALLOC, ENOMEM, NULL);
 	finish_fails(FI_PWRITE, ENOSPC, "writing the memory map: No space left on device");
-	rx_init(&r);
+	feed_init(&r);
 	rx_whole(&r);
 	assert_int_equal(mig_in_finish(&r.m, err, sizeof(err)), 0);
-	rx_free(&r);
+	feed_free(&r);
 }
 
 /* The socket I/O: interrupted calls are retried, short writes finished, a timeout said so. */
