@@ -111,4 +111,22 @@ static inline void write_three(void)
 	write_link("l2.snap", &p, 3, 1, 'C', id);
 }
 
+/*
+ * The pages write_three's chain @c (opened from its tip @f) holds, 0-9, are one extent at the
+ * start of @f's memory; then close both.
+ */
+static inline void check_three_extents_close(struct snap_chain *c, struct snap_file *f)
+{
+	struct snap_extent *e = NULL;
+	unsigned n = 99;
+
+	assert_int_equal(snap_chain_data_extents(c, &e, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(e[0].file_offset, f->mem_offset);
+	assert_int_equal(e[0].length, 10 * 4096);
+	free(e);
+	snap_chain_close(c);
+	snap_file_close(f);
+}
+
 #endif

@@ -54,6 +54,15 @@ static void fill(struct vm *vm, uint64_t page, unsigned n, uint8_t v)
 	memset(vm_gpa(vm, page * PG, n * PG), v, n * PG);
 }
 
+/* @b: guest RAM backed by the snapshot @f (its memory and extents), as a restored VM's is. */
+static void back_by(struct mem_backing *b, const struct snap_file *f)
+{
+	b->fd = f->fd;
+	b->nextents = f->nextents;
+	b->extents = f->extents;
+	b->region_file_offset[0] = f->regions[0].file_offset;
+}
+
 /*
  * Touched pages: 3-4 and 700 hold data, 9 was written with zeros, 1024-1543 (520 pages, more
  * than one extent may hold) hold data.  Everything else was never touched.
@@ -134,10 +143,7 @@ static void test_save_stores_touched_pages(void **state)
 		assert_int_equal(((uint8_t *)vm_gpa(&r, 700 * PG, 1))[0], 0x77);
 		fill(&r, 5, 1, 0x11);	/* next to the file's 3-4: one run of three */
 		fill(&r, 700, 1, 0x78); /* rewritten */
-		b.fd = f.fd;
-		b.nextents = f.nextents;
-		b.extents = f.extents;
-		b.region_file_offset[0] = f.regions[0].file_offset;
+		back_by(&b, &f);
 		assert_int_equal(snap_memory_touched(&r, &b, &bytes), 0);
 		assert_int_equal(bytes, (2 + 1 + 1 + 520) * PG);
 		snprintf(path2, sizeof(path2), "%s/again.snap", dir);
@@ -252,10 +258,7 @@ static void test_save_over_backing(void **state)
 	assert_int_equal(((uint8_t *)hva)[700 * PG], 0x77); /* read: present, still the file's */
 	fill(&r, 5, 1, 0x11);				    /* next to the file's 3-4 */
 	fill(&r, 700, 1, 0x78);				    /* rewritten */
-	b.fd = f.fd;
-	b.nextents = f.nextents;
-	b.extents = f.extents;
-	b.region_file_offset[0] = f.regions[0].file_offset;
+	back_by(&b, &f);
 	assert_int_equal(snap_memory_touched(&r, &b, &bytes), 0);
 	assert_int_equal(bytes, 4 * PG);
 	/* Without the backing, only the private copies count. */
