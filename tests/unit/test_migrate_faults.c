@@ -1069,6 +1069,19 @@ static void read_refuse(int fd, char *why, size_t len)
 	why[f.length] = '\0';
 }
 
+/* khyve -R with @f set (interrupting, if @eintr) against a source sending @p: its REFUSE in @why. */
+static void refused_source(struct incoming *in, const struct fault *f, bool eintr, const void *p,
+			   size_t n, char *why, size_t len)
+{
+	int fd;
+
+	incoming_start(in, f, eintr);
+	fd = source_connect(p, n);
+	read_refuse(fd, why, len);
+	close(fd);
+	incoming_join(in);
+}
+
 /*
  * The destination's listening socket, its listen, its accept (an interrupted one is tried
  * again), the memfd the stream goes into: each failure is said with the address (the memfd's
@@ -1088,7 +1101,6 @@ static void test_listen_fails(void **state)
 	struct incoming in;
 	char want[256], why[MIG_MAX_MSG + 1];
 	unsigned fds = open_fds();
-	int fd;
 
 	le32(p, MIG_VERSION);
 	le32(p + 4, 0);
@@ -1105,33 +1117,21 @@ static void test_listen_fails(void **state)
 		assert_int_equal(open_fds(), fds);
 	}
 	/* No memfd for the stream: the source hears why. */
-	incoming_start(&in, &memfd, false);
-	fd = source_connect("", 0);
-	read_refuse(fd, why, sizeof(why));
-	close(fd);
-	incoming_join(&in);
+	refused_source(&in, &memfd, false, "", 0, why, sizeof(why));
 	assert_int_equal(in.ret, -EMFILE);
 	snprintf(want, sizeof(want), "memfd_create: %s", strerror(EMFILE));
 	assert_string_equal(in.err, want);
 	assert_string_equal(why, want);
 	assert_int_equal(open_fds(), fds);
 	/* HELLO's bitmaps cannot be allocated: the source hears that, in words. */
-	incoming_start(&in, &hello_calloc, false);
-	fd = source_connect(hello, sizeof(hello));
-	read_refuse(fd, why, sizeof(why));
-	close(fd);
-	incoming_join(&in);
+	refused_source(&in, &hello_calloc, false, hello, sizeof(hello), why, sizeof(why));
 	assert_int_equal(in.ret, -ENOMEM);
 	snprintf(want, sizeof(want), "incoming VM: %s", strerror(ENOMEM));
 	assert_string_equal(in.err, want);
 	assert_string_equal(why, want);
 	assert_int_equal(open_fds(), fds);
 	/* An accept interrupted by a signal waits on: the connection comes, its stream is read. */
-	incoming_start(&in, &accept_intr, true);
-	fd = source_connect("not a migration stream!", 24);
-	read_refuse(fd, why, sizeof(why));
-	close(fd);
-	incoming_join(&in);
+	refused_source(&in, &accept_intr, true, "not a migration stream!", 24, why, sizeof(why));
 	assert_int_equal(in.ret, -EPROTO);
 	assert_string_equal(why, "incoming VM: not a khyve migration stream (bad frame magic)");
 	assert_int_equal(open_fds(), fds);
