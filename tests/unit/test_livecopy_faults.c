@@ -248,22 +248,30 @@ static void test_later_round_fails(void **state)
 	snap_livecopy_free(c);
 }
 
+/* The final pause with @call failing (EIO): said so, and @c freed after it. */
+static void final_fails(struct snap_livecopy *c, enum fi_call call)
+{
+	struct snap_result res = { 0 };
+	char err[256];
+
+	fi_fail(call, 1, EIO);
+	assert_int_equal(snap_livecopy_final(c, &res, err, sizeof(err)), -EIO);
+	assert_string_equal(err, "saving the last dirty pages: Input/output error");
+	assert_true(fi_all_fired());
+	fi_reset();
+	snap_livecopy_free(c);
+}
+
 /* The final pause's writes fail: said so; nothing is taken from the thread after it. */
 static void test_final_fails(void **state)
 {
-	struct snap_result res = { 0 };
 	struct snap_livecopy *c;
 	char err[256];
 
 	need_tracking();
 	assert_int_equal(rounds(&c, &pol, false, err, sizeof(err)), 0);
 	fill(1, 2); /* written in the pause's harvest */
-	fi_fail(FI_PWRITE, 1, EIO);
-	assert_int_equal(snap_livecopy_final(c, &res, err, sizeof(err)), -EIO);
-	assert_string_equal(err, "saving the last dirty pages: Input/output error");
-	assert_true(fi_all_fired());
-	fi_reset();
-	snap_livecopy_free(c);
+	final_fails(c, FI_PWRITE);
 	assert_false(written.up);
 	assert_false(dirty_tracking(&vm));
 }
@@ -363,7 +371,6 @@ static void test_freed_in_rounds(void **state)
 /* The final pause's harvest, tracking broken, cannot read the page tables either. */
 static void test_final_harvest_fails(void **state)
 {
-	struct snap_result res = { 0 };
 	struct snap_livecopy *c;
 	char err[256];
 
@@ -371,12 +378,7 @@ static void test_final_harvest_fails(void **state)
 	break_tracking();
 	assert_int_equal(rounds(&c, &pol, false, err, sizeof(err)), 0);
 	fi_reset();
-	fi_fail(FI_PREAD, 1, EIO);
-	assert_int_equal(snap_livecopy_final(c, &res, err, sizeof(err)), -EIO);
-	assert_string_equal(err, "saving the last dirty pages: Input/output error");
-	assert_true(fi_all_fired());
-	fi_reset();
-	snap_livecopy_free(c);
+	final_fails(c, FI_PREAD);
 	assert_false(dirty_tracking(&vm));
 }
 
