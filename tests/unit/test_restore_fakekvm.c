@@ -169,11 +169,7 @@ static struct vm vm;
 
 static void base_config(struct config *c)
 {
-	config_init(c);
-	assert_int_equal(config_set(c, "cpus", "1"), 0);
-	assert_int_equal(config_set(c, "memory.size", "16M"), 0);
-	assert_int_equal(config_set(c, "boot.kernel", kernel), 0);
-	assert_int_equal(config_set(c, "snapshot.key", key), 0);
+	hltguest_config(c, kernel, key);
 	assert_int_equal(config_set(c, "ctl.socket", "off"), 0);
 }
 

@@ -61,11 +61,7 @@ static bool rcfg_used;
 
 static void base_config(struct config *c)
 {
-	config_init(c);
-	assert_int_equal(config_set(c, "cpus", "1"), 0);
-	assert_int_equal(config_set(c, "memory.size", "16M"), 0);
-	assert_int_equal(config_set(c, "boot.kernel", kernel), 0);
-	assert_int_equal(config_set(c, "snapshot.key", key), 0);
+	hltguest_config(c, kernel, key);
 }
 
 static int setup(void **state)
