@@ -57,12 +57,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkhyve.a
 
 # Fault-injection tests (tests/faultinj.h): each test_*_faults binary links tests/faultinj.c and
 # has the host calls below redirected to its wrappers (the linker's --wrap); khyve and khyvectl
-# never link it.
+# never link it.  They are built from two sources in one command, so -MMD cannot record their
+# headers: they depend on every tests/unit/*.h instead.
 FI_WRAPS := read pread preadv write pwrite pwritev writev fsync fdatasync rename renameat2 open \
 	openat mkostemp ftruncate fallocate mmap malloc calloc realloc strdup ioctl fstat dup \
 	linkat copy_file_range lseek fchmod eventfd getrandom socket connect poll getsockopt \
 	listen accept4 memfd_create madvise
-$(BUILD)/tests/%_faults: tests/unit/%_faults.c tests/faultinj.c tests/faultinj.h $(BUILD)/libkhyve.a
+$(BUILD)/tests/%_faults: tests/unit/%_faults.c tests/faultinj.c tests/faultinj.h $(wildcard tests/unit/*.h) \
+		$(BUILD)/libkhyve.a
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -Itests $(shell pkg-config --cflags cmocka) \
 		$(LDFLAGS) $(foreach f,$(FI_WRAPS),-Wl,--wrap=$(f)) -o $@ $< tests/faultinj.c \
