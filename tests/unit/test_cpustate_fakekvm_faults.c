@@ -26,6 +26,8 @@
 #include "vcpu.h"
 #include "vm.h"
 
+#include "cpustatefail.h"
+
 /* Descriptors nothing else in the process has: the fake answers for them. */
 #define KVM_FD 1001
 #define VM_FD 1002
@@ -335,17 +337,7 @@ static void test_get(void **state)
 	struct cpustate cs;
 	uint64_t tsc;
 
-	fi_ioctl_fail(KVM_GET_MSR_INDEX_LIST, 1, EIO);
-	assert_int_equal(cpustate_get(&f->v, &cs), -EIO);
-	assert_true(fi_all_fired());
-	cpustate_free(&cs);
-	fi_reset();
-	/* The list's buffer is the second calloc of a get (the XSAVE area is the first). */
-	fi_fail(FI_CALLOC, 2, ENOMEM);
-	assert_int_equal(cpustate_get(&f->v, &cs), -ENOMEM);
-	assert_true(fi_all_fired());
-	cpustate_free(&cs);
-	fi_reset();
+	cpustatefail_msr_list(&f->v);
 
 	assert_int_equal(cpustate_get(&f->v, &cs), 0);
 	assert_int_equal(cs.mp.mp_state, KVM_MP_STATE_HALTED);
@@ -478,45 +470,10 @@ static void test_set(void **state)
 static void test_set_fails(void **state)
 {
 	struct fx *f = *state;
-	static const struct {
-		unsigned long req;
-		const char *name;
-	} reqs[] = {
-		{ KVM_SET_CPUID2, "KVM_SET_CPUID" },
-		{ KVM_SET_MP_STATE, "KVM_SET_MP_STATE" },
-		{ KVM_SET_SREGS, "KVM_SET_SREGS" },
-		{ KVM_SET_REGS, "KVM_SET_REGS" },
-		{ KVM_SET_XCRS, "KVM_SET_XCRS" },
-		{ KVM_SET_XSAVE, "KVM_SET_XSAVE" },
-		{ KVM_SET_LAPIC, "KVM_SET_LAPIC" },
-		{ KVM_SET_MSRS, "KVM_SET_MSRS" },
-		{ KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS" },
-		{ KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS" },
-	};
 	struct cpustate cs;
-	char err[256];
 
 	assert_int_equal(cpustate_get(&f->v, &cs), 0);
-	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
-		char want[128];
-		int ret;
-
-		fi_reset();
-		err[0] = '\0';
-		fi_ioctl_fail(reqs[i].req, 1, EIO);
-		ret = cpustate_set(&f->v, &cs, err, sizeof(err));
-		snprintf(want, sizeof(want), "vCPU 3: %s", reqs[i].name);
-		if (!fi_all_fired() || ret != -EIO || !strstr(err, want) ||
-		    !strstr(err, strerror(EIO)))
-			fail_msg("%s failing: %d '%s'", reqs[i].name, ret, err);
-	}
-	for (unsigned n = 1; n <= 2; n++) {
-		fi_reset();
-		fi_fail(FI_CALLOC, n, ENOMEM);
-		assert_int_equal(cpustate_set(&f->v, &cs, err, sizeof(err)), -ENOMEM);
-		assert_true(fi_all_fired());
-		assert_non_null(strstr(err, n == 1 ? "KVM_SET_CPUID" : "KVM_SET_MSRS"));
-	}
+	cpustatefail_set_each(&f->v, &cs, "vCPU 3: ");
 	fi_reset();
 	cpustate_free(&cs);
 }
@@ -633,42 +590,9 @@ static void test_vmstate(void **state)
 
 static void test_vmstate_fails(void **state)
 {
-	static const struct {
-		unsigned long req;
-		unsigned nth;
-		const char *name;
-	} get[] = {
-		{ KVM_GET_IRQCHIP, 1, NULL }, { KVM_GET_IRQCHIP, 2, NULL },
-		{ KVM_GET_IRQCHIP, 3, NULL }, { KVM_GET_PIT2, 1, NULL },
-		{ KVM_GET_CLOCK, 1, NULL },
-	},
-	  set[] = {
-		  { KVM_SET_IRQCHIP, 1, "KVM_SET_IRQCHIP" }, { KVM_SET_IRQCHIP, 2, "KVM_SET_IRQCHIP" },
-		  { KVM_SET_IRQCHIP, 3, "KVM_SET_IRQCHIP" }, { KVM_SET_PIT2, 1, "KVM_SET_PIT2" },
-		  { KVM_SET_CLOCK, 1, "KVM_SET_CLOCK" },
-	  };
 	struct vmstate st;
-	char err[256];
 
-	for (size_t i = 0; i < sizeof(get) / sizeof(get[0]); i++) {
-		fi_reset();
-		fi_ioctl_fail(get[i].req, get[i].nth, EIO);
-		assert_int_equal(vmstate_get(VM_FD, &st), -EIO);
-		assert_true(fi_all_fired());
-	}
-	fi_reset();
-	assert_int_equal(vmstate_get(VM_FD, &st), 0);
-	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++) {
-		int ret;
-
-		fi_reset();
-		err[0] = '\0';
-		fi_ioctl_fail(set[i].req, set[i].nth, EIO);
-		ret = vmstate_set(VM_FD, &st, err, sizeof(err));
-		assert_true(fi_all_fired());
-		if (ret != -EIO || !strstr(err, set[i].name) || !strstr(err, strerror(EIO)))
-			fail_msg("%s #%u failing: %d '%s'", set[i].name, set[i].nth, ret, err);
-	}
+	cpustatefail_vmstate_each(VM_FD, &st, true);
 	fi_reset();
 }
 

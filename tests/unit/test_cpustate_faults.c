@@ -25,6 +25,8 @@
 #include "vcpu.h"
 #include "vm.h"
 
+#include "cpustatefail.h"
+
 struct fx {
 	struct vm vm;
 	struct vcpu v;
@@ -92,17 +94,7 @@ static void test_msr_list_fails(void **state)
 
 	if (!f)
 		skip();
-	fi_ioctl_fail(KVM_GET_MSR_INDEX_LIST, 1, EIO);
-	assert_int_equal(cpustate_get(&f->v, &cs), -EIO);
-	assert_true(fi_all_fired());
-	cpustate_free(&cs);
-	fi_reset();
-	/* The list's buffer is the first calloc of a get (xsave comes before it). */
-	fi_fail(FI_CALLOC, 2, ENOMEM);
-	assert_int_equal(cpustate_get(&f->v, &cs), -ENOMEM);
-	assert_true(fi_all_fired());
-	cpustate_free(&cs);
-	fi_reset();
+	cpustatefail_msr_list(&f->v);
 	assert_int_equal(cpustate_get(&f->v, &cs), 0);
 	assert_true(cs.nmsrs > 0);
 	cpustate_free(&cs);
@@ -165,21 +157,6 @@ static void test_get_alloc_fails(void **state)
 static void test_set_ioctl_fails(void **state)
 {
 	struct fx *f = *state;
-	static const struct {
-		unsigned long req;
-		const char *name;
-	} reqs[] = {
-		{ KVM_SET_CPUID2, "KVM_SET_CPUID" },
-		{ KVM_SET_MP_STATE, "KVM_SET_MP_STATE" },
-		{ KVM_SET_SREGS, "KVM_SET_SREGS" },
-		{ KVM_SET_REGS, "KVM_SET_REGS" },
-		{ KVM_SET_XCRS, "KVM_SET_XCRS" },
-		{ KVM_SET_XSAVE, "KVM_SET_XSAVE" },
-		{ KVM_SET_LAPIC, "KVM_SET_LAPIC" },
-		{ KVM_SET_MSRS, "KVM_SET_MSRS" },
-		{ KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS" },
-		{ KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS" },
-	};
 	struct cpustate cs;
 	char err[256];
 
@@ -187,26 +164,7 @@ static void test_set_ioctl_fails(void **state)
 		skip();
 	fi_reset();
 	assert_int_equal(cpustate_get(&f->v, &cs), 0);
-	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
-		int ret;
-
-		fi_reset();
-		err[0] = '\0';
-		fi_ioctl_fail(reqs[i].req, 1, EIO);
-		ret = cpustate_set(&f->v, &cs, err, sizeof(err));
-		if (!fi_all_fired())
-			fail_msg("%s was not made by cpustate_set", reqs[i].name);
-		if (ret != -EIO || !strstr(err, reqs[i].name) || !strstr(err, strerror(EIO)))
-			fail_msg("%s failing: %d '%s'", reqs[i].name, ret, err);
-	}
-	/* The CPUID and MSR buffers not allocated. */
-	for (unsigned n = 1; n <= 2; n++) {
-		fi_reset();
-		fi_fail(FI_CALLOC, n, ENOMEM);
-		assert_int_equal(cpustate_set(&f->v, &cs, err, sizeof(err)), -ENOMEM);
-		assert_true(fi_all_fired());
-		assert_non_null(strstr(err, n == 1 ? "KVM_SET_CPUID" : "KVM_SET_MSRS"));
-	}
+	cpustatefail_set_each(&f->v, &cs, "");
 	fi_reset();
 	assert_int_equal(cpustate_set(&f->v, &cs, err, sizeof(err)), 0);
 	cpustate_free(&cs);
@@ -215,45 +173,12 @@ static void test_set_ioctl_fails(void **state)
 static void test_vmstate_ioctl_fails(void **state)
 {
 	struct fx *f = *state;
-	/* KVM_GET_IRQCHIP three times: PIC master, PIC slave, IOAPIC. */
-	static const struct {
-		unsigned long req;
-		unsigned nth;
-		const char *name;
-	} get[] = {
-		{ KVM_GET_IRQCHIP, 1, NULL }, { KVM_GET_IRQCHIP, 2, NULL },
-		{ KVM_GET_IRQCHIP, 3, NULL }, { KVM_GET_PIT2, 1, NULL },
-		{ KVM_GET_CLOCK, 1, NULL },
-	},
-	  set[] = {
-		  { KVM_SET_IRQCHIP, 1, "KVM_SET_IRQCHIP" }, { KVM_SET_IRQCHIP, 2, "KVM_SET_IRQCHIP" },
-		  { KVM_SET_IRQCHIP, 3, "KVM_SET_IRQCHIP" }, { KVM_SET_PIT2, 1, "KVM_SET_PIT2" },
-		  { KVM_SET_CLOCK, 1, "KVM_SET_CLOCK" },
-	  };
 	struct vmstate st;
 	char err[256];
 
 	if (!f)
 		skip();
-	for (size_t i = 0; i < sizeof(get) / sizeof(get[0]); i++) {
-		fi_reset();
-		fi_ioctl_fail(get[i].req, get[i].nth, EIO);
-		assert_int_equal(vmstate_get(f->vm.vm_fd, &st), -EIO);
-		assert_true(fi_all_fired());
-	}
-	fi_reset();
-	assert_int_equal(vmstate_get(f->vm.vm_fd, &st), 0);
-	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++) {
-		int ret;
-
-		fi_reset();
-		err[0] = '\0';
-		fi_ioctl_fail(set[i].req, set[i].nth, EIO);
-		ret = vmstate_set(f->vm.vm_fd, &st, err, sizeof(err));
-		assert_true(fi_all_fired());
-		if (ret != -EIO || !strstr(err, set[i].name))
-			fail_msg("%s #%u failing: %d '%s'", set[i].name, set[i].nth, ret, err);
-	}
+	cpustatefail_vmstate_each(f->vm.vm_fd, &st, false);
 	fi_reset();
 	assert_int_equal(vmstate_set(f->vm.vm_fd, &st, err, sizeof(err)), 0);
 }
