@@ -307,6 +307,17 @@ static int save_to(const char *p, const struct snap_save_opts *o, struct snap_re
 	return snap_save(&vm, p, o, res, err, errlen);
 }
 
+/* A save to @p with @o refused: @want, with a message that says @needle. */
+static void save_refused(const char *p, const struct snap_save_opts *o, int want,
+			 const char *needle)
+{
+	struct snap_result res;
+	char err[1024];
+
+	assert_int_equal(save_to(p, o, &res, err, sizeof(err)), want);
+	assert_non_null(strstr(err, needle));
+}
+
 static void open_ok(const char *p, struct snap_file *f)
 {
 	char err[512];
@@ -445,8 +456,7 @@ static void test_incremental(void **state)
 	char err[1024];
 
 	/* No parent yet. */
-	assert_int_equal(save_to(at("i1.snap"), &o, &res, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "take a full checkpoint first"));
+	save_refused(at("i1.snap"), &o, -EINVAL, "take a full checkpoint first");
 	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
 	fill(9, 1, 0x99);
 	fill(700, 1, 0x78);
@@ -479,22 +489,17 @@ static void test_incremental(void **state)
 
 	/* Not the last checkpoint; another directory; the parent itself. */
 	o.parent = path;
-	assert_int_equal(save_to(at("i3.snap"), &o, &res, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "is not this VM's last checkpoint"));
+	save_refused(at("i3.snap"), &o, -EINVAL, "is not this VM's last checkpoint");
 	o.parent = NULL;
-	assert_int_equal(save_to("/tmp/khyve-snapk-elsewhere.snap", &o, &res, err, sizeof(err)),
-			 -EINVAL);
-	assert_non_null(strstr(err, "goes in the directory of its parent"));
-	assert_int_equal(save_to(at("i2.snap"), &o, &res, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "is its own parent"));
+	save_refused("/tmp/khyve-snapk-elsewhere.snap", &o, -EINVAL,
+		     "goes in the directory of its parent");
+	save_refused(at("i2.snap"), &o, -EINVAL, "is its own parent");
 	/* The parent replaced since by another file: it is not the pages' parent any more. */
 	write_snap_at(at("i2.snap"), &(struct spec){ 0 });
-	assert_int_equal(save_to(at("i3.snap"), &o, &res, err, sizeof(err)), -ESTALE);
-	assert_non_null(strstr(err, "has changed since it was taken"));
+	save_refused(at("i3.snap"), &o, -ESTALE, "has changed since it was taken");
 	/* Or gone. */
 	assert_int_equal(unlink(at("i2.snap")), 0);
-	assert_int_equal(save_to(at("i3.snap"), &o, &res, err, sizeof(err)), -ENOENT);
-	assert_non_null(strstr(err, "checkpoint: the parent"));
+	save_refused(at("i3.snap"), &o, -ENOENT, "checkpoint: the parent");
 	assert_int_equal(access(at("i3.snap"), F_OK), -1);
 	/* A full checkpoint is a parent again. */
 	assert_int_equal(save_to(at("full.snap"), NULL, &res, err, sizeof(err)), 0);
@@ -514,8 +519,7 @@ static void test_suspend(void **state)
 	assert_int_equal(vm_wait_exit(&vm), VM_EXIT_SUSPENDED);
 	assert_int_equal(dev.resumed, 0);
 	o = (struct snap_save_opts){ .incremental = true };
-	assert_int_equal(save_to(at("i.snap"), &o, &res, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "needs a parent"));
+	save_refused(at("i.snap"), &o, -EINVAL, "needs a parent");
 }
 
 struct sink {
@@ -776,12 +780,10 @@ static void test_incremental_more(void **state)
 
 	assert_int_equal(save_to(path, NULL, &res, err, sizeof(err)), 0);
 	o.parent = at("no-such.snap");
-	assert_int_equal(save_to(at("i1.snap"), &o, &res, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "is not this VM's last checkpoint"));
+	save_refused(at("i1.snap"), &o, -EINVAL, "is not this VM's last checkpoint");
 	o.parent = NULL;
-	assert_int_equal(save_to("/khyve-test-no-such-dir/i1.snap", &o, &res, err, sizeof(err)),
-			 -EINVAL);
-	assert_non_null(strstr(err, "goes in the directory of its parent"));
+	save_refused("/khyve-test-no-such-dir/i1.snap", &o, -EINVAL,
+		     "goes in the directory of its parent");
 
 	fill(30, 1, 0x30);
 	fi_fail(FI_RENAME, 1, EROFS);
@@ -993,13 +995,8 @@ static void test_live_pause_fails(void **state)
 	put_old();
 	live_pause_fails(err, sizeof(err));
 	/* It is no parent; with no live checkpoint, an abort does nothing. */
-	{
-		struct snap_save_opts o = { .incremental = true };
-		struct snap_result res;
-
-		assert_int_equal(save_to(at("i.snap"), &o, &res, err, sizeof(err)), -EINVAL);
-		assert_non_null(strstr(err, "needs a parent"));
-	}
+	save_refused(at("i.snap"), &(struct snap_save_opts){ .incremental = true }, -EINVAL,
+		     "needs a parent");
 	snap_save_live_abort(&vm);
 	assert_null(vm.live);
 }
