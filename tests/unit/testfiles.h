@@ -2,8 +2,8 @@
 /*
  * Files in a test's temporary directory, for the tests of the snapshot writers (test_snapshot,
  * test_snapshot_faults, test_snapshot_fakekvm_faults, test_format_faults, test_target): paths
- * in the directory, how many entries it holds (a failed save leaves no temporary file), and
- * the previous snapshot (OLD_SNAP) that a failed save must leave at its path as it was.
+ * in the directory, how many entries it holds (a failed save leaves no temporary file), host
+ * paths of a saved configuration made absolute into it, and the previous snapshot (OLD_SNAP) that a failed save must leave at its path as it was.
  * Include after <cmocka.h>.
  */
 #ifndef KHYVE_TESTS_TESTFILES_H
@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "config.h"
 
 #define OLD_SNAP "the previous snapshot"
 
@@ -51,6 +53,16 @@ static inline const char *testfile_at(const char *dir, const char *name)
 
 	snprintf(s, sizeof(p[0]), "%s/%s", dir, name);
 	return s;
+}
+
+/* Assert that @c's @key is @prefix followed by @dir/@name: a host path made absolute. */
+static inline void testfile_check_path(const struct config *c, const char *key, const char *prefix,
+				       const char *dir, const char *name)
+{
+	char want[512];
+
+	snprintf(want, sizeof(want), "%s%s/%s", prefix, dir, name);
+	assert_string_equal(config_get(c, key), want);
 }
 
 /* Put the previous snapshot at @path. */
