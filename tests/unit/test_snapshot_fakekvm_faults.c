@@ -913,6 +913,27 @@ static int live_to(const char *p, char *err, size_t errlen)
 }
 
 /*
+ * A live checkpoint to the path (over a previous file) written by @method, nothing of it left
+ * running, the VM running and its device paused and resumed once; @f: the file, opened, of
+ * two extents.  @what names it if it fails.
+ */
+static void live_written(const char *what, const char *method, struct snap_file *f)
+{
+	char err[1024];
+
+	put_old();
+	if (live_to(path, err, sizeof(err)))
+		fail_msg("%s: %s", what, err);
+	assert_string_equal(lw.res.method, method);
+	assert_null(vm.live);
+	assert_false(vm.paused);
+	assert_int_equal(dev.paused, 1);
+	assert_int_equal(dev.resumed, 1);
+	open_ok(path, f);
+	assert_int_equal(f->nextents, 2);
+}
+
+/*
  * A live checkpoint writes the same file as a paused one, with the guest running meanwhile;
  * it is the parent of the next incremental checkpoint, as one that fails is not.
  */
@@ -923,17 +944,8 @@ static void test_live(void **state)
 	struct snap_file f;
 	char err[1024];
 
-	put_old();
-	if (live_to(path, err, sizeof(err)))
-		fail_msg("live: %s", err);
-	assert_string_equal(lw.res.method, "write-protect");
+	live_written("live", "write-protect", &f);
 	assert_true(lw.res.bytes > 3 * PG);
-	assert_null(vm.live);
-	assert_false(vm.paused);
-	assert_int_equal(dev.paused, 1);
-	assert_int_equal(dev.resumed, 1);
-	open_ok(path, &f);
-	assert_int_equal(f.nextents, 2);
 	assert_non_null(snap_file_find(&f, SNAP_SEC_DEV, "fake@pci.0.5.0"));
 	snap_file_close(&f);
 
@@ -1028,16 +1040,7 @@ static void test_live_restored(void **state)
 	char err[1024];
 
 	make_restored();
-	put_old();
-	if (live_to(path, err, sizeof(err)))
-		fail_msg("live of a restored VM: %s", err);
-	assert_string_equal(lw.res.method, "dirty-log");
-	assert_null(vm.live);
-	assert_false(vm.paused);
-	assert_int_equal(dev.paused, 1);
-	assert_int_equal(dev.resumed, 1);
-	open_ok(path, &f);
-	assert_int_equal(f.nextents, 2);
+	live_written("live of a restored VM", "dirty-log", &f);
 	assert_int_equal(f.extents[0].file_offset, f.mem_offset + 3 * PG);
 	assert_int_equal(f.extents[0].length, 2 * PG);
 	snap_file_close(&f);
