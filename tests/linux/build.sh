@@ -2,7 +2,7 @@
 # Build the khyve test kernel: Debian's linux-source-6.1, `make tinyconfig`, the fragment
 # tests/linux/khyve.config, the one-line int3 patch.  The result is cached in build/linux/
 # (vmlinux, its .config, a stamp of what it was built from) and not rebuilt while the fragment,
-# the patch and the source are unchanged.  About 6 minutes on 2 cores.
+# the patch and the source are unchanged.  6 to 10 minutes on 2 cores.
 #
 #   tests/linux/build.sh [--force]        (OUT=dir to build elsewhere, JOBS=n)
 #   EXTRA_CONFIG=file tests/linux/build.sh  appends another fragment (e.g. rcutorture)

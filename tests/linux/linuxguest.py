@@ -51,7 +51,7 @@ def kernel_image(build=True):
         return CACHED
     if not build:
         return None
-    # Built once into build/linux/ (about 6 minutes on 2 cores); later runs reuse it.
+    # Built once into build/linux/ (6 to 10 minutes on 2 cores); later runs reuse it.
     subprocess.run([os.path.join(HERE, "build.sh")], check=True)
     return CACHED
 
