@@ -344,8 +344,9 @@ void *vm_map_aligned(size_t size, int flags, int fd, off_t off)
 	void *p;
 
 	/*
-	 * Guest RAM at a 2 MiB-aligned host address (and file offset), so the host can back it,
-	 * and KVM map it, with huge pages.  Reserve room, then map over the aligned part.
+	 * Guest RAM at a 2 MiB-aligned host address (and file offset): KVM maps a 2 MiB guest
+	 * page only where the host's page is one too, and the host's page cache may hold large
+	 * folios of a snapshot file.  Reserve room, then map over the aligned part.
 	 */
 	area = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
 		    0);
@@ -363,6 +364,14 @@ void *vm_map_aligned(size_t size, int flags, int fd, off_t off)
 	if (start > area)
 		munmap(area, (size_t)(start - area));
 	munmap(start + size, (size_t)(area + size + align - (start + size)));
+	/*
+	 * No transparent huge pages: everything snapshots do with guest RAM is per 4 KiB page
+	 * (the pages a save stores, dirty tracking's pagemap scan, a clone's copied pages), and
+	 * a host whose THP setting is "always" (Debian's default) would back, track and save a
+	 * whole 2 MiB at a guest's first touch of one page.  Where THP is "madvise" or "never"
+	 * this changes nothing.
+	 */
+	madvise(p, size, MADV_NOHUGEPAGE);
 	return p;
 }
 

@@ -162,7 +162,10 @@ void vm_init_bare(struct vm *vm, bool manual_clock);
 int vm_create(struct vm *vm, struct config *cfg, char *err, size_t errlen);
 void vm_destroy(struct vm *vm);
 int vm_add_memory(struct vm *vm, uint64_t ram_size);
-/* mmap(@flags, @fd, @off) of @size bytes of guest RAM at a 2 MiB-aligned address. */
+/*
+ * mmap(@flags, @fd, @off) of @size bytes of guest RAM at a 2 MiB-aligned address, without
+ * transparent huge pages (snapshots track and save guest RAM per 4 KiB page).
+ */
 void *vm_map_aligned(size_t size, int flags, int fd, off_t off);
 /*
  * khyve -R (snap/migrate.c): make the KVM VM and register guest RAM of @ram_size, mapped

@@ -47,8 +47,8 @@ static inline void bl_vm_make(struct bl_vm *b, uint64_t r0, uint64_t r1)
 	b->vm.cfg = &b->cfg;
 	for (unsigned i = 0; i < 2; i++) {
 		uint64_t size = i ? r1 : r0;
-		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-			       0);
+		/* Mapped as khyve maps guest RAM (no transparent huge pages, vm.h). */
+		void *p = vm_map_aligned(size, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		assert_true(p != MAP_FAILED);
 		b->vm.mem[i] = (struct mem_region){ i ? 0x100000000ULL : 0, size, p, i };

@@ -39,9 +39,9 @@ static int make_ram(int fd)
 	memset(&vm, 0, sizeof(vm));
 	for (unsigned i = 0; i < 2; i++) {
 		uint64_t size = i ? R1 : R0;
-		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | (fd < 0 ? MAP_ANONYMOUS : 0), fd,
-			       fd < 0 ? 0 : (off_t)(i ? R0 : 0));
+		/* Mapped as khyve maps guest RAM (no transparent huge pages, vm.h). */
+		void *p = vm_map_aligned(size, MAP_PRIVATE | (fd < 0 ? MAP_ANONYMOUS : 0), fd,
+					 fd < 0 ? 0 : (off_t)(i ? R0 : 0));
 
 		if (p == MAP_FAILED)
 			return -errno;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -299,6 +300,51 @@ static void test_many_extents(void **state)
 	vm_destroy(&vm);
 }
 
+/* The VmFlags of the mapping at @hva in /proc/self/smaps (empty when it is not found). */
+static void vm_flags_of(const void *hva, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false;
+
+	out[0] = 0;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' '))
+			in = lo <= (uintptr_t)hva && (uintptr_t)hva < hi;
+		else if (in && !strncmp(line, "VmFlags:", 8)) {
+			snprintf(out, len, "%s", line + 8);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/*
+ * Guest RAM is advised off transparent huge pages (vm.h): on a host whose THP setting is
+ * "always", one touched 4 KiB page would otherwise be backed, saved and tracked as 2 MiB.
+ */
+static void test_ram_without_thp(void **state)
+{
+	struct vm vm;
+	char flags[512];
+	uint64_t bytes = 0;
+
+	vm_init_bare(&vm, true);
+	assert_int_equal(vm_add_memory(&vm, 2 * RAM), 0);
+	vm_flags_of(vm.mem[0].hva, flags, sizeof(flags));
+	assert_non_null(strstr(flags, " nh"));
+	assert_null(strstr(flags, " hg"));
+	/* One page touched is one page, whatever the host's THP setting. */
+	fill(&vm, 1, 1, 0x11);
+	assert_int_equal(snap_memory_touched(&vm, NULL, &bytes), 0);
+	assert_int_equal(bytes, PG);
+	vm_destroy(&vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +352,7 @@ int main(void)
 		cmocka_unit_test(test_map_layout_refused),
 		cmocka_unit_test_setup_teardown(test_save_over_backing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_extents, setup, teardown),
+		cmocka_unit_test(test_ram_without_thp),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,8 +28,8 @@ static inline int tworam_make(struct vm *vm, uint64_t r0, uint64_t r1)
 	memset(vm, 0, sizeof(*vm));
 	for (unsigned i = 0; i < 2; i++) {
 		uint64_t size = i ? r1 : r0;
-		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-			       0);
+		/* Mapped as khyve maps guest RAM (no transparent huge pages, vm.h). */
+		void *p = vm_map_aligned(size, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		if (p == MAP_FAILED)
 			return -errno;
