@@ -1,7 +1,14 @@
 #!/bin/sh
 # Run a command with a real /dev/kvm on a host that has none.
 #
-#   scripts/kvm-in-tcg.sh [-c CPUS] [-m MEM] [-l LOG] COMMAND [ARG...]
+#   scripts/kvm-in-tcg.sh [-c CPUS] [-m MEM] [-l LOG] [-S] COMMAND [ARG...]
+#
+# -c CPUS and -m MEM size the emulated machine (2, 12G), -l LOG takes its console instead of
+# standard output.  Each of its CPUs is a host thread (QEMU's multi-threaded TCG); the guest
+# kernel has been seen once to oops on an `int3` its own code patching left behind (a race of
+# cross-modifying code).  -S has the CPUs take turns on one thread instead, which avoids that
+# race but stalls KVM's 1-vCPU guests for minutes (a soft lockup in the vCPU's thread), so the
+# default is the threads.
 #
 # Boots Debian's own kernel under QEMU's software emulator (TCG) with its AMD SVM emulation
 # (nested paging included), loads kvm-amd there, and runs COMMAND in this checkout with the
@@ -11,7 +18,8 @@
 # exercises the hardware-virtualisation paths a PVM host never takes.  Everything runs several
 # times slower than on a KVM host: use it for correctness, and for ratios against a peer
 # measured inside the same emulated machine, never for absolute figures.  Build on the host
-# first: compiling inside is slow.
+# first: compiling inside is slow.  THP=always|madvise|never sets transparent huge pages
+# (Debian's kernel: always).
 #
 # Needs root (9p passthrough), qemu-system-x86 and Debian's package archive; the kernel and
 # busybox packages are fetched once into build/kvm-in-tcg/.
@@ -20,8 +28,10 @@ set -eu
 cpus=2
 mem=12G
 log=
-while getopts c:m:l: opt; do
+tcg_threads=multi
+while getopts c:m:l:S opt; do
 	case $opt in
+	S) tcg_threads=single ;;
 	c) cpus=$OPTARG ;;
 	m) mem=$OPTARG ;;
 	l) log=$OPTARG ;;
@@ -78,6 +88,7 @@ for m in $(for f in $mods; do basename "$f"; done | tr '\n' ' '); do \$b insmod 
 \$b mount -t ext4 /dev/vda /newroot/tmp && \$b chmod 1777 /newroot/tmp ||
 	echo "kvm-in-tcg: no scratch disk for /tmp"
 \$b ip link set lo up
+[ -z "${THP:-}" ] || echo "${THP:-}" >/sys/kernel/mm/transparent_hugepage/enabled
 [ -c /dev/kvm ] || echo "kvm-in-tcg: no /dev/kvm inside (no SVM in this QEMU?)"
 \$b chroot /newroot /usr/bin/env -i HOME=\${HOME:-/root} TERM=dumb /bin/sh "$run/job.sh"
 echo \$? >"/newroot$run/rc"; \$b sync
@@ -99,7 +110,7 @@ truncate -s "${SCRATCH:-64G}" "$run/scratch.img"
 mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 "$run/scratch.img"
 
 out=${log:-/dev/stdout}
-qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$cpus" -m "$mem" \
+qemu-system-x86_64 -accel tcg,thread="$tcg_threads" -cpu max -smp "$cpus" -m "$mem" \
 	-nographic -no-reboot -nodefaults -serial stdio \
 	-kernel "$dir/root/boot/vmlinuz-$kver" -initrd "$run/initrd.gz" \
 	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off" \
