@@ -344,9 +344,9 @@ void *vm_map_aligned(size_t size, int flags, int fd, off_t off)
 	void *p;
 
 	/*
-	 * Guest RAM at a 2 MiB-aligned host address (and file offset): KVM maps a 2 MiB guest
-	 * page only where the host's page is one too, and the host's page cache may hold large
-	 * folios of a snapshot file.  Reserve room, then map over the aligned part.
+	 * Guest RAM at a 2 MiB-aligned host address (and file offset), the layout a backing with
+	 * huge pages would need (KVM maps a 2 MiB guest page only over a 2 MiB host page); it
+	 * costs nothing.  Reserve room, then map over the aligned part.
 	 */
 	area = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
 		    0);
