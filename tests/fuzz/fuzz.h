@@ -55,6 +55,12 @@ static inline uint64_t fz_u64(struct fz *f)
 	return fz_uint(f, 8);
 }
 
+/* An access size, 1, 2 or 4, from one byte (what fz_put_size writes). */
+static inline unsigned fz_size(struct fz *f)
+{
+	return 1U << (fz_u8(f) % 3);
+}
+
 /*
  * Up to @len bytes in place: *@got says how many there were (fewer at the end of the input).
  * The pointer is valid (not NULL) even when *@got is 0.
@@ -101,6 +107,11 @@ void fz_seed_start(struct fz_seed *s);
 /* Append the low @n bytes (n <= 8) of @v, little endian: what fz_uint(f, n) reads back. */
 void fz_put(struct fz_seed *s, uint64_t v, unsigned n);
 void fz_put_bytes(struct fz_seed *s, const void *p, size_t n);
+/* Append access size @size (1, 2 or 4) as the byte fz_size() reads back. */
+static inline void fz_put_size(struct fz_seed *s, unsigned size)
+{
+	fz_put(s, size == 4 ? 2 : size == 2 ? 1 : 0, 1);
+}
 /* Write the seed to $FUZZ_WRITE_SEEDS/@name and free it. */
 void fz_seed_write(struct fz_seed *s, const char *name);
 

@@ -136,11 +136,6 @@ static void identity(struct dev *d)
 	fz_dev_identity(d, d->ops->version, "bootrom");
 }
 
-static unsigned size_of(uint8_t b)
-{
-	return 1U << (b % 3);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -173,34 +168,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 0:
 			off = fz_uint(&f, 3) % (BIOS_AREA_END - BIOS_AREA_BASE);
 			v = fz_u32(&f);
-			sz = size_of(fz_u8(&f));
+			sz = fz_size(&f);
 			bus_rw(&vm.mmio, BIOS_AREA_BASE + off, v, sz, true);
 			break;
 		case 1:
 			off = fz_uint(&f, 3) % (BIOS_AREA_END - BIOS_AREA_BASE);
-			sz = size_of(fz_u8(&f));
+			sz = fz_size(&f);
 			if (off + sz <= BIOS_AREA_END - BIOS_AREA_BASE)
 				check_read(&vm, BIOS_AREA_BASE + off, sz);
 			break;
 		case 2:
 			off = fz_u16(&f) % VARS_SIZE;
 			v = fz_u32(&f);
-			sz = size_of(fz_u8(&f));
+			sz = fz_size(&f);
 			bus_rw(&vm.mmio, VARS_AT + off, v, sz, true);
 			break;
 		case 3:
 			off = fz_u16(&f) % VARS_SIZE;
-			bus_rw(&vm.mmio, VARS_AT + off, 0, size_of(fz_u8(&f)), false);
+			bus_rw(&vm.mmio, VARS_AT + off, 0, fz_size(&f), false);
 			break;
 		case 4:
 			reg = fz_u8(&f);
 			v = fz_u32(&f);
-			sz = size_of(fz_u8(&f));
+			sz = fz_size(&f);
 			hb(&vm, reg & ~(sz - 1), v, sz, true);
 			break;
 		case 5:
 			reg = fz_u8(&f);
-			sz = size_of(fz_u8(&f));
+			sz = fz_size(&f);
 			hb(&vm, reg & ~(sz - 1), 0, sz, false);
 			break;
 		case 6: {
@@ -231,7 +226,7 @@ static void cfg_write(struct fz_seed *s, unsigned reg, uint32_t v, unsigned size
 	fz_put(s, 4, 1);
 	fz_put(s, reg, 1);
 	fz_put(s, v, 4);
-	fz_put(s, size == 4 ? 2 : size == 2 ? 1 : 0, 1);
+	fz_put_size(s, size);
 }
 
 static void vars_write(struct fz_seed *s, unsigned off, uint8_t v)

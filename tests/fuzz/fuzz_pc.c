@@ -88,7 +88,7 @@ static void run(struct fx *x, struct fz *f)
 		case 1: {
 			unsigned d = fz_u8(f) % NPORTS, off = fz_u8(f) % ports[d].len;
 			uint32_t v = op == 0 ? fz_u32(f) : 0;
-			unsigned size = 1U << (fz_u8(f) % 3);
+			unsigned size = fz_size(f);
 
 			access(&x->vm.pio, ports[d].port + off, v, size, op == 0);
 			break;
@@ -186,7 +186,7 @@ static void out(struct fz_seed *s, unsigned dev, unsigned off, uint32_t v, unsig
 	fz_put(s, dev, 1);
 	fz_put(s, off, 1);
 	fz_put(s, v, 4);
-	fz_put(s, size == 4 ? 2 : size == 2 ? 1 : 0, 1);
+	fz_put_size(s, size);
 }
 
 static void in(struct fz_seed *s, unsigned dev, unsigned off, unsigned size)
@@ -194,7 +194,7 @@ static void in(struct fz_seed *s, unsigned dev, unsigned off, unsigned size)
 	fz_put(s, 1, 1);
 	fz_put(s, dev, 1);
 	fz_put(s, off, 1);
-	fz_put(s, size == 4 ? 2 : size == 2 ? 1 : 0, 1);
+	fz_put_size(s, size);
 }
 
 static void hpet_w(struct fz_seed *s, unsigned off, uint64_t v)

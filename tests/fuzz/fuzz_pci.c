@@ -103,7 +103,7 @@ static void run(struct vm *vm, struct pci_dev *pd, struct fz *f)
 		case 1: {
 			unsigned off = fz_u8(f) % 4;
 			uint32_t v = fz_u32(f);
-			unsigned size = 1U << (fz_u8(f) % 3);
+			unsigned size = fz_size(f);
 
 			access(&vm->pio, 0xCFC + (off & ~(size - 1)), v, size, fz_u8(f) & 1);
 			break;
@@ -113,7 +113,7 @@ static void run(struct vm *vm, struct pci_dev *pd, struct fz *f)
 			unsigned slot = dv % 4 == 3 ? (dv >> 2) % 32 : slots[dv % 4];
 			unsigned off = fz_u16(f) % 4096;
 			uint32_t v = fz_u32(f);
-			unsigned size = 1U << (fz_u8(f) % 3);
+			unsigned size = fz_size(f);
 
 			access(&vm->mmio,
 			       PCI_ECAM_BASE + ((uint64_t)slot << 15) + (off & ~(size - 1)), v,
@@ -195,7 +195,7 @@ static void ecam(struct fz_seed *s, unsigned slot_sel, unsigned off, uint32_t v,
 	fz_put(s, slot_sel, 1);
 	fz_put(s, off, 2);
 	fz_put(s, v, 4);
-	fz_put(s, size == 4 ? 2 : size == 2 ? 1 : 0, 1);
+	fz_put_size(s, size);
 	fz_put(s, w, 1);
 }
 
